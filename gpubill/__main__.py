@@ -1,0 +1,5 @@
+import sys
+
+from gpubill.cli import main
+
+sys.exit(main())

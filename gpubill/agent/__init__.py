@@ -1,0 +1,1 @@
+"""The metering agent: NVML sampling, job attribution, durable spool, delivery."""

@@ -1,0 +1,109 @@
+"""The `gpubill` command.
+
+Each subcommand lives in its own module under ``gpubill.cli`` and is imported
+only when it runs, so ``gpubill check`` never pays for numba, numpy or the
+HTTP stack. A command module defines::
+
+    HELP = "one line"
+    def add_arguments(parser: argparse.ArgumentParser) -> None: ...
+    def run(args: argparse.Namespace) -> int: ...
+
+Exit codes (also in ``gpubill --help`` and docs/cli.md):
+0 ok, 1 invalid input or failed check, 2 usage error, 3 I/O or store error,
+4 policy gate failed, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_IO = 3
+EXIT_POLICY = 4
+EXIT_INTERRUPTED = 130
+
+#: command name -> (module, one-line help). Modules are imported lazily.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("gpubill.cli.check", "validate .bill files (silent when clean)"),
+    "fmt": ("gpubill.cli.fmt", "format .bill files canonically"),
+    "ingest": ("gpubill.cli.ingest", "ingest events from JSONL, CSV or Lago batch JSON"),
+    "events": ("gpubill.cli.events", "list, show and re-submit events; quarantine"),
+    "keys": ("gpubill.cli.keys", "manage API keys for `gpubill serve`"),
+    "serve": ("gpubill.cli.serve", "run the Lago-compatible events API"),
+    "rate": ("gpubill.cli.rate", "rate a period of events against contracts"),
+    "import": ("gpubill.cli.importer", "import Lago objects into .bill files"),
+    "demo": ("gpubill.cli.demo", "generate, ingest and rate a realistic month"),
+}
+
+EPILOG = """exit codes:
+  0    ok
+  1    invalid input or failed check
+  2    usage error
+  3    I/O or store error
+  4    policy gate failed
+  130  interrupted
+"""
+
+
+class CliError(Exception):
+    """A user-facing error: one line on stderr and an exit code, no traceback."""
+
+    def __init__(self, message: str, code: int = EXIT_INVALID):
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser(load_commands: str | None = None) -> argparse.ArgumentParser:
+    from gpubill import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="gpubill",
+        description="Pricing as code for GPU compute.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"gpubill {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        # Only the command that runs has its module imported.
+        if load_commands == name:
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(_module=mod)
+    return parser
+
+
+def _command_name(argv: list[str]) -> str | None:
+    for a in argv:
+        if a in COMMANDS:
+            return a
+        if not a.startswith("-"):
+            return None
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name = _command_name(argv)
+    parser = build_parser(load_commands=name)
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        code = args._module.run(args)
+    except CliError as e:
+        print(f"gpubill: error: {e}", file=sys.stderr)
+        code = e.code
+    except KeyboardInterrupt:
+        print("gpubill: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except BrokenPipeError:
+        code = EXIT_OK
+    return code

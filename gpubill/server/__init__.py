@@ -1,0 +1,1 @@
+"""The HTTP events API (Lago-compatible), a thin shell over the store."""

@@ -1,0 +1,1 @@
+"""The reviewer terminal UI (Textual)."""
