@@ -1,0 +1,66 @@
+"""Semantic checks over a resolved catalog.
+
+Each check is a plain function `check_x(catalog) -> Iterable[Diagnostic]`;
+`CHECKS` runs them in order (beancount style). All diagnostics are collected:
+one bad block never hides the others. The rule ids are stable and each one is
+documented with a bad and a good example in docs/diagnostics.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from gpubill.dsl import ast
+from gpubill.dsl.diagnostics import Diagnostic, sort_key
+from gpubill.dsl.load import load_paths
+from gpubill.dsl.parse import parse
+from gpubill.dsl.resolve import Catalog, resolve
+
+Check = Callable[[Catalog], Iterable[Diagnostic]]
+
+
+def _checks() -> tuple[Check, ...]:
+    from gpubill.dsl.checks import CHECKS
+
+    return CHECKS
+
+
+def check_catalog(catalog: Catalog) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for fn in _checks():
+        out.extend(fn(catalog))
+    return out
+
+
+def check_documents(docs: list[ast.Document]) -> tuple[Catalog, list[Diagnostic]]:
+    catalog, diags = resolve(docs)
+    diags = diags + check_catalog(catalog)
+    return catalog, diags
+
+
+def check_paths(paths: list[str]) -> tuple[Catalog, dict[str, str], list[Diagnostic]]:
+    """Load, resolve and check every `.bill` file under the paths."""
+    docs, sources, diags = load_paths(paths)
+    catalog, more = check_documents(docs)
+    return catalog, sources, sorted(_dedupe(diags + more), key=sort_key)
+
+
+def check_sources(sources: dict[str, str]) -> tuple[Catalog, list[Diagnostic]]:
+    """The same on in-memory sources (path -> text): for tests and tools."""
+    docs, diags = [], []
+    for path, text in sources.items():
+        doc, ds = parse(text, path)
+        docs.append(doc)
+        diags.extend(ds)
+    catalog, more = check_documents(docs)
+    return catalog, sorted(_dedupe(diags + more), key=sort_key)
+
+
+def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
+    seen, out = set(), []
+    for d in diags:
+        key = (d.rule, d.message, d.span)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out

@@ -1,0 +1,864 @@
+"""Text -> typed IR, with syntax errors in the user's words.
+
+One entry point: `parse(text, path) -> (Document, diagnostics)`. The Lark
+LALR parser is built once per process. A file is split into top-level blocks
+(a line starting with `entity`, `metric`, `plan`, `contract` or `test`), and
+each block is parsed on its own, so one bad block never hides the rest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from importlib import resources
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.lexer import PatternStr
+
+from gpubill.dsl import ast
+from gpubill.dsl.diagnostics import Diagnostic, did_you_mean, error
+
+BLOCK_KEYWORDS = ("entity", "metric", "plan", "contract", "test")
+_BLOCK_START = re.compile(r"^(entity|metric|plan|contract|test)\b", re.M)
+
+#: How regex terminals are named in messages (never the grammar's names).
+TERMINAL_WORDS = {
+    "NAME": "a name",
+    "UNIT": "a unit (hour, second, token, GB-hour, ...)",
+    "CURRENCY": "a currency code (USD, EUR, ...)",
+    "STRING": 'a quoted string like "H100-SXM"',
+    "NUMBER": "a number",
+    "NEG": '"-"',
+    "SIGNED_INT": "a whole number",
+    "PERCENT": "a percentage like 20%",
+    "DATETIME": "a date-time like 2026-10-01T00:00Z",
+    "DATE": "a date like 2026-10-01",
+    "MONTH": "a month like 2026-10",
+    "VERSION_ID": "a version like 2",
+    "ROUND_FN": "round, ceil or floor",
+    "ROUND_MODE": "a rounding mode (half_up, half_even, down, ...)",
+    "INTERVAL": "weekly, monthly, quarterly or yearly",
+    "ANCHOR": "calendar or anniversary",
+    "TIMING": "advance or arrears",
+    "PERIOD_WORD": "period, month, quarter, year or term",
+    "CREDIT_KIND": "granted or paid",
+    "FAILURE_KIND": "infrastructure or user",
+    "IDLE_KIND": "allocation, utilization or hybrid",
+    "EXPECT_WHAT": "charge, units, total or events",
+    "AGG_COUNT": '"count"',
+    "AGG_SUM": '"sum"',
+    "AGG_MAX": '"max"',
+    "AGG_LATEST": '"latest"',
+    "AGG_UNIQUE": '"unique"',
+    "AGG_WEIGHTED": '"weighted"',
+    "$END": "the end of the file",
+}
+
+_SUFFIX = {"k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12}
+
+
+@lru_cache(maxsize=1)
+def parser() -> Lark:
+    grammar = resources.files("gpubill").joinpath("grammar.lark").read_text()
+    return Lark(
+        grammar,
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        cache=True,
+    )
+
+
+def parse(text: str, path: str = "<string>") -> tuple[ast.Document, list[Diagnostic]]:
+    """Parse one file. Never raises on bad input: problems come back as diagnostics."""
+    diags: list[Diagnostic] = []
+    blocks: list[ast.Block] = []
+    if "\t" in text:
+        text = text.expandtabs(4)
+    for start_line, chunk in _chunks(text):
+        padded = "\n" * (start_line - 1) + chunk
+        try:
+            tree = parser().parse(padded)
+        except UnexpectedInput as e:
+            diags.append(_syntax_diagnostic(e, padded, path))
+            continue
+        try:
+            builder = _Build(path)
+            blocks.extend(builder.transform(tree))
+        except VisitError as e:  # a bug in the builder must not become a traceback
+            inner = e.orig_exc
+            if isinstance(inner, _BuildError):
+                diags.append(inner.diag)
+                continue
+            raise
+        diags.extend(builder.diags)
+    return ast.Document(path, tuple(blocks)), diags
+
+
+def _chunks(text: str):
+    """Split at lines that start a top-level block; text before the first is a chunk too."""
+    starts = [m.start() for m in _BLOCK_START.finditer(text)]
+    if not starts or starts[0] != 0:
+        starts.insert(0, 0)
+    starts.append(len(text))
+    for a, b in zip(starts, starts[1:]):
+        chunk = text[a:b]
+        if chunk.strip() == "" or _only_comments(chunk):
+            continue
+        yield text.count("\n", 0, a) + 1, chunk
+
+
+def _only_comments(chunk: str) -> bool:
+    return all(not ln.strip() or ln.lstrip().startswith("#") for ln in chunk.splitlines())
+
+
+# ---------------------------------------------------------------- syntax errors
+
+
+def _describe_expected(names) -> list[str]:
+    terms = {t.name: t for t in parser().terminals}
+    words = set()
+    for n in names:
+        if n in TERMINAL_WORDS:
+            words.add(TERMINAL_WORDS[n])
+            continue
+        t = terms.get(n)
+        if t is not None and isinstance(t.pattern, PatternStr):
+            words.add(f'"{t.pattern.value}"')
+        elif t is not None and set(t.pattern.value) <= set("abcdefghijklmnopqrstuvwxyz_-|()?: "):
+            alts = [a for a in re.split(r"[|()]", t.pattern.value.replace("(?:", "")) if a.strip()]
+            words.update(f'"{a.strip()}"' for a in alts)
+        else:
+            words.add(n.lower())
+    return sorted(words, key=lambda w: (w.startswith('"') is False, w))
+
+
+def _syntax_diagnostic(e: UnexpectedInput, text: str, path: str) -> Diagnostic:
+    line = getattr(e, "line", 1) or 1
+    col = getattr(e, "column", 1) or 1
+    if isinstance(e, UnexpectedToken):
+        tok = e.token
+        if tok.type == "$END":
+            lines = text.splitlines() or [""]
+            line, col = len(lines), len(lines[-1]) + 1
+            found = "the end of the block"
+            width = 1
+        else:
+            found = f'"{tok.value}"'
+            width = max(1, len(str(tok.value)))
+        expected = _describe_expected(e.expected)
+    elif isinstance(e, UnexpectedCharacters):
+        bad = text[e.pos_in_stream : e.pos_in_stream + 1]
+        word = re.match(r"[A-Za-z0-9_.%-]+", text[e.pos_in_stream :])
+        found = f'"{word.group(0)}"' if word else f'"{bad}"'
+        width = len(word.group(0)) if word else 1
+        expected = _describe_expected(e.allowed or ())
+    else:  # UnexpectedEOF
+        found, width = "the end of the file", 1
+        expected = _describe_expected(getattr(e, "expected", ()) or ())
+    span = ast.Span(path, line, col, line, col + width)
+    hints: tuple[str, ...] = ()
+    keywords = [w.strip('"') for w in expected if w.startswith('"')]
+    if found.startswith('"') and keywords:
+        hints = did_you_mean(found.strip('"'), keywords)
+    if len(expected) > 8:
+        shown = ", ".join(expected[:8]) + ", ..."
+    else:
+        shown = ", ".join(expected)
+    msg = f"unexpected {found}" + (f"; expected {shown}" if shown else "")
+    return error("syntax", msg, span, hints=hints)
+
+
+# ---------------------------------------------------------------- building the IR
+
+
+class _BuildError(Exception):
+    def __init__(self, diag: Diagnostic):
+        self.diag = diag
+
+
+def _num(text: str) -> Decimal:
+    t = text.replace("_", "")
+    mult = Decimal(1)
+    if t and t[-1] in _SUFFIX:
+        mult = _SUFFIX[t[-1]]
+        t = t[:-1]
+    return Decimal(t) * mult
+
+
+def _when(tok: Token, path: str) -> ast.When:
+    text = str(tok)
+    value: dt.date | dt.datetime | None
+    try:
+        if tok.type == "DATE":
+            value = dt.date.fromisoformat(text)
+        else:
+            value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        value = None
+    return ast.When(value, text, span=_tspan(tok, path))
+
+
+def _tspan(tok: Token, path: str) -> ast.Span:
+    return ast.Span(path, tok.line, tok.column, tok.end_line, tok.end_column)
+
+
+class _Clause:
+    """One clause inside a block, before the block assembles its fields."""
+
+    __slots__ = ("kind", "value", "span")
+
+    def __init__(self, kind: str, value, span: ast.Span):
+        self.kind, self.value, self.span = kind, value, span
+
+
+# Block fields that may appear once, and those collected into tuples.
+_SINGLE = {
+    "entity": {"display_name", "currency", "timezone", "invoice_prefix", "numbering", "invoice_grace"},
+    "metric": {"event", "aggregation", "rounding", "recurring"},
+    "plan": {"currency", "billing", "timezone", "fee", "rounding", "progressive"},
+    "contract": {
+        "customer", "subscription", "entity", "plan", "starts", "ends", "timezone", "progressive",
+        "budget", "late_events", "preemption", "idle", "invoice_grace",
+    },
+    "test": {"contract", "period"},
+    "charge": {"timing", "minimum_spend", "rounding", "prorated", "group_by"},
+}
+_MULTI = {
+    "entity": {"taxes"},
+    "metric": {"per_event", "dimensions"},
+    "plan": {"charges"},
+    "contract": {"overrides", "commits", "reserves", "credits", "discounts", "failure_policies"},
+    "test": {"usages", "expects"},
+    "charge": {"filters", "windows"},
+}
+_WORD = {
+    "display_name": "name", "invoice_prefix": "invoice prefix", "invoice_grace": "invoice grace",
+    "event": "event", "aggregation": "aggregation", "late_events": "late events", "idle": "idle",
+    "minimum_spend": "minimum spend", "group_by": "group by", "timing": "in advance/in arrears",
+}
+
+
+@v_args(inline=True)
+class _Build(Transformer):
+    def __init__(self, path: str):
+        super().__init__(visit_tokens=False)
+        self.path = path
+        self.diags: list[Diagnostic] = []
+
+    # -------------------------------------------------------------- helpers
+    def _sp(self, meta) -> ast.Span:
+        return ast.Span(self.path, meta.line, meta.column, meta.end_line, meta.end_column)
+
+    def _t(self, tok: Token) -> ast.Span:
+        return _tspan(tok, self.path)
+
+    def _ref(self, tok: Token) -> ast.Ref:
+        return ast.Ref(str(tok), span=self._t(tok))
+
+    def _str(self, tok: Token) -> ast.Str:
+        raw = str(tok)[1:-1]
+        value = re.sub(r"\\(.)", r"\1", raw)
+        return ast.Str(value, span=self._t(tok))
+
+    def _number(self, tok: Token) -> ast.Number:
+        return ast.Number(_num(str(tok)), str(tok), span=self._t(tok))
+
+    def _percent(self, tok: Token) -> ast.Percent:
+        return ast.Percent(Decimal(str(tok)[:-1]), span=self._t(tok))
+
+    def _assemble(self, block: str, cls, head: dict, clauses, span: ast.Span):
+        fields = dict(head)
+        seen: dict[str, ast.Span] = {}
+        multi = {k: [] for k in _MULTI[block]}
+        for c in clauses:
+            if not isinstance(c, _Clause):
+                continue
+            if c.kind in multi:
+                multi[c.kind].append(c.value)
+            elif c.kind in _SINGLE[block]:
+                if c.kind in seen:
+                    word = _WORD.get(c.kind, c.kind.replace("_", " "))
+                    self.diags.append(
+                        error(
+                            "duplicate-clause",
+                            f'"{word}" is given twice in this {block}',
+                            c.span,
+                            hints=("keep one of them",),
+                            notes=(("first given", seen[c.kind]),),
+                        )
+                    )
+                    continue
+                seen[c.kind] = c.span
+                fields[c.kind] = c.value
+        for k, v in multi.items():
+            fields[k] = tuple(v)
+        return cls(**fields, span=span)
+
+    # -------------------------------------------------------------- top level
+    def start(self, *blocks):
+        return list(blocks)
+
+    # -------------------------------------------------------------- entities
+    @v_args(meta=True, inline=True)
+    def entity(self, meta, name, *clauses):
+        out = []
+        for c in clauses:
+            if c.kind == "invoice_prefix":
+                prefix, numbering = c.value
+                out.append(_Clause("invoice_prefix", prefix, c.span))
+                if numbering is not None:
+                    out.append(_Clause("numbering", numbering, c.span))
+            else:
+                out.append(c)
+        clauses = out
+        return self._assemble("entity", ast.Entity, {"name": self._ref(name)}, clauses, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def display_name(self, meta, s):
+        return _Clause("display_name", self._str(s), self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def currency(self, meta, code):
+        return _Clause("currency", self._ref(code), self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def timezone(self, meta, s):
+        return _Clause("timezone", self._str(s), self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def tax(self, meta, name, rate):
+        return _Clause("taxes", ast.Tax(self._str(name), self._percent(rate), span=self._sp(meta)), self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def invoice_prefix(self, meta, prefix, numbering=None):
+        sp = self._sp(meta)
+        # numbering rides along with the prefix clause
+        return _Clause("invoice_prefix", (self._str(prefix), self._ref(numbering) if numbering else None), sp)
+
+    @v_args(meta=True, inline=True)
+    def invoice_grace(self, meta, q):
+        return _Clause("invoice_grace", q, self._sp(meta))
+
+    # -------------------------------------------------------------- metrics
+    @v_args(meta=True, inline=True)
+    def metric(self, meta, name, *clauses):
+        return self._assemble("metric", ast.Metric, {"name": self._ref(name)}, clauses, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def event_code(self, meta, name):
+        return _Clause("event", self._ref(name), self._sp(meta))
+
+    def _agg(self, meta, kind, expr=None, unit=None, field=None):
+        node = ast.Aggregation(kind, expr=expr, field=field, unit=unit, span=self._sp(meta))
+        return _Clause("aggregation", node, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def agg_count(self, meta, _kw):
+        return self._agg(meta, "count")
+
+    @v_args(meta=True, inline=True)
+    def agg_sum(self, meta, _kw, expr, unit=None):
+        return self._agg(meta, "sum", expr, unit)
+
+    @v_args(meta=True, inline=True)
+    def agg_max(self, meta, _kw, expr, unit=None):
+        return self._agg(meta, "max", expr, unit)
+
+    @v_args(meta=True, inline=True)
+    def agg_latest(self, meta, _kw, expr, unit=None):
+        return self._agg(meta, "latest", expr, unit)
+
+    @v_args(meta=True, inline=True)
+    def agg_weighted_sum(self, meta, _kw, expr, unit=None):
+        return self._agg(meta, "weighted_sum", expr, unit)
+
+    @v_args(meta=True, inline=True)
+    def agg_unique_count(self, meta, _kw, field):
+        return self._agg(meta, "unique_count", field=self._ref(field))
+
+    def unit_in(self, tok):
+        return ast.Unit(str(tok), span=self._t(tok))
+
+    @v_args(meta=True, inline=True)
+    def per_event(self, meta, prop, *opts):
+        kw = {}
+        for kind, q in opts:
+            if kind in kw:
+                self.diags.append(error("duplicate-clause", f'"{kind}" is given twice for this property', q.span))
+            kw[kind] = q
+        node = ast.PerEvent(self._ref(prop), span=self._sp(meta), **kw)
+        return _Clause("per_event", node, self._sp(meta))
+
+    def increment(self, q):
+        return ("increment", q)
+
+    def pe_minimum(self, q):
+        return ("minimum", q)
+
+    def pe_maximum(self, q):
+        return ("maximum", q)
+
+    @v_args(meta=True, inline=True)
+    def dimension(self, meta, name, values=None):
+        node = ast.Dimension(self._ref(name), values, span=self._sp(meta))
+        return _Clause("dimensions", node, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def metric_rounding(self, meta, fn, precision=None):
+        node = ast.MetricRounding(str(fn), int(str(precision)) if precision is not None else 0, span=self._sp(meta))
+        return _Clause("rounding", node, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def recurring(self, meta):
+        return _Clause("recurring", True, self._sp(meta))
+
+    # expressions
+    @v_args(meta=True, inline=True)
+    def const(self, meta, tok):
+        return ast.Const(_num(str(tok)), str(tok), span=self._t(tok))
+
+    @v_args(meta=True, inline=True)
+    def prop(self, meta, tok):
+        return ast.Prop(str(tok), span=self._t(tok))
+
+    def _bin(self, op, meta, a, b):
+        return ast.BinOp(op, a, b, span=self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def add(self, meta, a, b):
+        return self._bin("+", meta, a, b)
+
+    @v_args(meta=True, inline=True)
+    def sub(self, meta, a, b):
+        return self._bin("-", meta, a, b)
+
+    @v_args(meta=True, inline=True)
+    def mul(self, meta, a, b):
+        return self._bin("*", meta, a, b)
+
+    @v_args(meta=True, inline=True)
+    def div(self, meta, a, b):
+        return self._bin("/", meta, a, b)
+
+    @v_args(meta=True, inline=True)
+    def neg(self, meta, *items):
+        return ast.Neg(items[-1], span=self._sp(meta))
+
+    # -------------------------------------------------------------- plans
+    @v_args(meta=True, inline=True)
+    def plan(self, meta, name, *rest):
+        head = {"name": self._ref(name)}
+        clauses = list(rest)
+        if clauses and isinstance(clauses[0], ast.PlanVersion):
+            head["version"] = clauses.pop(0)
+        return self._assemble("plan", ast.Plan, head, clauses, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def plan_version(self, meta, vid, start=None, end=None):
+        return ast.PlanVersion(str(vid), start, end, span=self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def billing(self, meta, interval, *rest):
+        anchor = timing = None
+        for r in rest:
+            if isinstance(r, Token) and r.type == "ANCHOR":
+                anchor = str(r)
+            elif isinstance(r, str):
+                timing = r
+        node = ast.Billing(str(interval), anchor, timing, span=self._sp(meta))
+        return _Clause("billing", node, self._sp(meta))
+
+    def timing(self, tok):
+        return str(tok)
+
+    @v_args(meta=True, inline=True)
+    def fee(self, meta, amount, timing=None):
+        return _Clause("fee", ast.Fee(amount, timing, span=self._sp(meta)), self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def money_rounding(self, meta, mode, quantum):
+        node = ast.MoneyRounding(str(mode), self._number(quantum), span=self._sp(meta))
+        return _Clause("rounding", node, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def progressive(self, meta, *items):
+        fixed = tuple(i for i in items if isinstance(i, ast.Amount))
+        every = tuple(i[1] for i in items if isinstance(i, tuple))
+        node = ast.Progressive(fixed, every, span=self._sp(meta))
+        return _Clause("progressive", node, self._sp(meta))
+
+    def every(self, amount):
+        return ("every", amount)
+
+    @v_args(meta=True, inline=True)
+    def charge(self, meta, metric, *rest):
+        head = {"metric": self._ref(metric)}
+        items = list(rest)
+        if items and isinstance(items[0], ast.Ref):
+            head["label"] = items.pop(0)
+        head["price"] = items.pop(0)
+        clauses = items[0] if items else []
+        node = self._assemble("charge", ast.Charge, head, clauses, self._sp(meta))
+        return _Clause("charges", node, self._sp(meta))
+
+    def charge_label(self, tok):
+        return self._ref(tok)
+
+    def charge_body(self, *items):
+        return list(items)
+
+    @v_args(meta=True, inline=True)
+    def where_price(self, meta, cond, price):
+        return _Clause("filters", ast.WherePrice(cond, price, span=self._sp(meta)), self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def window_price(self, meta, start, end, price):
+        return _Clause("windows", ast.WindowPrice(start, end, price, span=self._sp(meta)), self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def group_by(self, meta, *names):
+        return _Clause("group_by", tuple(self._ref(n) for n in names), self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def pay_timing(self, meta, timing):
+        return _Clause("timing", timing, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def spend_minimum(self, meta, amount):
+        return _Clause("minimum_spend", amount, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def prorated(self, meta):
+        return _Clause("prorated", True, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def condition(self, meta, *matches):
+        return ast.Condition(tuple(matches), span=self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def match_eq(self, meta, key, value):
+        return ast.Match(self._ref(key), (self._str(value),), "=", span=self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def match_in(self, meta, key, values):
+        return ast.Match(self._ref(key), values, "in", span=self._sp(meta))
+
+    def string_list(self, *toks):
+        return tuple(self._str(t) for t in toks)
+
+    # prices
+    @v_args(meta=True, inline=True)
+    def standard(self, meta, amount, unit):
+        return ast.Standard(amount, ast.Unit(str(unit), span=self._t(unit)), span=self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def price_table(self, meta, unit, dim, *rows):
+        return ast.PriceTable(ast.Unit(str(unit), span=self._t(unit)), self._ref(dim), tuple(rows), span=self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def table_row(self, meta, value, amount):
+        return ast.TableRow(self._str(value), amount, span=self._sp(meta))
+
+    def _tiers(self, rest):
+        unit = None
+        items = list(rest)
+        if items and isinstance(items[0], Token):
+            tok = items.pop(0)
+            unit = ast.Unit(str(tok), span=self._t(tok))
+        return unit, tuple(items)
+
+    @v_args(meta=True, inline=True)
+    def graduated(self, meta, *rest):
+        unit, tiers = self._tiers(rest)
+        return ast.Graduated(unit, tiers, span=self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def volume(self, meta, *rest):
+        unit, tiers = self._tiers(rest)
+        return ast.Volume(unit, tiers, span=self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def tier(self, meta, start, end, price, flat=None):
+        return ast.Tier(self._number(start), end, price, flat, span=self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def percentage_tier(self, meta, start, end, rate, flat=None):
+        return ast.Tier(self._number(start), end, self._percent(rate), flat, span=self._sp(meta))
+
+    def tier_end(self, tok):
+        return self._number(tok)
+
+    def tier_open(self):
+        return None
+
+    @v_args(meta=True, inline=True)
+    def graduated_percentage(self, meta, *tiers):
+        return ast.GraduatedPercentage(tuple(tiers), span=self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def package(self, meta, amount, size, free=None):
+        return ast.Package(amount, size, free, span=self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def percentage(self, meta, rate, *opts):
+        kw = {}
+        for kind, value, sp in opts:
+            if kind in kw:
+                self.diags.append(error("duplicate-clause", f'"{kind.replace("_", " ")}" is given twice', sp))
+            kw[kind] = value
+        return ast.Percentage(self._percent(rate), span=self._sp(meta), **kw)
+
+    @v_args(meta=True, inline=True)
+    def pct_fixed(self, meta, amount):
+        return ("fixed", amount, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def pct_free_events(self, meta, n):
+        return ("free_events", self._number(n), self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def pct_free_amount(self, meta, amount):
+        return ("free_amount", amount, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def pct_min(self, meta, amount):
+        return ("minimum", amount, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def pct_max(self, meta, amount):
+        return ("maximum", amount, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def dynamic(self, meta):
+        return ast.Dynamic(span=self._sp(meta))
+
+    # -------------------------------------------------------------- contracts
+    @v_args(meta=True, inline=True)
+    def contract(self, meta, name, *clauses):
+        return self._assemble("contract", ast.Contract, {"name": self._ref(name)}, clauses, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def customer(self, meta, cid, display=None):
+        node = ast.Customer(self._str(cid), self._str(display) if display else None, span=self._sp(meta))
+        return _Clause("customer", node, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def subscription(self, meta, sid):
+        return _Clause("subscription", self._str(sid), self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def contract_entity(self, meta, name):
+        return _Clause("entity", self._ref(name), self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def contract_plan(self, meta, name, version=None):
+        node = ast.PlanRef(self._ref(name), str(version) if version else None, span=self._sp(meta))
+        return _Clause("plan", node, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def starts(self, meta, when):
+        return _Clause("starts", when, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def ends(self, meta, when):
+        return _Clause("ends", when, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def override(self, meta, charge, *rest):
+        cond = rest[0] if len(rest) == 2 else None
+        node = ast.Override(self._ref(charge), cond, rest[-1], span=self._sp(meta))
+        return _Clause("overrides", node, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def commit(self, meta, amount, *rest):
+        per = true_up = None
+        for r in rest:
+            if isinstance(r, Token):
+                per = str(r)
+            else:
+                true_up = r
+        node = ast.Commit(amount, per, true_up, span=self._sp(meta))
+        return _Clause("commits", node, self._sp(meta))
+
+    def true_up_period(self):
+        return "period"
+
+    def true_up_term(self):
+        return "term"
+
+    @v_args(meta=True, inline=True)
+    def reserve(self, meta, count, gpu_type, metric, rate, unit, billing="prepaid"):
+        node = ast.Reserve(
+            self._number(count), self._str(gpu_type), self._ref(metric), rate,
+            ast.Unit(str(unit), span=self._t(unit)), billing, span=self._sp(meta),
+        )
+        return _Clause("reserves", node, self._sp(meta))
+
+    def prepaid(self):
+        return "prepaid"
+
+    def reserve_billing(self, value):
+        return value
+
+    @v_args(meta=True, inline=True)
+    def credit(self, meta, amount, *opts):
+        kw = {}
+        for kind, value in opts:
+            kw[kind] = value
+        return _Clause("credits", ast.Credit(amount, span=self._sp(meta), **kw), self._sp(meta))
+
+    def credit_kind(self, tok):
+        return ("kind", str(tok))
+
+    def credit_expiry(self, when):
+        return ("expires", when)
+
+    def credit_priority(self, n):
+        return ("priority", self._number(n))
+
+    def credit_scope(self, name):
+        return ("scope", self._ref(name))
+
+    @v_args(meta=True, inline=True)
+    def discount(self, meta, value, freq, scope=None):
+        if isinstance(value, Token):
+            value = self._percent(value)
+        kind, periods = freq
+        node = ast.Discount(value, kind, periods, self._ref(scope) if scope else None, span=self._sp(meta))
+        return _Clause("discounts", node, self._sp(meta))
+
+    def once(self):
+        return ("once", None)
+
+    def forever(self):
+        return ("forever", None)
+
+    def recurring_n(self, n):
+        return ("recurring", self._number(n))
+
+    @v_args(meta=True, inline=True)
+    def budget(self, meta, amount, *rest):
+        interval = None
+        alerts = []
+        for r in rest:
+            if r.type == "INTERVAL":
+                interval = str(r)
+            else:
+                alerts.append(self._percent(r))
+        node = ast.Budget(amount, interval, tuple(alerts), span=self._sp(meta))
+        return _Clause("budget", node, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def late_events(self, meta, grace, target=None):
+        return _Clause("late_events", ast.LatePolicy(grace, target, span=self._sp(meta)), self._sp(meta))
+
+    def late_next_invoice(self):
+        return "next_invoice"
+
+    def late_new_revision(self):
+        return "new_revision"
+
+    @v_args(meta=True, inline=True)
+    def failure_policy(self, meta, kind, action):
+        name, pct = action
+        node = ast.FailurePolicy(str(kind), name, pct, span=self._sp(meta))
+        return _Clause("failure_policies", node, self._sp(meta))
+
+    def no_charge(self):
+        return ("no_charge", None)
+
+    def credit_pct(self, pct):
+        return ("credit", self._percent(pct))
+
+    def charge_actual(self):
+        return ("charge_actual", None)
+
+    @v_args(meta=True, inline=True)
+    def preemption_policy(self, meta, pct=None):
+        node = ast.PreemptionPolicy(self._percent(pct) if pct is not None else None, span=self._sp(meta))
+        return _Clause("preemption", node, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def idle_policy(self, meta, kind, minimum=None):
+        node = ast.IdlePolicy(str(kind), self._percent(minimum) if minimum is not None else None, span=self._sp(meta))
+        return _Clause("idle", node, self._sp(meta))
+
+    # -------------------------------------------------------------- tests
+    @v_args(meta=True, inline=True)
+    def test(self, meta, name, *clauses):
+        return self._assemble("test", ast.TestBlock, {"name": self._str(name)}, clauses, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def test_contract(self, meta, name):
+        return _Clause("contract", self._ref(name), self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def test_period(self, meta, first, second=None):
+        sp = self._sp(meta)
+        if isinstance(first, Token):  # MONTH
+            node = ast.TestPeriod(str(first), span=sp)
+        else:
+            text = first.text + (f" .. {second.text}" if second else "")
+            node = ast.TestPeriod(text, first, second, span=sp)
+        return _Clause("period", node, sp)
+
+    @v_args(meta=True, inline=True)
+    def usage(self, meta, code, *rest):
+        props, at, times = [], None, None
+        for r in rest:
+            if isinstance(r, ast.UsageProp):
+                props.append(r)
+            elif isinstance(r, ast.When):
+                at = r
+            else:
+                times = self._number(r)
+        node = ast.Usage(self._ref(code), tuple(props), at, times, span=self._sp(meta))
+        return _Clause("usages", node, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def usage_prop(self, meta, name, *value):
+        if value[-1].type == "STRING":
+            v = self._str(value[-1])
+        else:
+            num = self._number(value[-1])
+            if len(value) == 2:
+                num = ast.Number(-num.value, "-" + num.text, span=self._sp(meta))
+            v = num
+        return ast.UsageProp(self._ref(name), v, span=self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def expect(self, meta, what, *rest):
+        target = cond = None
+        value = rest[-1]
+        for r in rest[:-1]:
+            if isinstance(r, ast.Ref):
+                target = r
+            elif isinstance(r, ast.Condition):
+                cond = r
+        node = ast.Expect(str(what), target, cond, value, span=self._sp(meta))
+        return _Clause("expects", node, self._sp(meta))
+
+    def expect_target(self, tok):
+        return self._ref(tok)
+
+    # -------------------------------------------------------------- leaves
+    @v_args(meta=True, inline=True)
+    def amount(self, meta, *toks):
+        neg = toks[0].type == "NEG"
+        toks = toks[1:] if neg else toks
+        value = _num(str(toks[0]))
+        text = ("-" if neg else "") + str(toks[0])
+        cur = str(toks[1]) if len(toks) > 1 else None
+        return ast.Amount(-value if neg else value, cur, text, span=self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def quantity(self, meta, num, unit):
+        return ast.Quantity(_num(str(num)), str(unit), f"{num} {unit}", span=self._sp(meta))
+
+    def date_or_time(self, tok):
+        return _when(tok, self.path)
