@@ -1,0 +1,432 @@
+"""Compile the resolved IR of a contract into the engine's program.
+
+`compile_subscription(catalog, contract, period) -> SubscriptionSpec` picks
+the plan version in effect, applies the contract's overrides and idle policy,
+and turns every charge into a `ChargeSpec` whose prices are expressed per the
+metric's unit (a price `per minute` on a metric `in hours` is multiplied by
+60, exactly). Units come from `gpubill.dsl.units`; the checker has already
+rejected incompatible ones, so a mismatch here is a `CompileError`.
+
+Rules stated here (and in docs/language.md):
+* Quantities are in the metric's unit: its `in UNIT`, else the natural unit
+  of its expression (seconds, tokens, ...). Tier bounds and package sizes are
+  in that unit too.
+* An unconditional `override` replaces the charge's whole price (its default,
+  table rows, filters and windows); an override with `where`, or with a `by`
+  table, replaces (or adds) only the matching filters.
+* A `during A .. B` window holds events with A <= timestamp < B; dates are
+  midnight in the plan's timezone.
+* Money rounds once per line: the charge's `rounding`, else the plan's, else
+  half-up to the currency's minor unit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from gpubill.dsl import ast, units
+from gpubill.dsl.resolve import Catalog
+from gpubill.engine import program as p
+from gpubill.engine.periods import Period, start_of, to_ms
+
+#: ISO 4217 minor units that are not 2.
+_MINOR_UNITS = {"JPY": 0, "KRW": 0, "CLP": 0, "VND": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3}
+
+_ROUND_MODES = {
+    "half_up": "ROUND_HALF_UP",
+    "half_even": "ROUND_HALF_EVEN",
+    "half_down": "ROUND_HALF_DOWN",
+    "up": "ROUND_UP",
+    "down": "ROUND_DOWN",
+    "ceiling": "ROUND_CEILING",
+    "floor": "ROUND_FLOOR",
+}
+
+#: Fixed-point exponents for canonical properties (value = int * 10**exp).
+PROPERTY_SCALES = {
+    "gpu_count": -3,
+    "duration_seconds": -3,
+    "avg_utilization": -4,
+    "peak_vram_gb": -3,
+    "input_tokens": 0,
+    "output_tokens": 0,
+    "cached_tokens": 0,
+    "total_flops": 9,
+}
+DEFAULT_SCALE = -6
+
+
+class CompileError(Exception):
+    """The IR cannot become a program (the checker should have said so)."""
+
+
+def currency_quantum(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-_MINOR_UNITS.get(currency, 2))
+
+
+def plan_for(catalog: Catalog, contract: ast.Contract, at: dt.date) -> ast.Plan:
+    """The plan version that prices `contract` on day `at`."""
+    ref = contract.plan
+    if ref is None:
+        raise CompileError(f'contract "{contract.name.name}" names no plan')
+    versions = catalog.plans.get(ref.name.name)
+    if not versions:
+        raise CompileError(f'unknown plan "{ref.name.name}"')
+    if ref.version is not None:
+        plan = catalog.plan_version(ref)
+        if plan is None:
+            raise CompileError(f'plan "{ref.name.name}" has no version {ref.version}')
+        return plan
+    effective = [v for v in versions if _effective_from(v) is None or _effective_from(v) <= at]
+    if not effective:
+        raise CompileError(f'no version of plan "{ref.name.name}" is in effect on {at}')
+    return max(effective, key=lambda v: (_effective_from(v) or dt.date.min))
+
+
+def _effective_from(plan: ast.Plan) -> dt.date | None:
+    v = plan.version
+    if v is None or v.effective_from is None or v.effective_from.value is None:
+        return None
+    val = v.effective_from.value
+    return val.date() if isinstance(val, dt.datetime) else val
+
+
+def timezone_of(catalog: Catalog, contract: ast.Contract, plan: ast.Plan | None) -> str:
+    if contract.timezone is not None:
+        return contract.timezone.value
+    if plan is not None and plan.timezone is not None:
+        return plan.timezone.value
+    ent = catalog.entities.get(contract.entity.name) if contract.entity else None
+    if ent is not None and ent.timezone is not None:
+        return ent.timezone.value
+    return "UTC"
+
+
+# ---------------------------------------------------------------- expressions
+
+
+def _expr(e: ast.Expr) -> p.Expr:
+    if isinstance(e, ast.Const):
+        return p.Const(e.value)
+    if isinstance(e, ast.Prop):
+        return p.Prop(e.name)
+    if isinstance(e, ast.Neg):
+        return p.Sub(p.Const(0), _expr(e.operand))
+    ops = {"+": p.Add, "-": p.Sub, "*": p.Mul, "/": p.Div}
+    return ops[e.op](_expr(e.left), _expr(e.right))
+
+
+def expr_unit(e: ast.Expr) -> units.UnitValue:
+    """The unit of an expression: products multiply, sums keep the left unit."""
+    if isinstance(e, ast.Const):
+        return units.DIMENSIONLESS
+    if isinstance(e, ast.Prop):
+        return units.property_unit(e.name)
+    if isinstance(e, ast.Neg):
+        return expr_unit(e.operand)
+    left, right = expr_unit(e.left), expr_unit(e.right)
+    if e.op == "*":
+        return left * right
+    if e.op == "/":
+        return left  # divisor is a constant
+    return left
+
+
+def _props(e) -> set[str]:
+    if isinstance(e, ast.Prop):
+        return {e.name}
+    if isinstance(e, ast.Neg):
+        return _props(e.operand)
+    if isinstance(e, ast.BinOp):
+        return _props(e.left) | _props(e.right)
+    return set()
+
+
+def metric_unit(m: ast.Metric) -> units.UnitValue:
+    """The unit a metric's quantities are expressed in."""
+    agg = m.aggregation
+    if agg is None or agg.kind in ("count", "unique_count"):
+        return units.lookup("event")
+    if agg.unit is not None:
+        u = units.lookup(agg.unit.name)
+        if u is None:
+            raise CompileError(f'unknown unit "{agg.unit.name}"')
+        return u
+    return expr_unit(agg.expr)
+
+
+def compile_metric(m: ast.Metric) -> p.MetricSpec:
+    agg = m.aggregation
+    if agg is None or m.event is None:
+        raise CompileError(f'metric "{m.name.name}" needs an event and an aggregation')
+    expr = _expr(agg.expr) if agg.expr is not None else None
+    unit_scale = Decimal(1)
+    scales: dict[str, int] = {}
+    if agg.expr is not None:
+        natural = expr_unit(agg.expr)
+        target = metric_unit(m)
+        unit_scale = natural.scale / target.scale
+        for name in _props(agg.expr):
+            scales[name] = PROPERTY_SCALES.get(name, DEFAULT_SCALE)
+    per_event = []
+    for pe in m.per_event:
+        prop_unit = units.property_unit(pe.prop.name)
+
+        def conv(q: ast.Quantity | None):
+            if q is None:
+                return None
+            u = units.lookup(q.unit)
+            if u is None:
+                raise CompileError(f'unknown unit "{q.unit}"')
+            return q.value * u.scale / prop_unit.scale
+
+        per_event.append(p.PerEvent(pe.prop.name, conv(pe.increment), conv(pe.minimum), conv(pe.maximum)))
+        scales.setdefault(pe.prop.name, PROPERTY_SCALES.get(pe.prop.name, DEFAULT_SCALE))
+    rounding = p.MetricRounding(m.rounding.function, m.rounding.precision) if m.rounding else None
+    return p.MetricSpec(
+        code=m.name.name,
+        event_code=m.event.name,
+        aggregation=agg.kind,
+        expr=expr,
+        field=agg.field.name if agg.field is not None else None,
+        unit_scale=unit_scale,
+        per_event=tuple(per_event),
+        recurring=m.recurring,
+        rounding=rounding,
+        property_scales=scales,
+    )
+
+
+# ---------------------------------------------------------------- prices
+
+
+def _factor(metric_u: units.UnitValue, price_unit: ast.Unit | None) -> Decimal:
+    """Multiply a price per `price_unit` by this to get a price per metric unit."""
+    if price_unit is None:
+        return Decimal(1)
+    u = units.lookup(price_unit.name)
+    if u is None:
+        raise CompileError(f'unknown unit "{price_unit.name}"')
+    if not u.compatible(metric_u):
+        raise CompileError(f'a price per {price_unit.name} does not fit a metric measured in {metric_u.describe()}')
+    return metric_u.scale / u.scale
+
+
+def compile_price(price: ast.Price, metric_u: units.UnitValue) -> p.Model:
+    if isinstance(price, ast.Standard):
+        return p.Standard(price.amount.value * _factor(metric_u, price.unit))
+    if isinstance(price, (ast.Graduated, ast.Volume)):
+        f = _factor(metric_u, price.unit)
+        tiers = tuple(
+            p.Tier(
+                t.from_value.value,
+                t.to_value.value if t.to_value is not None else None,
+                t.price.value * f,
+                t.flat.value if t.flat is not None else Decimal(0),
+            )
+            for t in price.tiers
+        )
+        return p.Graduated(tiers) if isinstance(price, ast.Graduated) else p.Volume(tiers)
+    if isinstance(price, ast.GraduatedPercentage):
+        tiers = tuple(
+            p.Tier(
+                t.from_value.value,
+                t.to_value.value if t.to_value is not None else None,
+                t.price.value,
+                t.flat.value if t.flat is not None else Decimal(0),
+            )
+            for t in price.tiers
+        )
+        return p.GraduatedPercentage(tiers)
+    if isinstance(price, ast.Package):
+        size = _in_metric_units(price.size, metric_u)
+        free = _in_metric_units(price.free, metric_u) if price.free is not None else Decimal(0)
+        if size != size.to_integral_value() or free != free.to_integral_value() or size <= 0:
+            raise CompileError("a package size and its free units must be whole metric units")
+        return p.Package(price.amount.value, int(size), int(free))
+    if isinstance(price, ast.Percentage):
+        return p.Percentage(
+            rate=price.rate.value,
+            fixed_amount=price.fixed.value if price.fixed else None,
+            free_events=int(price.free_events.value) if price.free_events else None,
+            free_amount=price.free_amount.value if price.free_amount else None,
+            min_per_event=price.minimum.value if price.minimum else None,
+            max_per_event=price.maximum.value if price.maximum else None,
+        )
+    if isinstance(price, ast.Dynamic):
+        return p.Dynamic()
+    raise CompileError(f"a {type(price).__name__} price has no model of its own")
+
+
+def _in_metric_units(q: ast.Quantity, metric_u: units.UnitValue) -> Decimal:
+    u = units.lookup(q.unit)
+    if u is None:
+        raise CompileError(f'unknown unit "{q.unit}"')
+    return q.value * u.scale / metric_u.scale
+
+
+def _condition(c: ast.Condition) -> dict[str, frozenset[str]]:
+    out: dict[str, frozenset[str]] = {}
+    for m in c.matches:
+        vals = frozenset(v.value for v in m.values)
+        out[m.key.name] = out[m.key.name] & vals if m.key.name in out else vals
+    return out
+
+
+class _ChargeBuilder:
+    """Default model, filters (keyed by their condition) and windows of one charge."""
+
+    def __init__(self, metric_u: units.UnitValue, tz: str):
+        self.metric_u = metric_u
+        self.tz = tz
+        self.default: p.Model = p.Standard(Decimal(0))
+        self.filters: dict[tuple, p.Filter] = {}
+        self.windows: list[p.PriceWindow] = []
+
+    @staticmethod
+    def _key(values: dict) -> tuple:
+        return tuple(sorted((k, tuple(sorted(v))) for k, v in values.items()))
+
+    def set_price(self, price: ast.Price) -> None:
+        if isinstance(price, ast.PriceTable):
+            self.default = p.Standard(Decimal(0))
+            self.add_table(price)
+        else:
+            self.default = compile_price(price, self.metric_u)
+
+    def add_table(self, table: ast.PriceTable) -> None:
+        f = _factor(self.metric_u, table.unit)
+        for row in table.rows:
+            values = {table.dimension.name: frozenset({row.value.value})}
+            self.put_filter(values, p.Standard(row.amount.value * f))
+
+    def put_filter(self, values: dict, model: p.Model) -> None:
+        # An identical condition replaces the earlier one (an override), keeping its place.
+        self.filters[self._key(values)] = p.Filter(values, model)
+
+    def add_where(self, cond: ast.Condition, price: ast.Price) -> None:
+        values = _condition(cond)
+        if isinstance(price, ast.PriceTable):
+            f = _factor(self.metric_u, price.unit)
+            for row in price.rows:
+                v = dict(values)
+                v[price.dimension.name] = frozenset({row.value.value})
+                self.put_filter(v, p.Standard(row.amount.value * f))
+        else:
+            self.put_filter(values, compile_price(price, self.metric_u))
+
+    def add_window(self, w: ast.WindowPrice) -> None:
+        if isinstance(w.price, ast.PriceTable):
+            raise CompileError("a price window takes one price, not a table")
+        self.windows.append(
+            p.PriceWindow(when_ms(w.start, self.tz), when_ms(w.end, self.tz), compile_price(w.price, self.metric_u))
+        )
+
+    def reset(self) -> None:
+        self.filters.clear()
+        self.windows.clear()
+
+
+def when_ms(w: ast.When, tz: str) -> int:
+    if w.value is None:
+        raise CompileError(f"{w.text} is not a valid date")
+    return to_ms(start_of(w.value, tz))
+
+
+def _apply_override(b: _ChargeBuilder, o: ast.Override) -> None:
+    if o.condition is not None:
+        b.add_where(o.condition, o.price)
+    elif isinstance(o.price, ast.PriceTable):
+        b.add_table(o.price)
+    else:
+        b.reset()
+        b.set_price(o.price)
+
+
+def _utilization(contract: ast.Contract, metric: ast.Metric) -> p.Utilization | None:
+    """The idle policy, for metrics that measure GPU time and not utilization already."""
+    idle = contract.idle
+    if idle is None or idle.kind == "allocation":
+        return None
+    agg = metric.aggregation
+    if agg is None or agg.expr is None:
+        return None
+    dims = dict(expr_unit(agg.expr).dims)
+    if dims.get("gpu") != 1 or dims.get("time") != 1 or "avg_utilization" in _props(agg.expr):
+        return None
+    floor = idle.minimum.value / 100 if (idle.kind == "hybrid" and idle.minimum is not None) else Decimal(0)
+    return p.Utilization("avg_utilization", floor, Decimal(1))
+
+
+def compile_charge(
+    catalog: Catalog, plan: ast.Plan, charge: ast.Charge, contract: ast.Contract | None, tz: str
+) -> p.ChargeSpec:
+    metric = catalog.metrics.get(charge.metric.name)
+    if metric is None:
+        raise CompileError(f'unknown metric "{charge.metric.name}"')
+    spec = compile_metric(metric)
+    mu = metric_unit(metric)
+    b = _ChargeBuilder(mu, tz)
+    b.set_price(charge.price)
+    for wp in charge.filters:
+        b.add_where(wp.condition, wp.price)
+    for w in charge.windows:
+        b.add_window(w)
+    if contract is not None:
+        for o in contract.overrides:
+            if o.charge.name == charge.key:
+                _apply_override(b, o)
+    currency = plan.currency.name if plan.currency else "USD"
+    rounding = charge.rounding or plan.rounding
+    if rounding is not None:
+        money = p.MoneyRounding(_ROUND_MODES[rounding.mode], rounding.quantum.value)
+    else:
+        money = p.MoneyRounding("ROUND_HALF_UP", currency_quantum(currency))
+    return p.ChargeSpec(
+        id=charge.key,
+        metric=spec,
+        model=b.default,
+        filters=tuple(b.filters.values()),
+        group_by=tuple(g.name for g in charge.group_by),
+        pay_in_advance=charge.timing == "advance",
+        prorated=charge.prorated,
+        min_amount=charge.minimum_spend.value if charge.minimum_spend else None,
+        money_rounding=money,
+        windows=tuple(b.windows),
+        utilization=_utilization(contract, metric) if contract is not None else None,
+    )
+
+
+def contract_bounds(contract: ast.Contract, tz: str) -> tuple[int | None, int | None]:
+    """The contract's first and last instants (ends is inclusive: a date means its whole day)."""
+    start = when_ms(contract.starts, tz) if contract.starts is not None else None
+    end = None
+    if contract.ends is not None and contract.ends.value is not None:
+        v = contract.ends.value
+        if isinstance(v, dt.datetime):
+            end = to_ms(v)
+        else:
+            end = to_ms(start_of(v + dt.timedelta(days=1), tz)) - 1
+    return start, end
+
+
+def compile_subscription(catalog: Catalog, contract: ast.Contract, period: Period) -> p.SubscriptionSpec:
+    """The program that rates one contract's subscription over one period."""
+    if contract.subscription is None:
+        raise CompileError(f'contract "{contract.name.name}" has no subscription id')
+    tz0 = timezone_of(catalog, contract, None)
+    day = dt.datetime.fromtimestamp(period.from_ms / 1000, dt.timezone.utc).astimezone(start_of(dt.date(2000, 1, 1), tz0).tzinfo).date()
+    plan = plan_for(catalog, contract, day)
+    tz = timezone_of(catalog, contract, plan)
+    charges = tuple(compile_charge(catalog, plan, ch, contract, tz) for ch in plan.charges)
+    started, terminated = contract_bounds(contract, tz)
+    return p.SubscriptionSpec(
+        external_id=contract.subscription.value,
+        charges=charges,
+        period_from_ms=period.from_ms,
+        period_to_ms=period.to_ms,
+        started_at_ms=started,
+        terminated_at_ms=terminated,
+        timezone=tz,
+    )

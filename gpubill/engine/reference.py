@@ -1,0 +1,252 @@
+"""The reference engine: the rating semantics stated plainly, in exact rationals.
+
+``rate_reference(subscriptions, events) -> RateResult``.  Slow and obvious on
+purpose; the numba engine (``rate.py``) must give the same answer exactly.
+
+Events are Lago-shaped dicts: ``transaction_id``, ``external_subscription_id``,
+``code``, ``timestamp`` (Unix seconds: int, Decimal or numeric string) or
+``timestamp_ms`` (int), ``properties`` (values compared as strings),
+optional ``precise_total_amount_cents`` and ``rowid`` (ingestion order,
+default: list position).
+
+The rules, for each subscription and charge:
+
+* An event belongs to the charge when its subscription id and code match and
+  ``lo <= timestamp <= hi`` (inclusive; ``lo``/``hi`` are the period cut by
+  started_at / terminated_at).  Recurring metrics drop the lower bound (all
+  history); pay-in-advance charges always use the period.
+* Filter bucket: the matching filter with the most keys (ties: the earlier
+  filter); a filter matches when every key's string value is allowed.  No
+  match (or a missing key) -> the default bucket.  Group: the string values
+  of ``group_by`` (None when missing).  Window: the first of the bucket's
+  price windows with ``from_ms <= ts < to_ms``.
+* Quantity: every property the quantity uses must match
+  ``^-?[0-9]+(\\.[0-9]+)?$`` (and so must the utilization property), else
+  the event is ignored and not counted.  Per-event rounding applies to the
+  property, then the expression, then ``* min(max(u, floor), ceiling)``.
+* count: number of events.  sum: sum.  max: max (0 when empty).  latest:
+  the value with the greatest (timestamp, rowid), negative -> 0.
+  unique_count: ids whose last operation (by timestamp, rowid) is an add.
+  weighted_sum: levels x milliseconds from ``lo`` to ``hi`` rounded up to the
+  second, over the full period's days x 86 400 000; recurring starts from the
+  sum of the earlier deltas.
+* Prorated (sum): each event weighs its remaining local days in the covered
+  period (events before the period weigh all of them) over the full period's
+  days; (unique_count): each id's active days, the removal day included.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from fractions import Fraction
+
+from . import poly as polymod
+from .period import NEG_INF, period_of
+from .price import assemble, line_model
+from .program import END_REASON, Graduated, Percentage
+from .usage import AdvanceEvent, LineKey, LineUsage
+
+NUMERIC = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+REMOVE = "remove"
+
+
+def is_numeric(s) -> bool:
+    return s is not None and NUMERIC.fullmatch(s) is not None
+
+
+def _str(v):
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        raise TypeError("float property values are not accepted; send strings")
+    return str(v)
+
+
+def _timestamp_ms(e) -> int:
+    if "timestamp_ms" in e:
+        return int(e["timestamp_ms"])
+    ts = Decimal(str(e["timestamp"]))
+    return int((ts * 1000).to_integral_value(rounding="ROUND_FLOOR"))
+
+
+def normalize(events):
+    out = []
+    for i, e in enumerate(events):
+        props = {k: _str(v) for k, v in (e.get("properties") or {}).items() if v is not None}
+        cents = _str(e.get("precise_total_amount_cents"))
+        out.append(
+            dict(
+                tx=e.get("transaction_id", ""),
+                sub=e.get("external_subscription_id"),
+                code=e.get("code"),
+                ts=_timestamp_ms(e),
+                rowid=int(e.get("rowid", i)),
+                props=props,
+                cents=Fraction(Decimal(cents)) if is_numeric(cents) else Fraction(0),
+            )
+        )
+    return out
+
+
+def bucket_of(charge, props):
+    order = sorted(range(len(charge.filters)), key=lambda i: (-len(charge.filters[i].values), i))
+    for i in order:
+        f = charge.filters[i]
+        if all(props.get(k) in vs for k, vs in f.values.items()):
+            return i
+    return None
+
+
+def window_of(windows, ts):
+    for i, w in enumerate(windows):
+        if w.from_ms <= ts < w.to_ms:
+            return i
+    return None
+
+
+def quantity(charge, poly, props):
+    """The event's exact per-event quantity, or None when it is ignored."""
+    m = charge.metric
+    if m.aggregation == "count":
+        return Fraction(1)
+    if m.aggregation == "unique_count":
+        return Fraction(1) if props.get(m.field) is not None else None
+    values = {}
+    for p in poly.props():
+        s = props.get(p)
+        if not is_numeric(s):
+            return None
+        values[p] = Fraction(Decimal(s))
+    for rule in m.per_event:
+        if rule.prop in values:
+            values[rule.prop] = polymod.per_event_fraction(rule, values[rule.prop])
+    q = poly.evaluate(values)
+    if charge.utilization is not None:
+        u = charge.utilization
+        s = props.get(u.prop)
+        if not is_numeric(s):
+            return None
+        q *= min(max(Fraction(Decimal(s)), Fraction(u.floor)), Fraction(u.ceiling))
+    return q
+
+
+def _unique_prorated(rows, per):
+    """Sum over ids of active local days (removal day included)."""
+    total = 0
+    by_id: dict = {}
+    for r in rows:
+        by_id.setdefault(r["uid"], []).append(r)
+    last = per.eff_days - 1
+    for rs in by_id.values():
+        intervals, start, prev = [], None, None
+        for r in rs:
+            op = "remove" if r["remove"] else "add"
+            if op == prev or (op == "remove" and prev is None):
+                continue
+            d = per.day_index(r["ts"])
+            if op == "add":
+                start = max(d, 0)
+            else:
+                intervals.append((start, d))
+                start = None
+            prev = op
+        if start is not None:
+            intervals.append((start, last))
+        days = set()
+        for a, b in intervals:
+            days.update(range(max(a, 0), min(b, last) + 1))
+        total += len(days)
+    return Fraction(total, per.duration_days)
+
+
+def _aggregate(charge, key, rows, per):
+    m = charge.metric
+    agg = m.aggregation
+    rows.sort(key=lambda r: (r["ts"], r["rowid"]))
+    pror = None
+    if agg == "count":
+        full = Fraction(len(rows))
+    elif agg == "sum":
+        full = sum((r["q"] for r in rows), Fraction(0))
+        w = [per.eff_days - max(per.day_index(r["ts"]), 0) for r in rows]
+        pror = sum((r["q"] * wi for r, wi in zip(rows, w)), Fraction(0)) / per.duration_days
+    elif agg == "max":
+        full = max((r["q"] for r in rows), default=Fraction(0))
+    elif agg == "latest":
+        full = max(rows[-1]["q"], Fraction(0)) if rows else Fraction(0)
+    elif agg == "unique_count":
+        last = {}
+        for r in rows:
+            last[r["uid"]] = r["remove"]
+        full = Fraction(sum(1 for rem in last.values() if not rem))
+        pror = _unique_prorated(rows, per)
+    else:  # weighted_sum
+        level = sum((r["q"] for r in rows if r["ts"] < per.lo), Fraction(0))
+        acc, t = Fraction(0), per.lo
+        for r in rows:
+            if r["ts"] < per.lo:
+                continue
+            acc += level * (r["ts"] - t)
+            level += r["q"]
+            t = r["ts"]
+        acc += level * (per.ws_end - t)
+        full = acc / (per.duration_days * 86_400_000)
+    reasons: dict = {}
+    for r in rows:
+        u, c = reasons.get(r["reason"], (Fraction(0), 0))
+        reasons[r["reason"]] = (u + r["q"], c + 1)
+    model = line_model(charge, key.bucket, key.window)
+    values = tuple(r["q"] for r in rows) if isinstance(model, Percentage) and agg != "count" else None
+    pev = None
+    if charge.prorated and agg == "sum" and isinstance(model, Graduated):
+        pev = tuple((r["q"], per.eff_days - max(per.day_index(r["ts"]), 0)) for r in rows)
+    return LineUsage(
+        key, full, len(rows), prorated=pror if charge.prorated else None, reasons=reasons,
+        cents=sum((r["cents"] for r in rows), Fraction(0)), values=values, pror_events=pev,
+    )
+
+
+def rate_reference(subscriptions, events):
+    subs = list(subscriptions)
+    evs = normalize(events)
+    periods = [period_of(s) for s in subs]
+    usages, ignored, advances = [], {}, {}
+    for si, sub in enumerate(subs):
+        per = periods[si]
+        if per.empty:
+            continue
+        for ci, charge in enumerate(sub.charges):
+            m = charge.metric
+            q_expr = m.quantity()
+            poly = polymod.compile_expr(q_expr, m.unit_scale) if q_expr is not None else None
+            lo = NEG_INF if (m.recurring and not charge.pay_in_advance) else per.lo
+            lines: dict = {}
+            for e in evs:
+                if e["sub"] != sub.external_id or e["code"] != m.event_code or not lo <= e["ts"] <= per.hi:
+                    continue
+                props = e["props"]
+                b = bucket_of(charge, props)
+                q = quantity(charge, poly, props)
+                if q is None:
+                    ignored[(si, ci, b)] = ignored.get((si, ci, b), 0) + 1
+                    continue
+                w = window_of(charge.bucket_windows(b), e["ts"])
+                key = LineKey(si, ci, b, tuple(props.get(k) for k in charge.group_by), w)
+                uid = props.get(m.field) if m.aggregation == "unique_count" else None
+                lines.setdefault(key, []).append(
+                    dict(ts=e["ts"], rowid=e["rowid"], tx=e["tx"], q=q, cents=e["cents"], uid=uid,
+                         remove=props.get("operation_type") == REMOVE, reason=props.get(END_REASON))
+                )
+            for key, rows in lines.items():
+                if charge.pay_in_advance:
+                    rows.sort(key=lambda r: (r["ts"], r["rowid"]))
+                    advances[key] = [
+                        AdvanceEvent(r["ts"], r["rowid"], r["tx"], r["q"], r["cents"], r["uid"], r["remove"])
+                        for r in rows
+                    ]
+                else:
+                    usages.append(_aggregate(charge, key, rows, per))
+    return assemble(subs, periods, usages, ignored, advances)
