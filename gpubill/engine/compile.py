@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from fractions import Fraction
 
 from gpubill.dsl import ast, units
 from gpubill.dsl.resolve import Catalog
@@ -156,17 +157,22 @@ def metric_unit(m: ast.Metric) -> units.UnitValue:
     return expr_unit(agg.expr)
 
 
-def compile_metric(m: ast.Metric) -> p.MetricSpec:
+def compile_metric(m: ast.Metric, target: units.UnitValue | None = None) -> p.MetricSpec:
+    """The metric as the engine sees it, its quantity expressed in `target` units.
+
+    The unit conversion is folded into the expression as an exact rational
+    (`x * natural / target`), never as a rounded Decimal factor.
+    """
     agg = m.aggregation
     if agg is None or m.event is None:
         raise CompileError(f'metric "{m.name.name}" needs an event and an aggregation')
     expr = _expr(agg.expr) if agg.expr is not None else None
-    unit_scale = Decimal(1)
     scales: dict[str, int] = {}
     if agg.expr is not None:
         natural = expr_unit(agg.expr)
-        target = metric_unit(m)
-        unit_scale = natural.scale / target.scale
+        target = target or metric_unit(m)
+        if natural.scale != target.scale:
+            expr = p.Div(p.Mul(expr, p.Const(natural.scale)), p.Const(target.scale))
         for name in _props(agg.expr):
             scales[name] = PROPERTY_SCALES.get(name, DEFAULT_SCALE)
     per_event = []
@@ -190,7 +196,6 @@ def compile_metric(m: ast.Metric) -> p.MetricSpec:
         aggregation=agg.kind,
         expr=expr,
         field=agg.field.name if agg.field is not None else None,
-        unit_scale=unit_scale,
         per_event=tuple(per_event),
         recurring=m.recurring,
         rounding=rounding,
@@ -210,7 +215,11 @@ def _factor(metric_u: units.UnitValue, price_unit: ast.Unit | None) -> Decimal:
         raise CompileError(f'unknown unit "{price_unit.name}"')
     if not u.compatible(metric_u):
         raise CompileError(f'a price per {price_unit.name} does not fit a metric measured in {metric_u.describe()}')
-    return metric_u.scale / u.scale
+    factor = Fraction(metric_u.scale) / Fraction(u.scale)
+    exact = Decimal(factor.numerator) / Decimal(factor.denominator)
+    if Fraction(exact) != factor:
+        raise CompileError(f"price per {price_unit.name} cannot be converted exactly; give every price of a charge the same unit")
+    return exact
 
 
 def compile_price(price: ast.Price, metric_u: units.UnitValue) -> p.Model:
@@ -344,6 +353,16 @@ def _apply_override(b: _ChargeBuilder, o: ast.Override) -> None:
         b.set_price(o.price)
 
 
+def charge_unit(charge: ast.Charge, metric: ast.Metric) -> units.UnitValue:
+    """A charge counts in the unit its price is given in (`per hour`), else in the metric's."""
+    unit = getattr(charge.price, "unit", None)
+    if unit is not None and metric.aggregation is not None and metric.aggregation.expr is not None:
+        u = units.lookup(unit.name)
+        if u is not None and u.compatible(metric_unit(metric)):
+            return u
+    return metric_unit(metric)
+
+
 def _utilization(contract: ast.Contract, metric: ast.Metric) -> p.Utilization | None:
     """The idle policy, for metrics that measure GPU time and not utilization already."""
     idle = contract.idle
@@ -365,8 +384,8 @@ def compile_charge(
     metric = catalog.metrics.get(charge.metric.name)
     if metric is None:
         raise CompileError(f'unknown metric "{charge.metric.name}"')
-    spec = compile_metric(metric)
-    mu = metric_unit(metric)
+    mu = charge_unit(charge, metric)
+    spec = compile_metric(metric, mu)
     b = _ChargeBuilder(mu, tz)
     b.set_price(charge.price)
     for wp in charge.filters:
