@@ -29,7 +29,7 @@ from fractions import Fraction
 from gpubill.dsl import ast, units
 from gpubill.dsl.resolve import Catalog
 from gpubill.engine import program as p
-from gpubill.engine.periods import Period, start_of, to_ms
+from gpubill.engine.billing_calendar import Period, start_of, to_ms
 
 #: ISO 4217 minor units that are not 2.
 _MINOR_UNITS = {"JPY": 0, "KRW": 0, "CLP": 0, "VND": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3}

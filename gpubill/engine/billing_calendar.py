@@ -1,4 +1,4 @@
-"""Billing periods: calendar or anniversary, weekly to yearly, in a timezone.
+"""Billing calendars: which period a subscription bills, calendar or anniversary, weekly to yearly.
 
 A period is a pair of UTC epoch milliseconds, both inclusive (Lago's bounds:
 `to` is the last instant of the period, 23:59:59.999 local time). Pure: no
