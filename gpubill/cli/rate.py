@@ -1,0 +1,64 @@
+"""`gpubill rate`: rated lines per subscription for a period.
+
+    gpubill rate --store DB --contracts DIR --period 2026-10 [--customer ID]
+                 [--format table|json] [--explain] [--engine fast|reference]
+
+The JSON output is documented in docs/rate-json.md and is stable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from gpubill.cli import EXIT_IO, CliError
+from gpubill.cli._common import add_store_argument, store_path
+
+HELP = "rate a period of events against contracts"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_store_argument(p)
+    p.add_argument("--contracts", action="append", metavar="DIR", required=True,
+                   help=".bill files or directories (repeatable)")
+    p.add_argument("--period", required=True,
+                   help="a month (2026-10), a date (each subscription's billing period containing it), "
+                        "or an inclusive range FROM..TO of dates or date-times")
+    p.add_argument("--customer", metavar="ID", help="only this customer (contract name, customer id or subscription id)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--explain", action="store_true", help="show where each line comes from")
+    p.add_argument("--engine", choices=("fast", "reference"), default="fast",
+                   help="fast: numba kernels (default); reference: the plain-Python engine")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gpubill.service.rating import ServiceError, rate_period
+    from gpubill.service.report import report_json, report_table
+
+    store = _open_store(store_path(args))
+    try:
+        report = rate_period(store, args.contracts, args.period, args.customer, args.engine)
+    except ServiceError as e:
+        raise CliError(str(e), e.code) from None
+    finally:
+        store.close()
+    if args.format == "json":
+        json.dump(report_json(report, explain=args.explain), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        report_table(report, explain=args.explain, file=sys.stdout)
+    return 0
+
+
+def _open_store(path: str):
+    import os
+
+    from gpubill.store import Store, StoreError
+
+    if not os.path.exists(path):
+        raise CliError(f"{path}: no such store (ingest events first, or pass --store)", EXIT_IO)
+    try:
+        return Store(path, readonly=True)
+    except StoreError as e:
+        raise CliError(f"{path}: {e}", EXIT_IO) from None

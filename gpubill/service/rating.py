@@ -1,0 +1,191 @@
+"""Rate a period: contracts (.bill files) + the event store -> rated lines.
+
+The one use case behind `gpubill rate` and `gpubill demo`: load and check the
+catalog, pick each contract's billing period, compile the contracts into the
+engine's program, read the period's events from the store as columns, and
+run the engine (numba by default, the reference engine on request).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import attrs
+
+from gpubill.dsl import ast
+from gpubill.dsl.check import check_paths
+from gpubill.dsl.diagnostics import render_text
+from gpubill.dsl.resolve import Catalog
+from gpubill.engine import billing_calendar as cal
+from gpubill.engine.compile import CompileError, compile_subscription, plan_for, timezone_of
+from gpubill.engine.program import RateResult, SubscriptionSpec
+
+
+class ServiceError(Exception):
+    """A failure to show the user as it is; `code` is the CLI exit code."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+@attrs.frozen
+class Billed:
+    """One contract's subscription in one period, ready to rate."""
+
+    contract: ast.Contract
+    plan: ast.Plan
+    spec: SubscriptionSpec
+    period: cal.Period
+    currency: str
+
+
+@attrs.frozen
+class RateReport:
+    billed: tuple[Billed, ...]
+    result: RateResult
+    catalog: Catalog
+    sources: dict
+
+
+def load_catalog(paths: Sequence[str]) -> tuple[Catalog, dict[str, str]]:
+    """Load and check the .bill files; any error stops here with the diagnostics."""
+    catalog, sources, diags = check_paths(list(paths))
+    errors = [d for d in diags if d.is_error]
+    if errors:
+        raise ServiceError(
+            render_text(errors, sources).rstrip() + f"\n{len(errors)} error(s) in the contracts; run `gpubill check`",
+            code=1,
+        )
+    return catalog, sources
+
+
+def _local_date(ms: int, tz: str) -> dt.date:
+    return dt.datetime.fromtimestamp(ms / 1000, ZoneInfo(tz)).date()
+
+
+def _start_date(contract: ast.Contract) -> dt.date | None:
+    v = contract.starts.value if contract.starts is not None else None
+    return v.date() if isinstance(v, dt.datetime) else v
+
+
+def billed_subscriptions(catalog: Catalog, period_text: str, customer: str | None = None) -> list[Billed]:
+    """Every contract active in the period (optionally one customer's), compiled."""
+    try:
+        kind, value = cal.parse_period_arg(period_text)
+    except ValueError as e:
+        raise ServiceError(f"--period: {e}", code=2) from None
+    out: list[Billed] = []
+    for name in sorted(catalog.contracts):
+        c = catalog.contracts[name]
+        if customer is not None and customer not in _customer_keys(c):
+            continue
+        start = _start_date(c)
+        tz0 = timezone_of(catalog, c, None)
+        try:
+            probe_day = _probe_day(kind, value, tz0)
+            plan = plan_for(catalog, c, max(probe_day, start) if start else probe_day)
+            tz = timezone_of(catalog, c, plan)
+            billing = plan.billing
+            interval = billing.interval if billing else "monthly"
+            anchor = billing.anchor or "calendar" if billing else "calendar"
+            period = cal.resolve_period(kind, value, interval, anchor, tz, start)
+        except (CompileError, ValueError) as e:
+            raise ServiceError(f'contract "{name}": {e}') from None
+        if not _active(c, period, tz):
+            continue
+        try:
+            spec = compile_subscription(catalog, c, period)
+        except CompileError as e:
+            raise ServiceError(f'contract "{name}": {e}') from None
+        currency = plan.currency.name if plan.currency else "USD"
+        out.append(Billed(c, plan, spec, period, currency))
+    if customer is not None and not out:
+        known = sorted({k for c in catalog.contracts.values() for k in _customer_keys(c)})
+        raise ServiceError(f'no contract of customer "{customer}" is active in {period_text} (known: {", ".join(known[:10])})')
+    return out
+
+
+def _customer_keys(c: ast.Contract) -> set[str]:
+    keys = {c.name.name}
+    if c.customer is not None:
+        keys.add(c.customer.id.value)
+    if c.subscription is not None:
+        keys.add(c.subscription.value)
+    return keys
+
+
+def _probe_day(kind: str, value, tz: str) -> dt.date:
+    if kind == "month":
+        return dt.date(value[0], value[1], 1)
+    if kind == "date":
+        return value.date() if isinstance(value, dt.datetime) else value
+    start = value[0]
+    return start.date() if isinstance(start, dt.datetime) else start
+
+
+def _active(c: ast.Contract, period: cal.Period, tz: str) -> bool:
+    from gpubill.engine.compile import contract_bounds
+
+    start, end = contract_bounds(c, tz)
+    if start is not None and start > period.to_ms:
+        return False
+    if end is not None and end < period.from_ms:
+        return False
+    return True
+
+
+def read_window(billed: Sequence[Billed]) -> dict:
+    """What to read from the store: codes, subscriptions and the time range."""
+    codes, subs = set(), set()
+    lo, hi, recurring = None, None, False
+    for b in billed:
+        subs.add(b.spec.external_id)
+        lo = b.period.from_ms if lo is None else min(lo, b.period.from_ms)
+        hi = b.period.to_ms if hi is None else max(hi, b.period.to_ms)
+        for ch in b.spec.charges:
+            codes.add(ch.metric.event_code)
+            recurring |= ch.metric.recurring
+    return {
+        "codes": sorted(codes),
+        "subscriptions": sorted(subs),
+        "time_from_ms": None if recurring else lo,
+        "time_to_ms": hi,
+    }
+
+
+def rate_billed(store, billed: Sequence[Billed], engine: str = "fast") -> RateResult:
+    """Run the engine over the store's events for these subscriptions."""
+    specs = [b.spec for b in billed]
+    if not specs:
+        return RateResult(lines=(), in_advance=())
+    window = read_window(billed)
+    if engine == "reference":
+        from gpubill.engine.reference import rate_reference
+
+        return rate_reference(specs, store.events_as_dicts(**window))
+    from gpubill.engine.rate import rate
+
+    cols = store.read_columns(**window)
+    return rate(specs, cols)
+
+
+def rate_period(store, contract_paths: Sequence[str], period_text: str, customer: str | None = None,
+                engine: str = "fast") -> RateReport:
+    catalog, sources = load_catalog(contract_paths)
+    billed = billed_subscriptions(catalog, period_text, customer)
+    result = rate_billed(store, billed, engine)
+    return RateReport(tuple(billed), result, catalog, sources)
+
+
+def totals(report: RateReport) -> dict[str, Decimal]:
+    """Sum of rounded line amounts per subscription (in-advance fees included)."""
+    out: dict[str, Decimal] = {b.spec.external_id: Decimal(0) for b in report.billed}
+    for line in report.result.lines:
+        out[line.subscription] = out.get(line.subscription, Decimal(0)) + line.amount
+    for fee in report.result.in_advance:
+        out[fee.subscription] = out.get(fee.subscription, Decimal(0)) + fee.amount
+    return out

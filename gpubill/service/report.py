@@ -1,0 +1,177 @@
+"""Render a rating report: stable JSON (docs/rate-json.md) and a terminal table.
+
+Each line can be explained: the clause that priced it (file:line:col of the
+charge, filter, window or contract override), the tiers it went through, the
+unrounded amount and the rounding rule that made the invoice amount.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from gpubill.dsl import ast
+from gpubill.service.rating import RateReport, totals
+
+SCHEMA_VERSION = 1
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _s(d: Decimal | None) -> str | None:
+    return None if d is None else format(d, "f")
+
+
+def _charge_node(plan: ast.Plan, charge_id: str) -> ast.Charge | None:
+    for ch in plan.charges:
+        if ch.key == charge_id:
+            return ch
+    return None
+
+
+def clause_of(billed, line) -> str | None:
+    """Where the price of a line was written: an override beats the plan's clause."""
+    plan, contract = billed.plan, billed.contract
+    flt = line.filter
+    for o in contract.overrides:
+        if o.charge.name == line.charge_id and o.span is not None:
+            if flt is None or o.condition is not None or isinstance(o.price, ast.PriceTable):
+                return str(o.span)
+    ch = _charge_node(plan, line.charge_id)
+    if ch is None:
+        return None
+    if line.window is not None and ch.windows:
+        return str(ch.windows[min(line.window, len(ch.windows) - 1)].span)
+    if flt:
+        for wp in ch.filters:
+            keys = {m.key.name for m in wp.condition.matches}
+            if keys == set(flt):
+                return str(wp.span)
+        if isinstance(ch.price, ast.PriceTable):
+            for row in ch.price.rows:
+                if flt.get(ch.price.dimension.name) == [row.value.value]:
+                    return str(row.span)
+    return str(ch.span) if ch.span else None
+
+
+def _filter_json(f):
+    if f is None:
+        return None
+    return {k: sorted(v) for k, v in f.items()}
+
+
+def line_json(billed, line, explain: bool) -> dict:
+    out = {
+        "kind": line.kind,
+        "charge": line.charge_id,
+        "metric": line.metric,
+        "filter": _filter_json(line.filter),
+        "group": dict(line.group),
+        "window": line.window,
+        "units": _s(line.units),
+        "full_units": _s(line.full_units),
+        "events": line.event_count,
+        "ignored_events": line.ignored_count,
+        "unit_price": _s(line.unit_price),
+        "precise_amount": _s(line.precise_amount),
+        "amount": _s(line.amount),
+        "rounding": {"mode": line.rounding.mode, "quantum": _s(line.rounding.quantum)},
+        "units_by_end_reason": {str(k): _s(v) for k, v in sorted(line.units_by_end_reason.items(), key=lambda kv: str(kv[0]))},
+        "events_by_end_reason": {str(k): v for k, v in sorted(line.count_by_end_reason.items(), key=lambda kv: str(kv[0]))},
+    }
+    if explain:
+        out["explain"] = {
+            "clause": clause_of(billed, line),
+            "tiers": [
+                {"tier": t.index + 1, "units": _s(t.units), "per_unit": _s(t.per_unit), "flat": _s(t.flat), "amount": _s(t.amount)}
+                for t in line.tiers
+            ],
+        }
+    return out
+
+
+def report_json(report: RateReport, explain: bool = False) -> dict:
+    by_sub: dict[str, list] = {}
+    for line in report.result.lines:
+        by_sub.setdefault(line.subscription, []).append(line)
+    fees: dict[str, list] = {}
+    for fee in report.result.in_advance:
+        fees.setdefault(fee.subscription, []).append(fee)
+    tot = totals(report)
+    subs = []
+    for b in report.billed:
+        sid = b.spec.external_id
+        subs.append(
+            {
+                "external_subscription_id": sid,
+                "contract": b.contract.name.name,
+                "customer": b.contract.customer.id.value if b.contract.customer else None,
+                "plan": b.plan.name.name,
+                "plan_version": b.plan.version.id if b.plan.version else None,
+                "currency": b.currency,
+                "period": {"from": _iso(b.period.from_ms), "to": _iso(b.period.to_ms), "label": b.period.label},
+                "lines": [line_json(b, ln, explain) for ln in by_sub.get(sid, [])],
+                "in_advance_fees": [
+                    {
+                        "charge": f.charge_id,
+                        "metric": f.metric,
+                        "transaction_id": f.transaction_id,
+                        "timestamp": _iso(f.timestamp_ms),
+                        "filter": _filter_json(f.filter),
+                        "group": dict(f.group),
+                        "units": _s(f.units),
+                        "precise_amount": _s(f.precise_amount),
+                        "amount": _s(f.amount),
+                    }
+                    for f in fees.get(sid, [])
+                ],
+                "total": _s(tot.get(sid, Decimal(0))),
+            }
+        )
+    return {"schema": SCHEMA_VERSION, "subscriptions": subs}
+
+
+def _dims(line) -> str:
+    parts = []
+    if line.filter:
+        parts.extend(f"{k}={'|'.join(sorted(v))}" for k, v in line.filter.items())
+    parts.extend(f"{k}={v}" for k, v in line.group.items())
+    if line.window is not None:
+        parts.append(f"window {line.window + 1}")
+    return ", ".join(parts) or "-"
+
+
+def report_table(report: RateReport, explain: bool = False, file=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=file, highlight=False, soft_wrap=False, width=160 if file is not None and not file.isatty() else None)
+    by_sub: dict[str, list] = {}
+    for line in report.result.lines:
+        by_sub.setdefault(line.subscription, []).append(line)
+    tot = totals(report)
+    for b in report.billed:
+        sid = b.spec.external_id
+        title = f"{b.contract.name.name} ({sid}) · plan {b.plan.name.name} · {b.period.label} · {b.currency}"
+        t = Table(title=title, title_justify="left", show_lines=False)
+        for col, just in (("charge", "left"), ("dimensions", "left"), ("events", "right"), ("units", "right"),
+                          ("unit price", "right"), ("precise amount", "right"), ("amount", "right")):
+            t.add_column(col, justify=just)
+        for ln in by_sub.get(sid, []):
+            t.add_row(ln.charge_id + ("" if ln.kind == "usage" else f" ({ln.kind})"), _dims(ln), str(ln.event_count),
+                      _s(ln.units), _s(ln.unit_price), _s(ln.precise_amount), _s(ln.amount))
+            if explain:
+                where = clause_of(b, ln) or "?"
+                t.add_row("", f"[dim]priced by {where}[/dim]", "", "", "", "", "")
+                for tp in ln.tiers:
+                    t.add_row("", f"[dim]tier {tp.index + 1}: {_s(tp.units)} x {_s(tp.per_unit)} + {_s(tp.flat)}[/dim]",
+                              "", "", "", _s(tp.amount), "")
+                t.add_row("", f"[dim]{_s(ln.precise_amount)} rounded {ln.rounding.mode} to {_s(ln.rounding.quantum)}[/dim]",
+                          "", "", "", "", "")
+        adv = [f for f in report.result.in_advance if f.subscription == sid]
+        if adv:
+            t.add_row("in-advance fees", f"{len(adv)} fees", "", "", "", "", _s(sum((f.amount for f in adv), Decimal(0))))
+        t.add_row("[b]total[/b]", "", "", "", "", "", f"[b]{_s(tot.get(sid, Decimal(0)))}[/b]")
+        console.print(t)
