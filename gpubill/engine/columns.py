@@ -1,0 +1,91 @@
+"""An in-memory implementation of the column protocol the kernels read.
+
+The store hands the engine columns (``n``, ``timestamp_ms``, ``rowid``,
+``code``, ``subscription``, ``strings``, ``numeric(name)``, ``dim(name)``);
+``EventColumns.from_events`` builds the same shape from Lago-shaped dicts, for
+tests, estimates of a few events and the benchmark.  Numeric parsing follows
+the strict rule ``^-?[0-9]+(\\.[0-9]+)?$``: anything else is exponent -128.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .money import EngineError, MISSING_EXPONENT
+from .reference import is_numeric, normalize
+
+
+def parse_numeric(s):
+    """'12.50' -> (1250, -2); non-strict or missing -> (0, -128)."""
+    if not is_numeric(s):
+        return 0, MISSING_EXPONENT
+    neg = s.startswith("-")
+    body = s[1:] if neg else s
+    whole, _, frac = body.partition(".")
+    m = int(whole + frac)
+    if m >= 2**63 or len(frac) > 127:
+        raise EngineError(f"numeric value {s!r} does not fit the column format")
+    return (-m if neg else m), -len(frac)
+
+
+class EventColumns:
+    def __init__(self, n, timestamp_ms, rowid, code, subscription, strings, props, cents, transaction_ids):
+        self.n = n
+        self.timestamp_ms = timestamp_ms
+        self.rowid = rowid
+        self.code = code
+        self.subscription = subscription
+        self.strings = strings
+        self._props = props  # name -> list of str|None
+        self._cents = cents
+        self.transaction_ids = transaction_ids
+        self._index = {s: i for i, s in enumerate(strings)}
+        self._dims: dict = {}
+
+    def lookup(self, s):
+        return self._index.get(s)
+
+    def numeric(self, name):
+        vals = self._cents if name == "precise_total_amount_cents" else self._props.get(name, [None] * self.n)
+        pairs = [parse_numeric(v) for v in vals]
+        return (np.array([p[0] for p in pairs], np.int64).reshape(self.n),
+                np.array([p[1] for p in pairs], np.int8).reshape(self.n))
+
+    def dim(self, name):
+        if name not in self._dims:
+            vals = self._props.get(name, [None] * self.n)
+            self._dims[name] = np.array([self._index.get(v, -1) if v is not None else -1 for v in vals],
+                                        np.int32).reshape(self.n)
+        return self._dims[name]
+
+    @classmethod
+    def from_events(cls, events):
+        evs = normalize(events)
+        strings: list = []
+        index: dict = {}
+
+        def intern(s):
+            if s is None:
+                return -1
+            if s not in index:
+                index[s] = len(strings)
+                strings.append(s)
+            return index[s]
+
+        n = len(evs)
+        names = sorted({k for e in evs for k in e["props"]})
+        props = {k: [e["props"].get(k) for e in evs] for k in names}
+        for vals in props.values():
+            for v in vals:
+                intern(v)
+        raw_cents = [e.get("precise_total_amount_cents") for e in events]
+        cents = [None if c is None else str(c) for c in raw_cents]
+        cols = cls(
+            n,
+            np.array([e["ts"] for e in evs], np.int64).reshape(n),
+            np.array([e["rowid"] for e in evs], np.int64).reshape(n),
+            np.array([intern(e["code"]) for e in evs], np.int32).reshape(n),
+            np.array([intern(e["sub"]) for e in evs], np.int32).reshape(n),
+            strings, props, cents, [e["tx"] for e in evs],
+        )
+        return cols
