@@ -74,29 +74,42 @@ def parser() -> Lark:
 
 
 def parse(text: str, path: str = "<string>") -> tuple[ast.Document, list[Diagnostic]]:
-    """Parse one file. Never raises on bad input: problems come back as diagnostics."""
+    """Parse one file. Never raises on bad input: problems come back as diagnostics.
+
+    The whole file is parsed at once; only when that fails is it split into
+    blocks for error recovery (so a clause that happens to start a line with
+    a block keyword, like `plan` inside a contract, is fine in a valid file).
+    """
     diags: list[Diagnostic] = []
     blocks: list[ast.Block] = []
     if "\t" in text:
         text = text.expandtabs(4)
+    whole = _parse_chunk(text, path)
+    if whole[0] is not None:
+        return ast.Document(path, tuple(whole[0])), whole[1]
     for start_line, chunk in _chunks(text):
         padded = "\n" * (start_line - 1) + chunk
-        try:
-            tree = parser().parse(padded)
-        except UnexpectedInput as e:
-            diags.append(_syntax_diagnostic(e, padded, path))
-            continue
-        try:
-            builder = _Build(path)
-            blocks.extend(builder.transform(tree))
-        except VisitError as e:  # a bug in the builder must not become a traceback
-            inner = e.orig_exc
-            if isinstance(inner, _BuildError):
-                diags.append(inner.diag)
-                continue
-            raise
-        diags.extend(builder.diags)
+        found, ds = _parse_chunk(padded, path)
+        blocks.extend(found or ())
+        diags.extend(ds)
     return ast.Document(path, tuple(blocks)), diags
+
+
+def _parse_chunk(text: str, path: str) -> tuple[list[ast.Block] | None, list[Diagnostic]]:
+    """Blocks and diagnostics of one piece of text; None for the blocks on a syntax error."""
+    try:
+        tree = parser().parse(text)
+    except UnexpectedInput as e:
+        return None, [_syntax_diagnostic(e, text, path)]
+    builder = _Build(path)
+    try:
+        found = builder.transform(tree)
+    except VisitError as e:  # a bug in the builder must not become a traceback
+        inner = e.orig_exc
+        if isinstance(inner, _BuildError):
+            return [], [inner.diag]
+        raise
+    return found, builder.diags
 
 
 def _chunks(text: str):
@@ -708,21 +721,28 @@ class _Build(Transformer):
     @v_args(meta=True, inline=True)
     def credit(self, meta, amount, *opts):
         kw = {}
-        for kind, value in opts:
+        for kind, value, sp in opts:
+            if kind in kw:
+                word = "for" if kind == "scope" else kind
+                self.diags.append(error("duplicate-clause", f'"{word}" is given twice for this credit', sp))
             kw[kind] = value
         return _Clause("credits", ast.Credit(amount, span=self._sp(meta), **kw), self._sp(meta))
 
-    def credit_kind(self, tok):
-        return ("kind", str(tok))
+    @v_args(meta=True, inline=True)
+    def credit_kind(self, meta, tok):
+        return ("kind", str(tok), self._sp(meta))
 
-    def credit_expiry(self, when):
-        return ("expires", when)
+    @v_args(meta=True, inline=True)
+    def credit_expiry(self, meta, when):
+        return ("expires", when, self._sp(meta))
 
-    def credit_priority(self, n):
-        return ("priority", self._number(n))
+    @v_args(meta=True, inline=True)
+    def credit_priority(self, meta, n):
+        return ("priority", self._number(n), self._sp(meta))
 
-    def credit_scope(self, name):
-        return ("scope", self._ref(name))
+    @v_args(meta=True, inline=True)
+    def credit_scope(self, meta, name):
+        return ("scope", self._ref(name), self._sp(meta))
 
     @v_args(meta=True, inline=True)
     def discount(self, meta, value, freq, scope=None):
