@@ -1,0 +1,17 @@
+"""Shared helpers: run a program through either engine."""
+
+import pytest
+
+from gpubill.engine.columns import EventColumns
+from gpubill.engine.rate import rate
+from gpubill.engine.reference import rate_reference
+
+
+def run_fast(subs, events):
+    return rate(subs, EventColumns.from_events(events))
+
+
+@pytest.fixture(params=["reference", "numba"])
+def engine(request):
+    """Both engines must give the same answer on every worked example."""
+    return rate_reference if request.param == "reference" else run_fast
