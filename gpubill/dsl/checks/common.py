@@ -1,0 +1,220 @@
+"""What several checks need: walking the IR, finding a charge's metric, units, instants.
+
+Nothing here reports a diagnostic; these are lookups over a resolved Catalog.
+The unit rules mirror the engine's compiler (gpubill/engine/compile.py), so
+that whatever `gpubill check` accepts compiles:
+
+* a metric counts events (count, unique_count) or is measured in its `in
+  UNIT`, else in the natural unit of its expression (canonical properties
+  carry units, any other property is a plain number);
+* a charge counts in the unit of its main price (`per hour`) when that fits
+  the metric, else in the metric's unit; every other price of the charge is
+  converted to that unit, and the conversion must be an exact decimal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from decimal import Decimal
+from fractions import Fraction
+
+import attrs
+
+from gpubill.dsl import ast, units
+from gpubill.dsl.resolve import Catalog
+
+UTC = dt.timezone.utc
+
+
+def walk(node) -> Iterator[object]:
+    """Every IR node under `node` (itself included), depth first, in field order."""
+    if isinstance(node, tuple):
+        for x in node:
+            yield from walk(x)
+        return
+    if not attrs.has(type(node)):
+        return
+    yield node
+    for f in attrs.fields(type(node)):
+        if f.name != "span":
+            yield from walk(getattr(node, f.name))
+
+
+def blocks(cat: Catalog) -> Iterator[ast.Block]:
+    """Every block the catalog kept (duplicates were dropped by resolve)."""
+    yield from cat.entities.values()
+    yield from cat.metrics.values()
+    for versions in cat.plans.values():
+        yield from versions
+    yield from cat.contracts.values()
+    yield from cat.tests
+
+
+def plans(cat: Catalog) -> Iterator[ast.Plan]:
+    for versions in cat.plans.values():
+        yield from versions
+
+
+def metric_of(cat: Catalog, charge: ast.Charge) -> ast.Metric | None:
+    return cat.metrics.get(charge.metric.name)
+
+
+def contract_plan(cat: Catalog, contract: ast.Contract) -> ast.Plan | None:
+    """The plan version a contract is checked against (pinned, else the latest)."""
+    if contract.plan is None:
+        return None
+    return cat.plan_version(contract.plan)
+
+
+def find_charge(plan: ast.Plan, key: str) -> ast.Charge | None:
+    for ch in plan.charges:
+        if ch.key == key:
+            return ch
+    return None
+
+
+def charge_prices(charge: ast.Charge) -> Iterator[ast.Price]:
+    """The charge's own price, then its filters' and windows' prices."""
+    yield charge.price
+    for f in charge.filters:
+        yield f.price
+    for w in charge.windows:
+        yield w.price
+
+
+def conditions(charge: ast.Charge) -> Iterator[ast.Condition]:
+    for f in charge.filters:
+        yield f.condition
+
+
+# ---------------------------------------------------------------- dimensions
+
+
+def dimensions(metric: ast.Metric) -> dict[str, ast.Dimension]:
+    out: dict[str, ast.Dimension] = {}
+    for d in metric.dimensions:
+        out.setdefault(d.name.name, d)
+    return out
+
+
+def declared_values(metric: ast.Metric, key: str) -> tuple[str, ...] | None:
+    """The values a dimension may take: its `in` list, the canonical set, or None (any)."""
+    d = dimensions(metric).get(key)
+    if d is None:
+        return None
+    if d.values is not None:
+        return tuple(v.value for v in d.values)
+    return units.CANONICAL_VALUES.get(key)
+
+
+# ---------------------------------------------------------------- units
+
+
+def expr_unit(e: ast.Expr) -> units.UnitValue:
+    """The unit of an expression, as the engine computes it."""
+    if isinstance(e, ast.Const):
+        return units.DIMENSIONLESS
+    if isinstance(e, ast.Prop):
+        return units.property_unit(e.name)
+    if isinstance(e, ast.Neg):
+        return expr_unit(e.operand)
+    left = expr_unit(e.left)
+    if e.op == "*":
+        return left * expr_unit(e.right)
+    return left
+
+
+def expr_props(e: ast.Expr | None) -> Iterator[ast.Prop]:
+    if e is None:
+        return
+    for n in walk(e):
+        if isinstance(n, ast.Prop):
+            yield n
+
+
+def metric_unit(metric: ast.Metric) -> units.UnitValue | None:
+    """The unit of a metric's quantities; None when it cannot be known (unknown unit, no aggregation)."""
+    agg = metric.aggregation
+    if agg is None:
+        return None
+    if agg.kind in ("count", "unique_count"):
+        return units.lookup("event")
+    if agg.unit is not None:
+        return units.lookup(agg.unit.name)
+    if agg.expr is None:
+        return None
+    return expr_unit(agg.expr)
+
+
+def price_unit(price: ast.Price) -> ast.Unit | None:
+    return getattr(price, "unit", None)
+
+
+def charge_unit(charge: ast.Charge, metric: ast.Metric) -> units.UnitValue | None:
+    """The unit a charge counts in: its main price's unit if it fits the metric, else the metric's."""
+    mu = metric_unit(metric)
+    if mu is None:
+        return None
+    pu = price_unit(charge.price)
+    agg = metric.aggregation
+    if pu is not None and agg is not None and agg.expr is not None:
+        u = units.lookup(pu.name)
+        if u is not None and u.compatible(mu):
+            return u
+    return mu
+
+
+def exact_factor(target: units.UnitValue, unit: units.UnitValue) -> bool:
+    """Whether a price per `unit` converts to a price per `target` as an exact decimal."""
+    f = Fraction(target.scale) / Fraction(unit.scale)
+    d = f.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    return d == 1
+
+
+def in_unit(q: ast.Quantity, target: units.UnitValue) -> Decimal | None:
+    u = units.lookup(q.unit)
+    if u is None:
+        return None
+    return q.value * u.scale / target.scale
+
+
+# ---------------------------------------------------------------- time
+
+
+def instant(w: ast.When | None) -> dt.datetime | None:
+    """A comparable instant: a date is its midnight UTC; invalid and naive values give None."""
+    if w is None or w.value is None:
+        return None
+    v = w.value
+    if isinstance(v, dt.datetime):
+        return v if v.tzinfo is not None else None
+    return dt.datetime(v.year, v.month, v.day, tzinfo=UTC)
+
+
+def end_instant(w: ast.When | None) -> dt.datetime | None:
+    """Like `instant`, but a date means the end of that day (for inclusive ends)."""
+    t = instant(w)
+    if t is not None and w is not None and not isinstance(w.value, dt.datetime):
+        t += dt.timedelta(days=1)
+    return t
+
+
+def version_ranges(versions: tuple[ast.Plan, ...]) -> dict[int, tuple[dt.datetime | None, dt.datetime | None]]:
+    """id(plan) -> [from, to) of each version: `to` is its own, else the next version's start."""
+    starts = sorted(
+        {t for p in versions if p.version and (t := instant(p.version.effective_from)) is not None}
+    )
+    out = {}
+    for p in versions:
+        v = p.version
+        start = instant(v.effective_from) if v else None
+        end = instant(v.effective_to) if v else None
+        if end is None and start is not None:
+            later = [s for s in starts if s > start]
+            end = later[0] if later else None
+        out[id(p)] = (start, end)
+    return out

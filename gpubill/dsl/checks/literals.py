@@ -1,0 +1,201 @@
+"""Values that are wrong on their own, whatever surrounds them.
+
+Unknown currency codes, time zones, numbering schemes and units; dates that
+do not exist (2026-02-30) and instants without an offset; negative money;
+percentages outside 0..100; sizes, increments and counts that must be
+positive or whole.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from decimal import Decimal
+from functools import lru_cache
+
+from gpubill.dsl import ast, units
+from gpubill.dsl.checks.common import blocks, walk
+from gpubill.dsl.diagnostics import Diagnostic, did_you_mean, error
+from gpubill.dsl.resolve import Catalog
+
+#: ISO 4217 codes in use (plus XCG and ZWG, introduced 2024-2025).
+CURRENCIES = frozenset(
+    """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN
+    BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS
+    GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW
+    KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD
+    NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD
+    SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES
+    VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG ZWL
+    """.split()
+)
+COMMON_CURRENCIES = ("USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "CNY", "INR", "SGD")
+
+NUMBERING = ("per_customer", "per_entity")
+
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+@lru_cache(maxsize=1)
+def _timezones() -> frozenset[str]:
+    import zoneinfo
+
+    return frozenset(zoneinfo.available_timezones())
+
+
+def valid_timezone(name: str) -> bool:
+    zones = _timezones()
+    if zones:
+        return name in zones or name == "UTC"
+    import zoneinfo  # no tz database listing on this system: ask for the zone itself
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def check_literals(cat: Catalog) -> Iterator[Diagnostic]:
+    for b in blocks(cat):
+        yield from _names(b)
+        if isinstance(b, ast.TestBlock):
+            yield from _values(b.usages, alerts=())
+            if b.period is not None:
+                yield from _values(b.period, alerts=())
+                yield from _month(b.period)
+            for e in b.expects:  # expected amounts may be negative; only their currency is checked
+                yield from _currency(e.value)
+        else:
+            alerts = b.budget.alerts if isinstance(b, ast.Contract) and b.budget else ()
+            yield from _values(b, alerts={id(a) for a in alerts})
+
+
+def _names(b: ast.Block) -> Iterator[Diagnostic]:
+    cur = getattr(b, "currency", None)
+    if isinstance(cur, ast.Ref) and cur.name not in CURRENCIES:
+        yield _unknown_currency(cur.name, cur.span)
+    tz = getattr(b, "timezone", None)
+    if tz is not None and not valid_timezone(tz.value):
+        hints = did_you_mean(tz.value, _timezones()) or ('use an IANA zone name such as "Europe/Berlin" or "UTC"',)
+        yield error("unknown-timezone", f'unknown time zone "{tz.value}"', tz.span, hints=hints)
+    if isinstance(b, ast.Entity) and b.numbering is not None and b.numbering.name not in NUMBERING:
+        yield error(
+            "unknown-numbering",
+            f'unknown numbering scheme "{b.numbering.name}"',
+            b.numbering.span,
+            hints=did_you_mean(b.numbering.name, NUMBERING) or ("numbering is per_customer or per_entity",),
+        )
+
+
+def _unknown_currency(code: str, span) -> Diagnostic:
+    hints = did_you_mean(code, CURRENCIES) or (f"common codes: {', '.join(COMMON_CURRENCIES)}",)
+    return error("unknown-currency", f'"{code}" is not an ISO 4217 currency code', span, hints=hints)
+
+
+def _currency(a: ast.Amount) -> Iterator[Diagnostic]:
+    if a.currency is not None and a.currency not in CURRENCIES:
+        yield _unknown_currency(a.currency, a.span)
+
+
+def _values(root, alerts) -> Iterator[Diagnostic]:
+    for n in walk(root):
+        if isinstance(n, ast.Amount):
+            yield from _currency(n)
+            if n.value < 0:
+                yield error(
+                    "negative-amount",
+                    f"amount {n.text} is negative",
+                    n.span,
+                    hints=("prices and amounts are never negative; use `discount` or `credit` to lower a bill",),
+                )
+        elif isinstance(n, ast.When):
+            yield from _when(n)
+        elif isinstance(n, ast.Unit):
+            yield from _unit(n.name, n.span)
+        elif isinstance(n, ast.Quantity):
+            yield from _unit(n.unit, n.span)
+        elif isinstance(n, ast.Percent) and id(n) not in alerts:
+            if not Decimal(0) <= n.value <= Decimal(100):
+                yield error(
+                    "percent-range",
+                    f"{n.value}% is outside 0% .. 100%",
+                    n.span,
+                    hints=("a rate, tax, discount or credit is between 0% and 100%",),
+                )
+        yield from _numbers(n)
+
+
+def _unit(name: str, span) -> Iterator[Diagnostic]:
+    if units.lookup(name) is None:
+        hints = did_you_mean(name, units.known_units()) or (
+            "known units: second, minute, hour, day, token, Mtoken, GB, GiB, FLOP, PFLOP-hour, GPU, event "
+            "(combine with '-': GPU-hour, GB-hour)",
+        )
+        yield error("unknown-unit", f'unknown unit "{name}"', span, hints=hints)
+
+
+def _when(w: ast.When) -> Iterator[Diagnostic]:
+    if w.value is None:
+        yield error(
+            "invalid-date",
+            f"{w.text} is not a valid date",
+            w.span,
+            hints=("check the month (01-12), the day of the month and the time (00:00-23:59)",),
+        )
+    elif isinstance(w.value, dt.datetime) and w.value.tzinfo is None:
+        yield error(
+            "naive-datetime",
+            f"{w.text} has no time zone offset",
+            w.span,
+            hints=(f"add Z or an offset: {w.text}Z or {w.text}+02:00",),
+        )
+
+
+def _month(p: ast.TestPeriod) -> Iterator[Diagnostic]:
+    m = _MONTH.match(p.text)
+    if m and not 1 <= int(m.group(2)) <= 12:
+        yield error("invalid-date", f"{p.text} is not a valid month", p.span, hints=("months are 01 to 12",))
+
+
+def _positive(value: Decimal | None, what: str, span) -> Iterator[Diagnostic]:
+    if value is not None and value <= 0:
+        yield error("not-positive", f"{what} must be greater than zero", span)
+
+
+def _whole(n: ast.Number | None, what: str) -> Iterator[Diagnostic]:
+    if n is not None and n.value != n.value.to_integral_value():
+        yield error(
+            "not-whole", f"{what} must be a whole number, not {n.text}", n.span,
+            hints=(f"write {n.value.to_integral_value()}",),
+        )
+
+
+def _numbers(n) -> Iterator[Diagnostic]:
+    if isinstance(n, ast.Package):
+        yield from _positive(n.size.value, "a package size", n.size.span)
+        if n.free is not None and n.free.value < 0:
+            yield from _positive(n.free.value, "free units", n.free.span)
+    elif isinstance(n, ast.PerEvent):
+        if n.increment is not None:
+            yield from _positive(n.increment.value, "a rounding increment", n.increment.span)
+        if n.maximum is not None:
+            yield from _positive(n.maximum.value, "a per-event maximum", n.maximum.span)
+    elif isinstance(n, ast.Reserve):
+        yield from _positive(n.count.value, "the number of reserved GPUs", n.count.span)
+    elif isinstance(n, ast.Usage) and n.times is not None:
+        yield from _positive(n.times.value, "`times`", n.times.span)
+        yield from _whole(n.times, "`times`")
+    elif isinstance(n, ast.Discount) and n.periods is not None:
+        yield from _positive(n.periods.value, "the number of periods", n.periods.span)
+        yield from _whole(n.periods, "the number of periods")
+    elif isinstance(n, ast.MoneyRounding):
+        yield from _positive(n.quantum.value, "a rounding quantum", n.quantum.span)
+    elif isinstance(n, ast.Percentage):
+        yield from _whole(n.free_events, "the number of free events")
+    elif isinstance(n, ast.Credit):
+        yield from _whole(n.priority, "a credit priority")
+        if n.priority is not None:
+            yield from _positive(n.priority.value, "a credit priority", n.priority.span)
