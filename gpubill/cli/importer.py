@@ -1,0 +1,95 @@
+"""`gpubill import lago FILE.json... --out DIR`: migrate Lago objects to .bill files.
+
+Reads Lago API JSON (billable metrics, plans, customers, subscriptions; one
+object or a list per file, with or without the root key, or list responses)
+and writes `metrics.bill`, `plans.bill`, `entities.bill` and
+`contracts.bill` under DIR. All or nothing: when any error is found nothing
+is written and the command exits 1 (invalid JSON: one line naming
+file:line:col). An unreadable file exits 3. Warnings are printed and do not
+fail the import. Existing output files are not overwritten without --force.
+
+Only the language package is imported: no numba, no store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+HELP = "import Lago objects into .bill files"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    lago = sub.add_parser(
+        "lago",
+        help="Lago API JSON: billable metrics, plans, customers, subscriptions",
+        description="Convert Lago API JSON objects into .bill files (metrics.bill, plans.bill, "
+        "entities.bill, contracts.bill). Nothing is written when any error is found.",
+    )
+    lago.add_argument("files", nargs="+", metavar="FILE.json", help="Lago JSON files (objects, lists or list responses)")
+    lago.add_argument("--out", required=True, metavar="DIR", help="directory to write the .bill files into")
+    lago.add_argument("--force", action="store_true", help="overwrite .bill files that already exist in DIR")
+    lago.add_argument("--format", choices=("text", "json", "github"), default="text",
+                      help="how to print diagnostics (default: text)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gpubill.cli import CliError, EXIT_INVALID, EXIT_IO
+    from gpubill.dsl.diagnostics import render_github, render_text, to_json
+    from gpubill.dsl.lago import import_lago
+
+    sources: dict[str, str] = {}
+    for path in args.files:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise CliError(f"{path}: {e.strerror or e}", EXIT_IO) from None
+        try:
+            sources[path] = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise CliError(f"{path}: the file is not valid UTF-8", EXIT_INVALID) from None
+
+    result = import_lago(sources, args.out)
+    diags = list(result.diagnostics)
+    if args.format == "json":
+        if diags:
+            print(to_json(diags), file=sys.stderr)
+    elif args.format == "github":
+        sys.stderr.write(render_github(diags))
+    elif diags:
+        # Invalid JSON is one line: no source excerpt for a file that is not JSON.
+        shown = {p: t for p, t in sources.items()
+                 if not any(d.rule == "lago-invalid-json" and d.span and d.span.path == p for d in diags)}
+        sys.stderr.write(render_text(diags, shown))
+        if len(diags) > 1:
+            errors = sum(d.is_error for d in diags)
+            sys.stderr.write(f"{errors} error(s), {len(diags) - errors} warning(s)\n")
+    if not result.ok:
+        if args.format == "text" and not _only_json_errors(diags):
+            sys.stderr.write("gpubill import lago: nothing was written\n")
+        return EXIT_INVALID
+    if not result.files:
+        sys.stderr.write("gpubill import lago: the files hold no Lago objects to import; nothing was written\n")
+        return EXIT_INVALID
+    existing = [p for p in result.files if os.path.exists(p)]
+    if existing and not args.force:
+        raise CliError(f"{existing[0]} already exists; pass --force to overwrite the imported files", EXIT_INVALID)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+        for path, text in result.files.items():
+            tmp = path + ".tmp"
+            with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+            os.replace(tmp, path)
+    except OSError as e:
+        raise CliError(f"{args.out}: {e.strerror or e}", EXIT_IO) from None
+    for path in result.files:
+        print(path)
+    return 0
+
+
+def _only_json_errors(diags) -> bool:
+    return all(d.rule == "lago-invalid-json" for d in diags if d.is_error)

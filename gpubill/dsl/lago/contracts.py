@@ -1,0 +1,176 @@
+"""Lago customers and subscriptions -> `entity` and `contract` blocks.
+
+One contract per subscription, joining its customer:
+
+| Lago                                         | .bill                                   |
+| -------------------------------------------- | --------------------------------------- |
+| subscription `external_id`                   | `subscription "..."` (exact)            |
+| customer `external_id`, `name`               | `customer "..." name "..."`             |
+| `plan_code`                                  | `plan NAME`                             |
+| `started_at` (else `subscription_at`)        | `starts 2024-01-01T00:00:00Z`           |
+| `terminated_at`, else `ending_at`            | `ends ...`                              |
+| customer `timezone`                          | `timezone "Europe/Paris"`               |
+| customer `invoice_grace_period`              | `invoice grace N days`                  |
+| plan `minimum_commitment`                    | `commit X CUR per period, true-up each period` |
+| customer `billing_entity_code` + currency    | `entity NAME`                           |
+
+Customers without a billing entity get one default entity per currency,
+named `lago_default_<currency>`.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+
+import attrs
+
+from gpubill.dsl.lago import values as V
+from gpubill.dsl.lago.context import Ctx
+from gpubill.dsl.lago.objects import Obj
+
+
+@attrs.frozen
+class EntityInfo:
+    name: str
+    code: str | None
+    currency: str
+    lines: tuple
+
+
+class Entities:
+    """Billing entities by (Lago billing_entity_code or None, currency)."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[tuple, EntityInfo] = {}
+        self.namer = V.Namer("entity")
+
+    def get(self, code: str | None, cur: str) -> str:
+        key = (code, cur)
+        if key in self.by_key:
+            return self.by_key[key].name
+        if code is None:
+            name = self.namer.fresh(f"lago_default_{cur.lower()}")
+            lines = (
+                f"# Default billing entity for {cur}: the Lago customers had no billing_entity_code.",
+                "# Add its taxes, invoice prefix and timezone here.",
+                f"entity {name} {{",
+                f"  name {V.string(f'Default billing entity ({cur}), created by gpubill import lago')}",
+                f"  currency {cur}",
+                "}",
+            )
+        else:
+            same_code = any(k[0] == code for k in self.by_key)
+            name = self.namer.fresh(f"{code}_{cur}" if same_code else code)
+            lines = (
+                f"# Lago billing entity {V.string(code)} ({cur}): only its code and currency are imported;",
+                "# add its taxes, invoice prefix and timezone here.",
+                f"entity {name} {{",
+                f"  name {V.string(code)}",
+                f"  currency {cur}",
+                "}",
+            )
+        self.by_key[key] = EntityInfo(name, code, cur, lines)
+        return name
+
+    def blocks(self) -> list[tuple]:
+        return [e.lines for e in self.by_key.values()]
+
+
+def customer_currency(cust: Obj | None, ctx: Ctx) -> str | None:
+    if cust is None or cust.data.get("currency") is None:
+        return None
+    try:
+        return V.currency(cust.data["currency"])
+    except V.BadValue as e:
+        ctx.invalid(cust.at / "currency", str(e))
+        return None
+
+
+def convert_contract(sub: Obj, name: str, cust: Obj | None, plan_name: str, plan_currency: str,
+                     commitment, entities: Entities, ctx: Ctx) -> list[str] | None:
+    d, at = sub.data, sub.at
+    start = len(ctx.diags)
+    ext = d.get("external_id")
+    cust_id = d.get("external_customer_id")
+    if not isinstance(cust_id, str) or not cust_id:
+        ctx.invalid(at / "external_customer_id", "a subscription needs its external_customer_id")
+        return None
+    cur = customer_currency(cust, ctx) or plan_currency
+    if cur != plan_currency:
+        ctx.invalid(cust.at / "currency", f"the customer pays in {cur} but the plan {d.get('plan_code')!r} is in "
+                    f"{plan_currency}; Lago requires the same currency")
+    cd = cust.data if cust is not None else {}
+    entity = entities.get(_entity_code(cd, cust, ctx), cur)
+
+    lines = [f"# Lago subscription {V.string(ext)}" + (f": {V.comment(d['name'])}" if d.get("name") else "")]
+    lines.append(f"contract {name} {{")
+    try:
+        customer = f"  customer {V.string(cust_id)}"
+        if cd.get("name"):
+            customer += f" name {V.string(V.comment(cd['name']))}"
+        lines.append(customer)
+        lines.append(f"  subscription {V.string(ext)}")
+    except V.BadValue as e:
+        ctx.invalid(at, str(e))
+    lines.append(f"  entity {entity}")
+    lines.append(f"  plan {plan_name}")
+    begin = d.get("started_at") or d.get("subscription_at")
+    which = "started_at" if d.get("started_at") else "subscription_at"
+    if begin is None:
+        ctx.invalid(at, "a subscription needs started_at or subscription_at")
+    else:
+        try:
+            lines.append(f"  starts {V.instant(begin, which)}")
+        except V.BadValue as e:
+            ctx.invalid(at / which, str(e))
+    if d.get("billing_time") == "anniversary" and d.get("started_at") and d.get("subscription_at"):
+        if str(d["started_at"])[:10] != str(d["subscription_at"])[:10]:
+            ctx.error(at / "subscription_at", "an anniversary date other than the start date is not supported",
+                      "the .bill language anchors anniversary billing on the contract's start")
+    end_key = "terminated_at" if d.get("terminated_at") else "ending_at"
+    if d.get(end_key):
+        try:
+            lines.append(f"  ends {V.instant(d[end_key], end_key)}")
+        except V.BadValue as e:
+            ctx.invalid(at / end_key, str(e))
+    tz = cd.get("timezone")
+    if tz:
+        try:
+            zoneinfo.ZoneInfo(tz)
+            lines.append(f"  timezone {V.string(tz)}")
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+            ctx.invalid(cust.at / "timezone", f"unknown timezone {tz!r}")
+    grace = cd.get("invoice_grace_period")
+    if grace is None and isinstance(cd.get("billing_configuration"), dict):
+        grace = cd["billing_configuration"].get("invoice_grace_period")
+    if grace:
+        try:
+            lines.append(f"  invoice grace {V.integer(grace, 'invoice_grace_period')} days")
+        except V.BadValue as e:
+            ctx.invalid(cust.at / "invoice_grace_period", str(e))
+    if cd.get("net_payment_term"):
+        ctx.warn(cust.at / "net_payment_term", "payment terms do not change amounts and are not imported")
+    if commitment:
+        lines.append(f"  commit {V.num(commitment)} {cur} per period, true-up each period")
+    lines.append("}")
+    if ctx.errors_since(start):
+        return None
+    return lines
+
+
+def _entity_code(cd: dict, cust: Obj | None, ctx: Ctx) -> str | None:
+    code = cd.get("billing_entity_code")
+    if code is None:
+        return None
+    if not isinstance(code, str) or not code:
+        ctx.invalid(cust.at / "billing_entity_code", "billing_entity_code must be a string")
+        return None
+    return code
+
+
+def skip_reason(sub: Obj) -> str | None:
+    """Why a subscription does not become a contract (it never ran), or None."""
+    if sub.data.get("status") == "canceled":
+        return "a canceled subscription never started; it is not imported"
+    return None
+

@@ -1,0 +1,158 @@
+"""Lago charge models (`charge_model` + `properties`) -> `.bill` prices.
+
+| Lago model             | .bill price                                              |
+| ---------------------- | -------------------------------------------------------- |
+| standard               | `AMOUNT per UNIT`                                        |
+| graduated              | `graduated { FROM to TO at PRICE flat FLAT ... }`        |
+| volume                 | `volume { ... }`                                         |
+| package                | `package AMOUNT per SIZE UNITs free N UNITs`             |
+| percentage             | `percentage R%, fixed F per event, free N events, free A, minimum m per event, maximum M per event` |
+| graduated_percentage   | `graduated percentage { FROM to TO at R% flat FLAT ... }` |
+| dynamic                | `dynamic`                                                |
+
+Tier bounds are copied exactly as Lago gives them: the language's tiers use
+Lago's reading (`to` inclusive, `from` + 1 widths, adjacent mode), and a
+`to_value` of null is `and above`. Missing properties take Lago's defaults
+(standard 0, one free tier, package of 1 at 0, rate 0). `custom` is
+unsupported.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from gpubill.dsl import units
+from gpubill.dsl.lago import values as V
+from gpubill.dsl.lago.context import At, Ctx
+from gpubill.dsl.lago.metrics import MetricInfo
+
+MODELS = ("standard", "graduated", "volume", "package", "percentage", "graduated_percentage", "dynamic")
+
+
+def price(model: str, props, metric: MetricInfo, at: At, ctx: Ctx, indent: str) -> str | None:
+    """The price text for one properties object (a charge's or a filter's); None on error."""
+    if props is None:
+        props = {}
+    if not isinstance(props, dict):
+        ctx.invalid(at, "properties must be an object")
+        return None
+    try:
+        if model == "standard":
+            return f"{V.num(_dec(props, 'amount', at, '0'))} per {metric.unit}"
+        if model in ("graduated", "volume"):
+            key = "graduated_ranges" if model == "graduated" else "volume_ranges"
+            tiers = _tiers(props.get(key), at / key, "per_unit_amount", lambda d: V.num(d), ctx)
+            return None if tiers is None else _block(model, tiers, indent)
+        if model == "graduated_percentage":
+            tiers = _tiers(props.get("graduated_percentage_ranges"), at / "graduated_percentage_ranges", "rate",
+                           lambda d: V.num(d) + "%", ctx)
+            return None if tiers is None else _block("graduated percentage", tiers, indent)
+        if model == "package":
+            return _package(props, metric, at)
+        if model == "percentage":
+            return _percentage(props, at)
+        if model == "dynamic":
+            if metric.aggregation != "sum":
+                ctx.invalid(at, "the dynamic charge model needs a sum metric in Lago")
+                return None
+            return "dynamic"
+    except _Bad as e:
+        ctx.invalid(e.at, str(e))
+        return None
+    raise AssertionError(model)  # the caller checks the model name
+
+
+class _Bad(Exception):
+    def __init__(self, at: At, message: str):
+        super().__init__(message)
+        self.at = at
+
+
+def _dec(props: dict, key: str, at: At, default: str | None = None) -> Decimal:
+    v = props.get(key)
+    if v is None:
+        if default is None:
+            raise _Bad(at / key, f"{key} is required")
+        return Decimal(default)
+    try:
+        return V.decimal(v, key)
+    except V.BadValue as e:
+        raise _Bad(at / key, str(e)) from None
+
+
+def _int(props: dict, key: str, at: At, default: int | None) -> int | None:
+    v = props.get(key)
+    if v is None:
+        return default
+    try:
+        return V.integer(v, key)
+    except V.BadValue as e:
+        raise _Bad(at / key, str(e)) from None
+
+
+def _tiers(ranges, at: At, price_key: str, show, ctx: Ctx) -> list[str] | None:
+    if ranges is None:
+        return ["0 and above at " + show(Decimal(0))]
+    if not isinstance(ranges, list) or not ranges:
+        raise _Bad(at, "ranges must be a non-empty list of {from_value, to_value, ...}")
+    rows = []
+    for i, r in enumerate(ranges):
+        rat = at / i
+        if not isinstance(r, dict):
+            raise _Bad(rat, "a range must be an object")
+        lo = _dec(r, "from_value", rat)
+        hi = None if r.get("to_value") is None else _dec(r, "to_value", rat)
+        p = _dec(r, price_key, rat, "0")
+        flat = _dec(r, "flat_amount", rat, "0")
+        end = "and above" if hi is None else f"to {V.num(hi)}"
+        row = f"{V.num(lo)} {end} at {show(p)}"
+        if flat != 0:
+            row += f" flat {V.num(flat)}"
+        if hi is None and i != len(ranges) - 1:
+            raise _Bad(rat / "to_value", "only the last range may have no to_value")
+        rows.append(row)
+    return rows
+
+
+def _block(head: str, rows: list[str], indent: str) -> str:
+    inner = indent + "  "
+    return head + " {\n" + "".join(f"{inner}{r}\n" for r in rows) + indent + "}"
+
+
+def _plural(unit: str, n: int) -> str:
+    if n == 1:
+        return unit
+    many = unit + "s"
+    one, other = units.lookup(unit), units.lookup(many)
+    return many if other is not None and one == other else unit
+
+
+def _package(props: dict, metric: MetricInfo, at: At) -> str:
+    amount = _dec(props, "amount", at, "0")
+    size = _int(props, "package_size", at, 1)
+    free = _int(props, "free_units", at, 0)
+    if size <= 0:
+        raise _Bad(at / "package_size", "package_size must be a positive whole number")
+    text = f"package {V.num(amount)} per {size} {_plural(metric.unit, size)}"
+    if free:
+        text += f" free {free} {_plural(metric.unit, free)}"
+    return text
+
+
+def _percentage(props: dict, at: At) -> str:
+    parts = [f"percentage {V.num(_dec(props, 'rate', at, '0'))}%"]
+    fixed = props.get("fixed_amount")
+    if fixed is not None and _dec(props, "fixed_amount", at) != 0:
+        parts.append(f"fixed {V.num(_dec(props, 'fixed_amount', at))} per event")
+    n = _int(props, "free_units_per_events", at, None)
+    if n:
+        parts.append(f"free {n} events")
+    if props.get("free_units_per_total_aggregation") is not None:
+        free = _dec(props, "free_units_per_total_aggregation", at)
+        if free != 0:
+            parts.append(f"free {V.num(free)}")
+    if props.get("per_transaction_min_amount") is not None:
+        parts.append(f"minimum {V.num(_dec(props, 'per_transaction_min_amount', at))} per event")
+    if props.get("per_transaction_max_amount") is not None:
+        parts.append(f"maximum {V.num(_dec(props, 'per_transaction_max_amount', at))} per event")
+    return ", ".join(parts)
