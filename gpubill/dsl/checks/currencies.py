@@ -12,13 +12,14 @@ from collections.abc import Iterator
 
 from gpubill.dsl import ast
 from gpubill.dsl.checks.common import contract_plan, plans, walk
+from gpubill.dsl.checks.literals import CURRENCIES
 from gpubill.dsl.diagnostics import Diagnostic, error
 from gpubill.dsl.resolve import Catalog
 
 
 def check_currencies(cat: Catalog) -> Iterator[Diagnostic]:
     for plan in plans(cat):
-        if plan.currency is not None:
+        if plan.currency is not None and plan.currency.name in CURRENCIES:
             yield from _amounts(plan.charges, plan.currency.name, f'plan "{plan.name.name}"', plan.currency.span)
             for part in (plan.fee, plan.progressive):
                 yield from _amounts(part, plan.currency.name, f'plan "{plan.name.name}"', plan.currency.span)
@@ -27,13 +28,13 @@ def check_currencies(cat: Catalog) -> Iterator[Diagnostic]:
     for t in cat.tests:
         c = cat.contracts.get(t.contract.name) if t.contract else None
         plan = contract_plan(cat, c) if c else None
-        if plan is not None and plan.currency is not None:
+        if plan is not None and plan.currency is not None and plan.currency.name in CURRENCIES:
             yield from _amounts(t.expects, plan.currency.name, f'plan "{plan.name.name}"', plan.currency.span)
 
 
 def _amounts(root, currency: str, owner: str, where) -> Iterator[Diagnostic]:
     for n in walk(root):
-        if isinstance(n, ast.Amount) and n.currency is not None and n.currency != currency:
+        if isinstance(n, ast.Amount) and n.currency in CURRENCIES and n.currency != currency:
             yield error(
                 "currency-mismatch",
                 f"{n.text} {n.currency} is not in {currency}, the currency of {owner}",
@@ -52,7 +53,9 @@ def _contract(cat: Catalog, c: ast.Contract) -> Iterator[Diagnostic]:
     else:
         versions = (plan,) if plan is not None else ()
     for p in versions:
-        if p.currency is not None and ecur is not None and p.currency.name != ecur.name:
+        if p.currency is None or ecur is None or not {p.currency.name, ecur.name} <= CURRENCIES:
+            continue
+        if p.currency.name != ecur.name:
             yield error(
                 "currency-mismatch",
                 f'plan "{p.name.name}" bills in {p.currency.name}, but entity "{entity.name.name}" invoices in {ecur.name}',
@@ -61,9 +64,9 @@ def _contract(cat: Catalog, c: ast.Contract) -> Iterator[Diagnostic]:
                 notes=(("plan currency", p.currency.span), ("entity currency", ecur.span)),
             )
             break
-    if plan is not None and plan.currency is not None:
+    if plan is not None and plan.currency is not None and plan.currency.name in CURRENCIES:
         cur, owner, where = plan.currency.name, f'plan "{plan.name.name}"', plan.currency.span
-    elif ecur is not None:
+    elif ecur is not None and ecur.name in CURRENCIES:
         cur, owner, where = ecur.name, f'entity "{entity.name.name}"', ecur.span
     else:
         return

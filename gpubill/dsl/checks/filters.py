@@ -213,9 +213,10 @@ def _contract(cat: Catalog, c: ast.Contract) -> Iterator[Diagnostic]:
             )
         else:
             seen[key] = o
+    charged = {ch.metric.name for ch in plan.charges} if plan else set()
     for r in c.reserves:
         m = cat.metrics.get(r.metric.name)
-        if m is None:
+        if m is None or r.metric.name not in charged:  # else reserve-not-charged says it
             continue
         key = ast.Ref("gpu_type", span=r.gpu_type.span)
         if "gpu_type" not in dimensions(m):

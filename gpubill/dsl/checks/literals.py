@@ -91,7 +91,7 @@ def _names(b: ast.Block) -> Iterator[Diagnostic]:
 
 
 def _unknown_currency(code: str, span) -> Diagnostic:
-    hints = did_you_mean(code, CURRENCIES) or (f"common codes: {', '.join(COMMON_CURRENCIES)}",)
+    hints = did_you_mean(code, COMMON_CURRENCIES) or did_you_mean(code, CURRENCIES) or (f"common codes: {', '.join(COMMON_CURRENCIES)}",)
     return error("unknown-currency", f'"{code}" is not an ISO 4217 currency code', span, hints=hints)
 
 
