@@ -260,6 +260,6 @@ def _apply_overrides(plan: dict, ov, at: At, ctx: Ctx) -> dict:
             if k in co:
                 target[k] = copy.deepcopy(co[k])
     for k in ov:
-        if k not in _PLAN_OVERRIDABLE and k != "charges":
+        if k not in _PLAN_OVERRIDABLE and k not in ("charges", "metadata", "cascade_updates"):
             ctx.error(at / k, f"overriding {k} is not supported")
     return merged

@@ -100,7 +100,10 @@ def convert_contract(sub: Obj, name: str, cust: Obj | None, plan_name: str, plan
         ctx.invalid(cust.at / "currency", f"the customer pays in {cur} but the plan {d.get('plan_code')!r} is in "
                     f"{plan_currency}; Lago requires the same currency")
     cd = cust.data if cust is not None else {}
-    entity = entities.get(_entity_code(cd, cust, ctx), cur)
+    if d.get("billing_entity_code"):
+        entity = entities.get(_entity_code(d, sub, ctx), cur)
+    else:
+        entity = entities.get(_entity_code(cd, cust, ctx), cur)
 
     lines = [f"# Lago subscription {V.string(ext)}" + (f": {V.comment(d['name'])}" if d.get("name") else "")]
     lines.append(f"contract {name} {{")
