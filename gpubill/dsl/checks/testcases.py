@@ -5,7 +5,8 @@
 * A usage line's event code should be read by some metric (else it is
   ignored: a warning); canonical properties get values of their type
   (gpu_count=8, gpu_type="H100-SXM") and, where the set is fixed, one of its
-  values; `at` lies inside the test's period (a warning).
+  values; `at` lies inside the test's period (a warning), or before it for
+  events that recurring metrics carry over from earlier periods.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 def check_testcases(cat: Catalog) -> Iterator[Diagnostic]:
     codes = {m.event.name for m in cat.metrics.values() if m.event is not None}
+    # Events before the period still count for recurring metrics (and weighted sums' levels).
+    carried = {
+        m.event.name for m in cat.metrics.values()
+        if m.event is not None and (m.recurring or (m.aggregation and m.aggregation.kind == "weighted_sum"))
+    }
     for t in cat.tests:
         c = cat.contracts.get(t.contract.name) if t.contract else None
         plan = contract_plan(cat, c) if c else None
@@ -32,7 +38,7 @@ def check_testcases(cat: Catalog) -> Iterator[Diagnostic]:
             yield from _expect(e, keys)
         bounds = _bounds(t.period)
         for u in t.usages:
-            yield from _usage(u, codes, bounds, t.period)
+            yield from _usage(u, codes, carried, bounds, t.period)
 
 
 def _expect(e: ast.Expect, keys: set[str] | None) -> Iterator[Diagnostic]:
@@ -74,7 +80,7 @@ def _bounds(p: ast.TestPeriod | None) -> tuple[dt.datetime, dt.datetime] | None:
     return (a, b) if b is not None else None
 
 
-def _usage(u: ast.Usage, codes: set[str], bounds, period) -> Iterator[Diagnostic]:
+def _usage(u: ast.Usage, codes: set[str], carried: set[str], bounds, period) -> Iterator[Diagnostic]:
     if u.code.name not in codes:
         yield warning(
             "unused-event",
@@ -104,7 +110,9 @@ def _usage(u: ast.Usage, codes: set[str], bounds, period) -> Iterator[Diagnostic
                     hints=did_you_mean(p.value.value, allowed) + (f"{name} is one of: {', '.join(allowed)}",),
                 )
     at = instant(u.at)
-    if at is not None and bounds is not None and not bounds[0] <= at < bounds[1]:
+    if at is None or bounds is None:
+        return
+    if at >= bounds[1] or (at < bounds[0] and u.code.name not in carried):
         yield warning(
             "usage-outside-period",
             f"this usage at {u.at.text} falls outside the test period {period.text}",
