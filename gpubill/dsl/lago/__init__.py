@@ -176,8 +176,8 @@ def _convert(objs: list[Obj], ctx: Ctx, names: list[str]) -> dict[str, str]:
             variants[key] = (data, base.at, note)
         sub_variant[ext] = key
         live_subs.append(s)
-    for code in plans_in:
-        if not any(k[0] == code for k in variants):
+    for code in plans_in:  # every plan under its own name, even when only overridden copies are used
+        if not any(k[0] == code and k[2] is None for k in variants):
             variants[(code, "calendar", None)] = (plans_in[code].data, plans_in[code].at, None)
 
     plans: dict[tuple, object] = {}

@@ -209,7 +209,7 @@ def _rounding(d: dict, at: At, ctx: Ctx) -> str | None:
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<prop>event\.properties\.(?P<pname>[A-Za-z0-9_\-]+))|(?P<num>[0-9]+(?:\.[0-9]+)?)"
-    r"|(?P<op>[-+*/()])|(?P<other>\S+))"
+    r"|(?P<op>[-+*/()])|(?P<other>[A-Za-z_][A-Za-z0-9_.]*|\S))"
 )
 
 
