@@ -181,7 +181,7 @@ def test_every_contract_clause_has_an_example(checked):
 
 def test_every_test_clause_has_an_example(checked):
     tests = _catalog(checked).tests
-    assert {e.what for t in tests for e in t.expects} >= {"charge", "units", "events"}
+    assert {e.what for t in tests for e in t.expects} == {"charge", "units", "events", "total"}
     assert any(e.condition for t in tests for e in t.expects)
     assert any(u.times for t in tests for u in t.usages)
     assert any(t.period and t.period.end for t in tests)
