@@ -196,7 +196,9 @@ def _usage(p, key, ch, fp, a, seq):
     model = line_model(ch, key.bucket, key.window)
     if seq is not None:
         idx, val, aux, _ = seq
-        if isinstance(model, Percentage) and agg != "count":
+        if isinstance(model, Percentage) and agg == "unique_count":
+            values = (Fraction(1),) * len(val)
+        elif isinstance(model, Percentage) and agg != "count":
             values = tuple(d * int(v) for v in val)
         if ch.prorated and agg == "sum" and isinstance(model, Graduated):
             pev = tuple((d * int(v), per.eff_days - max(int(x), 0)) for v, x in zip(val, aux))
