@@ -45,6 +45,10 @@ class EventColumns:
     def lookup(self, s):
         return self._index.get(s)
 
+    @property
+    def precise_total_amount_cents(self):
+        return self.numeric("precise_total_amount_cents")
+
     def numeric(self, name):
         vals = self._cents if name == "precise_total_amount_cents" else self._props.get(name, [None] * self.n)
         pairs = [parse_numeric(v) for v in vals]

@@ -41,8 +41,10 @@ class _Strings:
         self._index = None
 
     def id(self, s):
-        if hasattr(self.cols, "lookup"):
-            return self.cols.lookup(s)
+        for owner in (self.cols, self.cols.strings):
+            if hasattr(owner, "lookup"):
+                i = owner.lookup(s)
+                return None if i is None or i < 0 else i
         if self._index is None:
             self._index = {v: i for i, v in enumerate(self.cols.strings)}
         return self._index.get(s)
@@ -100,7 +102,6 @@ def _compact_lut(col, nstrings):
 def build(subs, cols) -> Plan:
     subs = list(subs)
     strings = _Strings(cols)
-    nstrings = len(cols.strings)
     periods = [period_of(s) for s in subs]
     ext = [s.external_id for s in subs]
     if len(set(ext)) != len(ext):
@@ -115,7 +116,10 @@ def build(subs, cols) -> Plan:
         if p not in numeric_slots:
             if len(num_arrays) >= MAXK:
                 raise EngineError(f"more than {MAXK} numeric properties in one run")
-            m, e = cols.numeric(p)
+            if p == CENTS_PROP and hasattr(cols, CENTS_PROP):
+                m, e = getattr(cols, CENTS_PROP)
+            else:
+                m, e = cols.numeric(p)
             numeric_slots[p] = len(num_arrays)
             num_arrays.append((np.ascontiguousarray(m, np.int64), np.ascontiguousarray(e, np.int8)))
         return numeric_slots[p]
@@ -135,6 +139,28 @@ def build(subs, cols) -> Plan:
             if ch not in cp_index:
                 cp_index[ch] = len(programs)
                 programs.append(ch)
+
+    # ---- load every dimension first: a store may intern strings while doing so,
+    # and every lookup table must cover every id that occurs.
+    for ch in programs:
+        for k in sorted({k for f in ch.filters for k in f.values}) + list(ch.group_by):
+            dslot(k)
+        if ch.metric.aggregation == "unique_count":
+            dslot(ch.metric.field)
+    reason_dim = op_dim = -1
+    try:
+        reason_dim = dslot(END_REASON)
+    except (KeyError, LookupError):
+        pass
+    if any(ch.metric.aggregation == "unique_count" for ch in programs):
+        try:
+            op_dim = dslot("operation_type")
+        except (KeyError, LookupError):
+            pass
+    nstrings = len(cols.strings)
+    for arr in dim_arrays + [np.asarray(cols.subscription), np.asarray(cols.code)]:
+        if arr.size:
+            nstrings = max(nstrings, int(arr.max()) + 1)
 
     # ---- fixed-point scale of every numeric property
     scales: dict = {}
@@ -338,22 +364,13 @@ def build(subs, cols) -> Plan:
         bounds.extend(per.day_bounds)
         bound_off.append(len(bounds))
 
-    reason_dim, reason_values = -1, [None]
-    reason_lut = np.zeros(1, np.int32)
-    try:
-        rcol = cols.dim(END_REASON)
-    except (KeyError, LookupError):
-        rcol = None
-    if rcol is not None:
-        reason_dim = dslot(END_REASON)
+    reason_values = [None]
+    reason_lut = np.zeros(nstrings + 1, np.int32)
+    if reason_dim >= 0:
         reason_lut, ids = _compact_lut(dim_arrays[reason_dim], nstrings)
         reason_values = [None] + [cols.strings[i] for i in ids]
-    op_dim, remove_id = -1, -2
-    if any(ch.metric.aggregation == "unique_count" for ch in programs):
-        try:
-            op_dim = dslot("operation_type")
-        except (KeyError, LookupError):
-            op_dim = -1
+    remove_id = -2
+    if op_dim >= 0:
         rid = strings.id("remove")
         remove_id = -2 if rid is None else rid
 
