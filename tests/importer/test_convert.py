@@ -13,6 +13,15 @@ from gpubill.dsl.lago.jsonpos import InvalidJson, load, render_path
 from lago_objects import FIXTURES, charge, customer, metric, plan, sources, subscription
 
 
+def norm(text: str) -> str:
+    """Lines with their whitespace collapsed: the formatter aligns tiers and indents blocks."""
+    return "\n".join(" ".join(line.split()) for line in text.splitlines()) + "\n"
+
+
+def has(text: str, snippet: str) -> bool:
+    return norm(snippet).rstrip("\n") in norm(text)
+
+
 def fixture_sources():
     return {p.name: p.read_text() for p in sorted(FIXTURES.glob("*.json"))}
 
@@ -69,6 +78,19 @@ def test_output_is_deterministic():
     assert import_lago(fixture_sources(), "out").files == import_lago(fixture_sources(), "out").files
 
 
+def test_output_is_in_canonical_format():
+    from gpubill.dsl.fmt import format_source
+
+    for path, text in import_lago(fixture_sources(), "out").files.items():
+        assert format_source(text, path) == (text, [])
+
+
+def test_applicable_timezone_is_used_when_the_customer_has_none():
+    c = customer(timezone=None, applicable_timezone="Europe/Paris")
+    res = imported(p={"plan": plan()}, c={"customer": c}, s={"subscription": subscription()})
+    assert has(res.files["out/contracts.bill"], '  timezone "Europe/Paris"')
+
+
 def test_fixture_plan_text():
     text = import_lago(fixture_sources(), "out").files["out/plans.bill"]
     for expected in [
@@ -97,7 +119,7 @@ def test_fixture_plan_text():
         "  fee 1200.00 in arrears",
         "  charge api_requests 0.0002 per event {",
     ]:
-        assert expected + "\n" in text, expected
+        assert has(text, expected + "\n"), expected
 
 
 def test_fixture_metrics_text():
@@ -108,25 +130,25 @@ def test_fixture_metrics_text():
         '  dimension region in "us-east-1", "eu-west-1"',
         "  dimension project  # a pricing group key in Lago",
     ]:
-        assert expected + "\n" in text, expected
+        assert has(text, expected + "\n"), expected
 
 
 def test_fixture_contracts_and_entities():
     files = import_lago(fixture_sources(), "out").files
     contracts, entities = files["out/contracts.bill"], files["out/entities.bill"]
-    assert "contract sub_acme_gpu {" in contracts
-    assert '  customer "acme-corp" name "Acme Corp"' in contracts
-    assert '  timezone "America/New_York"' in contracts
-    assert "  invoice grace 3 days" in contracts
-    assert "  commit 10000.00 USD per period, true-up each period" in contracts
+    assert has(contracts, "contract sub_acme_gpu {")
+    assert has(contracts, '  customer "acme-corp" name "Acme Corp"')
+    assert has(contracts, '  timezone "America/New_York"')
+    assert has(contracts, "  invoice grace 3 days")
+    assert has(contracts, "  commit 10000.00 USD per period, true-up each period")
     # a UUID external id: sanitized name, exact quoted id
-    assert "contract sub_5eb02857_a71e_4ea2_bcf9_57d3a41bc6ba {" in contracts
-    assert '  subscription "5eb02857-a71e-4ea2-bcf9-57d3a41bc6ba"' in contracts
-    assert "  invoice grace 5 days" in contracts  # from billing_configuration
-    assert "  ends 2026-03-14T23:59:59Z" in contracts
+    assert has(contracts, "contract sub_5eb02857_a71e_4ea2_bcf9_57d3a41bc6ba {")
+    assert has(contracts, '  subscription "5eb02857-a71e-4ea2-bcf9-57d3a41bc6ba"')
+    assert has(contracts, "  invoice grace 5 days")  # from billing_configuration
+    assert has(contracts, "  ends 2026-03-14T23:59:59Z")
     assert "entity lago_default_usd {" in entities and "  currency USD" in entities
     assert "entity globex_eu {" in entities and "  currency EUR" in entities
-    assert "  entity globex_eu" in contracts
+    assert has(contracts, "  entity globex_eu")
 
 
 # ------------------------------------------------------------------ shapes
@@ -142,8 +164,8 @@ def test_fixture_contracts_and_entities():
 def test_plan_with_or_without_root_key_or_in_a_list(wrap):
     res = imported(m={"billable_metric": metric("calls", "count_agg")},
                    p=wrap(plan(charges=[charge("calls", properties={"amount": "1"})])))
-    assert "plan pro {" in res.files["out/plans.bill"]
-    assert "charge calls 1 per event" in res.files["out/plans.bill"]
+    assert has(res.files["out/plans.bill"], "plan pro {")
+    assert has(res.files["out/plans.bill"], "charge calls 1 per event")
 
 
 def test_identical_duplicates_are_merged_different_ones_are_errors():
@@ -159,8 +181,8 @@ def test_embedded_plan_and_metric_fill_in():
     c["billable_metric"] = m
     s = subscription(plan=plan(charges=[c]))
     res = imported(s={"subscription": s}, c={"customer": customer()})
-    assert "metric calls {" in res.files["out/metrics.bill"]
-    assert "contract sub_1 {" in res.files["out/contracts.bill"]
+    assert has(res.files["out/metrics.bill"], "metric calls {")
+    assert has(res.files["out/contracts.bill"], "contract sub_1 {")
 
 
 # ------------------------------------------------------------------ money and names
@@ -170,7 +192,7 @@ def test_embedded_plan_and_metric_fill_in():
                                             ("KWD", 1234, "1.234"), ("EUR", 5, "0.05")])
 def test_cents_use_the_currencys_minor_unit(cur, cents, text):
     res = imported(p={"plan": plan(currency=cur, amount_cents=cents)})
-    assert f"  fee {text} in arrears\n" in res.files["out/plans.bill"]
+    assert has(res.files["out/plans.bill"], f"  fee {text} in arrears\n")
 
 
 def test_non_two_decimal_currencies_state_their_rounding():
@@ -181,7 +203,7 @@ def test_non_two_decimal_currencies_state_their_rounding():
 def test_prices_stay_exact_decimal_strings():
     res = imported(m={"billable_metric": metric("calls", "count_agg")},
                    p={"plan": plan(charges=[charge("calls", properties={"amount": "0.000012500"})])})
-    assert "charge calls 0.000012500 per event" in res.files["out/plans.bill"]
+    assert has(res.files["out/plans.bill"], "charge calls 0.000012500 per event")
 
 
 def test_tier_bounds_read_exactly_from_json_numbers():
@@ -191,7 +213,7 @@ def test_tier_bounds_read_exactly_from_json_numbers():
     ]}
     res = imported(m={"billable_metric": metric("hours")},
                    p={"plan": plan(charges=[charge("hours", "graduated", props)])})
-    assert "    0 to 0.1 at 10\n    0.1 and above at 5 flat 1.5\n" in res.files["out/plans.bill"]
+    assert has(res.files["out/plans.bill"], "    0 to 0.1 at 10\n    0.1 and above at 5 flat 1.5\n")
 
 
 def test_codes_are_sanitized_with_the_original_in_a_comment():
@@ -199,14 +221,14 @@ def test_codes_are_sanitized_with_the_original_in_a_comment():
                    r={"plan": plan(code="2024-plan")})
     text = res.files["out/plans.bill"]
     assert '# Lago plan "Pro Plan-2024"' in text and "plan Pro_Plan_2024 {" in text
-    assert "plan Pro_Plan_2024_2 {" in text  # the second code that sanitizes to the same name
-    assert "plan plan_2024_plan {" in text
+    assert has(text, "plan Pro_Plan_2024_2 {")  # the second code that sanitizes to the same name
+    assert has(text, "plan plan_2024_plan {")
 
 
 def test_canonical_units_price_per_natural_unit():
     res = imported(m={"billable_metric": metric("gpu", field="duration_seconds")},
                    p={"plan": plan(charges=[charge("gpu", properties={"amount": "0.001"})])})
-    assert "charge gpu 0.001 per second" in res.files["out/plans.bill"]
+    assert has(res.files["out/plans.bill"], "charge gpu 0.001 per second")
 
 
 # ------------------------------------------------------------------ plan features
@@ -221,18 +243,18 @@ def test_thresholds_commitment_and_charge_options():
     res = imported(m={"billable_metrics": [metric("calls", "count_agg"), metric("hours", recurring=True)]},
                    p={"plan": p}, c={"customer": customer()}, s={"subscription": subscription()})
     text = res.files["out/plans.bill"]
-    assert "  progressive billing at 100.00, every 25.00\n" in text
-    assert "    group by region\n    in advance\n" in text
-    assert "    minimum spend 15.00\n    prorated\n" in text
-    assert "  commit 1000.00 USD per period, true-up each period\n" in res.files["out/contracts.bill"]
+    assert has(text, "  progressive billing at 100.00, every 25.00\n")
+    assert has(text, "    group by region\n    in advance\n")
+    assert has(text, "    minimum spend 15.00\n    prorated\n")
+    assert has(res.files["out/contracts.bill"], "  commit 1000.00 USD per period, true-up each period\n")
 
 
 def test_anniversary_and_calendar_subscriptions_get_two_plan_variants():
     subs = [subscription("s1"), subscription("s2", billing_time="anniversary", started="2024-06-15T00:00:00Z")]
     res = imported(p={"plan": plan()}, c={"customer": customer()}, s={"subscriptions": subs})
     text, contracts = res.files["out/plans.bill"], res.files["out/contracts.bill"]
-    assert "plan pro {\n  currency USD\n  billing monthly calendar" in text
-    assert "plan pro_anniversary {\n  currency USD\n  billing monthly anniversary" in text
+    assert has(text, "plan pro {\n  currency USD\n  billing monthly calendar")
+    assert has(text, "plan pro_anniversary {\n  currency USD\n  billing monthly anniversary")
     assert "  plan pro_anniversary\n" in contracts and "  plan pro\n" in contracts
 
 
@@ -243,15 +265,15 @@ def test_plan_overrides_make_a_plan_of_their_own():
     res = imported(m={"billable_metric": metric("calls", "count_agg")}, p={"plan": plan(charges=[c])},
                    c={"customer": customer()}, s={"subscription": s})
     text = res.files["out/plans.bill"]
-    assert "charge calls 1 per event" in text  # the plan itself
+    assert has(text, "charge calls 1 per event")  # the plan itself
     assert "plan pro_sub_1 {" in text and "  fee 9.99 in arrears" in text and "charge calls 0.5 per event" in text
-    assert "  plan pro_sub_1\n" in res.files["out/contracts.bill"]
+    assert has(res.files["out/contracts.bill"], "  plan pro_sub_1\n")
 
 
 def test_customer_missing_is_a_warning_and_the_contract_uses_the_plan_currency():
     res = imported(p={"plan": plan(currency="EUR")}, s={"subscription": subscription()})
     assert any(d.rule == "lago-missing" and not d.is_error for d in res.diagnostics)
-    assert "entity lago_default_eur {" in res.files["out/entities.bill"]
+    assert has(res.files["out/entities.bill"], "entity lago_default_eur {")
 
 
 # ------------------------------------------------------------------ unsupported and invalid
@@ -299,7 +321,7 @@ def test_unsupported_metric_features():
 
 def test_expression_arithmetic_is_kept():
     res = imported(m={"billable_metric": metric("x", expression="(event.properties.a + 2) * event.properties.b / 1000")})
-    assert "  sum (a + 2) * b / 1000\n" in res.files["out/metrics.bill"]
+    assert has(res.files["out/metrics.bill"], "  sum (a + 2) * b / 1000\n")
 
 
 def test_presentation_group_keys_are_only_a_warning():

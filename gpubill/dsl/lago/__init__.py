@@ -62,11 +62,21 @@ def import_lago(sources: dict[str, str], out_dir: str = "") -> ImportResult:
             continue
         objs.extend(collect(value, At(loc), ctx))
     files = _convert(objs, ctx, [os.path.basename(p) for p in sources])
-    out = {os.path.join(out_dir, name): text for name, text in files.items()}
+    out = {os.path.join(out_dir, name): _canonical(text, name) for name, text in files.items()}
     diags = list(ctx.diags)
     if not any(d.is_error for d in diags) and out:
         diags.extend(_self_check(out))
     return ImportResult(out if not any(d.is_error for d in diags) else {}, tuple(_dedupe(diags)))
+
+
+def _canonical(text: str, name: str) -> str:
+    """The text as `gpubill fmt` prints it (comments kept), when the formatter is available."""
+    try:
+        from gpubill.dsl.fmt import format_source
+    except ImportError:  # pragma: no cover - the formatter ships with the language
+        return text
+    formatted, diags = format_source(text, name)
+    return formatted if formatted is not None and not diags else text
 
 
 def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:

@@ -9,7 +9,7 @@ One contract per subscription, joining its customer:
 | `plan_code`                                  | `plan NAME`                             |
 | `started_at` (else `subscription_at`)        | `starts 2024-01-01T00:00:00Z`           |
 | `terminated_at`, else `ending_at`            | `ends ...`                              |
-| customer `timezone`                          | `timezone "Europe/Paris"`               |
+| customer `timezone` (else `applicable_timezone`) | `timezone "Europe/Paris"`           |
 | customer `invoice_grace_period`              | `invoice grace N days`                  |
 | plan `minimum_commitment`                    | `commit X CUR per period, true-up each period` |
 | customer `billing_entity_code` + currency    | `entity NAME`                           |
@@ -136,13 +136,17 @@ def convert_contract(sub: Obj, name: str, cust: Obj | None, plan_name: str, plan
             lines.append(f"  ends {V.instant(d[end_key], end_key)}")
         except V.BadValue as e:
             ctx.invalid(at / end_key, str(e))
-    tz = cd.get("timezone")
-    if tz:
+    if commitment:
+        lines.append(f"  commit {V.num(commitment)} {cur} per period, true-up each period")
+    # Lago bills in the customer's timezone, else the one it inherits (applicable_timezone).
+    tz = cd.get("timezone") or cd.get("applicable_timezone")
+    if tz and (tz != "UTC" or cd.get("timezone")):
         try:
             zoneinfo.ZoneInfo(tz)
             lines.append(f"  timezone {V.string(tz)}")
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
-            ctx.invalid(cust.at / "timezone", f"unknown timezone {tz!r}")
+            ctx.invalid(cust.at / ("timezone" if cd.get("timezone") else "applicable_timezone"),
+                        f"unknown timezone {tz!r}")
     grace = cd.get("invoice_grace_period")
     if grace is None and isinstance(cd.get("billing_configuration"), dict):
         grace = cd["billing_configuration"].get("invoice_grace_period")
@@ -153,8 +157,6 @@ def convert_contract(sub: Obj, name: str, cust: Obj | None, plan_name: str, plan
             ctx.invalid(cust.at / "invoice_grace_period", str(e))
     if cd.get("net_payment_term"):
         ctx.warn(cust.at / "net_payment_term", "payment terms do not change amounts and are not imported")
-    if commitment:
-        lines.append(f"  commit {V.num(commitment)} {cur} per period, true-up each period")
     lines.append("}")
     if ctx.errors_since(start):
         return None

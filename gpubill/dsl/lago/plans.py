@@ -194,12 +194,12 @@ def _charge(ch, at: At, cur: str, metrics: dict, keys: set, ctx: Ctx) -> list[st
 
     head = price(model, props, metric, at / "properties", ctx, "  ")
     body: list[str] = []
-    for j, f in enumerate(ch.get("filters") or []):
-        body.extend(_filter(f, at / "filters" / j, model, metric, groups, ctx))
     if groups:
         for g in groups:
             metric.add_dimension(g)
         body.append("group by " + ", ".join(groups))
+    for j, f in enumerate(ch.get("filters") or []):
+        body.extend(_filter(f, at / "filters" / j, model, metric, groups, ctx))
     if ch.get("pay_in_advance"):
         body.append("in advance")
     min_cents = ch.get("min_amount_cents")
