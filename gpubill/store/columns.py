@@ -1,0 +1,235 @@
+"""Columnar reads: a period's events as numpy arrays, incrementally.
+
+``read_columns`` concatenates the column blocks written at ingestion
+(``np.frombuffer`` over BLOBs, no Python row tuples) and applies the filters
+as one boolean mask. Property columns are loaded lazily, on the first
+``dim(name)``/``numeric(name)``, and cached.
+
+Dictionary ids index the store-wide ``strings`` table (``EventColumns.strings``
+decodes them). The string form of a JSON number is not stored at ingestion:
+``dim`` derives it from the exact decimal and interns it on first use, so its
+id is stable store-wide like every other.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import attrs
+import numpy as np
+
+from .encode import LAZY
+from .numeric import MISSING, format_decimal
+
+_I64, _I32, _I8 = np.dtype("<i8"), np.dtype("<i4"), np.dtype("i1")
+
+
+class StringTable:
+    """Decode table for dictionary ids (a lazy, store-wide list of strings)."""
+
+    def __init__(self, store):
+        self._store = store
+        self._lock = threading.Lock()
+        self._by_id: dict[int, str] = {}
+        self._by_s: dict[str, int] = {}
+        self._loaded_to = 0
+
+    def _load(self, upto: int | None = None) -> None:
+        with self._lock:
+            rows = self._store._read().execute(
+                "SELECT id, s FROM strings WHERE id > ? ORDER BY id", (self._loaded_to,)).fetchall()
+            for i, s in rows:
+                self._by_id[i] = s
+                self._by_s[s] = i
+            if rows:
+                self._loaded_to = rows[-1][0]
+
+    def __getitem__(self, i: int) -> str:
+        i = int(i)
+        if i not in self._by_id:
+            self._load()
+        try:
+            return self._by_id[i]
+        except KeyError:
+            raise IndexError(f"no string with id {i}") from None
+
+    def __len__(self) -> int:
+        self._load()
+        return self._loaded_to + 1
+
+    def lookup(self, s: str) -> int:
+        """The id of a string, or -1 if the store has never seen it."""
+        if s not in self._by_s:
+            self._load()
+        return self._by_s.get(s, -1)
+
+    def decode(self, ids) -> list:
+        """Strings of an id array (None for -1)."""
+        self._load()
+        return [None if i < 0 else self._by_id[i] for i in np.asarray(ids).tolist()]
+
+    def _add(self, pairs) -> None:
+        with self._lock:
+            for s, i in pairs:
+                self._by_id[i] = s
+                self._by_s[s] = i
+
+
+@attrs.frozen(eq=False)
+class EventColumns:
+    """Events as columns, in ingestion order. See ``Store.read_columns``."""
+
+    n: int
+    last_rowid: int
+    rowid: np.ndarray
+    timestamp_ms: np.ndarray
+    code: np.ndarray
+    subscription: np.ndarray
+    strings: StringTable
+    _ptac: tuple
+    _source: "_PropSource"
+    _cache: dict = attrs.field(factory=dict)
+
+    @property
+    def precise_total_amount_cents(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._ptac
+
+    def property_names(self) -> list[str]:
+        return self._source.names()
+
+    def numeric(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(mantissa int64[n], exponent int8[n]); exponent -128 = missing/not numeric."""
+        key = ("num", name)
+        if key not in self._cache:
+            m, e, _ = self._source.load(name)
+            self._cache[key] = (m, e)
+        return self._cache[key]
+
+    def dim(self, name: str) -> np.ndarray:
+        """Dictionary id of the property's string form (int32[n]), -1 when missing."""
+        key = ("dim", name)
+        if key not in self._cache:
+            m, e, sid = self._source.load(name)
+            lazy = sid == LAZY
+            if lazy.any():
+                pairs = np.unique(np.stack([m[lazy], e[lazy].astype(np.int64)], axis=1), axis=0)
+                texts = [format_decimal(int(a), int(b)) for a, b in pairs.tolist()]
+                ids = self._source.store._intern_strings(texts)
+                self.strings._add(zip(texts, ids.tolist()))
+                lut = {(a, b): i for (a, b), i in zip(pairs.tolist(), ids.tolist())}
+                sid = sid.copy()
+                where = np.flatnonzero(lazy)
+                sid[where] = [lut[(a, b)] for a, b in zip(m[where].tolist(), e[where].tolist())]
+            self._cache[key] = sid
+        return self._cache[key]
+
+
+@attrs.define
+class _PropSource:
+    """Where the lazily loaded property columns come from."""
+
+    store: object
+    block_ids: list
+    sizes: list
+    mask: np.ndarray | None   # over the concatenated blocks; None = all rows
+
+    def names(self) -> list[str]:
+        if not self.block_ids:
+            return []
+        rows = self.store._read().execute(
+            "SELECT DISTINCT name FROM block_props WHERE block_id BETWEEN ? AND ?",
+            (self.block_ids[0], self.block_ids[-1])).fetchall()
+        return sorted(r[0] for r in rows)
+
+    def load(self, name: str):
+        total = sum(self.sizes)
+        m = np.zeros(total, np.int64)
+        e = np.full(total, MISSING, np.int8)
+        sid = np.full(total, -1, np.int32)
+        if self.block_ids:
+            offs = dict(zip(self.block_ids, np.cumsum([0] + self.sizes[:-1]).tolist()))
+            sizes = dict(zip(self.block_ids, self.sizes))
+            rows = self.store._read().execute(
+                "SELECT block_id, sid, m, e FROM block_props WHERE name = ? AND block_id BETWEEN ? AND ?",
+                (name, self.block_ids[0], self.block_ids[-1]))
+            for bid, bs, bm, be in rows:
+                if bid not in offs:
+                    continue
+                o, k = offs[bid], sizes[bid]
+                if bm is not None:
+                    m[o:o + k] = np.frombuffer(bm, _I64)
+                    e[o:o + k] = np.frombuffer(be, _I8)
+                if bs is not None:
+                    sid[o:o + k] = np.frombuffer(bs, _I32)
+                else:
+                    sid[o:o + k] = np.where(e[o:o + k] != MISSING, LAZY, -1)
+        if self.mask is not None:
+            m, e, sid = m[self.mask], e[self.mask], sid[self.mask]
+        return m, e, sid
+
+
+def read_columns(store, since_rowid=0, codes=None, time_from_ms=None, time_to_ms=None,
+                 subscriptions=None) -> EventColumns:
+    db = store._read()
+    q = ("SELECT id, first_rowid, last_rowid, n, rowids, ts, code, sub, ptac_m, ptac_e"
+         " FROM column_blocks WHERE last_rowid > ?")
+    args: list = [since_rowid]
+    db.execute("BEGIN")
+    try:
+        top = db.execute("SELECT coalesce(max(last_rowid), 0) FROM column_blocks").fetchone()[0]
+        if time_from_ms is not None:
+            q += " AND max_ts >= ?"
+            args.append(time_from_ms)
+        if time_to_ms is not None:
+            q += " AND min_ts <= ?"
+            args.append(time_to_ms)
+        blocks = db.execute(q + " ORDER BY id", args).fetchall()
+    finally:
+        db.execute("COMMIT")
+    ids, sizes, rid, ts, code, sub, pm, pe = [], [], [], [], [], [], [], []
+    any_ptac = False
+    for bid, first, last, n, rowids, bts, bcode, bsub, bpm, bpe in blocks:
+        ids.append(bid)
+        sizes.append(n)
+        rid.append(np.frombuffer(rowids, _I64) if rowids is not None
+                   else np.arange(first, last + 1, dtype=np.int64))
+        ts.append(np.frombuffer(bts, _I64))
+        code.append(np.frombuffer(bcode, _I32))
+        sub.append(np.frombuffer(bsub, _I32))
+        pm.append(bpm)
+        pe.append(bpe)
+        any_ptac = any_ptac or bpm is not None
+    cat = (lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt))
+    rowid, timestamp, codev, subv = cat(rid, np.int64), cat(ts, np.int64), cat(code, np.int32), cat(sub, np.int32)
+    if any_ptac:
+        ptm = np.concatenate([np.frombuffer(b, _I64) if b is not None else np.zeros(k, np.int64)
+                              for b, k in zip(pm, sizes)])
+        pte = np.concatenate([np.frombuffer(b, _I8) if b is not None else np.full(k, MISSING, np.int8)
+                              for b, k in zip(pe, sizes)])
+    else:
+        ptm, pte = np.zeros(rowid.shape[0], np.int64), np.full(rowid.shape[0], MISSING, np.int8)
+    strings = store.strings
+    mask = None
+    if blocks and rowid[0] <= since_rowid:
+        mask = rowid > since_rowid
+    if codes is not None:
+        cid = [strings.lookup(c) for c in codes]
+        mask = _and(mask, np.isin(codev, np.array([c for c in cid if c >= 0], np.int32)))
+    if subscriptions is not None:
+        sid = [strings.lookup(s) for s in subscriptions]
+        mask = _and(mask, np.isin(subv, np.array([s for s in sid if s >= 0], np.int32)))
+    if time_from_ms is not None:
+        mask = _and(mask, timestamp >= time_from_ms)
+    if time_to_ms is not None:
+        mask = _and(mask, timestamp <= time_to_ms)
+    if mask is not None:
+        rowid, timestamp, codev, subv = rowid[mask], timestamp[mask], codev[mask], subv[mask]
+        ptm, pte = ptm[mask], pte[mask]
+    last = max(top, since_rowid)
+    src = _PropSource(store, ids, sizes, mask)
+    return EventColumns(int(rowid.shape[0]), int(last), rowid, timestamp, codev, subv, strings,
+                        (ptm, pte), src)
+
+
+def _and(mask, other):
+    return other if mask is None else (mask & other)

@@ -1,0 +1,343 @@
+"""Turn a chunk of parsed events into validated, column-encoded data.
+
+``prepare(objs, now_ms, max_future_ms)`` is the ingestion fast path. It
+checks the top-level fields of each event in one tight loop, then checks and
+encodes each property *column* at once (type sets, numpy range checks), and
+falls back to ``validate.check_event`` only for the events the fast path
+cannot settle, so every rejection still names its field and reason.
+
+The result, a ``Chunk``, holds the valid events' canonical values as numpy
+arrays, their dedup keys, their JSON payload, and per property a
+dictionary-encoded string column and/or an exact decimal column.
+"""
+
+from __future__ import annotations
+
+import math
+from hashlib import blake2b
+from itertools import repeat
+from operator import is_not
+
+import attrs
+import numpy as np
+import orjson
+
+from .numeric import MISSING, floats_to_decimal, from_number, parse_strict
+from .validate import (CANONICAL, MAX_ID_LEN, MAX_KEYS, MAX_STRING, Problem, _count, _fraction,
+                       _nonneg, _text, check_event, check_value)
+
+LAZY = -2  # dim id placeholder: "the canonical string of this number" (resolved on read)
+_NONE = type(None)
+_EMPTY: dict = {}
+_STRINGY = {"gpu_type", "interconnect", "region", "model_name", "job_id"}
+
+
+@attrs.define
+class PropColumn:
+    """One property over the chunk's valid events.
+
+    ``strings`` are the distinct explicit string forms; ``sid`` indexes them
+    (-1 missing, ``LAZY`` = canonical string of the number in m/e), or is None
+    when every present value is a number. ``m``/``e`` are None when no value is
+    strictly numeric.
+    """
+
+    strings: list
+    sid: np.ndarray | None
+    m: np.ndarray | None
+    e: np.ndarray | None
+
+    def take(self, idx: np.ndarray) -> "PropColumn":
+        return PropColumn(self.strings,
+                          None if self.sid is None else self.sid[idx],
+                          None if self.m is None else self.m[idx],
+                          None if self.e is None else self.e[idx])
+
+
+@attrs.define
+class Chunk:
+    """Validated events of one chunk (positions refer to the input list)."""
+
+    n_in: int
+    good: np.ndarray                      # int64 input positions of valid events
+    rejected: dict                        # input position -> list[Problem]
+    objs: list                            # the valid events (parsed)
+    txn: list
+    sub: list
+    code: list
+    ts_ms: np.ndarray
+    k1: np.ndarray
+    k2: np.ndarray
+    ptac: dict                            # position in good -> (m, e)
+    explicit_ts: np.ndarray               # bool: the event carried a timestamp
+    props: dict                           # name -> PropColumn
+
+
+def _hash_keys(txn: list, sub: list) -> tuple[np.ndarray, np.ndarray]:
+    """128-bit dedup key: blake2b(txn) with the subscription's hash folded in.
+
+    k1 (the first 64 bits) depends on the transaction id alone, so it also
+    serves lookups by transaction id (Lago's GET /events/{transaction_id}).
+    """
+    raw = b"".join([blake2b(t.encode(), digest_size=16).digest() for t in txn])
+    kk = np.frombuffer(raw, "<i8").reshape(-1, 2)
+    subs = dict.fromkeys(sub)
+    sh = {s: int.from_bytes(blake2b(s.encode(), digest_size=8, person=b"gpubill-sub").digest(),
+                            "little", signed=True) for s in subs}
+    sv = np.fromiter(map(sh.__getitem__, sub), np.int64, len(sub))
+    return kk[:, 0].copy(), kk[:, 1] ^ sv
+
+
+def _fast_columns(objs: list, now_ms: int, hi_s: int):
+    """Column-wise check of the top-level fields; None if any event needs the slow path."""
+    if not objs or set(map(type, objs)) != {dict}:
+        return None
+    n = len(objs)
+    got = [list(map(dict.get, objs, repeat(k))) for k in
+           ("transaction_id", "external_subscription_id", "code", "timestamp", "properties")]
+    for col in got[:3]:
+        if set(map(type, col)) != {str} or min(map(len, col)) == 0 or max(map(len, col)) > MAX_ID_LEN:
+            return None
+    if set(map(type, got[3])) != {int}:
+        return None
+    ts = np.array(got[3], np.int64)
+    if ts.min() < 0 or ts.max() > hi_s:
+        return None
+    props = got[4]
+    if set(map(type, props)) != {dict} or max(map(len, props)) > MAX_KEYS:
+        return None
+    if any(map(dict.__contains__, objs, repeat("precise_total_amount_cents"))):
+        return None
+    return (list(range(n)), got[0], got[1], got[2], ts * 1000, props, [True] * n)
+
+
+def prepare(objs: list, now_ms: int, max_future_ms: int) -> Chunk:
+    """Validate and encode one chunk of parsed events."""
+    rejected: dict[int, list[Problem]] = {}
+    ptac_at: dict[int, tuple[int, int]] = {}
+    hi_s = (now_ms + max_future_ms) // 1000
+    fast = _fast_columns(objs, now_ms, hi_s)
+    if fast is not None:
+        good, txns, subs, codes, tss, props, explicit = fast
+    else:
+        good, txns, subs, codes, tss, props, explicit = _slow_rows(objs, now_ms, max_future_ms,
+                                                                   rejected, ptac_at)
+    cols, bad = _encode_props(props)
+    if bad:
+        # Some property values failed a column check: settle those events exactly.
+        for j in sorted(bad):
+            _, problems = check_event(objs[good[j]], now_ms, max_future_ms)
+            rejected[good[j]] = problems or [Problem("properties", "invalid", "invalid property value")]
+        keep = [j for j in range(len(good)) if j not in bad]
+        remap = {old: new for new, old in enumerate(keep)}
+        ptac_at = {remap[j]: v for j, v in ptac_at.items() if j in remap}
+        good = [good[j] for j in keep]; txns = [txns[j] for j in keep]; subs = [subs[j] for j in keep]
+        codes = [codes[j] for j in keep]; props = [props[j] for j in keep]
+        tss = np.asarray(tss, np.int64)[np.asarray(keep, np.int64)]
+        explicit = [explicit[j] for j in keep]
+        cols, bad = _encode_props(props)
+        assert not bad
+    k1, k2 = _hash_keys(txns, subs) if txns else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return Chunk(len(objs), np.asarray(good, np.int64), rejected, [objs[i] for i in good],
+                 txns, subs, codes, np.asarray(tss, np.int64), k1, k2, ptac_at,
+                 np.asarray(explicit, bool), cols)
+
+
+def _slow_rows(objs, now_ms, max_future_ms, rejected, ptac_at):
+    good, txns, subs, codes, tss, props, explicit = [], [], [], [], [], [], []
+    for i, o in enumerate(objs):
+        norm, problems = check_event(o, now_ms, max_future_ms)
+        if problems:
+            rejected[i] = problems
+            continue
+        if norm.precise_total_amount_cents is not None:
+            ptac_at[len(good)] = norm.precise_total_amount_cents
+        good.append(i); txns.append(norm.transaction_id); subs.append(norm.external_subscription_id)
+        codes.append(norm.code); tss.append(norm.timestamp_ms); props.append(norm.properties)
+        explicit.append(o.get("timestamp") is not None)
+    return good, txns, subs, codes, tss, props, explicit
+
+
+def _encode_props(props: list) -> tuple[dict, set]:
+    cols: dict[str, PropColumn] = {}
+    bad: set[int] = set()
+    if not props:
+        return cols, bad
+    names = set().union(*props)
+    for name in names:
+        vals = list(map(dict.get, props, repeat(name)))
+        if len(name) > MAX_ID_LEN:
+            bad.update(i for i, v in enumerate(vals) if name in props[i])
+            continue
+        types = set(map(type, vals))
+        types.discard(_NONE)
+        chk = CANONICAL.get(name)
+        if types <= {str}:
+            col, b = _strings(name, vals, chk)
+        elif types <= {int} and name not in _STRINGY:
+            col, b = _ints(vals, chk)
+        elif types == {float} and name not in _STRINGY:
+            col, b = _floats(name, vals, chk)
+        else:
+            col, b = _mixed(name, vals, chk)
+        bad |= b
+        cols[name] = col
+    return cols, bad
+
+
+def _strings(name, vals, chk):
+    uniq = dict.fromkeys(vals)
+    uniq.pop(None, None)
+    strings = list(uniq)
+    index = {s: k for k, s in enumerate(strings)}
+    index[None] = len(strings)
+    n = len(vals)
+    sid = np.fromiter(map(index.__getitem__, vals), np.int32, n)
+    bad_u = [k for k, s in enumerate(strings) if len(s) > MAX_STRING or (chk is not None and chk(s))]
+    um = np.zeros(len(strings) + 1, np.int64)
+    ue = np.full(len(strings) + 1, MISSING, np.int8)
+    anynum = False
+    for k, s in enumerate(strings):
+        if s and (s[0].isdigit() or s[0] == "-"):
+            p = parse_strict(s)
+            if p is not None:
+                um[k], ue[k] = p
+                anynum = True
+    bad = set(np.flatnonzero(np.isin(sid, bad_u)).tolist()) if bad_u else set()
+    m = um[sid] if anynum else None
+    e = ue[sid] if anynum else None
+    sid[sid == len(strings)] = -1
+    return PropColumn(strings, sid, m, e), bad
+
+
+def _ints(vals, chk):
+    n = len(vals)
+    present = np.fromiter(map(is_not, vals, repeat(None)), bool, n)
+    allp = bool(present.all())
+    try:
+        arr = np.array(vals if allp else [v for v in vals if v is not None], np.int64)
+    except OverflowError:
+        return _mixed("", vals, chk)
+    bad = _range_bad(arr, present, chk)
+    if allp:
+        return PropColumn([], None, arr, np.zeros(n, np.int8)), bad
+    m = np.zeros(n, np.int64)
+    e = np.full(n, MISSING, np.int8)
+    m[present] = arr
+    e[present] = 0
+    return PropColumn([], None, m, e), bad
+
+
+def _range_bad(arr, present, chk) -> set:
+    if chk is None or not arr.size:
+        return set()
+    with np.errstate(invalid="ignore"):
+        badm = ~np.isfinite(arr) if arr.dtype.kind == "f" else np.zeros(arr.shape, bool)
+        if chk is _fraction:
+            badm |= (arr < 0) | (arr > 1)
+        elif chk in (_nonneg, _count):
+            badm |= arr < 0
+        elif chk is not None:
+            badm[:] = True  # a number where a string is required
+    if chk is _count and arr.dtype.kind == "f":
+        badm[:] = True
+    if not badm.any():
+        return set()
+    return set(np.flatnonzero(present)[badm].tolist())
+
+
+def _floats(name, vals, chk):
+    n = len(vals)
+    present = np.fromiter(map(is_not, vals, repeat(None)), bool, n)
+    allp = bool(present.all())
+    arr = np.array(vals if allp else [v for v in vals if v is not None], np.float64)
+    if not np.isfinite(arr).all() or chk is not None and _range_bad(arr, present, chk):
+        return _mixed(name, vals, chk)
+    fm, fe = floats_to_decimal(arr)
+    if (fe == MISSING).any():
+        return _mixed(name, vals, chk)
+    if allp:
+        return PropColumn([], None, fm, fe), set()
+    m = np.zeros(n, np.int64)
+    e = np.full(n, MISSING, np.int8)
+    m[present], e[present] = fm, fe
+    return PropColumn([], None, m, e), set()
+
+
+def _mixed(name, vals, chk):
+    """Slow per-value path: floats, bools, nested values, mixed types."""
+    n = len(vals)
+    m = np.zeros(n, np.int64)
+    e = np.full(n, MISSING, np.int8)
+    sid = np.full(n, -1, np.int32)
+    strings: dict[str, int] = {}
+    bad: set[int] = set()
+    fpos, fval = [], []
+    for i, v in enumerate(vals):
+        if v is None:
+            continue
+        t = type(v)
+        if t is float:
+            if not math.isfinite(v):
+                bad.add(i)
+                continue
+            fpos.append(i); fval.append(v)
+            sid[i] = LAZY
+        elif t is int:
+            m[i], e[i] = from_number(v)
+            sid[i] = LAZY if e[i] != MISSING else strings.setdefault(str(v), len(strings))
+        elif t is str:
+            if len(v) > MAX_STRING:
+                bad.add(i)
+                continue
+            p = parse_strict(v)
+            if p is not None:
+                m[i], e[i] = p
+            sid[i] = strings.setdefault(v, len(strings))
+        elif t is bool:
+            sid[i] = strings.setdefault("true" if v else "false", len(strings))
+        else:
+            problems: list = []
+            check_value(name, v, 1, problems)
+            if problems:
+                bad.add(i)
+                continue
+            sid[i] = strings.setdefault(orjson.dumps(v).decode(), len(strings))
+        if chk is not None and chk(v):
+            bad.add(i)
+    if fpos:
+        fm, fe = floats_to_decimal(np.array(fval, np.float64))
+        idx = np.array(fpos, np.int64)
+        m[idx], e[idx] = fm, fe
+        unrep = idx[fe == MISSING]
+        for i in unrep.tolist():  # not representable exactly: keep the repr as its string
+            sid[i] = strings.setdefault(repr(vals[i]), len(strings))
+    anynum = bool((e != MISSING).any())
+    return PropColumn(list(strings), sid, m if anynum else None, e if anynum else None), bad
+
+
+def payload_of(chunk: Chunk, raws: list | None):
+    """The valid events' raw JSON payloads: (concatenated bytes, offsets, lengths)."""
+    if raws is not None:
+        sel = [raws[i] for i in chunk.good.tolist()]
+        lens = np.fromiter(map(len, sel), np.int64, len(sel))
+        buf = b"".join(sel)
+    else:
+        dumps = orjson.dumps
+        out = bytearray()
+        ls: list[int] = []
+        add = ls.append
+        for o in chunk.objs:  # one at a time: orjson's buffers are reused when freed at once
+            b = dumps(o)
+            out += b
+            add(len(b))
+        lens = np.array(ls, np.int64)
+        buf = bytes(out)
+    offs = np.zeros(len(lens), np.int64)
+    if len(lens) > 1:
+        np.cumsum(lens[:-1], out=offs[1:])
+    return buf, offs, lens
+
+
+# Re-exported for the writer's content comparison.
+__all__ = ["Chunk", "PropColumn", "prepare", "payload_of", "LAZY", "_count", "_nonneg"]

@@ -1,0 +1,199 @@
+"""The Store: one SQLite file holding events, quarantine, keys, invoices, audit.
+
+``Store.ingest(events)`` validates, deduplicates and stores events and returns
+a ``Receipt``; when it returns, every event it reports as ingested is
+committed (durable across a kill -9 of the process; see docs/store.md for
+power loss). Large inputs are cut into chunks: the caller's thread validates
+chunk k+1 while a writer thread commits chunk k.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import orjson
+
+from .columns import EventColumns, StringTable, read_columns
+from .encode import prepare, payload_of
+from .receipt import Receipt
+from .schema import StoreError, connect
+from .writer import Writer
+
+DEFAULT_CHUNK = 8192
+DEFAULT_MAX_FUTURE_S = 24 * 3600
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Store:
+    """An open store file. Thread-safe; one write at a time, reads in parallel."""
+
+    def __init__(self, path: str | os.PathLike, *, synchronous: str = "NORMAL",
+                 max_future_s: int = DEFAULT_MAX_FUTURE_S, chunk_size: int = DEFAULT_CHUNK):
+        if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError("synchronous must be NORMAL, FULL or EXTRA")
+        self.path = os.fspath(path)
+        self.synchronous = synchronous.upper()
+        self.max_future_ms = int(max_future_s) * 1000
+        self.chunk_size = chunk_size
+        self._wlock = threading.Lock()
+        self._writer = Writer(connect(self.path, synchronous=self.synchronous))
+        self._local = threading.local()
+        self._readers: list = []
+        self._rlock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self.strings = StringTable(self)
+
+    # -- lifecycle ---------------------------------------------------------
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        with self._rlock:
+            for db in self._readers:
+                db.close()
+            self._readers.clear()
+        self._writer.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _read(self):
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = connect(self.path, synchronous=self.synchronous)
+            db.execute("PRAGMA query_only = ON")
+            self._local.db = db
+            with self._rlock:
+                self._readers.append(db)
+        return db
+
+    # -- ingestion ---------------------------------------------------------
+    def ingest(self, events: Iterable, *, source: str = "api", raws: list | None = None,
+               atomic: bool = False, received_ms: int | None = None) -> Receipt:
+        """Validate, deduplicate and store events; one status per event, in order.
+
+        ``events`` are parsed JSON objects (dicts). ``raws``, if given, are the
+        events' original JSON texts (bytes), stored as the raw payload instead
+        of a re-serialization. ``atomic``: store all or none (an invalid or
+        conflicting event aborts the others, which are reported ``aborted``);
+        atomic ingestion is limited to one chunk. Rejected events are kept in
+        quarantine either way.
+        """
+        if atomic:
+            objs = list(events)
+            if len(objs) > self.chunk_size:
+                raise ValueError(f"an atomic batch holds at most {self.chunk_size} events")
+            return self._write(objs, raws, source, received_ms, atomic=True)
+        return Receipt.concat(list(self.ingest_stream(
+            _chunks(events, raws, self.chunk_size), source=source, received_ms=received_ms)))
+
+    def ingest_stream(self, chunks: Iterable[tuple[list, list | None]], *, source: str = "api",
+                      received_ms: int | None = None) -> Iterator[Receipt]:
+        """Ingest ``(objs, raws)`` chunks, pipelined; yield each chunk's receipt once committed."""
+        it = iter(chunks)
+        first = next(it, None)
+        if first is None:
+            return
+        second = next(it, None)
+        if second is None:  # one chunk: no thread hop
+            yield self._write(first[0], first[1], source, received_ms)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="gpubill-writer")
+        pending = []
+        for objs, raws in _prepend(first, second, it):
+            prepared = self._prepare(objs, raws, received_ms)
+            pending.append(self._pool.submit(self._commit, *prepared, source))
+            while len(pending) > 1:
+                yield pending.pop(0).result()
+        while pending:
+            yield pending.pop(0).result()
+
+    def _prepare(self, objs, raws, received_ms):
+        t = now_ms() if received_ms is None else received_ms
+        chunk = prepare(objs, t, self.max_future_ms)
+        payload = payload_of(chunk, raws)
+        rej = {p: (raws[p] if raws is not None else _dump(objs[p])) for p in chunk.rejected}
+        return chunk, payload, rej, t
+
+    def _commit(self, chunk, payload, rej, t, source, atomic=False) -> Receipt:
+        with self._wlock:
+            try:
+                return self._writer.write(chunk, payload, rej, source, t, atomic)
+            except Exception as e:  # sqlite3 errors: I/O, locked, corrupt
+                if e.__class__.__module__ == "sqlite3":
+                    raise StoreError(f"{self.path}: {e}") from None
+                raise
+
+    def _write(self, objs, raws, source, received_ms, atomic=False) -> Receipt:
+        chunk, payload, rej, t = self._prepare(objs, raws, received_ms)
+        return self._commit(chunk, payload, rej, t, source, atomic)
+
+    def _intern_strings(self, texts: list[str]) -> np.ndarray:
+        with self._wlock:
+            db = self._writer.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                ids = self._writer.intern(texts)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                self._writer.rolled_back()
+                raise
+            self._writer.committed()
+        return ids
+
+    # -- columnar reads ----------------------------------------------------
+    def read_columns(self, since_rowid: int = 0, codes: list[str] | None = None,
+                     time_from_ms: int | None = None, time_to_ms: int | None = None,
+                     subscriptions: list[str] | None = None) -> EventColumns:
+        """Events with rowid > since_rowid as numpy columns (bounds inclusive, UTC ms).
+
+        ``last_rowid`` of the result is what to pass as ``since_rowid`` next
+        time to get only the events added since.
+        """
+        return read_columns(self, since_rowid, codes, time_from_ms, time_to_ms, subscriptions)
+
+    def rebuild_columns(self) -> int:
+        """Drop and rebuild the columnar side store from the rows; returns events encoded."""
+        from .rebuild import rebuild
+        return rebuild(self)
+
+
+def _dump(obj) -> bytes:
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return orjson.dumps(repr(obj))
+
+
+def _chunks(events: Iterable, raws, size: int):
+    if isinstance(events, list):
+        for k in range(0, len(events), size):
+            yield events[k:k + size], (raws[k:k + size] if raws is not None else None)
+        return
+    buf: list = []
+    for e in events:
+        buf.append(e)
+        if len(buf) >= size:
+            yield buf, None
+            buf = []
+    if buf:
+        yield buf, None
+
+
+def _prepend(a, b, it):
+    yield a
+    yield b
+    yield from it
