@@ -340,6 +340,19 @@ def test_filter_group_keys_that_differ_from_the_charge_are_unsupported():
     assert "groups by" in err.message and "filters[0]" in err.message
 
 
+def test_identical_filters_keep_the_oldest_like_lago():
+    m = metric("calls", "count_agg", filters=[("region", ["us", "eu"])])
+    ch = charge("calls", properties={"amount": "1"}, filters=[
+        {"values": {"region": ["us", "eu"]}, "properties": {"amount": "2"}},
+        {"values": {"region": ["__ALL_FILTER_VALUES__"]}, "properties": {"amount": "3"}}])
+    res = import_lago(sources(**_plan_with(ch, m)), "out")
+    assert res.ok
+    [w] = [d for d in res.diagnostics if not d.is_error]
+    assert "filters[1]" in w.message and "filters[0]" in w.message
+    text = res.files["out/plans.bill"]
+    assert has(text, 'where region in ("us", "eu") 2 per event') and "3 per event" not in text
+
+
 def test_filter_on_an_undeclared_key_is_invalid():
     ch = charge("calls", properties={"amount": "1"}, filters=[{"values": {"zone": ["a"]}, "properties": {}}])
     err = one_error("lago-invalid", **_plan_with(ch))
@@ -390,3 +403,11 @@ def test_invalid_json_names_line_and_column():
     res = import_lago({"bad.json": "[1, 2,"}, "out")
     [d] = res.diagnostics
     assert d.rule == "lago-invalid-json" and d.span.path == "bad.json" and res.files == {}
+
+
+def test_generated_text_that_does_not_check_is_an_error_not_a_silent_write():
+    from gpubill.dsl.lago import _self_check
+
+    src = "plan p {\n  currency USD\n  billing monthly\n  charge nowhere 1 per unit\n}\n"
+    [d] = _self_check({"out/plans.bill": src})
+    assert d.is_error and d.rule == "lago-generated" and "out/plans.bill:4" in d.message

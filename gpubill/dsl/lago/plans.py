@@ -198,8 +198,17 @@ def _charge(ch, at: At, cur: str, metrics: dict, keys: set, ctx: Ctx) -> list[st
         for g in groups:
             metric.add_dimension(g)
         body.append("group by " + ", ".join(groups))
+    seen: dict = {}
     for j, f in enumerate(ch.get("filters") or []):
-        body.extend(_filter(f, at / "filters" / j, model, metric, groups, ctx))
+        lines, cond = _filter(f, at / "filters" / j, model, metric, groups, ctx)
+        if cond is not None and cond in seen:
+            # Lago prices an event with the oldest of identical filters; the copy never applies.
+            ctx.warn(at / "filters" / j, f"this filter matches the same values as filters[{seen[cond]}], which "
+                     "Lago applies first; it is not imported", "delete the duplicate filter in Lago")
+            continue
+        if cond is not None:
+            seen[cond] = j
+        body.extend(lines)
     if ch.get("pay_in_advance"):
         body.append("in advance")
     min_cents = ch.get("min_amount_cents")
@@ -244,15 +253,17 @@ def _group_keys(props, at: At, ctx: Ctx) -> tuple:
     return tuple(keys)
 
 
-def _filter(f, at: At, model: str, metric: MetricInfo, groups: tuple, ctx: Ctx) -> list[str]:
+def _filter(f, at: At, model: str, metric: MetricInfo, groups: tuple, ctx: Ctx) -> tuple[list[str], tuple | None]:
+    """The filter's lines and its condition (sorted key -> sorted values), or ([], None) on error."""
     if not isinstance(f, dict):
         ctx.invalid(at, "a charge filter must be an object {values, properties}")
-        return []
+        return [], None
     vals = f.get("values")
     if not isinstance(vals, dict) or not vals:
         ctx.invalid(at / "values", "a charge filter needs values: {key: [value, ...]}")
-        return []
+        return [], None
     matches = []
+    cond = []
     for key, allowed in vals.items():
         vat = at / "values" / key
         if key not in metric.dimensions:
@@ -272,6 +283,7 @@ def _filter(f, at: At, model: str, metric: MetricInfo, groups: tuple, ctx: Ctx) 
             ctx.invalid(vat, f"{', '.join(map(repr, undeclared))} is not a value of {key!r} on the metric "
                         f"{metric.code!r}", "Lago only accepts filter values declared on the billable metric")
             continue
+        cond.append((key, tuple(sorted(set(allowed)))))
         try:
             if len(allowed) == 1:
                 matches.append(f"{key} = {V.string(allowed[0])}")
@@ -287,6 +299,6 @@ def _filter(f, at: At, model: str, metric: MetricInfo, groups: tuple, ctx: Ctx) 
                   "the same pricing_group_keys in Lago")
     p = price(model, props, metric, at / "properties", ctx, "    ")
     if p is None or len(matches) != len(vals):
-        return []
+        return [], None
     out = [f"# filter {V.string(V.comment(f['invoice_display_name']))}"] if f.get("invoice_display_name") else []
-    return out + [f"where {' and '.join(matches)} {p}"]
+    return out + [f"where {' and '.join(matches)} {p}"], tuple(sorted(cond))
