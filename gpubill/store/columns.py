@@ -63,6 +63,11 @@ class StringTable:
             self._load()
         return self._by_s.get(s, -1)
 
+    def __iter__(self):
+        n = len(self)
+        for i in range(n):
+            yield self._by_id.get(i, "")
+
     def decode(self, ids) -> list:
         """Strings of an id array (None for -1)."""
         self._load()
@@ -97,8 +102,17 @@ class EventColumns:
     def property_names(self) -> list[str]:
         return self._source.names()
 
+    def lookup(self, s: str) -> int:
+        """Dictionary id of a string, -1 if the store has never seen it."""
+        return self.strings.lookup(s)
+
     def numeric(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(mantissa int64[n], exponent int8[n]); exponent -128 = missing/not numeric."""
+        """(mantissa int64[n], exponent int8[n]); exponent -128 = missing/not numeric.
+
+        ``numeric("precise_total_amount_cents")`` is the event's precise amount.
+        """
+        if name == "precise_total_amount_cents":
+            return self._ptac
         key = ("num", name)
         if key not in self._cache:
             m, e, _ = self._source.load(name)

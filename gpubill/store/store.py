@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import orjson
 
+from . import queries
 from .columns import EventColumns, StringTable, read_columns
 from .encode import prepare, payload_of
 from .receipt import Receipt
@@ -164,6 +165,49 @@ class Store:
         time to get only the events added since.
         """
         return read_columns(self, since_rowid, codes, time_from_ms, time_to_ms, subscriptions)
+
+    # -- rows, quarantine, keys (queries.py) ---------------------------------
+    def get_events(self, transaction_id: str, external_subscription_id: str | None = None):
+        return queries.get_events(self, transaction_id, external_subscription_id)
+
+    def get_event(self, event_id: int):
+        return queries.get_event(self, event_id)
+
+    def list_events(self, **filters):
+        return queries.list_events(self, **filters)
+
+    def count_events(self, **filters) -> int:
+        return queries.count_events(self, **filters)
+
+    def list_rejected(self, **kw):
+        return queries.list_rejected(self, **kw)
+
+    def get_rejected(self, rid: int):
+        return queries.get_rejected(self, rid)
+
+    def resubmit(self, rid: int, event: dict | None = None) -> Receipt:
+        return queries.resubmit(self, rid, event)
+
+    def discard_rejected(self, rid: int) -> bool:
+        return queries.discard_rejected(self, rid)
+
+    def list_conflicts(self, **kw):
+        return queries.list_conflicts(self, **kw)
+
+    def create_key(self, name: str, role: str) -> str:
+        return queries.create_key(self, name, role, now_ms())
+
+    def verify_key(self, key: str) -> str | None:
+        return queries.verify_key(self, key)
+
+    def list_keys(self):
+        return queries.list_keys(self)
+
+    def revoke_key(self, name: str) -> bool:
+        return queries.revoke_key(self, name, now_ms())
+
+    def stats(self) -> dict:
+        return queries.stats(self)
 
     def rebuild_columns(self) -> int:
         """Drop and rebuild the columnar side store from the rows; returns events encoded."""

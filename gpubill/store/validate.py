@@ -240,8 +240,19 @@ def check_value(path: str, v, depth: int, problems: list) -> None:
         problems.append(Problem(path, "invalid_type", f"unsupported value {_show(v)}"))
 
 
+class Unparsable:
+    """Stands for an input record that is not JSON (or not UTF-8): always rejected."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str):
+        self.message = message
+
+
 def check_event(obj, now_ms: int, max_future_ms: int) -> tuple[Normalized | None, list[Problem]]:
     """Validate one event (a parsed JSON object). The slow, exact path."""
+    if type(obj) is Unparsable:
+        return None, [Problem("event", "invalid_json", obj.message)]
     if type(obj) is not dict:
         return None, [Problem("event", "invalid_type", f"must be a JSON object, got {_show(obj)}")]
     problems: list[Problem] = []

@@ -1,0 +1,138 @@
+"""`gpubill ingest FILE|-`: stream events from JSONL, CSV or Lago batch JSON into the store.
+
+Reads and commits in chunks, so memory stays bounded on any input size. Shows
+a progress bar on a terminal, nothing when piped. stdout gets the summary
+(``--format json`` for programs); stderr one line per rejected or
+conflicting event (``FILE:LINE: field: reason``). Exit 1 if any event was
+rejected or conflicted (everything valid is still stored), 3 on store or I/O
+errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from gpubill.cli import CliError, EXIT_INVALID, EXIT_IO, EXIT_OK, EXIT_USAGE
+from gpubill.cli._common import add_store_argument, store_path
+
+HELP = "ingest events from JSONL, CSV or Lago batch JSON"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="input file, or - for stdin")
+    add_store_argument(p)
+    p.add_argument("--input-format", choices=("auto", "jsonl", "csv", "lago"), default="auto",
+                   help="input format (default: from the file name, else sniffed)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="summary format")
+    p.add_argument("--max-future", type=float, default=24.0, metavar="HOURS",
+                   help="reject timestamps more than HOURS after now (default 24)")
+    p.add_argument("--chunk", type=int, default=8192, help="events per transaction (default 8192)")
+    p.add_argument("--synchronous", choices=("normal", "full"), default="normal",
+                   help="full: fsync every commit (survives power loss)")
+    p.add_argument("--quiet", action="store_true", help="no per-event diagnostics")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gpubill.store import Store, StoreError
+    from gpubill.store.formats import FormatError, read_events, sniff
+
+    if args.chunk < 1:
+        raise CliError("--chunk must be at least 1", EXIT_USAGE)
+    name = "<stdin>" if args.file == "-" else args.file
+    try:
+        stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
+    except OSError as e:
+        raise CliError(f"{name}: {e.strerror}", EXIT_IO) from None
+    try:
+        size = os.fstat(stream.fileno()).st_size if args.file != "-" else 0
+    except (OSError, ValueError):
+        size = 0
+    fmt = args.input_format
+    if fmt == "auto":
+        head = stream.peek(4096)[:4096] if hasattr(stream, "peek") else b""
+        fmt = sniff(head, None if args.file == "-" else args.file)
+    try:
+        store = Store(store_path(args), synchronous=args.synchronous,
+                      max_future_s=int(args.max_future * 3600), chunk_size=args.chunk)
+    except StoreError as e:
+        raise CliError(str(e), EXIT_IO) from None
+    counts = {"ingested": 0, "duplicate": 0, "conflict": 0, "rejected": 0}
+    progress = _Progress(size, enabled=sys.stderr.isatty() and args.format == "text")
+    try:
+        chunks = read_events(stream, fmt, args.chunk)
+        wheres: list = []
+
+        def feed():
+            for objs, raws, where in chunks:
+                wheres.append(where)
+                yield objs, raws
+        for rec in store.ingest_stream(feed(), source=f"cli:{os.path.basename(name)}"):
+            where = wheres.pop(0)
+            for k, v in rec.counts.items():
+                if k in counts:
+                    counts[k] += v
+            if not args.quiet:
+                for r in rec.not_ok():
+                    progress.print(_diagnostic(name, fmt, where[r.index], r))
+            progress.advance(len(rec), stream)
+    except FormatError as e:
+        raise CliError(f"{name}: {e}", EXIT_INVALID) from None
+    except StoreError as e:
+        raise CliError(str(e), EXIT_IO) from None
+    except OSError as e:
+        raise CliError(f"{name}: {e.strerror or e}", EXIT_IO) from None
+    finally:
+        progress.close()
+        store.close()
+    if args.format == "json":
+        import orjson
+        sys.stdout.write(orjson.dumps({"file": name, "format": fmt, **counts}).decode() + "\n")
+    else:
+        sys.stdout.write(f"{name}: {counts['ingested']} ingested, {counts['duplicate']} duplicate, "
+                         f"{counts['conflict']} conflict, {counts['rejected']} rejected\n")
+    return EXIT_INVALID if counts["rejected"] or counts["conflict"] else EXIT_OK
+
+
+def _diagnostic(name, fmt, where, r) -> str:
+    loc = f"{name}:{where}" if fmt in ("jsonl", "csv") else f"{name}: event {where}"
+    if r.status == "rejected":
+        why = "; ".join(p.text() for p in r.problems)
+        return f"{loc}: rejected: {why} (quarantine id {r.quarantine_id})"
+    return f"{loc}: conflict: same transaction_id and subscription as event {r.event_id} " \
+           f"with different content; the first copy is kept"
+
+
+class _Progress:
+    """A rich progress bar on a terminal; silent otherwise."""
+
+    def __init__(self, total_bytes: int, enabled: bool):
+        self.bar = None
+        self.count = 0
+        if enabled:
+            from rich.progress import (BarColumn, Progress, TextColumn, TimeRemainingColumn)
+            self.bar = Progress(TextColumn("ingesting"), BarColumn(),
+                                TextColumn("{task.fields[events]} events"), TimeRemainingColumn(),
+                                transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("ingest", total=total_bytes or None, events=0)
+
+    def advance(self, n: int, stream) -> None:
+        self.count += n
+        if self.bar is not None:
+            try:
+                pos = stream.tell()
+            except (OSError, ValueError):
+                pos = None
+            self.bar.update(self.task, completed=pos, events=self.count)
+
+    def print(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(line, markup=False, highlight=False)
+        else:
+            print(line, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,67 @@
+"""`gpubill keys`: API keys for `gpubill serve`.
+
+    gpubill keys create --name N --role writer|reader   prints the key once (stdout)
+    gpubill keys list                                    names, roles, prefixes
+    gpubill keys revoke --name N
+
+Only a SHA-256 hash of each key is stored. A writer may post and read events;
+a reader may only read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+
+from gpubill.cli import CliError, EXIT_INVALID, EXIT_IO, EXIT_OK, EXIT_USAGE
+from gpubill.cli._common import add_store_argument, store_path
+
+HELP = "manage API keys for `gpubill serve`"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("create", "list", "revoke"))
+    add_store_argument(p)
+    p.add_argument("--name", help="key name (unique)")
+    p.add_argument("--role", choices=("writer", "reader"), help="writer (post events) or reader")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gpubill.store import Store, StoreError
+    try:
+        store = Store(store_path(args))
+    except StoreError as e:
+        raise CliError(str(e), EXIT_IO) from None
+    try:
+        if args.action == "create":
+            if not args.name or not args.role:
+                raise CliError("keys create needs --name and --role", EXIT_USAGE)
+            try:
+                key = store.create_key(args.name, args.role)
+            except StoreError as e:
+                raise CliError(str(e), EXIT_INVALID) from None
+            sys.stdout.write(key + "\n")
+            if sys.stderr.isatty():
+                print("gpubill: store this key now; it cannot be shown again", file=sys.stderr)
+        elif args.action == "list":
+            import orjson
+            for name, role, prefix, created, revoked in store.list_keys():
+                when = datetime.fromtimestamp(created / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                if args.format == "json":
+                    sys.stdout.write(orjson.dumps({"name": name, "role": role, "prefix": prefix,
+                                                   "created_ms": created, "revoked": revoked is not None}
+                                                  ).decode() + "\n")
+                else:
+                    sys.stdout.write(f"{name}\t{role}\t{prefix}…\t{when}" + ("\trevoked" if revoked else "") + "\n")
+        else:
+            if not args.name:
+                raise CliError("keys revoke needs --name", EXIT_USAGE)
+            if not store.revoke_key(args.name):
+                raise CliError(f"no active key named {args.name!r}", EXIT_INVALID)
+        return EXIT_OK
+    except StoreError as e:
+        raise CliError(str(e), EXIT_IO) from None
+    finally:
+        store.close()
