@@ -86,7 +86,9 @@ class Writer:
         n_in, n = chunk.n_in, len(chunk.good)
         status = np.full(n_in, REJECTED, np.int8)
         event_id = np.full(n_in, -1, np.int64)
-        rec = Receipt(status, event_id, dict(chunk.rejected))
+        tsv = np.full(n_in, -1, np.int64)
+        tsv[chunk.good] = chunk.ts_ms
+        rec = Receipt(status, event_id, dict(chunk.rejected), timestamp_ms=tsv, received_ms=received_ms)
         db.execute("BEGIN IMMEDIATE")
         try:
             batch_id = db.execute("INSERT INTO batches (received_ms, source) VALUES (?, ?)",

@@ -1,0 +1,58 @@
+"""Prometheus counters and latency histograms, rendered in the text format.
+
+A tiny thread-safe registry (no client library needed): counters per label
+set and cumulative histograms with fixed buckets.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.events = defaultdict(int)           # status -> count
+        self.requests = defaultdict(int)         # (route, code) -> count
+        self.hist = {}                           # route -> [bucket counts..., +Inf, sum]
+
+    def count_events(self, counts: dict) -> None:
+        with self._lock:
+            for k, v in counts.items():
+                if v:
+                    self.events[k] += v
+
+    def observe(self, route: str, code: int, seconds: float) -> None:
+        with self._lock:
+            self.requests[(route, code)] += 1
+            h = self.hist.get(route)
+            if h is None:
+                h = self.hist[route] = [0] * (len(BUCKETS) + 2)
+            for i, b in enumerate(BUCKETS):
+                if seconds <= b:
+                    h[i] += 1
+            h[len(BUCKETS)] += 1
+            h[-1] += seconds
+
+    def render(self) -> str:
+        with self._lock:
+            out = ["# HELP gpubill_events_total Events by ingestion outcome.",
+                   "# TYPE gpubill_events_total counter"]
+            for status in ("ingested", "duplicate", "conflict", "rejected", "aborted"):
+                out.append(f'gpubill_events_total{{status="{status}"}} {self.events.get(status, 0)}')
+            out += ["# HELP gpubill_http_requests_total HTTP requests by route and status code.",
+                    "# TYPE gpubill_http_requests_total counter"]
+            for (route, code), n in sorted(self.requests.items()):
+                out.append(f'gpubill_http_requests_total{{route="{route}",code="{code}"}} {n}')
+            out += ["# HELP gpubill_http_request_duration_seconds Request latency.",
+                    "# TYPE gpubill_http_request_duration_seconds histogram"]
+            for route, h in sorted(self.hist.items()):
+                for i, b in enumerate(BUCKETS):
+                    out.append(f'gpubill_http_request_duration_seconds_bucket{{route="{route}",le="{b}"}} {h[i]}')
+                out.append(f'gpubill_http_request_duration_seconds_bucket{{route="{route}",le="+Inf"}} {h[len(BUCKETS)]}')
+                out.append(f'gpubill_http_request_duration_seconds_sum{{route="{route}"}} {h[-1]:.6f}')
+                out.append(f'gpubill_http_request_duration_seconds_count{{route="{route}"}} {h[len(BUCKETS)]}')
+        return "\n".join(out) + "\n"
