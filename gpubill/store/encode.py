@@ -13,6 +13,7 @@ dictionary-encoded string column and/or an exact decimal column.
 
 from __future__ import annotations
 
+import json
 import math
 from hashlib import blake2b
 from itertools import repeat
@@ -302,7 +303,7 @@ def _mixed(name, vals, chk):
             if problems:
                 bad.add(i)
                 continue
-            sid[i] = strings.setdefault(orjson.dumps(v).decode(), len(strings))
+            sid[i] = strings.setdefault(dumps_any(v).decode(), len(strings))
         if chk is not None and chk(v):
             bad.add(i)
     if fpos:
@@ -314,6 +315,14 @@ def _mixed(name, vals, chk):
             sid[i] = strings.setdefault(repr(vals[i]), len(strings))
     anynum = bool((e != MISSING).any())
     return PropColumn(list(strings), sid, m if anynum else None, e if anynum else None), bad
+
+
+def dumps_any(obj) -> bytes:
+    """Compact JSON of any parsed value (orjson, or the stdlib for huge integers)."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def payload_of(chunk: Chunk, raws: list | None):
@@ -328,7 +337,10 @@ def payload_of(chunk: Chunk, raws: list | None):
         ls: list[int] = []
         add = ls.append
         for o in chunk.objs:  # one at a time: orjson's buffers are reused when freed at once
-            b = dumps(o)
+            try:
+                b = dumps(o)
+            except TypeError:  # integers beyond 64 bits
+                b = dumps_any(o)
             out += b
             add(len(b))
         lens = np.array(ls, np.int64)

@@ -20,7 +20,7 @@ import orjson
 
 from . import queries
 from .columns import EventColumns, StringTable, read_columns
-from .encode import prepare, payload_of
+from .encode import dumps_any, prepare, payload_of
 from .receipt import Receipt
 from .schema import StoreError, connect
 from .writer import Writer
@@ -217,8 +217,8 @@ class Store:
 
 def _dump(obj) -> bytes:
     try:
-        return orjson.dumps(obj)
-    except TypeError:
+        return dumps_any(obj)
+    except (TypeError, ValueError):
         return orjson.dumps(repr(obj))
 
 

@@ -17,7 +17,7 @@ from decimal import Decimal
 import numpy as np
 import orjson
 
-from .encode import Chunk
+from .encode import Chunk, dumps_any
 from .numeric import MISSING, parse_strict, from_number
 from .receipt import ABORTED, CONFLICT, DUPLICATE, INGESTED, REJECTED, Receipt
 
@@ -62,12 +62,12 @@ class Writer:
             else:
                 out[i] = v
         if miss:
-            ms = orjson.dumps([strings[i] for i in miss])
-            self.db.execute("INSERT OR IGNORE INTO strings (s) SELECT value FROM json_each(?)", (ms,))
-            got = dict(self.db.execute(
-                "SELECT s, id FROM strings WHERE s IN (SELECT value FROM json_each(?))", (ms,)))
+            new = [(strings[i],) for i in miss]
+            self.db.executemany("INSERT OR IGNORE INTO strings (s) VALUES (?)", new)
+            q = self.db.execute
             for i in miss:
-                out[i] = pending[strings[i]] = got[strings[i]]
+                out[i] = pending[strings[i]] = q("SELECT id FROM strings WHERE s = ?",
+                                                 (strings[i],)).fetchone()[0]
         return out
 
     def committed(self) -> None:
@@ -241,9 +241,9 @@ def _encode_strings(w: Writer, vals: list[str]) -> np.ndarray:
 
 def _dump(obj) -> bytes:
     try:
-        return orjson.dumps(obj)
-    except TypeError:
-        return repr(obj).encode()
+        return dumps_any(obj)
+    except (TypeError, ValueError):
+        return orjson.dumps(repr(obj))
 
 
 def _dec(p):
