@@ -13,10 +13,18 @@ import attrs
 import orjson
 
 from .encode import _hash_keys
-from .receipt import INGESTED, DUPLICATE, Receipt
+import time
+
+import numpy as np
+
+from .receipt import DUPLICATE, INGESTED, REJECTED, Receipt
 from .schema import StoreError
 
 ROLES = ("writer", "reader")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 @attrs.frozen
@@ -124,7 +132,8 @@ def resubmit(store, rid: int, event: dict | None = None) -> Receipt:
 
     On success (ingested or duplicate) the quarantine row is marked
     ``resubmitted`` with the stored event's id; a still-invalid event is
-    quarantined again as a new row and the old one stays open.
+    reported (its problems in the receipt) and the quarantine row stays open,
+    unchanged: nothing new is written.
     """
     rec = get_rejected(store, rid)
     if rec is None:
@@ -136,6 +145,11 @@ def resubmit(store, rid: int, event: dict | None = None) -> Receipt:
             event = orjson.loads(rec.raw)
         except orjson.JSONDecodeError:
             event = None
+    from .validate import Unparsable, check_event
+    _, problems = check_event(event if event is not None else Unparsable("not JSON"),
+                              now_ms(), store.max_future_ms)
+    if problems:
+        return Receipt(np.array([REJECTED], np.int8), np.array([-1], np.int64), {0: problems})
     receipt = store.ingest([event], source=f"resubmit:{rid}")
     if receipt.status[0] in (INGESTED, DUPLICATE):
         with store._wlock:
