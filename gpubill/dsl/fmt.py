@@ -463,7 +463,7 @@ def _contract(k: ast.Contract) -> list[_Line]:
     for d in k.discounts:
         value = _pct(d.value) if isinstance(d.value, ast.Percent) else _amount(d.value)
         freq = f"recurring {_num(d.periods)} periods" if d.frequency == "recurring" else d.frequency
-        out.append(_clause(f"discount {value} {freq}" + (f" on {d.scope.name}" if d.scope else ""), d))
+        out.append(_clause(f"discount {value} {freq}" + (f" for {d.scope.name}" if d.scope else ""), d))
     if k.progressive:
         out.append(_clause(_progressive(k.progressive), k.progressive))
     if k.budget:

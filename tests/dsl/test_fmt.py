@@ -264,3 +264,16 @@ def test_cli_missing_path_is_an_io_error(tmp_path):
     r = run("nope.bill", cwd=tmp_path)
     assert r.returncode == 3
     assert "nope.bill: no such file or directory" in r.stderr
+
+
+def test_percentage_in_a_filter_followed_by_minimum_spend():
+    # "minimum" after a percentage price used to be read as the percentage's own
+    # `minimum ... per event` option: the grammar now needs a comma before those.
+    src = 'plan p { charge m 1 per hour { minimum spend 100 where r = "a" percentage 2%, minimum 1 per event } }\n'
+    out = assert_roundtrip(src)
+    assert '    where r = "a" percentage 2%, minimum 1 per event\n    minimum spend 100\n' in out
+
+
+def test_discount_scope_then_a_policy_clause():
+    out = assert_roundtrip("contract c { discount 5% forever for gpu_hours on preemption no credit }\n")
+    assert "  discount 5% forever for gpu_hours\n  on preemption no credit\n" in out
