@@ -164,9 +164,11 @@ class Api:
             return lago.validation(dict(sorted(details.items(), key=lambda kv: int(kv[0]))))
         ts = lago.iso_ms(rec.timestamp_ms)
         created = lago.iso_ms([rec.received_ms])[0]
-        out = [lago.event_body(e["transaction_id"], e["external_subscription_id"], e["code"], t,
-                               e.get("properties") or {}, e.get("precise_total_amount_cents"), created)
-               for e, t in zip(events, ts)]
+        ids = lago.lago_ids(rec.key)
+        body = lago.event_body
+        out = [body(i, e["transaction_id"], e["external_subscription_id"], e["code"], t,
+                    e.get("properties") or {}, e.get("precise_total_amount_cents"), created)
+               for i, e, t in zip(ids, events, ts)]
         return lago.JSONResponse({"events": out})
 
     async def show(self, request: Request):

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-
 import numpy as np
 import orjson
 from starlette.responses import Response
-
-_NS = uuid.UUID("6f1d7a1e-4b0c-4f55-9a53-0b9c2f8d1e77")
-
 
 class JSONResponse(Response):
     media_type = "application/json"
@@ -49,12 +44,15 @@ def iso_ms(ts_ms) -> list[str]:
     return [s + "Z" for s in np.datetime_as_string(a, unit="ms").tolist()]
 
 
-def lago_id(sub: str, txn: str) -> str:
-    return str(uuid.uuid5(_NS, sub + "\x1f" + txn))
+def lago_ids(key) -> list[str]:
+    """UUID-shaped ids from the events' 128-bit dedup keys (stable, unique per event)."""
+    h = np.ascontiguousarray(np.asarray(key, np.int64).reshape(-1, 2)).astype(">u8").tobytes().hex()
+    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}"
+            for i in range(0, len(h), 32)]
 
 
-def event_body(txn, sub, code, ts_iso, props, ptac, created_iso) -> dict:
-    return {"lago_id": lago_id(sub, txn), "transaction_id": txn, "lago_customer_id": None,
+def event_body(lid, txn, sub, code, ts_iso, props, ptac, created_iso) -> dict:
+    return {"lago_id": lid, "transaction_id": txn, "lago_customer_id": None,
             "code": code, "timestamp": ts_iso,
             "precise_total_amount_cents": None if ptac is None else str(ptac),
             "properties": props, "lago_subscription_id": None,
@@ -63,7 +61,7 @@ def event_body(txn, sub, code, ts_iso, props, ptac, created_iso) -> dict:
 
 def from_record(r) -> dict:
     ts, created = iso_ms([r.timestamp_ms, r.received_ms])
-    return event_body(r.transaction_id, r.external_subscription_id, r.code, ts, r.properties,
+    return event_body(lago_ids([r.key])[0], r.transaction_id, r.external_subscription_id, r.code, ts, r.properties,
                       r.precise_total_amount_cents, created)
 
 

@@ -40,16 +40,17 @@ class EventRecord:
     precise_total_amount_cents: str | None
     received_ms: int
     raw: str
+    key: tuple[int, int]
 
 
 _SELECT = ("SELECT e.id, e.transaction_id, e.external_subscription_id, e.code, e.timestamp_ms,"
-           " e.properties, e.precise_total_amount_cents, b.received_ms, e.raw"
+           " e.properties, e.precise_total_amount_cents, b.received_ms, e.raw, e.k1, e.k2"
            " FROM events e JOIN batches b ON b.id = e.batch_id")
 
 
 def _record(row) -> EventRecord:
     return EventRecord(row[0], row[1], row[2], row[3], row[4], orjson.loads(row[5]), row[6],
-                       row[7], row[8])
+                       row[7], row[8], (row[9], row[10]))
 
 
 def get_events(store, transaction_id: str, external_subscription_id: str | None = None) -> list:

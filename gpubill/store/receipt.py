@@ -40,10 +40,12 @@ class Receipt:
     conflict_id: dict = attrs.field(factory=dict)     # index -> conflicts.id
     timestamp_ms: np.ndarray | None = None            # int64, normalized timestamps (-1 if rejected)
     received_ms: int = 0                              # when the (last) chunk was received
+    key: np.ndarray | None = None                     # int64[n, 2]: the 128-bit dedup key (0 if rejected)
 
     @classmethod
     def empty(cls) -> "Receipt":
-        return cls(np.zeros(0, np.int8), np.zeros(0, np.int64), timestamp_ms=np.zeros(0, np.int64))
+        return cls(np.zeros(0, np.int8), np.zeros(0, np.int64), timestamp_ms=np.zeros(0, np.int64),
+                   key=np.zeros((0, 2), np.int64))
 
     def __len__(self) -> int:
         return int(self.status.shape[0])
@@ -81,7 +83,7 @@ class Receipt:
             return parts[0]
         out = cls(np.concatenate([p.status for p in parts]), np.concatenate([p.event_id for p in parts]),
                   timestamp_ms=np.concatenate([p.timestamp_ms for p in parts]),
-                  received_ms=parts[-1].received_ms)
+                  received_ms=parts[-1].received_ms, key=np.concatenate([p.key for p in parts]))
         off = 0
         for p in parts:
             for mine, theirs in ((out.problems, p.problems), (out.quarantine_id, p.quarantine_id),

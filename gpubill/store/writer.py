@@ -88,7 +88,10 @@ class Writer:
         event_id = np.full(n_in, -1, np.int64)
         tsv = np.full(n_in, -1, np.int64)
         tsv[chunk.good] = chunk.ts_ms
-        rec = Receipt(status, event_id, dict(chunk.rejected), timestamp_ms=tsv, received_ms=received_ms)
+        key = np.zeros((n_in, 2), np.int64)
+        key[chunk.good, 0], key[chunk.good, 1] = chunk.k1, chunk.k2
+        rec = Receipt(status, event_id, dict(chunk.rejected), timestamp_ms=tsv, received_ms=received_ms,
+                      key=key)
         db.execute("BEGIN IMMEDIATE")
         try:
             batch_id = db.execute("INSERT INTO batches (received_ms, source) VALUES (?, ?)",

@@ -1,0 +1,189 @@
+"""Ingestion benchmark: raw SQLite ceiling vs Store.ingest vs HTTP, and columnar reads.
+
+    .venv/bin/python bench/ingest.py                  # 10 M events (slow; needs ~25 GB disk)
+    .venv/bin/python bench/ingest.py --events 200000  # a quick run
+
+A pinned (seeded) generator makes realistic events: GPU job usage intervals
+(gpu_type, gpu_count, duration_seconds, avg_utilization, ... with job ids
+repeated over a job's intervals) and inference requests (model_name, token
+counts). One run measures, on the same machine and data:
+
+1. the ceiling: ``sqlite3.executemany`` of pre-built row tuples into an
+   equivalent ``events`` table (same schema, same unique key, same chunking);
+2. ``Store.ingest`` (validation, dedup, quarantine, column blocks);
+3. HTTP batch ingest through a real ``gpubill serve`` with 4 concurrent clients;
+4. ``Store.read_columns`` of everything stored, plus two property columns.
+
+It prints events/s and the ratios. Generation time is excluded from every
+figure. It is a benchmark, not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+import numpy as np
+import orjson
+
+GPUS = [("H100-SXM", 80, "nvlink"), ("A100-80GB", 80, "nvlink"), ("A100-40GB", 40, "pcie"),
+        ("L40S", 48, "pcie"), ("H200", 141, "nvlink")]
+REGIONS = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1"]
+MODELS = ["llama-3.1-70b", "llama-3.1-8b", "mixtral-8x22b", "qwen2.5-72b", "deepseek-v3"]
+CLASSES = ["on_demand", "on_demand", "reserved", "spot"]
+REASONS = ["completed"] * 8 + ["preempted", "failed_user", "failed_infrastructure"]
+T0 = 1_735_689_600  # 2025-01-01
+
+
+def generate(n: int, seed: int = 7, start: int = 0):
+    """n events, deterministic for (seed, start)."""
+    rnd = random.Random(seed * 1_000_003 + start)
+    out = []
+    for i in range(start, start + n):
+        sub = f"sub_{rnd.randrange(500):04d}"
+        ts = T0 + i // 4
+        if rnd.random() < 0.35:
+            g, vram, link = rnd.choice(GPUS)
+            job = rnd.randrange(max(0, i // 40 - 500), i // 40 + 1)
+            props = {"gpu_type": g, "gpu_count": rnd.choice((1, 2, 4, 8, 8, 0.5)),
+                     "duration_seconds": rnd.choice((300, 300, 300, rnd.randrange(1, 300))),
+                     "avg_utilization": round(rnd.random(), 2), "peak_vram_gb": round(rnd.random() * vram, 1),
+                     "interconnect": link, "region": rnd.choice(REGIONS),
+                     "availability_class": rnd.choice(CLASSES), "job_id": f"job-{job:08d}",
+                     "end_reason": rnd.choice(REASONS)}
+            code = "gpu_job"
+        else:
+            inp = rnd.randrange(10, 8000)
+            props = {"model_name": rnd.choice(MODELS), "input_tokens": inp,
+                     "output_tokens": rnd.randrange(1, 2000), "cached_tokens": rnd.randrange(0, inp),
+                     "region": rnd.choice(REGIONS)}
+            code = "inference"
+        out.append({"transaction_id": str(uuid.UUID(int=rnd.getrandbits(128), version=4)),
+                    "external_subscription_id": sub, "code": code, "timestamp": ts, "properties": props})
+    return out
+
+
+def chunks(total: int, size: int, gen_time: list):
+    for k in range(0, total, size):
+        t = time.perf_counter()
+        part = generate(min(size, total - k), start=k)
+        gen_time[0] += time.perf_counter() - t
+        yield part
+
+
+def bench_raw(path: str, total: int, size: int) -> float:
+    """The ceiling: executemany of pre-built tuples into an equivalent table."""
+    from gpubill.store.encode import _hash_keys
+    from gpubill.store.schema import connect
+    db = connect(path)
+    spent = 0.0
+    nid = 1
+    for part in chunks(total, size, [0.0]):
+        k1, k2 = _hash_keys([e["transaction_id"] for e in part], [e["external_subscription_id"] for e in part])
+        rows = [(nid + j, int(a), int(b), e["timestamp"] * 1000, 1, orjson.dumps(e).decode())
+                for j, (a, b, e) in enumerate(zip(k1.tolist(), k2.tolist(), part))]
+        nid += len(part)
+        t = time.perf_counter()
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany("INSERT OR IGNORE INTO events (id, k1, k2, timestamp_ms, batch_id, raw)"
+                       " VALUES (?, ?, ?, ?, ?, ?)", rows)
+        db.execute("COMMIT")
+        spent += time.perf_counter() - t
+    db.close()
+    return total / spent
+
+
+def bench_store(path: str, total: int, size: int) -> float:
+    from gpubill.store import Store
+    gen = [0.0]
+    with Store(path, chunk_size=size, max_future_s=10**9) as s:
+        t = time.perf_counter()
+        n = 0
+        for rec in s.ingest_stream(((c, None) for c in chunks(total, size, gen)), source="bench"):
+            n += int((rec.status == 0).sum())
+        spent = time.perf_counter() - t - gen[0]
+    assert n == total, n
+    return total / spent
+
+
+def bench_http(path: str, total: int, batch: int, clients: int = 4) -> float:
+    from gpubill.store import Store
+    with Store(path) as s:
+        key = s.create_key("bench", "writer")
+    bodies = [orjson.dumps({"events": part}) for part in chunks(total, batch, [0.0])]
+    proc = subprocess.Popen([sys.executable, "-m", "gpubill", "serve", "--store", path, "--port", "0",
+                             "--batch-limit", str(batch)], stdout=subprocess.PIPE)
+    url = proc.stdout.readline().decode().split()[-1]
+    import httpx
+    errors = []
+
+    def worker(mine):
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}",
+                                                 "Content-Type": "application/json"}, timeout=120) as c:
+            for b in mine:
+                r = c.post("/api/v1/events/batch", content=b)
+                if r.status_code != 200:
+                    errors.append(r.text[:200])
+    threads = [threading.Thread(target=worker, args=(bodies[i::clients],)) for i in range(clients)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    spent = time.perf_counter() - t
+    proc.terminate()
+    proc.wait()
+    if errors:
+        print("HTTP errors:", errors[:3], file=sys.stderr)
+    return total / spent
+
+
+def bench_read(path: str) -> tuple[int, float, float]:
+    from gpubill.store import Store
+    with Store(path) as s:
+        t = time.perf_counter()
+        c = s.read_columns()
+        base = time.perf_counter() - t
+        c.numeric("duration_seconds")
+        c.dim("gpu_type")
+        full = time.perf_counter() - t
+    return c.n, c.n / base, c.n / full
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=10_000_000)
+    ap.add_argument("--http-events", type=int, default=None, help="default: min(events, 1 M)")
+    ap.add_argument("--chunk", type=int, default=8192)
+    ap.add_argument("--batch", type=int, default=5000, help="events per HTTP batch")
+    ap.add_argument("--dir", default=None, help="where the store files go (default: a temp dir)")
+    a = ap.parse_args()
+    http_n = a.http_events if a.http_events is not None else min(a.events, 1_000_000)
+    d = a.dir or tempfile.mkdtemp(prefix="gpubill-bench-")
+    os.makedirs(d, exist_ok=True)
+    try:
+        print(f"{a.events} events, chunk {a.chunk}, {os.cpu_count()} CPUs, dir {d}")
+        raw = bench_raw(os.path.join(d, "raw.db"), a.events, a.chunk)
+        print(f"raw executemany (ceiling)   {raw:>12,.0f} events/s")
+        emb = bench_store(os.path.join(d, "store.db"), a.events, a.chunk)
+        print(f"Store.ingest                {emb:>12,.0f} events/s   {emb / raw:.2f} x ceiling")
+        http = bench_http(os.path.join(d, "http.db"), http_n, a.batch)
+        print(f"HTTP batch, 4 clients       {http:>12,.0f} events/s   ({http_n} events, batches of {a.batch})")
+        n, base, full = bench_read(os.path.join(d, "store.db"))
+        print(f"read_columns ({n} events)  {base:>12,.0f} events/s   with 2 property columns {full:,.0f}/s")
+    finally:
+        if a.dir is None:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    main()
