@@ -21,6 +21,8 @@ and parse(fmt(x)) equals parse(x) (spans are excluded from IR equality).
 
 from __future__ import annotations
 
+import re
+
 import bisect
 from collections import defaultdict
 from decimal import Decimal
@@ -364,7 +366,10 @@ def _aggregation(a: ast.Aggregation) -> str:
 def _metric(m: ast.Metric) -> list[_Line]:
     out = []
     if m.event:
-        out.append(_clause(f"event {m.event.name}", m.event))
+        code = m.event.name
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", code):
+            code = '"' + code.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        out.append(_clause(f"event {code}", m.event))
     if m.aggregation:
         out.append(_clause(_aggregation(m.aggregation), m.aggregation))
     for pe in m.per_event:

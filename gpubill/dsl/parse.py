@@ -364,7 +364,8 @@ class _Build(Transformer):
 
     @v_args(meta=True, inline=True)
     def event_code(self, meta, name):
-        return _Clause("event", self._ref(name), self._sp(meta))
+        ref = self._ref(name) if name.type == "NAME" else ast.Ref(self._str(name).value, span=self._t(name))
+        return _Clause("event", ref, self._sp(meta))
 
     def _agg(self, meta, kind, expr=None, unit=None, field=None):
         node = ast.Aggregation(kind, expr=expr, field=field, unit=unit, span=self._sp(meta))
