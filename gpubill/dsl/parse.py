@@ -12,7 +12,7 @@ import datetime as dt
 import re
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
@@ -62,7 +62,9 @@ _SUFFIX = {"k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, 
 
 @lru_cache(maxsize=1)
 def parser() -> Lark:
-    grammar = resources.files("gpubill").joinpath("grammar.lark").read_text()
+    # The grammar ships inside the package; a plain path read keeps
+    # importlib.resources out of the start-up of `gpubill check`.
+    grammar = (Path(__file__).resolve().parent.parent / "grammar.lark").read_text(encoding="utf-8")
     return Lark(
         grammar,
         parser="lalr",
