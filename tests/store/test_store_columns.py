@@ -125,7 +125,10 @@ def _reference(v):
         p = parse_strict(v)
         return v, (None if p is None or p[1] == MISSING else Decimal(p[0]).scaleb(p[1]))
     if isinstance(v, int):
-        return str(v), Decimal(v)
+        m = v
+        while abs(m) > 2**63 - 1 and m % 10 == 0:
+            m //= 10
+        return str(v), (Decimal(v) if abs(m) <= 2**63 - 1 else None)   # > 18 digits: not representable
     d = Decimal(repr(v))
     if abs(d.as_tuple().exponent) > 127 or len(d.as_tuple().digits) > 18:
         return repr(v), None
