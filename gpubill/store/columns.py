@@ -47,31 +47,37 @@ class StringTable:
     def __getitem__(self, i: int) -> str:
         i = int(i)
         if i not in self._by_id:
-            self._load()
-        try:
-            return self._by_id[i]
-        except KeyError:
-            raise IndexError(f"no string with id {i}") from None
+            r = self._store._read().execute("SELECT s FROM strings WHERE id = ?", (i,)).fetchone()
+            if r is None:
+                raise IndexError(f"no string with id {i}")
+            self._add([(r[0], i)])
+        return self._by_id[i]
 
     def __len__(self) -> int:
-        self._load()
-        return self._loaded_to + 1
+        """One more than the largest id (ids start at 1; 0 decodes to "")."""
+        top = self._store._read().execute("SELECT coalesce(max(id), 0) FROM strings").fetchone()[0]
+        return top + 1
 
     def lookup(self, s: str) -> int:
         """The id of a string, or -1 if the store has never seen it."""
         if s not in self._by_s:
-            self._load()
-        return self._by_s.get(s, -1)
+            r = self._store._read().execute("SELECT id FROM strings WHERE s = ?", (s,)).fetchone()
+            if r is None:
+                return -1
+            self._add([(s, r[0])])
+        return self._by_s[s]
 
     def __iter__(self):
-        n = len(self)
-        for i in range(n):
+        self._load()
+        for i in range(self._loaded_to + 1):
             yield self._by_id.get(i, "")
 
     def decode(self, ids) -> list:
         """Strings of an id array (None for -1)."""
-        self._load()
-        return [None if i < 0 else self._by_id[i] for i in np.asarray(ids).tolist()]
+        ids = np.asarray(ids).tolist()
+        if any(i >= 0 and i not in self._by_id for i in ids):
+            self._load()
+        return [None if i < 0 else self._by_id[i] for i in ids]
 
     def _add(self, pairs) -> None:
         with self._lock:
