@@ -6,14 +6,16 @@ and the parser's diagnostics (it is never rewritten). `format_document(doc,
 comments)` prints an already parsed document.
 
 The canonical form: blocks in source order separated by one blank line,
-2-space indentation, one clause per line in a fixed order per block (the
-order of the IR's fields), tiers and table rows one per line and aligned,
-numbers, amounts, quantities and dates kept as written, strings re-escaped.
+2-space indentation, one clause per line, a block's clauses in source order
+(a charge body's in a fixed order: group by, where, during, minimum spend,
+rounding, timing, prorated), tiers and table rows one per line (`by` tables
+aligned), numbers, amounts, quantities and dates kept as written, strings
+re-escaped. A blank line before a clause inside a block is kept (one at most).
 Comments survive: the printer knows the source position of what starts each
 printed line (a block, a clause, a row, a tier, a closing brace), a
 standalone comment is printed before the line of the first such position
 after it, and a trailing comment at the end of the line of the last one
-before it. Blank lines inside a block are kept only around comments.
+before it.
 
 Guarantees (tested on a corpus and by hypothesis): fmt(fmt(x)) == fmt(x),
 and parse(fmt(x)) equals parse(x) (spans are excluded from IR equality).
@@ -57,22 +59,24 @@ def format_source(text: str, path: str = "<string>") -> tuple[str | None, list[D
     doc, diags = parse(text, path)
     if any(d.is_error for d in diags):
         return None, diags
-    return format_document(doc, scan(text)), diags
+    blank = frozenset(i for i, ln in enumerate(text.split("\n"), 1) if not ln.strip())
+    return format_document(doc, scan(text), blank), diags
 
 
-def format_document(doc: ast.Document, comments: list[Comment] = ()) -> str:
+def format_document(doc: ast.Document, comments: list[Comment] = (), blank_lines: frozenset[int] = frozenset()) -> str:
+    """Print `doc`; `comments` and the source's blank line numbers are kept where they belong."""
     lines: list[_Line] = []
     for block in doc.blocks:
         block_lines = _BLOCK_PRINTERS[type(block)](block)
         block_lines[0].block_start = True
         lines.extend(block_lines)
-    return _emit(lines, list(comments))
+    return _emit(lines, list(comments), blank_lines)
 
 
 # ---------------------------------------------------------------- comments and output
 
 
-def _emit(lines: list[_Line], comments: list[Comment]) -> str:
+def _emit(lines: list[_Line], comments: list[Comment], blank_lines: frozenset[int]) -> str:
     lines = _open_empty(lines, [c for c in comments if c.standalone])
     anchors = sorted((p, i) for i, ln in enumerate(lines) for p in ln.pos)
     keys = [a[0] for a in anchors]
@@ -113,6 +117,8 @@ def _emit(lines: list[_Line], comments: list[Comment]) -> str:
             blank()
         for c in leading.get(i, ()):
             comment(c, ln.depth + 1 if ln.closer else ln.depth)
+        if ln.pos and ln.pos[0][0] - 1 in blank_lines:  # a blank line the author left before it
+            blank()
         if ln.closer and out and out[-1] == "":
             out.pop()
         text = INDENT * ln.depth + ln.text
@@ -267,20 +273,13 @@ def _price(p, depth: int) -> list[_Line]:
 
 
 def _tiers(tiers, depth: int) -> list[_Line]:
-    cols = []
+    """One tier per line, single-spaced (aligned columns churn when a tier is added)."""
+    out = []
     for t in tiers:
         price = _pct(t.price) if isinstance(t.price, ast.Percent) else _amount(t.price)
-        cols.append([
-            _num(t.from_value),
-            f"to {_num(t.to_value)}" if t.to_value is not None else "and above",
-            f"at {price}",
-            f"flat {_amount(t.flat)}" if t.flat else "",
-        ])
-    widths = [max((len(c[i]) for c in cols), default=0) for i in range(3)]
-    out = []
-    for t, c in zip(tiers, cols):
-        text = " ".join(v.ljust(w) for v, w in zip(c, widths)) + " " + c[3]
-        out.append(_Line(depth, text.rstrip(), _start(t)))
+        end = f"to {_num(t.to_value)}" if t.to_value is not None else "and above"
+        text = f"{_num(t.from_value)} {end} at {price}" + (f" flat {_amount(t.flat)}" if t.flat else "")
+        out.append(_Line(depth, text, _start(t)))
     return out
 
 
@@ -326,11 +325,29 @@ def _progressive(p: ast.Progressive) -> str:
     return "progressive billing at " + ", ".join(items)
 
 
-def _block(head: str, node, clauses: list[_Line]) -> list[_Line]:
+def _block(head: str, node, groups: list[list[_Line]]) -> list[_Line]:
+    """A block: its clauses in source order (see `_source_order`), braced."""
+    clauses = _source_order(groups)
     if not clauses:
         end = _end(node)
         return [_Line(0, head + " {}", _start(node) + end, empty_closer=end[0] if end else None)]
     return [_Line(0, head + " {", _start(node)), *clauses, _Line(0, "}", _end(node), closer=True)]
+
+
+def _source_order(groups: list[list[_Line]]) -> list[_Line]:
+    """Clauses (each a group of lines, given in the IR's field order) in source order.
+
+    A clause without a span (`recurring`, or an IR built by hand) keeps its
+    place after the clause before it in field order, so the result is the
+    same when the output is parsed and printed again.
+    """
+    keyed, last = [], (0, 0)
+    for i, g in enumerate(groups):
+        if g[0].pos:
+            last = g[0].pos[0]
+        keyed.append((last, i, g))
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    return [ln for _, _, g in keyed for ln in g]
 
 
 # ---------------------------------------------------------------- blocks
@@ -339,18 +356,18 @@ def _block(head: str, node, clauses: list[_Line]) -> list[_Line]:
 def _entity(e: ast.Entity) -> list[_Line]:
     out = []
     if e.display_name:
-        out.append(_clause(f"name {_str(e.display_name)}", e.display_name))
+        out.append([_clause(f"name {_str(e.display_name)}", e.display_name)])
     if e.currency:
-        out.append(_clause(f"currency {e.currency.name}", e.currency))
+        out.append([_clause(f"currency {e.currency.name}", e.currency)])
     if e.timezone:
-        out.append(_clause(f"timezone {_str(e.timezone)}", e.timezone))
+        out.append([_clause(f"timezone {_str(e.timezone)}", e.timezone)])
     for t in e.taxes:
-        out.append(_clause(f"tax {_str(t.name)} {_pct(t.rate)}", t))
+        out.append([_clause(f"tax {_str(t.name)} {_pct(t.rate)}", t)])
     if e.invoice_prefix:
         text = f"invoice prefix {_str(e.invoice_prefix)}"
-        out.append(_clause(text + (f" numbering {e.numbering.name}" if e.numbering else ""), e.invoice_prefix))
+        out.append([_clause(text + (f" numbering {e.numbering.name}" if e.numbering else ""), e.invoice_prefix)])
     if e.invoice_grace:
-        out.append(_clause(f"invoice grace {_qty(e.invoice_grace)}", e.invoice_grace))
+        out.append([_clause(f"invoice grace {_qty(e.invoice_grace)}", e.invoice_grace)])
     return _block(f"entity {e.name.name}", e, out)
 
 
@@ -369,9 +386,11 @@ def _metric(m: ast.Metric) -> list[_Line]:
         code = m.event.name
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", code):
             code = '"' + code.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        out.append(_clause(f"event {code}", m.event))
+        out.append([_clause(f"event {code}", m.event)])
     if m.aggregation:
-        out.append(_clause(_aggregation(m.aggregation), m.aggregation))
+        out.append([_clause(_aggregation(m.aggregation), m.aggregation)])
+    if m.recurring:  # no span in the IR: it follows the aggregation, as in the docs
+        out.append([_Line(1, "recurring")])
     for pe in m.per_event:
         opts = []
         if pe.increment:
@@ -380,15 +399,13 @@ def _metric(m: ast.Metric) -> list[_Line]:
             opts.append(f"minimum {_qty(pe.minimum)}")
         if pe.maximum:
             opts.append(f"maximum {_qty(pe.maximum)}")
-        out.append(_clause(f"per event {pe.prop.name} " + ", ".join(opts), pe))
+        out.append([_clause(f"per event {pe.prop.name} " + ", ".join(opts), pe)])
     for d in m.dimensions:
         values = " in " + ", ".join(_str(v) for v in d.values) if d.values else ""
-        out.append(_clause(f"dimension {d.name.name}{values}", d))
+        out.append([_clause(f"dimension {d.name.name}{values}", d)])
     if m.rounding:
         r = m.rounding
-        out.append(_clause(f"rounding {r.function}" + (f" {r.precision}" if r.precision else ""), r))
-    if m.recurring:
-        out.append(_Line(1, "recurring"))
+        out.append([_clause(f"rounding {r.function}" + (f" {r.precision}" if r.precision else ""), r)])
     return _block(f"metric {m.name.name}", m, out)
 
 
@@ -403,21 +420,21 @@ def _plan(p: ast.Plan) -> list[_Line]:
                 head += f" to {v.effective_to.text}"
     out = []
     if p.currency:
-        out.append(_clause(f"currency {p.currency.name}", p.currency))
+        out.append([_clause(f"currency {p.currency.name}", p.currency)])
     if p.billing:
         b = p.billing
         text = f"billing {b.interval}" + (f" {b.anchor}" if b.anchor else "") + (f" in {b.timing}" if b.timing else "")
-        out.append(_clause(text, b))
+        out.append([_clause(text, b)])
     if p.timezone:
-        out.append(_clause(f"timezone {_str(p.timezone)}", p.timezone))
+        out.append([_clause(f"timezone {_str(p.timezone)}", p.timezone)])
     if p.fee:
-        out.append(_clause(f"fee {_amount(p.fee.amount)}" + (f" in {p.fee.timing}" if p.fee.timing else ""), p.fee))
+        out.append([_clause(f"fee {_amount(p.fee.amount)}" + (f" in {p.fee.timing}" if p.fee.timing else ""), p.fee)])
     if p.rounding:
-        out.append(_clause(_money_rounding(p.rounding), p.rounding))
+        out.append([_clause(_money_rounding(p.rounding), p.rounding)])
     if p.progressive:
-        out.append(_clause(_progressive(p.progressive), p.progressive))
+        out.append([_clause(_progressive(p.progressive), p.progressive)])
     for c in p.charges:
-        out += _charge(c, 1)
+        out.append(_charge(c, 1))
     return _block(head, p, out)
 
 
@@ -429,33 +446,33 @@ def _contract(k: ast.Contract) -> list[_Line]:
     out = []
     if k.customer:
         c = k.customer
-        out.append(_clause(f"customer {_str(c.id)}" + (f" name {_str(c.display_name)}" if c.display_name else ""), c))
+        out.append([_clause(f"customer {_str(c.id)}" + (f" name {_str(c.display_name)}" if c.display_name else ""), c)])
     if k.subscription:
-        out.append(_clause(f"subscription {_str(k.subscription)}", k.subscription))
+        out.append([_clause(f"subscription {_str(k.subscription)}", k.subscription)])
     if k.entity:
-        out.append(_clause(f"entity {k.entity.name}", k.entity))
+        out.append([_clause(f"entity {k.entity.name}", k.entity)])
     if k.plan:
-        out.append(_clause(f"plan {k.plan.name.name}" + (f" version {k.plan.version}" if k.plan.version else ""), k.plan))
+        out.append([_clause(f"plan {k.plan.name.name}" + (f" version {k.plan.version}" if k.plan.version else ""), k.plan)])
     if k.starts:
-        out.append(_clause(f"starts {k.starts.text}", k.starts))
+        out.append([_clause(f"starts {k.starts.text}", k.starts)])
     if k.ends:
-        out.append(_clause(f"ends {k.ends.text}", k.ends))
+        out.append([_clause(f"ends {k.ends.text}", k.ends)])
     if k.timezone:
-        out.append(_clause(f"timezone {_str(k.timezone)}", k.timezone))
+        out.append([_clause(f"timezone {_str(k.timezone)}", k.timezone)])
     for o in k.overrides:
         head = f"override {o.charge.name}" + (f" where {_cond(o.condition)}" if o.condition else "")
-        out += _join(_clause(head, o), _price(o.price, 1))
+        out.append(_join(_clause(head, o), _price(o.price, 1)))
     for c in k.commits:
         text = f"commit {_amount(c.amount)}" + (f" per {c.per}" if c.per else "")
         if c.true_up == "period":
             text += ", true-up each period"
         elif c.true_up == "term":
             text += ", true-up at term end"
-        out.append(_clause(text, c))
+        out.append([_clause(text, c)])
     for r in k.reserves:
         text = f"reserve {_num(r.count)} {_str(r.gpu_type)} on {r.metric.name} at {_amount(r.rate)} per {r.unit.name}"
         text += ", prepaid" if r.billing == "prepaid" else f", in {r.billing}"
-        out.append(_clause(text, r))
+        out.append([_clause(text, r)])
     for c in k.credits:
         parts = [f"credit {_amount(c.amount)}" + (f" {c.kind}" if c.kind else "")]
         if c.expires:
@@ -464,43 +481,43 @@ def _contract(k: ast.Contract) -> list[_Line]:
             parts.append(f"priority {_num(c.priority)}")
         if c.scope:
             parts.append(f"for {c.scope.name}")
-        out.append(_clause(", ".join(parts), c))
+        out.append([_clause(", ".join(parts), c)])
     for d in k.discounts:
         value = _pct(d.value) if isinstance(d.value, ast.Percent) else _amount(d.value)
         freq = f"recurring {_num(d.periods)} periods" if d.frequency == "recurring" else d.frequency
-        out.append(_clause(f"discount {value} {freq}" + (f" for {d.scope.name}" if d.scope else ""), d))
+        out.append([_clause(f"discount {value} {freq}" + (f" for {d.scope.name}" if d.scope else ""), d)])
     if k.progressive:
-        out.append(_clause(_progressive(k.progressive), k.progressive))
+        out.append([_clause(_progressive(k.progressive), k.progressive)])
     if k.budget:
         b = k.budget
         text = f"budget {_amount(b.amount)}" + (f" {b.interval}" if b.interval else "")
         if b.alerts:
             text += ", alert at " + ", ".join(_pct(a) for a in b.alerts)
-        out.append(_clause(text, b))
+        out.append([_clause(text, b)])
     if k.late_events:
         le = k.late_events
         target = f", then {_LATE_TARGETS[le.target]}" if le.target else ""
-        out.append(_clause(f"late events grace {_qty(le.grace)}{target}", le))
+        out.append([_clause(f"late events grace {_qty(le.grace)}{target}", le)])
     for f in k.failure_policies:
         action = f"credit {_pct(f.percent)}" if f.action == "credit" else _FAILURE_ACTIONS[f.action]
-        out.append(_clause(f"on {f.kind} failure {action}", f))
+        out.append([_clause(f"on {f.kind} failure {action}", f)])
     if k.preemption:
         p = k.preemption
-        out.append(_clause(f"on preemption credit {_pct(p.credit)}" if p.credit else "on preemption no credit", p))
+        out.append([_clause(f"on preemption credit {_pct(p.credit)}" if p.credit else "on preemption no credit", p)])
     if k.idle:
         i = k.idle
-        out.append(_clause(f"idle {i.kind}" + (f" minimum {_pct(i.minimum)}" if i.minimum else ""), i))
+        out.append([_clause(f"idle {i.kind}" + (f" minimum {_pct(i.minimum)}" if i.minimum else ""), i)])
     if k.invoice_grace:
-        out.append(_clause(f"invoice grace {_qty(k.invoice_grace)}", k.invoice_grace))
+        out.append([_clause(f"invoice grace {_qty(k.invoice_grace)}", k.invoice_grace)])
     return _block(f"contract {k.name.name}", k, out)
 
 
 def _test(t: ast.TestBlock) -> list[_Line]:
     out = []
     if t.contract:
-        out.append(_clause(f"contract {t.contract.name}", t.contract))
+        out.append([_clause(f"contract {t.contract.name}", t.contract)])
     if t.period:
-        out.append(_clause(f"period {t.period.text}", t.period))
+        out.append([_clause(f"period {t.period.text}", t.period)])
     for u in t.usages:
         text = f"usage {u.code.name}"
         for p in u.props:
@@ -508,11 +525,11 @@ def _test(t: ast.TestBlock) -> list[_Line]:
             text += f" {p.name.name}={value}"
         text += f" at {u.at.text}" if u.at else ""
         text += f" times {_num(u.times)}" if u.times else ""
-        out.append(_clause(text, u))
+        out.append([_clause(text, u)])
     for e in t.expects:
         text = f"expect {e.what}" + (f" {e.target.name}" if e.target else "")
         text += f" where {_cond(e.condition)}" if e.condition else ""
-        out.append(_clause(f"{text} = {_amount(e.value)}", e))
+        out.append([_clause(f"{text} = {_amount(e.value)}", e)])
     return _block(f"test {_str(t.name)}", t, out)
 
 

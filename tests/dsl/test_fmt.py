@@ -82,7 +82,6 @@ contract c { plan p customer "c" commit 10 USD per year true-up at term end cred
 }
 
 plan p {
-  currency USD
   charge m per hour by t {
     "A"      1
     "LONGER" 2.50
@@ -91,11 +90,12 @@ plan p {
     where r = "x" 2 per hour
     in advance
   }
+  currency USD
 }
 
 contract c {
-  customer "c"
   plan p
+  customer "c"
   commit 10 USD per year, true-up at term end
   credit 5 USD granted, priority 2
 }
@@ -143,21 +143,31 @@ def test_scanner_skips_strings():
     assert [(c.line, c.col, c.text, c.standalone) for c in cs] == [(1, 11, "# real", False), (2, 3, "# alone", True)]
 
 
-def test_comments_move_with_their_clause_when_clauses_are_reordered():
+def test_comments_move_with_their_clause_when_a_charge_body_is_reordered():
     src = """plan p {
-  # about the charge
-  charge m 1 per hour  # trailing on the charge
-  # about the currency
-  currency USD  # trailing on the currency
+  charge m 1 per hour {
+    # about the rounding
+    rounding half_up 0.01  # trailing on the rounding
+    # about the filter
+    where r = "x" 2 per hour  # trailing on the filter
+  }
 }
 """
     assert assert_roundtrip(src) == """plan p {
-  # about the currency
-  currency USD  # trailing on the currency
-  # about the charge
-  charge m 1 per hour  # trailing on the charge
+  charge m 1 per hour {
+    # about the filter
+    where r = "x" 2 per hour  # trailing on the filter
+    # about the rounding
+    rounding half_up 0.01  # trailing on the rounding
+  }
 }
 """
+
+
+def test_block_clauses_keep_their_source_order():
+    src = "metric m {\n  recurring\n  dimension b\n  event e\n  dimension a\n  count\n}\n"
+    # `recurring` has no span in the IR: it follows the aggregation
+    assert assert_roundtrip(src) == "metric m {\n  dimension b\n  event e\n  dimension a\n  count\n  recurring\n}\n"
 
 
 def test_comments_inside_a_clause_split_over_lines_stay_with_it():
@@ -277,3 +287,8 @@ def test_percentage_in_a_filter_followed_by_minimum_spend():
 def test_discount_scope_then_a_policy_clause():
     out = assert_roundtrip("contract c { discount 5% forever for gpu_hours on preemption no credit }\n")
     assert "  discount 5% forever for gpu_hours\n  on preemption no credit\n" in out
+
+
+def test_blank_lines_between_clauses_are_kept_one_at_most():
+    src = "contract c {\n\n  plan p\n\n\n\n  idle hybrid\n  starts 2026-01-01\n\n}\n"
+    assert assert_roundtrip(src) == "contract c {\n  plan p\n\n  idle hybrid\n  starts 2026-01-01\n}\n"

@@ -170,7 +170,7 @@ aggregation = st.one_of(
     seq("weighted", "sum", expr, opt(seq("in", units))),
 )
 metric = seq("metric", name, "{", clauses({
-    "event": seq("event", name),
+    "event": seq("event", st.one_of(name, string)),
     "aggregation": aggregation,
     "rounding": seq("rounding", one(st.sampled_from(["round", "ceil", "floor"])),
                     opt(one(st.integers(-3, 6).map(str)))),
