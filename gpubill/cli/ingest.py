@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                 yield objs, raws
         for rec in store.ingest_stream(feed(), source=f"cli:{os.path.basename(name)}"):
             where = wheres.pop(0)
-            for k, v in rec.counts.items():
+            for k, v in rec.counts().items():
                 if k in counts:
                     counts[k] += v
             if not args.quiet:

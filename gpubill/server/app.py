@@ -101,7 +101,7 @@ class Api:
 
     def _quarantine(self, raw: bytes, message: str):
         rec = self.store.ingest([Unparsable(message)], raws=[raw], source="http")
-        self.metrics.count_events(rec.counts)
+        self.metrics.count_events(rec.counts())
         return rec
 
     def _parse(self, body: bytes, root: str):
@@ -128,7 +128,7 @@ class Api:
         if err:
             return err
         rec = self.store.ingest([doc["event"]], source="http")
-        self.metrics.count_events(rec.counts)
+        self.metrics.count_events(rec.counts())
         st = int(rec.status[0])
         if st == REJECTED:
             return lago.validation(lago.problems_details(rec.problems[0]))
@@ -154,7 +154,7 @@ class Api:
         if len(events) > self.batch_limit:
             return lago.validation({"events": ["too_many_events"]})
         rec = self.store.ingest(events, source="http-batch", atomic=True)
-        self.metrics.count_events(rec.counts)
+        self.metrics.count_events(rec.counts())
         if not rec.ok:
             details: dict = {}
             for i, problems in rec.problems.items():

@@ -79,6 +79,20 @@ class StringTable:
             self._load()
         return [None if i < 0 else self._by_id[i] for i in ids]
 
+    def _virtual(self, texts: list[str]) -> np.ndarray:
+        """Ids for strings a read-only store has not interned: beyond every stored id."""
+        out = []
+        with self._lock:
+            top = max(len(self), max(self._by_id, default=0) + 1)
+        for t in texts:
+            i = self.lookup(t)
+            if i < 0:
+                i = top
+                top += 1
+                self._add([(t, i)])
+            out.append(i)
+        return np.array(out, np.int32)
+
     def _add(self, pairs) -> None:
         with self._lock:
             for s, i in pairs:

@@ -92,6 +92,29 @@ def list_events(store, *, code=None, sub=None, time_from_ms=None, time_to_ms=Non
     return [_record(r) for r in store._read().execute(q, args + [limit, offset])]
 
 
+def events_as_dicts(store, codes=None, subscriptions=None, time_from_ms=None, time_to_ms=None) -> list:
+    """Lago-shaped dicts (with ``timestamp_ms`` and ``rowid``) in ingestion order, for the
+    reference engine; the same selection as ``read_columns`` (bounds inclusive)."""
+    where, args = [], []
+    for col, vals in (("code", codes), ("external_subscription_id", subscriptions)):
+        if vals is not None:
+            where.append(f"{col} IN (SELECT value FROM json_each(?))")
+            args.append(orjson.dumps(list(vals)))
+    if time_from_ms is not None:
+        where.append("timestamp_ms >= ?"); args.append(time_from_ms)
+    if time_to_ms is not None:
+        where.append("timestamp_ms <= ?"); args.append(time_to_ms)
+    q = ("SELECT id, transaction_id, external_subscription_id, code, timestamp_ms, properties,"
+         " raw ->> '$.precise_total_amount_cents' FROM events"
+         + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id")
+    out = []
+    for rid, txn, sub, code, ts, props, ptac in store._read().execute(q, args):
+        out.append({"rowid": rid, "transaction_id": txn, "external_subscription_id": sub, "code": code,
+                    "timestamp_ms": ts, "properties": orjson.loads(props),
+                    "precise_total_amount_cents": None if ptac is None else str(ptac)})
+    return out
+
+
 def count_events(store, *, code=None, sub=None, time_from_ms=None, time_to_ms=None) -> int:
     where, args = _filters(code, sub, time_from_ms, time_to_ms)
     q = "SELECT count(*) FROM events e" + (" WHERE " + " AND ".join(where) if where else "")

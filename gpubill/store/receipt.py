@@ -50,7 +50,6 @@ class Receipt:
     def __len__(self) -> int:
         return int(self.status.shape[0])
 
-    @property
     def counts(self) -> dict[str, int]:
         c = np.bincount(self.status, minlength=len(STATUS_NAMES))
         return {name: int(c[i]) for i, name in enumerate(STATUS_NAMES)}

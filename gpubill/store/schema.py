@@ -150,10 +150,12 @@ MIGRATIONS: list[str] = [
 LATEST = len(MIGRATIONS)
 
 
-def connect(path: str, *, synchronous: str = "NORMAL", timeout: float = 30.0) -> sqlite3.Connection:
+def connect(path: str, *, synchronous: str = "NORMAL", timeout: float = 30.0,
+            readonly: bool = False) -> sqlite3.Connection:
     """Open (creating if needed) and migrate a store file; return the connection.
 
     The connection is in autocommit mode: callers issue BEGIN/COMMIT.
+    ``readonly``: never create, migrate or write (an outdated store is refused).
     """
     try:
         db = sqlite3.connect(path, isolation_level=None, timeout=timeout, check_same_thread=False)
@@ -164,15 +166,24 @@ def connect(path: str, *, synchronous: str = "NORMAL", timeout: float = 30.0) ->
             raise StoreVersionError(
                 f"{path}: store schema version {version} is newer than this gpubill supports "
                 f"({LATEST}); upgrade gpubill to open it")
-        if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+        if not readonly and version == 0 and db.execute(
+                "SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
             db.execute("PRAGMA page_size = 16384")
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = db.execute("PRAGMA journal_mode").fetchone()[0] if readonly else \
+            db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal" and path != ":memory:":
             raise StoreError(f"{path}: cannot switch the store to WAL mode ({mode})")
         db.execute(f"PRAGMA synchronous = {synchronous}")
         db.execute("PRAGMA cache_size = -131072")
         db.execute("PRAGMA mmap_size = 1073741824")
         db.execute("PRAGMA temp_store = MEMORY")
+        if version < LATEST and readonly:
+            if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                raise StoreError(f"{path}: not a gpubill store (empty)")
+            raise StoreError(f"{path}: store schema version {version} needs migrating to {LATEST};"
+                             " open it once with a writing command")
+        if readonly:
+            db.execute("PRAGMA query_only = ON")
         if version < LATEST:
             _migrate(db, path, version)
         else:

@@ -37,15 +37,19 @@ class Store:
     """An open store file. Thread-safe; one write at a time, reads in parallel."""
 
     def __init__(self, path: str | os.PathLike, *, synchronous: str = "NORMAL",
-                 max_future_s: int = DEFAULT_MAX_FUTURE_S, chunk_size: int = DEFAULT_CHUNK):
+                 max_future_s: int = DEFAULT_MAX_FUTURE_S, chunk_size: int = DEFAULT_CHUNK,
+                 readonly: bool = False):
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError("synchronous must be NORMAL, FULL or EXTRA")
         self.path = os.fspath(path)
         self.synchronous = synchronous.upper()
         self.max_future_ms = int(max_future_s) * 1000
         self.chunk_size = chunk_size
+        self.readonly = readonly
+        if readonly and not os.path.exists(self.path):
+            raise StoreError(f"{self.path}: no such store")
         self._wlock = threading.Lock()
-        self._writer = Writer(connect(self.path, synchronous=self.synchronous))
+        self._writer = Writer(connect(self.path, synchronous=self.synchronous, readonly=readonly))
         self._local = threading.local()
         self._readers: list = []
         self._rlock = threading.Lock()
@@ -72,7 +76,7 @@ class Store:
     def _read(self):
         db = getattr(self._local, "db", None)
         if db is None:
-            db = connect(self.path, synchronous=self.synchronous)
+            db = connect(self.path, synchronous=self.synchronous, readonly=True)
             db.execute("PRAGMA query_only = ON")
             self._local.db = db
             with self._rlock:
@@ -129,6 +133,8 @@ class Store:
         return chunk, payload, rej, t
 
     def _commit(self, chunk, payload, rej, t, source, atomic=False) -> Receipt:
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
         with self._wlock:
             try:
                 return self._writer.write(chunk, payload, rej, source, t, atomic)
@@ -142,6 +148,8 @@ class Store:
         return self._commit(chunk, payload, rej, t, source, atomic)
 
     def _intern_strings(self, texts: list[str]) -> np.ndarray:
+        if self.readonly:  # ids beyond the stored ones, stable for this Store object only
+            return self.strings._virtual(texts)
         with self._wlock:
             db = self._writer.db
             db.execute("BEGIN IMMEDIATE")
@@ -175,6 +183,10 @@ class Store:
 
     def list_events(self, **filters):
         return queries.list_events(self, **filters)
+
+    def events_as_dicts(self, codes=None, subscriptions=None, time_from_ms=None, time_to_ms=None):
+        """The events ``read_columns`` would select, as Lago-shaped dicts (reference engine)."""
+        return queries.events_as_dicts(self, codes, subscriptions, time_from_ms, time_to_ms)
 
     def count_events(self, **filters) -> int:
         return queries.count_events(self, **filters)

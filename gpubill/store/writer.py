@@ -134,7 +134,7 @@ class Writer:
                     "INSERT INTO conflicts (batch_id, received_ms, source, event_id, raw)"
                     " VALUES (?, ?, ?, ?, ?)",
                     (batch_id, received_ms, source, eid, _dump(chunk.objs[j]))).lastrowid
-            c = rec.counts
+            c = rec.counts()
             db.execute("UPDATE batches SET n_ingested=?, n_duplicate=?, n_conflict=?, n_rejected=?"
                        " WHERE id=?", (c["ingested"], c["duplicate"], c["conflict"], c["rejected"],
                                        batch_id))

@@ -16,7 +16,7 @@ def test_receipt_has_one_status_per_event_in_order(store):
     assert [r.status for r in rec.results()] == ["ingested", "rejected", "ingested", "rejected"]
     assert rec.result(1).problems[0].field == "properties.gpu_count"
     assert rec.result(0).event_id == 1 and rec.result(2).event_id == 2
-    assert rec.counts["ingested"] == 2 and not rec.ok
+    assert rec.counts()["ingested"] == 2 and not rec.ok
 
 
 def test_same_key_same_content_is_a_duplicate_success(store):
@@ -43,7 +43,7 @@ def test_same_key_other_content_is_a_recorded_conflict_and_the_first_copy_wins(s
 
 def test_the_key_is_subscription_and_transaction(store):
     rec = store.ingest([ev("a", sub="s1"), ev("a", sub="s2")])
-    assert rec.counts["ingested"] == 2
+    assert rec.counts()["ingested"] == 2
     assert {e.external_subscription_id for e in store.get_events("a")} == {"s1", "s2"}
     assert [e.external_subscription_id for e in store.get_events("a", "s2")] == ["s2"]
 
@@ -83,9 +83,9 @@ def test_large_input_is_chunked_and_pipelined(tmp_path):
         events = [ev(f"t{i}", gpu_count=i % 8, region="eu" if i % 3 else "us") for i in range(1050)]
         events[500]["properties"]["gpu_count"] = -1
         rec = s.ingest(iter(events))
-        assert len(rec) == 1050 and rec.counts["rejected"] == 1 and rec.result(500).status == "rejected"
+        assert len(rec) == 1050 and rec.counts()["rejected"] == 1 and rec.result(500).status == "rejected"
         assert s.count_events() == 1049
-        assert s.ingest(events).counts["duplicate"] == 1049
+        assert s.ingest(events).counts()["duplicate"] == 1049
 
 
 def test_a_new_store_is_versioned_and_reopens(tmp_path):
@@ -134,3 +134,20 @@ def test_api_keys_store_hashes_only(store):
     raw = store._read().execute("SELECT hash FROM api_keys").fetchone()[0]
     assert key.encode() not in bytes(raw)
     assert store.revoke_key("ci") and store.verify_key(key) is None
+
+
+def test_read_only_store_reads_and_refuses_writes(tmp_path):
+    path = tmp_path / "s.db"
+    with pytest.raises(StoreError, match="no such store"):
+        Store(path, readonly=True)
+    with Store(path) as s:
+        s.ingest([ev("a", gpu_count=8), ev("b", gpu_count="8")])
+    with Store(path, readonly=True) as ro:
+        c = ro.read_columns()
+        d = c.dim("gpu_count")
+        assert d[0] == d[1] and c.strings[d[0]] == "8"
+        with pytest.raises(StoreError, match="read-only"):
+            ro.ingest([ev("c")])
+        (a, b) = ro.events_as_dicts(codes=["gpu_job"])
+        assert a["rowid"] == 1 and a["timestamp_ms"] == 1_735_689_600_000 and b["properties"] == {"gpu_count": "8"}
+        assert ro.events_as_dicts(subscriptions=["other"]) == []
