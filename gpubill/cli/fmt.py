@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     for d in diags:
         sys.stderr.write(render_text([d], {}))
     changed = False
+    errors = warnings = 0
     for f in files:
         text, d = read_source(f)
         if d is not None:
@@ -53,8 +54,11 @@ def run(args: argparse.Namespace) -> int:
             failed = True
             continue
         formatted, diags = format_source(text, str(f))
-        if formatted is None:
+        if diags:
             sys.stderr.write(render_text(diags, {str(f): text}))
+            errors += sum(d.is_error for d in diags)
+            warnings += sum(not d.is_error for d in diags)
+        if formatted is None:
             failed = True
             continue
         if formatted == text:
@@ -69,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
                 _write_atomic(f, formatted)
             except OSError as e:
                 raise CliError(f"{f}: cannot write: {e.strerror or e}", EXIT_IO) from None
+    if errors or warnings:
+        sys.stderr.write(f"{errors} error(s), {warnings} warning(s)\n")
     if io_error:
         return EXIT_IO
     if failed or (check and changed):

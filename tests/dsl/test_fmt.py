@@ -256,6 +256,7 @@ def test_cli_syntax_error_is_reported_and_file_untouched(tmp_path):
     r = run(".", cwd=tmp_path)
     assert r.returncode == 1
     assert "bad.bill:3:1: error[syntax]: unexpected \"}\"" in r.stderr
+    assert r.stderr.endswith("1 error(s), 0 warning(s)\n")
     assert "\n3 | }\n" in r.stderr and "Traceback" not in r.stderr
     assert (tmp_path / "bad.bill").read_text() == bad
     assert (tmp_path / "good.bill").read_text() == PRETTY
