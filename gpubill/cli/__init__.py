@@ -10,7 +10,7 @@ HTTP stack. A command module defines::
 
 Exit codes (also in ``gpubill --help`` and docs/cli.md):
 0 ok, 1 invalid input or failed check, 2 usage error, 3 I/O or store error,
-4 policy gate failed, 130 interrupted.
+4 policy gate failed, 70 internal error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ EXIT_USAGE = 2
 EXIT_IO = 3
 EXIT_POLICY = 4
 EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70
 
 #: command name -> (module, one-line help). Modules are imported lazily.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -45,6 +46,7 @@ EPILOG = """exit codes:
   2    usage error
   3    I/O or store error
   4    policy gate failed
+  70   internal error (a bug: GPUBILL_DEBUG=1 shows the traceback)
   130  interrupted
 """
 
@@ -106,4 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_INTERRUPTED
     except BrokenPipeError:
         code = EXIT_OK
+    except Exception as e:  # a bug: one line for users, the traceback on request
+        import os
+
+        if os.environ.get("GPUBILL_DEBUG"):
+            raise
+        print(f"gpubill: internal error: {type(e).__name__}: {e} (set GPUBILL_DEBUG=1 for the traceback)", file=sys.stderr)
+        code = EXIT_INTERNAL
     return code

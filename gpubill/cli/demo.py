@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--contracts", default=None, metavar="DIR",
                    help="the billing repository to use (default: ./examples)")
     p.add_argument("--dir", default="gpubill-demo", metavar="DIR", help="where the demo store goes (default: ./gpubill-demo)")
-    p.add_argument("--events", type=int, default=200_000, help="how many events to generate (default: 200000)")
+    p.add_argument("--events", type=int, default=100_000, help="how many events to generate (default: 100000)")
     p.add_argument("--period", default=None, help="the month to bill (default: last month)")
     p.add_argument("--seed", type=int, default=2026, help="random seed (default: 2026)")
 
@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print(result, rows, contracts: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -64,8 +65,8 @@ def _print(result, rows, contracts: str) -> None:
         t.add_column(col, justify=just)
     by_cur: dict[str, Decimal] = {}
     for r in rows:
-        t.add_row(r["customer"], r["plan"], f"{r['events']:,}", f"{r['draft']:,.2f}", f"{r['late']:+,.2f}",
-                  f"{r['total']:,.2f} {r['currency']}", r["top_line"])
+        t.add_row(escape(r["customer"]), escape(r["plan"]), f"{r['events']:,}", f"{r['draft']:,.2f}", f"{r['late']:+,.2f}",
+                  f"{r['total']:,.2f} {r['currency']}", escape(r["top_line"]))
         by_cur[r["currency"]] = by_cur.get(r["currency"], Decimal(0)) + r["total"]
     console.print(t)
     console.print("totals: " + ", ".join(f"{v:,.2f} {k}" for k, v in sorted(by_cur.items())))

@@ -21,6 +21,7 @@ from pathlib import Path
 import attrs
 
 from gpubill.service import demo_data
+from gpubill.service.report import display
 from gpubill.service.rating import (
     RateReport,
     ServiceError,
@@ -126,16 +127,26 @@ def summary_rows(result: DemoResult) -> list[dict]:
         lines = [ln for ln in result.final.result.lines if ln.subscription == sid]
         top = max(lines, key=lambda ln: ln.amount, default=None)
         where = "-"
-        if top is not None and top.amount > 0:
+        advance: dict[str, list] = {}
+        for fee in result.final.result.in_advance:
+            if fee.subscription == sid:
+                advance.setdefault(fee.charge_id, []).append(fee)
+        adv_top = max(advance.items(), key=lambda kv: sum(f.amount for f in kv[1]), default=None)
+        adv_total = sum((f.amount for f in adv_top[1]), Decimal(0)) if adv_top else Decimal(0)
+        if adv_top and (top is None or adv_total > top.amount):
+            where = f"{adv_top[0]}: {len(adv_top[1])} fees paid in advance = {adv_total}"
+        elif top is not None and top.amount > 0:
             dims = ", ".join(f"{k}={'|'.join(sorted(v))}" for k, v in (top.filter or {}).items())
-            where = f"{top.charge_id}{' [' + dims + ']' if dims else ''}: {top.units} x {top.unit_price} = {top.amount}"
+            dims = ", ".join(filter(None, [dims] + [f"{k}={v}" for k, v in top.group.items()]))
+            label = top.charge_id + (f" [{dims}]" if dims else "")
+            where = f"{label}: {display(top.units, 4)} x {display(top.unit_price, 4)} = {top.amount}"
         rows.append(
             {
                 "customer": b.contract.customer.display_name.value if b.contract.customer and b.contract.customer.display_name else b.contract.name.name,
                 "contract": b.contract.name.name,
                 "plan": b.plan.name.name,
                 "currency": b.currency,
-                "events": sum(ln.event_count for ln in lines),
+                "events": sum(ln.event_count for ln in lines) + sum(len(v) for v in advance.values()),
                 "lines": len(lines),
                 "draft": draft.get(sid, Decimal(0)),
                 "late": final.get(sid, Decimal(0)) - draft.get(sid, Decimal(0)),

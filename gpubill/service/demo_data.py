@@ -158,7 +158,11 @@ def generate(catalog: Catalog, contracts: list[ast.Contract], plans: dict[str, a
                 "properties": props,
             }
             if need.dynamic:
-                ev["precise_total_amount_cents"] = f"{rng.randrange(1, 50000)}.{rng.randrange(100):02d}"
+                # what a spot market would have charged for this job: 0.90 to 2.40 per GPU-hour
+                gpus = Decimal(props.get("gpu_count", "1"))
+                hours = Decimal(props.get("duration_seconds", "3600")) / 3600
+                cents = (gpus * hours * rng.randrange(90, 240)).quantize(Decimal("0.0001"))
+                ev["precise_total_amount_cents"] = format(cents, "f")
             seq += 1
             (late if rng.random() < 0.005 else main).append(ev)
     rng.shuffle(main)

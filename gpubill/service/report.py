@@ -133,6 +133,16 @@ def report_json(report: RateReport, explain: bool = False) -> dict:
     return {"schema": SCHEMA_VERSION, "subscriptions": subs}
 
 
+def display(d: Decimal | None, places: int = 6) -> str:
+    """A number for people: at most `places` decimals, marked with "~" when cut (JSON keeps all)."""
+    if d is None:
+        return "-"
+    exp = d.as_tuple().exponent
+    if isinstance(exp, int) and -exp > places:
+        return "~" + format(d.quantize(Decimal(1).scaleb(-places)).normalize(), "f")
+    return format(d, "f")
+
+
 def _dims(line) -> str:
     parts = []
     if line.filter:
@@ -161,13 +171,13 @@ def report_table(report: RateReport, explain: bool = False, file=None) -> None:
             t.add_column(col, justify=just)
         for ln in by_sub.get(sid, []):
             t.add_row(ln.charge_id + ("" if ln.kind == "usage" else f" ({ln.kind})"), _dims(ln), str(ln.event_count),
-                      _s(ln.units), _s(ln.unit_price), _s(ln.precise_amount), _s(ln.amount))
+                      display(ln.units), display(ln.unit_price), display(ln.precise_amount, 8), _s(ln.amount))
             if explain:
                 where = clause_of(b, ln) or "?"
                 t.add_row("", f"[dim]priced by {where}[/dim]", "", "", "", "", "")
                 for tp in ln.tiers:
-                    t.add_row("", f"[dim]tier {tp.index + 1}: {_s(tp.units)} x {_s(tp.per_unit)} + {_s(tp.flat)}[/dim]",
-                              "", "", "", _s(tp.amount), "")
+                    t.add_row("", f"[dim]tier {tp.index + 1}: {display(tp.units)} x {_s(tp.per_unit)} + {_s(tp.flat)}[/dim]",
+                              "", "", "", display(tp.amount, 8), "")
                 t.add_row("", f"[dim]{_s(ln.precise_amount)} rounded {ln.rounding.mode} to {_s(ln.rounding.quantum)}[/dim]",
                           "", "", "", "", "")
         adv = [f for f in report.result.in_advance if f.subscription == sid]
