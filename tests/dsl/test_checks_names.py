@@ -16,7 +16,7 @@ def test_prelude_and_a_full_contract_are_clean():
           commit 100_000 USD per year, true-up at term end
           reserve 8 "H100-SXM" on gpu_hours at 2.50 per hour, prepaid
           credit 5_000 USD granted, expires 2026-12-31, priority 1, for gpu_hours
-          discount 10% recurring 3 periods on output_tokens
+          discount 10% recurring 3 periods for output_tokens
           budget 20_000 USD monthly, alert at 50%, 80%, 100%, 120%
           late events grace 3 days, then next invoice
           on infrastructure failure no charge
@@ -76,7 +76,7 @@ def test_unknown_charge_in_override_credit_and_expect():
     """
     assert_diag(src, "unknown-charge", 7, 12)
     assert_diag(src.replace("override gpu_hour 3.00 per hour", "credit 10 USD, for gpu_hour"), "unknown-charge", 7, 22)
-    assert_diag(src.replace("override gpu_hour 3.00 per hour", "discount 5% once on tokens"), "unknown-charge", 7, 23)
+    assert_diag(src.replace("override gpu_hour 3.00 per hour", "discount 5% once for tokens"), "unknown-charge", 7, 24)
     d = assert_diag("""\
         test "t" {
           contract acme
