@@ -217,3 +217,9 @@ def test_test_blocks():
 def test_garbage_gives_diagnostics_not_exceptions(garbage):
     diags = check(garbage)
     assert diags and all(d.rule for d in diags)
+
+
+def test_contract_end_date_is_inclusive():
+    assert_ok(contract("ends 2026-02-01").replace("starts 2026-02-01", "starts 2026-02-01T09:00Z"))
+    assert_diag(contract("ends 2026-02-01T08:00Z").replace("starts 2026-02-01", "starts 2026-02-01T09:00Z"),
+                "date-order", 7, 8)

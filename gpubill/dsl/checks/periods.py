@@ -36,13 +36,15 @@ def check_periods(cat: Catalog) -> Iterator[Diagnostic]:
 
 
 def _order(start: ast.When, end: ast.When, what: str, strict: bool, start_word="starts") -> Iterator[Diagnostic]:
+    """`strict`: the end is exclusive and must be after the start; else the end is
+    inclusive (a date means its whole day) and must not be before the start."""
     a, b = instant(start), instant(end)
     if a is None or b is None:
         return
-    if b < a or (strict and b == a):
+    if strict and b <= a or not strict and end_instant(end) <= a:
         yield error(
             "date-order",
-            f"{what} ends ({end.text}) {'before' if b < a else 'when'} it {start_word} ({start.text})",
+            f"{what} ends ({end.text}) {'before' if b < a or not strict else 'when'} it {start_word} ({start.text})",
             end.span,
             hints=(f"the end must come after {start.text}",),
             notes=(("start", start.span),),
