@@ -40,7 +40,7 @@ def metric(body: str) -> str:
 
 def test_price_unit_must_fit_the_metric():
     d = assert_diag(plan("charge gpu_hours 3.49 per token"), "unit-mismatch", 4, 29)
-    assert d.hints == ("price it per hours",)
+    assert d.hints == ("price it per hour",)
     assert_diag(plan("charge output_tokens 2 per hour"), "unit-mismatch", 4, 30)
     assert_diag(plan("charge jobs 2 per GB"), "unit-mismatch", 4, 21)
     assert_ok(plan("charge gpu_hours 3.49 per GPU-hour"))

@@ -80,7 +80,7 @@ def _unknown_dimension(m: ast.Metric, ref: ast.Ref) -> Diagnostic:
 
 
 def _unknown_value(v: ast.Str, key: str, values, lead: str | None = None) -> Diagnostic:
-    hints = did_you_mean(v.value, values) + ((f"{lead or key + ' declares'}: {', '.join(values)}"),)
+    hints = did_you_mean(v.value, values) + (f"{lead or key + ' declares'}: {', '.join(_q(x) for x in values)}",)
     return error(
         "unknown-value",
         f'"{v.value}" is not a value of {key}: this can never match',

@@ -159,12 +159,19 @@ def _expr(e: ast.Expr) -> Iterator[Diagnostic]:
 # ---------------------------------------------------------------- prices
 
 
+def _singular(name: str) -> str:
+    """`hours` -> `hour`, for "price it per hour"."""
+    if name.endswith("s") and units.lookup(name[:-1]) is not None:
+        return name[:-1]
+    return name
+
+
 def _fit(m: ast.Metric, mu: units.UnitValue, name: str, span) -> Diagnostic | None:
     u = units.lookup(name)
     if u is None or u.compatible(mu):
         return None
     agg = m.aggregation
-    suggest = agg.unit.name if agg is not None and agg.unit is not None else _SUGGEST.get(mu.hard_dims)
+    suggest = _singular(agg.unit.name) if agg is not None and agg.unit is not None else _SUGGEST.get(mu.hard_dims)
     hints = (f"price it per {suggest}",) if suggest else ()
     return error(
         "unit-mismatch",
