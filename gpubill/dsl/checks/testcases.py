@@ -75,8 +75,10 @@ def _bounds(p: ast.TestPeriod | None) -> tuple[dt.datetime, dt.datetime] | None:
     if a is None:
         return None
     if p.end is None:
-        return a, a + dt.timedelta(days=1)
+        return None  # one date: the subscription's billing period containing it (depends on the plan)
     b = instant(p.end)
+    if b is not None and not isinstance(p.end.value, dt.datetime):
+        b += dt.timedelta(days=1)  # an end date is inclusive: its whole day, as `gpubill rate --period`
     return (a, b) if b is not None else None
 
 
