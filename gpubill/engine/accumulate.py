@@ -1,197 +1,348 @@
 """The main pass: every event -> its line slots, accumulated in one sweep.
 
-``run_pass(plan, cols)`` calls the ``_accumulate`` kernel over the store's
-columns directly (no per-property copies): per event it looks up the
-subscription and code, walks the charge instances for that pair, checks the
-time range, resolves the filter bucket through a per-key lookup table into a
-bucket table, evaluates the int64 quantity polynomial (with per-event
-rounding and the utilization factor), finds the price window, and adds into
-the line's accumulator row (dense for ungrouped charges, an open-addressing
-hash on (line, group code) for grouped ones).  Events of charges that need
-the sequence (unique_count, weighted_sum, percentage, prorated graduated,
-pay-in-advance) are also appended to a side buffer.
+``_accumulate`` runs over a row range of the store's columns (no copies).
+Per event: ``s = sub_lut[subscription]``, ``pk = plan(s) * ncodes + code``;
+the quantities that (plan, code) needs are evaluated once (exact int64
+polynomials over fixed-point properties, per-event rounding, utilization);
+then for every charge instance of the pair: the time range, the filter
+bucket (per-key bitmask tables over dictionary ids, AND across keys, lowest
+bit = most specific filter), the price window (binary search over the
+bucket's window boundaries), the group (dense per-key remaps) and the end
+reason give a slot; ``count`` and ``sum`` go to ``acc[slot]``, max / latest /
+prorated / cents to ``ext[slot]`` when the program needs them.  Programs
+whose slot space is too large go through an open-addressing hash instead.
+Events of sequence programs (unique_count, weighted_sum, percentage values,
+prorated graduated, pay in advance) are also appended to a side buffer.
+
+``run_pass`` splits the rows among threads (the kernel releases the GIL),
+each with its own accumulators; ``rate.py`` merges them.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from numba import njit
 
-from .kernels import (
-    COUNT, CENTS, F_CENTS, F_GROUPED, F_PRORATED, F_SIDE, F_UTIL, FULL, LAST_ROW, LAST_TS, LAST_VAL,
-    MAX, NFIXED, OK, OVERFLOW, P10, PROR, SUM, _add, _fixed_at, _mul, _per_event, _slot,
-)
+from .kernels import FULL, I64_MIN, OK, OVERFLOW, _add, _fixed, _ld32, _mul, _per_event, _slot
+
+# table columns (plan.py fills them)
+S_PLAN, S_RANK, S_LO, S_HI, S_BOFF, S_EFF, S_NCOL = range(7)
+I_CP, I_REC, I_BASE, I_STRIDE, I_IGN, I_HASHED, I_NCOL = range(7)
+C_FLAGS, C_Q, C_NF, C_ALL, C_KOFF, C_KN, C_ORD, C_BOFF, C_GOFF, C_GN, C_G, C_CENTS, C_NCOL = range(13)
+K_DIM, K_VLUT, K_MOFF, K_NCOL = range(4)
+B_LINE, B_NW1, B_WBOFF, B_WBN, B_CWOFF, B_NCOL = range(6)
+G_DIM, G_LUT, G_MULT, G_NCOL = range(4)
+Q_KIND, Q_TOFF, Q_TN, Q_UTIL, Q_UFLOOR, Q_UCEIL, Q_UID, Q_NCOL = range(8)
+T_COEF, T_FOFF, T_FN, T_NCOL = range(4)
+FA_SLOT, FA_FLAGS, FA_INC, FA_MIN, FA_MAX, FA_NCOL = range(6)
+# program flags
+F_MAX, F_LAST, F_PROR, F_CENTS, F_SIDE, F_UNIQUE = 1, 2, 4, 8, 16, 32
+# quantity kinds
+QK_COUNT, QK_POLY, QK_UID = 0, 1, 2
+# ext columns
+X_MAX, X_LVAL, X_LTS, X_LROW, X_PROR, X_CENTS, X_NCOL = range(7)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _accumulate(
-    sub_ids, code_ids, ts, rowid, mants, expos, dims,
-    sub_lut, code_lut, ncodes, cs_start, cs_list,
-    c_cp, c_sub, c_lo, c_hi, c_cb_off,
-    cp_flags, cp_agg, cp_fk_off, cp_fk_n, cp_bt_off, cp_b_off, cp_t_off, cp_t_n,
-    cp_gk_off, cp_gk_n, cp_util, cp_ufloor, cp_uceil, cp_uid_dim, cp_cents,
-    fk_dim, fk_mult, fk_lut_off, luts, bt,
-    b_win_off, win_from, win_to, cb_base,
-    t_coef, t_f_off, t_f_n, f_slot, f_flags, f_inc, f_min, f_max,
-    gk_dim, gk_mult, gk_lut_off,
-    num_scale, reason_dim, reason_lut, nreasons, op_dim, remove_id,
-    sub_bound_off, sub_bounds, sub_lo, sub_eff_days,
-    acc, hkeys, hvals, n_dense, ignored,
-    side_row, side_idx, side_val, side_aux,
+    lo_i, hi_i, sub_ids, code_ids, ts, rowid, dptr, mptr, eptr, nscale,
+    sub_lut, code_lut, ncodes, SUB, pk_start, pk_inst, pk_qstart, pk_q, pk_rec,
+    INST, CP, KEY, masks, ordb, BKT, wb, cw, GK, luts, Q, TERM, FAC,
+    R, reason_dim, rlut, op_dim, remove_id, sub_bounds,
+    acc, ext, hkeys, hvals, n_dense, ign, side_slot, side_idx, side_val, side_aux, qv, qok,
 ):
-    n = ts.shape[0]
+    nsub_lut = sub_lut.shape[0]
+    ncode_lut = code_lut.shape[0]
     mask = hkeys.shape[0] - 1
     cap = acc.shape[0]
     next_row = n_dense
     nside = 0
-    side_cap = side_row.shape[0]
-    for i in range(n):
+    side_cap = side_slot.shape[0]
+    for i in range(lo_i, hi_i):
         sid = sub_ids[i]
-        if sid < 0:
+        if sid < 0 or sid >= nsub_lut:
             continue
         s = sub_lut[sid]
         if s < 0:
             continue
         cid = code_ids[i]
-        if cid < 0:
+        if cid < 0 or cid >= ncode_lut:
             continue
         k = code_lut[cid]
         if k < 0:
             continue
-        pair = s * ncodes + k
+        pk = SUB[s, S_PLAN] * ncodes + k
+        j0 = pk_start[pk]
+        j1 = pk_start[pk + 1]
+        if j0 == j1:
+            continue
         t = ts[i]
-        for jj in range(cs_start[pair], cs_start[pair + 1]):
-            c = cs_list[jj]
-            if t < c_lo[c] or t > c_hi[c]:
+        if t > SUB[s, S_HI]:
+            continue
+        before = t < SUB[s, S_LO]
+        if before and pk_rec[pk] == 0:
+            continue
+        # ---- the quantities this (plan, code) needs, once per event
+        for qq in range(pk_qstart[pk], pk_qstart[pk + 1]):
+            qi = pk_q[qq]
+            kind = Q[qi, Q_KIND]
+            if kind == 0:
+                qv[qi] = 1
+                qok[qi] = True
                 continue
-            cp = c_cp[c]
-            flags = cp_flags[cp]
-            # filter bucket: mixed-radix code of the keys' compact values
-            code = 0
-            for j in range(cp_fk_off[cp], cp_fk_off[cp] + cp_fk_n[cp]):
-                code += luts[fk_lut_off[j] + dims[fk_dim[j]][i] + 1] * fk_mult[j]
-            b = bt[cp_bt_off[cp] + code]
-            cb = c_cb_off[c] + b
-            # quantity
-            agg = cp_agg[cp]
-            q = np.int64(1)
+            if kind == 2:
+                qv[qi] = 1
+                qok[qi] = _ld32(dptr[Q[qi, Q_UID]], i) >= 0
+                continue
+            q = np.int64(0)
             ok = True
-            if agg == 4:
-                if dims[cp_uid_dim[cp]][i] < 0:
-                    ok = False
-            elif agg != 0:
-                q = np.int64(0)
-                for tt in range(cp_t_off[cp], cp_t_off[cp] + cp_t_n[cp]):
-                    term = t_coef[tt]
-                    for f in range(t_f_off[tt], t_f_off[tt] + t_f_n[tt]):
-                        sl = f_slot[f]
-                        x, valid, o = _fixed_at(mants[sl], expos[sl], num_scale[sl], i, P10)
-                        if o:
-                            return OVERFLOW, c, next_row, nside
-                        if not valid:
-                            ok = False
-                            break
-                        if f_flags[f] != 0:
-                            x, o = _per_event(x, f_flags[f], f_inc[f], f_min[f], f_max[f])
-                            if o:
-                                return OVERFLOW, c, next_row, nside
-                        term, o = _mul(term, x)
-                        if o:
-                            return OVERFLOW, c, next_row, nside
-                    if not ok:
-                        break
-                    q, o = _add(q, term)
+            for tt in range(Q[qi, Q_TOFF], Q[qi, Q_TOFF] + Q[qi, Q_TN]):
+                term = TERM[tt, T_COEF]
+                for f in range(TERM[tt, T_FOFF], TERM[tt, T_FOFF] + TERM[tt, T_FN]):
+                    sl = FAC[f, FA_SLOT]
+                    x, valid, o = _fixed(mptr[sl], eptr[sl], nscale[sl], i)
                     if o:
-                        return OVERFLOW, c, next_row, nside
-                if ok and flags & F_UTIL:
-                    sl = cp_util[cp]
-                    u, valid, o = _fixed_at(mants[sl], expos[sl], num_scale[sl], i, P10)
-                    if not valid or o:
+                        return OVERFLOW, pk_inst[j0], s, next_row, nside
+                    if not valid:
                         ok = False
-                    else:
-                        if u < cp_ufloor[cp]:
-                            u = cp_ufloor[cp]
-                        if u > cp_uceil[cp]:
-                            u = cp_uceil[cp]
-                        q, o = _mul(q, u)
+                        break
+                    fl = FAC[f, FA_FLAGS]
+                    if fl != 0:
+                        x, o = _per_event(x, fl, FAC[f, FA_INC], FAC[f, FA_MIN], FAC[f, FA_MAX])
                         if o:
-                            return OVERFLOW, c, next_row, nside
-            if not ok:
-                ignored[cb] += 1
-                continue
-            # price window of the bucket
-            pb = cp_b_off[cp] + b
-            w = 0
-            for kw in range(b_win_off[pb], b_win_off[pb + 1]):
-                if win_from[kw] <= t and t < win_to[kw]:
-                    w = kw - b_win_off[pb] + 1
-                    break
-            lid = cb_base[cb] + w
-            if flags & F_GROUPED:
-                g = np.int64(0)
-                for j in range(cp_gk_off[cp], cp_gk_off[cp] + cp_gk_n[cp]):
-                    g += np.int64(luts[gk_lut_off[j] + dims[gk_dim[j]][i] + 1]) * gk_mult[j]
-                row, next_row = _slot(hkeys, hvals, mask, (lid << 32) | g, next_row, cap)
-                if row < 0:
-                    return FULL, c, next_row, nside
-            else:
-                row = lid
-            a = acc[row]
-            a[COUNT] += 1
-            a[SUM], o = _add(a[SUM], q)
-            if o:
-                return OVERFLOW, c, next_row, nside
-            if q > a[MAX]:
-                a[MAX] = q
-            if t > a[LAST_TS] or (t == a[LAST_TS] and rowid[i] > a[LAST_ROW]):
-                a[LAST_TS] = t
-                a[LAST_ROW] = rowid[i]
-                a[LAST_VAL] = q
-            dayidx = np.int64(-1)
-            if flags & F_PRORATED:
-                if t >= sub_lo[s]:
-                    lo_ = sub_bound_off[s]
-                    hi_ = sub_bound_off[s + 1]
-                    while lo_ < hi_:
-                        mid = (lo_ + hi_) >> 1
-                        if sub_bounds[mid] <= t:
-                            lo_ = mid + 1
-                        else:
-                            hi_ = mid
-                    dayidx = lo_ - sub_bound_off[s]
-                wgt = sub_eff_days[s] - (dayidx if dayidx > 0 else 0)
-                pq, o = _mul(q, wgt)
-                if o:
-                    return OVERFLOW, c, next_row, nside
-                a[PROR], o = _add(a[PROR], pq)
-                if o:
-                    return OVERFLOW, c, next_row, nside
-            if flags & F_CENTS:
-                sl = cp_cents[cp]
-                cv, valid, o = _fixed_at(mants[sl], expos[sl], num_scale[sl], i, P10)
-                if o:
-                    return OVERFLOW, c, next_row, nside
-                if valid:
-                    a[CENTS], o = _add(a[CENTS], cv)
+                            return OVERFLOW, pk_inst[j0], s, next_row, nside
+                    term, o = _mul(term, x)
                     if o:
-                        return OVERFLOW, c, next_row, nside
-            if reason_dim >= 0:
-                r = reason_lut[dims[reason_dim][i] + 1]
-                a[NFIXED + r], o = _add(a[NFIXED + r], q)
+                        return OVERFLOW, pk_inst[j0], s, next_row, nside
+                if not ok:
+                    break
+                q, o = _add(q, term)
                 if o:
-                    return OVERFLOW, c, next_row, nside
-                a[NFIXED + nreasons + r] += 1
-            if flags & F_SIDE:
-                if nside >= side_cap:
-                    return FULL, c, next_row, nside
-                side_row[nside] = row
-                side_idx[nside] = i
-                if agg == 4:
-                    side_val[nside] = dims[cp_uid_dim[cp]][i]
-                    rem = 1 if (op_dim >= 0 and dims[op_dim][i] == remove_id) else 0
-                    side_aux[nside] = (dayidx + 1) * 2 + rem
+                    return OVERFLOW, pk_inst[j0], s, next_row, nside
+            if ok and Q[qi, Q_UTIL] >= 0:
+                sl = Q[qi, Q_UTIL]
+                u, valid, o = _fixed(mptr[sl], eptr[sl], nscale[sl], i)
+                if not valid or o:
+                    ok = False
                 else:
-                    side_val[nside] = q
-                    side_aux[nside] = dayidx
-                nside += 1
-    return OK, -1, next_row, nside
+                    if u < Q[qi, Q_UFLOOR]:
+                        u = Q[qi, Q_UFLOOR]
+                    if u > Q[qi, Q_UCEIL]:
+                        u = Q[qi, Q_UCEIL]
+                    q, o = _mul(q, u)
+                    if o:
+                        return OVERFLOW, pk_inst[j0], s, next_row, nside
+            qv[qi] = q
+            qok[qi] = ok
+        r = np.int64(0)
+        if reason_dim >= 0:
+            r = luts[rlut + _ld32(dptr[reason_dim], i) + 1]
+        rank = SUB[s, S_RANK]
+        dayidx = np.int64(-2)
+        # ---- every charge instance of the pair
+        for jj in range(j0, j1):
+            inst = pk_inst[jj]
+            if before and INST[inst, I_REC] == 0:
+                continue
+            cp = INST[inst, I_CP]
+            flags = CP[cp, C_FLAGS]
+            # filter bucket
+            nf = CP[cp, C_NF]
+            b = nf
+            if nf > 0:
+                m = CP[cp, C_ALL]
+                for kk in range(CP[cp, C_KOFF], CP[cp, C_KOFF] + CP[cp, C_KN]):
+                    vi = luts[KEY[kk, K_VLUT] + _ld32(dptr[KEY[kk, K_DIM]], i) + 1]
+                    m &= masks[KEY[kk, K_MOFF] + vi]
+                if m != 0:
+                    bit = 0
+                    while (m >> bit) & 1 == 0:
+                        bit += 1
+                    b = ordb[CP[cp, C_ORD] + bit]
+            qi = CP[cp, C_Q]
+            if not qok[qi]:
+                ign[INST[inst, I_IGN] + rank * (nf + 1) + b] += 1
+                continue
+            q = qv[qi]
+            # price window: binary search over the bucket's boundaries
+            bo = CP[cp, C_BOFF] + b
+            w = np.int64(0)
+            nwb = BKT[bo, B_WBN]
+            if nwb > 0:
+                a0 = BKT[bo, B_WBOFF]
+                lo_ = a0
+                hi_ = a0 + nwb
+                while lo_ < hi_:
+                    mid = (lo_ + hi_) >> 1
+                    if wb[mid] <= t:
+                        lo_ = mid + 1
+                    else:
+                        hi_ = mid
+                w = cw[BKT[bo, B_CWOFF] + lo_ - a0]
+            # group
+            g = np.int64(0)
+            for gk in range(CP[cp, C_GOFF], CP[cp, C_GOFF] + CP[cp, C_GN]):
+                g += luts[GK[gk, G_LUT] + _ld32(dptr[GK[gk, G_DIM]], i) + 1] * GK[gk, G_MULT]
+            line = BKT[bo, B_LINE] + g * BKT[bo, B_NW1] + w
+            slot = INST[inst, I_BASE] + rank * INST[inst, I_STRIDE] + line * R + r
+            if INST[inst, I_HASHED] != 0:
+                row, next_row = _slot(hkeys, hvals, mask, slot, next_row, cap)
+                if row < 0:
+                    return FULL, inst, s, next_row, nside
+            else:
+                row = slot
+            acc[row, 0] += 1
+            sm, o = _add(acc[row, 1], q)
+            if o:
+                return OVERFLOW, inst, s, next_row, nside
+            acc[row, 1] = sm
+            if flags != 0:
+                if flags & F_MAX:
+                    if q > ext[row, X_MAX]:
+                        ext[row, X_MAX] = q
+                if flags & F_LAST:
+                    if t > ext[row, X_LTS] or (t == ext[row, X_LTS] and rowid[i] > ext[row, X_LROW]):
+                        ext[row, X_LTS] = t
+                        ext[row, X_LROW] = rowid[i]
+                        ext[row, X_LVAL] = q
+                if flags & F_PROR and dayidx == -2:
+                    dayidx = -1
+                    if not before:
+                        blo = SUB[s, S_BOFF]
+                        lo_ = blo
+                        hi_ = SUB[s + 1, S_BOFF]
+                        while lo_ < hi_:
+                            mid = (lo_ + hi_) >> 1
+                            if sub_bounds[mid] <= t:
+                                lo_ = mid + 1
+                            else:
+                                hi_ = mid
+                        dayidx = lo_ - blo
+                if flags & F_PROR:
+                    wgt = SUB[s, S_EFF] - (dayidx if dayidx > 0 else 0)
+                    pq, o = _mul(q, wgt)
+                    if o:
+                        return OVERFLOW, inst, s, next_row, nside
+                    pv, o = _add(ext[row, X_PROR], pq)
+                    if o:
+                        return OVERFLOW, inst, s, next_row, nside
+                    ext[row, X_PROR] = pv
+                if flags & F_CENTS:
+                    sl = CP[cp, C_CENTS]
+                    cv, valid, o = _fixed(mptr[sl], eptr[sl], nscale[sl], i)
+                    if o:
+                        return OVERFLOW, inst, s, next_row, nside
+                    if valid:
+                        cs, o = _add(ext[row, X_CENTS], cv)
+                        if o:
+                            return OVERFLOW, inst, s, next_row, nside
+                        ext[row, X_CENTS] = cs
+                if flags & F_SIDE:
+                    if nside >= side_cap:
+                        return FULL, inst, s, next_row, nside
+                    side_slot[nside] = slot
+                    side_idx[nside] = i
+                    if flags & F_UNIQUE:
+                        side_val[nside] = _ld32(dptr[Q[qi, Q_UID]], i)
+                        rem = 1 if (op_dim >= 0 and _ld32(dptr[op_dim], i) == remove_id) else 0
+                        side_aux[nside] = (dayidx + 1) * 2 + rem
+                    else:
+                        side_val[nside] = q
+                        side_aux[nside] = dayidx
+                    nside += 1
+    return OK, -1, -1, next_row, nside
+
+
+@njit(cache=True, nogil=True)
+def _side_bound(lo_i, hi_i, sub_ids, code_ids, ts, sub_lut, code_lut, ncodes, SUB, pk_nside):
+    """Upper bound of the side entries rows [lo_i, hi_i) can produce."""
+    total = 0
+    for i in range(lo_i, hi_i):
+        sid = sub_ids[i]
+        if sid < 0 or sid >= sub_lut.shape[0]:
+            continue
+        s = sub_lut[sid]
+        if s < 0:
+            continue
+        cid = code_ids[i]
+        if cid < 0 or cid >= code_lut.shape[0]:
+            continue
+        k = code_lut[cid]
+        if k < 0 or ts[i] > SUB[s, S_HI]:
+            continue
+        total += pk_nside[SUB[s, S_PLAN] * ncodes + k]
+    return total
+
+
+_POOL: list = []
+
+
+def threads() -> int:
+    env = os.environ.get("GPUBILL_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, min(len(os.sched_getaffinity(0)), 16))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, min(os.cpu_count() or 1, 16))
+
+
+def parallel_map(fn, items):
+    """``[fn(x) for x in items]`` on a shared thread pool (the kernels release the GIL)."""
+    if len(items) <= 1:
+        return [fn(x) for x in items]
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=threads(), thread_name_prefix="gpubill-rate"))
+    return list(_POOL[0].map(fn, items))
+
+
+def chunks(n: int, min_rows: int = 200_000):
+    """Contiguous row ranges, one per thread (one range for small inputs)."""
+    t = max(1, min(threads(), n // min_rows))
+    cuts = [n * k // t for k in range(t + 1)]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+class ThreadAcc:
+    """One thread's accumulators."""
+
+    def __init__(self, n_dense, hash_cap, n_ext, side_cap, nq, n_ign):
+        rows = n_dense + (hash_cap // 2 if hash_cap > 1 else 0)
+        self.acc = np.zeros((max(rows, 1), 2), np.int64)
+        self.ext = np.zeros((max(n_ext, 1), X_NCOL), np.int64)
+        if n_ext:
+            self.ext[:, X_MAX] = I64_MIN
+            self.ext[:, X_LTS] = I64_MIN
+        self.hkeys = np.full(max(hash_cap, 1), -1, np.int64)
+        self.hvals = np.zeros(max(hash_cap, 1), np.int64)
+        self.ign = np.zeros(max(n_ign, 1), np.int64)
+        self.side = [np.zeros(side_cap, np.int64) for _ in range(4)]
+        self.qv = np.zeros(max(nq, 1), np.int64)
+        self.qok = np.zeros(max(nq, 1), np.bool_)
+        self.used = n_dense
+        self.nside = 0
+
+
+def run_chunk(p, cols, lo_i, hi_i, acc: ThreadAcc):
+    a = p.arrays
+    status, inst, s, used, nside = _accumulate(
+        lo_i, hi_i, cols.subscription, cols.code, cols.timestamp_ms, cols.rowid,
+        a["dptr"], a["mptr"], a["eptr"], a["nscale"],
+        a["sub_lut"], a["code_lut"], a["ncodes"], a["SUB"], a["pk_start"], a["pk_inst"], a["pk_qstart"],
+        a["pk_q"], a["pk_rec"], a["INST"], a["CP"], a["KEY"], a["masks"], a["ordb"], a["BKT"], a["wb"], a["cw"],
+        a["GK"], a["luts"], a["Q"], a["TERM"], a["FAC"],
+        a["R"], a["reason_dim"], a["rlut"], a["op_dim"], a["remove_id"], a["sub_bounds"],
+        acc.acc, acc.ext, acc.hkeys, acc.hvals, a["n_dense"], acc.ign, *acc.side, acc.qv, acc.qok,
+    )
+    acc.used = used
+    acc.nside = nside
+    return int(status), int(inst), int(s)
+
+
+def side_bound(p, cols, lo_i, hi_i) -> int:
+    a = p.arrays
+    return int(_side_bound(lo_i, hi_i, cols.subscription, cols.code, cols.timestamp_ms, a["sub_lut"],
+                           a["code_lut"], a["ncodes"], a["SUB"], a["pk_nside"]))

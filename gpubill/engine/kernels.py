@@ -1,54 +1,209 @@
-"""numba kernels: fixed-point conversion and the one-pass line accumulator.
+"""numba primitives: exact int64 arithmetic, column loads, column statistics.
 
-Private ``_``-functions are ``@njit(cache=True)`` (no fastmath, no globals
-but constants); the plain wrappers below them are what the rest of the
-engine calls.  A rating program arrives as arrays (see ``plan.py``), so the
-kernels compile once per machine and are loaded from the on-disk cache after.
+Everything here is ``@njit(cache=True, nogil=True)`` (no fastmath): compiled
+once per machine, loaded from numba's on-disk cache after, and callable from
+several Python threads at once.  The store's columns reach the kernels as
+*addresses* (``arr.ctypes.data`` in an int64 array, one per column): one
+kernel signature whatever the number of property columns, no tuples of
+arrays and no copies.  The caller keeps the arrays alive for the call.
 
-Accumulator row layout (``acc[row, :]``, int64):
-``COUNT, SUM, MAX, LAST_VAL, LAST_TS, LAST_ROW, PROR, CENTS`` then ``R`` end
-reason sums and ``R`` end reason counts.  Every addition and multiplication
-is overflow-checked; on overflow the kernel stops and reports the charge
-instance, and the wrapper raises ``EngineOverflow``.
+Overflow-checked ``_add``/``_mul`` return ``(value, overflowed)``; a kernel
+that sees an overflow stops and reports where, and the Python side raises
+``EngineOverflow``: a quantity never wraps.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
-COUNT, SUM, MAX, LAST_VAL, LAST_TS, LAST_ROW, PROR, CENTS, NFIXED = range(9)
 MISSING = -128
 I64_MIN = np.int64(-(2**63))
 I64_MAX = np.int64(2**63 - 1)
 P10 = np.array([10**k for k in range(19)], dtype=np.int64)
 HASH_MUL = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as int64
+NO_EXPONENT = 127  # _min_exponent of an all-missing column
 
-# charge-program flags
-F_GROUPED, F_SIDE, F_PRORATED, F_CENTS, F_UTIL = 1, 2, 4, 8, 16
-# status codes
+# status codes of the accumulator kernel
 OK, OVERFLOW, FULL = 0, 1, 2
 
 
-@njit(cache=True)
+def _loader(bits):
+    @intrinsic
+    def load(typingctx, addr, i):
+        sig = getattr(types, f"int{bits}")(types.int64, types.int64)
+
+        def codegen(context, builder, signature, args):
+            a, idx = args
+            ptr = builder.inttoptr(a, ir.PointerType(ir.IntType(bits)))
+            return builder.load(builder.gep(ptr, [idx]))
+
+        return sig, codegen
+
+    return load
+
+
+_ld8, _ld32, _ld64 = _loader(8), _loader(32), _loader(64)
+
+
+def address(arr) -> int:
+    """The data address of a C-contiguous array (for the kernels' pointer tables)."""
+    if not arr.flags.c_contiguous:
+        raise ValueError("kernel columns must be C-contiguous")
+    return int(arr.ctypes.data)
+
+
+def _checked(op):
+    """LLVM's ``llvm.s{op}.with.overflow.i64``: (result, overflowed).  Plain
+    int64 arithmetic followed by a test would not do: signed overflow is
+    undefined behaviour to the optimizer, which may fold the test away."""
+
+    @intrinsic
+    def checked(typingctx, a, b):
+        sig = types.Tuple((types.int64, types.boolean))(types.int64, types.int64)
+
+        def codegen(context, builder, signature, args):
+            x = context.cast(builder, args[0], signature.args[0], types.int64)
+            y = context.cast(builder, args[1], signature.args[1], types.int64)
+            res = getattr(builder, f"s{op}_with_overflow")(x, y)
+            return context.make_tuple(builder, signature.return_type,
+                                      (builder.extract_value(res, 0), builder.extract_value(res, 1)))
+
+        return sig, codegen
+
+    return checked
+
+
+_sadd, _smul = _checked("add"), _checked("mul")
+
+
+@njit(cache=True, nogil=True)
 def _add(a, b):
-    s = a + b
-    return s, ((a ^ s) & (b ^ s)) < 0
+    return _sadd(np.int64(a), np.int64(b))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _mul(a, b):
-    if -2147483648 < a < 2147483648 and -2147483648 < b < 2147483648:
-        return a * b, False
-    if a == 0 or b == 0:
-        return np.int64(0), False
-    if (a == -1 and b == I64_MIN) or (b == -1 and a == I64_MIN):
-        return np.int64(0), True
-    p = a * b
-    return p, p // b != a
+    return _smul(np.int64(a), np.int64(b))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
+def _ceil_div(a, b):
+    return -((-a) // b)
+
+
+@njit(cache=True, nogil=True)
+def _fixed(mptr, eptr, sc, i):
+    """(value, valid, overflow) of row i of a numeric column at scale sc.
+    The plan picks sc so that every valid value is exact at it."""
+    ex = np.int64(_ld8(eptr, i))
+    if ex == MISSING:
+        return np.int64(0), False, False
+    m = _ld64(mptr, i)
+    d = ex - sc
+    if d == 0:
+        return m, True, False
+    if d > 0:
+        if d > 18:
+            return np.int64(0), m == 0, m != 0
+        v, o = _mul(m, P10[d])
+        return v, True, o
+    if -d > 18:
+        return np.int64(0), m == 0, False
+    return m // P10[-d], True, False
+
+
+@njit(cache=True, nogil=True)
+def _per_event(x, flags, inc, mn, mx):
+    """M if x <= M else M + ceil((x-M)/I)*I; ceil(x/I)*I without M; cap."""
+    q = x
+    o = False
+    if flags & 2:
+        if x <= mn:
+            q = mn
+        elif flags & 1:
+            q, o = _mul(_ceil_div(x - mn, inc), inc)
+            q, o2 = _add(q, mn)
+            o = o or o2
+    elif flags & 1:
+        q, o = _mul(_ceil_div(x, inc), inc)
+    if flags & 4 and q > mx:
+        q = mx
+    return q, o
+
+
+@njit(cache=True, nogil=True)
+def _slot(keys, vals, mask, key, next_row, cap):
+    """Find or insert ``key`` in an open-addressing table -> (row, next_row);
+    row -1 when the table is full."""
+    h = key * HASH_MUL
+    h ^= h >> 29
+    j = h & mask
+    probes = 0
+    while True:
+        k = keys[j]
+        if k == key:
+            return vals[j], next_row
+        if k == -1:
+            if next_row >= cap or probes > mask:
+                return np.int64(-1), next_row
+            keys[j] = key
+            vals[j] = next_row
+            return next_row, next_row + 1
+        j = (j + 1) & mask
+        probes += 1
+
+
+# ------------------------------------------------------------ column statistics
+
+
+@njit(cache=True, nogil=True)
+def _min_exponent(e, lo, hi):
+    """Smallest exponent of the valid rows in [lo, hi) (127 if none)."""
+    best = 127
+    for i in range(lo, hi):
+        x = np.int64(e[i])
+        if x != MISSING and x < best:
+            best = x
+    return best
+
+
+@njit(cache=True, nogil=True)
+def _finest_exponent(m, e):
+    best = 127
+    for i in range(m.shape[0]):
+        ex = np.int64(e[i])
+        if ex == MISSING:
+            continue
+        v = m[i]
+        if v == 0:
+            continue
+        while v % 10 == 0:
+            v //= 10
+            ex += 1
+        if ex < best:
+            best = ex
+    return best
+
+
+@njit(cache=True, nogil=True)
+def _mark_present(col, lo, hi, present):
+    """present[id + 1] = 1 for every dictionary id in col[lo:hi] (-1 -> 0);
+    returns the largest id seen (-1 if none)."""
+    size = present.shape[0]
+    top = -1
+    for i in range(lo, hi):
+        v = col[i] + 1
+        if v > top:
+            top = v
+        if 0 <= v < size:
+            present[v] = 1
+    return top - 1
+
+
+@njit(cache=True, nogil=True)
 def _to_fixed(m, e, scale, p10):
     n = m.shape[0]
     values = np.zeros(n, dtype=np.int64)
@@ -90,83 +245,5 @@ def to_fixed(m, e, scale):
     return _to_fixed(m, e, np.int64(scale), P10)
 
 
-@njit(cache=True)
-def _finest_exponent(m, e):
-    best = 127
-    for i in range(m.shape[0]):
-        ex = np.int64(e[i])
-        if ex == MISSING:
-            continue
-        v = m[i]
-        if v == 0:
-            continue
-        while v % 10 == 0:
-            v //= 10
-            ex += 1
-        if ex < best:
-            best = ex
-    return best
-
-
 def finest_exponent(m, e):
     return int(_finest_exponent(m, e))
-
-
-@njit(cache=True)
-def _fixed_at(mant, expo, sc, i, p10):
-    """(value, valid, overflow) of row i of a numeric column at scale sc."""
-    ex = np.int64(expo[i])
-    if ex == MISSING:
-        return np.int64(0), False, False
-    d = ex - sc
-    if d >= 0:
-        if d > 18:
-            return np.int64(0), mant[i] == 0, mant[i] != 0
-        v, o = _mul(mant[i], p10[d])
-        return v, True, o
-    if -d > 18:
-        return np.int64(0), mant[i] == 0, False
-    return mant[i] // p10[-d], True, False
-
-
-@njit(cache=True)
-def _ceil_div(a, b):
-    return -((-a) // b)
-
-
-@njit(cache=True)
-def _per_event(x, flags, inc, mn, mx):
-    """M if x <= M else M + ceil((x-M)/I)*I; ceil(x/I)*I without M; cap."""
-    q = x
-    o = False
-    if flags & 2:
-        if x <= mn:
-            q = mn
-        elif flags & 1:
-            q, o = _mul(_ceil_div(x - mn, inc), inc)
-            q, o2 = _add(q, mn)
-            o = o or o2
-    elif flags & 1:
-        q, o = _mul(_ceil_div(x, inc), inc)
-    if flags & 4 and q > mx:
-        q = mx
-    return q, o
-
-
-@njit(cache=True)
-def _slot(keys, vals, mask, key, next_row, cap):
-    """Find or insert ``key`` in the open-addressing table -> (row, next_row)."""
-    h = key * HASH_MUL
-    h ^= h >> 29
-    j = h & mask
-    while True:
-        k = keys[j]
-        if k == key:
-            return vals[j], next_row
-        if k == -1:
-            if next_row >= cap:
-                return -1, next_row
-            keys[j] = key
-            vals[j] = next_row
-            return next_row, next_row + 1
-        j = (j + 1) & mask

@@ -70,27 +70,40 @@ def ceil_decimals(value: Decimal, places: int) -> Decimal:
     return value.quantize(Decimal(1).scaleb(-places), rounding=decimal.ROUND_CEILING, context=EXACT)
 
 
+_TERMINATING: dict = {}  # reduced denominator -> (10**k // den, k), or False when it does not terminate
+_UNITS_CTX = decimal.Context(prec=UNITS_PRECISION, rounding=decimal.ROUND_HALF_EVEN)
+
+
 def ratio_to_decimal(num: int, den: int = 1) -> Decimal:
     """num/den as a Decimal: exact when the expansion terminates, otherwise
-    ``UNITS_PRECISION`` significant digits, half-even."""
+    ``UNITS_PRECISION`` significant digits, half-even.  The representation
+    depends only on the rational (the reduced fraction), never on how it was
+    written: ``k`` is the smallest power of ten that makes it an integer."""
     if den == 0:
         raise ZeroDivisionError("ratio with zero denominator")
     if den < 0:
         num, den = -num, -den
-    g = gcd(num, den)
-    num, den = num // g, den // g
-    d, twos, fives = den, 0, 0
-    while d % 2 == 0:
-        d //= 2
-        twos += 1
-    while d % 5 == 0:
-        d //= 5
-        fives += 1
-    if d == 1:
+    if den != 1:
+        g = gcd(num, den)
+        if g != 1:
+            num, den = num // g, den // g
+    t = _TERMINATING.get(den)
+    if t is None:
+        d, twos, fives = den, 0, 0
+        while d % 2 == 0:
+            d //= 2
+            twos += 1
+        while d % 5 == 0:
+            d //= 5
+            fives += 1
         k = max(twos, fives)
-        return Decimal(num * (10**k // den)).scaleb(-k, context=EXACT)
-    ctx = decimal.Context(prec=UNITS_PRECISION, rounding=decimal.ROUND_HALF_EVEN)
-    return ctx.divide(Decimal(num), Decimal(den))
+        t = (10**k // den, k) if d == 1 else False
+        if len(_TERMINATING) > 65536:
+            _TERMINATING.clear()
+        _TERMINATING[den] = t
+    if t:
+        return Decimal(num * t[0]).scaleb(-t[1], context=EXACT)
+    return _UNITS_CTX.divide(Decimal(num), Decimal(den))
 
 
 def fraction_to_decimal(f: Fraction) -> Decimal:
@@ -115,9 +128,9 @@ def sub(a: Decimal, b: Decimal) -> Decimal:
 
 def div(a: Decimal, b: Decimal) -> Decimal:
     """Exact division when it terminates, else UNITS_PRECISION digits."""
-    fa, fb = Fraction(a), Fraction(b)
-    q = fa / fb
-    return ratio_to_decimal(q.numerator, q.denominator)
+    na, da = a.as_integer_ratio()
+    nb, db = b.as_integer_ratio()
+    return ratio_to_decimal(na * db, da * nb)
 
 
 def dsum(values) -> Decimal:

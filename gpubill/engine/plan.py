@@ -1,53 +1,43 @@
-"""Compile subscriptions + event columns into the arrays the kernels run on.
+"""Compile subscriptions + event columns into the tables the kernels run on.
 
-A subscription's charge becomes a *charge instance* (time range, line slot
-bases) pointing at a *charge program* shared by every subscription with an
-equal ``ChargeSpec`` (filter lookup tables, bucket table, windows, quantity
-polynomial, group keys).  Nothing here touches events one by one except
-numpy passes over whole columns (finest exponent, group dictionaries).
+Aggregation does not depend on prices, so charges are reduced to *programs*
+keyed by structure (metric quantity, aggregation, filter conditions, group
+keys, price-window bounds, flags): 1 000 subscriptions x 10 charges share a
+handful of programs.  A *plan* is a distinct list of programs (one per
+distinct charge list); an *instance* is one charge of a plan, and owns a
+block of accumulator slots, ``rank`` x ``stride`` wide (one row of lines per
+subscription of the plan).  Inside a block a slot is
+``bucket line offset + group * (windows + 1) + window``, times the number
+of end reasons, plus the reason: lines come out of the kernel already in
+the canonical order (buckets, groups by string value, windows).
 
-The columns object is duck-typed (the store's format): ``n``,
-``timestamp_ms``, ``rowid``, ``code``, ``subscription`` (int32 ids into
-``strings``), ``strings``, ``numeric(name) -> (mantissa int64[], exponent
-int8[])`` and ``dim(name) -> int32[]`` (-1 = missing); an optional
-``lookup(str) -> id | None`` avoids building a reverse dictionary.  The
-dynamic model reads ``numeric("precise_total_amount_cents")``.
+Quantities (count, uid presence, or an int64 polynomial over fixed-point
+properties) are deduplicated too and evaluated once per event.  Columns
+are never copied: the kernels get their addresses.  The only whole-column
+passes here are the column statistics (valid exponent range of each numeric
+property, dictionary ids present in each dimension), run in parallel.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
-from itertools import product
 
 import attrs
 import numpy as np
 
 from . import poly as polymod
-from .kernels import F_CENTS, F_GROUPED, F_PRORATED, F_SIDE, F_UTIL
-from .money import EngineError, finest_exponent
+from .accumulate import (
+    B_NCOL, C_NCOL, F_CENTS, F_LAST, F_MAX, FA_NCOL, F_PROR, F_SIDE, F_UNIQUE, G_NCOL, I_NCOL, K_NCOL, Q_NCOL,
+    QK_COUNT, QK_POLY, QK_UID, S_NCOL, T_NCOL, chunks, parallel_map,
+)
+from .kernels import NO_EXPONENT, _finest_exponent, _mark_present, _min_exponent, address
+from .money import EngineError
 from .period import NEG_INF, period_of
 from .program import END_REASON, Dynamic, Graduated, Percentage
-from .reference import bucket_of
 
-AGG_CODE = {"count": 0, "sum": 1, "max": 2, "latest": 3, "unique_count": 4, "weighted_sum": 5}
-MAXK = 16  # numeric columns and dimension columns passed to one kernel call
 CENTS_PROP = "precise_total_amount_cents"
-MAX_BUCKET_TABLE = 1 << 22
-
-
-class _Strings:
-    def __init__(self, cols):
-        self.cols = cols
-        self._index = None
-
-    def id(self, s):
-        for owner in (self.cols, self.cols.strings):
-            if hasattr(owner, "lookup"):
-                i = owner.lookup(s)
-                return None if i is None or i < 0 else i
-        if self._index is None:
-            self._index = {v: i for i, v in enumerate(self.cols.strings)}
-        return self._index.get(s)
+DENSE_LIMIT = 1 << 23  # slots of one instance block above which it is hashed
+MAX_FILTERS = 63
 
 
 def _models(charge):
@@ -61,12 +51,53 @@ def _models(charge):
 
 
 def needs_side(charge) -> bool:
-    if charge.pay_in_advance or charge.metric.aggregation in ("unique_count", "weighted_sum"):
+    agg = charge.metric.aggregation
+    if charge.pay_in_advance or agg in ("unique_count", "weighted_sum"):
         return True
     ms = list(_models(charge))
-    if any(isinstance(m, Percentage) for m in ms) and charge.metric.aggregation != "count":
+    if agg != "count" and any(isinstance(m, Percentage) for m in ms):
         return True
-    return charge.prorated and charge.metric.aggregation == "sum" and any(isinstance(m, Graduated) for m in ms)
+    return charge.prorated and agg == "sum" and any(isinstance(m, Graduated) for m in ms)
+
+
+def program_key(ch):
+    """Everything about a charge that changes how its events aggregate."""
+    m = ch.metric
+    return (
+        m.event_code, m.aggregation, m.quantity(), m.field if m.aggregation == "unique_count" else None,
+        m.unit_scale, m.per_event, m.recurring, tuple(sorted(m.property_scales.items())),
+        tuple((tuple(sorted((k, tuple(sorted(v))) for k, v in f.values.items())),
+               tuple((w.from_ms, w.to_ms) for w in f.windows)) for f in ch.filters),
+        tuple((w.from_ms, w.to_ms) for w in ch.windows), ch.group_by, ch.pay_in_advance, ch.prorated,
+        ch.utilization, needs_side(ch), any(isinstance(x, Dynamic) for x in _models(ch)),
+    )
+
+
+class _Strings:
+    def __init__(self, cols):
+        self.cols = cols
+        self._index = None
+
+    def id(self, s):
+        for owner in (self.cols, self.cols.strings):
+            if hasattr(owner, "lookup"):
+                i = owner.lookup(s)
+                return None if i is None or i < 0 else int(i)
+        if self._index is None:
+            self._index = {v: i for i, v in enumerate(self.cols.strings)}
+        return self._index.get(s)
+
+
+@attrs.define
+class Program:
+    charge: object  # a representative charge (structure only)
+    q: int  # quantity index
+    nf: int
+    G: int
+    group_by: tuple
+    bucket_lines: list  # per bucket: (line offset, windows + 1)
+    lines: int  # lines per subscription
+    flags: int
 
 
 @attrs.define
@@ -76,322 +107,467 @@ class Plan:
     subs: list
     periods: list
     arrays: dict
-    numeric_slots: dict  # prop -> slot
-    dim_slots: dict  # prop -> slot
-    scales: dict  # prop -> decimal exponent
-    programs: list  # [(charge, FixedPoly | None)]
-    instances: list  # [(si, ci, cp)]
-    lid_c: np.ndarray
-    lid_b: np.ndarray
-    lid_w: np.ndarray
-    group_values: dict  # prop -> list of strings by compact index (0 = None)
-    reason_values: list
+    programs: list  # [Program]
+    q_scale: list  # per quantity: Fraction D (value = D * int)
+    instances: list  # [(plan index, charge index, program index)]
+    inst_subs: list  # per instance: np.int64 array of subscription indices by rank
+    inst_lbase: np.ndarray  # per instance: first line (slot // R)
+    inst_lstride: np.ndarray
+    inst_ign: np.ndarray
+    hashed: bool
     n_dense: int
-    nf_of: list  # per program: number of filters (default bucket index)
+    n_ext: int
+    n_ign: int
+    R: int
+    reason_values: list
+    group_values: dict  # prop -> [None, str, ...] by compact index
+    cents_scale: int
+    cols: object
 
 
-def _compact_lut(col, nstrings):
-    """dim ids present in the column -> 1.., missing/absent -> 0."""
-    present = np.bincount(col[col >= 0], minlength=nstrings) > 0 if col.size else np.zeros(nstrings, bool)
-    lut = np.zeros(nstrings + 1, dtype=np.int32)
-    ids = np.flatnonzero(present)
-    lut[ids + 1] = np.arange(1, ids.size + 1, dtype=np.int32)
-    return lut, ids
+def _period_cache(subs):
+    memo, out = {}, []
+    for s in subs:
+        k = (s.period_from_ms, s.period_to_ms, s.started_at_ms, s.terminated_at_ms, s.timezone)
+        if k not in memo:
+            memo[k] = period_of(s)
+        out.append(memo[k])
+    return out
+
+
+def _column_stats(num_cols, dim_cols, n):
+    """Per numeric column the smallest valid exponent; per dim the ids present."""
+    parts = chunks(n)
+    jobs = [("e", k, lo, hi) for k in range(len(num_cols)) for lo, hi in parts]
+    jobs += [("d", k, lo, hi) for k in range(len(dim_cols)) for lo, hi in parts]
+    present = [None] * len(dim_cols)
+    sizes = [dim_cols[k][1] for k in range(len(dim_cols))]
+
+    def run(job):
+        kind, k, lo, hi = job
+        if kind == "e":
+            return int(_min_exponent(num_cols[k][1], lo, hi))
+        out = np.zeros(sizes[k] + 1, np.uint8)
+        top = int(_mark_present(dim_cols[k][0], lo, hi, out))
+        if top >= sizes[k]:
+            raise EngineError("a dimension column holds ids outside the string dictionary")
+        return out
+
+    res = parallel_map(run, jobs)
+    mins = [NO_EXPONENT] * len(num_cols)
+    for job, r in zip(jobs, res):
+        kind, k = job[0], job[1]
+        if kind == "e":
+            mins[k] = min(mins[k], r)
+        else:
+            present[k] = r if present[k] is None else (present[k] | r)
+    return mins, present
 
 
 def build(subs, cols) -> Plan:
     subs = list(subs)
+    n = int(cols.n)
     strings = _Strings(cols)
-    periods = [period_of(s) for s in subs]
     ext = [s.external_id for s in subs]
     if len(set(ext)) != len(ext):
         raise EngineError("two subscriptions share an external_id in one run")
+    periods = _period_cache(subs)
 
-    numeric_slots: dict = {}
-    dim_slots: dict = {}
-    num_arrays: list = []
-    dim_arrays: list = []
-
-    def nslot(p):
-        if p not in numeric_slots:
-            if len(num_arrays) >= MAXK:
-                raise EngineError(f"more than {MAXK} numeric properties in one run")
-            if p == CENTS_PROP and hasattr(cols, CENTS_PROP):
-                m, e = getattr(cols, CENTS_PROP)
-            else:
-                m, e = cols.numeric(p)
-            numeric_slots[p] = len(num_arrays)
-            num_arrays.append((np.ascontiguousarray(m, np.int64), np.ascontiguousarray(e, np.int8)))
-        return numeric_slots[p]
-
-    def dslot(p):
-        if p not in dim_slots:
-            if len(dim_arrays) >= MAXK:
-                raise EngineError(f"more than {MAXK} dimension properties in one run")
-            dim_slots[p] = len(dim_arrays)
-            dim_arrays.append(np.ascontiguousarray(cols.dim(p), np.int32))
-        return dim_slots[p]
-
-    # ---- charge programs (deduplicated by value)
-    programs, cp_index = [], {}
+    # ---- programs, deduplicated by structure (memo by object identity first)
+    by_id, by_key, programs_ch = {}, {}, []
+    sub_cps = []
+    plan_memo: dict = {}
     for s in subs:
-        for ch in s.charges:
-            if ch not in cp_index:
-                cp_index[ch] = len(programs)
-                programs.append(ch)
+        key = id(s.charges)
+        if key not in plan_memo:
+            cps = []
+            for ch in s.charges:
+                cp = by_id.get(id(ch))
+                if cp is None:
+                    pk = program_key(ch)
+                    cp = by_key.get(pk)
+                    if cp is None:
+                        cp = by_key[pk] = len(programs_ch)
+                        programs_ch.append(ch)
+                    by_id[id(ch)] = cp
+                cps.append(cp)
+            plan_memo[key] = (s.charges, tuple(cps))  # keep s.charges alive: ids stay unique
+        sub_cps.append(plan_memo[key][1])
 
-    # ---- load every dimension first: a store may intern strings while doing so,
-    # and every lookup table must cover every id that occurs.
-    for ch in programs:
-        for k in sorted({k for f in ch.filters for k in f.values}) + list(ch.group_by):
-            dslot(k)
+    # ---- load every column first (a store may intern strings while doing so)
+    dim_names: list = []
+
+    def want_dim(p):
+        if p not in dim_names:
+            dim_names.append(p)
+
+    for ch in programs_ch:
+        for k in sorted({k for f in ch.filters for k in f.values}):
+            want_dim(k)
+        for g in ch.group_by:
+            want_dim(g)
         if ch.metric.aggregation == "unique_count":
-            dslot(ch.metric.field)
-    reason_dim = op_dim = -1
-    try:
-        reason_dim = dslot(END_REASON)
-    except (KeyError, LookupError):
-        pass
-    if any(ch.metric.aggregation == "unique_count" for ch in programs):
+            want_dim(ch.metric.field)
+    want_dim(END_REASON)
+    if any(ch.metric.aggregation == "unique_count" for ch in programs_ch):
+        want_dim("operation_type")
+    dims = {}
+    for p in dim_names:
         try:
-            op_dim = dslot("operation_type")
+            dims[p] = np.ascontiguousarray(cols.dim(p), np.int32)
         except (KeyError, LookupError):
-            pass
-    nstrings = len(cols.strings)
-    for arr in dim_arrays + [np.asarray(cols.subscription), np.asarray(cols.code)]:
-        if arr.size:
-            nstrings = max(nstrings, int(arr.max()) + 1)
-
-    # ---- fixed-point scale of every numeric property
-    scales: dict = {}
-    want: dict = {}
-    for ch in programs:
+            if p not in (END_REASON, "operation_type"):
+                raise
+    polys, want = {}, {}
+    for ch in programs_ch:
         m = ch.metric
         q = m.quantity()
-        if q is not None:
-            for p in polymod.compile_expr(q, m.unit_scale).props():
+        if q is not None and id(ch) not in polys:
+            polys[id(ch)] = polymod.compile_expr(q, m.unit_scale)
+            for p in polys[id(ch)].props():
                 want.setdefault(p, []).append(m.property_scales.get(p, 0))
-        for rule in m.per_event:
-            for v in (rule.increment, rule.minimum, rule.maximum):
-                if v is not None:
-                    want.setdefault(rule.prop, []).append(polymod.decimal_exponent(v))
-        if ch.utilization is not None:
-            u = ch.utilization
-            want.setdefault(u.prop, []).extend(
-                [m.property_scales.get(u.prop, -4), polymod.decimal_exponent(u.floor), polymod.decimal_exponent(u.ceiling)]
-            )
+            for rule in m.per_event:
+                for v in (rule.increment, rule.minimum, rule.maximum):
+                    if v is not None:
+                        want.setdefault(rule.prop, []).append(polymod.decimal_exponent(v))
+            if ch.utilization is not None:
+                u = ch.utilization
+                want.setdefault(u.prop, []).extend([m.property_scales.get(u.prop, -4),
+                                                    polymod.decimal_exponent(u.floor),
+                                                    polymod.decimal_exponent(u.ceiling)])
         if any(isinstance(x, Dynamic) for x in _models(ch)):
             want.setdefault(CENTS_PROP, []).append(0)
-    for p, cands in want.items():
-        sl = nslot(p)
-        fe = finest_exponent(*num_arrays[sl])
-        scales[p] = min(cands + ([fe] if fe is not None else []))
+    num_names = sorted(want)
+    num = {}
+    for p in num_names:
+        if p == CENTS_PROP and hasattr(cols, CENTS_PROP):
+            mm, ee = getattr(cols, CENTS_PROP)
+        else:
+            mm, ee = cols.numeric(p)
+        mm, ee = np.ascontiguousarray(mm, np.int64), np.ascontiguousarray(ee, np.int8)
+        if mm.shape[0] != n or ee.shape[0] != n:
+            raise EngineError(f"column {p!r} has {mm.shape[0]} rows, expected {n}")
+        num[p] = (mm, ee)
+    nstrings = len(cols.strings)
+    dim_list = list(dims)
+    for p in dim_list:
+        if dims[p].shape[0] != n:
+            raise EngineError(f"column {p!r} has {dims[p].shape[0]} rows, expected {n}")
+    mins, present = _column_stats([num[p] for p in num_names], [(dims[p], nstrings) for p in dim_list], n)
+    present = dict(zip(dim_list, present))
+    scales = {}
+    for p, me in zip(num_names, mins):
+        s0 = min(want[p])
+        if me < s0:  # the data has more decimals than asked for: go finer, exactly
+            fe = _finest_exponent(*num[p])
+            s0 = min(s0, int(fe)) if fe != NO_EXPONENT else s0
+        scales[p] = s0
+    nslot = {p: i for i, p in enumerate(num_names)}
+    dslot = {p: i for i, p in enumerate(dim_list)}
 
-    A: dict = {k: [] for k in (
-        "cp_flags cp_agg cp_fk_off cp_fk_n cp_bt_off cp_b_off cp_t_off cp_t_n cp_gk_off cp_gk_n cp_util "
-        "cp_ufloor cp_uceil cp_uid_dim cp_cents fk_dim fk_mult fk_lut_off bt b_win_off win_from win_to "
-        "t_coef t_f_off t_f_n f_slot f_flags f_inc f_min f_max gk_dim gk_mult gk_lut_off"
-    ).split()}
-    luts: list = [np.zeros(1, np.int32)]
+    # ---- lookup tables (one int32 array; 0 = missing / not mentioned)
+    luts = [np.zeros(1, np.int32)]
     lut_len = [1]
-    lut_cache: dict = {}
-    group_values: dict = {}
 
-    def add_lut(key, arr):
-        if key not in lut_cache:
-            lut_cache[key] = lut_len[0]
-            luts.append(arr)
-            lut_len[0] += arr.size
-        return lut_cache[key]
+    def add_lut(arr):
+        off = lut_len[0]
+        luts.append(arr)
+        lut_len[0] += arr.size
+        return off
 
-    fixed_polys, nf_of = [], []
-    A["b_win_off"].append(0)
-    for ch in programs:
-        m = ch.metric
-        flags = (F_GROUPED if ch.group_by else 0) | (F_SIDE if needs_side(ch) else 0)
-        if ch.prorated and m.aggregation in ("sum", "unique_count"):
-            flags |= F_PRORATED
-        if any(isinstance(x, Dynamic) for x in _models(ch)):
-            flags |= F_CENTS
-        if ch.utilization is not None and m.aggregation not in ("count", "unique_count"):
-            flags |= F_UTIL
-        A["cp_flags"].append(flags)
-        A["cp_agg"].append(AGG_CODE[m.aggregation])
-        A["cp_cents"].append(numeric_slots[CENTS_PROP] if flags & F_CENTS else 0)
-        A["cp_uid_dim"].append(dslot(m.field) if m.aggregation == "unique_count" else 0)
-        # filters -> keys, luts, bucket table
-        keys = sorted({k for f in ch.filters for k in f.values})
-        A["cp_fk_off"].append(len(A["fk_dim"]))
-        A["cp_fk_n"].append(len(keys))
-        vals_per_key = []
-        mult = 1
-        for k in keys:
-            vs = sorted({v for f in ch.filters for v in f.values.get(k, ())})
+    group_values, group_lut = {}, {}
+
+    def compact(p):
+        if p not in group_lut:
+            pr = present.get(p)
+            ids = np.flatnonzero(pr[1:]) if pr is not None else np.zeros(0, np.int64)
+            texts = [cols.strings[int(i)] for i in ids]
+            order = sorted(range(len(ids)), key=lambda j: texts[j])
+            lut = np.zeros(nstrings + 1, np.int32)
+            for rank, j in enumerate(order):
+                lut[ids[j] + 1] = rank + 1
+            group_lut[p] = add_lut(lut)
+            group_values[p] = [None] + [texts[j] for j in order]
+        return group_lut[p], group_values[p]
+
+    reason_dim = dslot.get(END_REASON, -1)
+    rlut, reason_values = 0, [None]
+    if reason_dim >= 0:
+        rlut, reason_values = compact(END_REASON)
+    R = len(reason_values)
+
+    value_luts = {}
+
+    def value_lut(p):
+        if p not in value_luts:
+            vs = sorted({v for ch in programs_ch for f in ch.filters for v in f.values.get(p, ())})
             lut = np.zeros(nstrings + 1, np.int32)
             for ix, v in enumerate(vs):
                 sid = strings.id(v)
-                if sid is not None:
+                if sid is not None and sid < nstrings:
                     lut[sid + 1] = ix + 1
-            A["fk_dim"].append(dslot(k))
-            A["fk_mult"].append(mult)
-            A["fk_lut_off"].append(add_lut(("f", k, tuple(vs)), lut))
-            vals_per_key.append([None] + vs)
-            mult *= len(vs) + 1
-        if mult > MAX_BUCKET_TABLE:
-            raise EngineError(f"charge {ch.id!r}: too many filter value combinations ({mult})")
-        nf = len(ch.filters)
-        nf_of.append(nf)
-        A["cp_bt_off"].append(len(A["bt"]))
-        table = [0] * mult
-        for combo in product(*[range(len(v)) for v in vals_per_key]):
-            props = {k: vals_per_key[j][c] for j, (k, c) in enumerate(zip(keys, combo)) if c}
-            b = bucket_of(ch, props)
-            code = sum(c * int(np.prod([len(v) for v in vals_per_key[:j]])) for j, c in enumerate(combo))
-            table[code] = nf if b is None else b
-        A["bt"].extend(table)
-        # windows per bucket
-        A["cp_b_off"].append(len(A["b_win_off"]) - 1)
-        for b in list(range(nf)) + [None]:
-            for w in ch.bucket_windows(b):
-                A["win_from"].append(w.from_ms)
-                A["win_to"].append(w.to_ms)
-            A["b_win_off"].append(len(A["win_from"]))
-        # group keys
-        A["cp_gk_off"].append(len(A["gk_dim"]))
-        A["cp_gk_n"].append(len(ch.group_by))
-        gmult = 1
-        for g in ch.group_by:
-            sl = dslot(g)
-            if g not in group_values:
-                lut, ids = _compact_lut(dim_arrays[sl], nstrings)
-                group_values[g] = (add_lut(("g", g), lut), [None] + [cols.strings[i] for i in ids])
-            off, gv = group_values[g]
-            A["gk_dim"].append(sl)
-            A["gk_mult"].append(gmult)
-            A["gk_lut_off"].append(off)
-            gmult *= len(gv)
-        if gmult >= 2**31:
-            raise EngineError(f"charge {ch.id!r}: too many group combinations")
-        # quantity polynomial
-        fp = None
-        A["cp_t_off"].append(len(A["t_coef"]))
-        q = m.quantity()
-        extra = 0
-        if flags & F_UTIL:
-            u = ch.utilization
-            us = scales[u.prop]
-            extra = us
-            A["cp_util"].append(nslot(u.prop))
-            A["cp_ufloor"].append(int(Fraction(u.floor) / Fraction(10) ** us))
-            A["cp_uceil"].append(int(Fraction(u.ceiling) / Fraction(10) ** us))
+            value_luts[p] = (add_lut(lut), vs)
+        return value_luts[p]
+
+    # ---- quantities
+    Q, TERM, FAC, q_scale, q_index = [], [], [], [], {}
+
+    def quantity(ch):
+        m = ch.metric
+        if m.aggregation == "count":
+            key = ("count",)
+        elif m.aggregation == "unique_count":
+            key = ("uid", m.field)
         else:
-            A["cp_util"].append(0)
-            A["cp_ufloor"].append(0)
-            A["cp_uceil"].append(0)
-        if q is not None:
-            fp = polymod.fix_poly(polymod.compile_expr(q, m.unit_scale), scales, extra)
+            util = ch.utilization
+            extra = scales[util.prop] if util is not None else 0
+            fp = polymod.fix_poly(polys[id(ch)], scales, extra)
             rules = {r.prop: r for r in reversed(m.per_event)}
+            key = ("poly", fp, tuple(sorted((p, rules[p]) for p in rules if any(p in t for t in fp.props))), util)
+        if key in q_index:
+            return q_index[key]
+        qi = q_index[key] = len(Q)
+        row = [0] * Q_NCOL
+        row[3] = -1  # Q_UTIL
+        if key[0] == "count":
+            row[0] = QK_COUNT
+            q_scale.append(Fraction(1))
+        elif key[0] == "uid":
+            row[0] = QK_UID
+            row[6] = dslot[m.field]
+            q_scale.append(Fraction(1))
+        else:
+            fp, util = key[1], key[3]
+            row[0], row[1], row[2] = QK_POLY, len(TERM), len(fp.coefs)
             for props, coef in zip(fp.props, fp.coefs):
-                A["t_coef"].append(coef)
-                A["t_f_off"].append(len(A["f_slot"]))
-                A["t_f_n"].append(len(props))
+                TERM.append([coef, len(FAC), len(props)])
                 for p in props:
-                    A["f_slot"].append(nslot(p))
                     r = rules.get(p)
                     fl, vals = 0, [0, 0, 0]
                     if r is not None:
                         for bit, (ix, v) in zip((1, 2, 4), enumerate((r.increment, r.minimum, r.maximum))):
                             if v is not None:
                                 fl |= bit
-                                vals[ix] = int(Fraction(v) / Fraction(10) ** scales[p])
-                    A["f_flags"].append(fl)
-                    A["f_inc"].append(vals[0])
-                    A["f_min"].append(vals[1])
-                    A["f_max"].append(vals[2])
-            A["cp_t_n"].append(len(fp.coefs))
-        else:
-            A["cp_t_n"].append(0)
-        fixed_polys.append(fp)
+                                vals[ix] = _exact_int(v, scales[p], p)
+                    FAC.append([nslot[p], fl] + vals)
+            if util is not None:
+                us = scales[util.prop]
+                row[3] = nslot[util.prop]
+                row[4] = int(Fraction(util.floor) / Fraction(10) ** us)
+                row[5] = int(Fraction(util.ceiling) / Fraction(10) ** us)
+            q_scale.append(fp.scale)
+        Q.append(row)
+        return qi
 
-    # ---- instances, codes, line ids
-    codes = sorted({ch.metric.event_code for ch in programs})
-    code_idx = {c: i for i, c in enumerate(codes)}
-    sub_lut = np.full(max(nstrings, 1), -1, np.int32)
-    code_lut = np.full(max(nstrings, 1), -1, np.int32)
-    for i, c in enumerate(codes):
-        sid = strings.id(c)
-        if sid is not None:
-            code_lut[sid] = i
-    for si, s in enumerate(subs):
-        sid = strings.id(s.external_id)
-        if sid is not None:
-            sub_lut[sid] = si
-    pairs: dict = {}
+    # ---- programs: filters, buckets, windows, groups
+    CP, KEY, masks, ordb, BKT, wb, cw, GK = [], [], [], [], [], [], [], []
+    programs = []
+    for ch in programs_ch:
+        m = ch.metric
+        flags = 0
+        if m.aggregation == "max":
+            flags |= F_MAX
+        if m.aggregation == "latest":
+            flags |= F_LAST
+        if ch.prorated and m.aggregation in ("sum", "unique_count"):
+            flags |= F_PROR
+        if any(isinstance(x, Dynamic) for x in _models(ch)):
+            flags |= F_CENTS
+        if needs_side(ch):
+            flags |= F_SIDE
+            if m.aggregation == "unique_count":
+                flags |= F_UNIQUE
+        qi = quantity(ch)
+        nf = len(ch.filters)
+        if nf > MAX_FILTERS:
+            raise EngineError(f"charge {ch.id!r}: more than {MAX_FILTERS} filters")
+        order = sorted(range(nf), key=lambda i: (-len(ch.filters[i].values), i))
+        keys = sorted({k for f in ch.filters for k in f.values})
+        k_off = len(KEY)
+        for k in keys:
+            voff, vs = value_lut(k)
+            moff = len(masks)
+            for vi in range(len(vs) + 1):
+                bits = 0
+                for j, fi in enumerate(order):
+                    allowed = ch.filters[fi].values.get(k)
+                    if allowed is None or (vi > 0 and vs[vi - 1] in allowed):
+                        bits |= 1 << j
+                masks.append(bits - (1 << 64) if bits >= 1 << 63 else bits)
+            KEY.append([dslot[k], voff, moff])
+        ord_off = len(ordb)
+        ordb.extend(order)
+        all_mask = (1 << nf) - 1
+        # groups: first key most significant, values in string order (0 = missing)
+        g_off = len(GK)
+        cards = [len(compact(g)[1]) for g in ch.group_by]
+        G = 1
+        for c in cards:
+            G *= c
+        if G >= 2**40:
+            raise EngineError(f"charge {ch.id!r}: too many group combinations")
+        mult = G
+        for g, c in zip(ch.group_by, cards):
+            mult //= c
+            GK.append([dslot[g], compact(g)[0], mult])
+        b_off = len(BKT)
+        line = 0
+        bucket_lines = []
+        for b in list(range(nf)) + [None]:
+            wins = ch.bucket_windows(b)
+            bounds = sorted({x for w in wins for x in (w.from_ms, w.to_ms)})
+            cells = [0]
+            for x in bounds:
+                cells.append(next((i + 1 for i, w in enumerate(wins) if w.from_ms <= x < w.to_ms), 0))
+            nw1 = len(wins) + 1
+            BKT.append([line, nw1, len(wb), len(bounds), len(cw)])
+            wb.extend(bounds)
+            cw.extend(cells)
+            bucket_lines.append((line, nw1))
+            line += G * nw1
+        CP.append([flags, qi, nf, all_mask - (1 << 64) if all_mask >= 1 << 63 else all_mask, k_off, len(keys),
+                   ord_off, b_off, g_off, len(ch.group_by), G, nslot.get(CENTS_PROP, 0)])
+        programs.append(Program(ch, qi, nf, G, ch.group_by, bucket_lines, line, flags))
+
+    # ---- plans, instances, slot blocks
+    plan_keys, plan_of_sub, plan_subs = {}, [], []
+    for si, cps in enumerate(sub_cps):
+        if periods[si].empty:
+            plan_of_sub.append(-1)
+            continue
+        P = plan_keys.setdefault(cps, len(plan_keys))
+        if P == len(plan_subs):
+            plan_subs.append([])
+        plan_of_sub.append(P)
+        plan_subs[P].append(si)
+    plan_list = list(plan_keys)
     instances = []
-    c_cp, c_sub, c_lo, c_hi, c_cb_off, cb_base = [], [], [], [], [], []
-    lid_c, lid_b, lid_w = [], [], []
+    for P, cps in enumerate(plan_list):
+        for ci, cp in enumerate(cps):
+            instances.append((P, ci, cp))
+    ext_first = sorted(range(len(instances)),
+                       key=lambda x: (0 if programs[instances[x][2]].flags & (F_MAX | F_LAST | F_PROR | F_CENTS)
+                                      else 1, x))
+    ninst = len(instances)
+    INST = np.zeros((max(ninst, 1), I_NCOL), np.int64)
+    inst_lbase = np.zeros(ninst, np.int64)
+    inst_lstride = np.zeros(ninst, np.int64)
+    base = 0
+    n_ext = 0
+    hashed_insts = []
+    for x in ext_first:
+        P, ci, cp = instances[x]
+        pr = programs[cp]
+        size = len(plan_subs[P]) * pr.lines * R
+        if size > DENSE_LIMIT:
+            hashed_insts.append(x)
+            continue
+        INST[x, 2], INST[x, 3] = base, pr.lines * R
+        base += size
+        if pr.flags & (F_MAX | F_LAST | F_PROR | F_CENTS):
+            n_ext = base
+    n_dense = base
+    for x in hashed_insts:
+        P, ci, cp = instances[x]
+        pr = programs[cp]
+        INST[x, 2], INST[x, 3], INST[x, 5] = base, pr.lines * R, 1
+        base += len(plan_subs[P]) * pr.lines * R
+        if pr.flags & (F_MAX | F_LAST | F_PROR | F_CENTS):
+            n_ext = -1  # every row (hashed rows included)
+    if base >= 2**62:
+        raise EngineError("too many line slots in one run")
+    ign = 0
+    inst_ign = np.zeros(ninst, np.int64)
+    for x, (P, ci, cp) in enumerate(instances):
+        ch = subs[plan_subs[P][0]].charges[ci]
+        INST[x, 0] = cp
+        INST[x, 1] = 1 if (ch.metric.recurring and not ch.pay_in_advance) else 0
+        INST[x, 4] = inst_ign[x] = ign
+        ign += len(plan_subs[P]) * (programs[cp].nf + 1)
+        inst_lbase[x] = INST[x, 2] // R
+        inst_lstride[x] = INST[x, 3] // R
+
+    # ---- codes, (plan, code) lists
+    codes = sorted({ch.metric.event_code for ch in programs_ch})
+    code_idx = {c: i for i, c in enumerate(codes)}
+    ncodes = max(len(codes), 1)
+    code_lut = np.full(max(nstrings, 1), -1, np.int32)
+    for c, i in code_idx.items():
+        sid = strings.id(c)
+        if sid is not None and sid < nstrings:
+            code_lut[sid] = i
+    npk = len(plan_list) * ncodes
+    pk_lists = [[] for _ in range(npk)]
+    for x, (P, ci, cp) in enumerate(instances):
+        pk_lists[P * ncodes + code_idx[programs_ch[cp].metric.event_code]].append(x)
+    pk_start = np.zeros(npk + 1, np.int64)
+    pk_qstart = np.zeros(npk + 1, np.int64)
+    pk_inst, pk_q = [], []
+    pk_rec = np.zeros(max(npk, 1), np.int64)
+    pk_nside = np.zeros(max(npk, 1), np.int64)
+    for k, lst in enumerate(pk_lists):
+        pk_inst.extend(lst)
+        pk_start[k + 1] = len(pk_inst)
+        qs = sorted({programs[instances[x][2]].q for x in lst})
+        pk_q.extend(qs)
+        pk_qstart[k + 1] = len(pk_q)
+        pk_rec[k] = int(any(INST[x, 1] for x in lst))
+        pk_nside[k] = sum(1 for x in lst if programs[instances[x][2]].flags & F_SIDE)
+
+    # ---- subscriptions
+    sub_lut = np.full(max(nstrings, 1), -1, np.int32)
+    SUB = np.zeros((len(subs) + 1, S_NCOL), np.int64)
+    bounds = []
+    rank_of = {}
+    for P, lst in enumerate(plan_subs):
+        for rank, si in enumerate(lst):
+            rank_of[si] = rank
     for si, s in enumerate(subs):
         per = periods[si]
-        if per.empty:
+        SUB[si, 4] = len(bounds)
+        if plan_of_sub[si] < 0:
             continue
-        for ci, ch in enumerate(s.charges):
-            cp = cp_index[ch]
-            c = len(instances)
-            instances.append((si, ci, cp))
-            pairs.setdefault((si, code_idx[ch.metric.event_code]), []).append(c)
-            c_cp.append(cp)
-            c_sub.append(si)
-            c_lo.append(NEG_INF if (ch.metric.recurring and not ch.pay_in_advance) else per.lo)
-            c_hi.append(per.hi)
-            c_cb_off.append(len(cb_base))
-            nf = nf_of[cp]
-            for b in range(nf + 1):
-                cb_base.append(len(lid_c))
-                for w in range(len(ch.bucket_windows(None if b == nf else b)) + 1):
-                    lid_c.append(c)
-                    lid_b.append(b)
-                    lid_w.append(w)
-    ncodes = max(len(codes), 1)
-    cs_start = np.zeros(len(subs) * ncodes + 1, np.int32)
-    cs_list = []
-    for key in range(len(subs) * ncodes):
-        lst = pairs.get(divmod(key, ncodes), [])
-        cs_list.extend(lst)
-        cs_start[key + 1] = len(cs_list)
-
-    bounds, bound_off = [], [0]
-    for per in periods:
+        sid = strings.id(s.external_id)
+        if sid is not None and sid < nstrings:
+            sub_lut[sid] = si
+        SUB[si, 0], SUB[si, 1], SUB[si, 2], SUB[si, 3], SUB[si, 5] = (
+            plan_of_sub[si], rank_of[si], per.lo, per.hi, per.eff_days)
         bounds.extend(per.day_bounds)
-        bound_off.append(len(bounds))
+    SUB[len(subs), 4] = len(bounds)
 
-    reason_values = [None]
-    reason_lut = np.zeros(nstrings + 1, np.int32)
-    if reason_dim >= 0:
-        reason_lut, ids = _compact_lut(dim_arrays[reason_dim], nstrings)
-        reason_values = [None] + [cols.strings[i] for i in ids]
-    remove_id = -2
-    if op_dim >= 0:
-        rid = strings.id("remove")
-        remove_id = -2 if rid is None else rid
-
-    i32 = lambda v: np.asarray(v if len(v) else [0], np.int32)  # noqa: E731
-    i64 = lambda v: np.asarray(v if len(v) else [0], np.int64)  # noqa: E731
-    arrays = {k: (i64(v) if k in ("win_from", "win_to", "t_coef", "f_inc", "f_min", "f_max", "gk_mult",
-                                  "cp_ufloor", "cp_uceil") else i32(v)) for k, v in A.items()}
-    num_scale = [0] * MAXK
-    for p, sl in numeric_slots.items():
-        num_scale[sl] = scales.get(p, 0)
-    arrays.update(
-        sub_lut=sub_lut, code_lut=code_lut, ncodes=ncodes, cs_start=cs_start, cs_list=i32(cs_list),
-        c_cp=i32(c_cp), c_sub=i32(c_sub), c_lo=i64(c_lo), c_hi=i64(c_hi), c_cb_off=i32(c_cb_off),
-        cb_base=i64(cb_base), luts=np.concatenate(luts).astype(np.int32), num_scale=np.asarray(num_scale, np.int64),
-        reason_dim=reason_dim, reason_lut=reason_lut.astype(np.int32), nreasons=len(reason_values),
-        op_dim=op_dim, remove_id=remove_id, sub_bound_off=np.asarray(bound_off, np.int64), sub_bounds=i64(bounds),
-        sub_lo=i64([p.lo for p in periods]), sub_eff_days=i64([p.eff_days for p in periods]),
-        mants=tuple(num_arrays), dims=tuple(dim_arrays),
+    cents_scale = scales.get(CENTS_PROP, 0)
+    i64 = lambda v, w=None: np.asarray(v, np.int64).reshape(-1, w) if w else np.asarray(v if len(v) else [0], np.int64)  # noqa: E731
+    keep = [dims[p] for p in dim_list] + [a for p in num_names for a in num[p]]
+    arrays = dict(
+        dptr=np.asarray([address(dims[p]) for p in dim_list] or [0], np.int64),
+        mptr=np.asarray([address(num[p][0]) for p in num_names] or [0], np.int64),
+        eptr=np.asarray([address(num[p][1]) for p in num_names] or [0], np.int64),
+        nscale=np.asarray([scales[p] for p in num_names] or [0], np.int64),
+        sub_lut=sub_lut, code_lut=code_lut, ncodes=ncodes, SUB=SUB,
+        pk_start=pk_start, pk_inst=i64(pk_inst), pk_qstart=pk_qstart, pk_q=i64(pk_q), pk_rec=pk_rec,
+        pk_nside=pk_nside, INST=INST,
+        CP=i64(CP or [[0] * C_NCOL], C_NCOL), KEY=i64(KEY or [[0] * K_NCOL], K_NCOL), masks=i64(masks),
+        ordb=i64(ordb), BKT=i64(BKT or [[0] * B_NCOL], B_NCOL), wb=i64(wb), cw=i64(cw),
+        GK=i64(GK or [[0] * G_NCOL], G_NCOL), luts=np.concatenate(luts).astype(np.int32),
+        Q=i64(Q or [[0] * Q_NCOL], Q_NCOL), TERM=i64(TERM or [[0] * T_NCOL], T_NCOL),
+        FAC=i64(FAC or [[0] * FA_NCOL], FA_NCOL), R=R, reason_dim=reason_dim, rlut=rlut,
+        op_dim=dslot.get("operation_type", -1), remove_id=_remove_id(strings), sub_bounds=i64(bounds),
+        n_dense=n_dense, keep=keep,
     )
+    inst_subs = [np.asarray(plan_subs[P], np.int64) for P, _, _ in instances]
     return Plan(
-        subs, periods, arrays, numeric_slots, dim_slots, scales, list(zip(programs, fixed_polys)), instances,
-        np.asarray(lid_c, np.int64), np.asarray(lid_b, np.int64), np.asarray(lid_w, np.int64),
-        {g: v[1] for g, v in group_values.items()}, reason_values, len(lid_c), nf_of,
+        subs, periods, arrays, programs, q_scale, instances, inst_subs, inst_lbase, inst_lstride, inst_ign,
+        bool(hashed_insts), n_dense, n_ext, ign, R, reason_values, group_values, cents_scale, cols,
     )
+
+
+def _remove_id(strings):
+    rid = strings.id("remove")
+    return -2 if rid is None else rid
+
+
+def _exact_int(v, scale, prop):
+    x = Fraction(v) / Fraction(10) ** scale
+    if x.denominator != 1:  # pragma: no cover - scales include the rule's exponent
+        raise EngineError(f"per-event rounding of {prop!r} is finer than its scale")
+    return int(x)

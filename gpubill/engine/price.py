@@ -12,34 +12,40 @@ Shared by both engines.  Order of operations for one line:
 5. a negative amount becomes 0; ``amount`` = ``precise_amount`` rounded once
    by the charge's ``money_rounding``; ``unit_price`` = precise amount over
    Lago's denominator (full units, paid package units, or the volume pick).
+
+``ChargeCtx`` holds what does not change from line to line (filter dicts,
+the model of each bucket and window, the standard model's unit price), so
+that a line costs a few Decimal operations and one ``RatedLine``.
 """
 
 from __future__ import annotations
 
 import decimal
-
-import attrs
 from decimal import Decimal
-from fractions import Fraction
-from math import ceil, floor
 
 from . import models
-from .money import fraction_to_decimal, ratio_to_decimal, round_money
-from .program import Dynamic, Graduated, InAdvanceFee, Percentage, RatedLine
+from .money import EXACT, ROUNDING_MODES, ratio_to_decimal
+from .program import Dynamic, Graduated, InAdvanceFee, Percentage, RatedLine, Standard
 from .usage import LineUsage
 
 ZERO = Decimal(0)
+ONE = Decimal(1)
+HUNDRED = Decimal(100)
 
 
-def round_fraction(f: Fraction, function: str, precision: int) -> Decimal:
-    q = f * Fraction(10) ** precision
+def round_ratio(num: int, den: int, function: str, precision: int) -> Decimal:
+    """Billable-metric rounding of num/den to ``precision`` decimals."""
+    if precision >= 0:
+        n2, d2 = num * 10**precision, den
+    else:
+        n2, d2 = num, den * 10 ** (-precision)
     if function == "ceil":
-        n = ceil(q)
+        n = -((-n2) // d2)
     elif function == "floor":
-        n = floor(q)
+        n = n2 // d2
     else:  # half-up, away from zero
-        n = floor(abs(q) + Fraction(1, 2))
-        n = n if q >= 0 else -n
+        n = (2 * abs(n2) + d2) // (2 * d2)
+        n = n if n2 >= 0 else -n
     d = Decimal(n).scaleb(-precision)
     return d.quantize(Decimal(1)) if precision < 0 else d
 
@@ -56,82 +62,115 @@ def line_model(charge, bucket, window):
     return charge.bucket_model(bucket)
 
 
-def _units(charge, u: LineUsage):
-    metric = charge.metric
-    full_f = u.full
-    prorated = charge.prorated and metric.aggregation in ("sum", "unique_count") and u.prorated is not None
-    units_f = Fraction(ceil(u.prorated * 100000), 100000) if prorated else full_f
-    if metric.rounding is not None:
-        r = metric.rounding
-        return round_fraction(units_f, r.function, r.precision), round_fraction(full_f, r.function, r.precision), prorated
-    return fraction_to_decimal(units_f), fraction_to_decimal(full_f), prorated
+def div(a: Decimal, b: Decimal) -> Decimal:
+    na, da = a.as_integer_ratio()
+    nb, db = b.as_integer_ratio()
+    return ratio_to_decimal(na * db, da * nb)
 
 
-def price_line(sub, charge, u: LineUsage, duration_days: int) -> RatedLine:
-    key = u.key
-    metric = charge.metric
-    units, full, prorated = _units(charge, u)
-    model = line_model(charge, key.bucket, key.window)
+class ChargeCtx:
+    """Per-charge constants for pricing its lines."""
+
+    def __init__(self, charge, duration_days=None):
+        self.charge = charge
+        m = charge.metric
+        self.agg = m.aggregation
+        self.is_prorated = charge.prorated and m.aggregation in ("sum", "unique_count")
+        self.rounding = m.rounding
+        rr = charge.money_rounding
+        if rr.mode not in ROUNDING_MODES:
+            raise ValueError(f"unknown rounding mode {rr.mode!r}")
+        self.rr = rr
+        self.quantum = rr.quantum
+        self.mode = rr.mode
+        self.filters = [_filter_dict(charge, b) for b in range(len(charge.filters))] + [None]
+        self._models: dict = {}
+
+    def filter_dict(self, bucket):
+        return self.filters[-1 if bucket is None else bucket]
+
+    def model(self, bucket, window):
+        k = (bucket, window)
+        mi = self._models.get(k)
+        if mi is None:
+            model = line_model(self.charge, bucket, window)
+            std = isinstance(model, Standard)
+            unit = div(model.amount, ONE) if std else None
+            mi = self._models[k] = (model, std, unit)
+        return mi
+
+    def units(self, u: LineUsage):
+        full = u.full
+        prorated = self.is_prorated and u.prorated is not None
+        if prorated:
+            pn, pd = u.prorated
+            units = (-((-pn * 100000) // pd), 100000)
+        else:
+            units = full
+        r = self.rounding
+        if r is not None:
+            return (round_ratio(units[0], units[1], r.function, r.precision),
+                    round_ratio(full[0], full[1], r.function, r.precision), prorated)
+        f = ratio_to_decimal(full[0], full[1])
+        return (ratio_to_decimal(units[0], units[1]) if prorated else f), f, prorated
+
+
+def price_line(sub, cc: ChargeCtx, u: LineUsage, duration_days: int) -> RatedLine:
+    charge = cc.charge
+    units, full, prorated = cc.units(u)
+    model, std, std_unit = cc.model(u.bucket, u.window)
     tiers: tuple = ()
     if units < 0 or full < 0:
         units = full = precise = unit_price = ZERO
+    elif std and not prorated:
+        precise = EXACT.multiply(units, model.amount)
+        if precise > 0:
+            unit_price = std_unit
+        else:
+            precise = unit_price = ZERO
     else:
         values = None
         if isinstance(model, Percentage):
-            if metric.aggregation == "count":
-                values = [Decimal(1)] * u.count
+            if cc.agg == "count":
+                values = [ONE] * u.count
             else:
-                values = [fraction_to_decimal(v) for v in (u.values or ())]
+                values = [ratio_to_decimal(n, d) for n, d in (u.values or ())]
         pev = None
         if prorated and isinstance(model, Graduated) and u.pror_events is not None:
-            pev = [
-                (fraction_to_decimal(v), models.prorate_event(fraction_to_decimal(v), w, duration_days))
-                for v, w in u.pror_events
-            ]
+            pev = [(v, models.prorate_event(v, w, duration_days))
+                   for v, w in ((ratio_to_decimal(n, d), w) for n, d, w in u.pror_events)]
         p = models.apply(
-            model,
-            units,
-            full_units=full if prorated else None,
-            values=values,
-            cents=fraction_to_decimal(u.cents),
-            prorated_events=pev,
+            model, units, full_units=full if prorated else None, values=values,
+            cents=ratio_to_decimal(*u.cents), prorated_events=pev,
         )
         precise = p.amount if p.amount > 0 else ZERO
         tiers = p.tiers
-        unit_price = ZERO if p.denominator == 0 else _div(precise, p.denominator)
-    rr = charge.money_rounding
+        unit_price = ZERO if p.denominator == 0 else div(precise, p.denominator)
+    if u.reasons:
+        by_units = {r: ratio_to_decimal(n, d) for r, n, d, _ in u.reasons}
+        by_count = {r: c for r, _, _, c in u.reasons}
+    else:
+        by_units, by_count = {}, {}
     return RatedLine(
-        subscription=sub.external_id,
-        charge_id=charge.id,
-        metric=metric.code,
-        filter=_filter_dict(charge, key.bucket),
-        group=dict(zip(charge.group_by, key.group)),
-        window=key.window,
-        units=units,
-        full_units=full,
-        event_count=u.count,
-        unit_price=unit_price,
-        precise_amount=precise,
-        amount=round_money(precise, rr.mode, rr.quantum),
-        tiers=tiers,
-        units_by_end_reason={r: fraction_to_decimal(v) for r, (v, _) in u.reasons.items()},
-        count_by_end_reason={r: c for r, (_, c) in u.reasons.items()},
-        rounding=rr,
-        ignored_count=u.ignored,
+        sub.external_id, charge.id, charge.metric.code, cc.filter_dict(u.bucket), dict(zip(charge.group_by, u.group)),
+        u.window, units, full, u.count, unit_price, precise,
+        precise.quantize(cc.quantum, rounding=cc.mode, context=EXACT), tiers, by_units, by_count, cc.rr, u.ignored,
     )
 
 
-def _div(a: Decimal, b: Decimal) -> Decimal:
-    fa, fb = Fraction(a), Fraction(b)
-    q = fa / fb
-    return ratio_to_decimal(q.numerator, q.denominator)
+def empty_usage(si, ci, charge, bucket, ignored=0) -> LineUsage:
+    """The line of a bucket without events (its first-tier flat fee still applies)."""
+    return LineUsage(si, ci, bucket, (None,) * len(charge.group_by), None, (0, 1), 0,
+                     prorated=(0, 1) if charge.prorated else None, ignored=ignored)
 
 
 def true_up_line(sub, charge, lines, eff_days: int, duration_days: int):
     """The spending-minimum true-up line of one charge, or None."""
     if charge.min_amount is None or charge.pay_in_advance:
         return None
-    total = sum((ln.amount for ln in lines), ZERO)
+    total = ZERO
+    for ln in lines:
+        total = EXACT.add(total, ln.amount)
     precise = models.min_true_up(charge.min_amount, total, eff_days, duration_days)
     if precise <= 0:
         return None
@@ -139,27 +178,33 @@ def true_up_line(sub, charge, lines, eff_days: int, duration_days: int):
     return RatedLine(
         subscription=sub.external_id, charge_id=charge.id, metric=charge.metric.code, filter=None, group={},
         window=None, units=Decimal(1), full_units=Decimal(1), event_count=0, unit_price=precise,
-        precise_amount=precise, amount=round_money(precise, rr.mode, rr.quantum), tiers=(),
+        precise_amount=precise, amount=precise.quantize(rr.quantum, rounding=rr.mode, context=EXACT), tiers=(),
         units_by_end_reason={}, count_by_end_reason={}, rounding=rr, kind="min_true_up",
     )
 
 
-def advance_fees(sub, charge, key, events) -> list:
+def advance_fees(sub, cc: ChargeCtx, bucket, group, window, events) -> list:
     """One fee per event: model(with) - model(without), cumulative in
     (timestamp, ingestion) order; sum and unique_count bill only the rise
     above the period's earlier maximum."""
+    from fractions import Fraction
+
+    from .money import fraction_to_decimal
+
+    charge = cc.charge
     metric = charge.metric
     agg = metric.aggregation
-    model = line_model(charge, key.bucket, key.window)
+    model = cc.model(bucket, window)[0]
     rr = charge.money_rounding
     out = []
     running = peak = Fraction(0)
     state: dict = {}
     values: list = []
+    fdict = cc.filter_dict(bucket)
     for e in events:
         if isinstance(model, Dynamic):
             inc = e.value
-            fee = _div(fraction_to_decimal(e.cents), Decimal(100))
+            fee = div(fraction_to_decimal(e.cents), HUNDRED)
         elif isinstance(model, Percentage):
             before = models.percentage(values, model).amount
             values.append(fraction_to_decimal(e.value))
@@ -187,30 +232,32 @@ def advance_fees(sub, charge, key, events) -> list:
         out.append(
             InAdvanceFee(
                 subscription=sub.external_id, charge_id=charge.id, metric=metric.code,
-                filter=_filter_dict(charge, key.bucket), group=dict(zip(charge.group_by, key.group)),
-                window=key.window, transaction_id=e.transaction_id, rowid=e.rowid, timestamp_ms=e.timestamp_ms,
-                units=fraction_to_decimal(inc), precise_amount=fee, amount=round_money(fee, rr.mode, rr.quantum),
+                filter=None if fdict is None else dict(fdict), group=dict(zip(charge.group_by, group)),
+                window=window, transaction_id=e.transaction_id, rowid=e.rowid, timestamp_ms=e.timestamp_ms,
+                units=fraction_to_decimal(inc), precise_amount=fee,
+                amount=fee.quantize(rr.quantum, rounding=rr.mode, context=EXACT),
             )
         )
     return out
 
 
 def assemble(subs, periods, usages, ignored, advances) -> "RateResult":
-    """Price every line and fee in canonical order.
+    """Price every line and fee in canonical order (the reference engine's path).
 
     ``usages``: LineUsage values; ``ignored``: (sub, charge, bucket) -> count
-    of dropped events; ``advances``: LineKey -> [AdvanceEvent] (time order).
-    Every bucket of every in-arrears charge gets a line: an empty one is a
-    single line with all group keys null and no window (its first-tier flat
-    fee still applies).  Ignored counts sit on the bucket's first line.
+    of dropped events; ``advances``: (sub, charge, bucket, group, window) ->
+    [AdvanceEvent] (time order).  Every bucket of every in-arrears charge
+    gets a line: an empty one is a single line with all group keys null and
+    no window.  Ignored counts sit on the bucket's first line.
     """
     from .program import RateResult
     from .usage import LineKey
 
     by_bucket: dict = {}
     for u in usages:
-        by_bucket.setdefault((u.key.sub, u.key.charge, u.key.bucket), []).append(u)
+        by_bucket.setdefault((u.sub, u.charge, u.bucket), []).append(u)
     lines = []
+    ctxs: dict = {}
     for si, sub in enumerate(subs):
         per = periods[si]
         if per.empty:
@@ -218,23 +265,25 @@ def assemble(subs, periods, usages, ignored, advances) -> "RateResult":
         for ci, charge in enumerate(sub.charges):
             if charge.pay_in_advance:
                 continue
+            cc = ctxs.get(id(charge)) or ctxs.setdefault(id(charge), ChargeCtx(charge))
             charge_lines = []
             for b in list(range(len(charge.filters))) + [None]:
-                us = sorted(by_bucket.get((si, ci, b), []), key=lambda u: u.key.sort_key())
-                if not us:
-                    key = LineKey(si, ci, b, (None,) * len(charge.group_by), None)
-                    us = [LineUsage(key, Fraction(0), 0, prorated=Fraction(0) if charge.prorated else None)]
+                us = sorted(by_bucket.get((si, ci, b), []), key=LineUsage.sort_key)
                 n_ign = ignored.get((si, ci, b), 0)
-                if n_ign:
-                    us[0] = attrs.evolve(us[0], ignored=n_ign)
+                if not us:
+                    us = [empty_usage(si, ci, charge, b)]
+                us[0].ignored = n_ign
                 for u in us:
-                    charge_lines.append(price_line(sub, charge, u, per.duration_days))
+                    charge_lines.append(price_line(sub, cc, u, per.duration_days))
             lines.extend(charge_lines)
             t = true_up_line(sub, charge, charge_lines, per.eff_days, per.duration_days)
             if t is not None:
                 lines.append(t)
     fees = []
-    for key in sorted(advances, key=lambda k: k.sort_key()):
-        sub = subs[key.sub]
-        fees.extend(advance_fees(sub, sub.charges[key.charge], key, advances[key]))
+    for key in sorted(advances, key=lambda k: LineKey(*k).sort_key()):
+        si, ci, b, g, w = key
+        sub = subs[si]
+        charge = sub.charges[ci]
+        cc = ctxs.get(id(charge)) or ctxs.setdefault(id(charge), ChargeCtx(charge))
+        fees.extend(advance_fees(sub, cc, b, g, w, advances[key]))
     return RateResult(tuple(lines), tuple(fees))

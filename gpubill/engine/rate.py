@@ -1,12 +1,15 @@
 """The fast path: ``rate(subscriptions, cols) -> RateResult``.
 
-``plan.build`` turns the program and the columns' dictionaries into arrays;
-``accumulate._accumulate`` sweeps the events once; this module decodes the
-accumulator rows into ``LineUsage`` values (applying each charge's rational
-scale once per line), finishes the sequence-based aggregations from the side
-buffer (unique_count, weighted_sum, percentage values, prorated graduated,
-pay-in-advance), and hands everything to ``price.assemble`` -- the same
-pricing the reference engine uses.
+1. ``plan.build``: programs, lookup tables, slot layout (no per-event work
+   except the parallel column statistics);
+2. ``run_pass``: the accumulator kernel over row ranges, one per thread;
+3. ``decode``: merge the threads' accumulators, reduce the end-reason slots
+   of each line, and map slots back to (subscription, charge, bucket,
+   group, window) -- all numpy, lines come out in canonical order;
+4. sequences (unique_count, weighted_sum, percentage values, prorated
+   graduated, pay in advance) from the sorted side buffer;
+5. pricing with ``price.price_line`` -- the same function the reference
+   engine uses -- applying each quantity's rational scale once per line.
 """
 
 from __future__ import annotations
@@ -16,18 +19,16 @@ from fractions import Fraction
 import numpy as np
 
 from . import plan as planmod
-from .accumulate import _accumulate
-from .kernels import COUNT, CENTS, FULL, I64_MIN, LAST_TS, LAST_VAL, MAX, NFIXED, OVERFLOW, PROR, SUM
+from .accumulate import (
+    C_BOFF, F_CENTS, F_PROR, F_SIDE, F_UNIQUE, I_CP, X_CENTS, X_LROW, X_LTS, X_LVAL, X_MAX, X_NCOL, X_PROR, ThreadAcc, chunks,
+    parallel_map, run_chunk, side_bound,
+)
+from .kernels import FULL, I64_MIN, OVERFLOW
 from .money import EngineError, EngineOverflow
-from .price import assemble, line_model
-from .program import Graduated, Percentage
-from .usage import AdvanceEvent, LineKey, LineUsage
-
-_EMPTY = {np.int64: np.zeros(0, np.int64), np.int8: np.zeros(0, np.int8), np.int32: np.zeros(0, np.int32)}
-
-
-def _pad(arrs, dtype):
-    return tuple(list(arrs) + [_EMPTY[dtype]] * (planmod.MAXK - len(arrs)))
+from .price import ChargeCtx, advance_fees, empty_usage, price_line, true_up_line
+from .program import Graduated, Percentage, RateResult
+from .sequence import _unique, _weighted, segments, weighted_python
+from .usage import AdvanceEvent, LineUsage
 
 
 def _validate(cols):
@@ -39,244 +40,434 @@ def _validate(cols):
     return n
 
 
-def run_pass(p, cols, hash_cap=1 << 12, side_cap=None):
-    """Run the accumulator kernel, growing the hash table / side buffer if needed."""
-    n = _validate(cols)
+class _Cols:
+    """The four base columns, contiguous and typed (no copy when they already are)."""
+
+    def __init__(self, cols):
+        self.n = _validate(cols)
+        self.timestamp_ms = np.ascontiguousarray(cols.timestamp_ms, np.int64)
+        self.rowid = np.ascontiguousarray(cols.rowid, np.int64)
+        self.code = np.ascontiguousarray(cols.code, np.int32)
+        self.subscription = np.ascontiguousarray(cols.subscription, np.int32)
+
+
+def run_pass(p, cols, hash_cap=None):
+    """The accumulator kernel over every row, one row range per thread."""
+    base = cols if isinstance(cols, _Cols) else _Cols(cols)
+    parts = chunks(base.n)
     a = p.arrays
-    nr = int(a["nreasons"])
-    ts = np.ascontiguousarray(cols.timestamp_ms, np.int64)
-    rowid = np.ascontiguousarray(cols.rowid, np.int64)
-    subs = np.ascontiguousarray(cols.subscription, np.int32)
-    codes = np.ascontiguousarray(cols.code, np.int32)
-    mants = _pad([m for m, _ in a["mants"]], np.int64)
-    expos = _pad([e for _, e in a["mants"]], np.int8)
-    dims = _pad(a["dims"], np.int32)
-    side_cap = side_cap if side_cap is not None else 1024
-    while True:
-        rows = p.n_dense + hash_cap // 2
-        acc = np.zeros((rows, NFIXED + 2 * nr), np.int64)
-        acc[:, MAX] = I64_MIN
-        acc[:, LAST_TS] = I64_MIN
-        hkeys = np.full(hash_cap, -1, np.int64)
-        hvals = np.zeros(hash_cap, np.int64)
-        ignored = np.zeros(max(len(a["cb_base"]), 1), np.int64)
-        side = [np.zeros(side_cap, np.int64) for _ in range(4)]
-        status, c, used, nside = _accumulate(
-            subs, codes, ts, rowid, mants, expos, dims,
-            a["sub_lut"], a["code_lut"], a["ncodes"], a["cs_start"], a["cs_list"],
-            a["c_cp"], a["c_sub"], a["c_lo"], a["c_hi"], a["c_cb_off"],
-            a["cp_flags"], a["cp_agg"], a["cp_fk_off"], a["cp_fk_n"], a["cp_bt_off"], a["cp_b_off"],
-            a["cp_t_off"], a["cp_t_n"], a["cp_gk_off"], a["cp_gk_n"], a["cp_util"], a["cp_ufloor"],
-            a["cp_uceil"], a["cp_uid_dim"], a["cp_cents"],
-            a["fk_dim"], a["fk_mult"], a["fk_lut_off"], a["luts"], a["bt"],
-            a["b_win_off"], a["win_from"], a["win_to"], a["cb_base"],
-            a["t_coef"], a["t_f_off"], a["t_f_n"], a["f_slot"], a["f_flags"], a["f_inc"], a["f_min"], a["f_max"],
-            a["gk_dim"], a["gk_mult"], a["gk_lut_off"],
-            a["num_scale"], a["reason_dim"], a["reason_lut"], nr, a["op_dim"], a["remove_id"],
-            a["sub_bound_off"], a["sub_bounds"], a["sub_lo"], a["sub_eff_days"],
-            acc, hkeys, hvals, p.n_dense, ignored, *side,
-        )
-        if status == FULL:
-            if nside >= side_cap:
-                side_cap = max(side_cap * 4, n)
-            else:
-                hash_cap *= 4
-            continue
+    nq = a["Q"].shape[0]
+    any_side = bool(a["pk_nside"].any())
+    caps = parallel_map(lambda r: side_bound(p, base, *r), parts) if any_side else [0] * len(parts)
+
+    def one(job):
+        (lo, hi), side_cap = job
+        cap = hash_cap or (1 << max(12, min(2 * (hi - lo), 1 << 22).bit_length())) if p.hashed else 0
+        while True:
+            n_ext = p.n_ext if p.n_ext >= 0 else p.n_dense + cap // 2
+            acc = ThreadAcc(p.n_dense, cap, n_ext, side_cap, nq, p.n_ign)
+            status, inst, s = run_chunk(p, base, lo, hi, acc)
+            if status == FULL and p.hashed:
+                cap *= 4
+                continue
+            return status, inst, s, acc
+
+    results = parallel_map(one, list(zip(parts, caps)))
+    for status, inst, s, _ in results:
         if status == OVERFLOW:
-            si, ci, _ = p.instances[c]
-            sub = p.subs[si]
-            raise EngineOverflow(
-                "an int64 quantity overflowed; use a coarser property scale",
-                metric=sub.charges[ci].metric.code, subscription=sub.external_id,
-            )
-        return acc[:used], hkeys, hvals, ignored, [s[:nside] for s in side]
+            P, ci, cp = p.instances[inst]
+            sub = p.subs[s]
+            raise EngineOverflow("an int64 quantity overflowed; use a coarser property scale",
+                                 metric=sub.charges[ci].metric.code, subscription=sub.external_id)
+        if status == FULL:  # pragma: no cover - the side bound is exact
+            raise EngineError("side buffer overflow")
+    return base, [r[3] for r in results]
 
 
-def _row_keys(p, hkeys, hvals, nrows):
-    """row -> (lid, group code)."""
-    lid = np.full(nrows, -1, np.int64)
-    gcode = np.zeros(nrows, np.int64)
-    lid[: p.n_dense] = np.arange(p.n_dense)
-    used = hkeys >= 0
-    lid[hvals[used]] = hkeys[used] >> 32
-    gcode[hvals[used]] = hkeys[used] & 0xFFFFFFFF
-    return lid, gcode
+def _total(parts):
+    """Element-wise sum of int64 arrays, exact: int64 when no overflow is possible, else Python ints."""
+    if len(parts) == 1:
+        return parts[0]
+    hi = max(int(x.max()) if x.size else 0 for x in parts)
+    lo = min(int(x.min()) if x.size else 0 for x in parts)
+    if max(hi, -lo) * len(parts) < 2**63:
+        return np.sum(parts, axis=0)
+    return np.sum([x.astype(object) for x in parts], axis=0)
 
 
-def _group_tuple(ch, g, group_values):
+def _reduce(x, starts):
+    """Per-segment sums of x (exact, like ``_total``)."""
+    if x.size == 0:
+        return x
+    if x.dtype != object:
+        hi, lo = int(x.max()), int(x.min())
+        if max(hi, -lo) * x.size >= 2**63:
+            x = x.astype(object)
+    return np.add.reduceat(x, starts)
+
+
+class Decoded:
+    """Accumulated slots and lines (canonical order) as arrays."""
+
+
+def decode(p, accs):
+    R = p.R
+    nd_ = p.n_dense
+    # ---- slots with events: dense (summed over threads) then hashed rows
+    cnt_d = np.sum([a.acc[:nd_, 0] for a in accs], axis=0) if nd_ else np.zeros(0, np.int64)
+    nz = np.flatnonzero(cnt_d)
+    slot = [nz.astype(np.int64)]
+    cnt = [cnt_d[nz]]
+    sm = [_total([a.acc[nz, 1] for a in accs])]
+    ext_rows = [a.ext.shape[0] for a in accs][0]
+    has_ext = p.n_ext != 0
+    ext = []
+    if has_ext:
+        sel = nz < ext_rows
+        inext = nz[sel]
+        parts = [a.ext[inext] for a in accs]
+        e = np.zeros((nz.size, X_NCOL), np.int64)
+        e[:, X_MAX] = I64_MIN
+        e[:, X_LTS] = I64_MIN
+        if inext.size:
+            e[sel, X_MAX] = np.max([x[:, X_MAX] for x in parts], axis=0)
+            best = parts[0].copy()
+            for x in parts[1:]:
+                take = (x[:, X_LTS] > best[:, X_LTS]) | ((x[:, X_LTS] == best[:, X_LTS]) & (x[:, X_LROW] > best[:, X_LROW]))
+                best[take] = x[take]
+            for c in (X_LTS, X_LROW, X_LVAL):
+                e[sel, c] = best[:, c]
+        tp = _total([x[:, X_PROR] for x in parts]) if inext.size else np.zeros(0, np.int64)
+        tc = _total([x[:, X_CENTS] for x in parts]) if inext.size else np.zeros(0, np.int64)
+        pror = np.zeros(nz.size, object if tp.dtype == object else np.int64)
+        cents = np.zeros(nz.size, object if tc.dtype == object else np.int64)
+        pror[sel], cents[sel] = tp, tc
+        ext = [e, pror, cents]
+    if p.hashed:
+        hs, hc, hsm, he, hp, hcn = [], [], [], [], [], []
+        for a in accs:
+            used = a.hkeys >= 0
+            rows = a.hvals[used]
+            hs.append(a.hkeys[used])
+            hc.append(a.acc[rows, 0])
+            hsm.append(a.acc[rows, 1])
+            if has_ext:
+                x = a.ext[rows] if p.n_ext < 0 else np.zeros((rows.size, X_NCOL), np.int64)
+                if p.n_ext >= 0:
+                    x[:, X_MAX] = I64_MIN
+                    x[:, X_LTS] = I64_MIN
+                he.append(x)
+        keys = np.concatenate(hs)
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        st, _ = segments(keys)
+        slot.append(keys[st])
+        cnt.append(np.add.reduceat(np.concatenate(hc)[order], st) if st.size else np.zeros(0, np.int64))
+        sm.append(_reduce(np.concatenate(hsm)[order], st) if st.size else np.zeros(0, np.int64))
+        if has_ext:
+            x = np.concatenate(he)[order]
+            m = np.maximum.reduceat(x[:, X_MAX], st) if st.size else np.zeros(0, np.int64)
+            # latest within equal slots: the last of each segment after sorting by (slot, ts, row)
+            o2 = np.lexsort((x[:, X_LROW], x[:, X_LTS], keys))
+            x2 = x[o2]
+            last = np.r_[st[1:], keys.size] - 1 if st.size else st
+            e = np.zeros((st.size, X_NCOL), np.int64)
+            e[:, X_MAX] = m
+            e[:, X_LTS], e[:, X_LROW], e[:, X_LVAL] = x2[last, X_LTS], x2[last, X_LROW], x2[last, X_LVAL]
+            ext[0] = np.concatenate([ext[0], e])
+            ext[1] = np.concatenate([ext[1], _reduce(x[:, X_PROR], st) if st.size else np.zeros(0, np.int64)])
+            ext[2] = np.concatenate([ext[2], _reduce(x[:, X_CENTS], st) if st.size else np.zeros(0, np.int64)])
+    slot = np.concatenate(slot)
+    cnt = np.concatenate(cnt)
+    sm = np.concatenate(sm) if len(sm) > 1 else sm[0]
+    # ---- lines: runs of slots with the same slot // R
+    d = Decoded()
+    d.slot, d.cnt, d.sm = slot, cnt, sm
+    line_v = slot // R
+    d.reason = slot - line_v * R
+    st, en = segments(line_v)
+    d.starts, d.ends = st, en
+    lv = line_v[st] if st.size else line_v
+    d.line_v = lv
+    d.count = np.add.reduceat(cnt, st) if st.size else cnt
+    d.sum = _reduce(sm, st)
+    if has_ext:
+        e, pror, cents = ext
+        d.max = np.maximum.reduceat(e[:, X_MAX], st) if st.size else e[:, X_MAX]
+        o = np.lexsort((e[:, X_LROW], e[:, X_LTS], line_v))
+        d.lval = e[o[en - 1], X_LVAL] if st.size else e[:, X_LVAL]
+        d.pror = _reduce(pror, st)
+        d.cents = _reduce(cents, st)
+    # ---- slot -> (instance, rank, bucket, group, window)
+    inst_order = np.argsort(p.inst_lbase, kind="stable")
+    lb = p.inst_lbase[inst_order]
+    inst = inst_order[np.searchsorted(lb, lv, "right") - 1]
+    rem = lv - p.inst_lbase[inst]
+    stride = p.inst_lstride[inst]
+    rank = rem // stride
+    local = rem - rank * stride
+    cp = p.arrays["INST"][inst, I_CP]
+    a = p.arrays
+    bkt_line = a["BKT"][:, 0]
+    prog_lines = np.asarray([pr.lines for pr in p.programs], np.int64)
+    prog_base = np.r_[0, np.cumsum(prog_lines)[:-1]] if prog_lines.size else prog_lines
+    bkt_prog = np.repeat(np.arange(len(p.programs)), [pr.nf + 1 for pr in p.programs])
+    gstart = prog_base[bkt_prog] + bkt_line[: bkt_prog.size] if bkt_prog.size else bkt_prog
+    bo = np.searchsorted(gstart, prog_base[cp] + local, "right") - 1 if lv.size else lv
+    b = bo - a["CP"][cp, C_BOFF]
+    within = local - bkt_line[bo]
+    nw1 = a["BKT"][bo, 1]
+    g = within // nw1
+    w = within - g * nw1
+    sub_off = np.r_[0, np.cumsum([x.size for x in p.inst_subs])[:-1]] if p.inst_subs else np.zeros(0, np.int64)
+    all_subs = np.concatenate(p.inst_subs) if p.inst_subs else np.zeros(0, np.int64)
+    si = all_subs[sub_off[inst] + rank] if lv.size else lv
+    inst_ci = np.asarray([c for _, c, _ in p.instances], np.int64)
+    ci = inst_ci[inst] if lv.size else lv
+    d.order = np.lexsort((w, g, b, ci, si))
+    d.inst, d.si, d.ci, d.b, d.g, d.w, d.cp, d.rank = inst, si, ci, b, g, w, cp, rank
+    return d
+
+
+def _ignored(p, accs):
+    tot = np.sum([a.ign[: p.n_ign] for a in accs], axis=0) if p.n_ign else np.zeros(0, np.int64)
+    out = {}
+    nzi = np.flatnonzero(tot)
+    if not nzi.size:
+        return out
+    ib = p.inst_ign
+    inst = np.searchsorted(ib, nzi, "right") - 1
+    for x, k, c in zip(inst.tolist(), nzi.tolist(), tot[nzi].tolist()):
+        P, ci, cp = p.instances[x]
+        nb = p.programs[cp].nf + 1
+        rank, b = divmod(k - int(ib[x]), nb)
+        si = int(p.inst_subs[x][rank])
+        out[(si, ci, None if b == nb - 1 else b)] = c
+    return out
+
+
+def _group_tuple(p, pr, g):
     out = []
-    for k in ch.group_by:
-        vals = group_values[k]
-        out.append(vals[g % len(vals)])
-        g //= len(vals)
-    return tuple(out)
+    for key in pr.group_by:
+        vals = p.group_values[key]
+        out.append(vals)
+    res = []
+    mult = pr.G
+    for vals in out:
+        mult //= len(vals)
+        res.append(vals[(g // mult) % len(vals)])
+    return tuple(res)
+
+
+def _side(p, base, accs, d):
+    """Sequences per line index (into d's arrays): sorted event rows and values."""
+    if not any(a.nside for a in accs):
+        return {}
+    R = p.R
+    slot = np.concatenate([a.side[0][: a.nside] for a in accs])
+    idx = np.concatenate([a.side[1][: a.nside] for a in accs])
+    val = np.concatenate([a.side[2][: a.nside] for a in accs])
+    aux = np.concatenate([a.side[3][: a.nside] for a in accs])
+    line_v = slot // R
+    ts = base.timestamp_ms[idx]
+    rid = base.rowid[idx]
+    li = np.searchsorted(d.line_v, line_v)  # every side line has events, so it is in d
+    cpl = d.cp[li]
+    uniq = np.asarray([bool(pr.flags & F_UNIQUE) for pr in p.programs])[cpl]
+    out = {}
+    # time order for everything (unique_count too: pay in advance, percentage)
+    o = np.lexsort((rid, ts, li))
+    st, en = segments(li[o])
+    lines = li[o][st] if st.size else st
+    for k, s0, e0 in zip(lines.tolist(), st.tolist(), en.tolist()):
+        sl = o[s0:e0]
+        out[k] = {"idx": idx[sl], "val": val[sl], "aux": aux[sl], "ts": ts[sl], "rowid": rid[sl]}
+    # unique_count: (line, uid, time) order, one kernel
+    if uniq.any():
+        u = np.flatnonzero(uniq)
+        o = u[np.lexsort((rid[u], ts[u], val[u], li[u]))]
+        st, en = segments(li[o])
+        lines = li[o][st]
+        lastday = np.asarray([p.periods[int(d.si[k])].eff_days - 1 for k in lines.tolist()], np.int64)
+        full, days = _unique(st, en, val[o], aux[o], lastday)
+        for k, f, dd in zip(lines.tolist(), full.tolist(), days.tolist()):
+            out[k]["unique"] = (f, dd)
+    # weighted_sum: one kernel over the time-ordered segments
+    wl = [k for k in out if p.programs[int(d.cp[k])].charge.metric.aggregation == "weighted_sum"]
+    if wl:
+        vals = [out[k]["val"] for k in wl]
+        tss = [out[k]["ts"] for k in wl]
+        lens = np.asarray([v.size for v in vals], np.int64)
+        ends = np.cumsum(lens)
+        starts = ends - lens
+        per = [p.periods[int(d.si[k])] for k in wl]
+        acc, ok = _weighted(starts, ends, np.concatenate(vals), np.concatenate(tss),
+                            np.asarray([x.lo for x in per], np.int64), np.asarray([x.ws_end for x in per], np.int64))
+        for j, k in enumerate(wl):
+            out[k]["weighted"] = int(acc[j]) if ok[j] else weighted_python(vals[j], tss[j], per[j].lo, per[j].ws_end)
+    return out
 
 
 def rate(subscriptions, cols):
     """Rate ``subscriptions`` over the event columns ``cols`` (store format)."""
     p = planmod.build(subscriptions, cols)
-    acc, hkeys, hvals, ignored_arr, side = run_pass(p, cols)
-    lid, gcode = _row_keys(p, hkeys, hvals, acc.shape[0])
-    ts = np.asarray(cols.timestamp_ms)
-    rowid = np.asarray(cols.rowid)
-    keys = {}
-    for row in np.flatnonzero(acc[:, COUNT] > 0):
-        lx = lid[row]
-        c = p.lid_c[lx]
-        si, ci, cp = p.instances[c]
-        ch = p.subs[si].charges[ci]
-        b = int(p.lid_b[lx])
-        w = int(p.lid_w[lx])
-        keys[int(row)] = LineKey(
-            si, ci, None if b == p.nf_of[cp] else b, _group_tuple(ch, int(gcode[row]), p.group_values),
-            None if w == 0 else w - 1,
-        )
-    seqs = _sequences(p, side, ts, rowid)
-    usages, advances = [], {}
-    cp_of = {(s, c): cp for s, c, cp in p.instances}
-    for row, key in keys.items():
-        si, ci = key.sub, key.charge
-        ch = p.subs[si].charges[ci]
-        fp = p.programs[cp_of[(si, ci)]][1]
-        if ch.pay_in_advance:
-            advances[key] = _advance_events(p, ch, fp, seqs.get(row, ()), cols, ts, rowid)
-        else:
-            usages.append(_usage(p, key, ch, fp, acc[row], seqs.get(row)))
-    ignored = {}
-    for c, (si, ci, cp) in enumerate(p.instances):
-        base = int(p.arrays["c_cb_off"][c])
-        for b in range(p.nf_of[cp] + 1):
-            k = int(ignored_arr[base + b])
-            if k:
-                ignored[(si, ci, None if b == p.nf_of[cp] else b)] = k
-    return assemble(p.subs, p.periods, usages, ignored, advances)
+    base, accs = run_pass(p, cols)
+    d = decode(p, accs)
+    ignored = _ignored(p, accs)
+    side = _side(p, base, accs, d)
+    return _assemble(p, base, d, ignored, side)
 
 
-def _sequences(p, side, ts, rowid):
-    srow, sidx, sval, saux = side
-    if srow.size == 0:
-        return {}
-    order = np.lexsort((rowid[sidx], ts[sidx], srow))
-    srow, sidx, sval, saux = srow[order], sidx[order], sval[order], saux[order]
-    cuts = np.flatnonzero(np.diff(srow)) + 1
-    out = {}
-    for a, b in zip(np.r_[0, cuts], np.r_[cuts, srow.size]):
-        ix = sidx[a:b]
-        out[int(srow[a])] = (ix, sval[a:b], saux[a:b], ts[ix])
-    return out
+def _nd(v, scale):
+    return (int(v) * scale.numerator, scale.denominator)
 
 
-def _usage(p, key, ch, fp, a, seq):
-    m = ch.metric
-    agg = m.aggregation
-    per = p.periods[key.sub]
-    d = fp.scale if fp is not None else Fraction(1)
-    count = int(a[COUNT])
-    pror = None
-    values = pev = None
-    if agg == "count":
-        full = Fraction(count)
-    elif agg == "sum":
-        full = d * int(a[SUM])
-        pror = d * int(a[PROR]) / per.duration_days
-    elif agg == "max":
-        full = d * int(a[MAX])
-    elif agg == "latest":
-        full = max(d * int(a[LAST_VAL]), Fraction(0))
-    elif agg == "unique_count":
-        full, pror = _unique(seq, per)
-    else:
-        full = _weighted(seq, per, d, p)
-    nr = int(p.arrays["nreasons"])
-    reasons = {}
-    for r in range(nr):
-        cnt = int(a[NFIXED + nr + r])
-        if cnt:
-            reasons[p.reason_values[r]] = (d * int(a[NFIXED + r]), cnt)
-    model = line_model(ch, key.bucket, key.window)
-    if seq is not None:
-        idx, val, aux, _ = seq
-        if isinstance(model, Percentage) and agg == "unique_count":
-            values = (Fraction(1),) * len(val)
-        elif isinstance(model, Percentage) and agg != "count":
-            values = tuple(d * int(v) for v in val)
-        if ch.prorated and agg == "sum" and isinstance(model, Graduated):
-            pev = tuple((d * int(v), per.eff_days - max(int(x), 0)) for v, x in zip(val, aux))
-    cents = Fraction(0)
-    if int(a[CENTS]):
-        cents = int(a[CENTS]) * Fraction(10) ** p.scales[planmod.CENTS_PROP]
-    return LineUsage(
-        key, full, count, prorated=pror if ch.prorated else None, reasons=reasons, cents=cents,
-        values=values, pror_events=pev,
-    )
-
-
-def _unique(seq, per):
-    idx, val, aux, _ = seq
-    last = {}
-    events = {}
-    for v, x in zip(val.tolist(), aux.tolist()):
-        rem = x & 1
-        day = (x >> 1) - 1
-        last[v] = rem
-        events.setdefault(v, []).append((rem, day))
-    full = Fraction(sum(1 for r in last.values() if not r))
-    lastday = per.eff_days - 1
-    total = 0
-    for evs in events.values():
-        prev, start, days = None, None, set()
-        for rem, day in evs:
-            op = "remove" if rem else "add"
-            if op == prev or (op == "remove" and prev is None):
-                continue
-            if op == "add":
-                start = max(day, 0)
-            else:
-                days.update(range(max(start, 0), min(day, lastday) + 1))
-                start = None
-            prev = op
-        if start is not None:
-            days.update(range(start, lastday + 1))
-        total += len(days)
-    return full, Fraction(total, per.duration_days)
-
-
-def _weighted(seq, per, d, p):
-    """Levels x milliseconds from lo to the end row, over the full period."""
-    idx, val, aux, tss = seq
-    level = 0
-    acc = 0
-    t = per.lo
-    for v, x in zip(val.tolist(), tss.tolist()):
-        if x < per.lo:
-            level += v
-            continue
-        acc += level * (x - t)
-        level += v
-        t = x
-    acc += level * (per.ws_end - t)
-    return d * acc / (per.duration_days * 86_400_000)
-
-
-def _advance_events(p, ch, fp, seq, cols, ts, rowid):
-    if not len(seq):
-        return []
-    idx, val, aux, tss = seq
-    d = fp.scale if fp is not None else Fraction(1)
+def _usage(p, d, k, si, ch, pr, slot_lists, side):
+    """LineUsage of decoded line k."""
     agg = ch.metric.aggregation
-    txs = getattr(cols, "transaction_ids", None)
-    cents_col = None
-    if planmod.CENTS_PROP in p.numeric_slots:
-        cents_col = p.arrays["mants"][p.numeric_slots[planmod.CENTS_PROP]]
-    out = []
-    for i, v, x in zip(idx.tolist(), val.tolist(), aux.tolist()):
-        cents = Fraction(0)
-        if cents_col is not None and cents_col[1][i] != -128:
-            cents = int(cents_col[0][i]) * Fraction(10) ** int(cents_col[1][i])
+    per = p.periods[si]
+    D = p.q_scale[pr.q]
+    count = int(d.count[k])
+    pror = None
+    seq = None
+    if agg == "count":
+        full = (count, 1)
+    elif agg == "sum":
+        full = _nd(d.sum[k], D)
+        if pr.flags & F_PROR:
+            pror = (int(d.pror[k]) * D.numerator, D.denominator * per.duration_days)
+    elif agg == "max":
+        full = _nd(d.max[k], D)
+    elif agg == "latest":
+        full = _nd(max(int(d.lval[k]), 0), D)
+    elif agg == "unique_count":
+        seq = side[k]
+        f, days = seq["unique"]
+        full = (f, 1)
+        pror = (days, per.duration_days)
+    else:
+        seq = side[k]
+        full = (seq["weighted"] * D.numerator, D.denominator * per.duration_days * 86_400_000)
+    slots, cnts, sums = slot_lists
+    s0, s1 = int(d.starts[k]), int(d.ends[k])
+    rv = p.reason_values
+    R = p.R
+    reasons = tuple((rv[slots[j] % R], sums[j] * D.numerator, D.denominator, cnts[j]) for j in range(s0, s1))
+    if pr.flags & F_SIDE:
+        seq = side.get(k)
+    cents = (0, 1)
+    if pr.flags & F_CENTS:
+        c = int(d.cents[k])
+        sc = p.cents_scale
+        cents = (c * 10**sc, 1) if sc >= 0 else (c, 10 ** (-sc))
+    return full, count, pror, reasons, cents, seq
+
+
+def _assemble(p, base, d, ignored, side):
+    order = d.order.tolist()
+    si_l, ci_l, b_l, g_l, w_l = (x.tolist() for x in (d.si, d.ci, d.b, d.g, d.w))
+    slot_lists = (d.slot.tolist(), d.cnt.tolist(), d.sm.tolist())
+    cp_l = d.cp.tolist()
+    # group lines by (sub, charge)
+    by_sc: dict = {}
+    for k in order:
+        by_sc.setdefault((si_l[k], ci_l[k]), []).append(k)
+    lines, fees = [], []
+    ctxs: dict = {}
+    txs = getattr(p.cols, "transaction_ids", None)
+    adv_keys = []
+    for si, sub in enumerate(p.subs):
+        per = p.periods[si]
+        if per.empty:
+            continue
+        for ci, charge in enumerate(sub.charges):
+            cc = ctxs.get(id(charge))
+            if cc is None:
+                cc = ctxs[id(charge)] = ChargeCtx(charge)
+            ks = by_sc.get((si, ci), ())
+            if charge.pay_in_advance:
+                for k in ks:
+                    adv_keys.append((si, ci, k))
+                continue
+            nf = len(charge.filters)
+            charge_lines = []
+            j = 0
+            for b in range(nf + 1):
+                bucket = None if b == nf else b
+                first = True
+                n_ign = ignored.get((si, ci, bucket), 0)
+                while j < len(ks) and b_l[ks[j]] == b:
+                    k = ks[j]
+                    j += 1
+                    pr = p.programs[cp_l[k]]
+                    full, count, pror, reasons, cents, seq = _usage(p, d, k, si, charge, pr, slot_lists, side)
+                    w = w_l[k]
+                    window = None if w == 0 else w - 1
+                    group = _group_tuple(p, pr, g_l[k]) if pr.group_by else ()
+                    u = LineUsage(si, ci, bucket, group, window, full, count,
+                                  prorated=pror if charge.prorated else None, reasons=reasons, cents=cents,
+                                  ignored=n_ign if first else 0)
+                    if seq is not None:
+                        _seq_fields(p, u, cc, pr, seq, per, bucket, window)
+                    first = False
+                    charge_lines.append(price_line(sub, cc, u, per.duration_days))
+                if first:
+                    charge_lines.append(price_line(sub, cc, empty_usage(si, ci, charge, bucket, n_ign),
+                                                   per.duration_days))
+            lines.extend(charge_lines)
+            t = true_up_line(sub, charge, charge_lines, per.eff_days, per.duration_days)
+            if t is not None:
+                lines.append(t)
+    # pay in advance: canonical order is (sub, charge, bucket, group, window) = d.order
+    for si, ci, k in adv_keys:
+        sub = p.subs[si]
+        charge = sub.charges[ci]
+        pr = p.programs[cp_l[k]]
+        nf = pr.nf
+        b = b_l[k]
+        w = w_l[k]
+        seq = side.get(k)
+        evs = _advance_events(p, charge, pr, seq, txs)
+        group = _group_tuple(p, pr, g_l[k]) if pr.group_by else ()
+        fees.extend(advance_fees(sub, ctxs[id(charge)], None if b == nf else b, group, None if w == 0 else w - 1,
+                                 evs))
+    return RateResult(tuple(lines), tuple(fees))
+
+
+def _seq_fields(p, u, cc, pr, seq, per, bucket, window):
+    model = cc.model(bucket, window)[0]
+    agg = cc.agg
+    D = p.q_scale[pr.q]
+    if isinstance(model, Percentage):
         if agg == "unique_count":
-            q, uid, rem = Fraction(1), cols.strings[v], bool(x & 1)
+            u.values = ((1, 1),) * len(seq["val"])
+        elif agg != "count":
+            u.values = tuple((v * D.numerator, D.denominator) for v in seq["val"].tolist())
+    if cc.charge.prorated and agg == "sum" and isinstance(model, Graduated):
+        u.pror_events = tuple((v * D.numerator, D.denominator, per.eff_days - max(x, 0))
+                              for v, x in zip(seq["val"].tolist(), seq["aux"].tolist()))
+
+
+def _advance_events(p, ch, pr, seq, txs):
+    if seq is None or not len(seq["idx"]):
+        return []
+    D = p.q_scale[pr.q]
+    agg = ch.metric.aggregation
+    cents_m = cents_e = None
+    if pr.flags & F_CENTS:
+        cents_m, cents_e = p.cols.precise_total_amount_cents if hasattr(p.cols, planmod.CENTS_PROP) else \
+            p.cols.numeric(planmod.CENTS_PROP)
+    strings = p.cols.strings
+    out = []
+    for i, v, x, t, r in zip(seq["idx"].tolist(), seq["val"].tolist(), seq["aux"].tolist(), seq["ts"].tolist(),
+                             seq["rowid"].tolist()):
+        cents = Fraction(0)
+        if cents_m is not None and cents_e[i] != -128:
+            cents = int(cents_m[i]) * Fraction(10) ** int(cents_e[i])
+        if agg == "unique_count":
+            q, uid, rem = Fraction(1), strings[v], bool(x & 1)
         else:
-            q, uid, rem = d * v, None, False
-        tx = str(txs[i]) if txs is not None else str(int(rowid[i]))
-        out.append(AdvanceEvent(int(ts[i]), int(rowid[i]), tx, q, cents, uid, rem))
+            q, uid, rem = D * v, None, False
+        tx = str(txs[i]) if txs is not None else str(r)
+        out.append(AdvanceEvent(t, r, tx, q, cents, uid, rem))
     return out

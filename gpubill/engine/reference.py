@@ -30,6 +30,8 @@ The rules, for each subscription and charge:
   weighted_sum: levels x milliseconds from ``lo`` to ``hi`` rounded up to the
   second, over the full period's days x 86 400 000; recurring starts from the
   sum of the earlier deltas.
+* Events are indexed by (subscription, code) first, so a run costs
+  O(events x charges of the event's subscription), not O(subs x charges x events).
 * Prorated (sum): each event weighs its remaining local days in the covered
   period (events before the period weigh all of them) over the full period's
   days; (unique_count): each id's active days, the removal day included.
@@ -45,7 +47,7 @@ from . import poly as polymod
 from .period import NEG_INF, period_of
 from .price import assemble, line_model
 from .program import END_REASON, Graduated, Percentage
-from .usage import AdvanceEvent, LineKey, LineUsage
+from .usage import AdvanceEvent, LineUsage, nd
 
 NUMERIC = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 REMOVE = "remove"
@@ -162,7 +164,7 @@ def _unique_prorated(rows, per):
     return Fraction(total, per.duration_days)
 
 
-def _aggregate(charge, key, rows, per):
+def _aggregate(charge, si, ci, key, rows, per):
     m = charge.metric
     agg = m.aggregation
     rows.sort(key=lambda r: (r["ts"], r["rowid"]))
@@ -198,20 +200,26 @@ def _aggregate(charge, key, rows, per):
     for r in rows:
         u, c = reasons.get(r["reason"], (Fraction(0), 0))
         reasons[r["reason"]] = (u + r["q"], c + 1)
-    model = line_model(charge, key.bucket, key.window)
-    values = tuple(r["q"] for r in rows) if isinstance(model, Percentage) and agg != "count" else None
+    bucket, group, window = key
+    model = line_model(charge, bucket, window)
+    values = tuple(nd(r["q"]) for r in rows) if isinstance(model, Percentage) and agg != "count" else None
     pev = None
     if charge.prorated and agg == "sum" and isinstance(model, Graduated):
-        pev = tuple((r["q"], per.eff_days - max(per.day_index(r["ts"]), 0)) for r in rows)
+        pev = tuple(nd(r["q"]) + (per.eff_days - max(per.day_index(r["ts"]), 0),) for r in rows)
     return LineUsage(
-        key, full, len(rows), prorated=pror if charge.prorated else None, reasons=reasons,
-        cents=sum((r["cents"] for r in rows), Fraction(0)), values=values, pror_events=pev,
+        si, ci, bucket, group, window, nd(full), len(rows),
+        prorated=nd(pror) if (charge.prorated and pror is not None) else None,
+        reasons=tuple((k, v.numerator, v.denominator, c) for k, (v, c) in reasons.items()),
+        cents=nd(sum((r["cents"] for r in rows), Fraction(0))), values=values, pror_events=pev,
     )
 
 
 def rate_reference(subscriptions, events):
     subs = list(subscriptions)
     evs = normalize(events)
+    by_pair: dict = {}
+    for e in evs:
+        by_pair.setdefault((e["sub"], e["code"]), []).append(e)
     periods = [period_of(s) for s in subs]
     usages, ignored, advances = [], {}, {}
     for si, sub in enumerate(subs):
@@ -224,8 +232,8 @@ def rate_reference(subscriptions, events):
             poly = polymod.compile_expr(q_expr, m.unit_scale) if q_expr is not None else None
             lo = NEG_INF if (m.recurring and not charge.pay_in_advance) else per.lo
             lines: dict = {}
-            for e in evs:
-                if e["sub"] != sub.external_id or e["code"] != m.event_code or not lo <= e["ts"] <= per.hi:
+            for e in by_pair.get((sub.external_id, m.event_code), ()):
+                if not lo <= e["ts"] <= per.hi:
                     continue
                 props = e["props"]
                 b = bucket_of(charge, props)
@@ -234,7 +242,7 @@ def rate_reference(subscriptions, events):
                     ignored[(si, ci, b)] = ignored.get((si, ci, b), 0) + 1
                     continue
                 w = window_of(charge.bucket_windows(b), e["ts"])
-                key = LineKey(si, ci, b, tuple(props.get(k) for k in charge.group_by), w)
+                key = (b, tuple(props.get(k) for k in charge.group_by), w)
                 uid = props.get(m.field) if m.aggregation == "unique_count" else None
                 lines.setdefault(key, []).append(
                     dict(ts=e["ts"], rowid=e["rowid"], tx=e["tx"], q=q, cents=e["cents"], uid=uid,
@@ -243,10 +251,10 @@ def rate_reference(subscriptions, events):
             for key, rows in lines.items():
                 if charge.pay_in_advance:
                     rows.sort(key=lambda r: (r["ts"], r["rowid"]))
-                    advances[key] = [
+                    advances[(si, ci) + key] = [
                         AdvanceEvent(r["ts"], r["rowid"], r["tx"], r["q"], r["cents"], r["uid"], r["remove"])
                         for r in rows
                     ]
                 else:
-                    usages.append(_aggregate(charge, key, rows, per))
+                    usages.append(_aggregate(charge, si, ci, key, rows, per))
     return assemble(subs, periods, usages, ignored, advances)

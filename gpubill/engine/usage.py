@@ -2,10 +2,15 @@
 
 Both engines (``reference`` in plain Python, ``rate`` with numba kernels)
 reduce events to one ``LineUsage`` per (subscription, charge, filter bucket,
-group, price window) with exact rational quantities, and one
-``AdvanceEvent`` sequence per line of a pay-in-advance charge.  ``price.py``
-turns those into ``RatedLine`` / ``InAdvanceFee`` values; the engines differ
-only in how they aggregate, which is what the property tests hold equal.
+group, price window) and one ``AdvanceEvent`` sequence per line of a
+pay-in-advance charge.  ``price.py`` turns those into ``RatedLine`` /
+``InAdvanceFee`` values; the engines differ only in how they aggregate,
+which is what the property tests hold equal.
+
+Exact rationals travel as ``(numerator, denominator)`` int pairs
+(denominator > 0, not necessarily reduced): the fast engine produces tens
+of thousands of lines and a ``Fraction`` per value would cost more than the
+pricing itself.
 """
 
 from __future__ import annotations
@@ -15,14 +20,43 @@ from typing import Optional
 
 import attrs
 
+ZERO_ND = (0, 1)
 
-@attrs.frozen
-class LineKey:
-    sub: int  # index into the subscriptions
-    charge: int  # index into the subscription's charges
-    bucket: Optional[int]  # filter index, None = default bucket
-    group: tuple  # one value per group_by key, None = missing
-    window: Optional[int]  # index into the bucket's windows, None = no window
+
+def nd(f: Fraction) -> tuple:
+    return (f.numerator, f.denominator)
+
+
+class LineUsage:
+    """One line's aggregation.
+
+    ``full``: the aggregation (non-prorated), ``(num, den)``; ``count``:
+    events that entered it; ``prorated``: exact prorated value before the
+    5-decimal ceil (or None); ``reasons``: ``((end_reason, num, den, count),
+    ...)``; ``cents``: dynamic sum of precise_total_amount_cents; ``values``:
+    percentage per-event values in time order; ``pror_events``: prorated
+    graduated ``((num, den, day weight), ...)``; ``ignored``: events of the
+    bucket dropped as non-numeric / missing.
+    """
+
+    __slots__ = ("sub", "charge", "bucket", "group", "window", "full", "count", "prorated", "reasons", "cents",
+                 "values", "pror_events", "ignored")
+
+    def __init__(self, sub, charge, bucket, group, window, full, count, prorated=None, reasons=(), cents=ZERO_ND,
+                 values=None, pror_events=None, ignored=0):
+        self.sub = sub
+        self.charge = charge
+        self.bucket = bucket  # filter index, None = default bucket
+        self.group = group  # one value per group_by key, None = missing
+        self.window = window  # index into the bucket's windows, None = no window
+        self.full = full
+        self.count = count
+        self.prorated = prorated
+        self.reasons = reasons
+        self.cents = cents
+        self.values = values
+        self.pror_events = pror_events
+        self.ignored = ignored
 
     def sort_key(self):
         return (
@@ -35,16 +69,21 @@ class LineKey:
 
 
 @attrs.frozen
-class LineUsage:
-    key: LineKey
-    full: Fraction  # the aggregation (non-prorated)
-    count: int  # events that entered the aggregation
-    prorated: Optional[Fraction] = None  # exact prorated value (before the 5-decimal ceil)
-    reasons: dict = attrs.field(factory=dict)  # end_reason -> (units Fraction, count)
-    cents: Fraction = Fraction(0)  # dynamic: sum of precise_total_amount_cents
-    values: Optional[tuple] = None  # percentage: per-event values in time order
-    pror_events: Optional[tuple] = None  # prorated graduated: ((value, day weight), ...) in time order
-    ignored: int = 0  # events of this bucket dropped as non-numeric / missing
+class LineKey:
+    sub: int
+    charge: int
+    bucket: Optional[int]
+    group: tuple
+    window: Optional[int]
+
+    def sort_key(self):
+        return (
+            self.sub,
+            self.charge,
+            (self.bucket is None, self.bucket or 0),
+            tuple((v is not None, v or "") for v in self.group),
+            (self.window is not None, self.window or 0),
+        )
 
 
 @attrs.frozen
