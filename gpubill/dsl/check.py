@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from gpubill.dsl import ast
-from gpubill.dsl.diagnostics import Diagnostic, sort_key
+from gpubill.dsl.diagnostics import Diagnostic, dedupe, sort_key
 from gpubill.dsl.load import load_paths
 from gpubill.dsl.parse import parse
 from gpubill.dsl.resolve import Catalog, resolve
@@ -42,7 +42,7 @@ def check_paths(paths: list[str]) -> tuple[Catalog, dict[str, str], list[Diagnos
     """Load, resolve and check every `.bill` file under the paths."""
     docs, sources, diags = load_paths(paths)
     catalog, more = check_documents(docs)
-    return catalog, sources, sorted(_dedupe(diags + more), key=sort_key)
+    return catalog, sources, sorted(dedupe(diags + more), key=sort_key)
 
 
 def check_sources(sources: dict[str, str]) -> tuple[Catalog, list[Diagnostic]]:
@@ -53,14 +53,4 @@ def check_sources(sources: dict[str, str]) -> tuple[Catalog, list[Diagnostic]]:
         docs.append(doc)
         diags.extend(ds)
     catalog, more = check_documents(docs)
-    return catalog, sorted(_dedupe(diags + more), key=sort_key)
-
-
-def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
-    seen, out = set(), []
-    for d in diags:
-        key = (d.rule, d.message, d.span)
-        if key not in seen:
-            seen.add(key)
-            out.append(d)
-    return out
+    return catalog, sorted(dedupe(diags + more), key=sort_key)

@@ -59,6 +59,17 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> tuple[str, ...]:
     return (f'did you mean "{close[0]}"?',) if close else ()
 
 
+def dedupe(diags: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """The diagnostics in order, each (rule, message, span) once."""
+    seen, out = set(), []
+    for d in diags:
+        key = (d.rule, d.message, d.span)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
 def sort_key(d: Diagnostic):
     s = d.span
     return (s.path, s.line, s.col, d.rule) if s else ("", 0, 0, d.rule)

@@ -26,7 +26,7 @@ import datetime as dt
 from decimal import Decimal
 from fractions import Fraction
 
-from gpubill.dsl import ast, units
+from gpubill.dsl import ast, quantities, units
 from gpubill.dsl.resolve import Catalog
 from gpubill.engine import program as p
 from gpubill.engine.billing_calendar import Period, start_of, to_ms
@@ -118,43 +118,23 @@ def _expr(e: ast.Expr) -> p.Expr:
     return ops[e.op](_expr(e.left), _expr(e.right))
 
 
-def expr_unit(e: ast.Expr) -> units.UnitValue:
-    """The unit of an expression: products multiply, sums keep the left unit."""
-    if isinstance(e, ast.Const):
-        return units.DIMENSIONLESS
-    if isinstance(e, ast.Prop):
-        return units.property_unit(e.name)
-    if isinstance(e, ast.Neg):
-        return expr_unit(e.operand)
-    left, right = expr_unit(e.left), expr_unit(e.right)
-    if e.op == "*":
-        return left * right
-    if e.op == "/":
-        return left  # divisor is a constant
-    return left
-
-
-def _props(e) -> set[str]:
-    if isinstance(e, ast.Prop):
-        return {e.name}
-    if isinstance(e, ast.Neg):
-        return _props(e.operand)
-    if isinstance(e, ast.BinOp):
-        return _props(e.left) | _props(e.right)
-    return set()
+def _props(e: ast.Expr) -> set[str]:
+    return {p.name for p in quantities.expr_props(e)}
 
 
 def metric_unit(m: ast.Metric) -> units.UnitValue:
-    """The unit a metric's quantities are expressed in."""
-    agg = m.aggregation
-    if agg is None or agg.kind in ("count", "unique_count"):
-        return units.lookup("event")
-    if agg.unit is not None:
-        u = units.lookup(agg.unit.name)
-        if u is None:
-            raise CompileError(f'unknown unit "{agg.unit.name}"')
-        return u
-    return expr_unit(agg.expr)
+    """The unit a metric's quantities are expressed in (see gpubill.dsl.quantities)."""
+    u = quantities.metric_unit(m)
+    if u is None:
+        raise CompileError(f'metric "{m.name.name}": its unit is unknown')
+    return u
+
+
+def charge_unit(charge: ast.Charge, metric: ast.Metric) -> units.UnitValue:
+    u = quantities.charge_unit(charge, metric)
+    if u is None:
+        raise CompileError(f'charge "{charge.key}": its unit is unknown')
+    return u
 
 
 def compile_metric(m: ast.Metric, target: units.UnitValue | None = None) -> p.MetricSpec:
@@ -169,7 +149,7 @@ def compile_metric(m: ast.Metric, target: units.UnitValue | None = None) -> p.Me
     expr = _expr(agg.expr) if agg.expr is not None else None
     scales: dict[str, int] = {}
     if agg.expr is not None:
-        natural = expr_unit(agg.expr)
+        natural = quantities.expr_unit(agg.expr)
         target = target or metric_unit(m)
         if natural.scale != target.scale:
             expr = p.Div(p.Mul(expr, p.Const(natural.scale)), p.Const(target.scale))
@@ -353,16 +333,6 @@ def _apply_override(b: _ChargeBuilder, o: ast.Override) -> None:
         b.set_price(o.price)
 
 
-def charge_unit(charge: ast.Charge, metric: ast.Metric) -> units.UnitValue:
-    """A charge counts in the unit its price is given in (`per hour`), else in the metric's."""
-    unit = getattr(charge.price, "unit", None)
-    if unit is not None and metric.aggregation is not None and metric.aggregation.expr is not None:
-        u = units.lookup(unit.name)
-        if u is not None and u.compatible(metric_unit(metric)):
-            return u
-    return metric_unit(metric)
-
-
 def _utilization(contract: ast.Contract, metric: ast.Metric) -> p.Utilization | None:
     """The idle policy, for metrics that measure GPU time and not utilization already."""
     idle = contract.idle
@@ -371,7 +341,7 @@ def _utilization(contract: ast.Contract, metric: ast.Metric) -> p.Utilization | 
     agg = metric.aggregation
     if agg is None or agg.expr is None:
         return None
-    dims = dict(expr_unit(agg.expr).dims)
+    dims = dict(quantities.expr_unit(agg.expr).dims)
     if dims.get("gpu") != 1 or dims.get("time") != 1 or "avg_utilization" in _props(agg.expr):
         return None
     floor = idle.minimum.value / 100 if (idle.kind == "hybrid" and idle.minimum is not None) else Decimal(0)

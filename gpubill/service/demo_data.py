@@ -19,6 +19,7 @@ from decimal import Decimal
 import attrs
 
 from gpubill.dsl import ast, units
+from gpubill.dsl.quantities import expr_props
 from gpubill.dsl.resolve import Catalog
 
 GPU_TYPES = ("A100-40GB", "A100-80GB", "H100-SXM", "H200")
@@ -34,16 +35,6 @@ class DemoEvents:
     duplicates: int
     conflicts: int
     malformed: int
-
-
-def _props_of_expr(e) -> set[str]:
-    if isinstance(e, ast.Prop):
-        return {e.name}
-    if isinstance(e, ast.Neg):
-        return _props_of_expr(e.operand)
-    if isinstance(e, ast.BinOp):
-        return _props_of_expr(e.left) | _props_of_expr(e.right)
-    return set()
 
 
 @attrs.frozen
@@ -64,7 +55,7 @@ def _needs(catalog: Catalog, plan: ast.Plan) -> dict[str, _Need]:
         a = acc.setdefault(m.event.name, {"numeric": set(), "strings": {}, "unique": None, "dynamic": False})
         agg = m.aggregation
         if agg.expr is not None:
-            a["numeric"] |= _props_of_expr(agg.expr)
+            a["numeric"] |= {p.name for p in expr_props(agg.expr)}
         for pe in m.per_event:
             a["numeric"].add(pe.prop.name)
         if agg.kind == "unique_count" and agg.field is not None:

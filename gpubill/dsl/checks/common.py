@@ -108,78 +108,16 @@ def declared_values(metric: ast.Metric, key: str) -> tuple[str, ...] | None:
     return units.CANONICAL_VALUES.get(key)
 
 
-# ---------------------------------------------------------------- units
-
-
-def expr_unit(e: ast.Expr) -> units.UnitValue:
-    """The unit of an expression, as the engine computes it."""
-    if isinstance(e, ast.Const):
-        return units.DIMENSIONLESS
-    if isinstance(e, ast.Prop):
-        return units.property_unit(e.name)
-    if isinstance(e, ast.Neg):
-        return expr_unit(e.operand)
-    left = expr_unit(e.left)
-    if e.op == "*":
-        return left * expr_unit(e.right)
-    return left
-
-
-def expr_props(e: ast.Expr | None) -> Iterator[ast.Prop]:
-    if e is None:
-        return
-    for n in walk(e):
-        if isinstance(n, ast.Prop):
-            yield n
-
-
-def metric_unit(metric: ast.Metric) -> units.UnitValue | None:
-    """The unit of a metric's quantities; None when it cannot be known (unknown unit, no aggregation)."""
-    agg = metric.aggregation
-    if agg is None:
-        return None
-    if agg.kind in ("count", "unique_count"):
-        return units.lookup("event")
-    if agg.unit is not None:
-        return units.lookup(agg.unit.name)
-    if agg.expr is None:
-        return None
-    return expr_unit(agg.expr)
-
-
-def price_unit(price: ast.Price) -> ast.Unit | None:
-    return getattr(price, "unit", None)
-
-
-def charge_unit(charge: ast.Charge, metric: ast.Metric) -> units.UnitValue | None:
-    """The unit a charge counts in: its main price's unit if it fits the metric, else the metric's."""
-    mu = metric_unit(metric)
-    if mu is None:
-        return None
-    pu = price_unit(charge.price)
-    agg = metric.aggregation
-    if pu is not None and agg is not None and agg.expr is not None:
-        u = units.lookup(pu.name)
-        if u is not None and u.compatible(mu):
-            return u
-    return mu
-
-
-def exact_factor(target: units.UnitValue, unit: units.UnitValue) -> bool:
-    """Whether a price per `unit` converts to a price per `target` as an exact decimal."""
-    f = Fraction(target.scale) / Fraction(unit.scale)
-    d = f.denominator
-    for p in (2, 5):
-        while d % p == 0:
-            d //= p
-    return d == 1
-
-
-def in_unit(q: ast.Quantity, target: units.UnitValue) -> Decimal | None:
-    u = units.lookup(q.unit)
-    if u is None:
-        return None
-    return q.value * u.scale / target.scale
+# Units of quantities live in gpubill.dsl.quantities (shared with the engine's compiler).
+from gpubill.dsl.quantities import (  # noqa: E402,F401
+    charge_unit,
+    exact_factor,
+    expr_props,
+    expr_unit,
+    in_unit,
+    metric_unit,
+    price_unit,
+)
 
 
 # ---------------------------------------------------------------- time

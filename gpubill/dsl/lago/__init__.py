@@ -26,7 +26,7 @@ import os
 
 import attrs
 
-from gpubill.dsl.diagnostics import Diagnostic, error
+from gpubill.dsl.diagnostics import Diagnostic, dedupe, error
 from gpubill.dsl.lago import values as V
 from gpubill.dsl.lago.context import At, Ctx
 from gpubill.dsl.lago.contracts import Entities, convert_contract, customer_currency, skip_reason
@@ -66,7 +66,7 @@ def import_lago(sources: dict[str, str], out_dir: str = "") -> ImportResult:
     diags = list(ctx.diags)
     if not any(d.is_error for d in diags) and out:
         diags.extend(_self_check(out))
-    return ImportResult(out if not any(d.is_error for d in diags) else {}, tuple(_dedupe(diags)))
+    return ImportResult(out if not any(d.is_error for d in diags) else {}, tuple(dedupe(diags)))
 
 
 def _canonical(text: str, name: str) -> str:
@@ -77,16 +77,6 @@ def _canonical(text: str, name: str) -> str:
         return text
     formatted, diags = format_source(text, name)
     return formatted if formatted is not None and not diags else text
-
-
-def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
-    seen, out = set(), []
-    for d in diags:
-        key = (d.rule, d.message, d.span)
-        if key not in seen:
-            seen.add(key)
-            out.append(d)
-    return out
 
 
 def _self_check(files: dict[str, str]) -> list[Diagnostic]:
