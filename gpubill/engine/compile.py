@@ -26,13 +26,10 @@ import datetime as dt
 from decimal import Decimal
 from fractions import Fraction
 
-from gpubill.dsl import ast, quantities, units
+from gpubill.dsl import ast, currencies, quantities, units
 from gpubill.dsl.resolve import Catalog
 from gpubill.engine import program as p
 from gpubill.engine.billing_calendar import Period, start_of, to_ms
-
-#: ISO 4217 minor units that are not 2.
-_MINOR_UNITS = {"JPY": 0, "KRW": 0, "CLP": 0, "VND": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3}
 
 _ROUND_MODES = {
     "half_up": "ROUND_HALF_UP",
@@ -60,10 +57,6 @@ DEFAULT_SCALE = -6
 
 class CompileError(Exception):
     """The IR cannot become a program (the checker should have said so)."""
-
-
-def currency_quantum(currency: str) -> Decimal:
-    return Decimal(1).scaleb(-_MINOR_UNITS.get(currency, 2))
 
 
 def plan_for(catalog: Catalog, contract: ast.Contract, at: dt.date) -> ast.Plan:
@@ -371,7 +364,7 @@ def compile_charge(
     if rounding is not None:
         money = p.MoneyRounding(_ROUND_MODES[rounding.mode], rounding.quantum.value)
     else:
-        money = p.MoneyRounding("ROUND_HALF_UP", currency_quantum(currency))
+        money = p.MoneyRounding("ROUND_HALF_UP", currencies.quantum(currency))
     return p.ChargeSpec(
         id=charge.key,
         metric=spec,

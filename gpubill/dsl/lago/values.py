@@ -12,12 +12,8 @@ from decimal import Decimal, InvalidOperation
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-#: ISO 4217 minor units that are not 2 (the exponent Lago's money library uses).
-MINOR_UNITS = {
-    **{c: 0 for c in ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX",
-                      "UYI", "VND", "VUV", "XAF", "XOF", "XPF")},
-    **{c: 3 for c in ("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND")},
-}
+from gpubill.dsl.currencies import MINOR_UNITS, minor_unit  # noqa: E402,F401
+
 #: Currencies whose minor unit is not a power of ten: cents cannot be mapped exactly.
 NON_DECIMAL = frozenset({"MGA", "MRU"})
 CURRENCY_RE = re.compile(r"[A-Z]{3}")
@@ -102,10 +98,6 @@ def currency(code, what: str = "currency") -> str:
     if code in NON_DECIMAL:
         raise BadValue(f"{code}'s minor unit is not a power of ten; its cents cannot be converted exactly")
     return code
-
-
-def minor_unit(code: str) -> int:
-    return MINOR_UNITS.get(code, 2)
 
 
 def cents(v, cur: str, what: str) -> Decimal:
