@@ -98,37 +98,58 @@ class Columns:
         return out
 
 
-def catalog():
+WEEK = 7 * 86_400_000
+
+
+def _spot_windows(prices):
+    """Weekly spot prices over the month (the last window runs to the month's end)."""
+    out = []
+    for k, price in enumerate(prices):
+        hi = T0 + MONTH if k == len(prices) - 1 else T0 + (k + 1) * WEEK
+        out.append(PriceWindow(T0 + k * WEEK, hi, Standard(price)))
+    return tuple(out)
+
+
+def catalog(variant=0):
+    """One of three plans (same metrics, different prices and tiers)."""
     scales = {"gpu_count": -1, "duration_seconds": -3, "avg_utilization": -2}
     hours = Div(Mul(Prop("gpu_count"), Prop("duration_seconds")), Const(3600))
-    rounding = (PerEvent("duration_seconds", 1, 60),)
+    rounding = (PerEvent("duration_seconds", 1, 60, 604_800),)
     gh = MetricSpec("gpu_hours", "gpu_job", "sum", expr=hours, per_event=rounding, property_scales=scales)
-    by_type = tuple(Filter({"gpu_type": {t}}, Standard(p)) for t, p in zip(GPU_TYPES, ["1.89", "2.29", "3.49", "4.10", "1.10"]))
-    spot_windows = tuple(PriceWindow(T0 + h * 3_600_000, T0 + (h + 1) * 3_600_000, Standard(D("1.00") + D(h % 24) / 100))
-                         for h in range(0, 30 * 24))
-    spot = (Filter({"availability_class": {"spot"}}, Standard("1.5"), spot_windows),)
+    bump = D(variant) / 10
+    prices = [D(p) - bump for p in ["1.89", "2.29", "3.49", "4.10", "1.10"]]
+    if variant == 1:  # scale-up: graduated per GPU type
+        by_type = tuple(Filter({"gpu_type": {t}}, Graduated((Tier(0, 2000, p), Tier(2001, None, p - D("0.2")))))
+                        for t, p in zip(GPU_TYPES, prices))
+    else:
+        by_type = tuple(Filter({"gpu_type": {t}}, Standard(p)) for t, p in zip(GPU_TYPES, prices))
+    spot = (Filter({"availability_class": {"spot"}}, Standard("1.5"),
+                   _spot_windows(["1.40", "2.10", "1.25", "0.95", "1.40"])),)
     tin = MetricSpec("input_tokens", "llm", "sum", field="input_tokens")
     tout = MetricSpec("output_tokens", "llm", "sum", field="output_tokens")
     jobs = MetricSpec("jobs", "gpu_job", "count")
     peak = MetricSpec("peak_gpus", "gpu_job", "max", field="gpu_count", property_scales=scales)
     grad = Graduated((Tier(0, 1000, "3.00"), Tier(1001, 10000, "2.50", 100), Tier(10001, None, "2.00", 500)))
-    return (
+    charges = [
         ChargeSpec("gpu_hours", gh, Standard("2.00"), filters=by_type),
         ChargeSpec("gpu_hours_spot", gh, Standard("0"), filters=spot),
-        ChargeSpec("tokens_in", tin, Package(D("2.00"), 1_000_000)),
-        ChargeSpec("tokens_out", tout, Package(D("8.00"), 1_000_000)),
+        ChargeSpec("tokens_in", tin, Package(D("2.00") - bump, 1_000_000, 1_000_000 * variant)),
+        ChargeSpec("tokens_out", tout, Package(D("8.00") - bump, 1_000_000)),
         ChargeSpec("gpu_hours_tiered", gh, grad),
         ChargeSpec("jobs", jobs, Standard("0.01")),
-        ChargeSpec("peak_gpus", peak, Standard("5")),
+        ChargeSpec("peak_gpus", peak, Standard(D(5) + variant)),
         ChargeSpec("gpu_hours_region", gh, Standard("0.10"), group_by=("region",)),
         ChargeSpec("gpu_hours_hybrid", gh, Standard("1.00"), utilization=Utilization("avg_utilization", D("0.3"))),
         ChargeSpec("gpu_hours_by_class", gh, Standard("0.05"), group_by=("availability_class",)),
-    )
+    ]
+    if variant == 2:  # inference: tokens first, no tiered GPU-hours
+        charges = charges[2:4] + charges[:2] + charges[5:]
+    return tuple(charges)
 
 
 def subscriptions(n):
-    chs = catalog()
-    return [SubscriptionSpec(f"sub_{i}", chs, T0, T0 + MONTH - 1) for i in range(n)]
+    plans = [catalog(v) for v in range(3)]
+    return [SubscriptionSpec(f"sub_{i}", plans[(0, 0, 1, 2)[i % 4]], T0, T0 + MONTH - 1) for i in range(n)]
 
 
 def compile_times():

@@ -18,8 +18,8 @@ from gpubill.dsl import ast, units
 from gpubill.dsl.checks.common import blocks, walk
 from gpubill.dsl.diagnostics import Diagnostic, did_you_mean, error
 from gpubill.dsl.resolve import Catalog
+from gpubill.dsl.currencies import COMMON_CURRENCIES, CURRENCIES
 
-from gpubill.dsl.currencies import COMMON_CURRENCIES, CURRENCIES  # noqa: E402
 
 NUMBERING = ("per_customer", "per_entity")
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal, InvalidOperation
+from gpubill.dsl.currencies import MINOR_UNITS, minor_unit  # noqa: F401
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-from gpubill.dsl.currencies import MINOR_UNITS, minor_unit  # noqa: E402,F401
 
 #: Currencies whose minor unit is not a power of ten: cents cannot be mapped exactly.
 NON_DECIMAL = frozenset({"MGA", "MRU"})
