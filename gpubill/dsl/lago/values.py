@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal, InvalidOperation
+
 from gpubill.dsl.currencies import MINOR_UNITS, minor_unit  # noqa: F401
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
