@@ -1,0 +1,19 @@
+"""Every example runs on both engines: the reference (exact rationals) and the numba engine."""
+
+import pytest
+
+from gpubill.engine.reference import rate_reference
+
+
+def _numba(specs, events):
+    # Imported here so that a broken fast engine fails its own cases, not the reference ones.
+    from gpubill.engine.columns import EventColumns
+    from gpubill.engine.rate import rate
+
+    return rate(specs, EventColumns.from_events(events))
+
+
+@pytest.fixture(params=["reference", "numba"])
+def engine(request):
+    """`engine(specs, events) -> RateResult`."""
+    return rate_reference if request.param == "reference" else _numba
