@@ -29,8 +29,8 @@ from numba import njit
 from .kernels import FULL, I64_MIN, OK, OVERFLOW, _add, _fixed, _ld32, _mul, _per_event, _slot
 
 # table columns (plan.py fills them)
-S_PLAN, S_RANK, S_LO, S_HI, S_BOFF, S_EFF, S_NCOL = range(7)
-I_CP, I_REC, I_BASE, I_STRIDE, I_IGN, I_HASHED, I_NCOL = range(7)
+S_PLAN, S_RANK, S_LO, S_HI, S_BOFF, S_EFF, S_DBASE, S_LP, S_XBASE, S_EP, S_NCOL = range(11)
+I_CP, I_REC, I_BASE, I_STRIDE, I_IGN, I_HASHED, I_LOFF, I_XOFF, I_NCOL = range(9)
 C_FLAGS, C_Q, C_NF, C_ALL, C_KOFF, C_KN, C_ORD, C_BOFF, C_GOFF, C_GN, C_G, C_CENTS, C_NCOL = range(13)
 K_DIM, K_VLUT, K_MOFF, K_NCOL = range(4)
 B_LINE, B_NW1, B_WBOFF, B_WBN, B_CWOFF, B_NCOL = range(6)
@@ -52,7 +52,7 @@ def _accumulate(
     sub_lut, code_lut, ncodes, SUB, pk_start, pk_inst, pk_qstart, pk_q, pk_rec,
     INST, CP, KEY, masks, ordb, BKT, wb, cw, GK, luts, Q, TERM, FAC,
     R, reason_dim, rlut, op_dim, remove_id, sub_bounds,
-    acc, ext, hkeys, hvals, n_dense, ign, side_slot, side_idx, side_val, side_aux, qv, qok,
+    acc, ext, hkeys, hvals, n_dense, n_xdense, ign, side_slot, side_idx, side_val, side_aux, qv, qok,
 ):
     nsub_lut = sub_lut.shape[0]
     ncode_lut = code_lut.shape[0]
@@ -187,13 +187,18 @@ def _accumulate(
             for gk in range(CP[cp, C_GOFF], CP[cp, C_GOFF] + CP[cp, C_GN]):
                 g += luts[GK[gk, G_LUT] + _ld32(dptr[GK[gk, G_DIM]], i) + 1] * GK[gk, G_MULT]
             line = BKT[bo, B_LINE] + g * BKT[bo, B_NW1] + w
-            slot = INST[inst, I_BASE] + rank * INST[inst, I_STRIDE] + line * R + r
             if INST[inst, I_HASHED] != 0:
+                slot = INST[inst, I_BASE] + rank * INST[inst, I_STRIDE] + line * R + r
                 row, next_row = _slot(hkeys, hvals, mask, slot, next_row, cap)
                 if row < 0:
                     return FULL, inst, s, next_row, nside
+                xrow = n_xdense + row - n_dense
             else:
-                row = slot
+                # subscription-major, then reason, then line: the lines of the
+                # common end reason of one subscription share a few cache lines
+                row = SUB[s, S_DBASE] + r * SUB[s, S_LP] + INST[inst, I_LOFF] + line
+                slot = row
+                xrow = SUB[s, S_XBASE] + r * SUB[s, S_EP] + INST[inst, I_XOFF] + line
             acc[row, 0] += 1
             sm, o = _add(acc[row, 1], q)
             if o:
@@ -201,13 +206,13 @@ def _accumulate(
             acc[row, 1] = sm
             if flags != 0:
                 if flags & F_MAX:
-                    if q > ext[row, X_MAX]:
-                        ext[row, X_MAX] = q
+                    if q > ext[xrow, X_MAX]:
+                        ext[xrow, X_MAX] = q
                 if flags & F_LAST:
-                    if t > ext[row, X_LTS] or (t == ext[row, X_LTS] and rowid[i] > ext[row, X_LROW]):
-                        ext[row, X_LTS] = t
-                        ext[row, X_LROW] = rowid[i]
-                        ext[row, X_LVAL] = q
+                    if t > ext[xrow, X_LTS] or (t == ext[xrow, X_LTS] and rowid[i] > ext[xrow, X_LROW]):
+                        ext[xrow, X_LTS] = t
+                        ext[xrow, X_LROW] = rowid[i]
+                        ext[xrow, X_LVAL] = q
                 if flags & F_PROR and dayidx == -2:
                     dayidx = -1
                     if not before:
@@ -226,20 +231,20 @@ def _accumulate(
                     pq, o = _mul(q, wgt)
                     if o:
                         return OVERFLOW, inst, s, next_row, nside
-                    pv, o = _add(ext[row, X_PROR], pq)
+                    pv, o = _add(ext[xrow, X_PROR], pq)
                     if o:
                         return OVERFLOW, inst, s, next_row, nside
-                    ext[row, X_PROR] = pv
+                    ext[xrow, X_PROR] = pv
                 if flags & F_CENTS:
                     sl = CP[cp, C_CENTS]
                     cv, valid, o = _fixed(mptr[sl], eptr[sl], nscale[sl], i)
                     if o:
                         return OVERFLOW, inst, s, next_row, nside
                     if valid:
-                        cs, o = _add(ext[row, X_CENTS], cv)
+                        cs, o = _add(ext[xrow, X_CENTS], cv)
                         if o:
                             return OVERFLOW, inst, s, next_row, nside
-                        ext[row, X_CENTS] = cs
+                        ext[xrow, X_CENTS] = cs
                 if flags & F_SIDE:
                     if nside >= side_cap:
                         return FULL, inst, s, next_row, nside
@@ -335,7 +340,7 @@ def run_chunk(p, cols, lo_i, hi_i, acc: ThreadAcc):
         a["pk_q"], a["pk_rec"], a["INST"], a["CP"], a["KEY"], a["masks"], a["ordb"], a["BKT"], a["wb"], a["cw"],
         a["GK"], a["luts"], a["Q"], a["TERM"], a["FAC"],
         a["R"], a["reason_dim"], a["rlut"], a["op_dim"], a["remove_id"], a["sub_bounds"],
-        acc.acc, acc.ext, acc.hkeys, acc.hvals, a["n_dense"], acc.ign, *acc.side, acc.qv, acc.qok,
+        acc.acc, acc.ext, acc.hkeys, acc.hvals, a["n_dense"], a["n_xdense"], acc.ign, *acc.side, acc.qv, acc.qok,
     )
     acc.used = used
     acc.nside = nside

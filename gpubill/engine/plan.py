@@ -111,18 +111,18 @@ class Plan:
     q_scale: list  # per quantity: Fraction D (value = D * int)
     instances: list  # [(plan index, charge index, program index)]
     inst_subs: list  # per instance: np.int64 array of subscription indices by rank
-    inst_lbase: np.ndarray  # per instance: first line (slot // R)
-    inst_lstride: np.ndarray
     inst_ign: np.ndarray
-    hashed: bool
-    n_dense: int
-    n_ext: int
+    hashed: bool  # some instance block goes through the hash table
+    hashed_ext: bool  # ... and needs max / latest / prorated / cents
+    n_dense: int  # dense slots: plan base + rank * R * Lp + reason * Lp + instance line offset + line
+    n_xdense: int  # dense ext slots (same shape over the ext instances)
     n_ign: int
     R: int
     reason_values: list
     group_values: dict  # prop -> [None, str, ...] by compact index
     cents_scale: int
     cols: object
+    layout: dict  # pbase, Lp, lkbase (first line key), plan_subs, n_lines (per plan)
 
 
 def _period_cache(subs):
@@ -445,47 +445,48 @@ def build(subs, cols) -> Plan:
     for P, cps in enumerate(plan_list):
         for ci, cp in enumerate(cps):
             instances.append((P, ci, cp))
-    ext_first = sorted(range(len(instances)),
-                       key=lambda x: (0 if programs[instances[x][2]].flags & (F_MAX | F_LAST | F_PROR | F_CENTS)
-                                      else 1, x))
+    EXT = F_MAX | F_LAST | F_PROR | F_CENTS
     ninst = len(instances)
     INST = np.zeros((max(ninst, 1), I_NCOL), np.int64)
-    inst_lbase = np.zeros(ninst, np.int64)
-    inst_lstride = np.zeros(ninst, np.int64)
-    base = 0
-    n_ext = 0
+    inst_ign = np.zeros(ninst, np.int64)
+    nplans = len(plan_list)
+    Lp, Ep = [0] * nplans, [0] * nplans
     hashed_insts = []
-    for x in ext_first:
-        P, ci, cp = instances[x]
+    for x, (P, ci, cp) in enumerate(instances):
         pr = programs[cp]
-        size = len(plan_subs[P]) * pr.lines * R
-        if size > DENSE_LIMIT:
+        if len(plan_subs[P]) * pr.lines * R > DENSE_LIMIT:
             hashed_insts.append(x)
+            INST[x, 5] = 1
             continue
-        INST[x, 2], INST[x, 3] = base, pr.lines * R
-        base += size
-        if pr.flags & (F_MAX | F_LAST | F_PROR | F_CENTS):
-            n_ext = base
-    n_dense = base
+        INST[x, 6] = Lp[P]
+        Lp[P] += pr.lines
+        if pr.flags & EXT:
+            INST[x, 7] = Ep[P]
+            Ep[P] += pr.lines
+    pbase, xbase, lkbase = [0] * nplans, [0] * nplans, [0] * nplans
+    n_dense = n_xdense = n_lines = 0
+    for P in range(nplans):
+        pbase[P], xbase[P], lkbase[P] = n_dense, n_xdense, n_lines
+        n_dense += len(plan_subs[P]) * R * Lp[P]
+        n_xdense += len(plan_subs[P]) * R * Ep[P]
+        n_lines += len(plan_subs[P]) * Lp[P]
+    base = n_dense
+    hashed_ext = False
     for x in hashed_insts:
         P, ci, cp = instances[x]
         pr = programs[cp]
-        INST[x, 2], INST[x, 3], INST[x, 5] = base, pr.lines * R, 1
+        INST[x, 2], INST[x, 3] = base, pr.lines * R
         base += len(plan_subs[P]) * pr.lines * R
-        if pr.flags & (F_MAX | F_LAST | F_PROR | F_CENTS):
-            n_ext = -1  # every row (hashed rows included)
+        hashed_ext |= bool(pr.flags & EXT)
     if base >= 2**62:
         raise EngineError("too many line slots in one run")
     ign = 0
-    inst_ign = np.zeros(ninst, np.int64)
     for x, (P, ci, cp) in enumerate(instances):
         ch = subs[plan_subs[P][0]].charges[ci]
         INST[x, 0] = cp
         INST[x, 1] = 1 if (ch.metric.recurring and not ch.pay_in_advance) else 0
         INST[x, 4] = inst_ign[x] = ign
         ign += len(plan_subs[P]) * (programs[cp].nf + 1)
-        inst_lbase[x] = INST[x, 2] // R
-        inst_lstride[x] = INST[x, 3] // R
 
     # ---- codes, (plan, code) lists
     codes = sorted({ch.metric.event_code for ch in programs_ch})
@@ -530,8 +531,10 @@ def build(subs, cols) -> Plan:
         sid = strings.id(s.external_id)
         if sid is not None and sid < nstrings:
             sub_lut[sid] = si
-        SUB[si, 0], SUB[si, 1], SUB[si, 2], SUB[si, 3], SUB[si, 5] = (
-            plan_of_sub[si], rank_of[si], per.lo, per.hi, per.eff_days)
+        P, rank = plan_of_sub[si], rank_of[si]
+        SUB[si, 0], SUB[si, 1], SUB[si, 2], SUB[si, 3], SUB[si, 5] = P, rank, per.lo, per.hi, per.eff_days
+        SUB[si, 6], SUB[si, 7] = pbase[P] + rank * R * Lp[P], Lp[P]
+        SUB[si, 8], SUB[si, 9] = xbase[P] + rank * R * Ep[P], Ep[P]
         bounds.extend(per.day_bounds)
     SUB[len(subs), 4] = len(bounds)
 
@@ -552,12 +555,14 @@ def build(subs, cols) -> Plan:
         Q=i64(Q or [[0] * Q_NCOL], Q_NCOL), TERM=i64(TERM or [[0] * T_NCOL], T_NCOL),
         FAC=i64(FAC or [[0] * FA_NCOL], FA_NCOL), R=R, reason_dim=reason_dim, rlut=rlut,
         op_dim=dslot.get("operation_type", -1), remove_id=_remove_id(strings), sub_bounds=i64(bounds),
-        n_dense=n_dense, keep=keep,
+        n_dense=n_dense, n_xdense=n_xdense, keep=keep,
     )
     inst_subs = [np.asarray(plan_subs[P], np.int64) for P, _, _ in instances]
+    layout = dict(pbase=np.asarray(pbase, np.int64), Lp=np.asarray(Lp, np.int64), lkbase=np.asarray(lkbase, np.int64),
+                  plan_subs=[np.asarray(x, np.int64) for x in plan_subs], n_lines=n_lines)
     return Plan(
-        subs, periods, arrays, programs, q_scale, instances, inst_subs, inst_lbase, inst_lstride, inst_ign,
-        bool(hashed_insts), n_dense, n_ext, ign, R, reason_values, group_values, cents_scale, cols,
+        subs, periods, arrays, programs, q_scale, instances, inst_subs, inst_ign, bool(hashed_insts), hashed_ext,
+        n_dense, n_xdense, ign, R, reason_values, group_values, cents_scale, cols, layout,
     )
 
 

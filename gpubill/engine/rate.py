@@ -20,7 +20,7 @@ import numpy as np
 
 from . import plan as planmod
 from .accumulate import (
-    C_BOFF, F_CENTS, F_PROR, F_SIDE, F_UNIQUE, I_CP, X_CENTS, X_LROW, X_LTS, X_LVAL, X_MAX, X_NCOL, X_PROR, ThreadAcc, chunks,
+    C_BOFF, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, F_UNIQUE, I_CP, I_XOFF, S_EP, S_XBASE, X_CENTS, X_LROW, X_LTS, X_LVAL, X_MAX, X_NCOL, X_PROR, ThreadAcc, chunks,
     parallel_map, run_chunk, side_bound,
 )
 from .kernels import FULL, I64_MIN, OVERFLOW
@@ -64,7 +64,7 @@ def run_pass(p, cols, hash_cap=None):
         (lo, hi), side_cap = job
         cap = hash_cap or (1 << max(12, min(2 * (hi - lo), 1 << 22).bit_length())) if p.hashed else 0
         while True:
-            n_ext = p.n_ext if p.n_ext >= 0 else p.n_dense + cap // 2
+            n_ext = p.n_xdense + (cap // 2 if p.hashed_ext else 0)
             acc = ThreadAcc(p.n_dense, cap, n_ext, side_cap, nq, p.n_ign)
             status, inst, s = run_chunk(p, base, lo, hi, acc)
             if status == FULL and p.hashed:
@@ -110,120 +110,164 @@ class Decoded:
     """Accumulated slots and lines (canonical order) as arrays."""
 
 
+def _slot_info(p, ids):
+    """Slot ids -> (line key, reason, instance, rank, line within the instance block)."""
+    R = p.R
+    L = p.layout
+    ninst = len(p.instances)
+    INST = p.arrays["INST"]
+    line_key = np.zeros(ids.size, np.int64)
+    r = np.zeros(ids.size, np.int64)
+    inst = np.zeros(ids.size, np.int64)
+    rank = np.zeros(ids.size, np.int64)
+    local = np.zeros(ids.size, np.int64)
+    dense = ids < p.n_dense
+    if dense.any():
+        x = ids[dense]
+        P = np.searchsorted(L["pbase"], x, "right") - 1
+        Lp = L["Lp"][P]
+        rem = x - L["pbase"][P]
+        rk = rem // (R * Lp)
+        rem2 = rem - rk * R * Lp
+        rr = rem2 // Lp
+        pl = rem2 - rr * Lp
+        # the dense instances of each plan, by line offset
+        dx = [k for k in range(ninst) if not INST[k, 5]]
+        dx.sort(key=lambda k: (p.instances[k][0], INST[k, 6]))
+        ploff = np.r_[0, np.cumsum(L["Lp"])[:-1]]
+        goff = np.asarray([ploff[p.instances[k][0]] + INST[k, 6] for k in dx], np.int64)
+        ins = np.asarray(dx, np.int64)[np.searchsorted(goff, ploff[P] + pl, "right") - 1]
+        line_key[dense] = L["lkbase"][P] + rk * Lp + pl
+        r[dense], inst[dense], rank[dense], local[dense] = rr, ins, rk, pl - INST[ins, 6]
+    hs = ~dense
+    if hs.any():
+        x = ids[hs]
+        hx = np.flatnonzero(INST[:ninst, 5])
+        hb = INST[hx, 2]
+        o = np.argsort(hb, kind="stable")
+        ins = hx[o][np.searchsorted(hb[o], x, "right") - 1]
+        rem = x - INST[ins, 2]
+        stride = INST[ins, 3]
+        rk = rem // stride
+        rem2 = rem - rk * stride
+        line_key[hs] = L["n_lines"] + (x - p.n_dense) // R
+        r[hs], inst[hs], rank[hs], local[hs] = rem2 % R, ins, rk, rem2 // R
+    return line_key, r, inst, rank, local
+
+
+def _latest(parts_ts, parts_row, parts_val):
+    best_t, best_r, best_v = parts_ts[0].copy(), parts_row[0].copy(), parts_val[0].copy()
+    for t, rw, v in zip(parts_ts[1:], parts_row[1:], parts_val[1:]):
+        take = (t > best_t) | ((t == best_t) & (rw > best_r))
+        best_t[take], best_r[take], best_v[take] = t[take], rw[take], v[take]
+    return best_t, best_r, best_v
+
+
 def decode(p, accs):
     R = p.R
     nd_ = p.n_dense
-    # ---- slots with events: dense (summed over threads) then hashed rows
+    INST = p.arrays["INST"]
+    CP = p.arrays["CP"]
+    ext_prog = np.asarray([bool(pr.flags & (F_MAX | F_LAST | F_PROR | F_CENTS)) for pr in p.programs] or [False])
+    # ---- dense slots with events (summed over threads)
     cnt_d = np.sum([a.acc[:nd_, 0] for a in accs], axis=0) if nd_ else np.zeros(0, np.int64)
-    nz = np.flatnonzero(cnt_d)
-    slot = [nz.astype(np.int64)]
-    cnt = [cnt_d[nz]]
-    sm = [_total([a.acc[nz, 1] for a in accs])]
-    ext_rows = [a.ext.shape[0] for a in accs][0]
-    has_ext = p.n_ext != 0
-    ext = []
-    if has_ext:
-        sel = nz < ext_rows
-        inext = nz[sel]
-        parts = [a.ext[inext] for a in accs]
-        e = np.zeros((nz.size, X_NCOL), np.int64)
-        e[:, X_MAX] = I64_MIN
-        e[:, X_LTS] = I64_MIN
-        if inext.size:
-            e[sel, X_MAX] = np.max([x[:, X_MAX] for x in parts], axis=0)
-            best = parts[0].copy()
-            for x in parts[1:]:
-                take = (x[:, X_LTS] > best[:, X_LTS]) | ((x[:, X_LTS] == best[:, X_LTS]) & (x[:, X_LROW] > best[:, X_LROW]))
-                best[take] = x[take]
-            for c in (X_LTS, X_LROW, X_LVAL):
-                e[sel, c] = best[:, c]
-        tp = _total([x[:, X_PROR] for x in parts]) if inext.size else np.zeros(0, np.int64)
-        tc = _total([x[:, X_CENTS] for x in parts]) if inext.size else np.zeros(0, np.int64)
-        pror = np.zeros(nz.size, object if tp.dtype == object else np.int64)
-        cents = np.zeros(nz.size, object if tc.dtype == object else np.int64)
+    ids = np.flatnonzero(cnt_d).astype(np.int64)
+    cnt = cnt_d[ids]
+    sm = _total([a.acc[ids, 1] for a in accs])
+    line_key, r, inst, rank, local = _slot_info(p, ids)
+    ext = np.zeros((ids.size, X_NCOL), np.int64)
+    ext[:, X_MAX] = I64_MIN
+    ext[:, X_LTS] = I64_MIN
+    pror = np.zeros(ids.size, np.int64)
+    cents = np.zeros(ids.size, np.int64)
+    isx = ext_prog[INST[inst, I_CP]] if ids.size else np.zeros(0, bool)
+    if isx.any():
+        sel = np.flatnonzero(isx)
+        subs_ = np.concatenate(p.inst_subs)[np.r_[0, np.cumsum([a.size for a in p.inst_subs])[:-1]][inst[sel]]
+                                            + rank[sel]]
+        SUB = p.arrays["SUB"]
+        xrow = SUB[subs_, S_XBASE] + r[sel] * SUB[subs_, S_EP] + INST[inst[sel], I_XOFF] + local[sel]
+        parts = [a.ext[xrow] for a in accs]
+        ext[sel, X_MAX] = np.max([x[:, X_MAX] for x in parts], axis=0)
+        t, rw, v = _latest([x[:, X_LTS] for x in parts], [x[:, X_LROW] for x in parts], [x[:, X_LVAL] for x in parts])
+        ext[sel, X_LTS], ext[sel, X_LROW], ext[sel, X_LVAL] = t, rw, v
+        tp = _total([x[:, X_PROR] for x in parts])
+        tc = _total([x[:, X_CENTS] for x in parts])
+        if tp.dtype == object:
+            pror = pror.astype(object)
+        if tc.dtype == object:
+            cents = cents.astype(object)
         pror[sel], cents[sel] = tp, tc
-        ext = [e, pror, cents]
+    cols = [ids, cnt, sm, ext, pror, cents]
+    # ---- hashed slots: per-thread rows -> reduce equal slot ids
     if p.hashed:
-        hs, hc, hsm, he, hp, hcn = [], [], [], [], [], []
+        hk, hc, hsm, hx = [], [], [], []
         for a in accs:
             used = a.hkeys >= 0
             rows = a.hvals[used]
-            hs.append(a.hkeys[used])
+            hk.append(a.hkeys[used])
             hc.append(a.acc[rows, 0])
             hsm.append(a.acc[rows, 1])
-            if has_ext:
-                x = a.ext[rows] if p.n_ext < 0 else np.zeros((rows.size, X_NCOL), np.int64)
-                if p.n_ext >= 0:
-                    x[:, X_MAX] = I64_MIN
-                    x[:, X_LTS] = I64_MIN
-                he.append(x)
-        keys = np.concatenate(hs)
-        order = np.argsort(keys, kind="stable")
-        keys = keys[order]
-        st, _ = segments(keys)
-        slot.append(keys[st])
-        cnt.append(np.add.reduceat(np.concatenate(hc)[order], st) if st.size else np.zeros(0, np.int64))
-        sm.append(_reduce(np.concatenate(hsm)[order], st) if st.size else np.zeros(0, np.int64))
-        if has_ext:
-            x = np.concatenate(he)[order]
-            m = np.maximum.reduceat(x[:, X_MAX], st) if st.size else np.zeros(0, np.int64)
-            # latest within equal slots: the last of each segment after sorting by (slot, ts, row)
-            o2 = np.lexsort((x[:, X_LROW], x[:, X_LTS], keys))
-            x2 = x[o2]
-            last = np.r_[st[1:], keys.size] - 1 if st.size else st
+            if p.hashed_ext:
+                hx.append(a.ext[p.n_xdense + rows - nd_])
+            else:
+                x = np.zeros((rows.size, X_NCOL), np.int64)
+                x[:, X_MAX] = I64_MIN
+                x[:, X_LTS] = I64_MIN
+                hx.append(x)
+        keys = np.concatenate(hk)
+        o = np.lexsort((np.concatenate(hx)[:, X_LROW], np.concatenate(hx)[:, X_LTS], keys))
+        keys = keys[o]
+        st, en = segments(keys)
+        x = np.concatenate(hx)[o]
+        if st.size:
             e = np.zeros((st.size, X_NCOL), np.int64)
-            e[:, X_MAX] = m
-            e[:, X_LTS], e[:, X_LROW], e[:, X_LVAL] = x2[last, X_LTS], x2[last, X_LROW], x2[last, X_LVAL]
-            ext[0] = np.concatenate([ext[0], e])
-            ext[1] = np.concatenate([ext[1], _reduce(x[:, X_PROR], st) if st.size else np.zeros(0, np.int64)])
-            ext[2] = np.concatenate([ext[2], _reduce(x[:, X_CENTS], st) if st.size else np.zeros(0, np.int64)])
-    slot = np.concatenate(slot)
-    cnt = np.concatenate(cnt)
-    sm = np.concatenate(sm) if len(sm) > 1 else sm[0]
-    # ---- lines: runs of slots with the same slot // R
+            e[:, X_MAX] = np.maximum.reduceat(x[:, X_MAX], st)
+            for c in (X_LTS, X_LROW, X_LVAL):
+                e[:, c] = x[en - 1, c]
+            hcols = [keys[st], np.add.reduceat(np.concatenate(hc)[o], st), _reduce(np.concatenate(hsm)[o], st), e,
+                     _reduce(x[:, X_PROR], st), _reduce(x[:, X_CENTS], st)]
+            lk2, r2, i2, rk2, lo2 = _slot_info(p, hcols[0])
+            line_key, r, inst, rank, local = (np.concatenate(z) for z in
+                                              ((line_key, lk2), (r, r2), (inst, i2), (rank, rk2), (local, lo2)))
+            cols = [np.concatenate([u, v]) for u, v in zip(cols, hcols)]
+    ids, cnt, sm, ext, pror, cents = cols
+    # ---- lines: runs of equal line keys, reasons in order inside
+    o = np.lexsort((r, line_key))
+    ids, cnt, sm, ext, pror, cents = ids[o], cnt[o], sm[o], ext[o], pror[o], cents[o]
+    line_key, r, inst, rank, local = line_key[o], r[o], inst[o], rank[o], local[o]
     d = Decoded()
-    d.slot, d.cnt, d.sm = slot, cnt, sm
-    line_v = slot // R
-    d.reason = slot - line_v * R
-    st, en = segments(line_v)
+    d.slot, d.cnt, d.sm, d.reason = ids, cnt, sm, r
+    st, en = segments(line_key)
     d.starts, d.ends = st, en
-    lv = line_v[st] if st.size else line_v
-    d.line_v = lv
+    d.line_key = line_key[st] if st.size else line_key
     d.count = np.add.reduceat(cnt, st) if st.size else cnt
     d.sum = _reduce(sm, st)
-    if has_ext:
-        e, pror, cents = ext
-        d.max = np.maximum.reduceat(e[:, X_MAX], st) if st.size else e[:, X_MAX]
-        o = np.lexsort((e[:, X_LROW], e[:, X_LTS], line_v))
-        d.lval = e[o[en - 1], X_LVAL] if st.size else e[:, X_LVAL]
-        d.pror = _reduce(pror, st)
-        d.cents = _reduce(cents, st)
-    # ---- slot -> (instance, rank, bucket, group, window)
-    inst_order = np.argsort(p.inst_lbase, kind="stable")
-    lb = p.inst_lbase[inst_order]
-    inst = inst_order[np.searchsorted(lb, lv, "right") - 1]
-    rem = lv - p.inst_lbase[inst]
-    stride = p.inst_lstride[inst]
-    rank = rem // stride
-    local = rem - rank * stride
-    cp = p.arrays["INST"][inst, I_CP]
+    d.max = np.maximum.reduceat(ext[:, X_MAX], st) if st.size else ext[:, X_MAX]
+    ol = np.lexsort((ext[:, X_LROW], ext[:, X_LTS], line_key))
+    d.lval = ext[ol[en - 1], X_LVAL] if st.size else ext[:, X_LVAL]
+    d.pror = _reduce(pror, st)
+    d.cents = _reduce(cents, st)
+    inst, rank, local = (inst[st], rank[st], local[st]) if st.size else (inst, rank, local)
+    # ---- line -> (subscription, charge, bucket, group, window)
     a = p.arrays
+    cp = INST[inst, I_CP]
     bkt_line = a["BKT"][:, 0]
     prog_lines = np.asarray([pr.lines for pr in p.programs], np.int64)
     prog_base = np.r_[0, np.cumsum(prog_lines)[:-1]] if prog_lines.size else prog_lines
     bkt_prog = np.repeat(np.arange(len(p.programs)), [pr.nf + 1 for pr in p.programs])
     gstart = prog_base[bkt_prog] + bkt_line[: bkt_prog.size] if bkt_prog.size else bkt_prog
-    bo = np.searchsorted(gstart, prog_base[cp] + local, "right") - 1 if lv.size else lv
-    b = bo - a["CP"][cp, C_BOFF]
+    bo = np.searchsorted(gstart, prog_base[cp] + local, "right") - 1 if st.size else local
+    b = bo - CP[cp, C_BOFF]
     within = local - bkt_line[bo]
     nw1 = a["BKT"][bo, 1]
     g = within // nw1
     w = within - g * nw1
     sub_off = np.r_[0, np.cumsum([x.size for x in p.inst_subs])[:-1]] if p.inst_subs else np.zeros(0, np.int64)
     all_subs = np.concatenate(p.inst_subs) if p.inst_subs else np.zeros(0, np.int64)
-    si = all_subs[sub_off[inst] + rank] if lv.size else lv
+    si = all_subs[sub_off[inst] + rank] if st.size else rank
     inst_ci = np.asarray([c for _, c, _ in p.instances], np.int64)
-    ci = inst_ci[inst] if lv.size else lv
+    ci = inst_ci[inst] if st.size else rank
     d.order = np.lexsort((w, g, b, ci, si))
     d.inst, d.si, d.ci, d.b, d.g, d.w, d.cp, d.rank = inst, si, ci, b, g, w, cp, rank
     return d
@@ -268,10 +312,10 @@ def _side(p, base, accs, d):
     idx = np.concatenate([a.side[1][: a.nside] for a in accs])
     val = np.concatenate([a.side[2][: a.nside] for a in accs])
     aux = np.concatenate([a.side[3][: a.nside] for a in accs])
-    line_v = slot // R
+    lk = _slot_info(p, slot)[0]
     ts = base.timestamp_ms[idx]
     rid = base.rowid[idx]
-    li = np.searchsorted(d.line_v, line_v)  # every side line has events, so it is in d
+    li = np.searchsorted(d.line_key, lk)  # every side line has events, so it is in d
     cpl = d.cp[li]
     uniq = np.asarray([bool(pr.flags & F_UNIQUE) for pr in p.programs])[cpl]
     out = {}
@@ -318,68 +362,65 @@ def rate(subscriptions, cols):
     return _assemble(p, base, d, ignored, side)
 
 
-def _nd(v, scale):
-    return (int(v) * scale.numerator, scale.denominator)
+class _Lines:
+    """The decoded per-line arrays as Python lists (numpy scalars are slow to index)."""
+
+    def __init__(self, p, d):
+        self.count = d.count.tolist()
+        self.sum = d.sum.tolist()
+        has_ext = hasattr(d, "max")
+        self.max = d.max.tolist() if has_ext else None
+        self.lval = d.lval.tolist() if has_ext else None
+        self.pror = d.pror.tolist() if has_ext else None
+        self.cents = d.cents.tolist() if has_ext else None
+        self.starts = d.starts.tolist()
+        self.ends = d.ends.tolist()
+        self.reason = d.reason.tolist()
+        self.cnt = d.cnt.tolist()
+        self.sm = d.sm.tolist()
+        self.si, self.ci, self.b, self.g, self.w, self.cp = (x.tolist() for x in (d.si, d.ci, d.b, d.g, d.w, d.cp))
+        self.order = d.order.tolist()
 
 
-def _usage(p, d, k, si, ch, pr, slot_lists, side):
-    """LineUsage of decoded line k."""
-    agg = ch.metric.aggregation
-    per = p.periods[si]
-    D = p.q_scale[pr.q]
-    count = int(d.count[k])
-    pror = None
-    seq = None
+def _full(p, L, k, agg, pr, per, side, Dn, Dd):
+    """(full, prorated, sequence) of decoded line k."""
     if agg == "count":
-        full = (count, 1)
-    elif agg == "sum":
-        full = _nd(d.sum[k], D)
-        if pr.flags & F_PROR:
-            pror = (int(d.pror[k]) * D.numerator, D.denominator * per.duration_days)
-    elif agg == "max":
-        full = _nd(d.max[k], D)
-    elif agg == "latest":
-        full = _nd(max(int(d.lval[k]), 0), D)
-    elif agg == "unique_count":
-        seq = side[k]
+        return (L.count[k], 1), None, None
+    if agg == "sum":
+        pror = (L.pror[k] * Dn, Dd * per.duration_days) if pr.flags & F_PROR else None
+        return (L.sum[k] * Dn, Dd), pror, None
+    if agg == "max":
+        return (L.max[k] * Dn, Dd), None, None
+    if agg == "latest":
+        return (max(L.lval[k], 0) * Dn, Dd), None, None
+    seq = side[k]
+    if agg == "unique_count":
         f, days = seq["unique"]
-        full = (f, 1)
-        pror = (days, per.duration_days)
-    else:
-        seq = side[k]
-        full = (seq["weighted"] * D.numerator, D.denominator * per.duration_days * 86_400_000)
-    slots, cnts, sums = slot_lists
-    s0, s1 = int(d.starts[k]), int(d.ends[k])
-    rv = p.reason_values
-    R = p.R
-    reasons = tuple((rv[slots[j] % R], sums[j] * D.numerator, D.denominator, cnts[j]) for j in range(s0, s1))
-    if pr.flags & F_SIDE:
-        seq = side.get(k)
-    cents = (0, 1)
-    if pr.flags & F_CENTS:
-        c = int(d.cents[k])
-        sc = p.cents_scale
-        cents = (c * 10**sc, 1) if sc >= 0 else (c, 10 ** (-sc))
-    return full, count, pror, reasons, cents, seq
+        return (f, 1), (days, per.duration_days), seq
+    return (seq["weighted"] * Dn, Dd * per.duration_days * 86_400_000), None, seq
 
 
 def _assemble(p, base, d, ignored, side):
-    order = d.order.tolist()
-    si_l, ci_l, b_l, g_l, w_l = (x.tolist() for x in (d.si, d.ci, d.b, d.g, d.w))
-    slot_lists = (d.slot.tolist(), d.cnt.tolist(), d.sm.tolist())
-    cp_l = d.cp.tolist()
-    # group lines by (sub, charge)
+    L = _Lines(p, d)
+    si_l, b_l, g_l, w_l, cp_l = L.si, L.b, L.g, L.w, L.cp
     by_sc: dict = {}
-    for k in order:
-        by_sc.setdefault((si_l[k], ci_l[k]), []).append(k)
+    for k in L.order:
+        by_sc.setdefault((si_l[k], L.ci[k]), []).append(k)
+    qnd = [(D.numerator, D.denominator) for D in p.q_scale]
+    rv, R = p.reason_values, p.R
+    reason_of = [rv[r] for r in L.reason]
+    cnt, sm = L.cnt, L.sm
+    groups: dict = {}
     lines, fees = [], []
     ctxs: dict = {}
     txs = getattr(p.cols, "transaction_ids", None)
     adv_keys = []
+    sc = p.cents_scale
     for si, sub in enumerate(p.subs):
         per = p.periods[si]
         if per.empty:
             continue
+        dd = per.duration_days
         for ci, charge in enumerate(sub.charges):
             cc = ctxs.get(id(charge))
             if cc is None:
@@ -389,35 +430,52 @@ def _assemble(p, base, d, ignored, side):
                 for k in ks:
                     adv_keys.append((si, ci, k))
                 continue
+            agg = cc.agg
             nf = len(charge.filters)
             charge_lines = []
             j = 0
+            nks = len(ks)
             for b in range(nf + 1):
                 bucket = None if b == nf else b
                 first = True
-                n_ign = ignored.get((si, ci, bucket), 0)
-                while j < len(ks) and b_l[ks[j]] == b:
+                n_ign = ignored.get((si, ci, bucket), 0) if ignored else 0
+                while j < nks and b_l[ks[j]] == b:
                     k = ks[j]
                     j += 1
-                    pr = p.programs[cp_l[k]]
-                    full, count, pror, reasons, cents, seq = _usage(p, d, k, si, charge, pr, slot_lists, side)
+                    cp = cp_l[k]
+                    pr = p.programs[cp]
+                    Dn, Dd = qnd[pr.q]
+                    full, pror, seq = _full(p, L, k, agg, pr, per, side, Dn, Dd)
                     w = w_l[k]
                     window = None if w == 0 else w - 1
-                    group = _group_tuple(p, pr, g_l[k]) if pr.group_by else ()
-                    u = LineUsage(si, ci, bucket, group, window, full, count,
-                                  prorated=pror if charge.prorated else None, reasons=reasons, cents=cents,
-                                  ignored=n_ign if first else 0)
-                    if seq is not None:
-                        _seq_fields(p, u, cc, pr, seq, per, bucket, window)
+                    if pr.group_by:
+                        gk = (cp, g_l[k])
+                        group = groups.get(gk)
+                        if group is None:
+                            group = groups[gk] = _group_tuple(p, pr, g_l[k])
+                    else:
+                        group = ()
+                    reasons = tuple((reason_of[x], sm[x] * Dn, Dd, cnt[x]) for x in range(L.starts[k], L.ends[k]))
+                    cents = (0, 1)
+                    if pr.flags & F_CENTS:
+                        c = L.cents[k]
+                        cents = (c * 10**sc, 1) if sc >= 0 else (c, 10 ** (-sc))
+                    u = LineUsage(si, ci, bucket, group, window, full, L.count[k],
+                                  pror if charge.prorated else None, reasons, cents, None, None,
+                                  n_ign if first else 0)
+                    if pr.flags & F_SIDE:
+                        seq = seq or side.get(k)
+                        if seq is not None:
+                            _seq_fields(p, u, cc, pr, seq, per, bucket, window)
                     first = False
-                    charge_lines.append(price_line(sub, cc, u, per.duration_days))
+                    charge_lines.append(price_line(sub, cc, u, dd))
                 if first:
-                    charge_lines.append(price_line(sub, cc, empty_usage(si, ci, charge, bucket, n_ign),
-                                                   per.duration_days))
+                    charge_lines.append(price_line(sub, cc, empty_usage(si, ci, charge, bucket, n_ign), dd))
             lines.extend(charge_lines)
-            t = true_up_line(sub, charge, charge_lines, per.eff_days, per.duration_days)
-            if t is not None:
-                lines.append(t)
+            if charge.min_amount is not None:
+                t = true_up_line(sub, charge, charge_lines, per.eff_days, dd)
+                if t is not None:
+                    lines.append(t)
     # pay in advance: canonical order is (sub, charge, bucket, group, window) = d.order
     for si, ci, k in adv_keys:
         sub = p.subs[si]
@@ -426,8 +484,7 @@ def _assemble(p, base, d, ignored, side):
         nf = pr.nf
         b = b_l[k]
         w = w_l[k]
-        seq = side.get(k)
-        evs = _advance_events(p, charge, pr, seq, txs)
+        evs = _advance_events(p, charge, pr, side.get(k), txs)
         group = _group_tuple(p, pr, g_l[k]) if pr.group_by else ()
         fees.extend(advance_fees(sub, ctxs[id(charge)], None if b == nf else b, group, None if w == 0 else w - 1,
                                  evs))

@@ -133,3 +133,25 @@ def subscriptions(draw):
 @given(subscriptions(), events())
 def test_numba_engine_equals_reference(subs, evs):
     assert run_fast(subs, evs) == rate_reference(subs, evs)
+
+
+def _split_rows(n, min_rows=0):
+    """Three row ranges whatever the size: exercises the per-thread merge."""
+    cuts = [0, n // 3, 2 * n // 3, n]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(subscriptions(), events())
+def test_threads_and_hashed_slots_equal_reference(subs, evs):
+    """Row ranges merged across threads, and every slot block in the hash table."""
+    import gpubill.engine.plan as planmod
+    import gpubill.engine.rate as ratemod
+
+    saved = (ratemod.chunks, planmod.DENSE_LIMIT)
+    ratemod.chunks, planmod.DENSE_LIMIT = _split_rows, 0
+    try:
+        fast = run_fast(subs, evs)
+    finally:
+        ratemod.chunks, planmod.DENSE_LIMIT = saved
+    assert fast == rate_reference(subs, evs)
