@@ -88,3 +88,10 @@ def one(result):
 def total(result) -> Decimal:
     """The sum of the rounded lines, true-ups included, as an invoice would add them."""
     return sum((ln.amount for ln in result.lines), Decimal(0))
+
+
+def quotient(value: Decimal, num, den) -> bool:
+    """`value` is num / den to 30 decimals (a unit amount that does not terminate in decimal)."""
+    from fractions import Fraction
+
+    return abs(Fraction(value) - Fraction(num) / Fraction(den)) < Fraction(1, 10**30)

@@ -10,7 +10,7 @@ from fractions import Fraction
 
 import pytest
 
-from lago_bill import compile_bill, event, one, usage
+from lago_bill import compile_bill, event, one
 
 
 def rate_metric(engine, metric, events, charge="  charge m 1 per unit", **kw):

@@ -11,7 +11,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from lago_bill import compile_bill, event, one, total
+from lago_bill import compile_bill, event, one, quotient
 
 CALLS = "metric calls { event call count }\n"
 VALUES = "metric spend { event spend sum value }\n"
@@ -126,6 +126,7 @@ def test_volume_decimal_between_integer_tiers_goes_up(engine):
     spec = compile_bill(VALUES, VOLUME)
     line = one(engine([spec], spend("100.5")))
     assert line.precise_amount == D("100.25")
+    assert quotient(line.unit_price, D("100.25"), D("100.5"))  # volume divides by the units that picked the tier
     assert one(engine([spec], spend("100"))).precise_amount == 100  # 100 stays in tier 1
 
 
@@ -140,10 +141,8 @@ def test_volume_zero_usage_pays_the_first_tier_flat_fee(engine):
 # ------------------------------------------------------------------ package
 
 
-@pytest.mark.parametrize("free,amount,unit_price", [
-    (0, 1300, D(1300) / 121), (10, 1200, D(1200) / 111), (200, 0, 0),
-])
-def test_package_spec_table(engine, free, amount, unit_price):
+@pytest.mark.parametrize("free,amount,paid", [(0, 1300, 121), (10, 1200, 111), (200, 0, None)])
+def test_package_spec_table(engine, free, amount, paid):
     """Amount 100 per 10, 121 units: free 0 -> 13 packages, free 10 -> 12, free 200 -> 0.
 
     unit_amount divides by the paid units (121 - free).
@@ -152,7 +151,7 @@ def test_package_spec_table(engine, free, amount, unit_price):
     spec = compile_bill(CALLS, charge)
     line = one(engine([spec], calls(121)))
     assert line.precise_amount == amount
-    assert round(line.unit_price, 20) == round(unit_price, 20)  # a non-terminating quotient
+    assert quotient(line.unit_price, amount, paid) if paid else line.unit_price == 0
 
 
 def test_package_per_million_tokens_bills_a_whole_package_for_one_token(engine):
@@ -202,6 +201,25 @@ def test_percentage_per_transaction_min_max_with_fixed_fee(engine):
     """Same with fixed 2 per event: 1.75 -> 2.299, 2.392 + 2 = 4.392, 12 -> 18.691."""
     spec = compile_bill(VALUES, "  charge spend percentage 2.99%, fixed 2 per event, minimum 1.75 per event, maximum 12 per event")
     assert one(engine([spec], spend(10, 80, 10000))).precise_amount == D("18.691")
+
+
+def test_percentage_min_max_free_events_are_not_raised_to_the_minimum(engine):
+    """Constructed: free 1 events, minimum 1.75: the free first event stays 0 -> 0 + 80 x 2.99 % = 2.392."""
+    spec = compile_bill(VALUES, "  charge spend percentage 2.99%, free 1 events, minimum 1.75 per event")
+    assert one(engine([spec], spend(10, 80))).precise_amount == D("2.392")
+
+
+def test_percentage_min_max_free_amount_continues_past_the_free_events(engine):
+    """Constructed: free 1 events and free 100: 10 and 80 are free (the free amount outlasts the free
+    event), 200 pays on 190: 190 x 2.99 % = 5.681, inside [1.75, 12]."""
+    spec = compile_bill(VALUES, "  charge spend percentage 2.99%, free 1 events, free 100, minimum 1.75 per event, maximum 12 per event")
+    assert one(engine([spec], spend(10, 80, 200))).precise_amount == D("5.681")
+
+
+def test_percentage_fixed_part_is_zero_at_zero_units(engine):
+    """Fixed part = 0 when the units are 0, even with paying events (5 and -5 here)."""
+    spec = compile_bill(VALUES, "  charge spend percentage 1%, fixed 2 per event")
+    assert one(engine([spec], spend(5, -5))).precise_amount == 0
 
 
 def test_percentage_on_a_count_metric_values_each_event_at_one(engine):

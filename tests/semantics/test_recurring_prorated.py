@@ -70,7 +70,7 @@ def test_prorated_sum_removal_day_is_not_billed(engine):
     assert (line.units, line.full_units, line.amount) == (D("3.22581"), 0, D("100.00"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "engine disagrees with Lago: an in-advance prorated fee is billed on the full value (12 x 31 = 372.00); "
     "Lago (ProratedAggregations::BaseService#compute_pay_in_advance_aggregation) prorates it: "
     "12 x ceil(days to period end) / period days = 12 x 6/31 -> 2.32258 units -> 72.00"))
