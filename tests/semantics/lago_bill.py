@@ -45,7 +45,13 @@ def check_ok(src: str):
 def compile_bill(metrics: str, charges: str, *, period: str = "2024-05", billing: str = "monthly",
                  starts: str = "2024-01-01", contract: str = ""):
     """Check the example and compile contract `c` for `period` (a `--period` value)."""
-    catalog = check_ok(source(metrics, charges, billing=billing, starts=starts, contract=contract))
+    src = source(metrics, charges, billing=billing, starts=starts, contract=contract)
+    return compile_source(src, period=period, billing=billing, starts=starts)
+
+
+def compile_source(src: str, *, period: str, billing: str = "monthly", starts: str = "2024-01-01"):
+    """Check a whole `.bill` text and compile its contract `c` for `period`."""
+    catalog = check_ok(src)
     words = billing.split()
     anchor = "anniversary" if "anniversary" in words else "calendar"
     per = resolve_period(*parse_period_arg(period), words[0], anchor, "UTC", dt.date.fromisoformat(starts))

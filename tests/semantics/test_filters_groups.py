@@ -139,3 +139,13 @@ def test_spending_minimum_applies_across_all_filter_fees(engine):
     r = engine([spec], evs)
     assert [ln.amount for ln in r.lines if ln.kind == "min_true_up"] == [D("18.00")]
     assert total(r) == 50
+
+
+def test_a_price_table_prices_its_default_bucket_at_zero(engine):
+    """Lago: a charge with no properties prices its default bucket at 0. A price table has no price of its
+    own, so a value it does not list is default-priced at 0 (and still gets its line)."""
+    spec = compile_bill(COMPUTE, '  charge compute per unit by cloud { "aws" 2 }')
+    evs = [event("compute", "2024-05-02T00:00:00Z", value=5, cloud="aws"),
+           event("compute", "2024-05-02T00:00:00Z", value=7, cloud="gcp")]
+    got = sorted((ln.filter is not None, ln.units, ln.amount) for ln in usage(engine([spec], evs)))
+    assert got == [(False, 7, 0), (True, 5, 10)]

@@ -108,3 +108,16 @@ def test_dynamic_in_advance_fee_is_the_events_cents_rounded(engine):
     evs = [event("spend", "2024-05-10T08:00:00Z", cents="1234.56", value=3)]
     (fee,) = fees(engine([spec], evs))
     assert (fee.precise_amount, fee.amount) == (D("12.3456"), D("12.35"))
+
+
+def test_graduated_percentage_in_advance_pays_flat_fees_as_tiers_are_crossed(engine):
+    """Constructed: tiers 0-10 1 % +200, 11-inf 2 % +300; sum events 5 then 10.
+
+    5: model(5) - model(0 -> 0) = 200.05; 10: model(15) = 200.10 + 300 + 5 x 2 % = 500.20 -> 300.15.
+    """
+    spec = compile_bill(VALUES, """  charge spend graduated percentage {
+    0 to 10 at 1% flat 200
+    11 and above at 2% flat 300
+  } { in advance }""")
+    evs = [event("spend", "2024-05-10T08:00:00Z", value=5), event("spend", "2024-05-11T08:00:00Z", value=10)]
+    assert [f.amount for f in fees(engine([spec], evs))] == [D("200.05"), D("300.15")]

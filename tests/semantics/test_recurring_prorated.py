@@ -12,7 +12,7 @@ from fractions import Fraction
 
 import pytest
 
-from lago_bill import compile_bill, event, one
+from lago_bill import ENTITY, compile_bill, compile_source, event, one
 
 SEATS = "metric seats { event seat sum value recurring }\n"
 GPUS = "metric gpus { event gpu unique count gpu_id recurring }\n"
@@ -197,3 +197,19 @@ def test_prorated_graduated_spec_final_units_zero(engine):
            for d, v in [(10, 1), (20, 4), (25, 1), (27, -5), (30, -1)]]
     line = one(engine([spec], evs))
     assert (line.amount, line.full_units) == (D("165.81"), 0)
+
+
+def test_recurring_sum_carries_across_plan_versions(engine):
+    """Lago: after an upgrade, the previous subscription's events (same external id) still count for a
+    recurring sum. The language's analogue of an upgrade is a new plan version under the same contract and
+    subscription id: April's events, rated under version 1, count in May under version 2 (53 x 2 = 106)."""
+    src = ENTITY + SEATS + """
+plan p version 1 effective 2024-01-01 to 2024-04-30 { currency USD billing monthly charge seats 1 per unit }
+plan p version 2 effective 2024-05-01 { currency USD billing monthly charge seats 2 per unit }
+contract c { customer "cust_1" subscription "sub_1" entity lago plan p starts 2024-01-01 }
+"""
+    spec = compile_source(src, period="2024-05")
+    evs = [event("seat", "2024-04-10T00:00:00Z", value="2.5") for _ in range(2)]
+    evs += [event("seat", "2024-05-10T00:00:00Z", value="12") for _ in range(4)]
+    line = one(engine([spec], evs))
+    assert (line.units, line.amount) == (53, D("106.00"))
