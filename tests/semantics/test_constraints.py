@@ -82,3 +82,17 @@ def test_recurring_only_for_sum_unique_count_weighted_sum(aggregation):
 ])
 def test_graduated_tier_validation(tiers, rule):
     assert rule in errors(f"charge s graduated {{ {tiers} }}")
+
+
+def test_identical_filters_are_refused():
+    """Lago: among identical filters the oldest wins, so the later one never prices anything; the
+    language reports the later one as an error instead of ignoring it silently."""
+    metrics = "metric s { event e sum value dimension cloud }\n"
+    charge = 'charge s 1 per unit { where cloud = "aws" 5 per unit  where cloud = "aws" 7 per unit }'
+    assert errors(charge, metrics) == ["duplicate-filter"]
+
+
+def test_volume_tiers_with_a_gap_of_two_are_refused():
+    """Lago's volume validator tolerates from = previous to + 2; the language does not (a decimal total
+    between 10 and 12 would fall in no tier). A Lago plan relying on it does not check."""
+    assert errors("charge s volume { 0 to 10 at 1  12 and above at 0.5 }") == ["tier-gap"]
