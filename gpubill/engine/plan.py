@@ -4,12 +4,16 @@ Aggregation does not depend on prices, so charges are reduced to *programs*
 keyed by structure (metric quantity, aggregation, filter conditions, group
 keys, price-window bounds, flags): 1 000 subscriptions x 10 charges share a
 handful of programs.  A *plan* is a distinct list of programs (one per
-distinct charge list); an *instance* is one charge of a plan, and owns a
-block of accumulator slots, ``rank`` x ``stride`` wide (one row of lines per
-subscription of the plan).  Inside a block a slot is
-``bucket line offset + group * (windows + 1) + window``, times the number
-of end reasons, plus the reason: lines come out of the kernel already in
-the canonical order (buckets, groups by string value, windows).
+distinct charge list); an *instance* is one charge of a plan.  Each
+subscription of a plan owns ``R x Lp`` dense slots (``R`` end reasons,
+``Lp`` lines of all the plan's instances): slot = subscription base +
+reason * Lp + instance line offset + line, so the lines of one customer's
+common end reason share a few cache lines.  Inside an instance a line is
+``bucket line offset + group * (windows + 1) + window`` (groups numbered in
+string order, first key most significant): decoding gives the canonical
+order with one sort.  An instance whose block would exceed ``DENSE_LIMIT``
+slots goes through a per-thread hash table instead (virtual slot ids above
+``n_dense``).
 
 Quantities (count, uid presence, or an int64 polynomial over fixed-point
 properties) are deduplicated too and evaluated once per event.  Columns
