@@ -31,28 +31,63 @@ def _charge_node(plan: ast.Plan, charge_id: str) -> ast.Charge | None:
     return None
 
 
+def _same_filter(cond: ast.Condition, flt: dict | None) -> bool:
+    if flt is None:
+        return False
+    want: dict[str, set[str]] = {}
+    for m in cond.matches:
+        vals = {v.value for v in m.values}
+        want[m.key.name] = want[m.key.name] & vals if m.key.name in want else vals
+    return want == {k: set(v) for k, v in flt.items()}
+
+
+def _table_row(table: ast.PriceTable, flt: dict | None, base: dict | None = None):
+    """The row of a `by` table that priced a line with filter `flt`, if any."""
+    if flt is None:
+        return None
+    for row in table.rows:
+        want = dict(base or {})
+        want[table.dimension.name] = {row.value.value}
+        if want == {k: set(v) for k, v in flt.items()}:
+            return row
+    return None
+
+
 def clause_of(billed, line) -> str | None:
-    """Where the price of a line was written: an override beats the plan's clause."""
+    """Where the price of a line was written: the last override that set it, else the plan's clause."""
     plan, contract = billed.plan, billed.contract
     flt = line.filter
-    for o in contract.overrides:
-        if o.charge.name == line.charge_id and o.span is not None:
-            if flt is None or o.condition is not None or isinstance(o.price, ast.PriceTable):
-                return str(o.span)
+    for o in reversed(contract.overrides):
+        if o.charge.name != line.charge_id:
+            continue
+        if o.condition is None and not isinstance(o.price, ast.PriceTable):
+            return str(o.span)  # replaces the whole price
+        if isinstance(o.price, ast.PriceTable):
+            base = None
+            if o.condition is not None:
+                base = {m.key.name: {v.value for v in m.values} for m in o.condition.matches}
+            row = _table_row(o.price, flt, base)
+            if row is not None:
+                return str(row.span)
+        elif _same_filter(o.condition, flt):
+            return str(o.span)
     ch = _charge_node(plan, line.charge_id)
     if ch is None:
         return None
-    if line.window is not None and ch.windows:
+    if line.window is not None and ch.windows and flt is None:
         return str(ch.windows[min(line.window, len(ch.windows) - 1)].span)
-    if flt:
-        for wp in ch.filters:
-            keys = {m.key.name for m in wp.condition.matches}
-            if keys == set(flt):
-                return str(wp.span)
-        if isinstance(ch.price, ast.PriceTable):
-            for row in ch.price.rows:
-                if flt.get(ch.price.dimension.name) == [row.value.value]:
-                    return str(row.span)
+    for wp in ch.filters:
+        if _same_filter(wp.condition, flt):
+            return str(wp.span)
+        if isinstance(wp.price, ast.PriceTable):
+            base = {m.key.name: {v.value for v in m.values} for m in wp.condition.matches}
+            row = _table_row(wp.price, flt, base)
+            if row is not None:
+                return str(row.span)
+    if isinstance(ch.price, ast.PriceTable):
+        row = _table_row(ch.price, flt)
+        if row is not None:
+            return str(row.span)
     return str(ch.span) if ch.span else None
 
 

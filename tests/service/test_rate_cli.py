@@ -126,7 +126,11 @@ def test_customer_filter_and_explain_points_at_the_override(billing):
     doc = json.loads(r.stdout)
     assert [s["contract"] for s in doc["subscriptions"]] == ["acme"]
     h100 = next(ln for ln in doc["subscriptions"][0]["lines"] if ln["filter"] == {"gpu_type": ["H100-SXM"]})
-    assert h100["explain"]["clause"] == "repo/catalog.bill:43:3"  # the contract's override line
+    line = CATALOG.splitlines().index('  override gpu_hours where gpu_type = "H100-SXM" 3.00 per hour') + 1
+    assert h100["explain"]["clause"] == f"repo/catalog.bill:{line}:3"  # the contract's override
+    a100 = next(ln for ln in doc["subscriptions"][0]["lines"] if ln["filter"] == {"gpu_type": ["A100-40GB"]})
+    row = CATALOG.splitlines().index('    "A100-40GB" 1.89') + 1
+    assert a100["explain"]["clause"] == f"repo/catalog.bill:{row}:5"  # the plan's table row
 
 
 def test_table_output(billing):
@@ -169,4 +173,5 @@ def test_demo_runs_on_the_examples(tmp_path):
     # the quarantine holds the malformed events, with reasons
     q = gpubill("events", "rejected", "--store", "gpubill-demo/gpubill.db", "--format", "json", cwd=tmp_path)
     assert q.returncode == 0, q.stderr
-    assert len(json.loads(q.stdout)) >= 6
+    rejected = [json.loads(line) for line in q.stdout.splitlines() if line.strip()]  # JSON lines
+    assert len(rejected) >= 6 and all(r["reasons"] for r in rejected)
