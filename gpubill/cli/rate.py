@@ -27,7 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "or an inclusive range FROM..TO of dates or date-times")
     p.add_argument("--customer", metavar="ID", help="only this customer (contract name, customer id or subscription id)")
     p.add_argument("--format", choices=("table", "json"), default="table")
-    p.add_argument("--explain", action="store_true", help="show where each line comes from")
+    p.add_argument("--explain", action="store_true",
+                   help="show where each line comes from: its events, the clause that priced it, tiers, rounding "
+                        "(best with --customer: events are traced in Python)")
     p.add_argument("--engine", choices=("fast", "reference"), default="fast",
                    help="fast: numba kernels (default); reference: the plain-Python engine")
 
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     store = _open_store(store_path(args))
     try:
-        report = rate_period(store, args.contracts, args.period, args.customer, args.engine)
+        report = rate_period(store, args.contracts, args.period, args.customer, args.engine, explain=args.explain)
     except ServiceError as e:
         raise CliError(str(e), e.code) from None
     finally:

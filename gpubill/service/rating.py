@@ -49,6 +49,7 @@ class RateReport:
     result: RateResult
     catalog: Catalog
     sources: dict
+    traces: dict = attrs.field(factory=dict)  # subscription id -> {LineRef: [EventRef]} (explain only)
 
 
 def load_catalog(paths: Sequence[str]) -> tuple[Catalog, dict[str, str]]:
@@ -173,12 +174,25 @@ def rate_billed(store, billed: Sequence[Billed], engine: str = "fast") -> RateRe
     return rate(specs, cols)
 
 
+def trace_billed(store, billed: Sequence[Billed]) -> dict:
+    """For explain: each line's events (transaction ids), per subscription."""
+    from gpubill.engine.trace import trace
+
+    out = {}
+    for b in billed:
+        window = read_window([b])
+        events = store.events_as_dicts(**window)
+        out[b.spec.external_id] = trace(b.spec, events)
+    return out
+
+
 def rate_period(store, contract_paths: Sequence[str], period_text: str, customer: str | None = None,
-                engine: str = "fast") -> RateReport:
+                engine: str = "fast", explain: bool = False) -> RateReport:
     catalog, sources = load_catalog(contract_paths)
     billed = billed_subscriptions(catalog, period_text, customer)
     result = rate_billed(store, billed, engine)
-    return RateReport(tuple(billed), result, catalog, sources)
+    traces = trace_billed(store, billed) if explain else {}
+    return RateReport(tuple(billed), result, catalog, sources, traces)
 
 
 def totals(report: RateReport) -> dict[str, Decimal]:

@@ -97,7 +97,17 @@ def _filter_json(f):
     return {k: sorted(v) for k, v in f.items()}
 
 
-def line_json(billed, line, explain: bool) -> dict:
+EXPLAIN_EVENTS = 20  # transaction ids listed per line; the count is always complete
+
+
+def _events_of(report, line):
+    from gpubill.engine.trace import line_ref
+
+    refs = report.traces.get(line.subscription, {}).get(line_ref(line), [])
+    return [r for r in refs if r.counted]
+
+
+def line_json(billed, line, explain: bool, report=None) -> dict:
     out = {
         "kind": line.kind,
         "charge": line.charge_id,
@@ -117,8 +127,10 @@ def line_json(billed, line, explain: bool) -> dict:
         "events_by_end_reason": {str(k): v for k, v in sorted(line.count_by_end_reason.items(), key=lambda kv: str(kv[0]))},
     }
     if explain:
+        evs = _events_of(report, line) if report is not None else []
         out["explain"] = {
             "clause": clause_of(billed, line),
+            "events": {"count": len(evs), "transaction_ids": [e.transaction_id for e in evs[:EXPLAIN_EVENTS]]},
             "tiers": [
                 {"tier": t.index + 1, "units": _s(t.units), "per_unit": _s(t.per_unit), "flat": _s(t.flat), "amount": _s(t.amount)}
                 for t in line.tiers
@@ -147,7 +159,7 @@ def report_json(report: RateReport, explain: bool = False) -> dict:
                 "plan_version": b.plan.version.id if b.plan.version else None,
                 "currency": b.currency,
                 "period": {"from": _iso(b.period.from_ms), "to": _iso(b.period.to_ms), "label": b.period.label},
-                "lines": [line_json(b, ln, explain) for ln in by_sub.get(sid, [])],
+                "lines": [line_json(b, ln, explain, report) for ln in by_sub.get(sid, [])],
                 "in_advance_fees": [
                     {
                         "charge": f.charge_id,
@@ -190,6 +202,7 @@ def _dims(line) -> str:
 
 def report_table(report: RateReport, explain: bool = False, file=None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(file=file, highlight=False, soft_wrap=False, width=160 if file is not None and not file.isatty() else None)
@@ -205,11 +218,16 @@ def report_table(report: RateReport, explain: bool = False, file=None) -> None:
                           ("unit price", "right"), ("precise amount", "right"), ("amount", "right")):
             t.add_column(col, justify=just)
         for ln in by_sub.get(sid, []):
-            t.add_row(ln.charge_id + ("" if ln.kind == "usage" else f" ({ln.kind})"), _dims(ln), str(ln.event_count),
+            t.add_row(ln.charge_id + ("" if ln.kind == "usage" else f" ({ln.kind})"), escape(_dims(ln)), str(ln.event_count),
                       display(ln.units), display(ln.unit_price), display(ln.precise_amount, 8), _s(ln.amount))
             if explain:
                 where = clause_of(b, ln) or "?"
-                t.add_row("", f"[dim]priced by {where}[/dim]", "", "", "", "", "")
+                t.add_row("", f"[dim]priced by {escape(where)}[/dim]", "", "", "", "", "")
+                evs = _events_of(report, ln)
+                if evs:
+                    shown = ", ".join(e.transaction_id for e in evs[:3])
+                    more = f" (+{len(evs) - 3} more)" if len(evs) > 3 else ""
+                    t.add_row("", f"[dim]events: {escape(shown)}{more}[/dim]", "", "", "", "", "")
                 for tp in ln.tiers:
                     t.add_row("", f"[dim]tier {tp.index + 1}: {display(tp.units)} x {_s(tp.per_unit)} + {_s(tp.flat)}[/dim]",
                               "", "", "", display(tp.amount, 8), "")

@@ -128,9 +128,12 @@ def test_customer_filter_and_explain_points_at_the_override(billing):
     h100 = next(ln for ln in doc["subscriptions"][0]["lines"] if ln["filter"] == {"gpu_type": ["H100-SXM"]})
     line = CATALOG.splitlines().index('  override gpu_hours where gpu_type = "H100-SXM" 3.00 per hour') + 1
     assert h100["explain"]["clause"] == f"repo/catalog.bill:{line}:3"  # the contract's override
+    assert h100["explain"]["events"] == {"count": 1, "transaction_ids": ["t1"]}
     a100 = next(ln for ln in doc["subscriptions"][0]["lines"] if ln["filter"] == {"gpu_type": ["A100-40GB"]})
     row = CATALOG.splitlines().index('    "A100-40GB" 1.89') + 1
     assert a100["explain"]["clause"] == f"repo/catalog.bill:{row}:5"  # the plan's table row
+    tokens = next(ln for ln in doc["subscriptions"][0]["lines"] if ln["charge"] == "output_tokens")
+    assert tokens["explain"]["events"]["transaction_ids"] == ["t3"]  # t4 is in November: not listed
 
 
 def test_table_output(billing):

@@ -1,0 +1,67 @@
+"""Which events made a rated line: the "which events" part of `gpubill rate --explain`.
+
+`trace(subscription, events) -> {LineRef: [EventRef, ...]}` replays the
+reference engine's routing (subscription, code, period bounds, most specific
+filter, group values, price window) on one subscription's events, so that a
+line can be traced back to its transaction ids. It routes; it does not
+aggregate or price, and it reuses the reference engine's own routing
+functions so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+from gpubill.engine import poly as polymod
+from gpubill.engine.period import NEG_INF, period_of
+from gpubill.engine.program import SubscriptionSpec
+from gpubill.engine.reference import bucket_of, normalize, quantity, window_of
+
+
+@attrs.frozen
+class LineRef:
+    """The identity of a rated line, as RatedLine carries it."""
+
+    charge_id: str
+    filter: tuple  # ((key, (values...)), ...) sorted; () for the default bucket
+    group: tuple  # ((key, value), ...)
+    window: int | None
+
+
+@attrs.frozen
+class EventRef:
+    transaction_id: str
+    timestamp_ms: int
+    counted: bool  # False: ignored (a value missing or not strictly numeric)
+
+
+def line_ref(line) -> LineRef:
+    """The LineRef of a RatedLine (or of its JSON-like fields)."""
+    flt = tuple(sorted((k, tuple(sorted(v))) for k, v in (line.filter or {}).items()))
+    return LineRef(line.charge_id, flt, tuple(line.group.items()), line.window)
+
+
+def trace(sub: SubscriptionSpec, events: Iterable[dict]) -> dict[LineRef, list[EventRef]]:
+    per = period_of(sub)
+    out: dict[LineRef, list[EventRef]] = {}
+    evs = [e for e in normalize(events) if e["sub"] == sub.external_id]
+    evs.sort(key=lambda e: (e["ts"], e["rowid"]))
+    for charge in sub.charges:
+        m = charge.metric
+        q_expr = m.quantity()
+        poly = polymod.compile_expr(q_expr, m.unit_scale) if q_expr is not None else None
+        lo = NEG_INF if (m.recurring and not charge.pay_in_advance) else per.lo
+        for e in evs:
+            if e["code"] != m.event_code or not lo <= e["ts"] <= per.hi:
+                continue
+            props = e["props"]
+            b = bucket_of(charge, props)
+            flt = () if b is None else tuple(sorted((k, tuple(sorted(v))) for k, v in charge.filters[b].values.items()))
+            counted = quantity(charge, poly, props) is not None
+            w = window_of(charge.bucket_windows(b), e["ts"]) if counted else None
+            group = tuple((k, props.get(k)) for k in charge.group_by)
+            key = LineRef(charge.id, flt, group, w)
+            out.setdefault(key, []).append(EventRef(e["tx"], e["ts"], counted))
+    return out
