@@ -231,7 +231,7 @@ def report_table(report: RateReport, explain: bool = False, file=None) -> None:
                 for tp in ln.tiers:
                     t.add_row("", f"[dim]tier {tp.index + 1}: {display(tp.units)} x {_s(tp.per_unit)} + {_s(tp.flat)}[/dim]",
                               "", "", "", display(tp.amount, 8), "")
-                t.add_row("", f"[dim]{_s(ln.precise_amount)} rounded {ln.rounding.mode} to {_s(ln.rounding.quantum)}[/dim]",
+                t.add_row("", f"[dim]{display(ln.precise_amount, 10)} rounded {ln.rounding.mode} to {_s(ln.rounding.quantum)}[/dim]",
                           "", "", "", "", "")
         adv = [f for f in report.result.in_advance if f.subscription == sid]
         if adv:
