@@ -4,7 +4,9 @@
   at most one `every` (recurring) threshold, as in Lago.
 * A budget is positive, and its alerts are above 0% and strictly increasing;
   alerts above 100% are allowed (a warning after the budget is spent).
-* `idle hybrid` needs a `minimum`, and only hybrid takes one.
+* `idle hybrid` needs a `minimum`, and only hybrid takes one; a utilization
+  or hybrid policy on a plan with no GPU-time charge (GPUs x time, not
+  already weighted by avg_utilization) changes nothing, which is warned about.
 * A failure policy is given once per kind of failure. `on user failure no
   charge` is allowed but warned about: users then run their failing jobs free.
 """
@@ -13,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from gpubill.dsl import ast
-from gpubill.dsl.checks.common import plans
+from gpubill.dsl import ast, quantities
+from gpubill.dsl.checks.common import contract_plan, plans
 from gpubill.dsl.diagnostics import Diagnostic, error, warning
 from gpubill.dsl.resolve import Catalog
 
@@ -31,7 +33,34 @@ def check_terms(cat: Catalog) -> Iterator[Diagnostic]:
         for cm in c.commits:
             yield from _positive(cm.amount, "a commitment")
         yield from _idle(c.idle)
+        yield from _idle_applies(cat, c)
         yield from _failures(c.failure_policies)
+
+
+def _gpu_time(metric: ast.Metric | None) -> bool:
+    """Whether the idle policy reaches this metric (as gpubill.engine.compile applies it)."""
+    agg = metric.aggregation if metric is not None else None
+    if agg is None or agg.expr is None:
+        return False
+    dims = dict(quantities.expr_unit(agg.expr).dims)
+    props = {p.name for p in quantities.expr_props(agg.expr)}
+    return dims.get("gpu") == 1 and dims.get("time") == 1 and "avg_utilization" not in props
+
+
+def _idle_applies(cat: Catalog, c: ast.Contract) -> Iterator[Diagnostic]:
+    if c.idle is None or c.idle.kind == "allocation":
+        return
+    plan = contract_plan(cat, c)
+    if plan is None:
+        return
+    if not any(_gpu_time(cat.metrics.get(ch.metric.name)) for ch in plan.charges):
+        yield warning(
+            "idle-not-applicable",
+            f'idle {c.idle.kind} billing changes nothing: plan "{plan.name.name}" charges no GPU time',
+            c.idle.span,
+            hints=("idle policies weigh metrics of gpu_count x duration_seconds by avg_utilization; "
+                   "remove the clause or move the contract to a plan that charges GPU time",),
+        )
 
 
 def _positive(a: ast.Amount, what: str) -> Iterator[Diagnostic]:
