@@ -207,6 +207,7 @@ class Metric:
     dimensions: tuple[Dimension, ...] = ()
     rounding: MetricRounding | None = None
     recurring: bool = False
+    recurring_span: Span | None = _span_field()
     span: Span | None = _span_field()
 
 
@@ -348,6 +349,8 @@ class Charge:
     minimum_spend: Amount | None = None
     rounding: MoneyRounding | None = None
     prorated: bool = False
+    timing_span: Span | None = _span_field()
+    prorated_span: Span | None = _span_field()
     span: Span | None = _span_field()
 
     @property

@@ -251,6 +251,8 @@ _MULTI = {
     "test": {"usages", "expects"},
     "charge": {"filters", "windows"},
 }
+#: Clauses whose value is a flag or a word, so the node keeps their span beside it.
+_SPANNED = {"recurring", "timing", "prorated"}
 _WORD = {
     "display_name": "name", "invoice_prefix": "invoice prefix", "invoice_grace": "invoice grace",
     "event": "event", "aggregation": "aggregation", "late_events": "late events", "idle": "idle",
@@ -310,6 +312,8 @@ class _Build(Transformer):
                     continue
                 seen[c.kind] = c.span
                 fields[c.kind] = c.value
+                if c.kind in _SPANNED:  # flags and words keep where they were written
+                    fields[f"{c.kind}_span"] = c.span
         for k, v in multi.items():
             fields[k] = tuple(v)
         return cls(**fields, span=span)

@@ -100,16 +100,16 @@ def test_grace_periods_are_times():
 
 def test_pay_in_advance():
     assert_ok(plan("charge jobs 1 per event { in advance }"))
-    assert_diag(metric("max gpu_count") + plan("charge m 1 per GPU { in advance }"), "advance-not-allowed", 8, 10)
+    assert_diag(metric("max gpu_count") + plan("charge m 1 per GPU { in advance }"), "advance-not-allowed", 8, 24)
     assert_diag(plan("charge jobs volume { 0 and above at 1 } { in advance }"), "advance-not-allowed", 4, 15)
     assert_diag(plan("charge jobs 1 per event { in advance minimum spend 10 }"), "minimum-spend-in-advance", 4, 54)
 
 
 def test_prorated():
     assert_ok(plan("charge active_gpus 100 per event { prorated }"))
-    assert_diag(plan("charge jobs 1 per event { prorated }"), "prorated-not-allowed", 4, 10)
+    assert_diag(plan("charge jobs 1 per event { prorated }"), "prorated-not-allowed", 4, 29)
     assert_diag(metric("weighted sum gpu_count\n  recurring") + plan("charge m 1 per GPU { prorated }"),
-                "prorated-not-allowed", 9, 10)
+                "prorated-not-allowed", 9, 24)
     assert_diag(plan("charge active_gpus package 10 per 5 events { prorated }"), "prorated-not-allowed", 4, 22)
     assert_diag(plan("charge active_gpus graduated { 0 and above at 1 } { prorated  in advance }"),
                 "prorated-not-allowed", 4, 22)
@@ -120,7 +120,7 @@ def test_models_and_aggregations():
     assert_diag(plan("charge jobs dynamic"), "model-not-allowed", 4, 15)
     assert_ok(plan("charge output_tokens dynamic"))
     assert_diag(metric("latest gpu_count") + plan("charge m percentage 2%"), "model-not-allowed", 8, 12)
-    assert_diag(metric("max gpu_count\n  recurring"), "recurring-not-allowed", 3, 3)
+    assert_diag(metric("max gpu_count\n  recurring"), "recurring-not-allowed", 4, 3)
 
 
 # ---------------------------------------------------------------- dates

@@ -41,7 +41,7 @@ def check_constraints(cat: Catalog) -> Iterator[Diagnostic]:
             yield error(
                 "recurring-not-allowed",
                 f"a {_word(kind)} metric cannot be recurring",
-                m.aggregation.span,
+                m.recurring_span or m.aggregation.span,
                 hints=("recurring metrics are sum, unique count or weighted sum; drop `recurring`",),
             )
     for plan in plans(cat):
@@ -67,7 +67,7 @@ def _charge(m: ast.Metric, ch: ast.Charge) -> Iterator[Diagnostic]:
         yield error(
             "advance-not-allowed",
             f'charge "{ch.key}" is paid in advance, but metric "{m.name.name}" is a {_word(kind)}',
-            ch.metric.span,
+            ch.timing_span or ch.metric.span,
             hints=("only count, sum and unique count metrics can be paid in advance; drop `in advance`",),
             notes=(("metric", m.name.span),),
         )
@@ -81,7 +81,7 @@ def _charge(m: ast.Metric, ch: ast.Charge) -> Iterator[Diagnostic]:
             yield error(
                 "prorated-not-allowed",
                 f'charge "{ch.key}" is prorated, but {why}',
-                ch.metric.span,
+                ch.prorated_span or ch.metric.span,
                 hints=("prorate only charges on recurring sum or unique count metrics; drop `prorated`",),
                 notes=(("metric", m.name.span),),
             )
