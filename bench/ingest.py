@@ -41,6 +41,7 @@ MODELS = ["llama-3.1-70b", "llama-3.1-8b", "mixtral-8x22b", "qwen2.5-72b", "deep
 CLASSES = ["on_demand", "on_demand", "reserved", "spot"]
 REASONS = ["completed"] * 8 + ["preempted", "failed_user", "failed_infrastructure"]
 T0 = 1_735_689_600  # 2025-01-01
+ROUND = 500_000  # events generated ahead of each timed round
 
 
 def generate(n: int, seed: int = 7, start: int = 0):
@@ -79,37 +80,66 @@ def chunks(total: int, size: int, gen_time: list):
         yield part
 
 
-def bench_raw(path: str, total: int, size: int) -> float:
-    """The ceiling: executemany of pre-built tuples into an equivalent table."""
+def rounds(total: int, size: int, per_round: int = ROUND):
+    """Pre-generated lists of chunks, ``per_round`` events at a time (bounded memory).
+
+    Each round is generated before the clock starts, so no generation overlaps
+    the measured work (a pipelined writer would otherwise run during it).
+    """
+    per_round = max(size, per_round // size * size)
+    for r in range(0, total, per_round):
+        n = min(per_round, total - r)
+        yield [generate(min(size, n - k), start=r + k) for k in range(0, n, size)]
+
+
+def bench_raw(path: str, total: int, size: int, commit: int) -> float:
+    """The ceiling: executemany of pre-built tuples into an equivalent table.
+
+    Same schema and unique key (``connect`` creates it), rows in chunks of
+    ``size`` and transactions of ``commit`` events, as Store.ingest does.
+    """
     from gpubill.store.encode import _hash_keys
     from gpubill.store.schema import connect
     db = connect(path)
     spent = 0.0
     nid = 1
-    for part in chunks(total, size, [0.0]):
-        k1, k2 = _hash_keys([e["transaction_id"] for e in part], [e["external_subscription_id"] for e in part])
-        rows = [(nid + j, int(a), int(b), e["timestamp"] * 1000, 1, orjson.dumps(e).decode())
-                for j, (a, b, e) in enumerate(zip(k1.tolist(), k2.tolist(), part))]
-        nid += len(part)
+    for parts in rounds(total, size):
+        batches = []
+        for part in parts:
+            k1, k2 = _hash_keys([e["transaction_id"] for e in part],
+                                [e["external_subscription_id"] for e in part])
+            batches.append([(nid + j, int(a), int(b), e["timestamp"] * 1000, 1, orjson.dumps(e).decode())
+                            for j, (a, b, e) in enumerate(zip(k1.tolist(), k2.tolist(), part))])
+            nid += len(part)
+        del parts
         t = time.perf_counter()
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany("INSERT OR IGNORE INTO events (id, k1, k2, timestamp_ms, batch_id, raw)"
-                       " VALUES (?, ?, ?, ?, ?, ?)", rows)
-        db.execute("COMMIT")
+        pending = 0
+        for rows in batches:
+            if not pending:
+                db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT OR IGNORE INTO events (id, k1, k2, timestamp_ms, batch_id, raw)"
+                           " VALUES (?, ?, ?, ?, ?, ?)", rows)
+            pending += len(rows)
+            if pending >= commit:
+                db.execute("COMMIT")
+                pending = 0
+        if pending:
+            db.execute("COMMIT")
         spent += time.perf_counter() - t
     db.close()
     return total / spent
 
 
-def bench_store(path: str, total: int, size: int) -> float:
+def bench_store(path: str, total: int, size: int, commit: int) -> float:
     from gpubill.store import Store
-    gen = [0.0]
-    with Store(path, chunk_size=size, max_future_s=10**9) as s:
-        t = time.perf_counter()
-        n = 0
-        for rec in s.ingest_stream(((c, None) for c in chunks(total, size, gen)), source="bench"):
-            n += int((rec.status == 0).sum())
-        spent = time.perf_counter() - t - gen[0]
+    spent = 0.0
+    n = 0
+    with Store(path, chunk_size=size, commit_events=commit, max_future_s=10**9) as s:
+        for parts in rounds(total, size):
+            t = time.perf_counter()
+            for rec in s.ingest_stream(((c, None) for c in parts), source="bench"):
+                n += int((rec.status == 0).sum())
+            spent += time.perf_counter() - t
     assert n == total, n
     return total / spent
 
@@ -162,18 +192,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=10_000_000)
     ap.add_argument("--http-events", type=int, default=None, help="default: min(events, 1 M)")
-    ap.add_argument("--chunk", type=int, default=8192)
+    ap.add_argument("--chunk", type=int, default=8192, help="events per chunk (validation, one INSERT)")
+    ap.add_argument("--commit", type=int, default=None,
+                    help="events per transaction, both sides (default: Store's group commit size)")
     ap.add_argument("--batch", type=int, default=5000, help="events per HTTP batch")
     ap.add_argument("--dir", default=None, help="where the store files go (default: a temp dir)")
     a = ap.parse_args()
+    from gpubill.store.store import DEFAULT_COMMIT_EVENTS
+    commit = a.commit or DEFAULT_COMMIT_EVENTS
     http_n = a.http_events if a.http_events is not None else min(a.events, 1_000_000)
     d = a.dir or tempfile.mkdtemp(prefix="gpubill-bench-")
     os.makedirs(d, exist_ok=True)
     try:
-        print(f"{a.events} events, chunk {a.chunk}, {os.cpu_count()} CPUs, dir {d}")
-        raw = bench_raw(os.path.join(d, "raw.db"), a.events, a.chunk)
+        print(f"{a.events} events, chunk {a.chunk}, transactions of {commit}, {os.cpu_count()} CPUs, dir {d}")
+        raw = bench_raw(os.path.join(d, "raw.db"), a.events, a.chunk, commit)
         print(f"raw executemany (ceiling)   {raw:>12,.0f} events/s")
-        emb = bench_store(os.path.join(d, "store.db"), a.events, a.chunk)
+        emb = bench_store(os.path.join(d, "store.db"), a.events, a.chunk, commit)
         print(f"Store.ingest                {emb:>12,.0f} events/s   {emb / raw:.2f} x ceiling")
         http = bench_http(os.path.join(d, "http.db"), http_n, a.batch)
         print(f"HTTP batch, 4 clients       {http:>12,.0f} events/s   ({http_n} events, batches of {a.batch})")

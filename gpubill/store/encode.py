@@ -27,6 +27,7 @@ from .numeric import MISSING, floats_to_decimal, from_number, parse_strict
 from .validate import (CANONICAL, MAX_ID_LEN, MAX_KEYS, MAX_STRING, Problem, _count, _fraction,
                        _nonneg, _text, check_event, check_value)
 
+_W = 20  # width of one fixed-width decimal field (see fixed_width)
 LAZY = -2  # dim id placeholder: "the canonical string of this number" (resolved on read)
 _NONE = type(None)
 _EMPTY: dict = {}
@@ -72,6 +73,8 @@ class Chunk:
     ptac: dict                            # position in good -> (m, e)
     explicit_ts: np.ndarray               # bool: the event carried a timestamp
     props: dict                           # name -> PropColumn
+    code_dict: tuple = ((), None)         # (distinct codes, int index of each valid event)
+    sub_dict: tuple = ((), None)          # the same for subscriptions
 
 
 def _hash_keys(txn: list, sub: list) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +144,16 @@ def prepare(objs: list, now_ms: int, max_future_ms: int) -> Chunk:
     k1, k2 = _hash_keys(txns, subs) if txns else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     return Chunk(len(objs), np.asarray(good, np.int64), rejected, [objs[i] for i in good],
                  txns, subs, codes, np.asarray(tss, np.int64), k1, k2, ptac_at,
-                 np.asarray(explicit, bool), cols)
+                 np.asarray(explicit, bool), cols, _dictionary(codes), _dictionary(subs))
+
+
+def _dictionary(vals: list) -> tuple[list, np.ndarray]:
+    """(distinct values in first-seen order, index of each value into them)."""
+    index: dict = {}
+    for v in vals:
+        if v not in index:
+            index[v] = len(index)
+    return list(index), np.fromiter(map(index.__getitem__, vals), np.int64, len(vals))
 
 
 def _slow_rows(objs, now_ms, max_future_ms, rejected, ptac_at):
@@ -179,6 +191,8 @@ def _encode_props(props: list) -> tuple[dict, set]:
             col, b = _ints(vals, chk)
         elif types == {float} and name not in _STRINGY:
             col, b = _floats(name, vals, chk)
+        elif types == {int, float} and name not in _STRINGY:
+            col, b = _numbers(name, vals, chk)
         else:
             col, b = _mixed(name, vals, chk)
         bad |= b
@@ -265,6 +279,34 @@ def _floats(name, vals, chk):
     return PropColumn([], None, m, e), set()
 
 
+_KIND = {_NONE: 0, int: 1, float: 2}
+
+
+def _numbers(name, vals, chk):
+    """A column of JSON integers and floats (``gpu_count``: 8 and 0.5), without a per-value loop."""
+    n = len(vals)
+    kind = np.fromiter(map(_KIND.__getitem__, map(type, vals)), np.int8, n)
+    ii, fi = np.flatnonzero(kind == 1), np.flatnonzero(kind == 2)
+    try:
+        iv = np.array([vals[i] for i in ii.tolist()], np.int64)
+    except OverflowError:
+        return _mixed(name, vals, chk)
+    fv = np.array([vals[i] for i in fi.tolist()], np.float64)
+    if not np.isfinite(fv).all():
+        return _mixed(name, vals, chk)
+    if chk is not None and (_range_bad(iv, np.ones(iv.shape[0], bool), chk)
+                            or _range_bad(fv, np.ones(fv.shape[0], bool), chk)):
+        return _mixed(name, vals, chk)  # settles exactly which values are bad
+    fm, fe = floats_to_decimal(fv)
+    if (fe == MISSING).any():
+        return _mixed(name, vals, chk)
+    m = np.zeros(n, np.int64)
+    e = np.full(n, MISSING, np.int8)
+    m[ii], e[ii] = iv, 0
+    m[fi], e[fi] = fm, fe
+    return PropColumn([], None, m, e), set()
+
+
 def _mixed(name, vals, chk):
     """Slow per-value path: floats, bools, nested values, mixed types."""
     n = len(vals)
@@ -325,30 +367,52 @@ def dumps_any(obj) -> bytes:
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-def payload_of(chunk: Chunk, raws: list | None):
-    """The valid events' raw JSON payloads: (concatenated bytes, offsets, lengths)."""
+def payload_of(chunk: Chunk, raws: list | None) -> tuple[bytes, bytes]:
+    """What the writer's one INSERT statement binds: (raw payloads, fixed-width fields).
+
+    The raw JSON payloads of the valid events are concatenated; the fields are
+    k1, k2, timestamp_ms, payload offset and length per event (``fixed_width``).
+    Built here, on the validating thread, so the writer thread only runs SQLite.
+    """
     if raws is not None:
         sel = [raws[i] for i in chunk.good.tolist()]
-        lens = np.fromiter(map(len, sel), np.int64, len(sel))
-        buf = b"".join(sel)
     else:
-        dumps = orjson.dumps
-        out = bytearray()
-        ls: list[int] = []
-        add = ls.append
-        for o in chunk.objs:  # one at a time: orjson's buffers are reused when freed at once
-            try:
-                b = dumps(o)
-            except TypeError:  # integers beyond 64 bits
-                b = dumps_any(o)
-            out += b
-            add(len(b))
-        lens = np.array(ls, np.int64)
-        buf = bytes(out)
+        try:
+            sel = list(map(orjson.dumps, chunk.objs))
+        except TypeError:  # integers beyond 64 bits
+            sel = list(map(dumps_any, chunk.objs))
+    lens = np.fromiter(map(len, sel), np.int64, len(sel))
+    buf = b"".join(sel)
     offs = np.zeros(len(lens), np.int64)
     if len(lens) > 1:
         np.cumsum(lens[:-1], out=offs[1:])
-    return buf, offs, lens
+    return buf, fixed_width([chunk.k1, chunk.k2, chunk.ts_ms, offs, lens])
+
+
+_DIGITS4 = np.frombuffer(b"".join(b"%04d" % i for i in range(10_000)), np.uint32)
+
+
+def fixed_width(cols: list) -> bytes:
+    """int64 columns as fixed-width ASCII decimals ("-" or "0" then 19 digits), row-major.
+
+    Four digits at a time through a 10 000-entry table of 4-byte strings.
+    """
+    n, k = len(cols[0]), len(cols)
+    out = np.empty((n, k, _W // 4), np.uint32)
+    signs = []
+    for c, a in enumerate(cols):
+        a = np.asarray(a, np.int64)
+        neg = a < 0
+        mag = np.where(neg, -(a + 1), a).astype(np.uint64) + neg.astype(np.uint64)
+        for g in range(_W // 4 - 1, -1, -1):
+            mag, r = np.divmod(mag, np.uint64(10_000))
+            out[:, c, g] = _DIGITS4[r]
+        signs.append(neg)
+    b = out.view(np.uint8).reshape(n, k, _W)
+    for c, neg in enumerate(signs):  # |int64| < 10**19: the 20th digit is always 0
+        if neg.any():
+            b[neg, c, 0] = 45
+    return b.tobytes()
 
 
 # Re-exported for the writer's content comparison.

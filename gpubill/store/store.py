@@ -10,10 +10,10 @@ chunk k+1 while a writer thread commits chunk k.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import orjson
@@ -26,6 +26,8 @@ from .schema import StoreError, connect
 from .writer import Writer
 
 DEFAULT_CHUNK = 8192
+DEFAULT_COMMIT_EVENTS = 65536
+GROUP_IDLE_S = 0.5
 DEFAULT_MAX_FUTURE_S = 24 * 3600
 
 
@@ -38,13 +40,14 @@ class Store:
 
     def __init__(self, path: str | os.PathLike, *, synchronous: str = "NORMAL",
                  max_future_s: int = DEFAULT_MAX_FUTURE_S, chunk_size: int = DEFAULT_CHUNK,
-                 readonly: bool = False):
+                 commit_events: int = DEFAULT_COMMIT_EVENTS, readonly: bool = False):
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError("synchronous must be NORMAL, FULL or EXTRA")
         self.path = os.fspath(path)
         self.synchronous = synchronous.upper()
         self.max_future_ms = int(max_future_s) * 1000
         self.chunk_size = chunk_size
+        self.commit_events = max(1, commit_events)
         self.readonly = readonly
         if readonly and not os.path.exists(self.path):
             raise StoreError(f"{self.path}: no such store")
@@ -53,14 +56,10 @@ class Store:
         self._local = threading.local()
         self._readers: list = []
         self._rlock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
         self.strings = StringTable(self)
 
     # -- lifecycle ---------------------------------------------------------
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
         with self._rlock:
             for db in self._readers:
                 db.close()
@@ -105,7 +104,14 @@ class Store:
 
     def ingest_stream(self, chunks: Iterable[tuple[list, list | None]], *, source: str = "api",
                       received_ms: int | None = None) -> Iterator[Receipt]:
-        """Ingest ``(objs, raws)`` chunks, pipelined; yield each chunk's receipt once committed."""
+        """Ingest ``(objs, raws)`` chunks, pipelined; yield each chunk's receipt once committed.
+
+        The calling thread validates chunk k+1 while a writer thread stores
+        chunk k. The writer keeps one transaction open over several chunks
+        (group commit: up to ``commit_events`` events, or until no chunk has
+        arrived for ``GROUP_IDLE_S``), and a chunk's receipt is yielded only
+        after the transaction holding it has committed.
+        """
         it = iter(chunks)
         first = next(it, None)
         if first is None:
@@ -114,16 +120,93 @@ class Store:
         if second is None:  # one chunk: no thread hop
             yield self._write(first[0], first[1], source, received_ms)
             return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="gpubill-writer")
-        pending = []
-        for objs, raws in _prepend(first, second, it):
-            prepared = self._prepare(objs, raws, received_ms)
-            pending.append(self._pool.submit(self._commit, *prepared, source))
-            while len(pending) > 1:
-                yield pending.pop(0).result()
-        while pending:
-            yield pending.pop(0).result()
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
+        todo: queue.Queue = queue.Queue(maxsize=2)
+        done: queue.Queue = queue.Queue()
+        th = threading.Thread(target=self._group_writer, args=(todo, done, source),
+                              name="gpubill-writer", daemon=True)
+        th.start()
+        finished = False
+        try:
+            for objs, raws in _prepend(first, second, it):
+                todo.put(self._prepare(objs, raws, received_ms))
+                while not done.empty():
+                    yield from _receipts(done.get())
+            todo.put(_END)
+            while True:
+                item = done.get()
+                if item is _END:
+                    break
+                yield from _receipts(item)
+            finished = True
+        finally:
+            if not finished:  # the caller stopped early or failed: roll back what is not committed
+                todo.put(_ABORT)
+            th.join()
+
+    def _group_writer(self, todo: queue.Queue, done: queue.Queue, source: str) -> None:
+        """The writer thread of ``ingest_stream``: stage chunks, commit in groups."""
+        staged: list[Receipt] = []
+        n = 0
+        failed = False
+        item = None
+        try:
+            while True:
+                try:
+                    item = todo.get(timeout=GROUP_IDLE_S if staged else None)
+                except queue.Empty:  # the input stalls: do not hold the write lock meanwhile
+                    self._group_end(staged, done, commit=True)
+                    staged, n = [], 0
+                    continue
+                if item is _END or item is _ABORT:
+                    break
+                if failed:
+                    continue  # drain until the caller sees the error
+                try:
+                    chunk, payload, rej, t = item
+                    if not staged:
+                        self._wlock.acquire()
+                        try:
+                            self._writer.begin()
+                        except BaseException:
+                            self._wlock.release()
+                            raise
+                    staged.append(self._writer.stage(chunk, payload, rej, source, t))
+                    n += chunk.n_in
+                    if n >= self.commit_events:
+                        self._group_end(staged, done, commit=True)
+                        staged, n = [], 0
+                except BaseException as e:
+                    if staged:
+                        self._group_end(staged, done, commit=False)
+                        staged, n = [], 0
+                    done.put(_Failure(self._store_error(e)))
+                    failed = True
+            if staged:
+                self._group_end(staged, done, commit=item is _END)
+        except BaseException as e:  # a failed commit
+            done.put(_Failure(self._store_error(e)))
+        done.put(_END)
+
+    def _group_end(self, staged: list, done: queue.Queue, commit: bool) -> None:
+        try:
+            if commit:
+                try:
+                    self._writer.commit()
+                except BaseException:
+                    self._writer.rollback()
+                    raise
+                done.put(staged)
+            else:
+                self._writer.rollback()
+        finally:
+            self._wlock.release()
+
+    def _store_error(self, e: BaseException) -> BaseException:
+        if e.__class__.__module__ == "sqlite3":
+            return StoreError(f"{self.path}: {e}")
+        return e
 
     def _prepare(self, objs, raws, received_ms):
         t = now_ms() if received_ms is None else received_ms
@@ -247,6 +330,21 @@ def _chunks(events: Iterable, raws, size: int):
             buf = []
     if buf:
         yield buf, None
+
+
+_END = object()
+_ABORT = object()
+
+
+class _Failure:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _receipts(item):
+    if isinstance(item, _Failure):
+        raise item.error
+    return item
 
 
 def _prepend(a, b, it):

@@ -17,7 +17,7 @@ from decimal import Decimal
 import numpy as np
 import orjson
 
-from .encode import Chunk, dumps_any
+from .encode import _W, Chunk, dumps_any, fixed_width  # noqa: F401 (re-exported)
 from .numeric import MISSING, parse_strict, from_number
 from .receipt import ABORTED, CONFLICT, DUPLICATE, INGESTED, REJECTED, Receipt
 
@@ -25,7 +25,6 @@ from .receipt import ABORTED, CONFLICT, DUPLICATE, INGESTED, REJECTED, Receipt
 # ?2 holds 5 fixed-width decimal fields per row (k1, k2, timestamp_ms, payload
 # offset, payload length); ?3 the concatenated raw payloads (a BLOB, so substr
 # is byte-indexed and O(1)).
-_W = 20
 _INSERT = f"""WITH RECURSIVE c(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM c WHERE k + 1 < ?4)
 INSERT OR IGNORE INTO events (id, k1, k2, timestamp_ms, batch_id, raw)
 SELECT ?1 + k,
@@ -62,12 +61,18 @@ class Writer:
             else:
                 out[i] = v
         if miss:
-            new = [(strings[i],) for i in miss]
-            self.db.executemany("INSERT OR IGNORE INTO strings (s) VALUES (?)", new)
-            q = self.db.execute
+            texts = list(dict.fromkeys(strings[i] for i in miss))
+            self.db.executemany("INSERT OR IGNORE INTO strings (s) VALUES (?)", [(t,) for t in texts])
+            # One statement reads every new id back (not one SELECT per string).
+            got = dict(self.db.execute(
+                "SELECT s, id FROM strings WHERE s IN (SELECT value FROM json_each(?))",
+                (orjson.dumps(texts),)).fetchall())
+            for t in texts:
+                if t not in got:  # JSON cannot carry it exactly (e.g. a NUL character)
+                    got[t] = self.db.execute("SELECT id FROM strings WHERE s = ?", (t,)).fetchone()[0]
+            pending.update(got)
             for i in miss:
-                out[i] = pending[strings[i]] = q("SELECT id FROM strings WHERE s = ?",
-                                                 (strings[i],)).fetchone()[0]
+                out[i] = got[strings[i]]
         return out
 
     def committed(self) -> None:
@@ -79,9 +84,56 @@ class Writer:
     def rolled_back(self) -> None:
         self.pending.clear()
 
+    def forget_since(self, mark: int) -> None:
+        """Drop the ids interned after ``mark = len(self.pending)`` (a savepoint rolled back)."""
+        for s in list(self.pending)[mark:]:
+            del self.pending[s]
+
+    # -- transactions --------------------------------------------------------
+    def begin(self) -> None:
+        """Open the write transaction; the next event and batch ids are read once, under its lock."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self.next_id, self.next_batch = db.execute(
+                "SELECT (SELECT coalesce(max(id), 0) + 1 FROM events),"
+                " (SELECT coalesce(max(id), 0) + 1 FROM batches)").fetchone()
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def commit(self) -> None:
+        self.db.execute("COMMIT")
+        self.committed()
+
+    def rollback(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+        self.rolled_back()
+
     # -- one chunk ---------------------------------------------------------
     def write(self, chunk: Chunk, payload: bytes, rejected_raw: dict, source: str,
               received_ms: int, atomic: bool = False) -> Receipt:
+        """One chunk in its own transaction."""
+        self.begin()
+        try:
+            rec = self.stage(chunk, payload, rejected_raw, source, received_ms, atomic)
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+        return rec
+
+    def stage(self, chunk: Chunk, payload: bytes, rejected_raw: dict, source: str,
+              received_ms: int, atomic: bool = False) -> Receipt:
+        """Write one chunk inside the caller's transaction (``begin``/``commit``).
+
+        The receipt is final once the transaction commits; until then nothing
+        in it is acknowledged. ``atomic``: an invalid or conflicting event
+        stores none of the chunk's events (a savepoint, so the other chunks of
+        the transaction are untouched); its rejections and conflicts are still
+        recorded.
+        """
         db = self.db
         n_in, n = chunk.n_in, len(chunk.good)
         status = np.full(n_in, REJECTED, np.int8)
@@ -92,69 +144,62 @@ class Writer:
         key[chunk.good, 0], key[chunk.good, 1] = chunk.k1, chunk.k2
         rec = Receipt(status, event_id, dict(chunk.rejected), timestamp_ms=tsv, received_ms=received_ms,
                       key=key)
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            batch_id = db.execute("INSERT INTO batches (received_ms, source) VALUES (?, ?)",
-                                  (received_ms, source)).lastrowid
-            conflicts: list[tuple[int, int]] = []
-            if n and not (atomic and chunk.rejected):
-                ids, fresh, dups, conflicts = self._insert_rows(chunk, payload, batch_id)
-                if atomic and conflicts:
-                    db.execute("ROLLBACK")
-                    self.rolled_back()
-                    db.execute("BEGIN IMMEDIATE")
-                    batch_id = db.execute("INSERT INTO batches (received_ms, source) VALUES (?, ?)",
-                                          (received_ms, source)).lastrowid
-                    status[chunk.good] = ABORTED
-                    for j, eid in conflicts:
-                        status[chunk.good[j]] = CONFLICT
-                        event_id[chunk.good[j]] = eid
-                else:
-                    status[chunk.good] = INGESTED
-                    event_id[chunk.good] = ids
-                    for j in dups:
-                        status[chunk.good[j]] = DUPLICATE
-                    for j, _ in conflicts:
-                        status[chunk.good[j]] = CONFLICT
-                    if fresh.any():
-                        self._write_block(chunk, np.flatnonzero(fresh), ids)
-            elif n:
+        batch_id = self.next_batch
+        self.next_batch += 1
+        conflicts: list[tuple[int, int]] = []
+        if n and not (atomic and chunk.rejected):
+            if atomic:
+                db.execute("SAVEPOINT atomic_chunk")
+                mark = len(self.pending)
+            ids, fresh, dups, conflicts = self._insert_rows(chunk, payload, batch_id)
+            if atomic and conflicts:
+                db.execute("ROLLBACK TO atomic_chunk")
+                self.forget_since(mark)
                 status[chunk.good] = ABORTED
-            for pos, problems in chunk.rejected.items():
-                raw = rejected_raw.get(pos, b"null")
-                rec.quarantine_id[pos] = db.execute(
-                    "INSERT INTO rejected (batch_id, received_ms, source, position, raw, reasons)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (batch_id, received_ms, source, pos, raw,
-                     orjson.dumps([{"field": p.field, "code": p.code, "message": p.message}
-                                   for p in problems]))).lastrowid
-            for j, eid in conflicts:
-                pos = int(chunk.good[j])
-                rec.conflict_id[pos] = db.execute(
-                    "INSERT INTO conflicts (batch_id, received_ms, source, event_id, raw)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (batch_id, received_ms, source, eid, _dump(chunk.objs[j]))).lastrowid
-            c = rec.counts()
-            db.execute("UPDATE batches SET n_ingested=?, n_duplicate=?, n_conflict=?, n_rejected=?"
-                       " WHERE id=?", (c["ingested"], c["duplicate"], c["conflict"], c["rejected"],
-                                       batch_id))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            self.rolled_back()
-            raise
-        self.committed()
+                for j, eid in conflicts:
+                    status[chunk.good[j]] = CONFLICT
+                    event_id[chunk.good[j]] = eid
+            else:
+                status[chunk.good] = INGESTED
+                event_id[chunk.good] = ids
+                for j in dups:
+                    status[chunk.good[j]] = DUPLICATE
+                for j, _ in conflicts:
+                    status[chunk.good[j]] = CONFLICT
+                if fresh.any():
+                    self._write_block(chunk, np.flatnonzero(fresh), ids)
+            if atomic:
+                db.execute("RELEASE atomic_chunk")
+        elif n:
+            status[chunk.good] = ABORTED
+        for pos, problems in chunk.rejected.items():
+            raw = rejected_raw.get(pos, b"null")
+            rec.quarantine_id[pos] = db.execute(
+                "INSERT INTO rejected (batch_id, received_ms, source, position, raw, reasons)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (batch_id, received_ms, source, pos, raw,
+                 orjson.dumps([{"field": p.field, "code": p.code, "message": p.message}
+                               for p in problems]))).lastrowid
+        for j, eid in conflicts:
+            pos = int(chunk.good[j])
+            rec.conflict_id[pos] = db.execute(
+                "INSERT INTO conflicts (batch_id, received_ms, source, event_id, raw)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (batch_id, received_ms, source, eid, _dump(chunk.objs[j]))).lastrowid
+        c = rec.counts()
+        db.execute("INSERT INTO batches (id, received_ms, source, n_ingested, n_duplicate, n_conflict,"
+                   " n_rejected) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (batch_id, received_ms, source, c["ingested"], c["duplicate"], c["conflict"],
+                    c["rejected"]))
         return rec
 
     def _insert_rows(self, chunk: Chunk, payload: bytes, batch_id: int):
         db = self.db
         n = len(chunk.good)
-        base = db.execute("SELECT coalesce(max(id), 0) + 1 FROM events").fetchone()[0]
-        raw, offs, lens = payload
-        fixed = fixed_width([chunk.k1, chunk.k2, chunk.ts_ms, offs, lens])
-        db.execute(_INSERT, (base, fixed, raw, n, batch_id))
-        inserted = db.execute("SELECT changes()").fetchone()[0]
+        base = self.next_id  # ids may skip numbers (ignored rows), never repeat
+        self.next_id += n
+        raw, fixed = payload
+        inserted = db.execute(_INSERT, (base, fixed, raw, n, batch_id)).rowcount
         ids = base + np.arange(n, dtype=np.int64)
         fresh = np.ones(n, bool)
         dups: list[int] = []
@@ -180,10 +225,9 @@ class Writer:
         rowids = ids[idx]
         ts = chunk.ts_ms[idx]
         contiguous = int(rowids[-1] - rowids[0] + 1) == len(rowids)
-        codes = [chunk.code[i] for i in idx.tolist()]
-        subs = [chunk.sub[i] for i in idx.tolist()]
-        code_ids = _encode_strings(self, codes)
-        sub_ids = _encode_strings(self, subs)
+        whole = len(idx) == len(chunk.good)
+        code_ids, sub_ids = (self.intern(u)[inv if whole else inv[idx]]
+                             for u, inv in (chunk.code_dict, chunk.sub_dict))
         pm = pe = None
         if chunk.ptac:
             m = np.zeros(len(idx), np.int64)
@@ -201,7 +245,6 @@ class Writer:
              None if contiguous else rowids.tobytes(), ts.tobytes(), code_ids.tobytes(),
              sub_ids.tobytes(), pm, pe)).lastrowid
         props = []
-        whole = len(idx) == len(chunk.good)
         for name, col in chunk.props.items():
             if not whole:
                 col = col.take(idx)
@@ -218,28 +261,6 @@ class Writer:
                           None if col.m is None else col.m.tobytes(),
                           None if col.e is None else col.e.tobytes()))
         db.executemany("INSERT INTO block_props (block_id, name, sid, m, e) VALUES (?,?,?,?,?)", props)
-
-
-def fixed_width(cols: list) -> bytes:
-    """int64 columns as fixed-width ASCII decimals ("-" or "0" then 19 digits), row-major."""
-    n = len(cols[0])
-    out = np.empty((n, len(cols), _W), np.uint8)
-    for c, a in enumerate(cols):
-        a = np.asarray(a, np.int64)
-        neg = a < 0
-        mag = np.where(neg, -(a + 1), a).astype(np.uint64) + neg.astype(np.uint64)
-        for i in range(_W - 1, 0, -1):
-            out[:, c, i] = (mag % 10).astype(np.uint8) + 48
-            mag //= 10
-        out[:, c, 0] = np.where(neg, 45, 48)
-    return out.tobytes()
-
-
-def _encode_strings(w: Writer, vals: list[str]) -> np.ndarray:
-    uniq = list(dict.fromkeys(vals))
-    gid = w.intern(uniq)
-    index = dict(zip(uniq, gid.tolist()))
-    return np.fromiter(map(index.__getitem__, vals), np.int32, len(vals))
 
 
 def _dump(obj) -> bytes:
