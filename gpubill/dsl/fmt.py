@@ -389,8 +389,9 @@ def _metric(m: ast.Metric) -> list[_Line]:
         out.append([_clause(f"event {code}", m.event)])
     if m.aggregation:
         out.append([_clause(_aggregation(m.aggregation), m.aggregation)])
-    if m.recurring:  # no span in the IR: it follows the aggregation, as in the docs
-        out.append([_Line(1, "recurring")])
+    if m.recurring:  # where it was written; an IR built by hand: after the aggregation
+        span = m.recurring_span
+        out.append([_Line(1, "recurring", ((span.line, span.col),) if span else ())])
     for pe in m.per_event:
         opts = []
         if pe.increment:
