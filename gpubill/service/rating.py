@@ -160,18 +160,22 @@ def read_window(billed: Sequence[Billed]) -> dict:
 
 def rate_billed(store, billed: Sequence[Billed], engine: str = "fast") -> RateResult:
     """Run the engine over the store's events for these subscriptions."""
+    from gpubill.engine.money import EngineError
+
     specs = [b.spec for b in billed]
     if not specs:
         return RateResult(lines=(), in_advance=())
     window = read_window(billed)
-    if engine == "reference":
-        from gpubill.engine.reference import rate_reference
+    try:
+        if engine == "reference":
+            from gpubill.engine.reference import rate_reference
 
-        return rate_reference(specs, store.events_as_dicts(**window))
-    from gpubill.engine.rate import rate
+            return rate_reference(specs, store.events_as_dicts(**window))
+        from gpubill.engine.rate import rate
 
-    cols = store.read_columns(**window)
-    return rate(specs, cols)
+        return rate(specs, store.read_columns(**window))
+    except EngineError as e:  # e.g. a quantity beyond int64 fixed point: refused, never wrapped
+        raise ServiceError(f"cannot rate exactly: {e}") from None
 
 
 def trace_billed(store, billed: Sequence[Billed]) -> dict:

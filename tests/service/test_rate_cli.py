@@ -178,3 +178,22 @@ def test_demo_runs_on_the_examples(tmp_path):
     assert q.returncode == 0, q.stderr
     rejected = [json.loads(line) for line in q.stdout.splitlines() if line.strip()]  # JSON lines
     assert len(rejected) >= 6 and all(r["reasons"] for r in rejected)
+
+
+def test_a_quantity_beyond_int64_is_refused_not_wrapped(tmp_path):
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "catalog.bill").write_text(CATALOG)
+    huge = [event(f"h{i}", "sub_acme", "inference", "2026-10-05T10:00:00Z", output_tokens=9_000_000_000_000_000_000)
+            for i in range(2)]
+    (tmp_path / "e.jsonl").write_text("\n".join(json.dumps(e) for e in huge) + "\n")
+    r = gpubill("ingest", "e.jsonl", "--store", "b.db", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for engine in ("fast", "reference"):
+        r = gpubill("rate", "--store", "b.db", "--contracts", "repo", "--period", "2026-10", "--engine", engine,
+                    "--format", "json", cwd=tmp_path)
+        if engine == "fast":
+            assert r.returncode == 1 and "cannot rate exactly" in r.stderr and "Traceback" not in r.stderr
+        else:  # exact rationals: no limit
+            assert r.returncode == 0, r.stderr
+            line = json.loads(r.stdout)["subscriptions"][0]["lines"]
+            assert any(ln["units"] == "18000000000000000000" for ln in line)
