@@ -331,8 +331,11 @@ class ThreadAcc:
         self.nside = 0
 
 
-def run_chunk(p, cols, lo_i, hi_i, acc: ThreadAcc):
-    a = p.arrays
+def run_chunk(p, cols, lo_i, hi_i, acc: ThreadAcc, pk=None):
+    """The generic kernel over rows [lo_i, hi_i); ``pk`` replaces the plan's
+    (plan, code) instance tables (the fast path passes the instances it
+    leaves to this kernel)."""
+    a = dict(p.arrays, **pk) if pk else p.arrays
     status, inst, s, used, nside = _accumulate(
         lo_i, hi_i, cols.subscription, cols.code, cols.timestamp_ms, cols.rowid,
         a["dptr"], a["mptr"], a["eptr"], a["nscale"],

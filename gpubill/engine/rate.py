@@ -18,12 +18,13 @@ from fractions import Fraction
 
 import numpy as np
 
+from . import fast
 from . import plan as planmod
 from .accumulate import (
     C_BOFF, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, F_UNIQUE, I_CP, I_XOFF, S_EP, S_XBASE, X_CENTS, X_LROW, X_LTS, X_LVAL, X_MAX, X_NCOL, X_PROR, ThreadAcc, chunks,
     parallel_map, run_chunk, side_bound,
 )
-from .kernels import FULL, I64_MIN, OVERFLOW
+from .kernels import FULL, I64_MIN, OK, OVERFLOW
 from .money import EngineError, EngineOverflow
 from .price import ChargeCtx, advance_fees, empty_usage, price_line, true_up_line
 from .program import Graduated, Percentage, RateResult
@@ -60,13 +61,22 @@ def run_pass(p, cols, hash_cap=None):
     any_side = bool(a["pk_nside"].any())
     caps = parallel_map(lambda r: side_bound(p, base, *r), parts) if any_side else [0] * len(parts)
 
+    ft = fast.FastTables(p)
+
     def one(job):
         (lo, hi), side_cap = job
         cap = hash_cap or (1 << max(12, min(2 * (hi - lo), 1 << 22).bit_length())) if p.hashed else 0
         while True:
             n_ext = p.n_xdense + (cap // 2 if p.hashed_ext else 0)
             acc = ThreadAcc(p.n_dense, cap, n_ext, side_cap, nq, p.n_ign)
-            status, inst, s = run_chunk(p, base, lo, hi, acc)
+            if ft.any:
+                for b0 in range(lo, hi, fast.BLOCK):
+                    status, inst, s = fast.run_block(p, ft, base, b0, min(hi, b0 + fast.BLOCK), acc)
+                    if status != OK:
+                        return status, inst, s, acc
+            if not ft.generic:
+                return OK, -1, -1, acc
+            status, inst, s = run_chunk(p, base, lo, hi, acc, ft.pk)
             if status == FULL and p.hashed:
                 cap *= 4
                 continue

@@ -41,6 +41,15 @@ def test_sum_overflow_names_the_metric_and_subscription():
     assert rate_reference(subs, evs).lines[0].units == 2 * BIG  # the reference has no int64 limit
 
 
+def test_quantity_overflow_at_the_property_scale_is_reported():
+    """2**62 at a scale of 0.1 does not fit int64: the fast path's quantity kernel stops and names the metric."""
+    m = MetricSpec("fine", "e", "sum", field="v", property_scales={"v": -1})
+    subs = [SubscriptionSpec("s", (ChargeSpec("c", m, Standard(1)),), T0, T1)]
+    with pytest.raises(EngineOverflow) as e:
+        rate(subs, EventColumns.from_events([_ev("1", 0), _ev(str(2**62), 1)]))
+    assert e.value.metric == "fine" and e.value.subscription == "s"
+
+
 def test_weighted_sum_beyond_int64_is_recomputed_exactly():
     """level x milliseconds overflows int64 here; the fast engine falls back to Python integers."""
     m = MetricSpec("lvl", "e", "weighted_sum", field="v", property_scales={"v": -6})

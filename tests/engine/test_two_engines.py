@@ -155,3 +155,19 @@ def test_threads_and_hashed_slots_equal_reference(subs, evs):
     finally:
         ratemod.chunks, planmod.DENSE_LIMIT = saved
     assert fast == rate_reference(subs, evs)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(subscriptions(), events())
+def test_fast_path_blocks_and_generic_only_equal_reference(subs, evs):
+    """Rows split into many fast-path blocks; and every instance left to the generic kernel."""
+    import gpubill.engine.fast as fastmod
+
+    ref = rate_reference(subs, evs)
+    fastmod.BLOCK = 4
+    try:
+        assert run_fast(subs, evs) == ref
+        fastmod.BLOCK, fastmod.ENABLED = 1 << 18, False
+        assert run_fast(subs, evs) == ref
+    finally:
+        fastmod.BLOCK, fastmod.ENABLED = 1 << 18, True

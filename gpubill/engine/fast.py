@@ -1,0 +1,348 @@
+"""The fast path of the main pass: small kernels per charge program.
+
+Most charges aggregate ``count`` / ``sum`` / ``max`` of one quantity into a
+filter bucket, an optional group and an optional price window.  For those
+(*fast* programs: no latest, prorating, dynamic cents or sequence, and a
+dense slot block) the work of one block of rows is split into tight loops
+instead of one interpreter over every (event, charge) pair:
+
+1. ``_route``: every row of the block -> (code, subscription slot, end
+   reason), kept only when some fast charge of the subscription's plan
+   reads that code and the timestamp is in range; rows come out grouped by
+   code (a counting sort), with the row index, the subscription (negative:
+   before the period, kept only for codes with a recurring fast charge) and
+   the end reason's compact index;
+2. ``_quantity``: each quantity a fast program of the code needs, once per
+   routed row: exact int64 polynomial over fixed-point properties (the
+   property's column is re-expressed at the plan's scale with overflow
+   checks), per-event rounding, utilization; ``ok`` False when a property
+   is missing or not strictly numeric;
+3. ``_program``: one loop per (program, occurrence in the plan) over the
+   code's routed rows: bucket (per-key bitmask tables, the lowest set bit
+   is the most specific filter), window (a branch-free count of the
+   bucket's boundaries), group, then ``acc[row] += (1, q)`` (checked) and
+   ``ext[row].max`` -- the same slots the generic kernel writes, so decoding
+   is unchanged.
+
+The generic kernel (``accumulate._accumulate``) still runs for the other
+instances, with (plan, code) tables that list only those.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+from .accumulate import (
+    B_LINE, B_NW1, B_WBN, B_WBOFF, B_CWOFF, C_ALL, C_BOFF, C_FLAGS, C_GN, C_GOFF, C_KN, C_KOFF, C_NF, C_ORD, C_Q,
+    F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, G_DIM, G_LUT, G_MULT, I_CP, I_HASHED, I_IGN, I_LOFF, I_REC, I_XOFF,
+    K_DIM, K_MOFF, K_VLUT, Q_KIND, Q_TN, Q_TOFF, Q_UCEIL, Q_UFLOOR, Q_UTIL, QK_POLY, S_DBASE, S_EP, S_HI, S_LO,
+    S_LP, S_PLAN, S_RANK, S_XBASE, T_COEF, T_FN, T_FOFF, FA_FLAGS, FA_INC, FA_MAX, FA_MIN, FA_SLOT, X_MAX,
+)
+from .kernels import OK, OVERFLOW, _add, _fixed, _ld32, _mul, _per_event
+
+SLOW = F_LAST | F_PROR | F_CENTS | F_SIDE
+BLOCK = 1 << 18  # rows per block: the block's routed rows and quantities stay in cache
+ENABLED = True  # False: every instance goes through the generic kernel (tests hold both equal)
+_NOQ = np.zeros(1, np.int64)
+_NOOK = np.zeros(1, np.bool_)
+
+
+@intrinsic
+def _cttz(typingctx, x):
+    """Count trailing zeros of a non-zero int64 (llvm.cttz)."""
+    sig = types.int64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True)
+def _route(lo_i, hi_i, sub_ids, code_ids, ts, sub_lut, code_lut, ncodes, SUB, pk_fast, code_rec,
+           reason_dim, dptr, luts, rlut):
+    """Rows [lo_i, hi_i) -> (starts per code, row, subscription, reason),
+    grouped by code; subscription -s-1 marks a row before the period."""
+    nsub_lut = sub_lut.shape[0]
+    ncode_lut = code_lut.shape[0]
+    m = hi_i - lo_i
+    tmp = np.empty(m, np.int64)  # code * 2**32 + (s or -s-1 as uint32), -1 = dropped
+    counts = np.zeros(ncodes + 1, np.int64)
+    for i in range(lo_i, hi_i):
+        tmp[i - lo_i] = -1
+        sid = sub_ids[i]
+        if sid < 0 or sid >= nsub_lut:
+            continue
+        s = sub_lut[sid]
+        if s < 0:
+            continue
+        cid = code_ids[i]
+        if cid < 0 or cid >= ncode_lut:
+            continue
+        k = code_lut[cid]
+        if k < 0 or pk_fast[SUB[s, S_PLAN] * ncodes + k] == 0:
+            continue
+        t = ts[i]
+        if t > SUB[s, S_HI]:
+            continue
+        sv = np.int64(s)
+        if t < SUB[s, S_LO]:
+            if code_rec[k] == 0:
+                continue
+            sv = -sv - 1
+        tmp[i - lo_i] = (np.int64(k) << 32) | (sv & 0xFFFFFFFF)
+        counts[k + 1] += 1
+    for k in range(ncodes):
+        counts[k + 1] += counts[k]
+    total = counts[ncodes]
+    rows = np.empty(total, np.int64)
+    es = np.empty(total, np.int32)
+    er = np.zeros(total, np.int32)
+    pos = counts[:ncodes].copy()
+    for i in range(lo_i, hi_i):
+        v = tmp[i - lo_i]
+        if v < 0:
+            continue
+        k = v >> 32
+        p = pos[k]
+        pos[k] = p + 1
+        rows[p] = i
+        es[p] = np.int32(v & 0xFFFFFFFF)
+        if reason_dim >= 0:
+            er[p] = luts[rlut + _ld32(dptr[reason_dim], i) + 1]
+    return counts, rows, es, er
+
+
+@njit(cache=True, nogil=True)
+def _quantity(j0, j1, rows, mptr, eptr, nscale, qi, Q, TERM, FAC, out, ok):
+    """out[j], ok[j] for the routed rows [j0, j1): the exact int64 quantity
+    ``qi``; returns the first overflowing j, or -1."""
+    t0 = Q[qi, Q_TOFF]
+    tn = Q[qi, Q_TN]
+    usl = Q[qi, Q_UTIL]
+    ufl = Q[qi, Q_UFLOOR]
+    uce = Q[qi, Q_UCEIL]
+    for j in range(j0, j1):
+        i = rows[j]
+        q = np.int64(0)
+        good = True
+        for tt in range(t0, t0 + tn):
+            term = TERM[tt, T_COEF]
+            for f in range(TERM[tt, T_FOFF], TERM[tt, T_FOFF] + TERM[tt, T_FN]):
+                sl = FAC[f, FA_SLOT]
+                x, valid, o = _fixed(mptr[sl], eptr[sl], nscale[sl], i)
+                if o:
+                    return j
+                if not valid:
+                    good = False
+                    break
+                fl = FAC[f, FA_FLAGS]
+                if fl != 0:
+                    x, o = _per_event(x, fl, FAC[f, FA_INC], FAC[f, FA_MIN], FAC[f, FA_MAX])
+                    if o:
+                        return j
+                term, o = _mul(term, x)
+                if o:
+                    return j
+            if not good:
+                break
+            q, o = _add(q, term)
+            if o:
+                return j
+        if good and usl >= 0:
+            u, valid, o = _fixed(mptr[usl], eptr[usl], nscale[usl], i)
+            if not valid or o:
+                good = False
+            else:
+                if u < ufl:
+                    u = ufl
+                if u > uce:
+                    u = uce
+                q, o = _mul(q, u)
+                if o:
+                    return j
+        out[j] = q
+        ok[j] = good
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _program(j0, j1, rows, es, er, ts, q, qok, has_q, rec, want_max,
+             dptr, luts, KEY, k0, kn, masks, all_mask, ordb, ord0, nf,
+             BKT, boff, wb, cw, GK, g0, gn,
+             dbase, lp, xbase, ep, ignb, acc, ext, ign):
+    """One fast program over the routed rows [j0, j1) of its code; returns
+    (status, subscription) -- OVERFLOW with the subscription that overflowed."""
+    for j in range(j0, j1):
+        s = np.int64(es[j])
+        if s < 0:
+            if rec == 0:
+                continue
+            s = -s - 1
+        base = dbase[s]
+        if base < 0:
+            continue
+        i = rows[j]
+        b = nf
+        if kn > 0:
+            m = all_mask
+            for kk in range(k0, k0 + kn):
+                vi = luts[KEY[kk, K_VLUT] + _ld32(dptr[KEY[kk, K_DIM]], i) + 1]
+                m &= masks[KEY[kk, K_MOFF] + vi]
+            if m != 0:
+                b = ordb[ord0 + _cttz(m)]
+        if has_q and not qok[j]:
+            ign[ignb[s] + b] += 1
+            continue
+        bo = boff + b
+        w = np.int64(0)
+        nwb = BKT[bo, B_WBN]
+        if nwb > 0:
+            a0 = BKT[bo, B_WBOFF]
+            t = ts[i]
+            c = np.int64(0)
+            for x in range(a0, a0 + nwb):
+                c += wb[x] <= t
+            w = cw[BKT[bo, B_CWOFF] + c]
+        g = np.int64(0)
+        for gk in range(g0, g0 + gn):
+            g += luts[GK[gk, G_LUT] + _ld32(dptr[GK[gk, G_DIM]], i) + 1] * GK[gk, G_MULT]
+        line = BKT[bo, B_LINE] + g * BKT[bo, B_NW1] + w
+        r = np.int64(er[j])
+        row = base + r * lp[s] + line
+        acc[row, 0] += 1
+        if has_q:
+            v = q[j]
+            sm, o = _add(acc[row, 1], v)
+            if o:
+                return OVERFLOW, s
+            acc[row, 1] = sm
+            if want_max:
+                xr = xbase[s] + r * ep[s] + line
+                if v > ext[xr, X_MAX]:
+                    ext[xr, X_MAX] = v
+        else:
+            acc[row, 1] += 1
+    return OK, -1
+
+
+class FastTables:
+    """Per-run tables of the fast path, derived from a ``plan.Plan``."""
+
+    def __init__(self, p):
+        a = p.arrays
+        INST, CP, SUB = a["INST"], a["CP"], a["SUB"]
+        ninst = len(p.instances)
+        ncodes = int(a["ncodes"])
+        nplans = len(p.layout["plan_subs"])
+        nsub = len(p.subs)
+        fast = [ENABLED and not INST[x, I_HASHED] and not (p.programs[cp].flags & SLOW) for x, (_, _, cp) in enumerate(p.instances)]
+        self.any = any(fast)
+        # generic (plan, code) tables: only the other instances
+        pk_start, pk_inst = a["pk_start"], a["pk_inst"]
+        npk = pk_start.size - 1
+        gs, gi, gqs, gq = [0], [], [0], []
+        grec = np.zeros(max(npk, 1), np.int64)
+        pk_fast = np.zeros(max(npk, 1), np.int8)
+        code_of_inst = np.zeros(max(ninst, 1), np.int64)
+        for k in range(npk):
+            lst = [int(x) for x in pk_inst[pk_start[k]:pk_start[k + 1]]]
+            for x in lst:
+                code_of_inst[x] = k % ncodes
+            slow = [x for x in lst if not fast[x]]
+            gi.extend(slow)
+            gs.append(len(gi))
+            gq.extend(sorted({p.programs[int(INST[x, I_CP])].q for x in slow}))
+            gqs.append(len(gq))
+            grec[k] = int(any(INST[x, I_REC] for x in slow))
+            pk_fast[k] = int(len(slow) < len(lst))
+        self.generic = any(not f for f in fast)
+        self.pk = dict(pk_start=np.asarray(gs, np.int64), pk_inst=np.asarray(gi or [0], np.int64),
+                       pk_qstart=np.asarray(gqs, np.int64), pk_q=np.asarray(gq or [0], np.int64), pk_rec=grec)
+        self.pk_fast = pk_fast
+        code_rec = np.zeros(ncodes, np.int64)
+        # fast groups: (program, occurrence within the plan) -> per-plan instance
+        groups: dict = {}
+        seen: dict = {}
+        for x, (P, ci, cp) in enumerate(p.instances):
+            if not fast[x]:
+                continue
+            occ = seen.get((P, cp), 0)
+            seen[(P, cp)] = occ + 1
+            groups.setdefault((cp, occ), [-1] * nplans)[P] = x
+        plan_of = SUB[:nsub, S_PLAN]
+        rank = SUB[:nsub, S_RANK]
+        self.lp = np.ascontiguousarray(SUB[:, S_LP])
+        self.ep = np.ascontiguousarray(SUB[:, S_EP])
+        self.groups = []  # per code: [(args...)]
+        self.by_code: list = [[] for _ in range(ncodes)]
+        self.q_by_code: list = [set() for _ in range(ncodes)]
+        for (cp, _), xs in sorted(groups.items()):
+            pr = p.programs[cp]
+            xs_a = np.asarray(xs, np.int64)
+            has = xs_a[plan_of] >= 0 if nsub else np.zeros(0, bool)
+            xi = np.where(has, xs_a[plan_of], 0)
+            dbase = np.where(has, SUB[:nsub, S_DBASE] + INST[xi, I_LOFF], -1).astype(np.int64)
+            xbase = np.where(has, SUB[:nsub, S_XBASE] + INST[xi, I_XOFF], 0).astype(np.int64)
+            ignb = np.where(has, INST[xi, I_IGN] + rank * (pr.nf + 1), 0).astype(np.int64)
+            x0 = next(x for x in xs if x >= 0)
+            k = int(code_of_inst[x0])
+            rec = int(INST[x0, I_REC])
+            if rec:
+                code_rec[k] = 1
+            qi = int(CP[cp, C_Q])
+            has_q = int(a["Q"][qi, Q_KIND] == QK_POLY)
+            if has_q:
+                self.q_by_code[k].add(qi)
+            row = CP[cp]
+            self.by_code[k].append(dict(
+                cp=cp, xs=xs, qi=qi, has_q=has_q, rec=rec, want_max=int(bool(pr.flags & F_MAX)),
+                static=(int(row[C_KOFF]), int(row[C_KN]), int(row[C_ALL]), int(row[C_ORD]), int(row[C_NF]),
+                        int(row[C_BOFF]), int(row[C_GOFF]), int(row[C_GN])),
+                dbase=dbase, xbase=xbase, ignb=ignb,
+            ))
+        self.code_rec = code_rec
+        self.ncodes = ncodes
+
+    def instance_of(self, p, group, s):
+        P = int(p.arrays["SUB"][s, S_PLAN])
+        return group["xs"][P]
+
+
+def run_block(p, ft, base, lo, hi, acc):
+    """The fast programs over rows [lo, hi) into one thread's accumulators;
+    returns (status, instance, subscription) like ``run_chunk``."""
+    a = p.arrays
+    counts, rows, es, er = _route(lo, hi, base.subscription, base.code, base.timestamp_ms, a["sub_lut"],
+                                  a["code_lut"], ft.ncodes, a["SUB"], ft.pk_fast, ft.code_rec, a["reason_dim"],
+                                  a["dptr"], a["luts"], a["rlut"])
+    if rows.size == 0:
+        return OK, -1, -1
+    qbuf = {}
+    for k in range(ft.ncodes):
+        j0, j1 = int(counts[k]), int(counts[k + 1])
+        if j0 == j1 or not ft.by_code[k]:
+            continue
+        for qi in ft.q_by_code[k]:
+            if qi not in qbuf:
+                qbuf[qi] = (np.empty(rows.size, np.int64), np.empty(rows.size, np.bool_))
+            out, ok = qbuf[qi]
+            bad = _quantity(j0, j1, rows, a["mptr"], a["eptr"], a["nscale"], qi, a["Q"], a["TERM"], a["FAC"], out, ok)
+            if bad >= 0:
+                s = int(es[bad])
+                s = -s - 1 if s < 0 else s
+                g = next(g for g in ft.by_code[k] if g["qi"] == qi and g["dbase"][s] >= 0)
+                return OVERFLOW, ft.instance_of(p, g, s), s
+        for g in ft.by_code[k]:
+            q, ok = qbuf[g["qi"]] if g["has_q"] else (_NOQ, _NOOK)  # never read without a quantity
+            k0, kn, am, o0, nf, bo, g0, gn = g["static"]
+            status, s = _program(j0, j1, rows, es, er, base.timestamp_ms, q, ok, g["has_q"], g["rec"],
+                                 g["want_max"], a["dptr"], a["luts"], a["KEY"], k0, kn, a["masks"], am, a["ordb"],
+                                 o0, nf, a["BKT"], bo, a["wb"], a["cw"], a["GK"], g0, gn, g["dbase"], ft.lp,
+                                 g["xbase"], ft.ep, g["ignb"], acc.acc, acc.ext, acc.ign)
+            if status != OK:
+                return status, ft.instance_of(p, g, s), s
+    return OK, -1, -1
