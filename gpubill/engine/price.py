@@ -183,10 +183,22 @@ def true_up_line(sub, charge, lines, eff_days: int, duration_days: int):
     )
 
 
-def advance_fees(sub, cc: ChargeCtx, bucket, group, window, events) -> list:
+def prorated_increment(inc, weight: int, duration_days: int):
+    """The in-advance units of a prorated sum: the event's billable rise x
+    (days left in the period, the event's day included) / period days,
+    ceiled to 5 decimals (Lago's ``compute_pay_in_advance_aggregation``, on
+    exact rationals where Lago multiplies by a float coefficient)."""
+    from fractions import Fraction
+
+    x = Fraction(inc) * weight / duration_days * 100000
+    return Fraction(-((-x.numerator) // x.denominator), 100000)
+
+
+def advance_fees(sub, cc: ChargeCtx, bucket, group, window, events, duration_days: int = 0) -> list:
     """One fee per event: model(with) - model(without), cumulative in
     (timestamp, ingestion) order; sum and unique_count bill only the rise
-    above the period's earlier maximum."""
+    above the period's earlier maximum.  A prorated sum bills the rise
+    prorated by the event's remaining days (``prorated_increment``)."""
     from fractions import Fraction
 
     from .money import fraction_to_decimal
@@ -197,7 +209,8 @@ def advance_fees(sub, cc: ChargeCtx, bucket, group, window, events) -> list:
     model = cc.model(bucket, window)[0]
     rr = charge.money_rounding
     out = []
-    running = peak = Fraction(0)
+    running = peak = billed = Fraction(0)
+    prorated = cc.is_prorated and agg == "sum"
     state: dict = {}
     values: list = []
     fdict = cc.filter_dict(bucket)
@@ -227,7 +240,12 @@ def advance_fees(sub, cc: ChargeCtx, bucket, group, window, events) -> list:
                 running += e.value
             new_peak = max(peak, running)
             inc = new_peak - peak
-            fee = models.advance_delta(model, fraction_to_decimal(new_peak), fraction_to_decimal(peak)) if inc else ZERO
+            if prorated and inc:
+                inc = prorated_increment(inc, e.weight, duration_days)
+                fee = models.advance_delta(model, fraction_to_decimal(billed + inc), fraction_to_decimal(billed))
+                billed += inc
+            else:
+                fee = models.advance_delta(model, fraction_to_decimal(new_peak), fraction_to_decimal(peak)) if inc else ZERO
             peak = new_peak
         out.append(
             InAdvanceFee(
@@ -285,5 +303,5 @@ def assemble(subs, periods, usages, ignored, advances) -> "RateResult":
         sub = subs[si]
         charge = sub.charges[ci]
         cc = ctxs.get(id(charge)) or ctxs.setdefault(id(charge), ChargeCtx(charge))
-        fees.extend(advance_fees(sub, cc, b, g, w, advances[key]))
+        fees.extend(advance_fees(sub, cc, b, g, w, advances[key], periods[si].duration_days))
     return RateResult(tuple(lines), tuple(fees))

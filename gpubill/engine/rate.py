@@ -494,10 +494,10 @@ def _assemble(p, base, d, ignored, side):
         nf = pr.nf
         b = b_l[k]
         w = w_l[k]
-        evs = _advance_events(p, charge, pr, side.get(k), txs)
+        evs = _advance_events(p, charge, pr, side.get(k), txs, p.periods[si].eff_days)
         group = _group_tuple(p, pr, g_l[k]) if pr.group_by else ()
         fees.extend(advance_fees(sub, ctxs[id(charge)], None if b == nf else b, group, None if w == 0 else w - 1,
-                                 evs))
+                                 evs, p.periods[si].duration_days))
     return RateResult(tuple(lines), tuple(fees))
 
 
@@ -515,7 +515,7 @@ def _seq_fields(p, u, cc, pr, seq, per, bucket, window):
                               for v, x in zip(seq["val"].tolist(), seq["aux"].tolist()))
 
 
-def _advance_events(p, ch, pr, seq, txs):
+def _advance_events(p, ch, pr, seq, txs, eff_days):
     if seq is None or not len(seq["idx"]):
         return []
     D = p.q_scale[pr.q]
@@ -531,10 +531,13 @@ def _advance_events(p, ch, pr, seq, txs):
         cents = Fraction(0)
         if cents_m is not None and cents_e[i] != -128:
             cents = int(cents_m[i]) * Fraction(10) ** int(cents_e[i])
+        weight = None
         if agg == "unique_count":
             q, uid, rem = Fraction(1), strings[v], bool(x & 1)
         else:
             q, uid, rem = D * v, None, False
+            if pr.flags & F_PROR:  # aux is the local day index
+                weight = eff_days - max(x, 0)
         tx = str(txs[i]) if txs is not None else str(r)
-        out.append(AdvanceEvent(t, r, tx, q, cents, uid, rem))
+        out.append(AdvanceEvent(t, r, tx, q, cents, uid, rem, weight))
     return out

@@ -252,7 +252,8 @@ def rate_reference(subscriptions, events):
                 if charge.pay_in_advance:
                     rows.sort(key=lambda r: (r["ts"], r["rowid"]))
                     advances[(si, ci) + key] = [
-                        AdvanceEvent(r["ts"], r["rowid"], r["tx"], r["q"], r["cents"], r["uid"], r["remove"])
+                        AdvanceEvent(r["ts"], r["rowid"], r["tx"], r["q"], r["cents"], r["uid"], r["remove"],
+                                     per.eff_days - max(per.day_index(r["ts"]), 0))
                         for r in rows
                     ]
                 else:

@@ -98,3 +98,4 @@ class AdvanceEvent:
     cents: Fraction = Fraction(0)
     uid: Optional[str] = None  # unique_count id
     remove: bool = False  # unique_count operation_type == "remove"
+    weight: Optional[int] = None  # prorated sum: local days from the event's day to the covered period's end

@@ -63,8 +63,8 @@ def model_for(agg, prorated, advance):
 def charges(draw, idx):
     agg = draw(st.sampled_from(["count", "sum", "max", "latest", "unique_count", "weighted_sum"]))
     recurring = agg in ("sum", "unique_count", "weighted_sum") and draw(st.booleans())
-    advance = agg in ("count", "sum", "unique_count") and not recurring and draw(st.booleans())
-    prorated = recurring and agg in ("sum", "unique_count") and not advance and draw(st.booleans())
+    advance = agg in ("count", "sum", "unique_count") and (not recurring or agg == "sum") and draw(st.booleans())
+    prorated = recurring and agg in ("sum", "unique_count") and (not advance or agg == "sum") and draw(st.booleans())
     expr = draw(st.sampled_from([Prop("v"), Mul(Prop("v"), Prop("w")), Div(Add(Prop("v"), Prop("w")), Const(3)),
                                  Add(Mul(Const("0.5"), Prop("v")), Const(1))]))
     per_event = draw(st.sampled_from([(), (PerEvent("v", 1, 60),), (PerEvent("v", "0.5", None, 10),),
@@ -171,3 +171,14 @@ def test_fast_path_blocks_and_generic_only_equal_reference(subs, evs):
         assert run_fast(subs, evs) == ref
     finally:
         fastmod.BLOCK, fastmod.ENABLED = 1 << 18, True
+
+
+def test_prorated_sum_in_advance_prorates_each_rise_by_its_days_left():
+    """Rises above the period's maximum (10, then 0 after -4, then 4) x days left / 30, ceiled to 5 decimals."""
+    m = MetricSpec("seats", "e", "sum", field="v", recurring=True)
+    subs = [SubscriptionSpec("s", (ChargeSpec("c", m, Standard(3), pay_in_advance=True, prorated=True),), T0, T1)]
+    evs = [dict(transaction_id=f"t{i}", external_subscription_id="s", code="e", timestamp_ms=T0 + d * DAY + 5,
+                properties={"v": v}) for i, (d, v) in enumerate([(20, "10"), (21, "-4"), (29, "8")])]
+    fees = rate_reference(subs, evs).in_advance
+    assert [(f.units, f.amount) for f in fees] == [(D("3.33334"), D("10.00")), (0, 0), (D("0.13334"), D("0.40"))]
+    assert run_fast(subs, evs).in_advance == fees

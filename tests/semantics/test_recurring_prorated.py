@@ -70,17 +70,14 @@ def test_prorated_sum_removal_day_is_not_billed(engine):
     assert (line.units, line.full_units, line.amount) == (D("3.22581"), 0, D("100.00"))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine disagrees with Lago: an in-advance prorated fee is billed on the full value (12 x 31 = 372.00); "
-    "Lago (ProratedAggregations::BaseService#compute_pay_in_advance_aggregation) prorates it: "
-    "12 x ceil(days to period end) / period days = 12 x 6/31 -> 2.32258 units -> 72.00"))
 def test_prorated_sum_in_advance_fee_is_prorated_per_event(engine):
     """Lago's code: the per-event fee of an in-advance prorated charge uses the event's value x (days left
-    in the period, counted up) / period days, ceiled to 5 decimals; only the billing-date fee is full."""
+    in the period, counted up) / period days, ceiled to 5 decimals; only the billing-date fee is full.
+    12 x 6/31 = 2.3225806... -> 2.32259 units (ceiled) -> 72.00."""
     evs = [event("seat", "2024-05-26T10:00:00Z", value="12")]
     r = engine([compile_bill(SEATS, "  charge seats 31 per unit { prorated in advance }")], evs)
     (fee,) = r.in_advance
-    assert (fee.units, fee.amount) == (D("2.32258"), D("72.00"))
+    assert (fee.units, fee.amount) == (D("2.32259"), D("72.00"))
 
 
 # ------------------------------------------------------------------ prorated unique count
