@@ -52,6 +52,8 @@ class Store:
         if readonly and not os.path.exists(self.path):
             raise StoreError(f"{self.path}: no such store")
         self._wlock = threading.Lock()
+        self._glock = threading.Lock()  # guards _gqueue (chunks waiting for a group commit)
+        self._gqueue: list[_Pending] = []
         self._writer = Writer(connect(self.path, synchronous=self.synchronous, readonly=readonly))
         self._local = threading.local()
         self._readers: list = []
@@ -216,15 +218,41 @@ class Store:
         return chunk, payload, rej, t
 
     def _commit(self, chunk, payload, rej, t, source, atomic=False) -> Receipt:
+        """Store one prepared chunk; return once its transaction has committed.
+
+        Group commit: chunks submitted by concurrent threads (HTTP requests)
+        while another transaction is being written queue up, and the next
+        thread to get the write lock stores all of them in one transaction
+        (each atomic chunk under its own savepoint), then wakes the others.
+        """
         if self.readonly:
             raise StoreError(f"{self.path}: opened read-only")
+        mine = _Pending((chunk, payload, rej, source, t, atomic))
+        with self._glock:
+            self._gqueue.append(mine)
         with self._wlock:
+            if mine.done:  # a previous leader stored it
+                return mine.result()
+            with self._glock:
+                group, self._gqueue = self._gqueue, []
+            w = self._writer
             try:
-                return self._writer.write(chunk, payload, rej, source, t, atomic)
-            except Exception as e:  # sqlite3 errors: I/O, locked, corrupt
-                if e.__class__.__module__ == "sqlite3":
-                    raise StoreError(f"{self.path}: {e}") from None
-                raise
+                w.begin()
+                try:
+                    for p in group:
+                        c, pl, rj, src, tt, at = p.args
+                        p.receipt = w.stage(c, pl, rj, src, tt, at)
+                    w.commit()
+                except BaseException:
+                    w.rollback()
+                    raise
+            except BaseException as e:
+                err = self._store_error(e)
+                for p in group:
+                    p.error, p.receipt = err, None
+            for p in group:
+                p.done = True
+        return mine.result()
 
     def _write(self, objs, raws, source, received_ms, atomic=False) -> Receipt:
         chunk, payload, rej, t = self._prepare(objs, raws, received_ms)
@@ -334,6 +362,23 @@ def _chunks(events: Iterable, raws, size: int):
 
 _END = object()
 _ABORT = object()
+
+
+class _Pending:
+    """A chunk waiting for a group commit, then its receipt or error."""
+
+    __slots__ = ("args", "done", "receipt", "error")
+
+    def __init__(self, args):
+        self.args = args
+        self.done = False
+        self.receipt = None
+        self.error = None
+
+    def result(self) -> Receipt:
+        if self.error is not None:
+            raise self.error
+        return self.receipt
 
 
 class _Failure:
