@@ -47,6 +47,7 @@ SLOW = F_LAST | F_PROR | F_CENTS | F_SIDE
 BLOCK = 1 << 18  # rows per block: the block's routed rows and quantities stay in cache
 ENABLED = True  # False: every instance goes through the generic kernel (tests hold both equal)
 _NOQ = np.zeros(1, np.int64)
+_NOLUT = np.zeros(1, np.int64)
 _NOOK = np.zeros(1, np.bool_)
 
 
@@ -171,8 +172,8 @@ def _quantity(j0, j1, rows, mptr, eptr, nscale, qi, Q, TERM, FAC, out, ok):
 
 @njit(cache=True, nogil=True)
 def _program(j0, j1, rows, es, er, ts, q, qok, has_q, rec, want_max,
-             dptr, luts, KEY, k0, kn, masks, all_mask, ordb, ord0, nf,
-             BKT, boff, wb, cw, GK, g0, gn,
+             dptr, luts, KEY, k0, kn, masks, all_mask, ordb, ord0, nf, kp1, blut,
+             BKT, boff, wb, cw, GK, g0, gn, gp1, glut,
              dbase, lp, xbase, ep, ignb, acc, ext, ign):
     """One fast program over the routed rows [j0, j1) of its code; returns
     (status, subscription) -- OVERFLOW with the subscription that overflowed."""
@@ -187,7 +188,9 @@ def _program(j0, j1, rows, es, er, ts, q, qok, has_q, rec, want_max,
             continue
         i = rows[j]
         b = nf
-        if kn > 0:
+        if kn == 1:  # one filter key: the bucket straight from the value
+            b = blut[_ld32(kp1, i) + 1]
+        elif kn > 1:
             m = all_mask
             for kk in range(k0, k0 + kn):
                 vi = luts[KEY[kk, K_VLUT] + _ld32(dptr[KEY[kk, K_DIM]], i) + 1]
@@ -208,8 +211,11 @@ def _program(j0, j1, rows, es, er, ts, q, qok, has_q, rec, want_max,
                 c += wb[x] <= t
             w = cw[BKT[bo, B_CWOFF] + c]
         g = np.int64(0)
-        for gk in range(g0, g0 + gn):
-            g += luts[GK[gk, G_LUT] + _ld32(dptr[GK[gk, G_DIM]], i) + 1] * GK[gk, G_MULT]
+        if gn == 1:
+            g = glut[_ld32(gp1, i) + 1]
+        else:
+            for gk in range(g0, g0 + gn):
+                g += luts[GK[gk, G_LUT] + _ld32(dptr[GK[gk, G_DIM]], i) + 1] * GK[gk, G_MULT]
         line = BKT[bo, B_LINE] + g * BKT[bo, B_NW1] + w
         r = np.int64(er[j])
         row = base + r * lp[s] + line
@@ -227,6 +233,13 @@ def _program(j0, j1, rows, es, er, ts, q, qok, has_q, rec, want_max,
         else:
             acc[row, 1] += 1
     return OK, -1
+
+
+def _map_values(keys, mapping):
+    """mapping[keys[i]] for an int64 array (few distinct keys)."""
+    ks = np.asarray(sorted(mapping), np.int64)
+    vs = np.asarray([mapping[k] for k in ks.tolist()], np.int64)
+    return vs[np.searchsorted(ks, keys)]
 
 
 class FastTables:
@@ -298,7 +311,24 @@ class FastTables:
             if has_q:
                 self.q_by_code[k].add(qi)
             row = CP[cp]
+            kp1, blut = 0, _NOLUT
+            if row[C_KN] == 1:  # bucket of every dictionary id, from the key's value lut and masks
+                kr = a["KEY"][int(row[C_KOFF])]
+                kp1 = int(a["dptr"][kr[K_DIM]])
+                nlut = int(a["nstrings"]) + 1
+                vlut = a["luts"][int(kr[K_VLUT]):int(kr[K_VLUT]) + nlut].astype(np.int64)
+                mk = a["masks"][int(kr[K_MOFF]) + vlut] & row[C_ALL]
+                by_mask = {}
+                for mv in np.unique(mk).tolist():
+                    by_mask[mv] = pr.nf if mv == 0 else int(a["ordb"][int(row[C_ORD]) + ((mv & -mv).bit_length() - 1)])
+                blut = _map_values(mk, by_mask)
+            gp1, glut = 0, _NOLUT
+            if row[C_GN] == 1:
+                gr = a["GK"][int(row[C_GOFF])]
+                gp1 = int(a["dptr"][gr[G_DIM]])
+                glut = a["luts"][int(gr[G_LUT]):int(gr[G_LUT]) + int(a["nstrings"]) + 1].astype(np.int64) * gr[G_MULT]
             self.by_code[k].append(dict(
+                kp1=kp1, blut=blut, gp1=gp1, glut=glut,
                 cp=cp, xs=xs, qi=qi, has_q=has_q, rec=rec, want_max=int(bool(pr.flags & F_MAX)),
                 static=(int(row[C_KOFF]), int(row[C_KN]), int(row[C_ALL]), int(row[C_ORD]), int(row[C_NF]),
                         int(row[C_BOFF]), int(row[C_GOFF]), int(row[C_GN])),
@@ -341,7 +371,8 @@ def run_block(p, ft, base, lo, hi, acc):
             k0, kn, am, o0, nf, bo, g0, gn = g["static"]
             status, s = _program(j0, j1, rows, es, er, base.timestamp_ms, q, ok, g["has_q"], g["rec"],
                                  g["want_max"], a["dptr"], a["luts"], a["KEY"], k0, kn, a["masks"], am, a["ordb"],
-                                 o0, nf, a["BKT"], bo, a["wb"], a["cw"], a["GK"], g0, gn, g["dbase"], ft.lp,
+                                 o0, nf, g["kp1"], g["blut"], a["BKT"], bo, a["wb"], a["cw"], a["GK"], g0, gn,
+                                 g["gp1"], g["glut"], g["dbase"], ft.lp,
                                  g["xbase"], ft.ep, g["ignb"], acc.acc, acc.ext, acc.ign)
             if status != OK:
                 return status, ft.instance_of(p, g, s), s

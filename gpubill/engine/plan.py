@@ -559,7 +559,7 @@ def build(subs, cols) -> Plan:
         Q=i64(Q or [[0] * Q_NCOL], Q_NCOL), TERM=i64(TERM or [[0] * T_NCOL], T_NCOL),
         FAC=i64(FAC or [[0] * FA_NCOL], FA_NCOL), R=R, reason_dim=reason_dim, rlut=rlut,
         op_dim=dslot.get("operation_type", -1), remove_id=_remove_id(strings), sub_bounds=i64(bounds),
-        n_dense=n_dense, n_xdense=n_xdense, keep=keep,
+        n_dense=n_dense, n_xdense=n_xdense, keep=keep, nstrings=nstrings,
     )
     inst_subs = [np.asarray(plan_subs[P], np.int64) for P, _, _ in instances]
     layout = dict(pbase=np.asarray(pbase, np.int64), Lp=np.asarray(Lp, np.int64), lkbase=np.asarray(lkbase, np.int64),

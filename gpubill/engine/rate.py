@@ -2,7 +2,9 @@
 
 1. ``plan.build``: programs, lookup tables, slot layout (no per-event work
    except the parallel column statistics);
-2. ``run_pass``: the accumulator kernel over row ranges, one per thread;
+2. ``run_pass``: row ranges, one per thread; in each, ``fast.run_block``
+   (routing, quantities and one small kernel per plain count/sum/max
+   program) and the generic accumulator kernel for the other instances;
 3. ``decode``: merge the threads' accumulators, reduce the end-reason slots
    of each line, and map slots back to (subscription, charge, bucket,
    group, window) -- all numpy, lines come out in canonical order;
