@@ -79,6 +79,8 @@ def ratio_to_decimal(num: int, den: int = 1) -> Decimal:
     ``UNITS_PRECISION`` significant digits, half-even.  The representation
     depends only on the rational (the reduced fraction), never on how it was
     written: ``k`` is the smallest power of ten that makes it an integer."""
+    if den == 1:
+        return Decimal(num)
     if den == 0:
         raise ZeroDivisionError("ratio with zero denominator")
     if den < 0:

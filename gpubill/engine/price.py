@@ -118,6 +118,7 @@ class ChargeCtx:
 def price_line(sub, cc: ChargeCtx, u: LineUsage, duration_days: int) -> RatedLine:
     charge = cc.charge
     units, full, prorated = cc.units(u)
+    full_exact = full
     model, std, std_unit = cc.model(u.bucket, u.window)
     tiers: tuple = ()
     if units < 0 or full < 0:
@@ -146,7 +147,10 @@ def price_line(sub, cc: ChargeCtx, u: LineUsage, duration_days: int) -> RatedLin
         precise = p.amount if p.amount > 0 else ZERO
         tiers = p.tiers
         unit_price = ZERO if p.denominator == 0 else div(precise, p.denominator)
-    if u.reasons:
+    if len(u.reasons) == 1 and cc.rounding is None and u.reasons[0][1] * u.full[1] == u.full[0] * u.reasons[0][2]:
+        r0 = u.reasons[0]  # one end reason holding the whole line: its units are the full units
+        by_units, by_count = {r0[0]: full_exact}, {r0[0]: r0[3]}
+    elif u.reasons:
         by_units = {r: ratio_to_decimal(n, d) for r, n, d, _ in u.reasons}
         by_count = {r: c for r, _, _, c in u.reasons}
     else:
