@@ -75,6 +75,7 @@ class Chunk:
     props: dict                           # name -> PropColumn
     code_dict: tuple = ((), None)         # (distinct codes, int index of each valid event)
     sub_dict: tuple = ((), None)          # the same for subscriptions
+    repeats: tuple = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # (later copy, first copy)
 
 
 def _hash_keys(txn: list, sub: list) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +145,24 @@ def prepare(objs: list, now_ms: int, max_future_ms: int) -> Chunk:
     k1, k2 = _hash_keys(txns, subs) if txns else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     return Chunk(len(objs), np.asarray(good, np.int64), rejected, [objs[i] for i in good],
                  txns, subs, codes, np.asarray(tss, np.int64), k1, k2, ptac_at,
-                 np.asarray(explicit, bool), cols, _dictionary(codes), _dictionary(subs))
+                 np.asarray(explicit, bool), cols, _dictionary(codes), _dictionary(subs),
+                 _repeats(k1, k2))
+
+
+def _repeats(k1: np.ndarray, k2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of keys repeated inside the chunk, and of their first occurrence."""
+    n = len(k1)
+    none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if n < 2:
+        return none
+    o = np.lexsort((k2, k1))  # stable: equal keys stay in input order
+    s1, s2 = k1[o], k2[o]
+    start = np.ones(n, bool)
+    start[1:] = (s1[1:] != s1[:-1]) | (s2[1:] != s2[:-1])
+    if start.all():
+        return none
+    first = o[np.maximum.accumulate(np.where(start, np.arange(n), 0))]
+    return o[~start], first[~start]
 
 
 def _dictionary(vals: list) -> tuple[list, np.ndarray]:

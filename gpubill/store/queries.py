@@ -55,13 +55,23 @@ def _record(row) -> EventRecord:
 
 def get_events(store, transaction_id: str, external_subscription_id: str | None = None) -> list:
     """Events with this transaction id (one per subscription), oldest first."""
-    k1 = _hash_keys([transaction_id], ["-"])[0][0]
-    q = _SELECT + " WHERE e.k1 = ? AND e.transaction_id = ?"
-    args: list = [int(k1), transaction_id]
-    if external_subscription_id is not None:
-        q += " AND e.external_subscription_id = ?"
-        args.append(external_subscription_id)
-    return [_record(r) for r in store._read().execute(q + " ORDER BY e.id", args)]
+    k1 = int(_hash_keys([transaction_id], ["-"])[0][0])
+    db = store._read()
+    keys = store._writer.keys
+    db.execute("BEGIN")  # one snapshot for the catch-up and the rows
+    try:
+        keys.catch_up(db)
+        ids = keys.rows_with_k1(k1)  # k1 hashes the transaction id alone
+        if not ids:
+            return []
+        q = _SELECT + " WHERE e.id IN (SELECT value FROM json_each(?)) AND e.transaction_id = ?"
+        args: list = [orjson.dumps(ids), transaction_id]
+        if external_subscription_id is not None:
+            q += " AND e.external_subscription_id = ?"
+            args.append(external_subscription_id)
+        return [_record(r) for r in db.execute(q + " ORDER BY e.id", args)]
+    finally:
+        db.execute("COMMIT")
 
 
 def get_event(store, event_id: int) -> EventRecord | None:

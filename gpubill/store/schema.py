@@ -145,6 +145,12 @@ MIGRATIONS: list[str] = [
         hash BLOB NOT NULL
     );
     """,
+    # 2: the dedup index leaves SQLite for memory (keys.py: a unique B-tree over hashed keys
+    # costs a random page per insert); each column block carries its events' keys.
+    """
+    DROP INDEX events_key;
+    ALTER TABLE column_blocks ADD COLUMN keys BLOB;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

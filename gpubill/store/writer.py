@@ -1,12 +1,15 @@
-"""Write one prepared chunk in one transaction: dedup, rows, column block, quarantine.
+"""Write prepared chunks inside a transaction: dedup, rows, column block, quarantine.
 
-The rows go in with two set-based statements over ``json_each`` (one SQLite
-step each), so the whole insert runs without holding Python's GIL and the
-next chunk can be validated meanwhile. Dedup is the unique index on the
-128-bit key ``(k1, k2)`` plus ``INSERT OR IGNORE``, in the same transaction;
-only when some rows were ignored does the slow path compare contents to tell
-a duplicate (same content: success) from a conflict (first copy kept,
-conflict recorded).
+``begin`` / ``stage`` (one chunk, any number of times) / ``commit``: several
+chunks may share one transaction (group commit, see ``Store``). The rows of
+a chunk go in with one set-based statement (one SQLite step over fixed-width
+fields and the concatenated payloads, built on the validating thread), so the
+insert runs without holding Python's GIL and the next chunk can be validated
+meanwhile. Dedup is decided in the same transaction against the in-memory key
+index (``keys.py``), caught up with other writers' commits at ``begin``; only
+for keys already stored does the slow path compare contents to tell a
+duplicate (same content: success) from a conflict (first copy kept, conflict
+recorded).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 import orjson
 
 from .encode import _W, Chunk, dumps_any, fixed_width  # noqa: F401 (re-exported)
+from .keys import KeyIndex
 from .numeric import MISSING, parse_strict, from_number
 from .receipt import ABORTED, CONFLICT, DUPLICATE, INGESTED, REJECTED, Receipt
 
@@ -26,7 +30,7 @@ from .receipt import ABORTED, CONFLICT, DUPLICATE, INGESTED, REJECTED, Receipt
 # offset, payload length); ?3 the concatenated raw payloads (a BLOB, so substr
 # is byte-indexed and O(1)).
 _INSERT = f"""WITH RECURSIVE c(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM c WHERE k + 1 < ?4)
-INSERT OR IGNORE INTO events (id, k1, k2, timestamp_ms, batch_id, raw)
+INSERT INTO events (id, k1, k2, timestamp_ms, batch_id, raw)
 SELECT ?1 + k,
   CAST(substr(?2, k * {5 * _W} + 1, {_W}) AS INTEGER),
   CAST(substr(?2, k * {5 * _W} + {_W + 1}, {_W}) AS INTEGER),
@@ -34,6 +38,17 @@ SELECT ?1 + k,
   ?5,
   CAST(substr(?3, CAST(substr(?2, k * {5 * _W} + {3 * _W + 1}, {_W}) AS INTEGER) + 1,
                   CAST(substr(?2, k * {5 * _W} + {4 * _W + 1}, {_W}) AS INTEGER)) AS TEXT)
+FROM c"""
+# The same with an explicit id as a sixth field (a chunk with duplicates skips rows).
+_INSERT_IDS = f"""WITH RECURSIVE c(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM c WHERE k + 1 < ?4)
+INSERT INTO events (id, k1, k2, timestamp_ms, batch_id, raw)
+SELECT CAST(substr(?2, k * {6 * _W} + {5 * _W + 1}, {_W}) AS INTEGER),
+  CAST(substr(?2, k * {6 * _W} + 1, {_W}) AS INTEGER),
+  CAST(substr(?2, k * {6 * _W} + {_W + 1}, {_W}) AS INTEGER),
+  CAST(substr(?2, k * {6 * _W} + {2 * _W + 1}, {_W}) AS INTEGER),
+  ?5,
+  CAST(substr(?3, CAST(substr(?2, k * {6 * _W} + {3 * _W + 1}, {_W}) AS INTEGER) + 1,
+                  CAST(substr(?2, k * {6 * _W} + {4 * _W + 1}, {_W}) AS INTEGER)) AS TEXT)
 FROM c"""
 _CACHE_MAX = 500_000
 
@@ -45,6 +60,7 @@ class Writer:
         self.db = db
         self.cache: dict[str, int] = {}
         self.pending: dict[str, int] = {}
+        self.keys = KeyIndex()
 
     # -- string dictionary -------------------------------------------------
     def intern(self, strings: list[str]) -> np.ndarray:
@@ -76,6 +92,7 @@ class Writer:
         return out
 
     def committed(self) -> None:
+        self.keys.committed()
         if len(self.cache) + len(self.pending) > _CACHE_MAX:
             self.cache.clear()
         self.cache.update(self.pending)
@@ -83,6 +100,7 @@ class Writer:
 
     def rolled_back(self) -> None:
         self.pending.clear()
+        self.keys.rolled_back()
 
     def forget_since(self, mark: int) -> None:
         """Drop the ids interned after ``mark = len(self.pending)`` (a savepoint rolled back)."""
@@ -98,6 +116,7 @@ class Writer:
             self.next_id, self.next_batch = db.execute(
                 "SELECT (SELECT coalesce(max(id), 0) + 1 FROM events),"
                 " (SELECT coalesce(max(id), 0) + 1 FROM batches)").fetchone()
+            self.keys.catch_up(db)  # what other connections committed: dedup stays exact
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -150,11 +169,12 @@ class Writer:
         if n and not (atomic and chunk.rejected):
             if atomic:
                 db.execute("SAVEPOINT atomic_chunk")
-                mark = len(self.pending)
+                mark, kmark = len(self.pending), self.keys.mark()
             ids, fresh, dups, conflicts = self._insert_rows(chunk, payload, batch_id)
             if atomic and conflicts:
                 db.execute("ROLLBACK TO atomic_chunk")
                 self.forget_since(mark)
+                self.keys.rollback_to(kmark)
                 status[chunk.good] = ABORTED
                 for j, eid in conflicts:
                     status[chunk.good[j]] = CONFLICT
@@ -194,30 +214,46 @@ class Writer:
         return rec
 
     def _insert_rows(self, chunk: Chunk, payload: bytes, batch_id: int):
+        """Insert the chunk's new events; find the stored copy of the others.
+
+        Dedup is decided here, inside the write transaction: a key is stored
+        if the key index (committed keys, caught up at ``begin``, plus this
+        transaction's) has it, or if an earlier event of the chunk has it.
+        """
         db = self.db
         n = len(chunk.good)
-        base = self.next_id  # ids may skip numbers (ignored rows), never repeat
+        base = self.next_id  # ids may skip numbers (duplicates), never repeat
         self.next_id += n
-        raw, fixed = payload
-        inserted = db.execute(_INSERT, (base, fixed, raw, n, batch_id)).rowcount
         ids = base + np.arange(n, dtype=np.int64)
-        fresh = np.ones(n, bool)
+        k1, k2 = chunk.k1, chunk.k2
+        found = self.keys.find(k1, k2)
+        later, first = chunk.repeats  # a key repeated inside the chunk refers to its first copy
+        if len(later):
+            found[later] = np.where(found[first] >= 0, found[first], ids[first])
+        fresh = found < 0
+        raw, fixed = payload
+        before = db.total_changes  # (a WITH statement's cursor has no rowcount)
+        if fresh.all():
+            db.execute(_INSERT, (base, fixed, raw, n, batch_id))
+        elif fresh.any():
+            rows = np.frombuffer(fixed, np.uint8).reshape(n, 5 * _W)[fresh]
+            idcol = np.frombuffer(fixed_width([ids[fresh]]), np.uint8).reshape(-1, _W)
+            sub = np.concatenate([rows, idcol], axis=1).tobytes()
+            db.execute(_INSERT_IDS, (base, sub, raw, int(fresh.sum()), batch_id))
+        inserted = db.total_changes - before
+        if inserted != int(fresh.sum()):
+            raise RuntimeError(f"stored {inserted} of {int(fresh.sum())} new events")
+        self.keys.add_pending(k1[fresh], k2[fresh], ids[fresh])
         dups: list[int] = []
         conflicts: list[tuple[int, int]] = []
-        if inserted != n:
-            present = np.zeros(n, bool)
-            got = db.execute("SELECT id - ? FROM events WHERE id >= ?", (base, base)).fetchall()
-            present[[g for (g,) in got]] = True
-            for k in np.flatnonzero(~present).tolist():
-                fresh[k] = False
-                eid, ts, old = db.execute(
-                    "SELECT id, timestamp_ms, raw FROM events WHERE k1 = ? AND k2 = ?",
-                    (int(chunk.k1[k]), int(chunk.k2[k]))).fetchone()
-                ids[k] = eid
-                if same_content(chunk.objs[k], int(chunk.ts_ms[k]), chunk.ptac.get(k), old, ts):
-                    dups.append(k)
-                else:
-                    conflicts.append((k, eid))
+        for k in np.flatnonzero(~fresh).tolist():
+            eid = int(found[k])
+            ts, old = db.execute("SELECT timestamp_ms, raw FROM events WHERE id = ?", (eid,)).fetchone()
+            ids[k] = eid
+            if same_content(chunk.objs[k], int(chunk.ts_ms[k]), chunk.ptac.get(k), old, ts):
+                dups.append(k)
+            else:
+                conflicts.append((k, eid))
         return ids, fresh, dups, conflicts
 
     def _write_block(self, chunk: Chunk, idx: np.ndarray, ids: np.ndarray) -> None:
@@ -238,12 +274,13 @@ class Writer:
                     m[where[j]], e[where[j]] = mm, ee
             if (e != MISSING).any():
                 pm, pe = m.tobytes(), e.tobytes()
+        keys = np.stack([chunk.k1[idx], chunk.k2[idx]], axis=1).astype("<i8").tobytes()
         block_id = db.execute(
             "INSERT INTO column_blocks (first_rowid, last_rowid, n, min_ts, max_ts, rowids, ts, code,"
-            " sub, ptac_m, ptac_e) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " sub, ptac_m, ptac_e, keys) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (int(rowids[0]), int(rowids[-1]), len(idx), int(ts.min()), int(ts.max()),
              None if contiguous else rowids.tobytes(), ts.tobytes(), code_ids.tobytes(),
-             sub_ids.tobytes(), pm, pe)).lastrowid
+             sub_ids.tobytes(), pm, pe, keys)).lastrowid
         props = []
         for name, col in chunk.props.items():
             if not whole:
