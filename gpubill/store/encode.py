@@ -100,12 +100,15 @@ def _fast_columns(objs: list, now_ms: int, hi_s: int):
     n = len(objs)
     got = [list(map(dict.get, objs, repeat(k))) for k in
            ("transaction_id", "external_subscription_id", "code", "timestamp", "properties")]
-    for col in got[:3]:
+    for col in (got[0], dict.fromkeys(got[1]), dict.fromkeys(got[2])):  # few distinct subs, codes
         if set(map(type, col)) != {str} or min(map(len, col)) == 0 or max(map(len, col)) > MAX_ID_LEN:
             return None
     if set(map(type, got[3])) != {int}:
         return None
-    ts = np.array(got[3], np.int64)
+    try:
+        ts = np.array(got[3], np.int64)
+    except OverflowError:
+        return None
     if ts.min() < 0 or ts.max() > hi_s:
         return None
     props = got[4]
@@ -167,11 +170,9 @@ def _repeats(k1: np.ndarray, k2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _dictionary(vals: list) -> tuple[list, np.ndarray]:
     """(distinct values in first-seen order, index of each value into them)."""
-    index: dict = {}
-    for v in vals:
-        if v not in index:
-            index[v] = len(index)
-    return list(index), np.fromiter(map(index.__getitem__, vals), np.int64, len(vals))
+    uniq = list(dict.fromkeys(vals))
+    index = {v: i for i, v in enumerate(uniq)}
+    return uniq, np.fromiter(map(index.__getitem__, vals), np.int64, len(vals))
 
 
 def _slow_rows(objs, now_ms, max_future_ms, rejected, ptac_at):
@@ -394,13 +395,22 @@ def payload_of(chunk: Chunk, raws: list | None) -> tuple[bytes, bytes]:
     """
     if raws is not None:
         sel = [raws[i] for i in chunk.good.tolist()]
+        lens = np.fromiter(map(len, sel), np.int64, len(sel))
+        buf = b"".join(sel)
     else:
-        try:
-            sel = list(map(orjson.dumps, chunk.objs))
-        except TypeError:  # integers beyond 64 bits
-            sel = list(map(dumps_any, chunk.objs))
-    lens = np.fromiter(map(len, sel), np.int64, len(sel))
-    buf = b"".join(sel)
+        dumps = orjson.dumps
+        out = bytearray()
+        ls: list[int] = []
+        add = ls.append
+        for o in chunk.objs:  # one at a time: orjson's buffers are reused when freed at once
+            try:
+                b = dumps(o)
+            except TypeError:  # integers beyond 64 bits
+                b = dumps_any(o)
+            out += b
+            add(len(b))
+        lens = np.array(ls, np.int64)
+        buf = bytes(out)
     offs = np.zeros(len(lens), np.int64)
     if len(lens) > 1:
         np.cumsum(lens[:-1], out=offs[1:])
