@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if not store.list_keys():
         print("gpubill: warning: no API keys yet; create one with `gpubill keys create`", file=sys.stderr)
     app = create_app(store, batch_limit=args.batch_limit, max_body=args.max_body * 1024 * 1024)
+    # Request threads release the GIL for each SQLite step and must get it back from threads
+    # parsing other requests: 0.5 ms instead of Python's 5 ms switch interval.
+    sys.setswitchinterval(0.0005)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
 

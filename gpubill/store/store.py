@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -130,6 +131,7 @@ class Store:
                               name="gpubill-writer", daemon=True)
         th.start()
         finished = False
+        _handoff.enter()
         try:
             for objs, raws in _prepend(first, second, it):
                 todo.put(self._prepare(objs, raws, received_ms))
@@ -146,6 +148,7 @@ class Store:
             if not finished:  # the caller stopped early or failed: roll back what is not committed
                 todo.put(_ABORT)
             th.join()
+            _handoff.exit()
 
     def _group_writer(self, todo: queue.Queue, done: queue.Queue, source: str) -> None:
         """The writer thread of ``ingest_stream``: stage chunks, commit in groups."""
@@ -360,6 +363,37 @@ def _chunks(events: Iterable, raws, size: int):
         yield buf, None
 
 
+class _GilHandoff:
+    """A shorter GIL switch interval while a pipelined ingestion runs.
+
+    The writer thread releases the GIL for each SQLite step; getting it back
+    from the validating thread takes up to ``sys.getswitchinterval()`` (5 ms by
+    default), several times per chunk. 0.5 ms while any ``ingest_stream`` runs
+    in the process; the previous value comes back after the last one.
+    """
+
+    INTERVAL = 0.0005
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.active = 0
+        self.saved = None
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.active == 0:
+                self.saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self.saved, self.INTERVAL))
+            self.active += 1
+
+    def exit(self) -> None:
+        with self.lock:
+            self.active -= 1
+            if self.active == 0 and self.saved is not None:
+                sys.setswitchinterval(self.saved)
+
+
+_handoff = _GilHandoff()
 _END = object()
 _ABORT = object()
 
