@@ -9,13 +9,17 @@ repeated over a job's intervals) and inference requests (model_name, token
 counts). One run measures, on the same machine and data:
 
 1. the ceiling: ``sqlite3.executemany`` of pre-built row tuples into an
-   equivalent ``events`` table (same schema, same unique key, same chunking);
+   equivalent ``events`` table (same schema, same chunking and transaction
+   size; it does no validation and no dedup at all);
 2. ``Store.ingest`` (validation, dedup, quarantine, column blocks);
 3. HTTP batch ingest through a real ``gpubill serve`` with 4 concurrent clients;
 4. ``Store.read_columns`` of everything stored, plus two property columns.
 
-It prints events/s and the ratios. Generation time is excluded from every
-figure. It is a benchmark, not a test: nothing is asserted.
+It prints events/s and the ratios. Events are generated before each timed
+round (500 000 at a time), so generation is excluded from every figure and
+never overlaps the measured work. It is a benchmark, not a test: nothing is
+asserted. Timings on a shared machine vary a lot: run it when the machine is
+otherwise idle, and compare only figures from one run.
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ def bench_raw(path: str, total: int, size: int, commit: int) -> float:
     from gpubill.store.encode import _hash_keys
     from gpubill.store.schema import connect
     db = connect(path)
-    spent = 0.0
+    spent = cpu = 0.0
     nid = 1
     for parts in rounds(total, size):
         batches = []
@@ -112,7 +116,7 @@ def bench_raw(path: str, total: int, size: int, commit: int) -> float:
                             for j, (a, b, e) in enumerate(zip(k1.tolist(), k2.tolist(), part))])
             nid += len(part)
         del parts
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         pending = 0
         for rows in batches:
             if not pending:
@@ -126,22 +130,24 @@ def bench_raw(path: str, total: int, size: int, commit: int) -> float:
         if pending:
             db.execute("COMMIT")
         spent += time.perf_counter() - t
+        cpu += time.process_time() - c
     db.close()
-    return total / spent
+    return total / spent, cpu / total * 1e6
 
 
 def bench_store(path: str, total: int, size: int, commit: int) -> float:
     from gpubill.store import Store
-    spent = 0.0
+    spent = cpu = 0.0
     n = 0
     with Store(path, chunk_size=size, commit_events=commit, max_future_s=10**9) as s:
         for parts in rounds(total, size):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             for rec in s.ingest_stream(((c, None) for c in parts), source="bench"):
                 n += int((rec.status == 0).sum())
             spent += time.perf_counter() - t
+            cpu += time.process_time() - c
     assert n == total, n
-    return total / spent
+    return total / spent, cpu / total * 1e6
 
 
 def bench_http(path: str, total: int, batch: int, clients: int = 4) -> float:
@@ -163,17 +169,25 @@ def bench_http(path: str, total: int, batch: int, clients: int = 4) -> float:
                 if r.status_code != 200:
                     errors.append(r.text[:200])
     threads = [threading.Thread(target=worker, args=(bodies[i::clients],)) for i in range(clients)]
+    c0 = _cpu(proc.pid)
     t = time.perf_counter()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
     spent = time.perf_counter() - t
+    cpu = _cpu(proc.pid) - c0
     proc.terminate()
     proc.wait()
     if errors:
         print("HTTP errors:", errors[:3], file=sys.stderr)
-    return total / spent
+    return total / spent, cpu / total * 1e6
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_read(path: str) -> tuple[int, float, float]:
@@ -186,6 +200,10 @@ def bench_read(path: str) -> tuple[int, float, float]:
         c.dim("gpu_type")
         full = time.perf_counter() - t
     return c.n, c.n / base, c.n / full
+
+
+def _load() -> str:
+    return " ".join(open("/proc/loadavg").read().split()[:3])
 
 
 def main() -> None:
@@ -205,14 +223,18 @@ def main() -> None:
     os.makedirs(d, exist_ok=True)
     try:
         print(f"{a.events} events, chunk {a.chunk}, transactions of {commit}, {os.cpu_count()} CPUs, dir {d}")
-        raw = bench_raw(os.path.join(d, "raw.db"), a.events, a.chunk, commit)
-        print(f"raw executemany (ceiling)   {raw:>12,.0f} events/s")
-        emb = bench_store(os.path.join(d, "store.db"), a.events, a.chunk, commit)
-        print(f"Store.ingest                {emb:>12,.0f} events/s   {emb / raw:.2f} x ceiling")
-        http = bench_http(os.path.join(d, "http.db"), http_n, a.batch)
-        print(f"HTTP batch, 4 clients       {http:>12,.0f} events/s   ({http_n} events, batches of {a.batch})")
+        print(f"load average before: {_load()}")
+        raw, raw_cpu = bench_raw(os.path.join(d, "raw.db"), a.events, a.chunk, commit)
+        print(f"raw executemany (ceiling)   {raw:>12,.0f} events/s   CPU {raw_cpu:5.2f} us/event")
+        emb, emb_cpu = bench_store(os.path.join(d, "store.db"), a.events, a.chunk, commit)
+        print(f"Store.ingest                {emb:>12,.0f} events/s   CPU {emb_cpu:5.2f} us/event"
+              f"   {emb / raw:.2f} x ceiling")
+        http, http_cpu = bench_http(os.path.join(d, "http.db"), http_n, a.batch)
+        print(f"HTTP batch, 4 clients       {http:>12,.0f} events/s   server CPU {http_cpu:5.2f} us/event"
+              f"   ({http_n} events, batches of {a.batch})")
         n, base, full = bench_read(os.path.join(d, "store.db"))
         print(f"read_columns ({n} events)  {base:>12,.0f} events/s   with 2 property columns {full:,.0f}/s")
+        print(f"load average after: {_load()}   (other processes' load lowers every figure)")
     finally:
         if a.dir is None:
             shutil.rmtree(d, ignore_errors=True)

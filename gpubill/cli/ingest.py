@@ -1,6 +1,7 @@
 """`gpubill ingest FILE|-`: stream events from JSONL, CSV or Lago batch JSON into the store.
 
-Reads and commits in chunks, so memory stays bounded on any input size. Shows
+Reads, validates and inserts in chunks (transactions group several), so memory
+stays bounded on any input size. Shows
 a progress bar on a terminal, nothing when piped. stdout gets the summary
 (``--format json`` for programs); stderr one line per rejected or
 conflicting event (``FILE:LINE: field: reason``). Exit 1 if any event was
@@ -28,7 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text", help="summary format")
     p.add_argument("--max-future", type=float, default=24.0, metavar="HOURS",
                    help="reject timestamps more than HOURS after now (default 24)")
-    p.add_argument("--chunk", type=int, default=8192, help="events per transaction (default 8192)")
+    p.add_argument("--chunk", type=int, default=8192,
+                   help="events validated and inserted together (default 8192); transactions group "
+                        "chunks up to 65536 events")
     p.add_argument("--synchronous", choices=("normal", "full"), default="normal",
                    help="full: fsync every commit (survives power loss)")
     p.add_argument("--quiet", action="store_true", help="no per-event diagnostics")
