@@ -39,7 +39,7 @@ class _Level:
 
     def __init__(self, k1, k2, rid, presorted=False):
         if not presorted and len(k1) > 1:
-            o = np.argsort(k1, kind="stable")
+            o = np.argsort(k1)  # order inside a run of equal k1 does not matter
             k1, k2, rid = k1[o], k2[o], rid[o]
         self.k1, self.k2, self.rid = k1, k2, rid
 
