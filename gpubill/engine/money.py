@@ -70,42 +70,59 @@ def ceil_decimals(value: Decimal, places: int) -> Decimal:
     return value.quantize(Decimal(1).scaleb(-places), rounding=decimal.ROUND_CEILING, context=EXACT)
 
 
-_TERMINATING: dict = {}  # reduced denominator -> (10**k // den, k), or False when it does not terminate
+_DENS: dict = {}  # denominator -> (m, c, k, Decimal(den)): den = 2**a * 5**b * m, gcd(m, 10) = 1, k = max(a, b), c = 10**k // (den // m)
 _UNITS_CTX = decimal.Context(prec=UNITS_PRECISION, rounding=decimal.ROUND_HALF_EVEN)
+
+
+def _den_info(den: int) -> tuple:
+    d, twos, fives = den, 0, 0
+    while d % 2 == 0:
+        d //= 2
+        twos += 1
+    while d % 5 == 0:
+        d //= 5
+        fives += 1
+    k = max(twos, fives)
+    t = (d, 10**k // (den // d), k, Decimal(den))
+    if len(_DENS) > 65536:
+        _DENS.clear()
+    _DENS[den] = t
+    return t
 
 
 def ratio_to_decimal(num: int, den: int = 1) -> Decimal:
     """num/den as a Decimal: exact when the expansion terminates, otherwise
     ``UNITS_PRECISION`` significant digits, half-even.  The representation
-    depends only on the rational (the reduced fraction), never on how it was
-    written: ``k`` is the smallest power of ten that makes it an integer."""
+    depends only on the rational, never on how it was written: an exact
+    value has the fewest decimals that hold it (never a positive exponent),
+    a rounded one is correctly rounded, so reducing the fraction first
+    would change nothing.
+
+    No gcd per call: with ``den = 2**a * 5**b * m`` (``m`` prime to 10), the
+    expansion terminates iff ``m`` divides ``num``, and then ``num / den =
+    (num // m) * c / 10**k``; trailing zeros are stripped down to the
+    fewest decimals.
+    """
     if den == 1:
         return Decimal(num)
-    if den == 0:
-        raise ZeroDivisionError("ratio with zero denominator")
-    if den < 0:
+    if den <= 0:
+        if den == 0:
+            raise ZeroDivisionError("ratio with zero denominator")
         num, den = -num, -den
-    if den != 1:
-        g = gcd(num, den)
-        if g != 1:
-            num, den = num // g, den // g
-    t = _TERMINATING.get(den)
+        if den == 1:
+            return Decimal(num)
+    t = _DENS.get(den)
     if t is None:
-        d, twos, fives = den, 0, 0
-        while d % 2 == 0:
-            d //= 2
-            twos += 1
-        while d % 5 == 0:
-            d //= 5
-            fives += 1
-        k = max(twos, fives)
-        t = (10**k // den, k) if d == 1 else False
-        if len(_TERMINATING) > 65536:
-            _TERMINATING.clear()
-        _TERMINATING[den] = t
-    if t:
-        return Decimal(num * t[0]).scaleb(-t[1], context=EXACT)
-    return _UNITS_CTX.divide(Decimal(num), Decimal(den))
+        t = _den_info(den)
+    m = t[0]
+    if m == 1 or num % m == 0:
+        n = (num // m) * t[1]
+        k = t[2]
+        while k and n % 10 == 0:
+            n //= 10
+            k -= 1
+        return Decimal(n).scaleb(-k, context=EXACT) if k else Decimal(n)
+    return _UNITS_CTX.divide(Decimal(num), t[3])
 
 
 def fraction_to_decimal(f: Fraction) -> Decimal:

@@ -75,6 +75,7 @@ class ChargeCtx:
         self.charge = charge
         m = charge.metric
         self.agg = m.aggregation
+        self.code = m.code
         self.is_prorated = charge.prorated and m.aggregation in ("sum", "unique_count")
         self.rounding = m.rounding
         rr = charge.money_rounding
@@ -84,10 +85,16 @@ class ChargeCtx:
         self.quantum = rr.quantum
         self.mode = rr.mode
         self.filters = [_filter_dict(charge, b) for b in range(len(charge.filters))] + [None]
+        self.group_by = charge.group_by
         self._models: dict = {}
+        self._groups: dict = {}
 
     def filter_dict(self, bucket):
         return self.filters[-1 if bucket is None else bucket]
+
+    def group_dict(self, group: tuple) -> dict:
+        """{group key: value} of a line (a fresh dict per line: lines never share a mutable value)."""
+        return dict(zip(self.group_by, group))
 
     def model(self, bucket, window):
         k = (bucket, window)
@@ -115,11 +122,38 @@ class ChargeCtx:
         return (ratio_to_decimal(units[0], units[1]) if prorated else f), f, prorated
 
 
+def reason_maps(reasons, full_nd, full: Decimal, rounded: bool):
+    """(units_by_end_reason, count_by_end_reason) of ``((reason, num, den,
+    count), ...)``; a single reason holding the whole line reuses ``full``
+    (the same Decimal ``ratio_to_decimal`` would give) unless the line's
+    units were rounded."""
+    if not reasons:
+        return {}, {}
+    if len(reasons) == 1:
+        r, n, d, c = reasons[0]
+        if not rounded and n * full_nd[1] == full_nd[0] * d:
+            return {r: full}, {r: c}
+        return {r: ratio_to_decimal(n, d)}, {r: c}
+    return {r: ratio_to_decimal(n, d) for r, n, d, _ in reasons}, {r: c for r, _, _, c in reasons}
+
+
 def price_line(sub, cc: ChargeCtx, u: LineUsage, duration_days: int) -> RatedLine:
-    charge = cc.charge
     units, full, prorated = cc.units(u)
-    full_exact = full
-    model, std, std_unit = cc.model(u.bucket, u.window)
+    by_units, by_count = reason_maps(u.reasons, u.full, full, cc.rounding is not None)
+    return price_values(sub, cc, u.bucket, u.window, u.group, units, full, prorated, u.count, by_units, by_count,
+                        u.ignored, u, duration_days)
+
+
+def price_values(sub, cc: ChargeCtx, bucket, window, group, units: Decimal, full: Decimal, prorated: bool,
+                 count: int, by_units, by_count, ignored: int, u, duration_days: int, lazy=None) -> RatedLine:
+    """The priced line from its units (both engines end here).  ``u`` (the
+    LineUsage) is read only by the models that need per-event values
+    (percentage of a non-count metric, prorated graduated) or cents
+    (dynamic); the fast engine passes None for lines that need neither.
+    ``lazy``: ``(fn, args)`` whose call returns the two end-reason maps,
+    built on first access instead of ``by_units`` / ``by_count``."""
+    mi = cc._models.get((bucket, window))
+    model, std, std_unit = mi if mi is not None else cc.model(bucket, window)
     tiers: tuple = ()
     if units < 0 or full < 0:
         units = full = precise = unit_price = ZERO
@@ -133,33 +167,52 @@ def price_line(sub, cc: ChargeCtx, u: LineUsage, duration_days: int) -> RatedLin
         values = None
         if isinstance(model, Percentage):
             if cc.agg == "count":
-                values = [ONE] * u.count
+                values = [ONE] * count
             else:
                 values = [ratio_to_decimal(n, d) for n, d in (u.values or ())]
         pev = None
         if prorated and isinstance(model, Graduated) and u.pror_events is not None:
             pev = [(v, models.prorate_event(v, w, duration_days))
                    for v, w in ((ratio_to_decimal(n, d), w) for n, d, w in u.pror_events)]
-        p = models.apply(
-            model, units, full_units=full if prorated else None, values=values,
-            cents=ratio_to_decimal(*u.cents), prorated_events=pev,
-        )
+        cents = ZERO if u is None else ratio_to_decimal(*u.cents)
+        p = models.apply(model, units, full_units=full if prorated else None, values=values, cents=cents,
+                         prorated_events=pev)
         precise = p.amount if p.amount > 0 else ZERO
         tiers = p.tiers
         unit_price = ZERO if p.denominator == 0 else div(precise, p.denominator)
-    if len(u.reasons) == 1 and cc.rounding is None and u.reasons[0][1] * u.full[1] == u.full[0] * u.reasons[0][2]:
-        r0 = u.reasons[0]  # one end reason holding the whole line: its units are the full units
-        by_units, by_count = {r0[0]: full_exact}, {r0[0]: r0[3]}
-    elif u.reasons:
-        by_units = {r: ratio_to_decimal(n, d) for r, n, d, _ in u.reasons}
-        by_count = {r: c for r, _, _, c in u.reasons}
-    else:
-        by_units, by_count = {}, {}
-    return RatedLine(
-        sub.external_id, charge.id, charge.metric.code, cc.filter_dict(u.bucket), dict(zip(charge.group_by, u.group)),
-        u.window, units, full, u.count, unit_price, precise,
-        precise.quantize(cc.quantum, rounding=cc.mode, context=EXACT), tiers, by_units, by_count, cc.rr, u.ignored,
-    )
+    amount = precise.quantize(cc.quantum, rounding=cc.mode, context=EXACT)
+    fdict = cc.filters[-1 if bucket is None else bucket]
+    gdict = dict(zip(cc.group_by, group)) if group else {}
+    if lazy is None:
+        return RatedLine(sub.external_id, cc.charge.id, cc.code, fdict, gdict, window, units, full, count, unit_price,
+                         precise, amount, tiers, by_units, by_count, cc.rr, ignored)
+    # the instance dict attrs' __init__ would fill (RatedLine has no converters
+    # or validators), the two end-reason maps deferred
+    line = _new(RatedLine)
+    _set_dict(line, "__dict__", {
+        "subscription": sub.external_id, "charge_id": cc.charge.id, "metric": cc.code, "filter": fdict,
+        "group": gdict, "window": window, "units": units, "full_units": full, "event_count": count,
+        "unit_price": unit_price, "precise_amount": precise, "amount": amount, "tiers": tiers, "rounding": cc.rr,
+        "ignored_count": ignored, "kind": "usage", "_lazy_reasons": lazy,
+    })
+    return line
+
+
+_new = object.__new__
+_set_dict = object.__setattr__
+
+
+def slot_reason_maps(reason_of, sm, cnt, s0, e0, dn, dd, full, whole):
+    """The end-reason maps of a line whose slots ``[s0, e0)`` hold reason
+    ``reason_of[x]``, integer sum ``sm[x]`` (units ``sm[x] * dn / dd``) and
+    count ``cnt[x]``; ``whole``: the line's integer value, whose units are
+    ``full`` (a reason holding all of it reuses that Decimal)."""
+    if e0 - s0 == 1:
+        r = reason_of[s0]
+        v = sm[s0]
+        return {r: full if v == whole else ratio_to_decimal(v * dn, dd)}, {r: cnt[s0]}
+    return ({reason_of[x]: ratio_to_decimal(sm[x] * dn, dd) for x in range(s0, e0)},
+            {reason_of[x]: cnt[x] for x in range(s0, e0)})
 
 
 def empty_usage(si, ci, charge, bucket, ignored=0) -> LineUsage:
