@@ -4,7 +4,10 @@
 a ``Receipt``; when it returns, every event it reports as ingested is
 committed (durable across a kill -9 of the process; see docs/store.md for
 power loss). Large inputs are cut into chunks: the caller's thread validates
-chunk k+1 while a writer thread commits chunk k.
+chunk k+1 while a writer thread stores chunk k, and the writer commits several
+chunks per transaction (group commit); concurrent single-chunk writes (HTTP
+requests) are group-committed too. Dedup is exact across processes: see
+``keys.py``.
 """
 
 from __future__ import annotations
