@@ -92,10 +92,6 @@ class ChargeCtx:
     def filter_dict(self, bucket):
         return self.filters[-1 if bucket is None else bucket]
 
-    def group_dict(self, group: tuple) -> dict:
-        """{group key: value} of a line (a fresh dict per line: lines never share a mutable value)."""
-        return dict(zip(self.group_by, group))
-
     def model(self, bucket, window):
         k = (bucket, window)
         mi = self._models.get(k)
