@@ -264,6 +264,7 @@ def advance_fees(sub, cc: ChargeCtx, bucket, group, window, events, duration_day
     out = []
     running = peak = billed = Fraction(0)
     prorated = cc.is_prorated and agg == "sum"
+    standard = isinstance(model, Standard)
     state: dict = {}
     values: list = []
     fdict = cc.filter_dict(bucket)
@@ -297,8 +298,12 @@ def advance_fees(sub, cc: ChargeCtx, bucket, group, window, events, duration_day
                 inc = prorated_increment(inc, e.weight, duration_days)
                 fee = models.advance_delta(model, fraction_to_decimal(billed + inc), fraction_to_decimal(billed))
                 billed += inc
+            elif not inc:
+                fee = ZERO
+            elif standard:  # linear: model(with) - model(without) = amount x the rise, exactly
+                fee = EXACT.multiply(fraction_to_decimal(inc), model.amount)
             else:
-                fee = models.advance_delta(model, fraction_to_decimal(new_peak), fraction_to_decimal(peak)) if inc else ZERO
+                fee = models.advance_delta(model, fraction_to_decimal(new_peak), fraction_to_decimal(peak))
             peak = new_peak
         out.append(
             InAdvanceFee(
