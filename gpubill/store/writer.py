@@ -78,11 +78,19 @@ class Writer:
                 out[i] = v
         if miss:
             texts = list(dict.fromkeys(strings[i] for i in miss))
-            self.db.executemany("INSERT OR IGNORE INTO strings (s) VALUES (?)", [(t,) for t in texts])
-            # One statement reads every new id back (not one SELECT per string).
-            got = dict(self.db.execute(
-                "SELECT s, id FROM strings WHERE s IN (SELECT value FROM json_each(?))",
-                (orjson.dumps(texts),)).fetchall())
+            # One statement inserts them and one reads their ids back: each SQLite step
+            # hands the GIL over, and a chunk can bring hundreds of new strings (job ids).
+            try:
+                doc = orjson.dumps(texts)
+            except TypeError:  # not encodable as UTF-8: let sqlite3 report it per string
+                doc = None
+            if doc is None or "\x00" in "".join(texts):
+                self.db.executemany("INSERT OR IGNORE INTO strings (s) VALUES (?)", [(t,) for t in texts])
+                got = {}
+            else:
+                self.db.execute("INSERT OR IGNORE INTO strings (s) SELECT value FROM json_each(?)", (doc,))
+                got = dict(self.db.execute(
+                    "SELECT s, id FROM strings WHERE s IN (SELECT value FROM json_each(?))", (doc,)).fetchall())
             for t in texts:
                 if t not in got:  # JSON cannot carry it exactly (e.g. a NUL character)
                     got[t] = self.db.execute("SELECT id FROM strings WHERE s = ?", (t,)).fetchone()[0]
@@ -297,7 +305,10 @@ class Writer:
             props.append((block_id, name, sid,
                           None if col.m is None else col.m.tobytes(),
                           None if col.e is None else col.e.tobytes()))
-        db.executemany("INSERT INTO block_props (block_id, name, sid, m, e) VALUES (?,?,?,?,?)", props)
+        for k in range(0, len(props), 1000):  # one statement (one SQLite step) per 1000 columns
+            part = props[k:k + 1000]
+            db.execute("INSERT INTO block_props (block_id, name, sid, m, e) VALUES "
+                       + ",".join(["(?,?,?,?,?)"] * len(part)), [v for row in part for v in row])
 
 
 def _dump(obj) -> bytes:
