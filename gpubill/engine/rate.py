@@ -526,6 +526,12 @@ def _assemble_lines(p, base, d, ignored, side):
                 if t is not None:
                     lines.append(t)
     # pay in advance: canonical order is (sub, charge, bucket, group, window) = d.order
+    if txs is None and adv_keys and hasattr(p.cols, "transaction_ids_of"):
+        # the store resolves the (few) rows that became fees in one query
+        wanted = [side[k]["rowid"] for _, _, k in adv_keys if side.get(k) is not None]
+        if wanted:
+            rowids = np.unique(np.concatenate(wanted))
+            txs = _ByRowid(dict(zip(rowids.tolist(), p.cols.transaction_ids_of(rowids))), p.cols.rowid)
     for si, ci, k in adv_keys:
         sub = p.subs[si]
         charge = sub.charges[ci]
@@ -552,6 +558,16 @@ def _seq_fields(p, u, cc, pr, seq, per, bucket, window):
     if cc.charge.prorated and agg == "sum" and isinstance(model, Graduated):
         u.pror_events = tuple((v * D.numerator, D.denominator, per.eff_days - max(x, 0))
                               for v, x in zip(seq["val"].tolist(), seq["aux"].tolist()))
+
+
+class _ByRowid:
+    """``txs[i]`` for row index i, from a rowid -> transaction id map."""
+
+    def __init__(self, by_rowid: dict, rowid):
+        self._by_rowid, self._rowid = by_rowid, rowid
+
+    def __getitem__(self, i):
+        return self._by_rowid[int(self._rowid[i])]
 
 
 def _advance_events(p, ch, pr, seq, txs, eff_days):

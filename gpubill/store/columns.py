@@ -122,6 +122,10 @@ class EventColumns:
     def property_names(self) -> list[str]:
         return self._source.names()
 
+    def transaction_ids_of(self, rowids) -> list[str]:
+        """The transaction ids of the given row ids, in their order (one query per 50 000)."""
+        return self._source.transaction_ids_of(rowids)
+
     def lookup(self, s: str) -> int:
         """Dictionary id of a string, -1 if the store has never seen it."""
         return self.strings.lookup(s)
@@ -166,6 +170,19 @@ class _PropSource:
     block_ids: list
     sizes: list
     mask: np.ndarray | None   # over the concatenated blocks; None = all rows
+
+    def transaction_ids_of(self, rowids) -> list[str]:
+        import json
+
+        ids = [int(r) for r in rowids]
+        found: dict[int, str] = {}
+        db = self.store._read()
+        for i in range(0, len(ids), 50_000):
+            part = ids[i:i + 50_000]
+            found.update(db.execute(
+                "SELECT e.id, e.transaction_id FROM json_each(?) AS j JOIN events AS e ON e.id = j.value",
+                (json.dumps(part),)).fetchall())
+        return [found[i] for i in ids]
 
     def names(self) -> list[str]:
         if not self.block_ids:

@@ -25,6 +25,10 @@ metric output_tokens {
   event inference
   sum output_tokens
 }
+metric deploys {
+  event deploy
+  count
+}
 plan on_demand {
   currency USD
   billing monthly calendar
@@ -33,6 +37,7 @@ plan on_demand {
     "H100-SXM" 3.49
   }
   charge output_tokens package 6.00 per 1M tokens
+  charge deploys 25.00 per event { in advance }
 }
 contract acme {
   customer "acme-corp" name "Acme"
@@ -73,6 +78,8 @@ def billing(tmp_path):
         event("t3", "sub_acme", "inference", "2026-10-05T10:00:00Z", output_tokens=1_500_000),
         # outside the period: not rated in October
         event("t4", "sub_acme", "gpu_job", "2026-11-01T00:00:00Z", gpu_type="H100-SXM", gpu_count=1, duration_seconds=3600),
+        # a deploy is paid in advance: one fee, named by its transaction id
+        event("d1", "sub_acme", "deploy", "2026-10-06T10:00:00Z"),
         # globex pays the list price for H100
         event("g1", "sub_globex", "gpu_job", "2026-10-31T23:59:59.999Z", gpu_type="H100-SXM", gpu_count=1, duration_seconds=3600),
     ]
@@ -105,8 +112,10 @@ def test_rate_json_gives_the_contract_prices(billing, engine):
     assert Decimal(units) * 60 == 1 and amount == "0.03"
     assert got[("sub_acme", "output_tokens", "null")] == ("1500000", "12.00")
     assert got[("sub_globex", "gpu_hours", '{"gpu_type": ["H100-SXM"]}')] == ("1", "3.49")
+    fees = doc["subscriptions"][0]["in_advance_fees"]
+    assert [(f["transaction_id"], f["amount"]) for f in fees] == [("d1", "25.00")]
     totals = {s["external_subscription_id"]: s["total"] for s in doc["subscriptions"]}
-    assert totals == {"sub_acme": "588.03", "sub_globex": "3.49"}
+    assert totals == {"sub_acme": "613.03", "sub_globex": "3.49"}
 
 
 def test_both_engines_print_the_same_document(billing):
@@ -139,7 +148,7 @@ def test_customer_filter_and_explain_points_at_the_override(billing):
 def test_table_output(billing):
     r = gpubill("rate", "--store", "b.db", "--contracts", "repo", "--period", "2026-10", cwd=billing)
     assert r.returncode == 0, r.stderr
-    assert "576.00" in r.stdout and "588.03" in r.stdout
+    assert "576.00" in r.stdout and "613.03" in r.stdout
 
 
 @pytest.mark.parametrize(
