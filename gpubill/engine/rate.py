@@ -28,9 +28,9 @@ from .accumulate import (
     parallel_map, run_chunk, side_bound,
 )
 from .kernels import FULL, I64_MIN, OK, OVERFLOW
-from .money import EngineError, EngineOverflow, ratio_to_decimal
-from .price import ChargeCtx, advance_fees, empty_usage, price_line, price_values, slot_reason_maps, true_up_line
-from .program import Graduated, Percentage, RateResult
+from .money import EXACT, EngineError, EngineOverflow, ratio_to_decimal
+from .price import ZERO, ChargeCtx, advance_fees, empty_usage, price_line, price_values, slot_reason_maps, true_up_line
+from .program import Graduated, InAdvanceFee, Percentage, RateResult, Standard
 from .sequence import _unique, _weighted, segments, weighted_python
 from .usage import AdvanceEvent, LineUsage
 
@@ -539,11 +539,60 @@ def _assemble_lines(p, base, d, ignored, side):
         nf = pr.nf
         b = b_l[k]
         w = w_l[k]
-        evs = _advance_events(p, charge, pr, side.get(k), txs, p.periods[si].eff_days)
         group = _group_tuple(p, pr, g_l[k]) if pr.group_by else ()
-        fees.extend(advance_fees(sub, ctxs[id(charge)], None if b == nf else b, group, None if w == 0 else w - 1,
-                                 evs, p.periods[si].duration_days))
+        bucket, window = None if b == nf else b, None if w == 0 else w - 1
+        cc = ctxs[id(charge)]
+        if _linear_advance(cc, pr, bucket, window):
+            fees.extend(_linear_advance_fees(p, sub, cc, pr, side.get(k), txs, bucket, group, window))
+            continue
+        evs = _advance_events(p, charge, pr, side.get(k), txs, p.periods[si].eff_days)
+        fees.extend(advance_fees(sub, cc, bucket, group, window, evs, p.periods[si].duration_days))
     return RateResult(tuple(lines), tuple(fees))
+
+
+def _linear_advance(cc, pr, bucket, window) -> bool:
+    """A standard price on a count or sum, not prorated: fees follow from integer sums."""
+    return (cc.agg in ("count", "sum") and not cc.is_prorated and not (pr.flags & F_CENTS)
+            and isinstance(cc.model(bucket, window)[0], Standard))
+
+
+def _linear_advance_fees(p, sub, cc, pr, seq, txs, bucket, group, window) -> list:
+    """Pay-in-advance fees of a standard price, from the line's int64 values.
+
+    The same rule as ``price.advance_fees`` (each event bills the rise of the
+    running sum above its earlier maximum, at the standard price), computed
+    on the fixed-point integers instead of per-event Fractions.
+    """
+    if seq is None or not len(seq["idx"]):
+        return []
+    D = p.q_scale[pr.q]
+    vals = [int(v) for v in seq["val"].tolist()]
+    running = peak = 0
+    incs = []
+    for v in vals:  # Python ints: no overflow
+        running += v
+        if running > peak:
+            incs.append(running - peak)
+            peak = running
+        else:
+            incs.append(0)
+    charge, metric = cc.charge, cc.charge.metric
+    amount = cc.model(bucket, window)[0].amount
+    quantum, mode = cc.quantum, cc.mode
+    fdict = cc.filter_dict(bucket)
+    groupd = dict(zip(charge.group_by, group))
+    num, den = D.numerator, D.denominator
+    out = []
+    for inc, i, t, r in zip(incs, seq["idx"].tolist(), seq["ts"].tolist(), seq["rowid"].tolist()):
+        units = ratio_to_decimal(inc * num, den)
+        fee = EXACT.multiply(units, amount) if inc else ZERO
+        out.append(InAdvanceFee(
+            subscription=sub.external_id, charge_id=charge.id, metric=metric.code,
+            filter=None if fdict is None else dict(fdict), group=dict(groupd), window=window,
+            transaction_id=str(txs[i]) if txs is not None else str(r), rowid=r, timestamp_ms=t,
+            units=units, precise_amount=fee, amount=fee.quantize(quantum, rounding=mode, context=EXACT),
+        ))
+    return out
 
 
 def _seq_fields(p, u, cc, pr, seq, per, bucket, window):
