@@ -9,7 +9,6 @@ The JSON output is documented in docs/rate-json.md and is stable.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from gpubill.cli import EXIT_IO, CliError
@@ -46,8 +45,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.format == "json":
-        json.dump(report_json(report, explain=args.explain), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        import orjson
+
+        sys.stdout.flush()
+        sys.stdout.buffer.write(orjson.dumps(report_json(report, explain=args.explain), option=orjson.OPT_INDENT_2))
+        sys.stdout.buffer.write(b"\n")
+        sys.stdout.buffer.flush()
     else:
         report_table(report, explain=args.explain, file=sys.stdout)
     return 0
