@@ -28,6 +28,7 @@ from gpubill.service.rating import (
     billed_subscriptions,
     load_catalog,
     rate_billed,
+    read_window,
     totals,
 )
 
@@ -44,6 +45,7 @@ class DemoResult:
     draft: RateReport
     final: RateReport
     seconds: dict
+    events_by_sub: dict  # subscription id -> stored events in the period
 
 
 def previous_month(today: dt.date) -> str:
@@ -85,6 +87,7 @@ def run_demo(contracts: str, folder: str, events: int, period: str | None, seed:
         late_counts = _ingest(store, data.late)
         final = RateReport(tuple(billed), rate_billed(store, billed), catalog, {})
         t_final = time.perf_counter()
+        events_by_sub = _events_per_subscription(store, billed)
     finally:
         store.close()
     return DemoResult(
@@ -97,6 +100,7 @@ def run_demo(contracts: str, folder: str, events: int, period: str | None, seed:
         late=late_counts["ingested"],
         draft=draft,
         final=final,
+        events_by_sub=events_by_sub,
         seconds={
             "load": t_load - t0,
             "generate": t_gen - t_load,
@@ -106,6 +110,14 @@ def run_demo(contracts: str, folder: str, events: int, period: str | None, seed:
             "total": t_final - t0,
         },
     )
+
+
+def _events_per_subscription(store, billed) -> dict[str, int]:
+    import numpy as np
+
+    cols = store.read_columns(**read_window(billed))
+    ids, counts = np.unique(cols.subscription, return_counts=True)
+    return {cols.strings[int(i)]: int(c) for i, c in zip(ids, counts)}
 
 
 def _ingest(store, events: list[dict]) -> dict[str, int]:
@@ -146,7 +158,7 @@ def summary_rows(result: DemoResult) -> list[dict]:
                 "contract": b.contract.name.name,
                 "plan": b.plan.name.name,
                 "currency": b.currency,
-                "events": sum(ln.event_count for ln in lines) + sum(len(v) for v in advance.values()),
+                "events": result.events_by_sub.get(sid, 0),
                 "lines": len(lines),
                 "draft": draft.get(sid, Decimal(0)),
                 "late": final.get(sid, Decimal(0)) - draft.get(sid, Decimal(0)),

@@ -43,6 +43,7 @@ class _Need:
     strings: dict  # name -> tuple of values (empty: free text)
     unique_field: str | None
     dynamic: bool
+    counted_only: bool  # every metric on the code just counts events (a per-job fee): such events are rare
 
 
 def _needs(catalog: Catalog, plan: ast.Plan) -> dict[str, _Need]:
@@ -52,8 +53,10 @@ def _needs(catalog: Catalog, plan: ast.Plan) -> dict[str, _Need]:
         m = catalog.metrics.get(ch.metric.name)
         if m is None or m.event is None or m.aggregation is None:
             continue
-        a = acc.setdefault(m.event.name, {"numeric": set(), "strings": {}, "unique": None, "dynamic": False})
+        a = acc.setdefault(m.event.name, {"numeric": set(), "strings": {}, "unique": None, "dynamic": False,
+                                           "counted_only": True})
         agg = m.aggregation
+        a["counted_only"] &= agg.kind == "count"
         if agg.expr is not None:
             a["numeric"] |= {p.name for p in expr_props(agg.expr)}
         for pe in m.per_event:
@@ -71,7 +74,8 @@ def _needs(catalog: Catalog, plan: ast.Plan) -> dict[str, _Need]:
         a["strings"].setdefault("end_reason", ())
         a["strings"].setdefault("job_id", ())
     return {
-        code: _Need(frozenset(a["numeric"]), a["strings"], a["unique"], a["dynamic"]) for code, a in acc.items()
+        code: _Need(frozenset(a["numeric"]), a["strings"], a["unique"], a["dynamic"], a["counted_only"])
+        for code, a in acc.items()
     }
 
 
@@ -128,8 +132,9 @@ def generate(catalog: Catalog, contracts: list[ast.Contract], plans: dict[str, a
             continue
         sub = c.subscription.value
         codes = sorted(needs)
+        code_weights = [0.02 if needs[c].counted_only and len(codes) > 1 else 1.0 for c in codes]
         for i in range(max(1, int(w * scale))):
-            code = codes[i % len(codes)]
+            code = rng.choices(codes, code_weights)[0]
             need = needs[code]
             training = rng.random() < 0.2
             props: dict[str, str] = {}
