@@ -99,3 +99,20 @@ def assert_diag(src: str, rule: str, line: int, col: int, prelude: bool = True) 
     others = [d for d in diags if d.is_error and d.rule != rule]
     assert not others, f"unexpected errors besides {rule}:\n{_show(others)}"
     return hits[0]
+
+
+CONTRACT = """\
+contract c {
+  customer "c"
+  subscription "s"
+  entity gpucloud
+  plan on_demand
+  starts 2026-02-01
+  LINE
+}
+"""
+
+
+def contract(line: str) -> str:
+    """A valid contract on the prelude's plan, with one more clause."""
+    return CONTRACT.replace("LINE", line)

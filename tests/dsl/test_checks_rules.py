@@ -1,7 +1,7 @@
 """Units and expressions, Lago's model constraints, dates, commercial terms, test blocks."""
 
 import pytest
-from helpers import assert_diag, assert_ok, check
+from helpers import assert_diag, assert_ok, check, contract
 
 PLAN = """\
 plan p version 1 effective 2026-01-01 {
@@ -11,24 +11,9 @@ plan p version 1 effective 2026-01-01 {
 }
 """
 
-CONTRACT = """\
-contract c {
-  customer "c"
-  subscription "s"
-  entity gpucloud
-  plan on_demand
-  starts 2026-02-01
-  LINE
-}
-"""
-
 
 def plan(charge: str) -> str:
     return PLAN.replace("CHARGE", charge)
-
-
-def contract(line: str) -> str:
-    return CONTRACT.replace("LINE", line)
 
 
 def metric(body: str) -> str:

@@ -1,7 +1,7 @@
 """Literals, currencies and tier schedules."""
 
 import pytest
-from helpers import assert_diag, assert_ok, check
+from helpers import assert_diag, assert_ok, check, contract
 
 PLAN = """\
 plan p version 1 effective 2026-01-01 {
@@ -10,21 +10,6 @@ plan p version 1 effective 2026-01-01 {
   charge gpu_hours 3.49 per hour
 }
 """
-
-CONTRACT = """\
-contract c {
-  customer "c"
-  subscription "s"
-  entity gpucloud
-  plan on_demand
-  starts 2026-02-01
-  LINE
-}
-"""
-
-
-def contract(line: str) -> str:
-    return CONTRACT.replace("LINE", line)
 
 
 def test_unknown_currency_timezone_numbering_unit():
