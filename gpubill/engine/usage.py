@@ -23,6 +23,18 @@ import attrs
 ZERO_ND = (0, 1)
 
 
+def line_sort_key(k) -> tuple:
+    """The canonical order of lines: subscription, charge, filter bucket (default
+    last), group values (missing first), window (none last)."""
+    return (
+        k.sub,
+        k.charge,
+        (k.bucket is None, k.bucket or 0),
+        tuple((v is not None, v or "") for v in k.group),
+        (k.window is not None, k.window or 0),
+    )
+
+
 def nd(f: Fraction) -> tuple:
     return (f.numerator, f.denominator)
 
@@ -59,13 +71,7 @@ class LineUsage:
         self.ignored = ignored
 
     def sort_key(self):
-        return (
-            self.sub,
-            self.charge,
-            (self.bucket is None, self.bucket or 0),
-            tuple((v is not None, v or "") for v in self.group),
-            (self.window is not None, self.window or 0),
-        )
+        return line_sort_key(self)
 
 
 @attrs.frozen
@@ -77,13 +83,7 @@ class LineKey:
     window: Optional[int]
 
     def sort_key(self):
-        return (
-            self.sub,
-            self.charge,
-            (self.bucket is None, self.bucket or 0),
-            tuple((v is not None, v or "") for v in self.group),
-            (self.window is not None, self.window or 0),
-        )
+        return line_sort_key(self)
 
 
 @attrs.frozen
