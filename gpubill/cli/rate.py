@@ -66,4 +66,5 @@ def _open_store(path: str):
     try:
         return Store(path, readonly=True)
     except StoreError as e:
-        raise CliError(f"{path}: {e}", EXIT_IO) from None
+        msg = str(e)
+        raise CliError(msg if msg.startswith(path) else f"{path}: {msg}", EXIT_IO) from None

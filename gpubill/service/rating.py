@@ -56,6 +56,9 @@ def load_catalog(paths: Sequence[str]) -> tuple[Catalog, dict[str, str]]:
     """Load and check the .bill files; any error stops here with the diagnostics."""
     catalog, sources, diags = check_paths(list(paths))
     errors = [d for d in diags if d.is_error]
+    missing = [d for d in errors if d.rule in ("no-such-file", "unreadable-file")]
+    if missing and len(missing) == len(errors):  # nothing to check: an I/O problem, not a contract error
+        raise ServiceError("; ".join(d.message for d in missing), code=3)
     if errors:
         raise ServiceError(
             render_text(errors, sources).rstrip() + f"\n{len(errors)} error(s) in the contracts; run `gpubill check`",
@@ -77,6 +80,8 @@ def billed_subscriptions(catalog: Catalog, period_text: str, customer: str | Non
     """Every contract active in the period (optionally one customer's), compiled."""
     try:
         kind, value = cal.parse_period_arg(period_text)
+        if kind == "range":
+            cal.resolve_period(kind, value, "monthly", "calendar", "UTC", None)  # the range itself is valid
     except ValueError as e:
         raise ServiceError(f"--period: {e}", code=2) from None
     out: list[Billed] = []

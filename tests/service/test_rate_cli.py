@@ -157,6 +157,8 @@ def test_table_output(billing):
         (["--period", "2026-13"], 2, "--period"),
         (["--period", "2026-10", "--customer", "nobody"], 1, 'no contract of customer "nobody"'),
         (["--period", "2026-10", "--store", "missing.db"], 3, "no such store"),
+        (["--period", "2026-10-05..2026-10-01"], 2, "--period: the period ends before it starts"),
+        (["--period", "2026-10", "--contracts", "nowhere"], 3, "nowhere: no such file or directory"),
     ],
 )
 def test_errors_are_one_line(billing, args, code, message):
