@@ -482,13 +482,7 @@ def _assemble_lines(p, base, d, ignored, side):
                         full = r2d(v * Dn, Dd)
                         lazy = (slot_reason_maps, (reason_of, sm, cnt, starts[k], ends[k], Dn, Dd, full, v))
                         w = w_l[k]
-                        if pr.group_by:
-                            gk = (cp, g_l[k])
-                            group = groups.get(gk)
-                            if group is None:
-                                group = groups[gk] = _group_tuple(p, pr, g_l[k])
-                        else:
-                            group = ()
+                        group = _cached_group(groups, p, pr, cp, g_l[k])
                         charge_lines.append(price_values(
                             sub, cc, bucket, None if w == 0 else w - 1, group, full, full, False, count_l[k],
                             None, None, n_ign if first else 0, None, dd, lazy))
@@ -497,13 +491,7 @@ def _assemble_lines(p, base, d, ignored, side):
                     full, pror, seq = _full(p, L, k, agg, pr, per, side, Dn, Dd)
                     w = w_l[k]
                     window = None if w == 0 else w - 1
-                    if pr.group_by:
-                        gk = (cp, g_l[k])
-                        group = groups.get(gk)
-                        if group is None:
-                            group = groups[gk] = _group_tuple(p, pr, g_l[k])
-                    else:
-                        group = ()
+                    group = _cached_group(groups, p, pr, cp, g_l[k])
                     reasons = tuple((reason_of[x], sm[x] * Dn, Dd, cnt[x]) for x in range(L.starts[k], L.ends[k]))
                     cents = (0, 1)
                     if pr.flags & F_CENTS:
@@ -548,6 +536,16 @@ def _assemble_lines(p, base, d, ignored, side):
         evs = _advance_events(p, charge, pr, side.get(k), txs, p.periods[si].eff_days)
         fees.extend(advance_fees(sub, cc, bucket, group, window, evs, p.periods[si].duration_days))
     return RateResult(tuple(lines), tuple(fees))
+
+
+def _cached_group(groups: dict, p, pr, cp, g) -> tuple:
+    """A line's group values, decoded once per (program, group id)."""
+    if not pr.group_by:
+        return ()
+    group = groups.get((cp, g))
+    if group is None:
+        group = groups[(cp, g)] = _group_tuple(p, pr, g)
+    return group
 
 
 def _linear_advance(cc, pr, bucket, window) -> bool:

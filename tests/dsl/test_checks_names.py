@@ -1,6 +1,6 @@
 """Names that refer to nothing, names given twice, clauses missing, dimensions and values."""
 
-from helpers import assert_diag, assert_ok, check
+from helpers import assert_diag, assert_ok, check, contract
 
 
 def test_prelude_and_a_full_contract_are_clean():
@@ -64,16 +64,7 @@ def test_unknown_plan_entity_and_version():
 
 
 def test_unknown_charge_in_override_credit_and_expect():
-    src = """\
-        contract c {
-          customer "c"
-          subscription "s"
-          entity gpucloud
-          plan on_demand
-          starts 2026-02-01
-          override gpu_hour 3.00 per hour
-        }
-    """
+    src = contract("override gpu_hour 3.00 per hour")
     assert_diag(src, "unknown-charge", 7, 12)
     assert_diag(src.replace("override gpu_hour 3.00 per hour", "credit 10 USD, for gpu_hour"), "unknown-charge", 7, 22)
     assert_diag(src.replace("override gpu_hour 3.00 per hour", "discount 5% once for tokens"), "unknown-charge", 7, 24)
