@@ -19,7 +19,7 @@ import attrs
 import numpy as np
 
 from .encode import LAZY
-from .numeric import MISSING, format_decimal
+from .numeric import MISSING, format_decimal, held
 
 _I64, _I32, _I8 = np.dtype("<i8"), np.dtype("<i4"), np.dtype("i1")
 
@@ -131,7 +131,8 @@ class EventColumns:
         return self.strings.lookup(s)
 
     def numeric(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(mantissa int64[n], exponent int8[n]); exponent -128 = missing/not numeric.
+        """(mantissa int64[n], exponent int8[n]); exponent -128 = missing/not numeric,
+        -127 (``numeric.UNHOLDABLE``) = a numeric string the pair cannot hold exactly.
 
         ``numeric("precise_total_amount_cents")`` is the event's precise amount.
         """
@@ -213,7 +214,7 @@ class _PropSource:
                 if bs is not None:
                     sid[o:o + k] = np.frombuffer(bs, _I32)
                 else:
-                    sid[o:o + k] = np.where(e[o:o + k] != MISSING, LAZY, -1)
+                    sid[o:o + k] = np.where(held(e[o:o + k]), LAZY, -1)  # no string form for a sentinel
         if self.mask is not None:
             m, e, sid = m[self.mask], e[self.mask], sid[self.mask]
         return m, e, sid

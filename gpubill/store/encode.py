@@ -1,10 +1,13 @@
 """Turn a chunk of parsed events into validated, column-encoded data.
 
-``prepare(objs, now_ms, max_future_ms)`` is the ingestion fast path. It
-checks the top-level fields of each event in one tight loop, then checks and
-encodes each property *column* at once (type sets, numpy range checks), and
-falls back to ``validate.check_event`` only for the events the fast path
-cannot settle, so every rejection still names its field and reason.
+``prepare(objs, now_ms, max_future_ms, raws=None)`` is the ingestion fast
+path. It measures each event (the length of its raw text when given, else its
+compact JSON, serialized here once and kept for ``payload_of``), checks the
+top-level fields of each event in one tight loop, then checks and encodes each
+property *column* at once (type sets, numpy range checks), and falls back to
+``validate.check_event`` only for the events the fast path cannot settle, so
+every rejection still names its field and reason, and both paths give the
+same verdict.
 
 The result, a ``Chunk``, holds the valid events' canonical values as numpy
 arrays, their dedup keys, their JSON payload, and per property a
@@ -13,7 +16,6 @@ dictionary-encoded string column and/or an exact decimal column.
 
 from __future__ import annotations
 
-import json
 import math
 from hashlib import blake2b
 from itertools import repeat
@@ -23,15 +25,17 @@ import attrs
 import numpy as np
 import orjson
 
-from .numeric import MISSING, floats_to_decimal, from_number, parse_strict
-from .validate import (CANONICAL, MAX_ID_LEN, MAX_KEYS, MAX_STRING, Problem, _count, _fraction,
-                       _nonneg, _text, check_event, check_value)
+from .numeric import MAX_FRACTION_DIGITS, MISSING, floats_to_decimal, from_number, held, parse_strict
+from .validate import (CANONICAL, ID_BAD_CHARS, MAX_EVENT_BYTES, MAX_ID_LEN, MAX_KEYS, MAX_STRING,
+                       MAX_TS_MS, SURROGATE, Problem, check_event, check_value, dumps_any)
 
 _W = 20  # width of one fixed-width decimal field (see fixed_width)
 LAZY = -2  # dim id placeholder: "the canonical string of this number" (resolved on read)
 _NONE = type(None)
 _EMPTY: dict = {}
 _STRINGY = {"gpu_type", "interconnect", "region", "model_name", "job_id"}
+_I64_MIN = -(2**63)  # fits an int64 column but not the (mantissa, exponent) pair: |mantissa| <= 2**63 - 1
+_FAST_FIELDS = 5  # transaction_id, external_subscription_id, code, timestamp, properties
 
 
 @attrs.define
@@ -76,6 +80,7 @@ class Chunk:
     code_dict: tuple = ((), None)         # (distinct codes, int index of each valid event)
     sub_dict: tuple = ((), None)          # the same for subscriptions
     repeats: tuple = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # (later copy, first copy)
+    payload: tuple | None = None          # (compact JSON of every input event, int64 lengths, -1 none)
 
 
 def _hash_keys(txn: list, sub: list) -> tuple[np.ndarray, np.ndarray]:
@@ -83,25 +88,75 @@ def _hash_keys(txn: list, sub: list) -> tuple[np.ndarray, np.ndarray]:
 
     k1 (the first 64 bits) depends on the transaction id alone, so it also
     serves lookups by transaction id (Lago's GET /events/{transaction_id}).
+    Ingestion refuses ids with lone surrogates; a lookup by such an id hashes
+    it with ``surrogatepass`` (it matches nothing stored) instead of failing.
     """
-    raw = b"".join([blake2b(t.encode(), digest_size=16).digest() for t in txn])
+    try:
+        raw = b"".join([blake2b(t.encode(), digest_size=16).digest() for t in txn])
+        subs = {s: s.encode() for s in dict.fromkeys(sub)}
+    except UnicodeEncodeError:
+        raw = b"".join([blake2b(_utf8(t), digest_size=16).digest() for t in txn])
+        subs = {s: _utf8(s) for s in dict.fromkeys(sub)}
     kk = np.frombuffer(raw, "<i8").reshape(-1, 2)
-    subs = dict.fromkeys(sub)
-    sh = {s: int.from_bytes(blake2b(s.encode(), digest_size=8, person=b"gpubill-sub").digest(),
-                            "little", signed=True) for s in subs}
+    sh = {s: int.from_bytes(blake2b(b, digest_size=8, person=b"gpubill-sub").digest(),
+                            "little", signed=True) for s, b in subs.items()}
     sv = np.fromiter(map(sh.__getitem__, sub), np.int64, len(sub))
     return kk[:, 0].copy(), kk[:, 1] ^ sv
 
 
-def _fast_columns(objs: list, now_ms: int, hi_s: int):
+def _utf8(s: str) -> bytes:
+    return s.encode("utf-8", "surrogatepass")
+
+
+def _sizes(objs: list, raws: list | None) -> tuple[np.ndarray, tuple | None]:
+    """Bytes each event's stored payload takes (-1: none), and the payloads built for it.
+
+    With ``raws`` (the events' original texts) their lengths, nothing built;
+    else each JSON object is serialized once here (``payload_of`` reuses it).
+    """
+    n = len(objs)
+    if raws is not None:
+        return np.fromiter(map(len, raws), np.int64, n), None
+    dumps = orjson.dumps
+    out = bytearray()
+    lens: list[int] = []
+    add = lens.append
+    for o in objs:  # one at a time: orjson's buffers are reused when freed at once
+        if type(o) is not dict:
+            add(-1)
+            continue
+        try:
+            b = dumps(o)
+        except TypeError:  # integers beyond 64 bits, lone surrogates, ...
+            try:
+                b = dumps_any(o)
+            except (TypeError, ValueError):
+                add(-1)
+                continue
+        out += b
+        add(len(b))
+    sizes = np.array(lens, np.int64)
+    return sizes, (bytes(out), sizes)
+
+
+def _clean_ids(col) -> bool:
+    """No control character or lone surrogate in any of these ids (one regex pass over them all)."""
+    return ID_BAD_CHARS.search("".join(col)) is None
+
+
+def _fast_columns(objs: list, now_ms: int, hi_s: int, sizes: np.ndarray):
     """Column-wise check of the top-level fields; None if any event needs the slow path."""
     if not objs or set(map(type, objs)) != {dict}:
         return None
+    if sizes.min() < 0 or sizes.max() > MAX_EVENT_BYTES or max(map(len, objs)) > _FAST_FIELDS:
+        return None  # unmeasured, too large, or a field beyond the five (precise amount, extras)
     n = len(objs)
     got = [list(map(dict.get, objs, repeat(k))) for k in
            ("transaction_id", "external_subscription_id", "code", "timestamp", "properties")]
     for col in (got[0], dict.fromkeys(got[1]), dict.fromkeys(got[2])):  # few distinct subs, codes
         if set(map(type, col)) != {str} or min(map(len, col)) == 0 or max(map(len, col)) > MAX_ID_LEN:
+            return None
+        if not _clean_ids(col):
             return None
     if set(map(type, got[3])) != {int}:
         return None
@@ -114,27 +169,30 @@ def _fast_columns(objs: list, now_ms: int, hi_s: int):
     props = got[4]
     if set(map(type, props)) != {dict} or max(map(len, props)) > MAX_KEYS:
         return None
-    if any(map(dict.__contains__, objs, repeat("precise_total_amount_cents"))):
-        return None
     return (list(range(n)), got[0], got[1], got[2], ts * 1000, props, [True] * n)
 
 
-def prepare(objs: list, now_ms: int, max_future_ms: int) -> Chunk:
-    """Validate and encode one chunk of parsed events."""
+def prepare(objs: list, now_ms: int, max_future_ms: int, raws: list | None = None) -> Chunk:
+    """Validate and encode one chunk of parsed events.
+
+    ``raws``: the events' original texts when the caller stores those (their
+    lengths are what the size limit counts); None to serialize them here.
+    """
     rejected: dict[int, list[Problem]] = {}
     ptac_at: dict[int, tuple[int, int]] = {}
-    hi_s = (now_ms + max_future_ms) // 1000
-    fast = _fast_columns(objs, now_ms, hi_s)
+    hi_s = min(now_ms + max_future_ms, MAX_TS_MS) // 1000
+    sizes, payload = _sizes(objs, raws)
+    fast = _fast_columns(objs, now_ms, hi_s, sizes)
     if fast is not None:
         good, txns, subs, codes, tss, props, explicit = fast
     else:
         good, txns, subs, codes, tss, props, explicit = _slow_rows(objs, now_ms, max_future_ms,
-                                                                   rejected, ptac_at)
+                                                                   rejected, ptac_at, sizes)
     cols, bad = _encode_props(props)
     if bad:
         # Some property values failed a column check: settle those events exactly.
         for j in sorted(bad):
-            _, problems = check_event(objs[good[j]], now_ms, max_future_ms)
+            _, problems = check_event(objs[good[j]], now_ms, max_future_ms, int(sizes[good[j]]))
             rejected[good[j]] = problems or [Problem("properties", "invalid", "invalid property value")]
         keep = [j for j in range(len(good)) if j not in bad]
         remap = {old: new for new, old in enumerate(keep)}
@@ -149,7 +207,7 @@ def prepare(objs: list, now_ms: int, max_future_ms: int) -> Chunk:
     return Chunk(len(objs), np.asarray(good, np.int64), rejected, [objs[i] for i in good],
                  txns, subs, codes, np.asarray(tss, np.int64), k1, k2, ptac_at,
                  np.asarray(explicit, bool), cols, _dictionary(codes), _dictionary(subs),
-                 _repeats(k1, k2))
+                 _repeats(k1, k2), payload)
 
 
 def _repeats(k1: np.ndarray, k2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -175,10 +233,10 @@ def _dictionary(vals: list) -> tuple[list, np.ndarray]:
     return uniq, np.fromiter(map(index.__getitem__, vals), np.int64, len(vals))
 
 
-def _slow_rows(objs, now_ms, max_future_ms, rejected, ptac_at):
+def _slow_rows(objs, now_ms, max_future_ms, rejected, ptac_at, sizes):
     good, txns, subs, codes, tss, props, explicit = [], [], [], [], [], [], []
     for i, o in enumerate(objs):
-        norm, problems = check_event(o, now_ms, max_future_ms)
+        norm, problems = check_event(o, now_ms, max_future_ms, int(sizes[i]))
         if problems:
             rejected[i] = problems
             continue
@@ -198,8 +256,8 @@ def _encode_props(props: list) -> tuple[dict, set]:
     names = set().union(*props)
     for name in names:
         vals = list(map(dict.get, props, repeat(name)))
-        if len(name) > MAX_ID_LEN:
-            bad.update(i for i, v in enumerate(vals) if name in props[i])
+        if type(name) is not str or len(name) > MAX_ID_LEN or _any_surrogate((name,)):
+            bad.update(i for i in range(len(props)) if name in props[i])
             continue
         types = set(map(type, vals))
         types.discard(_NONE)
@@ -219,6 +277,16 @@ def _encode_props(props: list) -> tuple[dict, set]:
     return cols, bad
 
 
+def _any_surrogate(strings) -> bool:
+    """Whether any of these strings holds a lone surrogate (one pass; none at all if all ASCII)."""
+    joined = "".join(strings)
+    return not joined.isascii() and SURROGATE.search(joined) is not None
+
+
+def _string_bad(s: str, chk) -> bool:
+    return len(s) > MAX_STRING or _any_surrogate((s,)) or (chk is not None and chk(s) is not None)
+
+
 def _strings(name, vals, chk):
     uniq = dict.fromkeys(vals)
     uniq.pop(None, None)
@@ -227,12 +295,15 @@ def _strings(name, vals, chk):
     index[None] = len(strings)
     n = len(vals)
     sid = np.fromiter(map(index.__getitem__, vals), np.int32, n)
-    bad_u = [k for k, s in enumerate(strings) if len(s) > MAX_STRING or (chk is not None and chk(s))]
+    if chk is None and not _any_surrogate(strings):
+        bad_u = [k for k, s in enumerate(strings) if len(s) > MAX_STRING]
+    else:
+        bad_u = [k for k, s in enumerate(strings) if _string_bad(s, chk)]
     um = np.zeros(len(strings) + 1, np.int64)
     ue = np.full(len(strings) + 1, MISSING, np.int8)
     anynum = False
     for k, s in enumerate(strings):
-        if s and (s[0].isdigit() or s[0] == "-"):
+        if s and ("0" <= s[0] <= "9" or s[0] == "-"):
             p = parse_strict(s)
             if p is not None:
                 um[k], ue[k] = p
@@ -252,6 +323,8 @@ def _ints(vals, chk):
         arr = np.array(vals if allp else [v for v in vals if v is not None], np.int64)
     except OverflowError:
         return _mixed("", vals, chk)
+    if arr.size and arr.min() == _I64_MIN:
+        return _mixed("", vals, chk)
     bad = _range_bad(arr, present, chk)
     if allp:
         return PropColumn([], None, arr, np.zeros(n, np.int8)), bad
@@ -265,15 +338,16 @@ def _ints(vals, chk):
 def _range_bad(arr, present, chk) -> set:
     if chk is None or not arr.size:
         return set()
+    kind = getattr(chk, "kind", None)  # validate._quantity's checkers; others want strings
     with np.errstate(invalid="ignore"):
         badm = ~np.isfinite(arr) if arr.dtype.kind == "f" else np.zeros(arr.shape, bool)
-        if chk is _fraction:
+        if kind == "fraction":
             badm |= (arr < 0) | (arr > 1)
-        elif chk in (_nonneg, _count):
+        elif kind in ("nonneg", "count"):
             badm |= arr < 0
-        elif chk is not None:
+        else:
             badm[:] = True  # a number where a string is required
-    if chk is _count and arr.dtype.kind == "f":
+    if kind == "count" and arr.dtype.kind == "f":
         badm[:] = True
     if not badm.any():
         return set()
@@ -288,7 +362,7 @@ def _floats(name, vals, chk):
     if not np.isfinite(arr).all() or chk is not None and _range_bad(arr, present, chk):
         return _mixed(name, vals, chk)
     fm, fe = floats_to_decimal(arr)
-    if (fe == MISSING).any():
+    if not _floats_held(fe, chk):
         return _mixed(name, vals, chk)
     if allp:
         return PropColumn([], None, fm, fe), set()
@@ -296,6 +370,13 @@ def _floats(name, vals, chk):
     e = np.full(n, MISSING, np.int8)
     m[present], e[present] = fm, fe
     return PropColumn([], None, m, e), set()
+
+
+def _floats_held(fe: np.ndarray, chk) -> bool:
+    """Every float is held exactly (for a canonical quantity: surely within its bounds)."""
+    if chk is not None:  # e in -18..0: at most 18 decimals and below 2**53 (floats_to_decimal)
+        return bool(((fe >= -MAX_FRACTION_DIGITS) & (fe <= 0)).all())
+    return bool(held(fe).all())
 
 
 _KIND = {_NONE: 0, int: 1, float: 2}
@@ -310,6 +391,8 @@ def _numbers(name, vals, chk):
         iv = np.array([vals[i] for i in ii.tolist()], np.int64)
     except OverflowError:
         return _mixed(name, vals, chk)
+    if iv.size and iv.min() == _I64_MIN:
+        return _mixed(name, vals, chk)
     fv = np.array([vals[i] for i in fi.tolist()], np.float64)
     if not np.isfinite(fv).all():
         return _mixed(name, vals, chk)
@@ -317,7 +400,7 @@ def _numbers(name, vals, chk):
                             or _range_bad(fv, np.ones(fv.shape[0], bool), chk)):
         return _mixed(name, vals, chk)  # settles exactly which values are bad
     fm, fe = floats_to_decimal(fv)
-    if (fe == MISSING).any():
+    if not _floats_held(fe, chk):
         return _mixed(name, vals, chk)
     m = np.zeros(n, np.int64)
     e = np.full(n, MISSING, np.int8)
@@ -347,9 +430,12 @@ def _mixed(name, vals, chk):
             sid[i] = LAZY
         elif t is int:
             m[i], e[i] = from_number(v)
-            sid[i] = LAZY if e[i] != MISSING else strings.setdefault(str(v), len(strings))
+            if not held(e[i]):  # a JSON number is meant as a number: refused if it cannot be held
+                bad.add(i)
+                continue
+            sid[i] = LAZY
         elif t is str:
-            if len(v) > MAX_STRING:
+            if _string_bad(v, None):
                 bad.add(i)
                 continue
             p = parse_strict(v)
@@ -371,19 +457,9 @@ def _mixed(name, vals, chk):
         fm, fe = floats_to_decimal(np.array(fval, np.float64))
         idx = np.array(fpos, np.int64)
         m[idx], e[idx] = fm, fe
-        unrep = idx[fe == MISSING]
-        for i in unrep.tolist():  # not representable exactly: keep the repr as its string
-            sid[i] = strings.setdefault(repr(vals[i]), len(strings))
+        bad.update(idx[~held(fe)].tolist())  # cannot be held exactly: refused, as integers
     anynum = bool((e != MISSING).any())
     return PropColumn(list(strings), sid, m if anynum else None, e if anynum else None), bad
-
-
-def dumps_any(obj) -> bytes:
-    """Compact JSON of any parsed value (orjson, or the stdlib for huge integers)."""
-    try:
-        return orjson.dumps(obj)
-    except TypeError:
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def payload_of(chunk: Chunk, raws: list | None) -> tuple[bytes, bytes]:
@@ -397,6 +473,8 @@ def payload_of(chunk: Chunk, raws: list | None) -> tuple[bytes, bytes]:
         sel = [raws[i] for i in chunk.good.tolist()]
         lens = np.fromiter(map(len, sel), np.int64, len(sel))
         buf = b"".join(sel)
+    elif chunk.payload is not None:
+        buf, lens = _select(chunk.payload, chunk.good)
     else:
         dumps = orjson.dumps
         out = bytearray()
@@ -415,6 +493,18 @@ def payload_of(chunk: Chunk, raws: list | None) -> tuple[bytes, bytes]:
     if len(lens) > 1:
         np.cumsum(lens[:-1], out=offs[1:])
     return buf, fixed_width([chunk.k1, chunk.k2, chunk.ts_ms, offs, lens])
+
+
+def _select(payload: tuple, good: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """The payloads of the valid events out of those ``prepare`` serialized (all input events)."""
+    buf, sizes = payload
+    if len(good) == len(sizes):  # all valid: every event was serialized, in order
+        return buf, sizes
+    lens = np.maximum(sizes, 0)
+    ends = np.cumsum(lens)
+    view = memoryview(buf)
+    sel = [view[e - n:e] for e, n in zip(ends[good].tolist(), lens[good].tolist())]
+    return b"".join(sel), lens[good]
 
 
 _DIGITS4 = np.frombuffer(b"".join(b"%04d" % i for i in range(10_000)), np.uint32)
@@ -444,4 +534,4 @@ def fixed_width(cols: list) -> bytes:
 
 
 # Re-exported for the writer's content comparison.
-__all__ = ["Chunk", "PropColumn", "prepare", "payload_of", "LAZY", "_count", "_nonneg"]
+__all__ = ["Chunk", "PropColumn", "prepare", "payload_of", "LAZY", "dumps_any"]
