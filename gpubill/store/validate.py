@@ -343,12 +343,46 @@ def dumps_any(obj) -> bytes:
     """Compact JSON of any parsed value (orjson, or the stdlib for integers beyond 64 bits).
 
     Raises TypeError / ValueError for what JSON cannot hold (lone surrogates,
-    NaN in the stdlib fallback, integers beyond Python's str() limit, other types).
+    NaN in the stdlib fallback, integers beyond Python's str() limit, other
+    types, nesting beyond the interpreter's recursion limit).
     """
     try:
         return orjson.dumps(obj)
     except TypeError:
+        pass
+    try:
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except RecursionError:
+        raise ValueError("nested too deeply to serialize") from None
+
+
+def quarantine_bytes(obj) -> bytes:
+    """What quarantine keeps of a refused record given without its raw text. Never raises.
+
+    Its compact JSON when it has one; else (lone surrogates, integers beyond
+    Python's str() limit, non-JSON types) a best-effort JSON rendering: JSON
+    escapes for surrogates, a description for each oversized integer, repr for
+    other types.
+    """
+    try:
+        return dumps_any(obj)
+    except (TypeError, ValueError):
+        pass
+    try:
+        return json.dumps(_describable(obj), separators=(",", ":"), default=repr).encode()
+    except (TypeError, ValueError, RecursionError):
+        return orjson.dumps(f"<a {type(obj).__name__} that cannot be shown>")
+
+
+def _describable(v):
+    t = type(v)
+    if t is int and v.bit_length() > 128:
+        return _show(v)
+    if t is dict:
+        return {(k if type(k) is str else _show(k)): _describable(x) for k, x in v.items()}
+    if t is list or t is tuple:
+        return [_describable(x) for x in v]
+    return v
 
 
 def serialized_size(obj) -> int:

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from gpubill.store import Store
 from gpubill.store.encode import prepare
 from gpubill.store.numeric import MISSING, UNHOLDABLE
-from gpubill.store.validate import MAX_EVENT_BYTES, MAX_TS_MS, check_event
+from gpubill.store.validate import MAX_EVENT_BYTES, MAX_TS_MS, check_event, quarantine_bytes
 
 TS = 1_735_689_600
 ISO = "2025-01-01T00:00:00Z"          # the same instant as TS, but forces the slow path
@@ -217,6 +217,41 @@ def test_lone_surrogates_in_properties_are_refused_not_crashing(store, props, fi
 def test_a_lone_surrogate_in_an_extra_top_level_field_is_refused(store):
     r = store.ingest([{**ev("a"), "note": "\ud800"}]).result(0)
     assert r.status == "rejected" and ("note", "invalid_unicode") in codes(r)
+
+
+def test_a_lookup_by_an_id_with_a_lone_surrogate_finds_nothing_instead_of_failing(store):
+    store.ingest([ev("a")])
+    assert store.get_events("\ud800") == [] and store.get_events("a\udfff", "s\ud800") == []
+
+
+@BOTH
+@pytest.mark.parametrize("event,field,code", [
+    ({**ev("a"), "properties": {1: 2}}, "properties", "invalid_key"),
+    ({**ev("a"), 5: "x"}, "event", "invalid_key"),
+    ({**ev("a"), "extra": float("nan")}, "extra", "not_finite"),
+    ({**ev("a"), "extra": {"deep": 2**64}}, "extra.deep", "out_of_range"),
+    (ev("a", x={1, 2}), "properties.x", "invalid_type"),
+    (ev("a", ts=True), "timestamp", "invalid_format"),
+    ({**ev("a"), "precise_total_amount_cents": True}, "precise_total_amount_cents", "invalid_format"),
+    ({**ev("a"), "precise_total_amount_cents": 1e300}, "precise_total_amount_cents", "out_of_range"),
+])
+def test_python_objects_json_cannot_hold_are_refused_with_a_reason(store, event, field, code, path):
+    rejected_with(store, event, field, code, path)
+
+
+@pytest.mark.parametrize("value", [10**5000, [10**5000], {"k": "\ud800"}, {3: float("nan")}, {1, 2}],
+                         ids=["huge-int", "huge-int-in-list", "surrogate", "int-key-nan", "set"])
+def test_validation_and_quarantine_rendering_never_raise(value):
+    """Python API input JSON could never carry: still a reason, and bytes for quarantine."""
+    deep = []
+    for _ in range(5000):
+        deep = [deep]
+    for v in (value, deep):
+        event = {**ev("a", x=v), "extra": v, "timestamp": v if type(v) is int else TS}
+        _, problems = check_event(event, NOW, 86_400_000)
+        assert problems and all(p.message for p in problems)
+        assert prepare([event], NOW, 86_400_000).rejected
+        assert isinstance(quarantine_bytes(event), bytes)
 
 
 # ---------------------------------------------------------------- 4. nothing before 1970
