@@ -140,8 +140,16 @@ def _sizes(objs: list, raws: list | None) -> tuple[np.ndarray, tuple | None]:
 
 
 def _clean_ids(col) -> bool:
-    """No control character or lone surrogate in any of these ids (one regex pass over them all)."""
-    return ID_BAD_CHARS.search("".join(col)) is None
+    """No control character or lone surrogate in any of these (non-empty) ids.
+
+    ASCII ids (the usual case) as one byte array: every byte in 0x20..0x7e;
+    others through the regex (3x slower).
+    """
+    joined = "".join(col)
+    if joined.isascii():
+        b = np.frombuffer(joined.encode("ascii"), np.uint8)
+        return int(b.min()) >= 0x20 and int(b.max()) < 0x7F
+    return ID_BAD_CHARS.search(joined) is None
 
 
 def _fast_columns(objs: list, now_ms: int, hi_s: int, sizes: np.ndarray):
@@ -283,8 +291,10 @@ def _any_surrogate(strings) -> bool:
     return not joined.isascii() and SURROGATE.search(joined) is not None
 
 
-def _string_bad(s: str, chk) -> bool:
-    return len(s) > MAX_STRING or _any_surrogate((s,)) or (chk is not None and chk(s) is not None)
+def _string_bad(s: str, chk, surrogates: bool = True) -> bool:
+    """Too long, a lone surrogate (looked for only if ``surrogates``), or refused by the canonical check."""
+    return (len(s) > MAX_STRING or (surrogates and _any_surrogate((s,)))
+            or (chk is not None and chk(s) is not None))
 
 
 def _strings(name, vals, chk):
@@ -295,10 +305,11 @@ def _strings(name, vals, chk):
     index[None] = len(strings)
     n = len(vals)
     sid = np.fromiter(map(index.__getitem__, vals), np.int32, n)
-    if chk is None and not _any_surrogate(strings):
+    surrogates = _any_surrogate(strings)
+    if chk is None and not surrogates:
         bad_u = [k for k, s in enumerate(strings) if len(s) > MAX_STRING]
     else:
-        bad_u = [k for k, s in enumerate(strings) if _string_bad(s, chk)]
+        bad_u = [k for k, s in enumerate(strings) if _string_bad(s, chk, surrogates)]
     um = np.zeros(len(strings) + 1, np.int64)
     ue = np.full(len(strings) + 1, MISSING, np.int8)
     anynum = False
