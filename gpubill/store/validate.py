@@ -94,12 +94,9 @@ class Normalized:
 
 def _pair(v):
     """(mantissa, exponent) of a JSON number or strict numeric string, else None."""
-    t = type(v)
-    if t is int or (t is float and math.isfinite(v)):
+    if _finite_number(v):
         return from_number(v)
-    if t is str:
-        return parse_strict(v)
-    return None
+    return parse_strict(v) if type(v) is str else None
 
 
 def _unholdable(v, max_scale: int = 0):
