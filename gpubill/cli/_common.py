@@ -16,5 +16,29 @@ def add_store_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def shown(path: str) -> str:
+    """A path for output: bytes that are not UTF-8 (a file name from argv) as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def store_path(args: argparse.Namespace) -> str:
     return args.store or os.environ.get("GPUBILL_STORE") or "gpubill.db"
+
+
+def open_store(args: argparse.Namespace, *, create: bool = False, readonly: bool = False, **options):
+    """The store named by ``--store``, or exit 3 with one line.
+
+    ``create``: a missing store is made (commands that write events or keys); otherwise a
+    missing store is refused and nothing is created. ``readonly``: the store is only read
+    (no migration, no write).
+    """
+    from gpubill.cli import CliError, EXIT_IO
+    from gpubill.store import Store, StoreError, StoreMissing
+
+    path = store_path(args)
+    try:
+        return Store(path, create=create, readonly=readonly, **options)
+    except StoreMissing as e:
+        raise CliError(f"{e} (ingest events first, or pass --store)", EXIT_IO) from None
+    except StoreError as e:
+        raise CliError(str(e), EXIT_IO) from None

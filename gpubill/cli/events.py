@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 import orjson
 
 from gpubill.cli import CliError, EXIT_INVALID, EXIT_IO, EXIT_OK, EXIT_USAGE
-from gpubill.cli._common import add_store_argument, store_path
+from gpubill.cli._common import add_store_argument, open_store
 
 HELP = "list, show and re-submit events; quarantine"
 ACTIONS = ("list", "show", "rejected", "resubmit", "discard", "conflicts")
@@ -57,16 +57,20 @@ def _iso(ms: int) -> str:
         "+00:00", "Z")
 
 
+#: actions that change the store; the others only read it (no migration, no write)
+WRITING = ("resubmit", "discard")
+
+
 def run(args: argparse.Namespace) -> int:
-    from gpubill.store import Store, StoreError
-    try:
-        store = Store(store_path(args))
-    except StoreError as e:
-        raise CliError(str(e), EXIT_IO) from None
+    """Every action needs an existing store: a missing one is refused (exit 3), never created."""
+    from gpubill.store import StoreError
+    store = open_store(args, readonly=args.action not in WRITING)
     try:
         return _ACT[args.action](store, args)
     except StoreError as e:
         raise CliError(str(e), EXIT_IO) from None
+    except ValueError as e:  # an argument the store refuses (a negative limit, ...)
+        raise CliError(str(e), EXIT_USAGE) from None
     finally:
         store.close()
 
@@ -93,7 +97,7 @@ def _list(store, args) -> int:
         if args.format == "json":
             _out(_event_json(e))
         else:
-            props = " ".join(f"{k}={v}" for k, v in e.properties.items())
+            props = " ".join(f"{_cell(k)}={_cell(v)}" for k, v in e.properties.items())
             sys.stdout.write(f"{e.id}\t{_iso(e.timestamp_ms)}\t{e.external_subscription_id}\t{e.code}\t"
                              f"{e.transaction_id}\t{props}\n")
     return EXIT_OK
@@ -104,7 +108,7 @@ def _show(store, args) -> int:
         raise CliError("show needs a transaction id", EXIT_USAGE)
     rows = store.get_events(args.target, args.subscription)
     if not rows:
-        raise CliError(f"no event with transaction_id {args.target!r}", EXIT_INVALID)
+        raise CliError(f"no event with transaction_id {_shown(args.target)}", EXIT_INVALID)
     for e in rows:
         if args.format == "json":
             _out({**_event_json(e), "raw": orjson.loads(e.raw)})
@@ -112,6 +116,24 @@ def _show(store, args) -> int:
             sys.stdout.write(orjson.dumps({**_event_json(e), "raw": orjson.loads(e.raw)},
                                           option=orjson.OPT_INDENT_2).decode() + "\n")
     return EXIT_OK
+
+
+def _cell(v) -> str:
+    """A value for one tab-separated text line: a tab, newline or other control character in
+    stored text is shown escaped (``\\t``), never raw; non-strings as compact JSON."""
+    if not isinstance(v, str):
+        try:
+            return orjson.dumps(v).decode()
+        except TypeError:
+            v = str(v)
+    if v.isprintable():
+        return v
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in v)
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """An argument quoted for an error line (shortened: the line stays one readable line)."""
+    return repr(text if len(text) <= limit else text[:limit - 3] + "...")
 
 
 def _rejected_json(r) -> dict:
@@ -136,15 +158,16 @@ def _rejected(store, args) -> int:
             _out(_rejected_json(r))
         else:
             why = "; ".join(f"{p['field']}: {p['message']}" for p in r.reasons)
-            sys.stdout.write(f"{r.id}\t{_iso(r.received_ms)}\t{r.status}\t{r.source}\t{why}\n")
+            sys.stdout.write(f"{r.id}\t{_iso(r.received_ms)}\t{r.status}\t{_cell(r.source)}\t{_cell(why)}\n")
     return EXIT_OK
 
 
 def _id(s: str) -> int:
-    try:
-        return int(s)
-    except ValueError:
-        raise CliError(f"expected a quarantine id (a number), got {s!r}", EXIT_USAGE) from None
+    """A quarantine id as typed: ASCII digits, optionally signed (out of range: no such id)."""
+    body = s[1:] if s[:1] in "+-" else s
+    if not (body.isascii() and body.isdigit()) or len(body) > 40:
+        raise CliError(f"expected a quarantine id (a number), got {_shown(s)}", EXIT_USAGE)
+    return int(s)
 
 
 def _resubmit(store, args) -> int:
@@ -153,22 +176,23 @@ def _resubmit(store, args) -> int:
     event = None
     if args.file:
         try:
-            data = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
+            data = sys.stdin.buffer.read() if args.file == "-" else _read_file(args.file)
         except OSError as e:
-            raise CliError(f"{args.file}: {e.strerror}", EXIT_IO) from None
+            raise CliError(f"{args.file}: {e.strerror or e}", EXIT_IO) from None
         try:
             event = orjson.loads(data)
         except orjson.JSONDecodeError as e:
             raise CliError(f"{args.file}: malformed JSON: {e}", EXIT_INVALID) from None
         if isinstance(event, dict) and isinstance(event.get("event"), dict):
             event = event["event"]
+    qid = _id(args.target)
     try:
-        rec = store.resubmit(_id(args.target), event)
+        rec = store.resubmit(qid, event)
     except KeyError:
         raise CliError(f"no quarantined event {args.target}", EXIT_INVALID) from None
     r = rec.result(0)
     if args.format == "json":
-        _out({"quarantine_id": int(args.target), "status": r.status, "event_id": r.event_id,
+        _out({"quarantine_id": qid, "status": r.status, "event_id": r.event_id,
               "reasons": [p.text() for p in r.problems]})
     else:
         sys.stdout.write(f"{args.target}: {r.status}" + (f" as event {r.event_id}" if r.event_id else "") + "\n")
@@ -179,6 +203,11 @@ def _resubmit(store, args) -> int:
     if r.status == "conflict":
         print(f"gpubill: error: conflicts with stored event {r.event_id}", file=sys.stderr)
     return EXIT_INVALID
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def _discard(store, args) -> int:

@@ -16,7 +16,7 @@ import os
 import sys
 
 from gpubill.cli import CliError, EXIT_INVALID, EXIT_IO, EXIT_OK, EXIT_USAGE
-from gpubill.cli._common import add_store_argument, store_path
+from gpubill.cli._common import add_store_argument, open_store, shown
 
 HELP = "ingest events from JSONL, CSV or Lago batch JSON"
 
@@ -38,12 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gpubill.store import Store, StoreError
+    from gpubill.store import StoreError
     from gpubill.store.formats import FormatError, read_events, sniff
 
     if args.chunk < 1:
         raise CliError("--chunk must be at least 1", EXIT_USAGE)
-    name = "<stdin>" if args.file == "-" else args.file
+    name = "<stdin>" if args.file == "-" else shown(args.file)
     try:
         stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
     except OSError as e:
@@ -56,11 +56,8 @@ def run(args: argparse.Namespace) -> int:
     if fmt == "auto":
         head = stream.peek(4096)[:4096] if hasattr(stream, "peek") else b""
         fmt = sniff(head, None if args.file == "-" else args.file)
-    try:
-        store = Store(store_path(args), synchronous=args.synchronous,
-                      max_future_s=int(args.max_future * 3600), chunk_size=args.chunk)
-    except StoreError as e:
-        raise CliError(str(e), EXIT_IO) from None
+    store = open_store(args, create=True, synchronous=args.synchronous,
+                       max_future_s=int(args.max_future * 3600), chunk_size=args.chunk)
     counts = {"ingested": 0, "duplicate": 0, "conflict": 0, "rejected": 0}
     progress = _Progress(size, enabled=sys.stderr.isatty() and args.format == "text")
     try:
@@ -83,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     except FormatError as e:
         raise CliError(f"{name}: {e}", EXIT_INVALID) from None
     except StoreError as e:
-        raise CliError(str(e), EXIT_IO) from None
+        raise CliError(f"{e}; {_acknowledged(counts)}", EXIT_IO) from None
     except OSError as e:
         raise CliError(f"{name}: {e.strerror or e}", EXIT_IO) from None
     finally:
@@ -96,6 +93,15 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(f"{name}: {counts['ingested']} ingested, {counts['duplicate']} duplicate, "
                          f"{counts['conflict']} conflict, {counts['rejected']} rejected\n")
     return EXIT_INVALID if counts["rejected"] or counts["conflict"] else EXIT_OK
+
+
+def _acknowledged(counts: dict) -> str:
+    """What was done before a store error: the chunks acknowledged so far are stored for good."""
+    n = sum(counts.values())
+    if not n:
+        return "no event of this input was stored"
+    return (f"the first {n} events of this input were handled before it and are stored "
+            "(ingesting the same input again is safe: they count as duplicates)")
 
 
 def _diagnostic(name, fmt, where, r) -> str:

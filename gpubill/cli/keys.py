@@ -15,7 +15,7 @@ import sys
 from datetime import datetime, timezone
 
 from gpubill.cli import CliError, EXIT_INVALID, EXIT_IO, EXIT_OK, EXIT_USAGE
-from gpubill.cli._common import add_store_argument, store_path
+from gpubill.cli._common import add_store_argument, open_store
 
 HELP = "manage API keys for `gpubill serve`"
 
@@ -29,18 +29,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gpubill.store import Store, StoreError
-    try:
-        store = Store(store_path(args))
-    except StoreError as e:
-        raise CliError(str(e), EXIT_IO) from None
+    """`create` makes a missing store (a server's keys may come before its events); `list` and
+    `revoke` refuse a missing store (exit 3) and create nothing."""
+    from gpubill.store import StoreError
+    from gpubill.store.queries import check_key_name
+
+    if args.action == "create":
+        if not args.name or not args.role:
+            raise CliError("keys create needs --name and --role", EXIT_USAGE)
+        try:
+            check_key_name(args.name)
+        except ValueError as e:
+            raise CliError(f"--name: {e}", EXIT_USAGE) from None
+    elif args.action == "revoke" and not args.name:
+        raise CliError("keys revoke needs --name", EXIT_USAGE)
+    store = open_store(args, create=args.action == "create", readonly=args.action == "list")
     try:
         if args.action == "create":
-            if not args.name or not args.role:
-                raise CliError("keys create needs --name and --role", EXIT_USAGE)
             try:
                 key = store.create_key(args.name, args.role)
-            except StoreError as e:
+            except ValueError as e:  # the name is taken
                 raise CliError(str(e), EXIT_INVALID) from None
             sys.stdout.write(key + "\n")
             if sys.stderr.isatty():
@@ -56,8 +64,6 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     sys.stdout.write(f"{name}\t{role}\t{prefix}…\t{when}" + ("\trevoked" if revoked else "") + "\n")
         else:
-            if not args.name:
-                raise CliError("keys revoke needs --name", EXIT_USAGE)
             if not store.revoke_key(args.name):
                 raise CliError(f"no active key named {args.name!r}", EXIT_INVALID)
         return EXIT_OK

@@ -2,29 +2,87 @@
 
 These serve the CLI and the HTTP API (a page at a time); the engine reads
 columns instead (``columns.py``).
+
+Arguments are checked before SQLite sees them: a limit or offset must be a
+non-negative integer (``ValueError`` otherwise), numbers beyond SQLite's int64
+are clamped (a time bound, a page past the end) or match nothing (an id), and
+text that SQLite cannot store (lone surrogates) matches nothing. A SQLite
+failure is a one-line ``StoreError``, never a raw sqlite3 error.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
+import sqlite3
+import time
 
 import attrs
+import numpy as np
 import orjson
 
 from .encode import _hash_keys
-import time
-
-import numpy as np
-
 from .receipt import DUPLICATE, INGESTED, REJECTED, Receipt
-from .schema import StoreError
+from .schema import StoreError, error_from
 
 ROLES = ("writer", "reader")
+REJECTED_STATUSES = ("open", "resubmitted", "discarded")
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+KEY_NAME_MAX = 100  # characters
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+# -- argument checks ----------------------------------------------------------
+
+def _integer(v, name: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {v!r}")
+    return int(v)
+
+
+def clamp_int64(v, name: str) -> int:
+    """An integer argument, clamped to SQLite's int64 range (a bound beyond it bounds nothing)."""
+    return min(max(_integer(v, name), INT64_MIN), INT64_MAX)
+
+
+def _count(v, name: str) -> int:
+    """A limit or offset: a non-negative integer (clamped to int64)."""
+    v = _integer(v, name)
+    if v < 0:
+        raise ValueError(f"{name} must be >= 0, got {v}")
+    return min(v, INT64_MAX)
+
+
+def _row_id(v, name: str = "id") -> int | None:
+    """A row id, or None when no row can have it (beyond int64)."""
+    v = _integer(v, name)
+    return v if INT64_MIN <= v <= INT64_MAX else None
+
+
+def _storable(*texts) -> bool:
+    """False when a text argument cannot be bound (lone surrogates): it matches nothing stored."""
+    for t in texts:
+        if isinstance(t, str):
+            try:
+                t.encode()
+            except UnicodeEncodeError:
+                return False
+    return True
+
+
+def _sqlite_errors(fn):
+    """A sqlite3 error raised by a query becomes the store's one-line StoreError."""
+    @functools.wraps(fn)
+    def wrapper(store, *args, **kw):
+        try:
+            return fn(store, *args, **kw)
+        except sqlite3.Error as e:
+            raise error_from(store.path, e) from None
+    return wrapper
 
 
 @attrs.frozen
@@ -53,8 +111,11 @@ def _record(row) -> EventRecord:
                        row[7], row[8], (row[9], row[10]))
 
 
+@_sqlite_errors
 def get_events(store, transaction_id: str, external_subscription_id: str | None = None) -> list:
     """Events with this transaction id (one per subscription), oldest first."""
+    if not _storable(transaction_id, external_subscription_id):
+        return []
     k1 = int(_hash_keys([transaction_id], ["-"])[0][0])
     db = store._read()
     keys = store._writer.keys
@@ -74,7 +135,11 @@ def get_events(store, transaction_id: str, external_subscription_id: str | None 
         db.execute("COMMIT")
 
 
+@_sqlite_errors
 def get_event(store, event_id: int) -> EventRecord | None:
+    event_id = _row_id(event_id, "event id")
+    if event_id is None:
+        return None
     r = store._read().execute(_SELECT + " WHERE e.id = ?", (event_id,)).fetchone()
     return _record(r) if r else None
 
@@ -86,34 +151,42 @@ def _filters(code, sub, time_from_ms, time_to_ms):
     if sub is not None:
         where.append("e.external_subscription_id = ?"); args.append(sub)
     if time_from_ms is not None:
-        where.append("e.timestamp_ms >= ?"); args.append(time_from_ms)
+        where.append("e.timestamp_ms >= ?"); args.append(clamp_int64(time_from_ms, "time_from_ms"))
     if time_to_ms is not None:
-        where.append("e.timestamp_ms <= ?"); args.append(time_to_ms)
+        where.append("e.timestamp_ms <= ?"); args.append(clamp_int64(time_to_ms, "time_to_ms"))
     return where, args
 
 
+@_sqlite_errors
 def list_events(store, *, code=None, sub=None, time_from_ms=None, time_to_ms=None,
                 after_id: int = 0, limit: int = 100, offset: int = 0, newest_first=False) -> list:
     where, args = _filters(code, sub, time_from_ms, time_to_ms)
+    page = [_count(limit, "limit"), _count(offset, "offset")]
+    after_id = clamp_int64(after_id, "after_id")
+    if not _storable(code, sub):
+        return []
     if after_id:
         where.append("e.id > ?"); args.append(after_id)
     q = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
     q += " ORDER BY e.id" + (" DESC" if newest_first else "") + " LIMIT ? OFFSET ?"
-    return [_record(r) for r in store._read().execute(q, args + [limit, offset])]
+    return [_record(r) for r in store._read().execute(q, args + page)]
 
 
+@_sqlite_errors
 def events_as_dicts(store, codes=None, subscriptions=None, time_from_ms=None, time_to_ms=None) -> list:
     """Lago-shaped dicts (with ``timestamp_ms`` and ``rowid``) in ingestion order, for the
     reference engine; the same selection as ``read_columns`` (bounds inclusive)."""
+    if not _storable(*(codes or ()), *(subscriptions or ())):
+        return []
     where, args = [], []
     for col, vals in (("code", codes), ("external_subscription_id", subscriptions)):
         if vals is not None:
             where.append(f"{col} IN (SELECT value FROM json_each(?))")
             args.append(orjson.dumps(list(vals)))
     if time_from_ms is not None:
-        where.append("timestamp_ms >= ?"); args.append(time_from_ms)
+        where.append("timestamp_ms >= ?"); args.append(clamp_int64(time_from_ms, "time_from_ms"))
     if time_to_ms is not None:
-        where.append("timestamp_ms <= ?"); args.append(time_to_ms)
+        where.append("timestamp_ms <= ?"); args.append(clamp_int64(time_to_ms, "time_to_ms"))
     q = ("SELECT id, transaction_id, external_subscription_id, code, timestamp_ms, properties,"
          " raw ->> '$.precise_total_amount_cents' FROM events"
          + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id")
@@ -125,8 +198,11 @@ def events_as_dicts(store, codes=None, subscriptions=None, time_from_ms=None, ti
     return out
 
 
+@_sqlite_errors
 def count_events(store, *, code=None, sub=None, time_from_ms=None, time_to_ms=None) -> int:
     where, args = _filters(code, sub, time_from_ms, time_to_ms)
+    if not _storable(code, sub):
+        return 0
     q = "SELECT count(*) FROM events e" + (" WHERE " + " AND ".join(where) if where else "")
     return store._read().execute(q, args).fetchone()[0]
 
@@ -144,17 +220,25 @@ class RejectedRecord:
     resolved_event_id: int | None
 
 
+@_sqlite_errors
 def list_rejected(store, *, status: str | None = "open", limit=100, offset=0) -> list:
+    if status is not None and status not in REJECTED_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(REJECTED_STATUSES)}, got {status!r}")
+    page = [_count(limit, "limit"), _count(offset, "offset")]
     q = "SELECT id, received_ms, source, raw, reasons, status, resolved_event_id FROM rejected"
     args: list = []
     if status is not None:
         q += " WHERE status = ?"; args.append(status)
     q += " ORDER BY id LIMIT ? OFFSET ?"
     return [RejectedRecord(r[0], r[1], r[2], bytes(r[3]), orjson.loads(r[4]), r[5], r[6])
-            for r in store._read().execute(q, args + [limit, offset])]
+            for r in store._read().execute(q, args + page)]
 
 
+@_sqlite_errors
 def get_rejected(store, rid: int) -> RejectedRecord | None:
+    rid = _row_id(rid, "quarantine id")
+    if rid is None:
+        return None
     r = store._read().execute(
         "SELECT id, received_ms, source, raw, reasons, status, resolved_event_id FROM rejected"
         " WHERE id = ?", (rid,)).fetchone()
@@ -186,24 +270,24 @@ def resubmit(store, rid: int, event: dict | None = None) -> Receipt:
         return Receipt(np.array([REJECTED], np.int8), np.array([-1], np.int64), {0: problems})
     receipt = store.ingest([event], source=f"resubmit:{rid}")
     if receipt.status[0] in (INGESTED, DUPLICATE):
-        with store._wlock:
-            store._writer.db.execute(
-                "UPDATE rejected SET status = 'resubmitted', resolved_event_id = ? WHERE id = ?",
-                (int(receipt.event_id[0]), rid))
+        store._write_sql("UPDATE rejected SET status = 'resubmitted', resolved_event_id = ? WHERE id = ?",
+                         (int(receipt.event_id[0]), rec.id))
     return receipt
 
 
 def discard_rejected(store, rid: int) -> bool:
-    with store._wlock:
-        cur = store._writer.db.execute(
-            "UPDATE rejected SET status = 'discarded' WHERE id = ? AND status = 'open'", (rid,))
+    rid = _row_id(rid, "quarantine id")
+    if rid is None:
+        return False
+    cur = store._write_sql("UPDATE rejected SET status = 'discarded' WHERE id = ? AND status = 'open'", (rid,))
     return cur.rowcount == 1
 
 
+@_sqlite_errors
 def list_conflicts(store, limit=100, offset=0) -> list:
     return store._read().execute(
         "SELECT id, received_ms, source, event_id, raw FROM conflicts ORDER BY id LIMIT ? OFFSET ?",
-        (limit, offset)).fetchall()
+        (_count(limit, "limit"), _count(offset, "offset"))).fetchall()
 
 
 # -- API keys ---------------------------------------------------------------
@@ -212,42 +296,66 @@ def _hash(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+def check_key_name(name) -> str:
+    """A key name: 1 to KEY_NAME_MAX printable characters (it is shown in lists and logs)."""
+    if not isinstance(name, str) or not 1 <= len(name) <= KEY_NAME_MAX or not name.isprintable():
+        raise ValueError(f"a key name is 1 to {KEY_NAME_MAX} printable characters, got {name!r}"[:200])
+    return name
+
+
 def create_key(store, name: str, role: str, now_ms: int) -> str:
-    """Create an API key; returns the key itself (only its hash is stored)."""
+    """Create an API key; returns the key itself (only its hash is stored).
+
+    ValueError for a bad name or role, or a name already taken; StoreError when the store
+    cannot be written.
+    """
+    check_key_name(name)
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     key = "gpb_" + secrets.token_urlsafe(32)
-    with store._wlock:
-        try:
-            store._writer.db.execute(
-                "INSERT INTO api_keys (name, role, prefix, hash, created_ms) VALUES (?, ?, ?, ?, ?)",
-                (name, role, key[:8], _hash(key), now_ms))
-        except Exception as e:
-            if "UNIQUE" in str(e):
-                raise StoreError(f"an API key named {name!r} already exists") from None
-            raise
+    taken = ValueError(f"an API key named {name!r} already exists")
+    if _key_named(store, name):
+        raise taken
+    try:
+        store._write_sql("INSERT INTO api_keys (name, role, prefix, hash, created_ms) VALUES (?, ?, ?, ?, ?)",
+                         (name, role, key[:8], _hash(key), now_ms))
+    except StoreError:
+        if _key_named(store, name):  # created by another process meanwhile
+            raise taken from None
+        raise
     return key
 
 
+@_sqlite_errors
+def _key_named(store, name: str) -> bool:
+    return store._read().execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone() is not None
+
+
+@_sqlite_errors
 def verify_key(store, key: str) -> str | None:
     """The role of a valid, unrevoked key, else None."""
+    if not isinstance(key, str) or not key or not _storable(key):
+        return None
     r = store._read().execute(
         "SELECT role FROM api_keys WHERE hash = ? AND revoked_ms IS NULL", (_hash(key),)).fetchone()
     return r[0] if r else None
 
 
+@_sqlite_errors
 def list_keys(store) -> list:
     return store._read().execute(
         "SELECT name, role, prefix, created_ms, revoked_ms FROM api_keys ORDER BY id").fetchall()
 
 
 def revoke_key(store, name: str, now_ms: int) -> bool:
-    with store._wlock:
-        cur = store._writer.db.execute(
-            "UPDATE api_keys SET revoked_ms = ? WHERE name = ? AND revoked_ms IS NULL", (now_ms, name))
+    if not _storable(name):
+        return False
+    cur = store._write_sql("UPDATE api_keys SET revoked_ms = ? WHERE name = ? AND revoked_ms IS NULL",
+                           (now_ms, name))
     return cur.rowcount == 1
 
 
+@_sqlite_errors
 def stats(store) -> dict:
     db = store._read()
     out = {}

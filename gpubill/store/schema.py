@@ -5,6 +5,11 @@ migrations it lacks, in one transaction each; a store whose version is newer
 than this code knows is refused (``StoreVersionError``), never modified.
 ``PRAGMA application_id`` marks the file as a gpubill store.
 
+Opening inspects before it writes (``inspect``): the file's header is read
+directly, and a SQLite file that does not say it is ours is read through a
+read-only connection; a foreign, newer, damaged or truncated file is refused
+before anything (WAL mode, a migration, a side file) touches it.
+
 Events live in ``events``: one row per accepted event, keyed by ``id`` (the
 ingestion order). The raw JSON payload is the source of truth; the canonical
 fields are generated columns read from it, except ``timestamp_ms`` (normalized
@@ -15,17 +20,76 @@ same transaction as the rows and rebuildable from them.
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
+import stat
+import urllib.parse
 
 APPLICATION_ID = 0x47505542  # "GPUB"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+HEADER_SIZE = 100
+SIDE_FILES = ("-wal", "-shm", "-journal")
+# SQLite's primary result codes (the low byte of an extended code).
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR = 5, 6, 8, 10
+SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOTADB = 11, 13, 14, 26
+LOW_SPACE_BYTES = 1 << 20  # an I/O error with less free space than this is a full disk
 
 
 class StoreError(Exception):
     """A store that cannot be opened or used (I/O, corruption, locking)."""
 
+    full = False  # True for StoreFull: lets callers tell a full disk without importing it
+
 
 class StoreVersionError(StoreError):
     """The store was written by a newer gpubill."""
+
+
+class StoreMissing(StoreError):
+    """No store at the path, and the caller asked not to create one."""
+
+
+class StoreFull(StoreError):
+    """The disk holding the store is full: the write was rolled back, nothing of it is stored."""
+
+    full = True
+
+
+def error_from(path: str, e: BaseException) -> StoreError:
+    """A sqlite3 or OS error met while opening or using the store at ``path``, as one line."""
+    if isinstance(e, StoreError):
+        return e
+    if isinstance(e, OSError):
+        if e.errno == errno.ENOSPC:
+            return _full(path)
+        return StoreError(f"{path}: {e.strerror or e}")
+    code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
+    if code == SQLITE_FULL or (code == SQLITE_IOERR and _low_space(path)):
+        return _full(path)
+    if code == SQLITE_READONLY:
+        return StoreError(f"{path}: read-only: the store cannot be written ({e})")
+    if code in (SQLITE_CORRUPT, SQLITE_NOTADB):
+        return StoreError(f"{path}: store is damaged ({e})")
+    if code in (SQLITE_BUSY, SQLITE_LOCKED):
+        return StoreError(f"{path}: store is locked by another process; gave up waiting ({e})")
+    if code == SQLITE_IOERR:
+        return StoreError(f"{path}: I/O error ({e})")
+    if code == SQLITE_CANTOPEN:
+        return StoreError(f"{path}: cannot open the store ({e})")
+    return StoreError(f"{path}: {e}")
+
+
+def _full(path: str) -> StoreFull:
+    return StoreFull(f"{path}: disk full (the write was rolled back; free space and retry)")
+
+
+def _low_space(path: str) -> bool:
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < LOW_SPACE_BYTES
 
 
 MIGRATIONS: list[str] = [
@@ -157,48 +221,233 @@ LATEST = len(MIGRATIONS)
 
 
 def connect(path: str, *, synchronous: str = "NORMAL", timeout: float = 30.0,
-            readonly: bool = False) -> sqlite3.Connection:
-    """Open (creating if needed) and migrate a store file; return the connection.
+            readonly: bool = False, create: bool = True) -> sqlite3.Connection:
+    """Open a store file for writing (creating it if ``create``) and migrate it; the connection.
 
     The connection is in autocommit mode: callers issue BEGIN/COMMIT.
     ``readonly``: never create, migrate or write (an outdated store is refused).
+    Nothing is written before ``inspect`` has found the file to be a store, or nothing yet.
+    """
+    kind = inspect(path)
+    if kind == "missing" and (readonly or not create):
+        raise StoreMissing(f"{path}: no such store")
+    if readonly:
+        if kind != "store":
+            raise StoreError(f"{path}: not a gpubill store yet (an empty database)")
+        return reader(path, timeout=timeout, check=True)
+    why = _unwritable(path)
+    if why:
+        raise StoreError(f"{path}: read-only: {why}")
+    created = kind == "missing" and _create_file(path)
+    try:
+        db = _open(path, "rw", timeout)
+        try:
+            _prepare_for_writing(db, path, synchronous, new=kind != "store")
+        except BaseException:
+            db.close()
+            raise
+        return db
+    except BaseException as e:
+        if created:
+            _remove_if_still_new(path)
+        if isinstance(e, (sqlite3.Error, OSError)):
+            raise error_from(path, e) from None
+        raise
+
+
+def reader(path: str, *, timeout: float = 30.0, check: bool = False) -> sqlite3.Connection:
+    """A connection that only reads (``PRAGMA query_only``).
+
+    A writable store is opened read-write (its last connection cleans up the WAL side files
+    as usual); one that cannot be written (read-only file or directory, read-only media) is
+    opened read-only, or as immutable when it has no WAL file (SQLite could not create one).
+    ``check``: refuse a store whose schema is not this code's.
+    """
+    if not _unwritable(path):
+        how = {"mode": "rw"}
+    elif os.path.exists(path + "-wal"):
+        how = {"mode": "ro"}
+    else:
+        how = {"mode": "ro", "immutable": "1"}
+    try:
+        db = _open(path, how, timeout)
+        try:
+            db.execute("PRAGMA query_only = ON")
+            _tune(db, None)
+            if check:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version > LATEST:
+                    raise _newer(path, version)
+                if version < LATEST:
+                    raise StoreError(f"{path}: store schema version {version} needs migrating to "
+                                     f"{LATEST}; open it once with a writing command")
+        except BaseException:
+            db.close()
+            raise
+        return db
+    except (sqlite3.Error, OSError) as e:
+        raise error_from(path, e) from None
+
+
+def inspect(path: str) -> str:
+    """What is at ``path``, found without writing anything.
+
+    "missing" (nothing, in an existing directory), "empty" (an empty file: a new store),
+    "new" (an SQLite database with no tables, no schema version and no application id: a new
+    store) or "store" (a gpubill store of this or an older schema). Anything else raises a
+    StoreError that says what it is: a directory, a foreign or newer file, a damaged or
+    truncated store.
     """
     try:
-        db = sqlite3.connect(path, isolation_level=None, timeout=timeout, check_same_thread=False)
-        db.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
-        version = db.execute("PRAGMA user_version").fetchone()[0]
+        st = os.stat(path)
+    except FileNotFoundError:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            what = "is not a directory" if os.path.exists(parent) else "does not exist"
+            raise StoreError(f"{path}: directory {parent} {what}") from None
+        return "missing"
+    except NotADirectoryError:
+        raise StoreError(f"{path}: {os.path.dirname(os.path.abspath(path))} is not a directory") from None
+    except OSError as e:
+        raise StoreError(f"{path}: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise StoreError(f"{path}: is a directory, not a store file")
+    if not stat.S_ISREG(st.st_mode):
+        raise StoreError(f"{path}: not a regular file, so not a store")
+    if st.st_size == 0:
+        return "empty"
+    head = _header(path)
+    app, version = _be(head, 68, signed=False), _be(head, 60, signed=True)
+    if app == APPLICATION_ID:
         if version > LATEST:
+            raise _newer(path, version)
+        _check_length(path, head, st.st_size)
+        return "store"
+    if app != 0:
+        raise StoreError(f"{path}: not a gpubill store (application_id {app:#x})")
+    return _inspect_unmarked(path)
+
+
+def _header(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEADER_SIZE)
+    except OSError as e:
+        raise StoreError(f"{path}: {e.strerror}") from None
+    if len(head) < HEADER_SIZE or not head.startswith(SQLITE_MAGIC):
+        raise StoreError(f"{path}: not a gpubill store (not an SQLite database)")
+    size = _be(head, 16, 2)
+    page = 65536 if size == 1 else size
+    if page < 512 or page & (page - 1) or head[18] not in (1, 2) or head[19] not in (1, 2):
+        raise StoreError(f"{path}: store is damaged (its SQLite header is invalid)")
+    return head
+
+
+def _check_length(path: str, head: bytes, size: int) -> None:
+    """A store file shorter than its header says, with no WAL beside it, was truncated."""
+    if os.path.exists(path + "-wal") or _be(head, 24) != _be(head, 92):
+        return  # the header's page count is not authoritative now
+    size_field = _be(head, 16, 2)
+    expected = _be(head, 28) * (65536 if size_field == 1 else size_field)
+    if size < expected:
+        raise StoreError(f"{path}: store is damaged: the file is truncated ({size} of {expected} bytes)")
+
+
+def _inspect_unmarked(path: str) -> str:
+    """An SQLite file without our application id: new (no tables, no version) or foreign."""
+    how = {"mode": "ro"} if os.path.exists(path + "-wal") else {"mode": "ro", "immutable": "1"}
+    try:
+        db = _open(path, how, 5.0)
+        try:
+            app, version, tables = (db.execute(q).fetchone()[0] for q in (
+                "PRAGMA application_id", "PRAGMA user_version", "SELECT count(*) FROM sqlite_master"))
+        finally:
             db.close()
-            raise StoreVersionError(
-                f"{path}: store schema version {version} is newer than this gpubill supports "
-                f"({LATEST}); upgrade gpubill to open it")
-        if not readonly and version == 0 and db.execute(
-                "SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
-            db.execute("PRAGMA page_size = 16384")
-        mode = db.execute("PRAGMA journal_mode").fetchone()[0] if readonly else \
-            db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode.lower() != "wal" and path != ":memory:":
-            raise StoreError(f"{path}: cannot switch the store to WAL mode ({mode})")
+    except sqlite3.Error as e:
+        raise error_from(path, e) from None
+    if app == APPLICATION_ID:  # ours, the header not yet checkpointed from the WAL
+        if version > LATEST:
+            raise _newer(path, version)
+        return "store"
+    if app == 0 and version == 0 and tables == 0:
+        return "new"
+    raise StoreError(f"{path}: not a gpubill store (an SQLite database of another application)")
+
+
+def _be(head: bytes, at: int, n: int = 4, signed: bool = False) -> int:
+    return int.from_bytes(head[at:at + n], "big", signed=signed)
+
+
+def _newer(path: str, version: int) -> StoreVersionError:
+    return StoreVersionError(
+        f"{path}: store schema version {version} is newer than this gpubill supports "
+        f"({LATEST}); upgrade gpubill to open it")
+
+
+def _unwritable(path: str) -> str | None:
+    """Why a store at ``path`` could not be written (its WAL needs the directory too), or None."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return "the file is not writable"
+    if not os.access(parent, os.W_OK):
+        return f"the directory {parent} is not writable"
+    return None
+
+
+def _create_file(path: str) -> bool:
+    """Create the empty store file; False if another process just did."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        return True
+    except FileExistsError:
+        return False
+
+
+def _remove_if_still_new(path: str) -> None:
+    """Remove a store file this process created and could not set up (a full disk), unless
+    another process has made a store of it meanwhile."""
+    try:
+        if inspect(path) == "store":
+            return
+    except StoreError:
+        return
+    for p in (path, *(path + s for s in SIDE_FILES)):
+        try:
+            os.unlink(p)
+        except OSError:
+            pass
+
+
+def _open(path: str, how, timeout: float) -> sqlite3.Connection:
+    params = {"mode": how} if isinstance(how, str) else how
+    # the path's bytes, %-escaped: any file name (?, #, %, bytes that are not UTF-8) stays itself
+    uri = "file:" + urllib.parse.quote(os.fsencode(os.path.abspath(path))) + "?" + urllib.parse.urlencode(params)
+    db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=timeout, check_same_thread=False)
+    db.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
+    return db
+
+
+def _tune(db: sqlite3.Connection, synchronous: str | None) -> None:
+    if synchronous is not None:
         db.execute(f"PRAGMA synchronous = {synchronous}")
-        db.execute("PRAGMA cache_size = -131072")
-        db.execute("PRAGMA mmap_size = 1073741824")
-        db.execute("PRAGMA temp_store = MEMORY")
-        if version < LATEST and readonly:
-            if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
-                raise StoreError(f"{path}: not a gpubill store (empty)")
-            raise StoreError(f"{path}: store schema version {version} needs migrating to {LATEST};"
-                             " open it once with a writing command")
-        if readonly:
-            db.execute("PRAGMA query_only = ON")
-        if version < LATEST:
-            _migrate(db, path, version)
-        else:
-            app = db.execute("PRAGMA application_id").fetchone()[0]
-            if app not in (0, APPLICATION_ID):
-                raise StoreError(f"{path}: not a gpubill store (application_id {app:#x})")
-        return db
-    except sqlite3.DatabaseError as e:
-        raise StoreError(f"{path}: {e}") from None
+    db.execute("PRAGMA cache_size = -131072")
+    db.execute("PRAGMA mmap_size = 1073741824")
+    db.execute("PRAGMA temp_store = MEMORY")
+
+
+def _prepare_for_writing(db: sqlite3.Connection, path: str, synchronous: str, new: bool) -> None:
+    """WAL mode, settings, migrations: on a file ``inspect`` found to be a store or a new one."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > LATEST:
+        raise _newer(path, version)
+    if new and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+        db.execute("PRAGMA page_size = 16384")
+    mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        raise StoreError(f"{path}: cannot switch the store to WAL mode ({mode})")
+    _tune(db, synchronous)
+    if version < LATEST:
+        _migrate(db, path, version)
 
 
 def _migrate(db: sqlite3.Connection, path: str, version: int) -> None:
@@ -206,9 +455,10 @@ def _migrate(db: sqlite3.Connection, path: str, version: int) -> None:
     try:
         # Re-read under the write lock: another process may have migrated already.
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0 and db.execute(
-                "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]:
-            raise StoreError(f"{path}: not a gpubill store (it has tables but no schema version)")
+        app = db.execute("PRAGMA application_id").fetchone()[0]
+        if app not in (0, APPLICATION_ID) or (app == 0 and version != 0) or (version == 0 and db.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]):
+            raise StoreError(f"{path}: not a gpubill store (an SQLite database of another application)")
         for v in range(version, LATEST):
             for stmt in _statements(MIGRATIONS[v]):
                 db.execute(stmt)
@@ -216,7 +466,8 @@ def _migrate(db: sqlite3.Connection, path: str, version: int) -> None:
         db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sqlite3
 import sys
 import threading
 import time
@@ -25,14 +26,17 @@ import orjson
 from . import queries
 from .columns import EventColumns, StringTable, read_columns
 from .encode import dumps_any, prepare, payload_of
+from .queries import clamp_int64
 from .receipt import Receipt
-from .schema import StoreError, connect
+from .schema import StoreError, connect, error_from, reader
 from .writer import Writer
 
 DEFAULT_CHUNK = 8192
 DEFAULT_COMMIT_EVENTS = 65536
 GROUP_IDLE_S = 0.5
 DEFAULT_MAX_FUTURE_S = 24 * 3600
+# SQLite errors about one statement (a constraint, a value it cannot bind), not about the store
+_REQUEST_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError)
 
 
 def now_ms() -> int:
@@ -44,7 +48,13 @@ class Store:
 
     def __init__(self, path: str | os.PathLike, *, synchronous: str = "NORMAL",
                  max_future_s: int = DEFAULT_MAX_FUTURE_S, chunk_size: int = DEFAULT_CHUNK,
-                 commit_events: int = DEFAULT_COMMIT_EVENTS, readonly: bool = False):
+                 commit_events: int = DEFAULT_COMMIT_EVENTS, readonly: bool = False,
+                 create: bool = True):
+        """Open the store at ``path``; ``create``: make it if missing (``readonly`` never does).
+
+        Raises StoreError (one line) for anything that is not a usable store; a foreign,
+        newer or damaged file is refused before anything writes to it.
+        """
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError("synchronous must be NORMAL, FULL or EXTRA")
         self.path = os.fspath(path)
@@ -53,12 +63,12 @@ class Store:
         self.chunk_size = chunk_size
         self.commit_events = max(1, commit_events)
         self.readonly = readonly
-        if readonly and not os.path.exists(self.path):
-            raise StoreError(f"{self.path}: no such store")
         self._wlock = threading.Lock()
         self._glock = threading.Lock()  # guards _gqueue (chunks waiting for a group commit)
         self._gqueue: list[_Pending] = []
-        self._writer = Writer(connect(self.path, synchronous=self.synchronous, readonly=readonly))
+        self._failure: str | None = None  # the last write's error, until a write succeeds
+        self._writer = Writer(connect(self.path, synchronous=self.synchronous, readonly=readonly,
+                                      create=create))
         self._local = threading.local()
         self._readers: list = []
         self._rlock = threading.Lock()
@@ -81,12 +91,40 @@ class Store:
     def _read(self):
         db = getattr(self._local, "db", None)
         if db is None:
-            db = connect(self.path, synchronous=self.synchronous, readonly=True)
-            db.execute("PRAGMA query_only = ON")
+            db = reader(self.path)
             self._local.db = db
             with self._rlock:
                 self._readers.append(db)
         return db
+
+    # -- health ------------------------------------------------------------
+    def health(self) -> str | None:
+        """None while writes work; else why the last write failed (one line), until one succeeds."""
+        return self._failure
+
+    def _write_failed(self, e: BaseException) -> BaseException:
+        """The error to raise for a failed write; a store error is remembered for ``health``."""
+        if not isinstance(e, (StoreError, OSError)) and e.__class__.__module__ != "sqlite3":
+            return e  # a bug, not the store's state
+        err = error_from(self.path, e)
+        if not isinstance(e, _REQUEST_ERRORS):
+            self._failure = str(err)
+        return err
+
+    def _write_ok(self) -> None:
+        self._failure = None
+
+    def _write_sql(self, sql: str, args=()):
+        """One statement in its own transaction, under the write lock (quarantine, keys)."""
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
+        with self._wlock:
+            try:
+                cur = self._writer.db.execute(sql, args)
+            except Exception as e:
+                raise self._write_failed(e) from None
+        self._write_ok()
+        return cur
 
     # -- ingestion ---------------------------------------------------------
     def ingest(self, events: Iterable, *, source: str = "api", raws: list | None = None,
@@ -118,6 +156,7 @@ class Store:
         arrived for ``GROUP_IDLE_S``), and a chunk's receipt is yielded only
         after the transaction holding it has committed.
         """
+        source = _label(source)
         it = iter(chunks)
         first = next(it, None)
         if first is None:
@@ -154,67 +193,45 @@ class Store:
             _handoff.exit()
 
     def _group_writer(self, todo: queue.Queue, done: queue.Queue, source: str) -> None:
-        """The writer thread of ``ingest_stream``: stage chunks, commit in groups."""
-        staged: list[Receipt] = []
-        n = 0
+        """The writer thread of ``ingest_stream``: stage chunks, commit in groups.
+
+        It outlives any failure: the error is handed to the caller once (``done``), the open
+        transaction is rolled back, and the thread keeps taking chunks (dropping them) until
+        the caller's ``_END`` or ``_ABORT``, so a caller blocked on a full ``todo`` never hangs.
+        """
+        group = _Group(self, done)
         failed = False
         item = None
-        try:
-            while True:
-                try:
-                    item = todo.get(timeout=GROUP_IDLE_S if staged else None)
-                except queue.Empty:  # the input stalls: do not hold the write lock meanwhile
-                    self._group_end(staged, done, commit=True)
-                    staged, n = [], 0
-                    continue
-                if item is _END or item is _ABORT:
-                    break
-                if failed:
-                    continue  # drain until the caller sees the error
-                try:
-                    chunk, payload, rej, t = item
-                    if not staged:
-                        self._wlock.acquire()
-                        try:
-                            self._writer.begin()
-                        except BaseException:
-                            self._wlock.release()
-                            raise
-                    staged.append(self._writer.stage(chunk, payload, rej, source, t))
-                    n += chunk.n_in
-                    if n >= self.commit_events:
-                        self._group_end(staged, done, commit=True)
-                        staged, n = [], 0
-                except BaseException as e:
-                    if staged:
-                        self._group_end(staged, done, commit=False)
-                        staged, n = [], 0
-                    done.put(_Failure(self._store_error(e)))
-                    failed = True
-            if staged:
-                self._group_end(staged, done, commit=item is _END)
-        except BaseException as e:  # a failed commit
-            done.put(_Failure(self._store_error(e)))
+        while True:
+            try:
+                item = todo.get(timeout=GROUP_IDLE_S if group.locked else None)
+            except queue.Empty:
+                item = _IDLE
+            if item is _END or item is _ABORT:
+                break
+            if failed:
+                continue
+            try:
+                if item is _IDLE:  # the input stalls: do not hold the write lock meanwhile
+                    group.commit()
+                else:
+                    group.stage(item, source)
+                    if group.n >= self.commit_events:
+                        group.commit()
+            except BaseException as e:
+                group.abandon()
+                done.put(_Failure(self._write_failed(e)))
+                failed = True
+        if not failed:
+            try:
+                if item is _END:
+                    group.commit()
+                else:
+                    group.abandon()
+            except BaseException as e:
+                group.abandon()
+                done.put(_Failure(self._write_failed(e)))
         done.put(_END)
-
-    def _group_end(self, staged: list, done: queue.Queue, commit: bool) -> None:
-        try:
-            if commit:
-                try:
-                    self._writer.commit()
-                except BaseException:
-                    self._writer.rollback()
-                    raise
-                done.put(staged)
-            else:
-                self._writer.rollback()
-        finally:
-            self._wlock.release()
-
-    def _store_error(self, e: BaseException) -> BaseException:
-        if e.__class__.__module__ == "sqlite3":
-            return StoreError(f"{self.path}: {e}")
-        return e
 
     def _prepare(self, objs, raws, received_ms):
         t = now_ms() if received_ms is None else received_ms
@@ -252,8 +269,9 @@ class Store:
                 except BaseException:
                     w.rollback()
                     raise
+                self._write_ok()
             except BaseException as e:
-                err = self._store_error(e)
+                err = self._write_failed(e)
                 for p in group:
                     p.error, p.receipt = err, None
             for p in group:
@@ -262,22 +280,25 @@ class Store:
 
     def _write(self, objs, raws, source, received_ms, atomic=False) -> Receipt:
         chunk, payload, rej, t = self._prepare(objs, raws, received_ms)
-        return self._commit(chunk, payload, rej, t, source, atomic)
+        return self._commit(chunk, payload, rej, t, _label(source), atomic)
 
     def _intern_strings(self, texts: list[str]) -> np.ndarray:
         if self.readonly:  # ids beyond the stored ones, stable for this Store object only
             return self.strings._virtual(texts)
         with self._wlock:
             db = self._writer.db
-            db.execute("BEGIN IMMEDIATE")
             try:
-                ids = self._writer.intern(texts)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                self._writer.rolled_back()
-                raise
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    ids = self._writer.intern(texts)
+                    db.execute("COMMIT")
+                except BaseException:
+                    self._writer.rollback()
+                    raise
+            except Exception as e:
+                raise self._write_failed(e) from None
             self._writer.committed()
+        self._write_ok()
         return ids
 
     # -- columnar reads ----------------------------------------------------
@@ -289,7 +310,13 @@ class Store:
         ``last_rowid`` of the result is what to pass as ``since_rowid`` next
         time to get only the events added since.
         """
-        return read_columns(self, since_rowid, codes, time_from_ms, time_to_ms, subscriptions)
+        since_rowid = max(0, clamp_int64(since_rowid, "since_rowid"))
+        time_from_ms, time_to_ms = (None if t is None else clamp_int64(t, name) for t, name in
+                                    ((time_from_ms, "time_from_ms"), (time_to_ms, "time_to_ms")))
+        try:
+            return read_columns(self, since_rowid, codes, time_from_ms, time_to_ms, subscriptions)
+        except sqlite3.Error as e:
+            raise error_from(self.path, e) from None
 
     # -- rows, quarantine, keys (queries.py) ---------------------------------
     def get_events(self, transaction_id: str, external_subscription_id: str | None = None):
@@ -342,6 +369,11 @@ class Store:
         """Drop and rebuild the columnar side store from the rows; returns events encoded."""
         from .rebuild import rebuild
         return rebuild(self)
+
+
+def _label(source: str) -> str:
+    """A batch's source as SQLite can store it (a file name may hold bytes that are not UTF-8)."""
+    return str(source).encode("utf-8", "backslashreplace").decode()
 
 
 def _dump(obj) -> bytes:
@@ -399,6 +431,51 @@ class _GilHandoff:
 _handoff = _GilHandoff()
 _END = object()
 _ABORT = object()
+_IDLE = object()
+
+
+class _Group:
+    """The open transaction of a pipelined ingestion: its staged receipts and the write lock.
+
+    ``commit`` hands the receipts to the caller only once the transaction committed;
+    ``abandon`` rolls back and never raises (the error being reported is the first one).
+    """
+
+    def __init__(self, store: "Store", done: queue.Queue):
+        self.store, self.done = store, done
+        self.staged: list[Receipt] = []
+        self.n = 0
+        self.locked = False
+
+    def stage(self, item, source: str) -> None:
+        chunk, payload, rej, t = item
+        if not self.locked:
+            self.store._wlock.acquire()
+            self.locked = True
+            self.store._writer.begin()
+        self.staged.append(self.store._writer.stage(chunk, payload, rej, source, t))
+        self.n += chunk.n_in
+
+    def commit(self) -> None:
+        if not self.locked:
+            return
+        self.store._writer.commit()
+        staged = self.staged
+        self._release()
+        self.store._write_ok()
+        self.done.put(staged)
+
+    def abandon(self) -> None:
+        if not self.locked:
+            return
+        try:
+            self.store._writer.rollback()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self.staged, self.n, self.locked = [], 0, False
+        self.store._wlock.release()
 
 
 class _Pending:

@@ -119,6 +119,8 @@ class Writer:
     def begin(self) -> None:
         """Open the write transaction; the next event and batch ids are read once, under its lock."""
         db = self.db
+        if db.in_transaction:  # a failed COMMIT whose ROLLBACK failed too: start clean
+            self.rollback()
         db.execute("BEGIN IMMEDIATE")
         try:
             self.next_id, self.next_batch = db.execute(
@@ -126,7 +128,7 @@ class Writer:
                 " (SELECT coalesce(max(id), 0) + 1 FROM batches)").fetchone()
             self.keys.catch_up(db)  # what other connections committed: dedup stays exact
         except BaseException:
-            db.execute("ROLLBACK")
+            self.rollback()
             raise
 
     def commit(self) -> None:
@@ -134,9 +136,18 @@ class Writer:
         self.committed()
 
     def rollback(self) -> None:
-        if self.db.in_transaction:
-            self.db.execute("ROLLBACK")
-        self.rolled_back()
+        """Roll back the open transaction, if any; never raises a SQLite error.
+
+        It runs while another error is being reported (a full disk may already have rolled
+        the transaction back, or fail the ROLLBACK too: ``begin`` tries again).
+        """
+        try:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        finally:
+            self.rolled_back()
 
     # -- one chunk ---------------------------------------------------------
     def write(self, chunk: Chunk, payload: bytes, rejected_raw: dict, source: str,
