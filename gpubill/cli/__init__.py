@@ -59,10 +59,17 @@ class CliError(Exception):
         self.code = code
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line on stderr (no usage block), exit 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"gpubill: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser(load_commands: str | None = None) -> argparse.ArgumentParser:
     from gpubill import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gpubill",
         description="Pricing as code for GPU compute.",
         epilog=EPILOG,

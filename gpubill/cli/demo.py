@@ -16,12 +16,15 @@ HELP = "generate, ingest and rate a realistic month"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from gpubill.cli import _args
+
     p.add_argument("--contracts", default=None, metavar="DIR",
                    help="the billing repository to use (default: ./examples)")
     p.add_argument("--dir", default="gpubill-demo", metavar="DIR", help="where the demo store goes (default: ./gpubill-demo)")
-    p.add_argument("--events", type=int, default=100_000, help="how many events to generate (default: 100000)")
+    p.add_argument("--events", type=_args.int_range(1, _args.MAX_DEMO_EVENTS), default=100_000,
+                   help="how many events to generate (default: 100000)")
     p.add_argument("--period", default=None, help="the month to bill (default: last month)")
-    p.add_argument("--seed", type=int, default=2026, help="random seed (default: 2026)")
+    p.add_argument("--seed", type=_args.int_range(0, _args.MAX_SEED), default=2026, help="random seed (default: 2026)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,6 +28,8 @@ ACTIONS = ("list", "show", "rejected", "resubmit", "discard", "conflicts")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from gpubill.cli import _args
+
     p.add_argument("action", nargs="?", default="list", choices=ACTIONS, help="what to do (default: list)")
     p.add_argument("target", nargs="?", help="transaction id (show) or quarantine id")
     add_store_argument(p)
@@ -35,8 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subscription", help="only events of this external_subscription_id")
     p.add_argument("--from", dest="time_from", metavar="TIME", help="timestamp lower bound (inclusive)")
     p.add_argument("--to", dest="time_to", metavar="TIME", help="timestamp upper bound (inclusive)")
-    p.add_argument("--limit", type=int, default=100, help="at most N rows (default 100)")
-    p.add_argument("--offset", type=int, default=0, help="skip N rows")
+    p.add_argument("--limit", type=_args.rows, default=100, help="at most N rows (default 100)")
+    p.add_argument("--offset", type=_args.offset, default=0, help="skip N rows")
     p.add_argument("--all", action="store_true", help="rejected: include resubmitted and discarded")
     p.add_argument("--file", help="resubmit: the fixed event (JSON object, or - for stdin)")
     p.add_argument("--format", choices=("text", "json"), default="text")

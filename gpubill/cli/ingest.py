@@ -22,14 +22,16 @@ HELP = "ingest events from JSONL, CSV or Lago batch JSON"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from gpubill.cli import _args
+
     p.add_argument("file", metavar="FILE", help="input file, or - for stdin")
     add_store_argument(p)
     p.add_argument("--input-format", choices=("auto", "jsonl", "csv", "lago"), default="auto",
                    help="input format (default: from the file name, else sniffed)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="summary format")
-    p.add_argument("--max-future", type=float, default=24.0, metavar="HOURS",
+    p.add_argument("--max-future", type=_args.hours, default=24.0, metavar="HOURS",
                    help="reject timestamps more than HOURS after now (default 24)")
-    p.add_argument("--chunk", type=int, default=8192,
+    p.add_argument("--chunk", type=_args.int_range(1, _args.MAX_CHUNK), default=8192,
                    help="events validated and inserted together (default 8192); transactions group "
                         "chunks up to 65536 events")
     p.add_argument("--synchronous", choices=("normal", "full"), default="normal",

@@ -11,7 +11,7 @@ import argparse
 import socket
 import sys
 
-from gpubill.cli import CliError, EXIT_IO, EXIT_OK, EXIT_USAGE
+from gpubill.cli import CliError, EXIT_IO, EXIT_OK, _args
 from gpubill.cli._common import add_store_argument, store_path
 
 HELP = "run the Lago-compatible events API"
@@ -20,13 +20,37 @@ HELP = "run the Lago-compatible events API"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_store_argument(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = any free port)")
-    p.add_argument("--batch-limit", type=int, default=10_000, help="most events per batch (default 10000)")
-    p.add_argument("--max-body", type=int, default=32, metavar="MiB", help="request size limit (default 32 MiB)")
-    p.add_argument("--max-future", type=float, default=24.0, metavar="HOURS",
+    p.add_argument("--port", type=_args.port, default=8080, help="port (default 8080; 0 = any free port)")
+    p.add_argument("--batch-limit", type=_args.int_range(1, _args.MAX_BATCH_EVENTS), default=10_000,
+                   help=f"most events per batch (default 10000, at most {_args.MAX_BATCH_EVENTS})")
+    p.add_argument("--max-body", type=_args.int_range(1, _args.MAX_BODY_MIB), default=32, metavar="MiB",
+                   help=f"request size limit (default 32 MiB, at most {_args.MAX_BODY_MIB})")
+    p.add_argument("--max-future", type=_args.hours, default=24.0, metavar="HOURS",
                    help="reject timestamps more than HOURS ahead (default 24)")
+    p.add_argument("--body-timeout", type=_args.float_range(0.1, _args.MAX_SECONDS), default=60.0,
+                   metavar="SECONDS", help="a request body must arrive within SECONDS (default 60), else 408")
     p.add_argument("--synchronous", choices=("normal", "full"), default="normal",
                    help="full: fsync every commit (acknowledged events survive power loss)")
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for uvicorn, whose accepted connections get TCP_NODELAY.
+
+    asyncio sets TCP_NODELAY on an accepted connection only when the listening
+    socket says ``proto == IPPROTO_TCP``; a socket made with the default proto 0
+    leaves Nagle's algorithm on, and a kept-alive connection then waits for the
+    client's delayed ACK (~40 ms) between a response's header and body writes.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,8 +59,6 @@ def run(args: argparse.Namespace) -> int:
     from gpubill.server.app import create_app
     from gpubill.store import Store, StoreError
 
-    if not 0 <= args.port <= 65535:
-        raise CliError("--port must be 0..65535", EXIT_USAGE)
     try:
         store = Store(store_path(args), synchronous=args.synchronous,
                       max_future_s=int(args.max_future * 3600),
@@ -44,17 +66,15 @@ def run(args: argparse.Namespace) -> int:
     except StoreError as e:
         raise CliError(str(e), EXIT_IO) from None
     try:
-        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((args.host, args.port))
+        sock = listen_socket(args.host, args.port)
     except OSError as e:
         store.close()
         raise CliError(f"cannot listen on {args.host}:{args.port}: {e.strerror}", EXIT_IO) from None
     host, port = sock.getsockname()[:2]
     if not store.list_keys():
         print("gpubill: warning: no API keys yet; create one with `gpubill keys create`", file=sys.stderr)
-    app = create_app(store, batch_limit=args.batch_limit, max_body=args.max_body * 1024 * 1024)
+    app = create_app(store, batch_limit=args.batch_limit, max_body=args.max_body * 1024 * 1024,
+                     body_timeout=args.body_timeout)
     # Request threads release the GIL for each SQLite step and must get it back from threads
     # parsing other requests: 0.5 ms instead of Python's 5 ms switch interval.
     sys.setswitchinterval(0.0005)

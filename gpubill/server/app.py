@@ -9,45 +9,65 @@
 
 Auth is ``Authorization: Bearer <key>`` (``gpubill keys create``): 401 for a
 missing or unknown key, 403 when a reader key posts. Bodies over the limit get
-413. Every request that carries an event we cannot accept (malformed JSON,
-invalid UTF-8, a missing root, an invalid event) is answered 4xx and its raw
-payload is kept in quarantine. An event is acknowledged (200) only after its
-transaction has committed.
+413, bodies that do not arrive within the body timeout 408. Every request that
+carries an event we cannot accept (malformed JSON, invalid UTF-8, a missing
+root, an invalid event) is answered 4xx and its raw payload is kept in
+quarantine. An event is acknowledged (200) only after its transaction has
+committed. A body cut short by the client (or by the timeout) stores nothing.
+
+Store failures are never a generic 500: 507 when the store's disk is full,
+503 for any other store I/O failure, and /healthz answers 503 with the reason
+after a failed write until a write succeeds again.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
+import anyio
 import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from gpubill.store import Store
-from gpubill.store.receipt import ABORTED, CONFLICT, DUPLICATE, INGESTED, REJECTED
+from gpubill.store.receipt import CONFLICT, REJECTED
 from gpubill.store.validate import Unparsable
 
 from . import lago
 from .metrics import Metrics
+from .params import BadParam, page_params, time_bound
+from .storefail import StoreFailure, failure_of
 
 DEFAULT_BATCH_LIMIT = 10_000
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
+DEFAULT_BODY_TIMEOUT_S = 60.0
+MAX_KEY_LEN = 256           # longer Authorization keys are refused unread (and never cached)
+CLIENT_GONE = 499           # nginx's "client closed request": counted in metrics, never sent
+
+log = logging.getLogger("uvicorn.error")
 
 
 class _TooLarge(Exception):
     pass
 
 
+class _SlowBody(Exception):
+    pass
+
+
 class Api:
     def __init__(self, store: Store, *, batch_limit: int = DEFAULT_BATCH_LIMIT,
-                 max_body: int = DEFAULT_MAX_BODY):
+                 max_body: int = DEFAULT_MAX_BODY, body_timeout: float = DEFAULT_BODY_TIMEOUT_S):
         self.store = store
         self.batch_limit = batch_limit
         self.max_body = max_body
+        self.body_timeout = body_timeout
         self.metrics = Metrics()
+        self.unhealthy: str | None = None   # why the last write failed, until one succeeds
         self._keys: dict[str, tuple[str | None, float]] = {}
 
     # -- plumbing ----------------------------------------------------------
@@ -56,6 +76,8 @@ class Api:
         if not h[:7].lower() == "bearer ":
             return None
         key = h[7:].strip()
+        if not key or len(key) > MAX_KEY_LEN:
+            return None
         hit = self._keys.get(key)
         now = time.monotonic()
         if hit is not None and hit[1] > now:
@@ -67,9 +89,17 @@ class Api:
         return role
 
     async def _body(self, request: Request) -> bytes:
+        """The whole body, or _TooLarge, _SlowBody, or ClientDisconnect (nothing is kept)."""
         n = request.headers.get("content-length")
         if n is not None and n.isdigit() and int(n) > self.max_body:
             raise _TooLarge
+        try:
+            with anyio.fail_after(self.body_timeout):
+                return await self._read_body(request)
+        except TimeoutError:
+            raise _SlowBody from None
+
+    async def _read_body(self, request: Request) -> bytes:
         chunks, size = [], 0
         async for c in request.stream():
             size += len(c)
@@ -78,31 +108,72 @@ class Api:
             chunks.append(c)
         return b"".join(chunks)
 
-    def _timed(self, route: str, handler, write: bool):
+    def _timed(self, route: str, handler, write: bool | None):
+        """The endpoint: auth (write None: no auth), the handler, errors as responses, metrics."""
         async def endpoint(request: Request):
             t0 = time.perf_counter()
-            if write is not None:
-                role = await run_in_threadpool(self._role, request)
-                if role is None:
-                    resp = lago.unauthorized()
-                elif write and role != "writer":
-                    resp = lago.forbidden()
-                else:
-                    try:
-                        resp = await handler(request)
-                    except _TooLarge:
-                        resp = lago.error(413, "Payload Too Large", "request_too_large",
-                                          {"body": [f"larger than {self.max_body} bytes"]})
-            else:
-                resp = await handler(request)
+            try:
+                resp = await self._authorized(request, handler, write)
+            except _TooLarge:
+                resp = lago.error(413, "Payload Too Large", "request_too_large",
+                                  {"body": [f"larger than {self.max_body} bytes"]})
+            except _SlowBody:
+                resp = lago.error(408, f"Request Timeout: the body did not arrive within "
+                                       f"{self.body_timeout:g} s; nothing was stored", "request_timeout")
+            except ClientDisconnect:
+                log.info("client %s hung up before sending the whole body of %s %s; nothing was stored",
+                         _peer(request), request.method, request.url.path)
+                resp = Response(status_code=CLIENT_GONE)
+            except BadParam as e:
+                resp = lago.error(400, f"BadRequest: {e}", "invalid_parameter", {e.name: [e.code]})
+            except StoreFailure as e:
+                resp = lago.error(e.status, e.message, e.code)
+            except Exception:  # a bug: the traceback for the operator, a counted 500 for the client
+                log.exception("gpubill: internal error in %s %s", request.method, request.url.path)
+                resp = lago.error(500, "Internal Server Error")
             self.metrics.observe(route, resp.status_code, time.perf_counter() - t0)
             return resp
         return endpoint
 
-    def _quarantine(self, raw: bytes, message: str):
-        rec = self.store.ingest([Unparsable(message)], raws=[raw], source="http")
+    async def _authorized(self, request: Request, handler, write: bool | None):
+        if write is not None:
+            role = await run_in_threadpool(self._read, self._role, request)
+            if role is None:
+                return lago.unauthorized()
+            if write and role != "writer":
+                return lago.forbidden()
+        return await handler(request)
+
+    def _read(self, fn, *args):
+        """``fn(*args)`` against the store; a store failure raises StoreFailure."""
+        try:
+            return fn(*args)
+        except Exception as e:
+            failure = failure_of(e, writing=False)
+            if failure is None:
+                raise
+            raise failure from None
+
+    def _ingest(self, events: list, **kw):
+        """store.ingest; a failed write marks the server unhealthy until a write succeeds."""
+        try:
+            rec = self.store.ingest(events, **kw)
+        except Exception as e:
+            failure = failure_of(e, writing=True)
+            if failure is None:
+                raise
+            if self.unhealthy != failure.message:
+                log.warning("gpubill: store write failed, answering %d: %s", failure.status, e)
+            self.unhealthy = failure.message
+            raise failure from None
+        if self.unhealthy is not None:
+            log.warning("gpubill: store writes succeed again")
+            self.unhealthy = None
         self.metrics.count_events(rec.counts())
         return rec
+
+    def _quarantine(self, raw: bytes, message: str):
+        return self._ingest([Unparsable(message)], raws=[raw], source="http")
 
     def _parse(self, body: bytes, root: str):
         """(document, None) or (None, error response) — bad bodies are quarantined."""
@@ -127,14 +198,13 @@ class Api:
         doc, err = self._parse(body, "event")
         if err:
             return err
-        rec = self.store.ingest([doc["event"]], source="http")
-        self.metrics.count_events(rec.counts())
+        rec = self._ingest([doc["event"]], source="http")
         st = int(rec.status[0])
         if st == REJECTED:
             return lago.validation(lago.problems_details(rec.problems[0]))
         if st == CONFLICT:
             return lago.validation({"transaction_id": ["value_already_exist"]})
-        r = self.store.get_event(int(rec.event_id[0]))
+        r = self._read(self.store.get_event, int(rec.event_id[0]))
         return lago.JSONResponse({"event": lago.from_record(r)})
 
     async def batch(self, request: Request):
@@ -153,15 +223,9 @@ class Api:
             return lago.validation({"events": ["no_events"]})
         if len(events) > self.batch_limit:
             return lago.validation({"events": ["too_many_events"]})
-        rec = self.store.ingest(events, source="http-batch", atomic=True)
-        self.metrics.count_events(rec.counts())
+        rec = self._ingest(events, source="http-batch", atomic=True)
         if not rec.ok:
-            details: dict = {}
-            for i, problems in rec.problems.items():
-                details[str(i)] = lago.problems_details(problems)
-            for i in rec.conflict_id:
-                details[str(i)] = {"transaction_id": ["value_already_exist"]}
-            return lago.validation(dict(sorted(details.items(), key=lambda kv: int(kv[0]))))
+            return lago.validation(lago.batch_errors(rec))
         ts = lago.iso_ms(rec.timestamp_ms)
         created = lago.iso_ms([rec.received_ms])[0]
         ids = lago.lago_ids(rec.key)
@@ -178,39 +242,30 @@ class Api:
     async def show(self, request: Request):
         txn = request.path_params["transaction_id"]
         sub = request.query_params.get("external_subscription_id")
-        rows = await run_in_threadpool(self.store.get_events, txn, sub)
+        rows = await run_in_threadpool(self._read, self.store.get_events, txn, sub)
         if not rows:
             return lago.error(404, "Not Found", "event_not_found")
         return lago.JSONResponse({"event": lago.from_record(rows[0])})
 
     async def index(self, request: Request):
         q = request.query_params
-        try:
-            page = max(1, int(q.get("page", 1)))
-            per_page = min(1000, max(1, int(q.get("per_page", 100))))
-        except ValueError:
-            return lago.bad_request("page and per_page must be integers")
-        filters = {"code": q.get("code"), "sub": q.get("external_subscription_id")}
-        for name, key in (("time_from_ms", "timestamp_from"), ("time_to_ms", "timestamp_to")):
-            v = q.get(key)
-            if v is not None:
-                from gpubill.store.validate import parse_timestamp
-                ms, problem = parse_timestamp(v, 0)
-                if problem:
-                    return lago.validation({key: ["invalid_format"]})
-                filters[name] = ms
+        page, per_page = page_params(q)
+        filters = {"code": q.get("code"), "sub": q.get("external_subscription_id"),
+                   "time_from_ms": time_bound(q, "timestamp_from"), "time_to_ms": time_bound(q, "timestamp_to")}
 
         def work():
             total = self.store.count_events(**filters)
             rows = self.store.list_events(**filters, limit=per_page, offset=(page - 1) * per_page)
             return total, rows
-        total, rows = await run_in_threadpool(work)
+        total, rows = await run_in_threadpool(self._read, work)
         pages = (total + per_page - 1) // per_page
         meta = {"current_page": page, "next_page": page + 1 if page < pages else None,
                 "prev_page": page - 1 if page > 1 else None, "total_pages": pages, "total_count": total}
         return lago.JSONResponse({"events": [lago.from_record(r) for r in rows], "meta": meta})
 
     async def healthz(self, request: Request):
+        if self.unhealthy is not None:
+            return lago.JSONResponse({"status": "unhealthy", "reason": self.unhealthy}, status_code=503)
         return lago.JSONResponse({"status": "ok"})
 
     async def metrics_text(self, request: Request):
@@ -232,6 +287,11 @@ def create_app(store: Store, **options) -> Starlette:
                                                        500: _server_error})
     app.state.api = api
     return app
+
+
+def _peer(request: Request) -> str:
+    c = request.client
+    return f"{c.host}:{c.port}" if c else "?"
 
 
 async def _not_found(request, exc):

@@ -6,6 +6,9 @@ import numpy as np
 import orjson
 from starlette.responses import Response
 
+from gpubill.store.receipt import CONFLICT, REJECTED, STATUS_NAMES
+
+
 class JSONResponse(Response):
     media_type = "application/json"
 
@@ -74,6 +77,22 @@ def from_record(r) -> dict:
     ts, created = iso_ms([r.timestamp_ms, r.received_ms])
     return event_body(lago_ids([r.key])[0], r.transaction_id, r.external_subscription_id, r.code, ts, r.properties,
                       r.precise_total_amount_cents, created)
+
+
+def batch_errors(rec) -> dict:
+    """A failed batch's error_details: each event refused for a reason of its own, by index.
+
+    Rejected events name their fields' problems; conflicts (a stored event has this
+    transaction_id and subscription but other content) name ``transaction_id``. Valid
+    events that were only aborted with the batch are not listed.
+    """
+    out: dict = {}
+    for r in rec.not_ok():
+        if r.status == STATUS_NAMES[REJECTED]:
+            out[str(r.index)] = problems_details(r.problems)
+        elif r.status == STATUS_NAMES[CONFLICT]:
+            out[str(r.index)] = {"transaction_id": ["value_already_exist"]}
+    return out
 
 
 def problems_details(problems) -> dict:
