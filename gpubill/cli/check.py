@@ -44,5 +44,11 @@ def run(args: argparse.Namespace) -> int:
         errors = sum(d.is_error for d in diags)
         warnings = len(diags) - errors
         sys.stderr.write(f"{errors} error(s), {warnings} warning(s)\n")
+    if any(d.rule in IO_RULES for d in diags):
+        return EXIT_IO
     failed = any(d.is_error for d in diags) or (args.warnings_as_errors and diags)
     return EXIT_INVALID if failed else EXIT_OK
+
+
+#: Diagnostics about a path rather than its text: exit 3, as documented for I/O errors.
+IO_RULES = frozenset({"no-such-file", "unreadable-file"})

@@ -65,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
             continue
         changed = True
         if args.diff:
-            sys.stdout.write(_diff(text, formatted, str(f)))
+            sys.stdout.write(_diff(text, formatted, _shown(f)))
         elif check:
-            print(f)
+            print(_shown(f))
         else:
             try:
                 _write_atomic(f, formatted)
@@ -85,12 +85,13 @@ def run(args: argparse.Namespace) -> int:
 def _stdin(check: bool, diff: bool) -> int:
     from gpubill.dsl.diagnostics import render_text
     from gpubill.dsl.fmt import format_source
+    from gpubill.dsl.limits import MAX_SOURCE_BYTES
+    from gpubill.dsl.load import decode
 
-    data = sys.stdin.buffer.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        print("<stdin>: error[invalid-utf8]: the input is not valid UTF-8", file=sys.stderr)
+    data = sys.stdin.buffer.read(MAX_SOURCE_BYTES + 1)  # never more than the limit in memory
+    text, problem = decode(data, "<stdin>")
+    if problem is not None:
+        sys.stderr.write(render_text([problem], {}))
         return 1
     formatted, diags = format_source(text, "<stdin>")
     if formatted is None:
@@ -103,6 +104,11 @@ def _stdin(check: bool, diff: bool) -> int:
         return 0
     sys.stdout.write(_diff(text, formatted, "<stdin>") if diff else "<stdin>\n")
     return 1
+
+
+def _shown(path) -> str:
+    """A path as text for stdout: bytes that are not UTF-8 in a file name are shown escaped, never a crash."""
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _diff(before: str, after: str, name: str) -> str:

@@ -35,6 +35,7 @@ from gpubill.dsl import ast
 from gpubill.dsl.comments import Comment, scan
 from gpubill.dsl.diagnostics import Diagnostic
 from gpubill.dsl.parse import parse
+from gpubill.dsl.source import normalize
 
 INDENT = "  "
 
@@ -55,7 +56,7 @@ class _Line:
 
 def format_source(text: str, path: str = "<string>") -> tuple[str | None, list[Diagnostic]]:
     """Format one file's text; `None` (and the diagnostics) when it has errors."""
-    text = text.expandtabs(4) if "\t" in text else text
+    text = normalize(text)
     doc, diags = parse(text, path)
     if any(d.is_error for d in diags):
         return None, diags

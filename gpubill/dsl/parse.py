@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 from lark.lexer import PatternStr
 
 from gpubill.dsl import ast
-from gpubill.dsl.diagnostics import Diagnostic, did_you_mean, error
+from gpubill.dsl.diagnostics import Diagnostic, did_you_mean, error, escape, quote
+from gpubill.dsl.limits import MAX_EXPR_OPERATORS, MAX_NUMBER_DIGITS
+from gpubill.dsl.source import normalize
 
 BLOCK_KEYWORDS = ("entity", "metric", "plan", "contract", "test")
 _BLOCK_START = re.compile(r"^(entity|metric|plan|contract|test)\b", re.M)
@@ -84,47 +86,58 @@ def parse(text: str, path: str = "<string>") -> tuple[ast.Document, list[Diagnos
     """
     diags: list[Diagnostic] = []
     blocks: list[ast.Block] = []
-    if "\t" in text:
-        text = text.expandtabs(4)
+    text = normalize(text)
     whole = _parse_chunk(text, path)
     if whole[0] is not None:
         return ast.Document(path, tuple(whole[0])), whole[1]
-    for start_line, chunk in _chunks(text):
-        padded = "\n" * (start_line - 1) + chunk
-        found, ds = _parse_chunk(padded, path)
+    for line0, chunk in _chunks(text):
+        found, ds = _parse_chunk(chunk, path, line0)
         blocks.extend(found or ())
         diags.extend(ds)
     return ast.Document(path, tuple(blocks)), diags
 
 
-def _parse_chunk(text: str, path: str) -> tuple[list[ast.Block] | None, list[Diagnostic]]:
-    """Blocks and diagnostics of one piece of text; None for the blocks on a syntax error."""
+def _parse_chunk(text: str, path: str, line0: int = 0) -> tuple[list[ast.Block] | None, list[Diagnostic]]:
+    """Blocks and diagnostics of one piece of text that starts after `line0` lines of its file.
+
+    The blocks are None on a syntax error (the caller then parses the file
+    block by block). A block that crosses a limit (gpubill.dsl.limits) is
+    reported and left out; the others are kept.
+    """
     try:
         tree = parser().parse(text)
     except UnexpectedInput as e:
-        return None, [_syntax_diagnostic(e, text, path)]
-    builder = _Build(path)
-    try:
-        found = builder.transform(tree)
-    except VisitError as e:  # a bug in the builder must not become a traceback
-        inner = e.orig_exc
-        if isinstance(inner, _BuildError):
-            return [], [inner.diag]
-        raise
-    return found, builder.diags
+        return None, [_syntax_diagnostic(e, text, path, line0)]
+    builder = _Build(path, line0)
+    blocks, refused = [], []
+    for block in tree.children:
+        too_complex = _complex_expression(block, path, line0)
+        if too_complex is not None:  # before the builder, which recurses on expressions
+            refused.append(too_complex)
+            continue
+        try:
+            blocks.append(builder.transform(block))
+        except VisitError as e:  # a bug in the builder must not become a traceback
+            if not isinstance(e.orig_exc, _BuildError):
+                raise
+            refused.append(e.orig_exc.diag)
+    return blocks, builder.diags + refused
 
 
 def _chunks(text: str):
-    """Split at lines that start a top-level block; text before the first is a chunk too."""
+    """(lines before it, text) of each top-level block; text before the first block is a chunk too."""
     starts = [m.start() for m in _BLOCK_START.finditer(text)]
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
     starts.append(len(text))
+    line0 = prev = 0
     for a, b in zip(starts, starts[1:]):
+        line0 += text.count("\n", prev, a)
+        prev = a
         chunk = text[a:b]
         if chunk.strip() == "" or _only_comments(chunk):
             continue
-        yield text.count("\n", 0, a) + 1, chunk
+        yield line0, chunk
 
 
 def _only_comments(chunk: str) -> bool:
@@ -152,30 +165,34 @@ def _describe_expected(names) -> list[str]:
     return sorted(words, key=lambda w: (w.startswith('"') is False, w))
 
 
-def _syntax_diagnostic(e: UnexpectedInput, text: str, path: str) -> Diagnostic:
+_WORD_AT = re.compile(r"[A-Za-z0-9_.%-]+")
+
+
+def _syntax_diagnostic(e: UnexpectedInput, text: str, path: str, line0: int = 0) -> Diagnostic:
     line = getattr(e, "line", 1) or 1
     col = getattr(e, "column", 1) or 1
     if isinstance(e, UnexpectedToken):
         tok = e.token
         if tok.type == "$END":
-            lines = text.splitlines() or [""]
-            line, col = len(lines), len(lines[-1]) + 1
+            body = text[:-1] if text.endswith("\n") else text
+            line, col = body.count("\n") + 1, len(body) - body.rfind("\n")
             found = "the end of the block"
             width = 1
         else:
-            found = f'"{tok.value}"'
+            found = quote(str(tok.value))
             width = max(1, len(str(tok.value)))
         expected = _describe_expected(e.expected)
     elif isinstance(e, UnexpectedCharacters):
-        bad = text[e.pos_in_stream : e.pos_in_stream + 1]
-        word = re.match(r"[A-Za-z0-9_.%-]+", text[e.pos_in_stream :])
-        found = f'"{word.group(0)}"' if word else f'"{bad}"'
+        if text.startswith('"', e.pos_in_stream):
+            return _bad_string(text, e.pos_in_stream, ast.Span(path, line + line0, col, line + line0, col + 1))
+        word = _WORD_AT.match(text, e.pos_in_stream)
+        found = quote(word.group(0) if word else text[e.pos_in_stream : e.pos_in_stream + 1])
         width = len(word.group(0)) if word else 1
         expected = _describe_expected(e.allowed or ())
     else:  # UnexpectedEOF
         found, width = "the end of the file", 1
         expected = _describe_expected(getattr(e, "expected", ()) or ())
-    span = ast.Span(path, line, col, line, col + width)
+    span = ast.Span(path, line + line0, col, line + line0, col + width)
     hints: tuple[str, ...] = ()
     keywords = [w.strip('"') for w in expected if w.startswith('"')]
     if found.startswith('"') and keywords:
@@ -186,6 +203,70 @@ def _syntax_diagnostic(e: UnexpectedInput, text: str, path: str) -> Diagnostic:
         shown = ", ".join(expected)
     msg = f"unexpected {found}" + (f"; expected {shown}" if shown else "")
     return error("syntax", msg, span, hints=hints)
+
+
+#: Characters a string may not hold (a tab may: it is kept as written).
+_STRING_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _bad_string(text: str, pos: int, span: ast.Span) -> Diagnostic:
+    """A string the lexer refused: a control character inside it, or no closing quote on its line."""
+    j, eol = pos + 1, text.find("\n", pos)
+    eol = len(text) if eol < 0 else eol
+    while j < eol and text[j] != '"':
+        if _STRING_CONTROL.match(text, j):
+            at = _span_at_col(span, span.col + j - pos)
+            return error("syntax", f"a string may not hold the control character {escape(text[j])}", at,
+                         hints=("delete it; only a tab and printable characters may appear in a string",))
+        j += 2 if text[j] == "\\" and j + 1 < eol and not _STRING_CONTROL.match(text, j + 1) else 1
+    return error("syntax", "this string is not closed: a string ends on the line it starts", span,
+                 hints=('add the closing \" (write \\" for a quote inside the string)',))
+
+
+def _span_at_col(span: ast.Span, col: int) -> ast.Span:
+    return ast.Span(span.path, span.line, col, span.line, col + 1)
+
+
+# ---------------------------------------------------------------- limits
+
+
+_EXPR_OPS = frozenset({"add", "sub", "mul", "div", "neg"})
+_EXPR_AGGS = frozenset({"agg_sum", "agg_max", "agg_latest", "agg_weighted_sum"})
+
+
+def _complex_expression(block: Tree, path: str, line0: int) -> Diagnostic | None:
+    """The block's quantity expression with more than MAX_EXPR_OPERATORS operators, as a diagnostic.
+
+    Walks the parse tree without recursion; only metrics' aggregations hold expressions.
+    """
+    if block.data != "metric":
+        return None
+    for clause in block.children:
+        if not isinstance(clause, Tree) or clause.data not in _EXPR_AGGS:
+            continue
+        for expr in clause.children:
+            if isinstance(expr, Tree) and expr.data in _EXPR_OPS:
+                n = _operators(expr)
+                if n > MAX_EXPR_OPERATORS:
+                    m = expr.meta
+                    return error(
+                        "expression-too-complex",
+                        f"this expression has {n} operators; a quantity expression may have at most "
+                        f"{MAX_EXPR_OPERATORS}",
+                        ast.Span(path, m.line + line0, m.column, m.end_line + line0, m.end_column),
+                        hints=("compute the quantity where the events are made and send it as one property",),
+                    )
+    return None
+
+
+def _operators(expr: Tree) -> int:
+    n, stack = 0, [expr]
+    while stack:
+        t = stack.pop()
+        if t.data in _EXPR_OPS:
+            n += 1
+            stack.extend(c for c in t.children if isinstance(c, Tree))
+    return n
 
 
 # ---------------------------------------------------------------- building the IR
@@ -205,7 +286,7 @@ def _num(text: str) -> Decimal:
     return Decimal(t) * mult
 
 
-def _when(tok: Token, path: str) -> ast.When:
+def _when(tok: Token, span: ast.Span) -> ast.When:
     text = str(tok)
     value: dt.date | dt.datetime | None
     try:
@@ -215,11 +296,7 @@ def _when(tok: Token, path: str) -> ast.When:
             value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         value = None
-    return ast.When(value, text, span=_tspan(tok, path))
-
-
-def _tspan(tok: Token, path: str) -> ast.Span:
-    return ast.Span(path, tok.line, tok.column, tok.end_line, tok.end_column)
+    return ast.When(value, text, span=span)
 
 
 class _Clause:
@@ -262,17 +339,35 @@ _WORD = {
 
 @v_args(inline=True)
 class _Build(Transformer):
-    def __init__(self, path: str):
+    def __init__(self, path: str, line0: int = 0):
         super().__init__(visit_tokens=False)
         self.path = path
+        self.line0 = line0  # lines of the file before the parsed text
         self.diags: list[Diagnostic] = []
 
     # -------------------------------------------------------------- helpers
     def _sp(self, meta) -> ast.Span:
-        return ast.Span(self.path, meta.line, meta.column, meta.end_line, meta.end_column)
+        return ast.Span(self.path, meta.line + self.line0, meta.column, meta.end_line + self.line0, meta.end_column)
 
     def _t(self, tok: Token) -> ast.Span:
-        return _tspan(tok, self.path)
+        return ast.Span(self.path, tok.line + self.line0, tok.column, tok.end_line + self.line0, tok.end_column)
+
+    def _num(self, tok: Token) -> Decimal:
+        return _num(self._digits(tok))
+
+    def _digits(self, tok: Token) -> str:
+        """The text of a number token, refused (the block is dropped) past MAX_NUMBER_DIGITS digits."""
+        text = str(tok)
+        if len(text) > MAX_NUMBER_DIGITS:
+            n = sum(c.isdigit() for c in text)
+            if n > MAX_NUMBER_DIGITS:
+                raise _BuildError(error(
+                    "number-too-long",
+                    f"this number has {n} digits; a number may have at most {MAX_NUMBER_DIGITS} digits",
+                    self._t(tok),
+                    hints=("use a suffix (k, M, G, T) or a larger unit for large quantities",),
+                ))
+        return text
 
     def _ref(self, tok: Token) -> ast.Ref:
         return ast.Ref(str(tok), span=self._t(tok))
@@ -283,10 +378,10 @@ class _Build(Transformer):
         return ast.Str(value, span=self._t(tok))
 
     def _number(self, tok: Token) -> ast.Number:
-        return ast.Number(_num(str(tok)), str(tok), span=self._t(tok))
+        return ast.Number(self._num(tok), str(tok), span=self._t(tok))
 
     def _percent(self, tok: Token) -> ast.Percent:
-        return ast.Percent(Decimal(str(tok)[:-1]), span=self._t(tok))
+        return ast.Percent(Decimal(self._digits(tok)[:-1]), span=self._t(tok))
 
     def _assemble(self, block: str, cls, head: dict, clauses, span: ast.Span):
         fields = dict(head)
@@ -317,10 +412,6 @@ class _Build(Transformer):
         for k, v in multi.items():
             fields[k] = tuple(v)
         return cls(**fields, span=span)
-
-    # -------------------------------------------------------------- top level
-    def start(self, *blocks):
-        return list(blocks)
 
     # -------------------------------------------------------------- entities
     @v_args(meta=True, inline=True)
@@ -430,7 +521,7 @@ class _Build(Transformer):
 
     @v_args(meta=True, inline=True)
     def metric_rounding(self, meta, fn, precision=None):
-        node = ast.MetricRounding(str(fn), int(str(precision)) if precision is not None else 0, span=self._sp(meta))
+        node = ast.MetricRounding(str(fn), int(self._digits(precision)) if precision is not None else 0, span=self._sp(meta))
         return _Clause("rounding", node, self._sp(meta))
 
     @v_args(meta=True, inline=True)
@@ -440,7 +531,7 @@ class _Build(Transformer):
     # expressions
     @v_args(meta=True, inline=True)
     def const(self, meta, tok):
-        return ast.Const(_num(str(tok)), str(tok), span=self._t(tok))
+        return ast.Const(self._num(tok), str(tok), span=self._t(tok))
 
     @v_args(meta=True, inline=True)
     def prop(self, meta, tok):
@@ -878,14 +969,14 @@ class _Build(Transformer):
     def amount(self, meta, *toks):
         neg = toks[0].type == "NEG"
         toks = toks[1:] if neg else toks
-        value = _num(str(toks[0]))
+        value = self._num(toks[0])
         text = ("-" if neg else "") + str(toks[0])
         cur = str(toks[1]) if len(toks) > 1 else None
         return ast.Amount(-value if neg else value, cur, text, span=self._sp(meta))
 
     @v_args(meta=True, inline=True)
     def quantity(self, meta, num, unit):
-        return ast.Quantity(_num(str(num)), str(unit), f"{num} {unit}", span=self._sp(meta))
+        return ast.Quantity(self._num(num), str(unit), f"{num} {unit}", span=self._sp(meta))
 
     def date_or_time(self, tok):
-        return _when(tok, self.path)
+        return _when(tok, self._t(tok))

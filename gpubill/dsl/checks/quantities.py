@@ -20,6 +20,7 @@ from gpubill.dsl.checks.common import (
     price_unit, walk,
 )
 from gpubill.dsl.diagnostics import Diagnostic, error
+from gpubill.dsl.limits import MAX_EXPR_TERMS
 from gpubill.dsl.resolve import Catalog
 
 TIME = units.lookup("second")
@@ -67,6 +68,7 @@ def _metric(m: ast.Metric) -> Iterator[Diagnostic]:
         return
     if agg.expr is not None:
         yield from _expr(agg.expr)
+        yield from _expansion(agg.expr)
         if agg.unit is not None:
             u, natural = units.lookup(agg.unit.name), expr_unit(agg.expr)
             if u is not None and not natural.compatible(u):
@@ -117,6 +119,33 @@ def _per_event(pe: ast.PerEvent) -> Iterator[Diagnostic]:
                 pe.minimum.span,
                 notes=(("maximum", pe.maximum.span),),
             )
+
+
+def _expansion(e: ast.Expr) -> Iterator[Diagnostic]:
+    if _terms(e) > MAX_EXPR_TERMS:
+        yield error(
+            "expression-too-complex",
+            f"this expression multiplies out to more than {MAX_EXPR_TERMS} terms, "
+            "which the rating engine would expand one by one",
+            e.span,
+            hints=("compute the quantity where the events are made and send it as one property",),
+        )
+
+
+def _terms(e: ast.Expr) -> int:
+    """How many terms the expression has once multiplied out (at most), counted up to just past the limit.
+
+    Recursive: the parser refuses an expression of more than MAX_EXPR_OPERATORS operators.
+    """
+    if isinstance(e, ast.Neg):
+        return _terms(e.operand)
+    if not isinstance(e, ast.BinOp):
+        return 1
+    left = _terms(e.left)
+    if e.op == "/":
+        return left
+    right = _terms(e.right)
+    return min(left * right if e.op == "*" else left + right, MAX_EXPR_TERMS + 1)
 
 
 def _constant(e: ast.Expr) -> bool:

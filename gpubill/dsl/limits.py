@@ -1,0 +1,33 @@
+"""The bounds a `.bill` source stays within, declared once (docs/diagnostics.md names each).
+
+A `.bill` file is source code written by people: these bounds are far above
+any real plan or contract and keep a hostile or broken file from crashing,
+hanging or flooding the terminal. Each bound is checked before the code it
+protects runs, and crossing it is an ordinary diagnostic.
+"""
+
+from __future__ import annotations
+
+#: A larger file is refused unread (rule unreadable-file): parsing is linear but
+#: slow on megabytes, and no hand-written plan comes near this.
+MAX_SOURCE_BYTES = 1024 * 1024
+
+#: Operators (+ - * / and unary minus) in one quantity expression (rule
+#: expression-too-complex). The parser, checker, formatter and engine walk
+#: expressions recursively; this keeps them far from Python's recursion limit.
+MAX_EXPR_OPERATORS = 100
+
+#: Terms of an expression once multiplied out (rule expression-too-complex):
+#: the engine expands a product of sums into a polynomial.
+MAX_EXPR_TERMS = 1000
+
+#: Digits in one number literal (rule number-too-long). 28 is the precision
+#: of Python's default decimal context, so every check on a literal is exact.
+MAX_NUMBER_DIGITS = 28
+
+#: Columns of a source line shown under a diagnostic; longer lines show a
+#: window around the caret, with "…" where text is cut.
+SHOWN_COLUMNS = 100
+
+#: Characters of source text quoted in a diagnostic's message or hint.
+QUOTED_CHARS = 60
