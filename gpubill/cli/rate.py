@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gpubill.cli import EXIT_IO, CliError
+from gpubill.cli import EXIT_INVALID, EXIT_IO, CliError
 from gpubill.cli._common import add_store_argument, store_path
 
 HELP = "rate a period of events against contracts"
@@ -34,7 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gpubill.service.rating import ServiceError, rate_period
+    """The report on stdout; a subscription left out of it (a value that
+    cannot be held, an amount that cannot be priced exactly) is one line on
+    stderr each, and the exit code is then 1."""
+    from gpubill.service.rating import ServiceError, rate_period, unrated_text
     from gpubill.service.report import report_json, report_table
 
     store = _open_store(store_path(args))
@@ -53,6 +56,12 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.buffer.flush()
     else:
         report_table(report, explain=args.explain, file=sys.stdout)
+    left_out = report.unrated()
+    if left_out:
+        sys.stdout.flush()
+        for b, u in left_out:
+            print(f"gpubill: error: {unrated_text(b, u)}", file=sys.stderr)
+        return EXIT_INVALID
     return 0
 
 

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
-from .kernels import FULL, I64_MIN, OK, OVERFLOW, _add, _fixed, _ld32, _mul, _per_event, _slot
+from .kernels import FULL, I64_MIN, OK, _add, _fixed, _ld32, _mul, _per_event, _slot
 
 # table columns (plan.py fills them)
 S_PLAN, S_RANK, S_LO, S_HI, S_BOFF, S_EFF, S_DBASE, S_LP, S_XBASE, S_EP, S_NCOL = range(11)
@@ -47,12 +47,26 @@ X_MAX, X_LVAL, X_LTS, X_LROW, X_PROR, X_CENTS, X_NCOL = range(7)
 
 
 @njit(cache=True, nogil=True)
+def _unheld_beside(qi, i, Q, TERM, FAC, mptr, eptr, nscale):
+    """Whether a value quantity ``qi`` reads in row i cannot be held; asked
+    when the row misses a value (a value that cannot be held still makes the
+    event an error, never an ignored one)."""
+    for tt in range(Q[qi, Q_TOFF], Q[qi, Q_TOFF] + Q[qi, Q_TN]):
+        for f in range(TERM[tt, T_FOFF], TERM[tt, T_FOFF] + TERM[tt, T_FN]):
+            sl = FAC[f, FA_SLOT]
+            if _fixed(mptr[sl], eptr[sl], nscale[sl], i)[2]:
+                return True
+    sl = Q[qi, Q_UTIL]
+    return sl >= 0 and _fixed(mptr[sl], eptr[sl], nscale[sl], i)[2]
+
+
+@njit(cache=True, nogil=True)
 def _accumulate(
     lo_i, hi_i, sub_ids, code_ids, ts, rowid, dptr, mptr, eptr, nscale,
     sub_lut, code_lut, ncodes, SUB, pk_start, pk_inst, pk_qstart, pk_q, pk_rec,
     INST, CP, KEY, masks, ordb, BKT, wb, cw, GK, luts, Q, TERM, FAC,
     R, reason_dim, rlut, op_dim, remove_id, sub_bounds,
-    acc, ext, hkeys, hvals, n_dense, n_xdense, ign, side_slot, side_idx, side_val, side_aux, qv, qok,
+    acc, ext, hkeys, hvals, n_dense, n_xdense, ign, side_slot, side_idx, side_val, side_aux, qv, qok, bad,
 ):
     nsub_lut = sub_lut.shape[0]
     ncode_lut = code_lut.shape[0]
@@ -86,6 +100,7 @@ def _accumulate(
         if before and pk_rec[pk] == 0:
             continue
         # ---- the quantities this (plan, code) needs, once per event
+        held = True
         for qq in range(pk_qstart[pk], pk_qstart[pk + 1]):
             qi = pk_q[qq]
             kind = Q[qi, Q_KIND]
@@ -105,7 +120,8 @@ def _accumulate(
                     sl = FAC[f, FA_SLOT]
                     x, valid, o = _fixed(mptr[sl], eptr[sl], nscale[sl], i)
                     if o:
-                        return OVERFLOW, pk_inst[j0], s, next_row, nside
+                        held = False
+                        break
                     if not valid:
                         ok = False
                         break
@@ -113,19 +129,24 @@ def _accumulate(
                     if fl != 0:
                         x, o = _per_event(x, fl, FAC[f, FA_INC], FAC[f, FA_MIN], FAC[f, FA_MAX])
                         if o:
-                            return OVERFLOW, pk_inst[j0], s, next_row, nside
+                            held = False
+                            break
                     term, o = _mul(term, x)
                     if o:
-                        return OVERFLOW, pk_inst[j0], s, next_row, nside
-                if not ok:
+                        held = False
+                        break
+                if not (ok and held):
                     break
                 q, o = _add(q, term)
                 if o:
-                    return OVERFLOW, pk_inst[j0], s, next_row, nside
-            if ok and Q[qi, Q_UTIL] >= 0:
+                    held = False
+                    break
+            if ok and held and Q[qi, Q_UTIL] >= 0:
                 sl = Q[qi, Q_UTIL]
                 u, valid, o = _fixed(mptr[sl], eptr[sl], nscale[sl], i)
-                if not valid or o:
+                if o:
+                    held = False
+                elif not valid:
                     ok = False
                 else:
                     if u < Q[qi, Q_UFLOOR]:
@@ -133,10 +154,16 @@ def _accumulate(
                     if u > Q[qi, Q_UCEIL]:
                         u = Q[qi, Q_UCEIL]
                     q, o = _mul(q, u)
-                    if o:
-                        return OVERFLOW, pk_inst[j0], s, next_row, nside
+                    held = not o
+            if not ok:
+                held = not _unheld_beside(qi, i, Q, TERM, FAC, mptr, eptr, nscale)
+            if not held:
+                break
             qv[qi] = q
             qok[qi] = ok
+        if not held:  # the exact path rates this subscription
+            bad[s] = 1
+            continue
         r = np.int64(0)
         if reason_dim >= 0:
             r = luts[rlut + _ld32(dptr[reason_dim], i) + 1]
@@ -202,7 +229,8 @@ def _accumulate(
             acc[row, 0] += 1
             sm, o = _add(acc[row, 1], q)
             if o:
-                return OVERFLOW, inst, s, next_row, nside
+                bad[s] = 1
+                continue
             acc[row, 1] = sm
             if flags != 0:
                 if flags & F_MAX:
@@ -229,22 +257,21 @@ def _accumulate(
                 if flags & F_PROR:
                     wgt = SUB[s, S_EFF] - (dayidx if dayidx > 0 else 0)
                     pq, o = _mul(q, wgt)
-                    if o:
-                        return OVERFLOW, inst, s, next_row, nside
-                    pv, o = _add(ext[xrow, X_PROR], pq)
-                    if o:
-                        return OVERFLOW, inst, s, next_row, nside
+                    pv, o2 = _add(ext[xrow, X_PROR], pq)
+                    if o or o2:
+                        bad[s] = 1
+                        continue
                     ext[xrow, X_PROR] = pv
                 if flags & F_CENTS:
                     sl = CP[cp, C_CENTS]
                     cv, valid, o = _fixed(mptr[sl], eptr[sl], nscale[sl], i)
+                    if valid and not o:
+                        cv, o = _add(ext[xrow, X_CENTS], cv)
                     if o:
-                        return OVERFLOW, inst, s, next_row, nside
+                        bad[s] = 1
+                        continue
                     if valid:
-                        cs, o = _add(ext[xrow, X_CENTS], cv)
-                        if o:
-                            return OVERFLOW, inst, s, next_row, nside
-                        ext[xrow, X_CENTS] = cs
+                        ext[xrow, X_CENTS] = cv
                 if flags & F_SIDE:
                     if nside >= side_cap:
                         return FULL, inst, s, next_row, nside
@@ -314,7 +341,7 @@ def chunks(n: int, min_rows: int = 200_000):
 class ThreadAcc:
     """One thread's accumulators."""
 
-    def __init__(self, n_dense, hash_cap, n_ext, side_cap, nq, n_ign):
+    def __init__(self, n_dense, hash_cap, n_ext, side_cap, nq, n_ign, nsub):
         rows = n_dense + (hash_cap // 2 if hash_cap > 1 else 0)
         self.acc = np.zeros((max(rows, 1), 2), np.int64)
         self.ext = np.zeros((max(n_ext, 1), X_NCOL), np.int64)
@@ -327,6 +354,7 @@ class ThreadAcc:
         self.side = [np.zeros(side_cap, np.int64) for _ in range(4)]
         self.qv = np.zeros(max(nq, 1), np.int64)
         self.qok = np.zeros(max(nq, 1), np.bool_)
+        self.bad = np.zeros(max(nsub, 1), np.uint8)  # subscriptions left to the exact path
         self.used = n_dense
         self.nside = 0
 
@@ -344,6 +372,7 @@ def run_chunk(p, cols, lo_i, hi_i, acc: ThreadAcc, pk=None):
         a["GK"], a["luts"], a["Q"], a["TERM"], a["FAC"],
         a["R"], a["reason_dim"], a["rlut"], a["op_dim"], a["remove_id"], a["sub_bounds"],
         acc.acc, acc.ext, acc.hkeys, acc.hvals, a["n_dense"], a["n_xdense"], acc.ign, *acc.side, acc.qv, acc.qok,
+        acc.bad,
     )
     acc.used = used
     acc.nside = nside

@@ -90,7 +90,11 @@ def period_containing(
     return Period(to_ms(start), to_ms(end) - 1, f"{first.isoformat()}..{(nxt - dt.timedelta(days=1)).isoformat()}")
 
 
-_MONTH_RE = re.compile(r"^\d{4}-\d{2}$")
+_MONTH_RE = re.compile(r"[0-9]{4}-[0-9]{2}")
+# The years a period may name: every billing period containing one of their
+# days (a year at most) starts and ends within what datetime and the store's
+# timestamps (1970 .. 9999-12-31) can hold.
+FIRST_YEAR, LAST_YEAR = 1970, 9998
 
 
 def parse_period_arg(text: str) -> tuple[str, object]:
@@ -99,16 +103,27 @@ def parse_period_arg(text: str) -> tuple[str, object]:
     Raises ValueError with a message in the user's words.
     """
     text = text.strip()
+    if not text.isascii():
+        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or a date-time with an offset")
     if ".." in text:
         a, b = (p.strip() for p in text.split("..", 1))
         start, end = _parse_when(a), _parse_when(b)
+        _check_years(text, start.year, end.year)
         return "range", (start, end)
-    if _MONTH_RE.match(text):
+    if _MONTH_RE.fullmatch(text):
         y, m = int(text[:4]), int(text[5:])
         if not 1 <= m <= 12:
             raise ValueError(f"{text!r} is not a month (expected YYYY-MM)")
+        _check_years(text, y)
         return "month", (y, m)
-    return "date", _parse_when(text)
+    when = _parse_when(text)
+    _check_years(text, when.year)
+    return "date", when
+
+
+def _check_years(text: str, *years: int) -> None:
+    if not all(FIRST_YEAR <= y <= LAST_YEAR for y in years):
+        raise ValueError(f"{text!r} is outside the years {FIRST_YEAR}..{LAST_YEAR} that can be rated")
 
 
 def _parse_when(text: str) -> dt.date | dt.datetime:

@@ -4,28 +4,25 @@ The store hands the engine columns (``n``, ``timestamp_ms``, ``rowid``,
 ``code``, ``subscription``, ``strings``, ``numeric(name)``, ``dim(name)``);
 ``EventColumns.from_events`` builds the same shape from Lago-shaped dicts, for
 tests, estimates of a few events and the benchmark.  Numeric parsing follows
-the strict rule ``^-?[0-9]+(\\.[0-9]+)?$``: anything else is exponent -128.
+the strict rule ``^-?[0-9]+(\\.[0-9]+)?$``: anything else is exponent -128,
+and a strict value the store could not hold is exponent -127.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .money import EngineError, MISSING_EXPONENT
-from .reference import is_numeric, normalize
+from .money import MISSING_EXPONENT, UNHOLDABLE_EXPONENT
+from .reference import held_pair, is_numeric, normalize
 
 
 def parse_numeric(s):
-    """'12.50' -> (1250, -2); non-strict or missing -> (0, -128)."""
+    """'12.50' -> (1250, -2) as the store holds it; non-strict or missing ->
+    (0, MISSING_EXPONENT); strictly numeric but beyond what it can hold ->
+    (0, UNHOLDABLE_EXPONENT)."""
     if not is_numeric(s):
         return 0, MISSING_EXPONENT
-    neg = s.startswith("-")
-    body = s[1:] if neg else s
-    whole, _, frac = body.partition(".")
-    m = int(whole + frac)
-    if m >= 2**63 or len(frac) > 127:
-        raise EngineError(f"numeric value {s!r} does not fit the column format")
-    return (-m if neg else m), -len(frac)
+    return held_pair(s) or (0, UNHOLDABLE_EXPONENT)
 
 
 class EventColumns:

@@ -36,12 +36,13 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from .accumulate import (
-    B_LINE, B_NW1, B_WBN, B_WBOFF, B_CWOFF, C_ALL, C_BOFF, C_FLAGS, C_GN, C_GOFF, C_KN, C_KOFF, C_NF, C_ORD, C_Q,
+    B_LINE, B_NW1, B_WBN, B_WBOFF, B_CWOFF, C_ALL, C_BOFF, C_GN, C_GOFF, C_KN, C_KOFF, C_NF, C_ORD, C_Q,
     F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, G_DIM, G_LUT, G_MULT, I_CP, I_HASHED, I_IGN, I_LOFF, I_REC, I_XOFF,
-    K_DIM, K_MOFF, K_VLUT, Q_KIND, Q_TN, Q_TOFF, Q_UCEIL, Q_UFLOOR, Q_UTIL, QK_POLY, S_DBASE, S_EP, S_HI, S_LO,
-    S_LP, S_PLAN, S_RANK, S_XBASE, T_COEF, T_FN, T_FOFF, FA_FLAGS, FA_INC, FA_MAX, FA_MIN, FA_SLOT, X_MAX,
+    K_DIM, K_MOFF, K_VLUT, Q_KIND, QK_POLY, S_DBASE, S_EP, S_HI, S_LO, S_LP, S_PLAN, S_RANK, S_XBASE, X_MAX,
+    Q_TN, Q_TOFF, Q_UCEIL, Q_UFLOOR, Q_UTIL, T_COEF, T_FN, T_FOFF, FA_FLAGS, FA_INC, FA_MAX, FA_MIN, FA_SLOT,
+    _unheld_beside,
 )
-from .kernels import OK, OVERFLOW, _add, _fixed, _ld32, _mul, _per_event
+from .kernels import _add, _fixed, _ld32, _mul, _per_event
 
 SLOW = F_LAST | F_PROR | F_CENTS | F_SIDE
 BLOCK = 1 << 18  # rows per block: the block's routed rows and quantities stay in cache
@@ -118,9 +119,10 @@ def _route(lo_i, hi_i, sub_ids, code_ids, ts, sub_lut, code_lut, ncodes, SUB, pk
 
 
 @njit(cache=True, nogil=True)
-def _quantity(j0, j1, rows, mptr, eptr, nscale, qi, Q, TERM, FAC, out, ok):
+def _quantity(j0, j1, rows, es, mptr, eptr, nscale, qi, Q, TERM, FAC, out, ok, bad):
     """out[j], ok[j] for the routed rows [j0, j1): the exact int64 quantity
-    ``qi``; returns the first overflowing j, or -1."""
+    ``qi``; a row whose value cannot be held marks its subscription in
+    ``bad`` (the exact path rates it) and is not counted here."""
     t0 = Q[qi, Q_TOFF]
     tn = Q[qi, Q_TN]
     usl = Q[qi, Q_UTIL]
@@ -130,13 +132,15 @@ def _quantity(j0, j1, rows, mptr, eptr, nscale, qi, Q, TERM, FAC, out, ok):
         i = rows[j]
         q = np.int64(0)
         good = True
+        held = True
         for tt in range(t0, t0 + tn):
             term = TERM[tt, T_COEF]
             for f in range(TERM[tt, T_FOFF], TERM[tt, T_FOFF] + TERM[tt, T_FN]):
                 sl = FAC[f, FA_SLOT]
                 x, valid, o = _fixed(mptr[sl], eptr[sl], nscale[sl], i)
                 if o:
-                    return j
+                    held = False
+                    break
                 if not valid:
                     good = False
                     break
@@ -144,18 +148,23 @@ def _quantity(j0, j1, rows, mptr, eptr, nscale, qi, Q, TERM, FAC, out, ok):
                 if fl != 0:
                     x, o = _per_event(x, fl, FAC[f, FA_INC], FAC[f, FA_MIN], FAC[f, FA_MAX])
                     if o:
-                        return j
+                        held = False
+                        break
                 term, o = _mul(term, x)
                 if o:
-                    return j
-            if not good:
+                    held = False
+                    break
+            if not (good and held):
                 break
             q, o = _add(q, term)
             if o:
-                return j
-        if good and usl >= 0:
+                held = False
+                break
+        if good and held and usl >= 0:
             u, valid, o = _fixed(mptr[usl], eptr[usl], nscale[usl], i)
-            if not valid or o:
+            if o:
+                held = False
+            elif not valid:
                 good = False
             else:
                 if u < ufl:
@@ -163,20 +172,25 @@ def _quantity(j0, j1, rows, mptr, eptr, nscale, qi, Q, TERM, FAC, out, ok):
                 if u > uce:
                     u = uce
                 q, o = _mul(q, u)
-                if o:
-                    return j
+                held = not o
+        if not good:
+            held = not _unheld_beside(qi, i, Q, TERM, FAC, mptr, eptr, nscale)
+        if not held:
+            s = np.int64(es[j])
+            bad[s if s >= 0 else -s - 1] = 1
+            good = False
         out[j] = q
         ok[j] = good
-    return -1
 
 
 @njit(cache=True, nogil=True)
 def _program(j0, j1, rows, es, er, ts, q, qok, has_q, rec, want_max,
              dptr, luts, KEY, k0, kn, masks, all_mask, ordb, ord0, nf, kp1, blut,
              BKT, boff, wb, cw, GK, g0, gn, gp1, glut,
-             dbase, lp, xbase, ep, ignb, acc, ext, ign):
-    """One fast program over the routed rows [j0, j1) of its code; returns
-    (status, subscription) -- OVERFLOW with the subscription that overflowed."""
+             dbase, lp, xbase, ep, ignb, acc, ext, ign, bad):
+    """One fast program over the routed rows [j0, j1) of its code; a sum
+    that would overflow marks its subscription in ``bad`` (the exact path
+    rates it)."""
     for j in range(j0, j1):
         s = np.int64(es[j])
         if s < 0:
@@ -224,7 +238,8 @@ def _program(j0, j1, rows, es, er, ts, q, qok, has_q, rec, want_max,
             v = q[j]
             sm, o = _add(acc[row, 1], v)
             if o:
-                return OVERFLOW, s
+                bad[s] = 1
+                continue
             acc[row, 1] = sm
             if want_max:
                 xr = xbase[s] + r * ep[s] + line
@@ -232,7 +247,6 @@ def _program(j0, j1, rows, es, er, ts, q, qok, has_q, rec, want_max,
                     ext[xr, X_MAX] = v
         else:
             acc[row, 1] += 1
-    return OK, -1
 
 
 def _map_values(keys, mapping):
@@ -337,20 +351,16 @@ class FastTables:
         self.code_rec = code_rec
         self.ncodes = ncodes
 
-    def instance_of(self, p, group, s):
-        P = int(p.arrays["SUB"][s, S_PLAN])
-        return group["xs"][P]
-
 
 def run_block(p, ft, base, lo, hi, acc):
-    """The fast programs over rows [lo, hi) into one thread's accumulators;
-    returns (status, instance, subscription) like ``run_chunk``."""
+    """The fast programs over rows [lo, hi) into one thread's accumulators
+    (a subscription the kernels cannot hold is marked in ``acc.bad``)."""
     a = p.arrays
     counts, rows, es, er = _route(lo, hi, base.subscription, base.code, base.timestamp_ms, a["sub_lut"],
                                   a["code_lut"], ft.ncodes, a["SUB"], ft.pk_fast, ft.code_rec, a["reason_dim"],
                                   a["dptr"], a["luts"], a["rlut"])
     if rows.size == 0:
-        return OK, -1, -1
+        return
     qbuf = {}
     for k in range(ft.ncodes):
         j0, j1 = int(counts[k]), int(counts[k + 1])
@@ -360,20 +370,13 @@ def run_block(p, ft, base, lo, hi, acc):
             if qi not in qbuf:
                 qbuf[qi] = (np.empty(rows.size, np.int64), np.empty(rows.size, np.bool_))
             out, ok = qbuf[qi]
-            bad = _quantity(j0, j1, rows, a["mptr"], a["eptr"], a["nscale"], qi, a["Q"], a["TERM"], a["FAC"], out, ok)
-            if bad >= 0:
-                s = int(es[bad])
-                s = -s - 1 if s < 0 else s
-                g = next(g for g in ft.by_code[k] if g["qi"] == qi and g["dbase"][s] >= 0)
-                return OVERFLOW, ft.instance_of(p, g, s), s
+            _quantity(j0, j1, rows, es, a["mptr"], a["eptr"], a["nscale"], qi, a["Q"], a["TERM"], a["FAC"], out, ok,
+                      acc.bad)
         for g in ft.by_code[k]:
             q, ok = qbuf[g["qi"]] if g["has_q"] else (_NOQ, _NOOK)  # never read without a quantity
             k0, kn, am, o0, nf, bo, g0, gn = g["static"]
-            status, s = _program(j0, j1, rows, es, er, base.timestamp_ms, q, ok, g["has_q"], g["rec"],
-                                 g["want_max"], a["dptr"], a["luts"], a["KEY"], k0, kn, a["masks"], am, a["ordb"],
-                                 o0, nf, g["kp1"], g["blut"], a["BKT"], bo, a["wb"], a["cw"], a["GK"], g0, gn,
-                                 g["gp1"], g["glut"], g["dbase"], ft.lp,
-                                 g["xbase"], ft.ep, g["ignb"], acc.acc, acc.ext, acc.ign)
-            if status != OK:
-                return status, ft.instance_of(p, g, s), s
-    return OK, -1, -1
+            _program(j0, j1, rows, es, er, base.timestamp_ms, q, ok, g["has_q"], g["rec"],
+                     g["want_max"], a["dptr"], a["luts"], a["KEY"], k0, kn, a["masks"], am, a["ordb"],
+                     o0, nf, g["kp1"], g["blut"], a["BKT"], bo, a["wb"], a["cw"], a["GK"], g0, gn,
+                     g["gp1"], g["glut"], g["dbase"], ft.lp,
+                     g["xbase"], ft.ep, g["ignb"], acc.acc, acc.ext, acc.ign, acc.bad)

@@ -8,8 +8,9 @@ kernel signature whatever the number of property columns, no tuples of
 arrays and no copies.  The caller keeps the arrays alive for the call.
 
 Overflow-checked ``_add``/``_mul`` return ``(value, overflowed)``; a kernel
-that sees an overflow stops and reports where, and the Python side raises
-``EngineOverflow``: a quantity never wraps.
+that sees an overflow (or a value it cannot hold exactly) marks the event's
+subscription and goes on, and ``rate`` rates the marked subscriptions on the
+exact path: a quantity never wraps and is never dropped.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-MISSING = -128
+from .money import MISSING_EXPONENT as MISSING, UNHOLDABLE_EXPONENT as UNHOLDABLE
+
 I64_MIN = np.int64(-(2**63))
 I64_MAX = np.int64(2**63 - 1)
 P10 = np.array([10**k for k in range(19)], dtype=np.int64)
@@ -27,7 +29,7 @@ HASH_MUL = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as int64
 NO_EXPONENT = 127  # _min_exponent of an all-missing column
 
 # status codes of the accumulator kernel
-OK, OVERFLOW, FULL = 0, 1, 2
+OK, FULL = 0, 2
 
 
 def _loader(bits):
@@ -96,23 +98,30 @@ def _ceil_div(a, b):
 
 @njit(cache=True, nogil=True)
 def _fixed(mptr, eptr, sc, i):
-    """(value, valid, overflow) of row i of a numeric column at scale sc.
-    The plan picks sc so that every valid value is exact at it."""
+    """(value, valid, unheld) of row i of a numeric column at scale sc.
+
+    ``valid`` is False for a missing or non-numeric value (the event is
+    ignored); ``unheld`` is True when the value cannot be held exactly at sc
+    (too large, finer than sc, or a value the store could not hold): the
+    caller hands its subscription to the exact path, never drops it."""
     ex = np.int64(_ld8(eptr, i))
     if ex == MISSING:
         return np.int64(0), False, False
+    if ex == UNHOLDABLE:
+        return np.int64(0), True, True
     m = _ld64(mptr, i)
     d = ex - sc
     if d == 0:
         return m, True, False
     if d > 0:
         if d > 18:
-            return np.int64(0), m == 0, m != 0
+            return np.int64(0), True, m != 0
         v, o = _mul(m, P10[d])
         return v, True, o
     if -d > 18:
-        return np.int64(0), m == 0, False
-    return m // P10[-d], True, False
+        return np.int64(0), True, m != 0
+    q = m // P10[-d]
+    return q, True, q * P10[-d] != m
 
 
 @njit(cache=True, nogil=True)
@@ -165,7 +174,7 @@ def _min_exponent(e, lo, hi):
     best = 127
     for i in range(lo, hi):
         x = np.int64(e[i])
-        if x != MISSING and x < best:
+        if x != MISSING and x != UNHOLDABLE and x < best:
             best = x
     return best
 
@@ -175,7 +184,7 @@ def _finest_exponent(m, e):
     best = 127
     for i in range(m.shape[0]):
         ex = np.int64(e[i])
-        if ex == MISSING:
+        if ex == MISSING or ex == UNHOLDABLE:
             continue
         v = m[i]
         if v == 0:
@@ -212,6 +221,9 @@ def _to_fixed(m, e, scale, p10):
     for i in range(n):
         ex = np.int64(e[i])
         if ex == MISSING:
+            continue
+        if ex == UNHOLDABLE:
+            inexact[i] = True
             continue
         d = ex - scale
         if d >= 0:

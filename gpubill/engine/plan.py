@@ -36,29 +36,20 @@ from .accumulate import (
 )
 from .kernels import NO_EXPONENT, _finest_exponent, _mark_present, _min_exponent, address
 from .money import EngineError
-from .period import NEG_INF, period_of
-from .program import END_REASON, Dynamic, Graduated, Percentage
+from .period import period_of
+from .program import END_REASON, Graduated, Percentage
 
 CENTS_PROP = "precise_total_amount_cents"
 DENSE_LIMIT = 1 << 23  # slots of one instance block above which it is hashed
 MAX_FILTERS = 63
-
-
-def _models(charge):
-    yield charge.model
-    for w in charge.windows:
-        yield w.model
-    for f in charge.filters:
-        yield f.model
-        for w in f.windows:
-            yield w.model
+FINER_DIGITS = 6  # decimals a column's scale may add to what its metrics ask for
 
 
 def needs_side(charge) -> bool:
     agg = charge.metric.aggregation
     if charge.pay_in_advance or agg in ("unique_count", "weighted_sum"):
         return True
-    ms = list(_models(charge))
+    ms = list(charge.models())
     if agg != "count" and any(isinstance(m, Percentage) for m in ms):
         return True
     return charge.prorated and agg == "sum" and any(isinstance(m, Graduated) for m in ms)
@@ -73,7 +64,7 @@ def program_key(ch):
         tuple((tuple(sorted((k, tuple(sorted(v))) for k, v in f.values.items())),
                tuple((w.from_ms, w.to_ms) for w in f.windows)) for f in ch.filters),
         tuple((w.from_ms, w.to_ms) for w in ch.windows), ch.group_by, ch.pay_in_advance, ch.prorated,
-        ch.utilization, needs_side(ch), any(isinstance(x, Dynamic) for x in _models(ch)),
+        ch.utilization, needs_side(ch), ch.reads_cents(),
     )
 
 
@@ -239,7 +230,7 @@ def build(subs, cols) -> Plan:
                 want.setdefault(u.prop, []).extend([m.property_scales.get(u.prop, -4),
                                                     polymod.decimal_exponent(u.floor),
                                                     polymod.decimal_exponent(u.ceiling)])
-        if any(isinstance(x, Dynamic) for x in _models(ch)):
+        if ch.reads_cents():
             want.setdefault(CENTS_PROP, []).append(0)
     num_names = sorted(want)
     num = {}
@@ -252,20 +243,16 @@ def build(subs, cols) -> Plan:
         if mm.shape[0] != n or ee.shape[0] != n:
             raise EngineError(f"column {p!r} has {mm.shape[0]} rows, expected {n}")
         num[p] = (mm, ee)
-    nstrings = len(cols.strings)
     dim_list = list(dims)
     for p in dim_list:
         if dims[p].shape[0] != n:
             raise EngineError(f"column {p!r} has {dims[p].shape[0]} rows, expected {n}")
+    # ids the string table gave out while the columns loaded (a read-only
+    # store's JSON numbers read as strings) may lie beyond its length
+    nstrings = max([len(cols.strings)] + [int(dims[p].max()) + 1 for p in dim_list if n])
     mins, present = _column_stats([num[p] for p in num_names], [(dims[p], nstrings) for p in dim_list], n)
     present = dict(zip(dim_list, present))
-    scales = {}
-    for p, me in zip(num_names, mins):
-        s0 = min(want[p])
-        if me < s0:  # the data has more decimals than asked for: go finer, exactly
-            fe = _finest_exponent(*num[p])
-            s0 = min(s0, int(fe)) if fe != NO_EXPONENT else s0
-        scales[p] = s0
+    scales = {p: column_scale(min(want[p]), me, num[p]) for p, me in zip(num_names, mins)}
     nslot = {p: i for i, p in enumerate(num_names)}
     dslot = {p: i for i, p in enumerate(dim_list)}
 
@@ -375,7 +362,7 @@ def build(subs, cols) -> Plan:
             flags |= F_LAST
         if ch.prorated and m.aggregation in ("sum", "unique_count"):
             flags |= F_PROR
-        if any(isinstance(x, Dynamic) for x in _models(ch)):
+        if ch.reads_cents():
             flags |= F_CENTS
         if needs_side(ch):
             flags |= F_SIDE
@@ -573,6 +560,20 @@ def build(subs, cols) -> Plan:
 def _remove_id(strings):
     rid = strings.id("remove")
     return -2 if rid is None else rid
+
+
+def column_scale(wanted: int, min_exponent: int, column) -> int:
+    """The fixed-point exponent of a numeric column: what the metrics ask
+    for, finer when the data has more decimals, but at most ``FINER_DIGITS``
+    finer: one event with 22 decimals must not push every other value of the
+    column (and every product with it) beyond int64.  A value finer than the
+    scale is not held; the kernels hand its subscription to the exact path."""
+    if min_exponent >= wanted:
+        return wanted
+    fe = int(_finest_exponent(*column))
+    if fe == NO_EXPONENT:
+        return wanted
+    return min(wanted, max(fe, wanted - FINER_DIGITS))
 
 
 def _exact_int(v, scale, prop):

@@ -25,7 +25,7 @@ from decimal import Decimal
 
 from . import models
 from .money import EXACT, ROUNDING_MODES, ratio_to_decimal
-from .program import Dynamic, Graduated, InAdvanceFee, Percentage, RatedLine, Standard
+from .program import Dynamic, Graduated, InAdvanceFee, Percentage, RatedLine, RateResult, Standard, Unrated
 from .usage import LineUsage
 
 ZERO = Decimal(0)
@@ -317,18 +317,37 @@ def advance_fees(sub, cc: ChargeCtx, bucket, group, window, events, duration_day
     return out
 
 
-def assemble(subs, periods, usages, ignored, advances) -> "RateResult":
+def unpriceable(sub, charge, error: ArithmeticError) -> Unrated:
+    """Why a charge whose amounts exceed exact Decimal arithmetic is left out."""
+    why = (f"a number beyond {EXACT.prec} significant digits" if isinstance(error, decimal.InvalidOperation)
+           else f"{type(error).__name__}: {error}")
+    return Unrated(sub.external_id, charge.id, charge.metric.code, f"cannot be priced exactly ({why})")
+
+
+def in_sub_order(subs, lines, fees, unrated: dict) -> RateResult:
+    """The result of a run: the lines and fees of the subscriptions not in
+    ``unrated`` (sub index -> Unrated), then those, in the order of ``subs``."""
+    gone = {subs[si].external_id for si in unrated}
+    if gone:
+        lines = [ln for ln in lines if ln.subscription not in gone]
+        fees = [f for f in fees if f.subscription not in gone]
+    return RateResult(tuple(lines), tuple(fees), tuple(unrated[si] for si in sorted(unrated)))
+
+
+def assemble(subs, periods, usages, ignored, advances, unrated=None) -> RateResult:
     """Price every line and fee in canonical order (the reference engine's path).
 
     ``usages``: LineUsage values; ``ignored``: (sub, charge, bucket) -> count
     of dropped events; ``advances``: (sub, charge, bucket, group, window) ->
-    [AdvanceEvent] (time order).  Every bucket of every in-arrears charge
-    gets a line: an empty one is a single line with all group keys null and
-    no window.  Ignored counts sit on the bucket's first line.
+    [AdvanceEvent] (time order); ``unrated``: sub index -> ``Unrated`` for
+    subscriptions already left out (one whose amounts cannot be priced
+    exactly joins them).  Every bucket of every in-arrears charge gets a
+    line: an empty one is a single line with all group keys null and no
+    window.  Ignored counts sit on the bucket's first line.
     """
-    from .program import RateResult
     from .usage import LineKey
 
+    unrated = dict(unrated or {})
     by_bucket: dict = {}
     for u in usages:
         by_bucket.setdefault((u.sub, u.charge, u.bucket), []).append(u)
@@ -336,30 +355,48 @@ def assemble(subs, periods, usages, ignored, advances) -> "RateResult":
     ctxs: dict = {}
     for si, sub in enumerate(subs):
         per = periods[si]
-        if per.empty:
+        if per.empty or si in unrated:
             continue
+        sub_lines = []
         for ci, charge in enumerate(sub.charges):
             if charge.pay_in_advance:
                 continue
             cc = ctxs.get(id(charge)) or ctxs.setdefault(id(charge), ChargeCtx(charge))
-            charge_lines = []
-            for b in list(range(len(charge.filters))) + [None]:
-                us = sorted(by_bucket.get((si, ci, b), []), key=LineUsage.sort_key)
-                n_ign = ignored.get((si, ci, b), 0)
-                if not us:
-                    us = [empty_usage(si, ci, charge, b)]
-                us[0].ignored = n_ign
-                for u in us:
-                    charge_lines.append(price_line(sub, cc, u, per.duration_days))
-            lines.extend(charge_lines)
-            t = true_up_line(sub, charge, charge_lines, per.eff_days, per.duration_days)
-            if t is not None:
-                lines.append(t)
+            try:
+                sub_lines.extend(_charge_lines(sub, si, ci, charge, cc, by_bucket, ignored, per))
+            except ArithmeticError as e:
+                unrated[si] = unpriceable(sub, charge, e)
+                break
+        else:
+            lines.extend(sub_lines)
     fees = []
     for key in sorted(advances, key=lambda k: LineKey(*k).sort_key()):
         si, ci, b, g, w = key
+        if si in unrated:
+            continue
         sub = subs[si]
         charge = sub.charges[ci]
         cc = ctxs.get(id(charge)) or ctxs.setdefault(id(charge), ChargeCtx(charge))
-        fees.extend(advance_fees(sub, cc, b, g, w, advances[key], periods[si].duration_days))
-    return RateResult(tuple(lines), tuple(fees))
+        try:
+            fees.extend(advance_fees(sub, cc, b, g, w, advances[key], periods[si].duration_days))
+        except ArithmeticError as e:
+            unrated[si] = unpriceable(sub, charge, e)
+    return in_sub_order(subs, lines, fees, unrated)
+
+
+def _charge_lines(sub, si, ci, charge, cc, by_bucket, ignored, per) -> list:
+    """The lines of one in-arrears charge, its true-up last."""
+    from .usage import LineUsage
+
+    out = []
+    for b in list(range(len(charge.filters))) + [None]:
+        us = sorted(by_bucket.get((si, ci, b), []), key=LineUsage.sort_key)
+        if not us:
+            us = [empty_usage(si, ci, charge, b)]
+        us[0].ignored = ignored.get((si, ci, b), 0)
+        for u in us:
+            out.append(price_line(sub, cc, u, per.duration_days))
+    t = true_up_line(sub, charge, out, per.eff_days, per.duration_days)
+    if t is not None:
+        out.append(t)
+    return out

@@ -22,8 +22,9 @@ Input side (all money and quantities are ``Decimal``; no floats anywhere):
 
 Output side: ``RatedLine`` (one per subscription x charge x filter bucket x
 group x price window), ``InAdvanceFee`` (one per event of a pay-in-advance
-charge) and ``RateResult`` holding both, in a canonical order so that two
-engines (or two runs) can be compared with ``==``.
+charge), ``Unrated`` (a subscription left out, with the reason) and
+``RateResult`` holding them, in a canonical order so that two engines (or
+two runs) can be compared with ``==``.
 """
 
 from __future__ import annotations
@@ -261,6 +262,20 @@ class ChargeSpec:
     def bucket_windows(self, bucket: Optional[int]) -> tuple:
         return self.windows if bucket is None else self.filters[bucket].windows
 
+    def models(self):
+        """Every model of the charge: its own, its windows', its filters' and theirs."""
+        yield self.model
+        for w in self.windows:
+            yield w.model
+        for f in self.filters:
+            yield f.model
+            for w in f.windows:
+                yield w.model
+
+    def reads_cents(self) -> bool:
+        """A dynamic model prices the events' precise_total_amount_cents."""
+        return any(isinstance(x, Dynamic) for x in self.models())
+
 
 @attrs.frozen
 class SubscriptionSpec:
@@ -358,6 +373,27 @@ class InAdvanceFee:
 
 
 @attrs.frozen
+class Unrated:
+    """A subscription left out of a run: none of its lines or fees are in
+    the result, and ``reason`` (one line) says why."""
+
+    subscription: str
+    charge_id: Optional[str]
+    metric: Optional[str]
+    reason: str
+
+
+class NotRated(Exception):
+    """Raised inside an engine for one subscription; the run goes on and
+    reports ``unrated`` (an ``Unrated``)."""
+
+    def __init__(self, unrated: Unrated):
+        super().__init__(unrated.reason)
+        self.unrated = unrated
+
+
+@attrs.frozen
 class RateResult:
     lines: tuple
     in_advance: tuple = ()
+    unrated: tuple = ()  # Unrated values, in the order of the subscriptions given

@@ -11,7 +11,11 @@
 4. sequences (unique_count, weighted_sum, percentage values, prorated
    graduated, pay in advance) from the sorted side buffer;
 5. pricing with ``price.price_line`` -- the same function the reference
-   engine uses -- applying each quantity's rational scale once per line.
+   engine uses -- applying each quantity's rational scale once per line;
+6. the subscriptions a kernel marked (a value it cannot hold exactly at
+   its column's scale, an int64 overflow) are rated by ``exact`` instead,
+   and one that cannot be rated at all (a value the store could not hold,
+   an amount beyond exact Decimal) is reported in ``RateResult.unrated``.
 """
 
 from __future__ import annotations
@@ -21,16 +25,19 @@ from fractions import Fraction
 
 import numpy as np
 
-from . import fast
+from . import exact, fast
 from . import plan as planmod
 from .accumulate import (
     C_BOFF, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, F_UNIQUE, I_CP, I_XOFF, S_EP, S_XBASE, X_CENTS, X_LROW, X_LTS, X_LVAL, X_MAX, X_NCOL, X_PROR, ThreadAcc, chunks,
     parallel_map, run_chunk, side_bound,
 )
-from .kernels import FULL, I64_MIN, OK, OVERFLOW
-from .money import EXACT, EngineError, EngineOverflow, ratio_to_decimal
-from .price import ZERO, ChargeCtx, advance_fees, empty_usage, price_line, price_values, slot_reason_maps, true_up_line
-from .program import Graduated, InAdvanceFee, Percentage, RateResult, Standard
+from .kernels import FULL, I64_MIN, OK
+from .money import EXACT, MISSING_EXPONENT, EngineError, ratio_to_decimal
+from .price import (
+    ZERO, ChargeCtx, advance_fees, empty_usage, in_sub_order, price_line, price_values, slot_reason_maps, true_up_line,
+    unpriceable,
+)
+from .program import Graduated, InAdvanceFee, Percentage, Standard
 from .sequence import _unique, _weighted, segments, weighted_python
 from .usage import AdvanceEvent, LineUsage
 
@@ -71,30 +78,27 @@ def run_pass(p, cols, hash_cap=None):
         cap = hash_cap or (1 << max(12, min(2 * (hi - lo), 1 << 22).bit_length())) if p.hashed else 0
         while True:
             n_ext = p.n_xdense + (cap // 2 if p.hashed_ext else 0)
-            acc = ThreadAcc(p.n_dense, cap, n_ext, side_cap, nq, p.n_ign)
+            acc = ThreadAcc(p.n_dense, cap, n_ext, side_cap, nq, p.n_ign, len(p.subs))
             if ft.any:
                 for b0 in range(lo, hi, fast.BLOCK):
-                    status, inst, s = fast.run_block(p, ft, base, b0, min(hi, b0 + fast.BLOCK), acc)
-                    if status != OK:
-                        return status, inst, s, acc
+                    fast.run_block(p, ft, base, b0, min(hi, b0 + fast.BLOCK), acc)
             if not ft.generic:
-                return OK, -1, -1, acc
-            status, inst, s = run_chunk(p, base, lo, hi, acc, ft.pk)
+                return OK, acc
+            status, _, _ = run_chunk(p, base, lo, hi, acc, ft.pk)
             if status == FULL and p.hashed:
                 cap *= 4
                 continue
-            return status, inst, s, acc
+            return status, acc
 
     results = parallel_map(one, list(zip(parts, caps)))
-    for status, inst, s, _ in results:
-        if status == OVERFLOW:
-            P, ci, cp = p.instances[inst]
-            sub = p.subs[s]
-            raise EngineOverflow("an int64 quantity overflowed; use a coarser property scale",
-                                 metric=sub.charges[ci].metric.code, subscription=sub.external_id)
-        if status == FULL:  # pragma: no cover - the side bound is exact
-            raise EngineError("side buffer overflow")
-    return base, [r[3] for r in results]
+    if any(status == FULL for status, _ in results):  # pragma: no cover - the side bound is exact
+        raise EngineError("side buffer overflow")
+    return base, [acc for _, acc in results]
+
+
+def unheld(accs) -> list[int]:
+    """The subscriptions (indices) some kernel could not hold exactly."""
+    return np.flatnonzero(np.bitwise_or.reduce([a.bad for a in accs])).tolist()
 
 
 def _total(parts):
@@ -177,7 +181,6 @@ def _latest(parts_ts, parts_row, parts_val):
 
 
 def decode(p, accs):
-    R = p.R
     nd_ = p.n_dense
     INST = p.arrays["INST"]
     CP = p.arrays["CP"]
@@ -320,7 +323,6 @@ def _side(p, base, accs, d):
     """Sequences per line index (into d's arrays): sorted event rows and values."""
     if not any(a.nside for a in accs):
         return {}
-    R = p.R
     slot = np.concatenate([a.side[0][: a.nside] for a in accs])
     idx = np.concatenate([a.side[1][: a.nside] for a in accs])
     val = np.concatenate([a.side[2][: a.nside] for a in accs])
@@ -366,13 +368,23 @@ def _side(p, base, accs, d):
 
 
 def rate(subscriptions, cols):
-    """Rate ``subscriptions`` over the event columns ``cols`` (store format)."""
+    """Rate ``subscriptions`` over the event columns ``cols`` (store format).
+
+    A subscription some kernel could not hold exactly (a value beyond int64
+    at its column's scale, an overflowing product or sum) is rated on the
+    exact path (``exact.rate_exact``) instead; one that cannot be rated at
+    all is reported in ``RateResult.unrated``.  The others are never held up.
+    """
     p = planmod.build(subscriptions, cols)
     base, accs = run_pass(p, cols)
+    bad = unheld(accs)
     d = decode(p, accs)
     ignored = _ignored(p, accs)
     side = _side(p, base, accs, d)
-    return _assemble(p, base, d, ignored, side)
+    result = _assemble(p, base, d, ignored, side, set(bad))
+    if bad:
+        result = exact.merge(p.subs, result, exact.rate_exact(p, bad))
+    return result
 
 
 class _Lines:
@@ -413,7 +425,7 @@ def _full(p, L, k, agg, pr, per, side, Dn, Dd):
     return (seq["weighted"] * Dn, Dd * per.duration_days * 86_400_000), None, seq
 
 
-def _assemble(p, base, d, ignored, side):
+def _assemble(p, base, d, ignored, side, skip):
     """Every line and fee, priced.  The cyclic garbage collector is paused
     meanwhile: pricing allocates a few objects per line, none of them in a
     cycle, and collections triggered by those allocations would rescan
@@ -421,24 +433,25 @@ def _assemble(p, base, d, ignored, side):
     was = gc.isenabled()
     gc.disable()
     try:
-        return _assemble_lines(p, base, d, ignored, side)
+        return _assemble_lines(p, base, d, ignored, side, skip)
     finally:
         if was:
             gc.enable()
 
 
-def _assemble_lines(p, base, d, ignored, side):
+def _assemble_lines(p, base, d, ignored, side, skip):
     L = _Lines(p, d)
     si_l, b_l, g_l, w_l, cp_l = L.si, L.b, L.g, L.w, L.cp
     by_sc: dict = {}
     for k in L.order:
         by_sc.setdefault((si_l[k], L.ci[k]), []).append(k)
     qnd = [(D.numerator, D.denominator) for D in p.q_scale]
-    rv, R = p.reason_values, p.R
+    rv = p.reason_values
     reason_of = [rv[r] for r in L.reason]
     cnt, sm = L.cnt, L.sm
     groups: dict = {}
     lines, fees = [], []
+    unrated: dict = {}
     ctxs: dict = {}
     txs = getattr(p.cols, "transaction_ids", None)
     adv_keys = []
@@ -447,72 +460,78 @@ def _assemble_lines(p, base, d, ignored, side):
     r2d = ratio_to_decimal
     for si, sub in enumerate(p.subs):
         per = p.periods[si]
-        if per.empty:
+        if per.empty or si in skip:
             continue
         dd = per.duration_days
-        for ci, charge in enumerate(sub.charges):
-            cc = ctxs.get(id(charge))
-            if cc is None:
-                cc = ctxs[id(charge)] = ChargeCtx(charge)
-            ks = by_sc.get((si, ci), ())
-            if charge.pay_in_advance:
-                for k in ks:
-                    adv_keys.append((si, ci, k))
-                continue
-            agg = cc.agg
-            simple = cc.rounding is None and not cc.is_prorated and agg in ("count", "sum", "max", "latest")
-            nf = len(charge.filters)
-            charge_lines = []
-            j = 0
-            nks = len(ks)
-            for b in range(nf + 1):
-                bucket = None if b == nf else b
-                first = True
-                n_ign = ignored.get((si, ci, bucket), 0) if ignored else 0
-                while j < nks and b_l[ks[j]] == b:
-                    k = ks[j]
-                    j += 1
-                    cp = cp_l[k]
-                    pr = p.programs[cp]
-                    Dn, Dd = qnd[pr.q]
-                    if simple and not pr.flags & (F_SIDE | F_CENTS):
-                        # count / sum / max / latest, no rounding, no proration: straight to price_values
-                        v = count_l[k] if agg == "count" else sum_l[k] if agg == "sum" else \
-                            max_l[k] if agg == "max" else max(lval_l[k], 0)
-                        full = r2d(v * Dn, Dd)
-                        lazy = (slot_reason_maps, (reason_of, sm, cnt, starts[k], ends[k], Dn, Dd, full, v))
+        mark = len(lines)
+        ci = 0
+        try:
+            for ci, charge in enumerate(sub.charges):
+                cc = ctxs.get(id(charge))
+                if cc is None:
+                    cc = ctxs[id(charge)] = ChargeCtx(charge)
+                ks = by_sc.get((si, ci), ())
+                if charge.pay_in_advance:
+                    for k in ks:
+                        adv_keys.append((si, ci, k))
+                    continue
+                agg = cc.agg
+                simple = cc.rounding is None and not cc.is_prorated and agg in ("count", "sum", "max", "latest")
+                nf = len(charge.filters)
+                charge_lines = []
+                j = 0
+                nks = len(ks)
+                for b in range(nf + 1):
+                    bucket = None if b == nf else b
+                    first = True
+                    n_ign = ignored.get((si, ci, bucket), 0) if ignored else 0
+                    while j < nks and b_l[ks[j]] == b:
+                        k = ks[j]
+                        j += 1
+                        cp = cp_l[k]
+                        pr = p.programs[cp]
+                        Dn, Dd = qnd[pr.q]
+                        if simple and not pr.flags & (F_SIDE | F_CENTS):
+                            # count / sum / max / latest, no rounding, no proration: straight to price_values
+                            v = count_l[k] if agg == "count" else sum_l[k] if agg == "sum" else \
+                                max_l[k] if agg == "max" else max(lval_l[k], 0)
+                            full = r2d(v * Dn, Dd)
+                            lazy = (slot_reason_maps, (reason_of, sm, cnt, starts[k], ends[k], Dn, Dd, full, v))
+                            w = w_l[k]
+                            group = _cached_group(groups, p, pr, cp, g_l[k])
+                            charge_lines.append(price_values(
+                                sub, cc, bucket, None if w == 0 else w - 1, group, full, full, False, count_l[k],
+                                None, None, n_ign if first else 0, None, dd, lazy))
+                            first = False
+                            continue
+                        full, pror, seq = _full(p, L, k, agg, pr, per, side, Dn, Dd)
                         w = w_l[k]
+                        window = None if w == 0 else w - 1
                         group = _cached_group(groups, p, pr, cp, g_l[k])
-                        charge_lines.append(price_values(
-                            sub, cc, bucket, None if w == 0 else w - 1, group, full, full, False, count_l[k],
-                            None, None, n_ign if first else 0, None, dd, lazy))
+                        reasons = tuple((reason_of[x], sm[x] * Dn, Dd, cnt[x]) for x in range(L.starts[k], L.ends[k]))
+                        cents = (0, 1)
+                        if pr.flags & F_CENTS:
+                            c = L.cents[k]
+                            cents = (c * 10**sc, 1) if sc >= 0 else (c, 10 ** (-sc))
+                        u = LineUsage(si, ci, bucket, group, window, full, L.count[k],
+                                      pror if charge.prorated else None, reasons, cents, None, None,
+                                      n_ign if first else 0)
+                        if pr.flags & F_SIDE:
+                            seq = seq or side.get(k)
+                            if seq is not None:
+                                _seq_fields(p, u, cc, pr, seq, per, bucket, window)
                         first = False
-                        continue
-                    full, pror, seq = _full(p, L, k, agg, pr, per, side, Dn, Dd)
-                    w = w_l[k]
-                    window = None if w == 0 else w - 1
-                    group = _cached_group(groups, p, pr, cp, g_l[k])
-                    reasons = tuple((reason_of[x], sm[x] * Dn, Dd, cnt[x]) for x in range(L.starts[k], L.ends[k]))
-                    cents = (0, 1)
-                    if pr.flags & F_CENTS:
-                        c = L.cents[k]
-                        cents = (c * 10**sc, 1) if sc >= 0 else (c, 10 ** (-sc))
-                    u = LineUsage(si, ci, bucket, group, window, full, L.count[k],
-                                  pror if charge.prorated else None, reasons, cents, None, None,
-                                  n_ign if first else 0)
-                    if pr.flags & F_SIDE:
-                        seq = seq or side.get(k)
-                        if seq is not None:
-                            _seq_fields(p, u, cc, pr, seq, per, bucket, window)
-                    first = False
-                    charge_lines.append(price_line(sub, cc, u, dd))
-                if first:
-                    charge_lines.append(price_line(sub, cc, empty_usage(si, ci, charge, bucket, n_ign), dd))
-            lines.extend(charge_lines)
-            if charge.min_amount is not None:
-                t = true_up_line(sub, charge, charge_lines, per.eff_days, dd)
-                if t is not None:
-                    lines.append(t)
+                        charge_lines.append(price_line(sub, cc, u, dd))
+                    if first:
+                        charge_lines.append(price_line(sub, cc, empty_usage(si, ci, charge, bucket, n_ign), dd))
+                lines.extend(charge_lines)
+                if charge.min_amount is not None:
+                    t = true_up_line(sub, charge, charge_lines, per.eff_days, dd)
+                    if t is not None:
+                        lines.append(t)
+        except ArithmeticError as e:  # beyond exact Decimal: this subscription is left out
+            del lines[mark:]
+            unrated[si] = unpriceable(sub, sub.charges[ci], e)
     # pay in advance: canonical order is (sub, charge, bucket, group, window) = d.order
     if txs is None and adv_keys and hasattr(p.cols, "transaction_ids_of"):
         # the store resolves the (few) rows that became fees in one query
@@ -521,21 +540,27 @@ def _assemble_lines(p, base, d, ignored, side):
             rowids = np.unique(np.concatenate(wanted))
             txs = _ByRowid(dict(zip(rowids.tolist(), p.cols.transaction_ids_of(rowids))), p.cols.rowid)
     for si, ci, k in adv_keys:
+        if si in unrated:
+            continue
         sub = p.subs[si]
         charge = sub.charges[ci]
-        pr = p.programs[cp_l[k]]
-        nf = pr.nf
-        b = b_l[k]
-        w = w_l[k]
-        group = _group_tuple(p, pr, g_l[k]) if pr.group_by else ()
-        bucket, window = None if b == nf else b, None if w == 0 else w - 1
-        cc = ctxs[id(charge)]
-        if _linear_advance(cc, pr, bucket, window):
-            fees.extend(_linear_advance_fees(p, sub, cc, pr, side.get(k), txs, bucket, group, window))
-            continue
-        evs = _advance_events(p, charge, pr, side.get(k), txs, p.periods[si].eff_days)
-        fees.extend(advance_fees(sub, cc, bucket, group, window, evs, p.periods[si].duration_days))
-    return RateResult(tuple(lines), tuple(fees))
+        try:
+            fees.extend(_fees_of_line(p, side, txs, ctxs, sub, charge, cp_l[k], b_l[k], w_l[k], g_l[k], si, k))
+        except ArithmeticError as e:
+            unrated[si] = unpriceable(sub, charge, e)
+    return in_sub_order(p.subs, lines, fees, unrated)
+
+
+def _fees_of_line(p, side, txs, ctxs, sub, charge, cp, b, w, g, si, k) -> list:
+    """The in-advance fees of decoded line k."""
+    pr = p.programs[cp]
+    group = _group_tuple(p, pr, g) if pr.group_by else ()
+    bucket, window = None if b == pr.nf else b, None if w == 0 else w - 1
+    cc = ctxs[id(charge)]
+    if _linear_advance(cc, pr, bucket, window):
+        return _linear_advance_fees(p, sub, cc, pr, side.get(k), txs, bucket, group, window)
+    evs = _advance_events(p, charge, pr, side.get(k), txs, p.periods[si].eff_days)
+    return advance_fees(sub, cc, bucket, group, window, evs, p.periods[si].duration_days)
 
 
 def _cached_group(groups: dict, p, pr, cp, g) -> tuple:
@@ -631,7 +656,7 @@ def _advance_events(p, ch, pr, seq, txs, eff_days):
     for i, v, x, t, r in zip(seq["idx"].tolist(), seq["val"].tolist(), seq["aux"].tolist(), seq["ts"].tolist(),
                              seq["rowid"].tolist()):
         cents = Fraction(0)
-        if cents_m is not None and cents_e[i] != -128:
+        if cents_m is not None and cents_e[i] != MISSING_EXPONENT:
             cents = int(cents_m[i]) * Fraction(10) ** int(cents_e[i])
         weight = None
         if agg == "unique_count":

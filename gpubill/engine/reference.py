@@ -22,7 +22,11 @@ The rules, for each subscription and charge:
   price windows with ``from_ms <= ts < to_ms``.
 * Quantity: every property the quantity uses must match
   ``^-?[0-9]+(\\.[0-9]+)?$`` (and so must the utilization property), else
-  the event is ignored and not counted.  Per-event rounding applies to the
+  the event is ignored and not counted.  A strictly numeric value that the
+  store cannot hold (``held_pair``: more than an int64 mantissa, or an
+  exponent outside -126..127) is never ignored: its subscription is left
+  out of the run (``RateResult.unrated``), and so is one whose amounts
+  cannot be priced exactly; every other subscription is rated.  Per-event rounding applies to the
   property, then the expression, then ``* min(max(u, floor), ceiling)``.
 * count: number of events.  sum: sum.  max: max (0 when empty).  latest:
   the value with the greatest (timestamp, rowid), negative -> 0.
@@ -44,17 +48,68 @@ from decimal import Decimal
 from fractions import Fraction
 
 from . import poly as polymod
+from .money import MANTISSA_LIMIT, MAX_DIGITS, MAX_EXPONENT, MAX_FRACTION_DIGITS, MIN_EXPONENT
 from .period import NEG_INF, period_of
 from .price import assemble, line_model
-from .program import END_REASON, Graduated, Percentage
+from .program import END_REASON, Graduated, NotRated, Percentage, Unrated
 from .usage import AdvanceEvent, LineUsage, nd
 
 NUMERIC = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 REMOVE = "remove"
+CENTS = "precise_total_amount_cents"
 
 
 def is_numeric(s) -> bool:
     return s is not None and NUMERIC.fullmatch(s) is not None
+
+
+def held_pair(s: str) -> tuple[int, int] | None:
+    """(mantissa, exponent) of a strictly numeric string as the store holds
+    it (gpubill/store/numeric.py ``parse_strict``, step for step): at most
+    ``MAX_DIGITS`` significant digits (more only when the extra ones are
+    zeros), trailing zeros dropped only while the mantissa exceeds int64 or
+    the exponent is below ``-MAX_FRACTION_DIGITS``, zero always held; None
+    when the value cannot be held (a test holds the two rules equal)."""
+    neg = s.startswith("-")
+    ip, _, fp = (s[1:] if neg else s).partition(".")
+    sig = (ip + fp).lstrip("0")
+    e = -len(fp)
+    if len(sig) > MAX_DIGITS:
+        cut = len(sig) - MAX_DIGITS
+        if sig[-cut:].strip("0"):
+            return None
+        sig, e = sig[:MAX_DIGITS], e + cut
+    m = int(sig) if sig else 0
+    if m == 0:
+        return 0, min(max(e, -MAX_FRACTION_DIGITS), 0)
+    while (m > MANTISSA_LIMIT or e < -MAX_FRACTION_DIGITS) and m % 10 == 0:
+        m //= 10
+        e += 1
+    if m > MANTISSA_LIMIT or not MIN_EXPONENT <= e <= MAX_EXPONENT:
+        return None
+    return (-m if neg else m), e
+
+
+class Unholdable(Exception):
+    """A strictly numeric value the store cannot hold exactly (``held_pair``)."""
+
+    def __init__(self, prop: str):
+        super().__init__(prop)
+        self.prop = prop
+
+    def unrated(self, sub, charge, tx) -> Unrated:
+        return Unrated(sub.external_id, charge.id, charge.metric.code,
+                       f'event "{tx}": {self.prop} is a number too large or too precise to hold exactly '
+                       f"(its digits exceed a 64-bit integer, or it has more than {-MIN_EXPONENT} decimals)")
+
+
+def _number(s, prop):
+    """The exact value of a property string; None if not strictly numeric."""
+    if not is_numeric(s):
+        return None
+    if held_pair(s) is None:
+        raise Unholdable(prop)
+    return Fraction(Decimal(s))
 
 
 def _str(v):
@@ -78,7 +133,7 @@ def normalize(events):
     out = []
     for i, e in enumerate(events):
         props = {k: _str(v) for k, v in (e.get("properties") or {}).items() if v is not None}
-        cents = _str(e.get("precise_total_amount_cents"))
+        cents = _str(e.get(CENTS))
         out.append(
             dict(
                 tx=e.get("transaction_id", ""),
@@ -87,7 +142,7 @@ def normalize(events):
                 ts=_timestamp_ms(e),
                 rowid=int(e.get("rowid", i)),
                 props=props,
-                cents=Fraction(Decimal(cents)) if is_numeric(cents) else Fraction(0),
+                cents=cents if is_numeric(cents) else None,
             )
         )
     return out
@@ -110,29 +165,36 @@ def window_of(windows, ts):
 
 
 def quantity(charge, poly, props):
-    """The event's exact per-event quantity, or None when it is ignored."""
+    """The event's exact per-event quantity, or None when it is ignored.
+    Raises ``Unholdable`` when a value it reads cannot be held, even beside
+    a missing one (an event is never ignored for holding a huge number)."""
     m = charge.metric
     if m.aggregation == "count":
         return Fraction(1)
     if m.aggregation == "unique_count":
         return Fraction(1) if props.get(m.field) is not None else None
-    values = {}
-    for p in poly.props():
-        s = props.get(p)
-        if not is_numeric(s):
-            return None
-        values[p] = Fraction(Decimal(s))
+    names = list(poly.props())
+    if charge.utilization is not None:
+        names.append(charge.utilization.prop)
+    values = {p: _number(props.get(p), p) for p in names}
+    if any(v is None for v in values.values()):
+        return None
     for rule in m.per_event:
         if rule.prop in values:
             values[rule.prop] = polymod.per_event_fraction(rule, values[rule.prop])
-    q = poly.evaluate(values)
+    q = poly.evaluate({p: values[p] for p in poly.props()})
     if charge.utilization is not None:
         u = charge.utilization
-        s = props.get(u.prop)
-        if not is_numeric(s):
-            return None
-        q *= min(max(Fraction(Decimal(s)), Fraction(u.floor)), Fraction(u.ceiling))
+        q *= min(max(values[u.prop], Fraction(u.floor)), Fraction(u.ceiling))
     return q
+
+
+def event_cents(charge, e) -> Fraction:
+    """The event's precise_total_amount_cents (0 when absent or not numeric);
+    ``Unholdable`` when a dynamic charge reads one it cannot hold."""
+    if e["cents"] is None or not charge.reads_cents():
+        return Fraction(0)
+    return _number(e["cents"], CENTS)
 
 
 def _unique_prorated(rows, per):
@@ -221,41 +283,59 @@ def rate_reference(subscriptions, events):
     for e in evs:
         by_pair.setdefault((e["sub"], e["code"]), []).append(e)
     periods = [period_of(s) for s in subs]
-    usages, ignored, advances = [], {}, {}
+    usages, ignored, advances, unrated = [], {}, {}, {}
     for si, sub in enumerate(subs):
-        per = periods[si]
-        if per.empty:
+        if periods[si].empty:
             continue
-        for ci, charge in enumerate(sub.charges):
-            m = charge.metric
-            q_expr = m.quantity()
-            poly = polymod.compile_expr(q_expr, m.unit_scale) if q_expr is not None else None
-            lo = NEG_INF if (m.recurring and not charge.pay_in_advance) else per.lo
-            lines: dict = {}
-            for e in by_pair.get((sub.external_id, m.event_code), ()):
-                if not lo <= e["ts"] <= per.hi:
-                    continue
-                props = e["props"]
-                b = bucket_of(charge, props)
+        try:
+            u, ig, adv = _subscription(si, sub, periods[si], by_pair)
+        except NotRated as x:
+            unrated[si] = x.unrated
+            continue
+        usages.extend(u)
+        ignored.update(ig)
+        advances.update(adv)
+    return assemble(subs, periods, usages, ignored, advances, unrated)
+
+
+def _subscription(si, sub, per, by_pair):
+    """One subscription's line usages, ignored counts and advance sequences;
+    ``NotRated`` when one of its events holds a value that cannot be held."""
+    usages, ignored, advances = [], {}, {}
+    for ci, charge in enumerate(sub.charges):
+        m = charge.metric
+        q_expr = m.quantity()
+        poly = polymod.compile_expr(q_expr, m.unit_scale) if q_expr is not None else None
+        lo = NEG_INF if (m.recurring and not charge.pay_in_advance) else per.lo
+        lines: dict = {}
+        for e in by_pair.get((sub.external_id, m.event_code), ()):
+            if not lo <= e["ts"] <= per.hi:
+                continue
+            props = e["props"]
+            b = bucket_of(charge, props)
+            try:
                 q = quantity(charge, poly, props)
-                if q is None:
-                    ignored[(si, ci, b)] = ignored.get((si, ci, b), 0) + 1
-                    continue
-                w = window_of(charge.bucket_windows(b), e["ts"])
-                key = (b, tuple(props.get(k) for k in charge.group_by), w)
-                uid = props.get(m.field) if m.aggregation == "unique_count" else None
-                lines.setdefault(key, []).append(
-                    dict(ts=e["ts"], rowid=e["rowid"], tx=e["tx"], q=q, cents=e["cents"], uid=uid,
-                         remove=props.get("operation_type") == REMOVE, reason=props.get(END_REASON))
-                )
-            for key, rows in lines.items():
-                if charge.pay_in_advance:
-                    rows.sort(key=lambda r: (r["ts"], r["rowid"]))
-                    advances[(si, ci) + key] = [
-                        AdvanceEvent(r["ts"], r["rowid"], r["tx"], r["q"], r["cents"], r["uid"], r["remove"],
-                                     per.eff_days - max(per.day_index(r["ts"]), 0))
-                        for r in rows
-                    ]
-                else:
-                    usages.append(_aggregate(charge, si, ci, key, rows, per))
-    return assemble(subs, periods, usages, ignored, advances)
+                cents = event_cents(charge, e) if q is not None else None
+            except Unholdable as x:
+                raise NotRated(x.unrated(sub, charge, e["tx"])) from None
+            if q is None:
+                ignored[(si, ci, b)] = ignored.get((si, ci, b), 0) + 1
+                continue
+            w = window_of(charge.bucket_windows(b), e["ts"])
+            key = (b, tuple(props.get(k) for k in charge.group_by), w)
+            uid = props.get(m.field) if m.aggregation == "unique_count" else None
+            lines.setdefault(key, []).append(
+                dict(ts=e["ts"], rowid=e["rowid"], tx=e["tx"], q=q, cents=cents, uid=uid,
+                     remove=props.get("operation_type") == REMOVE, reason=props.get(END_REASON))
+            )
+        for key, rows in lines.items():
+            if charge.pay_in_advance:
+                rows.sort(key=lambda r: (r["ts"], r["rowid"]))
+                advances[(si, ci) + key] = [
+                    AdvanceEvent(r["ts"], r["rowid"], r["tx"], r["q"], r["cents"], r["uid"], r["remove"],
+                                 per.eff_days - max(per.day_index(r["ts"]), 0))
+                    for r in rows
+                ]
+            else:
+                usages.append(_aggregate(charge, si, ci, key, rows, per))
+    return usages, ignored, advances

@@ -17,7 +17,7 @@ import attrs
 from gpubill.engine import poly as polymod
 from gpubill.engine.period import NEG_INF, period_of
 from gpubill.engine.program import SubscriptionSpec
-from gpubill.engine.reference import bucket_of, normalize, quantity, window_of
+from gpubill.engine.reference import Unholdable, bucket_of, normalize, quantity, window_of
 
 
 @attrs.frozen
@@ -59,9 +59,18 @@ def trace(sub: SubscriptionSpec, events: Iterable[dict]) -> dict[LineRef, list[E
             props = e["props"]
             b = bucket_of(charge, props)
             flt = () if b is None else tuple(sorted((k, tuple(sorted(v))) for k, v in charge.filters[b].values.items()))
-            counted = quantity(charge, poly, props) is not None
+            counted = _counted(charge, poly, props)
             w = window_of(charge.bucket_windows(b), e["ts"]) if counted else None
             group = tuple((k, props.get(k)) for k in charge.group_by)
             key = LineRef(charge.id, flt, group, w)
             out.setdefault(key, []).append(EventRef(e["tx"], e["ts"], counted))
     return out
+
+
+def _counted(charge, poly, props) -> bool:
+    """Whether the event enters its line (a value that cannot be held leaves
+    the whole subscription out: it counts nowhere)."""
+    try:
+        return quantity(charge, poly, props) is not None
+    except Unholdable:
+        return False

@@ -131,8 +131,10 @@ def _ingest(store, events: list[dict]) -> dict[str, int]:
 
 
 def summary_rows(result: DemoResult) -> list[dict]:
-    """One row per customer: totals and the line that explains most of the bill."""
+    """One row per customer: totals and the line that explains most of the bill
+    (a subscription left out of the rating says so instead, with 0 totals)."""
     draft, final = totals(result.draft), totals(result.final)
+    left_out = {u.subscription: u for _, u in result.final.unrated()}
     rows = []
     for b in result.final.billed:
         sid = b.spec.external_id
@@ -145,7 +147,10 @@ def summary_rows(result: DemoResult) -> list[dict]:
                 advance.setdefault(fee.charge_id, []).append(fee)
         adv_top = max(advance.items(), key=lambda kv: sum(f.amount for f in kv[1]), default=None)
         adv_total = sum((f.amount for f in adv_top[1]), Decimal(0)) if adv_top else Decimal(0)
-        if adv_top and (top is None or adv_total > top.amount):
+        if sid in left_out:
+            u = left_out[sid]
+            where = f"NOT RATED ({u.charge_id}): {u.reason}"
+        elif adv_top and (top is None or adv_total > top.amount):
             where = f"{adv_top[0]}: {len(adv_top[1])} fees paid in advance = {adv_total}"
         elif top is not None and top.amount > 0:
             dims = ", ".join(f"{k}={'|'.join(sorted(v))}" for k, v in (top.filter or {}).items())
@@ -164,6 +169,7 @@ def summary_rows(result: DemoResult) -> list[dict]:
                 "late": final.get(sid, Decimal(0)) - draft.get(sid, Decimal(0)),
                 "total": final.get(sid, Decimal(0)),
                 "top_line": where,
+                "rated": sid not in left_out,
             }
         )
     return rows

@@ -21,7 +21,7 @@ from gpubill.dsl.diagnostics import render_text
 from gpubill.dsl.resolve import Catalog
 from gpubill.engine import billing_calendar as cal
 from gpubill.engine.compile import CompileError, compile_subscription, plan_for, timezone_of
-from gpubill.engine.program import RateResult, SubscriptionSpec
+from gpubill.engine.program import RateResult, SubscriptionSpec, Unrated
 
 
 class ServiceError(Exception):
@@ -50,6 +50,24 @@ class RateReport:
     catalog: Catalog
     sources: dict
     traces: dict = attrs.field(factory=dict)  # subscription id -> {LineRef: [EventRef]} (explain only)
+
+    def rated(self) -> list[Billed]:
+        """The subscriptions with lines in the result (not left out)."""
+        left_out = {u.subscription for u in self.result.unrated}
+        return [b for b in self.billed if b.spec.external_id not in left_out]
+
+    def unrated(self) -> list[tuple[Billed, Unrated]]:
+        """The subscriptions left out of the run, each with why."""
+        by_id = {b.spec.external_id: b for b in self.billed}
+        return [(by_id[u.subscription], u) for u in self.result.unrated]
+
+
+def unrated_text(billed: Billed, u: Unrated) -> str:
+    """One line: which subscription was left out, whose, where and why."""
+    c = billed.contract
+    who = f'customer "{c.customer.id.value}", ' if c.customer is not None else ""
+    where = f"charge {u.charge_id} (metric {u.metric})" if u.charge_id else "its charges"
+    return f'subscription "{u.subscription}" ({who}contract "{c.name.name}") not rated: {where}: {u.reason}'
 
 
 def load_catalog(paths: Sequence[str]) -> tuple[Catalog, dict[str, str]]:
@@ -164,7 +182,9 @@ def read_window(billed: Sequence[Billed]) -> dict:
 
 
 def rate_billed(store, billed: Sequence[Billed], engine: str = "fast") -> RateResult:
-    """Run the engine over the store's events for these subscriptions."""
+    """Run the engine over the store's events for these subscriptions.  A
+    subscription that cannot be rated is in ``RateResult.unrated``; the
+    others are rated."""
     from gpubill.engine.money import EngineError
 
     specs = [b.spec for b in billed]
@@ -175,12 +195,51 @@ def rate_billed(store, billed: Sequence[Billed], engine: str = "fast") -> RateRe
         if engine == "reference":
             from gpubill.engine.reference import rate_reference
 
-            return rate_reference(specs, store.events_as_dicts(**window))
+            return rate_reference(specs, reference_events(store, window))
         from gpubill.engine.rate import rate
 
         return rate(specs, store.read_columns(**window))
-    except EngineError as e:  # e.g. a quantity beyond int64 fixed point: refused, never wrapped
+    except EngineError as e:  # a program the engine cannot run at all
         raise ServiceError(f"cannot rate exactly: {e}") from None
+
+
+def reference_events(store, window: dict) -> list[dict]:
+    """The store's events as the reference engine reads them: every property
+    value as the string the store's columns hold for it (what the fast
+    engine compares), a JSON number through its shortest decimal form."""
+    events = store.events_as_dicts(**window)
+    for e in events:
+        props = e["properties"]
+        for k, v in props.items():
+            if type(v) in (float, dict, list):
+                props[k] = property_text(v)
+        e["precise_total_amount_cents"] = _cents_text(e["precise_total_amount_cents"])
+    return events
+
+
+def property_text(v) -> str:
+    """The store's string form of a JSON float, object or array property."""
+    from gpubill.store.numeric import format_decimal, from_number, held
+    from gpubill.store.validate import dumps_any
+
+    if type(v) is float:
+        m, e = from_number(v)
+        return format_decimal(m, e) if held(e) else repr(v)
+    return dumps_any(v).decode()
+
+
+def _cents_text(text: str | None) -> str | None:
+    """precise_total_amount_cents as text: a JSON number comes back from
+    SQLite as Python's str() of it ("1e+16"); the store held its exact
+    decimal, so read it the same way."""
+    from gpubill.store.numeric import STRICT
+
+    if text is None or STRICT.fullmatch(text):
+        return text
+    try:
+        return property_text(float(text))
+    except ValueError:
+        return text
 
 
 def trace_billed(store, billed: Sequence[Billed]) -> dict:
@@ -189,9 +248,7 @@ def trace_billed(store, billed: Sequence[Billed]) -> dict:
 
     out = {}
     for b in billed:
-        window = read_window([b])
-        events = store.events_as_dicts(**window)
-        out[b.spec.external_id] = trace(b.spec, events)
+        out[b.spec.external_id] = trace(b.spec, reference_events(store, read_window([b])))
     return out
 
 
@@ -205,8 +262,8 @@ def rate_period(store, contract_paths: Sequence[str], period_text: str, customer
 
 
 def totals(report: RateReport) -> dict[str, Decimal]:
-    """Sum of rounded line amounts per subscription (in-advance fees included)."""
-    out: dict[str, Decimal] = {b.spec.external_id: Decimal(0) for b in report.billed}
+    """Sum of rounded line amounts per rated subscription (in-advance fees included)."""
+    out: dict[str, Decimal] = {b.spec.external_id: Decimal(0) for b in report.rated()}
     for line in report.result.lines:
         out[line.subscription] = out.get(line.subscription, Decimal(0)) + line.amount
     for fee in report.result.in_advance:

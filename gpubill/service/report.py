@@ -148,7 +148,7 @@ def report_json(report: RateReport, explain: bool = False) -> dict:
         fees.setdefault(fee.subscription, []).append(fee)
     tot = totals(report)
     subs = []
-    for b in report.billed:
+    for b in report.rated():
         sid = b.spec.external_id
         subs.append(
             {
@@ -177,7 +177,18 @@ def report_json(report: RateReport, explain: bool = False) -> dict:
                 "total": _s(tot.get(sid, Decimal(0))),
             }
         )
-    return {"schema": SCHEMA_VERSION, "subscriptions": subs}
+    unrated = [
+        {
+            "external_subscription_id": u.subscription,
+            "contract": b.contract.name.name,
+            "customer": b.contract.customer.id.value if b.contract.customer else None,
+            "charge": u.charge_id,
+            "metric": u.metric,
+            "reason": u.reason,
+        }
+        for b, u in report.unrated()
+    ]
+    return {"schema": SCHEMA_VERSION, "subscriptions": subs, "unrated": unrated}
 
 
 def display(d: Decimal | None, places: int = 6) -> str:
@@ -210,7 +221,7 @@ def report_table(report: RateReport, explain: bool = False, file=None) -> None:
     for line in report.result.lines:
         by_sub.setdefault(line.subscription, []).append(line)
     tot = totals(report)
-    for b in report.billed:
+    for b in report.rated():
         sid = b.spec.external_id
         title = f"{b.contract.name.name} ({sid}) · plan {b.plan.name.name} · {b.period.label} · {b.currency}"
         t = Table(title=title, title_justify="left", show_lines=False)

@@ -1,4 +1,4 @@
-"""Exactness at the edges of int64: overflow is reported, never wrapped."""
+"""Exactness at the edges of int64: an overflow is never wrapped; the exact path rates it."""
 
 from decimal import Decimal as D
 
@@ -7,7 +7,7 @@ import pytest
 
 from gpubill.engine.columns import EventColumns
 from gpubill.engine.kernels import _add, _mul
-from gpubill.engine.money import EngineOverflow, ratio_to_decimal
+from gpubill.engine.money import ratio_to_decimal
 from gpubill.engine.program import ChargeSpec, MetricSpec, Standard, SubscriptionSpec
 from gpubill.engine.rate import rate
 from gpubill.engine.reference import rate_reference
@@ -31,23 +31,23 @@ def _ev(v, i, ts=T0):
                 properties={"v": v})
 
 
-def test_sum_overflow_names_the_metric_and_subscription():
+def test_a_sum_beyond_int64_is_rated_exactly_on_the_exact_path():
     m = MetricSpec("big", "e", "sum", field="v")
     subs = [SubscriptionSpec("s", (ChargeSpec("c", m, Standard(1)),), T0, T1)]
     evs = [_ev(str(BIG), 0), _ev(str(BIG), 1)]
-    with pytest.raises(EngineOverflow) as e:
-        rate(subs, EventColumns.from_events(evs))
-    assert e.value.metric == "big" and e.value.subscription == "s"
-    assert rate_reference(subs, evs).lines[0].units == 2 * BIG  # the reference has no int64 limit
+    fast = rate(subs, EventColumns.from_events(evs))
+    assert fast == rate_reference(subs, evs)
+    assert fast.lines[0].units == 2 * BIG and fast.unrated == ()
 
 
-def test_quantity_overflow_at_the_property_scale_is_reported():
-    """2**62 at a scale of 0.1 does not fit int64: the fast path's quantity kernel stops and names the metric."""
+def test_a_quantity_beyond_int64_at_the_property_scale_is_rated_exactly():
+    """2**62 at a scale of 0.1 does not fit int64: the subscription goes to the exact path."""
     m = MetricSpec("fine", "e", "sum", field="v", property_scales={"v": -1})
     subs = [SubscriptionSpec("s", (ChargeSpec("c", m, Standard(1)),), T0, T1)]
-    with pytest.raises(EngineOverflow) as e:
-        rate(subs, EventColumns.from_events([_ev("1", 0), _ev(str(2**62), 1)]))
-    assert e.value.metric == "fine" and e.value.subscription == "s"
+    evs = [_ev("1", 0), _ev(str(2**62), 1)]
+    fast = rate(subs, EventColumns.from_events(evs))
+    assert fast == rate_reference(subs, evs)
+    assert fast.lines[0].units == 2**62 + 1
 
 
 def test_weighted_sum_beyond_int64_is_recomputed_exactly():
