@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gpubill.service.demo import run_demo, summary_rows
-    from gpubill.service.rating import ServiceError
+    from gpubill.service.rating import ServiceError, unrated_text
     from gpubill.store import Store
 
     contracts = args.contracts or "examples"
@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     except ServiceError as e:
         raise CliError(str(e), e.code) from None
     _print(result, summary_rows(result), contracts)
-    return 0
+    left_out = result.final.unrated()
+    for b, u in left_out:
+        print(f"gpubill: error: {unrated_text(b, u)}", file=sys.stderr)
+    return 1 if left_out else 0
 
 
 def _print(result, rows, contracts: str) -> None:
