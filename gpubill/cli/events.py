@@ -22,6 +22,7 @@ import orjson
 
 from gpubill.cli import CliError, EXIT_INVALID, EXIT_IO, EXIT_OK, EXIT_USAGE
 from gpubill.cli._common import add_store_argument, open_store
+from gpubill.store.formats import MAX_LINE
 
 HELP = "list, show and re-submit events; quarantine"
 ACTIONS = ("list", "show", "rejected", "resubmit", "discard", "conflicts")
@@ -178,15 +179,19 @@ def _resubmit(store, args) -> int:
     event = None
     if args.file:
         try:
-            data = sys.stdin.buffer.read() if args.file == "-" else _read_file(args.file)
+            data = _read_file(args.file)
         except OSError as e:
             raise CliError(f"{args.file}: {e.strerror or e}", EXIT_IO) from None
+        if len(data) > MAX_LINE:
+            raise CliError(f"{args.file}: larger than {MAX_LINE} bytes; one event is much smaller", EXIT_INVALID)
         try:
             event = orjson.loads(data)
         except orjson.JSONDecodeError as e:
             raise CliError(f"{args.file}: malformed JSON: {e}", EXIT_INVALID) from None
         if isinstance(event, dict) and isinstance(event.get("event"), dict):
             event = event["event"]
+        if event is None:  # the store would take None for "as it was"
+            raise CliError(f"{args.file}: expected the fixed event (a JSON object), got null", EXIT_INVALID)
     qid = _id(args.target)
     try:
         rec = store.resubmit(qid, event)
@@ -208,8 +213,11 @@ def _resubmit(store, args) -> int:
 
 
 def _read_file(path: str) -> bytes:
+    """The file's bytes (``-``: stdin), at most one byte past MAX_LINE."""
+    if path == "-":
+        return sys.stdin.buffer.read(MAX_LINE + 1)
     with open(path, "rb") as f:
-        return f.read()
+        return f.read(MAX_LINE + 1)
 
 
 def _discard(store, args) -> int:

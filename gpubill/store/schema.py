@@ -261,7 +261,8 @@ def reader(path: str, *, timeout: float = 30.0, check: bool = False) -> sqlite3.
     A writable store is opened read-write (its last connection cleans up the WAL side files
     as usual); one that cannot be written (read-only file or directory, read-only media) is
     opened read-only, or as immutable when it has no WAL file (SQLite could not create one).
-    ``check``: refuse a store whose schema is not this code's.
+    ``check``: refuse a store whose schema is not this code's. On a full disk, where SQLite
+    cannot create the WAL index, a store without WAL content is read as immutable too.
     """
     if not _unwritable(path):
         how = {"mode": "rw"}
@@ -270,23 +271,42 @@ def reader(path: str, *, timeout: float = 30.0, check: bool = False) -> sqlite3.
     else:
         how = {"mode": "ro", "immutable": "1"}
     try:
-        db = _open(path, how, timeout)
-        try:
-            db.execute("PRAGMA query_only = ON")
-            _tune(db, None)
-            if check:
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                if version > LATEST:
-                    raise _newer(path, version)
-                if version < LATEST:
-                    raise StoreError(f"{path}: store schema version {version} needs migrating to "
-                                     f"{LATEST}; open it once with a writing command")
-        except BaseException:
-            db.close()
-            raise
-        return db
+        return _reader(path, how, timeout, check)
+    except (sqlite3.Error, OSError) as e:
+        err = error_from(path, e)
+        if not (err.full and _wal_is_empty(path)):
+            raise err from None
+    try:
+        return _reader(path, {"mode": "ro", "immutable": "1"}, timeout, check)
     except (sqlite3.Error, OSError) as e:
         raise error_from(path, e) from None
+
+
+def _reader(path: str, how, timeout: float, check: bool) -> sqlite3.Connection:
+    db = _open(path, how, timeout)
+    try:
+        db.execute("PRAGMA query_only = ON")
+        _tune(db, None)
+        if check:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > LATEST:
+                raise _newer(path, version)
+            if version < LATEST:
+                raise StoreError(f"{path}: store schema version {version} needs migrating to "
+                                 f"{LATEST}; open it once with a writing command (gpubill ingest)")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _wal_is_empty(path: str) -> bool:
+    try:
+        return os.path.getsize(path + "-wal") == 0
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
 
 
 def inspect(path: str) -> str:

@@ -368,7 +368,10 @@ class Store:
     def rebuild_columns(self) -> int:
         """Drop and rebuild the columnar side store from the rows; returns events encoded."""
         from .rebuild import rebuild
-        return rebuild(self)
+        try:
+            return rebuild(self)
+        except Exception as e:
+            raise self._write_failed(e) from None
 
 
 def _label(source: str) -> str:

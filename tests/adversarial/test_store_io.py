@@ -215,6 +215,22 @@ def test_full_disk_when_creating_a_store_leaves_no_half_made_file(tiny_disk):
     assert not path.exists() and files_of(path)[1] == []
 
 
+def test_a_full_disk_still_reads_and_refuses_writes_in_one_line(tiny_disk):
+    path = tiny_disk / "s.db"
+    with Store(path) as s:
+        s.ingest([ev("a"), ev("b")])
+    fill(tiny_disk)
+    rc, out, err = gpubill("events", "list", "--store", path)
+    assert (rc, err) == (0, "") and out.count("\n") == 2
+    with Store(path, readonly=True) as ro:
+        assert ro.count_events() == 2
+    for cmd in (("ingest", "-"), ("keys", "create", "--name", "k", "--role", "writer")):
+        rc, out, err = gpubill(*cmd, "--store", path, stdin=json.dumps(ev("c")).encode())
+        assert rc == 3 and "disk full" in one_line_error(err)
+    with Store(path, readonly=True) as ro:
+        assert [e.transaction_id for e in ro.list_events()] == ["a", "b"]
+
+
 # -- read-only commands never create a store ---------------------------------------------------
 
 READERS = [("events",), ("events", "list"), ("events", "show", "t1"), ("events", "rejected"),
@@ -603,3 +619,15 @@ def test_a_store_damaged_inside_is_one_line_for_every_command(tmp_path):
     for cmd in (("events", "list", "--offset", "2990"), ("events", "show", "t2000"), ("ingest", "-")):
         rc, out, err = gpubill(*cmd, "--store", path, stdin=json.dumps(ev("new")).encode())
         assert rc == 3 and "damaged" in one_line_error(err), (cmd, err)
+
+
+def test_resubmit_refuses_a_null_or_oversized_fix_without_touching_the_quarantine(tmp_path):
+    path = tmp_path / "s.db"
+    gpubill("ingest", "-", "--store", path, stdin=json.dumps(ev("q", gpu_count=-1)).encode())
+    for content, want in ((b"null", "got null"), (b" " * (2 << 20), "larger than")):
+        fix = tmp_path / "fix.json"
+        fix.write_bytes(content)
+        rc, out, err = gpubill("events", "resubmit", "1", "--file", fix, "--store", path)
+        assert rc == 1 and out == "" and want in one_line_error(err)
+    rc, out, _ = gpubill("events", "rejected", "--store", path, "--format", "json")
+    assert json.loads(out)["status"] == "open"
