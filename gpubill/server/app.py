@@ -17,7 +17,7 @@ committed. A body cut short by the client (or by the timeout) stores nothing.
 
 Store failures are never a generic 500: 507 when the store's disk is full,
 503 for any other store I/O failure, and /healthz answers 503 with the reason
-after a failed write until a write succeeds again.
+(``Store.health()``) after a failed write until a write succeeds again.
 """
 
 from __future__ import annotations
@@ -67,7 +67,6 @@ class Api:
         self.max_body = max_body
         self.body_timeout = body_timeout
         self.metrics = Metrics()
-        self.unhealthy: str | None = None   # why the last write failed, until one succeeds
         self._keys: dict[str, tuple[str | None, float]] = {}
 
     # -- plumbing ----------------------------------------------------------
@@ -118,8 +117,8 @@ class Api:
                 resp = lago.error(413, "Payload Too Large", "request_too_large",
                                   {"body": [f"larger than {self.max_body} bytes"]})
             except _SlowBody:
-                resp = lago.error(408, f"Request Timeout: the body did not arrive within "
-                                       f"{self.body_timeout:g} s; nothing was stored", "request_timeout")
+                resp = _unread(lago.error(408, f"Request Timeout: the body did not arrive within "
+                                               f"{self.body_timeout:g} s; nothing was stored", "request_timeout"))
             except ClientDisconnect:
                 log.info("client %s hung up before sending the whole body of %s %s; nothing was stored",
                          _peer(request), request.method, request.url.path)
@@ -155,20 +154,19 @@ class Api:
             raise failure from None
 
     def _ingest(self, events: list, **kw):
-        """store.ingest; a failed write marks the server unhealthy until a write succeeds."""
+        """store.ingest; a store failure raises StoreFailure (the store remembers it for /healthz)."""
+        failing = self.store.health()
         try:
             rec = self.store.ingest(events, **kw)
         except Exception as e:
             failure = failure_of(e, writing=True)
             if failure is None:
                 raise
-            if self.unhealthy != failure.message:
+            if failing is None:
                 log.warning("gpubill: store write failed, answering %d: %s", failure.status, e)
-            self.unhealthy = failure.message
             raise failure from None
-        if self.unhealthy is not None:
+        if failing is not None:
             log.warning("gpubill: store writes succeed again")
-            self.unhealthy = None
         self.metrics.count_events(rec.counts())
         return rec
 
@@ -264,8 +262,9 @@ class Api:
         return lago.JSONResponse({"events": [lago.from_record(r) for r in rows], "meta": meta})
 
     async def healthz(self, request: Request):
-        if self.unhealthy is not None:
-            return lago.JSONResponse({"status": "unhealthy", "reason": self.unhealthy}, status_code=503)
+        reason = self.store.health()
+        if reason is not None:
+            return lago.JSONResponse({"status": "unhealthy", "reason": reason}, status_code=503)
         return lago.JSONResponse({"status": "ok"})
 
     async def metrics_text(self, request: Request):
@@ -287,6 +286,16 @@ def create_app(store: Store, **options) -> Starlette:
                                                        500: _server_error})
     app.state.api = api
     return app
+
+
+def _unread(resp: Response) -> Response:
+    """An answer to a body that stopped arriving: the connection closes after it.
+
+    (A 413 keeps the connection: the server reads and drops the rest, so that a client
+    still sending gets the answer rather than a reset.)
+    """
+    resp.headers["connection"] = "close"
+    return resp
 
 
 def _peer(request: Request) -> str:
