@@ -24,7 +24,7 @@ MAX_BODY_MIB = 1024           # serve --max-body
 MAX_CHUNK = 1 << 20           # ingest --chunk
 MAX_DEMO_EVENTS = 100_000_000
 MAX_SEED = 2**64 - 1
-MAX_HOURS = 100 * 366 * 24    # --max-future: a century, past the latest storable timestamp's use
+MAX_HOURS = 100 * 366 * 24    # --max-future: a century (any longer lead checks nothing more)
 MAX_SECONDS = 24 * 3600       # serve --body-timeout
 
 
