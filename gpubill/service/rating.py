@@ -127,10 +127,22 @@ def billed_subscriptions(catalog: Catalog, period_text: str, customer: str | Non
             raise ServiceError(f'contract "{name}": {e}') from None
         currency = plan.currency.name if plan.currency else "USD"
         out.append(Billed(c, plan, spec, period, currency))
+    _one_contract_per_subscription(out, period_text)
     if customer is not None and not out:
         known = sorted({k for c in catalog.contracts.values() for k in _customer_keys(c)})
         raise ServiceError(f'no contract of customer "{customer}" is active in {period_text} (known: {", ".join(known[:10])})')
     return out
+
+
+def _one_contract_per_subscription(billed: list[Billed], period_text: str) -> None:
+    """Two contracts billing one subscription in one period would bill its events twice."""
+    seen: dict[str, str] = {}
+    for b in billed:
+        sid, name = b.spec.external_id, b.contract.name.name
+        if sid in seen:
+            raise ServiceError(f'contracts "{seen[sid]}" and "{name}" both bill subscription "{sid}" in '
+                               f"{period_text}: its events would be billed twice; give each its own subscription id")
+        seen[sid] = name
 
 
 def _customer_keys(c: ast.Contract) -> set[str]:

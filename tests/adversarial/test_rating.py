@@ -193,6 +193,35 @@ def test_the_cli_names_the_left_out_subscription_and_rates_the_rest(tmp_path):
     assert r.stderr.splitlines() == lines
 
 
+def test_explain_traces_the_rated_subscriptions_beside_a_left_out_one(tmp_path):
+    path = billing(tmp_path, [ev("a1", "sub_a", "batch", units=UNHELD), ev("b1", "sub_b", "batch", units="4")])
+    for engine in ("fast", "reference"):
+        r = gpubill("rate", "--store", "b.db", "--contracts", "repo", "--period", "2026-10", "--explain",
+                    "--format", "json", "--engine", engine, cwd=path)
+        doc = json.loads(r.stdout)
+        assert r.returncode == 1 and [u["external_subscription_id"] for u in doc["unrated"]] == ["sub_a"]
+        (line,) = [ln for ln in doc["subscriptions"][0]["lines"] if ln["charge"] == "batch_units"]
+        assert line["explain"]["events"] == {"count": 1, "transaction_ids": ["b1"]}
+
+
+def test_the_table_escapes_what_a_terminal_would_act_on(tmp_path):
+    path = billing(tmp_path, [ev("b1", "sub_b", "job", kind="\x1b[2J\x1b[31mred"), ev("b2", "sub_b", "job", kind="a\u202eb\nc")])
+    r = gpubill("rate", "--store", "b.db", "--contracts", "repo", "--period", "2026-10", cwd=path)
+    assert r.returncode == 0, r.stderr
+    assert "\x1b" not in r.stdout and "\u202e" not in r.stdout
+    assert "kind=\\x1b[2J\\x1b[31mred" in r.stdout and "kind=a\\u202eb\\x0ac" in r.stdout
+
+
+def test_two_contracts_billing_one_subscription_is_refused_by_both_engines(tmp_path):
+    path = billing(tmp_path, [ev("b1", "sub_b", "batch", units="4")])
+    (path / "repo" / "c.bill").write_text(CATALOG.replace('subscription "sub_c"', 'subscription "sub_b"'))
+    for engine in ("fast", "reference"):
+        r = gpubill("rate", "--store", "b.db", "--contracts", "repo", "--period", "2026-10", "--engine", engine,
+                    cwd=path)
+        assert r.returncode == 1 and r.stdout == "" and len(r.stderr.splitlines()) == 1
+        assert 'contracts "b" and "c" both bill subscription "sub_b"' in r.stderr
+
+
 def test_nothing_left_out_means_an_empty_unrated_list_and_exit_0(tmp_path):
     path = billing(tmp_path, [ev("b1", "sub_b", "batch", units="4")])
     code, err, doc = both_engines(path)
