@@ -253,6 +253,7 @@ def build(subs, cols) -> Plan:
     mins, present = _column_stats([num[p] for p in num_names], [(dims[p], nstrings) for p in dim_list], n)
     present = dict(zip(dim_list, present))
     scales = {p: column_scale(min(want[p]), me, num[p]) for p, me in zip(num_names, mins)}
+    scales = _fitting_scales(programs_ch, polys, scales, want)
     nslot = {p: i for i, p in enumerate(num_names)}
     dslot = {p: i for i, p in enumerate(dim_list)}
 
@@ -574,6 +575,31 @@ def column_scale(wanted: int, min_exponent: int, column) -> int:
     if fe == NO_EXPONENT:
         return wanted
     return min(wanted, max(fe, wanted - FINER_DIGITS))
+
+
+def _fitting_scales(charges, polys, scales, want) -> dict:
+    """Scales at which every quantity's coefficients fit int64.  A column
+    that went finer for its data (``column_scale``) goes back to what its
+    metrics ask for when a quantity over it would not fit (``a*b*c + 1``
+    with 12 decimals in each): its finer rows take the exact path instead of
+    one event stopping the whole run."""
+    scales = dict(scales)
+    changed = True
+    while changed:
+        changed = False
+        for ch in charges:
+            poly = polys.get(id(ch))
+            if poly is None:
+                continue
+            util = ch.utilization.prop if ch.utilization is not None else None
+            try:
+                polymod.fix_poly(poly, scales, scales[util] if util else 0)
+            except EngineError:
+                for p in poly.props() + ((util,) if util else ()):
+                    if scales[p] != min(want[p]):
+                        scales[p] = min(want[p])
+                        changed = True
+    return scales
 
 
 def _exact_int(v, scale, prop):

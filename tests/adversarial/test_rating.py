@@ -404,3 +404,16 @@ def test_the_engine_still_refuses_floats_given_to_it_directly():
     """The engine reads strings; the service turns the store's floats into them (documented)."""
     with pytest.raises(TypeError):
         rate_reference(subs_of(SUM_V, names=("a",)), [mev("a1", "a", v=0.5)])
+
+
+def test_fine_values_in_a_product_plus_a_constant_do_not_stop_the_run():
+    """a*b*c + 1 at 12 decimals each: the coefficients would not fit int64 at the data's scale.
+    Before: EngineError for the whole run; now the fine subscription takes the exact path."""
+    from gpubill.engine.program import Add, Const
+
+    expr = Add(Mul(Mul(Prop("a"), Prop("b")), Prop("c")), Const(1))
+    metric = MetricSpec("abc", "e", "sum", expr=expr, property_scales={"a": -6, "b": -6, "c": -6})
+    fine = "0.000000000001"
+    evs = [mev("a1", "a", a=fine, b=fine, c=fine), mev("b1", "b", a="2", b="3", c="4")]
+    r = both(subs_of(ChargeSpec("c", metric, Standard(1)), names=("a", "b")), evs)
+    assert [ln.units for ln in r.lines] == [Decimal("1." + "0" * 35 + "1"), 25] and r.unrated == ()
