@@ -21,14 +21,14 @@ import time
 from collections.abc import Iterable, Iterator
 
 import numpy as np
-import orjson
 
 from . import queries
 from .columns import EventColumns, StringTable, read_columns
-from .encode import dumps_any, prepare, payload_of
+from .encode import prepare, payload_of
 from .queries import clamp_int64
 from .receipt import Receipt
 from .schema import StoreError, connect, error_from, reader
+from .validate import quarantine_bytes
 from .writer import Writer
 
 DEFAULT_CHUNK = 8192
@@ -235,9 +235,9 @@ class Store:
 
     def _prepare(self, objs, raws, received_ms):
         t = now_ms() if received_ms is None else received_ms
-        chunk = prepare(objs, t, self.max_future_ms)
+        chunk = prepare(objs, t, self.max_future_ms, raws)
         payload = payload_of(chunk, raws)
-        rej = {p: (raws[p] if raws is not None else _dump(objs[p])) for p in chunk.rejected}
+        rej = {p: (raws[p] if raws is not None else quarantine_bytes(objs[p])) for p in chunk.rejected}
         return chunk, payload, rej, t
 
     def _commit(self, chunk, payload, rej, t, source, atomic=False) -> Receipt:
@@ -377,13 +377,6 @@ class Store:
 def _label(source: str) -> str:
     """A batch's source as SQLite can store it (a file name may hold bytes that are not UTF-8)."""
     return str(source).encode("utf-8", "backslashreplace").decode()
-
-
-def _dump(obj) -> bytes:
-    try:
-        return dumps_any(obj)
-    except (TypeError, ValueError):
-        return orjson.dumps(repr(obj))
 
 
 def _chunks(events: Iterable, raws, size: int):

@@ -20,9 +20,10 @@ from decimal import Decimal
 import numpy as np
 import orjson
 
-from .encode import _W, Chunk, dumps_any, fixed_width  # noqa: F401 (re-exported)
+from .encode import _W, Chunk, fixed_width
 from .keys import KeyIndex
-from .numeric import MISSING, parse_strict, from_number
+from .numeric import MISSING, UNHOLDABLE, parse_strict, from_number
+from .validate import quarantine_bytes
 from .receipt import ABORTED, CONFLICT, DUPLICATE, INGESTED, REJECTED, Receipt
 
 # One statement inserts the whole chunk (one SQLite step, the GIL released):
@@ -224,7 +225,7 @@ class Writer:
             rec.conflict_id[pos] = db.execute(
                 "INSERT INTO conflicts (batch_id, received_ms, source, event_id, raw)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (batch_id, received_ms, source, eid, _dump(chunk.objs[j]))).lastrowid
+                (batch_id, received_ms, source, eid, quarantine_bytes(chunk.objs[j]))).lastrowid
         c = rec.counts()
         db.execute("INSERT INTO batches (id, received_ms, source, n_ingested, n_duplicate, n_conflict,"
                    " n_rejected) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -322,15 +323,8 @@ class Writer:
                        + ",".join(["(?,?,?,?,?)"] * len(part)), [v for row in part for v in row])
 
 
-def _dump(obj) -> bytes:
-    try:
-        return dumps_any(obj)
-    except (TypeError, ValueError):
-        return orjson.dumps(repr(obj))
-
-
 def _dec(p):
-    return None if p is None or p[1] == MISSING else Decimal(p[0]).scaleb(p[1])
+    return None if p is None or p[1] in (MISSING, UNHOLDABLE) else Decimal(p[0]).scaleb(p[1])
 
 
 def same_content(obj: dict, ts_ms: int, ptac, existing_raw: str, existing_ts: int) -> bool:

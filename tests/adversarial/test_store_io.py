@@ -631,3 +631,19 @@ def test_resubmit_refuses_a_null_or_oversized_fix_without_touching_the_quarantin
         assert rc == 1 and out == "" and want in one_line_error(err)
     rc, out, _ = gpubill("events", "rejected", "--store", path, "--format", "json")
     assert json.loads(out)["status"] == "open"
+
+
+def test_rebuilding_columns_never_drops_an_event_that_no_longer_validates(tmp_path):
+    """An event stored before a limit was enforced stops the rebuild, named; the blocks stay."""
+    path = tmp_path / "s.db"
+    with Store(path) as s:
+        assert s.ingest([ev("ok", duration_seconds=60), ev("old", duration_seconds=60)]).counts()["ingested"] == 2
+    db = sqlite3.connect(path)
+    old = json.dumps(ev("old", duration_seconds=1e300))  # what an older gpubill accepted
+    db.execute("UPDATE events SET raw = ? WHERE id = (SELECT max(id) FROM events)", (old,))
+    db.commit()
+    db.close()
+    with Store(path) as s:
+        with pytest.raises(StoreError, match=r"1 stored event\(s\) no longer pass validation.*duration_seconds"):
+            s.rebuild_columns()
+        assert s.read_columns().n == 2  # the previous blocks are intact

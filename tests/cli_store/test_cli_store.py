@@ -108,7 +108,7 @@ def test_store_from_env_and_errors_without_tracebacks(tmp_path, db):
     rc, _, err = gpubill("ingest", tmp_path / "missing.jsonl", "--store", db)
     assert rc == 3 and err.startswith("gpubill: error:") and "Traceback" not in err
     newer = tmp_path / "newer.db"
-    gpubill("keys", "list", "--store", newer)
+    gpubill("keys", "create", "--name", "k", "--role", "reader", "--store", newer)  # creates the store
     c = sqlite3.connect(newer)
     c.execute("PRAGMA user_version = 99")
     c.close()
