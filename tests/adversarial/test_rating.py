@@ -50,6 +50,10 @@ metric jobs {
   count
   dimension kind
 }
+metric spot {
+  event spot
+  sum units
+}
 plan p {
   currency USD
   billing monthly calendar
@@ -57,6 +61,7 @@ plan p {
   charge gpu_hours 2.00 per hour
   charge tokens 1.00 per token
   charge jobs 1.00 per event { group by kind }
+  charge spot dynamic
 }
 contract a { customer "cust-a" subscription "sub_a" entity us plan p starts 2026-01-01 }
 contract b { customer "cust-b" subscription "sub_b" entity us plan p starts 2026-01-01 }
@@ -307,6 +312,18 @@ def test_json_floats_read_the_same_in_both_engines(tmp_path):
     groups = {ln["group"]["kind"]: ln["events"] for s in doc["subscriptions"] for ln in s["lines"]
               if ln["charge"] == "jobs" and s["external_subscription_id"] == "sub_b"}
     assert groups == {"1.0": 2, "1": 1}  # the float 1.0 reads "1.0", as the string does
+
+
+def test_json_number_cents_read_the_same_in_both_engines(tmp_path):
+    """precise_total_amount_cents as JSON numbers: SQLite hands 1e16 back as "1e+16"."""
+    spot = [ev(f"a{i}", "sub_a", "spot", units="1") for i in range(4)]
+    for e, cents in zip(spot, (1e16, 1e-05, 12.5, 7)):
+        e["precise_total_amount_cents"] = cents
+    path = billing(tmp_path, spot)
+    code, err, doc = both_engines(path)
+    assert (code, err) == (0, "")
+    (line,) = [ln for ln in doc["subscriptions"][0]["lines"] if ln["charge"] == "spot"]
+    assert Decimal(line["precise_amount"]) == (Decimal("1e16") + Decimal("0.00001") + Decimal("12.5") + 7) / 100
 
 
 def test_objects_arrays_booleans_and_nulls_group_the_same_in_both_engines(tmp_path):
