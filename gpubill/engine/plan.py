@@ -43,6 +43,7 @@ CENTS_PROP = "precise_total_amount_cents"
 DENSE_LIMIT = 1 << 23  # slots of one instance block above which it is hashed
 MAX_FILTERS = 63
 FINER_DIGITS = 6  # decimals a column's scale may add to what its metrics ask for
+MAX_GROUPS = 2**40  # value combinations of one charge's group by keys (slot ids stay int64)
 
 
 def needs_side(charge) -> bool:
@@ -396,8 +397,9 @@ def build(subs, cols) -> Plan:
         G = 1
         for c in cards:
             G *= c
-        if G >= 2**40:
-            raise EngineError(f"charge {ch.id!r}: too many group combinations")
+        if G >= MAX_GROUPS:
+            raise EngineError(f"charge {ch.id!r}: its group by keys ({', '.join(ch.group_by)}) take {G:,} "
+                              f"combinations of values in these events, more than {MAX_GROUPS:,}")
         mult = G
         for g, c in zip(ch.group_by, cards):
             mult //= c
