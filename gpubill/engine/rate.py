@@ -425,8 +425,9 @@ def _full(p, L, k, agg, pr, per, side, Dn, Dd):
     return (seq["weighted"] * Dn, Dd * per.duration_days * 86_400_000), None, seq
 
 
-def _assemble(p, base, d, ignored, side, skip):
-    """Every line and fee, priced.  The cyclic garbage collector is paused
+def _assemble(p, base, d, ignored, side, skip=frozenset()):
+    """Every line and fee, priced (but the subscriptions in ``skip``, left
+    to the exact path).  The cyclic garbage collector is paused
     meanwhile: pricing allocates a few objects per line, none of them in a
     cycle, and collections triggered by those allocations would rescan
     every live object many times (a quarter of the pricing time)."""
