@@ -401,8 +401,6 @@ def test_malformed_bodies_are_4xx_and_kept(served, path, content_type):
 DEEP = b"[" * 1000 + b"]" * 1000     # parses (orjson allows 1024 levels), but is no event
 
 
-@pytest.mark.xfail(strict=True, reason="needs the store: Store._dump falls back to repr(), which "
-                   "overflows the recursion limit (RecursionError -> 500); validate.quarantine_bytes is the fix")
 def test_an_event_nested_a_thousand_deep_is_422_and_kept(served):
     srv, writer, _ = served
     with client(srv, writer) as c:
