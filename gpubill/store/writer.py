@@ -186,12 +186,12 @@ class Writer:
         batch_id = self.next_batch
         self.next_batch += 1
         conflicts: list[tuple[int, int]] = []
-        if n and not (atomic and chunk.rejected):
+        if n:
             if atomic:
                 db.execute("SAVEPOINT atomic_chunk")
                 mark, kmark = len(self.pending), self.keys.mark()
             ids, fresh, dups, conflicts = self._insert_rows(chunk, payload, batch_id)
-            if atomic and conflicts:
+            if atomic and (conflicts or chunk.rejected):
                 db.execute("ROLLBACK TO atomic_chunk")
                 self.forget_since(mark)
                 self.keys.rollback_to(kmark)
@@ -210,8 +210,6 @@ class Writer:
                     self._write_block(chunk, np.flatnonzero(fresh), ids)
             if atomic:
                 db.execute("RELEASE atomic_chunk")
-        elif n:
-            status[chunk.good] = ABORTED
         for pos, problems in chunk.rejected.items():
             raw = rejected_raw.get(pos, b"null")
             rec.quarantine_id[pos] = db.execute(

@@ -262,8 +262,6 @@ def test_a_trickled_body_blocks_no_one_and_times_out_storing_nothing(tmp_path):
 
 # -- 5. a batch reports every event refused for a reason of its own ------------------------------
 
-@pytest.mark.xfail(strict=True, reason="needs the store: an atomic chunk with a rejected event aborts "
-                   "its valid events without looking for conflicts, so the receipt has none to report")
 def test_a_batch_with_an_invalid_event_and_a_conflict_reports_both(served):
     srv, writer, _ = served
     with client(srv, writer) as c:
