@@ -35,8 +35,6 @@ def run(args: argparse.Namespace) -> int:
     contracts = args.contracts or "examples"
     if not Path(contracts).exists():
         raise CliError(f"{contracts}: no billing repository here (run from the gpubill checkout, or pass --contracts)", 3)
-    if args.events < 1:
-        raise CliError("--events must be at least 1", 2)
     tty = sys.stderr.isatty()
 
     def progress(msg: str) -> None:
