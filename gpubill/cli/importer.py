@@ -43,8 +43,7 @@ def run(args: argparse.Namespace) -> int:
     sources: dict[str, str] = {}
     for path in args.files:
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = _read(path)
         except OSError as e:
             raise CliError(f"{path}: {e.strerror or e}", EXIT_IO) from None
         try:
@@ -89,6 +88,23 @@ def run(args: argparse.Namespace) -> int:
     for path in result.files:
         print(path)
     return 0
+
+
+def _read(path: str) -> bytes:
+    """The bytes of a regular file of at most MAX_IMPORT_BYTES; OSError with the reason otherwise."""
+    import stat
+
+    from gpubill.dsl.limits import MAX_IMPORT_BYTES
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block the open
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError("not a regular file")
+        data = f.read(MAX_IMPORT_BYTES + 1)
+    if len(data) > MAX_IMPORT_BYTES:
+        raise OSError(f"the file is larger than {MAX_IMPORT_BYTES // 2**20} MiB, the most `gpubill import lago` reads")
+    return data
 
 
 def _only_json_errors(diags) -> bool:

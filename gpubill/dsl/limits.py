@@ -9,8 +9,14 @@ protects runs, and crossing it is an ordinary diagnostic.
 from __future__ import annotations
 
 #: A larger file is refused unread (rule unreadable-file): parsing is linear but
-#: slow on megabytes, and no hand-written plan comes near this.
-MAX_SOURCE_BYTES = 1024 * 1024
+#: takes seconds per megabyte; 4 MiB holds some 20 000 contracts.
+MAX_SOURCE_BYTES = 4 * 1024 * 1024
+
+#: A larger Lago JSON file is refused unread by `gpubill import lago`.
+MAX_IMPORT_BYTES = 64 * 1024 * 1024
+
+#: Nesting of a Lago JSON file (rule lago-invalid); Lago objects nest a few levels.
+MAX_JSON_DEPTH = 100
 
 #: Operators (+ - * / and unary minus) in one quantity expression (rule
 #: expression-too-complex). The parser, checker, formatter and engine walk

@@ -239,7 +239,7 @@ def test_a_fifty_megabyte_file_is_refused_before_it_is_read(tmp_path):
 
 
 def test_a_file_at_the_size_limit_is_read(tmp_path):
-    comment = "# padding\n"
+    comment = "# " + "padding " * 100_000 + "\n"
     data = (PLAN + comment * ((MAX_SOURCE_BYTES - len(PLAN)) // len(comment))).encode()
     data += b" " * (MAX_SOURCE_BYTES - len(data))
     assert len(data) == MAX_SOURCE_BYTES
@@ -249,7 +249,7 @@ def test_a_file_at_the_size_limit_is_read(tmp_path):
     r = gpubill("fmt", "-", cwd=tmp_path, stdin=data)
     assert r.returncode == 0 and r.stdout.startswith(b"entity gpucloud {")
     r = gpubill("fmt", "-", cwd=tmp_path, stdin=data + b" ")
-    assert r.returncode == 1 and b"at most 1 MiB" in r.stderr and r.stdout == b""
+    assert r.returncode == 1 and f"at most {MAX_SOURCE_BYTES // 2**20} MiB".encode() in r.stderr and r.stdout == b""
 
 
 # ---------------------------------------------------------------- 3. hostile bytes
@@ -385,3 +385,72 @@ def test_github_annotations_escape_their_properties():
     diags = check_sources({"a,b:c.bill": "plan p {\n  bogus\n}\n"})[1]
     out = render_github(diags)
     assert out.startswith("::error file=a%2Cb%3Ac.bill,line=2,col=3,")
+
+
+# ---------------------------------------------------------------- gpubill import lago
+
+FIXTURES = Path(__file__).resolve().parents[1] / "importer" / "fixtures"
+
+
+def lago_import(tmp_path: Path, edit: tuple[str, str, str] | None = None, extra: str | None = None):
+    """`gpubill import lago` on the fixtures, one of them edited (file, old, new) or one file added."""
+    src = tmp_path / "lago"
+    src.mkdir()
+    for f in FIXTURES.glob("*.json"):
+        text = f.read_text()
+        if edit and f.name == edit[0]:
+            assert edit[1] in text
+            text = text.replace(edit[1], edit[2], 1)
+        (src / f.name).write_text(text)
+    if extra is not None:
+        (src / "extra.json").write_text(extra)
+    out = tmp_path / "billing"
+    r = gpubill("import", "lago", *sorted(str(p) for p in src.glob("*.json")), "--out", str(out), cwd=tmp_path)
+    err = r.stderr.decode("utf-8", "replace")
+    assert "Traceback" not in err and "internal error" not in err, err[-2000:]
+    assert len(r.stderr) < OUTPUT_BOUND, len(r.stderr)
+    return r.returncode, err, out
+
+
+@pytest.mark.parametrize("json_text, where", [
+    ("[" * 100_000 + "]" * 100_000, "extra.json:1:101: error[lago-invalid]: the JSON nests more than 100 levels"),
+    ('{"billable_metric": {"code": "x", "aggregation_type": "count_agg", "rounding_precision": ' + "9" * 5000 + "}}",
+     "extra.json:1:90: error[lago-invalid]: billable_metric.rounding_precision: the number 999"),
+    ('{"plan": {"code": "x", "amount_cents": 1e999999999}}',
+     "extra.json:1:40: error[lago-invalid]: plan.amount_cents: the number 1e999999999 has more than 28 digits"),
+], ids=["deep", "5000-digits", "huge-exponent"])
+def test_lago_json_that_would_crash_or_hang_is_refused(tmp_path, json_text, where):
+    code, err, out = lago_import(tmp_path, extra=json_text)
+    assert code == 1 and where in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("ext", ["sub\\u0000acme", "sub\\ud800acme", "sub\\nacme"], ids=["nul", "lone-surrogate", "newline"])
+def test_a_lago_id_a_bill_string_cannot_hold_is_refused(tmp_path, ext):
+    code, err, out = lago_import(tmp_path, edit=("subscriptions.json", '"sub_acme_gpu"', f'"{ext}"'))
+    assert code == 1, err  # each was an internal error (exit 70); a NUL would have reached the .bill file
+    assert "error[lago-invalid]: subscriptions[0].external_id: the external_id contains a " in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["Acme\\u0000Corp", "Acme\\ud800Corp"], ids=["nul", "lone-surrogate"])
+def test_a_lago_display_name_is_written_without_control_characters(tmp_path, name):
+    code, err, out = lago_import(tmp_path, edit=("customers.json", '"Acme Corp"', f'"{name}"'))
+    assert code == 0, err  # the lone surrogate crashed the write (exit 70)
+    text = (out / "contracts.bill").read_text(encoding="utf-8")
+    assert 'name "Acme\ufffdCorp"' in text and "\0" not in text
+    r = gpubill("check", str(out), cwd=tmp_path)
+    assert (r.returncode, r.stderr) == (0, b"")
+
+
+@pytest.mark.parametrize("path, old, new", [
+    ("billable_metrics.json", '"aggregation_type": "sum_agg"', '"aggregation_type": ["sum_agg"]'),
+    ("subscriptions.json", '"plan_code": "gpu-cloud-pro"', '"plan_code": {}'),
+    ("subscriptions.json", '"external_customer_id": "acme-corp"', '"external_customer_id": []'),
+    ("plan_starter_bare.json", '"charges": [', '"usage_thresholds": 1, "minimum_commitment": "x", "charges": ['),
+    ("customers.json", '"timezone": "America/New_York"', '"timezone": "' + "x" * 300 + '"'),
+], ids=["list-aggregation", "object-plan-code", "list-customer-id", "scalar-thresholds", "long-timezone"])
+def test_lago_values_of_the_wrong_type_are_diagnostics(tmp_path, path, old, new):
+    code, err, out = lago_import(tmp_path, edit=(path, old, new))
+    assert code == 1 and "error[lago-" in err, err  # each was an internal error (exit 70)
+    assert not out.exists()

@@ -34,6 +34,7 @@ from gpubill.dsl.lago.jsonpos import InvalidJson, load
 from gpubill.dsl.lago.metrics import convert_metric
 from gpubill.dsl.lago.objects import Obj, collect
 from gpubill.dsl.lago.plans import convert_plan
+from gpubill.dsl.limits import MAX_SOURCE_BYTES
 
 FILES = ("metrics.bill", "plans.bill", "entities.bill", "contracts.bill")
 
@@ -58,12 +59,13 @@ def import_lago(sources: dict[str, str], out_dir: str = "") -> ImportResult:
             from gpubill.dsl.ast import Span
 
             span = Span(path, e.line, e.col, e.line, e.col + 1)
-            ctx.diags.append(error("lago-invalid-json", f"invalid JSON: {e.message}", span))
+            message = f"invalid JSON: {e.message}" if e.rule == "lago-invalid-json" else e.message
+            ctx.diags.append(error(e.rule, message, span))
             continue
         objs.extend(collect(value, At(loc), ctx))
     files = _convert(objs, ctx, [os.path.basename(p) for p in sources])
     out = {os.path.join(out_dir, name): _canonical(text, name) for name, text in files.items()}
-    diags = list(ctx.diags)
+    diags = list(ctx.diags) + _too_large(out)
     if not any(d.is_error for d in diags) and out:
         diags.extend(_self_check(out))
     return ImportResult(out if not any(d.is_error for d in diags) else {}, tuple(dedupe(diags)))
@@ -77,6 +79,21 @@ def _canonical(text: str, name: str) -> str:
         return text
     formatted, diags = format_source(text, name)
     return formatted if formatted is not None and not diags else text
+
+
+def _too_large(files: dict[str, str]) -> list[Diagnostic]:
+    """A generated file that `gpubill check` would refuse for its size is an error here already."""
+    out = []
+    for path, text in files.items():
+        size = len(text.encode("utf-8"))
+        if size > MAX_SOURCE_BYTES:
+            out.append(error(
+                "lago-too-large",
+                f"{path} would be {size / 2**20:.1f} MiB; a .bill file may be at most {MAX_SOURCE_BYTES // 2**20} MiB",
+                None,
+                hints=("import the objects in several runs, each into a directory of its own",),
+            ))
+    return out
 
 
 def _self_check(files: dict[str, str]) -> list[Diagnostic]:
@@ -102,6 +119,10 @@ def _unique(objs: list[Obj], kind: str, key: str, ctx: Ctx) -> dict[str, Obj]:
         code = o.data.get(key)
         if not isinstance(code, str) or not code:
             ctx.invalid(o.at / key, f"a {kind.replace('_', ' ')} needs its {key} (a non-empty string)")
+            continue
+        problem = V.unwritable(code)
+        if problem:
+            ctx.invalid(o.at / key, f"the {key} {problem}")
             continue
         if code in table:
             if table[code].data != o.data:
@@ -157,7 +178,7 @@ def _convert(objs: list[Obj], ctx: Ctx, names: list[str]) -> dict[str, str]:
             ctx.warn(s.at / "status", reason)
             continue
         code = s.data.get("plan_code")
-        if code not in plans_in:
+        if not isinstance(code, str) or code not in plans_in:
             ctx.error(s.at / "plan_code", f"the plan {code!r} is not among the imported files",
                       "export it too: GET /api/v1/plans/CODE, and pass the file to the import", rule="lago-missing")
             continue
@@ -207,7 +228,8 @@ def _convert(objs: list[Obj], ctx: Ctx, names: list[str]) -> dict[str, str]:
         info = plans.get(sub_variant[ext])
         if info is None:
             continue
-        cust = customers.get(s.data.get("external_customer_id"))
+        cust_id = s.data.get("external_customer_id")
+        cust = customers.get(cust_id) if isinstance(cust_id, str) else None
         if cust is None:
             ctx.warn(s.at / "external_customer_id",
                      f"the customer {s.data.get('external_customer_id')!r} is not among the imported files; its "

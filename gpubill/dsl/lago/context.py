@@ -12,6 +12,7 @@ caret. Rule ids:
 * `lago-duplicate`     two different objects with the same code
 * `lago-ignored`       (warning) data that does not change amounts and is not imported
 * `lago-generated`     the generated `.bill` text does not check (a bug in the importer)
+* `lago-too-large`     a generated `.bill` file would be larger than a `.bill` file may be
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ def convert_contract(sub: Obj, name: str, cust: Obj | None, plan_name: str, plan
         try:
             zoneinfo.ZoneInfo(tz)
             lines.append(f"  timezone {V.string(tz)}")
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a name too long
             ctx.invalid(cust.at / ("timezone" if cd.get("timezone") else "applicable_timezone"),
                         f"unknown timezone {tz!r}")
     grace = cd.get("invoice_grace_period")
@@ -169,6 +169,10 @@ def _entity_code(cd: dict, cust: Obj | None, ctx: Ctx) -> str | None:
         return None
     if not isinstance(code, str) or not code:
         ctx.invalid(cust.at / "billing_entity_code", "billing_entity_code must be a string")
+        return None
+    problem = V.unwritable(code)
+    if problem:
+        ctx.invalid(cust.at / "billing_entity_code", f"the billing_entity_code {problem}")
         return None
     return code
 

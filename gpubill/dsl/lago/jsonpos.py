@@ -7,7 +7,10 @@ value, so a diagnostic about `plans[0].charges[2]` points at the line and
 column of that charge in the file, with the usual caret.
 
 Invalid JSON raises `InvalidJson` with the 1-based line and column of the
-error, from the standard library's own message.
+error, from the standard library's own message. So does JSON that nests
+deeper than MAX_JSON_DEPTH or holds a number a `.bill` file cannot (more than
+MAX_NUMBER_DIGITS digits written out), with the rule `lago-invalid`: both are
+checked before anything recursive or an int() conversion runs.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import re
 from decimal import Decimal
 
 from gpubill.dsl.ast import Span
+from gpubill.dsl.diagnostics import clip
+from gpubill.dsl.limits import MAX_JSON_DEPTH, MAX_NUMBER_DIGITS
 
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?")
@@ -26,9 +31,13 @@ JsonPath = tuple  # of str keys and int indexes
 
 
 class InvalidJson(Exception):
-    def __init__(self, message: str, line: int, col: int):
+    def __init__(self, message: str, line: int, col: int, rule: str = "lago-invalid-json"):
         super().__init__(message)
-        self.message, self.line, self.col = message, line, col
+        self.message, self.line, self.col, self.rule = message, line, col, rule
+
+
+#: A string (skipped whole) or a bracket.
+_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
 
 def render_path(path: JsonPath) -> str:
@@ -71,13 +80,50 @@ class Locator:
 
 def load(text: str, path: str):
     """Parse `text`; return (value, Locator). Raises InvalidJson."""
+    loc = Locator(path, text)
+    _check_depth(text, loc)
     try:
-        json.loads(text, parse_float=Decimal)
+        json.loads(text, parse_float=str, parse_int=str)  # validation only: no number is converted
     except json.JSONDecodeError as e:
         raise InvalidJson(e.msg, e.lineno, e.colno) from None
-    loc = Locator(path, text)
     value, _ = _value(text, _skip(text, 0), (), loc)
     return value, loc
+
+
+def _check_depth(text: str, loc: Locator) -> None:
+    """Refuse nesting deeper than MAX_JSON_DEPTH, without recursion, at the bracket that goes too deep."""
+    depth = 0
+    for m in _BRACKET.finditer(text):
+        c = m.group(0)
+        if c in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                line, col = loc._linecol(m.start())
+                raise InvalidJson(f"the JSON nests more than {MAX_JSON_DEPTH} levels deep; Lago objects nest a few",
+                                  line, col, rule="lago-invalid")
+        elif c in "]}":
+            depth -= 1
+
+
+def _number(s: str, exponent: str | None) -> Decimal | int | None:
+    """The value of a JSON number, or None when a `.bill` number could not hold it written out."""
+    if exponent is not None and len(exponent) > 6:
+        return None
+    d = Decimal(s)
+    if plain_digits(d) > MAX_NUMBER_DIGITS:
+        return None
+    return d if ("." in s or exponent is not None) else int(s)
+
+
+def plain_digits(d: Decimal) -> int:
+    """How many digits `d` has written out without an exponent (1e3 -> 1000: 4), computed without writing it."""
+    _, digits, exp = d.as_tuple()
+    if not isinstance(exp, int) or d.is_zero():
+        return 1
+    n = len(digits)
+    if exp >= 0:
+        return n + exp
+    return n if n > -exp else 1 - exp
 
 
 def _skip(text: str, i: int) -> int:
@@ -133,7 +179,11 @@ def _value(text: str, i: int, jpath: JsonPath, loc: Locator):
             line, col = loc._linecol(i)
             raise InvalidJson("NaN and Infinity are not valid JSON numbers", line, col)
         s = m.group(0)
-        value = Decimal(s) if (m.group(1) or m.group(2)) else int(s)
+        value = _number(s, m.group(2))
+        if value is None:
+            line, col = loc._linecol(i)
+            raise InvalidJson(f"{render_path(jpath)}: the number {clip(s)} has more than {MAX_NUMBER_DIGITS} digits "
+                              "written out, more than a .bill number may have", line, col, rule="lago-invalid")
         i = m.end()
     loc._spans[jpath] = (start, i)
     return value, i

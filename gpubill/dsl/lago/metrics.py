@@ -77,7 +77,7 @@ def convert_metric(obj: Obj, name: str, ctx: Ctx) -> MetricInfo | None:
     start = len(ctx.diags)
     code = d.get("code")
     agg_type = d.get("aggregation_type")
-    kind = AGGREGATIONS.get(agg_type)
+    kind = AGGREGATIONS.get(agg_type) if isinstance(agg_type, str) else None
     if kind is None:
         if agg_type == "custom_agg":
             ctx.error(at / "aggregation_type", "the custom aggregation is not supported",

@@ -97,7 +97,9 @@ def convert_plan(data: dict, at: At, name: str, anchor: str, metrics: dict, ctx:
         lines.append(f"  {progressive}")
     commitment = None
     mc = data.get("minimum_commitment")
-    if mc:
+    if mc and not isinstance(mc, dict):
+        ctx.invalid(at / "minimum_commitment", "minimum_commitment must be an object with amount_cents")
+    elif mc:
         commitment = _money(mc, "amount_cents", cur, at / "minimum_commitment", ctx)
         if commitment:
             lines.append(f"  # minimum commitment {V.num(commitment)} {cur} per period: on each contract of this plan")
@@ -131,6 +133,9 @@ def thresholds(items, cur: str, at: At, ctx: Ctx) -> str | None:
     """Lago usage thresholds -> `progressive billing at A, B, every R`."""
     if not items:
         return None
+    if not isinstance(items, list):
+        ctx.invalid(at, "usage_thresholds must be a list of objects {amount_cents, recurring}")
+        return None
     fixed, every = [], []
     for i, t in enumerate(items):
         if not isinstance(t, dict):
@@ -162,9 +167,9 @@ def _charge(ch, at: At, cur: str, metrics: dict, keys: set, ctx: Ctx) -> list[st
     code = ch.get("billable_metric_code")
     if code is None and isinstance(ch.get("billable_metric"), dict):
         code = ch["billable_metric"].get("code")
-    metric: MetricInfo | None = metrics.get(code)
+    metric: MetricInfo | None = metrics.get(code) if isinstance(code, str) else None
     if metric is None:
-        if code not in metrics:  # a metric that failed to convert has already said why
+        if not isinstance(code, str) or code not in metrics:  # a metric that failed to convert has already said why
             ctx.error(at, f"the billable metric {code!r} is not among the imported files",
                       "export it too: GET /api/v1/billable_metrics/CODE, and pass the file to the import",
                       rule="lago-missing")
@@ -199,7 +204,11 @@ def _charge(ch, at: At, cur: str, metrics: dict, keys: set, ctx: Ctx) -> list[st
             metric.add_dimension(g)
         body.append("group by " + ", ".join(groups))
     seen: dict = {}
-    for j, f in enumerate(ch.get("filters") or []):
+    filters = ch.get("filters") or []
+    if not isinstance(filters, list):
+        ctx.invalid(at / "filters", "filters must be a list of objects")
+        filters = []
+    for j, f in enumerate(filters):
         lines, cond = _filter(f, at / "filters" / j, model, metric, groups, ctx)
         if cond is not None and cond in seen:
             # Lago prices an event with the oldest of identical filters; the copy never applies.
@@ -221,7 +230,7 @@ def _charge(ch, at: At, cur: str, metrics: dict, keys: set, ctx: Ctx) -> list[st
         body.append("prorated")
     if head is None:
         return []
-    title = f"  # Lago charge {ch.get('lago_id') or ''}".rstrip()
+    title = f"  # Lago charge {V.comment(ch.get('lago_id') or '')}".rstrip()
     if ch.get("invoice_display_name"):
         title += f" {V.string(V.comment(ch['invoice_display_name']))}"
     out = [title] if title.strip() != "# Lago charge" else []

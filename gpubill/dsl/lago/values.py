@@ -11,6 +11,8 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from gpubill.dsl.currencies import MINOR_UNITS, minor_unit  # noqa: F401
+from gpubill.dsl.lago.jsonpos import plain_digits
+from gpubill.dsl.limits import MAX_NUMBER_DIGITS
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -77,6 +79,14 @@ def decimal(v, what: str, *, allow_negative: bool = False) -> Decimal:
         raise BadValue(f"{what} must be a decimal string, not {_show(v)}")
     if d < 0 and not allow_negative:
         raise BadValue(f"{what} is negative ({_show(v)}); Lago rejects negative prices")
+    return _fits(d, what)
+
+
+def _fits(d: Decimal, what: str) -> Decimal:
+    """`d`, when a `.bill` number can hold it written out (checked before anything writes it out)."""
+    if plain_digits(d) > MAX_NUMBER_DIGITS:
+        raise BadValue(f"{what} has more than {MAX_NUMBER_DIGITS} digits written out, "
+                       "more than a .bill number may have")
     return d
 
 
@@ -104,14 +114,28 @@ def currency(code, what: str = "currency") -> str:
 def cents(v, cur: str, what: str) -> Decimal:
     """`amount_cents` -> an exact amount in the currency's major unit (1234 USD -> 12.34)."""
     n = integer(v, what)
-    return Decimal(n).scaleb(-minor_unit(cur))
+    return _fits(Decimal(n).scaleb(-minor_unit(cur)), what)
+
+
+#: What a `.bill` string cannot hold: control characters but a tab, and lone surrogates.
+_NOT_IN_STRING = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
 
 
 def string(s: str) -> str:
     """A `.bill` string literal."""
-    if "\n" in s or "\r" in s:
-        raise BadValue(f"{_show(s)} contains a line break, which a .bill string cannot hold")
+    problem = unwritable(s)
+    if problem:
+        raise BadValue(f"{_show(s)} {problem}")
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def unwritable(s: str) -> str | None:
+    """Why a `.bill` string cannot hold `s` (as the end of a sentence naming it), or None."""
+    if "\n" in s or "\r" in s:
+        return "contains a line break, which a .bill string cannot hold"
+    if _NOT_IN_STRING.search(s):
+        return "contains a control character or a lone surrogate, which a .bill string cannot hold"
+    return None
 
 
 def instant(v, what: str) -> str:
@@ -133,7 +157,8 @@ def instant(v, what: str) -> str:
 
 def comment(s) -> str:
     """Text safe inside a `#` comment (one line)."""
-    return re.sub(r"[\r\n]+", " ", str(s)).strip()
+    text = re.sub(r"[\r\n]+", " ", str(s)).strip()
+    return _NOT_IN_STRING.sub("\ufffd", text)  # never a NUL or an unencodable surrogate in the file
 
 
 def _show(v) -> str:
