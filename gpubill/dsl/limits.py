@@ -31,6 +31,10 @@ MAX_EXPR_TERMS = 1000
 #: of Python's default decimal context, so every check on a literal is exact.
 MAX_NUMBER_DIGITS = 28
 
+#: Decimals a metric rounds to, either way (rule precision-range): the engine
+#: scales quantities by 10**precision.
+MAX_ROUNDING_PRECISION = 28
+
 #: Columns of a source line shown under a diagnostic; longer lines show a
 #: window around the caret, with "…" where text is cut.
 SHOWN_COLUMNS = 100

@@ -24,7 +24,9 @@ import pytest
 from gpubill.dsl.check import check_sources
 from gpubill.dsl.diagnostics import render_github, render_text, to_json
 from gpubill.dsl.fmt import format_source
-from gpubill.dsl.limits import MAX_EXPR_OPERATORS, MAX_EXPR_TERMS, MAX_NUMBER_DIGITS, MAX_SOURCE_BYTES
+from gpubill.dsl.limits import (
+    MAX_EXPR_OPERATORS, MAX_EXPR_TERMS, MAX_NUMBER_DIGITS, MAX_ROUNDING_PRECISION, MAX_SOURCE_BYTES,
+)
 from gpubill.dsl.parse import parse
 
 GPUBILL = [sys.executable, "-m", "gpubill"]
@@ -274,6 +276,21 @@ def test_a_number_at_the_digit_limit_is_exact():
     assert str(doc.blocks[2].charges[0].price.amount.value) == digits  # never rounded to 28 significant digits
     _, diags = check_sources({"n.bill": PLAN.replace("1.00 per", "1" * MAX_NUMBER_DIGITS + "1 per")})
     assert [d.rule for d in diags] == ["number-too-long"]
+
+
+def test_a_rounding_precision_the_engine_cannot_scale_by_is_refused():
+    # the engine multiplies by 10**precision: 10**(10**27) never finishes
+    src = metric("duration_seconds").replace("\n}", "\n  rounding ceil 999999999999999999999999999\n}")
+    _, diags = check_sources({"m.bill": src})
+    assert [(d.rule, d.span.line) for d in diags] == [("precision-range", 4)]
+    _, diags = check_sources({"m.bill": src.replace("999999999999999999999999999", f"-{MAX_ROUNDING_PRECISION}")})
+    assert diags == []
+
+
+@pytest.mark.parametrize("divisor", ["(1 - 1)", "(2 * 0.5 - 1)", "-(3 - 3)", "(0 / 2)"])
+def test_a_divisor_that_is_zero_is_found_however_it_is_written(divisor):
+    _, diags = check_sources({"m.bill": metric(f"duration_seconds / {divisor}")})
+    assert [(d.rule, d.span.col) for d in diags] == [("division-by-zero", 26 + (divisor[0] == "("))]
 
 
 def test_nul_bytes_are_syntax_errors_shown_escaped(tmp_path):

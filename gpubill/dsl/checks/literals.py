@@ -17,6 +17,7 @@ from functools import lru_cache
 from gpubill.dsl import ast, units
 from gpubill.dsl.checks.common import blocks, walk
 from gpubill.dsl.diagnostics import Diagnostic, did_you_mean, error
+from gpubill.dsl.limits import MAX_ROUNDING_PRECISION
 from gpubill.dsl.resolve import Catalog
 from gpubill.dsl.currencies import COMMON_CURRENCIES, CURRENCIES
 
@@ -180,6 +181,13 @@ def _numbers(n) -> Iterator[Diagnostic]:
         yield from _whole(n.periods, "the number of periods")
     elif isinstance(n, ast.MoneyRounding):
         yield from _positive(n.quantum.value, "a rounding quantum", n.quantum.span)
+    elif isinstance(n, ast.MetricRounding) and abs(n.precision) > MAX_ROUNDING_PRECISION:
+        yield error(
+            "precision-range",
+            f"a rounding precision of {n.precision} is outside -{MAX_ROUNDING_PRECISION} .. {MAX_ROUNDING_PRECISION}",
+            n.span,
+            hints=("the precision counts decimals: 2 rounds to 0.01, -3 to thousands",),
+        )
     elif isinstance(n, ast.Percentage):
         yield from _whole(n.free_events, "the number of free events")
     elif isinstance(n, ast.Credit):

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from fractions import Fraction
 
 from gpubill.dsl import ast, units
 from gpubill.dsl.checks.common import (
@@ -148,6 +149,24 @@ def _terms(e: ast.Expr) -> int:
     return min(left * right if e.op == "*" else left + right, MAX_EXPR_TERMS + 1)
 
 
+def _value(e: ast.Expr) -> Fraction | None:
+    """The exact value of a constant expression; None when it divides by zero itself (reported there).
+
+    Recursive: the parser refuses an expression of more than MAX_EXPR_OPERATORS operators.
+    """
+    if isinstance(e, ast.Const):
+        return Fraction(e.value)
+    if isinstance(e, ast.Neg):
+        v = _value(e.operand)
+        return None if v is None else -v
+    a, b = _value(e.left), _value(e.right)
+    if a is None or b is None:
+        return None
+    if e.op == "/":
+        return None if b == 0 else a / b
+    return a + b if e.op == "+" else a - b if e.op == "-" else a * b
+
+
 def _constant(e: ast.Expr) -> bool:
     return not any(True for _ in expr_props(e))
 
@@ -169,7 +188,7 @@ def _expr(e: ast.Expr) -> Iterator[Diagnostic]:
                     n.right.span,
                     hints=("divide only by constants, e.g. / 3600", "or convert with `in UNIT`: sum duration_seconds in hours"),
                 )
-            elif isinstance(n.right, ast.Const) and n.right.value == 0:
+            elif _value(n.right) == 0:
                 yield error("division-by-zero", "division by zero", n.right.span)
         elif isinstance(n, ast.BinOp) and n.op in "+-":
             if _constant(n.left) or _constant(n.right):

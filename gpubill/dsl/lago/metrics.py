@@ -27,6 +27,7 @@ from gpubill.dsl import units
 from gpubill.dsl.lago import values as V
 from gpubill.dsl.lago.context import At, Ctx
 from gpubill.dsl.lago.objects import Obj
+from gpubill.dsl.limits import MAX_ROUNDING_PRECISION
 
 AGGREGATIONS = {
     "count_agg": "count",
@@ -201,6 +202,10 @@ def _rounding(d: dict, at: At, ctx: Ctx) -> str | None:
         return f"rounding {fn}"
     if isinstance(prec, bool) or not isinstance(prec, int):
         ctx.invalid(at / "rounding_precision", "the rounding precision must be a whole number")
+        return None
+    if abs(prec) > MAX_ROUNDING_PRECISION:
+        ctx.invalid(at / "rounding_precision",
+                    f"the rounding precision {prec} is outside -{MAX_ROUNDING_PRECISION} .. {MAX_ROUNDING_PRECISION}")
         return None
     return f"rounding {fn} {prec}"
 
