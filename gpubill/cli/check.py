@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from gpubill.cli import EXIT_INVALID, EXIT_IO, EXIT_OK, CliError
     from gpubill.dsl.check import check_paths
     from gpubill.dsl.diagnostics import render_github, render_text, to_json
+    from gpubill.dsl.limits import MAX_SHOWN_DIAGNOSTICS
 
     for p in args.paths:
         if not os.path.exists(p):
@@ -40,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.format == "github":
         sys.stdout.write(render_github(diags))
     elif diags:
-        sys.stderr.write(render_text(diags, sources))
+        sys.stderr.write(render_text(diags[:MAX_SHOWN_DIAGNOSTICS], sources))
+        if len(diags) > MAX_SHOWN_DIAGNOSTICS:
+            sys.stderr.write(f"... {len(diags) - MAX_SHOWN_DIAGNOSTICS} more not shown "
+                             "(gpubill check --format json lists them all)\n")
         errors = sum(d.is_error for d in diags)
         warnings = len(diags) - errors
         sys.stderr.write(f"{errors} error(s), {warnings} warning(s)\n")

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         formatted, diags = format_source(text, str(f))
         if diags:
-            sys.stderr.write(render_text(diags, {str(f): text}))
+            sys.stderr.write(_shown_diagnostics(diags, {str(f): text}))
             errors += sum(d.is_error for d in diags)
             warnings += sum(not d.is_error for d in diags)
         if formatted is None:
@@ -95,7 +95,7 @@ def _stdin(check: bool, diff: bool) -> int:
         return 1
     formatted, diags = format_source(text, "<stdin>")
     if formatted is None:
-        sys.stderr.write(render_text(diags, {"<stdin>": text}))
+        sys.stderr.write(_shown_diagnostics(diags, {"<stdin>": text}))
         return 1
     if not check:
         sys.stdout.write(formatted)
@@ -104,6 +104,16 @@ def _stdin(check: bool, diff: bool) -> int:
         return 0
     sys.stdout.write(_diff(text, formatted, "<stdin>") if diff else "<stdin>\n")
     return 1
+
+
+def _shown_diagnostics(diags, sources) -> str:
+    """The first MAX_SHOWN_DIAGNOSTICS of a file's diagnostics as text, and how many more there are."""
+    from gpubill.dsl.diagnostics import render_text
+    from gpubill.dsl.limits import MAX_SHOWN_DIAGNOSTICS
+
+    text = render_text(diags[:MAX_SHOWN_DIAGNOSTICS], sources)
+    more = len(diags) - MAX_SHOWN_DIAGNOSTICS
+    return text + (f"... {more} more not shown (gpubill check --format json lists them all)\n" if more > 0 else "")
 
 
 def _shown(path) -> str:

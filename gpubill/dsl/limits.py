@@ -35,6 +35,10 @@ MAX_NUMBER_DIGITS = 28
 #: scales quantities by 10**precision.
 MAX_ROUNDING_PRECISION = 28
 
+#: Diagnostics `gpubill check` and `gpubill fmt` print as text; the rest are
+#: counted (`gpubill check --format json` lists them all).
+MAX_SHOWN_DIAGNOSTICS = 200
+
 #: Columns of a source line shown under a diagnostic; longer lines show a
 #: window around the caret, with "…" where text is cut.
 SHOWN_COLUMNS = 100
