@@ -241,7 +241,7 @@ test_block = seq("test", string, "{", clauses({
                   opt(seq("where", condition)), "=", amount),
 }), "}")
 
-comment_text = st.text(st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)), max_size=8)
+comment_text = st.text(st.characters(blacklist_characters="\n\r", blacklist_categories=("Cs",)), max_size=8)
 separator = st.one_of(
     st.sampled_from([" ", " ", " ", "\n", "\n  ", "\n\n", "\t"]),
     comment_text.map(lambda t: f"  # {t}\n"),
