@@ -13,17 +13,20 @@ import gpubill
 
 ROOT = Path(gpubill.__file__).parent
 
-# What each component may import from gpubill (itself always allowed).
+# The base every component may import: the exact number form (gpubill/numbers.py).
+BASE = {"numbers"}
+# What each component may import from gpubill (itself and BASE always allowed).
 ALLOWED = {
-    "dsl": set(),
-    "engine": {"dsl"},
-    "contracts": {"dsl", "engine"},
-    "store": set(),
-    "service": {"dsl", "engine", "contracts", "store"},
-    "server": {"dsl", "engine", "contracts", "store", "service"},
-    "agent": set(),
-    "tui": {"dsl", "engine", "contracts", "store", "service"},
-    "cli": {"dsl", "engine", "contracts", "store", "service", "server", "agent", "tui"},
+    "numbers": set(),
+    "dsl": BASE,
+    "engine": {"dsl"} | BASE,
+    "contracts": {"dsl", "engine"} | BASE,
+    "store": BASE,
+    "service": {"dsl", "engine", "contracts", "store"} | BASE,
+    "server": {"dsl", "engine", "contracts", "store", "service"} | BASE,
+    "agent": BASE,
+    "tui": {"dsl", "engine", "contracts", "store", "service"} | BASE,
+    "cli": {"dsl", "engine", "contracts", "store", "service", "server", "agent", "tui"} | BASE,
 }
 
 

@@ -21,21 +21,19 @@ import decimal
 from decimal import Decimal
 from fractions import Fraction
 
+from gpubill.numbers import MISSING, UNHOLDABLE
+
 # Local contexts: big enough that +, -, * of any amounts we see are exact.
 EXACT = decimal.Context(prec=200, Emax=999999, Emin=-999999, traps=[decimal.InvalidOperation])
 # Significant digits kept when a rational has no finite decimal expansion
 # (e.g. seconds / 3600).  Both engines use this one function.
 UNITS_PRECISION = 40
-# The store's exponent sentinels (gpubill/store/numeric.py MISSING and
-# UNHOLDABLE; a test holds them equal): not a number (missing, or not strictly
-# numeric: ignored, as Lago does), and a strictly numeric value too large or
-# too precise to hold (an error for its subscription, never ignored).
-MISSING_EXPONENT = -128
-UNHOLDABLE_EXPONENT = -127
-MIN_EXPONENT, MAX_EXPONENT = -126, 127  # the exponents of a held value
-MANTISSA_LIMIT = 2**63 - 1  # the largest held |mantissa|
-MAX_DIGITS = 19  # significant digits that may fit an int64 mantissa
-MAX_FRACTION_DIGITS = 18  # trailing zeros beyond this many decimals are dropped
+# The number form's exponent sentinels (gpubill/numbers.py): not a number
+# (missing, or not strictly numeric: ignored, as Lago does), and a strictly
+# numeric value too large or too precise to hold (an error for its
+# subscription, never ignored).
+MISSING_EXPONENT = MISSING
+UNHOLDABLE_EXPONENT = UNHOLDABLE
 ROUNDING_MODES = {
     "ROUND_HALF_UP", "ROUND_HALF_EVEN", "ROUND_HALF_DOWN", "ROUND_UP",
     "ROUND_DOWN", "ROUND_CEILING", "ROUND_FLOOR", "ROUND_05UP",

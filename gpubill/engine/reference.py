@@ -43,51 +43,30 @@ The rules, for each subscription and charge:
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from fractions import Fraction
 
+from gpubill.numbers import MIN_EXPONENT, STRICT, UNHOLDABLE, parse_strict
+
 from . import poly as polymod
-from .money import MANTISSA_LIMIT, MAX_DIGITS, MAX_EXPONENT, MAX_FRACTION_DIGITS, MIN_EXPONENT
 from .period import NEG_INF, period_of
 from .price import assemble, line_model
 from .program import END_REASON, Graduated, NotRated, Percentage, Unrated
 from .usage import AdvanceEvent, LineUsage, nd
 
-NUMERIC = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 REMOVE = "remove"
 CENTS = "precise_total_amount_cents"
 
 
 def is_numeric(s) -> bool:
-    return s is not None and NUMERIC.fullmatch(s) is not None
+    return s is not None and STRICT.fullmatch(s) is not None
 
 
 def held_pair(s: str) -> tuple[int, int] | None:
-    """(mantissa, exponent) of a strictly numeric string as the store holds
-    it (gpubill/store/numeric.py ``parse_strict``, step for step): at most
-    ``MAX_DIGITS`` significant digits (more only when the extra ones are
-    zeros), trailing zeros dropped only while the mantissa exceeds int64 or
-    the exponent is below ``-MAX_FRACTION_DIGITS``, zero always held; None
-    when the value cannot be held (a test holds the two rules equal)."""
-    neg = s.startswith("-")
-    ip, _, fp = (s[1:] if neg else s).partition(".")
-    sig = (ip + fp).lstrip("0")
-    e = -len(fp)
-    if len(sig) > MAX_DIGITS:
-        cut = len(sig) - MAX_DIGITS
-        if sig[-cut:].strip("0"):
-            return None
-        sig, e = sig[:MAX_DIGITS], e + cut
-    m = int(sig) if sig else 0
-    if m == 0:
-        return 0, min(max(e, -MAX_FRACTION_DIGITS), 0)
-    while (m > MANTISSA_LIMIT or e < -MAX_FRACTION_DIGITS) and m % 10 == 0:
-        m //= 10
-        e += 1
-    if m > MANTISSA_LIMIT or not MIN_EXPONENT <= e <= MAX_EXPONENT:
-        return None
-    return (-m if neg else m), e
+    """(mantissa, exponent) of a strictly numeric string as the store holds it,
+    or None when the number form cannot hold it (``gpubill.numbers``)."""
+    p = parse_strict(s)
+    return None if p is None or p[1] == UNHOLDABLE else p
 
 
 class Unholdable(Exception):

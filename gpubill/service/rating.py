@@ -231,7 +231,7 @@ def reference_events(store, window: dict) -> list[dict]:
 
 def property_text(v) -> str:
     """The store's string form of a JSON float, object or array property."""
-    from gpubill.store.numeric import format_decimal, from_number, held
+    from gpubill.numbers import format_decimal, from_number, held
     from gpubill.store.validate import dumps_any
 
     if type(v) is float:
@@ -244,7 +244,7 @@ def _cents_text(text: str | None) -> str | None:
     """precise_total_amount_cents as text: a JSON number comes back from
     SQLite as Python's str() of it ("1e+16"); the store held its exact
     decimal, so read it the same way."""
-    from gpubill.store.numeric import STRICT
+    from gpubill.numbers import STRICT
 
     if text is None or STRICT.fullmatch(text):
         return text

@@ -18,7 +18,6 @@ from decimal import Decimal
 
 import pytest
 
-from gpubill.engine import money
 from gpubill.engine import plan as planmod
 from gpubill.engine.columns import EventColumns
 from gpubill.engine.program import ChargeSpec, MetricSpec, Mul, Prop, Standard, SubscriptionSpec
@@ -134,15 +133,6 @@ SUM_V = ChargeSpec("c", MetricSpec("mv", "e", "sum", field="v"), Standard(1))
 
 
 # ---------------------------------------------------------------- the shared number form
-
-
-def test_the_engine_reads_the_store_number_form_with_the_same_sentinels_and_limits():
-    assert money.MISSING_EXPONENT == store_numeric.MISSING
-    assert money.UNHOLDABLE_EXPONENT == store_numeric.UNHOLDABLE
-    assert (money.MIN_EXPONENT, money.MAX_EXPONENT) == (store_numeric.MIN_EXPONENT, store_numeric.MAX_EXPONENT)
-    assert money.MANTISSA_LIMIT == store_numeric.I64_MAX
-    assert money.MAX_DIGITS == store_numeric.MAX_DIGITS
-    assert money.MAX_FRACTION_DIGITS == store_numeric.MAX_FRACTION_DIGITS
 
 
 @pytest.mark.parametrize("text", [
