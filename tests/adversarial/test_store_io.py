@@ -100,22 +100,6 @@ def in_thread(fn, timeout=CLI_TIMEOUT_S):
 
 # -- a full disk ----------------------------------------------------------------------------
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 2 MiB tmpfs of its own (root only), unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {r.stderr.decode().strip()}")
-    try:
-        yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
 
 def fill(disk, leave_bytes=0):
     """Fill the disk with a filler file, leaving about ``leave_bytes`` free."""
