@@ -132,7 +132,7 @@ class EventColumns:
 
     def numeric(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(mantissa int64[n], exponent int8[n]); exponent -128 = missing/not numeric,
-        -127 (``numeric.UNHOLDABLE``) = a numeric string the pair cannot hold exactly.
+        -127 (``gpubill.numbers.UNHOLDABLE``) = a numeric string the pair cannot hold exactly.
 
         ``numeric("precise_total_amount_cents")`` is the event's precise amount.
         """
