@@ -27,7 +27,7 @@ Rules:
   number), as Lago, that the engine can hold exactly (``fits_quantity``);
 * anywhere (properties and any other top-level field): NaN and Infinity are
   rejected; text must be valid Unicode (no lone surrogates); a JSON number
-  must be one the (int64, int8) pair holds exactly (``numeric.py``);
+  must be one the (int64, int8) pair holds exactly (``gpubill/numbers.py``);
 * the canonical properties have the types in ``CANONICAL``; their quantities
   must be ones the engine can hold exactly.
 
