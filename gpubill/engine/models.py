@@ -154,9 +154,13 @@ def percentage(values: Sequence[Decimal], m: Percentage) -> Priced:
 
 
 def _percentage_min_max(values: Sequence[Decimal], m: Percentage) -> Priced:
-    """Per-transaction min/max: each event priced alone, clamped; the first
-    ``free_events`` events are free (and use up free amount), then the free
-    amount keeps absorbing values; free events are never raised to the minimum."""
+    """Per-transaction min/max (Lago's ``compute_amount_with_transaction_min_max``):
+    each event priced alone, in order.  While free events or free amount are
+    left the event is in the free allowance; with no free amount it is wholly
+    free, otherwise the free amount absorbs it when larger than its value, and
+    else it pays on the rest (value - free amount left) and the allowance ends.
+    So with a free amount the count of free events changes nothing.  Free
+    events are never raised to the minimum; a paying one is, even at 0."""
     with decimal.localcontext(EXACT):
         units = sum(values, ZERO)
         free_n = m.free_events or 0
@@ -164,23 +168,25 @@ def _percentage_min_max(values: Sequence[Decimal], m: Percentage) -> Priced:
         fixed = m.fixed_amount or ZERO
         total = ZERO
         for v in values:
-            if free_n > 0:
+            if free_n > 0 or free_f > 0:
                 free_n -= 1
-                free_f = max(free_f - v, ZERO)
-                continue
-            if free_f > 0:
-                if v <= free_f:
+                if free_f <= 0:
+                    continue
+                if free_f > v:
                     free_f -= v
                     continue
-                v = v - free_f
-                free_f = ZERO
-            amt = v * m.rate / HUNDRED + fixed
-            if m.min_per_event is not None:
-                amt = max(amt, m.min_per_event)
-            if m.max_per_event is not None:
-                amt = min(amt, m.max_per_event)
-            total += amt
+                v, free_f, free_n = v - free_f, ZERO, 0
+            total += _clamp(v * m.rate / HUNDRED + fixed, m)
         return Priced(total, units)
+
+
+def _clamp(amount: Decimal, m: Percentage) -> Decimal:
+    """Lago's ``apply_min_max``: the minimum is tested first."""
+    if m.min_per_event is not None and amount < m.min_per_event:
+        return m.min_per_event
+    if m.max_per_event is not None and amount > m.max_per_event:
+        return m.max_per_event
+    return amount
 
 
 def prorated_graduated(events: Sequence, tiers: Sequence) -> Priced:
