@@ -19,6 +19,7 @@ from .money import EXACT, ceil_decimals
 from .program import Dynamic, Graduated, GraduatedPercentage, Package, Percentage, Standard, TierPart, Volume
 
 ZERO = Decimal(0)
+ONE = Decimal(1)
 HUNDRED = Decimal(100)
 
 
@@ -61,14 +62,15 @@ def graduated(units: Decimal, tiers: Sequence) -> Priced:
 
 
 def graduated_percentage(units: Decimal, tiers: Sequence) -> Priced:
-    """Graduated percentage: rates in percent, no adjacent mode, a from of 0
-    counts as 1 when the tier is full."""
+    """Graduated percentage: rates in percent, no adjacent mode: a full tier
+    holds to - from + 1 units, a from of 0 counting as 1 (so a tier starting
+    at a fractional previous bound, 0.01 to 10, holds 10.99, as in Lago)."""
     parts = []
     total = ZERO
     with decimal.localcontext(EXACT):
         for i, t in enumerate(tiers):
             if t.to_value is not None and units >= t.to_value:
-                held = t.to_value - max(t.from_value, Decimal(1)) + 1
+                held = t.to_value - (ONE if t.from_value == 0 else t.from_value) + 1
             elif t.from_value == 0:
                 held = units
             else:

@@ -2,6 +2,7 @@
 
 from decimal import Decimal as D
 
+import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,6 +40,17 @@ def tiers(draw, adjacent_ok=True):
     return tuple(out)
 
 
+@st.composite
+def percentage_tiers(draw):
+    """Graduated percentage tiers: +1 bounds, sometimes behind a fractional first tier that the
+    next one starts at (0 to 0.01, 0.01 to ...), which Lago accepts."""
+    out = draw(tiers(adjacent_ok=False))
+    if not draw(st.booleans()):
+        return out
+    first = out[0]
+    return (Tier(0, D("0.01"), draw(price), draw(price)), attrs.evolve(first, from_value=D("0.01"))) + out[1:]
+
+
 def model_for(agg, prorated, advance):
     opts = [st.builds(Standard, price)]
     if not prorated or True:
@@ -47,7 +59,7 @@ def model_for(agg, prorated, advance):
         opts.append(st.builds(Volume, tiers(adjacent_ok=False)))
     if not prorated:
         opts.append(st.builds(Package, price, st.sampled_from([1, 2, 10]), st.sampled_from([0, 1, 5])))
-        opts.append(st.builds(GraduatedPercentage, tiers(adjacent_ok=False)))
+        opts.append(st.builds(GraduatedPercentage, percentage_tiers()))
         if agg != "latest":
             opts.append(st.builds(
                 Percentage, price, st.none() | price, st.none() | st.integers(1, 3), st.none() | price,

@@ -9,8 +9,15 @@ plan imported from Lago checks clean and one exported to Lago is accepted:
   tiers such as 0 to 0.1, 0.1 to 1) or at the previous `to` + 1 (integer
   tiers: 0 to 10, 11 to 20). Lago switches the whole schedule to the +1
   reading when one pair is not adjacent, so mixing the two is a warning;
-* volume and graduated percentage: each tier starts at the previous `to` + 1
-  (neither has an adjacent mode).
+* volume: each tier starts at the previous `to` + 1 (no adjacent mode);
+* graduated percentage: each tier starts at the previous `to` + 1, or at the
+  previous `to` itself when that bound is fractional (`0 to 0.01`, `0.01 to
+  10`, `11 and above`): Lago's validator accepts a range starting at the
+  previous `to_value` or at it + 1. Its rating has no adjacent mode, so such a
+  tier holds to - from + 1 units when full (0.01 to 10: 10.99), as the engine
+  rates it. A shared whole-number bound (`0 to 10`, `10 and above`) stays an
+  overlap: Lago accepts it too, but the unit at the bound is counted in both
+  tiers, and gpubill refuses it.
 """
 
 from __future__ import annotations
@@ -94,19 +101,30 @@ def _schedule(price) -> Iterator[Diagnostic]:
     yield from _joints(price, tiers, model)
 
 
+def _may_start_at_bound(price, end: Decimal) -> bool:
+    """Whether a tier may start at the previous tier's `to` (see the module doc)."""
+    if isinstance(price, ast.Graduated):
+        return True
+    return isinstance(price, ast.GraduatedPercentage) and end != end.to_integral_value()
+
+
+def _kind_of_bound(price) -> str:
+    return "whole-number " if isinstance(price, ast.GraduatedPercentage) else ""
+
+
 def _joints(price, tiers, model) -> Iterator[Diagnostic]:
-    adjacent_ok = isinstance(price, ast.Graduated)
     styles: list[tuple[str, ast.Tier]] = []
     for prev, t in zip(tiers, tiers[1:]):
         if prev.to_value is None:
             continue  # reported as tier-open-middle
         end, start = prev.to_value.value, t.from_value.value
-        want = f"{end} or {end + ONE}" if adjacent_ok else f"{end + ONE}"
+        shared_ok = _may_start_at_bound(price, end)
+        want = f"{end} or {end + ONE}" if shared_ok else f"{end + ONE}"
         note = ((f"previous tier {_range(prev)}", prev.span),)
         if start == end + ONE:
             styles.append(("+1", t))
             continue
-        if start == end and adjacent_ok:
+        if start == end and shared_ok:
             styles.append(("adjacent", t))
             continue
         if start <= end:
@@ -115,7 +133,7 @@ def _joints(price, tiers, model) -> Iterator[Diagnostic]:
                 f"tier {_range(t)} overlaps tier {_range(prev)}",
                 t.from_value.span,
                 hints=(f"start this tier at {want}",)
-                + (() if adjacent_ok or start != end else (f"{model} tiers do not share bounds: {_range(prev)} includes {end}",)),
+                + (() if shared_ok or start != end else (f"{model} tiers do not share {_kind_of_bound(price)}bounds: {_range(prev)} includes {end}",)),
                 notes=note,
             )
         else:
@@ -127,7 +145,7 @@ def _joints(price, tiers, model) -> Iterator[Diagnostic]:
                 notes=note,
             )
     kinds = {s for s, _ in styles}
-    if len(kinds) > 1:
+    if len(kinds) > 1 and isinstance(price, ast.Graduated):  # the only model with an adjacent reading
         first_kind = styles[0][0]
         odd = next(t for s, t in styles if s != first_kind)
         yield warning(
