@@ -87,3 +87,18 @@ def test_both_engines_rate_the_import_as_lago(imported, units, amount):
     for result in (rate_reference([spec], evs), rate([spec], EventColumns.from_events(evs))):
         (line,) = [ln for ln in result.lines if ln.kind == "usage"]
         assert line.precise_amount == D(amount)
+
+
+def test_a_whole_number_shared_bound_is_refused_as_unsupported_not_as_an_importer_bug(tmp_path):
+    """Lago counts unit 10 of `0 to 10`, `10 and above` in both tiers: no .bill schedule says that."""
+    ranges = {"graduated_percentage_ranges": [
+        {"from_value": 0, "to_value": 10, "rate": "1", "flat_amount": "0"},
+        {"from_value": 10, "to_value": None, "rate": "2", "flat_amount": "0"},
+    ]}
+    paths = [write(tmp_path, "metrics.json", {"billable_metrics": [metric("payments", field="amount")]}),
+             write(tmp_path, "plan.json", {"plan": plan(charges=[charge("payments", "graduated_percentage", ranges)])})]
+    r = gpubill("import", "lago", *paths, "--out", str(tmp_path / "billing"))
+    assert r.returncode == 1
+    assert "lago-unsupported" in r.stderr and "lago-generated" not in r.stderr
+    assert "graduated_percentage_ranges" in r.stderr and "start it at 11" in r.stderr
+    assert not (tmp_path / "billing").exists()

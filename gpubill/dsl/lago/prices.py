@@ -44,6 +44,9 @@ def price(model: str, props, metric: MetricInfo, at: At, ctx: Ctx, indent: str) 
             tiers = _tiers(props.get(key), at / key, "per_unit_amount", lambda d: V.num(d), ctx)
             return None if tiers is None else _block(model, tiers, indent)
         if model == "graduated_percentage":
+            if not _whole_shared_bounds_ok(props.get("graduated_percentage_ranges"),
+                                           at / "graduated_percentage_ranges", ctx):
+                return None
             tiers = _tiers(props.get("graduated_percentage_ranges"), at / "graduated_percentage_ranges", "rate",
                            lambda d: V.num(d) + "%", ctx)
             return None if tiers is None else _block("graduated percentage", tiers, indent)
@@ -112,6 +115,31 @@ def _tiers(ranges, at: At, price_key: str, show, ctx: Ctx) -> list[str] | None:
             raise _Bad(rat / "to_value", "only the last range may have no to_value")
         rows.append(row)
     return rows
+
+
+def _whole_shared_bounds_ok(ranges, at: At, ctx: Ctx) -> bool:
+    """False (reported) when a graduated_percentage range starts at the previous range's whole to_value.
+
+    Lago accepts ``0 to 10``, ``10 and above`` and counts unit 10 in both tiers; a `.bill` schedule
+    cannot say that exactly (a fractional shared bound such as ``0.01`` is fine and is copied as is).
+    """
+    if not isinstance(ranges, list):
+        return True
+    for i in range(1, len(ranges)):
+        prev, cur = ranges[i - 1], ranges[i]
+        if not (isinstance(prev, dict) and isinstance(cur, dict)):
+            return True
+        try:
+            hi, lo = V.decimal(prev.get("to_value"), "to_value"), V.decimal(cur.get("from_value"), "from_value")
+        except V.BadValue:
+            return True  # reported by _tiers
+        if lo == hi and lo == lo.to_integral_value():
+            ctx.error(at / i / "from_value",
+                      f"this range starts at the previous range's to_value {V.num(hi)}: Lago counts unit "
+                      f"{V.num(hi)} in both tiers, which a .bill tier schedule cannot express",
+                      f"start it at {V.num(hi + 1)} (the usual +1 schedule) before importing")
+            return False
+    return True
 
 
 def _block(head: str, rows: list[str], indent: str) -> str:
