@@ -35,7 +35,6 @@ import threading
 import time
 import uuid
 
-import numpy as np
 import orjson
 
 GPUS = [("H100-SXM", 80, "nvlink"), ("A100-80GB", 80, "nvlink"), ("A100-40GB", 40, "pcie"),

@@ -92,7 +92,6 @@ def test_example_test_block(t):
     kind, value = _period_args(t)
     start = contract.starts.value
     start = start.date() if isinstance(start, dt.datetime) else start
-    tz0 = timezone_of(CATALOG, contract, None)
     probe = value if kind == "date" else (dt.date(*value, 1) if kind == "month" else value[0])
     probe = probe.date() if isinstance(probe, dt.datetime) else probe
     plan = plan_for(CATALOG, contract, max(probe, start))

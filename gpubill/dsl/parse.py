@@ -24,7 +24,7 @@ from gpubill.dsl.limits import MAX_EXPR_OPERATORS, MAX_NUMBER_DIGITS
 from gpubill.dsl.source import normalize
 
 BLOCK_KEYWORDS = ("entity", "metric", "plan", "contract", "test")
-_BLOCK_START = re.compile(r"^(entity|metric|plan|contract|test)\b", re.M)
+_BLOCK_START = re.compile(rf"^({'|'.join(BLOCK_KEYWORDS)})\b", re.M)
 
 #: How regex terminals are named in messages (never the grammar's names).
 TERMINAL_WORDS = {

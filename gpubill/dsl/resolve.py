@@ -62,7 +62,7 @@ def resolve(documents: Iterable[ast.Document]) -> tuple[Catalog, list[Diagnostic
                     "duplicate-name",
                     f'{kind} "{name}" is defined twice',
                     block.name.span,
-                    hints=(f"rename one of them, or delete the copy",),
+                    hints=("rename one of them, or delete the copy",),
                     notes=((f"first {kind} \"{name}\"", table[name].name.span),),
                 )
             )

@@ -60,8 +60,10 @@ def _unheld_beside(qi, i, Q, TERM, FAC, mptr, eptr, nscale):
     return sl >= 0 and _fixed(mptr[sl], eptr[sl], nscale[sl], i)[2]
 
 
+# C901 exempt: a numba kernel is one loop over the events with its branches inlined on
+# purpose (a call per branch would cost more than the work it does).
 @njit(cache=True, nogil=True)
-def _accumulate(
+def _accumulate(  # noqa: C901
     lo_i, hi_i, sub_ids, code_ids, ts, rowid, dptr, mptr, eptr, nscale,
     sub_lut, code_lut, ncodes, SUB, pk_start, pk_inst, pk_qstart, pk_q, pk_rec,
     INST, CP, KEY, masks, ordb, BKT, wb, cw, GK, luts, Q, TERM, FAC,

@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
+from .period import DAY_MS
+
 _MONTHS = {"weekly": 0, "monthly": 1, "quarterly": 3, "yearly": 12}
 
 
@@ -24,7 +26,7 @@ class Period:
 
     @property
     def days(self) -> int:
-        return round((self.to_ms + 1 - self.from_ms) / 86_400_000)
+        return round((self.to_ms + 1 - self.from_ms) / DAY_MS)
 
 
 def to_ms(t: dt.datetime) -> int:

@@ -23,7 +23,6 @@ from numba.extending import intrinsic
 from .money import MISSING_EXPONENT as MISSING, UNHOLDABLE_EXPONENT as UNHOLDABLE
 
 I64_MIN = np.int64(-(2**63))
-I64_MAX = np.int64(2**63 - 1)
 P10 = np.array([10**k for k in range(19)], dtype=np.int64)
 HASH_MUL = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as int64
 NO_EXPONENT = 127  # _min_exponent of an all-missing column
@@ -210,52 +209,3 @@ def _mark_present(col, lo, hi, present):
         if 0 <= v < size:
             present[v] = 1
     return top - 1
-
-
-@njit(cache=True, nogil=True)
-def _to_fixed(m, e, scale, p10):
-    n = m.shape[0]
-    values = np.zeros(n, dtype=np.int64)
-    valid = np.zeros(n, dtype=np.bool_)
-    inexact = np.zeros(n, dtype=np.bool_)
-    for i in range(n):
-        ex = np.int64(e[i])
-        if ex == MISSING:
-            continue
-        if ex == UNHOLDABLE:
-            inexact[i] = True
-            continue
-        d = ex - scale
-        if d >= 0:
-            if d > 18:
-                if m[i] != 0:
-                    return values, valid, inexact, i
-                valid[i] = True
-                continue
-            v, o = _mul(m[i], p10[d])
-            if o:
-                return values, valid, inexact, i
-            values[i] = v
-            valid[i] = True
-        else:
-            if -d > 18:
-                if m[i] != 0:
-                    inexact[i] = True
-                    continue
-                valid[i] = True
-                continue
-            q = m[i] // p10[-d]
-            if q * p10[-d] != m[i]:
-                inexact[i] = True
-                continue
-            values[i] = q
-            valid[i] = True
-    return values, valid, inexact, -1
-
-
-def to_fixed(m, e, scale):
-    return _to_fixed(m, e, np.int64(scale), P10)
-
-
-def finest_exponent(m, e):
-    return int(_finest_exponent(m, e))

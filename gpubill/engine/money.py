@@ -1,18 +1,14 @@
-"""Exact numbers: Decimal rounding, rational -> Decimal, fixed point <-> Decimal.
+"""Exact numbers: Decimal rounding, rational -> Decimal.
 
-The one module that converts between the kernels' int64 fixed point and
-Decimal money.  Nothing here reads the ambient decimal context: every
-operation uses a local context with enough precision, and rounding mode and
-quantum always come from the caller (the plan's rule).
+The one module that turns the engines' exact rationals into Decimal money.
+Nothing here reads the ambient decimal context: every operation uses a local
+context with enough precision, and rounding mode and quantum always come from
+the caller (the plan's rule).
 
-Fixed point: a column holds ``mantissa[i] * 10**exponent[i]`` (the store's
-format; exponent -128 = missing or not strictly numeric, -127 = strictly
-numeric but beyond an int64 mantissa with an exponent in -126..127).  ``to_fixed``
-re-expresses it as ``values[i] * 10**scale`` exactly, flags rows that cannot
-be (``inexact``) and raises ``EngineOverflow`` instead of wrapping.
-
-Importing this module does not import numba (the contracts layer uses the
-rounding helpers); ``to_fixed`` loads the kernels on first call.
+It also names the number form's exponent sentinels for the engine (the
+store's columns hold ``mantissa * 10**exponent``; gpubill/numbers.py) and the
+engine's error type.  Importing this module does not import numba (the
+contracts layer uses the rounding helpers).
 """
 
 from __future__ import annotations
@@ -44,33 +40,11 @@ class EngineError(Exception):
     """A rating program or input the engine cannot rate exactly."""
 
 
-class EngineOverflow(EngineError):
-    """An int64 quantity would overflow; never wrapped."""
-
-    def __init__(self, message: str, *, metric: str | None = None, subscription: str | None = None):
-        where = ", ".join(
-            p for p in (metric and f"metric {metric!r}", subscription and f"subscription {subscription!r}") if p
-        )
-        super().__init__(f"{message} ({where})" if where else message)
-        self.metric = metric
-        self.subscription = subscription
-
-
 def round_money(value: Decimal, mode: str = "ROUND_HALF_UP", quantum: Decimal = Decimal("0.01")) -> Decimal:
     """Round ``value`` to a multiple of ``quantum`` (a power of ten) by ``mode``."""
     if mode not in ROUNDING_MODES:
         raise ValueError(f"unknown rounding mode {mode!r}")
     return value.quantize(quantum, rounding=mode, context=EXACT)
-
-
-def round_units(value: Decimal, function: str, precision: int) -> Decimal:
-    """Billable-metric rounding: round (half-up) / ceil / floor to ``precision``
-    decimals; a negative precision rounds to tens, hundreds, ..."""
-    mode = {"round": decimal.ROUND_HALF_UP, "ceil": decimal.ROUND_CEILING, "floor": decimal.ROUND_FLOOR}[function]
-    quantum = Decimal(1).scaleb(-precision)
-    r = value.quantize(quantum, rounding=mode, context=EXACT)
-    # Show 200 rather than 2E+2; the value is the same.
-    return r.quantize(Decimal(1), context=EXACT) if precision < 0 else r
 
 
 def ceil_decimals(value: Decimal, places: int) -> Decimal:
@@ -134,70 +108,3 @@ def ratio_to_decimal(num: int, den: int = 1) -> Decimal:
 
 def fraction_to_decimal(f: Fraction) -> Decimal:
     return ratio_to_decimal(f.numerator, f.denominator)
-
-
-def to_fraction(d: Decimal) -> Fraction:
-    return Fraction(d)
-
-
-def mul(a: Decimal, b: Decimal) -> Decimal:
-    return EXACT.multiply(a, b)
-
-
-def add(a: Decimal, b: Decimal) -> Decimal:
-    return EXACT.add(a, b)
-
-
-def sub(a: Decimal, b: Decimal) -> Decimal:
-    return EXACT.subtract(a, b)
-
-
-def div(a: Decimal, b: Decimal) -> Decimal:
-    """Exact division when it terminates, else UNITS_PRECISION digits."""
-    na, da = a.as_integer_ratio()
-    nb, db = b.as_integer_ratio()
-    return ratio_to_decimal(na * db, da * nb)
-
-
-def dsum(values) -> Decimal:
-    total = Decimal(0)
-    for v in values:
-        total = EXACT.add(total, v)
-    return total
-
-
-def to_fixed(mantissa, exponent, scale: int):
-    """Column (mantissa int64[], exponent int8[]) -> (values int64[], valid
-    bool[], inexact bool[]) with value = values * 10**scale exactly.
-
-    ``valid`` is False for missing / non-numeric rows (exponent -128) and for
-    rows that are ``inexact`` (more decimals than ``scale`` holds).  Raises
-    ``EngineOverflow`` when a value does not fit int64 at this scale.
-    """
-    import numpy as np
-
-    from . import kernels
-
-    m = np.ascontiguousarray(mantissa, dtype=np.int64)
-    e = np.ascontiguousarray(exponent, dtype=np.int8)
-    if m.shape != e.shape or m.ndim != 1:
-        raise ValueError("mantissa and exponent must be 1-D arrays of the same length")
-    values, valid, inexact, overflow_row = kernels.to_fixed(m, e, int(scale))
-    if overflow_row >= 0:
-        raise EngineOverflow(
-            f"row {overflow_row}: {m[overflow_row]}e{e[overflow_row]} does not fit int64 at scale 1e{scale}"
-        )
-    return values, valid, inexact
-
-
-def finest_exponent(mantissa, exponent) -> int | None:
-    """The largest scale at which every valid value of the column is exact
-    (None for an all-missing column)."""
-    import numpy as np
-
-    from . import kernels
-
-    r = kernels.finest_exponent(
-        np.ascontiguousarray(mantissa, dtype=np.int64), np.ascontiguousarray(exponent, dtype=np.int8)
-    )
-    return None if r == 127 else int(r)

@@ -112,10 +112,6 @@ def fix_poly(poly: Poly, scales: dict, extra_exponent: int = 0) -> FixedPoly:
     return FixedPoly(tuple(p for p, _ in poly.terms), coefs, d)
 
 
-def ceil_div(a: int, b: int) -> int:
-    return -((-a) // b)
-
-
 def per_event_fraction(rule: PerEvent, x: Fraction) -> Fraction:
     """Round one event's property: ``M if x <= M else M + ceil((x-M)/I)*I``,
     ``ceil(x/I)*I`` without a minimum, then cap at ``maximum``."""

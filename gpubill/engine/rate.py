@@ -33,6 +33,7 @@ from .accumulate import (
 )
 from .kernels import FULL, I64_MIN, OK
 from .money import EXACT, MISSING_EXPONENT, EngineError, ratio_to_decimal
+from .period import DAY_MS
 from .price import (
     ZERO, ChargeCtx, advance_fees, empty_usage, in_sub_order, price_line, price_values, slot_reason_maps, true_up_line,
     unpriceable,
@@ -422,7 +423,7 @@ def _full(p, L, k, agg, pr, per, side, Dn, Dd):
     if agg == "unique_count":
         f, days = seq["unique"]
         return (f, 1), (days, per.duration_days), seq
-    return (seq["weighted"] * Dn, Dd * per.duration_days * 86_400_000), None, seq
+    return (seq["weighted"] * Dn, Dd * per.duration_days * DAY_MS), None, seq
 
 
 def _assemble(p, base, d, ignored, side, skip=frozenset()):
@@ -440,7 +441,8 @@ def _assemble(p, base, d, ignored, side, skip=frozenset()):
             gc.enable()
 
 
-def _assemble_lines(p, base, d, ignored, side, skip):
+# C901 exempt until issue 8 item 1 merges it with price.assemble (one assembler).
+def _assemble_lines(p, base, d, ignored, side, skip):  # noqa: C901
     L = _Lines(p, d)
     si_l, b_l, g_l, w_l, cp_l = L.si, L.b, L.g, L.w, L.cp
     by_sc: dict = {}

@@ -196,7 +196,3 @@ def _malformed(rng: random.Random, sample: list[dict], period_to_ms: int) -> lis
 
 def _iso(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def money(d: Decimal) -> str:
-    return f"{d:,.2f}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import attrs
 
@@ -83,10 +82,6 @@ def load_catalog(paths: Sequence[str]) -> tuple[Catalog, dict[str, str]]:
             code=1,
         )
     return catalog, sources
-
-
-def _local_date(ms: int, tz: str) -> dt.date:
-    return dt.datetime.fromtimestamp(ms / 1000, ZoneInfo(tz)).date()
 
 
 def _start_date(contract: ast.Contract) -> dt.date | None:

@@ -34,7 +34,7 @@ class StringTable:
         self._by_s: dict[str, int] = {}
         self._loaded_to = 0
 
-    def _load(self, upto: int | None = None) -> None:
+    def _load(self) -> None:
         with self._lock:
             rows = self._store._read().execute(
                 "SELECT id, s FROM strings WHERE id > ? ORDER BY id", (self._loaded_to,)).fetchall()
@@ -251,8 +251,8 @@ def read_columns(store, since_rowid=0, codes=None, time_from_ms=None, time_to_ms
         pm.append(bpm)
         pe.append(bpe)
         any_ptac = any_ptac or bpm is not None
-    cat = (lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt))
-    rowid, timestamp, codev, subv = cat(rid, np.int64), cat(ts, np.int64), cat(code, np.int32), cat(sub, np.int32)
+    rowid, timestamp = _concat(rid, np.int64), _concat(ts, np.int64)
+    codev, subv = _concat(code, np.int32), _concat(sub, np.int32)
     if any_ptac:
         ptm = np.concatenate([np.frombuffer(b, _I64) if b is not None else np.zeros(k, np.int64)
                               for b, k in zip(pm, sizes)])
@@ -285,3 +285,8 @@ def read_columns(store, since_rowid=0, codes=None, time_from_ms=None, time_to_ms
 
 def _and(mask, other):
     return other if mask is None else (mask & other)
+
+
+def _concat(parts: list, dtype) -> np.ndarray:
+    """The blocks' arrays end to end (an empty array of ``dtype`` when there are none)."""
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)

@@ -75,7 +75,6 @@ class Chunk:
     k1: np.ndarray
     k2: np.ndarray
     ptac: dict                            # position in good -> (m, e)
-    explicit_ts: np.ndarray               # bool: the event carried a timestamp
     props: dict                           # name -> PropColumn
     code_dict: tuple = ((), None)         # (distinct codes, int index of each valid event)
     sub_dict: tuple = ((), None)          # the same for subscriptions
@@ -177,7 +176,7 @@ def _fast_columns(objs: list, now_ms: int, hi_s: int, sizes: np.ndarray):
     props = got[4]
     if set(map(type, props)) != {dict} or max(map(len, props)) > MAX_KEYS:
         return None
-    return (list(range(n)), got[0], got[1], got[2], ts * 1000, props, [True] * n)
+    return (list(range(n)), got[0], got[1], got[2], ts * 1000, props)
 
 
 def prepare(objs: list, now_ms: int, max_future_ms: int, raws: list | None = None) -> Chunk:
@@ -192,10 +191,9 @@ def prepare(objs: list, now_ms: int, max_future_ms: int, raws: list | None = Non
     sizes, payload = _sizes(objs, raws)
     fast = _fast_columns(objs, now_ms, hi_s, sizes)
     if fast is not None:
-        good, txns, subs, codes, tss, props, explicit = fast
+        good, txns, subs, codes, tss, props = fast
     else:
-        good, txns, subs, codes, tss, props, explicit = _slow_rows(objs, now_ms, max_future_ms,
-                                                                   rejected, ptac_at, sizes)
+        good, txns, subs, codes, tss, props = _slow_rows(objs, now_ms, max_future_ms, rejected, ptac_at, sizes)
     cols, bad = _encode_props(props)
     if bad:
         # Some property values failed a column check: settle those events exactly.
@@ -205,16 +203,18 @@ def prepare(objs: list, now_ms: int, max_future_ms: int, raws: list | None = Non
         keep = [j for j in range(len(good)) if j not in bad]
         remap = {old: new for new, old in enumerate(keep)}
         ptac_at = {remap[j]: v for j, v in ptac_at.items() if j in remap}
-        good = [good[j] for j in keep]; txns = [txns[j] for j in keep]; subs = [subs[j] for j in keep]
-        codes = [codes[j] for j in keep]; props = [props[j] for j in keep]
+        good = [good[j] for j in keep]
+        txns = [txns[j] for j in keep]
+        subs = [subs[j] for j in keep]
+        codes = [codes[j] for j in keep]
+        props = [props[j] for j in keep]
         tss = np.asarray(tss, np.int64)[np.asarray(keep, np.int64)]
-        explicit = [explicit[j] for j in keep]
         cols, bad = _encode_props(props)
         assert not bad
     k1, k2 = _hash_keys(txns, subs) if txns else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     return Chunk(len(objs), np.asarray(good, np.int64), rejected, [objs[i] for i in good],
                  txns, subs, codes, np.asarray(tss, np.int64), k1, k2, ptac_at,
-                 np.asarray(explicit, bool), cols, _dictionary(codes), _dictionary(subs),
+                 cols, _dictionary(codes), _dictionary(subs),
                  _repeats(k1, k2), payload)
 
 
@@ -242,7 +242,7 @@ def _dictionary(vals: list) -> tuple[list, np.ndarray]:
 
 
 def _slow_rows(objs, now_ms, max_future_ms, rejected, ptac_at, sizes):
-    good, txns, subs, codes, tss, props, explicit = [], [], [], [], [], [], []
+    good, txns, subs, codes, tss, props = [], [], [], [], [], []
     for i, o in enumerate(objs):
         norm, problems = check_event(o, now_ms, max_future_ms, int(sizes[i]))
         if problems:
@@ -250,10 +250,13 @@ def _slow_rows(objs, now_ms, max_future_ms, rejected, ptac_at, sizes):
             continue
         if norm.precise_total_amount_cents is not None:
             ptac_at[len(good)] = norm.precise_total_amount_cents
-        good.append(i); txns.append(norm.transaction_id); subs.append(norm.external_subscription_id)
-        codes.append(norm.code); tss.append(norm.timestamp_ms); props.append(norm.properties)
-        explicit.append(o.get("timestamp") is not None)
-    return good, txns, subs, codes, tss, props, explicit
+        good.append(i)
+        txns.append(norm.transaction_id)
+        subs.append(norm.external_subscription_id)
+        codes.append(norm.code)
+        tss.append(norm.timestamp_ms)
+        props.append(norm.properties)
+    return good, txns, subs, codes, tss, props
 
 
 def _encode_props(props: list) -> tuple[dict, set]:
@@ -437,7 +440,8 @@ def _mixed(name, vals, chk):
             if not math.isfinite(v):
                 bad.add(i)
                 continue
-            fpos.append(i); fval.append(v)
+            fpos.append(i)
+            fval.append(v)
             sid[i] = LAZY
         elif t is int:
             m[i], e[i] = from_number(v)

@@ -24,7 +24,6 @@ import orjson
 
 from .validate import Unparsable
 
-FORMATS = ("auto", "jsonl", "csv", "lago")
 MAX_LINE = 1 << 20
 _CANON = ("transaction_id", "external_subscription_id", "code", "timestamp", "precise_total_amount_cents")
 

@@ -149,7 +149,9 @@ class KeyIndex:
             new = rid > self.last_rowid
             if not new.all():
                 rid, kk = rid[new], kk[new]
-            k1s.append(kk[:, 0]); k2s.append(kk[:, 1]); rids.append(rid)
+            k1s.append(kk[:, 0])
+            k2s.append(kk[:, 1])
+            rids.append(rid)
             last = max(last, int(lastb))
         if rids:
             self._add_committed(np.concatenate(k1s), np.concatenate(k2s), np.concatenate(rids))

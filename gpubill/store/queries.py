@@ -147,13 +147,17 @@ def get_event(store, event_id: int) -> EventRecord | None:
 def _filters(code, sub, time_from_ms, time_to_ms):
     where, args = [], []
     if code is not None:
-        where.append("e.code = ?"); args.append(code)
+        where.append("e.code = ?")
+        args.append(code)
     if sub is not None:
-        where.append("e.external_subscription_id = ?"); args.append(sub)
+        where.append("e.external_subscription_id = ?")
+        args.append(sub)
     if time_from_ms is not None:
-        where.append("e.timestamp_ms >= ?"); args.append(clamp_int64(time_from_ms, "time_from_ms"))
+        where.append("e.timestamp_ms >= ?")
+        args.append(clamp_int64(time_from_ms, "time_from_ms"))
     if time_to_ms is not None:
-        where.append("e.timestamp_ms <= ?"); args.append(clamp_int64(time_to_ms, "time_to_ms"))
+        where.append("e.timestamp_ms <= ?")
+        args.append(clamp_int64(time_to_ms, "time_to_ms"))
     return where, args
 
 
@@ -166,7 +170,8 @@ def list_events(store, *, code=None, sub=None, time_from_ms=None, time_to_ms=Non
     if not _storable(code, sub):
         return []
     if after_id:
-        where.append("e.id > ?"); args.append(after_id)
+        where.append("e.id > ?")
+        args.append(after_id)
     q = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
     q += " ORDER BY e.id" + (" DESC" if newest_first else "") + " LIMIT ? OFFSET ?"
     return [_record(r) for r in store._read().execute(q, args + page)]
@@ -184,9 +189,11 @@ def events_as_dicts(store, codes=None, subscriptions=None, time_from_ms=None, ti
             where.append(f"{col} IN (SELECT value FROM json_each(?))")
             args.append(orjson.dumps(list(vals)))
     if time_from_ms is not None:
-        where.append("timestamp_ms >= ?"); args.append(clamp_int64(time_from_ms, "time_from_ms"))
+        where.append("timestamp_ms >= ?")
+        args.append(clamp_int64(time_from_ms, "time_from_ms"))
     if time_to_ms is not None:
-        where.append("timestamp_ms <= ?"); args.append(clamp_int64(time_to_ms, "time_to_ms"))
+        where.append("timestamp_ms <= ?")
+        args.append(clamp_int64(time_to_ms, "time_to_ms"))
     q = ("SELECT id, transaction_id, external_subscription_id, code, timestamp_ms, properties,"
          " raw ->> '$.precise_total_amount_cents' FROM events"
          + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id")
@@ -228,7 +235,8 @@ def list_rejected(store, *, status: str | None = "open", limit=100, offset=0) ->
     q = "SELECT id, received_ms, source, raw, reasons, status, resolved_event_id FROM rejected"
     args: list = []
     if status is not None:
-        q += " WHERE status = ?"; args.append(status)
+        q += " WHERE status = ?"
+        args.append(status)
     q += " ORDER BY id LIMIT ? OFFSET ?"
     return [RejectedRecord(r[0], r[1], r[2], bytes(r[3]), orjson.loads(r[4]), r[5], r[6])
             for r in store._read().execute(q, args + page)]

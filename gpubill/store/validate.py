@@ -491,7 +491,3 @@ def _ptac(v, problems):
         problems.append(Problem("precise_total_amount_cents", code, message))
         return None
     return p
-
-
-def problems_text(problems: list[Problem]) -> str:
-    return "; ".join(p.text() for p in problems)

@@ -68,9 +68,9 @@ def test_events_list_filters_and_json(tmp_path, db):
     gpubill("ingest", "-", "--store", db, stdin="\n".join(
         [line("a"), json.dumps({**json.loads(line("b")), "code": "tokens", "timestamp": TS + 60})]).encode())
     rc, out, _ = gpubill("events", "--store", db, "--code", "tokens", "--format", "json")
-    assert rc == 0 and [json.loads(l)["transaction_id"] for l in out.splitlines()] == ["b"]
+    assert rc == 0 and [json.loads(row)["transaction_id"] for row in out.splitlines()] == ["b"]
     rc, out, _ = gpubill("events", "list", "--store", db, "--to", "2025-01-01T00:00:30Z")
-    assert [l.split("\t")[4] for l in out.splitlines()] == ["a"]
+    assert [row.split("\t")[4] for row in out.splitlines()] == ["a"]
     assert gpubill("events", "show", "zzz", "--store", db)[0] == 1
     assert gpubill("events", "list", "--store", db, "--from", "tomorrow")[0] == 2
 
@@ -78,7 +78,7 @@ def test_events_list_filters_and_json(tmp_path, db):
 def test_quarantine_resubmit_with_a_fixed_file(tmp_path, db):
     gpubill("ingest", "-", "--store", db, stdin=line("q", gpu_count=-4).encode())
     rc, out, _ = gpubill("events", "rejected", "--store", db, "--format", "json")
-    (q,) = [json.loads(l) for l in out.splitlines()]
+    (q,) = [json.loads(row) for row in out.splitlines()]
     assert q["reasons"][0]["field"] == "properties.gpu_count" and q["raw"]["transaction_id"] == "q"
     rc, out, err = gpubill("events", "resubmit", q["id"], "--store", db)
     assert rc == 1 and "properties.gpu_count" in err

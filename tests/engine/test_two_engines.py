@@ -52,9 +52,7 @@ def percentage_tiers(draw):
 
 
 def model_for(agg, prorated, advance):
-    opts = [st.builds(Standard, price)]
-    if not prorated or True:
-        opts.append(st.builds(Graduated, tiers()))
+    opts = [st.builds(Standard, price), st.builds(Graduated, tiers())]
     if not advance:
         opts.append(st.builds(Volume, tiers(adjacent_ok=False)))
     if not prorated:

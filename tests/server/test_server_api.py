@@ -140,7 +140,7 @@ def test_metrics_count_outcomes(served):
         c.post("/api/v1/events", json={"event": ev("metric-1")})
         c.post("/api/v1/events", json={"event": ev("metric-1")})
         text = c.get("/metrics").text
-    counts = {l.split("{")[1].split('"')[1]: int(l.split()[-1]) for l in text.splitlines()
-              if l.startswith("gpubill_events_total")}
+    counts = {row.split("{")[1].split('"')[1]: int(row.split()[-1]) for row in text.splitlines()
+              if row.startswith("gpubill_events_total")}
     assert counts["ingested"] >= 1 and counts["duplicate"] >= 1 and counts["rejected"] >= 1
     assert 'gpubill_http_request_duration_seconds_bucket{route="create",le="+Inf"}' in text

@@ -2,7 +2,6 @@
 
 import sqlite3
 
-import numpy as np
 import pytest
 
 from gpubill.store import Store, StoreError, StoreVersionError

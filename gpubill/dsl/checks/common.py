@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from decimal import Decimal
-from fractions import Fraction
 
 import attrs
 
@@ -56,10 +54,6 @@ def plans(cat: Catalog) -> Iterator[ast.Plan]:
         yield from versions
 
 
-def metric_of(cat: Catalog, charge: ast.Charge) -> ast.Metric | None:
-    return cat.metrics.get(charge.metric.name)
-
-
 def contract_plan(cat: Catalog, contract: ast.Contract) -> ast.Plan | None:
     """The plan version a contract is checked against (pinned, else the latest)."""
     if contract.plan is None:
@@ -81,11 +75,6 @@ def charge_prices(charge: ast.Charge) -> Iterator[ast.Price]:
         yield f.price
     for w in charge.windows:
         yield w.price
-
-
-def conditions(charge: ast.Charge) -> Iterator[ast.Condition]:
-    for f in charge.filters:
-        yield f.condition
 
 
 # ---------------------------------------------------------------- dimensions
