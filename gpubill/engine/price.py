@@ -87,7 +87,6 @@ class ChargeCtx:
         self.filters = [_filter_dict(charge, b) for b in range(len(charge.filters))] + [None]
         self.group_by = charge.group_by
         self._models: dict = {}
-        self._groups: dict = {}
 
     def filter_dict(self, bucket):
         return self.filters[-1 if bucket is None else bucket]

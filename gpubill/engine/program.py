@@ -35,7 +35,6 @@ from typing import Optional, Union
 import attrs
 
 AGGREGATIONS = ("count", "sum", "max", "latest", "unique_count", "weighted_sum")
-ROUNDING_FUNCTIONS = ("round", "ceil", "floor")
 END_REASON = "end_reason"
 
 
@@ -222,6 +221,7 @@ class PriceWindow:
     from_ms: int
     to_ms: int
     model: Model
+    source: Optional[str] = attrs.field(default=None, eq=False)  # where `model` was written (explain)
 
 
 @attrs.frozen
@@ -231,6 +231,7 @@ class Filter:
     values: dict = attrs.field(hash=False)
     model: Model
     windows: tuple = ()
+    source: Optional[str] = attrs.field(default=None, eq=False)  # where `model` was written (explain)
 
     def __attrs_post_init__(self):
         object.__setattr__(self, "values", {k: frozenset(v) for k, v in self.values.items()})
@@ -255,6 +256,7 @@ class ChargeSpec:
     money_rounding: MoneyRounding = MoneyRounding()
     windows: tuple = ()  # windows of the default bucket
     utilization: Optional[Utilization] = None
+    source: Optional[str] = attrs.field(default=None, eq=False)  # where `model` was written (explain)
 
     def bucket_model(self, bucket: Optional[int]) -> Model:
         return self.model if bucket is None else self.filters[bucket].model

@@ -49,7 +49,7 @@ from fractions import Fraction
 from gpubill.numbers import MIN_EXPONENT, STRICT, UNHOLDABLE, parse_strict
 
 from . import poly as polymod
-from .period import NEG_INF, period_of
+from .period import DAY_MS, NEG_INF, period_of
 from .price import assemble, line_model
 from .program import END_REASON, Graduated, NotRated, Percentage, Unrated
 from .usage import AdvanceEvent, LineUsage, nd
@@ -236,7 +236,7 @@ def _aggregate(charge, si, ci, key, rows, per):
             level += r["q"]
             t = r["ts"]
         acc += level * (per.ws_end - t)
-        full = acc / (per.duration_days * 86_400_000)
+        full = acc / (per.duration_days * DAY_MS)
     reasons: dict = {}
     for r in rows:
         u, c = reasons.get(r["reason"], (Fraction(0), 0))
