@@ -1,12 +1,22 @@
 """The arrows between layers point one way (docs/architecture.md).
 
-Walks every module's imports (static AST, including imports inside functions)
-and fails on an import that runs against the direction of the data flow.
+Walks every module's imports (static AST, including imports inside functions,
+and ``from gpubill import store`` as an import of the store) and fails on an
+import that runs against the direction of the data flow.
+
+The shell (cli, server, tui, agent) goes through the service layer: it imports
+``gpubill.service``, the language package (``check``, ``fmt``, ``import``) and
+the number form, never the store's or the engine's modules, not even their
+packages' top level. What the shell needs of the store (the store handle,
+its errors, the event-file readers, timestamps) the service layer exports
+(``gpubill/service/events.py``, ``errors.py``, ``keys.py``).
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import gpubill
@@ -15,6 +25,9 @@ ROOT = Path(gpubill.__file__).parent
 
 # The base every component may import: the exact number form (gpubill/numbers.py).
 BASE = {"numbers"}
+# What the shell may import: the service layer, the language (check/fmt/import), the base.
+SHELL = {"service", "dsl"} | BASE
+SHELL_COMPONENTS = ("cli", "server", "tui", "agent")
 # What each component may import from gpubill (itself and BASE always allowed).
 ALLOWED = {
     "numbers": set(),
@@ -23,18 +36,23 @@ ALLOWED = {
     "contracts": {"dsl", "engine"} | BASE,
     "store": BASE,
     "service": {"dsl", "engine", "contracts", "store"} | BASE,
-    "server": {"dsl", "engine", "contracts", "store", "service"} | BASE,
-    "agent": BASE,
-    "tui": {"dsl", "engine", "contracts", "store", "service"} | BASE,
-    "cli": {"dsl", "engine", "contracts", "store", "service", "server", "agent", "tui"} | BASE,
+    "server": SHELL,
+    "agent": SHELL,
+    "tui": SHELL,
+    "cli": SHELL | {"server", "agent", "tui"},  # the command line starts the other shells
 }
+# Modules and packages directly under gpubill/: the components an import can name.
+COMPONENTS = {p.stem for p in ROOT.iterdir()
+              if (p.suffix == ".py") or (p.is_dir() and (p / "__init__.py").exists())}
 
 
 def component_of(module: str) -> str | None:
+    """The component a module name is in; None outside gpubill and for a name of the root
+    package itself (``gpubill.__version__``)."""
     parts = module.split(".")
-    if parts[0] != "gpubill" or len(parts) < 2:
+    if parts[0] != "gpubill" or len(parts) < 2 or parts[1] not in COMPONENTS:
         return None
-    return parts[1].removesuffix(".py")
+    return parts[1]
 
 
 def imports_of(path: Path, module: str) -> set[str]:
@@ -50,6 +68,8 @@ def imports_of(path: Path, module: str) -> set[str]:
             else:
                 name = node.module or ""
             found.add(name)
+            if name == "gpubill":  # `from gpubill import store` imports the store
+                found.update(f"{name}.{a.name}" for a in node.names)
     return {m for m in found if m.startswith("gpubill.")}
 
 
@@ -93,3 +113,42 @@ def test_the_walker_sees_a_back_edge(tmp_path):
     targets = {component_of(m) for m in found}
     assert targets == {"store", "engine"}
     assert not targets <= ALLOWED["dsl"]
+
+
+def test_the_walker_sees_a_package_imported_by_name(tmp_path):
+    # `from gpubill import store` and `from .. import engine` name the package, not a module of it.
+    f = tmp_path / "bad.py"
+    f.write_text("from gpubill import store\nfrom .. import engine\nfrom gpubill import __version__\n")
+    found = imports_of(f, "gpubill.server.bad")
+    assert {component_of(m) for m in found} - {None} == {"store", "engine"}
+
+
+def test_the_shell_goes_through_the_service_layer():
+    # DESIGN.md: the shell calls the service layer (and dsl for check/fmt), never the
+    # store's or the engine's internals; test_no_import_runs_the_wrong_way holds it to this.
+    for comp in SHELL_COMPONENTS:
+        assert not ALLOWED[comp] & {"store", "engine", "contracts"}, comp
+
+
+def _loaded_by(code: str) -> set[str]:
+    """The top-level modules (and gpubill components) a fresh interpreter has loaded after ``code``."""
+    probe = code + "\nimport sys\nprint(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=ROOT.parent).stdout.split("\n")[-2].split()
+    return {m.split(".")[0] for m in out} | {".".join(m.split(".")[:2]) for m in out if m.startswith("gpubill.")}
+
+
+def test_check_loads_no_numba_numpy_or_store():
+    loaded = _loaded_by("from gpubill.cli import main\n"
+                        "assert main(['check', 'examples']) == 0")
+    assert not loaded & {"numba", "numpy", "llvmlite", "gpubill.store", "gpubill.engine",
+                         "gpubill.service"}
+
+
+def test_the_event_commands_load_no_engine():
+    # ingest, events, keys and serve go through service/events.py, which never pulls in numba.
+    loaded = _loaded_by("import gpubill.cli.ingest, gpubill.cli.events, gpubill.cli.keys, "
+                        "gpubill.cli.serve, gpubill.server.app, gpubill.service.errors, "
+                        "gpubill.service.events, gpubill.service.keys")
+    assert "gpubill.store" in loaded  # the probe imported what the commands use
+    assert not loaded & {"numba", "llvmlite", "gpubill.engine", "gpubill.contracts"}

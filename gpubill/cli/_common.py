@@ -33,7 +33,8 @@ def open_store(args: argparse.Namespace, *, create: bool = False, readonly: bool
     (no migration, no write).
     """
     from gpubill.cli import CliError, EXIT_IO
-    from gpubill.store import Store, StoreError, StoreMissing
+    from gpubill.service.errors import StoreError, StoreMissing
+    from gpubill.service.events import Store
 
     path = store_path(args)
     try:

@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gpubill.service.demo import run_demo, summary_rows
     from gpubill.service.rating import ServiceError, unrated_text
-    from gpubill.store import Store
+    from gpubill.service.events import Store
 
     contracts = args.contracts or "examples"
     if not Path(contracts).exists():

@@ -22,7 +22,8 @@ import orjson
 
 from gpubill.cli import CliError, EXIT_INVALID, EXIT_IO, EXIT_OK, EXIT_USAGE
 from gpubill.cli._common import add_store_argument, open_store
-from gpubill.store.formats import MAX_LINE
+from gpubill.service.errors import StoreError
+from gpubill.service.events import MAX_LINE, parse_timestamp
 
 HELP = "list, show and re-submit events; quarantine"
 ACTIONS = ("list", "show", "rejected", "resubmit", "discard", "conflicts")
@@ -48,7 +49,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _time(s: str | None, opt: str) -> int | None:
     if s is None:
         return None
-    from gpubill.store.validate import parse_timestamp
     ms, problem = parse_timestamp(s, 0)
     if problem:
         raise CliError(f"{opt}: {problem.message}", EXIT_USAGE)
@@ -66,7 +66,6 @@ WRITING = ("resubmit", "discard")
 
 def run(args: argparse.Namespace) -> int:
     """Every action needs an existing store: a missing one is refused (exit 3), never created."""
-    from gpubill.store import StoreError
     store = open_store(args, readonly=args.action not in WRITING)
     try:
         return _ACT[args.action](store, args)

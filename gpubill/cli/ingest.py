@@ -23,10 +23,11 @@ HELP = "ingest events from JSONL, CSV or Lago batch JSON"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from gpubill.cli import _args
+    from gpubill.service.events import INPUT_FORMATS
 
     p.add_argument("file", metavar="FILE", help="input file, or - for stdin")
     add_store_argument(p)
-    p.add_argument("--input-format", choices=("auto", "jsonl", "csv", "lago"), default="auto",
+    p.add_argument("--input-format", choices=("auto", *INPUT_FORMATS), default="auto",
                    help="input format (default: from the file name, else sniffed)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="summary format")
     p.add_argument("--max-future", type=_args.hours, default=24.0, metavar="HOURS",
@@ -40,8 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gpubill.store import StoreError
-    from gpubill.store.formats import FormatError, read_events, sniff
+    from gpubill.service.errors import StoreError
+    from gpubill.service.events import FormatError, ingest_file, input_format
 
     if args.chunk < 1:
         raise CliError("--chunk must be at least 1", EXIT_USAGE)
@@ -54,24 +55,13 @@ def run(args: argparse.Namespace) -> int:
         size = os.fstat(stream.fileno()).st_size if args.file != "-" else 0
     except (OSError, ValueError):
         size = 0
-    fmt = args.input_format
-    if fmt == "auto":
-        head = stream.peek(4096)[:4096] if hasattr(stream, "peek") else b""
-        fmt = sniff(head, None if args.file == "-" else args.file)
+    fmt = input_format(stream, None if args.file == "-" else args.file, args.input_format)
     store = open_store(args, create=True, synchronous=args.synchronous,
                        max_future_s=int(args.max_future * 3600), chunk_size=args.chunk)
     counts = {"ingested": 0, "duplicate": 0, "conflict": 0, "rejected": 0}
     progress = _Progress(size, enabled=sys.stderr.isatty() and args.format == "text")
     try:
-        chunks = read_events(stream, fmt, args.chunk)
-        wheres: list = []
-
-        def feed():
-            for objs, raws, where in chunks:
-                wheres.append(where)
-                yield objs, raws
-        for rec in store.ingest_stream(feed(), source=f"cli:{os.path.basename(name)}"):
-            where = wheres.pop(0)
+        for rec, where in ingest_file(store, stream, fmt, args.chunk, source=f"cli:{os.path.basename(name)}"):
             for k, v in rec.counts().items():
                 if k in counts:
                     counts[k] += v

@@ -21,18 +21,20 @@ HELP = "manage API keys for `gpubill serve`"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from gpubill.service.keys import ROLES
+
     p.add_argument("action", choices=("create", "list", "revoke"))
     add_store_argument(p)
     p.add_argument("--name", help="key name (unique)")
-    p.add_argument("--role", choices=("writer", "reader"), help="writer (post events) or reader")
+    p.add_argument("--role", choices=ROLES, help="writer (post events) or reader")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 
 def run(args: argparse.Namespace) -> int:
     """`create` makes a missing store (a server's keys may come before its events); `list` and
     `revoke` refuse a missing store (exit 3) and create nothing."""
-    from gpubill.store import StoreError
-    from gpubill.store.queries import check_key_name
+    from gpubill.service.errors import StoreError
+    from gpubill.service.keys import check_key_name
 
     if args.action == "create":
         if not args.name or not args.role:

@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
 def _open_store(path: str):
     import os
 
-    from gpubill.store import Store, StoreError
+    from gpubill.service.errors import StoreError
+    from gpubill.service.events import Store
 
     if not os.path.exists(path):
         raise CliError(f"{path}: no such store (ingest events first, or pass --store)", EXIT_IO)

@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gpubill.server.app import create_app
-    from gpubill.store import Store, StoreError
+    from gpubill.service.errors import StoreError
+    from gpubill.service.events import Store
 
     try:
         store = Store(store_path(args), synchronous=args.synchronous,

@@ -1,1 +1,1 @@
-"""The HTTP events API (Lago-compatible), a thin shell over the store."""
+"""The HTTP events API (Lago-compatible): a thin shell over ``gpubill.service.events``."""

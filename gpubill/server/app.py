@@ -33,9 +33,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from gpubill.store import Store
-from gpubill.store.receipt import CONFLICT, REJECTED
-from gpubill.store.validate import Unparsable
+from gpubill.service.events import CONFLICT, REJECTED, Store, Unparsable
 
 from . import lago
 from .metrics import Metrics

@@ -6,7 +6,7 @@ import numpy as np
 import orjson
 from starlette.responses import Response
 
-from gpubill.store.receipt import CONFLICT, REJECTED, STATUS_NAMES
+from gpubill.service.events import CONFLICT, REJECTED, STATUS_NAMES
 
 
 class JSONResponse(Response):

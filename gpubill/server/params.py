@@ -2,14 +2,14 @@
 
 A bad value raises ``BadParam`` naming the parameter; the app answers 400 in
 Lago's error envelope. Timestamps take the forms and range the store accepts
-(``gpubill.store.validate.parse_timestamp``).
+(``gpubill.service.events.parse_timestamp``).
 """
 
 from __future__ import annotations
 
 import re
 
-from gpubill.store.validate import parse_timestamp
+from gpubill.service.events import parse_timestamp
 
 DEFAULT_PER_PAGE = 100
 MAX_PER_PAGE = 1000

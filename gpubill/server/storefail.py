@@ -6,12 +6,7 @@ of its request was stored.
 
 from __future__ import annotations
 
-import errno
-import sqlite3
-
-from gpubill.store import StoreError
-
-SQLITE_FULL = 13
+from gpubill.service.errors import FULL, store_failure
 
 
 class StoreFailure(Exception):
@@ -20,20 +15,16 @@ class StoreFailure(Exception):
         self.status, self.message, self.code = status, message, code
 
 
-def is_full(e: BaseException) -> bool:
-    """A StoreError says so itself (``StoreFull.full``); a raw sqlite3 or OS error by its code."""
-    if isinstance(e, StoreError):
-        return bool(getattr(e, "full", False))
-    return ((getattr(e, "sqlite_errorcode", None) or 0) & 0xFF) == SQLITE_FULL or \
-        getattr(e, "errno", None) == errno.ENOSPC
-
-
 def failure_of(e: BaseException, writing: bool) -> StoreFailure | None:
-    """The answer for a store failure, or None when ``e`` is not one (a bug: let it be a 500)."""
-    if not isinstance(e, (StoreError, sqlite3.Error, OSError)):
+    """The answer for a store failure, or None when ``e`` is not one (a bug: let it be a 500).
+
+    What counts as a store failure, and as a full disk, is ``service.errors.store_failure``'s call.
+    """
+    kind = store_failure(e)
+    if kind is None:
         return None
     after = "; nothing was stored" if writing else ""
-    if is_full(e):
+    if kind == FULL:
         return StoreFailure(507, f"Insufficient Storage: the event store's disk is full{after}", "store_full")
     return StoreFailure(503, f"Service Unavailable: the event store failed (I/O){after}; retry later",
                         "store_unavailable")

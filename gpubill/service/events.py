@@ -1,0 +1,86 @@
+"""The event log as the shell uses it: open a store, ingest event files, read events back.
+
+Receives what the shell has in hand (a store path and options, a byte stream
+and its name, a time option's text) from ``gpubill ingest``, ``gpubill events``,
+``gpubill serve``, ``gpubill demo`` and the HTTP API, and guarantees that the
+shell needs nothing from ``gpubill.store`` itself: the store's modules can be
+rearranged behind this one surface (``tests/test_layers.py`` holds the shell
+to it).
+
+The store handle. ``Store`` is re-exported on purpose: it is the handle the
+shell opens (``Store(path, create=..., readonly=...)``) and hands to the use
+cases (``service.rating.rate_period``, ``service.demo.run_demo``, the server's
+app factory), and its public methods are the event log's queries:
+``list_events``, ``count_events``, ``get_events``, ``get_event``,
+``list_rejected``, ``get_rejected``, ``resubmit``, ``discard_rejected``,
+``list_conflicts``, ``health``; the API keys are in ``service.keys``. Each
+raises ``StoreError`` (``service.errors``) when the store fails. They return
+plain records and receipts (values); wrapping each method in a function of the
+same name here would add names and no meaning.
+
+Event files. ``input_format`` names the format a stream is read in (as given,
+else from the file name, else sniffed from its first bytes); ``ingest_file``
+reads it in chunks and ingests them pipelined, yielding each chunk's receipt
+once committed, together with where each of its events came from (a line
+number in JSONL and CSV, an index in a Lago batch document).
+
+Values the shell checks or builds: ``parse_timestamp`` (the timestamp forms
+and range the store accepts: Unix seconds or ISO-8601 with an offset),
+``Unparsable`` (a payload that is not an event: ingesting it keeps the raw
+bytes in quarantine), the receipt statuses (``REJECTED``, ``CONFLICT``,
+``STATUS_NAMES``) and ``MAX_LINE`` (the most bytes one event may take).
+
+Imports the store, never the engine: ``gpubill ingest``, ``events`` and
+``serve`` load no numba.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+
+from gpubill.store import STATUS_NAMES, Receipt, Store
+from gpubill.store.formats import MAX_LINE, FormatError, read_events, sniff
+from gpubill.store.receipt import CONFLICT, REJECTED
+from gpubill.store.validate import Unparsable, parse_timestamp
+
+__all__ = ["Store", "Receipt", "FormatError", "MAX_LINE", "STATUS_NAMES", "CONFLICT", "REJECTED",
+           "Unparsable", "parse_timestamp", "INPUT_FORMATS", "input_format", "ingest_file"]
+
+#: the formats ``ingest_file`` reads
+INPUT_FORMATS = ("jsonl", "csv", "lago")
+SNIFF_BYTES = 4096  # how much of an unnamed input is looked at to tell its format
+
+
+def input_format(stream, name: str | None, fmt: str = "auto") -> str:
+    """The format to read ``stream`` in: ``fmt`` itself unless it is "auto"; else from the
+    file ``name`` (None: stdin, no name), else from the stream's first bytes (peeked, not
+    consumed; a stream that cannot peek is read as CSV)."""
+    if fmt != "auto":
+        return fmt
+    head = stream.peek(SNIFF_BYTES)[:SNIFF_BYTES] if hasattr(stream, "peek") else b""
+    return sniff(head, name)
+
+
+def ingest_file(store: Store, stream, fmt: str, chunk: int, source: str) -> Iterator[tuple[Receipt, list]]:
+    """Read ``stream`` in ``fmt``, ``chunk`` events at a time, and ingest it into ``store``.
+
+    Yields ``(receipt, where)`` per chunk once the transaction holding it has
+    committed: what is yielded is stored for good. ``where[i]`` says where the
+    chunk's event ``i`` came from. Ends early with ``FormatError`` (the input
+    cannot be read as ``fmt``), ``OSError`` (reading it failed) or ``StoreError``;
+    closing the generator early rolls back what is not committed.
+    """
+    wheres: deque = deque()
+
+    def chunks():
+        for objs, raws, where in read_events(stream, fmt, chunk):
+            wheres.append(where)
+            yield objs, raws
+
+    receipts = store.ingest_stream(chunks(), source=source)
+    try:
+        for rec in receipts:
+            yield rec, wheres.popleft()
+    finally:
+        receipts.close()
