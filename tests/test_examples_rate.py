@@ -8,7 +8,6 @@ needs invoices (taxes, discounts, credits) and is left to the contracts work.
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,11 +15,12 @@ import pytest
 
 from gpubill.dsl import ast
 from gpubill.dsl.check import check_paths
-from gpubill.engine.billing_calendar import resolve_period, start_of, to_ms
+from gpubill.engine.billing_calendar import start_of, to_ms
 from gpubill.engine.columns import EventColumns
-from gpubill.engine.compile import compile_subscription, plan_for, timezone_of
+from gpubill.engine.compile import compile_subscription
 from gpubill.engine.rate import rate
 from gpubill.engine.reference import rate_reference
+from gpubill.engine.subscription import resolve_subscription
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOG, _, DIAGS = check_paths([str(ROOT / "examples")])
@@ -89,17 +89,9 @@ def test_the_examples_check_clean():
 @pytest.mark.parametrize("t", TESTS, ids=[t.name.value for t in TESTS])
 def test_example_test_block(t):
     contract = CATALOG.contracts[t.contract.name]
-    kind, value = _period_args(t)
-    start = contract.starts.value
-    start = start.date() if isinstance(start, dt.datetime) else start
-    probe = value if kind == "date" else (dt.date(*value, 1) if kind == "month" else value[0])
-    probe = probe.date() if isinstance(probe, dt.datetime) else probe
-    plan = plan_for(CATALOG, contract, max(probe, start))
-    tz = timezone_of(CATALOG, contract, plan)
-    billing = plan.billing
-    period = resolve_period(kind, value, billing.interval, billing.anchor or "calendar", tz, start)
-    spec = compile_subscription(CATALOG, contract, period)
-    events = _events(t, tz, period.from_ms)
+    resolved = resolve_subscription(CATALOG, contract, _period_args(t))
+    spec = compile_subscription(CATALOG, resolved)
+    events = _events(t, resolved.timezone, resolved.period.from_ms)
     for e in events:
         e["external_subscription_id"] = spec.external_id
     fast = rate([spec], EventColumns.from_events(events))

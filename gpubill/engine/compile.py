@@ -1,11 +1,13 @@
 """Compile the resolved IR of a contract into the engine's program.
 
-`compile_subscription(catalog, contract, period) -> SubscriptionSpec` picks
-the plan version in effect, applies the contract's overrides and idle policy,
-and turns every charge into a `ChargeSpec` whose prices are expressed per the
-metric's unit (a price `per minute` on a metric `in hours` is multiplied by
-60, exactly). Units come from `gpubill.dsl.units`; the checker has already
-rejected incompatible ones, so a mismatch here is a `CompileError`.
+`compile_subscription(catalog, resolved) -> SubscriptionSpec` takes a
+subscription resolved once (`gpubill.engine.subscription`: its plan version,
+timezone, period and bounds, as values), applies the contract's overrides and
+idle policy, and turns every charge of that version into a `ChargeSpec` whose
+prices are expressed per the metric's unit (a price `per minute` on a metric
+`in hours` is multiplied by 60, exactly). Units come from `gpubill.dsl.units`;
+the checker has already rejected incompatible ones, so a mismatch here is a
+`CompileError`.
 
 Rules stated here (and in docs/language.md):
 * Quantities are in the metric's unit: its `in UNIT`, else the natural unit
@@ -18,18 +20,26 @@ Rules stated here (and in docs/language.md):
   midnight in the plan's timezone.
 * Money rounds once per line: the charge's `rounding`, else the plan's, else
   half-up to the currency's minor unit.
+* Every compiled price keeps its source (`file:line:col` of the charge,
+  table row, `where` filter, `during` window or contract override that set
+  it last), so that explain looks it up instead of re-deciding precedence.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from gpubill.dsl import ast, currencies, quantities, units
 from gpubill.dsl.resolve import Catalog
 from gpubill.engine import program as p
-from gpubill.engine.billing_calendar import Period, start_of, to_ms
+from gpubill.engine.billing_calendar import start_of, to_ms
+
+if TYPE_CHECKING:  # resolving a subscription builds on this module's errors
+    from gpubill.engine.subscription import Resolved
+
+DEFAULT_CURRENCY = "USD"  # a plan that names no currency
 
 _ROUND_MODES = {
     "half_up": "ROUND_HALF_UP",
@@ -57,44 +67,6 @@ DEFAULT_SCALE = -6
 
 class CompileError(Exception):
     """The IR cannot become a program (the checker should have said so)."""
-
-
-def plan_for(catalog: Catalog, contract: ast.Contract, at: dt.date) -> ast.Plan:
-    """The plan version that prices `contract` on day `at`."""
-    ref = contract.plan
-    if ref is None:
-        raise CompileError(f'contract "{contract.name.name}" names no plan')
-    versions = catalog.plans.get(ref.name.name)
-    if not versions:
-        raise CompileError(f'unknown plan "{ref.name.name}"')
-    if ref.version is not None:
-        plan = catalog.plan_version(ref)
-        if plan is None:
-            raise CompileError(f'plan "{ref.name.name}" has no version {ref.version}')
-        return plan
-    effective = [v for v in versions if _effective_from(v) is None or _effective_from(v) <= at]
-    if not effective:
-        raise CompileError(f'no version of plan "{ref.name.name}" is in effect on {at}')
-    return max(effective, key=lambda v: (_effective_from(v) or dt.date.min))
-
-
-def _effective_from(plan: ast.Plan) -> dt.date | None:
-    v = plan.version
-    if v is None or v.effective_from is None or v.effective_from.value is None:
-        return None
-    val = v.effective_from.value
-    return val.date() if isinstance(val, dt.datetime) else val
-
-
-def timezone_of(catalog: Catalog, contract: ast.Contract, plan: ast.Plan | None) -> str:
-    if contract.timezone is not None:
-        return contract.timezone.value
-    if plan is not None and plan.timezone is not None:
-        return plan.timezone.value
-    ent = catalog.entities.get(contract.entity.name) if contract.entity else None
-    if ent is not None and ent.timezone is not None:
-        return ent.timezone.value
-    return "UTC"
 
 
 # ---------------------------------------------------------------- expressions
@@ -256,13 +228,20 @@ def _condition(c: ast.Condition) -> dict[str, frozenset[str]]:
     return out
 
 
+def _where(span: ast.Span | None) -> str | None:
+    """A clause's source as explain shows it (file:line:col)."""
+    return None if span is None else str(span)
+
+
 class _ChargeBuilder:
-    """Default model, filters (keyed by their condition) and windows of one charge."""
+    """Default model, filters (keyed by their condition) and windows of one
+    charge, each with the source of the clause that set it last."""
 
     def __init__(self, metric_u: units.UnitValue, tz: str):
         self.metric_u = metric_u
         self.tz = tz
         self.default: p.Model = p.Standard(Decimal(0))
+        self.default_source: str | None = None
         self.filters: dict[tuple, p.Filter] = {}
         self.windows: list[p.PriceWindow] = []
 
@@ -270,40 +249,38 @@ class _ChargeBuilder:
     def _key(values: dict) -> tuple:
         return tuple(sorted((k, tuple(sorted(v))) for k, v in values.items()))
 
-    def set_price(self, price: ast.Price) -> None:
+    def set_price(self, price: ast.Price, source: str | None) -> None:
+        """The default price, written at `source` (a table's rows keep their own)."""
+        self.default_source = source
         if isinstance(price, ast.PriceTable):
             self.default = p.Standard(Decimal(0))
             self.add_table(price)
         else:
             self.default = compile_price(price, self.metric_u)
 
-    def add_table(self, table: ast.PriceTable) -> None:
+    def add_table(self, table: ast.PriceTable, base: dict | None = None) -> None:
+        """One filter per row: `base` and the row's value, priced and sourced by the row."""
         f = _factor(self.metric_u, table.unit)
         for row in table.rows:
-            values = {table.dimension.name: frozenset({row.value.value})}
-            self.put_filter(values, p.Standard(row.amount.value * f))
+            values = {**(base or {}), table.dimension.name: frozenset({row.value.value})}
+            self.put_filter(values, p.Standard(row.amount.value * f), _where(row.span))
 
-    def put_filter(self, values: dict, model: p.Model) -> None:
+    def put_filter(self, values: dict, model: p.Model, source: str | None) -> None:
         # An identical condition replaces the earlier one (an override), keeping its place.
-        self.filters[self._key(values)] = p.Filter(values, model)
+        self.filters[self._key(values)] = p.Filter(values, model, source=source)
 
-    def add_where(self, cond: ast.Condition, price: ast.Price) -> None:
+    def add_where(self, cond: ast.Condition, price: ast.Price, source: str | None) -> None:
         values = _condition(cond)
         if isinstance(price, ast.PriceTable):
-            f = _factor(self.metric_u, price.unit)
-            for row in price.rows:
-                v = dict(values)
-                v[price.dimension.name] = frozenset({row.value.value})
-                self.put_filter(v, p.Standard(row.amount.value * f))
+            self.add_table(price, values)
         else:
-            self.put_filter(values, compile_price(price, self.metric_u))
+            self.put_filter(values, compile_price(price, self.metric_u), source)
 
     def add_window(self, w: ast.WindowPrice) -> None:
         if isinstance(w.price, ast.PriceTable):
             raise CompileError("a price window takes one price, not a table")
-        self.windows.append(
-            p.PriceWindow(when_ms(w.start, self.tz), when_ms(w.end, self.tz), compile_price(w.price, self.metric_u))
-        )
+        self.windows.append(p.PriceWindow(when_ms(w.start, self.tz), when_ms(w.end, self.tz),
+                                          compile_price(w.price, self.metric_u), source=_where(w.span)))
 
     def reset(self) -> None:
         self.filters.clear()
@@ -318,12 +295,12 @@ def when_ms(w: ast.When, tz: str) -> int:
 
 def _apply_override(b: _ChargeBuilder, o: ast.Override) -> None:
     if o.condition is not None:
-        b.add_where(o.condition, o.price)
+        b.add_where(o.condition, o.price, _where(o.span))
     elif isinstance(o.price, ast.PriceTable):
         b.add_table(o.price)
     else:
         b.reset()
-        b.set_price(o.price)
+        b.set_price(o.price, _where(o.span))
 
 
 def _utilization(contract: ast.Contract, metric: ast.Metric) -> p.Utilization | None:
@@ -350,16 +327,16 @@ def compile_charge(
     mu = charge_unit(charge, metric)
     spec = compile_metric(metric, mu)
     b = _ChargeBuilder(mu, tz)
-    b.set_price(charge.price)
+    b.set_price(charge.price, _where(charge.span))
     for wp in charge.filters:
-        b.add_where(wp.condition, wp.price)
+        b.add_where(wp.condition, wp.price, _where(wp.span))
     for w in charge.windows:
         b.add_window(w)
     if contract is not None:
         for o in contract.overrides:
             if o.charge.name == charge.key:
                 _apply_override(b, o)
-    currency = plan.currency.name if plan.currency else "USD"
+    currency = plan.currency.name if plan.currency else DEFAULT_CURRENCY
     rounding = charge.rounding or plan.rounding
     if rounding is not None:
         money = p.MoneyRounding(_ROUND_MODES[rounding.mode], rounding.quantum.value)
@@ -377,38 +354,22 @@ def compile_charge(
         money_rounding=money,
         windows=tuple(b.windows),
         utilization=_utilization(contract, metric) if contract is not None else None,
+        source=b.default_source,
     )
 
 
-def contract_bounds(contract: ast.Contract, tz: str) -> tuple[int | None, int | None]:
-    """The contract's first and last instants (ends is inclusive: a date means its whole day)."""
-    start = when_ms(contract.starts, tz) if contract.starts is not None else None
-    end = None
-    if contract.ends is not None and contract.ends.value is not None:
-        v = contract.ends.value
-        if isinstance(v, dt.datetime):
-            end = to_ms(v)
-        else:
-            end = to_ms(start_of(v + dt.timedelta(days=1), tz)) - 1
-    return start, end
-
-
-def compile_subscription(catalog: Catalog, contract: ast.Contract, period: Period) -> p.SubscriptionSpec:
-    """The program that rates one contract's subscription over one period."""
+def compile_subscription(catalog: Catalog, resolved: Resolved) -> p.SubscriptionSpec:
+    """The program that rates one resolved subscription: its version's charges,
+    its period, bounds and timezone, all as `resolved` decided them."""
+    contract, plan, tz = resolved.contract, resolved.plan, resolved.timezone
     if contract.subscription is None:
         raise CompileError(f'contract "{contract.name.name}" has no subscription id')
-    tz0 = timezone_of(catalog, contract, None)
-    day = dt.datetime.fromtimestamp(period.from_ms / 1000, dt.timezone.utc).astimezone(start_of(dt.date(2000, 1, 1), tz0).tzinfo).date()
-    plan = plan_for(catalog, contract, day)
-    tz = timezone_of(catalog, contract, plan)
-    charges = tuple(compile_charge(catalog, plan, ch, contract, tz) for ch in plan.charges)
-    started, terminated = contract_bounds(contract, tz)
     return p.SubscriptionSpec(
         external_id=contract.subscription.value,
-        charges=charges,
-        period_from_ms=period.from_ms,
-        period_to_ms=period.to_ms,
-        started_at_ms=started,
-        terminated_at_ms=terminated,
+        charges=tuple(compile_charge(catalog, plan, ch, contract, tz) for ch in plan.charges),
+        period_from_ms=resolved.period.from_ms,
+        period_to_ms=resolved.period.to_ms,
+        started_at_ms=resolved.started_ms,
+        terminated_at_ms=resolved.terminated_ms,
         timezone=tz,
     )

@@ -1,4 +1,9 @@
-"""Which events made a rated line: the "which events" part of `gpubill rate --explain`.
+"""Which events made a rated line, and where its price was written: the
+engine's part of `gpubill rate --explain`.
+
+`price_source(charge, line)` is a lookup: compile stores on each price the
+clause that set it last (`file:line:col`), so explain never re-decides
+override precedence.
 
 `trace(subscription, events) -> {LineRef: [EventRef, ...]}` replays the
 reference engine's routing (subscription, code, period bounds, most specific
@@ -16,7 +21,7 @@ import attrs
 
 from gpubill.engine import poly as polymod
 from gpubill.engine.period import NEG_INF, period_of
-from gpubill.engine.program import SubscriptionSpec
+from gpubill.engine.program import ChargeSpec, SubscriptionSpec
 from gpubill.engine.reference import Unholdable, bucket_of, normalize, quantity, window_of
 
 
@@ -41,6 +46,18 @@ def line_ref(line) -> LineRef:
     """The LineRef of a RatedLine (or of its JSON-like fields)."""
     flt = tuple(sorted((k, tuple(sorted(v))) for k, v in (line.filter or {}).items()))
     return LineRef(line.charge_id, flt, tuple(line.group.items()), line.window)
+
+
+def price_source(charge: ChargeSpec, line) -> str | None:
+    """Where the price of `line` (a RatedLine of `charge`) was written: its
+    price window's clause, else its filter's, else the charge default's."""
+    bucket = None
+    if line.filter is not None:
+        values = {k: frozenset(v) for k, v in line.filter.items()}
+        bucket = next(i for i, f in enumerate(charge.filters) if f.values == values)
+    if line.window is not None:
+        return charge.bucket_windows(bucket)[line.window].source
+    return charge.source if bucket is None else charge.filters[bucket].source
 
 
 def trace(sub: SubscriptionSpec, events: Iterable[dict]) -> dict[LineRef, list[EventRef]]:

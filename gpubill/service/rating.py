@@ -1,14 +1,14 @@
 """Rate a period: contracts (.bill files) + the event store -> rated lines.
 
 The one use case behind `gpubill rate` and `gpubill demo`: load and check the
-catalog, pick each contract's billing period, compile the contracts into the
-engine's program, read the period's events from the store as columns, and
-run the engine (numba by default, the reference engine on request).
+catalog, resolve each contract's subscription once (its plan version,
+timezone and billing period: `gpubill.engine.subscription`), compile it into
+the engine's program, read the period's events from the store as columns,
+and run the engine (numba by default, the reference engine on request).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -19,8 +19,9 @@ from gpubill.dsl.check import check_paths
 from gpubill.dsl.diagnostics import render_text
 from gpubill.dsl.resolve import Catalog
 from gpubill.engine import billing_calendar as cal
-from gpubill.engine.compile import CompileError, compile_subscription, plan_for, timezone_of
+from gpubill.engine.compile import CompileError, compile_subscription
 from gpubill.engine.program import RateResult, SubscriptionSpec, Unrated
+from gpubill.engine.subscription import Resolved, resolve_subscription
 
 
 class ServiceError(Exception):
@@ -33,13 +34,27 @@ class ServiceError(Exception):
 
 @attrs.frozen
 class Billed:
-    """One contract's subscription in one period, ready to rate."""
+    """One contract's subscription in one period, resolved once and compiled, ready to rate."""
 
-    contract: ast.Contract
-    plan: ast.Plan
+    resolved: Resolved
     spec: SubscriptionSpec
-    period: cal.Period
-    currency: str
+
+    @property
+    def contract(self) -> ast.Contract:
+        return self.resolved.contract
+
+    @property
+    def plan(self) -> ast.Plan:
+        """The plan version that priced the subscription (the one `resolved` decided)."""
+        return self.resolved.plan
+
+    @property
+    def period(self) -> cal.Period:
+        return self.resolved.period
+
+    @property
+    def currency(self) -> str:
+        return self.resolved.currency
 
 
 @attrs.frozen
@@ -84,11 +99,6 @@ def load_catalog(paths: Sequence[str]) -> tuple[Catalog, dict[str, str]]:
     return catalog, sources
 
 
-def _start_date(contract: ast.Contract) -> dt.date | None:
-    v = contract.starts.value if contract.starts is not None else None
-    return v.date() if isinstance(v, dt.datetime) else v
-
-
 def billed_subscriptions(catalog: Catalog, period_text: str, customer: str | None = None) -> list[Billed]:
     """Every contract active in the period (optionally one customer's), compiled."""
     try:
@@ -102,26 +112,14 @@ def billed_subscriptions(catalog: Catalog, period_text: str, customer: str | Non
         c = catalog.contracts[name]
         if customer is not None and customer not in _customer_keys(c):
             continue
-        start = _start_date(c)
-        tz0 = timezone_of(catalog, c, None)
         try:
-            probe_day = _probe_day(kind, value, tz0)
-            plan = plan_for(catalog, c, max(probe_day, start) if start else probe_day)
-            tz = timezone_of(catalog, c, plan)
-            billing = plan.billing
-            interval = billing.interval if billing else "monthly"
-            anchor = billing.anchor or "calendar" if billing else "calendar"
-            period = cal.resolve_period(kind, value, interval, anchor, tz, start)
+            resolved = resolve_subscription(catalog, c, period_text)
+            if not resolved.active:
+                continue
+            spec = compile_subscription(catalog, resolved)
         except (CompileError, ValueError) as e:
             raise ServiceError(f'contract "{name}": {e}') from None
-        if not _active(c, period, tz):
-            continue
-        try:
-            spec = compile_subscription(catalog, c, period)
-        except CompileError as e:
-            raise ServiceError(f'contract "{name}": {e}') from None
-        currency = plan.currency.name if plan.currency else "USD"
-        out.append(Billed(c, plan, spec, period, currency))
+        out.append(Billed(resolved, spec))
     _one_contract_per_subscription(out, period_text)
     if customer is not None and not out:
         known = sorted({k for c in catalog.contracts.values() for k in _customer_keys(c)})
@@ -147,26 +145,6 @@ def _customer_keys(c: ast.Contract) -> set[str]:
     if c.subscription is not None:
         keys.add(c.subscription.value)
     return keys
-
-
-def _probe_day(kind: str, value, tz: str) -> dt.date:
-    if kind == "month":
-        return dt.date(value[0], value[1], 1)
-    if kind == "date":
-        return value.date() if isinstance(value, dt.datetime) else value
-    start = value[0]
-    return start.date() if isinstance(start, dt.datetime) else start
-
-
-def _active(c: ast.Contract, period: cal.Period, tz: str) -> bool:
-    from gpubill.engine.compile import contract_bounds
-
-    start, end = contract_bounds(c, tz)
-    if start is not None and start > period.to_ms:
-        return False
-    if end is not None and end < period.from_ms:
-        return False
-    return True
 
 
 def read_window(billed: Sequence[Billed]) -> dict:

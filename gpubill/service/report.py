@@ -1,8 +1,9 @@
 """Render a rating report: stable JSON (docs/rate-json.md) and a terminal table.
 
 Each line can be explained: the clause that priced it (file:line:col of the
-charge, filter, window or contract override), the tiers it went through, the
-unrounded amount and the rounding rule that made the invoice amount.
+charge, table row, filter, window or contract override, as compile recorded
+it on the price), the tiers it went through, the unrounded amount and the
+rounding rule that made the invoice amount.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from gpubill.dsl import ast
+from gpubill.engine.trace import line_ref, price_source
 from gpubill.service.rating import RateReport, totals
 
 SCHEMA_VERSION = 1
@@ -24,71 +25,10 @@ def _s(d: Decimal | None) -> str | None:
     return None if d is None else format(d, "f")
 
 
-def _charge_node(plan: ast.Plan, charge_id: str) -> ast.Charge | None:
-    for ch in plan.charges:
-        if ch.key == charge_id:
-            return ch
-    return None
-
-
-def _same_filter(cond: ast.Condition, flt: dict | None) -> bool:
-    if flt is None:
-        return False
-    want: dict[str, set[str]] = {}
-    for m in cond.matches:
-        vals = {v.value for v in m.values}
-        want[m.key.name] = want[m.key.name] & vals if m.key.name in want else vals
-    return want == {k: set(v) for k, v in flt.items()}
-
-
-def _table_row(table: ast.PriceTable, flt: dict | None, base: dict | None = None):
-    """The row of a `by` table that priced a line with filter `flt`, if any."""
-    if flt is None:
-        return None
-    for row in table.rows:
-        want = dict(base or {})
-        want[table.dimension.name] = {row.value.value}
-        if want == {k: set(v) for k, v in flt.items()}:
-            return row
-    return None
-
-
 def clause_of(billed, line) -> str | None:
-    """Where the price of a line was written: the last override that set it, else the plan's clause."""
-    plan, contract = billed.plan, billed.contract
-    flt = line.filter
-    for o in reversed(contract.overrides):
-        if o.charge.name != line.charge_id:
-            continue
-        if o.condition is None and not isinstance(o.price, ast.PriceTable):
-            return str(o.span)  # replaces the whole price
-        if isinstance(o.price, ast.PriceTable):
-            base = None
-            if o.condition is not None:
-                base = {m.key.name: {v.value for v in m.values} for m in o.condition.matches}
-            row = _table_row(o.price, flt, base)
-            if row is not None:
-                return str(row.span)
-        elif _same_filter(o.condition, flt):
-            return str(o.span)
-    ch = _charge_node(plan, line.charge_id)
-    if ch is None:
-        return None
-    if line.window is not None and ch.windows and flt is None:
-        return str(ch.windows[min(line.window, len(ch.windows) - 1)].span)
-    for wp in ch.filters:
-        if _same_filter(wp.condition, flt):
-            return str(wp.span)
-        if isinstance(wp.price, ast.PriceTable):
-            base = {m.key.name: {v.value for v in m.values} for m in wp.condition.matches}
-            row = _table_row(wp.price, flt, base)
-            if row is not None:
-                return str(row.span)
-    if isinstance(ch.price, ast.PriceTable):
-        row = _table_row(ch.price, flt)
-        if row is not None:
-            return str(row.span)
-    return str(ch.span) if ch.span else None
+    """Where the price of a line was written (file:line:col): compile keeps it on each price."""
+    charge = next(c for c in billed.spec.charges if c.id == line.charge_id)
+    return price_source(charge, line)
 
 
 def _filter_json(f):
@@ -101,8 +41,6 @@ EXPLAIN_EVENTS = 20  # transaction ids listed per line; the count is always comp
 
 
 def _events_of(report, line):
-    from gpubill.engine.trace import line_ref
-
     refs = report.traces.get(line.subscription, {}).get(line_ref(line), [])
     return [r for r in refs if r.counted]
 

@@ -10,8 +10,9 @@ import pytest
 
 from gpubill.dsl.check import check_sources
 from gpubill.engine import program as p
-from gpubill.engine.billing_calendar import parse_period_arg, period_containing, resolve_period
+from gpubill.engine.billing_calendar import parse_period_arg, period_containing
 from gpubill.engine.compile import CompileError, compile_subscription
+from gpubill.engine.subscription import resolve_subscription
 
 BASE = """
 entity us { name "GPU Cloud" currency USD timezone "UTC" }
@@ -40,8 +41,7 @@ contract acme {{
     cat, diags = check_sources({"t.bill": src})
     errors = [d for d in diags if d.is_error]
     assert not errors, errors
-    per = resolve_period(*parse_period_arg(period), "monthly", "calendar", "UTC", None)
-    return compile_subscription(cat, cat.contracts["acme"], per)
+    return compile_subscription(cat, resolve_subscription(cat, cat.contracts["acme"], period))
 
 
 def poly_value(expr, props: dict) -> Fraction:
@@ -166,6 +166,5 @@ plan p { currency USD billing monthly charge tokens_out 3.49 per hour }
 contract acme { customer "acme" subscription "s" entity us plan p starts 2026-01-01 }
 """
     cat, _ = check_sources({"t.bill": src})
-    per = resolve_period(*parse_period_arg("2026-10"), "monthly", "calendar", "UTC", None)
     with pytest.raises(CompileError, match="per hour"):
-        compile_subscription(cat, cat.contracts["acme"], per)
+        compile_subscription(cat, resolve_subscription(cat, cat.contracts["acme"], "2026-10"))

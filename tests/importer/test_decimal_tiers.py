@@ -17,11 +17,11 @@ from decimal import Decimal as D
 import pytest
 
 from gpubill.dsl.check import check_sources
-from gpubill.engine.billing_calendar import Period, to_ms
 from gpubill.engine.columns import EventColumns
 from gpubill.engine.compile import compile_subscription
 from gpubill.engine.rate import rate
 from gpubill.engine.reference import rate_reference
+from gpubill.engine.subscription import resolve_subscription
 
 from lago_objects import charge, customer, metric, plan, subscription, write
 
@@ -30,11 +30,7 @@ RANGES = {"graduated_percentage_ranges": [
     {"from_value": 0.01, "to_value": 10, "rate": "1", "flat_amount": "200"},
     {"from_value": 11, "to_value": None, "rate": "2", "flat_amount": "300"},
 ]}
-JUNE = Period(
-    to_ms(dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)),
-    to_ms(dt.datetime(2024, 7, 1, tzinfo=dt.timezone.utc)) - 1,
-    "2024-06",
-)
+JUNE = "2024-06"  # rated as `gpubill rate --period 2024-06`
 
 
 def gpubill(*args):
@@ -80,7 +76,7 @@ def test_both_engines_rate_the_import_as_lago(imported, units, amount):
     files = {str(p): p.read_text() for p in sorted(imported.glob("*.bill"))}
     catalog, diags = check_sources(files)
     assert not [d for d in diags if d.is_error], diags
-    spec = compile_subscription(catalog, catalog.contracts["sub_1"], JUNE)
+    spec = compile_subscription(catalog, resolve_subscription(catalog, catalog.contracts["sub_1"], JUNE))
     ts = int(dt.datetime(2024, 6, 10, tzinfo=dt.timezone.utc).timestamp())
     evs = [{"transaction_id": "t1", "external_subscription_id": "sub_1", "code": "payments", "timestamp": ts,
             "properties": {"amount": units}}]

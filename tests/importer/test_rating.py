@@ -14,17 +14,13 @@ import pytest
 
 from gpubill.dsl.check import check_sources
 from gpubill.dsl.lago import import_lago
-from gpubill.engine.billing_calendar import Period, to_ms
 from gpubill.engine.compile import compile_subscription
 from gpubill.engine.reference import rate_reference
+from gpubill.engine.subscription import resolve_subscription
 
 from lago_objects import charge, customer, metric, plan, sources, subscription
 
-JUNE = Period(
-    to_ms(dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)),
-    to_ms(dt.datetime(2024, 7, 1, tzinfo=dt.timezone.utc)) - 1,
-    "2024-06",
-)
+JUNE = "2024-06"  # rated as `gpubill rate --period 2024-06`
 
 
 def rate(metrics, charges, events):
@@ -41,7 +37,7 @@ def rate(metrics, charges, events):
     assert res.ok, res.diagnostics
     catalog, diags = check_sources(res.files)
     assert not [d for d in diags if d.is_error], diags
-    spec = compile_subscription(catalog, catalog.contracts["sub_1"], JUNE)
+    spec = compile_subscription(catalog, resolve_subscription(catalog, catalog.contracts["sub_1"], JUNE))
     return rate_reference([spec], events).lines
 
 

@@ -14,8 +14,8 @@ import itertools
 from decimal import Decimal
 
 from gpubill.dsl.check import check_sources
-from gpubill.engine.billing_calendar import parse_period_arg, resolve_period
 from gpubill.engine.compile import compile_subscription
+from gpubill.engine.subscription import resolve_subscription
 
 SUB = "sub_1"
 ENTITY = 'entity lago { name "Lago Inc." currency USD timezone "UTC" }\n'
@@ -46,16 +46,13 @@ def compile_bill(metrics: str, charges: str, *, period: str = "2024-05", billing
                  starts: str = "2024-01-01", contract: str = ""):
     """Check the example and compile contract `c` for `period` (a `--period` value)."""
     src = source(metrics, charges, billing=billing, starts=starts, contract=contract)
-    return compile_source(src, period=period, billing=billing, starts=starts)
+    return compile_source(src, period=period)
 
 
-def compile_source(src: str, *, period: str, billing: str = "monthly", starts: str = "2024-01-01"):
-    """Check a whole `.bill` text and compile its contract `c` for `period`."""
+def compile_source(src: str, *, period: str):
+    """Check a whole `.bill` text and compile its contract `c` for `period`, resolved as `gpubill rate` does."""
     catalog = check_ok(src)
-    words = billing.split()
-    anchor = "anniversary" if "anniversary" in words else "calendar"
-    per = resolve_period(*parse_period_arg(period), words[0], anchor, "UTC", dt.date.fromisoformat(starts))
-    return compile_subscription(catalog, catalog.contracts["c"], per)
+    return compile_subscription(catalog, resolve_subscription(catalog, catalog.contracts["c"], period))
 
 
 def unix(at: str) -> Decimal:

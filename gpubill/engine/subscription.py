@@ -1,0 +1,172 @@
+"""One contract's subscription in one billing period, resolved once.
+
+`resolve_subscription(catalog, contract, period_text) -> Resolved` decides,
+once, what the calendar decides about a subscription: the plan version that
+prices it, its timezone, its billing period and the instants it starts and
+ends. Compile, rating, explain, the demo and the tests take these as values
+from here; nothing downstream decides them again.
+
+The rule (docs/language.md, Plan versions): a contract that pins a version
+is billed by it. Otherwise it is billed by the version whose `effective`
+date is the latest on or before the *deciding day*: the first day of the
+period on which the subscription is billed, that is the period's first day,
+or the contract's start date when the contract starts inside the period
+(Lago bills a subscription by the plan it has when it starts). Days are
+local to the subscription's timezone: the contract's, else the version's,
+else its entity's, else UTC.
+
+A version shapes the period it is decided on (its billing interval, anchor
+and timezone), so the decision is a fixed point: a first guess from the day
+the `--period` names (or the contract's start, when later), the period that
+guess bills, and the version in effect on that period's deciding day; when
+that is another version, once more with it. Two versions that each send the
+decision to the other (monthly and quarterly billing around the change, say)
+are an error, never a silent choice. Pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import attrs
+
+from gpubill.dsl import ast
+from gpubill.dsl.resolve import Catalog
+from gpubill.engine.billing_calendar import Period, parse_period_arg, resolve_period, start_of, to_ms
+from gpubill.engine.compile import DEFAULT_CURRENCY, CompileError, when_ms
+
+
+@attrs.frozen
+class Resolved:
+    """A contract's subscription in one period, with everything the calendar decides."""
+
+    contract: ast.Contract
+    plan: ast.Plan  # the version in effect
+    timezone: str
+    period: Period
+    started_ms: int | None  # the contract's first instant
+    terminated_ms: int | None  # its last instant (inclusive)
+    decided_on: dt.date  # the local day whose version is in effect
+
+    @property
+    def currency(self) -> str:
+        return self.plan.currency.name if self.plan.currency else DEFAULT_CURRENCY
+
+    @property
+    def active(self) -> bool:
+        """The contract covers at least one instant of the period."""
+        starts_after = self.started_ms is not None and self.started_ms > self.period.to_ms
+        ended_before = self.terminated_ms is not None and self.terminated_ms < self.period.from_ms
+        return not (starts_after or ended_before)
+
+
+PeriodArg = tuple  # a classified `--period`: ("month" | "date" | "range", value), as parse_period_arg returns
+
+
+def resolve_subscription(catalog: Catalog, contract: ast.Contract, period: str | PeriodArg) -> Resolved:
+    """The subscription of `contract` in the period `period` names: a
+    `--period` text, or its classified form (a test block's period).
+
+    Raises ValueError for a malformed period, CompileError for a contract no
+    version can bill in that period."""
+    kind, value = parse_period_arg(period) if isinstance(period, str) else period
+    guess_day = _named_day(kind, value)
+    start = _start_date(contract)
+    guess = version_on(catalog, contract, max(guess_day, start) if start else guess_day)
+    first = _billed_by(catalog, contract, kind, value, guess)
+    if first.plan is guess:
+        return first
+    second = _billed_by(catalog, contract, kind, value, first.plan)
+    if second.plan is first.plan:
+        return second
+    raise CompileError(
+        f'plan "{guess.name.name}": versions {_version_id(guess)} and {_version_id(first.plan)} bill '
+        f"different periods around {_named_day(kind, value)}, so neither is in effect on the other's first day; "
+        "name the period as a month or a date range, or pin a version in the contract")
+
+
+def _billed_by(catalog: Catalog, contract: ast.Contract, kind: str, value, plan: ast.Plan) -> Resolved:
+    """The period `plan` would bill, holding the version in effect on that period's deciding day."""
+    tz = timezone_of(catalog, contract, plan)
+    started, terminated = contract_bounds(contract, tz)
+    billing = plan.billing
+    interval = billing.interval if billing else "monthly"
+    anchor = (billing.anchor or "calendar") if billing else "calendar"
+    period = resolve_period(kind, value, interval, anchor, tz, _start_date(contract))
+    first_billed_ms = period.from_ms if started is None else max(period.from_ms, started)
+    day = _local_date(first_billed_ms, tz)
+    return Resolved(contract, version_on(catalog, contract, day), tz, period, started, terminated, day)
+
+
+def version_on(catalog: Catalog, contract: ast.Contract, day: dt.date) -> ast.Plan:
+    """The plan version that prices `contract` on local day `day`: the pinned one, else the latest in effect."""
+    ref = contract.plan
+    if ref is None:
+        raise CompileError(f'contract "{contract.name.name}" names no plan')
+    versions = catalog.plans.get(ref.name.name)
+    if not versions:
+        raise CompileError(f'unknown plan "{ref.name.name}"')
+    if ref.version is not None:
+        plan = catalog.plan_version(ref)
+        if plan is None:
+            raise CompileError(f'plan "{ref.name.name}" has no version {ref.version}')
+        return plan
+    effective = [v for v in versions if _effective_from(v) is None or _effective_from(v) <= day]
+    if not effective:
+        raise CompileError(f'no version of plan "{ref.name.name}" is in effect on {day}')
+    return max(effective, key=lambda v: (_effective_from(v) or dt.date.min))
+
+
+def _effective_from(plan: ast.Plan) -> dt.date | None:
+    v = plan.version
+    if v is None or v.effective_from is None or v.effective_from.value is None:
+        return None
+    val = v.effective_from.value
+    return val.date() if isinstance(val, dt.datetime) else val
+
+
+def _version_id(plan: ast.Plan) -> str:
+    return str(plan.version.id) if plan.version is not None else "(unversioned)"
+
+
+def timezone_of(catalog: Catalog, contract: ast.Contract, plan: ast.Plan) -> str:
+    """The contract's timezone, else the plan version's, else its entity's, else UTC."""
+    if contract.timezone is not None:
+        return contract.timezone.value
+    if plan.timezone is not None:
+        return plan.timezone.value
+    ent = catalog.entities.get(contract.entity.name) if contract.entity else None
+    if ent is not None and ent.timezone is not None:
+        return ent.timezone.value
+    return "UTC"
+
+
+def contract_bounds(contract: ast.Contract, tz: str) -> tuple[int | None, int | None]:
+    """The contract's first and last instants (ends is inclusive: a date means its whole day)."""
+    start = when_ms(contract.starts, tz) if contract.starts is not None else None
+    end = None
+    if contract.ends is not None and contract.ends.value is not None:
+        v = contract.ends.value
+        if isinstance(v, dt.datetime):
+            end = to_ms(v)
+        else:
+            end = to_ms(start_of(v + dt.timedelta(days=1), tz)) - 1
+    return start, end
+
+
+def _start_date(contract: ast.Contract) -> dt.date | None:
+    v = contract.starts.value if contract.starts is not None else None
+    return v.date() if isinstance(v, dt.datetime) else v
+
+
+def _named_day(kind: str, value) -> dt.date:
+    """The day a classified `--period` names: a month's first, the date, a range's start."""
+    if kind == "month":
+        return dt.date(value[0], value[1], 1)
+    day = value if kind == "date" else value[0]
+    return day.date() if isinstance(day, dt.datetime) else day
+
+
+def _local_date(ms: int, tz: str) -> dt.date:
+    return dt.datetime.fromtimestamp(ms // 1000, ZoneInfo(tz)).date()
