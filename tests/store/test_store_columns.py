@@ -142,3 +142,43 @@ def _reference(v):
     m = int("".join(map(str, digits))) * (-1 if sign else 1)
     text = format_decimal(m, exp)
     return text, d
+
+
+def _as_plain(c):
+    """Everything a read returns, decoded (dictionary ids differ between stores)."""
+    names = c.property_names()
+    return {"n": c.n, "last_rowid": c.last_rowid, "rowid": c.rowid.tolist(),
+            "ts": c.timestamp_ms.tolist(), "code": c.strings.decode(c.code),
+            "sub": c.strings.decode(c.subscription), "names": names,
+            "ptac": [a.tolist() for a in c.precise_total_amount_cents],
+            "dims": {n: c.strings.decode(c.dim(n)) for n in names},
+            "nums": {n: [a.tolist() for a in c.numeric(n)] for n in names}}
+
+
+def _mixed_events():
+    out = []
+    for i in range(53):
+        e = ev(f"t{i}", sub=f"s{i % 3}", code=["gpu_job", "tokens"][i % 2 == 0 or i > 40],
+               ts=1_735_689_600 + i, gpu_type=["A", "B", "C"][i % 3], gpu_count=i / 4, n=i)
+        if i >= 30:                          # the early blocks hold no precise amount at all
+            e["precise_total_amount_cents"] = f"{i}.{i % 7}"
+        out.append(e)
+    for k in range(7):                       # duplicates inside blocks: rowids that skip
+        out.insert(5 + 6 * k, dict(out[k]))
+    return out
+
+
+def test_many_blocks_read_exactly_as_one_block(tmp_path):
+    reads = [dict(), dict(since_rowid=17), dict(codes=["tokens"], subscriptions=["s1", "s2"]),
+             dict(time_from_ms=(1_735_689_600 + 9) * 1000, time_to_ms=(1_735_689_600 + 44) * 1000)]
+    got = []
+    for chunk in (1000, 4):
+        with Store(tmp_path / f"c{chunk}.db", chunk_size=chunk) as s:
+            rec = s.ingest(_mixed_events())
+            assert [x.status for x in rec.results()].count("duplicate") == 7
+            blocks = s._read().execute("SELECT count(*) FROM column_blocks").fetchone()[0]
+            assert blocks == (1 if chunk == 1000 else 15)
+            got.append([_as_plain(s.read_columns(**r)) for r in reads])
+    one, many = got
+    assert one == many
+    assert one[0]["n"] == 53 and one[1]["rowid"][0] == 19 and one[3]["n"] > 0
