@@ -7,7 +7,9 @@ import that runs against the direction of the data flow.
 The shell (cli, server, tui, agent) goes through the service layer: it imports
 ``gpubill.service``, the language package (``check``, ``fmt``, ``import``) and
 the number form, never the store's or the engine's modules, not even their
-packages' top level. What the shell needs of the store (the store handle,
+packages' top level. `gpubill import lago` reaches the importer through
+``gpubill.service.lago_import``; only the server imports ``gpubill.lago``
+itself, for the wire shapes of Lago's events API. What the shell needs of the store (the store handle,
 its errors, the event-file readers, timestamps) the service layer exports
 (``gpubill/service/events.py``, ``errors.py``, ``keys.py``).
 """
@@ -35,8 +37,10 @@ ALLOWED = {
     "engine": {"dsl"} | BASE,
     "contracts": {"dsl", "engine"} | BASE,
     "store": BASE,
-    "service": {"dsl", "engine", "contracts", "store"} | BASE,
-    "server": SHELL,
+    # Lago's shapes: the importer (Lago JSON -> .bill through the language's IR) and the events API's wire shapes.
+    "lago": {"dsl"} | BASE,
+    "service": {"dsl", "engine", "contracts", "store", "lago"} | BASE,
+    "server": SHELL | {"lago"},  # the events API answers in Lago's wire shapes (lago/events_api.py)
     "agent": SHELL,
     "tui": SHELL,
     "cli": SHELL | {"server", "agent", "tui"},  # the command line starts the other shells
@@ -152,3 +156,12 @@ def test_the_event_commands_load_no_engine():
                         "gpubill.service.events, gpubill.service.keys")
     assert "gpubill.store" in loaded  # the probe imported what the commands use
     assert not loaded & {"numba", "llvmlite", "gpubill.engine", "gpubill.contracts"}
+
+
+def test_the_lago_importer_loads_no_server_numba_or_store():
+    # gpubill/lago holds the importer and the events API's wire shapes side by side; `gpubill import lago`
+    # loads the first only (gpubill/lago/__init__.py imports nothing).
+    loaded = _loaded_by("import gpubill.cli.importer, gpubill.service.lago_import")
+    assert "gpubill.lago" in loaded  # the probe imported what the command uses
+    assert not loaded & {"numba", "numpy", "llvmlite", "starlette", "gpubill.store", "gpubill.engine",
+                         "gpubill.server"}

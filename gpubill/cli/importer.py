@@ -8,7 +8,8 @@ is written and the command exits 1 (invalid JSON: one line naming
 file:line:col). An unreadable file exits 3. Warnings are printed and do not
 fail the import. Existing output files are not overwritten without --force.
 
-Only the language package is imported: no numba, no store.
+Goes through `gpubill.service.lago_import`; loads the language and the importer
+only: no numba, no store.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gpubill.cli import CliError, EXIT_INVALID, EXIT_IO
     from gpubill.dsl.diagnostics import render_github, render_text, to_json
-    from gpubill.dsl.lago import import_lago
+    from gpubill.service.lago_import import import_lago
 
     sources: dict[str, str] = {}
     for path in args.files:

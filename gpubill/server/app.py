@@ -33,9 +33,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from gpubill.lago import events_api as lago
 from gpubill.service.events import CONFLICT, REJECTED, Store, Unparsable
 
-from . import lago
 from .metrics import Metrics
 from .params import BadParam, page_params, time_bound
 from .storefail import StoreFailure, failure_of
@@ -199,7 +199,7 @@ class Api:
         if st == REJECTED:
             return lago.validation(lago.problems_details(rec.problems[0]))
         if st == CONFLICT:
-            return lago.validation({"transaction_id": ["value_already_exist"]})
+            return lago.validation(lago.ALREADY_EXISTS)
         r = self._read(self.store.get_event, int(rec.event_id[0]))
         return lago.JSONResponse({"event": lago.from_record(r)})
 
@@ -221,7 +221,7 @@ class Api:
             return lago.validation({"events": ["too_many_events"]})
         rec = self._ingest(events, source="http-batch", atomic=True)
         if not rec.ok:
-            return lago.validation(lago.batch_errors(rec))
+            return lago.validation(_refused(rec))
         ts = lago.iso_ms(rec.timestamp_ms)
         created = lago.iso_ms([rec.received_ms])[0]
         ids = lago.lago_ids(rec.key)
@@ -294,6 +294,13 @@ def _unread(resp: Response) -> Response:
     """
     resp.headers["connection"] = "close"
     return resp
+
+
+def _refused(rec) -> dict:
+    """A failed batch's error_details in Lago's shape: its rejected and conflicting events."""
+    status = rec.status.tolist()
+    return lago.batch_errors({i: rec.problems.get(i, ()) for i, st in enumerate(status) if st == REJECTED},
+                             [i for i, st in enumerate(status) if st == CONFLICT])
 
 
 def _peer(request: Request) -> str:

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from gpubill.dsl.check import check_sources
-from gpubill.dsl.lago import import_lago
-from gpubill.dsl.lago.jsonpos import InvalidJson, load, render_path
+from gpubill.lago.importer import import_lago
+from gpubill.lago.importer.jsonpos import InvalidJson, load, render_path
 
 from lago_objects import FIXTURES, charge, customer, metric, plan, sources, subscription
 
@@ -406,7 +406,7 @@ def test_invalid_json_names_line_and_column():
 
 
 def test_generated_text_that_does_not_check_is_an_error_not_a_silent_write():
-    from gpubill.dsl.lago import _self_check
+    from gpubill.lago.importer import _self_check
 
     src = "plan p {\n  currency USD\n  billing monthly\n  charge nowhere 1 per unit\n}\n"
     [d] = _self_check({"out/plans.bill": src})

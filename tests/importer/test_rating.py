@@ -13,7 +13,7 @@ from decimal import Decimal as D
 import pytest
 
 from gpubill.dsl.check import check_sources
-from gpubill.dsl.lago import import_lago
+from gpubill.lago.importer import import_lago
 from gpubill.engine.compile import compile_subscription
 from gpubill.engine.reference import rate_reference
 from gpubill.engine.subscription import resolve_subscription

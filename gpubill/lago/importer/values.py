@@ -11,7 +11,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from gpubill.dsl.currencies import MINOR_UNITS, minor_unit  # noqa: F401
-from gpubill.dsl.lago.jsonpos import plain_digits
+from gpubill.lago.importer.jsonpos import plain_digits
 from gpubill.dsl.limits import MAX_NUMBER_DIGITS
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -24,10 +24,10 @@ from decimal import Decimal
 
 import attrs
 
-from gpubill.dsl.lago import values as V
-from gpubill.dsl.lago.context import At, Ctx
-from gpubill.dsl.lago.metrics import MetricInfo
-from gpubill.dsl.lago.prices import MODELS, price
+from gpubill.lago.importer import values as V
+from gpubill.lago.importer.context import At, Ctx
+from gpubill.lago.importer.metrics import MetricInfo
+from gpubill.lago.importer.prices import MODELS, price
 
 INTERVALS = ("weekly", "monthly", "quarterly", "yearly")
 ALL_VALUES = "__ALL_FILTER_VALUES__"

@@ -27,13 +27,13 @@ import os
 import attrs
 
 from gpubill.dsl.diagnostics import Diagnostic, dedupe, error
-from gpubill.dsl.lago import values as V
-from gpubill.dsl.lago.context import At, Ctx
-from gpubill.dsl.lago.contracts import Entities, convert_contract, customer_currency, skip_reason
-from gpubill.dsl.lago.jsonpos import InvalidJson, load
-from gpubill.dsl.lago.metrics import convert_metric
-from gpubill.dsl.lago.objects import Obj, collect
-from gpubill.dsl.lago.plans import convert_plan
+from gpubill.lago.importer import values as V
+from gpubill.lago.importer.context import At, Ctx
+from gpubill.lago.importer.contracts import Entities, convert_contract, customer_currency, skip_reason
+from gpubill.lago.importer.jsonpos import InvalidJson, load
+from gpubill.lago.importer.metrics import convert_metric
+from gpubill.lago.importer.objects import Obj, collect
+from gpubill.lago.importer.plans import convert_plan
 from gpubill.dsl.limits import MAX_SOURCE_BYTES
 
 FILES = ("metrics.bill", "plans.bill", "entities.bill", "contracts.bill")

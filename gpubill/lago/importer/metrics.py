@@ -24,9 +24,9 @@ import re
 import attrs
 
 from gpubill.dsl import units
-from gpubill.dsl.lago import values as V
-from gpubill.dsl.lago.context import At, Ctx
-from gpubill.dsl.lago.objects import Obj
+from gpubill.lago.importer import values as V
+from gpubill.lago.importer.context import At, Ctx
+from gpubill.lago.importer.objects import Obj
 from gpubill.dsl.limits import MAX_ROUNDING_PRECISION
 
 AGGREGATIONS = {

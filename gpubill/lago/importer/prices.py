@@ -22,9 +22,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from gpubill.dsl import units
-from gpubill.dsl.lago import values as V
-from gpubill.dsl.lago.context import At, Ctx
-from gpubill.dsl.lago.metrics import MetricInfo
+from gpubill.lago.importer import values as V
+from gpubill.lago.importer.context import At, Ctx
+from gpubill.lago.importer.metrics import MetricInfo
 
 MODELS = ("standard", "graduated", "volume", "package", "percentage", "graduated_percentage", "dynamic")
 

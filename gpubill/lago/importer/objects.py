@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import attrs
 
-from gpubill.dsl.lago.context import At, Ctx
+from gpubill.lago.importer.context import At, Ctx
 
 KINDS = ("billable_metric", "plan", "customer", "subscription")
 _ROOT = {k: k for k in KINDS} | {k + "s": k for k in KINDS}

@@ -24,9 +24,9 @@ import zoneinfo
 
 import attrs
 
-from gpubill.dsl.lago import values as V
-from gpubill.dsl.lago.context import Ctx
-from gpubill.dsl.lago.objects import Obj
+from gpubill.lago.importer import values as V
+from gpubill.lago.importer.context import Ctx
+from gpubill.lago.importer.objects import Obj
 
 
 @attrs.frozen

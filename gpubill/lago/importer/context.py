@@ -20,7 +20,7 @@ from __future__ import annotations
 import attrs
 
 from gpubill.dsl.diagnostics import Diagnostic, error, warning
-from gpubill.dsl.lago.jsonpos import Locator, render_path
+from gpubill.lago.importer.jsonpos import Locator, render_path
 
 
 @attrs.frozen

@@ -1,4 +1,9 @@
-"""Lago's wire shapes: event objects, error envelopes, pagination meta."""
+"""Lago's events API on the wire: event objects, error envelopes, ids and timestamps.
+
+The shapes `gpubill serve` answers with (`gpubill/server/app.py`), so that
+Lago's own clients work unchanged. Pure: values in, JSON shapes out; what a
+receipt's statuses mean stays with the server.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import numpy as np
 import orjson
 from starlette.responses import Response
 
-from gpubill.service.events import CONFLICT, REJECTED, STATUS_NAMES
+#: The error_details of an event whose transaction_id and subscription are stored with other content.
+ALREADY_EXISTS = {"transaction_id": ["value_already_exist"]}
 
 
 class JSONResponse(Response):
@@ -79,20 +85,17 @@ def from_record(r) -> dict:
                       r.precise_total_amount_cents, created)
 
 
-def batch_errors(rec) -> dict:
+def batch_errors(rejected: dict, conflicts) -> dict:
     """A failed batch's error_details: each event refused for a reason of its own, by index.
 
-    Rejected events name their fields' problems; conflicts (a stored event has this
-    transaction_id and subscription but other content) name ``transaction_id``. Valid
-    events that were only aborted with the batch are not listed.
+    ``rejected`` maps an event's index to its problems, which name its fields;
+    ``conflicts`` are the indexes of events whose transaction_id and subscription
+    are stored with other content: they name ``transaction_id``. Valid events
+    that were only aborted with the batch are not passed, so not listed.
     """
-    out: dict = {}
-    for r in rec.not_ok():
-        if r.status == STATUS_NAMES[REJECTED]:
-            out[str(r.index)] = problems_details(r.problems)
-        elif r.status == STATUS_NAMES[CONFLICT]:
-            out[str(r.index)] = {"transaction_id": ["value_already_exist"]}
-    return out
+    details = {i: problems_details(p) for i, p in rejected.items()}
+    details.update((i, ALREADY_EXISTS) for i in conflicts)
+    return {str(i): details[i] for i in sorted(details)}
 
 
 def problems_details(problems) -> dict:
