@@ -27,23 +27,15 @@ import numpy as np
 from numba import njit
 
 from .kernels import FULL, I64_MIN, OK, _add, _fixed, _ld32, _mul, _per_event, _slot
+from .layout import (
+    A_COUNT, A_NCOL, A_SUM, B_CWOFF, B_LINE, B_NW1, B_WBN, B_WBOFF, C_ALL, C_BOFF, C_CENTS, C_FLAGS, C_GN, C_GOFF,
+    C_KN, C_KOFF, C_NF, C_ORD, C_Q, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, F_UNIQUE, FA_FLAGS, FA_INC, FA_MAX,
+    FA_MIN, FA_SLOT, G_DIM, G_LUT, G_MULT, I_BASE, I_CP, I_HASHED, I_IGN, I_LOFF, I_REC, I_STRIDE, I_XOFF, K_DIM,
+    K_MOFF, K_VLUT, Q_KIND, Q_TN, Q_TOFF, Q_UCEIL, Q_UFLOOR, Q_UID, Q_UTIL, QK_COUNT, QK_UID, S_BOFF, S_DBASE,
+    S_EFF, S_EP, S_HI, S_LO, S_LP, S_PLAN, S_RANK, S_XBASE, T_COEF, T_FN, T_FOFF, X_CENTS, X_LROW, X_LTS, X_LVAL,
+    X_MAX, X_NCOL, X_PROR,
+)
 
-# table columns (plan.py fills them)
-S_PLAN, S_RANK, S_LO, S_HI, S_BOFF, S_EFF, S_DBASE, S_LP, S_XBASE, S_EP, S_NCOL = range(11)
-I_CP, I_REC, I_BASE, I_STRIDE, I_IGN, I_HASHED, I_LOFF, I_XOFF, I_NCOL = range(9)
-C_FLAGS, C_Q, C_NF, C_ALL, C_KOFF, C_KN, C_ORD, C_BOFF, C_GOFF, C_GN, C_G, C_CENTS, C_NCOL = range(13)
-K_DIM, K_VLUT, K_MOFF, K_NCOL = range(4)
-B_LINE, B_NW1, B_WBOFF, B_WBN, B_CWOFF, B_NCOL = range(6)
-G_DIM, G_LUT, G_MULT, G_NCOL = range(4)
-Q_KIND, Q_TOFF, Q_TN, Q_UTIL, Q_UFLOOR, Q_UCEIL, Q_UID, Q_NCOL = range(8)
-T_COEF, T_FOFF, T_FN, T_NCOL = range(4)
-FA_SLOT, FA_FLAGS, FA_INC, FA_MIN, FA_MAX, FA_NCOL = range(6)
-# program flags
-F_MAX, F_LAST, F_PROR, F_CENTS, F_SIDE, F_UNIQUE = 1, 2, 4, 8, 16, 32
-# quantity kinds
-QK_COUNT, QK_POLY, QK_UID = 0, 1, 2
-# ext columns
-X_MAX, X_LVAL, X_LTS, X_LROW, X_PROR, X_CENTS, X_NCOL = range(7)
 
 
 @njit(cache=True, nogil=True)
@@ -106,11 +98,11 @@ def _accumulate(  # noqa: C901
         for qq in range(pk_qstart[pk], pk_qstart[pk + 1]):
             qi = pk_q[qq]
             kind = Q[qi, Q_KIND]
-            if kind == 0:
+            if kind == QK_COUNT:
                 qv[qi] = 1
                 qok[qi] = True
                 continue
-            if kind == 2:
+            if kind == QK_UID:
                 qv[qi] = 1
                 qok[qi] = _ld32(dptr[Q[qi, Q_UID]], i) >= 0
                 continue
@@ -228,12 +220,12 @@ def _accumulate(  # noqa: C901
                 row = SUB[s, S_DBASE] + r * SUB[s, S_LP] + INST[inst, I_LOFF] + line
                 slot = row
                 xrow = SUB[s, S_XBASE] + r * SUB[s, S_EP] + INST[inst, I_XOFF] + line
-            acc[row, 0] += 1
-            sm, o = _add(acc[row, 1], q)
+            acc[row, A_COUNT] += 1
+            sm, o = _add(acc[row, A_SUM], q)
             if o:
                 bad[s] = 1
                 continue
-            acc[row, 1] = sm
+            acc[row, A_SUM] = sm
             if flags != 0:
                 if flags & F_MAX:
                     if q > ext[xrow, X_MAX]:
@@ -345,7 +337,7 @@ class ThreadAcc:
 
     def __init__(self, n_dense, hash_cap, n_ext, side_cap, nq, n_ign, nsub):
         rows = n_dense + (hash_cap // 2 if hash_cap > 1 else 0)
-        self.acc = np.zeros((max(rows, 1), 2), np.int64)
+        self.acc = np.zeros((max(rows, 1), A_NCOL), np.int64)
         self.ext = np.zeros((max(n_ext, 1), X_NCOL), np.int64)
         if n_ext:
             self.ext[:, X_MAX] = I64_MIN

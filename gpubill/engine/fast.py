@@ -35,14 +35,14 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from .accumulate import (
-    B_LINE, B_NW1, B_WBN, B_WBOFF, B_CWOFF, C_ALL, C_BOFF, C_GN, C_GOFF, C_KN, C_KOFF, C_NF, C_ORD, C_Q,
-    F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, G_DIM, G_LUT, G_MULT, I_CP, I_HASHED, I_IGN, I_LOFF, I_REC, I_XOFF,
-    K_DIM, K_MOFF, K_VLUT, Q_KIND, QK_POLY, S_DBASE, S_EP, S_HI, S_LO, S_LP, S_PLAN, S_RANK, S_XBASE, X_MAX,
-    Q_TN, Q_TOFF, Q_UCEIL, Q_UFLOOR, Q_UTIL, T_COEF, T_FN, T_FOFF, FA_FLAGS, FA_INC, FA_MAX, FA_MIN, FA_SLOT,
-    _unheld_beside,
-)
+from .accumulate import _unheld_beside
 from .kernels import _add, _fixed, _ld32, _mul, _per_event
+from .layout import (
+    A_COUNT, A_SUM, B_CWOFF, B_LINE, B_NW1, B_WBN, B_WBOFF, C_ALL, C_BOFF, C_GN, C_GOFF, C_KN, C_KOFF, C_NF, C_ORD,
+    C_Q, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, FA_FLAGS, FA_INC, FA_MAX, FA_MIN, FA_SLOT, G_DIM, G_LUT, G_MULT,
+    I_CP, I_HASHED, I_IGN, I_LOFF, I_REC, I_XOFF, K_DIM, K_MOFF, K_VLUT, Q_KIND, Q_TN, Q_TOFF, Q_UCEIL, Q_UFLOOR,
+    Q_UTIL, QK_POLY, S_DBASE, S_EP, S_HI, S_LO, S_LP, S_PLAN, S_RANK, S_XBASE, T_COEF, T_FN, T_FOFF, X_MAX,
+)
 
 SLOW = F_LAST | F_PROR | F_CENTS | F_SIDE
 BLOCK = 1 << 18  # rows per block: the block's routed rows and quantities stay in cache
@@ -233,20 +233,20 @@ def _program(j0, j1, rows, es, er, ts, q, qok, has_q, rec, want_max,
         line = BKT[bo, B_LINE] + g * BKT[bo, B_NW1] + w
         r = np.int64(er[j])
         row = base + r * lp[s] + line
-        acc[row, 0] += 1
+        acc[row, A_COUNT] += 1
         if has_q:
             v = q[j]
-            sm, o = _add(acc[row, 1], v)
+            sm, o = _add(acc[row, A_SUM], v)
             if o:
                 bad[s] = 1
                 continue
-            acc[row, 1] = sm
+            acc[row, A_SUM] = sm
             if want_max:
                 xr = xbase[s] + r * ep[s] + line
                 if v > ext[xr, X_MAX]:
                     ext[xr, X_MAX] = v
         else:
-            acc[row, 1] += 1
+            acc[row, A_SUM] += 1
 
 
 def _map_values(keys, mapping):

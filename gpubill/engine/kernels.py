@@ -20,6 +20,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from .layout import PE_INC, PE_MAX, PE_MIN
 from .money import MISSING_EXPONENT as MISSING, UNHOLDABLE_EXPONENT as UNHOLDABLE
 
 I64_MIN = np.int64(-(2**63))
@@ -128,16 +129,16 @@ def _per_event(x, flags, inc, mn, mx):
     """M if x <= M else M + ceil((x-M)/I)*I; ceil(x/I)*I without M; cap."""
     q = x
     o = False
-    if flags & 2:
+    if flags & PE_MIN:
         if x <= mn:
             q = mn
-        elif flags & 1:
+        elif flags & PE_INC:
             q, o = _mul(_ceil_div(x - mn, inc), inc)
             q, o2 = _add(q, mn)
             o = o or o2
-    elif flags & 1:
+    elif flags & PE_INC:
         q, o = _mul(_ceil_div(x, inc), inc)
-    if flags & 4 and q > mx:
+    if flags & PE_MAX and q > mx:
         q = mx
     return q, o
 

@@ -25,16 +25,22 @@ property, dictionary ids present in each dimension), run in parallel.
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import NamedTuple
 
 import attrs
 import numpy as np
 
 from . import poly as polymod
-from .accumulate import (
-    B_NCOL, C_NCOL, F_CENTS, F_LAST, F_MAX, FA_NCOL, F_PROR, F_SIDE, F_UNIQUE, G_NCOL, I_NCOL, K_NCOL, Q_NCOL,
-    QK_COUNT, QK_POLY, QK_UID, S_NCOL, T_NCOL, chunks, parallel_map,
-)
+from .accumulate import chunks, parallel_map
 from .kernels import NO_EXPONENT, _finest_exponent, _mark_present, _min_exponent, address
+from .layout import (
+    B_CWOFF, B_LINE, B_NCOL, B_NW1, B_WBN, B_WBOFF, C_ALL, C_BOFF, C_CENTS, C_FLAGS, C_G, C_GN, C_GOFF, C_KN, C_KOFF,
+    C_NCOL, C_NF, C_ORD, C_Q, F_CENTS, F_EXT, F_LAST, F_MAX, F_PROR, F_SIDE, F_UNIQUE, FA_FLAGS, FA_INC, FA_MAX,
+    FA_MIN, FA_NCOL, FA_SLOT, G_DIM, G_LUT, G_MULT, G_NCOL, I_BASE, I_CP, I_HASHED, I_IGN, I_LOFF, I_NCOL, I_REC,
+    I_STRIDE, I_XOFF, K_DIM, K_MOFF, K_NCOL, K_VLUT, PE_INC, PE_MAX, PE_MIN, Q_KIND, Q_NCOL, Q_TN, Q_TOFF, Q_UCEIL,
+    Q_UFLOOR, Q_UID, Q_UTIL, QK_COUNT, QK_POLY, QK_UID, S_BOFF, S_DBASE, S_EFF, S_EP, S_HI, S_LO, S_LP, S_NCOL,
+    S_PLAN, S_RANK, S_XBASE, T_COEF, T_FN, T_FOFF, T_NCOL, row,
+)
 from .money import EngineError
 from .period import period_of
 from .program import END_REASON, Graduated, Percentage
@@ -160,19 +166,53 @@ def _column_stats(num_cols, dim_cols, n):
     return mins, present
 
 
-# C901 exempt until issue 8 item 1 splits it into small builders returning typed parts.
-def build(subs, cols) -> Plan:  # noqa: C901
+def build(subs, cols) -> Plan:
+    """Subscriptions + event columns -> the kernel tables and what decoding needs."""
     subs = list(subs)
-    n = int(cols.n)
-    strings = _Strings(cols)
     ext = [s.external_id for s in subs]
     if len(set(ext)) != len(ext):
         raise EngineError("two subscriptions share an external_id in one run")
     periods = _period_cache(subs)
+    progs = _dedupe_programs(subs)
+    cs = _load_columns(progs.charges, cols)
+    luts = _Luts(cs, progs.charges)
+    reason_dim = cs.dslot.get(END_REASON, -1)
+    rlut, reason_values = luts.compact(END_REASON) if reason_dim >= 0 else (0, [None])
+    R = len(reason_values)
+    quantities = _Quantities(cs)
+    pt = _ProgramTables()
+    programs = [pt.add(ch, cs, luts, quantities) for ch in progs.charges]
+    blocks = _slot_blocks(subs, progs.of_sub, periods, programs, R)
+    codes = _code_tables(progs.charges, programs, blocks, cs)
+    SUB, sub_lut, bounds = _sub_table(subs, periods, blocks, R, cs)
+    arrays = dict(
+        **_column_arrays(cs), sub_lut=sub_lut, SUB=SUB, **codes._asdict(), INST=blocks.INST,
+        **pt.arrays(), luts=luts.array(), **quantities.arrays(), R=R, reason_dim=reason_dim, rlut=rlut,
+        op_dim=cs.dslot.get("operation_type", -1), remove_id=_remove_id(cs.strings), sub_bounds=_ints(bounds),
+        n_dense=blocks.n_dense, n_xdense=blocks.n_xdense, nstrings=cs.nstrings,
+    )
+    inst_subs = [np.asarray(blocks.plan_subs[P], np.int64) for P, _, _ in blocks.instances]
+    layout = dict(pbase=np.asarray(blocks.pbase, np.int64), Lp=np.asarray(blocks.Lp, np.int64),
+                  lkbase=np.asarray(blocks.lkbase, np.int64),
+                  plan_subs=[np.asarray(x, np.int64) for x in blocks.plan_subs], n_lines=blocks.n_lines)
+    return Plan(
+        subs, periods, arrays, programs, quantities.scale, blocks.instances, inst_subs, blocks.inst_ign,
+        blocks.hashed, blocks.hashed_ext, blocks.n_dense, blocks.n_xdense, blocks.n_ign, R, reason_values,
+        luts.group_values, cs.scales.get(CENTS_PROP, 0), cols, layout,
+    )
 
-    # ---- programs, deduplicated by structure (memo by object identity first)
-    by_id, by_key, programs_ch = {}, {}, []
-    sub_cps = []
+
+# ---- programs, deduplicated by structure
+
+
+class _Programs(NamedTuple):
+    charges: list  # per program: a representative charge
+    of_sub: list  # per subscription: the tuple of its charges' program indices
+
+
+def _dedupe_programs(subs) -> _Programs:
+    """One program per distinct ``program_key`` (memo by object identity first)."""
+    by_id, by_key, charges, of_sub = {}, {}, [], []
     plan_memo: dict = {}
     for s in subs:
         key = id(s.charges)
@@ -181,42 +221,66 @@ def build(subs, cols) -> Plan:  # noqa: C901
             for ch in s.charges:
                 cp = by_id.get(id(ch))
                 if cp is None:
-                    pk = program_key(ch)
-                    cp = by_key.get(pk)
-                    if cp is None:
-                        cp = by_key[pk] = len(programs_ch)
-                        programs_ch.append(ch)
+                    cp = by_key.setdefault(program_key(ch), len(charges))
+                    if cp == len(charges):
+                        charges.append(ch)
                     by_id[id(ch)] = cp
                 cps.append(cp)
             plan_memo[key] = (s.charges, tuple(cps))  # keep s.charges alive: ids stay unique
-        sub_cps.append(plan_memo[key][1])
+        of_sub.append(plan_memo[key][1])
+    return _Programs(charges, of_sub)
 
-    # ---- load every column first (a store may intern strings while doing so)
-    dim_names: list = []
 
-    def want_dim(p):
-        if p not in dim_names:
-            dim_names.append(p)
+# ---- event columns
 
-    for ch in programs_ch:
-        for k in sorted({k for f in ch.filters for k in f.values}):
-            want_dim(k)
-        for g in ch.group_by:
-            want_dim(g)
+
+@attrs.frozen
+class _Columns:
+    """The event columns the programs read, loaded once, with their scales."""
+
+    strings: _Strings
+    texts: object  # the column set's string table
+    dims: dict  # dimension name -> int32 dictionary ids (load order)
+    num: dict  # numeric name -> (int64 mantissas, int8 exponents), by name
+    nstrings: int  # dictionary ids in use (the string table may grow while loading)
+    present: dict  # dimension name -> uint8 flags of the ids present (index id + 1)
+    scales: dict  # numeric name -> fixed-point exponent
+    polys: dict  # id(charge) -> its quantity polynomial
+    dslot: dict  # dimension name -> index into dptr
+    nslot: dict  # numeric name -> index into mptr / eptr / nscale
+
+
+def _dim_names(charges) -> list:
+    names = []
+    for ch in charges:
+        names += sorted({k for f in ch.filters for k in f.values})
+        names += ch.group_by
         if ch.metric.aggregation == "unique_count":
-            want_dim(ch.metric.field)
-    want_dim(END_REASON)
-    if any(ch.metric.aggregation == "unique_count" for ch in programs_ch):
-        want_dim("operation_type")
+            names.append(ch.metric.field)
+    names.append(END_REASON)
+    if any(ch.metric.aggregation == "unique_count" for ch in charges):
+        names.append("operation_type")
+    return list(dict.fromkeys(names))
+
+
+def _load_dims(cols, names, n) -> dict:
     dims = {}
-    for p in dim_names:
+    for p in names:
         try:
             dims[p] = np.ascontiguousarray(cols.dim(p), np.int32)
         except (KeyError, LookupError):
             if p not in (END_REASON, "operation_type"):
                 raise
+    for p, a in dims.items():
+        if a.shape[0] != n:
+            raise EngineError(f"column {p!r} has {a.shape[0]} rows, expected {n}")
+    return dims
+
+
+def _numeric_wants(charges):
+    """(polynomial per charge, exponents each numeric property is asked for)."""
     polys, want = {}, {}
-    for ch in programs_ch:
+    for ch in charges:
         m = ch.metric
         q = m.quantity()
         if q is not None and id(ch) not in polys:
@@ -234,9 +298,12 @@ def build(subs, cols) -> Plan:  # noqa: C901
                                                     polymod.decimal_exponent(u.ceiling)])
         if ch.reads_cents():
             want.setdefault(CENTS_PROP, []).append(0)
-    num_names = sorted(want)
+    return polys, want
+
+
+def _load_nums(cols, names, n) -> dict:
     num = {}
-    for p in num_names:
+    for p in names:
         if p == CENTS_PROP and hasattr(cols, CENTS_PROP):
             mm, ee = getattr(cols, CENTS_PROP)
         else:
@@ -245,188 +312,311 @@ def build(subs, cols) -> Plan:  # noqa: C901
         if mm.shape[0] != n or ee.shape[0] != n:
             raise EngineError(f"column {p!r} has {mm.shape[0]} rows, expected {n}")
         num[p] = (mm, ee)
-    dim_list = list(dims)
-    for p in dim_list:
-        if dims[p].shape[0] != n:
-            raise EngineError(f"column {p!r} has {dims[p].shape[0]} rows, expected {n}")
+    return num
+
+
+def _load_columns(charges, cols) -> _Columns:
+    """Load every column first (a store may intern strings while doing so), then the statistics."""
+    n = int(cols.n)
+    dims = _load_dims(cols, _dim_names(charges), n)
+    polys, want = _numeric_wants(charges)
+    num = _load_nums(cols, sorted(want), n)
     # ids the string table gave out while the columns loaded (a read-only
     # store's JSON numbers read as strings) may lie beyond its length
-    nstrings = max([len(cols.strings)] + [int(dims[p].max()) + 1 for p in dim_list if n])
-    mins, present = _column_stats([num[p] for p in num_names], [(dims[p], nstrings) for p in dim_list], n)
-    present = dict(zip(dim_list, present))
-    scales = {p: column_scale(min(want[p]), me, num[p]) for p, me in zip(num_names, mins)}
-    scales = _fitting_scales(programs_ch, polys, scales, want)
-    nslot = {p: i for i, p in enumerate(num_names)}
-    dslot = {p: i for i, p in enumerate(dim_list)}
+    nstrings = max([len(cols.strings)] + [int(a.max()) + 1 for a in dims.values() if n])
+    mins, present = _column_stats(list(num.values()), [(a, nstrings) for a in dims.values()], n)
+    scales = {p: column_scale(min(want[p]), me, num[p]) for p, me in zip(num, mins)}
+    return _Columns(
+        _Strings(cols), cols.strings, dims, num, nstrings, dict(zip(dims, present)),
+        _fitting_scales(charges, polys, scales, want), polys,
+        {p: i for i, p in enumerate(dims)}, {p: i for i, p in enumerate(num)},
+    )
 
-    # ---- lookup tables (one int32 array; 0 = missing / not mentioned)
-    luts = [np.zeros(1, np.int32)]
-    lut_len = [1]
 
-    def add_lut(arr):
-        off = lut_len[0]
-        luts.append(arr)
-        lut_len[0] += arr.size
+def _column_arrays(cs: _Columns) -> dict:
+    """The columns' addresses and scales (the kernels read the columns in place)."""
+    return dict(
+        dptr=np.asarray([address(a) for a in cs.dims.values()] or [0], np.int64),
+        mptr=np.asarray([address(m) for m, _ in cs.num.values()] or [0], np.int64),
+        eptr=np.asarray([address(e) for _, e in cs.num.values()] or [0], np.int64),
+        nscale=np.asarray([cs.scales[p] for p in cs.num] or [0], np.int64),
+        keep=list(cs.dims.values()) + [a for p in cs.num for a in cs.num[p]],
+    )
+
+
+# ---- lookup tables
+
+
+class _Luts:
+    """The lookup tables, one int32 array (0 = missing / not mentioned): per
+    grouped dimension its values' compact index in string order, per filtered
+    dimension its filter values' index."""
+
+    def __init__(self, cs: _Columns, charges):
+        self.cs, self.charges = cs, charges
+        self.parts, self.size = [np.zeros(1, np.int32)], 1
+        self.group_values: dict = {}  # prop -> [None, str, ...] by compact index
+        self._group: dict = {}  # prop -> lut offset
+        self._values: dict = {}  # prop -> (lut offset, sorted filter values)
+
+    def _add(self, arr) -> int:
+        off = self.size
+        self.parts.append(arr)
+        self.size += arr.size
         return off
 
-    group_values, group_lut = {}, {}
-
-    def compact(p):
-        if p not in group_lut:
-            pr = present.get(p)
+    def compact(self, p):
+        """(lut offset, values by compact index) of dimension ``p``'s values present in the events."""
+        if p not in self._group:
+            pr = self.cs.present.get(p)
             ids = np.flatnonzero(pr[1:]) if pr is not None else np.zeros(0, np.int64)
-            texts = [cols.strings[int(i)] for i in ids]
+            texts = [self.cs.texts[int(i)] for i in ids]
             order = sorted(range(len(ids)), key=lambda j: texts[j])
-            lut = np.zeros(nstrings + 1, np.int32)
+            lut = np.zeros(self.cs.nstrings + 1, np.int32)
             for rank, j in enumerate(order):
                 lut[ids[j] + 1] = rank + 1
-            group_lut[p] = add_lut(lut)
-            group_values[p] = [None] + [texts[j] for j in order]
-        return group_lut[p], group_values[p]
+            self._group[p] = self._add(lut)
+            self.group_values[p] = [None] + [texts[j] for j in order]
+        return self._group[p], self.group_values[p]
 
-    reason_dim = dslot.get(END_REASON, -1)
-    rlut, reason_values = 0, [None]
-    if reason_dim >= 0:
-        rlut, reason_values = compact(END_REASON)
-    R = len(reason_values)
-
-    value_luts = {}
-
-    def value_lut(p):
-        if p not in value_luts:
-            vs = sorted({v for ch in programs_ch for f in ch.filters for v in f.values.get(p, ())})
-            lut = np.zeros(nstrings + 1, np.int32)
+    def values(self, p):
+        """(lut offset, sorted values) of the values any filter names for dimension ``p``."""
+        if p not in self._values:
+            vs = sorted({v for ch in self.charges for f in ch.filters for v in f.values.get(p, ())})
+            lut = np.zeros(self.cs.nstrings + 1, np.int32)
             for ix, v in enumerate(vs):
-                sid = strings.id(v)
-                if sid is not None and sid < nstrings:
+                sid = self.cs.strings.id(v)
+                if sid is not None and sid < self.cs.nstrings:
                     lut[sid + 1] = ix + 1
-            value_luts[p] = (add_lut(lut), vs)
-        return value_luts[p]
+            self._values[p] = (self._add(lut), vs)
+        return self._values[p]
 
-    # ---- quantities
-    Q, TERM, FAC, q_scale, q_index = [], [], [], [], {}
+    def array(self):
+        return np.concatenate(self.parts).astype(np.int32)
 
-    def quantity(ch):
+
+# ---- quantities
+
+
+class _Quantities:
+    """The Q / TERM / FAC tables: each distinct quantity once."""
+
+    def __init__(self, cs: _Columns):
+        self.cs = cs
+        self.Q, self.TERM, self.FAC = [], [], []
+        self.scale: list = []  # per quantity: Fraction D (value = D * int)
+        self._index: dict = {}
+
+    def _key(self, ch):
         m = ch.metric
         if m.aggregation == "count":
-            key = ("count",)
-        elif m.aggregation == "unique_count":
-            key = ("uid", m.field)
-        else:
-            util = ch.utilization
-            extra = scales[util.prop] if util is not None else 0
-            fp = polymod.fix_poly(polys[id(ch)], scales, extra)
-            rules = {r.prop: r for r in reversed(m.per_event)}
-            key = ("poly", fp, tuple(sorted((p, rules[p]) for p in rules if any(p in t for t in fp.props))), util)
-        if key in q_index:
-            return q_index[key]
-        qi = q_index[key] = len(Q)
-        row = [0] * Q_NCOL
-        row[3] = -1  # Q_UTIL
-        if key[0] == "count":
-            row[0] = QK_COUNT
-            q_scale.append(Fraction(1))
-        elif key[0] == "uid":
-            row[0] = QK_UID
-            row[6] = dslot[m.field]
-            q_scale.append(Fraction(1))
-        else:
-            fp, util = key[1], key[3]
-            row[0], row[1], row[2] = QK_POLY, len(TERM), len(fp.coefs)
-            for props, coef in zip(fp.props, fp.coefs):
-                TERM.append([coef, len(FAC), len(props)])
-                for p in props:
-                    r = rules.get(p)
-                    fl, vals = 0, [0, 0, 0]
-                    if r is not None:
-                        for bit, (ix, v) in zip((1, 2, 4), enumerate((r.increment, r.minimum, r.maximum))):
-                            if v is not None:
-                                fl |= bit
-                                vals[ix] = _exact_int(v, scales[p], p)
-                    FAC.append([nslot[p], fl] + vals)
-            if util is not None:
-                us = scales[util.prop]
-                row[3] = nslot[util.prop]
-                row[4] = int(Fraction(util.floor) / Fraction(10) ** us)
-                row[5] = int(Fraction(util.ceiling) / Fraction(10) ** us)
-            q_scale.append(fp.scale)
-        Q.append(row)
-        return qi
+            return ("count",)
+        if m.aggregation == "unique_count":
+            return ("uid", m.field)
+        util = ch.utilization
+        scales = self.cs.scales
+        fp = polymod.fix_poly(self.cs.polys[id(ch)], scales, scales[util.prop] if util is not None else 0)
+        rules = {r.prop: r for r in reversed(m.per_event)}
+        return ("poly", fp, tuple(sorted((p, rules[p]) for p in rules if any(p in t for t in fp.props))), util)
 
-    # ---- programs: filters, buckets, windows, groups
-    CP, KEY, masks, ordb, BKT, wb, cw, GK = [], [], [], [], [], [], [], []
-    programs = []
-    for ch in programs_ch:
-        m = ch.metric
-        flags = 0
-        if m.aggregation == "max":
-            flags |= F_MAX
-        if m.aggregation == "latest":
-            flags |= F_LAST
-        if ch.prorated and m.aggregation in ("sum", "unique_count"):
-            flags |= F_PROR
-        if ch.reads_cents():
-            flags |= F_CENTS
-        if needs_side(ch):
-            flags |= F_SIDE
-            if m.aggregation == "unique_count":
-                flags |= F_UNIQUE
-        qi = quantity(ch)
+    def index(self, ch) -> int:
+        key = self._key(ch)
+        if key not in self._index:
+            self._index[key] = len(self.Q)
+            if key[0] == "count":
+                self.Q.append(row(Q_NCOL, {Q_KIND: QK_COUNT, Q_UTIL: -1}))
+                self.scale.append(Fraction(1))
+            elif key[0] == "uid":
+                self.Q.append(row(Q_NCOL, {Q_KIND: QK_UID, Q_UTIL: -1, Q_UID: self.cs.dslot[key[1]]}))
+                self.scale.append(Fraction(1))
+            else:
+                self.Q.append(self._poly_row(*key[1:]))
+                self.scale.append(key[1].scale)
+        return self._index[key]
+
+    def _poly_row(self, fp, rules, util):
+        scales = self.cs.scales
+        cells = {Q_KIND: QK_POLY, Q_TOFF: len(self.TERM), Q_TN: len(fp.coefs), Q_UTIL: -1}
+        rules = dict(rules)
+        for props, coef in zip(fp.props, fp.coefs):
+            self.TERM.append(row(T_NCOL, {T_COEF: coef, T_FOFF: len(self.FAC), T_FN: len(props)}))
+            self.FAC.extend(self._factor_row(p, rules.get(p), scales[p]) for p in props)
+        if util is not None:
+            us = scales[util.prop]
+            cells.update({Q_UTIL: self.cs.nslot[util.prop],
+                          Q_UFLOOR: int(Fraction(util.floor) / Fraction(10) ** us),
+                          Q_UCEIL: int(Fraction(util.ceiling) / Fraction(10) ** us)})
+        return row(Q_NCOL, cells)
+
+    def _factor_row(self, p, rule, scale):
+        cells = {FA_SLOT: self.cs.nslot[p], FA_FLAGS: 0}
+        if rule is not None:
+            for bit, col, v in ((PE_INC, FA_INC, rule.increment), (PE_MIN, FA_MIN, rule.minimum),
+                                (PE_MAX, FA_MAX, rule.maximum)):
+                if v is not None:
+                    cells[FA_FLAGS] |= bit
+                    cells[col] = _exact_int(v, scale, p)
+        return row(FA_NCOL, cells)
+
+    def arrays(self) -> dict:
+        return dict(Q=_table(self.Q, Q_NCOL), TERM=_table(self.TERM, T_NCOL), FAC=_table(self.FAC, FA_NCOL))
+
+
+# ---- programs: filters, buckets, windows, groups
+
+
+def _flags(ch) -> int:
+    agg = ch.metric.aggregation
+    flags = 0
+    if agg == "max":
+        flags |= F_MAX
+    if agg == "latest":
+        flags |= F_LAST
+    if ch.prorated and agg in ("sum", "unique_count"):
+        flags |= F_PROR
+    if ch.reads_cents():
+        flags |= F_CENTS
+    if needs_side(ch):
+        flags |= F_SIDE
+        if agg == "unique_count":
+            flags |= F_UNIQUE
+    return flags
+
+
+def _signed64(bits: int) -> int:
+    """A 64-bit mask as the int64 that holds it."""
+    return bits - (1 << 64) if bits >= 1 << 63 else bits
+
+
+def _group_count(ch, cards) -> int:
+    G = 1
+    for c in cards:
+        G *= c
+    if G >= MAX_GROUPS:
+        raise EngineError(f"charge {ch.id!r}: its group by keys ({', '.join(ch.group_by)}) take {G:,} "
+                          f"combinations of values in these events, more than {MAX_GROUPS:,}")
+    return G
+
+
+def _window_cells(ch, b):
+    """(sorted window boundaries, window index + 1 of each cell between them) of bucket ``b``."""
+    wins = ch.bucket_windows(b)
+    bounds = sorted({x for w in wins for x in (w.from_ms, w.to_ms)})
+    cells = [0] + [next((i + 1 for i, w in enumerate(wins) if w.from_ms <= x < w.to_ms), 0) for x in bounds]
+    return len(wins) + 1, bounds, cells
+
+
+@attrs.define
+class _ProgramTables:
+    """The CP / KEY / BKT / GK tables and the flat arrays they point into."""
+
+    CP: list = attrs.Factory(list)
+    KEY: list = attrs.Factory(list)
+    masks: list = attrs.Factory(list)
+    ordb: list = attrs.Factory(list)
+    BKT: list = attrs.Factory(list)
+    wb: list = attrs.Factory(list)
+    cw: list = attrs.Factory(list)
+    GK: list = attrs.Factory(list)
+
+    def add(self, ch, cs: _Columns, luts: _Luts, quantities: _Quantities) -> Program:
+        flags = _flags(ch)
+        qi = quantities.index(ch)
         nf = len(ch.filters)
         if nf > MAX_FILTERS:
             raise EngineError(f"charge {ch.id!r}: more than {MAX_FILTERS} filters")
+        k_off, ord_off = len(self.KEY), len(self.ordb)
+        nkeys = self._add_filters(ch, cs, luts)
+        g_off = len(self.GK)
+        G = self._add_groups(ch, cs, luts)
+        b_off = len(self.BKT)
+        bucket_lines, lines = self._add_buckets(ch, G)
+        self.CP.append(row(C_NCOL, {
+            C_FLAGS: flags, C_Q: qi, C_NF: nf, C_ALL: _signed64((1 << nf) - 1), C_KOFF: k_off, C_KN: nkeys,
+            C_ORD: ord_off, C_BOFF: b_off, C_GOFF: g_off, C_GN: len(ch.group_by), C_G: G,
+            C_CENTS: cs.nslot.get(CENTS_PROP, 0),
+        }))
+        return Program(ch, qi, nf, G, ch.group_by, bucket_lines, lines, flags)
+
+    def _add_filters(self, ch, cs, luts) -> int:
+        """Per filter key a mask per value (bit j: the j-th most specific filter
+        allows it); the bucket order -> filter index in ``ordb``."""
+        nf = len(ch.filters)
         order = sorted(range(nf), key=lambda i: (-len(ch.filters[i].values), i))
         keys = sorted({k for f in ch.filters for k in f.values})
-        k_off = len(KEY)
         for k in keys:
-            voff, vs = value_lut(k)
-            moff = len(masks)
+            voff, vs = luts.values(k)
+            moff = len(self.masks)
             for vi in range(len(vs) + 1):
                 bits = 0
                 for j, fi in enumerate(order):
                     allowed = ch.filters[fi].values.get(k)
                     if allowed is None or (vi > 0 and vs[vi - 1] in allowed):
                         bits |= 1 << j
-                masks.append(bits - (1 << 64) if bits >= 1 << 63 else bits)
-            KEY.append([dslot[k], voff, moff])
-        ord_off = len(ordb)
-        ordb.extend(order)
-        all_mask = (1 << nf) - 1
-        # groups: first key most significant, values in string order (0 = missing)
-        g_off = len(GK)
-        cards = [len(compact(g)[1]) for g in ch.group_by]
-        G = 1
-        for c in cards:
-            G *= c
-        if G >= MAX_GROUPS:
-            raise EngineError(f"charge {ch.id!r}: its group by keys ({', '.join(ch.group_by)}) take {G:,} "
-                              f"combinations of values in these events, more than {MAX_GROUPS:,}")
+                self.masks.append(_signed64(bits))
+            self.KEY.append(row(K_NCOL, {K_DIM: cs.dslot[k], K_VLUT: voff, K_MOFF: moff}))
+        self.ordb.extend(order)
+        return len(keys)
+
+    def _add_groups(self, ch, cs, luts) -> int:
+        """Groups: first key most significant, values in string order (0 = missing)."""
+        cards = [len(luts.compact(g)[1]) for g in ch.group_by]
+        G = _group_count(ch, cards)
         mult = G
         for g, c in zip(ch.group_by, cards):
             mult //= c
-            GK.append([dslot[g], compact(g)[0], mult])
-        b_off = len(BKT)
+            self.GK.append(row(G_NCOL, {G_DIM: cs.dslot[g], G_LUT: luts.compact(g)[0], G_MULT: mult}))
+        return G
+
+    def _add_buckets(self, ch, G):
+        """Per bucket (each filter, then the unfiltered rest) its lines and price windows."""
         line = 0
         bucket_lines = []
-        for b in list(range(nf)) + [None]:
-            wins = ch.bucket_windows(b)
-            bounds = sorted({x for w in wins for x in (w.from_ms, w.to_ms)})
-            cells = [0]
-            for x in bounds:
-                cells.append(next((i + 1 for i, w in enumerate(wins) if w.from_ms <= x < w.to_ms), 0))
-            nw1 = len(wins) + 1
-            BKT.append([line, nw1, len(wb), len(bounds), len(cw)])
-            wb.extend(bounds)
-            cw.extend(cells)
+        for b in list(range(len(ch.filters))) + [None]:
+            nw1, bounds, cells = _window_cells(ch, b)
+            self.BKT.append(row(B_NCOL, {B_LINE: line, B_NW1: nw1, B_WBOFF: len(self.wb), B_WBN: len(bounds),
+                                         B_CWOFF: len(self.cw)}))
+            self.wb.extend(bounds)
+            self.cw.extend(cells)
             bucket_lines.append((line, nw1))
             line += G * nw1
-        CP.append([flags, qi, nf, all_mask - (1 << 64) if all_mask >= 1 << 63 else all_mask, k_off, len(keys),
-                   ord_off, b_off, g_off, len(ch.group_by), G, nslot.get(CENTS_PROP, 0)])
-        programs.append(Program(ch, qi, nf, G, ch.group_by, bucket_lines, line, flags))
+        return bucket_lines, line
 
-    # ---- plans, instances, slot blocks
+    def arrays(self) -> dict:
+        return dict(CP=_table(self.CP, C_NCOL), KEY=_table(self.KEY, K_NCOL), masks=_ints(self.masks),
+                    ordb=_ints(self.ordb), BKT=_table(self.BKT, B_NCOL), wb=_ints(self.wb), cw=_ints(self.cw),
+                    GK=_table(self.GK, G_NCOL))
+
+
+# ---- plans, instances, slot blocks
+
+
+@attrs.frozen
+class _Blocks:
+    """Plans (distinct program lists), their instances and slot blocks."""
+
+    plan_subs: list  # per plan: subscription indices by rank
+    plan_of_sub: list  # per subscription: its plan (-1: an empty period)
+    instances: list  # [(plan index, charge index, program index)]
+    INST: np.ndarray
+    inst_ign: np.ndarray
+    Lp: list  # per plan: dense lines per subscription and reason
+    Ep: list  # ... of its ext instances
+    pbase: list  # per plan: first dense slot
+    xbase: list  # ... first dense ext slot
+    lkbase: list  # ... first line key
+    n_dense: int
+    n_xdense: int
+    n_lines: int
+    n_ign: int
+    hashed: bool
+    hashed_ext: bool
+
+
+def _plans(of_sub, periods):
+    """Subscriptions with a non-empty period, grouped by their program list."""
     plan_keys, plan_of_sub, plan_subs = {}, [], []
-    for si, cps in enumerate(sub_cps):
+    for si, cps in enumerate(of_sub):
         if periods[si].empty:
             plan_of_sub.append(-1)
             continue
@@ -435,67 +625,107 @@ def build(subs, cols) -> Plan:  # noqa: C901
             plan_subs.append([])
         plan_of_sub.append(P)
         plan_subs[P].append(si)
-    plan_list = list(plan_keys)
-    instances = []
-    for P, cps in enumerate(plan_list):
-        for ci, cp in enumerate(cps):
-            instances.append((P, ci, cp))
-    EXT = F_MAX | F_LAST | F_PROR | F_CENTS
-    ninst = len(instances)
-    INST = np.zeros((max(ninst, 1), I_NCOL), np.int64)
-    inst_ign = np.zeros(ninst, np.int64)
-    nplans = len(plan_list)
-    Lp, Ep = [0] * nplans, [0] * nplans
-    hashed_insts = []
-    for x, (P, ci, cp) in enumerate(instances):
+    return list(plan_keys), plan_of_sub, plan_subs
+
+
+def _dense_offsets(INST, instances, programs, plan_subs, R):
+    """Line offsets of the dense instances in their plan's block (I_LOFF, I_XOFF);
+    a block too large is hashed (I_HASHED).  -> (Lp, Ep, hashed instances)."""
+    Lp, Ep = [0] * len(plan_subs), [0] * len(plan_subs)
+    hashed = []
+    for x, (P, _, cp) in enumerate(instances):
         pr = programs[cp]
         if len(plan_subs[P]) * pr.lines * R > DENSE_LIMIT:
-            hashed_insts.append(x)
-            INST[x, 5] = 1
+            hashed.append(x)
+            INST[x, I_HASHED] = 1
             continue
-        INST[x, 6] = Lp[P]
+        INST[x, I_LOFF] = Lp[P]
         Lp[P] += pr.lines
-        if pr.flags & EXT:
-            INST[x, 7] = Ep[P]
+        if pr.flags & F_EXT:
+            INST[x, I_XOFF] = Ep[P]
             Ep[P] += pr.lines
-    pbase, xbase, lkbase = [0] * nplans, [0] * nplans, [0] * nplans
-    n_dense = n_xdense = n_lines = 0
-    for P in range(nplans):
-        pbase[P], xbase[P], lkbase[P] = n_dense, n_xdense, n_lines
-        n_dense += len(plan_subs[P]) * R * Lp[P]
-        n_xdense += len(plan_subs[P]) * R * Ep[P]
-        n_lines += len(plan_subs[P]) * Lp[P]
-    base = n_dense
-    hashed_ext = False
-    for x in hashed_insts:
-        P, ci, cp = instances[x]
+    return Lp, Ep, hashed
+
+
+def _hashed_bases(INST, hashed, instances, programs, plan_subs, R, base) -> bool:
+    """Virtual slot ids of the hashed instances (I_BASE, I_STRIDE), above the
+    dense ones; -> whether one of them needs ext."""
+    ext = False
+    for x in hashed:
+        P, _, cp = instances[x]
         pr = programs[cp]
-        INST[x, 2], INST[x, 3] = base, pr.lines * R
+        INST[x, I_BASE], INST[x, I_STRIDE] = base, pr.lines * R
         base += len(plan_subs[P]) * pr.lines * R
-        hashed_ext |= bool(pr.flags & EXT)
+        ext |= bool(pr.flags & F_EXT)
     if base >= 2**62:
         raise EngineError("too many line slots in one run")
+    return ext
+
+
+def _instance_rows(INST, inst_ign, subs, instances, programs, plan_subs) -> int:
+    """Program, recurring flag and ignored-counter base of every instance; -> counters used."""
     ign = 0
     for x, (P, ci, cp) in enumerate(instances):
         ch = subs[plan_subs[P][0]].charges[ci]
-        INST[x, 0] = cp
-        INST[x, 1] = 1 if (ch.metric.recurring and not ch.pay_in_advance) else 0
-        INST[x, 4] = inst_ign[x] = ign
+        INST[x, I_CP] = cp
+        INST[x, I_REC] = 1 if (ch.metric.recurring and not ch.pay_in_advance) else 0
+        INST[x, I_IGN] = inst_ign[x] = ign
         ign += len(plan_subs[P]) * (programs[cp].nf + 1)
+    return ign
 
-    # ---- codes, (plan, code) lists
-    codes = sorted({ch.metric.event_code for ch in programs_ch})
+
+def _slot_blocks(subs, of_sub, periods, programs, R) -> _Blocks:
+    plan_list, plan_of_sub, plan_subs = _plans(of_sub, periods)
+    instances = [(P, ci, cp) for P, cps in enumerate(plan_list) for ci, cp in enumerate(cps)]
+    INST = np.zeros((max(len(instances), 1), I_NCOL), np.int64)
+    inst_ign = np.zeros(len(instances), np.int64)
+    Lp, Ep, hashed = _dense_offsets(INST, instances, programs, plan_subs, R)
+    pbase, xbase, lkbase = [], [], []
+    n_dense = n_xdense = n_lines = 0
+    for P, lst in enumerate(plan_subs):
+        pbase.append(n_dense)
+        xbase.append(n_xdense)
+        lkbase.append(n_lines)
+        n_dense += len(lst) * R * Lp[P]
+        n_xdense += len(lst) * R * Ep[P]
+        n_lines += len(lst) * Lp[P]
+    hashed_ext = _hashed_bases(INST, hashed, instances, programs, plan_subs, R, n_dense)
+    n_ign = _instance_rows(INST, inst_ign, subs, instances, programs, plan_subs)
+    return _Blocks(plan_subs, plan_of_sub, instances, INST, inst_ign, Lp, Ep, pbase, xbase, lkbase, n_dense,
+                   n_xdense, n_lines, n_ign, bool(hashed), hashed_ext)
+
+
+# ---- event codes, (plan, code) lists
+
+
+class _CodeTables(NamedTuple):
+    code_lut: np.ndarray  # dictionary id -> code index (-1: no program reads it)
+    ncodes: int
+    pk_start: np.ndarray  # per (plan, code): first entry in pk_inst
+    pk_inst: np.ndarray  # the instances of each (plan, code)
+    pk_qstart: np.ndarray  # per (plan, code): first entry in pk_q
+    pk_q: np.ndarray  # the quantities each (plan, code) needs
+    pk_rec: np.ndarray  # whether some instance of it is recurring
+    pk_nside: np.ndarray  # side entries one event of it appends
+
+
+def _code_lut(codes, cs: _Columns):
+    code_lut = np.full(max(cs.nstrings, 1), -1, np.int32)
+    for i, c in enumerate(codes):
+        sid = cs.strings.id(c)
+        if sid is not None and sid < cs.nstrings:
+            code_lut[sid] = i
+    return code_lut
+
+
+def _code_tables(charges, programs, blocks: _Blocks, cs: _Columns) -> _CodeTables:
+    codes = sorted({ch.metric.event_code for ch in charges})
     code_idx = {c: i for i, c in enumerate(codes)}
     ncodes = max(len(codes), 1)
-    code_lut = np.full(max(nstrings, 1), -1, np.int32)
-    for c, i in code_idx.items():
-        sid = strings.id(c)
-        if sid is not None and sid < nstrings:
-            code_lut[sid] = i
-    npk = len(plan_list) * ncodes
+    npk = len(blocks.plan_subs) * ncodes
     pk_lists = [[] for _ in range(npk)]
-    for x, (P, ci, cp) in enumerate(instances):
-        pk_lists[P * ncodes + code_idx[programs_ch[cp].metric.event_code]].append(x)
+    for x, (P, _, cp) in enumerate(blocks.instances):
+        pk_lists[P * ncodes + code_idx[charges[cp].metric.event_code]].append(x)
     pk_start = np.zeros(npk + 1, np.int64)
     pk_qstart = np.zeros(npk + 1, np.int64)
     pk_inst, pk_q = [], []
@@ -504,61 +734,49 @@ def build(subs, cols) -> Plan:  # noqa: C901
     for k, lst in enumerate(pk_lists):
         pk_inst.extend(lst)
         pk_start[k + 1] = len(pk_inst)
-        qs = sorted({programs[instances[x][2]].q for x in lst})
-        pk_q.extend(qs)
+        pk_q.extend(sorted({programs[blocks.instances[x][2]].q for x in lst}))
         pk_qstart[k + 1] = len(pk_q)
-        pk_rec[k] = int(any(INST[x, 1] for x in lst))
-        pk_nside[k] = sum(1 for x in lst if programs[instances[x][2]].flags & F_SIDE)
+        pk_rec[k] = int(any(blocks.INST[x, I_REC] for x in lst))
+        pk_nside[k] = sum(1 for x in lst if programs[blocks.instances[x][2]].flags & F_SIDE)
+    return _CodeTables(_code_lut(codes, cs), ncodes, pk_start, _ints(pk_inst), pk_qstart, _ints(pk_q), pk_rec,
+                       pk_nside)
 
-    # ---- subscriptions
-    sub_lut = np.full(max(nstrings, 1), -1, np.int32)
+
+# ---- subscriptions
+
+
+def _sub_table(subs, periods, blocks: _Blocks, R, cs: _Columns):
+    """-> (SUB, dictionary id -> subscription index, day bounds of every period)."""
+    sub_lut = np.full(max(cs.nstrings, 1), -1, np.int32)
     SUB = np.zeros((len(subs) + 1, S_NCOL), np.int64)
     bounds = []
-    rank_of = {}
-    for P, lst in enumerate(plan_subs):
-        for rank, si in enumerate(lst):
-            rank_of[si] = rank
+    rank_of = {si: rank for lst in blocks.plan_subs for rank, si in enumerate(lst)}
     for si, s in enumerate(subs):
-        per = periods[si]
-        SUB[si, 4] = len(bounds)
-        if plan_of_sub[si] < 0:
+        SUB[si, S_BOFF] = len(bounds)
+        P = blocks.plan_of_sub[si]
+        if P < 0:
             continue
-        sid = strings.id(s.external_id)
-        if sid is not None and sid < nstrings:
+        sid = cs.strings.id(s.external_id)
+        if sid is not None and sid < cs.nstrings:
             sub_lut[sid] = si
-        P, rank = plan_of_sub[si], rank_of[si]
-        SUB[si, 0], SUB[si, 1], SUB[si, 2], SUB[si, 3], SUB[si, 5] = P, rank, per.lo, per.hi, per.eff_days
-        SUB[si, 6], SUB[si, 7] = pbase[P] + rank * R * Lp[P], Lp[P]
-        SUB[si, 8], SUB[si, 9] = xbase[P] + rank * R * Ep[P], Ep[P]
+        per, rank, Lp, Ep = periods[si], rank_of[si], blocks.Lp[P], blocks.Ep[P]
+        SUB[si, S_PLAN], SUB[si, S_RANK], SUB[si, S_LO], SUB[si, S_HI] = P, rank, per.lo, per.hi
+        SUB[si, S_EFF] = per.eff_days
+        SUB[si, S_DBASE], SUB[si, S_LP] = blocks.pbase[P] + rank * R * Lp, Lp
+        SUB[si, S_XBASE], SUB[si, S_EP] = blocks.xbase[P] + rank * R * Ep, Ep
         bounds.extend(per.day_bounds)
-    SUB[len(subs), 4] = len(bounds)
+    SUB[len(subs), S_BOFF] = len(bounds)
+    return SUB, sub_lut, bounds
 
-    cents_scale = scales.get(CENTS_PROP, 0)
-    i64 = lambda v, w=None: np.asarray(v, np.int64).reshape(-1, w) if w else np.asarray(v if len(v) else [0], np.int64)  # noqa: E731
-    keep = [dims[p] for p in dim_list] + [a for p in num_names for a in num[p]]
-    arrays = dict(
-        dptr=np.asarray([address(dims[p]) for p in dim_list] or [0], np.int64),
-        mptr=np.asarray([address(num[p][0]) for p in num_names] or [0], np.int64),
-        eptr=np.asarray([address(num[p][1]) for p in num_names] or [0], np.int64),
-        nscale=np.asarray([scales[p] for p in num_names] or [0], np.int64),
-        sub_lut=sub_lut, code_lut=code_lut, ncodes=ncodes, SUB=SUB,
-        pk_start=pk_start, pk_inst=i64(pk_inst), pk_qstart=pk_qstart, pk_q=i64(pk_q), pk_rec=pk_rec,
-        pk_nside=pk_nside, INST=INST,
-        CP=i64(CP or [[0] * C_NCOL], C_NCOL), KEY=i64(KEY or [[0] * K_NCOL], K_NCOL), masks=i64(masks),
-        ordb=i64(ordb), BKT=i64(BKT or [[0] * B_NCOL], B_NCOL), wb=i64(wb), cw=i64(cw),
-        GK=i64(GK or [[0] * G_NCOL], G_NCOL), luts=np.concatenate(luts).astype(np.int32),
-        Q=i64(Q or [[0] * Q_NCOL], Q_NCOL), TERM=i64(TERM or [[0] * T_NCOL], T_NCOL),
-        FAC=i64(FAC or [[0] * FA_NCOL], FA_NCOL), R=R, reason_dim=reason_dim, rlut=rlut,
-        op_dim=dslot.get("operation_type", -1), remove_id=_remove_id(strings), sub_bounds=i64(bounds),
-        n_dense=n_dense, n_xdense=n_xdense, keep=keep, nstrings=nstrings,
-    )
-    inst_subs = [np.asarray(plan_subs[P], np.int64) for P, _, _ in instances]
-    layout = dict(pbase=np.asarray(pbase, np.int64), Lp=np.asarray(Lp, np.int64), lkbase=np.asarray(lkbase, np.int64),
-                  plan_subs=[np.asarray(x, np.int64) for x in plan_subs], n_lines=n_lines)
-    return Plan(
-        subs, periods, arrays, programs, q_scale, instances, inst_subs, inst_ign, bool(hashed_insts), hashed_ext,
-        n_dense, n_xdense, ign, R, reason_values, group_values, cents_scale, cols, layout,
-    )
+
+def _ints(values):
+    """An int64 vector (one zero when empty: numba takes no empty typed array here)."""
+    return np.asarray(values if len(values) else [0], np.int64)
+
+
+def _table(rows, width):
+    """An int64 table of ``width`` columns (one zero row when empty)."""
+    return np.asarray(rows or [[0] * width], np.int64).reshape(-1, width)
 
 
 def _remove_id(strings):

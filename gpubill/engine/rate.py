@@ -27,11 +27,12 @@ import numpy as np
 
 from . import exact, fast
 from . import plan as planmod
-from .accumulate import (
-    C_BOFF, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, F_UNIQUE, I_CP, I_XOFF, S_EP, S_XBASE, X_CENTS, X_LROW, X_LTS, X_LVAL, X_MAX, X_NCOL, X_PROR, ThreadAcc, chunks,
-    parallel_map, run_chunk, side_bound,
-)
+from .accumulate import ThreadAcc, chunks, parallel_map, run_chunk, side_bound
 from .kernels import FULL, I64_MIN, OK
+from .layout import (
+    A_COUNT, A_SUM, B_LINE, B_NW1, C_BOFF, F_CENTS, F_EXT, F_PROR, F_SIDE, F_UNIQUE, I_BASE, I_CP, I_HASHED, I_LOFF,
+    I_STRIDE, I_XOFF, S_EP, S_XBASE, X_CENTS, X_LROW, X_LTS, X_LVAL, X_MAX, X_NCOL, X_PROR,
+)
 from .money import EXACT, MISSING_EXPONENT, EngineError, ratio_to_decimal
 from .period import DAY_MS
 from .price import (
@@ -150,22 +151,22 @@ def _slot_info(p, ids):
         rr = rem2 // Lp
         pl = rem2 - rr * Lp
         # the dense instances of each plan, by line offset
-        dx = [k for k in range(ninst) if not INST[k, 5]]
-        dx.sort(key=lambda k: (p.instances[k][0], INST[k, 6]))
+        dx = [k for k in range(ninst) if not INST[k, I_HASHED]]
+        dx.sort(key=lambda k: (p.instances[k][0], INST[k, I_LOFF]))
         ploff = np.r_[0, np.cumsum(L["Lp"])[:-1]]
-        goff = np.asarray([ploff[p.instances[k][0]] + INST[k, 6] for k in dx], np.int64)
+        goff = np.asarray([ploff[p.instances[k][0]] + INST[k, I_LOFF] for k in dx], np.int64)
         ins = np.asarray(dx, np.int64)[np.searchsorted(goff, ploff[P] + pl, "right") - 1]
         line_key[dense] = L["lkbase"][P] + rk * Lp + pl
-        r[dense], inst[dense], rank[dense], local[dense] = rr, ins, rk, pl - INST[ins, 6]
+        r[dense], inst[dense], rank[dense], local[dense] = rr, ins, rk, pl - INST[ins, I_LOFF]
     hs = ~dense
     if hs.any():
         x = ids[hs]
-        hx = np.flatnonzero(INST[:ninst, 5])
-        hb = INST[hx, 2]
+        hx = np.flatnonzero(INST[:ninst, I_HASHED])
+        hb = INST[hx, I_BASE]
         o = np.argsort(hb, kind="stable")
         ins = hx[o][np.searchsorted(hb[o], x, "right") - 1]
-        rem = x - INST[ins, 2]
-        stride = INST[ins, 3]
+        rem = x - INST[ins, I_BASE]
+        stride = INST[ins, I_STRIDE]
         rk = rem // stride
         rem2 = rem - rk * stride
         line_key[hs] = L["n_lines"] + (x - p.n_dense) // R
@@ -185,12 +186,12 @@ def decode(p, accs):
     nd_ = p.n_dense
     INST = p.arrays["INST"]
     CP = p.arrays["CP"]
-    ext_prog = np.asarray([bool(pr.flags & (F_MAX | F_LAST | F_PROR | F_CENTS)) for pr in p.programs] or [False])
+    ext_prog = np.asarray([bool(pr.flags & F_EXT) for pr in p.programs] or [False])
     # ---- dense slots with events (summed over threads)
-    cnt_d = np.sum([a.acc[:nd_, 0] for a in accs], axis=0) if nd_ else np.zeros(0, np.int64)
+    cnt_d = np.sum([a.acc[:nd_, A_COUNT] for a in accs], axis=0) if nd_ else np.zeros(0, np.int64)
     ids = np.flatnonzero(cnt_d).astype(np.int64)
     cnt = cnt_d[ids]
-    sm = _total([a.acc[ids, 1] for a in accs])
+    sm = _total([a.acc[ids, A_SUM] for a in accs])
     line_key, r, inst, rank, local = _slot_info(p, ids)
     ext = np.zeros((ids.size, X_NCOL), np.int64)
     ext[:, X_MAX] = I64_MIN
@@ -223,8 +224,8 @@ def decode(p, accs):
             used = a.hkeys >= 0
             rows = a.hvals[used]
             hk.append(a.hkeys[used])
-            hc.append(a.acc[rows, 0])
-            hsm.append(a.acc[rows, 1])
+            hc.append(a.acc[rows, A_COUNT])
+            hsm.append(a.acc[rows, A_SUM])
             if p.hashed_ext:
                 hx.append(a.ext[p.n_xdense + rows - nd_])
             else:
@@ -269,7 +270,7 @@ def decode(p, accs):
     # ---- line -> (subscription, charge, bucket, group, window)
     a = p.arrays
     cp = INST[inst, I_CP]
-    bkt_line = a["BKT"][:, 0]
+    bkt_line = a["BKT"][:, B_LINE]
     prog_lines = np.asarray([pr.lines for pr in p.programs], np.int64)
     prog_base = np.r_[0, np.cumsum(prog_lines)[:-1]] if prog_lines.size else prog_lines
     bkt_prog = np.repeat(np.arange(len(p.programs)), [pr.nf + 1 for pr in p.programs])
@@ -277,7 +278,7 @@ def decode(p, accs):
     bo = np.searchsorted(gstart, prog_base[cp] + local, "right") - 1 if st.size else local
     b = bo - CP[cp, C_BOFF]
     within = local - bkt_line[bo]
-    nw1 = a["BKT"][bo, 1]
+    nw1 = a["BKT"][bo, B_NW1]
     g = within // nw1
     w = within - g * nw1
     sub_off = np.r_[0, np.cumsum([x.size for x in p.inst_subs])[:-1]] if p.inst_subs else np.zeros(0, np.int64)
