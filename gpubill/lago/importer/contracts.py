@@ -20,60 +20,53 @@ named `lago_default_<currency>`.
 
 from __future__ import annotations
 
+import datetime as dt
 import zoneinfo
+from decimal import Decimal
 
-import attrs
-
+from gpubill.dsl import ast
 from gpubill.lago.importer import values as V
 from gpubill.lago.importer.context import Ctx
+from gpubill.lago.importer.layout import Layout
 from gpubill.lago.importer.objects import Obj
 
 
-@attrs.frozen
-class EntityInfo:
-    name: str
-    code: str | None
-    currency: str
-    lines: tuple
-
-
 class Entities:
-    """Billing entities by (Lago billing_entity_code or None, currency)."""
+    """Billing entities by (Lago billing_entity_code or None, currency), laid out in `layout` as they are named."""
 
-    def __init__(self) -> None:
-        self.by_key: dict[tuple, EntityInfo] = {}
+    def __init__(self, layout: Layout) -> None:
+        self.by_key: dict[tuple, str] = {}
         self.namer = V.Namer("entity")
+        self.layout = layout
 
     def get(self, code: str | None, cur: str) -> str:
         key = (code, cur)
         if key in self.by_key:
-            return self.by_key[key].name
+            return self.by_key[key]
         if code is None:
             name = self.namer.fresh(f"lago_default_{cur.lower()}")
-            lines = (
-                f"# Default billing entity for {cur}: the Lago customers had no billing_entity_code.",
-                "# Add its taxes, invoice prefix and timezone here.",
-                f"entity {name} {{",
-                f"  name {V.string(f'Default billing entity ({cur}), created by gpubill import lago')}",
-                f"  currency {cur}",
-                "}",
-            )
+            notes = (f"Default billing entity for {cur}: the Lago customers had no billing_entity_code.",
+                     "Add its taxes, invoice prefix and timezone here.")
+            display = f"Default billing entity ({cur}), created by gpubill import lago"
         else:
             same_code = any(k[0] == code for k in self.by_key)
             name = self.namer.fresh(f"{code}_{cur}" if same_code else code)
-            lines = (
-                f"# Lago billing entity {V.string(code)} ({cur}): only its code and currency are imported;",
-                "# add its taxes, invoice prefix and timezone here.",
-                f"entity {name} {{",
-                f"  name {V.string(code)}",
-                f"  currency {cur}",
-                "}",
-            )
-        self.by_key[key] = EntityInfo(name, code, cur, lines)
+            notes = (f"Lago billing entity {V.string(code)} ({cur}): only its code and currency are imported;",
+                     "add its taxes, invoice prefix and timezone here.")
+            display = code
+        self._add(name, notes, display, cur)
+        self.by_key[key] = name
         return name
 
-    def blocks(self) -> list[tuple]:
-        return [e.lines for e in self.by_key.values()]
+    def _add(self, name: str, notes: tuple, display: str, cur: str) -> None:
+        lay = self.layout
+        for note in notes:
+            lay.note(note)
+        head = lay.at()
+        display_name = ast.Str(display, span=lay.at())
+        currency = ast.Ref(cur, span=lay.at())
+        lay.blocks.append(ast.Entity(ast.Ref(name), display_name=display_name, currency=currency,
+                                     span=lay.close(head)))
 
 
 def customer_currency(cust: Obj | None, ctx: Ctx) -> str | None:
@@ -86,8 +79,10 @@ def customer_currency(cust: Obj | None, ctx: Ctx) -> str | None:
         return None
 
 
-def convert_contract(sub: Obj, name: str, cust: Obj | None, plan_name: str, plan_currency: str,
-                     commitment, entities: Entities, ctx: Ctx) -> list[str] | None:
+# C901 exempt: one flat `if` per optional Lago field, in the contract's clause order.
+def convert_contract(sub: Obj, name: str, cust: Obj | None, plan_name: str, plan_currency: str,  # noqa: C901
+                     commitment, entities: Entities, lay: Layout, ctx: Ctx) -> ast.Contract | None:
+    """The subscription's contract, its nodes laid out in `lay` (None, and nothing laid out, on error)."""
     d, at = sub.data, sub.at
     start = len(ctx.diags)
     ext = d.get("external_id")
@@ -105,25 +100,25 @@ def convert_contract(sub: Obj, name: str, cust: Obj | None, plan_name: str, plan
     else:
         entity = entities.get(_entity_code(cd, cust, ctx), cur)
 
-    lines = [f"# Lago subscription {V.string(ext)}" + (f": {V.comment(d['name'])}" if d.get("name") else "")]
-    lines.append(f"contract {name} {{")
+    mark = lay.mark()
+    lay.note(f"Lago subscription {V.string(ext)}" + (f": {V.comment(d['name'])}" if d.get("name") else ""))
+    head = lay.at()
+    clauses: dict = {}
     try:
-        customer = f"  customer {V.string(cust_id)}"
-        if cd.get("name"):
-            customer += f" name {V.string(V.comment(cd['name']))}"
-        lines.append(customer)
-        lines.append(f"  subscription {V.string(ext)}")
+        display = ast.Str(V.writable(V.comment(cd["name"]))) if cd.get("name") else None
+        clauses["customer"] = ast.Customer(ast.Str(V.writable(cust_id)), display, span=lay.at())
+        clauses["subscription"] = ast.Str(V.writable(ext), span=lay.at())
     except V.BadValue as e:
         ctx.invalid(at, str(e))
-    lines.append(f"  entity {entity}")
-    lines.append(f"  plan {plan_name}")
+    clauses["entity"] = ast.Ref(entity, span=lay.at())
+    clauses["plan"] = ast.PlanRef(ast.Ref(plan_name), span=lay.at())
     begin = d.get("started_at") or d.get("subscription_at")
     which = "started_at" if d.get("started_at") else "subscription_at"
     if begin is None:
         ctx.invalid(at, "a subscription needs started_at or subscription_at")
     else:
         try:
-            lines.append(f"  starts {V.instant(begin, which)}")
+            clauses["starts"] = _instant(begin, which, lay)
         except V.BadValue as e:
             ctx.invalid(at / which, str(e))
     if d.get("billing_time") == "anniversary" and d.get("started_at") and d.get("subscription_at"):
@@ -133,17 +128,18 @@ def convert_contract(sub: Obj, name: str, cust: Obj | None, plan_name: str, plan
     end_key = "terminated_at" if d.get("terminated_at") else "ending_at"
     if d.get(end_key):
         try:
-            lines.append(f"  ends {V.instant(d[end_key], end_key)}")
+            clauses["ends"] = _instant(d[end_key], end_key, lay)
         except V.BadValue as e:
             ctx.invalid(at / end_key, str(e))
     if commitment:
-        lines.append(f"  commit {V.num(commitment)} {cur} per period, true-up each period")
+        amount = ast.Amount(commitment, cur, text=V.num(commitment))
+        clauses["commits"] = (ast.Commit(amount, per="period", true_up="period", span=lay.at()),)
     # Lago bills in the customer's timezone, else the one it inherits (applicable_timezone).
     tz = cd.get("timezone") or cd.get("applicable_timezone")
     if tz and (tz != "UTC" or cd.get("timezone")):
         try:
             zoneinfo.ZoneInfo(tz)
-            lines.append(f"  timezone {V.string(tz)}")
+            clauses["timezone"] = ast.Str(V.writable(tz), span=lay.at())
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a name too long
             ctx.invalid(cust.at / ("timezone" if cd.get("timezone") else "applicable_timezone"),
                         f"unknown timezone {tz!r}")
@@ -152,15 +148,22 @@ def convert_contract(sub: Obj, name: str, cust: Obj | None, plan_name: str, plan
         grace = cd["billing_configuration"].get("invoice_grace_period")
     if grace:
         try:
-            lines.append(f"  invoice grace {V.integer(grace, 'invoice_grace_period')} days")
+            days = V.integer(grace, "invoice_grace_period")
+            clauses["invoice_grace"] = ast.Quantity(Decimal(days), "days", span=lay.at())
         except V.BadValue as e:
             ctx.invalid(cust.at / "invoice_grace_period", str(e))
     if cd.get("net_payment_term"):
         ctx.warn(cust.at / "net_payment_term", "payment terms do not change amounts and are not imported")
-    lines.append("}")
     if ctx.errors_since(start):
+        lay.drop_since(mark)
         return None
-    return lines
+    return ast.Contract(ast.Ref(name), **clauses, span=lay.close(head))
+
+
+def _instant(v, what: str, lay: Layout) -> ast.When:
+    """A Lago timestamp as a `.bill` instant (`V.instant`), on the next line of `lay`."""
+    text = V.instant(v, what)
+    return ast.When(dt.datetime.fromisoformat(text), text, span=lay.at())
 
 
 def _entity_code(cd: dict, cust: Obj | None, ctx: Ctx) -> str | None:

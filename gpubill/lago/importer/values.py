@@ -123,10 +123,16 @@ _NOT_IN_STRING = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
 
 def string(s: str) -> str:
     """A `.bill` string literal."""
+    s = writable(s)
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def writable(s: str) -> str:
+    """`s`, when a `.bill` string can hold it; `BadValue` saying why not otherwise."""
     problem = unwritable(s)
     if problem:
         raise BadValue(f"{_show(s)} {problem}")
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return s
 
 
 def unwritable(s: str) -> str | None:
