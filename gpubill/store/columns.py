@@ -22,6 +22,7 @@ from .encode import LAZY
 from .numeric import MISSING, format_decimal, held
 
 _I64, _I32, _I8 = np.dtype("<i8"), np.dtype("<i4"), np.dtype("i1")
+_COLUMNS = "id, first_rowid, last_rowid, n, rowids, ts, code, sub, ptac_m, ptac_e"
 
 
 class StringTable:
@@ -222,47 +223,27 @@ class _PropSource:
 
 def read_columns(store, since_rowid=0, codes=None, time_from_ms=None, time_to_ms=None,
                  subscriptions=None) -> EventColumns:
+    where, args = "last_rowid > ?", [since_rowid]
+    if time_from_ms is not None:
+        where += " AND max_ts >= ?"
+        args.append(time_from_ms)
+    if time_to_ms is not None:
+        where += " AND min_ts <= ?"
+        args.append(time_to_ms)
     db = store._read()
-    q = ("SELECT id, first_rowid, last_rowid, n, rowids, ts, code, sub, ptac_m, ptac_e"
-         " FROM column_blocks WHERE last_rowid > ?")
-    args: list = [since_rowid]
     db.execute("BEGIN")
     try:
         top = db.execute("SELECT coalesce(max(last_rowid), 0) FROM column_blocks").fetchone()[0]
-        if time_from_ms is not None:
-            q += " AND max_ts >= ?"
-            args.append(time_from_ms)
-        if time_to_ms is not None:
-            q += " AND min_ts <= ?"
-            args.append(time_to_ms)
-        blocks = db.execute(q + " ORDER BY id", args).fetchall()
+        total = db.execute(f"SELECT coalesce(sum(n), 0) FROM column_blocks WHERE {where}", args).fetchone()[0]
+        cols = _Blocks(total)
+        for row in db.execute(f"SELECT {_COLUMNS} FROM column_blocks WHERE {where} ORDER BY id", args):
+            cols.add(*row)
     finally:
         db.execute("COMMIT")
-    ids, sizes, rid, ts, code, sub, pm, pe = [], [], [], [], [], [], [], []
-    any_ptac = False
-    for bid, first, last, n, rowids, bts, bcode, bsub, bpm, bpe in blocks:
-        ids.append(bid)
-        sizes.append(n)
-        rid.append(np.frombuffer(rowids, _I64) if rowids is not None
-                   else np.arange(first, last + 1, dtype=np.int64))
-        ts.append(np.frombuffer(bts, _I64))
-        code.append(np.frombuffer(bcode, _I32))
-        sub.append(np.frombuffer(bsub, _I32))
-        pm.append(bpm)
-        pe.append(bpe)
-        any_ptac = any_ptac or bpm is not None
-    rowid, timestamp = _concat(rid, np.int64), _concat(ts, np.int64)
-    codev, subv = _concat(code, np.int32), _concat(sub, np.int32)
-    if any_ptac:
-        ptm = np.concatenate([np.frombuffer(b, _I64) if b is not None else np.zeros(k, np.int64)
-                              for b, k in zip(pm, sizes)])
-        pte = np.concatenate([np.frombuffer(b, _I8) if b is not None else np.full(k, MISSING, np.int8)
-                              for b, k in zip(pe, sizes)])
-    else:
-        ptm, pte = np.zeros(rowid.shape[0], np.int64), np.full(rowid.shape[0], MISSING, np.int8)
+    rowid, timestamp, codev, subv, ptm, pte = cols.rowid, cols.ts, cols.code, cols.sub, cols.ptm, cols.pte
     strings = store.strings
     mask = None
-    if blocks and rowid[0] <= since_rowid:
+    if total and rowid[0] <= since_rowid:
         mask = rowid > since_rowid
     if codes is not None:
         cid = [strings.lookup(c) for c in codes]
@@ -278,15 +259,45 @@ def read_columns(store, since_rowid=0, codes=None, time_from_ms=None, time_to_ms
         rowid, timestamp, codev, subv = rowid[mask], timestamp[mask], codev[mask], subv[mask]
         ptm, pte = ptm[mask], pte[mask]
     last = max(top, since_rowid)
-    src = _PropSource(store, ids, sizes, mask)
+    src = _PropSource(store, cols.ids, cols.sizes, mask)
     return EventColumns(int(rowid.shape[0]), int(last), rowid, timestamp, codev, subv, strings,
                         (ptm, pte), src)
 
 
+class _Blocks:
+    """The selected column blocks copied end to end into arrays allocated once.
+
+    Each block's BLOBs are copied straight into their slice as the rows are
+    read, so no block outlives its row and nothing is concatenated.
+    """
+
+    def __init__(self, total: int):
+        self.ids: list[int] = []
+        self.sizes: list[int] = []
+        self.rowid = np.empty(total, np.int64)
+        self.ts = np.empty(total, np.int64)
+        self.code = np.empty(total, np.int32)
+        self.sub = np.empty(total, np.int32)
+        self.ptm = np.zeros(total, np.int64)
+        self.pte = np.full(total, MISSING, np.int8)
+        self._at = 0
+
+    def add(self, bid, first, last, n, rowids, ts, code, sub, ptac_m, ptac_e) -> None:
+        o, k = self._at, self._at + n
+        self.ids.append(bid)
+        self.sizes.append(n)
+        if rowids is None:
+            self.rowid[o:k] = np.arange(first, last + 1, dtype=np.int64)
+        else:
+            self.rowid[o:k] = np.frombuffer(rowids, _I64)
+        self.ts[o:k] = np.frombuffer(ts, _I64)
+        self.code[o:k] = np.frombuffer(code, _I32)
+        self.sub[o:k] = np.frombuffer(sub, _I32)
+        if ptac_m is not None:
+            self.ptm[o:k] = np.frombuffer(ptac_m, _I64)
+            self.pte[o:k] = np.frombuffer(ptac_e, _I8)
+        self._at = k
+
+
 def _and(mask, other):
     return other if mask is None else (mask & other)
-
-
-def _concat(parts: list, dtype) -> np.ndarray:
-    """The blocks' arrays end to end (an empty array of ``dtype`` when there are none)."""
-    return np.concatenate(parts) if parts else np.zeros(0, dtype)
