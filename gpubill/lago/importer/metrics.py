@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import re
 
+from decimal import Decimal
+
 import attrs
 
-from gpubill.dsl import units
+from gpubill.dsl import ast, units
 from gpubill.lago.importer import values as V
 from gpubill.lago.importer.context import At, Ctx
+from gpubill.lago.importer.layout import Layout
 from gpubill.lago.importer.objects import Obj
 from gpubill.dsl.limits import MAX_ROUNDING_PRECISION
 
@@ -42,10 +45,11 @@ RECURRING_OK = ("sum", "unique_count", "weighted_sum")
 
 @attrs.define
 class MetricInfo:
-    """What plans need to know about an imported metric, and its block's text.
+    """What plans need to know about an imported metric, and the parts of its block.
 
     Plans may add `extra_dimensions`: Lago groups charges by any event
-    property, while a `.bill` charge groups by the metric's dimensions.
+    property, while a `.bill` charge groups by the metric's dimensions. The
+    block is laid out (`lay_out`) once every plan has been converted.
     """
 
     code: str
@@ -54,23 +58,32 @@ class MetricInfo:
     unit: str  # the unit a price `per UNIT` of this metric is written in
     dimensions: dict  # key -> tuple of declared values
     recurring: bool
-    head: tuple  # comment lines, `metric NAME {`, event, quantity
-    tail: tuple  # rounding, recurring, `}`
+    notes: tuple  # the comments before the block
+    quantity: ast.Aggregation | None
+    rounding: ast.MetricRounding | None
     extra_dimensions: list = attrs.Factory(list)
 
     def add_dimension(self, key: str) -> None:
         if key not in self.dimensions and key not in self.extra_dimensions:
             self.extra_dimensions.append(key)
 
-    def lines(self) -> list[str]:
+    def lay_out(self, lay: Layout) -> ast.Metric:
+        """The `metric` block, its clauses in `.bill` order on the next lines of `lay`."""
+        for note in self.notes:
+            lay.note(note)
+        head = lay.at()
+        event = ast.Ref(self.code, span=lay.at())
+        quantity = attrs.evolve(self.quantity, span=lay.at()) if self.quantity else None
         dims = []
         for key, vals in self.dimensions.items():
-            if vals:
-                dims.append(f"  dimension {key} in " + ", ".join(V.string(v) for v in vals))
-            else:
-                dims.append(f"  dimension {key}")
-        dims += [f"  dimension {key}  # a pricing group key in Lago" for key in self.extra_dimensions]
-        return list(self.head) + dims + list(self.tail)
+            dims.append(ast.Dimension(ast.Ref(key), tuple(ast.Str(v) for v in vals) if vals else None, span=lay.at()))
+        for key in self.extra_dimensions:
+            dims.append(ast.Dimension(ast.Ref(key), None, span=lay.at()))
+            lay.trail("a pricing group key in Lago")
+        rounding = attrs.evolve(self.rounding, span=lay.at()) if self.rounding else None
+        recurring_span = lay.at() if self.recurring else None
+        return ast.Metric(ast.Ref(self.name), event, quantity, dimensions=tuple(dims), rounding=rounding,
+                          recurring=self.recurring, recurring_span=recurring_span, span=lay.close(head))
 
 
 def convert_metric(obj: Obj, name: str, ctx: Ctx) -> MetricInfo | None:
@@ -105,33 +118,23 @@ def convert_metric(obj: Obj, name: str, ctx: Ctx) -> MetricInfo | None:
 
     quantity, unit = _quantity(d, at, kind, ctx)
     dims = _dimensions(d, at, ctx)
-    lines = [f"# Lago billable metric {V.string(str(code))}" + (f": {V.comment(d['name'])}" if d.get("name") else "")]
+    notes = [f"Lago billable metric {V.string(str(code))}" + (f": {V.comment(d['name'])}" if d.get("name") else "")]
     if d.get("description"):
-        lines.append(f"# {V.comment(d['description'])}")
-    lines.append(f"metric {name} {{")
-    lines.append(f"  event {code}")
-    if quantity is not None:
-        lines.append(f"  {quantity}")
-    tail = []
+        notes.append(V.comment(d["description"]))
     rounding = _rounding(d, at, ctx)
-    if rounding:
-        tail.append(f"  {rounding}")
-    if recurring:
-        tail.append("  recurring")
-    tail.append("}")
     if ctx.errors_since(start):
         return None
-    return MetricInfo(code, name, kind, unit, dims, recurring, tuple(lines), tuple(tail))
+    return MetricInfo(code, name, kind, unit, dims, recurring, tuple(notes), quantity, rounding)
 
 
-def _quantity(d: dict, at: At, kind: str, ctx: Ctx) -> tuple[str | None, str]:
+def _quantity(d: dict, at: At, kind: str, ctx: Ctx) -> tuple[ast.Aggregation | None, str]:
     expression = d.get("expression")
     field = d.get("field_name")
     if kind == "count":
         if expression:
             ctx.warn(at / "expression", "a count metric counts events; its expression is not imported",
                      "Lago still rejects events whose expression fails to evaluate; gpubill counts them")
-        return "count", "event"
+        return ast.Aggregation("count"), "event"
     if expression:
         tree = parse_expression(expression, at / "expression", ctx)
         if tree is None:
@@ -141,8 +144,8 @@ def _quantity(d: dict, at: At, kind: str, ctx: Ctx) -> tuple[str | None, str]:
                 ctx.error(at / "expression", "a unique count of a computed value is not supported",
                           "count the distinct values of one event property")
                 return None, "unit"
-            return f"unique count {tree[1]}", "unit"
-        text = render_expression(tree)
+            return ast.Aggregation("unique_count", field=ast.Ref(tree[1])), "unit"
+        expr = expression_node(tree)
         unit = expression_unit(tree)
     else:
         if not isinstance(field, str) or not field:
@@ -153,11 +156,10 @@ def _quantity(d: dict, at: At, kind: str, ctx: Ctx) -> tuple[str | None, str]:
                       "property names are [A-Za-z_][A-Za-z0-9_]*; rename it in Lago and in the event senders")
             return None, "unit"
         if kind == "unique_count":
-            return f"unique count {field}", "unit"
-        text = field
+            return ast.Aggregation("unique_count", field=ast.Ref(field)), "unit"
+        expr = ast.Prop(field)
         unit = expression_unit(("prop", field))
-    word = {"sum": "sum", "max": "max", "latest": "latest", "weighted_sum": "weighted sum"}[kind]
-    return f"{word} {text}", unit
+    return ast.Aggregation(kind, expr), unit
 
 
 def _dimensions(d: dict, at: At, ctx: Ctx) -> dict:
@@ -190,7 +192,7 @@ def _dimensions(d: dict, at: At, ctx: Ctx) -> dict:
     return dims
 
 
-def _rounding(d: dict, at: At, ctx: Ctx) -> str | None:
+def _rounding(d: dict, at: At, ctx: Ctx) -> ast.MetricRounding | None:
     fn = d.get("rounding_function")
     if fn is None:
         return None
@@ -199,7 +201,7 @@ def _rounding(d: dict, at: At, ctx: Ctx) -> str | None:
         return None
     prec = d.get("rounding_precision")
     if prec is None:
-        return f"rounding {fn}"
+        return ast.MetricRounding(fn)
     if isinstance(prec, bool) or not isinstance(prec, int):
         ctx.invalid(at / "rounding_precision", "the rounding precision must be a whole number")
         return None
@@ -207,7 +209,7 @@ def _rounding(d: dict, at: At, ctx: Ctx) -> str | None:
         ctx.invalid(at / "rounding_precision",
                     f"the rounding precision {prec} is outside -{MAX_ROUNDING_PRECISION} .. {MAX_ROUNDING_PRECISION}")
         return None
-    return f"rounding {fn} {prec}"
+    return ast.MetricRounding(fn, prec)
 
 
 # ---------------------------------------------------------------- expressions
@@ -305,15 +307,18 @@ def _has_prop(t) -> bool:
     return any(_has_prop(x) for x in t[1:] if isinstance(x, tuple))
 
 
-def render_expression(t) -> str:
+def expression_node(t) -> ast.Expr:
+    """The `.bill` quantity expression of a parsed Lago expression (parentheses are the printer's)."""
     k = t[0]
-    if k in ("prop", "num"):
-        return t[1]
+    if k == "prop":
+        return ast.Prop(t[1])
+    if k == "num":
+        return ast.Const(Decimal(t[1]), t[1])
     if k == "neg":
-        return "-" + render_expression(t[1])
+        return ast.Neg(expression_node(t[1]))
     if k == "paren":
-        return "(" + render_expression(t[1]) + ")"
-    return f"{render_expression(t[1])} {k} {render_expression(t[2])}"
+        return expression_node(t[1])
+    return ast.BinOp(k, expression_node(t[1]), expression_node(t[2]))
 
 
 def _unit_parts(t) -> list[str]:
