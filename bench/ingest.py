@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ingest.py                  # 10 M events (slow; needs ~25 GB disk)
     .venv/bin/python bench/ingest.py --events 200000  # a quick run
+    .venv/bin/python bench/ingest.py --read DIR/store.db  # only step 4, on a store kept from a run
 
 A pinned (seeded) generator makes realistic events: GPU job usage intervals
 (gpu_type, gpu_count, duration_seconds, avg_utilization, ... with job ids
@@ -201,6 +202,11 @@ def bench_read(path: str) -> tuple[int, float, float]:
     return c.n, c.n / base, c.n / full
 
 
+def _print_read(path: str) -> None:
+    n, base, full = bench_read(path)
+    print(f"read_columns ({n} events)  {base:>12,.0f} events/s   with 2 property columns {full:,.0f}/s")
+
+
 def _load() -> str:
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
@@ -214,7 +220,13 @@ def main() -> None:
                     help="events per transaction, both sides (default: Store's group commit size)")
     ap.add_argument("--batch", type=int, default=5000, help="events per HTTP batch")
     ap.add_argument("--dir", default=None, help="where the store files go (default: a temp dir)")
+    ap.add_argument("--read", default=None, metavar="STORE",
+                    help="only measure read_columns on this existing store (e.g. DIR/store.db of a --dir run)")
     a = ap.parse_args()
+    if a.read:
+        print(f"load average before: {_load()}")
+        _print_read(a.read)
+        return
     from gpubill.store.store import DEFAULT_COMMIT_EVENTS
     commit = a.commit or DEFAULT_COMMIT_EVENTS
     http_n = a.http_events if a.http_events is not None else min(a.events, 1_000_000)
@@ -231,8 +243,7 @@ def main() -> None:
         http, http_cpu = bench_http(os.path.join(d, "http.db"), http_n, a.batch)
         print(f"HTTP batch, 4 clients       {http:>12,.0f} events/s   server CPU {http_cpu:5.2f} us/event"
               f"   ({http_n} events, batches of {a.batch})")
-        n, base, full = bench_read(os.path.join(d, "store.db"))
-        print(f"read_columns ({n} events)  {base:>12,.0f} events/s   with 2 property columns {full:,.0f}/s")
+        _print_read(os.path.join(d, "store.db"))
         print(f"load average after: {_load()}   (other processes' load lowers every figure)")
     finally:
         if a.dir is None:
