@@ -411,3 +411,27 @@ def test_generated_text_that_does_not_check_is_an_error_not_a_silent_write():
     src = "plan p {\n  currency USD\n  billing monthly\n  charge nowhere 1 per unit\n}\n"
     [d] = _self_check({"out/plans.bill": src})
     assert d.is_error and d.rule == "lago-generated" and "out/plans.bill:4" in d.message
+
+
+def test_the_importer_writes_no_bill_syntax_of_its_own():
+    # The importer builds IR nodes and prints them with gpubill.dsl.fmt: no string in it is a piece of
+    # a `.bill` block (an indented clause, a block's `{` or `}`), and it joins no lines of text.
+    import ast as pyast
+    import re
+    from pathlib import Path
+
+    import gpubill.lago.importer as importer
+
+    layout_like = re.compile(r"^ {2,}\S|\{\n|\n\}| \{$|^\}$")
+    found = []
+    for path in sorted(Path(importer.__file__).parent.glob("*.py")):
+        if path.name == "jsonpos.py":  # the JSON reader: its braces are JSON's
+            continue
+        tree = pyast.parse(path.read_text())
+        for node in pyast.walk(tree):
+            if isinstance(node, pyast.Constant) and isinstance(node.value, str) and layout_like.search(node.value):
+                found.append(f"{path.name}:{node.lineno}: {node.value!r}")
+            if (isinstance(node, pyast.Call) and isinstance(node.func, pyast.Attribute) and node.func.attr == "join"
+                    and isinstance(node.func.value, pyast.Constant) and "\n" in str(node.func.value.value)):
+                found.append(f"{path.name}:{node.lineno}: joins lines")
+    assert not found, "\n".join(found)

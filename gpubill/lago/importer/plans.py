@@ -24,10 +24,12 @@ from decimal import Decimal
 
 import attrs
 
+from gpubill.dsl import ast
 from gpubill.lago.importer import values as V
 from gpubill.lago.importer.context import At, Ctx
+from gpubill.lago.importer.layout import Layout
 from gpubill.lago.importer.metrics import MetricInfo
-from gpubill.lago.importer.prices import MODELS, price
+from gpubill.lago.importer.prices import MODELS, amount, number, price
 
 INTERVALS = ("weekly", "monthly", "quarterly", "yearly")
 ALL_VALUES = "__ALL_FILTER_VALUES__"
@@ -39,11 +41,20 @@ class PlanInfo:
     name: str
     currency: str
     commitment: Decimal | None
-    lines: tuple
 
 
-def convert_plan(data: dict, at: At, name: str, anchor: str, metrics: dict, ctx: Ctx,
+@attrs.frozen
+class _Draft:
+    """A converted charge before it is laid out: the comments before it and before each of its filters."""
+
+    notes: tuple
+    charge: ast.Charge
+    filter_notes: tuple  # per filter: its comment or None
+
+
+def convert_plan(data: dict, at: At, name: str, anchor: str, metrics: dict, ctx: Ctx, lay: Layout,
                  note: str | None = None) -> PlanInfo | None:
+    """The plan's info; its `plan` block laid out in `lay` (None, and nothing laid out, on error)."""
     start = len(ctx.diags)
     code = data.get("code")
     try:
@@ -76,45 +87,66 @@ def convert_plan(data: dict, at: At, name: str, anchor: str, metrics: dict, ctx:
     if data.get("entitlements"):
         ctx.warn(at / "entitlements", "entitlements do not change amounts and are not imported")
 
-    lines = [f"# Lago plan {V.string(str(code))}" + (f": {V.comment(data['name'])}" if data.get("name") else "")]
+    notes = [f"Lago plan {V.string(str(code))}" + (f": {V.comment(data['name'])}" if data.get("name") else "")]
     if note:
-        lines.append(f"# {note}")
+        notes.append(note)
     if data.get("description"):
-        lines.append(f"# {V.comment(data['description'])}")
-    lines.append(f"plan {name} {{")
-    lines.append(f"  currency {cur}")
+        notes.append(V.comment(data["description"]))
     minor = V.minor_unit(cur)
-    if minor != 2:
-        # Explicit, so the money rounding never depends on the engine's own currency table.
-        lines.append(f"  rounding half_up {V.num(Decimal(1).scaleb(-minor))}")
-    lines.append(f"  billing {interval} {anchor}")
+    # Explicit, so the money rounding never depends on the engine's own currency table.
+    rounding = ast.MoneyRounding("half_up", number(Decimal(1).scaleb(-minor))) if minor != 2 else None
     fee = _money(data, "amount_cents", cur, at, ctx)
-    if fee:
-        timing = "advance" if data.get("pay_in_advance") else "arrears"
-        lines.append(f"  fee {V.num(fee)} in {timing}")
+    fee = ast.Fee(amount(fee), "advance" if data.get("pay_in_advance") else "arrears") if fee else None
     progressive = thresholds(data.get("usage_thresholds"), cur, at / "usage_thresholds", ctx)
-    if progressive:
-        lines.append(f"  {progressive}")
     commitment = None
     mc = data.get("minimum_commitment")
     if mc and not isinstance(mc, dict):
         ctx.invalid(at / "minimum_commitment", "minimum_commitment must be an object with amount_cents")
     elif mc:
         commitment = _money(mc, "amount_cents", cur, at / "minimum_commitment", ctx)
-        if commitment:
-            lines.append(f"  # minimum commitment {V.num(commitment)} {cur} per period: on each contract of this plan")
+    commitment_note = (f"minimum commitment {V.num(commitment)} {cur} per period: on each contract of this plan"
+                       if commitment else None)
 
     keys: set[str] = set()
     charges = data.get("charges") or []
     if not isinstance(charges, list):
         ctx.invalid(at / "charges", "charges must be a list")
         charges = []
-    for i, ch in enumerate(charges):
-        lines.extend(_charge(ch, at / "charges" / i, cur, metrics, keys, ctx))
-    lines.append("}")
+    drafts = [_charge(ch, at / "charges" / i, cur, metrics, keys, ctx) for i, ch in enumerate(charges)]
     if ctx.errors_since(start):
         return None
-    return PlanInfo(str(code), name, cur, commitment or None, tuple(lines))
+    for n in notes:
+        lay.note(n)
+    head = lay.at()
+    clauses = {"currency": ast.Ref(cur, span=lay.at())}
+    if rounding:
+        clauses["rounding"] = attrs.evolve(rounding, span=lay.at())
+    clauses["billing"] = ast.Billing(interval, anchor, span=lay.at())
+    if fee:
+        clauses["fee"] = attrs.evolve(fee, span=lay.at())
+    if progressive:
+        clauses["progressive"] = attrs.evolve(progressive, span=lay.at())
+    if commitment_note:
+        lay.note(commitment_note)
+    clauses["charges"] = tuple(_lay_out_charge(d, lay) for d in drafts if d is not None)
+    lay.blocks.append(ast.Plan(ast.Ref(name), **clauses, span=lay.close(head)))
+    return PlanInfo(str(code), name, cur, commitment or None)
+
+
+def _lay_out_charge(d: _Draft, lay: Layout) -> ast.Charge:
+    """The charge with the positions of its comments and clauses, in the order the formatter prints them."""
+    for n in d.notes:
+        lay.note(n)
+    head = lay.at()
+    c = d.charge
+    group_by = (attrs.evolve(c.group_by[0], span=lay.at()),) + c.group_by[1:] if c.group_by else ()
+    filters = []
+    for w, note in zip(c.filters, d.filter_notes):
+        if note:
+            lay.note(note)
+        filters.append(attrs.evolve(w, span=lay.at()))
+    minimum = attrs.evolve(c.minimum_spend, span=lay.at()) if c.minimum_spend else None
+    return attrs.evolve(c, group_by=group_by, filters=tuple(filters), minimum_spend=minimum, span=lay.close(head))
 
 
 def _money(d: dict, key: str, cur: str, at: At, ctx: Ctx) -> Decimal | None:
@@ -122,14 +154,14 @@ def _money(d: dict, key: str, cur: str, at: At, ctx: Ctx) -> Decimal | None:
     if v is None:
         return None
     try:
-        amount = V.cents(v, cur, key)
+        value = V.cents(v, cur, key)
     except V.BadValue as e:
         ctx.invalid(at / key, str(e))
         return None
-    return amount
+    return value
 
 
-def thresholds(items, cur: str, at: At, ctx: Ctx) -> str | None:
+def thresholds(items, cur: str, at: At, ctx: Ctx) -> ast.Progressive | None:
     """Lago usage thresholds -> `progressive billing at A, B, every R`."""
     if not items:
         return None
@@ -141,20 +173,21 @@ def thresholds(items, cur: str, at: At, ctx: Ctx) -> str | None:
         if not isinstance(t, dict):
             ctx.invalid(at / i, "a usage threshold must be an object {amount_cents, recurring}")
             continue
-        amount = _money(t, "amount_cents", cur, at / i, ctx)
-        if amount is None:
+        value = _money(t, "amount_cents", cur, at / i, ctx)
+        if value is None:
             continue
-        (every if t.get("recurring") else fixed).append(amount)
+        (every if t.get("recurring") else fixed).append(value)
     if len(every) > 1:
         ctx.invalid(at, "Lago allows at most one recurring usage threshold")
-    parts = [V.num(a) for a in sorted(fixed)] + [f"every {V.num(a)}" for a in every]
-    return "progressive billing at " + ", ".join(parts) if parts else None
+    if not fixed and not every:
+        return None
+    return ast.Progressive(tuple(amount(a) for a in sorted(fixed)), tuple(amount(a) for a in every))
 
 
-def _charge(ch, at: At, cur: str, metrics: dict, keys: set, ctx: Ctx) -> list[str]:
+def _charge(ch, at: At, cur: str, metrics: dict, keys: set, ctx: Ctx) -> _Draft | None:
     if not isinstance(ch, dict):
         ctx.invalid(at, "a charge must be an object")
-        return []
+        return None
     model = ch.get("charge_model")
     if model not in MODELS:
         if model == "custom":
@@ -163,7 +196,7 @@ def _charge(ch, at: At, cur: str, metrics: dict, keys: set, ctx: Ctx) -> list[st
                       "volume, package, percentage, graduated_percentage or dynamic")
         else:
             ctx.invalid(at / "charge_model", f"unknown charge model {model!r}")
-        return []
+        return None
     code = ch.get("billable_metric_code")
     if code is None and isinstance(ch.get("billable_metric"), dict):
         code = ch["billable_metric"].get("code")
@@ -173,7 +206,7 @@ def _charge(ch, at: At, cur: str, metrics: dict, keys: set, ctx: Ctx) -> list[st
             ctx.error(at, f"the billable metric {code!r} is not among the imported files",
                       "export it too: GET /api/v1/billable_metrics/CODE, and pass the file to the import",
                       rule="lago-missing")
-        return []
+        return None
     for key, what in (("regroup_paid_fees", "regroup_paid_fees"), ("applied_pricing_unit", "custom pricing units")):
         if ch.get(key) not in (None, False, "", {}):
             ctx.error(at / key, f"{what} is not supported",
@@ -197,19 +230,17 @@ def _charge(ch, at: At, cur: str, metrics: dict, keys: set, ctx: Ctx) -> list[st
         label = key = f"{metric.name}_{n}"
     keys.add(key)
 
-    head = price(model, props, metric, at / "properties", ctx, "  ")
-    body: list[str] = []
-    if groups:
-        for g in groups:
-            metric.add_dimension(g)
-        body.append("group by " + ", ".join(groups))
+    head = price(model, props, metric, at / "properties", ctx)
+    for g in groups:
+        metric.add_dimension(g)
+    wheres, filter_notes = [], []
     seen: dict = {}
     filters = ch.get("filters") or []
     if not isinstance(filters, list):
         ctx.invalid(at / "filters", "filters must be a list of objects")
         filters = []
     for j, f in enumerate(filters):
-        lines, cond = _filter(f, at / "filters" / j, model, metric, groups, ctx)
+        where, cond, note = _filter(f, at / "filters" / j, model, metric, groups, ctx)
         if cond is not None and cond in seen:
             # Lago prices an event with the oldest of identical filters; the copy never applies.
             ctx.warn(at / "filters" / j, f"this filter matches the same values as filters[{seen[cond]}], which "
@@ -217,30 +248,26 @@ def _charge(ch, at: At, cur: str, metrics: dict, keys: set, ctx: Ctx) -> list[st
             continue
         if cond is not None:
             seen[cond] = j
-        body.extend(lines)
-    if ch.get("pay_in_advance"):
-        body.append("in advance")
+        if where is not None:
+            wheres.append(where)
+            filter_notes.append(note)
+    minimum = None
     min_cents = ch.get("min_amount_cents")
     if min_cents:
         try:
-            body.append(f"minimum spend {V.num(V.cents(min_cents, cur, 'min_amount_cents'))}")
+            minimum = amount(V.cents(min_cents, cur, "min_amount_cents"))
         except V.BadValue as e:
             ctx.invalid(at / "min_amount_cents", str(e))
-    if ch.get("prorated"):
-        body.append("prorated")
     if head is None:
-        return []
-    title = f"  # Lago charge {V.comment(ch.get('lago_id') or '')}".rstrip()
+        return None
+    title = f"Lago charge {V.comment(ch.get('lago_id') or '')}".rstrip()
     if ch.get("invoice_display_name"):
         title += f" {V.string(V.comment(ch['invoice_display_name']))}"
-    out = [title] if title.strip() != "# Lago charge" else []
-    first = f"  charge {metric.name}" + (f" as {label}" if label else "") + f" {head}"
-    if not body:
-        return out + [first]
-    out.append(first + " {")
-    out.extend("    " + b for b in body)
-    out.append("  }")
-    return out
+    charge = ast.Charge(ast.Ref(metric.name), head, label=ast.Ref(label) if label else None, filters=tuple(wheres),
+                        group_by=tuple(ast.Ref(g) for g in groups),
+                        timing="advance" if ch.get("pay_in_advance") else None, minimum_spend=minimum,
+                        prorated=bool(ch.get("prorated")))
+    return _Draft((title,) if title != "Lago charge" else (), charge, tuple(filter_notes))
 
 
 def _group_keys(props, at: At, ctx: Ctx) -> tuple:
@@ -262,15 +289,17 @@ def _group_keys(props, at: At, ctx: Ctx) -> tuple:
     return tuple(keys)
 
 
-def _filter(f, at: At, model: str, metric: MetricInfo, groups: tuple, ctx: Ctx) -> tuple[list[str], tuple | None]:
-    """The filter's lines and its condition (sorted key -> sorted values), or ([], None) on error."""
+def _filter(f, at: At, model: str, metric: MetricInfo, groups: tuple,
+            ctx: Ctx) -> tuple[ast.WherePrice | None, tuple | None, str | None]:
+    """The filter's `where` price, its condition (sorted key -> sorted values) and the comment before it;
+    (None, None, None) on error."""
     if not isinstance(f, dict):
         ctx.invalid(at, "a charge filter must be an object {values, properties}")
-        return [], None
+        return None, None, None
     vals = f.get("values")
     if not isinstance(vals, dict) or not vals:
         ctx.invalid(at / "values", "a charge filter needs values: {key: [value, ...]}")
-        return [], None
+        return None, None, None
     matches = []
     cond = []
     for key, allowed in vals.items():
@@ -294,10 +323,8 @@ def _filter(f, at: At, model: str, metric: MetricInfo, groups: tuple, ctx: Ctx) 
             continue
         cond.append((key, tuple(sorted(set(allowed)))))
         try:
-            if len(allowed) == 1:
-                matches.append(f"{key} = {V.string(allowed[0])}")
-            else:
-                matches.append(f"{key} in (" + ", ".join(V.string(v) for v in allowed) + ")")
+            values = tuple(ast.Str(V.writable(v)) for v in allowed)
+            matches.append(ast.Match(ast.Ref(key), values, "=" if len(values) == 1 else "in"))
         except V.BadValue as e:
             ctx.error(vat, str(e))
     props = f.get("properties") or {}
@@ -306,8 +333,8 @@ def _filter(f, at: At, model: str, metric: MetricInfo, groups: tuple, ctx: Ctx) 
         ctx.error(at / "properties", f"this filter groups by {list(mine)} but its charge groups by {list(groups)}",
                   "the .bill language groups a whole charge by the same keys; give the charge and every filter "
                   "the same pricing_group_keys in Lago")
-    p = price(model, props, metric, at / "properties", ctx, "    ")
+    p = price(model, props, metric, at / "properties", ctx)
     if p is None or len(matches) != len(vals):
-        return [], None
-    out = [f"# filter {V.string(V.comment(f['invoice_display_name']))}"] if f.get("invoice_display_name") else []
-    return out + [f"where {' and '.join(matches)} {p}"], tuple(sorted(cond))
+        return None, None, None
+    note = f"filter {V.string(V.comment(f['invoice_display_name']))}" if f.get("invoice_display_name") else None
+    return ast.WherePrice(ast.Condition(tuple(matches)), p), tuple(sorted(cond)), note

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from gpubill.dsl import units
+from gpubill.dsl import ast, units
 from gpubill.lago.importer import values as V
 from gpubill.lago.importer.context import At, Ctx
 from gpubill.lago.importer.metrics import MetricInfo
@@ -29,8 +29,8 @@ from gpubill.lago.importer.metrics import MetricInfo
 MODELS = ("standard", "graduated", "volume", "package", "percentage", "graduated_percentage", "dynamic")
 
 
-def price(model: str, props, metric: MetricInfo, at: At, ctx: Ctx, indent: str) -> str | None:
-    """The price text for one properties object (a charge's or a filter's); None on error."""
+def price(model: str, props, metric: MetricInfo, at: At, ctx: Ctx) -> ast.Price | None:
+    """The price of one properties object (a charge's or a filter's); None on error."""
     if props is None:
         props = {}
     if not isinstance(props, dict):
@@ -38,18 +38,18 @@ def price(model: str, props, metric: MetricInfo, at: At, ctx: Ctx, indent: str) 
         return None
     try:
         if model == "standard":
-            return f"{V.num(_dec(props, 'amount', at, '0'))} per {metric.unit}"
+            return ast.Standard(amount(_dec(props, "amount", at, "0")), ast.Unit(metric.unit))
         if model in ("graduated", "volume"):
             key = "graduated_ranges" if model == "graduated" else "volume_ranges"
-            tiers = _tiers(props.get(key), at / key, "per_unit_amount", lambda d: V.num(d), ctx)
-            return None if tiers is None else _block(model, tiers, indent)
+            tiers = _tiers(props.get(key), at / key, "per_unit_amount", amount, ctx)
+            return (ast.Graduated if model == "graduated" else ast.Volume)(None, tiers)
         if model == "graduated_percentage":
             if not _whole_shared_bounds_ok(props.get("graduated_percentage_ranges"),
                                            at / "graduated_percentage_ranges", ctx):
                 return None
             tiers = _tiers(props.get("graduated_percentage_ranges"), at / "graduated_percentage_ranges", "rate",
-                           lambda d: V.num(d) + "%", ctx)
-            return None if tiers is None else _block("graduated percentage", tiers, indent)
+                           ast.Percent, ctx)
+            return ast.GraduatedPercentage(tiers)
         if model == "package":
             return _package(props, metric, at)
         if model == "percentage":
@@ -58,7 +58,7 @@ def price(model: str, props, metric: MetricInfo, at: At, ctx: Ctx, indent: str) 
             if metric.aggregation != "sum":
                 ctx.invalid(at, "the dynamic charge model needs a sum metric in Lago")
                 return None
-            return "dynamic"
+            return ast.Dynamic()
     except _Bad as e:
         ctx.invalid(e.at, str(e))
         return None
@@ -69,6 +69,15 @@ class _Bad(Exception):
     def __init__(self, at: At, message: str):
         super().__init__(message)
         self.at = at
+
+
+def amount(d: Decimal) -> ast.Amount:
+    """An amount in the plan's currency, written as the exact decimal it is."""
+    return ast.Amount(d, text=V.num(d))
+
+
+def number(d: Decimal) -> ast.Number:
+    return ast.Number(d, V.num(d))
 
 
 def _dec(props: dict, key: str, at: At, default: str | None = None) -> Decimal:
@@ -93,9 +102,10 @@ def _int(props: dict, key: str, at: At, default: int | None) -> int | None:
         raise _Bad(at / key, str(e)) from None
 
 
-def _tiers(ranges, at: At, price_key: str, show, ctx: Ctx) -> list[str] | None:
+def _tiers(ranges, at: At, price_key: str, node, ctx: Ctx) -> tuple[ast.Tier, ...]:
+    """The tiers of Lago ranges; `node` makes a tier's price (an amount or a percent)."""
     if ranges is None:
-        return ["0 and above at " + show(Decimal(0))]
+        return (ast.Tier(number(Decimal(0)), None, node(Decimal(0))),)
     if not isinstance(ranges, list) or not ranges:
         raise _Bad(at, "ranges must be a non-empty list of {from_value, to_value, ...}")
     rows = []
@@ -107,14 +117,11 @@ def _tiers(ranges, at: At, price_key: str, show, ctx: Ctx) -> list[str] | None:
         hi = None if r.get("to_value") is None else _dec(r, "to_value", rat)
         p = _dec(r, price_key, rat, "0")
         flat = _dec(r, "flat_amount", rat, "0")
-        end = "and above" if hi is None else f"to {V.num(hi)}"
-        row = f"{V.num(lo)} {end} at {show(p)}"
-        if flat != 0:
-            row += f" flat {V.num(flat)}"
         if hi is None and i != len(ranges) - 1:
             raise _Bad(rat / "to_value", "only the last range may have no to_value")
-        rows.append(row)
-    return rows
+        rows.append(ast.Tier(number(lo), None if hi is None else number(hi), node(p),
+                             amount(flat) if flat != 0 else None))
+    return tuple(rows)
 
 
 def _whole_shared_bounds_ok(ranges, at: At, ctx: Ctx) -> bool:
@@ -142,11 +149,6 @@ def _whole_shared_bounds_ok(ranges, at: At, ctx: Ctx) -> bool:
     return True
 
 
-def _block(head: str, rows: list[str], indent: str) -> str:
-    inner = indent + "  "
-    return head + " {\n" + "".join(f"{inner}{r}\n" for r in rows) + indent + "}"
-
-
 def _plural(unit: str, n: int) -> str:
     if n == 1:
         return unit
@@ -155,32 +157,25 @@ def _plural(unit: str, n: int) -> str:
     return many if other is not None and one == other else unit
 
 
-def _package(props: dict, metric: MetricInfo, at: At) -> str:
-    amount = _dec(props, "amount", at, "0")
+def _package(props: dict, metric: MetricInfo, at: At) -> ast.Package:
+    price = _dec(props, "amount", at, "0")
     size = _int(props, "package_size", at, 1)
     free = _int(props, "free_units", at, 0)
     if size <= 0:
         raise _Bad(at / "package_size", "package_size must be a positive whole number")
-    text = f"package {V.num(amount)} per {size} {_plural(metric.unit, size)}"
-    if free:
-        text += f" free {free} {_plural(metric.unit, free)}"
-    return text
+    free_units = ast.Quantity(Decimal(free), _plural(metric.unit, free)) if free else None
+    return ast.Package(amount(price), ast.Quantity(Decimal(size), _plural(metric.unit, size)), free_units)
 
 
-def _percentage(props: dict, at: At) -> str:
-    parts = [f"percentage {V.num(_dec(props, 'rate', at, '0'))}%"]
-    fixed = props.get("fixed_amount")
-    if fixed is not None and _dec(props, "fixed_amount", at) != 0:
-        parts.append(f"fixed {V.num(_dec(props, 'fixed_amount', at))} per event")
+def _percentage(props: dict, at: At) -> ast.Percentage:
+    def optional(key: str) -> ast.Amount | None:
+        return None if props.get(key) is None else amount(_dec(props, key, at))
+
+    rate = ast.Percent(_dec(props, "rate", at, "0"))  # each read in this order: the first bad one is reported
+    fixed = optional("fixed_amount")
     n = _int(props, "free_units_per_events", at, None)
-    if n:
-        parts.append(f"free {n} events")
-    if props.get("free_units_per_total_aggregation") is not None:
-        free = _dec(props, "free_units_per_total_aggregation", at)
-        if free != 0:
-            parts.append(f"free {V.num(free)}")
-    if props.get("per_transaction_min_amount") is not None:
-        parts.append(f"minimum {V.num(_dec(props, 'per_transaction_min_amount', at))} per event")
-    if props.get("per_transaction_max_amount") is not None:
-        parts.append(f"maximum {V.num(_dec(props, 'per_transaction_max_amount', at))} per event")
-    return ", ".join(parts)
+    free = optional("free_units_per_total_aggregation")
+    minimum, maximum = optional("per_transaction_min_amount"), optional("per_transaction_max_amount")
+    return ast.Percentage(rate, fixed=fixed if fixed and fixed.value != 0 else None,
+                          free_events=number(Decimal(n)) if n else None,
+                          free_amount=free if free and free.value != 0 else None, minimum=minimum, maximum=maximum)
