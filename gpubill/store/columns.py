@@ -22,7 +22,7 @@ from .encode import LAZY
 from .numeric import MISSING, format_decimal, held
 
 _I64, _I32, _I8 = np.dtype("<i8"), np.dtype("<i4"), np.dtype("i1")
-_COLUMNS = "id, first_rowid, last_rowid, n, rowids, ts, code, sub, ptac_m, ptac_e"
+_COLUMNS = "id, first_rowid, n, rowids, ts, code, sub, ptac_m, ptac_e"  # read_columns, per block
 
 
 class StringTable:
@@ -234,8 +234,9 @@ def read_columns(store, since_rowid=0, codes=None, time_from_ms=None, time_to_ms
     db.execute("BEGIN")
     try:
         top = db.execute("SELECT coalesce(max(last_rowid), 0) FROM column_blocks").fetchone()[0]
-        total = db.execute(f"SELECT coalesce(sum(n), 0) FROM column_blocks WHERE {where}", args).fetchone()[0]
-        cols = _Blocks(total)
+        total, largest = db.execute(f"SELECT coalesce(sum(n), 0), coalesce(max(n), 0) FROM column_blocks"
+                                    f" WHERE {where}", args).fetchone()
+        cols = _Blocks(total, largest)
         for row in db.execute(f"SELECT {_COLUMNS} FROM column_blocks WHERE {where} ORDER BY id", args):
             cols.add(*row)
     finally:
@@ -271,7 +272,7 @@ class _Blocks:
     read, so no block outlives its row and nothing is concatenated.
     """
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, largest: int):
         self.ids: list[int] = []
         self.sizes: list[int] = []
         self.rowid = np.empty(total, np.int64)
@@ -281,13 +282,14 @@ class _Blocks:
         self.ptm = np.zeros(total, np.int64)
         self.pte = np.full(total, MISSING, np.int8)
         self._at = 0
+        self._iota = np.arange(largest, dtype=np.int64)  # a contiguous block's rowids, less its first
 
-    def add(self, bid, first, last, n, rowids, ts, code, sub, ptac_m, ptac_e) -> None:
+    def add(self, bid, first, n, rowids, ts, code, sub, ptac_m, ptac_e) -> None:
         o, k = self._at, self._at + n
         self.ids.append(bid)
         self.sizes.append(n)
         if rowids is None:
-            self.rowid[o:k] = np.arange(first, last + 1, dtype=np.int64)
+            np.add(self._iota[:n], first, out=self.rowid[o:k])
         else:
             self.rowid[o:k] = np.frombuffer(rowids, _I64)
         self.ts[o:k] = np.frombuffer(ts, _I64)
