@@ -79,8 +79,7 @@ def customer_currency(cust: Obj | None, ctx: Ctx) -> str | None:
         return None
 
 
-# C901 exempt: one flat `if` per optional Lago field, in the contract's clause order.
-def convert_contract(sub: Obj, name: str, cust: Obj | None, plan_name: str, plan_currency: str,  # noqa: C901
+def convert_contract(sub: Obj, name: str, cust: Obj | None, plan_name: str, plan_currency: str,
                      commitment, entities: Entities, lay: Layout, ctx: Ctx) -> ast.Contract | None:
     """The subscription's contract, its nodes laid out in `lay` (None, and nothing laid out, on error)."""
     d, at = sub.data, sub.at

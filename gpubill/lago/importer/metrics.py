@@ -183,7 +183,7 @@ def _dimensions(d: dict, at: At, ctx: Ctx) -> dict:
             continue
         for j, v in enumerate(vals):
             try:
-                V.string(v)
+                V.writable(v)
             except V.BadValue as e:
                 ctx.error(fat / "values" / j, str(e))
         merged = list(dims.get(key, ()))
