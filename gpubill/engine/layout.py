@@ -10,6 +10,8 @@ constants to numba, so a named column costs nothing in a kernel.
 
 from __future__ import annotations
 
+import numpy as np
+
 # SUB: one row per subscription (plus one closing row for S_BOFF)
 S_PLAN, S_RANK, S_LO, S_HI, S_BOFF, S_EFF, S_DBASE, S_LP, S_XBASE, S_EP, S_NCOL = range(11)
 # INST: one row per charge instance (a charge of a plan)
@@ -54,3 +56,13 @@ def row(width: int, cells: dict) -> list:
     for col, value in cells.items():
         out[col] = value
     return out
+
+
+def vector(values):
+    """An int64 vector (one zero when empty, as the kernel tables always have)."""
+    return np.asarray(values if len(values) else [0], np.int64)
+
+
+def table(rows, width):
+    """An int64 table of ``width`` columns (one zero row when empty)."""
+    return np.asarray(rows or [[0] * width], np.int64).reshape(-1, width)

@@ -20,11 +20,16 @@ properties) are deduplicated too and evaluated once per event.  Columns
 are never copied: the kernels get their addresses.  The only whole-column
 passes here are the column statistics (valid exponent range of each numeric
 property, dictionary ids present in each dimension), run in parallel.
+
+``build`` is a chain of small builders, each returning a typed part: the
+programs (``_Programs``), the loaded columns (``_Columns``), the per-program
+tables (``program_tables``), the slot blocks (``_Blocks``), the (plan, code)
+lists (``_CodeTables``) and the SUB table.  Every table's columns are named
+in ``layout``.
 """
 
 from __future__ import annotations
 
-from fractions import Fraction
 from typing import NamedTuple
 
 import attrs
@@ -34,32 +39,17 @@ from . import poly as polymod
 from .accumulate import chunks, parallel_map
 from .kernels import NO_EXPONENT, _finest_exponent, _mark_present, _min_exponent, address
 from .layout import (
-    B_CWOFF, B_LINE, B_NCOL, B_NW1, B_WBN, B_WBOFF, C_ALL, C_BOFF, C_CENTS, C_FLAGS, C_G, C_GN, C_GOFF, C_KN, C_KOFF,
-    C_NCOL, C_NF, C_ORD, C_Q, F_CENTS, F_EXT, F_LAST, F_MAX, F_PROR, F_SIDE, F_UNIQUE, FA_FLAGS, FA_INC, FA_MAX,
-    FA_MIN, FA_NCOL, FA_SLOT, G_DIM, G_LUT, G_MULT, G_NCOL, I_BASE, I_CP, I_HASHED, I_IGN, I_LOFF, I_NCOL, I_REC,
-    I_STRIDE, I_XOFF, K_DIM, K_MOFF, K_NCOL, K_VLUT, PE_INC, PE_MAX, PE_MIN, Q_KIND, Q_NCOL, Q_TN, Q_TOFF, Q_UCEIL,
-    Q_UFLOOR, Q_UID, Q_UTIL, QK_COUNT, QK_POLY, QK_UID, S_BOFF, S_DBASE, S_EFF, S_EP, S_HI, S_LO, S_LP, S_NCOL,
-    S_PLAN, S_RANK, S_XBASE, T_COEF, T_FN, T_FOFF, T_NCOL, row,
+    F_EXT, F_SIDE, I_BASE, I_CP, I_HASHED, I_IGN, I_LOFF, I_NCOL, I_REC, I_STRIDE, I_XOFF, S_BOFF, S_DBASE, S_EFF, S_EP,
+    S_HI, S_LO, S_LP, S_NCOL, S_PLAN, S_RANK, S_XBASE, vector,
 )
 from .money import EngineError
 from .period import period_of
-from .program import END_REASON, Graduated, Percentage
+from .program import END_REASON
+from .program_tables import Luts, ProgramTables, Quantities, needs_side
 
 CENTS_PROP = "precise_total_amount_cents"
 DENSE_LIMIT = 1 << 23  # slots of one instance block above which it is hashed
-MAX_FILTERS = 63
 FINER_DIGITS = 6  # decimals a column's scale may add to what its metrics ask for
-MAX_GROUPS = 2**40  # value combinations of one charge's group by keys (slot ids stay int64)
-
-
-def needs_side(charge) -> bool:
-    agg = charge.metric.aggregation
-    if charge.pay_in_advance or agg in ("unique_count", "weighted_sum"):
-        return True
-    ms = list(charge.models())
-    if agg != "count" and any(isinstance(m, Percentage) for m in ms):
-        return True
-    return charge.prorated and agg == "sum" and any(isinstance(m, Graduated) for m in ms)
 
 
 def program_key(ch):
@@ -88,18 +78,6 @@ class _Strings:
         if self._index is None:
             self._index = {v: i for i, v in enumerate(self.cols.strings)}
         return self._index.get(s)
-
-
-@attrs.define
-class Program:
-    charge: object  # a representative charge (structure only)
-    q: int  # quantity index
-    nf: int
-    G: int
-    group_by: tuple
-    bucket_lines: list  # per bucket: (line offset, windows + 1)
-    lines: int  # lines per subscription
-    flags: int
 
 
 @attrs.define
@@ -175,20 +153,20 @@ def build(subs, cols) -> Plan:
     periods = _period_cache(subs)
     progs = _dedupe_programs(subs)
     cs = _load_columns(progs.charges, cols)
-    luts = _Luts(cs, progs.charges)
+    luts = Luts(cs, progs.charges)
     reason_dim = cs.dslot.get(END_REASON, -1)
     rlut, reason_values = luts.compact(END_REASON) if reason_dim >= 0 else (0, [None])
     R = len(reason_values)
-    quantities = _Quantities(cs)
-    pt = _ProgramTables()
-    programs = [pt.add(ch, cs, luts, quantities) for ch in progs.charges]
+    quantities = Quantities(cs)
+    pt = ProgramTables()
+    programs = [pt.add(ch, cs, luts, quantities, cs.nslot.get(CENTS_PROP, 0)) for ch in progs.charges]
     blocks = _slot_blocks(subs, progs.of_sub, periods, programs, R)
     codes = _code_tables(progs.charges, programs, blocks, cs)
-    SUB, sub_lut, bounds = _sub_table(subs, periods, blocks, R, cs)
+    SUB, sub_lut, bounds = _subtable(subs, periods, blocks, R, cs)
     arrays = dict(
         **_column_arrays(cs), sub_lut=sub_lut, SUB=SUB, **codes._asdict(), INST=blocks.INST,
         **pt.arrays(), luts=luts.array(), **quantities.arrays(), R=R, reason_dim=reason_dim, rlut=rlut,
-        op_dim=cs.dslot.get("operation_type", -1), remove_id=_remove_id(cs.strings), sub_bounds=_ints(bounds),
+        op_dim=cs.dslot.get("operation_type", -1), remove_id=_remove_id(cs.strings), sub_bounds=vector(bounds),
         n_dense=blocks.n_dense, n_xdense=blocks.n_xdense, nstrings=cs.nstrings,
     )
     inst_subs = [np.asarray(blocks.plan_subs[P], np.int64) for P, _, _ in blocks.instances]
@@ -344,250 +322,6 @@ def _column_arrays(cs: _Columns) -> dict:
     )
 
 
-# ---- lookup tables
-
-
-class _Luts:
-    """The lookup tables, one int32 array (0 = missing / not mentioned): per
-    grouped dimension its values' compact index in string order, per filtered
-    dimension its filter values' index."""
-
-    def __init__(self, cs: _Columns, charges):
-        self.cs, self.charges = cs, charges
-        self.parts, self.size = [np.zeros(1, np.int32)], 1
-        self.group_values: dict = {}  # prop -> [None, str, ...] by compact index
-        self._group: dict = {}  # prop -> lut offset
-        self._values: dict = {}  # prop -> (lut offset, sorted filter values)
-
-    def _add(self, arr) -> int:
-        off = self.size
-        self.parts.append(arr)
-        self.size += arr.size
-        return off
-
-    def compact(self, p):
-        """(lut offset, values by compact index) of dimension ``p``'s values present in the events."""
-        if p not in self._group:
-            pr = self.cs.present.get(p)
-            ids = np.flatnonzero(pr[1:]) if pr is not None else np.zeros(0, np.int64)
-            texts = [self.cs.texts[int(i)] for i in ids]
-            order = sorted(range(len(ids)), key=lambda j: texts[j])
-            lut = np.zeros(self.cs.nstrings + 1, np.int32)
-            for rank, j in enumerate(order):
-                lut[ids[j] + 1] = rank + 1
-            self._group[p] = self._add(lut)
-            self.group_values[p] = [None] + [texts[j] for j in order]
-        return self._group[p], self.group_values[p]
-
-    def values(self, p):
-        """(lut offset, sorted values) of the values any filter names for dimension ``p``."""
-        if p not in self._values:
-            vs = sorted({v for ch in self.charges for f in ch.filters for v in f.values.get(p, ())})
-            lut = np.zeros(self.cs.nstrings + 1, np.int32)
-            for ix, v in enumerate(vs):
-                sid = self.cs.strings.id(v)
-                if sid is not None and sid < self.cs.nstrings:
-                    lut[sid + 1] = ix + 1
-            self._values[p] = (self._add(lut), vs)
-        return self._values[p]
-
-    def array(self):
-        return np.concatenate(self.parts).astype(np.int32)
-
-
-# ---- quantities
-
-
-class _Quantities:
-    """The Q / TERM / FAC tables: each distinct quantity once."""
-
-    def __init__(self, cs: _Columns):
-        self.cs = cs
-        self.Q, self.TERM, self.FAC = [], [], []
-        self.scale: list = []  # per quantity: Fraction D (value = D * int)
-        self._index: dict = {}
-
-    def _key(self, ch):
-        m = ch.metric
-        if m.aggregation == "count":
-            return ("count",)
-        if m.aggregation == "unique_count":
-            return ("uid", m.field)
-        util = ch.utilization
-        scales = self.cs.scales
-        fp = polymod.fix_poly(self.cs.polys[id(ch)], scales, scales[util.prop] if util is not None else 0)
-        rules = {r.prop: r for r in reversed(m.per_event)}
-        return ("poly", fp, tuple(sorted((p, rules[p]) for p in rules if any(p in t for t in fp.props))), util)
-
-    def index(self, ch) -> int:
-        key = self._key(ch)
-        if key not in self._index:
-            self._index[key] = len(self.Q)
-            if key[0] == "count":
-                self.Q.append(row(Q_NCOL, {Q_KIND: QK_COUNT, Q_UTIL: -1}))
-                self.scale.append(Fraction(1))
-            elif key[0] == "uid":
-                self.Q.append(row(Q_NCOL, {Q_KIND: QK_UID, Q_UTIL: -1, Q_UID: self.cs.dslot[key[1]]}))
-                self.scale.append(Fraction(1))
-            else:
-                self.Q.append(self._poly_row(*key[1:]))
-                self.scale.append(key[1].scale)
-        return self._index[key]
-
-    def _poly_row(self, fp, rules, util):
-        scales = self.cs.scales
-        cells = {Q_KIND: QK_POLY, Q_TOFF: len(self.TERM), Q_TN: len(fp.coefs), Q_UTIL: -1}
-        rules = dict(rules)
-        for props, coef in zip(fp.props, fp.coefs):
-            self.TERM.append(row(T_NCOL, {T_COEF: coef, T_FOFF: len(self.FAC), T_FN: len(props)}))
-            self.FAC.extend(self._factor_row(p, rules.get(p), scales[p]) for p in props)
-        if util is not None:
-            us = scales[util.prop]
-            cells.update({Q_UTIL: self.cs.nslot[util.prop],
-                          Q_UFLOOR: int(Fraction(util.floor) / Fraction(10) ** us),
-                          Q_UCEIL: int(Fraction(util.ceiling) / Fraction(10) ** us)})
-        return row(Q_NCOL, cells)
-
-    def _factor_row(self, p, rule, scale):
-        cells = {FA_SLOT: self.cs.nslot[p], FA_FLAGS: 0}
-        if rule is not None:
-            for bit, col, v in ((PE_INC, FA_INC, rule.increment), (PE_MIN, FA_MIN, rule.minimum),
-                                (PE_MAX, FA_MAX, rule.maximum)):
-                if v is not None:
-                    cells[FA_FLAGS] |= bit
-                    cells[col] = _exact_int(v, scale, p)
-        return row(FA_NCOL, cells)
-
-    def arrays(self) -> dict:
-        return dict(Q=_table(self.Q, Q_NCOL), TERM=_table(self.TERM, T_NCOL), FAC=_table(self.FAC, FA_NCOL))
-
-
-# ---- programs: filters, buckets, windows, groups
-
-
-def _flags(ch) -> int:
-    agg = ch.metric.aggregation
-    flags = 0
-    if agg == "max":
-        flags |= F_MAX
-    if agg == "latest":
-        flags |= F_LAST
-    if ch.prorated and agg in ("sum", "unique_count"):
-        flags |= F_PROR
-    if ch.reads_cents():
-        flags |= F_CENTS
-    if needs_side(ch):
-        flags |= F_SIDE
-        if agg == "unique_count":
-            flags |= F_UNIQUE
-    return flags
-
-
-def _signed64(bits: int) -> int:
-    """A 64-bit mask as the int64 that holds it."""
-    return bits - (1 << 64) if bits >= 1 << 63 else bits
-
-
-def _group_count(ch, cards) -> int:
-    G = 1
-    for c in cards:
-        G *= c
-    if G >= MAX_GROUPS:
-        raise EngineError(f"charge {ch.id!r}: its group by keys ({', '.join(ch.group_by)}) take {G:,} "
-                          f"combinations of values in these events, more than {MAX_GROUPS:,}")
-    return G
-
-
-def _window_cells(ch, b):
-    """(sorted window boundaries, window index + 1 of each cell between them) of bucket ``b``."""
-    wins = ch.bucket_windows(b)
-    bounds = sorted({x for w in wins for x in (w.from_ms, w.to_ms)})
-    cells = [0] + [next((i + 1 for i, w in enumerate(wins) if w.from_ms <= x < w.to_ms), 0) for x in bounds]
-    return len(wins) + 1, bounds, cells
-
-
-@attrs.define
-class _ProgramTables:
-    """The CP / KEY / BKT / GK tables and the flat arrays they point into."""
-
-    CP: list = attrs.Factory(list)
-    KEY: list = attrs.Factory(list)
-    masks: list = attrs.Factory(list)
-    ordb: list = attrs.Factory(list)
-    BKT: list = attrs.Factory(list)
-    wb: list = attrs.Factory(list)
-    cw: list = attrs.Factory(list)
-    GK: list = attrs.Factory(list)
-
-    def add(self, ch, cs: _Columns, luts: _Luts, quantities: _Quantities) -> Program:
-        flags = _flags(ch)
-        qi = quantities.index(ch)
-        nf = len(ch.filters)
-        if nf > MAX_FILTERS:
-            raise EngineError(f"charge {ch.id!r}: more than {MAX_FILTERS} filters")
-        k_off, ord_off = len(self.KEY), len(self.ordb)
-        nkeys = self._add_filters(ch, cs, luts)
-        g_off = len(self.GK)
-        G = self._add_groups(ch, cs, luts)
-        b_off = len(self.BKT)
-        bucket_lines, lines = self._add_buckets(ch, G)
-        self.CP.append(row(C_NCOL, {
-            C_FLAGS: flags, C_Q: qi, C_NF: nf, C_ALL: _signed64((1 << nf) - 1), C_KOFF: k_off, C_KN: nkeys,
-            C_ORD: ord_off, C_BOFF: b_off, C_GOFF: g_off, C_GN: len(ch.group_by), C_G: G,
-            C_CENTS: cs.nslot.get(CENTS_PROP, 0),
-        }))
-        return Program(ch, qi, nf, G, ch.group_by, bucket_lines, lines, flags)
-
-    def _add_filters(self, ch, cs, luts) -> int:
-        """Per filter key a mask per value (bit j: the j-th most specific filter
-        allows it); the bucket order -> filter index in ``ordb``."""
-        nf = len(ch.filters)
-        order = sorted(range(nf), key=lambda i: (-len(ch.filters[i].values), i))
-        keys = sorted({k for f in ch.filters for k in f.values})
-        for k in keys:
-            voff, vs = luts.values(k)
-            moff = len(self.masks)
-            for vi in range(len(vs) + 1):
-                bits = 0
-                for j, fi in enumerate(order):
-                    allowed = ch.filters[fi].values.get(k)
-                    if allowed is None or (vi > 0 and vs[vi - 1] in allowed):
-                        bits |= 1 << j
-                self.masks.append(_signed64(bits))
-            self.KEY.append(row(K_NCOL, {K_DIM: cs.dslot[k], K_VLUT: voff, K_MOFF: moff}))
-        self.ordb.extend(order)
-        return len(keys)
-
-    def _add_groups(self, ch, cs, luts) -> int:
-        """Groups: first key most significant, values in string order (0 = missing)."""
-        cards = [len(luts.compact(g)[1]) for g in ch.group_by]
-        G = _group_count(ch, cards)
-        mult = G
-        for g, c in zip(ch.group_by, cards):
-            mult //= c
-            self.GK.append(row(G_NCOL, {G_DIM: cs.dslot[g], G_LUT: luts.compact(g)[0], G_MULT: mult}))
-        return G
-
-    def _add_buckets(self, ch, G):
-        """Per bucket (each filter, then the unfiltered rest) its lines and price windows."""
-        line = 0
-        bucket_lines = []
-        for b in list(range(len(ch.filters))) + [None]:
-            nw1, bounds, cells = _window_cells(ch, b)
-            self.BKT.append(row(B_NCOL, {B_LINE: line, B_NW1: nw1, B_WBOFF: len(self.wb), B_WBN: len(bounds),
-                                         B_CWOFF: len(self.cw)}))
-            self.wb.extend(bounds)
-            self.cw.extend(cells)
-            bucket_lines.append((line, nw1))
-            line += G * nw1
-        return bucket_lines, line
-
-    def arrays(self) -> dict:
-        return dict(CP=_table(self.CP, C_NCOL), KEY=_table(self.KEY, K_NCOL), masks=_ints(self.masks),
-                    ordb=_ints(self.ordb), BKT=_table(self.BKT, B_NCOL), wb=_ints(self.wb), cw=_ints(self.cw),
-                    GK=_table(self.GK, G_NCOL))
-
-
 # ---- plans, instances, slot blocks
 
 
@@ -738,14 +472,14 @@ def _code_tables(charges, programs, blocks: _Blocks, cs: _Columns) -> _CodeTable
         pk_qstart[k + 1] = len(pk_q)
         pk_rec[k] = int(any(blocks.INST[x, I_REC] for x in lst))
         pk_nside[k] = sum(1 for x in lst if programs[blocks.instances[x][2]].flags & F_SIDE)
-    return _CodeTables(_code_lut(codes, cs), ncodes, pk_start, _ints(pk_inst), pk_qstart, _ints(pk_q), pk_rec,
+    return _CodeTables(_code_lut(codes, cs), ncodes, pk_start, vector(pk_inst), pk_qstart, vector(pk_q), pk_rec,
                        pk_nside)
 
 
 # ---- subscriptions
 
 
-def _sub_table(subs, periods, blocks: _Blocks, R, cs: _Columns):
+def _subtable(subs, periods, blocks: _Blocks, R, cs: _Columns):
     """-> (SUB, dictionary id -> subscription index, day bounds of every period)."""
     sub_lut = np.full(max(cs.nstrings, 1), -1, np.int32)
     SUB = np.zeros((len(subs) + 1, S_NCOL), np.int64)
@@ -767,16 +501,6 @@ def _sub_table(subs, periods, blocks: _Blocks, R, cs: _Columns):
         bounds.extend(per.day_bounds)
     SUB[len(subs), S_BOFF] = len(bounds)
     return SUB, sub_lut, bounds
-
-
-def _ints(values):
-    """An int64 vector (one zero when empty: numba takes no empty typed array here)."""
-    return np.asarray(values if len(values) else [0], np.int64)
-
-
-def _table(rows, width):
-    """An int64 table of ``width`` columns (one zero row when empty)."""
-    return np.asarray(rows or [[0] * width], np.int64).reshape(-1, width)
 
 
 def _remove_id(strings):
@@ -821,10 +545,3 @@ def _fitting_scales(charges, polys, scales, want) -> dict:
                         scales[p] = min(want[p])
                         changed = True
     return scales
-
-
-def _exact_int(v, scale, prop):
-    x = Fraction(v) / Fraction(10) ** scale
-    if x.denominator != 1:  # pragma: no cover - scales include the rule's exponent
-        raise EngineError(f"per-event rounding of {prop!r} is finer than its scale")
-    return int(x)
