@@ -60,7 +60,7 @@ class Program:
 class Luts:
     """The lookup tables, one int32 array (0 = missing / not mentioned): per
     grouped dimension its values' compact index in string order, per filtered
-    dimension its filter values' index."""
+    dimension its filter values' index (``cs``: the loaded event columns, ``plan._Columns``)."""
 
     def __init__(self, cs, charges):
         self.cs, self.charges = cs, charges
@@ -109,7 +109,7 @@ class Luts:
 
 
 class Quantities:
-    """The Q / TERM / FAC tables: each distinct quantity once."""
+    """The Q / TERM / FAC tables: each distinct quantity once (``cs``: the loaded event columns)."""
 
     def __init__(self, cs):
         self.cs = cs
