@@ -13,6 +13,7 @@ id is stable store-wide like every other.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import attrs
@@ -23,6 +24,9 @@ from .numeric import MISSING, format_decimal, held
 
 _I64, _I32, _I8 = np.dtype("<i8"), np.dtype("<i4"), np.dtype("i1")
 _COLUMNS = "id, first_rowid, n, rowids, ts, code, sub, ptac_m, ptac_e"  # read_columns, per block
+# SQLite page cache while BLOBs are scanned (KiB): pages read once need none, and filling the
+# connection's usual 128 MiB would cost a fresh process more than the reads themselves
+_SCAN_CACHE_KIB = 4096
 
 
 class StringTable:
@@ -202,20 +206,22 @@ class _PropSource:
         if self.block_ids:
             offs = dict(zip(self.block_ids, np.cumsum([0] + self.sizes[:-1]).tolist()))
             sizes = dict(zip(self.block_ids, self.sizes))
-            rows = self.store._read().execute(
-                "SELECT block_id, sid, m, e FROM block_props WHERE name = ? AND block_id BETWEEN ? AND ?",
-                (name, self.block_ids[0], self.block_ids[-1]))
-            for bid, bs, bm, be in rows:
-                if bid not in offs:
-                    continue
-                o, k = offs[bid], sizes[bid]
-                if bm is not None:
-                    m[o:o + k] = np.frombuffer(bm, _I64)
-                    e[o:o + k] = np.frombuffer(be, _I8)
-                if bs is not None:
-                    sid[o:o + k] = np.frombuffer(bs, _I32)
-                else:
-                    sid[o:o + k] = np.where(held(e[o:o + k]), LAZY, -1)  # no string form for a sentinel
+            db = self.store._read()
+            with _scan(db):
+                rows = db.execute(
+                    "SELECT block_id, sid, m, e FROM block_props WHERE name = ? AND block_id BETWEEN ? AND ?",
+                    (name, self.block_ids[0], self.block_ids[-1]))
+                for bid, bs, bm, be in rows:
+                    if bid not in offs:
+                        continue
+                    o, k = offs[bid], sizes[bid]
+                    if bm is not None:
+                        m[o:o + k] = np.frombuffer(bm, _I64)
+                        e[o:o + k] = np.frombuffer(be, _I8)
+                    if bs is not None:
+                        sid[o:o + k] = np.frombuffer(bs, _I32)
+                    else:
+                        sid[o:o + k] = np.where(held(e[o:o + k]), LAZY, -1)  # no string form for a sentinel
         if self.mask is not None:
             m, e, sid = m[self.mask], e[self.mask], sid[self.mask]
         return m, e, sid
@@ -237,8 +243,9 @@ def read_columns(store, since_rowid=0, codes=None, time_from_ms=None, time_to_ms
         total, largest = db.execute(f"SELECT coalesce(sum(n), 0), coalesce(max(n), 0) FROM column_blocks"
                                     f" WHERE {where}", args).fetchone()
         cols = _Blocks(total, largest)
-        for row in db.execute(f"SELECT {_COLUMNS} FROM column_blocks WHERE {where} ORDER BY id", args):
-            cols.add(*row)
+        with _scan(db):
+            for row in db.execute(f"SELECT {_COLUMNS} FROM column_blocks WHERE {where} ORDER BY id", args):
+                cols.add(*row)
     finally:
         db.execute("COMMIT")
     rowid, timestamp, codev, subv, ptm, pte = cols.rowid, cols.ts, cols.code, cols.sub, cols.ptm, cols.pte
@@ -299,6 +306,17 @@ class _Blocks:
             self.ptm[o:k] = np.frombuffer(ptac_m, _I64)
             self.pte[o:k] = np.frombuffer(ptac_e, _I8)
         self._at = k
+
+
+@contextlib.contextmanager
+def _scan(db):
+    """A small page cache on ``db`` while a scan reads BLOBs once; its own size again after."""
+    size = db.execute("PRAGMA cache_size").fetchone()[0]
+    db.execute(f"PRAGMA cache_size = -{_SCAN_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        db.execute(f"PRAGMA cache_size = {int(size)}")
 
 
 def _and(mask, other):

@@ -182,3 +182,13 @@ def test_many_blocks_read_exactly_as_one_block(tmp_path):
     one, many = got
     assert one == many
     assert one[0]["n"] == 53 and one[1]["rowid"][0] == 19 and one[3]["n"] > 0
+
+
+def test_a_read_leaves_the_connection_page_cache_as_it_was(store):
+    """Scans shrink the reader's page cache while they read BLOBs once; later queries get it back."""
+    store.ingest([ev(f"t{i}", gpu_type="A", gpu_count=i) for i in range(5)])
+    db = store._read()
+    before = db.execute("PRAGMA cache_size").fetchone()[0]
+    c = store.read_columns()
+    c.dim("gpu_type"), c.numeric("gpu_count")
+    assert db.execute("PRAGMA cache_size").fetchone()[0] == before
