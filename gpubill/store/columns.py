@@ -1,8 +1,8 @@
 """Columnar reads: a period's events as numpy arrays, incrementally.
 
-``read_columns`` concatenates the column blocks written at ingestion
-(``np.frombuffer`` over BLOBs, no Python row tuples) and applies the filters
-as one boolean mask. Property columns are loaded lazily, on the first
+``read_columns`` copies the column blocks written at ingestion end to end
+into arrays allocated once (``np.frombuffer`` over BLOBs, streamed row by row,
+no Python row tuples) and applies the filters as one boolean mask. Property columns are loaded lazily, on the first
 ``dim(name)``/``numeric(name)``, and cached.
 
 Dictionary ids index the store-wide ``strings`` table (``EventColumns.strings``
