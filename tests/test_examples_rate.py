@@ -16,7 +16,7 @@ import pytest
 from gpubill.dsl import ast
 from gpubill.dsl.check import check_paths
 from gpubill.engine.billing_calendar import start_of, to_ms
-from gpubill.engine.columns import EventColumns
+from gpubill.engine.columns import InMemoryColumns
 from gpubill.engine.compile import compile_subscription
 from gpubill.engine.rate import rate
 from gpubill.engine.reference import rate_reference
@@ -94,7 +94,7 @@ def test_example_test_block(t):
     events = _events(t, resolved.timezone, resolved.period.from_ms)
     for e in events:
         e["external_subscription_id"] = spec.external_id
-    fast = rate([spec], EventColumns.from_events(events))
+    fast = rate([spec], InMemoryColumns.from_events(events))
     ref = rate_reference([spec], events)
     assert fast == ref
     for e in t.expects:

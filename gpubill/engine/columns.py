@@ -1,9 +1,10 @@
 """An in-memory implementation of the column protocol the kernels read.
 
-The store hands the engine columns (``n``, ``timestamp_ms``, ``rowid``,
-``code``, ``subscription``, ``strings``, ``numeric(name)``, ``dim(name)``);
-``EventColumns.from_events`` builds the same shape from Lago-shaped dicts, for
-tests, estimates of a few events and the benchmark.  Numeric parsing follows
+The store hands the engine its ``EventColumns`` (``gpubill.store.columns``:
+``n``, ``timestamp_ms``, ``rowid``, ``code``, ``subscription``, ``strings``,
+``numeric(name)``, ``dim(name)``), read from SQLite; the engine cannot import
+the store, so ``InMemoryColumns.from_events`` builds the same shape from
+Lago-shaped dicts held in memory, for the tests.  Numeric parsing follows
 the strict rule ``^-?[0-9]+(\\.[0-9]+)?$``: anything else is exponent -128,
 and a strict value the store could not hold is exponent -127.
 """
@@ -25,7 +26,10 @@ def parse_numeric(s):
     return held_pair(s) or (0, UNHOLDABLE_EXPONENT)
 
 
-class EventColumns:
+class InMemoryColumns:
+    """Events given as dicts, as the columns the kernels read (the store's
+    ``EventColumns`` shape, built in memory rather than read from SQLite)."""
+
     def __init__(self, n, timestamp_ms, rowid, code, subscription, strings, props, cents, transaction_ids):
         self.n = n
         self.timestamp_ms = timestamp_ms

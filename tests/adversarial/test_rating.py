@@ -19,7 +19,7 @@ from decimal import Decimal
 import pytest
 
 from gpubill.engine import plan as planmod
-from gpubill.engine.columns import EventColumns
+from gpubill.engine.columns import InMemoryColumns
 from gpubill.engine.program import ChargeSpec, MetricSpec, Mul, Prop, Standard, SubscriptionSpec
 from gpubill.engine.rate import rate, run_pass, unheld
 from gpubill.engine.reference import held_pair, rate_reference
@@ -124,7 +124,7 @@ def subs_of(*charges, names=("a", "b", "c")):
 
 
 def both(subs, evs):
-    fast = rate(subs, EventColumns.from_events(evs))
+    fast = rate(subs, InMemoryColumns.from_events(evs))
     assert fast == rate_reference(subs, evs)
     return fast
 
@@ -254,7 +254,7 @@ def test_22_decimals_are_rated_exactly_and_do_not_push_the_others_off_the_fast_p
     r = both(subs_of(SUM_V), evs)
     assert r.unrated == ()
     assert [ln.units for ln in r.lines] == [1 + Decimal(fine), Decimal("86400.5"), Decimal("9" * 12)]
-    cols = EventColumns.from_events(evs)
+    cols = InMemoryColumns.from_events(evs)
     p = planmod.build(subs_of(SUM_V), cols)
     assert unheld(run_pass(p, cols)[1]) == [0]  # only "a" needed the exact path
 
@@ -266,7 +266,7 @@ def test_overflow_in_one_subscription_leaves_the_others_on_the_fast_path(threads
     k = int(threads)
     monkeypatch.setattr(ratemod, "chunks", lambda n: [(n * i // k, n * (i + 1) // k) for i in range(k)])
     evs = [mev(f"a{i}", "a", v=str(2**62)) for i in range(3)] + [mev(f"b{i}", "b", v="1") for i in range(4)]
-    cols = EventColumns.from_events(evs)
+    cols = InMemoryColumns.from_events(evs)
     p = planmod.build(subs_of(SUM_V, names=("a", "b")), cols)
     assert unheld(run_pass(p, cols)[1]) == [0]
     r = both(subs_of(SUM_V, names=("a", "b")), evs)

@@ -2,13 +2,13 @@
 
 import pytest
 
-from gpubill.engine.columns import EventColumns
+from gpubill.engine.columns import InMemoryColumns
 from gpubill.engine.rate import rate
 from gpubill.engine.reference import rate_reference
 
 
 def run_fast(subs, events):
-    return rate(subs, EventColumns.from_events(events))
+    return rate(subs, InMemoryColumns.from_events(events))
 
 
 @pytest.fixture(params=["reference", "numba"])

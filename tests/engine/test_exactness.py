@@ -5,7 +5,7 @@ from decimal import Decimal as D
 import numpy as np
 import pytest
 
-from gpubill.engine.columns import EventColumns
+from gpubill.engine.columns import InMemoryColumns
 from gpubill.engine.kernels import _add, _mul
 from gpubill.engine.money import ratio_to_decimal
 from gpubill.engine.program import ChargeSpec, MetricSpec, Standard, SubscriptionSpec
@@ -35,7 +35,7 @@ def test_a_sum_beyond_int64_is_rated_exactly_on_the_exact_path():
     m = MetricSpec("big", "e", "sum", field="v")
     subs = [SubscriptionSpec("s", (ChargeSpec("c", m, Standard(1)),), T0, T1)]
     evs = [_ev(str(BIG), 0), _ev(str(BIG), 1)]
-    fast = rate(subs, EventColumns.from_events(evs))
+    fast = rate(subs, InMemoryColumns.from_events(evs))
     assert fast == rate_reference(subs, evs)
     assert fast.lines[0].units == 2 * BIG and fast.unrated == ()
 
@@ -45,7 +45,7 @@ def test_a_quantity_beyond_int64_at_the_property_scale_is_rated_exactly():
     m = MetricSpec("fine", "e", "sum", field="v", property_scales={"v": -1})
     subs = [SubscriptionSpec("s", (ChargeSpec("c", m, Standard(1)),), T0, T1)]
     evs = [_ev("1", 0), _ev(str(2**62), 1)]
-    fast = rate(subs, EventColumns.from_events(evs))
+    fast = rate(subs, InMemoryColumns.from_events(evs))
     assert fast == rate_reference(subs, evs)
     assert fast.lines[0].units == 2**62 + 1
 
@@ -55,7 +55,7 @@ def test_weighted_sum_beyond_int64_is_recomputed_exactly():
     m = MetricSpec("lvl", "e", "weighted_sum", field="v", property_scales={"v": -6})
     subs = [SubscriptionSpec("s", (ChargeSpec("c", m, Standard(1)),), T0, T1)]
     evs = [_ev("123456.789012", 0), _ev("-1.5", 5_000_000)]
-    fast = rate(subs, EventColumns.from_events(evs))
+    fast = rate(subs, InMemoryColumns.from_events(evs))
     assert fast == rate_reference(subs, evs)
     assert D("123455") < fast.lines[0].units < D("123456.79")
 

@@ -10,13 +10,13 @@ from gpubill.engine.program import (
     Add, ChargeSpec, Const, Div, Dynamic, Filter, Graduated, GraduatedPercentage, MetricRounding, MetricSpec, Mul,
     Package, PerEvent, Percentage, PriceWindow, Prop, Standard, SubscriptionSpec, Tier, Utilization, Volume,
 )
-from gpubill.engine.columns import EventColumns
+from gpubill.engine.columns import InMemoryColumns
 from gpubill.engine.rate import rate
 from gpubill.engine.reference import rate_reference
 
 
 def run_fast(subs, evs):
-    return rate(subs, EventColumns.from_events(evs))
+    return rate(subs, InMemoryColumns.from_events(evs))
 
 DAY = 86_400_000
 T0 = 1_717_200_000_000  # 2024-06-01T00:00:00Z

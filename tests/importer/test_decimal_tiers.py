@@ -17,7 +17,7 @@ from decimal import Decimal as D
 import pytest
 
 from gpubill.dsl.check import check_sources
-from gpubill.engine.columns import EventColumns
+from gpubill.engine.columns import InMemoryColumns
 from gpubill.engine.compile import compile_subscription
 from gpubill.engine.rate import rate
 from gpubill.engine.reference import rate_reference
@@ -80,7 +80,7 @@ def test_both_engines_rate_the_import_as_lago(imported, units, amount):
     ts = int(dt.datetime(2024, 6, 10, tzinfo=dt.timezone.utc).timestamp())
     evs = [{"transaction_id": "t1", "external_subscription_id": "sub_1", "code": "payments", "timestamp": ts,
             "properties": {"amount": units}}]
-    for result in (rate_reference([spec], evs), rate([spec], EventColumns.from_events(evs))):
+    for result in (rate_reference([spec], evs), rate([spec], InMemoryColumns.from_events(evs))):
         (line,) = [ln for ln in result.lines if ln.kind == "usage"]
         assert line.precise_amount == D(amount)
 

@@ -7,10 +7,10 @@ from gpubill.engine.reference import rate_reference
 
 def _numba(specs, events):
     # Imported here so that a broken fast engine fails its own cases, not the reference ones.
-    from gpubill.engine.columns import EventColumns
+    from gpubill.engine.columns import InMemoryColumns
     from gpubill.engine.rate import rate
 
-    return rate(specs, EventColumns.from_events(events))
+    return rate(specs, InMemoryColumns.from_events(events))
 
 
 @pytest.fixture(params=["reference", "numba"])
