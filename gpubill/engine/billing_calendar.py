@@ -13,20 +13,17 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
-from .period import DAY_MS
-
 _MONTHS = {"weekly": 0, "monthly": 1, "quarterly": 3, "yearly": 12}
 
 
 @attrs.frozen
 class Period:
+    """The billing period: its bounds in UTC ms and its label. What part of it
+    one subscription covers, in its local days, is ``coverage.Coverage``."""
+
     from_ms: int
     to_ms: int  # inclusive
     label: str
-
-    @property
-    def days(self) -> int:
-        return round((self.to_ms + 1 - self.from_ms) / DAY_MS)
 
 
 def to_ms(t: dt.datetime) -> int:

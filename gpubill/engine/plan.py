@@ -43,7 +43,7 @@ from .layout import (
     S_HI, S_LO, S_LP, S_NCOL, S_PLAN, S_RANK, S_XBASE, vector,
 )
 from .money import EngineError
-from .period import period_of
+from .coverage import coverage_of
 from .program import END_REASON
 from .program_tables import Luts, ProgramTables, Quantities, needs_side
 
@@ -110,7 +110,7 @@ def _period_cache(subs):
     for s in subs:
         k = (s.period_from_ms, s.period_to_ms, s.started_at_ms, s.terminated_at_ms, s.timezone)
         if k not in memo:
-            memo[k] = period_of(s)
+            memo[k] = coverage_of(s)
         out.append(memo[k])
     return out
 

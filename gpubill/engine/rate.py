@@ -34,7 +34,7 @@ from .layout import (
     I_STRIDE, I_XOFF, S_EP, S_XBASE, X_CENTS, X_LROW, X_LTS, X_LVAL, X_MAX, X_NCOL, X_PROR,
 )
 from .money import EXACT, MISSING_EXPONENT, EngineError, ratio_to_decimal
-from .period import DAY_MS
+from .coverage import DAY_MS
 from .price import (
     ZERO, ChargeCtx, advance_fees, empty_usage, in_sub_order, price_line, price_values, slot_reason_maps, true_up_line,
     unpriceable,

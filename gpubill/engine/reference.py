@@ -49,7 +49,7 @@ from fractions import Fraction
 from gpubill.numbers import MIN_EXPONENT, STRICT, UNHOLDABLE, parse_strict
 
 from . import poly as polymod
-from .period import DAY_MS, NEG_INF, period_of
+from .coverage import DAY_MS, NEG_INF, coverage_of
 from .price import assemble, line_model
 from .program import END_REASON, Graduated, NotRated, Percentage, Unrated
 from .usage import AdvanceEvent, LineUsage, nd
@@ -261,7 +261,7 @@ def rate_reference(subscriptions, events):
     by_pair: dict = {}
     for e in evs:
         by_pair.setdefault((e["sub"], e["code"]), []).append(e)
-    periods = [period_of(s) for s in subs]
+    periods = [coverage_of(s) for s in subs]
     usages, ignored, advances, unrated = [], {}, {}, {}
     for si, sub in enumerate(subs):
         if periods[si].empty:

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import attrs
 
 from gpubill.engine import poly as polymod
-from gpubill.engine.period import NEG_INF, period_of
+from gpubill.engine.coverage import NEG_INF, coverage_of
 from gpubill.engine.program import ChargeSpec, SubscriptionSpec
 from gpubill.engine.reference import Unholdable, bucket_of, normalize, quantity, window_of
 
@@ -61,7 +61,7 @@ def price_source(charge: ChargeSpec, line) -> str | None:
 
 
 def trace(sub: SubscriptionSpec, events: Iterable[dict]) -> dict[LineRef, list[EventRef]]:
-    per = period_of(sub)
+    per = coverage_of(sub)
     out: dict[LineRef, list[EventRef]] = {}
     evs = [e for e in normalize(events) if e["sub"] == sub.external_id]
     evs.sort(key=lambda e: (e["ts"], e["rowid"]))

@@ -1,7 +1,9 @@
-"""Billing-period arithmetic for one subscription: bounds, days, day index.
+"""What one subscription covers of its billing period: bounds, days, day index.
 
-Everything the engines need to know about time, computed once per
-subscription in Python (the kernels receive the resulting integers):
+The billing period itself (which one, its bounds, its label) is
+``billing_calendar.Period``, decided once in ``subscription``; a ``Coverage``
+is what the engines need to know about time for one compiled subscription,
+computed once in Python (the kernels receive the resulting integers):
 
 * ``lo``/``hi``: the inclusive window of the period the subscription covers
   (period bounds cut by started_at / terminated_at);
@@ -26,7 +28,9 @@ NEG_INF = -(2**62)
 
 
 @attrs.frozen
-class Period:
+class Coverage:
+    """The part of a billing period one subscription covers, in its local days."""
+
     lo: int
     hi: int
     duration_days: int
@@ -50,15 +54,15 @@ def _midnight_ms(d, tz) -> int:
     return int(datetime(d.year, d.month, d.day, tzinfo=tz).timestamp()) * 1000
 
 
-def period_of(sub) -> Period:
+def coverage_of(sub) -> Coverage:
     tz = ZoneInfo(sub.timezone)
     lo = sub.period_from_ms if sub.started_at_ms is None else max(sub.period_from_ms, sub.started_at_ms)
     hi = sub.period_to_ms if sub.terminated_at_ms is None else min(sub.period_to_ms, sub.terminated_at_ms)
     duration = (_local_date(sub.period_to_ms, tz) - _local_date(sub.period_from_ms, tz)).days + 1
     if hi < lo:
-        return Period(lo, hi, duration, 0, (), hi)
+        return Coverage(lo, hi, duration, 0, (), hi)
     d0, d1 = _local_date(lo, tz), _local_date(hi, tz)
     eff = (d1 - d0).days + 1
     bounds = tuple(_midnight_ms(d0 + timedelta(days=k), tz) for k in range(1, eff))
     ws_end = -((-(hi)) // 1000) * 1000
-    return Period(lo, hi, duration, eff, bounds, ws_end)
+    return Coverage(lo, hi, duration, eff, bounds, ws_end)
