@@ -107,7 +107,10 @@ class StringTable:
 
 @attrs.frozen(eq=False)
 class EventColumns:
-    """Events as columns, in ingestion order. See ``Store.read_columns``."""
+    """Events as columns, in ingestion order. See ``Store.read_columns``.
+
+    The engine's ``InMemoryColumns`` (``gpubill.engine.columns``) builds the
+    same shape from event dicts, for the tests; the engine cannot import this."""
 
     n: int
     last_rowid: int
