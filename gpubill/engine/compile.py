@@ -245,10 +245,6 @@ class _ChargeBuilder:
         self.filters: dict[tuple, p.Filter] = {}
         self.windows: list[p.PriceWindow] = []
 
-    @staticmethod
-    def _key(values: dict) -> tuple:
-        return tuple(sorted((k, tuple(sorted(v))) for k, v in values.items()))
-
     def set_price(self, price: ast.Price, source: str | None) -> None:
         """The default price, written at `source` (a table's rows keep their own)."""
         self.default_source = source
@@ -267,7 +263,7 @@ class _ChargeBuilder:
 
     def put_filter(self, values: dict, model: p.Model, source: str | None) -> None:
         # An identical condition replaces the earlier one (an override), keeping its place.
-        self.filters[self._key(values)] = p.Filter(values, model, source=source)
+        self.filters[p.canonical_filter(values)] = p.Filter(values, model, source=source)
 
     def add_where(self, cond: ast.Condition, price: ast.Price, source: str | None) -> None:
         values = _condition(cond)

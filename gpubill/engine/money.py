@@ -19,6 +19,8 @@ from fractions import Fraction
 
 from gpubill.numbers import MISSING, UNHOLDABLE
 
+from .program import MoneyRounding
+
 # Local contexts: big enough that +, -, * of any amounts we see are exact.
 EXACT = decimal.Context(prec=200, Emax=999999, Emin=-999999, traps=[decimal.InvalidOperation])
 # Significant digits kept when a rational has no finite decimal expansion
@@ -40,15 +42,27 @@ class EngineError(Exception):
     """A rating program or input the engine cannot rate exactly."""
 
 
-def round_money(value: Decimal, mode: str = "ROUND_HALF_UP", quantum: Decimal = Decimal("0.01")) -> Decimal:
-    """Round ``value`` to a multiple of ``quantum`` (a power of ten) by ``mode``."""
+def round_amount(value: Decimal, rule) -> Decimal:
+    """The one rounding of money: ``value`` to a multiple of ``rule.quantum``
+    (a power of ten) by ``rule.mode`` (a ``decimal`` ROUND_* name).
+
+    ``rule`` is the plan's rounding (``program.MoneyRounding``: mode, quantum),
+    never the ambient decimal context.  Every amount is rounded once, on its
+    own line (or in-advance fee): totals add rounded amounts and are never
+    rounded again.  Negative amounts round by the same mode (ROUND_HALF_UP:
+    half away from zero, -0.005 -> -0.01; ROUND_CEILING towards +inf).
+    The result has exactly the quantum's exponent (2.5 -> 2.50 at 0.01).
+    """
+    mode = rule.mode
     if mode not in ROUNDING_MODES:
         raise ValueError(f"unknown rounding mode {mode!r}")
-    return value.quantize(quantum, rounding=mode, context=EXACT)
+    return value.quantize(rule.quantum, rounding=mode, context=EXACT)
 
 
 def ceil_decimals(value: Decimal, places: int) -> Decimal:
-    return value.quantize(Decimal(1).scaleb(-places), rounding=decimal.ROUND_CEILING, context=EXACT)
+    """``value`` rounded up (towards +inf) to ``places`` decimals: a quantity
+    (Lago's prorated units), not money; exponent exactly ``-places``."""
+    return round_amount(value, MoneyRounding("ROUND_CEILING", Decimal(1).scaleb(-places)))
 
 
 _DENS: dict = {}  # denominator -> (m, c, k, Decimal(den)): den = 2**a * 5**b * m, gcd(m, 10) = 1, k = max(a, b), c = 10**k // (den // m)

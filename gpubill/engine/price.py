@@ -24,7 +24,7 @@ import decimal
 from decimal import Decimal
 
 from . import models
-from .money import EXACT, ROUNDING_MODES, ratio_to_decimal
+from .money import EXACT, ROUNDING_MODES, ratio_to_decimal, round_amount
 from .program import Dynamic, Graduated, InAdvanceFee, Percentage, RatedLine, RateResult, Standard, Unrated
 from .usage import LineUsage
 
@@ -46,14 +46,14 @@ def round_ratio(num: int, den: int, function: str, precision: int) -> Decimal:
     else:  # half-up, away from zero
         n = (2 * abs(n2) + d2) // (2 * d2)
         n = n if n2 >= 0 else -n
-    d = Decimal(n).scaleb(-precision)
-    return d.quantize(Decimal(1)) if precision < 0 else d
+    if precision < 0:  # an integer: n tens, hundreds...
+        return Decimal(n * 10 ** (-precision))
+    return EXACT.scaleb(Decimal(n), -precision)
 
 
 def _filter_dict(charge, bucket):
-    if bucket is None:
-        return None
-    return {k: tuple(sorted(v)) for k, v in sorted(charge.filters[bucket].values.items())}
+    """A line's ``filter``: its bucket's canonical form as a dict (None: the default bucket)."""
+    return None if bucket is None else dict(charge.filters[bucket].canonical)
 
 
 def line_model(charge, bucket, window):
@@ -82,8 +82,6 @@ class ChargeCtx:
         if rr.mode not in ROUNDING_MODES:
             raise ValueError(f"unknown rounding mode {rr.mode!r}")
         self.rr = rr
-        self.quantum = rr.quantum
-        self.mode = rr.mode
         self.filters = [_filter_dict(charge, b) for b in range(len(charge.filters))] + [None]
         self.group_by = charge.group_by
         self._models: dict = {}
@@ -175,7 +173,7 @@ def price_values(sub, cc: ChargeCtx, bucket, window, group, units: Decimal, full
         precise = p.amount if p.amount > 0 else ZERO
         tiers = p.tiers
         unit_price = ZERO if p.denominator == 0 else div(precise, p.denominator)
-    amount = precise.quantize(cc.quantum, rounding=cc.mode, context=EXACT)
+    amount = round_amount(precise, cc.rr)
     fdict = cc.filters[-1 if bucket is None else bucket]
     gdict = dict(zip(cc.group_by, group)) if group else {}
     if lazy is None:
@@ -230,7 +228,7 @@ def true_up_line(sub, charge, lines, eff_days: int, duration_days: int):
     return RatedLine(
         subscription=sub.external_id, charge_id=charge.id, metric=charge.metric.code, filter=None, group={},
         window=None, units=Decimal(1), full_units=Decimal(1), event_count=0, unit_price=precise,
-        precise_amount=precise, amount=precise.quantize(rr.quantum, rounding=rr.mode, context=EXACT), tiers=(),
+        precise_amount=precise, amount=round_amount(precise, rr), tiers=(),
         units_by_end_reason={}, count_by_end_reason={}, rounding=rr, kind="min_true_up",
     )
 
@@ -310,7 +308,7 @@ def advance_fees(sub, cc: ChargeCtx, bucket, group, window, events, duration_day
                 filter=None if fdict is None else dict(fdict), group=dict(zip(charge.group_by, group)),
                 window=window, transaction_id=e.transaction_id, rowid=e.rowid, timestamp_ms=e.timestamp_ms,
                 units=fraction_to_decimal(inc), precise_amount=fee,
-                amount=fee.quantize(rr.quantum, rounding=rr.mode, context=EXACT),
+                amount=round_amount(fee, rr),
             )
         )
     return out

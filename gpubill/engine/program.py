@@ -224,6 +224,13 @@ class PriceWindow:
     source: Optional[str] = attrs.field(default=None, eq=False)  # where `model` was written (explain)
 
 
+def canonical_filter(values: dict) -> tuple:
+    """A filter's one canonical form: ((key, (value, ...)), ...), keys and each
+    key's values sorted.  It identifies a filter bucket (compile, plan keys),
+    and is what lines, explain and reports show (``Filter.canonical``)."""
+    return tuple(sorted((k, tuple(sorted(v))) for k, v in values.items()))
+
+
 @attrs.frozen
 class Filter:
     """key -> allowed string values (AND across keys, OR within a key)."""
@@ -235,6 +242,11 @@ class Filter:
 
     def __attrs_post_init__(self):
         object.__setattr__(self, "values", {k: frozenset(v) for k, v in self.values.items()})
+
+    @property
+    def canonical(self) -> tuple:
+        """``canonical_filter(self.values)``."""
+        return canonical_filter(self.values)
 
 
 @attrs.frozen

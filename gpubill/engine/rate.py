@@ -33,7 +33,7 @@ from .layout import (
     A_COUNT, A_SUM, B_LINE, B_NW1, C_BOFF, F_CENTS, F_EXT, F_PROR, F_SIDE, F_UNIQUE, I_BASE, I_CP, I_HASHED, I_LOFF,
     I_STRIDE, I_XOFF, S_EP, S_XBASE, X_CENTS, X_LROW, X_LTS, X_LVAL, X_MAX, X_NCOL, X_PROR,
 )
-from .money import EXACT, MISSING_EXPONENT, EngineError, ratio_to_decimal
+from .money import EXACT, MISSING_EXPONENT, EngineError, ratio_to_decimal, round_amount
 from .coverage import DAY_MS
 from .price import (
     ZERO, ChargeCtx, advance_fees, empty_usage, in_sub_order, price_line, price_values, slot_reason_maps, true_up_line,
@@ -605,7 +605,6 @@ def _linear_advance_fees(p, sub, cc, pr, seq, txs, bucket, group, window) -> lis
             incs.append(0)
     charge, metric = cc.charge, cc.charge.metric
     amount = cc.model(bucket, window)[0].amount
-    quantum, mode = cc.quantum, cc.mode
     fdict = cc.filter_dict(bucket)
     groupd = dict(zip(charge.group_by, group))
     num, den = D.numerator, D.denominator
@@ -617,7 +616,7 @@ def _linear_advance_fees(p, sub, cc, pr, seq, txs, bucket, group, window) -> lis
             subscription=sub.external_id, charge_id=charge.id, metric=metric.code,
             filter=None if fdict is None else dict(fdict), group=dict(groupd), window=window,
             transaction_id=str(txs[i]) if txs is not None else str(r), rowid=r, timestamp_ms=t,
-            units=units, precise_amount=fee, amount=fee.quantize(quantum, rounding=mode, context=EXACT),
+            units=units, precise_amount=fee, amount=round_amount(fee, cc.rr),
         ))
     return out
 

@@ -21,7 +21,7 @@ import attrs
 
 from gpubill.engine import poly as polymod
 from gpubill.engine.coverage import NEG_INF, coverage_of
-from gpubill.engine.program import ChargeSpec, SubscriptionSpec
+from gpubill.engine.program import ChargeSpec, SubscriptionSpec, canonical_filter
 from gpubill.engine.reference import Unholdable, bucket_of, normalize, quantity, window_of
 
 
@@ -44,7 +44,7 @@ class EventRef:
 
 def line_ref(line) -> LineRef:
     """The LineRef of a RatedLine (or of its JSON-like fields)."""
-    flt = tuple(sorted((k, tuple(sorted(v))) for k, v in (line.filter or {}).items()))
+    flt = canonical_filter(line.filter or {})
     return LineRef(line.charge_id, flt, tuple(line.group.items()), line.window)
 
 
@@ -53,8 +53,8 @@ def price_source(charge: ChargeSpec, line) -> str | None:
     price window's clause, else its filter's, else the charge default's."""
     bucket = None
     if line.filter is not None:
-        values = {k: frozenset(v) for k, v in line.filter.items()}
-        bucket = next(i for i, f in enumerate(charge.filters) if f.values == values)
+        flt = canonical_filter(line.filter)
+        bucket = next(i for i, f in enumerate(charge.filters) if f.canonical == flt)
     if line.window is not None:
         return charge.bucket_windows(bucket)[line.window].source
     return charge.source if bucket is None else charge.filters[bucket].source
@@ -75,7 +75,7 @@ def trace(sub: SubscriptionSpec, events: Iterable[dict]) -> dict[LineRef, list[E
                 continue
             props = e["props"]
             b = bucket_of(charge, props)
-            flt = () if b is None else tuple(sorted((k, tuple(sorted(v))) for k, v in charge.filters[b].values.items()))
+            flt = () if b is None else charge.filters[b].canonical
             counted = _counted(charge, poly, props)
             w = window_of(charge.bucket_windows(b), e["ts"]) if counted else None
             group = tuple((k, props.get(k)) for k in charge.group_by)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+from gpubill.engine.money import EXACT, round_amount
+from gpubill.engine.program import MoneyRounding, canonical_filter
 from gpubill.engine.trace import line_ref, price_source
 from gpubill.service.rating import RateReport, totals
 
@@ -34,7 +36,7 @@ def clause_of(billed, line) -> str | None:
 def _filter_json(f):
     if f is None:
         return None
-    return {k: sorted(v) for k, v in f.items()}
+    return {k: list(v) for k, v in canonical_filter(f)}
 
 
 EXPLAIN_EVENTS = 20  # transaction ids listed per line; the count is always complete
@@ -129,13 +131,18 @@ def report_json(report: RateReport, explain: bool = False) -> dict:
     return {"schema": SCHEMA_VERSION, "subscriptions": subs, "unrated": unrated}
 
 
+def display_rounding(places: int) -> MoneyRounding:
+    """How a number is cut for people: half-even to `places` decimals (JSON keeps all)."""
+    return MoneyRounding("ROUND_HALF_EVEN", Decimal(1).scaleb(-places))
+
+
 def display(d: Decimal | None, places: int = 6) -> str:
     """A number for people: at most `places` decimals, marked with "~" when cut (JSON keeps all)."""
     if d is None:
         return "-"
     exp = d.as_tuple().exponent
     if isinstance(exp, int) and -exp > places:
-        return "~" + format(d.quantize(Decimal(1).scaleb(-places)).normalize(), "f")
+        return "~" + format(round_amount(d, display_rounding(places)).normalize(EXACT), "f")
     return format(d, "f")
 
 
@@ -153,7 +160,7 @@ def printable(text: str) -> str:
 def _dims(line) -> str:
     parts = []
     if line.filter:
-        parts.extend(f"{k}={'|'.join(sorted(v))}" for k, v in line.filter.items())
+        parts.extend(f"{k}={'|'.join(v)}" for k, v in canonical_filter(line.filter))
     parts.extend(f"{k}={v if v is None else printable(v)}" for k, v in line.group.items())
     if line.window is not None:
         parts.append(f"window {line.window + 1}")

@@ -3,10 +3,16 @@
 from datetime import datetime, timezone
 from decimal import Decimal as D
 
-from gpubill.engine.money import round_money
+from gpubill.engine.money import round_amount
 from gpubill.engine.program import (
-    ChargeSpec, Filter, Graduated, MetricRounding, MetricSpec, Standard, SubscriptionSpec, Tier, Volume,
+    ChargeSpec, Filter, Graduated, MetricRounding, MetricSpec, MoneyRounding, Standard, SubscriptionSpec, Tier, Volume,
 )
+
+
+def round_to_cents(d):
+    """Half-up to cents: the default plan rounding."""
+    return round_amount(d, MoneyRounding())
+
 
 DAY = 86_400_000
 
@@ -181,7 +187,7 @@ def test_prorated_graduated_engine(engine):
     assert line.full_units == 14
     r = D("2.2") / 6
     expected = 50 + D("2.66667") * 5 - 5 * r * 5 - 1 * r * 10 + D("0.2") * 10 + 9 * D("0.2") * 5 + 150
-    assert round_money(line.precise_amount) == round_money(expected) == D("211.50")
+    assert round_to_cents(line.precise_amount) == round_to_cents(expected) == D("211.50")
 
 
 def test_prorated_volume_engine(engine):
@@ -200,7 +206,7 @@ def test_spending_minimum_true_up_line(engine):
     s = sub([ch], terminated_at_ms=ms(2024, 5, 15, 12))
     r = engine([s], [ev(ts=MAY[0], v="2")])
     up = [ln for ln in r.lines if ln.kind == "min_true_up"]
-    assert up[0].amount == round_money(D(10) * 15 / 31 - 2)
+    assert up[0].amount == round_to_cents(D(10) * 15 / 31 - 2)
 
 
 def test_pay_in_advance_graduated_7_2_4_cents(engine):

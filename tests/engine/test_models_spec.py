@@ -5,8 +5,14 @@ from decimal import Decimal as D
 import pytest
 
 from gpubill.engine import models
-from gpubill.engine.money import round_money
-from gpubill.engine.program import Graduated, GraduatedPercentage, Package, Percentage, Standard, Tier
+from gpubill.engine.money import round_amount
+from gpubill.engine.program import Graduated, GraduatedPercentage, MoneyRounding, Package, Percentage, Standard, Tier
+
+
+def round_to_cents(d):
+    """Half-up to cents: the default plan rounding."""
+    return round_amount(d, MoneyRounding())
+
 
 GRAD = (Tier(0, 10, 10, 2), Tier(11, 20, 5, 3), Tier(21, None, 5, 3))
 
@@ -115,7 +121,7 @@ PG = (Tier(0, 5, 10, 100), Tier(6, None, 5, 50))
 def test_prorated_graduated_spec():
     ev = [(D(5), D("3.5")), (D(5), D("2.66667")), (D(10), D(2)), (D(-6), D("-2.2"))]
     p = models.prorated_graduated(ev, PG)
-    assert round_money(p.amount) == D("197.33")
+    assert round_to_cents(p.amount) == D("197.33")
 
 
 def test_prorated_graduated_no_events_pays_first_flat():
@@ -133,7 +139,7 @@ def test_prorated_graduated_single_event_three_tiers():
 def test_dynamic():
     p = models.dynamic(D(20), D("40.2"))
     assert p.amount == D("0.402")
-    assert round_money(p.amount) == D("0.40")
+    assert round_to_cents(p.amount) == D("0.40")
     assert p.amount / p.denominator == D("0.0201")
     assert models.dynamic(D(0), D("40.2")).amount == 0
 
@@ -144,7 +150,7 @@ def test_standard_never_rounds():
 
 def test_advance_delta_graduated_first_event_pays_flat():
     m = Graduated((Tier(0, 1, D("0.05"), D("0.02")), Tier(2, 2, D("0.02")), Tier(3, None, D("0.01"), D("0.03"))))
-    fees = [round_money(models.advance_delta(m, D(n), D(n - 1))) for n in (1, 2, 3)]
+    fees = [round_to_cents(models.advance_delta(m, D(n), D(n - 1))) for n in (1, 2, 3)]
     assert fees == [D("0.07"), D("0.02"), D("0.04")]
 
 
@@ -155,9 +161,9 @@ def test_advance_delta_same_second_events():
 
 def test_spending_minimum_true_up():
     assert models.min_true_up(D(1000), D(700), 31, 31) == 300
-    assert round_money(models.min_true_up(D(1000), D(200), 15, 31), quantum=D(1)) == 284
-    assert round_money(models.min_true_up(D(1000), D(200), 15, 31)) == D("283.87")
-    assert round_money(models.min_true_up(D(10000), D(7000), 25, 28), quantum=D(1)) == 1929
+    assert round_amount(models.min_true_up(D(1000), D(200), 15, 31), MoneyRounding(quantum=D(1))) == 284
+    assert round_to_cents(models.min_true_up(D(1000), D(200), 15, 31)) == D("283.87")
+    assert round_amount(models.min_true_up(D(10000), D(7000), 25, 28), MoneyRounding(quantum=D(1))) == 1929
     assert models.min_true_up(D(100), D(700), 31, 31) == 0
 
 
