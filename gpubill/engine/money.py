@@ -53,10 +53,14 @@ def round_amount(value: Decimal, rule) -> Decimal:
     half away from zero, -0.005 -> -0.01; ROUND_CEILING towards +inf).
     The result has exactly the quantum's exponent (2.5 -> 2.50 at 0.01).
     """
-    mode = rule.mode
-    if mode not in ROUNDING_MODES:
-        raise ValueError(f"unknown rounding mode {mode!r}")
-    return value.quantize(rule.quantum, rounding=mode, context=EXACT)
+    check_rounding(rule)
+    return value.quantize(rule.quantum, rounding=rule.mode, context=EXACT)
+
+
+def check_rounding(rule) -> None:
+    """ValueError unless ``rule.mode`` is a ``decimal`` ROUND_* name."""
+    if rule.mode not in ROUNDING_MODES:
+        raise ValueError(f"unknown rounding mode {rule.mode!r}")
 
 
 def ceil_decimals(value: Decimal, places: int) -> Decimal:

@@ -24,7 +24,7 @@ import decimal
 from decimal import Decimal
 
 from . import models
-from .money import EXACT, ROUNDING_MODES, ratio_to_decimal, round_amount
+from .money import EXACT, check_rounding, ratio_to_decimal, round_amount
 from .program import Dynamic, Graduated, InAdvanceFee, Percentage, RatedLine, RateResult, Standard, Unrated
 from .usage import LineUsage
 
@@ -79,8 +79,7 @@ class ChargeCtx:
         self.is_prorated = charge.prorated and m.aggregation in ("sum", "unique_count")
         self.rounding = m.rounding
         rr = charge.money_rounding
-        if rr.mode not in ROUNDING_MODES:
-            raise ValueError(f"unknown rounding mode {rr.mode!r}")
+        check_rounding(rr)  # a bad plan fails even where it has no line
         self.rr = rr
         self.filters = [_filter_dict(charge, b) for b in range(len(charge.filters))] + [None]
         self.group_by = charge.group_by

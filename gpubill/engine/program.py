@@ -249,6 +249,12 @@ class Filter:
         return canonical_filter(self.values)
 
 
+def match_order(filters) -> list[int]:
+    """The order in which an event tries a charge's filters: most keys first,
+    ties in written order; the first that allows the event is its bucket."""
+    return sorted(range(len(filters)), key=lambda i: (-len(filters[i].values), i))
+
+
 @attrs.frozen
 class MoneyRounding:
     mode: str = "ROUND_HALF_UP"

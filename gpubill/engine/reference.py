@@ -51,7 +51,7 @@ from gpubill.numbers import MIN_EXPONENT, STRICT, UNHOLDABLE, parse_strict
 from . import poly as polymod
 from .coverage import DAY_MS, NEG_INF, coverage_of
 from .price import assemble, line_model
-from .program import END_REASON, Graduated, NotRated, Percentage, Unrated
+from .program import END_REASON, Graduated, NotRated, Percentage, Unrated, match_order
 from .usage import AdvanceEvent, LineUsage, nd
 
 REMOVE = "remove"
@@ -128,8 +128,7 @@ def normalize(events):
 
 
 def bucket_of(charge, props):
-    order = sorted(range(len(charge.filters)), key=lambda i: (-len(charge.filters[i].values), i))
-    for i in order:
+    for i in match_order(charge.filters):
         f = charge.filters[i]
         if all(props.get(k) in vs for k, vs in f.values.items()):
             return i

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gpubill.engine.money import ceil_decimals, round_amount
-from gpubill.engine.program import ChargeSpec, Filter, MetricSpec, MoneyRounding, Standard, SubscriptionSpec, canonical_filter
+from gpubill.engine.program import ChargeSpec, Filter, MetricSpec, MoneyRounding, Standard, SubscriptionSpec, canonical_filter, match_order
 from gpubill.engine.trace import line_ref
 from gpubill.service.report import display
 
@@ -22,6 +22,7 @@ SCANNED = [p for d in ("engine", "service") for p in sorted((ROOT / d).rglob("*.
 # Not yet routed (files outside this change's owner; see issue 8's report).
 PENDING_QUANTIZE = {"service/demo_data.py"}
 PENDING_FILTER = {"engine/plan.py", "service/demo.py"}
+PENDING_ORDER = {"engine/program_tables.py"}
 
 
 def _rel(p: Path) -> str:
@@ -53,6 +54,17 @@ def test_filter_form_derived_only_in_program():
     pattern = re.compile(r"sorted\(\(k, tuple\(sorted\(v\)\)\)|tuple\(sorted\(v\)\)|join\(sorted\(v\)\)|sorted\(v\) for k, v")
     sites = [_rel(p) for p in SCANNED if _rel(p) not in PENDING_FILTER and pattern.search(p.read_text())]
     assert sites == ["engine/program.py"]
+
+
+def test_filter_match_order_written_only_in_program():
+    pattern = re.compile(r"-len\(")
+    sites = [_rel(p) for p in SCANNED if _rel(p) not in PENDING_ORDER and pattern.search(p.read_text())]
+    assert sites == ["engine/program.py"]
+
+
+def test_match_order_most_keys_first_ties_as_written():
+    fs = [Filter({"a": {"1"}}, Standard(1)), Filter({"a": {"1"}, "b": {"2"}}, Standard(1)), Filter({"c": {"3"}}, Standard(1))]
+    assert match_order(fs) == [1, 0, 2]
 
 
 @pytest.mark.parametrize("mode,quantum,value,expected", [
