@@ -58,7 +58,7 @@ def program_key(ch):
     return (
         m.event_code, m.aggregation, m.quantity(), m.field if m.aggregation == "unique_count" else None,
         m.unit_scale, m.per_event, m.recurring, tuple(sorted(m.property_scales.items())),
-        tuple((tuple(sorted((k, tuple(sorted(v))) for k, v in f.values.items())),
+        tuple((f.canonical,
                tuple((w.from_ms, w.to_ms) for w in f.windows)) for f in ch.filters),
         tuple((w.from_ms, w.to_ms) for w in ch.windows), ch.group_by, ch.pay_in_advance, ch.prorated,
         ch.utilization, needs_side(ch), ch.reads_cents(),

@@ -26,7 +26,7 @@ from .layout import (
     row, table, vector,
 )
 from .money import EngineError
-from .program import Graduated, Percentage
+from .program import Graduated, Percentage, match_order
 
 MAX_FILTERS = 63
 MAX_GROUPS = 2**40  # value combinations of one charge's group by keys (slot ids stay int64)
@@ -253,8 +253,7 @@ class ProgramTables:
     def _add_filters(self, ch, cs, luts) -> int:
         """Per filter key a mask per value (bit j: the j-th most specific filter
         allows it); the bucket order -> filter index in ``ordb``."""
-        nf = len(ch.filters)
-        order = sorted(range(nf), key=lambda i: (-len(ch.filters[i].values), i))
+        order = match_order(ch.filters)
         keys = sorted({k for f in ch.filters for k in f.values})
         for k in keys:
             voff, vs = luts.values(k)

@@ -21,6 +21,11 @@ import attrs
 from gpubill.dsl import ast, units
 from gpubill.dsl.quantities import expr_props
 from gpubill.dsl.resolve import Catalog
+from gpubill.engine.money import round_amount
+from gpubill.engine.program import MoneyRounding
+
+#: generated precise amounts are kept to 1/10 000 of a cent (not a bill amount: demo input)
+DEMO_CENTS = MoneyRounding("ROUND_HALF_EVEN", Decimal("0.0001"))
 
 GPU_TYPES = ("A100-40GB", "A100-80GB", "H100-SXM", "H200")
 REGIONS = ("us-east", "us-west", "eu-west")
@@ -157,7 +162,7 @@ def generate(catalog: Catalog, contracts: list[ast.Contract], plans: dict[str, a
                 # what a spot market would have charged for this job: 0.90 to 2.40 per GPU-hour
                 gpus = Decimal(props.get("gpu_count", "1"))
                 hours = Decimal(props.get("duration_seconds", "3600")) / 3600
-                cents = (gpus * hours * rng.randrange(90, 240)).quantize(Decimal("0.0001"))
+                cents = round_amount(gpus * hours * rng.randrange(90, 240), DEMO_CENTS)
                 ev["precise_total_amount_cents"] = format(cents, "f")
             seq += 1
             (late if rng.random() < 0.005 else main).append(ev)
