@@ -25,14 +25,16 @@ import gpubill
 
 ROOT = Path(gpubill.__file__).parent
 
-# The base every component may import: the exact number form (gpubill/numbers.py).
-BASE = {"numbers"}
+# The base every component may import: the exact number form (gpubill/numbers.py) and text
+# shown to a person (gpubill/text.py).
+BASE = {"numbers", "text"}
 # What the shell may import: the service layer, the language (check/fmt/import), the base.
 SHELL = {"service", "dsl"} | BASE
 SHELL_COMPONENTS = ("cli", "server", "tui", "agent")
 # What each component may import from gpubill (itself and BASE always allowed).
 ALLOWED = {
     "numbers": set(),
+    "text": set(),
     "dsl": BASE,
     "engine": {"dsl"} | BASE,
     "contracts": {"dsl", "engine"} | BASE,

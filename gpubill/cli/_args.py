@@ -14,6 +14,8 @@ import math
 import re
 from collections.abc import Callable
 
+from gpubill.text import shown
+
 _INT = re.compile(r"[+-]?[0-9]{1,40}")
 _FLOAT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,4})?")
 
@@ -28,15 +30,11 @@ MAX_HOURS = 100 * 366 * 24    # --max-future: a century (any longer lead checks 
 MAX_SECONDS = 24 * 3600       # serve --body-timeout
 
 
-def _show(text: str) -> str:
-    return repr(text if len(text) <= 40 else text[:37] + "...")
-
-
 def int_range(lo: int, hi: int) -> Callable[[str], int]:
     """An integer from ``lo`` to ``hi`` inclusive."""
     def convert(text: str) -> int:
         if not (text.isascii() and _INT.fullmatch(text)) or not lo <= int(text) <= hi:
-            raise argparse.ArgumentTypeError(f"must be an integer from {lo} to {hi}, got {_show(text)}")
+            raise argparse.ArgumentTypeError(f"must be an integer from {lo} to {hi}, got {shown(text)}")
         return int(text)
     convert.__name__ = f"integer from {lo} to {hi}"
     return convert
@@ -47,7 +45,7 @@ def float_range(lo: float, hi: float) -> Callable[[str], float]:
     def convert(text: str) -> float:
         v = float(text) if text.isascii() and _FLOAT.fullmatch(text) else math.nan
         if not (math.isfinite(v) and lo <= v <= hi):
-            raise argparse.ArgumentTypeError(f"must be a number from {lo:g} to {hi:g}, got {_show(text)}")
+            raise argparse.ArgumentTypeError(f"must be a number from {lo:g} to {hi:g}, got {shown(text)}")
         return v
     convert.__name__ = f"number from {lo:g} to {hi:g}"
     return convert

@@ -24,6 +24,7 @@ from gpubill.cli import CliError, EXIT_INVALID, EXIT_IO, EXIT_OK, EXIT_USAGE
 from gpubill.cli._common import add_store_argument, open_store
 from gpubill.service.errors import StoreError
 from gpubill.service.events import MAX_LINE, parse_timestamp
+from gpubill.text import shown
 
 HELP = "list, show and re-submit events; quarantine"
 ACTIONS = ("list", "show", "rejected", "resubmit", "discard", "conflicts")
@@ -110,7 +111,7 @@ def _show(store, args) -> int:
         raise CliError("show needs a transaction id", EXIT_USAGE)
     rows = store.get_events(args.target, args.subscription)
     if not rows:
-        raise CliError(f"no event with transaction_id {_shown(args.target)}", EXIT_INVALID)
+        raise CliError(f"no event with transaction_id {shown(args.target, 80)}", EXIT_INVALID)
     for e in rows:
         if args.format == "json":
             _out({**_event_json(e), "raw": orjson.loads(e.raw)})
@@ -131,11 +132,6 @@ def _cell(v) -> str:
     if v.isprintable():
         return v
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in v)
-
-
-def _shown(text: str, limit: int = 80) -> str:
-    """An argument quoted for an error line (shortened: the line stays one readable line)."""
-    return repr(text if len(text) <= limit else text[:limit - 3] + "...")
 
 
 def _rejected_json(r) -> dict:
@@ -168,7 +164,7 @@ def _id(s: str) -> int:
     """A quarantine id as typed: ASCII digits, optionally signed (out of range: no such id)."""
     body = s[1:] if s[:1] in "+-" else s
     if not (body.isascii() and body.isdigit()) or len(body) > 40:
-        raise CliError(f"expected a quarantine id (a number), got {_shown(s)}", EXIT_USAGE)
+        raise CliError(f"expected a quarantine id (a number), got {shown(s, 80)}", EXIT_USAGE)
     return int(s)
 
 

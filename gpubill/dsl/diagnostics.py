@@ -25,6 +25,8 @@ import attrs
 from gpubill.dsl import source
 from gpubill.dsl.ast import Span
 from gpubill.dsl.limits import QUOTED_CHARS, SHOWN_COLUMNS
+from gpubill.text import UNPRINTABLE, escape
+from gpubill.text import clip as text_clip
 
 ERROR = "error"
 WARNING = "warning"
@@ -57,21 +59,11 @@ def warning(rule: str, message: str, span: Span | None, *, hints=(), notes=()) -
 #: A message or hint longer than this is cut (after its quoted parts are).
 MAX_MESSAGE_CHARS = 500
 _LONG_QUOTE = re.compile('"([^"\n]{%d,})"' % (QUOTED_CHARS + 1))
-_UNPRINTABLE = re.compile(r"[^\S ]|[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 
 
 def clip(text: str, limit: int = QUOTED_CHARS) -> str:
-    """`text`, or its first `limit` characters and "…"."""
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
-def escape(text: str) -> str:
-    """Control and invisible characters as escapes (\\x00, \\u202e): never raw in a terminal."""
-    def esc(m: re.Match) -> str:
-        c = ord(m.group(0))
-        return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
-
-    return _UNPRINTABLE.sub(esc, text)
+    """`text`, or its first `limit` (default QUOTED_CHARS) characters and "…"."""
+    return text_clip(text, limit)
 
 
 def quote(text: str) -> str:
@@ -202,7 +194,7 @@ def _shown_char(ch: str, col: int) -> tuple[str, int]:
     if ch == "\t":
         n = TAB_WIDTH - col % TAB_WIDTH
         return " " * n, n
-    if not ch.isprintable() or _UNPRINTABLE.match(ch):
+    if not ch.isprintable() or UNPRINTABLE.match(ch):
         return "\ufffd", 1
     if unicodedata.combining(ch):
         return ch, 0

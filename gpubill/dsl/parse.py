@@ -19,7 +19,8 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from lark.lexer import PatternStr
 
 from gpubill.dsl import ast
-from gpubill.dsl.diagnostics import Diagnostic, did_you_mean, error, escape, quote
+from gpubill.dsl.diagnostics import Diagnostic, did_you_mean, error, quote
+from gpubill.text import escape
 from gpubill.dsl.limits import MAX_EXPR_OPERATORS, MAX_NUMBER_DIGITS
 from gpubill.dsl.source import normalize
 

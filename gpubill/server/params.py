@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from gpubill.service.events import parse_timestamp
+from gpubill.text import shown
 
 DEFAULT_PER_PAGE = 100
 MAX_PER_PAGE = 1000
@@ -23,17 +24,13 @@ class BadParam(Exception):
         self.name, self.code = name, code
 
 
-def _show(v: str) -> str:
-    return repr(v if len(v) <= 40 else v[:37] + "...")
-
-
 def count(q, name: str, default: int, hi: int) -> int:
     """An integer from 1 to ``hi`` in plain ASCII digits, or ``default`` when absent."""
     v = q.get(name)
     if v is None:
         return default
     if not (v.isascii() and _DIGITS.fullmatch(v)) or not 1 <= int(v) <= hi:
-        raise BadParam(name, "invalid_value", f"must be an integer from 1 to {hi}, got {_show(v)}")
+        raise BadParam(name, "invalid_value", f"must be an integer from 1 to {hi}, got {shown(v)}")
     return int(v)
 
 

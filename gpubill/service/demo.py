@@ -22,7 +22,8 @@ import attrs
 
 from gpubill.engine.program import canonical_filter
 from gpubill.service import demo_data
-from gpubill.service.report import display, printable
+from gpubill.service.report import display
+from gpubill.text import escape
 from gpubill.service.rating import (
     RateReport,
     ServiceError,
@@ -155,7 +156,7 @@ def summary_rows(result: DemoResult) -> list[dict]:
             where = f"{adv_top[0]}: {len(adv_top[1])} fees paid in advance = {adv_total}"
         elif top is not None and top.amount > 0:
             dims = ", ".join(f"{k}={'|'.join(v)}" for k, v in canonical_filter(top.filter or {}))
-            dims = ", ".join(filter(None, [dims] + [f"{k}={printable(str(v))}" for k, v in top.group.items()]))
+            dims = ", ".join(filter(None, [dims] + [f"{k}={escape(str(v))}" for k, v in top.group.items()]))
             label = top.charge_id + (f" [{dims}]" if dims else "")
             where = f"{label}: {display(top.units, 4)} x {display(top.unit_price, 4)} = {top.amount}"
         rows.append(

@@ -14,6 +14,7 @@ from decimal import Decimal
 from gpubill.engine.money import EXACT, round_amount
 from gpubill.engine.program import MoneyRounding, canonical_filter
 from gpubill.engine.trace import line_ref, price_source
+from gpubill import text
 from gpubill.service.rating import RateReport, totals
 
 SCHEMA_VERSION = 1
@@ -146,22 +147,11 @@ def display(d: Decimal | None, places: int = 6) -> str:
     return format(d, "f")
 
 
-# Characters an event may carry that a terminal would act on or hide
-# (C0/C1 controls, bidirectional overrides): shown escaped in the table.
-_UNPRINTABLE = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7f, 0xa0)]}
-_UNPRINTABLE.update({c: f"\\u{c:04x}" for c in [0x200e, 0x200f, *range(0x202a, 0x202f), *range(0x2066, 0x206a)]})
-
-
-def printable(text: str) -> str:
-    """``text`` with terminal control and direction characters escaped."""
-    return text.translate(_UNPRINTABLE)
-
-
 def _dims(line) -> str:
     parts = []
     if line.filter:
         parts.extend(f"{k}={'|'.join(v)}" for k, v in canonical_filter(line.filter))
-    parts.extend(f"{k}={v if v is None else printable(v)}" for k, v in line.group.items())
+    parts.extend(f"{k}={v if v is None else text.escape(v)}" for k, v in line.group.items())
     if line.window is not None:
         parts.append(f"window {line.window + 1}")
     return ", ".join(parts) or "-"
@@ -192,7 +182,7 @@ def report_table(report: RateReport, explain: bool = False, file=None) -> None:
                 t.add_row("", f"[dim]priced by {escape(where)}[/dim]", "", "", "", "", "")
                 evs = _events_of(report, ln)
                 if evs:
-                    shown = ", ".join(printable(e.transaction_id) for e in evs[:3])
+                    shown = ", ".join(escape(e.transaction_id) for e in evs[:3])
                     more = f" (+{len(evs) - 3} more)" if len(evs) > 3 else ""
                     t.add_row("", f"[dim]events: {escape(shown)}{more}[/dim]", "", "", "", "", "")
                 for tp in ln.tiers:

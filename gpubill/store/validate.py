@@ -39,11 +39,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import reprlib
 from datetime import datetime, timedelta, timezone
 
 import attrs
 import orjson
+
+from gpubill.text import shown
 
 from .numeric import (I64_MAX, MAX_FRACTION_DIGITS, STRICT, fits_quantity, from_number, held,
                       parse_strict)
@@ -102,23 +103,23 @@ def _pair(v):
 def _unholdable(v, max_scale: int = 0):
     top = f"{I64_MAX}" + (f"e{max_scale}" if max_scale else "")
     return "out_of_range", (f"cannot be held exactly: at most {top} with at most "
-                            f"{MAX_FRACTION_DIGITS} decimals, got {_show(v)}")
+                            f"{MAX_FRACTION_DIGITS} decimals, got {shown(v)}")
 
 
 def _quantity(kind: str, max_scale: int = 0):
     """A checker of a canonical quantity: ``nonneg``, ``count`` (integer) or ``fraction`` (0..1)."""
     def check(v):
         if kind == "count" and not (type(v) is int or type(v) is str and "." not in v and STRICT.fullmatch(v)):
-            return "not_an_integer", f"must be a non-negative integer, got {_show(v)}"
+            return "not_an_integer", f"must be a non-negative integer, got {shown(v)}"
         p = _pair(v)
         if p is None:
-            return "not_a_number", f"must be a number or a numeric string, got {_show(v)}"
+            return "not_a_number", f"must be a number or a numeric string, got {shown(v)}"
         if not fits_quantity(*p, max_scale):
             return _unholdable(v, max_scale)
         if p[0] < 0:
-            return "must_be_non_negative", f"must be >= 0, got {_show(v)}"
+            return "must_be_non_negative", f"must be >= 0, got {shown(v)}"
         if kind == "fraction" and (p[0] * 10 ** max(p[1], 0) > 10 ** max(-p[1], 0)):
-            return "out_of_range", f"must be between 0 and 1, got {_show(v)}"
+            return "out_of_range", f"must be between 0 and 1, got {shown(v)}"
         return None
     check.kind, check.max_scale = kind, max_scale
     return check
@@ -131,14 +132,14 @@ _fraction = _quantity("fraction")
 
 def _text(v):
     if type(v) is not str or not v:
-        return "not_a_string", f"must be a non-empty string, got {_show(v)}"
+        return "not_a_string", f"must be a non-empty string, got {shown(v)}"
     return None
 
 
 def _one_of(allowed):
     def check(v):
         if type(v) is not str or v not in allowed:
-            return "invalid_value", f"must be one of {', '.join(sorted(allowed))}, got {_show(v)}"
+            return "invalid_value", f"must be one of {', '.join(sorted(allowed))}, got {shown(v)}"
         return None
     check.allowed = allowed
     return check
@@ -165,19 +166,6 @@ CANONICAL = {
 }
 
 
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 40
-
-
-def _show(v) -> str:
-    """A short, one-line, printable form of any value (never raises)."""
-    if type(v) is int and v.bit_length() > 128:
-        return f"an integer of about {int(v.bit_length() * math.log10(2)) + 1} digits"
-    try:
-        s = _REPR.repr(v)
-    except ValueError:  # an integer beyond Python's str() limit, nested
-        return f"a {type(v).__name__}"
-    return s if len(s) <= 40 else s[:37] + "..."
 
 
 def _segment(k: str) -> str:
@@ -209,16 +197,16 @@ def parse_timestamp(v, now_ms: int) -> tuple[int | None, Problem | None]:
             if ms is None:
                 return None, Problem(
                     "timestamp", "invalid_format",
-                    f"must be Unix seconds or ISO-8601 with an offset, got {_show(v)}")
+                    f"must be Unix seconds or ISO-8601 with an offset, got {shown(v)}")
             if ms == "naive":
                 return None, Problem(
                     "timestamp", "invalid_format",
-                    f"date-time without a UTC offset is ambiguous, got {_show(v)} (add Z or +hh:mm)")
+                    f"date-time without a UTC offset is ambiguous, got {shown(v)} (add Z or +hh:mm)")
     else:
         return None, Problem("timestamp", "invalid_format",
-                             f"must be a number or a string, got {_show(v)}")
+                             f"must be a number or a string, got {shown(v)}")
     if ms is None or not 0 <= ms <= MAX_TS_MS:
-        return None, Problem("timestamp", "out_of_range", f"{_TS_RANGE}, got {_show(v)}")
+        return None, Problem("timestamp", "out_of_range", f"{_TS_RANGE}, got {shown(v)}")
     return ms, None
 
 
@@ -258,7 +246,7 @@ def _id(obj: dict, name: str, problems: list) -> str | None:
     if v is None:
         problems.append(Problem(name, "value_is_mandatory", "is missing"))
     elif type(v) is not str:
-        problems.append(Problem(name, "invalid_type", f"must be a string, got {_show(v)}"))
+        problems.append(Problem(name, "invalid_type", f"must be a string, got {shown(v)}"))
     elif not v or len(v) > MAX_ID_LEN:
         problems.append(Problem(name, "invalid_length", f"must have 1 to {MAX_ID_LEN} characters"))
     elif (where := _bad_char(v, ID_BAD_CHARS)) is not None:
@@ -281,7 +269,7 @@ def number_problem(v) -> tuple[str, str] | None:
     if held(from_number(v)[1]):
         return None
     return "out_of_range", (f"number cannot be held exactly (at most 19 significant digits, |digits| <= "
-                            f"{I64_MAX}, exponent -126..127), got {_show(v)}; send it as a string to keep it as text")
+                            f"{I64_MAX}, exponent -126..127), got {shown(v)}; send it as a string to keep it as text")
 
 
 def _finite_number(v) -> bool:
@@ -324,7 +312,7 @@ def check_value(path: str, v, depth: int, problems: list) -> None:
             else:
                 check_value(sub, x, depth + 1, problems)
     elif not (v is None or t is bool):
-        problems.append(Problem(path, "invalid_type", f"unsupported value {_show(v)}"))
+        problems.append(Problem(path, "invalid_type", f"unsupported value {shown(v)}"))
 
 
 class Unparsable:
@@ -374,9 +362,9 @@ def quarantine_bytes(obj) -> bytes:
 def _describable(v):
     t = type(v)
     if t is int and v.bit_length() > 128:
-        return _show(v)
+        return shown(v)
     if t is dict:
-        return {(k if type(k) is str else _show(k)): _describable(x) for k, x in v.items()}
+        return {(k if type(k) is str else shown(k)): _describable(x) for k, x in v.items()}
     if t is list or t is tuple:
         return [_describable(x) for x in v]
     return v
@@ -405,7 +393,7 @@ def check_event(obj, now_ms: int, max_future_ms: int,
     if type(obj) is Unparsable:
         return None, [Problem("event", "invalid_json", obj.message)]
     if type(obj) is not dict:
-        return None, [Problem("event", "invalid_type", f"must be a JSON object, got {_show(obj)}")]
+        return None, [Problem("event", "invalid_type", f"must be a JSON object, got {shown(obj)}")]
     if size is None:
         size = serialized_size(obj)
     if size > MAX_EVENT_BYTES:  # first, and alone: nothing else of a huge event is worth reading
@@ -424,7 +412,7 @@ def check_event(obj, now_ms: int, max_future_ms: int,
     if props is None:
         props = {}
     if type(props) is not dict:
-        problems.append(Problem("properties", "invalid_type", f"must be an object, got {_show(props)}"))
+        problems.append(Problem("properties", "invalid_type", f"must be an object, got {shown(props)}"))
         props = {}
     elif len(props) > MAX_KEYS:
         problems.append(Problem("properties", "too_large", f"more than {MAX_KEYS} properties"))
@@ -484,7 +472,7 @@ def _ptac(v, problems):
     p = _pair(v)
     if p is None:
         problems.append(Problem("precise_total_amount_cents", "invalid_format",
-                                f"must be a decimal string such as \"123.45\", got {_show(v)}"))
+                                f"must be a decimal string such as \"123.45\", got {shown(v)}"))
         return None
     if not fits_quantity(*p):
         code, message = _unholdable(v)
