@@ -233,7 +233,7 @@ def main():
     args = ap.parse_args()
     from gpubill.engine import accumulate
     from gpubill.engine import plan as planmod
-    from gpubill.engine import rate as ratemod
+    from gpubill.engine import main_pass, rate as ratemod
     from gpubill.engine.reference import rate_reference
 
     n = args.events
@@ -245,17 +245,17 @@ def main():
     nthreads = accumulate.threads()
     ceiling = memory_ceiling(cols)
     p = planmod.build(subs, cols)
-    ratemod.run_pass(p, cols)
-    t_pass = _best(lambda: ratemod.run_pass(p, cols))
+    main_pass.run_pass(p, cols)
+    t_pass = _best(lambda: main_pass.run_pass(p, cols))
     os.environ["GPUBILL_THREADS"] = "1"
-    t_pass1 = _best(lambda: ratemod.run_pass(p, cols), 2)
+    t_pass1 = _best(lambda: main_pass.run_pass(p, cols), 2)
     del os.environ["GPUBILL_THREADS"]
     t_rate = _best(lambda: rate(subs, cols))
     # breakdown of one warm run
     t0 = time.perf_counter()
     p = planmod.build(subs, cols)
     t1 = time.perf_counter()
-    base, accs = ratemod.run_pass(p, cols)
+    base, accs = main_pass.run_pass(p, cols)
     t2 = time.perf_counter()
     d = ratemod.decode(p, accs)
     ign = ratemod._ignored(p, accs)

@@ -25,15 +25,15 @@ from fractions import Fraction
 
 import numpy as np
 
-from . import exact, fast
+from . import exact
 from . import plan as planmod
-from .accumulate import ThreadAcc, chunks, parallel_map, run_chunk, side_bound
-from .kernels import FULL, I64_MIN, OK
+from .kernels import I64_MIN
+from .main_pass import run_pass, unheld
 from .layout import (
     A_COUNT, A_SUM, B_LINE, B_NW1, C_BOFF, F_CENTS, F_EXT, F_PROR, F_SIDE, F_UNIQUE, I_BASE, I_CP, I_HASHED, I_LOFF,
     I_STRIDE, I_XOFF, S_EP, S_XBASE, X_CENTS, X_LROW, X_LTS, X_LVAL, X_MAX, X_NCOL, X_PROR,
 )
-from .money import EXACT, MISSING_EXPONENT, EngineError, ratio_to_decimal, round_amount
+from .money import EXACT, MISSING_EXPONENT, ratio_to_decimal, round_amount
 from .coverage import DAY_MS
 from .price import (
     ZERO, ChargeCtx, advance_fees, empty_usage, in_sub_order, price_line, price_values, slot_reason_maps, true_up_line,
@@ -42,65 +42,6 @@ from .price import (
 from .program import Graduated, InAdvanceFee, Percentage, Standard
 from .sequence import _unique, _weighted, segments, weighted_python
 from .usage import AdvanceEvent, LineUsage
-
-
-def _validate(cols):
-    n = int(cols.n)
-    for name in ("timestamp_ms", "rowid", "code", "subscription"):
-        a = getattr(cols, name)
-        if len(a) != n:
-            raise EngineError(f"column {name} has {len(a)} rows, expected {n}")
-    return n
-
-
-class _Cols:
-    """The four base columns, contiguous and typed (no copy when they already are)."""
-
-    def __init__(self, cols):
-        self.n = _validate(cols)
-        self.timestamp_ms = np.ascontiguousarray(cols.timestamp_ms, np.int64)
-        self.rowid = np.ascontiguousarray(cols.rowid, np.int64)
-        self.code = np.ascontiguousarray(cols.code, np.int32)
-        self.subscription = np.ascontiguousarray(cols.subscription, np.int32)
-
-
-def run_pass(p, cols, hash_cap=None):
-    """The accumulator kernel over every row, one row range per thread."""
-    base = cols if isinstance(cols, _Cols) else _Cols(cols)
-    parts = chunks(base.n)
-    a = p.arrays
-    nq = a["Q"].shape[0]
-    any_side = bool(a["pk_nside"].any())
-    caps = parallel_map(lambda r: side_bound(p, base, *r), parts) if any_side else [0] * len(parts)
-
-    ft = fast.FastTables(p)
-
-    def one(job):
-        (lo, hi), side_cap = job
-        cap = hash_cap or (1 << max(12, min(2 * (hi - lo), 1 << 22).bit_length())) if p.hashed else 0
-        while True:
-            n_ext = p.n_xdense + (cap // 2 if p.hashed_ext else 0)
-            acc = ThreadAcc(p.n_dense, cap, n_ext, side_cap, nq, p.n_ign, len(p.subs))
-            if ft.any:
-                for b0 in range(lo, hi, fast.BLOCK):
-                    fast.run_block(p, ft, base, b0, min(hi, b0 + fast.BLOCK), acc)
-            if not ft.generic:
-                return OK, acc
-            status, _, _ = run_chunk(p, base, lo, hi, acc, ft.pk)
-            if status == FULL and p.hashed:
-                cap *= 4
-                continue
-            return status, acc
-
-    results = parallel_map(one, list(zip(parts, caps)))
-    if any(status == FULL for status, _ in results):  # pragma: no cover - the side bound is exact
-        raise EngineError("side buffer overflow")
-    return base, [acc for _, acc in results]
-
-
-def unheld(accs) -> list[int]:
-    """The subscriptions (indices) some kernel could not hold exactly."""
-    return np.flatnonzero(np.bitwise_or.reduce([a.bad for a in accs])).tolist()
 
 
 def _total(parts):

@@ -261,10 +261,10 @@ def test_22_decimals_are_rated_exactly_and_do_not_push_the_others_off_the_fast_p
 
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_overflow_in_one_subscription_leaves_the_others_on_the_fast_path(threads, monkeypatch):
-    from gpubill.engine import rate as ratemod
+    from gpubill.engine import main_pass
 
     k = int(threads)
-    monkeypatch.setattr(ratemod, "chunks", lambda n: [(n * i // k, n * (i + 1) // k) for i in range(k)])
+    monkeypatch.setattr(main_pass, "chunks", lambda n: [(n * i // k, n * (i + 1) // k) for i in range(k)])
     evs = [mev(f"a{i}", "a", v=str(2**62)) for i in range(3)] + [mev(f"b{i}", "b", v="1") for i in range(4)]
     cols = InMemoryColumns.from_events(evs)
     p = planmod.build(subs_of(SUM_V, names=("a", "b")), cols)

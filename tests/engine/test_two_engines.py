@@ -172,14 +172,14 @@ def _split_rows(n, min_rows=0):
 def test_threads_and_hashed_slots_equal_reference(subs, evs):
     """Row ranges merged across threads, and every slot block in the hash table."""
     import gpubill.engine.plan as planmod
-    import gpubill.engine.rate as ratemod
+    import gpubill.engine.main_pass as main_pass
 
-    saved = (ratemod.chunks, planmod.DENSE_LIMIT)
-    ratemod.chunks, planmod.DENSE_LIMIT = _split_rows, 0
+    saved = (main_pass.chunks, planmod.DENSE_LIMIT)
+    main_pass.chunks, planmod.DENSE_LIMIT = _split_rows, 0
     try:
         fast = run_fast(subs, evs)
     finally:
-        ratemod.chunks, planmod.DENSE_LIMIT = saved
+        main_pass.chunks, planmod.DENSE_LIMIT = saved
     assert fast == rate_reference(subs, evs)
 
 
