@@ -215,8 +215,6 @@ def _accumulate(  # noqa: C901
                     return FULL, inst, s, next_row, nside
                 xrow = n_xdense + row - n_dense
             else:
-                # subscription-major, then reason, then line: the lines of the
-                # common end reason of one subscription share a few cache lines
                 row = SUB[s, S_DBASE] + r * SUB[s, S_LP] + INST[inst, I_LOFF] + line
                 slot = row
                 xrow = SUB[s, S_XBASE] + r * SUB[s, S_EP] + INST[inst, I_XOFF] + line

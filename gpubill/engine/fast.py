@@ -30,6 +30,8 @@ instances, with (plan, code) tables that list only those.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -249,6 +251,139 @@ def _program(j0, j1, rows, es, er, ts, q, qok, has_q, rec, want_max,
             acc[row, A_SUM] += 1
 
 
+@njit(cache=True, nogil=True)
+def _program_shaped(j0, j1, rows, es, er, ts, q, qok, rec, kcol, blut, nf, bline, bnw1, wins,
+                    g0col, g0lut, g1col, g1lut, dbase, lp, xbase, ep, ignb, acc, ext, ign, bad):
+    """``_program`` for the common shapes, each piece an array or None.
+
+    numba compiles one specialization per combination of None arguments and
+    prunes the absent pieces, so the loop keeps only the work of its shape:
+    ``kcol``/``blut`` a filter on one key (bucket straight from the value),
+    ``wins`` (bucket boundaries, see ``_windows``) price windows, ``g0``/``g1``
+    up to two group keys (each lut holds value -> index x multiplier),
+    ``q`` None for count, ``ext`` None without max, ``er`` None without end
+    reasons.  The slot rows are the ones ``_program`` writes."""
+    for j in range(j0, j1):
+        s = np.int64(es[j])
+        if s < 0:
+            if rec == 0:
+                continue
+            s = -s - 1
+        base = dbase[s]
+        if base < 0:
+            continue
+        i = rows[j]
+        b = nf
+        if kcol is not None:
+            b = blut[np.int64(kcol[i]) + 1]
+        if q is not None:
+            if not qok[j]:
+                ign[ignb[s] + b] += 1
+                continue
+        line = bline[b]
+        if wins is not None:
+            line += _window(wins, b, ts[i])
+        if g0col is not None:
+            g = g0lut[np.int64(g0col[i]) + 1]
+            if g1col is not None:
+                g += g1lut[np.int64(g1col[i]) + 1]
+            line += g * bnw1[b]
+        row = base + line
+        if er is not None:
+            row += np.int64(er[j]) * lp[s]
+        acc[row, A_COUNT] += 1
+        if q is not None:
+            v = q[j]
+            sm, o = _add(acc[row, A_SUM], v)
+            if o:
+                bad[s] = 1
+                continue
+            acc[row, A_SUM] = sm
+            if ext is not None:
+                xr = xbase[s] + line
+                if er is not None:
+                    xr += np.int64(er[j]) * ep[s]
+                if v > ext[xr, X_MAX]:
+                    ext[xr, X_MAX] = v
+        else:
+            acc[row, A_SUM] += 1
+
+
+@njit(cache=True, nogil=True)
+def _window(wins, b, t):
+    """The price window of time t in bucket b: ``wins[b]`` = (first boundary,
+    count, first cell) rows over the flat boundary / cell vector ``wins``."""
+    a0 = wins[3 * b]
+    n = wins[3 * b + 1]
+    c = np.int64(0)
+    for x in range(a0, a0 + n):
+        c += wins[x] <= t
+    return wins[wins[3 * b + 2] + c]
+
+
+class _Shape(NamedTuple):
+    """The arguments of ``_program_shaped`` for one program (None: the piece is absent)."""
+
+    kcol: object
+    blut: object
+    nf: int
+    bline: np.ndarray
+    bnw1: np.ndarray
+    wins: object
+    g0col: object
+    g0lut: object
+    g1col: object
+    g1lut: object
+    reasons: bool
+
+
+def _value_lut(a, lut_off, mult=1):
+    """dictionary id + 1 -> ``luts`` entry x mult, as an int64 vector."""
+    n = int(a["nstrings"]) + 1
+    return a["luts"][lut_off:lut_off + n].astype(np.int64) * mult
+
+
+def _shaped(a, pr, row, R):
+    """The shaped kernel's arguments for program row ``row`` (CP), or None
+    when its shape is not one ``_program_shaped`` covers (several filter
+    keys, more than two group keys)."""
+    kn, gn, nf = int(row[C_KN]), int(row[C_GN]), int(row[C_NF])
+    if kn > 1 or gn > 2:
+        return None
+    dims = a["keep"]
+    kcol = blut = None
+    if kn == 1:
+        kr = a["KEY"][int(row[C_KOFF])]
+        kcol = dims[int(kr[K_DIM])]
+        mk = a["masks"][int(kr[K_MOFF]) + _value_lut(a, int(kr[K_VLUT]))] & row[C_ALL]
+        by_mask = {mv: nf if mv == 0 else int(a["ordb"][int(row[C_ORD]) + ((mv & -mv).bit_length() - 1)])
+                   for mv in np.unique(mk).tolist()}
+        blut = _map_values(mk, by_mask)
+    bk = a["BKT"][int(row[C_BOFF]):int(row[C_BOFF]) + nf + 1]
+    gcols = []
+    for gk in range(int(row[C_GOFF]), int(row[C_GOFF]) + gn):
+        gr = a["GK"][gk]
+        gcols += [dims[int(gr[G_DIM])], _value_lut(a, int(gr[G_LUT]), int(gr[G_MULT]))]
+    gcols += [None] * (4 - len(gcols))
+    return _Shape(kcol, blut, nf, np.ascontiguousarray(bk[:, B_LINE]), np.ascontiguousarray(bk[:, B_NW1]),
+                  _windows(a, bk), *gcols, R > 1)
+
+
+def _windows(a, bk):
+    """Per bucket (first boundary, count, first cell) then the boundaries and
+    cells, offsets into the one vector; None when no bucket has windows."""
+    if not bk[:, B_WBN].any():
+        return None
+    head = 3 * len(bk)
+    out, tail = [], []
+    for b in bk:
+        wb = a["wb"][int(b[B_WBOFF]):int(b[B_WBOFF]) + int(b[B_WBN])].tolist()
+        cells = a["cw"][int(b[B_CWOFF]):int(b[B_CWOFF]) + len(wb) + 1].tolist()
+        out += [head + len(tail), len(wb), head + len(tail) + len(wb)]
+        tail += wb + cells
+    return np.asarray(out + tail, np.int64)
+
+
 def _map_values(keys, mapping):
     """mapping[keys[i]] for an int64 array (few distinct keys)."""
     ks = np.asarray(sorted(mapping), np.int64)
@@ -342,7 +477,7 @@ class FastTables:
                 gp1 = int(a["dptr"][gr[G_DIM]])
                 glut = a["luts"][int(gr[G_LUT]):int(gr[G_LUT]) + int(a["nstrings"]) + 1].astype(np.int64) * gr[G_MULT]
             self.by_code[k].append(dict(
-                kp1=kp1, blut=blut, gp1=gp1, glut=glut,
+                kp1=kp1, blut=blut, gp1=gp1, glut=glut, shaped=_shaped(a, pr, row, p.R),
                 cp=cp, xs=xs, qi=qi, has_q=has_q, rec=rec, want_max=int(bool(pr.flags & F_MAX)),
                 static=(int(row[C_KOFF]), int(row[C_KN]), int(row[C_ALL]), int(row[C_ORD]), int(row[C_NF]),
                         int(row[C_BOFF]), int(row[C_GOFF]), int(row[C_GN])),
@@ -374,6 +509,13 @@ def run_block(p, ft, base, lo, hi, acc):
                       acc.bad)
         for g in ft.by_code[k]:
             q, ok = qbuf[g["qi"]] if g["has_q"] else (_NOQ, _NOOK)  # never read without a quantity
+            sh = g["shaped"]
+            if sh is not None:
+                _program_shaped(j0, j1, rows, es, er if sh.reasons else None, base.timestamp_ms,
+                                q if g["has_q"] else None, ok, g["rec"], sh.kcol, sh.blut, sh.nf, sh.bline, sh.bnw1,
+                                sh.wins, sh.g0col, sh.g0lut, sh.g1col, sh.g1lut, g["dbase"], ft.lp, g["xbase"],
+                                ft.ep, g["ignb"], acc.acc, acc.ext if g["want_max"] else None, acc.ign, acc.bad)
+                continue
             k0, kn, am, o0, nf, bo, g0, gn = g["static"]
             _program(j0, j1, rows, es, er, base.timestamp_ms, q, ok, g["has_q"], g["rec"],
                      g["want_max"], a["dptr"], a["luts"], a["KEY"], k0, kn, a["masks"], am, a["ordb"],
