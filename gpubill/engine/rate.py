@@ -87,10 +87,10 @@ def _slot_info(p, ids):
         P = np.searchsorted(L["pbase"], x, "right") - 1
         Lp = L["Lp"][P]
         rem = x - L["pbase"][P]
-        rk = rem // (R * Lp)
-        rem2 = rem - rk * R * Lp
-        rr = rem2 // Lp
-        pl = rem2 - rr * Lp
+        rr = rem // (L["nsubs"][P] * Lp)  # reason-major inside the plan's block (plan.py)
+        rem2 = rem - rr * L["nsubs"][P] * Lp
+        rk = rem2 // Lp
+        pl = rem2 - rk * Lp
         # the dense instances of each plan, by line offset
         dx = [k for k in range(ninst) if not INST[k, I_HASHED]]
         dx.sort(key=lambda k: (p.instances[k][0], INST[k, I_LOFF]))
