@@ -23,7 +23,10 @@ from __future__ import annotations
 import decimal
 from decimal import Decimal
 
+import numpy as np
+
 from . import models
+from .fees import Fees, rises
 from .money import EXACT, check_rounding, ratio_to_decimal, round_amount
 from .program import Dynamic, Graduated, InAdvanceFee, Percentage, RatedLine, RateResult, Standard, Unrated
 from .usage import LineUsage
@@ -243,73 +246,98 @@ def prorated_increment(inc, weight: int, duration_days: int):
     return Fraction(-((-x.numerator) // x.denominator), 100000)
 
 
+def linear_fee(units: Decimal, price: Decimal) -> Decimal:
+    """The in-advance fee of a rise of ``units`` at a standard ``price``:
+    model(with) - model(without) = price x the rise, exactly (0 for no rise)."""
+    return EXACT.multiply(units, price) if units else ZERO
+
+
 def advance_fees(sub, cc: ChargeCtx, bucket, group, window, events, duration_days: int = 0) -> list:
     """One fee per event: model(with) - model(without), cumulative in
     (timestamp, ingestion) order; sum and unique_count bill only the rise
-    above the period's earlier maximum.  A prorated sum bills the rise
-    prorated by the event's remaining days (``prorated_increment``)."""
+    above the period's earlier maximum (``fees.rises``).  A prorated sum
+    bills the rise prorated by the event's remaining days
+    (``prorated_increment``)."""
+    from .money import fraction_to_decimal
+
+    charge = cc.charge
+    model = cc.model(bucket, window)[0]
+    if isinstance(model, Dynamic):
+        priced = [(e.value, div(fraction_to_decimal(e.cents), HUNDRED)) for e in events]
+    elif isinstance(model, Percentage):
+        priced = _percentage_fees(model, events)
+    else:
+        prorated = cc.is_prorated and cc.agg == "sum"
+        priced = _rise_fees(model, rises(_running(cc.agg, events)), events, prorated, duration_days)
+    fdict = cc.filter_dict(bucket)
+    return [
+        InAdvanceFee(
+            subscription=sub.external_id, charge_id=charge.id, metric=charge.metric.code,
+            filter=None if fdict is None else dict(fdict), group=dict(zip(charge.group_by, group)),
+            window=window, transaction_id=e.transaction_id, rowid=e.rowid, timestamp_ms=e.timestamp_ms,
+            units=fraction_to_decimal(inc), precise_amount=fee, amount=round_amount(fee, cc.rr),
+        )
+        for e, (inc, fee) in zip(events, priced)
+    ]
+
+
+def _percentage_fees(model, events) -> list:
+    """(units, fee) per event of a percentage price: the model's rise with the event."""
+    from .money import fraction_to_decimal
+
+    values: list = []
+    out = []
+    for e in events:
+        before = models.percentage(values, model).amount
+        values.append(fraction_to_decimal(e.value))
+        after = models.percentage(values, model).amount
+        with decimal.localcontext(decimal.Context(prec=200)):
+            out.append((e.value, after - before))
+    return out
+
+
+def _running(agg: str, events) -> np.ndarray:
+    """The running total after each event (exact): the sum of the values,
+    or for unique_count the number of ids added and not removed since."""
+    if agg != "unique_count":
+        return np.cumsum(np.asarray([e.value for e in events], dtype=object))
+    state: dict = {}
+    running = 0
+    out = []
+    for e in events:
+        prev = state.get(e.uid)
+        if e.remove:
+            running -= prev == "add"
+            state[e.uid] = "remove"
+        else:
+            running += prev != "add"
+            state[e.uid] = "add"
+        out.append(running)
+    return np.asarray(out, dtype=object)
+
+
+def _rise_fees(model, incs, events, prorated: bool, duration_days: int) -> list:
+    """(units, fee) per event that bills the rise ``incs[i]`` of its line (standard, package, tiers...)."""
     from fractions import Fraction
 
     from .money import fraction_to_decimal
 
-    charge = cc.charge
-    metric = charge.metric
-    agg = metric.aggregation
-    model = cc.model(bucket, window)[0]
-    rr = charge.money_rounding
-    out = []
-    running = peak = billed = Fraction(0)
-    prorated = cc.is_prorated and agg == "sum"
     standard = isinstance(model, Standard)
-    state: dict = {}
-    values: list = []
-    fdict = cc.filter_dict(bucket)
-    for e in events:
-        if isinstance(model, Dynamic):
-            inc = e.value
-            fee = div(fraction_to_decimal(e.cents), HUNDRED)
-        elif isinstance(model, Percentage):
-            before = models.percentage(values, model).amount
-            values.append(fraction_to_decimal(e.value))
-            after = models.percentage(values, model).amount
-            inc = e.value
-            with decimal.localcontext(decimal.Context(prec=200)):
-                fee = after - before
+    billed = peak = Fraction(0)
+    out = []
+    for e, rise in zip(events, incs.tolist()):
+        if not rise:
+            inc, fee = rise, ZERO
+        elif prorated:
+            inc = prorated_increment(rise, e.weight, duration_days)
+            fee = models.advance_delta(model, fraction_to_decimal(billed + inc), fraction_to_decimal(billed))
+            billed += inc
+        elif standard:
+            inc, fee = rise, linear_fee(fraction_to_decimal(rise), model.amount)
         else:
-            if agg == "unique_count":
-                prev = state.get(e.uid)
-                if e.remove:
-                    if prev == "add":
-                        running -= 1
-                    state[e.uid] = "remove"
-                else:
-                    if prev != "add":
-                        running += 1
-                    state[e.uid] = "add"
-            else:
-                running += e.value
-            new_peak = max(peak, running)
-            inc = new_peak - peak
-            if prorated and inc:
-                inc = prorated_increment(inc, e.weight, duration_days)
-                fee = models.advance_delta(model, fraction_to_decimal(billed + inc), fraction_to_decimal(billed))
-                billed += inc
-            elif not inc:
-                fee = ZERO
-            elif standard:  # linear: model(with) - model(without) = amount x the rise, exactly
-                fee = EXACT.multiply(fraction_to_decimal(inc), model.amount)
-            else:
-                fee = models.advance_delta(model, fraction_to_decimal(new_peak), fraction_to_decimal(peak))
-            peak = new_peak
-        out.append(
-            InAdvanceFee(
-                subscription=sub.external_id, charge_id=charge.id, metric=metric.code,
-                filter=None if fdict is None else dict(fdict), group=dict(zip(charge.group_by, group)),
-                window=window, transaction_id=e.transaction_id, rowid=e.rowid, timestamp_ms=e.timestamp_ms,
-                units=fraction_to_decimal(inc), precise_amount=fee,
-                amount=round_amount(fee, rr),
-            )
-        )
+            inc, fee = rise, models.advance_delta(model, fraction_to_decimal(peak + rise), fraction_to_decimal(peak))
+        peak += rise
+        out.append((inc, fee))
     return out
 
 
@@ -320,14 +348,16 @@ def unpriceable(sub, charge, error: ArithmeticError) -> Unrated:
     return Unrated(sub.external_id, charge.id, charge.metric.code, f"cannot be priced exactly ({why})")
 
 
-def in_sub_order(subs, lines, fees, unrated: dict) -> RateResult:
+def in_sub_order(subs, lines, fee_parts, unrated: dict) -> RateResult:
     """The result of a run: the lines and fees of the subscriptions not in
-    ``unrated`` (sub index -> Unrated), then those, in the order of ``subs``."""
+    ``unrated`` (sub index -> Unrated), then those, in the order of
+    ``subs``.  ``fee_parts``: ``(sub index, fees)`` pairs in order, the fees
+    a ``FeeBlock`` or a sequence of ``InAdvanceFee``."""
     gone = {subs[si].external_id for si in unrated}
     if gone:
         lines = [ln for ln in lines if ln.subscription not in gone]
-        fees = [f for f in fees if f.subscription not in gone]
-    return RateResult(tuple(lines), tuple(fees), tuple(unrated[si] for si in sorted(unrated)))
+    fees = Fees(tuple(part) if isinstance(part, list) else part for si, part in fee_parts if si not in unrated)
+    return RateResult(tuple(lines), fees, tuple(unrated[si] for si in sorted(unrated)))
 
 
 def assemble(subs, periods, usages, ignored, advances, unrated=None) -> RateResult:
@@ -365,7 +395,7 @@ def assemble(subs, periods, usages, ignored, advances, unrated=None) -> RateResu
                 break
         else:
             lines.extend(sub_lines)
-    fees = []
+    fee_parts = []
     for key in sorted(advances, key=lambda k: LineKey(*k).sort_key()):
         si, ci, b, g, w = key
         if si in unrated:
@@ -374,10 +404,10 @@ def assemble(subs, periods, usages, ignored, advances, unrated=None) -> RateResu
         charge = sub.charges[ci]
         cc = ctxs.get(id(charge)) or ctxs.setdefault(id(charge), ChargeCtx(charge))
         try:
-            fees.extend(advance_fees(sub, cc, b, g, w, advances[key], periods[si].duration_days))
+            fee_parts.append((si, advance_fees(sub, cc, b, g, w, advances[key], periods[si].duration_days)))
         except ArithmeticError as e:
             unrated[si] = unpriceable(sub, charge, e)
-    return in_sub_order(subs, lines, fees, unrated)
+    return in_sub_order(subs, lines, fee_parts, unrated)
 
 
 def _charge_lines(sub, si, ci, charge, cc, by_bucket, ignored, per) -> list:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 from fractions import Fraction
+from functools import partial
 
 import numpy as np
 
@@ -33,13 +34,14 @@ from .layout import (
     A_COUNT, A_SUM, B_LINE, B_NW1, C_BOFF, F_CENTS, F_EXT, F_PROR, F_SIDE, F_UNIQUE, I_BASE, I_CP, I_HASHED, I_LOFF,
     I_STRIDE, I_XOFF, S_EP, S_XBASE, X_CENTS, X_LROW, X_LTS, X_LVAL, X_MAX, X_NCOL, X_PROR,
 )
-from .money import EXACT, MISSING_EXPONENT, ratio_to_decimal, round_amount
+from .money import MISSING_EXPONENT, ratio_to_decimal
 from .coverage import DAY_MS
+from .fees import FeeBlock, rises, running_sum
 from .price import (
-    ZERO, ChargeCtx, advance_fees, empty_usage, in_sub_order, price_line, price_values, slot_reason_maps, true_up_line,
-    unpriceable,
+    ChargeCtx, advance_fees, empty_usage, in_sub_order, linear_fee, price_line, price_values, slot_reason_maps,
+    true_up_line, unpriceable,
 )
-from .program import Graduated, InAdvanceFee, Percentage, Standard
+from .program import Graduated, Percentage, Standard
 from .sequence import _unique, _weighted, segments, weighted_python
 from .usage import AdvanceEvent, LineUsage
 
@@ -395,10 +397,9 @@ def _assemble_lines(p, base, d, ignored, side, skip):  # noqa: C901
     reason_of = [rv[r] for r in L.reason]
     cnt, sm = L.cnt, L.sm
     groups: dict = {}
-    lines, fees = [], []
+    lines = []
     unrated: dict = {}
     ctxs: dict = {}
-    txs = getattr(p.cols, "transaction_ids", None)
     adv_keys = []
     sc = p.cents_scale
     count_l, sum_l, max_l, lval_l, starts, ends = L.count, L.sum, L.max, L.lval, L.starts, L.ends
@@ -478,33 +479,50 @@ def _assemble_lines(p, base, d, ignored, side, skip):  # noqa: C901
             del lines[mark:]
             unrated[si] = unpriceable(sub, sub.charges[ci], e)
     # pay in advance: canonical order is (sub, charge, bucket, group, window) = d.order
-    if txs is None and adv_keys and hasattr(p.cols, "transaction_ids_of"):
-        # the store resolves the (few) rows that became fees in one query
-        wanted = [side[k]["rowid"] for _, _, k in adv_keys if side.get(k) is not None]
-        if wanted:
-            rowids = np.unique(np.concatenate(wanted))
-            txs = _ByRowid(dict(zip(rowids.tolist(), p.cols.transaction_ids_of(rowids))), p.cols.rowid)
+    fee_parts = []
+    tx_of = _transaction_ids(p, [side[k] for _, _, k in adv_keys if side.get(k) is not None])
     for si, ci, k in adv_keys:
-        if si in unrated:
+        if si in unrated or side.get(k) is None:
             continue
         sub = p.subs[si]
         charge = sub.charges[ci]
         try:
-            fees.extend(_fees_of_line(p, side, txs, ctxs, sub, charge, cp_l[k], b_l[k], w_l[k], g_l[k], si, k))
+            fee_parts.append((si, _fees_of_line(p, side[k], tx_of, ctxs[id(charge)], sub, cp_l[k], b_l[k], w_l[k],
+                                                g_l[k], si)))
         except ArithmeticError as e:
             unrated[si] = unpriceable(sub, charge, e)
-    return in_sub_order(p.subs, lines, fees, unrated)
+    return in_sub_order(p.subs, lines, fee_parts, unrated)
 
 
-def _fees_of_line(p, side, txs, ctxs, sub, charge, cp, b, w, g, si, k) -> list:
-    """The in-advance fees of decoded line k."""
+def _transaction_ids(p, seqs):
+    """``seq -> [transaction id]`` for the event sequences that make fees:
+    the columns' own ids, else the (few) rows that became fees resolved by
+    the store in one query, else the row ids."""
+    txs = getattr(p.cols, "transaction_ids", None)
+    if txs is not None:
+        return lambda seq: [str(txs[i]) for i in seq["idx"].tolist()]
+    if seqs and hasattr(p.cols, "transaction_ids_of"):
+        rowids = np.unique(np.concatenate([s["rowid"] for s in seqs])).tolist()
+        by_rowid = dict(zip(rowids, p.cols.transaction_ids_of(rowids)))
+        return lambda seq: [str(by_rowid[r]) for r in seq["rowid"].tolist()]
+    return lambda seq: [str(r) for r in seq["rowid"].tolist()]
+
+
+def _fees_of_line(p, seq, tx_of, cc, sub, cp, b, w, g, si):
+    """The in-advance fees of a decoded line: a ``FeeBlock`` for a standard
+    price on a count or sum (not prorated), else ``price.advance_fees``."""
     pr = p.programs[cp]
     group = _group_tuple(p, pr, g) if pr.group_by else ()
     bucket, window = None if b == pr.nf else b, None if w == 0 else w - 1
-    cc = ctxs[id(charge)]
-    if _linear_advance(cc, pr, bucket, window):
-        return _linear_advance_fees(p, sub, cc, pr, side.get(k), txs, bucket, group, window)
-    evs = _advance_events(p, charge, pr, side.get(k), txs, p.periods[si].eff_days)
+    model = cc.model(bucket, window)[0]
+    charge = cc.charge
+    if cc.agg in ("count", "sum") and not cc.is_prorated and not pr.flags & F_CENTS and isinstance(model, Standard):
+        head = {"subscription": sub.external_id, "charge_id": charge.id, "metric": charge.metric.code,
+                "filter": cc.filter_dict(bucket), "group": dict(zip(charge.group_by, group)), "window": window}
+        D = p.q_scale[pr.q]
+        return FeeBlock(head, (D.numerator, D.denominator), partial(linear_fee, price=model.amount), cc.rr,
+                        rises(running_sum(seq["val"])), seq["rowid"], seq["ts"], tx_of(seq))
+    evs = _advance_events(p, charge, pr, seq, tx_of(seq), p.periods[si].eff_days)
     return advance_fees(sub, cc, bucket, group, window, evs, p.periods[si].duration_days)
 
 
@@ -516,50 +534,6 @@ def _cached_group(groups: dict, p, pr, cp, g) -> tuple:
     if group is None:
         group = groups[(cp, g)] = _group_tuple(p, pr, g)
     return group
-
-
-def _linear_advance(cc, pr, bucket, window) -> bool:
-    """A standard price on a count or sum, not prorated: fees follow from integer sums."""
-    return (cc.agg in ("count", "sum") and not cc.is_prorated and not (pr.flags & F_CENTS)
-            and isinstance(cc.model(bucket, window)[0], Standard))
-
-
-def _linear_advance_fees(p, sub, cc, pr, seq, txs, bucket, group, window) -> list:
-    """Pay-in-advance fees of a standard price, from the line's int64 values.
-
-    The same rule as ``price.advance_fees`` (each event bills the rise of the
-    running sum above its earlier maximum, at the standard price), computed
-    on the fixed-point integers instead of per-event Fractions.
-    """
-    if seq is None or not len(seq["idx"]):
-        return []
-    D = p.q_scale[pr.q]
-    vals = [int(v) for v in seq["val"].tolist()]
-    running = peak = 0
-    incs = []
-    for v in vals:  # Python ints: no overflow
-        running += v
-        if running > peak:
-            incs.append(running - peak)
-            peak = running
-        else:
-            incs.append(0)
-    charge, metric = cc.charge, cc.charge.metric
-    amount = cc.model(bucket, window)[0].amount
-    fdict = cc.filter_dict(bucket)
-    groupd = dict(zip(charge.group_by, group))
-    num, den = D.numerator, D.denominator
-    out = []
-    for inc, i, t, r in zip(incs, seq["idx"].tolist(), seq["ts"].tolist(), seq["rowid"].tolist()):
-        units = ratio_to_decimal(inc * num, den)
-        fee = EXACT.multiply(units, amount) if inc else ZERO
-        out.append(InAdvanceFee(
-            subscription=sub.external_id, charge_id=charge.id, metric=metric.code,
-            filter=None if fdict is None else dict(fdict), group=dict(groupd), window=window,
-            transaction_id=str(txs[i]) if txs is not None else str(r), rowid=r, timestamp_ms=t,
-            units=units, precise_amount=fee, amount=round_amount(fee, cc.rr),
-        ))
-    return out
 
 
 def _seq_fields(p, u, cc, pr, seq, per, bucket, window):
@@ -576,19 +550,7 @@ def _seq_fields(p, u, cc, pr, seq, per, bucket, window):
                               for v, x in zip(seq["val"].tolist(), seq["aux"].tolist()))
 
 
-class _ByRowid:
-    """``txs[i]`` for row index i, from a rowid -> transaction id map."""
-
-    def __init__(self, by_rowid: dict, rowid):
-        self._by_rowid, self._rowid = by_rowid, rowid
-
-    def __getitem__(self, i):
-        return self._by_rowid[int(self._rowid[i])]
-
-
-def _advance_events(p, ch, pr, seq, txs, eff_days):
-    if seq is None or not len(seq["idx"]):
-        return []
+def _advance_events(p, ch, pr, seq, tx_ids, eff_days):
     D = p.q_scale[pr.q]
     agg = ch.metric.aggregation
     cents_m = cents_e = None
@@ -597,8 +559,8 @@ def _advance_events(p, ch, pr, seq, txs, eff_days):
             p.cols.numeric(planmod.CENTS_PROP)
     strings = p.cols.strings
     out = []
-    for i, v, x, t, r in zip(seq["idx"].tolist(), seq["val"].tolist(), seq["aux"].tolist(), seq["ts"].tolist(),
-                             seq["rowid"].tolist()):
+    for i, v, x, t, r, tx in zip(seq["idx"].tolist(), seq["val"].tolist(), seq["aux"].tolist(), seq["ts"].tolist(),
+                                 seq["rowid"].tolist(), tx_ids):
         cents = Fraction(0)
         if cents_m is not None and cents_e[i] != MISSING_EXPONENT:
             cents = int(cents_m[i]) * Fraction(10) ** int(cents_e[i])
@@ -609,6 +571,5 @@ def _advance_events(p, ch, pr, seq, txs, eff_days):
             q, uid, rem = D * v, None, False
             if pr.flags & F_PROR:  # aux is the local day index
                 weight = eff_days - max(x, 0)
-        tx = str(txs[i]) if txs is not None else str(r)
         out.append(AdvanceEvent(t, r, tx, q, cents, uid, rem, weight))
     return out
