@@ -35,6 +35,11 @@ MAX_NUMBER_DIGITS = 28
 #: scales quantities by 10**precision.
 MAX_ROUNDING_PRECISION = 28
 
+#: Identical events one `usage ... times N` line of a test block stands for
+#: (rule times-too-large): a test's events are made one by one, so N bounds
+#: the time and memory a test takes; a real test needs a few thousand at most.
+MAX_USAGE_TIMES = 1_000_000
+
 #: Diagnostics `gpubill check` and `gpubill fmt` print as text; the rest are
 #: counted (`gpubill check --format json` lists them all).
 MAX_SHOWN_DIAGNOSTICS = 200

@@ -7,11 +7,14 @@ ends. Compile, rating, explain, the demo and the tests take these as values
 from here; nothing downstream decides them again.
 
 The rule (docs/language.md, Plan versions): a contract that pins a version
-is billed by it. Otherwise it is billed by the version whose `effective`
-date is the latest on or before the *deciding day*: the first day of the
-period on which the subscription is billed, that is the period's first day,
-or the contract's start date when the contract starts inside the period
-(Lago bills a subscription by the plan it has when it starts). Days are
+is billed by it. Otherwise it is billed by the version in effect on the
+*deciding day*: the version with the latest `effective` date on or before
+that day, unless its `to` date (the last day it is in effect) is before the
+day: then no version is, a CompileError that says why. The deciding day is
+the first day of the period on which the subscription is billed, that is the
+period's first day, or the contract's start date when the contract starts
+inside the period (Lago bills a subscription by the plan it has when it
+starts), or the contract's last day when it ended before the period. Days are
 local to the subscription's timezone: the contract's, else the version's,
 else its entity's, else UTC.
 
@@ -72,8 +75,9 @@ def resolve_subscription(catalog: Catalog, contract: ast.Contract, period: str |
     version can bill in that period."""
     kind, value = parse_period_arg(period) if isinstance(period, str) else period
     guess_day = _named_day(kind, value)
-    start = _start_date(contract)
-    guess = version_on(catalog, contract, max(guess_day, start) if start else guess_day)
+    start, end = _day(contract.starts), _day(contract.ends)
+    day = max(guess_day, start) if start else guess_day
+    guess = version_on(catalog, contract, min(day, end) if end else day)
     first = _billed_by(catalog, contract, kind, value, guess)
     if first.plan is guess:
         return first
@@ -93,8 +97,10 @@ def _billed_by(catalog: Catalog, contract: ast.Contract, kind: str, value, plan:
     billing = plan.billing
     interval = billing.interval if billing else "monthly"
     anchor = (billing.anchor or "calendar") if billing else "calendar"
-    period = resolve_period(kind, value, interval, anchor, tz, _start_date(contract))
+    period = resolve_period(kind, value, interval, anchor, tz, _day(contract.starts))
     first_billed_ms = period.from_ms if started is None else max(period.from_ms, started)
+    if terminated is not None:
+        first_billed_ms = min(first_billed_ms, terminated)  # ended before the period: its last day decides
     day = _local_date(first_billed_ms, tz)
     return Resolved(contract, version_on(catalog, contract, day), tz, period, started, terminated, day)
 
@@ -112,18 +118,39 @@ def version_on(catalog: Catalog, contract: ast.Contract, day: dt.date) -> ast.Pl
         if plan is None:
             raise CompileError(f'plan "{ref.name.name}" has no version {ref.version}')
         return plan
-    effective = [v for v in versions if _effective_from(v) is None or _effective_from(v) <= day]
-    if not effective:
-        raise CompileError(f'no version of plan "{ref.name.name}" is in effect on {day}')
-    return max(effective, key=lambda v: (_effective_from(v) or dt.date.min))
+    started = [v for v in versions if _starts_by(v, day)]
+    if not started:
+        first = min(versions, key=_effective_from)
+        raise CompileError(f'no version of plan "{ref.name.name}" is in effect on {day}: '
+                           f"its first version takes effect on {first.version.effective_from.text}")
+    latest = max(started, key=lambda v: (_effective_from(v) or dt.date.min))
+    if _ended_before(latest, day):
+        raise CompileError(f'no version of plan "{ref.name.name}" is in effect on {day}: version '
+                           f"{latest.version.id} is in effect only to {latest.version.effective_to.text} and no later "
+                           "version takes effect by then; add a version for these days, or end the contract")
+    return latest
+
+
+def _starts_by(plan: ast.Plan, day: dt.date) -> bool:
+    start = _effective_from(plan)
+    return start is None or start <= day
+
+
+def _ended_before(plan: ast.Plan, day: dt.date) -> bool:
+    """`effective ... to TO`: TO is the last day the version is in effect (inclusive, like `ends`)."""
+    last = _day(plan.version.effective_to) if plan.version is not None else None
+    return last is not None and last < day
 
 
 def _effective_from(plan: ast.Plan) -> dt.date | None:
-    v = plan.version
-    if v is None or v.effective_from is None or v.effective_from.value is None:
+    return _day(plan.version.effective_from) if plan.version is not None else None
+
+
+def _day(when: ast.When | None) -> dt.date | None:
+    """The date a `When` names (a date-time's own date); None when absent or invalid."""
+    if when is None or when.value is None:
         return None
-    val = v.effective_from.value
-    return val.date() if isinstance(val, dt.datetime) else val
+    return when.value.date() if isinstance(when.value, dt.datetime) else when.value
 
 
 def _version_id(plan: ast.Plan) -> str:
@@ -153,11 +180,6 @@ def contract_bounds(contract: ast.Contract, tz: str) -> tuple[int | None, int | 
         else:
             end = to_ms(start_of(v + dt.timedelta(days=1), tz)) - 1
     return start, end
-
-
-def _start_date(contract: ast.Contract) -> dt.date | None:
-    v = contract.starts.value if contract.starts is not None else None
-    return v.date() if isinstance(v, dt.datetime) else v
 
 
 def _named_day(kind: str, value) -> dt.date:

@@ -131,7 +131,8 @@ def end_instant(w: ast.When | None) -> dt.datetime | None:
 
 
 def version_ranges(versions: tuple[ast.Plan, ...]) -> dict[int, tuple[dt.datetime | None, dt.datetime | None]]:
-    """id(plan) -> [from, to) of each version: `to` is its own, else the next version's start."""
+    """id(plan) -> [from, to) of each version: `to` is the end of its own `to` date (the last day it
+    is in effect), else the next version's start."""
     starts = sorted(
         {t for p in versions if p.version and (t := instant(p.version.effective_from)) is not None}
     )
@@ -139,7 +140,7 @@ def version_ranges(versions: tuple[ast.Plan, ...]) -> dict[int, tuple[dt.datetim
     for p in versions:
         v = p.version
         start = instant(v.effective_from) if v else None
-        end = instant(v.effective_to) if v else None
+        end = end_instant(v.effective_to) if v else None
         if end is None and start is not None:
             later = [s for s in starts if s > start]
             end = later[0] if later else None

@@ -17,7 +17,7 @@ from functools import lru_cache
 from gpubill.dsl import ast, units
 from gpubill.dsl.checks.common import blocks, walk
 from gpubill.dsl.diagnostics import Diagnostic, did_you_mean, error
-from gpubill.dsl.limits import MAX_ROUNDING_PRECISION
+from gpubill.dsl.limits import MAX_ROUNDING_PRECISION, MAX_USAGE_TIMES
 from gpubill.dsl.resolve import Catalog
 from gpubill.dsl.currencies import COMMON_CURRENCIES, CURRENCIES
 
@@ -161,6 +161,17 @@ def _whole(n: ast.Number | None, what: str) -> Iterator[Diagnostic]:
         )
 
 
+def _times_bounded(n: ast.Number) -> Iterator[Diagnostic]:
+    if n.value is not None and n.value > MAX_USAGE_TIMES:
+        yield error(
+            "times-too-large",
+            f"`times {n.text}` is more than {MAX_USAGE_TIMES:_} events",
+            n.span,
+            hints=(f"a test needs a few events; use at most times {MAX_USAGE_TIMES:_}, "
+                   "and a larger quantity per event (duration_seconds, output_tokens) for volume",),
+        )
+
+
 def _numbers(n) -> Iterator[Diagnostic]:
     if isinstance(n, ast.Package):
         yield from _positive(n.size.value, "a package size", n.size.span)
@@ -176,6 +187,7 @@ def _numbers(n) -> Iterator[Diagnostic]:
     elif isinstance(n, ast.Usage) and n.times is not None:
         yield from _positive(n.times.value, "`times`", n.times.span)
         yield from _whole(n.times, "`times`")
+        yield from _times_bounded(n.times)
     elif isinstance(n, ast.Discount) and n.periods is not None:
         yield from _positive(n.periods.value, "the number of periods", n.periods.span)
         yield from _whole(n.periods, "the number of periods")

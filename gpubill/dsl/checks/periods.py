@@ -2,11 +2,14 @@
 
 * `ends` is not before `starts`; a credit does not expire before its contract
   starts; a window and a test period end after they start; a version's
-  `effective ... to` is after its `effective` date (rule `date-order`).
+  `effective ... to` (its last day, inclusive) is not before its `effective`
+  date (rule `date-order`).
 * The price windows of one charge do not overlap, hold one price each (not a
   `by` table), and should lie inside the plan version's effective range.
 * Plan versions do not overlap in time; a contract starts when its plan (or
   the version it pins) is in effect.
+* Two contracts that bill one subscription do not overlap in time: on a day
+  both cover, its events would be billed twice (rule `subscription-overlap`).
 
 Dates without a time are compared as midnight UTC: good enough to order them.
 """
@@ -30,6 +33,7 @@ def check_periods(cat: Catalog) -> Iterator[Diagnostic]:
                 yield from _windows(p, ch, ranges[id(p)])
     for c in cat.contracts.values():
         yield from _contract(cat, c)
+    yield from _shared_subscriptions(cat.contracts.values())
     for t in cat.tests:
         if t.period is not None and t.period.start is not None and t.period.end is not None:
             yield from _order(t.period.start, t.period.end, "the test period", strict=True)
@@ -55,7 +59,7 @@ def _versions(versions: tuple[ast.Plan, ...]) -> Iterator[Diagnostic]:
     for p in versions:
         v = p.version
         if v is not None and v.effective_from is not None and v.effective_to is not None:
-            yield from _order(v.effective_from, v.effective_to, f"version {v.id}", strict=True, start_word="takes effect")
+            yield from _order(v.effective_from, v.effective_to, f"version {v.id}", strict=False, start_word="takes effect")
     if len(versions) < 2:
         return
     bare = [p for p in versions if p.version is None]
@@ -167,4 +171,31 @@ def _not_effective(c: ast.Contract, plan: ast.Plan, why: str) -> Diagnostic:
         c.starts.span,
         hints=("start the contract later, or pin a version in effect on its start date",),
         notes=(("plan version", plan.version.span if plan.version else plan.name.span),),
+    )
+
+
+def _shared_subscriptions(contracts) -> Iterator[Diagnostic]:
+    """The contract that starts later (of two on one day, the later in the source) is the one shown."""
+    by_subscription: dict[str, list[ast.Contract]] = {}
+    for c in contracts:
+        if c.subscription is not None and instant(c.starts) is not None and (c.ends is None or end_instant(c.ends)):
+            by_subscription.setdefault(c.subscription.value, []).append(c)
+    for terms in by_subscription.values():
+        terms.sort(key=lambda c: (instant(c.starts), *((c.span.path, c.span.line, c.span.col) if c.span else ())))
+        for i, c in enumerate(terms):
+            first = next((a for a in terms[:i] if a.ends is None or end_instant(a.ends) > instant(c.starts)), None)
+            if first is not None:
+                yield _overlap(first, c)
+
+
+def _overlap(first: ast.Contract, second: ast.Contract) -> Diagnostic:
+    term = f"from {first.starts.text}" + (f" to {first.ends.text}" if first.ends else " (no end)")
+    return error(
+        "subscription-overlap",
+        f'contracts "{first.name.name}" and "{second.name.name}" both bill subscription '
+        f'"{second.subscription.value}" on {second.starts.text}: its events would be billed twice',
+        second.subscription.span,
+        hints=(f'end contract "{first.name.name}" before {second.starts.text}, or give this contract its own '
+               "subscription id",),
+        notes=((f'contract "{first.name.name}" bills it {term}', first.subscription.span),),
     )

@@ -1,0 +1,103 @@
+"""A plan version's `to` date is the last day it is in effect (docs/language.md, Plan versions).
+
+A period whose deciding day is after a version's `to` is never priced by that
+version: by the next version when one has taken effect, else the contract
+cannot be rated and `gpubill rate` says why in one line. Real files, a real
+store, a real subprocess for the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gpubill.dsl.check import check_sources
+from gpubill.engine.compile import CompileError
+from gpubill.engine.subscription import resolve_subscription
+
+CATALOG = """
+entity us { name "GPU Cloud" currency USD timezone "UTC" }
+metric gpu_hours {
+  event gpu_job
+  sum gpu_count * duration_seconds in hours
+}
+plan list version 1 effective 2025-01-01 to 2026-06-30 {
+  currency USD
+  billing monthly calendar
+  charge gpu_hours 3.99 per hour
+}
+plan list version 2 effective 2026-08-01 {
+  currency USD
+  billing monthly calendar
+  charge gpu_hours 3.49 per hour
+}
+plan promo version 1 effective 2025-01-01 to 2026-03-31 {
+  currency USD
+  billing monthly calendar
+  charge gpu_hours 1.00 per hour
+}
+contract open {
+  customer "open" subscription "sub_open" entity us plan list starts 2026-01-01
+}
+contract pinned {
+  customer "pinned" subscription "sub_pinned" entity us plan list version 1 starts 2026-01-01
+}
+contract ended {
+  customer "ended" subscription "sub_ended" entity us plan promo starts 2026-01-01 ends 2026-03-31
+}
+"""
+
+
+def _resolve(name: str, period: str):
+    catalog, diags = check_sources({"catalog.bill": CATALOG})
+    assert not [d for d in diags if d.severity == "error"], diags
+    return resolve_subscription(catalog, catalog.contracts[name], period)
+
+
+def test_the_last_day_of_a_version_is_priced_by_it():
+    assert _resolve("open", "2026-06").plan.version.id == "1"
+    assert _resolve("open", "2026-06-30..2026-06-30").plan.version.id == "1"
+
+
+def test_a_period_after_the_to_date_is_not_priced_by_the_ended_version():
+    with pytest.raises(CompileError, match=r'no version of plan "list" is in effect on 2026-07-01: version 1 is '
+                                           r"in effect only to 2026-06-30"):
+        _resolve("open", "2026-07")
+    assert _resolve("open", "2026-08").plan.version.id == "2"
+
+
+def test_a_pinned_version_bills_the_whole_term():
+    assert _resolve("pinned", "2026-07").plan.version.id == "1"
+
+
+def test_a_contract_that_ended_with_its_version_is_simply_not_active_later():
+    r = _resolve("ended", "2026-05")
+    assert (r.plan.version.id, r.active) == ("1", False)
+
+
+def gpubill(*args, cwd):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("GPUBILL_STORE", None)
+    return subprocess.run([sys.executable, "-m", "gpubill", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_rate_names_the_contract_and_the_ended_version(tmp_path):
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "catalog.bill").write_text(CATALOG)
+    ev = {"transaction_id": "t1", "external_subscription_id": "sub_open", "code": "gpu_job",
+          "timestamp": "2026-07-10T00:00:00Z", "properties": {"gpu_count": "1", "duration_seconds": "3600"}}
+    (tmp_path / "events.jsonl").write_text(json.dumps(ev) + "\n")
+    assert gpubill("ingest", "events.jsonl", "--store", "b.db", cwd=tmp_path).returncode == 0
+    r = gpubill("rate", "--store", "b.db", "--contracts", "repo", "--period", "2026-07", "--customer", "open",
+                cwd=tmp_path)
+    assert r.returncode == 1, r.stdout
+    assert r.stdout == ""
+    assert r.stderr.strip().splitlines() == [
+        'gpubill: error: contract "open": no version of plan "list" is in effect on 2026-07-01: version 1 is in effect only '
+        "to 2026-06-30 and no later version takes effect by then; add a version for these days, or end the contract"
+    ]
