@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     cannot be held, an amount that cannot be priced exactly) is one line on
     stderr each, and the exit code is then 1."""
     from gpubill.service.rating import ServiceError, rate_period, unrated_text
-    from gpubill.service.report import report_json, report_table
+    from gpubill.service.report import report_table, write_report_json
 
     store = _open_store(store_path(args))
     try:
@@ -48,10 +48,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.format == "json":
-        import orjson
-
         sys.stdout.flush()
-        sys.stdout.buffer.write(orjson.dumps(report_json(report, explain=args.explain), option=orjson.OPT_INDENT_2))
+        write_report_json(report, sys.stdout.buffer, explain=args.explain)
         sys.stdout.buffer.write(b"\n")
         sys.stdout.buffer.flush()
     else:

@@ -162,6 +162,15 @@ def parts_by_subscription(fees) -> dict:
     return out
 
 
+def merged(subs, *runs) -> Fees:
+    """The fees of runs over disjoint subscriptions as one ``Fees``, in the order of ``subs``."""
+    by_sub: dict = {}
+    for fees in runs:
+        for sub, parts in parts_by_subscription(fees).items():
+            by_sub.setdefault(sub, []).extend(parts)
+    return Fees(p if isinstance(p, FeeBlock) else tuple(p) for s in subs for p in by_sub.get(s.external_id, ()))
+
+
 def totals(fees) -> dict:
     """Subscription id -> the sum of its fees' rounded amounts (exact)."""
     out: dict = {}

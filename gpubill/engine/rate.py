@@ -24,6 +24,7 @@ import gc
 from fractions import Fraction
 from functools import partial
 
+import attrs
 import numpy as np
 
 from . import exact
@@ -37,6 +38,7 @@ from .layout import (
 from .money import MISSING_EXPONENT, ratio_to_decimal
 from .coverage import DAY_MS
 from .fees import FeeBlock, rises, running_sum
+from .fees import merged as merged_fees
 from .price import (
     ChargeCtx, advance_fees, empty_usage, in_sub_order, linear_fee, price_line, price_values, slot_reason_maps,
     true_up_line, unpriceable,
@@ -328,7 +330,9 @@ def rate(subscriptions, cols):
     side = _side(p, base, accs, d)
     result = _assemble(p, base, d, ignored, side, set(bad))
     if bad:
-        result = exact.merge(p.subs, result, exact.rate_exact(p, bad))
+        other = exact.rate_exact(p, bad)
+        lines = exact.merge(p.subs, attrs.evolve(result, in_advance=()), attrs.evolve(other, in_advance=()))
+        result = attrs.evolve(lines, in_advance=merged_fees(p.subs, result.in_advance, other.in_advance))
     return result
 
 

@@ -20,6 +20,7 @@ from gpubill.dsl.diagnostics import render_text
 from gpubill.dsl.resolve import Catalog
 from gpubill.engine import billing_calendar as cal
 from gpubill.engine.compile import CompileError, compile_subscription
+from gpubill.engine.fees import totals as fee_totals
 from gpubill.engine.program import RateResult, SubscriptionSpec, Unrated
 from gpubill.engine.subscription import Resolved, resolve_subscription
 
@@ -251,6 +252,6 @@ def totals(report: RateReport) -> dict[str, Decimal]:
     out: dict[str, Decimal] = {b.spec.external_id: Decimal(0) for b in report.rated()}
     for line in report.result.lines:
         out[line.subscription] = out.get(line.subscription, Decimal(0)) + line.amount
-    for fee in report.result.in_advance:
-        out[fee.subscription] = out.get(fee.subscription, Decimal(0)) + fee.amount
+    for sid, amount in fee_totals(report.result.in_advance).items():
+        out[sid] = out.get(sid, Decimal(0)) + amount
     return out

@@ -9,8 +9,13 @@ rounding rule that made the invoice amount.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import Decimal
 
+import numpy as np
+
+from gpubill.engine.fees import FeeBlock, parts_by_subscription
+from gpubill.engine.fees import totals as totals_of_fees
 from gpubill.engine.money import EXACT, round_amount
 from gpubill.engine.program import MoneyRounding, canonical_filter
 from gpubill.engine.trace import line_ref, price_source
@@ -80,45 +85,43 @@ def line_json(billed, line, explain: bool, report=None) -> dict:
     return out
 
 
-def report_json(report: RateReport, explain: bool = False) -> dict:
-    by_sub: dict[str, list] = {}
-    for line in report.result.lines:
-        by_sub.setdefault(line.subscription, []).append(line)
-    fees: dict[str, list] = {}
-    for fee in report.result.in_advance:
-        fees.setdefault(fee.subscription, []).append(fee)
-    tot = totals(report)
-    subs = []
-    for b in report.rated():
-        sid = b.spec.external_id
-        subs.append(
-            {
-                "external_subscription_id": sid,
-                "contract": b.contract.name.name,
-                "customer": b.contract.customer.id.value if b.contract.customer else None,
-                "plan": b.plan.name.name,
-                "plan_version": b.plan.version.id if b.plan.version else None,
-                "currency": b.currency,
-                "period": {"from": _iso(b.period.from_ms), "to": _iso(b.period.to_ms), "label": b.period.label},
-                "lines": [line_json(b, ln, explain, report) for ln in by_sub.get(sid, [])],
-                "in_advance_fees": [
-                    {
-                        "charge": f.charge_id,
-                        "metric": f.metric,
-                        "transaction_id": f.transaction_id,
-                        "timestamp": _iso(f.timestamp_ms),
-                        "filter": _filter_json(f.filter),
-                        "group": dict(f.group),
-                        "units": _s(f.units),
-                        "precise_amount": _s(f.precise_amount),
-                        "amount": _s(f.amount),
-                    }
-                    for f in fees.get(sid, [])
-                ],
-                "total": _s(tot.get(sid, Decimal(0))),
-            }
-        )
-    unrated = [
+def _fee_json(charge_id, metric, fltr, group, transaction_id, timestamp, units, precise_amount, amount) -> dict:
+    """One in-advance fee in the JSON output; the last five fields already as JSON values."""
+    return {
+        "charge": charge_id,
+        "metric": metric,
+        "transaction_id": transaction_id,
+        "timestamp": timestamp,
+        "filter": _filter_json(fltr),
+        "group": dict(group),
+        "units": units,
+        "precise_amount": precise_amount,
+        "amount": amount,
+    }
+
+
+def fee_json(f) -> dict:
+    return _fee_json(f.charge_id, f.metric, f.filter, f.group, f.transaction_id, _iso(f.timestamp_ms), _s(f.units),
+                     _s(f.precise_amount), _s(f.amount))
+
+
+def _subscription_json(report, b, lines, fees, total, explain: bool) -> dict:
+    return {
+        "external_subscription_id": b.spec.external_id,
+        "contract": b.contract.name.name,
+        "customer": b.contract.customer.id.value if b.contract.customer else None,
+        "plan": b.plan.name.name,
+        "plan_version": b.plan.version.id if b.plan.version else None,
+        "currency": b.currency,
+        "period": {"from": _iso(b.period.from_ms), "to": _iso(b.period.to_ms), "label": b.period.label},
+        "lines": [line_json(b, ln, explain, report) for ln in lines],
+        "in_advance_fees": fees,
+        "total": _s(total),
+    }
+
+
+def _unrated_json(report: RateReport) -> list:
+    return [
         {
             "external_subscription_id": u.subscription,
             "contract": b.contract.name.name,
@@ -129,7 +132,122 @@ def report_json(report: RateReport, explain: bool = False) -> dict:
         }
         for b, u in report.unrated()
     ]
-    return {"schema": SCHEMA_VERSION, "subscriptions": subs, "unrated": unrated}
+
+
+def _lines_by_subscription(report: RateReport) -> dict[str, list]:
+    by_sub: dict[str, list] = {}
+    for line in report.result.lines:
+        by_sub.setdefault(line.subscription, []).append(line)
+    return by_sub
+
+
+def report_json(report: RateReport, explain: bool = False) -> dict:
+    by_sub = _lines_by_subscription(report)
+    fees: dict[str, list] = {}
+    for fee in report.result.in_advance:
+        fees.setdefault(fee.subscription, []).append(fee)
+    tot = totals(report)
+    subs = []
+    for b in report.rated():
+        sid = b.spec.external_id
+        subs.append(_subscription_json(report, b, by_sub.get(sid, []), [fee_json(f) for f in fees.get(sid, [])],
+                                       tot.get(sid, Decimal(0)), explain))
+    return {"schema": SCHEMA_VERSION, "subscriptions": subs, "unrated": _unrated_json(report)}
+
+
+def write_report_json(report: RateReport, out, explain: bool = False) -> None:
+    """Write ``report_json``'s document to the binary file ``out`` exactly as
+    ``orjson.dumps(..., option=OPT_INDENT_2)`` prints it, one subscription
+    at a time, its fees straight from the engine's fee columns: the run is
+    never one dict, nor one fee object per fee."""
+    import orjson
+
+    marker = "gpubill-" + uuid.uuid4().hex
+    rated = report.rated()
+    skeleton = {"schema": SCHEMA_VERSION, "subscriptions": [f"{marker}:{i}" for i in range(len(rated))],
+                "unrated": _unrated_json(report)}
+    rest = orjson.dumps(skeleton, option=orjson.OPT_INDENT_2)
+    by_sub = _lines_by_subscription(report)
+    fee_parts = parts_by_subscription(report.result.in_advance)
+    tot = totals(report)
+    for i, b in enumerate(rated):
+        before, rest = rest.split(orjson.dumps(f"{marker}:{i}"), 1)
+        out.write(before)
+        sid = b.spec.external_id
+        sub = _subscription_json(report, b, by_sub.get(sid, []), f"{marker}:fees", tot.get(sid, Decimal(0)), explain)
+        head, tail = orjson.dumps(sub, option=orjson.OPT_INDENT_2).split(orjson.dumps(f"{marker}:fees"), 1)
+        out.write(_indent(head, 4))
+        _write_fees(out, fee_parts.get(sid, []), marker)
+        out.write(_indent(tail, 4))
+    out.write(rest)
+
+
+_FEE_INDENT = 8  # a fee object's depth in the document: {subscriptions: [{in_advance_fees: [{...}]}]}
+
+
+def _indent(text: bytes, n: int) -> bytes:
+    return text.replace(b"\n", b"\n" + b" " * n)
+
+
+def _write_fees(out, parts: list, marker: str) -> None:
+    """A subscription's ``in_advance_fees`` array, as orjson indents it at its depth."""
+    import orjson
+
+    if not parts:
+        out.write(b"[]")
+        return
+    out.write(b"[")
+    sep = b"\n"
+    for part in parts:
+        if isinstance(part, FeeBlock):
+            _write_block(out, part, marker, sep)
+        else:
+            for f in part:
+                out.write(sep + b" " * _FEE_INDENT + _indent(orjson.dumps(fee_json(f), option=orjson.OPT_INDENT_2),
+                                                              _FEE_INDENT))
+                sep = b",\n"
+        sep = b",\n"
+    out.write(b"\n" + b" " * (_FEE_INDENT - 2) + b"]")
+
+
+_BLOCK_FIELDS = ("transaction_id", "timestamp", "units", "precise_amount", "amount")
+
+
+def _write_block(out, block, marker: str, sep: bytes) -> None:
+    """The fees of one ``FeeBlock``: its line's fields written once into a
+    template, each distinct rise's amounts formatted once."""
+    import orjson
+
+    h = block.head
+    fields = [orjson.dumps(f"{marker}:{k}") for k in _BLOCK_FIELDS]
+    text = b" " * _FEE_INDENT + _indent(orjson.dumps(_fee_json(h["charge_id"], h["metric"], h["filter"], h["group"],
+                                                               *(f"{marker}:{k}" for k in _BLOCK_FIELDS)),
+                                                     option=orjson.OPT_INDENT_2), _FEE_INDENT)
+    pieces = []
+    for f in fields:
+        piece, text = text.split(f, 1)
+        pieces.append(piece)
+    p0, p1, p2, p3, p4 = pieces
+    amounts = [b"".join((p2, orjson.dumps(_s(units)), p3, orjson.dumps(_s(precise)), p4, orjson.dumps(_s(amount)), text))
+               for units, precise, amount in block.values]
+    stamps = _iso_many(block.timestamp_ms)
+    first = sep + p0
+    rest = b",\n" + p0
+    chunk = []
+    for j, (tx, ts, w) in enumerate(zip(block.transaction_ids, stamps, block.which.tolist())):
+        chunk.append(b"".join((rest if j else first, orjson.dumps(tx), p1, ts, amounts[w])))
+        if len(chunk) == 4096:
+            out.write(b"".join(chunk))
+            chunk.clear()
+    out.write(b"".join(chunk))
+
+
+def _iso_many(ms) -> list:
+    """``_iso`` of each int64 millisecond timestamp, as JSON strings (bytes)."""
+    if ms.size and 0 <= int(ms.min()) and int(ms.max()) < 253402300800000:  # 1970 .. 9999: numpy's ISO form
+        text = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms")
+        return [b'"' + t.encode() + b'Z"' for t in text.tolist()]
+    return [b'"' + _iso(t).encode() + b'"' for t in ms.tolist()]
 
 
 def display_rounding(places: int) -> MoneyRounding:
@@ -163,9 +281,9 @@ def report_table(report: RateReport, explain: bool = False, file=None) -> None:
     from rich.table import Table
 
     console = Console(file=file, highlight=False, soft_wrap=False, width=160 if file is not None and not file.isatty() else None)
-    by_sub: dict[str, list] = {}
-    for line in report.result.lines:
-        by_sub.setdefault(line.subscription, []).append(line)
+    by_sub = _lines_by_subscription(report)
+    fee_parts = parts_by_subscription(report.result.in_advance)
+    fee_totals = totals_of_fees(report.result.in_advance)
     tot = totals(report)
     for b in report.rated():
         sid = b.spec.external_id
@@ -190,8 +308,8 @@ def report_table(report: RateReport, explain: bool = False, file=None) -> None:
                               "", "", "", display(tp.amount, 8), "")
                 t.add_row("", f"[dim]{display(ln.precise_amount, 10)} rounded {ln.rounding.mode} to {_s(ln.rounding.quantum)}[/dim]",
                           "", "", "", "", "")
-        adv = [f for f in report.result.in_advance if f.subscription == sid]
-        if adv:
-            t.add_row("in-advance fees", f"{len(adv)} fees", "", "", "", "", _s(sum((f.amount for f in adv), Decimal(0))))
+        n_fees = sum(len(p) for p in fee_parts.get(sid, []))
+        if n_fees:
+            t.add_row("in-advance fees", f"{n_fees} fees", "", "", "", "", _s(fee_totals[sid]))
         t.add_row("[b]total[/b]", "", "", "", "", "", f"[b]{_s(tot.get(sid, Decimal(0)))}[/b]")
         console.print(t)
