@@ -13,6 +13,7 @@ import sys
 
 from gpubill.cli import CliError, EXIT_IO, EXIT_OK, _args
 from gpubill.cli._common import add_store_argument, store_path
+from gpubill.server.protocol import DEFAULT_HEADER_TIMEOUT_S
 
 HELP = "run the Lago-compatible events API"
 
@@ -29,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="reject timestamps more than HOURS ahead (default 24)")
     p.add_argument("--body-timeout", type=_args.float_range(0.1, _args.MAX_SECONDS), default=60.0,
                    metavar="SECONDS", help="a request body must arrive within SECONDS (default 60), else 408")
+    p.add_argument("--header-timeout", type=_args.seconds, default=DEFAULT_HEADER_TIMEOUT_S, metavar="SECONDS",
+                   help="a request's headers must arrive within SECONDS of the connection (or of the previous "
+                        f"response; default {DEFAULT_HEADER_TIMEOUT_S:g}), else the connection is closed")
     p.add_argument("--synchronous", choices=("normal", "full"), default="normal",
                    help="full: fsync every commit (acknowledged events survive power loss)")
 
@@ -57,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gpubill.server.app import create_app
+    from gpubill.server.protocol import with_header_deadline
     from gpubill.service.errors import StoreError
     from gpubill.service.events import Store
 
@@ -79,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     # Request threads release the GIL for each SQLite step and must get it back from threads
     # parsing other requests: 0.5 ms instead of Python's 5 ms switch interval.
     sys.setswitchinterval(0.0005)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                            http=with_header_deadline(args.header_timeout))
     server = uvicorn.Server(config)
 
     async def announce():
