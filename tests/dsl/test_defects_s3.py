@@ -41,6 +41,30 @@ def test_a_contract_pinning_a_version_may_start_on_its_last_day():
     assert_diag(src.replace("START", "starts 2026-07-01"), "plan-not-effective", 14, 10)
 
 
+def _on_q(terms: str) -> str:
+    return f'contract k {{\n  customer "k"\n  subscription "sub_k"\n  entity gpucloud\n  plan q\n{terms}}}\n'
+
+
+def test_a_contract_must_find_a_version_on_every_day_of_its_term():
+    gap = _versions("2026-06-30", "2026-08-01")
+    d = assert_diag(gap + _on_q("  starts 2026-02-01\n"), "plan-not-effective", 13, 3)
+    assert d.message == 'plan "q" has no version in effect from 2026-07-01, but the contract runs with no end'
+    assert d.hints == ("add a version effective 2026-07-01, or end the contract before 2026-07-01",)
+    assert [(what, span.line) for what, span in d.notes] == [("version 1, in effect to 2026-06-30", 1)]
+    assert_ok(gap + _on_q("  starts 2026-02-01\n  ends 2026-06-30\n"))
+    assert_ok(gap + _on_q("  starts 2026-08-01\n"))
+    assert_ok(_versions("2026-06-30", "2026-07-01") + _on_q("  starts 2026-02-01\n"))
+
+
+def test_a_last_version_with_a_to_date_ends_the_contracts_on_it():
+    last = "plan q version 1 effective 2026-01-01 to 2026-06-30 {\n  currency USD\n  billing monthly\n}\n"
+    d = assert_diag(last + _on_q("  starts 2026-02-01\n  ends 2026-12-31\n"), "plan-not-effective", 9, 3)
+    assert d.message == 'plan "q" has no version in effect from 2026-07-01, but the contract runs until 2026-12-31'
+    d = assert_diag(last + _on_q("  starts 2026-08-01\n"), "plan-not-effective", 9, 3)
+    assert d.message.startswith('plan "q" has no version in effect from 2026-08-01')
+    assert_ok(last + _on_q("  starts 2026-02-01\n  ends 2026-06-30\n"))
+
+
 # ---------------------------------------------------------------- one subscription, two contracts
 
 def _contract(name: str, sub: str, terms: str) -> str:

@@ -1,9 +1,10 @@
 """A plan version's `to` date is the last day it is in effect (docs/language.md, Plan versions).
 
 A period whose deciding day is after a version's `to` is never priced by that
-version: by the next version when one has taken effect, else the contract
-cannot be rated and `gpubill rate` says why in one line. Real files, a real
-store, a real subprocess for the CLI.
+version: by the next version when one has taken effect, else the subscription
+cannot be resolved (a CompileError that says why). `gpubill check` (and so
+`gpubill rate`) already refuses a contract whose term reaches such a day.
+Real files, a real store, a real subprocess for the CLI.
 """
 
 from __future__ import annotations
@@ -54,8 +55,12 @@ contract ended {
 
 def _resolve(name: str, period: str):
     catalog, diags = check_sources({"catalog.bill": CATALOG})
-    assert not [d for d in diags if d.severity == "error"], diags
+    assert [(d.rule, d.span.line) for d in diags] == [("plan-not-effective", CONTRACT_OPEN_LINE)]  # July: no version
     return resolve_subscription(catalog, catalog.contracts[name], period)
+
+
+CONTRACT_OPEN_LINE = CATALOG.splitlines().index("contract open {") + 2
+CONTRACT_OPEN_PLAN_COL = CATALOG.splitlines()[CONTRACT_OPEN_LINE - 1].index("plan list") + 1
 
 
 def test_the_last_day_of_a_version_is_priced_by_it():
@@ -86,7 +91,7 @@ def gpubill(*args, cwd):
                           env=env, timeout=300)
 
 
-def test_rate_names_the_contract_and_the_ended_version(tmp_path):
+def test_rate_refuses_a_contract_its_plan_stops_covering(tmp_path):
     (tmp_path / "repo").mkdir()
     (tmp_path / "repo" / "catalog.bill").write_text(CATALOG)
     ev = {"transaction_id": "t1", "external_subscription_id": "sub_open", "code": "gpu_job",
@@ -95,9 +100,7 @@ def test_rate_names_the_contract_and_the_ended_version(tmp_path):
     assert gpubill("ingest", "events.jsonl", "--store", "b.db", cwd=tmp_path).returncode == 0
     r = gpubill("rate", "--store", "b.db", "--contracts", "repo", "--period", "2026-07", "--customer", "open",
                 cwd=tmp_path)
-    assert r.returncode == 1, r.stdout
-    assert r.stdout == ""
-    assert r.stderr.strip().splitlines() == [
-        'gpubill: error: contract "open": no version of plan "list" is in effect on 2026-07-01: version 1 is in effect only '
-        "to 2026-06-30 and no later version takes effect by then; add a version for these days, or end the contract"
-    ]
+    assert r.returncode == 1 and r.stdout == ""
+    assert (f"repo/catalog.bill:{CONTRACT_OPEN_LINE}:{CONTRACT_OPEN_PLAN_COL}: error[plan-not-effective]: plan \"list\" has no version in "
+            "effect from 2026-07-01, but the contract runs with no end") in r.stderr
+    assert "Traceback" not in r.stderr

@@ -7,7 +7,9 @@
 * The price windows of one charge do not overlap, hold one price each (not a
   `by` table), and should lie inside the plan version's effective range.
 * Plan versions do not overlap in time; a contract starts when its plan (or
-  the version it pins) is in effect.
+  the version it pins) is in effect, and a contract on the version in effect
+  finds one on every day of its term (no gap, no last version's `to` date
+  before the contract ends).
 * Two contracts that bill one subscription do not overlap in time: on a day
   both cover, its events would be billed twice (rule `subscription-overlap`).
 
@@ -16,6 +18,7 @@ Dates without a time are compared as midnight UTC: good enough to order them.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 from gpubill.dsl import ast
@@ -162,6 +165,37 @@ def _contract(cat: Catalog, c: ast.Contract) -> Iterator[Diagnostic]:
     if froms and all(f is not None for f in froms) and start < min(froms):
         first = min(versions, key=lambda p: ranges[id(p)][0])
         yield _not_effective(c, first, f"its first version takes effect on {first.version.effective_from.text}")
+    elif c.ends is None or end_instant(c.ends) is not None:
+        gap = _first_uncovered(ranges.values(), start, end_instant(c.ends))
+        if gap is not None:
+            last = max((p for p in versions if ranges[id(p)][1] is not None and ranges[id(p)][1] <= gap),
+                       key=lambda p: ranges[id(p)][1])
+            yield _runs_past(c, last, gap)
+
+
+def _first_uncovered(ranges, start: dt.datetime, end: dt.datetime | None) -> dt.datetime | None:
+    """The first instant of [start, end) (end None: no end) that no [from, to) range covers."""
+    cursor = start
+    for lo, hi in sorted(ranges, key=lambda r: (r[0] is not None, r[0] or start)):
+        if lo is not None and lo > cursor:
+            break
+        if hi is None:
+            return None
+        cursor = max(cursor, hi)
+    return cursor if end is None or cursor < end else None
+
+
+def _runs_past(c: ast.Contract, ended: ast.Plan, gap: dt.datetime) -> Diagnostic:
+    day = gap.date().isoformat() if gap.time() == dt.time(0) else gap.isoformat()
+    until = f"until {c.ends.text}" if c.ends is not None else "with no end"
+    return error(
+        "plan-not-effective",
+        f'plan "{ended.name.name}" has no version in effect from {day}, but the contract runs {until}',
+        c.plan.span,
+        hints=(f"add a version effective {day}, or end the contract before {day}",),
+        notes=((f"version {ended.version.id}, in effect to {ended.version.effective_to.text}"
+                if ended.version.effective_to is not None else f"version {ended.version.id}", ended.version.span),),
+    )
 
 
 def _not_effective(c: ast.Contract, plan: ast.Plan, why: str) -> Diagnostic:
