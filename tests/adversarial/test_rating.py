@@ -209,7 +209,9 @@ def test_the_table_escapes_what_a_terminal_would_act_on(tmp_path):
 
 def test_two_contracts_billing_one_subscription_is_refused_by_both_engines(tmp_path):
     path = billing(tmp_path, [ev("b1", "sub_b", "batch", units="4")])
-    (path / "repo" / "c.bill").write_text(CATALOG.replace('subscription "sub_c"', 'subscription "sub_b"'))
+    (path / "repo" / "c.bill").write_text(  # a handover in the middle of the period: terms that do not overlap
+        CATALOG.replace('"sub_b" entity us plan p starts 2026-01-01', '"sub_b" entity us plan p starts 2026-01-01 ends 2026-10-10')
+               .replace('"sub_c" entity us plan p starts 2026-01-01', '"sub_b" entity us plan p starts 2026-10-20'))
     for engine in ("fast", "reference"):
         r = gpubill("rate", "--store", "b.db", "--contracts", "repo", "--period", "2026-10", "--engine", engine,
                     cwd=path)
