@@ -41,13 +41,13 @@ from .accumulate import _unheld_beside
 from .kernels import _add, _fixed, _ld32, _mul, _per_event
 from .layout import (
     A_COUNT, A_SUM, B_CWOFF, B_LINE, B_NW1, B_WBN, B_WBOFF, C_ALL, C_BOFF, C_GN, C_GOFF, C_KN, C_KOFF, C_NF, C_ORD,
-    C_Q, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, FA_FLAGS, FA_INC, FA_MAX, FA_MIN, FA_SLOT, G_DIM, G_LUT, G_MULT,
+    C_Q, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, FA_FLAGS, FA_INC, FA_MAGIC, FA_MAX, FA_MIN, FA_SHIFT, FA_SLOT, G_DIM, G_LUT, G_MULT,
     I_CP, I_HASHED, I_IGN, I_LOFF, I_REC, I_XOFF, K_DIM, K_MOFF, K_VLUT, Q_KIND, Q_TN, Q_TOFF, Q_UCEIL, Q_UFLOOR,
     Q_UTIL, QK_POLY, S_DBASE, S_EP, S_HI, S_LO, S_LP, S_PLAN, S_RANK, S_XBASE, T_COEF, T_FN, T_FOFF, X_MAX,
 )
 
 SLOW = F_LAST | F_PROR | F_CENTS | F_SIDE
-BLOCK = 1 << 18  # rows per block: the block's routed rows and quantities stay in cache
+BLOCK = 1 << 16  # rows per block: the block's routed rows and quantities stay in cache
 ENABLED = True  # False: every instance goes through the generic kernel (tests hold both equal)
 _NOQ = np.zeros(1, np.int64)
 _NOLUT = np.zeros(1, np.int64)
@@ -66,58 +66,30 @@ def _cttz(typingctx, x):
 
 
 @njit(cache=True, nogil=True)
-def _route(lo_i, hi_i, sub_ids, code_ids, ts, sub_lut, code_lut, ncodes, SUB, pk_fast, code_rec,
-           reason_dim, dptr, luts, rlut):
-    """Rows [lo_i, hi_i) -> (starts per code, row, subscription, reason),
-    grouped by code; subscription -s-1 marks a row before the period."""
-    nsub_lut = sub_lut.shape[0]
-    ncode_lut = code_lut.shape[0]
-    m = hi_i - lo_i
-    tmp = np.empty(m, np.int64)  # code * 2**32 + (s or -s-1 as uint32), -1 = dropped
-    counts = np.zeros(ncodes + 1, np.int64)
+def _route(lo_i, hi_i, sub_ids, code_ids, ts, rt, reasons, rlut, rows, es, er, counts):
+    """Rows [lo_i, hi_i) -> per code k: ``counts[k]`` rows in ``rows[k]``
+    (the row index), ``es[k]`` (the subscription; -s-1 for a row before
+    the period) and ``er[k]`` (the end reason's compact index).
+
+    One branch-free pass (``Routes``: unknown ids and codes map to a
+    sentinel subscription / code that keeps nothing): every row is written
+    to its code's next place, which only advances when the row is kept."""
+    nk = rt.ncodes + 1
+    counts[:] = 0
     for i in range(lo_i, hi_i):
-        tmp[i - lo_i] = -1
-        sid = sub_ids[i]
-        if sid < 0 or sid >= nsub_lut:
-            continue
-        s = sub_lut[sid]
-        if s < 0:
-            continue
-        cid = code_ids[i]
-        if cid < 0 or cid >= ncode_lut:
-            continue
-        k = code_lut[cid]
-        if k < 0 or pk_fast[SUB[s, S_PLAN] * ncodes + k] == 0:
-            continue
+        sid = np.int64(sub_ids[i]) + 1
+        s = np.int64(rt.sub[sid if 0 <= sid < rt.sub.shape[0] else 0])
+        cid = np.int64(code_ids[i]) + 1
+        k = np.int64(rt.code[cid if 0 <= cid < rt.code.shape[0] else 0])
         t = ts[i]
-        if t > SUB[s, S_HI]:
-            continue
-        sv = np.int64(s)
-        if t < SUB[s, S_LO]:
-            if code_rec[k] == 0:
-                continue
-            sv = -sv - 1
-        tmp[i - lo_i] = (np.int64(k) << 32) | (sv & 0xFFFFFFFF)
-        counts[k + 1] += 1
-    for k in range(ncodes):
-        counts[k + 1] += counts[k]
-    total = counts[ncodes]
-    rows = np.empty(total, np.int64)
-    es = np.empty(total, np.int32)
-    er = np.zeros(total, np.int32)
-    pos = counts[:ncodes].copy()
-    for i in range(lo_i, hi_i):
-        v = tmp[i - lo_i]
-        if v < 0:
-            continue
-        k = v >> 32
-        p = pos[k]
-        pos[k] = p + 1
-        rows[p] = i
-        es[p] = np.int32(v & 0xFFFFFFFF)
-        if reason_dim >= 0:
-            er[p] = luts[rlut + _ld32(dptr[reason_dim], i) + 1]
-    return counts, rows, es, er
+        before = t < rt.lo[s]
+        keep = (rt.ok[s * nk + k] != 0) & (t <= rt.hi[s]) & ((not before) | (rt.rec[k] != 0))
+        c = counts[k]
+        rows[k, c] = i
+        es[k, c] = -s - 1 if before else s
+        if reasons is not None:
+            er[k, c] = rlut[np.int64(reasons[i]) + 1]
+        counts[k] = c + keep
 
 
 @njit(cache=True, nogil=True)
@@ -148,7 +120,8 @@ def _quantity(j0, j1, rows, es, mptr, eptr, nscale, qi, Q, TERM, FAC, out, ok, b
                     break
                 fl = FAC[f, FA_FLAGS]
                 if fl != 0:
-                    x, o = _per_event(x, fl, FAC[f, FA_INC], FAC[f, FA_MIN], FAC[f, FA_MAX])
+                    x, o = _per_event(x, fl, FAC[f, FA_INC], FAC[f, FA_MIN], FAC[f, FA_MAX], FAC[f, FA_MAGIC],
+                                           FAC[f, FA_SHIFT])
                     if o:
                         held = False
                         break
@@ -178,6 +151,53 @@ def _quantity(j0, j1, rows, es, mptr, eptr, nscale, qi, Q, TERM, FAC, out, ok, b
         if not good:
             held = not _unheld_beside(qi, i, Q, TERM, FAC, mptr, eptr, nscale)
         if not held:
+            s = np.int64(es[j])
+            bad[s if s >= 0 else -s - 1] = 1
+            good = False
+        out[j] = q
+        ok[j] = good
+
+
+@njit(cache=True, nogil=True)
+def _column(m, e, sc, i):
+    """``_fixed`` of row i of the numeric column (m, e) at scale sc."""
+    return _fixed(m.ctypes.data, e.ctypes.data, sc, i)
+
+
+@njit(cache=True, nogil=True)
+def _quantity_shaped(j0, j1, rows, es, coef, m0, e0, sc0, pe0, m1, e1, sc1, pe1, mu, eu, scu, ufl, uce, out, ok, bad):
+    """``_quantity`` for a one-term polynomial of one or two factors (``m1``
+    None: one), with an optional utilization (``mu`` None: none): the
+    tables' values come in as scalars (``pe``: a factor's per-event rounding
+    (flags, inc, min, max, magic, shift)) and numba compiles one loop per
+    shape.  As in ``_quantity``: a value that cannot be held marks the
+    subscription whether or not the event has every value; an overflow
+    marks it when the event has them all."""
+    for j in range(j0, j1):
+        i = rows[j]
+        x, good, unheld = _column(m0, e0, sc0, i)
+        if m1 is not None:
+            y, v1, u1 = _column(m1, e1, sc1, i)
+            good, unheld = good and v1, unheld or u1
+        if mu is not None:
+            u, vu, uu = _column(mu, eu, scu, i)
+            good, unheld = good and vu, unheld or uu
+        q = np.int64(0)
+        if good and not unheld:
+            if pe0[0] != 0:
+                x, unheld = _per_event(x, pe0[0], pe0[1], pe0[2], pe0[3], pe0[4], pe0[5])
+            q, o = _mul(coef, x)
+            unheld = unheld or o
+            if m1 is not None:
+                if pe1[0] != 0:
+                    y, o = _per_event(y, pe1[0], pe1[1], pe1[2], pe1[3], pe1[4], pe1[5])
+                    unheld = unheld or o
+                q, o = _mul(q, y)
+                unheld = unheld or o
+            if mu is not None:
+                q, o = _mul(q, min(max(u, ufl), uce))
+                unheld = unheld or o
+        if unheld:
             s = np.int64(es[j])
             bad[s if s >= 0 else -s - 1] = 1
             good = False
@@ -337,6 +357,60 @@ class _Shape(NamedTuple):
     reasons: bool
 
 
+class Routes(NamedTuple):
+    """Which rows the fast path keeps, as flat tables (index 0 of ``sub`` /
+    ``code``: an unknown or missing id; subscription ``nsub`` and code
+    ``ncodes`` are sentinels that keep nothing)."""
+
+    sub: np.ndarray  # dictionary id + 1 -> subscription index (or the sentinel)
+    code: np.ndarray  # dictionary id + 1 -> code index (or the sentinel)
+    ok: np.ndarray  # subscription * (ncodes + 1) + code -> 1 when a fast program of its plan reads the code
+    lo: np.ndarray  # per subscription: first millisecond of its period
+    hi: np.ndarray  # ... last
+    rec: np.ndarray  # per code: 1 when a recurring fast program reads it (rows before the period count)
+    ncodes: int
+
+
+def _routes(a, pk_fast, code_rec, ncodes) -> Routes:
+    SUB, sub_lut, code_lut = a["SUB"], a["sub_lut"], a["code_lut"]
+    nsub = SUB.shape[0] - 1
+    sub = np.r_[nsub, np.where(sub_lut >= 0, sub_lut, nsub)].astype(np.int32)
+    code = np.r_[ncodes, np.where(code_lut >= 0, code_lut, ncodes)].astype(np.int32)
+    ok = np.zeros((nsub + 1, ncodes + 1), np.int8)
+    npk = (int(SUB[:nsub, S_PLAN].max()) + 1) * ncodes if nsub else 0
+    if npk and npk <= len(pk_fast):
+        ok[:nsub, :ncodes] = pk_fast[:npk].reshape(-1, ncodes)[SUB[:nsub, S_PLAN]]
+    lo = np.r_[SUB[:nsub, S_LO], 0].astype(np.int64)
+    hi = np.r_[SUB[:nsub, S_HI], -1].astype(np.int64)
+    return Routes(sub, code, ok.ravel(), lo, hi, np.r_[code_rec, 0].astype(np.int8), ncodes)
+
+
+def _quantity_shape(a, qi):
+    """``_quantity_shaped``'s arguments after the routed rows for quantity
+    ``qi`` (coef, two factors, utilization), or None when it has another
+    shape (several terms, more than two factors)."""
+    Q, TERM, FAC = a["Q"], a["TERM"], a["FAC"]
+    if Q[qi, Q_TN] != 1:
+        return None
+    t = int(Q[qi, Q_TOFF])
+    f0, fn = int(TERM[t, T_FOFF]), int(TERM[t, T_FN])
+    if not 1 <= fn <= 2:
+        return None
+
+    def factor(f):
+        if f is None:
+            return None, None, 0, (0, 0, 0, 0, 0, -1)
+        sl = int(FAC[f, FA_SLOT])
+        m, e = a["num_cols"][sl]
+        pe = tuple(int(FAC[f, c]) for c in (FA_FLAGS, FA_INC, FA_MIN, FA_MAX, FA_MAGIC, FA_SHIFT))
+        return m, e, int(a["nscale"][sl]), pe
+
+    usl = int(Q[qi, Q_UTIL])
+    mu, eu = a["num_cols"][usl] if usl >= 0 else (None, None)
+    return (int(TERM[t, T_COEF]), *factor(f0), *factor(f0 + 1 if fn == 2 else None), mu, eu,
+            int(a["nscale"][usl]) if usl >= 0 else 0, int(Q[qi, Q_UFLOOR]), int(Q[qi, Q_UCEIL]))
+
+
 def _value_lut(a, lut_off, mult=1):
     """dictionary id + 1 -> ``luts`` entry x mult, as an int64 vector."""
     n = int(a["nstrings"]) + 1
@@ -350,7 +424,7 @@ def _shaped(a, pr, row, R):
     kn, gn, nf = int(row[C_KN]), int(row[C_GN]), int(row[C_NF])
     if kn > 1 or gn > 2:
         return None
-    dims = a["keep"]
+    dims = a["dim_cols"]
     kcol = blut = None
     if kn == 1:
         kr = a["KEY"][int(row[C_KOFF])]
@@ -485,40 +559,61 @@ class FastTables:
             ))
         self.code_rec = code_rec
         self.ncodes = ncodes
+        self.q_shape = {qi: _quantity_shape(a, qi) for qs in self.q_by_code for qi in qs}
+        self.routes = _routes(a, pk_fast, code_rec, ncodes)
+        rd = int(a["reason_dim"])
+        self.reasons = a["dim_cols"][rd] if rd >= 0 else None
+        self.rlut = _value_lut(a, int(a["rlut"])) if rd >= 0 else _NOLUT
 
 
-def run_block(p, ft, base, lo, hi, acc):
-    """The fast programs over rows [lo, hi) into one thread's accumulators
-    (a subscription the kernels cannot hold is marked in ``acc.bad``)."""
-    a = p.arrays
-    counts, rows, es, er = _route(lo, hi, base.subscription, base.code, base.timestamp_ms, a["sub_lut"],
-                                  a["code_lut"], ft.ncodes, a["SUB"], ft.pk_fast, ft.code_rec, a["reason_dim"],
-                                  a["dptr"], a["luts"], a["rlut"])
-    if rows.size == 0:
-        return
-    qbuf = {}
+class Scratch:
+    """One thread's per-block buffers: the routed rows of each code (plus
+    the sentinel's) and each quantity's values."""
+
+    def __init__(self, ft):
+        n, m = ft.ncodes + 1, BLOCK
+        self.rows = np.empty((n, m), np.int64)
+        self.es = np.empty((n, m), np.int32)
+        self.er = np.zeros((n, m), np.int32)
+        self.counts = np.zeros(n, np.int64)
+        self.q = {qi: (np.empty(m, np.int64), np.empty(m, np.bool_)) for qi in ft.q_shape}
+
+
+def run_block(p, ft, base, lo, hi, acc, sc: Scratch):
+    """The fast programs over rows [lo, hi) (at most ``BLOCK``) into one
+    thread's accumulators (a subscription the kernels cannot hold is marked
+    in ``acc.bad``)."""
+    _route(lo, hi, base.subscription, base.code, base.timestamp_ms, ft.routes, ft.reasons, ft.rlut, sc.rows, sc.es,
+           sc.er, sc.counts)
     for k in range(ft.ncodes):
-        j0, j1 = int(counts[k]), int(counts[k + 1])
-        if j0 == j1 or not ft.by_code[k]:
+        n = int(sc.counts[k])
+        if n and ft.by_code[k]:
+            _code_block(p, ft, base, sc.rows[k], sc.es[k], sc.er[k], n, k, acc, sc)
+
+
+def _code_block(p, ft, base, rows, es, er, n, k, acc, sc):
+    """The quantities and fast programs of code k over its n routed rows."""
+    a = p.arrays
+    for qi in ft.q_by_code[k]:
+        out, ok = sc.q[qi]
+        qs = ft.q_shape[qi]
+        if qs is not None:
+            _quantity_shaped(0, n, rows, es, *qs, out, ok, acc.bad)
+        else:
+            _quantity(0, n, rows, es, a["mptr"], a["eptr"], a["nscale"], qi, a["Q"], a["TERM"], a["FAC"], out,
+                      ok, acc.bad)
+    for g in ft.by_code[k]:
+        q, ok = sc.q[g["qi"]] if g["has_q"] else (_NOQ, _NOOK)  # never read without a quantity
+        sh = g["shaped"]
+        if sh is not None:
+            _program_shaped(0, n, rows, es, er if sh.reasons else None, base.timestamp_ms,
+                            q if g["has_q"] else None, ok, g["rec"], sh.kcol, sh.blut, sh.nf, sh.bline, sh.bnw1,
+                            sh.wins, sh.g0col, sh.g0lut, sh.g1col, sh.g1lut, g["dbase"], ft.lp, g["xbase"],
+                            ft.ep, g["ignb"], acc.acc, acc.ext if g["want_max"] else None, acc.ign, acc.bad)
             continue
-        for qi in ft.q_by_code[k]:
-            if qi not in qbuf:
-                qbuf[qi] = (np.empty(rows.size, np.int64), np.empty(rows.size, np.bool_))
-            out, ok = qbuf[qi]
-            _quantity(j0, j1, rows, es, a["mptr"], a["eptr"], a["nscale"], qi, a["Q"], a["TERM"], a["FAC"], out, ok,
-                      acc.bad)
-        for g in ft.by_code[k]:
-            q, ok = qbuf[g["qi"]] if g["has_q"] else (_NOQ, _NOOK)  # never read without a quantity
-            sh = g["shaped"]
-            if sh is not None:
-                _program_shaped(j0, j1, rows, es, er if sh.reasons else None, base.timestamp_ms,
-                                q if g["has_q"] else None, ok, g["rec"], sh.kcol, sh.blut, sh.nf, sh.bline, sh.bnw1,
-                                sh.wins, sh.g0col, sh.g0lut, sh.g1col, sh.g1lut, g["dbase"], ft.lp, g["xbase"],
-                                ft.ep, g["ignb"], acc.acc, acc.ext if g["want_max"] else None, acc.ign, acc.bad)
-                continue
-            k0, kn, am, o0, nf, bo, g0, gn = g["static"]
-            _program(j0, j1, rows, es, er, base.timestamp_ms, q, ok, g["has_q"], g["rec"],
-                     g["want_max"], a["dptr"], a["luts"], a["KEY"], k0, kn, a["masks"], am, a["ordb"],
-                     o0, nf, g["kp1"], g["blut"], a["BKT"], bo, a["wb"], a["cw"], a["GK"], g0, gn,
-                     g["gp1"], g["glut"], g["dbase"], ft.lp,
-                     g["xbase"], ft.ep, g["ignb"], acc.acc, acc.ext, acc.ign, acc.bad)
+        k0, kn, am, o0, nf, bo, g0, gn = g["static"]
+        _program(0, n, rows, es, er, base.timestamp_ms, q, ok, g["has_q"], g["rec"],
+                 g["want_max"], a["dptr"], a["luts"], a["KEY"], k0, kn, a["masks"], am, a["ordb"],
+                 o0, nf, g["kp1"], g["blut"], a["BKT"], bo, a["wb"], a["cw"], a["GK"], g0, gn,
+                 g["gp1"], g["glut"], g["dbase"], ft.lp,
+                 g["xbase"], ft.ep, g["ignb"], acc.acc, acc.ext, acc.ign, acc.bad)

@@ -96,6 +96,47 @@ def _ceil_div(a, b):
     return -((-a) // b)
 
 
+@intrinsic
+def _udiv_by(typingctx, n, magic, shift):
+    """``n // d`` for unsigned 64-bit n and an invariant divisor d >= 2, as a
+    multiply-high and two shifts (the branch-free scheme of libdivide;
+    ``divider(d)`` gives magic and shift).  A hardware 64-bit divide costs
+    tens of cycles per event; this costs three."""
+    sig = types.int64(types.int64, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        x, m, sh = args
+        i128 = ir.IntType(128)
+        hi = builder.trunc(builder.lshr(builder.mul(builder.zext(x, i128), builder.zext(m, i128)),
+                                        ir.Constant(i128, 64)), ir.IntType(64))
+        t = builder.add(builder.lshr(builder.sub(x, hi), ir.Constant(ir.IntType(64), 1)), hi)
+        return builder.lshr(t, sh)
+
+    return sig, codegen
+
+
+def divider(d: int) -> tuple[int, int]:
+    """(magic, shift) of ``_udiv_by`` for the divisor d >= 2 (magic as a signed int64 bit pattern)."""
+    if d < 2 or d >= 2**63:
+        raise ValueError(f"divider: {d} is not in 2 .. 2**63-1")
+    log = d.bit_length() - 1
+    if d & (d - 1) == 0:
+        return 0, log - 1
+    m, rem = divmod(1 << (64 + log), d)
+    m = (2 * m + (1 if 2 * rem >= d else 0) + 1) % 2**64
+    return (m - 2**64 if m >= 2**63 else m), log
+
+
+@njit(cache=True, nogil=True)
+def _ceil_div_by(a, b, magic, shift):
+    """ceil(a / b) for b >= 1, with ``divider(b)``'s magic when b >= 2 (shift -1: b is 1)."""
+    if shift < 0:
+        return a
+    if a > 0:
+        return _udiv_by(a - 1, magic, shift) + 1
+    return _ceil_div(a, b)
+
+
 @njit(cache=True, nogil=True)
 def _fixed(mptr, eptr, sc, i):
     """(value, valid, unheld) of row i of a numeric column at scale sc.
@@ -125,19 +166,20 @@ def _fixed(mptr, eptr, sc, i):
 
 
 @njit(cache=True, nogil=True)
-def _per_event(x, flags, inc, mn, mx):
-    """M if x <= M else M + ceil((x-M)/I)*I; ceil(x/I)*I without M; cap."""
+def _per_event(x, flags, inc, mn, mx, magic, shift):
+    """M if x <= M else M + ceil((x-M)/I)*I; ceil(x/I)*I without M; cap
+    (magic, shift: ``divider(I)``, shift -1 when I is 1)."""
     q = x
     o = False
     if flags & PE_MIN:
         if x <= mn:
             q = mn
         elif flags & PE_INC:
-            q, o = _mul(_ceil_div(x - mn, inc), inc)
+            q, o = _mul(_ceil_div_by(x - mn, inc, magic, shift), inc)
             q, o2 = _add(q, mn)
             o = o or o2
     elif flags & PE_INC:
-        q, o = _mul(_ceil_div(x, inc), inc)
+        q, o = _mul(_ceil_div_by(x, inc, magic, shift), inc)
     if flags & PE_MAX and q > mx:
         q = mx
     return q, o

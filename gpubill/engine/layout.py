@@ -29,7 +29,8 @@ Q_KIND, Q_TOFF, Q_TN, Q_UTIL, Q_UFLOOR, Q_UCEIL, Q_UID, Q_NCOL = range(8)
 # TERM: one row per term of a quantity's polynomial
 T_COEF, T_FOFF, T_FN, T_NCOL = range(4)
 # FAC: one row per factor (a numeric property, with its per-event rounding) of a term
-FA_SLOT, FA_FLAGS, FA_INC, FA_MIN, FA_MAX, FA_NCOL = range(6)
+# (FA_MAGIC, FA_SHIFT: kernels.divider of the increment; shift -1 when it is 1)
+FA_SLOT, FA_FLAGS, FA_INC, FA_MIN, FA_MAX, FA_MAGIC, FA_SHIFT, FA_NCOL = range(8)
 # acc: the accumulator of a line slot (event count, checked sum of the quantity)
 A_COUNT, A_SUM, A_NCOL = range(3)
 # ext: the extended accumulator of a line slot (max / latest / prorated / cents)

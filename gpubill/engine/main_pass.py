@@ -54,8 +54,9 @@ def run_pass(p, cols, hash_cap=None):
             n_ext = p.n_xdense + (cap // 2 if p.hashed_ext else 0)
             acc = ThreadAcc(p.n_dense, cap, n_ext, side_cap, nq, p.n_ign, len(p.subs))
             if ft.any:
+                sc = fast.Scratch(ft)
                 for b0 in range(lo, hi, fast.BLOCK):
-                    fast.run_block(p, ft, base, b0, min(hi, b0 + fast.BLOCK), acc)
+                    fast.run_block(p, ft, base, b0, min(hi, b0 + fast.BLOCK), acc, sc)
             if not ft.generic:
                 return OK, acc
             status, _, _ = run_chunk(p, base, lo, hi, acc, ft.pk)

@@ -321,7 +321,8 @@ def _column_arrays(cs: _Columns) -> dict:
         mptr=np.asarray([address(m) for m, _ in cs.num.values()] or [0], np.int64),
         eptr=np.asarray([address(e) for _, e in cs.num.values()] or [0], np.int64),
         nscale=np.asarray([cs.scales[p] for p in cs.num] or [0], np.int64),
-        keep=list(cs.dims.values()) + [a for p in cs.num for a in cs.num[p]],
+        dim_cols=list(cs.dims.values()),  # by dptr index: the arrays the addresses point into
+        num_cols=list(cs.num.values()),  # by mptr / eptr index: (mantissas, exponents)
     )
 
 

@@ -20,11 +20,12 @@ import numpy as np
 from . import poly as polymod
 from .layout import (
     B_CWOFF, B_LINE, B_NCOL, B_NW1, B_WBN, B_WBOFF, C_ALL, C_BOFF, C_CENTS, C_FLAGS, C_G, C_GN, C_GOFF, C_KN, C_KOFF,
-    C_NCOL, C_NF, C_ORD, C_Q, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, F_UNIQUE, FA_FLAGS, FA_INC, FA_MAX, FA_MIN,
-    FA_NCOL, FA_SLOT, G_DIM, G_LUT, G_MULT, G_NCOL, K_DIM, K_MOFF, K_NCOL, K_VLUT, PE_INC, PE_MAX, PE_MIN, Q_KIND,
+    C_NCOL, C_NF, C_ORD, C_Q, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, F_UNIQUE, FA_FLAGS, FA_INC, FA_MAGIC, FA_MAX, FA_MIN,
+    FA_NCOL, FA_SHIFT, FA_SLOT, G_DIM, G_LUT, G_MULT, G_NCOL, K_DIM, K_MOFF, K_NCOL, K_VLUT, PE_INC, PE_MAX, PE_MIN, Q_KIND,
     Q_NCOL, Q_TN, Q_TOFF, Q_UCEIL, Q_UFLOOR, Q_UID, Q_UTIL, QK_COUNT, QK_POLY, QK_UID, T_COEF, T_FN, T_FOFF, T_NCOL,
     row, table, vector,
 )
+from .kernels import divider
 from .money import EngineError
 from .program import Graduated, Percentage, match_order
 
@@ -166,6 +167,8 @@ class Quantities:
                 if v is not None:
                     cells[FA_FLAGS] |= bit
                     cells[col] = _exact_int(v, scale, p)
+        inc = cells.get(FA_INC, 1)
+        cells[FA_MAGIC], cells[FA_SHIFT] = divider(inc) if inc >= 2 else (0, -1)
         return row(FA_NCOL, cells)
 
     def arrays(self) -> dict:
