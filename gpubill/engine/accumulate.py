@@ -29,8 +29,8 @@ from numba import njit
 from .kernels import FULL, I64_MIN, OK, _add, _fixed, _ld32, _mul, _per_event, _slot
 from .layout import (
     A_COUNT, A_NCOL, A_SUM, B_CWOFF, B_LINE, B_NW1, B_WBN, B_WBOFF, C_ALL, C_BOFF, C_CENTS, C_FLAGS, C_GN, C_GOFF,
-    C_KN, C_KOFF, C_NF, C_ORD, C_Q, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, F_UNIQUE, FA_FLAGS, FA_INC, FA_MAX,
-    FA_MIN, FA_SLOT, G_DIM, G_LUT, G_MULT, I_BASE, I_CP, I_HASHED, I_IGN, I_LOFF, I_REC, I_STRIDE, I_XOFF, K_DIM,
+    C_KN, C_KOFF, C_NF, C_ORD, C_Q, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, F_UNIQUE, FA_FLAGS, FA_INC, FA_MAGIC, FA_MAX,
+    FA_MIN, FA_SHIFT, FA_SLOT, G_DIM, G_LUT, G_MULT, I_BASE, I_CP, I_HASHED, I_IGN, I_LOFF, I_REC, I_STRIDE, I_XOFF, K_DIM,
     K_MOFF, K_VLUT, Q_KIND, Q_TN, Q_TOFF, Q_UCEIL, Q_UFLOOR, Q_UID, Q_UTIL, QK_COUNT, QK_UID, S_BOFF, S_DBASE,
     S_EFF, S_EP, S_HI, S_LO, S_LP, S_PLAN, S_RANK, S_XBASE, T_COEF, T_FN, T_FOFF, X_CENTS, X_LROW, X_LTS, X_LVAL,
     X_MAX, X_NCOL, X_PROR,
@@ -121,7 +121,8 @@ def _accumulate(  # noqa: C901
                         break
                     fl = FAC[f, FA_FLAGS]
                     if fl != 0:
-                        x, o = _per_event(x, fl, FAC[f, FA_INC], FAC[f, FA_MIN], FAC[f, FA_MAX])
+                        x, o = _per_event(x, fl, FAC[f, FA_INC], FAC[f, FA_MIN], FAC[f, FA_MAX], FAC[f, FA_MAGIC],
+                                           FAC[f, FA_SHIFT])
                         if o:
                             held = False
                             break
