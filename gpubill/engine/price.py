@@ -13,6 +13,12 @@ Shared by both engines.  Order of operations for one line:
    by the charge's ``money_rounding``; ``unit_price`` = precise amount over
    Lago's denominator (full units, paid package units, or the volume pick).
 
+``assemble_run`` is the one assembler of both engines: it walks the
+subscriptions, charges and filter buckets in canonical order, asks the
+engine's source for each bucket's priced lines and each in-advance line's
+fees, adds empty lines and true-ups, and leaves out a subscription whose
+amounts cannot be priced exactly.
+
 ``ChargeCtx`` holds what does not change from line to line (filter dicts,
 the model of each bucket and window, the standard model's unit price), so
 that a line costs a few Decimal operations and one ``RatedLine``.
@@ -22,14 +28,18 @@ from __future__ import annotations
 
 import decimal
 from decimal import Decimal
+from functools import partial
+from math import gcd
 
 import numpy as np
 
 from . import models
 from .fees import Fees, rises
 from .money import EXACT, check_rounding, ratio_to_decimal, round_amount
-from .program import Dynamic, Graduated, InAdvanceFee, Percentage, RatedLine, RateResult, Standard, Unrated
-from .usage import LineUsage
+from .program import (
+    Dynamic, Graduated, InAdvanceFee, NotRated, Percentage, RatedLine, RateResult, Standard, Unrated,
+)
+from .usage import LineUsage, ScaledInts
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -63,6 +73,45 @@ def line_model(charge, bucket, window):
     if window is not None:
         return charge.bucket_windows(bucket)[window].model
     return charge.bucket_model(bucket)
+
+
+def decimal_values(values) -> list:
+    """Per-event values (``(num, den)`` pairs or ``ScaledInts``) as the
+    Decimals ``ratio_to_decimal`` makes of them; ``ScaledInts`` at a scale
+    with a finite decimal expansion are converted in bulk (int64 numpy)."""
+    if isinstance(values, ScaledInts):
+        bulk = _scaled_decimals(values.ints, values.num, values.den)
+        if bulk is not None:
+            return bulk
+    return [ratio_to_decimal(n, d) for n, d in values]
+
+
+def _scaled_decimals(ints, num: int, den: int):
+    """``[ratio_to_decimal(v * num, den) for v in ints]`` in bulk, or None
+    where the scale does not terminate or int64 cannot hold ``v * num * 10**k / den``."""
+    g = gcd(num, den)
+    num, den = num // g, den // g
+    k, rest = 0, den
+    while rest % 10 == 0:
+        rest, k = rest // 10, k + 1
+    while rest % 2 == 0 or rest % 5 == 0:
+        rest, k = rest // (2 if rest % 2 == 0 else 5), k + 1
+    if rest != 1 or ints.dtype == object:  # no finite expansion, or a sum beyond int64
+        return None
+    if not len(ints):
+        return []
+    mult = num * 10**k // den
+    if max(int(ints.max()), -int(ints.min())) * abs(mult) >= 2**63:
+        return None
+    n = ints.astype(np.int64) * mult
+    places = np.full(n.size, k, np.int64)
+    for _ in range(k):  # the fewest decimals that hold each value
+        z = (n % 10 == 0) & (places > 0)
+        if not z.any():
+            break
+        n = np.where(z, n // 10, n)
+        places -= z
+    return [Decimal(a).scaleb(-b, EXACT) if b else Decimal(a) for a, b in zip(n.tolist(), places.tolist())]
 
 
 def div(a: Decimal, b: Decimal) -> Decimal:
@@ -164,7 +213,7 @@ def price_values(sub, cc: ChargeCtx, bucket, window, group, units: Decimal, full
             if cc.agg == "count":
                 values = [ONE] * count
             else:
-                values = [ratio_to_decimal(n, d) for n, d in (u.values or ())]
+                values = decimal_values(u.values or ())
         pev = None
         if prorated and isinstance(model, Graduated) and u.pror_events is not None:
             pev = [(v, models.prorate_event(v, w, duration_days))
@@ -360,69 +409,108 @@ def in_sub_order(subs, lines, fee_parts, unrated: dict) -> RateResult:
     return RateResult(tuple(lines), fees, tuple(unrated[si] for si in sorted(unrated)))
 
 
-def assemble(subs, periods, usages, ignored, advances, unrated=None) -> RateResult:
-    """Price every line and fee in canonical order (the reference engine's path).
+def assemble_run(subs, periods, source, unrated=None, skip=frozenset()) -> RateResult:
+    """Price every line and fee in canonical order: the one assembler of both engines.
 
-    ``usages``: LineUsage values; ``ignored``: (sub, charge, bucket) -> count
-    of dropped events; ``advances``: (sub, charge, bucket, group, window) ->
-    [AdvanceEvent] (time order); ``unrated``: sub index -> ``Unrated`` for
-    subscriptions already left out (one whose amounts cannot be priced
-    exactly joins them).  Every bucket of every in-arrears charge gets a
-    line: an empty one is a single line with all group keys null and no
-    window.  Ignored counts sit on the bucket's first line.
+    ``source`` is an engine's aggregation:
+    ``source.bucket_lines(sub, si, ci, cc, bucket, per)`` prices one filter
+    bucket's lines (canonical order, the bucket's dropped events counted on
+    its first line), ``source.ignored(si, ci, bucket)`` counts a bucket's
+    dropped events, and ``source.fees()`` yields ``(si, ci, fees_of)`` per
+    line of a pay-in-advance charge in canonical order, ``fees_of(cc)``
+    giving that line's fees (a ``FeeBlock`` or a list of ``InAdvanceFee``).
+    Every bucket of every in-arrears charge gets a line: an empty one is a
+    single line with all group keys null and no window.  ``unrated``: sub
+    index -> ``Unrated`` for subscriptions already left out (one whose
+    amounts cannot be priced exactly joins them); ``skip``: subscriptions
+    another path rates.
     """
-    from .usage import LineKey
-
     unrated = dict(unrated or {})
-    by_bucket: dict = {}
-    for u in usages:
-        by_bucket.setdefault((u.sub, u.charge, u.bucket), []).append(u)
-    lines = []
     ctxs: dict = {}
+    lines = []
     for si, sub in enumerate(subs):
-        per = periods[si]
-        if per.empty or si in unrated:
+        if periods[si].empty or si in unrated or si in skip:
             continue
-        sub_lines = []
-        for ci, charge in enumerate(sub.charges):
-            if charge.pay_in_advance:
-                continue
-            cc = ctxs.get(id(charge)) or ctxs.setdefault(id(charge), ChargeCtx(charge))
-            try:
-                sub_lines.extend(_charge_lines(sub, si, ci, charge, cc, by_bucket, ignored, per))
-            except ArithmeticError as e:
-                unrated[si] = unpriceable(sub, charge, e)
-                break
-        else:
-            lines.extend(sub_lines)
+        try:
+            lines.extend(_subscription_lines(sub, si, periods[si], source, ctxs))
+        except NotRated as x:
+            unrated[si] = x.unrated
     fee_parts = []
-    for key in sorted(advances, key=lambda k: LineKey(*k).sort_key()):
-        si, ci, b, g, w = key
-        if si in unrated:
+    for si, ci, fees_of in source.fees():
+        if si in unrated or si in skip:
             continue
         sub = subs[si]
-        charge = sub.charges[ci]
-        cc = ctxs.get(id(charge)) or ctxs.setdefault(id(charge), ChargeCtx(charge))
         try:
-            fee_parts.append((si, advance_fees(sub, cc, b, g, w, advances[key], periods[si].duration_days)))
+            fee_parts.append((si, fees_of(_ctx(ctxs, sub.charges[ci]))))
         except ArithmeticError as e:
-            unrated[si] = unpriceable(sub, charge, e)
+            unrated[si] = unpriceable(sub, sub.charges[ci], e)
     return in_sub_order(subs, lines, fee_parts, unrated)
 
 
-def _charge_lines(sub, si, ci, charge, cc, by_bucket, ignored, per) -> list:
-    """The lines of one in-arrears charge, its true-up last."""
-    from .usage import LineUsage
+def _ctx(ctxs: dict, charge) -> ChargeCtx:
+    cc = ctxs.get(id(charge))
+    if cc is None:
+        cc = ctxs[id(charge)] = ChargeCtx(charge)
+    return cc
 
+
+def _subscription_lines(sub, si, per, source, ctxs) -> list:
+    """The lines of one subscription's in-arrears charges, each charge's true-up last
+    (``NotRated`` when an amount is beyond exact Decimal)."""
     out = []
-    for b in list(range(len(charge.filters))) + [None]:
-        us = sorted(by_bucket.get((si, ci, b), []), key=LineUsage.sort_key)
-        if not us:
-            us = [empty_usage(si, ci, charge, b)]
-        us[0].ignored = ignored.get((si, ci, b), 0)
-        for u in us:
-            out.append(price_line(sub, cc, u, per.duration_days))
-    t = true_up_line(sub, charge, out, per.eff_days, per.duration_days)
-    if t is not None:
-        out.append(t)
+    for ci, charge in enumerate(sub.charges):
+        if charge.pay_in_advance:
+            continue
+        cc = _ctx(ctxs, charge)
+        try:
+            priced = []
+            for b in list(range(len(charge.filters))) + [None]:
+                bucket = source.bucket_lines(sub, si, ci, cc, b, per)
+                priced.extend(bucket or [price_line(sub, cc, empty_usage(si, ci, charge, b, source.ignored(si, ci, b)),
+                                                    per.duration_days)])
+            t = true_up_line(sub, charge, priced, per.eff_days, per.duration_days)
+        except ArithmeticError as e:
+            raise NotRated(unpriceable(sub, charge, e)) from None
+        out.extend(priced)
+        if t is not None:
+            out.append(t)
     return out
+
+
+class UsageSource:
+    """The reference engine's aggregation for ``assemble_run``: ``usages``
+    (LineUsage values), ``ignored``: (sub, charge, bucket) -> count of
+    dropped events, ``advances``: (sub, charge, bucket, group, window) ->
+    [AdvanceEvent] (time order)."""
+
+    def __init__(self, subs, periods, usages, ignored, advances):
+        self.subs, self.periods, self._ignored, self.advances = subs, periods, ignored, advances
+        self.by_bucket: dict = {}
+        for u in usages:
+            self.by_bucket.setdefault((u.sub, u.charge, u.bucket), []).append(u)
+
+    def ignored(self, si, ci, bucket) -> int:
+        return self._ignored.get((si, ci, bucket), 0)
+
+    def bucket_lines(self, sub, si, ci, cc, bucket, per) -> list:
+        us = sorted(self.by_bucket.get((si, ci, bucket), []), key=LineUsage.sort_key)
+        if us:
+            us[0].ignored = self.ignored(si, ci, bucket)
+        return [price_line(sub, cc, u, per.duration_days) for u in us]
+
+    def fees(self):
+        from .usage import LineKey
+
+        for key in sorted(self.advances, key=lambda k: LineKey(*k).sort_key()):
+            si, ci, b, g, w = key
+            yield si, ci, partial(_fees_of_key, self.subs[si], b, g, w, self.advances[key],
+                                  self.periods[si].duration_days)
+
+
+def _fees_of_key(sub, b, g, w, events, duration_days, cc) -> list:
+    return advance_fees(sub, cc, b, g, w, events, duration_days)
+
+
+def assemble(subs, periods, usages, ignored, advances, unrated=None) -> RateResult:
+    """The reference engine's run: ``assemble_run`` over its ``UsageSource``."""
+    return assemble_run(subs, periods, UsageSource(subs, periods, usages, ignored, advances), unrated)

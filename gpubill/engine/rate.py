@@ -10,8 +10,11 @@
    group, window) -- all numpy, lines come out in canonical order;
 4. sequences (unique_count, weighted_sum, percentage values, prorated
    graduated, pay in advance) from the sorted side buffer;
-5. pricing with ``price.price_line`` -- the same function the reference
-   engine uses -- applying each quantity's rational scale once per line;
+5. assembly by ``price.assemble_run`` -- the one assembler, which the
+   reference engine uses too -- over ``_DecodedSource``: each line priced
+   by ``price.price_line`` / ``price_values`` (the plain lines' units
+   converted to Decimal in bulk), pay-in-advance fees kept as columns
+   (``fees.FeeBlock``) where each fee follows from its int64 rise;
 6. the subscriptions a kernel marked (a value it cannot hold exactly at
    its column's scale, an int64 overflow) are rated by ``exact`` instead,
    and one that cannot be rated at all (a value the store could not hold,
@@ -35,17 +38,16 @@ from .layout import (
     A_COUNT, A_SUM, B_LINE, B_NW1, C_BOFF, F_CENTS, F_EXT, F_PROR, F_SIDE, F_UNIQUE, I_BASE, I_CP, I_HASHED, I_LOFF,
     I_STRIDE, I_XOFF, S_EP, S_XBASE, X_CENTS, X_LROW, X_LTS, X_LVAL, X_MAX, X_NCOL, X_PROR,
 )
-from .money import MISSING_EXPONENT, ratio_to_decimal
+from .money import MISSING_EXPONENT
 from .coverage import DAY_MS
 from .fees import FeeBlock, rises, running_sum
 from .fees import merged as merged_fees
 from .price import (
-    ChargeCtx, advance_fees, empty_usage, in_sub_order, linear_fee, price_line, price_values, slot_reason_maps,
-    true_up_line, unpriceable,
+    advance_fees, assemble_run, decimal_values, linear_fee, price_line, price_values, slot_reason_maps,
 )
 from .program import Graduated, Percentage, Standard
 from .sequence import _unique, _weighted, segments, weighted_python
-from .usage import AdvanceEvent, LineUsage
+from .usage import AdvanceEvent, LineUsage, ScaledInts
 
 
 def _total(parts):
@@ -375,127 +377,129 @@ def _full(p, L, k, agg, pr, per, side, Dn, Dd):
 
 
 def _assemble(p, base, d, ignored, side, skip=frozenset()):
-    """Every line and fee, priced (but the subscriptions in ``skip``, left
-    to the exact path).  The cyclic garbage collector is paused
-    meanwhile: pricing allocates a few objects per line, none of them in a
-    cycle, and collections triggered by those allocations would rescan
-    every live object many times (a quarter of the pricing time)."""
+    """Every line and fee, priced by ``price.assemble_run`` (but the
+    subscriptions in ``skip``, left to the exact path).  The cyclic garbage
+    collector is paused meanwhile: pricing allocates a few objects per line,
+    none of them in a cycle, and collections triggered by those allocations
+    would rescan every live object many times (a quarter of the pricing time)."""
     was = gc.isenabled()
     gc.disable()
     try:
-        return _assemble_lines(p, base, d, ignored, side, skip)
+        return assemble_run(p.subs, p.periods, _DecodedSource(p, d, ignored, side), skip=skip)
     finally:
         if was:
             gc.enable()
 
 
-# C901 exempt until issue 8 item 1 merges it with price.assemble (one assembler).
-def _assemble_lines(p, base, d, ignored, side, skip):  # noqa: C901
-    L = _Lines(p, d)
-    si_l, b_l, g_l, w_l, cp_l = L.si, L.b, L.g, L.w, L.cp
-    by_sc: dict = {}
-    for k in L.order:
-        by_sc.setdefault((si_l[k], L.ci[k]), []).append(k)
-    qnd = [(D.numerator, D.denominator) for D in p.q_scale]
-    rv = p.reason_values
-    reason_of = [rv[r] for r in L.reason]
-    cnt, sm = L.cnt, L.sm
-    groups: dict = {}
-    lines = []
-    unrated: dict = {}
-    ctxs: dict = {}
-    adv_keys = []
-    sc = p.cents_scale
-    count_l, sum_l, max_l, lval_l, starts, ends = L.count, L.sum, L.max, L.lval, L.starts, L.ends
-    r2d = ratio_to_decimal
-    for si, sub in enumerate(p.subs):
-        per = p.periods[si]
-        if per.empty or si in skip:
+_SIMPLE_AGGS = ("count", "sum", "max", "latest")
+
+
+class _DecodedSource:
+    """The fast engine's aggregation for ``price.assemble_run``: the decoded
+    lines (``decode``) by (subscription, charge, bucket), their sequences
+    (``_side``) and dropped-event counts.  The units of the plain count /
+    sum / max / latest lines are converted to Decimal in bulk, one
+    conversion per quantity scale."""
+
+    def __init__(self, p, d, ignored, side):
+        self.p, self.side, self._ignored = p, side, ignored
+        L = self.L = _Lines(p, d)
+        self.by_bucket: dict = {}
+        for k in L.order:
+            self.by_bucket.setdefault((L.si[k], L.ci[k], L.b[k]), []).append(k)
+        self.qnd = [(D.numerator, D.denominator) for D in p.q_scale]
+        self.reason_of = [p.reason_values[r] for r in L.reason]
+        self.groups: dict = {}
+        self.plain = _plain_units(p, d, self.qnd)
+
+    def ignored(self, si, ci, bucket) -> int:
+        return self._ignored.get((si, ci, bucket), 0) if self._ignored else 0
+
+    def bucket_lines(self, sub, si, ci, cc, bucket, per) -> list:
+        ks = self.by_bucket.get((si, ci, len(cc.charge.filters) if bucket is None else bucket))
+        if not ks:
+            return []
+        n_ign = self.ignored(si, ci, bucket)
+        plain = cc.rounding is None and not cc.is_prorated and cc.agg in _SIMPLE_AGGS
+        out = []
+        for k in ks:
+            pr = self.p.programs[self.L.cp[k]]
+            if plain and not pr.flags & (F_SIDE | F_CENTS):
+                out.append(self._plain_line(sub, cc, bucket, k, pr, n_ign, per))
+            else:
+                out.append(price_line(sub, cc, self._usage(si, ci, cc, bucket, k, pr, n_ign, per), per.duration_days))
+            n_ign = 0
+        return out
+
+    def _plain_line(self, sub, cc, bucket, k, pr, n_ign, per):
+        """A count / sum / max / latest line without rounding or proration: straight to ``price_values``,
+        its end-reason maps built on first access."""
+        L = self.L
+        full, v = self.plain[k]
+        Dn, Dd = self.qnd[pr.q]
+        lazy = (slot_reason_maps, (self.reason_of, L.sm, L.cnt, L.starts[k], L.ends[k], Dn, Dd, full, v))
+        w = L.w[k]
+        return price_values(sub, cc, bucket, None if w == 0 else w - 1, self._group(pr, L.cp[k], L.g[k]), full, full,
+                            False, L.count[k], None, None, n_ign, None, per.duration_days, lazy)
+
+    def _usage(self, si, ci, cc, bucket, k, pr, n_ign, per) -> LineUsage:
+        """The ``LineUsage`` of decoded line k (rounded, prorated, sequence or cents lines)."""
+        L, p = self.L, self.p
+        Dn, Dd = self.qnd[pr.q]
+        full, pror, seq = _full(p, L, k, cc.agg, pr, per, self.side, Dn, Dd)
+        w = L.w[k]
+        window = None if w == 0 else w - 1
+        reasons = tuple((self.reason_of[x], L.sm[x] * Dn, Dd, L.cnt[x]) for x in range(L.starts[k], L.ends[k]))
+        cents = (0, 1)
+        if pr.flags & F_CENTS:
+            c, sc = L.cents[k], p.cents_scale
+            cents = (c * 10**sc, 1) if sc >= 0 else (c, 10 ** (-sc))
+        u = LineUsage(si, ci, bucket, self._group(pr, L.cp[k], L.g[k]), window, full, L.count[k],
+                      pror if cc.charge.prorated else None, reasons, cents, None, None, n_ign)
+        if pr.flags & F_SIDE:
+            seq = seq or self.side.get(k)
+            if seq is not None:
+                _seq_fields(p, u, cc, pr, seq, per, bucket, window)
+        return u
+
+    def _group(self, pr, cp, g) -> tuple:
+        """A line's group values, decoded once per (program, group id)."""
+        if not pr.group_by:
+            return ()
+        group = self.groups.get((cp, g))
+        if group is None:
+            group = self.groups[(cp, g)] = _group_tuple(self.p, pr, g)
+        return group
+
+    def fees(self):
+        """``(si, ci, fees_of)`` per line of a pay-in-advance charge, in canonical order."""
+        p, L = self.p, self.L
+        keys = [k for k in L.order if p.subs[L.si[k]].charges[L.ci[k]].pay_in_advance and k in self.side]
+        tx_of = _transaction_ids(p, [self.side[k] for k in keys])
+        for k in keys:
+            si = L.si[k]
+            yield si, L.ci[k], partial(_fees_of_line, p, self.side[k], tx_of, p.subs[si], L.cp[k], L.b[k], L.w[k],
+                                       self._group(p.programs[L.cp[k]], L.cp[k], L.g[k]), si)
+
+
+def _plain_units(p, d, qnd) -> dict:
+    """Decoded line -> (units Decimal, integer value) of each count / sum / max / latest line,
+    converted in bulk per quantity scale (``price.decimal_values``)."""
+    code = {a: i for i, a in enumerate(_SIMPLE_AGGS)}
+    prog_agg = np.asarray([code.get(pr.charge.metric.aggregation, -1) for pr in p.programs] or [-1], np.int64)
+    prog_q = np.asarray([pr.q for pr in p.programs] or [0], np.int64)
+    agg, q = prog_agg[d.cp], prog_q[d.cp]
+    has_ext = hasattr(d, "max")
+    out: dict = {}
+    for a, col in enumerate((d.count, d.sum, d.max if has_ext else None, d.lval if has_ext else None)):
+        if col is None:
             continue
-        dd = per.duration_days
-        mark = len(lines)
-        ci = 0
-        try:
-            for ci, charge in enumerate(sub.charges):
-                cc = ctxs.get(id(charge))
-                if cc is None:
-                    cc = ctxs[id(charge)] = ChargeCtx(charge)
-                ks = by_sc.get((si, ci), ())
-                if charge.pay_in_advance:
-                    for k in ks:
-                        adv_keys.append((si, ci, k))
-                    continue
-                agg = cc.agg
-                simple = cc.rounding is None and not cc.is_prorated and agg in ("count", "sum", "max", "latest")
-                nf = len(charge.filters)
-                charge_lines = []
-                j = 0
-                nks = len(ks)
-                for b in range(nf + 1):
-                    bucket = None if b == nf else b
-                    first = True
-                    n_ign = ignored.get((si, ci, bucket), 0) if ignored else 0
-                    while j < nks and b_l[ks[j]] == b:
-                        k = ks[j]
-                        j += 1
-                        cp = cp_l[k]
-                        pr = p.programs[cp]
-                        Dn, Dd = qnd[pr.q]
-                        if simple and not pr.flags & (F_SIDE | F_CENTS):
-                            # count / sum / max / latest, no rounding, no proration: straight to price_values
-                            v = count_l[k] if agg == "count" else sum_l[k] if agg == "sum" else \
-                                max_l[k] if agg == "max" else max(lval_l[k], 0)
-                            full = r2d(v * Dn, Dd)
-                            lazy = (slot_reason_maps, (reason_of, sm, cnt, starts[k], ends[k], Dn, Dd, full, v))
-                            w = w_l[k]
-                            group = _cached_group(groups, p, pr, cp, g_l[k])
-                            charge_lines.append(price_values(
-                                sub, cc, bucket, None if w == 0 else w - 1, group, full, full, False, count_l[k],
-                                None, None, n_ign if first else 0, None, dd, lazy))
-                            first = False
-                            continue
-                        full, pror, seq = _full(p, L, k, agg, pr, per, side, Dn, Dd)
-                        w = w_l[k]
-                        window = None if w == 0 else w - 1
-                        group = _cached_group(groups, p, pr, cp, g_l[k])
-                        reasons = tuple((reason_of[x], sm[x] * Dn, Dd, cnt[x]) for x in range(L.starts[k], L.ends[k]))
-                        cents = (0, 1)
-                        if pr.flags & F_CENTS:
-                            c = L.cents[k]
-                            cents = (c * 10**sc, 1) if sc >= 0 else (c, 10 ** (-sc))
-                        u = LineUsage(si, ci, bucket, group, window, full, L.count[k],
-                                      pror if charge.prorated else None, reasons, cents, None, None,
-                                      n_ign if first else 0)
-                        if pr.flags & F_SIDE:
-                            seq = seq or side.get(k)
-                            if seq is not None:
-                                _seq_fields(p, u, cc, pr, seq, per, bucket, window)
-                        first = False
-                        charge_lines.append(price_line(sub, cc, u, dd))
-                    if first:
-                        charge_lines.append(price_line(sub, cc, empty_usage(si, ci, charge, bucket, n_ign), dd))
-                lines.extend(charge_lines)
-                if charge.min_amount is not None:
-                    t = true_up_line(sub, charge, charge_lines, per.eff_days, dd)
-                    if t is not None:
-                        lines.append(t)
-        except ArithmeticError as e:  # beyond exact Decimal: this subscription is left out
-            del lines[mark:]
-            unrated[si] = unpriceable(sub, sub.charges[ci], e)
-    # pay in advance: canonical order is (sub, charge, bucket, group, window) = d.order
-    fee_parts = []
-    tx_of = _transaction_ids(p, [side[k] for _, _, k in adv_keys if side.get(k) is not None])
-    for si, ci, k in adv_keys:
-        if si in unrated or side.get(k) is None:
-            continue
-        sub = p.subs[si]
-        charge = sub.charges[ci]
-        try:
-            fee_parts.append((si, _fees_of_line(p, side[k], tx_of, ctxs[id(charge)], sub, cp_l[k], b_l[k], w_l[k],
-                                                g_l[k], si)))
-        except ArithmeticError as e:
-            unrated[si] = unpriceable(sub, charge, e)
-    return in_sub_order(p.subs, lines, fee_parts, unrated)
+        for qi in np.unique(q[agg == a]).tolist():
+            ks = np.flatnonzero((agg == a) & (q == qi))
+            v = col[ks] if a != 3 else np.maximum(col[ks], 0)
+            num, den = qnd[qi]
+            out.update(zip(ks.tolist(), zip(decimal_values(ScaledInts(v, num, den)), v.tolist())))
+    return out
 
 
 def _transaction_ids(p, seqs):
@@ -512,11 +516,10 @@ def _transaction_ids(p, seqs):
     return lambda seq: [str(r) for r in seq["rowid"].tolist()]
 
 
-def _fees_of_line(p, seq, tx_of, cc, sub, cp, b, w, g, si):
+def _fees_of_line(p, seq, tx_of, sub, cp, b, w, group, si, cc):
     """The in-advance fees of a decoded line: a ``FeeBlock`` for a standard
     price on a count or sum (not prorated), else ``price.advance_fees``."""
     pr = p.programs[cp]
-    group = _group_tuple(p, pr, g) if pr.group_by else ()
     bucket, window = None if b == pr.nf else b, None if w == 0 else w - 1
     model = cc.model(bucket, window)[0]
     charge = cc.charge
@@ -530,16 +533,6 @@ def _fees_of_line(p, seq, tx_of, cc, sub, cp, b, w, g, si):
     return advance_fees(sub, cc, bucket, group, window, evs, p.periods[si].duration_days)
 
 
-def _cached_group(groups: dict, p, pr, cp, g) -> tuple:
-    """A line's group values, decoded once per (program, group id)."""
-    if not pr.group_by:
-        return ()
-    group = groups.get((cp, g))
-    if group is None:
-        group = groups[(cp, g)] = _group_tuple(p, pr, g)
-    return group
-
-
 def _seq_fields(p, u, cc, pr, seq, per, bucket, window):
     model = cc.model(bucket, window)[0]
     agg = cc.agg
@@ -548,7 +541,7 @@ def _seq_fields(p, u, cc, pr, seq, per, bucket, window):
         if agg == "unique_count":
             u.values = ((1, 1),) * len(seq["val"])
         elif agg != "count":
-            u.values = tuple((v * D.numerator, D.denominator) for v in seq["val"].tolist())
+            u.values = ScaledInts(seq["val"], D.numerator, D.denominator)
     if cc.charge.prorated and agg == "sum" and isinstance(model, Graduated):
         u.pror_events = tuple((v * D.numerator, D.denominator, per.eff_days - max(x, 0))
                               for v, x in zip(seq["val"].tolist(), seq["aux"].tolist()))

@@ -23,6 +23,24 @@ import attrs
 ZERO_ND = (0, 1)
 
 
+class ScaledInts:
+    """Per-event values ``ints[i] * num / den`` from an int64 array (the fast
+    engine's percentage values): iterating gives the ``(num, den)`` pairs,
+    ``price.decimal_values`` converts them in bulk."""
+
+    __slots__ = ("ints", "num", "den")
+
+    def __init__(self, ints, num: int, den: int):
+        self.ints, self.num, self.den = ints, num, den
+
+    def __len__(self) -> int:
+        return len(self.ints)
+
+    def __iter__(self):
+        num, den = self.num, self.den
+        return ((v * num, den) for v in self.ints.tolist())
+
+
 def line_sort_key(k) -> tuple:
     """The canonical order of lines: subscription, charge, filter bucket (default
     last), group values (missing first), window (none last)."""
@@ -46,7 +64,7 @@ class LineUsage:
     events that entered it; ``prorated``: exact prorated value before the
     5-decimal ceil (or None); ``reasons``: ``((end_reason, num, den, count),
     ...)``; ``cents``: dynamic sum of precise_total_amount_cents; ``values``:
-    percentage per-event values in time order; ``pror_events``: prorated
+    percentage per-event values in time order (pairs, or ``ScaledInts``); ``pror_events``: prorated
     graduated ``((num, den, day weight), ...)``; ``ignored``: events of the
     bucket dropped as non-numeric / missing.
     """

@@ -1,0 +1,31 @@
+"""The fast engine's bulk conversions in line pricing give ``ratio_to_decimal``'s Decimals exactly."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from gpubill.engine.money import ratio_to_decimal
+from gpubill.engine.price import decimal_values
+from gpubill.engine.usage import ScaledInts
+
+INTS = [0, 1, -1, 10, -10, 120, -1200, 7, 123456789, -987654321000, 2**40, 10**15, -(10**15) + 1]
+
+
+@pytest.mark.parametrize("scale", [Fraction(1), Fraction(1, 100), Fraction(3, 1000), Fraction(1, 3600),
+                                   Fraction(1, 8), Fraction(5, 2), Fraction(7, 3), Fraction(1, 10**12),
+                                   Fraction(10**6), Fraction(3, 40)])
+def test_scaled_values_are_the_decimals_of_their_ratios(scale):
+    ints = np.asarray(INTS, np.int64)
+    for num, den in ((scale.numerator, scale.denominator), (scale.numerator * 6, scale.denominator * 6)):
+        got = decimal_values(ScaledInts(ints, num, den))
+        want = [ratio_to_decimal(v * num, den) for v in INTS]
+        assert [str(x) for x in got] == [str(x) for x in want]  # the same Decimals, exponent included
+        assert list(ScaledInts(ints, num, den)) == [(v * num, den) for v in INTS]
+
+
+def test_scaled_values_beyond_int64_are_exact():
+    ints = np.asarray([2**62, -(2**62), 3], np.int64)
+    got = decimal_values(ScaledInts(ints, 1000, 1))
+    assert [str(x) for x in got] == [str(ratio_to_decimal(v * 1000)) for v in ints.tolist()]
+    assert decimal_values(ScaledInts(np.zeros(0, np.int64), 1, 100)) == []
