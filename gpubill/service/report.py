@@ -166,20 +166,23 @@ def write_report_json(report: RateReport, out, explain: bool = False) -> None:
     rated = report.rated()
     skeleton = {"schema": SCHEMA_VERSION, "subscriptions": [f"{marker}:{i}" for i in range(len(rated))],
                 "unrated": _unrated_json(report)}
-    rest = orjson.dumps(skeleton, option=orjson.OPT_INDENT_2)
+    doc = orjson.dumps(skeleton, option=orjson.OPT_INDENT_2)
     by_sub = _lines_by_subscription(report)
     fee_parts = parts_by_subscription(report.result.in_advance)
     tot = totals(report)
+    at = 0
     for i, b in enumerate(rated):
-        before, rest = rest.split(orjson.dumps(f"{marker}:{i}"), 1)
-        out.write(before)
+        token = orjson.dumps(f"{marker}:{i}")
+        found = doc.index(token, at)
+        out.write(doc[at:found])
+        at = found + len(token)
         sid = b.spec.external_id
         sub = _subscription_json(report, b, by_sub.get(sid, []), f"{marker}:fees", tot.get(sid, Decimal(0)), explain)
         head, tail = orjson.dumps(sub, option=orjson.OPT_INDENT_2).split(orjson.dumps(f"{marker}:fees"), 1)
         out.write(_indent(head, 4))
         _write_fees(out, fee_parts.get(sid, []), marker)
         out.write(_indent(tail, 4))
-    out.write(rest)
+    out.write(doc[at:])
 
 
 _FEE_INDENT = 8  # a fee object's depth in the document: {subscriptions: [{in_advance_fees: [{...}]}]}
