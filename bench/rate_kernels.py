@@ -89,7 +89,9 @@ class Columns:
         return self._num[name]
 
     def dim(self, name):
-        return self._dims.get(name, np.full(self.n, -1, np.int32))
+        if name in self._dims:
+            return self._dims[name]
+        return np.full(self.n, -1, np.int32)
 
     def to_events(self, rows):
         out = []

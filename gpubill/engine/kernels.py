@@ -213,12 +213,11 @@ def _slot(keys, vals, mask, key, next_row, cap):
 @njit(cache=True, nogil=True)
 def _min_exponent(e, lo, hi):
     """Smallest exponent of the valid rows in [lo, hi) (127 if none)."""
-    best = 127
-    for i in range(lo, hi):
-        x = np.int64(e[i])
-        if x != MISSING and x != UNHOLDABLE and x < best:
-            best = x
-    return best
+    best = np.int8(NO_EXPONENT)
+    for i in range(lo, hi):  # branch-free: LLVM vectorizes it
+        x = e[i]
+        best = min(best, np.int8(NO_EXPONENT) if (x == MISSING) | (x == UNHOLDABLE) else x)
+    return np.int64(best)
 
 
 @njit(cache=True, nogil=True)
@@ -244,11 +243,9 @@ def _mark_present(col, lo, hi, present):
     """present[id + 1] = 1 for every dictionary id in col[lo:hi] (-1 -> 0);
     returns the largest id seen (-1 if none)."""
     size = present.shape[0]
-    top = -1
+    top = np.int64(-1)
     for i in range(lo, hi):
-        v = col[i] + 1
-        if v > top:
-            top = v
-        if 0 <= v < size:
-            present[v] = 1
+        v = np.int64(col[i]) + 1
+        top = max(top, v)
+        present[v if 0 <= v < size else 0] = 1  # an id out of range marks "missing" (the caller refuses it by top)
     return top - 1
