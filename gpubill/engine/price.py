@@ -136,6 +136,14 @@ class ChargeCtx:
         self.filters = [_filter_dict(charge, b) for b in range(len(charge.filters))] + [None]
         self.group_by = charge.group_by
         self._models: dict = {}
+        self._groups: dict = {}
+
+    def group_dict(self, group: tuple) -> dict:
+        """A line's ``group`` field: its values by key (a fresh dict, paired once per group)."""
+        d = self._groups.get(group)
+        if d is None:
+            d = self._groups[group] = dict(zip(self.group_by, group))
+        return d.copy()
 
     def filter_dict(self, bucket):
         return self.filters[-1 if bucket is None else bucket]
@@ -226,7 +234,7 @@ def price_values(sub, cc: ChargeCtx, bucket, window, group, units: Decimal, full
         unit_price = ZERO if p.denominator == 0 else div(precise, p.denominator)
     amount = round_amount(precise, cc.rr)
     fdict = cc.filters[-1 if bucket is None else bucket]
-    gdict = dict(zip(cc.group_by, group)) if group else {}
+    gdict = cc.group_dict(group) if group else {}
     if lazy is None:
         return RatedLine(sub.external_id, cc.charge.id, cc.code, fdict, gdict, window, units, full, count, unit_price,
                          precise, amount, tiers, by_units, by_count, cc.rr, ignored)

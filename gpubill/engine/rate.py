@@ -268,6 +268,14 @@ def _group_tuple(p, pr, g):
     return tuple(res)
 
 
+def _line_of_slots(d, slots):
+    """The decoded line (index into d's arrays) of each slot id: a slot with
+    a side event has events, so it is one of ``d.slot``."""
+    line_of = np.repeat(np.arange(d.starts.size), d.ends - d.starts)
+    o = np.argsort(d.slot, kind="stable")
+    return line_of[o][np.searchsorted(d.slot[o], slots)]
+
+
 def _side(p, base, accs, d):
     """Sequences per line index (into d's arrays): sorted event rows and values."""
     if not any(a.nside for a in accs):
@@ -276,10 +284,9 @@ def _side(p, base, accs, d):
     idx = np.concatenate([a.side[1][: a.nside] for a in accs])
     val = np.concatenate([a.side[2][: a.nside] for a in accs])
     aux = np.concatenate([a.side[3][: a.nside] for a in accs])
-    lk = _slot_info(p, slot)[0]
     ts = base.timestamp_ms[idx]
     rid = base.rowid[idx]
-    li = np.searchsorted(d.line_key, lk)  # every side line has events, so it is in d
+    li = _line_of_slots(d, slot)
     cpl = d.cp[li]
     uniq = np.asarray([bool(pr.flags & F_UNIQUE) for pr in p.programs])[cpl]
     out = {}
@@ -421,26 +428,23 @@ class _DecodedSource:
             return []
         n_ign = self.ignored(si, ci, bucket)
         plain = cc.rounding is None and not cc.is_prorated and cc.agg in _SIMPLE_AGGS
+        L, programs, units_of, qnd, dd = self.L, self.p.programs, self.plain, self.qnd, per.duration_days
         out = []
         for k in ks:
-            pr = self.p.programs[self.L.cp[k]]
+            cp = L.cp[k]
+            pr = programs[cp]
             if plain and not pr.flags & (F_SIDE | F_CENTS):
-                out.append(self._plain_line(sub, cc, bucket, k, pr, n_ign, per))
+                # no rounding, proration or sequence: straight to price_values, end-reason maps built on first access
+                full, v = units_of[k]
+                Dn, Dd = qnd[pr.q]
+                w = L.w[k]
+                lazy = (slot_reason_maps, (self.reason_of, L.sm, L.cnt, L.starts[k], L.ends[k], Dn, Dd, full, v))
+                out.append(price_values(sub, cc, bucket, None if w == 0 else w - 1, self._group(pr, cp, L.g[k]), full,
+                                        full, False, L.count[k], None, None, n_ign, None, dd, lazy))
             else:
-                out.append(price_line(sub, cc, self._usage(si, ci, cc, bucket, k, pr, n_ign, per), per.duration_days))
+                out.append(price_line(sub, cc, self._usage(si, ci, cc, bucket, k, pr, n_ign, per), dd))
             n_ign = 0
         return out
-
-    def _plain_line(self, sub, cc, bucket, k, pr, n_ign, per):
-        """A count / sum / max / latest line without rounding or proration: straight to ``price_values``,
-        its end-reason maps built on first access."""
-        L = self.L
-        full, v = self.plain[k]
-        Dn, Dd = self.qnd[pr.q]
-        lazy = (slot_reason_maps, (self.reason_of, L.sm, L.cnt, L.starts[k], L.ends[k], Dn, Dd, full, v))
-        w = L.w[k]
-        return price_values(sub, cc, bucket, None if w == 0 else w - 1, self._group(pr, L.cp[k], L.g[k]), full, full,
-                            False, L.count[k], None, None, n_ign, None, per.duration_days, lazy)
 
     def _usage(self, si, ci, cc, bucket, k, pr, n_ign, per) -> LineUsage:
         """The ``LineUsage`` of decoded line k (rounded, prorated, sequence or cents lines)."""
