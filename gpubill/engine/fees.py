@@ -107,8 +107,6 @@ class Fees(Sequence):
     of ``InAdvanceFee``, each of one subscription) read as one sequence of
     ``InAdvanceFee``, equal to any sequence of the same fees."""
 
-    __hash__ = None  # like the tuple of fees it stands for (their dicts are unhashable)
-
     def __init__(self, parts=()):
         self.parts = tuple(p for p in parts if len(p))
         self._ends = list(accumulate(len(p) for p in self.parts))
@@ -137,6 +135,9 @@ class Fees(Sequence):
         if not isinstance(other, (Fees, tuple, list)):
             return NotImplemented
         return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    def __hash__(self):
+        return hash(tuple(self))  # as the tuple of fees it stands for (a fee's dicts are unhashable)
 
     def __add__(self, other):
         return tuple(self) + tuple(other)

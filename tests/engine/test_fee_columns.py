@@ -66,6 +66,7 @@ def test_fees_read_as_a_sequence_of_fee_objects():
     with pytest.raises(IndexError):
         fast.in_advance[5]
     assert fast.in_advance + () == tuple(ref.in_advance)
+    assert hash(Fees()) == hash(()) and Fees() == ()
     assert totals(fast.in_advance) == {"a": D("6.00"), "b": D("4.00")}
     f = fast.in_advance[0]
     f.group["x"] = 1  # each fee object has its own dicts
