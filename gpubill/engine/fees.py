@@ -59,7 +59,9 @@ class FeeBlock:
 
     def __init__(self, head: dict, scale: tuple, fee_of, rule, rise, rowid, timestamp_ms, transaction_ids):
         self.head = head
-        self.rowid, self.timestamp_ms, self.transaction_ids = rowid, timestamp_ms, transaction_ids
+        # own copies: the engine's arrays may be views into a whole run's buffers
+        self.rowid, self.timestamp_ms = np.array(rowid, np.int64), np.array(timestamp_ms, np.int64)
+        self.transaction_ids = transaction_ids
         distinct, self.which = np.unique(rise, return_inverse=True)
         num, den = scale
         self.values = []  # (units, precise_amount, amount) of each distinct rise

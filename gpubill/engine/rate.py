@@ -276,6 +276,22 @@ def _line_of_slots(d, slots):
     return line_of[o][np.searchsorted(d.slot[o], slots)]
 
 
+def time_order(line, ts, rowid):
+    """``np.lexsort((rowid, ts, line))``: events by line, then time, then
+    ingestion.  Where (time, rowid) fits one int64 key, one sort on it and a
+    stable sort by line (radix for small line numbers) do it in about half
+    the time of the three-key sort."""
+    if not ts.size:
+        return np.zeros(0, np.int64)
+    t0, r0 = int(ts.min()), int(rowid.min())
+    t_span, r_span = int(ts.max()) - t0 + 1, int(rowid.max()) - r0 + 1
+    if t_span * r_span >= 2**63 or int(line.max()) >= 2**31:
+        return np.lexsort((rowid, ts, line))
+    o = np.argsort((ts - t0) * r_span + (rowid - r0), kind="stable")
+    small = np.int16 if int(line.max()) < 2**15 else np.int32
+    return o[np.argsort(line[o].astype(small), kind="stable")]
+
+
 def _side(p, base, accs, d):
     """Sequences per line index (into d's arrays): sorted event rows and values."""
     if not any(a.nside for a in accs):
@@ -291,12 +307,12 @@ def _side(p, base, accs, d):
     uniq = np.asarray([bool(pr.flags & F_UNIQUE) for pr in p.programs])[cpl]
     out = {}
     # time order for everything (unique_count too: pay in advance, percentage)
-    o = np.lexsort((rid, ts, li))
+    o = time_order(li, ts, rid)
     st, en = segments(li[o])
     lines = li[o][st] if st.size else st
+    by_time = {"idx": idx[o], "val": val[o], "aux": aux[o], "ts": ts[o], "rowid": rid[o]}
     for k, s0, e0 in zip(lines.tolist(), st.tolist(), en.tolist()):
-        sl = o[s0:e0]
-        out[k] = {"idx": idx[sl], "val": val[sl], "aux": aux[sl], "ts": ts[sl], "rowid": rid[sl]}
+        out[k] = {name: col[s0:e0] for name, col in by_time.items()}
     # unique_count: (line, uid, time) order, one kernel
     if uniq.any():
         u = np.flatnonzero(uniq)

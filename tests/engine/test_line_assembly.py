@@ -29,3 +29,17 @@ def test_scaled_values_beyond_int64_are_exact():
     got = decimal_values(ScaledInts(ints, 1000, 1))
     assert [str(x) for x in got] == [str(ratio_to_decimal(v * 1000)) for v in ints.tolist()]
     assert decimal_values(ScaledInts(np.zeros(0, np.int64), 1, 100)) == []
+
+
+@pytest.mark.parametrize("n, lines, t_span, r_span", [(0, 1, 1, 1), (1, 1, 1, 1), (50, 3, 5, 60), (5000, 40, 10**6, 10**5), (3000, 5, 20, 40),
+                                                      (500, 7, 2**40, 2**30)])
+def test_time_order_is_the_three_key_sort(n, lines, t_span, r_span):
+    """Events by line, then timestamp, then rowid (ties in time broken by ingestion), the one-key path and the
+    fallback (spans too wide for one int64) alike."""
+    from gpubill.engine.rate import time_order
+
+    rng = np.random.default_rng(n)
+    line = rng.integers(0, lines, n)
+    ts = rng.integers(0, t_span, n) - 10**12
+    rowid = rng.choice(r_span, n, replace=False) if n <= r_span else rng.integers(0, r_span, n)
+    assert time_order(line, ts, rowid).tolist() == np.lexsort((rowid, ts, line)).tolist()
