@@ -45,8 +45,10 @@ from .layout import (
     I_CP, I_HASHED, I_IGN, I_LOFF, I_REC, I_XOFF, K_DIM, K_MOFF, K_VLUT, Q_KIND, Q_TN, Q_TOFF, Q_UCEIL, Q_UFLOOR,
     Q_UTIL, QK_POLY, S_DBASE, S_EP, S_HI, S_LO, S_LP, S_PLAN, S_RANK, S_XBASE, T_COEF, T_FN, T_FOFF, X_MAX,
 )
+from .program_tables import MAX_FILTERS
 
 SLOW = F_LAST | F_PROR | F_CENTS | F_SIDE
+MAX_BUCKETS = MAX_FILTERS + 1  # buckets of one program (its filters and the rest)
 BLOCK = 1 << 16  # rows per block: the block's routed rows and quantities stay in cache
 ENABLED = True  # False: every instance goes through the generic kernel (tests hold both equal)
 _NOQ = np.zeros(1, np.int64)
@@ -69,19 +71,22 @@ def _cttz(typingctx, x):
 def _route(lo_i, hi_i, sub_ids, code_ids, ts, rt, reasons, rlut, rows, es, er, counts):
     """Rows [lo_i, hi_i) -> per code k: ``counts[k]`` rows in ``rows[k]``
     (the row index), ``es[k]`` (the subscription; -s-1 for a row before
-    the period) and ``er[k]`` (the end reason's compact index).
+    the period) and ``er[k]`` (the end reason's compact index); returns the
+    block's first and last timestamps.
 
     One branch-free pass (``Routes``: unknown ids and codes map to a
     sentinel subscription / code that keeps nothing): every row is written
     to its code's next place, which only advances when the row is kept."""
     nk = rt.ncodes + 1
     counts[:] = 0
+    tmin = tmax = ts[lo_i]
     for i in range(lo_i, hi_i):
         sid = np.int64(sub_ids[i]) + 1
         s = np.int64(rt.sub[sid if 0 <= sid < rt.sub.shape[0] else 0])
         cid = np.int64(code_ids[i]) + 1
         k = np.int64(rt.code[cid if 0 <= cid < rt.code.shape[0] else 0])
         t = ts[i]
+        tmin, tmax = min(tmin, t), max(tmax, t)
         before = t < rt.lo[s]
         keep = (rt.ok[s * nk + k] != 0) & (t <= rt.hi[s]) & ((not before) | (rt.rec[k] != 0))
         c = counts[k]
@@ -90,6 +95,7 @@ def _route(lo_i, hi_i, sub_ids, code_ids, ts, rt, reasons, rlut, rows, es, er, c
         if reasons is not None:
             er[k, c] = rlut[np.int64(reasons[i]) + 1]
         counts[k] = c + keep
+    return tmin, tmax
 
 
 @njit(cache=True, nogil=True)
@@ -327,6 +333,19 @@ def _program_shaped(j0, j1, rows, es, er, ts, q, qok, rec, kcol, blut, nf, bline
                     ext[xr, X_MAX] = v
         else:
             acc[row, A_SUM] += 1
+
+
+@njit(cache=True, nogil=True)
+def _block_windows(wins, nb, tmin, tmax, bline, out):
+    """When every bucket's price window is the same for the whole time span
+    [tmin, tmax] of a block (most blocks: a block spans hours, windows days),
+    ``out[b]`` = ``bline[b]`` + that window and True; else False."""
+    for b in range(nb):
+        w = _window(wins, b, tmin)
+        if w != _window(wins, b, tmax):
+            return False
+        out[b] = bline[b] + w
+    return True
 
 
 @njit(cache=True, nogil=True)
@@ -577,21 +596,22 @@ class Scratch:
         self.er = np.zeros((n, m), np.int32)
         self.counts = np.zeros(n, np.int64)
         self.q = {qi: (np.empty(m, np.int64), np.empty(m, np.bool_)) for qi in ft.q_shape}
+        self.bline = np.empty(MAX_BUCKETS, np.int64)  # a windowed program's line offsets in one block
 
 
 def run_block(p, ft, base, lo, hi, acc, sc: Scratch):
     """The fast programs over rows [lo, hi) (at most ``BLOCK``) into one
     thread's accumulators (a subscription the kernels cannot hold is marked
     in ``acc.bad``)."""
-    _route(lo, hi, base.subscription, base.code, base.timestamp_ms, ft.routes, ft.reasons, ft.rlut, sc.rows, sc.es,
-           sc.er, sc.counts)
+    span = _route(lo, hi, base.subscription, base.code, base.timestamp_ms, ft.routes, ft.reasons, ft.rlut, sc.rows,
+                  sc.es, sc.er, sc.counts)
     for k in range(ft.ncodes):
         n = int(sc.counts[k])
         if n and ft.by_code[k]:
-            _code_block(p, ft, base, sc.rows[k], sc.es[k], sc.er[k], n, k, acc, sc)
+            _code_block(p, ft, base, sc.rows[k], sc.es[k], sc.er[k], n, k, acc, sc, span)
 
 
-def _code_block(p, ft, base, rows, es, er, n, k, acc, sc):
+def _code_block(p, ft, base, rows, es, er, n, k, acc, sc, span):
     """The quantities and fast programs of code k over its n routed rows."""
     a = p.arrays
     for qi in ft.q_by_code[k]:
@@ -606,9 +626,12 @@ def _code_block(p, ft, base, rows, es, er, n, k, acc, sc):
         q, ok = sc.q[g["qi"]] if g["has_q"] else (_NOQ, _NOOK)  # never read without a quantity
         sh = g["shaped"]
         if sh is not None:
+            bline, wins = sh.bline, sh.wins
+            if wins is not None and _block_windows(wins, sh.nf + 1, span[0], span[1], bline, sc.bline):
+                bline, wins = sc.bline, None  # one window per bucket in this block: folded into the line offsets
             _program_shaped(0, n, rows, es, er if sh.reasons else None, base.timestamp_ms,
-                            q if g["has_q"] else None, ok, g["rec"], sh.kcol, sh.blut, sh.nf, sh.bline, sh.bnw1,
-                            sh.wins, sh.g0col, sh.g0lut, sh.g1col, sh.g1lut, g["dbase"], ft.lp, g["xbase"],
+                            q if g["has_q"] else None, ok, g["rec"], sh.kcol, sh.blut, sh.nf, bline, sh.bnw1,
+                            wins, sh.g0col, sh.g0lut, sh.g1col, sh.g1lut, g["dbase"], ft.lp, g["xbase"],
                             ft.ep, g["ignb"], acc.acc, acc.ext if g["want_max"] else None, acc.ign, acc.bad)
             continue
         k0, kn, am, o0, nf, bo, g0, gn = g["static"]

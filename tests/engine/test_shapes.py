@@ -114,3 +114,19 @@ def test_each_quantity_shape_reaches_its_kernel(expr, util):
     if shape is not None:
         m1, mu = shape[5], shape[9]
         assert (m1 is None) == (expr == "one factor") and (mu is None) == (not util)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shaped_case())
+def test_small_blocks_equal_the_reference(case):
+    """Blocks of three rows: most lie inside one price window (folded into the line offsets), some straddle a
+    boundary (the per-row window search); per-block buffers are reused."""
+    subs, evs = case
+    evs = sorted(evs, key=lambda e: e["timestamp_ms"])
+    saved = fast.BLOCK
+    fast.BLOCK = 3
+    try:
+        got = rate(subs, InMemoryColumns.from_events(evs))
+    finally:
+        fast.BLOCK = saved
+    assert got == rate_reference(subs, evs)
