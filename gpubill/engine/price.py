@@ -421,9 +421,10 @@ def assemble_run(subs, periods, source, unrated=None, skip=frozenset()) -> RateR
     """Price every line and fee in canonical order: the one assembler of both engines.
 
     ``source`` is an engine's aggregation:
-    ``source.bucket_lines(sub, si, ci, cc, bucket, per)`` prices one filter
-    bucket's lines (canonical order, the bucket's dropped events counted on
-    its first line), ``source.ignored(si, ci, bucket)`` counts a bucket's
+    ``source.charge_lines(sub, si, ci, cc, per)`` prices one charge's lines,
+    a list per filter bucket (the filters' order, the default bucket last;
+    each in canonical order, the bucket's dropped events counted on its
+    first line), ``source.ignored(si, ci, bucket)`` counts a bucket's
     dropped events, and ``source.fees()`` yields ``(si, ci, fees_of)`` per
     line of a pay-in-advance charge in canonical order, ``fees_of(cc)``
     giving that line's fees (a ``FeeBlock`` or a list of ``InAdvanceFee``).
@@ -472,10 +473,10 @@ def _subscription_lines(sub, si, per, source, ctxs) -> list:
         cc = _ctx(ctxs, charge)
         try:
             priced = []
-            for b in list(range(len(charge.filters))) + [None]:
-                bucket = source.bucket_lines(sub, si, ci, cc, b, per)
-                priced.extend(bucket or [price_line(sub, cc, empty_usage(si, ci, charge, b, source.ignored(si, ci, b)),
-                                                    per.duration_days)])
+            buckets = list(range(len(charge.filters))) + [None]
+            for b, lines in zip(buckets, source.charge_lines(sub, si, ci, cc, per)):
+                priced.extend(lines or [price_line(sub, cc, empty_usage(si, ci, charge, b, source.ignored(si, ci, b)),
+                                                   per.duration_days)])
             t = true_up_line(sub, charge, priced, per.eff_days, per.duration_days)
         except ArithmeticError as e:
             raise NotRated(unpriceable(sub, charge, e)) from None
@@ -500,7 +501,10 @@ class UsageSource:
     def ignored(self, si, ci, bucket) -> int:
         return self._ignored.get((si, ci, bucket), 0)
 
-    def bucket_lines(self, sub, si, ci, cc, bucket, per) -> list:
+    def charge_lines(self, sub, si, ci, cc, per) -> list:
+        return [self._bucket_lines(sub, si, ci, cc, b, per) for b in list(range(len(cc.charge.filters))) + [None]]
+
+    def _bucket_lines(self, sub, si, ci, cc, bucket, per) -> list:
         us = sorted(self.by_bucket.get((si, ci, bucket), []), key=LineUsage.sort_key)
         if us:
             us[0].ignored = self.ignored(si, ci, bucket)

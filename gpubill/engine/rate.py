@@ -427,9 +427,9 @@ class _DecodedSource:
     def __init__(self, p, d, ignored, side):
         self.p, self.side, self._ignored = p, side, ignored
         L = self.L = _Lines(p, d)
-        self.by_bucket: dict = {}
+        self.by_charge: dict = {}  # (sub, charge) -> its lines in canonical order
         for k in L.order:
-            self.by_bucket.setdefault((L.si[k], L.ci[k], L.b[k]), []).append(k)
+            self.by_charge.setdefault((L.si[k], L.ci[k]), []).append(k)
         self.qnd = [(D.numerator, D.denominator) for D in p.q_scale]
         self.reason_of = [p.reason_values[r] for r in L.reason]
         self.groups: dict = {}
@@ -438,15 +438,18 @@ class _DecodedSource:
     def ignored(self, si, ci, bucket) -> int:
         return self._ignored.get((si, ci, bucket), 0) if self._ignored else 0
 
-    def bucket_lines(self, sub, si, ci, cc, bucket, per) -> list:
-        ks = self.by_bucket.get((si, ci, len(cc.charge.filters) if bucket is None else bucket))
-        if not ks:
-            return []
-        n_ign = self.ignored(si, ci, bucket)
+    def charge_lines(self, sub, si, ci, cc, per) -> list:
+        """The charge's priced lines, a list per bucket (``price.assemble_run``)."""
+        nf = len(cc.charge.filters)
+        out: list = [[] for _ in range(nf + 1)]
         plain = cc.rounding is None and not cc.is_prorated and cc.agg in _SIMPLE_AGGS
         L, programs, units_of, qnd, dd = self.L, self.p.programs, self.plain, self.qnd, per.duration_days
-        out = []
-        for k in ks:
+        b_prev = -1
+        for k in self.by_charge.get((si, ci), ()):
+            b = L.b[k]
+            if b != b_prev:  # a bucket's first line carries its dropped events
+                b_prev, bucket = b, None if b == nf else b
+                n_ign = self.ignored(si, ci, bucket)
             cp = L.cp[k]
             pr = programs[cp]
             if plain and not pr.flags & (F_SIDE | F_CENTS):
@@ -455,10 +458,10 @@ class _DecodedSource:
                 Dn, Dd = qnd[pr.q]
                 w = L.w[k]
                 lazy = (slot_reason_maps, (self.reason_of, L.sm, L.cnt, L.starts[k], L.ends[k], Dn, Dd, full, v))
-                out.append(price_values(sub, cc, bucket, None if w == 0 else w - 1, self._group(pr, cp, L.g[k]), full,
-                                        full, False, L.count[k], None, None, n_ign, None, dd, lazy))
+                out[b].append(price_values(sub, cc, bucket, None if w == 0 else w - 1, self._group(pr, cp, L.g[k]),
+                                           full, full, False, L.count[k], None, None, n_ign, None, dd, lazy))
             else:
-                out.append(price_line(sub, cc, self._usage(si, ci, cc, bucket, k, pr, n_ign, per), dd))
+                out[b].append(price_line(sub, cc, self._usage(si, ci, cc, bucket, k, pr, n_ign, per), dd))
             n_ign = 0
         return out
 
@@ -518,7 +521,8 @@ def _plain_units(p, d, qnd) -> dict:
             ks = np.flatnonzero((agg == a) & (q == qi))
             v = col[ks] if a != 3 else np.maximum(col[ks], 0)
             num, den = qnd[qi]
-            out.update(zip(ks.tolist(), zip(decimal_values(ScaledInts(v, num, den)), v.tolist())))
+            for k, units, x in zip(ks.tolist(), decimal_values(ScaledInts(v, num, den)), v.tolist()):
+                out[k] = (units, x)
     return out
 
 
