@@ -337,27 +337,34 @@ def _program_shaped(j0, j1, rows, es, er, ts, q, qok, rec, kcol, blut, nf, bline
 
 @njit(cache=True, nogil=True)
 def _block_windows(wins, nb, tmin, tmax, bline, out):
-    """When every bucket's price window is the same for the whole time span
-    [tmin, tmax] of a block (most blocks: a block spans hours, windows days),
-    ``out[b]`` = ``bline[b]`` + that window and True; else False."""
+    """When no bucket has a window boundary inside the time span [tmin, tmax]
+    of a block (most blocks: a block spans hours, windows days), ``out[b]`` =
+    ``bline[b]`` + the bucket's window for the whole block, and True; else
+    False.  (The window itself is not monotonic in time -- outside, inside,
+    outside -- the count of boundaries passed is.)"""
     for b in range(nb):
-        w = _window(wins, b, tmin)
-        if w != _window(wins, b, tmax):
+        c = _passed(wins, b, tmin)
+        if c != _passed(wins, b, tmax):
             return False
-        out[b] = bline[b] + w
+        out[b] = bline[b] + wins[wins[3 * b + 2] + c]
     return True
+
+
+@njit(cache=True, nogil=True)
+def _passed(wins, b, t):
+    """How many of bucket b's window boundaries lie at or before t."""
+    a0 = wins[3 * b]
+    c = np.int64(0)
+    for x in range(a0, a0 + wins[3 * b + 1]):
+        c += wins[x] <= t
+    return c
 
 
 @njit(cache=True, nogil=True)
 def _window(wins, b, t):
     """The price window of time t in bucket b: ``wins[b]`` = (first boundary,
     count, first cell) rows over the flat boundary / cell vector ``wins``."""
-    a0 = wins[3 * b]
-    n = wins[3 * b + 1]
-    c = np.int64(0)
-    for x in range(a0, a0 + n):
-        c += wins[x] <= t
-    return wins[wins[3 * b + 2] + c]
+    return wins[wins[3 * b + 2] + _passed(wins, b, t)]
 
 
 class _Shape(NamedTuple):

@@ -130,3 +130,16 @@ def test_small_blocks_equal_the_reference(case):
     finally:
         fast.BLOCK = saved
     assert got == rate_reference(subs, evs)
+
+
+def test_a_block_before_inside_and_after_a_window_is_not_folded():
+    """Its first and last events lie outside the window, the middle one inside: the window is not monotonic in
+    time, so a block is folded only when no boundary lies inside its span (found by the test above)."""
+    ch = charge("count", "one factor", "none", True, 0, False, False)
+    wstart, wend = ch.windows[0].from_ms, ch.windows[0].to_ms
+    evs = [dict(transaction_id=f"t{i}", external_subscription_id="s1", code="e1", timestamp_ms=t, rowid=i,
+                properties={"v": "1"}) for i, t in enumerate((T0, wstart, wend))]
+    subs = [SubscriptionSpec("s1", (ch,), T0, T1)]
+    got = rate(subs, InMemoryColumns.from_events(evs))
+    assert got == rate_reference(subs, evs)
+    assert sorted((line.event_count, line.window) for line in got.lines if line.event_count) == [(1, 0), (2, None)]
