@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -54,14 +55,82 @@ def _unheld_beside(qi, i, Q, TERM, FAC, mptr, eptr, nscale):
 
 # C901 exempt: a numba kernel is one loop over the events with its branches inlined on
 # purpose (a call per branch would cost more than the work it does).
+class Rows(NamedTuple):
+    """The base columns a kernel reads row by row."""
+
+    sub_ids: np.ndarray
+    code_ids: np.ndarray
+    ts: np.ndarray
+    rowid: np.ndarray
+
+
+class GenericTables(NamedTuple):
+    """The plan tables the generic kernel reads (layout.py names their columns)."""
+
+    dptr: np.ndarray
+    mptr: np.ndarray
+    eptr: np.ndarray
+    nscale: np.ndarray
+    sub_lut: np.ndarray
+    code_lut: np.ndarray
+    ncodes: int
+    SUB: np.ndarray
+    pk_start: np.ndarray
+    pk_inst: np.ndarray
+    pk_qstart: np.ndarray
+    pk_q: np.ndarray
+    pk_rec: np.ndarray
+    INST: np.ndarray
+    CP: np.ndarray
+    KEY: np.ndarray
+    masks: np.ndarray
+    ordb: np.ndarray
+    BKT: np.ndarray
+    wb: np.ndarray
+    cw: np.ndarray
+    GK: np.ndarray
+    luts: np.ndarray
+    Q: np.ndarray
+    TERM: np.ndarray
+    FAC: np.ndarray
+    R: int
+    reason_dim: int
+    rlut: int
+    op_dim: int
+    remove_id: int
+    sub_bounds: np.ndarray
+    n_dense: int
+    n_xdense: int
+
+    @classmethod
+    def of(cls, arrays: dict) -> "GenericTables":
+        return cls(*(arrays[f] for f in cls._fields))
+
+
+class Accumulators(NamedTuple):
+    """One thread's accumulator arrays, as the kernel writes them."""
+
+    acc: np.ndarray
+    ext: np.ndarray
+    hkeys: np.ndarray
+    hvals: np.ndarray
+    ign: np.ndarray
+    side_slot: np.ndarray
+    side_idx: np.ndarray
+    side_val: np.ndarray
+    side_aux: np.ndarray
+    qv: np.ndarray
+    qok: np.ndarray
+    bad: np.ndarray
+
+
 @njit(cache=True, nogil=True)
-def _accumulate(  # noqa: C901
-    lo_i, hi_i, sub_ids, code_ids, ts, rowid, dptr, mptr, eptr, nscale,
-    sub_lut, code_lut, ncodes, SUB, pk_start, pk_inst, pk_qstart, pk_q, pk_rec,
-    INST, CP, KEY, masks, ordb, BKT, wb, cw, GK, luts, Q, TERM, FAC,
-    R, reason_dim, rlut, op_dim, remove_id, sub_bounds,
-    acc, ext, hkeys, hvals, n_dense, n_xdense, ign, side_slot, side_idx, side_val, side_aux, qv, qok, bad,
-):
+def _accumulate(lo_i, hi_i, rows_, tables, accs):  # noqa: C901
+    sub_ids, code_ids, ts, rowid = rows_
+    (dptr, mptr, eptr, nscale, sub_lut, code_lut, ncodes, SUB, pk_start, pk_inst, pk_qstart, pk_q, pk_rec, INST, CP,
+     KEY, masks, ordb, BKT, wb, cw, GK, luts, Q, TERM, FAC, R, reason_dim, rlut, op_dim, remove_id, sub_bounds,
+     n_dense, n_xdense) = tables
+    acc, ext, hkeys, hvals, ign, side_slot, side_idx, side_val, side_aux, qv, qok, bad = accs
     nsub_lut = sub_lut.shape[0]
     ncode_lut = code_lut.shape[0]
     mask = hkeys.shape[0] - 1
@@ -351,22 +420,18 @@ class ThreadAcc:
         self.used = n_dense
         self.nside = 0
 
+    def arrays(self) -> Accumulators:
+        return Accumulators(self.acc, self.ext, self.hkeys, self.hvals, self.ign, *self.side, self.qv, self.qok,
+                            self.bad)
+
 
 def run_chunk(p, cols, lo_i, hi_i, acc: ThreadAcc, pk=None):
     """The generic kernel over rows [lo_i, hi_i); ``pk`` replaces the plan's
     (plan, code) instance tables (the fast path passes the instances it
     leaves to this kernel)."""
     a = dict(p.arrays, **pk) if pk else p.arrays
-    status, inst, s, used, nside = _accumulate(
-        lo_i, hi_i, cols.subscription, cols.code, cols.timestamp_ms, cols.rowid,
-        a["dptr"], a["mptr"], a["eptr"], a["nscale"],
-        a["sub_lut"], a["code_lut"], a["ncodes"], a["SUB"], a["pk_start"], a["pk_inst"], a["pk_qstart"],
-        a["pk_q"], a["pk_rec"], a["INST"], a["CP"], a["KEY"], a["masks"], a["ordb"], a["BKT"], a["wb"], a["cw"],
-        a["GK"], a["luts"], a["Q"], a["TERM"], a["FAC"],
-        a["R"], a["reason_dim"], a["rlut"], a["op_dim"], a["remove_id"], a["sub_bounds"],
-        acc.acc, acc.ext, acc.hkeys, acc.hvals, a["n_dense"], a["n_xdense"], acc.ign, *acc.side, acc.qv, acc.qok,
-        acc.bad,
-    )
+    rows = Rows(cols.subscription, cols.code, cols.timestamp_ms, cols.rowid)
+    status, inst, s, used, nside = _accumulate(lo_i, hi_i, rows, GenericTables.of(a), acc.arrays())
     acc.used = used
     acc.nside = nside
     return int(status), int(inst), int(s)

@@ -37,7 +37,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from .accumulate import _unheld_beside
+from .accumulate import GenericTables, _unheld_beside
 from .kernels import _add, _fixed, _ld32, _mul, _per_event
 from .layout import (
     A_COUNT, A_SUM, B_CWOFF, B_LINE, B_NW1, B_WBN, B_WBOFF, C_ALL, C_BOFF, C_GN, C_GOFF, C_KN, C_KOFF, C_NF, C_ORD,
@@ -212,13 +212,14 @@ def _quantity_shaped(j0, j1, rows, es, coef, m0, e0, sc0, pe0, m1, e1, sc1, pe1,
 
 
 @njit(cache=True, nogil=True)
-def _program(j0, j1, rows, es, er, ts, q, qok, has_q, rec, want_max,
-             dptr, luts, KEY, k0, kn, masks, all_mask, ordb, ord0, nf, kp1, blut,
-             BKT, boff, wb, cw, GK, g0, gn, gp1, glut,
-             dbase, lp, xbase, ep, ignb, acc, ext, ign, bad):
+def _program(j0, j1, rows, es, er, ts, q, qok, has_q, rec, want_max, fb, tables, dbase, lp, xbase, ep, ignb, accs):
     """One fast program over the routed rows [j0, j1) of its code; a sum
     that would overflow marks its subscription in ``bad`` (the exact path
     rates it)."""
+    k0, kn, all_mask, ord0, nf, boff, g0, gn, kp1, blut, gp1, glut = fb
+    dptr, luts, KEY, masks, ordb, BKT, wb, cw, GK = (tables.dptr, tables.luts, tables.KEY, tables.masks, tables.ordb,
+                                                     tables.BKT, tables.wb, tables.cw, tables.GK)
+    acc, ext, ign, bad = accs.acc, accs.ext, accs.ign, accs.bad
     for j in range(j0, j1):
         s = np.int64(es[j])
         if s < 0:
@@ -491,99 +492,140 @@ def _map_values(keys, mapping):
     return vs[np.searchsorted(ks, keys)]
 
 
-class FastTables:
-    """Per-run tables of the fast path, derived from a ``plan.Plan``."""
+class Fallback(NamedTuple):
+    """A fast program whose shape ``_program_shaped`` does not cover (several
+    filter keys, more than two group keys): its CP row's values for ``_program``."""
 
-    def __init__(self, p):
-        a = p.arrays
-        INST, CP, SUB = a["INST"], a["CP"], a["SUB"]
-        ninst = len(p.instances)
-        ncodes = int(a["ncodes"])
-        nplans = len(p.layout["plan_subs"])
-        nsub = len(p.subs)
-        fast = [ENABLED and not INST[x, I_HASHED] and not (p.programs[cp].flags & SLOW) for x, (_, _, cp) in enumerate(p.instances)]
-        self.any = any(fast)
-        # generic (plan, code) tables: only the other instances
-        pk_start, pk_inst = a["pk_start"], a["pk_inst"]
-        npk = pk_start.size - 1
-        gs, gi, gqs, gq = [0], [], [0], []
-        grec = np.zeros(max(npk, 1), np.int64)
-        pk_fast = np.zeros(max(npk, 1), np.int8)
-        code_of_inst = np.zeros(max(ninst, 1), np.int64)
-        for k in range(npk):
-            lst = [int(x) for x in pk_inst[pk_start[k]:pk_start[k + 1]]]
-            for x in lst:
-                code_of_inst[x] = k % ncodes
-            slow = [x for x in lst if not fast[x]]
-            gi.extend(slow)
-            gs.append(len(gi))
-            gq.extend(sorted({p.programs[int(INST[x, I_CP])].q for x in slow}))
-            gqs.append(len(gq))
-            grec[k] = int(any(INST[x, I_REC] for x in slow))
-            pk_fast[k] = int(len(slow) < len(lst))
-        self.generic = any(not f for f in fast)
-        self.pk = dict(pk_start=np.asarray(gs, np.int64), pk_inst=np.asarray(gi or [0], np.int64),
-                       pk_qstart=np.asarray(gqs, np.int64), pk_q=np.asarray(gq or [0], np.int64), pk_rec=grec)
-        self.pk_fast = pk_fast
-        code_rec = np.zeros(ncodes, np.int64)
-        # fast groups: (program, occurrence within the plan) -> per-plan instance
-        groups: dict = {}
-        seen: dict = {}
-        for x, (P, ci, cp) in enumerate(p.instances):
-            if not fast[x]:
-                continue
+    k0: int
+    kn: int
+    all_mask: int
+    ord0: int
+    nf: int
+    boff: int
+    g0: int
+    gn: int
+    kp1: int  # one filter key: its column's address, and the bucket of each dictionary id + 1
+    blut: np.ndarray
+    gp1: int  # one group key: its column's address, and its lut (value -> index x multiplier)
+    glut: np.ndarray
+
+
+class FastProgram(NamedTuple):
+    """One fast program (a charge program at one occurrence in the plans) and its per-subscription bases."""
+
+    cp: int
+    qi: int
+    has_q: int
+    rec: int
+    want_max: int
+    dbase: np.ndarray  # per subscription: first dense slot of the program's lines (-1: its plan lacks it)
+    xbase: np.ndarray  # ... of its ext rows
+    ignb: np.ndarray  # ... of its ignored-event counters
+    shaped: object  # _Shape, or None (then ``fallback``)
+    fallback: object
+
+
+def _fallback(a, pr, row):
+    kp1, blut = 0, _NOLUT
+    if row[C_KN] == 1:  # bucket of every dictionary id, from the key's value lut and masks
+        kr = a["KEY"][int(row[C_KOFF])]
+        kp1 = int(a["dptr"][kr[K_DIM]])
+        mk = a["masks"][int(kr[K_MOFF]) + _value_lut(a, int(kr[K_VLUT]))] & row[C_ALL]
+        by_mask = {mv: pr.nf if mv == 0 else int(a["ordb"][int(row[C_ORD]) + ((mv & -mv).bit_length() - 1)])
+                   for mv in np.unique(mk).tolist()}
+        blut = _map_values(mk, by_mask)
+    gp1, glut = 0, _NOLUT
+    if row[C_GN] == 1:
+        gr = a["GK"][int(row[C_GOFF])]
+        gp1 = int(a["dptr"][gr[G_DIM]])
+        glut = _value_lut(a, int(gr[G_LUT]), int(gr[G_MULT]))
+    return Fallback(int(row[C_KOFF]), int(row[C_KN]), int(row[C_ALL]), int(row[C_ORD]), int(row[C_NF]),
+                    int(row[C_BOFF]), int(row[C_GOFF]), int(row[C_GN]), kp1, blut, gp1, glut)
+
+
+def _generic_lists(p, fast):
+    """The (plan, code) tables of the generic kernel, listing only the instances
+    the fast path leaves to it; -> (those tables, per (plan, code) whether a
+    fast instance reads it, the code of each instance)."""
+    a = p.arrays
+    INST, ncodes = a["INST"], int(a["ncodes"])
+    pk_start, pk_inst = a["pk_start"], a["pk_inst"]
+    npk = pk_start.size - 1
+    gs, gi, gqs, gq = [0], [], [0], []
+    grec = np.zeros(max(npk, 1), np.int64)
+    pk_fast = np.zeros(max(npk, 1), np.int8)
+    code_of_inst = np.zeros(max(len(p.instances), 1), np.int64)
+    for k in range(npk):
+        lst = [int(x) for x in pk_inst[pk_start[k]:pk_start[k + 1]]]
+        code_of_inst[lst] = k % ncodes
+        slow = [x for x in lst if not fast[x]]
+        gi.extend(slow)
+        gs.append(len(gi))
+        gq.extend(sorted({p.programs[int(INST[x, I_CP])].q for x in slow}))
+        gqs.append(len(gq))
+        grec[k] = int(any(INST[x, I_REC] for x in slow))
+        pk_fast[k] = int(len(slow) < len(lst))
+    pk = dict(pk_start=np.asarray(gs, np.int64), pk_inst=np.asarray(gi or [0], np.int64),
+              pk_qstart=np.asarray(gqs, np.int64), pk_q=np.asarray(gq or [0], np.int64), pk_rec=grec)
+    return pk, pk_fast, code_of_inst
+
+
+def _fast_groups(p, fast) -> dict:
+    """(program, occurrence within the plan) -> the instance of each plan (-1: none)."""
+    groups: dict = {}
+    seen: dict = {}
+    nplans = len(p.layout["plan_subs"])
+    for x, (P, _, cp) in enumerate(p.instances):
+        if fast[x]:
             occ = seen.get((P, cp), 0)
             seen[(P, cp)] = occ + 1
             groups.setdefault((cp, occ), [-1] * nplans)[P] = x
-        plan_of = SUB[:nsub, S_PLAN]
-        rank = SUB[:nsub, S_RANK]
-        self.lp = np.ascontiguousarray(SUB[:, S_LP])
-        self.ep = np.ascontiguousarray(SUB[:, S_EP])
-        self.groups = []  # per code: [(args...)]
-        self.by_code: list = [[] for _ in range(ncodes)]
-        self.q_by_code: list = [set() for _ in range(ncodes)]
-        for (cp, _), xs in sorted(groups.items()):
-            pr = p.programs[cp]
-            xs_a = np.asarray(xs, np.int64)
-            has = xs_a[plan_of] >= 0 if nsub else np.zeros(0, bool)
-            xi = np.where(has, xs_a[plan_of], 0)
-            dbase = np.where(has, SUB[:nsub, S_DBASE] + INST[xi, I_LOFF], -1).astype(np.int64)
-            xbase = np.where(has, SUB[:nsub, S_XBASE] + INST[xi, I_XOFF], 0).astype(np.int64)
-            ignb = np.where(has, INST[xi, I_IGN] + rank * (pr.nf + 1), 0).astype(np.int64)
-            x0 = next(x for x in xs if x >= 0)
-            k = int(code_of_inst[x0])
-            rec = int(INST[x0, I_REC])
-            if rec:
-                code_rec[k] = 1
-            qi = int(CP[cp, C_Q])
-            has_q = int(a["Q"][qi, Q_KIND] == QK_POLY)
-            if has_q:
-                self.q_by_code[k].add(qi)
-            row = CP[cp]
-            kp1, blut = 0, _NOLUT
-            if row[C_KN] == 1:  # bucket of every dictionary id, from the key's value lut and masks
-                kr = a["KEY"][int(row[C_KOFF])]
-                kp1 = int(a["dptr"][kr[K_DIM]])
-                nlut = int(a["nstrings"]) + 1
-                vlut = a["luts"][int(kr[K_VLUT]):int(kr[K_VLUT]) + nlut].astype(np.int64)
-                mk = a["masks"][int(kr[K_MOFF]) + vlut] & row[C_ALL]
-                by_mask = {}
-                for mv in np.unique(mk).tolist():
-                    by_mask[mv] = pr.nf if mv == 0 else int(a["ordb"][int(row[C_ORD]) + ((mv & -mv).bit_length() - 1)])
-                blut = _map_values(mk, by_mask)
-            gp1, glut = 0, _NOLUT
-            if row[C_GN] == 1:
-                gr = a["GK"][int(row[C_GOFF])]
-                gp1 = int(a["dptr"][gr[G_DIM]])
-                glut = a["luts"][int(gr[G_LUT]):int(gr[G_LUT]) + int(a["nstrings"]) + 1].astype(np.int64) * gr[G_MULT]
-            self.by_code[k].append(dict(
-                kp1=kp1, blut=blut, gp1=gp1, glut=glut, shaped=_shaped(a, pr, row, p.R),
-                cp=cp, xs=xs, qi=qi, has_q=has_q, rec=rec, want_max=int(bool(pr.flags & F_MAX)),
-                static=(int(row[C_KOFF]), int(row[C_KN]), int(row[C_ALL]), int(row[C_ORD]), int(row[C_NF]),
-                        int(row[C_BOFF]), int(row[C_GOFF]), int(row[C_GN])),
-                dbase=dbase, xbase=xbase, ignb=ignb,
-            ))
-        self.code_rec = code_rec
+    return groups
+
+
+def _fast_program(p, cp, xs) -> FastProgram:
+    a = p.arrays
+    INST, SUB, nsub = a["INST"], a["SUB"], len(p.subs)
+    pr = p.programs[cp]
+    xs_a = np.asarray(xs, np.int64)
+    plan_of = SUB[:nsub, S_PLAN]
+    has = xs_a[plan_of] >= 0 if nsub else np.zeros(0, bool)
+    xi = np.where(has, xs_a[plan_of], 0)
+    dbase = np.where(has, SUB[:nsub, S_DBASE] + INST[xi, I_LOFF], -1).astype(np.int64)
+    xbase = np.where(has, SUB[:nsub, S_XBASE] + INST[xi, I_XOFF], 0).astype(np.int64)
+    ignb = np.where(has, INST[xi, I_IGN] + SUB[:nsub, S_RANK] * (pr.nf + 1), 0).astype(np.int64)
+    x0 = next(x for x in xs if x >= 0)
+    qi = int(a["CP"][cp, C_Q])
+    row = a["CP"][cp]
+    shaped = _shaped(a, pr, row, p.R)
+    return FastProgram(cp, qi, int(a["Q"][qi, Q_KIND] == QK_POLY), int(INST[x0, I_REC]), int(bool(pr.flags & F_MAX)),
+                       dbase, xbase, ignb, shaped, None if shaped is not None else _fallback(a, pr, row))
+
+
+class FastTables:
+    """Per-run tables of the fast path, derived from the kernel tables (``plan.build``)."""
+
+    def __init__(self, p):
+        a = p.arrays
+        INST = a["INST"]
+        ncodes = int(a["ncodes"])
+        fast = [ENABLED and not INST[x, I_HASHED] and not (p.programs[cp].flags & SLOW)
+                for x, (_, _, cp) in enumerate(p.instances)]
+        self.any, self.generic = any(fast), not all(fast)
+        self.pk, pk_fast, code_of_inst = _generic_lists(p, fast)
+        self.tables = GenericTables.of(a)
+        self.lp = np.ascontiguousarray(a["SUB"][:, S_LP])
+        self.ep = np.ascontiguousarray(a["SUB"][:, S_EP])
+        self.by_code: list = [[] for _ in range(ncodes)]  # per code: its FastPrograms
+        self.q_by_code: list = [set() for _ in range(ncodes)]  # per code: the quantities they read
+        code_rec = np.zeros(ncodes, np.int64)
+        for (cp, _), xs in sorted(_fast_groups(p, fast).items()):
+            fp = _fast_program(p, cp, xs)
+            k = int(code_of_inst[next(x for x in xs if x >= 0)])
+            code_rec[k] |= fp.rec
+            if fp.has_q:
+                self.q_by_code[k].add(fp.qi)
+            self.by_code[k].append(fp)
         self.ncodes = ncodes
         self.q_shape = {qi: _quantity_shape(a, qi) for qs in self.q_by_code for qi in qs}
         self.routes = _routes(a, pk_fast, code_rec, ncodes)
@@ -630,20 +672,16 @@ def _code_block(p, ft, base, rows, es, er, n, k, acc, sc, span):
             _quantity(0, n, rows, es, a["mptr"], a["eptr"], a["nscale"], qi, a["Q"], a["TERM"], a["FAC"], out,
                       ok, acc.bad)
     for g in ft.by_code[k]:
-        q, ok = sc.q[g["qi"]] if g["has_q"] else (_NOQ, _NOOK)  # never read without a quantity
-        sh = g["shaped"]
-        if sh is not None:
-            bline, wins = sh.bline, sh.wins
-            if wins is not None and _block_windows(wins, sh.nf + 1, span[0], span[1], bline, sc.bline):
-                bline, wins = sc.bline, None  # one window per bucket in this block: folded into the line offsets
-            _program_shaped(0, n, rows, es, er if sh.reasons else None, base.timestamp_ms,
-                            q if g["has_q"] else None, ok, g["rec"], sh.kcol, sh.blut, sh.nf, bline, sh.bnw1,
-                            wins, sh.g0col, sh.g0lut, sh.g1col, sh.g1lut, g["dbase"], ft.lp, g["xbase"],
-                            ft.ep, g["ignb"], acc.acc, acc.ext if g["want_max"] else None, acc.ign, acc.bad)
+        q, ok = sc.q[g.qi] if g.has_q else (_NOQ, _NOOK)  # never read without a quantity
+        sh = g.shaped
+        if sh is None:
+            _program(0, n, rows, es, er, base.timestamp_ms, q, ok, g.has_q, g.rec, g.want_max, g.fallback, ft.tables,
+                     g.dbase, ft.lp, g.xbase, ft.ep, g.ignb, acc.arrays())
             continue
-        k0, kn, am, o0, nf, bo, g0, gn = g["static"]
-        _program(0, n, rows, es, er, base.timestamp_ms, q, ok, g["has_q"], g["rec"],
-                 g["want_max"], a["dptr"], a["luts"], a["KEY"], k0, kn, a["masks"], am, a["ordb"],
-                 o0, nf, g["kp1"], g["blut"], a["BKT"], bo, a["wb"], a["cw"], a["GK"], g0, gn,
-                 g["gp1"], g["glut"], g["dbase"], ft.lp,
-                 g["xbase"], ft.ep, g["ignb"], acc.acc, acc.ext, acc.ign, acc.bad)
+        bline, wins = sh.bline, sh.wins
+        if wins is not None and _block_windows(wins, sh.nf + 1, span[0], span[1], bline, sc.bline):
+            bline, wins = sc.bline, None  # one window per bucket in this block: folded into the line offsets
+        _program_shaped(0, n, rows, es, er if sh.reasons else None, base.timestamp_ms, q if g.has_q else None, ok,
+                        g.rec, sh.kcol, sh.blut, sh.nf, bline, sh.bnw1, wins, sh.g0col, sh.g0lut, sh.g1col, sh.g1lut,
+                        g.dbase, ft.lp, g.xbase, ft.ep, g.ignb, acc.acc, acc.ext if g.want_max else None, acc.ign,
+                        acc.bad)

@@ -90,7 +90,7 @@ def _tables(ch, reason=True):
 @pytest.mark.parametrize("groups", sorted(GROUPS))
 def test_each_program_shape_reaches_its_kernel(filters, groups):
     _, g = _tables(charge("sum", "one factor", filters, False, groups, False, False))
-    shaped = g["shaped"]
+    shaped = g.shaped
     assert (shaped is None) == (filters == "two keys" or groups > 2)
     if shaped is not None:
         assert (shaped.kcol is None) == (filters == "none")
@@ -101,15 +101,15 @@ def test_each_program_shape_reaches_its_kernel(filters, groups):
 @pytest.mark.parametrize("reason", [False, True])
 def test_windows_and_end_reasons_are_pieces_of_the_shape(windows, reason):
     _, g = _tables(charge("max", "one factor", "one key", windows, 1, False, False), reason)
-    assert (g["shaped"].wins is not None) == windows and g["shaped"].reasons == reason
-    assert g["want_max"] == 1
+    assert (g.shaped.wins is not None) == windows and g.shaped.reasons == reason
+    assert g.want_max == 1
 
 
 @pytest.mark.parametrize("expr", sorted(EXPRS))
 @pytest.mark.parametrize("util", [False, True])
 def test_each_quantity_shape_reaches_its_kernel(expr, util):
     ft, g = _tables(charge("sum", expr, "none", False, 0, util, True))
-    shape = ft.q_shape[g["qi"]]
+    shape = ft.q_shape[g.qi]
     assert (shape is None) == (expr == "two terms")
     if shape is not None:
         m1, mu = shape[5], shape[9]
