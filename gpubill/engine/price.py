@@ -471,13 +471,18 @@ def _subscription_lines(sub, si, per, source, ctxs) -> list:
         if charge.pay_in_advance:
             continue
         cc = _ctx(ctxs, charge)
+        nf = len(charge.filters)
         try:
             priced = []
-            buckets = list(range(len(charge.filters))) + [None]
-            for b, lines in zip(buckets, source.charge_lines(sub, si, ci, cc, per)):
-                priced.extend(lines or [price_line(sub, cc, empty_usage(si, ci, charge, b, source.ignored(si, ci, b)),
-                                                   per.duration_days)])
-            t = true_up_line(sub, charge, priced, per.eff_days, per.duration_days)
+            for b, lines in enumerate(source.charge_lines(sub, si, ci, cc, per)):
+                if lines:
+                    priced.extend(lines)
+                else:  # a bucket without events: its line all the same (a first tier's flat fee applies)
+                    bucket = None if b == nf else b
+                    priced.append(price_line(sub, cc, empty_usage(si, ci, charge, bucket, source.ignored(si, ci, bucket)),
+                                             per.duration_days))
+            t = None if charge.min_amount is None else true_up_line(sub, charge, priced, per.eff_days,
+                                                                    per.duration_days)
         except ArithmeticError as e:
             raise NotRated(unpriceable(sub, charge, e)) from None
         out.extend(priced)

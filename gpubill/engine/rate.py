@@ -38,12 +38,12 @@ from .layout import (
     A_COUNT, A_SUM, B_LINE, B_NW1, C_BOFF, F_CENTS, F_EXT, F_PROR, F_SIDE, F_UNIQUE, I_BASE, I_CP, I_HASHED, I_LOFF,
     I_STRIDE, I_XOFF, S_EP, S_XBASE, X_CENTS, X_LROW, X_LTS, X_LVAL, X_MAX, X_NCOL, X_PROR,
 )
-from .money import MISSING_EXPONENT
+from .money import MISSING_EXPONENT, ratio_to_decimal
 from .coverage import DAY_MS
 from .fees import FeeBlock, rises, running_sum
 from .fees import merged as merged_fees
 from .price import (
-    advance_fees, assemble_run, decimal_values, linear_fee, price_line, price_values, slot_reason_maps,
+    advance_fees, assemble_run, linear_fee, price_line, price_values, slot_reason_maps,
 )
 from .program import Graduated, Percentage, Standard
 from .sequence import _unique, _weighted, segments, weighted_python
@@ -421,8 +421,7 @@ class _DecodedSource:
     """The fast engine's aggregation for ``price.assemble_run``: the decoded
     lines (``decode``) by (subscription, charge, bucket), their sequences
     (``_side``) and dropped-event counts.  The units of the plain count /
-    sum / max / latest lines are converted to Decimal in bulk, one
-    conversion per quantity scale."""
+    sum / max / latest lines go straight to ``price_values``."""
 
     def __init__(self, p, d, ignored, side):
         self.p, self.side, self._ignored = p, side, ignored
@@ -433,7 +432,6 @@ class _DecodedSource:
         self.qnd = [(D.numerator, D.denominator) for D in p.q_scale]
         self.reason_of = [p.reason_values[r] for r in L.reason]
         self.groups: dict = {}
-        self.plain = _plain_units(p, d, self.qnd)
 
     def ignored(self, si, ci, bucket) -> int:
         return self._ignored.get((si, ci, bucket), 0) if self._ignored else 0
@@ -443,7 +441,8 @@ class _DecodedSource:
         nf = len(cc.charge.filters)
         out: list = [[] for _ in range(nf + 1)]
         plain = cc.rounding is None and not cc.is_prorated and cc.agg in _SIMPLE_AGGS
-        L, programs, units_of, qnd, dd = self.L, self.p.programs, self.plain, self.qnd, per.duration_days
+        L, programs, qnd, dd, agg = self.L, self.p.programs, self.qnd, per.duration_days, cc.agg
+        count, total, top, latest = L.count, L.sum, L.max, L.lval
         b_prev = -1
         for k in self.by_charge.get((si, ci), ()):
             b = L.b[k]
@@ -454,8 +453,10 @@ class _DecodedSource:
             pr = programs[cp]
             if plain and not pr.flags & (F_SIDE | F_CENTS):
                 # no rounding, proration or sequence: straight to price_values, end-reason maps built on first access
-                full, v = units_of[k]
+                v = count[k] if agg == "count" else total[k] if agg == "sum" else top[k] if agg == "max" else \
+                    max(latest[k], 0)
                 Dn, Dd = qnd[pr.q]
+                full = ratio_to_decimal(v * Dn, Dd)
                 w = L.w[k]
                 lazy = (slot_reason_maps, (self.reason_of, L.sm, L.cnt, L.starts[k], L.ends[k], Dn, Dd, full, v))
                 out[b].append(price_values(sub, cc, bucket, None if w == 0 else w - 1, self._group(pr, cp, L.g[k]),
@@ -503,27 +504,6 @@ class _DecodedSource:
             si = L.si[k]
             yield si, L.ci[k], partial(_fees_of_line, p, self.side[k], tx_of, p.subs[si], L.cp[k], L.b[k], L.w[k],
                                        self._group(p.programs[L.cp[k]], L.cp[k], L.g[k]), si)
-
-
-def _plain_units(p, d, qnd) -> dict:
-    """Decoded line -> (units Decimal, integer value) of each count / sum / max / latest line,
-    converted in bulk per quantity scale (``price.decimal_values``)."""
-    code = {a: i for i, a in enumerate(_SIMPLE_AGGS)}
-    prog_agg = np.asarray([code.get(pr.charge.metric.aggregation, -1) for pr in p.programs] or [-1], np.int64)
-    prog_q = np.asarray([pr.q for pr in p.programs] or [0], np.int64)
-    agg, q = prog_agg[d.cp], prog_q[d.cp]
-    has_ext = hasattr(d, "max")
-    out: dict = {}
-    for a, col in enumerate((d.count, d.sum, d.max if has_ext else None, d.lval if has_ext else None)):
-        if col is None:
-            continue
-        for qi in np.unique(q[agg == a]).tolist():
-            ks = np.flatnonzero((agg == a) & (q == qi))
-            v = col[ks] if a != 3 else np.maximum(col[ks], 0)
-            num, den = qnd[qi]
-            for k, units, x in zip(ks.tolist(), decimal_values(ScaledInts(v, num, den)), v.tolist()):
-                out[k] = (units, x)
-    return out
 
 
 def _transaction_ids(p, seqs):
