@@ -64,7 +64,9 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 from peer_clickhouse import ClickHouse, ClickHouseError, server_binary  # bench/ (the script's folder)
-from rate_kernels import MONTH, T0, Columns  # bench/: the pinned event columns
+from rate_kernels import MONTH, T0, columns  # bench/: the pinned event columns
+
+from gpubill.engine.columns import InMemoryColumns
 
 from gpubill.engine.accumulate import threads as gpubill_threads
 from gpubill.engine.money import ratio_to_decimal
@@ -156,7 +158,7 @@ class Workload:
 
     def __init__(self, events: int, subs: int, folder: Path, seed: int = 7):
         self.specs, self.lo, self.hi = compile_catalog(subs, folder)
-        self.cols = Columns(events, subs, np.random.default_rng(seed))
+        self.cols = columns(events, subs, np.random.default_rng(seed))
         self.n = events
         self.code = self.cols.lookup(EVENT_CODE)
         self.rows = table_rows(self.cols, self.code)
@@ -188,7 +190,7 @@ def _milli(mantissa: np.ndarray, exponent: np.ndarray, rows: np.ndarray, name: s
     return out
 
 
-def table_rows(cols: Columns, code: int) -> dict:
+def table_rows(cols: InMemoryColumns, code: int) -> dict:
     """The SQL engines' columns (``TABLE``), each range-checked into its type."""
     rows = cols.code == code
     values = {

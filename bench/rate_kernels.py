@@ -36,6 +36,7 @@ from decimal import Decimal as D
 
 import numpy as np
 
+from gpubill.engine.columns import InMemoryColumns
 from gpubill.engine.program import (
     ChargeSpec, Const, Div, Filter, Graduated, MetricSpec, Mul, Package, PerEvent, PriceWindow, Prop, Standard,
     SubscriptionSpec, Tier, Utilization,
@@ -49,63 +50,31 @@ CLASSES = ["on_demand", "reserved", "spot"]
 REASONS = ["completed", "preempted", "failed_user", "failed_infrastructure"]
 
 
-class Columns:
-    """Store-format columns (the engine duck-types this shape)."""
+def columns(n, subs, rng) -> InMemoryColumns:
+    """The pinned month: ``n`` events of ``subs`` subscriptions, as the store's column format."""
+    strings = [f"sub_{i}" for i in range(subs)] + ["gpu_job", "llm"] + GPU_TYPES + REGIONS + CLASSES + REASONS
+    idx = {s: i for i, s in enumerate(strings)}
+    ts = np.sort(rng.integers(T0, T0 + MONTH, n, dtype=np.int64))
+    sub = rng.integers(0, subs, n, dtype=np.int32)
+    is_gpu = rng.random(n) < 0.7
+    code = np.where(is_gpu, idx["gpu_job"], idx["llm"]).astype(np.int32)
 
-    def __init__(self, n, subs, rng):
-        self.strings = [f"sub_{i}" for i in range(subs)] + ["gpu_job", "llm"] + GPU_TYPES + REGIONS + CLASSES + REASONS
-        idx = {s: i for i, s in enumerate(self.strings)}
-        self._idx = idx
-        self.n = n
-        self.rowid = np.arange(n, dtype=np.int64)
-        self.timestamp_ms = np.sort(rng.integers(T0, T0 + MONTH, n, dtype=np.int64))
-        self.subscription = rng.integers(0, subs, n, dtype=np.int32)
-        is_gpu = rng.random(n) < 0.7
-        self.code = np.where(is_gpu, idx["gpu_job"], idx["llm"]).astype(np.int32)
+    def dim(values, p=None):
+        ids = np.array([idx[v] for v in values], np.int32)
+        return ids[rng.choice(len(values), n, p=p)]
 
-        def dim(values, p=None):
-            ids = np.array([idx[v] for v in values], np.int32)
-            return ids[rng.choice(len(values), n, p=p)]
-
-        self._dims = {
-            "gpu_type": dim(GPU_TYPES), "region": dim(REGIONS), "availability_class": dim(CLASSES),
-            "end_reason": dim(REASONS, [0.85, 0.08, 0.05, 0.02]),
-        }
-        miss = np.full(n, -128, np.int8)
-        gc = rng.choice(np.array([5, 10, 20, 40, 80], np.int64), n)  # 0.5 .. 8 GPUs, exponent -1
-        self._num = {
-            "gpu_count": (np.where(is_gpu, gc, 0), np.where(is_gpu, np.int8(-1), miss)),
-            "duration_seconds": (np.where(is_gpu, rng.integers(1, 36_000_000, n), 0), np.where(is_gpu, np.int8(-3), miss)),
-            "avg_utilization": (rng.integers(0, 101, n), np.full(n, -2, np.int8)),
-            "input_tokens": (np.where(is_gpu, 0, rng.integers(1, 200_000, n)), np.where(is_gpu, miss, np.int8(0))),
-            "output_tokens": (np.where(is_gpu, 0, rng.integers(1, 20_000, n)), np.where(is_gpu, miss, np.int8(0))),
-        }
-        self.precise_total_amount_cents = (np.zeros(n, np.int64), miss)
-
-    def lookup(self, s):
-        return self._idx.get(s, -1)
-
-    def numeric(self, name):
-        return self._num[name]
-
-    def dim(self, name):
-        if name in self._dims:
-            return self._dims[name]
-        return np.full(self.n, -1, np.int32)
-
-    def to_events(self, rows):
-        out = []
-        for i in rows:
-            props = {}
-            for k, (m, e) in self._num.items():
-                if e[i] != -128:
-                    props[k] = str(D(int(m[i])).scaleb(int(e[i])))
-            for k, a in self._dims.items():
-                props[k] = self.strings[a[i]]
-            out.append(dict(transaction_id=str(i), external_subscription_id=self.strings[self.subscription[i]],
-                            code=self.strings[self.code[i]], timestamp_ms=int(self.timestamp_ms[i]),
-                            properties=props, rowid=int(i)))
-        return out
+    dims = {"gpu_type": dim(GPU_TYPES), "region": dim(REGIONS), "availability_class": dim(CLASSES),
+            "end_reason": dim(REASONS, [0.85, 0.08, 0.05, 0.02])}
+    miss = np.full(n, -128, np.int8)
+    gc = rng.choice(np.array([5, 10, 20, 40, 80], np.int64), n)  # 0.5 .. 8 GPUs, exponent -1
+    nums = {
+        "gpu_count": (np.where(is_gpu, gc, 0), np.where(is_gpu, np.int8(-1), miss)),
+        "duration_seconds": (np.where(is_gpu, rng.integers(1, 36_000_000, n), 0), np.where(is_gpu, np.int8(-3), miss)),
+        "avg_utilization": (rng.integers(0, 101, n), np.full(n, -2, np.int8)),
+        "input_tokens": (np.where(is_gpu, 0, rng.integers(1, 200_000, n)), np.where(is_gpu, miss, np.int8(0))),
+        "output_tokens": (np.where(is_gpu, 0, rng.integers(1, 20_000, n)), np.where(is_gpu, miss, np.int8(0))),
+    }
+    return InMemoryColumns(ts, np.arange(n, dtype=np.int64), code, sub, strings, dims, nums)
 
 
 WEEK = 7 * 86_400_000
@@ -180,13 +149,13 @@ sys.path.insert(0, 'bench')
 import rate_kernels as b
 from gpubill.engine.rate import rate
 t_import = time.perf_counter() - t0
-small = b.Columns(1000, 10, np.random.default_rng(1))
+small = b.columns(1000, 10, np.random.default_rng(1))
 t1 = time.perf_counter()
 rate(b.subscriptions(10), small)
 t_first = time.perf_counter() - t1
 n = int(sys.argv[1])
 if n:
-    cols = b.Columns(n, 1000, np.random.default_rng(7))
+    cols = b.columns(n, 1000, np.random.default_rng(7))
     subs = b.subscriptions(1000)
     t2 = time.perf_counter()
     rate(subs, cols)
@@ -240,10 +209,10 @@ def main():
 
     n = args.events
     rng = np.random.default_rng(7)
-    cols = Columns(n, args.subs, rng)
+    cols = columns(n, args.subs, rng)
     subs = subscriptions(args.subs)
     rate = ratemod.rate
-    rate(subs, Columns(1000, args.subs, np.random.default_rng(1)))  # load the cached kernels
+    rate(subs, columns(1000, args.subs, np.random.default_rng(1)))  # load the cached kernels
     nthreads = accumulate.threads()
     ceiling = memory_ceiling(cols)
     p = planmod.build(subs, cols)
