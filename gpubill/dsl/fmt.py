@@ -445,7 +445,12 @@ _LATE_TARGETS = {"next_invoice": "next invoice", "new_revision": "new revision"}
 
 
 # C901 exempt: one flat `if`/`for` per optional contract clause, in the grammar's order.
-def _contract(k: ast.Contract) -> list[_Line]:  # noqa: C901
+def _contract(k: ast.Contract) -> list[_Line]:
+    return _block(f"contract {k.name.name}", k, _contract_terms(k) + _contract_prices(k) + _contract_policies(k))
+
+
+def _contract_terms(k: ast.Contract) -> list[_Line]:
+    """Who, what and when: customer, subscription, entity, plan, dates, timezone."""
     out = []
     if k.customer:
         c = k.customer
@@ -462,6 +467,12 @@ def _contract(k: ast.Contract) -> list[_Line]:  # noqa: C901
         out.append([_clause(f"ends {k.ends.text}", k.ends)])
     if k.timezone:
         out.append([_clause(f"timezone {_str(k.timezone)}", k.timezone)])
+    return out
+
+
+def _contract_prices(k: ast.Contract) -> list[_Line]:
+    """Overrides, commits, reservations, credits and discounts."""
+    out = []
     for o in k.overrides:
         head = f"override {o.charge.name}" + (f" where {_cond(o.condition)}" if o.condition else "")
         out.append(_join(_clause(head, o), _price(o.price, 1)))
@@ -489,6 +500,12 @@ def _contract(k: ast.Contract) -> list[_Line]:  # noqa: C901
         value = _pct(d.value) if isinstance(d.value, ast.Percent) else _amount(d.value)
         freq = f"recurring {_num(d.periods)} periods" if d.frequency == "recurring" else d.frequency
         out.append([_clause(f"discount {value} {freq}" + (f" for {d.scope.name}" if d.scope else ""), d)])
+    return out
+
+
+def _contract_policies(k: ast.Contract) -> list[_Line]:
+    """Progressive billing, budget, late events, failure, preemption and idle policies, invoice grace."""
+    out = []
     if k.progressive:
         out.append([_clause(_progressive(k.progressive), k.progressive)])
     if k.budget:
@@ -512,7 +529,7 @@ def _contract(k: ast.Contract) -> list[_Line]:  # noqa: C901
         out.append([_clause(f"idle {i.kind}" + (f" minimum {_pct(i.minimum)}" if i.minimum else ""), i)])
     if k.invoice_grace:
         out.append([_clause(f"invoice grace {_qty(k.invoice_grace)}", k.invoice_grace)])
-    return _block(f"contract {k.name.name}", k, out)
+    return out
 
 
 def _test(t: ast.TestBlock) -> list[_Line]:
