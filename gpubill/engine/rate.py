@@ -272,6 +272,11 @@ def _line_of_slots(d, slots):
     """The decoded line (index into d's arrays) of each slot id: a slot with
     a side event has events, so it is one of ``d.slot``."""
     line_of = np.repeat(np.arange(d.starts.size), d.ends - d.starts)
+    top = int(d.slot.max()) + 1 if d.slot.size else 0
+    if top <= 4 * slots.size + 2**20:  # a direct table (int32: at most a few times the events' bytes)
+        table = np.zeros(top, np.int32)
+        table[d.slot] = line_of
+        return table[slots].astype(np.int64)
     o = np.argsort(d.slot, kind="stable")
     return line_of[o][np.searchsorted(d.slot[o], slots)]
 
@@ -290,6 +295,22 @@ def time_order(line, ts, rowid):
     o = np.argsort((ts - t0) * r_span + (rowid - r0), kind="stable")
     small = np.int16 if int(line.max()) < 2**15 else np.int32
     return o[np.argsort(line[o].astype(small), kind="stable")]
+
+
+def uid_order(by_time, chosen, line, uid, ts, rowid):
+    """The events where ``chosen`` by line, then id, then time, then rowid
+    (``u[np.lexsort((rowid[u], ts[u], uid[u], line[u]))]`` for ``u`` the
+    chosen events), from their ``time_order`` ``by_time``: one stable sort
+    on (line, id) where it fits one int64 key."""
+    o = by_time[chosen[by_time]]
+    if not o.size:
+        return o
+    lo = int(uid[o].min())
+    span = int(uid[o].max()) - lo + 1
+    if (int(line[o].max()) + 1) * span >= 2**63:
+        u = np.flatnonzero(chosen)
+        return u[np.lexsort((rowid[u], ts[u], uid[u], line[u]))]
+    return o[np.argsort(line[o] * span + (uid[o] - lo), kind="stable")]
 
 
 def _side(p, base, accs, d):
@@ -315,8 +336,7 @@ def _side(p, base, accs, d):
         out[k] = {name: col[s0:e0] for name, col in by_time.items()}
     # unique_count: (line, uid, time) order, one kernel
     if uniq.any():
-        u = np.flatnonzero(uniq)
-        o = u[np.lexsort((rid[u], ts[u], val[u], li[u]))]
+        o = uid_order(o, uniq, li, val, ts, rid)
         st, en = segments(li[o])
         lines = li[o][st]
         lastday = np.asarray([p.periods[int(d.si[k])].eff_days - 1 for k in lines.tolist()], np.int64)

@@ -43,3 +43,17 @@ def test_time_order_is_the_three_key_sort(n, lines, t_span, r_span):
     ts = rng.integers(0, t_span, n) - 10**12
     rowid = rng.choice(r_span, n, replace=False) if n <= r_span else rng.integers(0, r_span, n)
     assert time_order(line, ts, rowid).tolist() == np.lexsort((rowid, ts, line)).tolist()
+
+
+@pytest.mark.parametrize("n, lines, ids, t_span", [(0, 1, 1, 1), (1, 1, 1, 1), (400, 4, 9, 30), (5000, 30, 200, 10**6)])
+def test_uid_order_is_the_four_key_sort(n, lines, ids, t_span):
+    """unique_count events by line, then id, then time, then rowid, from the time order."""
+    from gpubill.engine.rate import time_order, uid_order
+
+    rng = np.random.default_rng(n + 1)
+    line, uid = rng.integers(0, lines, n), rng.integers(0, ids, n)
+    ts, rowid = rng.integers(0, t_span, n), rng.permutation(n) + 7
+    chosen = rng.random(n) < 0.6
+    u = np.flatnonzero(chosen)
+    got = uid_order(time_order(line, ts, rowid), chosen, line, uid, ts, rowid)
+    assert got.tolist() == u[np.lexsort((rowid[u], ts[u], uid[u], line[u]))].tolist()
