@@ -13,7 +13,8 @@ is the fee the per-event path makes, Decimal for Decimal.
 ``InAdvanceFee`` (the per-event path: other models, proration, unique
 counts, dynamic and percentage prices), one subscription per part.
 Indexing or iterating builds the fee objects; ``totals`` and an exporter
-(``parts_by_subscription`` then ``FeeBlock.rows``) read the columns.
+(``parts_by_subscription``, then a block's ``transaction_ids``,
+``timestamp_ms``, ``which`` and ``values``) read the columns.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ class FeeBlock:
     charge_id, metric, filter, group, window); ``scale``: the line's
     quantity scale ``(num, den)`` (an event's units are ``rise * num /
     den``); ``fee_of``: units -> precise amount (``price.linear_fee`` at the
-    line's price); ``rule``: the money rounding.
+    line's price); ``rule``: the money rounding.  Columns: ``rowid``,
+    ``timestamp_ms``, ``transaction_ids`` and ``which`` (each fee's rise as
+    an index into ``values``: the (units, precise_amount, amount) of each
+    distinct rise).
     """
 
     __slots__ = ("head", "rowid", "timestamp_ms", "transaction_ids", "which", "values")
@@ -89,11 +93,6 @@ class FeeBlock:
 
     def __iter__(self):
         return (self.fee(i) for i in range(len(self)))
-
-    def rows(self):
-        """``(transaction_id, timestamp_ms, (units, precise_amount, amount))`` per fee, without fee objects."""
-        vals = self.values
-        return zip(self.transaction_ids, self.timestamp_ms.tolist(), (vals[w] for w in self.which.tolist()))
 
     def amount_total(self) -> Decimal:
         """The sum of the fees' rounded amounts, exactly."""
