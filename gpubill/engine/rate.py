@@ -439,9 +439,10 @@ _SIMPLE_AGGS = ("count", "sum", "max", "latest")
 
 class _DecodedSource:
     """The fast engine's aggregation for ``price.assemble_run``: the decoded
-    lines (``decode``) by (subscription, charge, bucket), their sequences
-    (``_side``) and dropped-event counts.  The units of the plain count /
-    sum / max / latest lines go straight to ``price_values``."""
+    lines (``decode``) by (subscription, charge), their sequences (``_side``)
+    and dropped-event counts.  A plain count / sum / max / latest line (no
+    rounding, proration or sequence) goes straight to ``price_values``, the
+    others through a ``LineUsage`` and ``price_line``."""
 
     def __init__(self, p, d, ignored, side):
         self.p, self.side, self._ignored = p, side, ignored
