@@ -87,7 +87,7 @@ class Plan:
     """Everything a kernel call and the decoding after it need."""
 
     subs: list
-    periods: list
+    coverages: list
     arrays: dict
     programs: list  # [Program]
     q_scale: list  # per quantity: Fraction D (value = D * int)
@@ -107,7 +107,7 @@ class Plan:
     layout: dict  # pbase, Lp, nsubs, lkbase (first line key), plan_subs, n_lines (per plan)
 
 
-def _period_cache(subs):
+def _coverages(subs):
     memo, out = {}, []
     for s in subs:
         k = (s.period_from_ms, s.period_to_ms, s.started_at_ms, s.terminated_at_ms, s.timezone)
@@ -152,7 +152,7 @@ def build(subs, cols) -> Plan:
     ext = [s.external_id for s in subs]
     if len(set(ext)) != len(ext):
         raise EngineError("two subscriptions share an external_id in one run")
-    periods = _period_cache(subs)
+    coverages = _coverages(subs)
     progs = _dedupe_programs(subs)
     cs = _load_columns(progs.charges, cols)
     luts = Luts(cs, progs.charges)
@@ -162,9 +162,9 @@ def build(subs, cols) -> Plan:
     quantities = Quantities(cs)
     pt = ProgramTables()
     programs = [pt.add(ch, cs, luts, quantities, cs.nslot.get(CENTS_PROP, 0)) for ch in progs.charges]
-    blocks = _slot_blocks(subs, progs.of_sub, periods, programs, R)
+    blocks = _slot_blocks(subs, progs.of_sub, coverages, programs, R)
     codes = _code_tables(progs.charges, programs, blocks, cs)
-    SUB, sub_lut, bounds = _subtable(subs, periods, blocks, R, cs)
+    SUB, sub_lut, bounds = _subtable(subs, coverages, blocks, R, cs)
     arrays = dict(
         **_column_arrays(cs), sub_lut=sub_lut, SUB=SUB, **codes._asdict(), INST=blocks.INST,
         **pt.arrays(), luts=luts.array(), **quantities.arrays(), R=R, reason_dim=reason_dim, rlut=rlut,
@@ -177,7 +177,7 @@ def build(subs, cols) -> Plan:
                   lkbase=np.asarray(blocks.lkbase, np.int64),
                   plan_subs=[np.asarray(x, np.int64) for x in blocks.plan_subs], n_lines=blocks.n_lines)
     return Plan(
-        subs, periods, arrays, programs, quantities.scale, blocks.instances, inst_subs, blocks.inst_ign,
+        subs, coverages, arrays, programs, quantities.scale, blocks.instances, inst_subs, blocks.inst_ign,
         blocks.hashed, blocks.hashed_ext, blocks.n_dense, blocks.n_xdense, blocks.n_ign, R, reason_values,
         luts.group_values, cs.scales.get(CENTS_PROP, 0), cols, layout,
     )
@@ -351,11 +351,11 @@ class _Blocks:
     hashed_ext: bool
 
 
-def _plans(of_sub, periods):
+def _plans(of_sub, coverages):
     """Subscriptions with a non-empty period, grouped by their program list."""
     plan_keys, plan_of_sub, plan_subs = {}, [], []
     for si, cps in enumerate(of_sub):
-        if periods[si].empty:
+        if coverages[si].empty:
             plan_of_sub.append(-1)
             continue
         P = plan_keys.setdefault(cps, len(plan_keys))
@@ -412,8 +412,8 @@ def _instance_rows(INST, inst_ign, subs, instances, programs, plan_subs) -> int:
     return ign
 
 
-def _slot_blocks(subs, of_sub, periods, programs, R) -> _Blocks:
-    plan_list, plan_of_sub, plan_subs = _plans(of_sub, periods)
+def _slot_blocks(subs, of_sub, coverages, programs, R) -> _Blocks:
+    plan_list, plan_of_sub, plan_subs = _plans(of_sub, coverages)
     instances = [(P, ci, cp) for P, cps in enumerate(plan_list) for ci, cp in enumerate(cps)]
     INST = np.zeros((max(len(instances), 1), I_NCOL), np.int64)
     inst_ign = np.zeros(len(instances), np.int64)
@@ -483,7 +483,7 @@ def _code_tables(charges, programs, blocks: _Blocks, cs: _Columns) -> _CodeTable
 # ---- subscriptions
 
 
-def _subtable(subs, periods, blocks: _Blocks, R, cs: _Columns):
+def _subtable(subs, coverages, blocks: _Blocks, R, cs: _Columns):
     """-> (SUB, dictionary id -> subscription index, day bounds of every period)."""
     sub_lut = np.full(max(cs.nstrings, 1), -1, np.int32)
     SUB = np.zeros((len(subs) + 1, S_NCOL), np.int64)
@@ -497,13 +497,13 @@ def _subtable(subs, periods, blocks: _Blocks, R, cs: _Columns):
         sid = cs.strings.id(s.external_id)
         if sid is not None and sid < cs.nstrings:
             sub_lut[sid] = si
-        per, rank, Lp, Ep = periods[si], rank_of[si], blocks.Lp[P], blocks.Ep[P]
-        SUB[si, S_PLAN], SUB[si, S_RANK], SUB[si, S_LO], SUB[si, S_HI] = P, rank, per.lo, per.hi
-        SUB[si, S_EFF] = per.eff_days
+        cov, rank, Lp, Ep = coverages[si], rank_of[si], blocks.Lp[P], blocks.Ep[P]
+        SUB[si, S_PLAN], SUB[si, S_RANK], SUB[si, S_LO], SUB[si, S_HI] = P, rank, cov.lo, cov.hi
+        SUB[si, S_EFF] = cov.eff_days
         nsub = len(blocks.plan_subs[P])  # reason-major in the plan's block: S_LP / S_EP are the reason strides
         SUB[si, S_DBASE], SUB[si, S_LP] = blocks.pbase[P] + rank * Lp, nsub * Lp
         SUB[si, S_XBASE], SUB[si, S_EP] = blocks.xbase[P] + rank * Ep, nsub * Ep
-        bounds.extend(per.day_bounds)
+        bounds.extend(cov.day_bounds)
     SUB[len(subs), S_BOFF] = len(bounds)
     return SUB, sub_lut, bounds
 

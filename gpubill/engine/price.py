@@ -417,7 +417,7 @@ def in_sub_order(subs, lines, fee_parts, unrated: dict) -> RateResult:
     return RateResult(tuple(lines), fees, tuple(unrated[si] for si in sorted(unrated)))
 
 
-def assemble_run(subs, periods, source, unrated=None, skip=frozenset()) -> RateResult:
+def assemble_run(subs, coverages, source, unrated=None, skip=frozenset()) -> RateResult:
     """Price every line and fee in canonical order: the one assembler of both engines.
 
     ``source`` is an engine's aggregation:
@@ -438,10 +438,10 @@ def assemble_run(subs, periods, source, unrated=None, skip=frozenset()) -> RateR
     ctxs: dict = {}
     lines = []
     for si, sub in enumerate(subs):
-        if periods[si].empty or si in unrated or si in skip:
+        if coverages[si].empty or si in unrated or si in skip:
             continue
         try:
-            lines.extend(_subscription_lines(sub, si, periods[si], source, ctxs))
+            lines.extend(_subscription_lines(sub, si, coverages[si], source, ctxs))
         except NotRated as x:
             unrated[si] = x.unrated
     fee_parts = []
@@ -463,7 +463,7 @@ def _ctx(ctxs: dict, charge) -> ChargeCtx:
     return cc
 
 
-def _subscription_lines(sub, si, per, source, ctxs) -> list:
+def _subscription_lines(sub, si, cov, source, ctxs) -> list:
     """The lines of one subscription's in-arrears charges, each charge's true-up last
     (``NotRated`` when an amount is beyond exact Decimal)."""
     out = []
@@ -474,15 +474,15 @@ def _subscription_lines(sub, si, per, source, ctxs) -> list:
         nf = len(charge.filters)
         try:
             priced = []
-            for b, lines in enumerate(source.charge_lines(sub, si, ci, cc, per)):
+            for b, lines in enumerate(source.charge_lines(sub, si, ci, cc, cov)):
                 if lines:
                     priced.extend(lines)
                 else:  # a bucket without events: its line all the same (a first tier's flat fee applies)
                     bucket = None if b == nf else b
                     priced.append(price_line(sub, cc, empty_usage(si, ci, charge, bucket, source.ignored(si, ci, bucket)),
-                                             per.duration_days))
-            t = None if charge.min_amount is None else true_up_line(sub, charge, priced, per.eff_days,
-                                                                    per.duration_days)
+                                             cov.duration_days))
+            t = None if charge.min_amount is None else true_up_line(sub, charge, priced, cov.eff_days,
+                                                                    cov.duration_days)
         except ArithmeticError as e:
             raise NotRated(unpriceable(sub, charge, e)) from None
         out.extend(priced)
@@ -497,8 +497,8 @@ class UsageSource:
     dropped events, ``advances``: (sub, charge, bucket, group, window) ->
     [AdvanceEvent] (time order)."""
 
-    def __init__(self, subs, periods, usages, ignored, advances):
-        self.subs, self.periods, self._ignored, self.advances = subs, periods, ignored, advances
+    def __init__(self, subs, coverages, usages, ignored, advances):
+        self.subs, self.coverages, self._ignored, self.advances = subs, coverages, ignored, advances
         self.by_bucket: dict = {}
         for u in usages:
             self.by_bucket.setdefault((u.sub, u.charge, u.bucket), []).append(u)
@@ -506,14 +506,14 @@ class UsageSource:
     def ignored(self, si, ci, bucket) -> int:
         return self._ignored.get((si, ci, bucket), 0)
 
-    def charge_lines(self, sub, si, ci, cc, per) -> list:
-        return [self._bucket_lines(sub, si, ci, cc, b, per) for b in list(range(len(cc.charge.filters))) + [None]]
+    def charge_lines(self, sub, si, ci, cc, cov) -> list:
+        return [self._bucket_lines(sub, si, ci, cc, b, cov) for b in list(range(len(cc.charge.filters))) + [None]]
 
-    def _bucket_lines(self, sub, si, ci, cc, bucket, per) -> list:
+    def _bucket_lines(self, sub, si, ci, cc, bucket, cov) -> list:
         us = sorted(self.by_bucket.get((si, ci, bucket), []), key=LineUsage.sort_key)
         if us:
             us[0].ignored = self.ignored(si, ci, bucket)
-        return [price_line(sub, cc, u, per.duration_days) for u in us]
+        return [price_line(sub, cc, u, cov.duration_days) for u in us]
 
     def fees(self):
         from .usage import LineKey
@@ -521,13 +521,13 @@ class UsageSource:
         for key in sorted(self.advances, key=lambda k: LineKey(*k).sort_key()):
             si, ci, b, g, w = key
             yield si, ci, partial(_fees_of_key, self.subs[si], b, g, w, self.advances[key],
-                                  self.periods[si].duration_days)
+                                  self.coverages[si].duration_days)
 
 
 def _fees_of_key(sub, b, g, w, events, duration_days, cc) -> list:
     return advance_fees(sub, cc, b, g, w, events, duration_days)
 
 
-def assemble(subs, periods, usages, ignored, advances, unrated=None) -> RateResult:
+def assemble(subs, coverages, usages, ignored, advances, unrated=None) -> RateResult:
     """The reference engine's run: ``assemble_run`` over its ``UsageSource``."""
-    return assemble_run(subs, periods, UsageSource(subs, periods, usages, ignored, advances), unrated)
+    return assemble_run(subs, coverages, UsageSource(subs, coverages, usages, ignored, advances), unrated)

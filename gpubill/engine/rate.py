@@ -339,7 +339,7 @@ def _side(p, base, accs, d):
         o = uid_order(o, uniq, li, val, ts, rid)
         st, en = segments(li[o])
         lines = li[o][st]
-        lastday = np.asarray([p.periods[int(d.si[k])].eff_days - 1 for k in lines.tolist()], np.int64)
+        lastday = np.asarray([p.coverages[int(d.si[k])].eff_days - 1 for k in lines.tolist()], np.int64)
         full, days = _unique(st, en, val[o], aux[o], lastday)
         for k, f, dd in zip(lines.tolist(), full.tolist(), days.tolist()):
             out[k]["unique"] = (f, dd)
@@ -351,11 +351,11 @@ def _side(p, base, accs, d):
         lens = np.asarray([v.size for v in vals], np.int64)
         ends = np.cumsum(lens)
         starts = ends - lens
-        per = [p.periods[int(d.si[k])] for k in wl]
+        cov = [p.coverages[int(d.si[k])] for k in wl]
         acc, ok = _weighted(starts, ends, np.concatenate(vals), np.concatenate(tss),
-                            np.asarray([x.lo for x in per], np.int64), np.asarray([x.ws_end for x in per], np.int64))
+                            np.asarray([x.lo for x in cov], np.int64), np.asarray([x.ws_end for x in cov], np.int64))
         for j, k in enumerate(wl):
-            out[k]["weighted"] = int(acc[j]) if ok[j] else weighted_python(vals[j], tss[j], per[j].lo, per[j].ws_end)
+            out[k]["weighted"] = int(acc[j]) if ok[j] else weighted_python(vals[j], tss[j], cov[j].lo, cov[j].ws_end)
     return out
 
 
@@ -401,12 +401,12 @@ class _Lines:
         self.order = d.order.tolist()
 
 
-def _full(p, L, k, agg, pr, per, side, Dn, Dd):
+def _full(p, L, k, agg, pr, cov, side, Dn, Dd):
     """(full, prorated, sequence) of decoded line k."""
     if agg == "count":
         return (L.count[k], 1), None, None
     if agg == "sum":
-        pror = (L.pror[k] * Dn, Dd * per.duration_days) if pr.flags & F_PROR else None
+        pror = (L.pror[k] * Dn, Dd * cov.duration_days) if pr.flags & F_PROR else None
         return (L.sum[k] * Dn, Dd), pror, None
     if agg == "max":
         return (L.max[k] * Dn, Dd), None, None
@@ -415,8 +415,8 @@ def _full(p, L, k, agg, pr, per, side, Dn, Dd):
     seq = side[k]
     if agg == "unique_count":
         f, days = seq["unique"]
-        return (f, 1), (days, per.duration_days), seq
-    return (seq["weighted"] * Dn, Dd * per.duration_days * DAY_MS), None, seq
+        return (f, 1), (days, cov.duration_days), seq
+    return (seq["weighted"] * Dn, Dd * cov.duration_days * DAY_MS), None, seq
 
 
 def _assemble(p, base, d, ignored, side, skip=frozenset()):
@@ -428,7 +428,7 @@ def _assemble(p, base, d, ignored, side, skip=frozenset()):
     was = gc.isenabled()
     gc.disable()
     try:
-        return assemble_run(p.subs, p.periods, _DecodedSource(p, d, ignored, side), skip=skip)
+        return assemble_run(p.subs, p.coverages, _DecodedSource(p, d, ignored, side), skip=skip)
     finally:
         if was:
             gc.enable()
@@ -457,12 +457,12 @@ class _DecodedSource:
     def ignored(self, si, ci, bucket) -> int:
         return self._ignored.get((si, ci, bucket), 0) if self._ignored else 0
 
-    def charge_lines(self, sub, si, ci, cc, per) -> list:
+    def charge_lines(self, sub, si, ci, cc, cov) -> list:
         """The charge's priced lines, a list per bucket (``price.assemble_run``)."""
         nf = len(cc.charge.filters)
         out: list = [[] for _ in range(nf + 1)]
         plain = cc.rounding is None and not cc.is_prorated and cc.agg in _SIMPLE_AGGS
-        L, programs, qnd, dd, agg = self.L, self.p.programs, self.qnd, per.duration_days, cc.agg
+        L, programs, qnd, dd, agg = self.L, self.p.programs, self.qnd, cov.duration_days, cc.agg
         count, total, top, latest = L.count, L.sum, L.max, L.lval
         b_prev = -1
         for k in self.by_charge.get((si, ci), ()):
@@ -483,15 +483,15 @@ class _DecodedSource:
                 out[b].append(price_values(sub, cc, bucket, None if w == 0 else w - 1, self._group(pr, cp, L.g[k]),
                                            full, full, False, L.count[k], None, None, n_ign, None, dd, lazy))
             else:
-                out[b].append(price_line(sub, cc, self._usage(si, ci, cc, bucket, k, pr, n_ign, per), dd))
+                out[b].append(price_line(sub, cc, self._usage(si, ci, cc, bucket, k, pr, n_ign, cov), dd))
             n_ign = 0
         return out
 
-    def _usage(self, si, ci, cc, bucket, k, pr, n_ign, per) -> LineUsage:
+    def _usage(self, si, ci, cc, bucket, k, pr, n_ign, cov) -> LineUsage:
         """The ``LineUsage`` of decoded line k (rounded, prorated, sequence or cents lines)."""
         L, p = self.L, self.p
         Dn, Dd = self.qnd[pr.q]
-        full, pror, seq = _full(p, L, k, cc.agg, pr, per, self.side, Dn, Dd)
+        full, pror, seq = _full(p, L, k, cc.agg, pr, cov, self.side, Dn, Dd)
         w = L.w[k]
         window = None if w == 0 else w - 1
         reasons = tuple((self.reason_of[x], L.sm[x] * Dn, Dd, L.cnt[x]) for x in range(L.starts[k], L.ends[k]))
@@ -504,7 +504,7 @@ class _DecodedSource:
         if pr.flags & F_SIDE:
             seq = seq or self.side.get(k)
             if seq is not None:
-                _seq_fields(p, u, cc, pr, seq, per, bucket, window)
+                _seq_fields(p, u, cc, pr, seq, cov, bucket, window)
         return u
 
     def _group(self, pr, cp, g) -> tuple:
@@ -554,11 +554,11 @@ def _fees_of_line(p, seq, tx_of, sub, cp, b, w, group, si, cc):
         D = p.q_scale[pr.q]
         return FeeBlock(head, (D.numerator, D.denominator), partial(linear_fee, price=model.amount), cc.rr,
                         rises(running_sum(seq["val"])), seq["rowid"], seq["ts"], tx_of(seq))
-    evs = _advance_events(p, charge, pr, seq, tx_of(seq), p.periods[si].eff_days)
-    return advance_fees(sub, cc, bucket, group, window, evs, p.periods[si].duration_days)
+    evs = _advance_events(p, charge, pr, seq, tx_of(seq), p.coverages[si].eff_days)
+    return advance_fees(sub, cc, bucket, group, window, evs, p.coverages[si].duration_days)
 
 
-def _seq_fields(p, u, cc, pr, seq, per, bucket, window):
+def _seq_fields(p, u, cc, pr, seq, cov, bucket, window):
     model = cc.model(bucket, window)[0]
     agg = cc.agg
     D = p.q_scale[pr.q]
@@ -568,7 +568,7 @@ def _seq_fields(p, u, cc, pr, seq, per, bucket, window):
         elif agg != "count":
             u.values = ScaledInts(seq["val"], D.numerator, D.denominator)
     if cc.charge.prorated and agg == "sum" and isinstance(model, Graduated):
-        u.pror_events = tuple((v * D.numerator, D.denominator, per.eff_days - max(x, 0))
+        u.pror_events = tuple((v * D.numerator, D.denominator, cov.eff_days - max(x, 0))
                               for v, x in zip(seq["val"].tolist(), seq["aux"].tolist()))
 
 

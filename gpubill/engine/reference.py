@@ -175,20 +175,20 @@ def event_cents(charge, e) -> Fraction:
     return _number(e["cents"], CENTS)
 
 
-def _unique_prorated(rows, per):
+def _unique_prorated(rows, cov):
     """Sum over ids of active local days (removal day included)."""
     total = 0
     by_id: dict = {}
     for r in rows:
         by_id.setdefault(r["uid"], []).append(r)
-    last = per.eff_days - 1
+    last = cov.eff_days - 1
     for rs in by_id.values():
         intervals, start, prev = [], None, None
         for r in rs:
             op = "remove" if r["remove"] else "add"
             if op == prev or (op == "remove" and prev is None):
                 continue
-            d = per.day_index(r["ts"])
+            d = cov.day_index(r["ts"])
             if op == "add":
                 start = max(d, 0)
             else:
@@ -201,10 +201,10 @@ def _unique_prorated(rows, per):
         for a, b in intervals:
             days.update(range(max(a, 0), min(b, last) + 1))
         total += len(days)
-    return Fraction(total, per.duration_days)
+    return Fraction(total, cov.duration_days)
 
 
-def _aggregate(charge, si, ci, key, rows, per):
+def _aggregate(charge, si, ci, key, rows, cov):
     m = charge.metric
     agg = m.aggregation
     rows.sort(key=lambda r: (r["ts"], r["rowid"]))
@@ -213,8 +213,8 @@ def _aggregate(charge, si, ci, key, rows, per):
         full = Fraction(len(rows))
     elif agg == "sum":
         full = sum((r["q"] for r in rows), Fraction(0))
-        w = [per.eff_days - max(per.day_index(r["ts"]), 0) for r in rows]
-        pror = sum((r["q"] * wi for r, wi in zip(rows, w)), Fraction(0)) / per.duration_days
+        w = [cov.eff_days - max(cov.day_index(r["ts"]), 0) for r in rows]
+        pror = sum((r["q"] * wi for r, wi in zip(rows, w)), Fraction(0)) / cov.duration_days
     elif agg == "max":
         full = max((r["q"] for r in rows), default=Fraction(0))
     elif agg == "latest":
@@ -224,18 +224,18 @@ def _aggregate(charge, si, ci, key, rows, per):
         for r in rows:
             last[r["uid"]] = r["remove"]
         full = Fraction(sum(1 for rem in last.values() if not rem))
-        pror = _unique_prorated(rows, per)
+        pror = _unique_prorated(rows, cov)
     else:  # weighted_sum
-        level = sum((r["q"] for r in rows if r["ts"] < per.lo), Fraction(0))
-        acc, t = Fraction(0), per.lo
+        level = sum((r["q"] for r in rows if r["ts"] < cov.lo), Fraction(0))
+        acc, t = Fraction(0), cov.lo
         for r in rows:
-            if r["ts"] < per.lo:
+            if r["ts"] < cov.lo:
                 continue
             acc += level * (r["ts"] - t)
             level += r["q"]
             t = r["ts"]
-        acc += level * (per.ws_end - t)
-        full = acc / (per.duration_days * DAY_MS)
+        acc += level * (cov.ws_end - t)
+        full = acc / (cov.duration_days * DAY_MS)
     reasons: dict = {}
     for r in rows:
         u, c = reasons.get(r["reason"], (Fraction(0), 0))
@@ -245,7 +245,7 @@ def _aggregate(charge, si, ci, key, rows, per):
     values = tuple(nd(r["q"]) for r in rows) if isinstance(model, Percentage) and agg != "count" else None
     pev = None
     if charge.prorated and agg == "sum" and isinstance(model, Graduated):
-        pev = tuple(nd(r["q"]) + (per.eff_days - max(per.day_index(r["ts"]), 0),) for r in rows)
+        pev = tuple(nd(r["q"]) + (cov.eff_days - max(cov.day_index(r["ts"]), 0),) for r in rows)
     return LineUsage(
         si, ci, bucket, group, window, nd(full), len(rows),
         prorated=nd(pror) if (charge.prorated and pror is not None) else None,
@@ -260,23 +260,23 @@ def rate_reference(subscriptions, events):
     by_pair: dict = {}
     for e in evs:
         by_pair.setdefault((e["sub"], e["code"]), []).append(e)
-    periods = [coverage_of(s) for s in subs]
+    coverages = [coverage_of(s) for s in subs]
     usages, ignored, advances, unrated = [], {}, {}, {}
     for si, sub in enumerate(subs):
-        if periods[si].empty:
+        if coverages[si].empty:
             continue
         try:
-            u, ig, adv = _subscription(si, sub, periods[si], by_pair)
+            u, ig, adv = _subscription(si, sub, coverages[si], by_pair)
         except NotRated as x:
             unrated[si] = x.unrated
             continue
         usages.extend(u)
         ignored.update(ig)
         advances.update(adv)
-    return assemble(subs, periods, usages, ignored, advances, unrated)
+    return assemble(subs, coverages, usages, ignored, advances, unrated)
 
 
-def _subscription(si, sub, per, by_pair):
+def _subscription(si, sub, cov, by_pair):
     """One subscription's line usages, ignored counts and advance sequences;
     ``NotRated`` when one of its events holds a value that cannot be held."""
     usages, ignored, advances = [], {}, {}
@@ -284,10 +284,10 @@ def _subscription(si, sub, per, by_pair):
         m = charge.metric
         q_expr = m.quantity()
         poly = polymod.compile_expr(q_expr, m.unit_scale) if q_expr is not None else None
-        lo = NEG_INF if (m.recurring and not charge.pay_in_advance) else per.lo
+        lo = NEG_INF if (m.recurring and not charge.pay_in_advance) else cov.lo
         lines: dict = {}
         for e in by_pair.get((sub.external_id, m.event_code), ()):
-            if not lo <= e["ts"] <= per.hi:
+            if not lo <= e["ts"] <= cov.hi:
                 continue
             props = e["props"]
             b = bucket_of(charge, props)
@@ -311,9 +311,9 @@ def _subscription(si, sub, per, by_pair):
                 rows.sort(key=lambda r: (r["ts"], r["rowid"]))
                 advances[(si, ci) + key] = [
                     AdvanceEvent(r["ts"], r["rowid"], r["tx"], r["q"], r["cents"], r["uid"], r["remove"],
-                                 per.eff_days - max(per.day_index(r["ts"]), 0))
+                                 cov.eff_days - max(cov.day_index(r["ts"]), 0))
                     for r in rows
                 ]
             else:
-                usages.append(_aggregate(charge, si, ci, key, rows, per))
+                usages.append(_aggregate(charge, si, ci, key, rows, cov))
     return usages, ignored, advances

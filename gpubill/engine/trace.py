@@ -61,7 +61,7 @@ def price_source(charge: ChargeSpec, line) -> str | None:
 
 
 def trace(sub: SubscriptionSpec, events: Iterable[dict]) -> dict[LineRef, list[EventRef]]:
-    per = coverage_of(sub)
+    cov = coverage_of(sub)
     out: dict[LineRef, list[EventRef]] = {}
     evs = [e for e in normalize(events) if e["sub"] == sub.external_id]
     evs.sort(key=lambda e: (e["ts"], e["rowid"]))
@@ -69,9 +69,9 @@ def trace(sub: SubscriptionSpec, events: Iterable[dict]) -> dict[LineRef, list[E
         m = charge.metric
         q_expr = m.quantity()
         poly = polymod.compile_expr(q_expr, m.unit_scale) if q_expr is not None else None
-        lo = NEG_INF if (m.recurring and not charge.pay_in_advance) else per.lo
+        lo = NEG_INF if (m.recurring and not charge.pay_in_advance) else cov.lo
         for e in evs:
-            if e["code"] != m.event_code or not lo <= e["ts"] <= per.hi:
+            if e["code"] != m.event_code or not lo <= e["ts"] <= cov.hi:
                 continue
             props = e["props"]
             b = bucket_of(charge, props)
