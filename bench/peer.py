@@ -66,11 +66,11 @@ from numba import njit
 from peer_clickhouse import ClickHouse, ClickHouseError, server_binary  # bench/ (the script's folder)
 from rate_kernels import MONTH, T0, columns  # bench/: the pinned event columns
 
-from gpubill.engine.columns import InMemoryColumns
+from gpubill.engine.fast.columns import InMemoryColumns
 
-from gpubill.engine.accumulate import threads as gpubill_threads
-from gpubill.engine.money import ratio_to_decimal
-from gpubill.engine.rate import rate
+from gpubill.engine.fast.accumulate import threads as gpubill_threads
+from gpubill.engine.pricing.money import ratio_to_decimal
+from gpubill.engine.fast.rate import rate
 from gpubill.service.rating import billed_subscriptions, load_catalog
 
 PERIOD = "2024-06"  # rate_kernels' month: T0 .. T0 + MONTH, UTC

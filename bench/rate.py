@@ -98,8 +98,8 @@ def main() -> None:
         store.close()
         print(f"generated + ingested in {time.perf_counter() - t:.1f} s")
 
-    from gpubill.engine.rate import rate
-    from gpubill.engine.reference import rate_reference
+    from gpubill.engine.fast.rate import rate
+    from gpubill.engine.reference.engine import rate_reference
 
     # 1. cold: a new process, from the SQLite file
     env = {**os.environ, "GPUBILL_STORE": str(db)}

@@ -36,8 +36,8 @@ from decimal import Decimal as D
 
 import numpy as np
 
-from gpubill.engine.columns import InMemoryColumns
-from gpubill.engine.program import (
+from gpubill.engine.fast.columns import InMemoryColumns
+from gpubill.engine.spec.program import (
     ChargeSpec, Const, Div, Filter, Graduated, MetricSpec, Mul, Package, PerEvent, PriceWindow, Prop, Standard,
     SubscriptionSpec, Tier, Utilization,
 )
@@ -147,7 +147,7 @@ t0 = time.perf_counter()
 import numpy as np
 sys.path.insert(0, 'bench')
 import rate_kernels as b
-from gpubill.engine.rate import rate
+from gpubill.engine.fast.rate import rate
 t_import = time.perf_counter() - t0
 small = b.columns(1000, 10, np.random.default_rng(1))
 t1 = time.perf_counter()
@@ -202,10 +202,11 @@ def main():
     ap.add_argument("--ref-events", type=int, default=20_000)
     ap.add_argument("--skip-cold", action="store_true")
     args = ap.parse_args()
-    from gpubill.engine import accumulate
-    from gpubill.engine import plan as planmod
-    from gpubill.engine import main_pass, rate as ratemod
-    from gpubill.engine.reference import rate_reference
+    from gpubill.engine.fast import accumulate
+    from gpubill.engine.fast import tables
+    from gpubill.engine.fast import main_pass
+    from gpubill.engine.fast import rate as ratemod
+    from gpubill.engine.reference.engine import rate_reference
 
     n = args.events
     rng = np.random.default_rng(7)
@@ -215,7 +216,7 @@ def main():
     rate(subs, columns(1000, args.subs, np.random.default_rng(1)))  # load the cached kernels
     nthreads = accumulate.threads()
     ceiling = memory_ceiling(cols)
-    p = planmod.build(subs, cols)
+    p = tables.build(subs, cols)
     main_pass.run_pass(p, cols)
     t_pass = _best(lambda: main_pass.run_pass(p, cols))
     os.environ["GPUBILL_THREADS"] = "1"
@@ -224,7 +225,7 @@ def main():
     t_rate = _best(lambda: rate(subs, cols))
     # breakdown of one warm run
     t0 = time.perf_counter()
-    p = planmod.build(subs, cols)
+    p = tables.build(subs, cols)
     t1 = time.perf_counter()
     base, accs = main_pass.run_pass(p, cols)
     t2 = time.perf_counter()

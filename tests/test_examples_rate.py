@@ -15,12 +15,12 @@ import pytest
 
 from gpubill.dsl import ast
 from gpubill.dsl.check import check_paths
-from gpubill.engine.billing_calendar import start_of, to_ms
-from gpubill.engine.columns import InMemoryColumns
-from gpubill.engine.compile import compile_subscription
-from gpubill.engine.rate import rate
-from gpubill.engine.reference import rate_reference
-from gpubill.engine.subscription import resolve_subscription
+from gpubill.engine.calendar.period import start_of, to_ms
+from gpubill.engine.fast.columns import InMemoryColumns
+from gpubill.engine.spec.compile import compile_subscription
+from gpubill.engine.fast.rate import rate
+from gpubill.engine.reference.engine import rate_reference
+from gpubill.engine.spec.subscription import resolve_subscription
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOG, _, DIAGS = check_paths([str(ROOT / "examples")])

@@ -114,7 +114,7 @@ def test_no_import_runs_the_wrong_way():
 def test_the_walker_sees_a_back_edge(tmp_path):
     # The check itself must be able to fail: a dsl module importing the store.
     f = tmp_path / "bad.py"
-    f.write_text("from gpubill.store import db\nimport gpubill.engine.rate\n")
+    f.write_text("from gpubill.store import db\nimport gpubill.engine.fast.rate\n")
     found = imports_of(f, "gpubill.dsl.bad")
     targets = {component_of(m) for m in found}
     assert targets == {"store", "engine"}

@@ -7,7 +7,7 @@
   the metric, else in the metric's unit; every other price of the charge is
   converted to that unit, and the conversion must be an exact decimal.
 
-`gpubill check` reports what breaks these rules; `gpubill.engine.compile`
+`gpubill check` reports what breaks these rules; `gpubill.engine.spec.compile`
 relies on them.
 """
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import attrs
 
-from gpubill.engine.program import canonical_filter
+from gpubill.engine.spec.program import canonical_filter
 from gpubill.service import demo_data
 from gpubill.service.report import display
 from gpubill.text import escape

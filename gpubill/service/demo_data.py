@@ -21,8 +21,8 @@ import attrs
 from gpubill.dsl import ast, units
 from gpubill.dsl.quantities import expr_props
 from gpubill.dsl.resolve import Catalog
-from gpubill.engine.money import round_amount
-from gpubill.engine.program import MoneyRounding
+from gpubill.engine.pricing.money import round_amount
+from gpubill.engine.spec.program import MoneyRounding
 
 #: generated precise amounts are kept to 1/10 000 of a cent (not a bill amount: demo input)
 DEMO_CENTS = MoneyRounding("ROUND_HALF_EVEN", Decimal("0.0001"))

@@ -2,7 +2,7 @@
 
 The one use case behind `gpubill rate` and `gpubill demo`: load and check the
 catalog, resolve each contract's subscription once (its plan version,
-timezone and billing period: `gpubill.engine.subscription`), compile it into
+timezone and billing period: `gpubill.engine.spec.subscription`), compile it into
 the engine's program, read the period's events from the store as columns,
 and run the engine (numba by default, the reference engine on request).
 """
@@ -18,11 +18,11 @@ from gpubill.dsl import ast
 from gpubill.dsl.check import check_paths
 from gpubill.dsl.diagnostics import render_text
 from gpubill.dsl.resolve import Catalog
-from gpubill.engine import billing_calendar as cal
-from gpubill.engine.compile import CompileError, compile_subscription
-from gpubill.engine.fees import totals as fee_totals
-from gpubill.engine.program import RateResult, SubscriptionSpec, Unrated
-from gpubill.engine.subscription import Resolved, resolve_subscription
+from gpubill.engine.calendar import period as cal
+from gpubill.engine.spec.compile import CompileError, compile_subscription
+from gpubill.engine.pricing.fees import totals as fee_totals
+from gpubill.engine.spec.program import RateResult, SubscriptionSpec, Unrated
+from gpubill.engine.spec.subscription import Resolved, resolve_subscription
 
 
 class ServiceError(Exception):
@@ -171,7 +171,7 @@ def rate_billed(store, billed: Sequence[Billed], engine: str = "fast") -> RateRe
     """Run the engine over the store's events for these subscriptions.  A
     subscription that cannot be rated is in ``RateResult.unrated``; the
     others are rated."""
-    from gpubill.engine.money import EngineError
+    from gpubill.engine.pricing.money import EngineError
 
     specs = [b.spec for b in billed]
     if not specs:
@@ -179,10 +179,10 @@ def rate_billed(store, billed: Sequence[Billed], engine: str = "fast") -> RateRe
     window = read_window(billed)
     try:
         if engine == "reference":
-            from gpubill.engine.reference import rate_reference
+            from gpubill.engine.reference.engine import rate_reference
 
             return rate_reference(specs, reference_events(store, window))
-        from gpubill.engine.rate import rate
+        from gpubill.engine.fast.rate import rate
 
         return rate(specs, store.read_columns(**window))
     except EngineError as e:  # a program the engine cannot run at all
@@ -230,7 +230,7 @@ def _cents_text(text: str | None) -> str | None:
 
 def trace_billed(store, billed: Sequence[Billed]) -> dict:
     """For explain: each line's events (transaction ids), per subscription."""
-    from gpubill.engine.trace import trace
+    from gpubill.engine.reference.trace import trace
 
     out = {}
     for b in billed:

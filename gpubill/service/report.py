@@ -14,11 +14,11 @@ from decimal import Decimal
 
 import numpy as np
 
-from gpubill.engine.fees import FeeBlock, parts_by_subscription
-from gpubill.engine.fees import totals as totals_of_fees
-from gpubill.engine.money import EXACT, round_amount
-from gpubill.engine.program import MoneyRounding, canonical_filter
-from gpubill.engine.trace import line_ref, price_source
+from gpubill.engine.pricing.fees import FeeBlock, parts_by_subscription
+from gpubill.engine.pricing.fees import totals as totals_of_fees
+from gpubill.engine.pricing.money import EXACT, round_amount
+from gpubill.engine.spec.program import MoneyRounding, canonical_filter
+from gpubill.engine.reference.trace import line_ref, price_source
 from gpubill import text
 from gpubill.service.rating import RateReport, totals
 

@@ -109,7 +109,7 @@ class StringTable:
 class EventColumns:
     """Events as columns, in ingestion order. See ``Store.read_columns``.
 
-    The engine's ``InMemoryColumns`` (``gpubill.engine.columns``) builds the
+    The engine's ``InMemoryColumns`` (``gpubill.engine.fast.columns``) builds the
     same shape from event dicts, for the tests; the engine cannot import this."""
 
     n: int

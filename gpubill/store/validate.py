@@ -55,7 +55,7 @@ MAX_STRING = 4096
 MAX_DEPTH = 4
 MAX_EVENT_BYTES = 64 * 1024
 MAX_TS_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
-FLOPS_SCALE = 9  # total_flops may pass 2**63 - 1: the engine counts it in 10**9 FLOP (engine/compile.py)
+FLOPS_SCALE = 9  # total_flops may pass 2**63 - 1: the engine counts it in 10**9 FLOP (engine/spec/compile.py)
 
 END_REASONS = frozenset({"completed", "preempted", "failed_user", "failed_infrastructure"})
 AVAILABILITY = frozenset({"on_demand", "reserved", "spot"})

@@ -143,8 +143,8 @@ def test_an_expression_at_the_limit_checks_formats_and_compiles():
 
 
 def test_the_engine_compiles_an_expression_at_the_limit_from_a_deep_stack():
-    from gpubill.engine.compile import compile_metric
-    from gpubill.engine.poly import compile_expr
+    from gpubill.engine.spec.compile import compile_metric
+    from gpubill.engine.spec.poly import compile_expr
 
     doc, diags = parse(metric(" * ".join(["duration_seconds"] * 1 + ["2"] * MAX_EXPR_OPERATORS)))
     assert diags == []

@@ -18,11 +18,11 @@ from decimal import Decimal
 
 import pytest
 
-from gpubill.engine import plan as planmod
-from gpubill.engine.columns import InMemoryColumns
-from gpubill.engine.program import ChargeSpec, MetricSpec, Mul, Prop, Standard, SubscriptionSpec
-from gpubill.engine.rate import rate, run_pass, unheld
-from gpubill.engine.reference import held_pair, rate_reference
+from gpubill.engine.fast import tables
+from gpubill.engine.fast.columns import InMemoryColumns
+from gpubill.engine.spec.program import ChargeSpec, MetricSpec, Mul, Prop, Standard, SubscriptionSpec
+from gpubill.engine.fast.rate import rate, run_pass, unheld
+from gpubill.engine.reference.engine import held_pair, rate_reference
 from gpubill.store import numeric as store_numeric
 
 CLI_TIMEOUT_S = 300
@@ -257,19 +257,19 @@ def test_22_decimals_are_rated_exactly_and_do_not_push_the_others_off_the_fast_p
     assert r.unrated == ()
     assert [ln.units for ln in r.lines] == [1 + Decimal(fine), Decimal("86400.5"), Decimal("9" * 12)]
     cols = InMemoryColumns.from_events(evs)
-    p = planmod.build(subs_of(SUM_V), cols)
+    p = tables.build(subs_of(SUM_V), cols)
     assert unheld(run_pass(p, cols)[1]) == [0]  # only "a" needed the exact path
 
 
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_overflow_in_one_subscription_leaves_the_others_on_the_fast_path(threads, monkeypatch):
-    from gpubill.engine import main_pass
+    from gpubill.engine.fast import main_pass
 
     k = int(threads)
     monkeypatch.setattr(main_pass, "chunks", lambda n: [(n * i // k, n * (i + 1) // k) for i in range(k)])
     evs = [mev(f"a{i}", "a", v=str(2**62)) for i in range(3)] + [mev(f"b{i}", "b", v="1") for i in range(4)]
     cols = InMemoryColumns.from_events(evs)
-    p = planmod.build(subs_of(SUM_V, names=("a", "b")), cols)
+    p = tables.build(subs_of(SUM_V, names=("a", "b")), cols)
     assert unheld(run_pass(p, cols)[1]) == [0]
     r = both(subs_of(SUM_V, names=("a", "b")), evs)
     assert [ln.units for ln in r.lines] == [3 * 2**62, 4]
@@ -359,7 +359,7 @@ def test_period_edges_empty_periods_and_odd_quantities(tmp_path):
 
 
 def test_the_first_and_last_ratable_months_and_the_last_storable_instant():
-    from gpubill.engine.billing_calendar import parse_period_arg, resolve_period
+    from gpubill.engine.calendar.period import parse_period_arg, resolve_period
 
     last_ms = 253402300799999  # 9999-12-31T23:59:59.999Z, the store's latest timestamp
     for month in ("1970-01", "9998-12"):
@@ -418,7 +418,7 @@ def test_the_engine_still_refuses_floats_given_to_it_directly():
 def test_fine_values_in_a_product_plus_a_constant_do_not_stop_the_run():
     """a*b*c + 1 at 12 decimals each: the coefficients would not fit int64 at the data's scale.
     Before: EngineError for the whole run; now the fine subscription takes the exact path."""
-    from gpubill.engine.program import Add, Const
+    from gpubill.engine.spec.program import Add, Const
 
     expr = Add(Mul(Mul(Prop("a"), Prop("b")), Prop("c")), Const(1))
     metric = MetricSpec("abc", "e", "sum", expr=expr, property_scales={"a": -6, "b": -6, "c": -6})

@@ -9,10 +9,10 @@ from fractions import Fraction
 import pytest
 
 from gpubill.dsl.check import check_sources
-from gpubill.engine import program as p
-from gpubill.engine.billing_calendar import parse_period_arg, period_containing
-from gpubill.engine.compile import CompileError, compile_subscription
-from gpubill.engine.subscription import resolve_subscription
+from gpubill.engine.spec import program as p
+from gpubill.engine.calendar.period import parse_period_arg, period_containing
+from gpubill.engine.spec.compile import CompileError, compile_subscription
+from gpubill.engine.spec.subscription import resolve_subscription
 
 BASE = """
 entity us { name "GPU Cloud" currency USD timezone "UTC" }

@@ -7,9 +7,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from gpubill.dsl.check import check_sources
-from gpubill.engine.compile import compile_subscription
-from gpubill.engine.subscription import resolve_subscription
-from gpubill.engine.trace import price_source
+from gpubill.engine.spec.compile import compile_subscription
+from gpubill.engine.spec.subscription import resolve_subscription
+from gpubill.engine.reference.trace import price_source
 
 SRC = """\
 entity us { name "GPU Cloud" currency USD timezone "UTC" }

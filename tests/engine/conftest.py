@@ -2,9 +2,9 @@
 
 import pytest
 
-from gpubill.engine.columns import InMemoryColumns
-from gpubill.engine.rate import rate
-from gpubill.engine.reference import rate_reference
+from gpubill.engine.fast.columns import InMemoryColumns
+from gpubill.engine.fast.rate import rate
+from gpubill.engine.reference.engine import rate_reference
 
 
 def run_fast(subs, events):

@@ -3,8 +3,8 @@
 from datetime import datetime, timezone
 from decimal import Decimal as D
 
-from gpubill.engine.money import round_amount
-from gpubill.engine.program import (
+from gpubill.engine.pricing.money import round_amount
+from gpubill.engine.spec.program import (
     ChargeSpec, Filter, Graduated, MetricRounding, MetricSpec, MoneyRounding, Standard, SubscriptionSpec, Tier, Volume,
 )
 
@@ -241,7 +241,7 @@ def test_pay_in_advance_unique_count_readd_is_free(engine):
 
 
 def test_dynamic_line(engine):
-    from gpubill.engine.program import Dynamic
+    from gpubill.engine.spec.program import Dynamic
     m = MetricSpec("x", "e", "sum", field="v")
     evs = [dict(ev(ts=MAY[0], v="20"), precise_total_amount_cents="40.2")]
     line = one(engine([sub([ChargeSpec("c", m, Dynamic())])], evs))

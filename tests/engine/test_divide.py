@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
 
-from gpubill.engine.kernels import _ceil_div_by, _udiv_by, divider
+from gpubill.engine.fast.kernels import _ceil_div_by, _udiv_by, divider
 
 I63 = 2**63 - 1
 

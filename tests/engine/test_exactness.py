@@ -5,12 +5,12 @@ from decimal import Decimal as D
 import numpy as np
 import pytest
 
-from gpubill.engine.columns import InMemoryColumns
-from gpubill.engine.kernels import _add, _mul
-from gpubill.engine.money import ratio_to_decimal
-from gpubill.engine.program import ChargeSpec, MetricSpec, Standard, SubscriptionSpec
-from gpubill.engine.rate import rate
-from gpubill.engine.reference import rate_reference
+from gpubill.engine.fast.columns import InMemoryColumns
+from gpubill.engine.fast.kernels import _add, _mul
+from gpubill.engine.pricing.money import ratio_to_decimal
+from gpubill.engine.spec.program import ChargeSpec, MetricSpec, Standard, SubscriptionSpec
+from gpubill.engine.fast.rate import rate
+from gpubill.engine.reference.engine import rate_reference
 
 T0 = 1_717_200_000_000
 T1 = T0 + 30 * 86_400_000 - 1

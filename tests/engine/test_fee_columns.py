@@ -1,4 +1,4 @@
-"""Pay-in-advance fees kept as columns (``engine/fees.py``) are the per-event path's fees.
+"""Pay-in-advance fees kept as columns (``engine/pricing/fees.py``) are the per-event path's fees.
 
 A standard price on a count or sum gives one ``FeeBlock`` per line; its fee
 objects, built on demand, equal ``price.advance_fees``' (the reference
@@ -11,11 +11,11 @@ from decimal import Decimal as D
 import numpy as np
 import pytest
 
-from gpubill.engine.columns import InMemoryColumns
-from gpubill.engine.fees import FeeBlock, Fees, rises, running_sum, totals
-from gpubill.engine.program import ChargeSpec, Graduated, MetricSpec, MoneyRounding, Standard, SubscriptionSpec, Tier
-from gpubill.engine.rate import rate
-from gpubill.engine.reference import rate_reference
+from gpubill.engine.fast.columns import InMemoryColumns
+from gpubill.engine.pricing.fees import FeeBlock, Fees, rises, running_sum, totals
+from gpubill.engine.spec.program import ChargeSpec, Graduated, MetricSpec, MoneyRounding, Standard, SubscriptionSpec, Tier
+from gpubill.engine.fast.rate import rate
+from gpubill.engine.reference.engine import rate_reference
 
 DAY = 86_400_000
 T0 = 1_717_200_000_000  # 2024-06-01T00:00:00Z

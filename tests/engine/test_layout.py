@@ -1,4 +1,4 @@
-"""The kernel tables' layout is declared once (``engine/layout.py``) and
+"""The kernel tables' layout is declared once (``engine/fast/layout.py``) and
 every writer, kernel and decoder addresses a table's columns by those names:
 no ``INST[x, 5]``, no row written as a positional list."""
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpubill.engine import layout
+from gpubill.engine.fast import layout
 
 ENGINE = Path(layout.__file__).parent
 

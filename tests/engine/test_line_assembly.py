@@ -5,9 +5,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from gpubill.engine.money import ratio_to_decimal
-from gpubill.engine.price import decimal_values
-from gpubill.engine.usage import ScaledInts
+from gpubill.engine.pricing.money import ratio_to_decimal
+from gpubill.engine.pricing.price import decimal_values
+from gpubill.engine.pricing.usage import ScaledInts
 
 INTS = [0, 1, -1, 10, -10, 120, -1200, 7, 123456789, -987654321000, 2**40, 10**15, -(10**15) + 1]
 
@@ -36,7 +36,7 @@ def test_scaled_values_beyond_int64_are_exact():
 def test_time_order_is_the_three_key_sort(n, lines, t_span, r_span):
     """Events by line, then timestamp, then rowid (ties in time broken by ingestion), the one-key path and the
     fallback (spans too wide for one int64) alike."""
-    from gpubill.engine.rate import time_order
+    from gpubill.engine.fast.rate import time_order
 
     rng = np.random.default_rng(n)
     line = rng.integers(0, lines, n)
@@ -48,7 +48,7 @@ def test_time_order_is_the_three_key_sort(n, lines, t_span, r_span):
 @pytest.mark.parametrize("n, lines, ids, t_span", [(0, 1, 1, 1), (1, 1, 1, 1), (400, 4, 9, 30), (5000, 30, 200, 10**6)])
 def test_uid_order_is_the_four_key_sort(n, lines, ids, t_span):
     """unique_count events by line, then id, then time, then rowid, from the time order."""
-    from gpubill.engine.rate import time_order, uid_order
+    from gpubill.engine.fast.rate import time_order, uid_order
 
     rng = np.random.default_rng(n + 1)
     line, uid = rng.integers(0, lines, n), rng.integers(0, ids, n)

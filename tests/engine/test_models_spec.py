@@ -4,9 +4,9 @@ from decimal import Decimal as D
 
 import pytest
 
-from gpubill.engine import models
-from gpubill.engine.money import round_amount
-from gpubill.engine.program import Graduated, GraduatedPercentage, MoneyRounding, Package, Percentage, Standard, Tier
+from gpubill.engine.pricing import models
+from gpubill.engine.pricing.money import round_amount
+from gpubill.engine.spec.program import Graduated, GraduatedPercentage, MoneyRounding, Package, Percentage, Standard, Tier
 
 
 def round_to_cents(d):

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from gpubill.engine.money import ceil_decimals, round_amount
-from gpubill.engine.program import ChargeSpec, Filter, MetricSpec, MoneyRounding, Standard, SubscriptionSpec, canonical_filter, match_order
-from gpubill.engine.trace import line_ref
+from gpubill.engine.pricing.money import ceil_decimals, round_amount
+from gpubill.engine.spec.program import ChargeSpec, Filter, MetricSpec, MoneyRounding, Standard, SubscriptionSpec, canonical_filter, match_order
+from gpubill.engine.reference.trace import line_ref
 from gpubill.service.report import display
 
 ROOT = Path(__file__).resolve().parents[2] / "gpubill"
@@ -47,19 +47,19 @@ def _quantize_sites(path: Path) -> list[str]:
 
 def test_quantize_only_in_round_amount():
     sites = [s for p in SCANNED if _rel(p) not in PENDING_QUANTIZE for s in _quantize_sites(p)]
-    assert sites == ["engine/money.py:round_amount"]
+    assert sites == ["engine/pricing/money.py:round_amount"]
 
 
 def test_filter_form_derived_only_in_program():
     pattern = re.compile(r"sorted\(\(k, tuple\(sorted\(v\)\)\)|tuple\(sorted\(v\)\)|join\(sorted\(v\)\)|sorted\(v\) for k, v")
     sites = [_rel(p) for p in SCANNED if _rel(p) not in PENDING_FILTER and pattern.search(p.read_text())]
-    assert sites == ["engine/program.py"]
+    assert sites == ["engine/spec/program.py"]
 
 
 def test_filter_match_order_written_only_in_program():
     pattern = re.compile(r"-len\(")
     sites = [_rel(p) for p in SCANNED if _rel(p) not in PENDING_ORDER and pattern.search(p.read_text())]
-    assert sites == ["engine/program.py"]
+    assert sites == ["engine/spec/program.py"]
 
 
 def test_match_order_most_keys_first_ties_as_written():

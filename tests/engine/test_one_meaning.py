@@ -16,7 +16,7 @@ def _defined(name: str) -> list[str]:
 
 
 def test_period_is_defined_once():
-    assert _defined("Period") == ["engine/billing_calendar.py"]
+    assert _defined("Period") == ["engine/calendar/period.py"]
 
 
 def test_event_columns_are_defined_once():
@@ -24,4 +24,4 @@ def test_event_columns_are_defined_once():
 
 
 def test_the_check_finds_a_class():
-    assert _defined("Coverage") == ["engine/coverage.py"]
+    assert _defined("Coverage") == ["engine/calendar/coverage.py"]

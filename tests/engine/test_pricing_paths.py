@@ -12,10 +12,10 @@ from fractions import Fraction
 
 import attrs
 
-from gpubill.engine.money import ratio_to_decimal
-from gpubill.engine.price import ChargeCtx, price_line, price_values, slot_reason_maps
-from gpubill.engine.program import ChargeSpec, Filter, MetricSpec, RatedLine, Standard, SubscriptionSpec
-from gpubill.engine.usage import LineUsage
+from gpubill.engine.pricing.money import ratio_to_decimal
+from gpubill.engine.pricing.price import ChargeCtx, price_line, price_values, slot_reason_maps
+from gpubill.engine.spec.program import ChargeSpec, Filter, MetricSpec, RatedLine, Standard, SubscriptionSpec
+from gpubill.engine.pricing.usage import LineUsage
 
 METRIC = MetricSpec("gh", "gpu_job", "sum", field="h")
 CHARGE = ChargeSpec("gh", METRIC, Standard("2.5"), filters=(Filter({"t": {"a"}}, Standard("3")),), group_by=("r",))

@@ -15,14 +15,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpubill.engine import fast, plan as planmod
-from gpubill.engine.columns import InMemoryColumns
-from gpubill.engine.program import (
+from gpubill.engine.fast import shaped as fast
+
+from gpubill.engine.fast import tables
+from gpubill.engine.fast.columns import InMemoryColumns
+from gpubill.engine.spec.program import (
     Add, ChargeSpec, Const, Filter, MetricSpec, Mul, PerEvent, PriceWindow, Prop, Standard, SubscriptionSpec,
     Utilization,
 )
-from gpubill.engine.rate import rate
-from gpubill.engine.reference import rate_reference
+from gpubill.engine.fast.rate import rate
+from gpubill.engine.reference.engine import rate_reference
 
 DAY = 86_400_000
 T0 = 1_717_200_000_000
@@ -80,7 +82,7 @@ def test_every_shape_equals_the_reference(case):
 def _tables(ch, reason=True):
     evs = [dict(transaction_id="t", external_subscription_id="s1", code="e1", timestamp_ms=T0 + DAY, rowid=0,
                 properties=dict(v="1", w="2", k1="a", k2="b", g="x", u="0.5", **({"end_reason": "ok"} if reason else {})))]
-    p = planmod.build([SubscriptionSpec("s1", (ch,), T0, T1)], InMemoryColumns.from_events(evs))
+    p = tables.build([SubscriptionSpec("s1", (ch,), T0, T1)], InMemoryColumns.from_events(evs))
     ft = fast.FastTables(p)
     (g,) = [g for gs in ft.by_code for g in gs]
     return ft, g

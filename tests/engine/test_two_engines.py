@@ -6,13 +6,13 @@ import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpubill.engine.program import (
+from gpubill.engine.spec.program import (
     Add, ChargeSpec, Const, Div, Dynamic, Filter, Graduated, GraduatedPercentage, MetricRounding, MetricSpec, Mul,
     Package, PerEvent, Percentage, PriceWindow, Prop, Standard, SubscriptionSpec, Tier, Utilization, Volume,
 )
-from gpubill.engine.columns import InMemoryColumns
-from gpubill.engine.rate import rate
-from gpubill.engine.reference import rate_reference
+from gpubill.engine.fast.columns import InMemoryColumns
+from gpubill.engine.fast.rate import rate
+from gpubill.engine.reference.engine import rate_reference
 
 
 def run_fast(subs, evs):
@@ -171,15 +171,15 @@ def _split_rows(n, min_rows=0):
 @given(subscriptions(), events())
 def test_threads_and_hashed_slots_equal_reference(subs, evs):
     """Row ranges merged across threads, and every slot block in the hash table."""
-    import gpubill.engine.plan as planmod
-    import gpubill.engine.main_pass as main_pass
+    import gpubill.engine.fast.tables as tables
+    import gpubill.engine.fast.main_pass as main_pass
 
-    saved = (main_pass.chunks, planmod.DENSE_LIMIT)
-    main_pass.chunks, planmod.DENSE_LIMIT = _split_rows, 0
+    saved = (main_pass.chunks, tables.DENSE_LIMIT)
+    main_pass.chunks, tables.DENSE_LIMIT = _split_rows, 0
     try:
         fast = run_fast(subs, evs)
     finally:
-        main_pass.chunks, planmod.DENSE_LIMIT = saved
+        main_pass.chunks, tables.DENSE_LIMIT = saved
     assert fast == rate_reference(subs, evs)
 
 
@@ -187,7 +187,7 @@ def test_threads_and_hashed_slots_equal_reference(subs, evs):
 @given(subscriptions(), events())
 def test_fast_path_blocks_and_generic_only_equal_reference(subs, evs):
     """Rows split into many fast-path blocks; and every instance left to the generic kernel."""
-    import gpubill.engine.fast as fastmod
+    import gpubill.engine.fast.shaped as fastmod
 
     ref = rate_reference(subs, evs)
     fastmod.BLOCK = 4

@@ -17,11 +17,11 @@ from decimal import Decimal as D
 import pytest
 
 from gpubill.dsl.check import check_sources
-from gpubill.engine.columns import InMemoryColumns
-from gpubill.engine.compile import compile_subscription
-from gpubill.engine.rate import rate
-from gpubill.engine.reference import rate_reference
-from gpubill.engine.subscription import resolve_subscription
+from gpubill.engine.fast.columns import InMemoryColumns
+from gpubill.engine.spec.compile import compile_subscription
+from gpubill.engine.fast.rate import rate
+from gpubill.engine.reference.engine import rate_reference
+from gpubill.engine.spec.subscription import resolve_subscription
 
 from lago_objects import charge, customer, metric, plan, subscription, write
 

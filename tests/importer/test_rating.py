@@ -14,9 +14,9 @@ import pytest
 
 from gpubill.dsl.check import check_sources
 from gpubill.lago.importer import import_lago
-from gpubill.engine.compile import compile_subscription
-from gpubill.engine.reference import rate_reference
-from gpubill.engine.subscription import resolve_subscription
+from gpubill.engine.spec.compile import compile_subscription
+from gpubill.engine.reference.engine import rate_reference
+from gpubill.engine.spec.subscription import resolve_subscription
 
 from lago_objects import charge, customer, metric, plan, sources, subscription
 

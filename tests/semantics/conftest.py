@@ -2,13 +2,13 @@
 
 import pytest
 
-from gpubill.engine.reference import rate_reference
+from gpubill.engine.reference.engine import rate_reference
 
 
 def _numba(specs, events):
     # Imported here so that a broken fast engine fails its own cases, not the reference ones.
-    from gpubill.engine.columns import InMemoryColumns
-    from gpubill.engine.rate import rate
+    from gpubill.engine.fast.columns import InMemoryColumns
+    from gpubill.engine.fast.rate import rate
 
     return rate(specs, InMemoryColumns.from_events(events))
 

@@ -14,8 +14,8 @@ import itertools
 from decimal import Decimal
 
 from gpubill.dsl.check import check_sources
-from gpubill.engine.compile import compile_subscription
-from gpubill.engine.subscription import resolve_subscription
+from gpubill.engine.spec.compile import compile_subscription
+from gpubill.engine.spec.subscription import resolve_subscription
 
 SUB = "sub_1"
 ENTITY = 'entity lago { name "Lago Inc." currency USD timezone "UTC" }\n'

@@ -26,8 +26,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpubill.engine import models
-from gpubill.engine.program import Percentage
+from gpubill.engine.pricing import models
+from gpubill.engine.spec.program import Percentage
 from lago_bill import compile_bill, event, one
 
 VALUES = "metric spend { event spend sum value }\n"

@@ -9,7 +9,7 @@ import io
 import orjson
 import pytest
 
-from gpubill.engine.fees import FeeBlock
+from gpubill.engine.pricing.fees import FeeBlock
 from gpubill.service.events import Store
 from gpubill.service.rating import rate_period
 from gpubill.service.report import report_json, write_report_json

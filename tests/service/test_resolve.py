@@ -20,8 +20,8 @@ from decimal import Decimal
 import pytest
 
 from gpubill.dsl.check import check_sources
-from gpubill.engine.compile import CompileError
-from gpubill.engine.subscription import resolve_subscription
+from gpubill.engine.spec.compile import CompileError
+from gpubill.engine.spec.subscription import resolve_subscription
 
 CATALOG = """
 entity us { name "GPU Cloud" currency USD timezone "UTC" }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpubill.engine.trace import line_ref
+from gpubill.engine.reference.trace import line_ref
 from gpubill.service.demo import run_demo
 from gpubill.store import Store
 

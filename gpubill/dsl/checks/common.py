@@ -1,7 +1,7 @@
 """What several checks need: walking the IR, finding a charge's metric, units, instants.
 
 Nothing here reports a diagnostic; these are lookups over a resolved Catalog.
-The unit rules mirror the engine's compiler (gpubill/engine/compile.py), so
+The unit rules mirror the engine's compiler (gpubill/engine/spec/compile.py), so
 that whatever `gpubill check` accepts compiles:
 
 * a metric counts events (count, unique_count) or is measured in its `in

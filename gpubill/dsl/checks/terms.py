@@ -38,7 +38,7 @@ def check_terms(cat: Catalog) -> Iterator[Diagnostic]:
 
 
 def _gpu_time(metric: ast.Metric | None) -> bool:
-    """Whether the idle policy reaches this metric (as gpubill.engine.compile applies it)."""
+    """Whether the idle policy reaches this metric (as gpubill.engine.spec.compile applies it)."""
     agg = metric.aggregation if metric is not None else None
     if agg is None or agg.expr is None:
         return False

@@ -16,11 +16,11 @@ from decimal import Decimal
 
 import numpy as np
 
-from . import poly as polymod
-from .money import MISSING_EXPONENT, UNHOLDABLE_EXPONENT
-from .plan import CENTS_PROP, _Strings
-from .program import END_REASON, RateResult
-from .reference import rate_reference
+from gpubill.engine.spec import poly as polymod
+from gpubill.engine.pricing.money import MISSING_EXPONENT, UNHOLDABLE_EXPONENT
+from gpubill.engine.fast.tables import CENTS_PROP, _Strings
+from gpubill.engine.spec.program import END_REASON, RateResult
+from gpubill.engine.reference.engine import rate_reference
 
 # Stands for a value the store could not hold: strictly numeric and beyond
 # an int64 mantissa, so the reference engine's ``held_pair`` refuses it too.

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import fast
-from .accumulate import ThreadAcc, chunks, parallel_map, run_chunk, side_bound
-from .kernels import FULL, OK
-from .money import EngineError
+from gpubill.engine.fast import shaped as fast
+from gpubill.engine.fast.accumulate import ThreadAcc, chunks, parallel_map, run_chunk, side_bound
+from gpubill.engine.fast.kernels import FULL, OK
+from gpubill.engine.pricing.money import EngineError
 
 
 def _validate(cols):

@@ -27,8 +27,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .kernels import FULL, I64_MIN, OK, _add, _fixed, _ld32, _mul, _per_event, _slot
-from .layout import (
+from gpubill.engine.fast.kernels import FULL, I64_MIN, OK, _add, _fixed, _ld32, _mul, _per_event, _slot
+from gpubill.engine.fast.layout import (
     A_COUNT, A_NCOL, A_SUM, B_CWOFF, B_LINE, B_NW1, B_WBN, B_WBOFF, C_ALL, C_BOFF, C_CENTS, C_FLAGS, C_GN, C_GOFF,
     C_KN, C_KOFF, C_NF, C_ORD, C_Q, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, F_UNIQUE, FA_FLAGS, FA_INC, FA_MAGIC, FA_MAX,
     FA_MIN, FA_SHIFT, FA_SLOT, G_DIM, G_LUT, G_MULT, I_BASE, I_CP, I_HASHED, I_IGN, I_LOFF, I_REC, I_STRIDE, I_XOFF, K_DIM,

@@ -1,6 +1,6 @@
 """The fast path: ``rate(subscriptions, cols) -> RateResult``.
 
-1. ``plan.build``: programs, lookup tables, slot layout (no per-event work
+1. ``tables.build``: programs, lookup tables, slot layout (no per-event work
    except the parallel column statistics);
 2. ``run_pass``: row ranges, one per thread; in each, ``fast.run_block``
    (routing, quantities and one small kernel per plain count/sum/max
@@ -30,24 +30,24 @@ from functools import partial
 import attrs
 import numpy as np
 
-from . import exact
-from . import plan as planmod
-from .kernels import I64_MIN
-from .main_pass import run_pass, unheld
-from .layout import (
+from gpubill.engine.fast import exact
+from gpubill.engine.fast import tables
+from gpubill.engine.fast.kernels import I64_MIN
+from gpubill.engine.fast.main_pass import run_pass, unheld
+from gpubill.engine.fast.layout import (
     A_COUNT, A_SUM, B_LINE, B_NW1, C_BOFF, F_CENTS, F_EXT, F_PROR, F_SIDE, F_UNIQUE, I_BASE, I_CP, I_HASHED, I_LOFF,
     I_STRIDE, I_XOFF, S_EP, S_XBASE, X_CENTS, X_LROW, X_LTS, X_LVAL, X_MAX, X_NCOL, X_PROR,
 )
-from .money import MISSING_EXPONENT, ratio_to_decimal
-from .coverage import DAY_MS
-from .fees import FeeBlock, rises, running_sum
-from .fees import merged as merged_fees
-from .price import (
+from gpubill.engine.pricing.money import MISSING_EXPONENT, ratio_to_decimal
+from gpubill.engine.calendar.coverage import DAY_MS
+from gpubill.engine.pricing.fees import FeeBlock, rises, running_sum
+from gpubill.engine.pricing.fees import merged as merged_fees
+from gpubill.engine.pricing.price import (
     advance_fees, assemble_run, linear_fee, price_line, price_values, slot_reason_maps,
 )
-from .program import Graduated, Percentage, Standard
-from .sequence import _unique, _weighted, segments, weighted_python
-from .usage import AdvanceEvent, LineUsage, ScaledInts
+from gpubill.engine.spec.program import Graduated, Percentage, Standard
+from gpubill.engine.fast.sequence import _unique, _weighted, segments, weighted_python
+from gpubill.engine.pricing.usage import AdvanceEvent, LineUsage, ScaledInts
 
 
 def _total(parts):
@@ -367,7 +367,7 @@ def rate(subscriptions, cols):
     exact path (``exact.rate_exact``) instead; one that cannot be rated at
     all is reported in ``RateResult.unrated``.  The others are never held up.
     """
-    p = planmod.build(subscriptions, cols)
+    p = tables.build(subscriptions, cols)
     base, accs = run_pass(p, cols)
     bad = unheld(accs)
     d = decode(p, accs)
@@ -577,8 +577,8 @@ def _advance_events(p, ch, pr, seq, tx_ids, eff_days):
     agg = ch.metric.aggregation
     cents_m = cents_e = None
     if pr.flags & F_CENTS:
-        cents_m, cents_e = p.cols.precise_total_amount_cents if hasattr(p.cols, planmod.CENTS_PROP) else \
-            p.cols.numeric(planmod.CENTS_PROP)
+        cents_m, cents_e = p.cols.precise_total_amount_cents if hasattr(p.cols, tables.CENTS_PROP) else \
+            p.cols.numeric(tables.CENTS_PROP)
     strings = p.cols.strings
     out = []
     for i, v, x, t, r, tx in zip(seq["idx"].tolist(), seq["val"].tolist(), seq["aux"].tolist(), seq["ts"].tolist(),

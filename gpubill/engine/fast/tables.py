@@ -37,17 +37,17 @@ from typing import NamedTuple
 import attrs
 import numpy as np
 
-from . import poly as polymod
-from .accumulate import chunks, parallel_map
-from .kernels import NO_EXPONENT, _finest_exponent, _mark_present, _min_exponent, address
-from .layout import (
+from gpubill.engine.spec import poly as polymod
+from gpubill.engine.fast.accumulate import chunks, parallel_map
+from gpubill.engine.fast.kernels import NO_EXPONENT, _finest_exponent, _mark_present, _min_exponent, address
+from gpubill.engine.fast.layout import (
     F_EXT, F_SIDE, I_BASE, I_CP, I_HASHED, I_IGN, I_LOFF, I_NCOL, I_REC, I_STRIDE, I_XOFF, S_BOFF, S_DBASE, S_EFF, S_EP,
     S_HI, S_LO, S_LP, S_NCOL, S_PLAN, S_RANK, S_XBASE, vector,
 )
-from .money import EngineError
-from .coverage import coverage_of
-from .program import END_REASON
-from .program_tables import Luts, ProgramTables, Quantities, needs_side
+from gpubill.engine.pricing.money import EngineError
+from gpubill.engine.calendar.coverage import coverage_of
+from gpubill.engine.spec.program import END_REASON
+from gpubill.engine.fast.program_tables import Luts, ProgramTables, Quantities, needs_side
 
 CENTS_PROP = "precise_total_amount_cents"
 DENSE_LIMIT = 1 << 23  # slots of one instance block above which it is hashed
@@ -83,7 +83,7 @@ class _Strings:
 
 
 @attrs.define
-class Plan:
+class Tables:
     """Everything a kernel call and the decoding after it need."""
 
     subs: list
@@ -146,7 +146,7 @@ def _column_stats(num_cols, dim_cols, n):
     return mins, present
 
 
-def build(subs, cols) -> Plan:
+def build(subs, cols) -> Tables:
     """Subscriptions + event columns -> the kernel tables and what decoding needs."""
     subs = list(subs)
     ext = [s.external_id for s in subs]
@@ -176,7 +176,7 @@ def build(subs, cols) -> Plan:
                   nsubs=np.asarray([len(x) for x in blocks.plan_subs], np.int64),
                   lkbase=np.asarray(blocks.lkbase, np.int64),
                   plan_subs=[np.asarray(x, np.int64) for x in blocks.plan_subs], n_lines=blocks.n_lines)
-    return Plan(
+    return Tables(
         subs, coverages, arrays, programs, quantities.scale, blocks.instances, inst_subs, blocks.inst_ign,
         blocks.hashed, blocks.hashed_ext, blocks.n_dense, blocks.n_xdense, blocks.n_ign, R, reason_values,
         luts.group_values, cs.scales.get(CENTS_PROP, 0), cols, layout,

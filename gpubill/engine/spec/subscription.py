@@ -36,8 +36,8 @@ import attrs
 
 from gpubill.dsl import ast
 from gpubill.dsl.resolve import Catalog
-from gpubill.engine.billing_calendar import Period, parse_period_arg, resolve_period, start_of, to_ms
-from gpubill.engine.compile import DEFAULT_CURRENCY, CompileError, when_ms
+from gpubill.engine.calendar.period import Period, parse_period_arg, resolve_period, start_of, to_ms
+from gpubill.engine.spec.compile import DEFAULT_CURRENCY, CompileError, when_ms
 
 
 @attrs.frozen

@@ -1,6 +1,6 @@
 """The per-program kernel tables: lookup tables, quantities, filters, buckets, groups.
 
-``plan.build`` hands each distinct charge program (a representative charge)
+``tables.build`` hands each distinct charge program (a representative charge)
 to ``ProgramTables.add`` once, with the loaded event columns: the program's
 quantity is deduplicated into the Q / TERM / FAC tables (``Quantities``),
 its filter keys become per-value bitmasks (KEY, masks, ordb), its group by
@@ -17,17 +17,17 @@ from fractions import Fraction
 import attrs
 import numpy as np
 
-from . import poly as polymod
-from .layout import (
+from gpubill.engine.spec import poly as polymod
+from gpubill.engine.fast.layout import (
     B_CWOFF, B_LINE, B_NCOL, B_NW1, B_WBN, B_WBOFF, C_ALL, C_BOFF, C_CENTS, C_FLAGS, C_G, C_GN, C_GOFF, C_KN, C_KOFF,
     C_NCOL, C_NF, C_ORD, C_Q, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, F_UNIQUE, FA_FLAGS, FA_INC, FA_MAGIC, FA_MAX, FA_MIN,
     FA_NCOL, FA_SHIFT, FA_SLOT, G_DIM, G_LUT, G_MULT, G_NCOL, K_DIM, K_MOFF, K_NCOL, K_VLUT, PE_INC, PE_MAX, PE_MIN, Q_KIND,
     Q_NCOL, Q_TN, Q_TOFF, Q_UCEIL, Q_UFLOOR, Q_UID, Q_UTIL, QK_COUNT, QK_POLY, QK_UID, T_COEF, T_FN, T_FOFF, T_NCOL,
     row, table, vector,
 )
-from .kernels import divider
-from .money import EngineError
-from .program import Graduated, Percentage, match_order
+from gpubill.engine.fast.kernels import divider
+from gpubill.engine.pricing.money import EngineError
+from gpubill.engine.spec.program import Graduated, Percentage, match_order
 
 MAX_FILTERS = 63
 MAX_GROUPS = 2**40  # value combinations of one charge's group by keys (slot ids stay int64)

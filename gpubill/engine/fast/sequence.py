@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .kernels import _add, _mul
+from gpubill.engine.fast.kernels import _add, _mul
 
 
 @njit(cache=True, nogil=True)

@@ -19,8 +19,8 @@ from math import ceil, gcd
 
 import attrs
 
-from .money import EngineError
-from .program import Add, Const, Div, Mul, PerEvent, Prop, Sub
+from gpubill.engine.pricing.money import EngineError
+from gpubill.engine.spec.program import Add, Const, Div, Mul, PerEvent, Prop, Sub
 
 
 @attrs.frozen

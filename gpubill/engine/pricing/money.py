@@ -19,7 +19,7 @@ from fractions import Fraction
 
 from gpubill.numbers import MISSING, UNHOLDABLE
 
-from .program import MoneyRounding
+from gpubill.engine.spec.program import MoneyRounding
 
 # Local contexts: big enough that +, -, * of any amounts we see are exact.
 EXACT = decimal.Context(prec=200, Emax=999999, Emin=-999999, traps=[decimal.InvalidOperation])

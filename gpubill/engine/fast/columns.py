@@ -15,8 +15,8 @@ from decimal import Decimal
 
 import numpy as np
 
-from .money import MISSING_EXPONENT, UNHOLDABLE_EXPONENT
-from .reference import held_pair, is_numeric, normalize
+from gpubill.engine.pricing.money import MISSING_EXPONENT, UNHOLDABLE_EXPONENT
+from gpubill.engine.reference.engine import held_pair, is_numeric, normalize
 
 
 def parse_numeric(s):

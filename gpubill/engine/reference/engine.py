@@ -48,11 +48,11 @@ from fractions import Fraction
 
 from gpubill.numbers import MIN_EXPONENT, STRICT, UNHOLDABLE, parse_strict
 
-from . import poly as polymod
-from .coverage import DAY_MS, NEG_INF, coverage_of
-from .price import assemble, line_model
-from .program import END_REASON, Graduated, NotRated, Percentage, Unrated, match_order
-from .usage import AdvanceEvent, LineUsage, nd
+from gpubill.engine.spec import poly as polymod
+from gpubill.engine.calendar.coverage import DAY_MS, NEG_INF, coverage_of
+from gpubill.engine.pricing.price import assemble, line_model
+from gpubill.engine.spec.program import END_REASON, Graduated, NotRated, Percentage, Unrated, match_order
+from gpubill.engine.pricing.usage import AdvanceEvent, LineUsage, nd
 
 REMOVE = "remove"
 CENTS = "precise_total_amount_cents"

@@ -37,15 +37,15 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from .accumulate import GenericTables, _unheld_beside
-from .kernels import _add, _fixed, _ld32, _mul, _per_event
-from .layout import (
+from gpubill.engine.fast.accumulate import GenericTables, _unheld_beside
+from gpubill.engine.fast.kernels import _add, _fixed, _ld32, _mul, _per_event
+from gpubill.engine.fast.layout import (
     A_COUNT, A_SUM, B_CWOFF, B_LINE, B_NW1, B_WBN, B_WBOFF, C_ALL, C_BOFF, C_GN, C_GOFF, C_KN, C_KOFF, C_NF, C_ORD,
     C_Q, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, FA_FLAGS, FA_INC, FA_MAGIC, FA_MAX, FA_MIN, FA_SHIFT, FA_SLOT, G_DIM, G_LUT, G_MULT,
     I_CP, I_HASHED, I_IGN, I_LOFF, I_REC, I_XOFF, K_DIM, K_MOFF, K_VLUT, Q_KIND, Q_TN, Q_TOFF, Q_UCEIL, Q_UFLOOR,
     Q_UTIL, QK_POLY, S_DBASE, S_EP, S_HI, S_LO, S_LP, S_PLAN, S_RANK, S_XBASE, T_COEF, T_FN, T_FOFF, X_MAX,
 )
-from .program_tables import MAX_FILTERS
+from gpubill.engine.fast.program_tables import MAX_FILTERS
 
 SLOW = F_LAST | F_PROR | F_CENTS | F_SIDE
 MAX_BUCKETS = MAX_FILTERS + 1  # buckets of one program (its filters and the rest)
@@ -603,7 +603,7 @@ def _fast_program(p, cp, xs) -> FastProgram:
 
 
 class FastTables:
-    """Per-run tables of the fast path, derived from the kernel tables (``plan.build``)."""
+    """Per-run tables of the fast path, derived from the kernel tables (``tables.build``)."""
 
     def __init__(self, p):
         a = p.arrays

@@ -1,7 +1,7 @@
 """Compile the resolved IR of a contract into the engine's program.
 
 `compile_subscription(catalog, resolved) -> SubscriptionSpec` takes a
-subscription resolved once (`gpubill.engine.subscription`: its plan version,
+subscription resolved once (`gpubill.engine.spec.subscription`: its plan version,
 timezone, period and bounds, as values), applies the contract's overrides and
 idle policy, and turns every charge of that version into a `ChargeSpec` whose
 prices are expressed per the metric's unit (a price `per minute` on a metric
@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING
 
 from gpubill.dsl import ast, currencies, quantities, units
 from gpubill.dsl.resolve import Catalog
-from gpubill.engine import program as p
-from gpubill.engine.billing_calendar import start_of, to_ms
+from gpubill.engine.spec import program as p
+from gpubill.engine.calendar.period import start_of, to_ms
 
 if TYPE_CHECKING:  # resolving a subscription builds on this module's errors
-    from gpubill.engine.subscription import Resolved
+    from gpubill.engine.spec.subscription import Resolved
 
 DEFAULT_CURRENCY = "USD"  # a plan that names no currency
 

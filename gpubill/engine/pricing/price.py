@@ -33,13 +33,13 @@ from math import gcd
 
 import numpy as np
 
-from . import models
-from .fees import Fees, rises
-from .money import EXACT, check_rounding, ratio_to_decimal, round_amount
-from .program import (
+from gpubill.engine.pricing import models
+from gpubill.engine.pricing.fees import Fees, rises
+from gpubill.engine.pricing.money import EXACT, check_rounding, ratio_to_decimal, round_amount
+from gpubill.engine.spec.program import (
     Dynamic, Graduated, InAdvanceFee, NotRated, Percentage, RatedLine, RateResult, Standard, Unrated,
 )
-from .usage import LineUsage, ScaledInts
+from gpubill.engine.pricing.usage import LineUsage, ScaledInts
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -315,7 +315,7 @@ def advance_fees(sub, cc: ChargeCtx, bucket, group, window, events, duration_day
     above the period's earlier maximum (``fees.rises``).  A prorated sum
     bills the rise prorated by the event's remaining days
     (``prorated_increment``)."""
-    from .money import fraction_to_decimal
+    from gpubill.engine.pricing.money import fraction_to_decimal
 
     charge = cc.charge
     model = cc.model(bucket, window)[0]
@@ -340,7 +340,7 @@ def advance_fees(sub, cc: ChargeCtx, bucket, group, window, events, duration_day
 
 def _percentage_fees(model, events) -> list:
     """(units, fee) per event of a percentage price: the model's rise with the event."""
-    from .money import fraction_to_decimal
+    from gpubill.engine.pricing.money import fraction_to_decimal
 
     values: list = []
     out = []
@@ -377,7 +377,7 @@ def _rise_fees(model, incs, events, prorated: bool, duration_days: int) -> list:
     """(units, fee) per event that bills the rise ``incs[i]`` of its line (standard, package, tiers...)."""
     from fractions import Fraction
 
-    from .money import fraction_to_decimal
+    from gpubill.engine.pricing.money import fraction_to_decimal
 
     standard = isinstance(model, Standard)
     billed = peak = Fraction(0)
@@ -516,7 +516,7 @@ class UsageSource:
         return [price_line(sub, cc, u, cov.duration_days) for u in us]
 
     def fees(self):
-        from .usage import LineKey
+        from gpubill.engine.pricing.usage import LineKey
 
         for key in sorted(self.advances, key=lambda k: LineKey(*k).sort_key()):
             si, ci, b, g, w = key

@@ -20,8 +20,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from .layout import PE_INC, PE_MAX, PE_MIN
-from .money import MISSING_EXPONENT as MISSING, UNHOLDABLE_EXPONENT as UNHOLDABLE
+from gpubill.engine.fast.layout import PE_INC, PE_MAX, PE_MIN
+from gpubill.engine.pricing.money import MISSING_EXPONENT as MISSING, UNHOLDABLE_EXPONENT as UNHOLDABLE
 
 I64_MIN = np.int64(-(2**63))
 P10 = np.array([10**k for k in range(19)], dtype=np.int64)

@@ -19,10 +19,10 @@ from collections.abc import Iterable
 
 import attrs
 
-from gpubill.engine import poly as polymod
-from gpubill.engine.coverage import NEG_INF, coverage_of
-from gpubill.engine.program import ChargeSpec, SubscriptionSpec, canonical_filter
-from gpubill.engine.reference import Unholdable, bucket_of, normalize, quantity, window_of
+from gpubill.engine.spec import poly as polymod
+from gpubill.engine.calendar.coverage import NEG_INF, coverage_of
+from gpubill.engine.spec.program import ChargeSpec, SubscriptionSpec, canonical_filter
+from gpubill.engine.reference.engine import Unholdable, bucket_of, normalize, quantity, window_of
 
 
 @attrs.frozen

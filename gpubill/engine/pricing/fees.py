@@ -26,8 +26,8 @@ from itertools import accumulate
 
 import numpy as np
 
-from .money import EXACT, ratio_to_decimal, round_amount
-from .program import InAdvanceFee
+from gpubill.engine.pricing.money import EXACT, ratio_to_decimal, round_amount
+from gpubill.engine.spec.program import InAdvanceFee
 
 INT64_MAX = 2**63 - 1
 

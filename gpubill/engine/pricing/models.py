@@ -15,8 +15,8 @@ from typing import Optional, Sequence
 
 import attrs
 
-from .money import EXACT, ceil_decimals
-from .program import Dynamic, Graduated, GraduatedPercentage, Package, Percentage, Standard, TierPart, Volume
+from gpubill.engine.pricing.money import EXACT, ceil_decimals
+from gpubill.engine.spec.program import Dynamic, Graduated, GraduatedPercentage, Package, Percentage, Standard, TierPart, Volume
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
