@@ -30,6 +30,7 @@ two runs) can be compared with ``==``.
 from __future__ import annotations
 
 from decimal import Decimal
+from collections.abc import Sequence
 from typing import Optional, Union
 
 import attrs
@@ -414,6 +415,11 @@ class NotRated(Exception):
 
 @attrs.frozen
 class RateResult:
+    """A run's priced lines, its pay-in-advance fees and the subscriptions it
+    could not rate.  ``in_advance`` is a sequence of ``InAdvanceFee``: the fast
+    engine's ``pricing.fees.Fees`` keeps them as int64 columns and builds a fee
+    object only when one is read; it compares equal to the tuple of the same fees."""
+
     lines: tuple
-    in_advance: tuple = ()
+    in_advance: Sequence = ()
     unrated: tuple = ()  # Unrated values, in the order of the subscriptions given
