@@ -39,7 +39,7 @@ from gpubill.engine.pricing.money import EXACT, check_rounding, ratio_to_decimal
 from gpubill.engine.spec.program import (
     Dynamic, Graduated, InAdvanceFee, NotRated, Percentage, RatedLine, RateResult, Standard, Unrated,
 )
-from gpubill.engine.pricing.usage import LineUsage, ScaledInts
+from gpubill.engine.pricing.usage import LineUsage, ScaledInts, line_sort_key
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -516,9 +516,7 @@ class UsageSource:
         return [price_line(sub, cc, u, cov.duration_days) for u in us]
 
     def fees(self):
-        from gpubill.engine.pricing.usage import LineKey
-
-        for key in sorted(self.advances, key=lambda k: LineKey(*k).sort_key()):
+        for key in sorted(self.advances, key=line_sort_key):  # LineKey keys
             si, ci, b, g, w = key
             yield si, ci, partial(_fees_of_key, self.subs[si], b, g, w, self.advances[key],
                                   self.coverages[si].duration_days)

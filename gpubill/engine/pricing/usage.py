@@ -16,7 +16,7 @@ pricing itself.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import attrs
 
@@ -88,12 +88,20 @@ class LineUsage:
         self.pror_events = pror_events
         self.ignored = ignored
 
+    @property
+    def key(self) -> "LineKey":
+        return LineKey(self.sub, self.charge, self.bucket, self.group, self.window)
+
     def sort_key(self):
         return line_sort_key(self)
 
 
-@attrs.frozen
-class LineKey:
+class LineKey(NamedTuple):
+    """The identity of a line inside a run, shared by both engines: subscription
+    and charge (indices), filter bucket (None: the default), group values (one
+    per group_by key, None: missing), price window (None: none).  Outside a run
+    a line is named by its ``RatedLine`` fields (``reference.trace.LineRef``)."""
+
     sub: int
     charge: int
     bucket: Optional[int]

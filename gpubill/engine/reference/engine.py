@@ -52,7 +52,7 @@ from gpubill.engine.spec import poly as polymod
 from gpubill.engine.calendar.coverage import DAY_MS, NEG_INF, coverage_of
 from gpubill.engine.pricing.price import assemble, line_model
 from gpubill.engine.spec.program import END_REASON, Graduated, NotRated, Percentage, Unrated, match_order
-from gpubill.engine.pricing.usage import AdvanceEvent, LineUsage, nd
+from gpubill.engine.pricing.usage import AdvanceEvent, LineKey, LineUsage, nd
 
 REMOVE = "remove"
 CENTS = "precise_total_amount_cents"
@@ -309,7 +309,7 @@ def _subscription(si, sub, cov, by_pair):
         for key, rows in lines.items():
             if charge.pay_in_advance:
                 rows.sort(key=lambda r: (r["ts"], r["rowid"]))
-                advances[(si, ci) + key] = [
+                advances[LineKey(si, ci, *key)] = [
                     AdvanceEvent(r["ts"], r["rowid"], r["tx"], r["q"], r["cents"], r["uid"], r["remove"],
                                  cov.eff_days - max(cov.day_index(r["ts"]), 0))
                     for r in rows
