@@ -1,28 +1,31 @@
-"""The fast path of the main pass: small kernels per charge program.
+"""The fast path of the main pass: small kernels per charge program, shaped.
 
 Most charges aggregate ``count`` / ``sum`` / ``max`` of one quantity into a
 filter bucket, an optional group and an optional price window.  For those
 (*fast* programs: no latest, prorating, dynamic cents or sequence, and a
-dense slot block) the work of one block of rows is split into tight loops
-instead of one interpreter over every (event, charge) pair:
+dense slot block) the work of one block of ``BLOCK`` rows is split into
+tight loops instead of one interpreter over every (event, charge) pair:
 
-1. ``_route``: every row of the block -> (code, subscription slot, end
-   reason), kept only when some fast charge of the subscription's plan
-   reads that code and the timestamp is in range; rows come out grouped by
-   code (a counting sort), with the row index, the subscription (negative:
-   before the period, kept only for codes with a recurring fast charge) and
-   the end reason's compact index;
-2. ``_quantity``: each quantity a fast program of the code needs, once per
-   routed row: exact int64 polynomial over fixed-point properties (the
-   property's column is re-expressed at the plan's scale with overflow
-   checks), per-event rounding, utilization; ``ok`` False when a property
-   is missing or not strictly numeric;
-3. ``_program``: one loop per (program, occurrence in the plan) over the
-   code's routed rows: bucket (per-key bitmask tables, the lowest set bit
-   is the most specific filter), window (a branch-free count of the
-   bucket's boundaries), group, then ``acc[row] += (1, q)`` (checked) and
-   ``ext[row].max`` -- the same slots the generic kernel writes, so decoding
-   is unchanged.
+1. ``_route``: one branch-free pass writes every row of the block to its
+   event code's buffer (row index, subscription -- negative before the
+   period, kept only for codes with a recurring fast charge -- and the end
+   reason's compact index); a row advances its code's count only when some
+   fast charge of its subscription's plan reads the code and its time is in
+   range (``Routes``: unknown ids map to sentinels that keep nothing);
+2. ``_quantity_shaped``: each quantity a fast program of the code needs,
+   once per routed row, for one-term polynomials of one or two factors with
+   an optional utilization (the tables' values as scalars; per-event
+   increments divided by multiply-high); ``_quantity`` for other
+   polynomials; ``ok`` False when a property is missing or not strictly
+   numeric, a value that cannot be held marks the subscription;
+3. ``_program_shaped``: one loop per (program, occurrence in the plan) over
+   the code's routed rows, compiled once per combination of absent pieces
+   (filter key, price windows, first and second group key, quantity, max,
+   end reasons); a windowed program whose block lies inside one window per
+   bucket runs without windows (``_block_windows``).  ``_program`` takes the
+   other shapes (several filter keys, three or more group keys).  Both
+   write ``acc[row] += (1, q)`` (checked) and ``ext[row].max`` -- the same
+   slots the generic kernel writes, so decoding is unchanged.
 
 The generic kernel (``accumulate._accumulate``) still runs for the other
 instances, with (plan, code) tables that list only those.
