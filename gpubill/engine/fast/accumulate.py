@@ -53,6 +53,75 @@ def _unheld_beside(qi, i, Q, TERM, FAC, mptr, eptr, nscale):
     return sl >= 0 and _fixed(mptr[sl], eptr[sl], nscale[sl], i)[2]
 
 
+@njit(cache=True, nogil=True)
+def _add_event(acc, row, v):
+    """One event of quantity v into slot ``row``: count + 1 and the checked sum;
+    True (and nothing added) when the sum would overflow int64."""
+    sm, o = _add(acc[row, A_SUM], v)
+    if o:
+        return True
+    acc[row, A_COUNT] += 1
+    acc[row, A_SUM] = sm
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _table_quantity(qi, i, Q, TERM, FAC, mptr, eptr, nscale):
+    """(q, ok, held) of the polynomial quantity ``qi`` in row i, read from the
+    tables (Q, TERM, FAC): ``ok`` False when a value is missing or not
+    strictly numeric (the event is ignored), ``held`` False when a value or
+    the arithmetic cannot be held in int64 (the exact path rates the
+    subscription).  The generic kernel and ``shaped._quantity`` both use it."""
+    held = True
+    q = np.int64(0)
+    ok = True
+    for tt in range(Q[qi, Q_TOFF], Q[qi, Q_TOFF] + Q[qi, Q_TN]):
+        term = TERM[tt, T_COEF]
+        for f in range(TERM[tt, T_FOFF], TERM[tt, T_FOFF] + TERM[tt, T_FN]):
+            sl = FAC[f, FA_SLOT]
+            x, valid, o = _fixed(mptr[sl], eptr[sl], nscale[sl], i)
+            if o:
+                held = False
+                break
+            if not valid:
+                ok = False
+                break
+            fl = FAC[f, FA_FLAGS]
+            if fl != 0:
+                x, o = _per_event(x, fl, FAC[f, FA_INC], FAC[f, FA_MIN], FAC[f, FA_MAX], FAC[f, FA_MAGIC],
+                                   FAC[f, FA_SHIFT])
+                if o:
+                    held = False
+                    break
+            term, o = _mul(term, x)
+            if o:
+                held = False
+                break
+        if not (ok and held):
+            break
+        q, o = _add(q, term)
+        if o:
+            held = False
+            break
+    if ok and held and Q[qi, Q_UTIL] >= 0:
+        sl = Q[qi, Q_UTIL]
+        u, valid, o = _fixed(mptr[sl], eptr[sl], nscale[sl], i)
+        if o:
+            held = False
+        elif not valid:
+            ok = False
+        else:
+            if u < Q[qi, Q_UFLOOR]:
+                u = Q[qi, Q_UFLOOR]
+            if u > Q[qi, Q_UCEIL]:
+                u = Q[qi, Q_UCEIL]
+            q, o = _mul(q, u)
+            held = not o
+    if not ok:
+        held = not _unheld_beside(qi, i, Q, TERM, FAC, mptr, eptr, nscale)
+    return q, ok, held
+
+
 # C901 exempt: a numba kernel is one loop over the events with its branches inlined on
 # purpose (a call per branch would cost more than the work it does).
 class Rows(NamedTuple):
@@ -175,52 +244,7 @@ def _accumulate(lo_i, hi_i, rows_, tables, accs):  # noqa: C901
                 qv[qi] = 1
                 qok[qi] = _ld32(dptr[Q[qi, Q_UID]], i) >= 0
                 continue
-            q = np.int64(0)
-            ok = True
-            for tt in range(Q[qi, Q_TOFF], Q[qi, Q_TOFF] + Q[qi, Q_TN]):
-                term = TERM[tt, T_COEF]
-                for f in range(TERM[tt, T_FOFF], TERM[tt, T_FOFF] + TERM[tt, T_FN]):
-                    sl = FAC[f, FA_SLOT]
-                    x, valid, o = _fixed(mptr[sl], eptr[sl], nscale[sl], i)
-                    if o:
-                        held = False
-                        break
-                    if not valid:
-                        ok = False
-                        break
-                    fl = FAC[f, FA_FLAGS]
-                    if fl != 0:
-                        x, o = _per_event(x, fl, FAC[f, FA_INC], FAC[f, FA_MIN], FAC[f, FA_MAX], FAC[f, FA_MAGIC],
-                                           FAC[f, FA_SHIFT])
-                        if o:
-                            held = False
-                            break
-                    term, o = _mul(term, x)
-                    if o:
-                        held = False
-                        break
-                if not (ok and held):
-                    break
-                q, o = _add(q, term)
-                if o:
-                    held = False
-                    break
-            if ok and held and Q[qi, Q_UTIL] >= 0:
-                sl = Q[qi, Q_UTIL]
-                u, valid, o = _fixed(mptr[sl], eptr[sl], nscale[sl], i)
-                if o:
-                    held = False
-                elif not valid:
-                    ok = False
-                else:
-                    if u < Q[qi, Q_UFLOOR]:
-                        u = Q[qi, Q_UFLOOR]
-                    if u > Q[qi, Q_UCEIL]:
-                        u = Q[qi, Q_UCEIL]
-                    q, o = _mul(q, u)
-                    held = not o
-            if not ok:
-                held = not _unheld_beside(qi, i, Q, TERM, FAC, mptr, eptr, nscale)
+            q, ok, held = _table_quantity(qi, i, Q, TERM, FAC, mptr, eptr, nscale)
             if not held:
                 break
             qv[qi] = q
@@ -288,12 +312,9 @@ def _accumulate(lo_i, hi_i, rows_, tables, accs):  # noqa: C901
                 row = SUB[s, S_DBASE] + r * SUB[s, S_LP] + INST[inst, I_LOFF] + line
                 slot = row
                 xrow = SUB[s, S_XBASE] + r * SUB[s, S_EP] + INST[inst, I_XOFF] + line
-            acc[row, A_COUNT] += 1
-            sm, o = _add(acc[row, A_SUM], q)
-            if o:
+            if _add_event(acc, row, q):
                 bad[s] = 1
                 continue
-            acc[row, A_SUM] = sm
             if flags != 0:
                 if flags & F_MAX:
                     if q > ext[xrow, X_MAX]:

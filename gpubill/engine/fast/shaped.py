@@ -40,10 +40,10 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from gpubill.engine.fast.accumulate import GenericTables, _unheld_beside
-from gpubill.engine.fast.kernels import _add, _fixed, _ld32, _mul, _per_event
+from gpubill.engine.fast.accumulate import GenericTables, _add_event, _table_quantity
+from gpubill.engine.fast.kernels import _fixed, _ld32, _mul, _per_event
 from gpubill.engine.fast.layout import (
-    A_COUNT, A_SUM, B_CWOFF, B_LINE, B_NW1, B_WBN, B_WBOFF, C_ALL, C_BOFF, C_GN, C_GOFF, C_KN, C_KOFF, C_NF, C_ORD,
+    B_CWOFF, B_LINE, B_NW1, B_WBN, B_WBOFF, C_ALL, C_BOFF, C_GN, C_GOFF, C_KN, C_KOFF, C_NF, C_ORD,
     C_Q, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, FA_FLAGS, FA_INC, FA_MAGIC, FA_MAX, FA_MIN, FA_SHIFT, FA_SLOT, G_DIM, G_LUT, G_MULT,
     I_CP, I_HASHED, I_IGN, I_LOFF, I_REC, I_XOFF, K_DIM, K_MOFF, K_VLUT, Q_KIND, Q_TN, Q_TOFF, Q_UCEIL, Q_UFLOOR,
     Q_UTIL, QK_POLY, S_DBASE, S_EP, S_HI, S_LO, S_LP, S_PLAN, S_RANK, S_XBASE, T_COEF, T_FN, T_FOFF, X_MAX,
@@ -104,61 +104,10 @@ def _route(lo_i, hi_i, sub_ids, code_ids, ts, rt, reasons, rlut, rows, es, er, c
 @njit(cache=True, nogil=True)
 def _quantity(j0, j1, rows, es, mptr, eptr, nscale, qi, Q, TERM, FAC, out, ok, bad):
     """out[j], ok[j] for the routed rows [j0, j1): the exact int64 quantity
-    ``qi``; a row whose value cannot be held marks its subscription in
-    ``bad`` (the exact path rates it) and is not counted here."""
-    t0 = Q[qi, Q_TOFF]
-    tn = Q[qi, Q_TN]
-    usl = Q[qi, Q_UTIL]
-    ufl = Q[qi, Q_UFLOOR]
-    uce = Q[qi, Q_UCEIL]
+    ``qi`` read from the tables; a row whose value cannot be held marks its
+    subscription in ``bad`` (the exact path rates it) and is not counted here."""
     for j in range(j0, j1):
-        i = rows[j]
-        q = np.int64(0)
-        good = True
-        held = True
-        for tt in range(t0, t0 + tn):
-            term = TERM[tt, T_COEF]
-            for f in range(TERM[tt, T_FOFF], TERM[tt, T_FOFF] + TERM[tt, T_FN]):
-                sl = FAC[f, FA_SLOT]
-                x, valid, o = _fixed(mptr[sl], eptr[sl], nscale[sl], i)
-                if o:
-                    held = False
-                    break
-                if not valid:
-                    good = False
-                    break
-                fl = FAC[f, FA_FLAGS]
-                if fl != 0:
-                    x, o = _per_event(x, fl, FAC[f, FA_INC], FAC[f, FA_MIN], FAC[f, FA_MAX], FAC[f, FA_MAGIC],
-                                           FAC[f, FA_SHIFT])
-                    if o:
-                        held = False
-                        break
-                term, o = _mul(term, x)
-                if o:
-                    held = False
-                    break
-            if not (good and held):
-                break
-            q, o = _add(q, term)
-            if o:
-                held = False
-                break
-        if good and held and usl >= 0:
-            u, valid, o = _fixed(mptr[usl], eptr[usl], nscale[usl], i)
-            if o:
-                held = False
-            elif not valid:
-                good = False
-            else:
-                if u < ufl:
-                    u = ufl
-                if u > uce:
-                    u = uce
-                q, o = _mul(q, u)
-                held = not o
-        if not good:
-            held = not _unheld_beside(qi, i, Q, TERM, FAC, mptr, eptr, nscale)
+        q, good, held = _table_quantity(qi, rows[j], Q, TERM, FAC, mptr, eptr, nscale)
         if not held:
             s = np.int64(es[j])
             bad[s if s >= 0 else -s - 1] = 1
@@ -265,20 +214,15 @@ def _program(j0, j1, rows, es, er, ts, q, qok, has_q, rec, want_max, fb, tables,
         line = BKT[bo, B_LINE] + g * BKT[bo, B_NW1] + w
         r = np.int64(er[j])
         row = base + r * lp[s] + line
-        acc[row, A_COUNT] += 1
+        v = q[j] if has_q else 1
+        if _add_event(acc, row, v):
+            bad[s] = 1
+            continue
         if has_q:
-            v = q[j]
-            sm, o = _add(acc[row, A_SUM], v)
-            if o:
-                bad[s] = 1
-                continue
-            acc[row, A_SUM] = sm
             if want_max:
                 xr = xbase[s] + r * ep[s] + line
                 if v > ext[xr, X_MAX]:
                     ext[xr, X_MAX] = v
-        else:
-            acc[row, A_SUM] += 1
 
 
 @njit(cache=True, nogil=True)
@@ -321,22 +265,16 @@ def _program_shaped(j0, j1, rows, es, er, ts, q, qok, rec, kcol, blut, nf, bline
         row = base + line
         if er is not None:
             row += np.int64(er[j]) * lp[s]
-        acc[row, A_COUNT] += 1
-        if q is not None:
-            v = q[j]
-            sm, o = _add(acc[row, A_SUM], v)
-            if o:
-                bad[s] = 1
-                continue
-            acc[row, A_SUM] = sm
-            if ext is not None:
-                xr = xbase[s] + line
-                if er is not None:
-                    xr += np.int64(er[j]) * ep[s]
-                if v > ext[xr, X_MAX]:
-                    ext[xr, X_MAX] = v
-        else:
-            acc[row, A_SUM] += 1
+        v = q[j] if q is not None else 1
+        if _add_event(acc, row, v):
+            bad[s] = 1
+            continue
+        if ext is not None:  # a max: always with a quantity
+            xr = xbase[s] + line
+            if er is not None:
+                xr += np.int64(er[j]) * ep[s]
+            if v > ext[xr, X_MAX]:
+                ext[xr, X_MAX] = v
 
 
 @njit(cache=True, nogil=True)
