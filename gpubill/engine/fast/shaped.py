@@ -164,6 +164,20 @@ def _quantity_shaped(j0, j1, rows, es, coef, m0, e0, sc0, pe0, m1, e1, sc1, pe1,
 
 
 @njit(cache=True, nogil=True)
+def _slot_base(e, rec, dbase):
+    """(subscription, the program's first slot for it) of a routed row whose
+    subscription entry is e (-s-1: before the period); slot -1 when the row
+    does not count here (before the period of a charge that is not recurring,
+    or a plan without the program)."""
+    s = np.int64(e)
+    if s < 0:
+        if rec == 0:
+            return s, np.int64(-1)
+        s = -s - 1
+    return s, dbase[s]
+
+
+@njit(cache=True, nogil=True)
 def _program(j0, j1, rows, es, er, ts, q, qok, has_q, rec, want_max, fb, tables, dbase, lp, xbase, ep, ignb, accs):
     """One fast program over the routed rows [j0, j1) of its code; a sum
     that would overflow marks its subscription in ``bad`` (the exact path
@@ -173,12 +187,7 @@ def _program(j0, j1, rows, es, er, ts, q, qok, has_q, rec, want_max, fb, tables,
                                                      tables.BKT, tables.wb, tables.cw, tables.GK)
     acc, ext, ign, bad = accs.acc, accs.ext, accs.ign, accs.bad
     for j in range(j0, j1):
-        s = np.int64(es[j])
-        if s < 0:
-            if rec == 0:
-                continue
-            s = -s - 1
-        base = dbase[s]
+        s, base = _slot_base(es[j], rec, dbase)
         if base < 0:
             continue
         i = rows[j]
@@ -238,12 +247,7 @@ def _program_shaped(j0, j1, rows, es, er, ts, q, qok, rec, kcol, blut, nf, bline
     ``q`` None for count, ``ext`` None without max, ``er`` None without end
     reasons.  The slot rows are the ones ``_program`` writes."""
     for j in range(j0, j1):
-        s = np.int64(es[j])
-        if s < 0:
-            if rec == 0:
-                continue
-            s = -s - 1
-        base = dbase[s]
+        s, base = _slot_base(es[j], rec, dbase)
         if base < 0:
             continue
         i = rows[j]
