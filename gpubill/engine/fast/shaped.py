@@ -109,8 +109,7 @@ def _quantity(j0, j1, rows, es, mptr, eptr, nscale, qi, Q, TERM, FAC, out, ok, b
     for j in range(j0, j1):
         q, good, held = _table_quantity(qi, rows[j], Q, TERM, FAC, mptr, eptr, nscale)
         if not held:
-            s = np.int64(es[j])
-            bad[s if s >= 0 else -s - 1] = 1
+            bad[_sub_of(es[j])] = 1
             good = False
         out[j] = q
         ok[j] = good
@@ -156,8 +155,7 @@ def _quantity_shaped(j0, j1, rows, es, coef, m0, e0, sc0, pe0, m1, e1, sc1, pe1,
                 q, o = _mul(q, min(max(u, ufl), uce))
                 unheld = unheld or o
         if unheld:
-            s = np.int64(es[j])
-            bad[s if s >= 0 else -s - 1] = 1
+            bad[_sub_of(es[j])] = 1
             good = False
         out[j] = q
         ok[j] = good
@@ -169,12 +167,17 @@ def _slot_base(e, rec, dbase):
     subscription entry is e (-s-1: before the period); slot -1 when the row
     does not count here (before the period of a charge that is not recurring,
     or a plan without the program)."""
-    s = np.int64(e)
-    if s < 0:
-        if rec == 0:
-            return s, np.int64(-1)
-        s = -s - 1
+    s = _sub_of(e)
+    if e < 0 and rec == 0:
+        return s, np.int64(-1)
     return s, dbase[s]
+
+
+@njit(cache=True, nogil=True)
+def _sub_of(e):
+    """The subscription of a routed row's entry (``_route`` writes -s-1 for a row before the period)."""
+    s = np.int64(e)
+    return s if s >= 0 else -s - 1
 
 
 @njit(cache=True, nogil=True)
