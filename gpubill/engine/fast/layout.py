@@ -1,10 +1,10 @@
 """The column layout of every kernel table, declared once.
 
-``plan.py`` writes these int64 tables, the kernels (``accumulate.py``,
-``fast.py``) read them, and ``rate.py`` decodes the accumulators with the
+``tables.py`` writes these int64 tables, the kernels (``accumulate.py``,
+``shaped.py``) read them, and ``rate.py`` decodes the accumulators with the
 same names: a table is addressed ``TABLE[row, COLUMN]``, never by a raw
 column number.  Each layout ends with its width (``*_NCOL``), the number of
-columns ``plan.py`` allocates.  Module-level ints are compile-time
+columns ``tables.py`` allocates.  Module-level ints are compile-time
 constants to numba, so a named column costs nothing in a kernel.
 """
 

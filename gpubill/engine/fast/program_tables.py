@@ -61,7 +61,7 @@ class Program:
 class Luts:
     """The lookup tables, one int32 array (0 = missing / not mentioned): per
     grouped dimension its values' compact index in string order, per filtered
-    dimension its filter values' index (``cs``: the loaded event columns, ``plan._Columns``)."""
+    dimension its filter values' index (``cs``: the loaded event columns, ``tables._Columns``)."""
 
     def __init__(self, cs, charges):
         self.cs, self.charges = cs, charges

@@ -93,7 +93,7 @@ def _slot_info(p, ids):
         P = np.searchsorted(L["pbase"], x, "right") - 1
         Lp = L["Lp"][P]
         rem = x - L["pbase"][P]
-        rr = rem // (L["nsubs"][P] * Lp)  # reason-major inside the plan's block (plan.py)
+        rr = rem // (L["nsubs"][P] * Lp)  # reason-major inside the plan's block (tables.py)
         rem2 = rem - rr * L["nsubs"][P] * Lp
         rk = rem2 // Lp
         pl = rem2 - rk * Lp
