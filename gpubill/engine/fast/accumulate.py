@@ -1,8 +1,8 @@
 """The main pass: every event -> its line slots, accumulated in one sweep.
 
 ``_accumulate`` runs over a row range of the store's columns (no copies).
-Per event: ``s = sub_lut[subscription]``, ``pk = plan(s) * ncodes + code``;
-the quantities that (plan, code) needs are evaluated once (exact int64
+Per event: ``s = sub_lut[subscription]``, ``pk = plist(s) * ncodes + code``;
+the quantities that (program list, code) needs are evaluated once (exact int64
 polynomials over fixed-point properties, per-event rounding, utilization);
 then for every charge instance of the pair: the time range, the filter
 bucket (per-key bitmask tables over dictionary ids, AND across keys, lowest
@@ -33,7 +33,7 @@ from gpubill.engine.fast.layout import (
     C_KN, C_KOFF, C_NF, C_ORD, C_Q, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, F_UNIQUE, FA_FLAGS, FA_INC, FA_MAGIC, FA_MAX,
     FA_MIN, FA_SHIFT, FA_SLOT, G_DIM, G_LUT, G_MULT, I_BASE, I_CP, I_HASHED, I_IGN, I_LOFF, I_REC, I_STRIDE, I_XOFF, K_DIM,
     K_MOFF, K_VLUT, Q_KIND, Q_TN, Q_TOFF, Q_UCEIL, Q_UFLOOR, Q_UID, Q_UTIL, QK_COUNT, QK_UID, S_BOFF, S_DBASE,
-    S_EFF, S_EP, S_HI, S_LO, S_LP, S_PLAN, S_RANK, S_XBASE, T_COEF, T_FN, T_FOFF, X_CENTS, X_LROW, X_LTS, X_LVAL,
+    S_EFF, S_EP, S_HI, S_LO, S_LP, S_PLIST, S_RANK, S_XBASE, T_COEF, T_FN, T_FOFF, X_CENTS, X_LROW, X_LTS, X_LVAL,
     X_MAX, X_NCOL, X_PROR,
 )
 
@@ -134,7 +134,7 @@ class Rows(NamedTuple):
 
 
 class GenericTables(NamedTuple):
-    """The plan tables the generic kernel reads (layout.py names their columns)."""
+    """The program list tables the generic kernel reads (layout.py names their columns)."""
 
     dptr: np.ndarray
     mptr: np.ndarray
@@ -220,7 +220,7 @@ def _accumulate(lo_i, hi_i, rows_, tables, accs):  # noqa: C901
         k = code_lut[cid]
         if k < 0:
             continue
-        pk = SUB[s, S_PLAN] * ncodes + k
+        pk = SUB[s, S_PLIST] * ncodes + k
         j0 = pk_start[pk]
         j1 = pk_start[pk + 1]
         if j0 == j1:
@@ -231,7 +231,7 @@ def _accumulate(lo_i, hi_i, rows_, tables, accs):  # noqa: C901
         before = t < SUB[s, S_LO]
         if before and pk_rec[pk] == 0:
             continue
-        # ---- the quantities this (plan, code) needs, once per event
+        # ---- the quantities this (program list, code) needs, once per event
         held = True
         for qq in range(pk_qstart[pk], pk_qstart[pk + 1]):
             qi = pk_q[qq]
@@ -388,7 +388,7 @@ def _side_bound(lo_i, hi_i, sub_ids, code_ids, ts, sub_lut, code_lut, ncodes, SU
         k = code_lut[cid]
         if k < 0 or ts[i] > SUB[s, S_HI]:
             continue
-        total += pk_nside[SUB[s, S_PLAN] * ncodes + k]
+        total += pk_nside[SUB[s, S_PLIST] * ncodes + k]
     return total
 
 
@@ -447,8 +447,8 @@ class ThreadAcc:
 
 
 def run_chunk(p, cols, lo_i, hi_i, acc: ThreadAcc, pk=None):
-    """The generic kernel over rows [lo_i, hi_i); ``pk`` replaces the plan's
-    (plan, code) instance tables (the fast path passes the instances it
+    """The generic kernel over rows [lo_i, hi_i); ``pk`` replaces the program list's
+    (program list, code) instance tables (the fast path passes the instances it
     leaves to this kernel)."""
     a = dict(p.arrays, **pk) if pk else p.arrays
     rows = Rows(cols.subscription, cols.code, cols.timestamp_ms, cols.rowid)

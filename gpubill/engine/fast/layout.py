@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 # SUB: one row per subscription (plus one closing row for S_BOFF)
-S_PLAN, S_RANK, S_LO, S_HI, S_BOFF, S_EFF, S_DBASE, S_LP, S_XBASE, S_EP, S_NCOL = range(11)
-# INST: one row per charge instance (a charge of a plan)
+S_PLIST, S_RANK, S_LO, S_HI, S_BOFF, S_EFF, S_DBASE, S_LP, S_XBASE, S_EP, S_NCOL = range(11)
+# INST: one row per charge instance (a charge of a program list)
 I_CP, I_REC, I_BASE, I_STRIDE, I_IGN, I_HASHED, I_LOFF, I_XOFF, I_NCOL = range(9)
 # CP: one row per charge program
 C_FLAGS, C_Q, C_NF, C_ALL, C_KOFF, C_KN, C_ORD, C_BOFF, C_GOFF, C_GN, C_G, C_CENTS, C_NCOL = range(13)

@@ -93,11 +93,11 @@ def _slot_info(p, ids):
         P = np.searchsorted(L["pbase"], x, "right") - 1
         Lp = L["Lp"][P]
         rem = x - L["pbase"][P]
-        rr = rem // (L["nsubs"][P] * Lp)  # reason-major inside the plan's block (tables.py)
+        rr = rem // (L["nsubs"][P] * Lp)  # reason-major inside the program list's block (tables.py)
         rem2 = rem - rr * L["nsubs"][P] * Lp
         rk = rem2 // Lp
         pl = rem2 - rk * Lp
-        # the dense instances of each plan, by line offset
+        # the dense instances of each program list, by line offset
         dx = [k for k in range(ninst) if not INST[k, I_HASHED]]
         dx.sort(key=lambda k: (p.instances[k][0], INST[k, I_LOFF]))
         ploff = np.r_[0, np.cumsum(L["Lp"])[:-1]]

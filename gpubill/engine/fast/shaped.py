@@ -10,7 +10,7 @@ tight loops instead of one interpreter over every (event, charge) pair:
    event code's buffer (row index, subscription -- negative before the
    period, kept only for codes with a recurring fast charge -- and the end
    reason's compact index); a row advances its code's count only when some
-   fast charge of its subscription's plan reads the code and its time is in
+   fast charge of its subscription's program list reads the code and its time is in
    range (``Routes``: unknown ids map to sentinels that keep nothing);
 2. ``_quantity_shaped``: each quantity a fast program of the code needs,
    once per routed row, for one-term polynomials of one or two factors with
@@ -18,7 +18,7 @@ tight loops instead of one interpreter over every (event, charge) pair:
    increments divided by multiply-high); ``_quantity`` for other
    polynomials; ``ok`` False when a property is missing or not strictly
    numeric, a value that cannot be held marks the subscription;
-3. ``_program_shaped``: one loop per (program, occurrence in the plan) over
+3. ``_program_shaped``: one loop per (program, occurrence in the program list) over
    the code's routed rows, compiled once per combination of absent pieces
    (filter key, price windows, first and second group key, quantity, max,
    end reasons); a windowed program whose block lies inside one window per
@@ -28,7 +28,7 @@ tight loops instead of one interpreter over every (event, charge) pair:
    slots the generic kernel writes, so decoding is unchanged.
 
 The generic kernel (``accumulate._accumulate``) still runs for the other
-instances, with (plan, code) tables that list only those.
+instances, with (program list, code) tables that list only those.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from gpubill.engine.fast.layout import (
     B_CWOFF, B_LINE, B_NW1, B_WBN, B_WBOFF, C_ALL, C_BOFF, C_GN, C_GOFF, C_KN, C_KOFF, C_NF, C_ORD,
     C_Q, F_CENTS, F_LAST, F_MAX, F_PROR, F_SIDE, FA_FLAGS, FA_INC, FA_MAGIC, FA_MAX, FA_MIN, FA_SHIFT, FA_SLOT, G_DIM, G_LUT, G_MULT,
     I_CP, I_HASHED, I_IGN, I_LOFF, I_REC, I_XOFF, K_DIM, K_MOFF, K_VLUT, Q_KIND, Q_TN, Q_TOFF, Q_UCEIL, Q_UFLOOR,
-    Q_UTIL, QK_POLY, S_DBASE, S_EP, S_HI, S_LO, S_LP, S_PLAN, S_RANK, S_XBASE, T_COEF, T_FN, T_FOFF, X_MAX,
+    Q_UTIL, QK_POLY, S_DBASE, S_EP, S_HI, S_LO, S_LP, S_PLIST, S_RANK, S_XBASE, T_COEF, T_FN, T_FOFF, X_MAX,
 )
 from gpubill.engine.fast.program_tables import MAX_FILTERS
 
@@ -166,7 +166,7 @@ def _slot_base(e, rec, dbase):
     """(subscription, the program's first slot for it) of a routed row whose
     subscription entry is e (-s-1: before the period); slot -1 when the row
     does not count here (before the period of a charge that is not recurring,
-    or a plan without the program)."""
+    or a program list without the program)."""
     s = _sub_of(e)
     if e < 0 and rec == 0:
         return s, np.int64(-1)
@@ -339,7 +339,7 @@ class Routes(NamedTuple):
 
     sub: np.ndarray  # dictionary id + 1 -> subscription index (or the sentinel)
     code: np.ndarray  # dictionary id + 1 -> code index (or the sentinel)
-    ok: np.ndarray  # subscription * (ncodes + 1) + code -> 1 when a fast program of its plan reads the code
+    ok: np.ndarray  # subscription * (ncodes + 1) + code -> 1 when a fast program of its program list reads the code
     lo: np.ndarray  # per subscription: first millisecond of its period
     hi: np.ndarray  # ... last
     rec: np.ndarray  # per code: 1 when a recurring fast program reads it (rows before the period count)
@@ -352,9 +352,9 @@ def _routes(a, pk_fast, code_rec, ncodes) -> Routes:
     sub = np.r_[nsub, np.where(sub_lut >= 0, sub_lut, nsub)].astype(np.int32)
     code = np.r_[ncodes, np.where(code_lut >= 0, code_lut, ncodes)].astype(np.int32)
     ok = np.zeros((nsub + 1, ncodes + 1), np.int8)
-    npk = (int(SUB[:nsub, S_PLAN].max()) + 1) * ncodes if nsub else 0
+    npk = (int(SUB[:nsub, S_PLIST].max()) + 1) * ncodes if nsub else 0
     if npk and npk <= len(pk_fast):
-        ok[:nsub, :ncodes] = pk_fast[:npk].reshape(-1, ncodes)[SUB[:nsub, S_PLAN]]
+        ok[:nsub, :ncodes] = pk_fast[:npk].reshape(-1, ncodes)[SUB[:nsub, S_PLIST]]
     lo = np.r_[SUB[:nsub, S_LO], 0].astype(np.int64)
     hi = np.r_[SUB[:nsub, S_HI], -1].astype(np.int64)
     return Routes(sub, code, ok.ravel(), lo, hi, np.r_[code_rec, 0].astype(np.int8), ncodes)
@@ -459,14 +459,14 @@ class Fallback(NamedTuple):
 
 
 class FastProgram(NamedTuple):
-    """One fast program (a charge program at one occurrence in the plans) and its per-subscription bases."""
+    """One fast program (a charge program at one occurrence in the program lists) and its per-subscription bases."""
 
     cp: int
     qi: int
     has_q: int
     rec: int
     want_max: int
-    dbase: np.ndarray  # per subscription: first dense slot of the program's lines (-1: its plan lacks it)
+    dbase: np.ndarray  # per subscription: first dense slot of the program's lines (-1: its program list lacks it)
     xbase: np.ndarray  # ... of its ext rows
     ignb: np.ndarray  # ... of its ignored-event counters
     shaped: object  # _Shape, or None (then ``fallback``)
@@ -492,8 +492,8 @@ def _fallback(a, pr, row):
 
 
 def _generic_lists(p, fast):
-    """The (plan, code) tables of the generic kernel, listing only the instances
-    the fast path leaves to it; -> (those tables, per (plan, code) whether a
+    """The (program list, code) tables of the generic kernel, listing only the instances
+    the fast path leaves to it; -> (those tables, per (program list, code) whether a
     fast instance reads it, the code of each instance)."""
     a = p.arrays
     INST, ncodes = a["INST"], int(a["ncodes"])
@@ -519,15 +519,15 @@ def _generic_lists(p, fast):
 
 
 def _fast_groups(p, fast) -> dict:
-    """(program, occurrence within the plan) -> the instance of each plan (-1: none)."""
+    """(program, occurrence within the program list) -> the instance of each program list (-1: none)."""
     groups: dict = {}
     seen: dict = {}
-    nplans = len(p.layout["plan_subs"])
+    nplists = len(p.layout["plist_subs"])
     for x, (P, _, cp) in enumerate(p.instances):
         if fast[x]:
             occ = seen.get((P, cp), 0)
             seen[(P, cp)] = occ + 1
-            groups.setdefault((cp, occ), [-1] * nplans)[P] = x
+            groups.setdefault((cp, occ), [-1] * nplists)[P] = x
     return groups
 
 
@@ -536,9 +536,9 @@ def _fast_program(p, cp, xs) -> FastProgram:
     INST, SUB, nsub = a["INST"], a["SUB"], len(p.subs)
     pr = p.programs[cp]
     xs_a = np.asarray(xs, np.int64)
-    plan_of = SUB[:nsub, S_PLAN]
-    has = xs_a[plan_of] >= 0 if nsub else np.zeros(0, bool)
-    xi = np.where(has, xs_a[plan_of], 0)
+    plist_of = SUB[:nsub, S_PLIST]
+    has = xs_a[plist_of] >= 0 if nsub else np.zeros(0, bool)
+    xi = np.where(has, xs_a[plist_of], 0)
     dbase = np.where(has, SUB[:nsub, S_DBASE] + INST[xi, I_LOFF], -1).astype(np.int64)
     xbase = np.where(has, SUB[:nsub, S_XBASE] + INST[xi, I_XOFF], 0).astype(np.int64)
     ignb = np.where(has, INST[xi, I_IGN] + SUB[:nsub, S_RANK] * (pr.nf + 1), 0).astype(np.int64)

@@ -3,11 +3,11 @@
 Aggregation does not depend on prices, so charges are reduced to *programs*
 keyed by structure (metric quantity, aggregation, filter conditions, group
 keys, price-window bounds, flags): 1 000 subscriptions x 10 charges share a
-handful of programs.  A *plan* is a distinct list of programs (one per
-distinct charge list); an *instance* is one charge of a plan.  Each
-subscription of a plan owns ``R x Lp`` dense slots (``R`` end reasons,
-``Lp`` lines of all the plan's instances), laid out reason-major inside the
-plan's block: slot = plan base + reason * (subscriptions * Lp) +
+handful of programs.  A *program list* is a distinct list of programs (one per
+distinct charge list); an *instance* is one charge of a program list.  Each
+subscription of a program list owns ``R x Lp`` dense slots (``R`` end reasons,
+``Lp`` lines of all the program list's instances), laid out reason-major inside the
+program list's block: slot = program list base + reason * (subscriptions * Lp) +
 subscription rank * Lp + instance line offset + line.  Most events share one
 end reason, so the slots they write lie together in one fifth of the block
 (it stays in the core's cache: 1.6x faster than subscription-major).  Inside an instance a line is
@@ -25,7 +25,7 @@ property, dictionary ids present in each dimension), run in parallel.
 
 ``build`` is a chain of small builders, each returning a typed part: the
 programs (``_Programs``), the loaded columns (``_Columns``), the per-program
-tables (``program_tables``), the slot blocks (``_Blocks``), the (plan, code)
+tables (``program_tables``), the slot blocks (``_Blocks``), the (program list, code)
 lists (``_CodeTables``) and the SUB table.  Every table's columns are named
 in ``layout``.
 """
@@ -42,7 +42,7 @@ from gpubill.engine.fast.accumulate import chunks, parallel_map
 from gpubill.engine.fast.kernels import NO_EXPONENT, _finest_exponent, _mark_present, _min_exponent, address
 from gpubill.engine.fast.layout import (
     F_EXT, F_SIDE, I_BASE, I_CP, I_HASHED, I_IGN, I_LOFF, I_NCOL, I_REC, I_STRIDE, I_XOFF, S_BOFF, S_DBASE, S_EFF, S_EP,
-    S_HI, S_LO, S_LP, S_NCOL, S_PLAN, S_RANK, S_XBASE, vector,
+    S_HI, S_LO, S_LP, S_NCOL, S_PLIST, S_RANK, S_XBASE, vector,
 )
 from gpubill.engine.pricing.money import EngineError
 from gpubill.engine.calendar.coverage import coverage_of
@@ -91,12 +91,12 @@ class Tables:
     arrays: dict
     programs: list  # [Program]
     q_scale: list  # per quantity: Fraction D (value = D * int)
-    instances: list  # [(plan index, charge index, program index)]
+    instances: list  # [(program list index, charge index, program index)]
     inst_subs: list  # per instance: np.int64 array of subscription indices by rank
     inst_ign: np.ndarray
     hashed: bool  # some instance block goes through the hash table
     hashed_ext: bool  # ... and needs max / latest / prorated / cents
-    n_dense: int  # dense slots: plan base + rank * R * Lp + reason * Lp + instance line offset + line
+    n_dense: int  # dense slots: program list base + reason * subscriptions * Lp + rank * Lp + instance line offset + line
     n_xdense: int  # dense ext slots (same shape over the ext instances)
     n_ign: int
     R: int
@@ -104,7 +104,7 @@ class Tables:
     group_values: dict  # prop -> [None, str, ...] by compact index
     cents_scale: int
     cols: object
-    layout: dict  # pbase, Lp, nsubs, lkbase (first line key), plan_subs, n_lines (per plan)
+    layout: dict  # pbase, Lp, nsubs, lkbase (first line key), plist_subs, n_lines (per program list)
 
 
 def _coverages(subs):
@@ -171,11 +171,11 @@ def build(subs, cols) -> Tables:
         op_dim=cs.dslot.get("operation_type", -1), remove_id=_remove_id(cs.strings), sub_bounds=vector(bounds),
         n_dense=blocks.n_dense, n_xdense=blocks.n_xdense, nstrings=cs.nstrings,
     )
-    inst_subs = [np.asarray(blocks.plan_subs[P], np.int64) for P, _, _ in blocks.instances]
+    inst_subs = [np.asarray(blocks.plist_subs[P], np.int64) for P, _, _ in blocks.instances]
     layout = dict(pbase=np.asarray(blocks.pbase, np.int64), Lp=np.asarray(blocks.Lp, np.int64),
-                  nsubs=np.asarray([len(x) for x in blocks.plan_subs], np.int64),
+                  nsubs=np.asarray([len(x) for x in blocks.plist_subs], np.int64),
                   lkbase=np.asarray(blocks.lkbase, np.int64),
-                  plan_subs=[np.asarray(x, np.int64) for x in blocks.plan_subs], n_lines=blocks.n_lines)
+                  plist_subs=[np.asarray(x, np.int64) for x in blocks.plist_subs], n_lines=blocks.n_lines)
     return Tables(
         subs, coverages, arrays, programs, quantities.scale, blocks.instances, inst_subs, blocks.inst_ign,
         blocks.hashed, blocks.hashed_ext, blocks.n_dense, blocks.n_xdense, blocks.n_ign, R, reason_values,
@@ -194,10 +194,10 @@ class _Programs(NamedTuple):
 def _dedupe_programs(subs) -> _Programs:
     """One program per distinct ``program_key`` (memo by object identity first)."""
     by_id, by_key, charges, of_sub = {}, {}, [], []
-    plan_memo: dict = {}
+    plist_memo: dict = {}
     for s in subs:
         key = id(s.charges)
-        if key not in plan_memo:
+        if key not in plist_memo:
             cps = []
             for ch in s.charges:
                 cp = by_id.get(id(ch))
@@ -207,8 +207,8 @@ def _dedupe_programs(subs) -> _Programs:
                         charges.append(ch)
                     by_id[id(ch)] = cp
                 cps.append(cp)
-            plan_memo[key] = (s.charges, tuple(cps))  # keep s.charges alive: ids stay unique
-        of_sub.append(plan_memo[key][1])
+            plist_memo[key] = (s.charges, tuple(cps))  # keep s.charges alive: ids stay unique
+        of_sub.append(plist_memo[key][1])
     return _Programs(charges, of_sub)
 
 
@@ -326,21 +326,21 @@ def _column_arrays(cs: _Columns) -> dict:
     )
 
 
-# ---- plans, instances, slot blocks
+# ---- program lists, instances, slot blocks
 
 
 @attrs.frozen
 class _Blocks:
     """Plans (distinct program lists), their instances and slot blocks."""
 
-    plan_subs: list  # per plan: subscription indices by rank
-    plan_of_sub: list  # per subscription: its plan (-1: an empty period)
-    instances: list  # [(plan index, charge index, program index)]
+    plist_subs: list  # per program list: subscription indices by rank
+    plist_of_sub: list  # per subscription: its program list (-1: an empty period)
+    instances: list  # [(program list index, charge index, program index)]
     INST: np.ndarray
     inst_ign: np.ndarray
-    Lp: list  # per plan: dense lines per subscription and reason
+    Lp: list  # per program list: dense lines per subscription and reason
     Ep: list  # ... of its ext instances
-    pbase: list  # per plan: first dense slot
+    pbase: list  # per program list: first dense slot
     xbase: list  # ... first dense ext slot
     lkbase: list  # ... first line key
     n_dense: int
@@ -351,29 +351,29 @@ class _Blocks:
     hashed_ext: bool
 
 
-def _plans(of_sub, coverages):
+def _plists(of_sub, coverages):
     """Subscriptions with a non-empty period, grouped by their program list."""
-    plan_keys, plan_of_sub, plan_subs = {}, [], []
+    plist_keys, plist_of_sub, plist_subs = {}, [], []
     for si, cps in enumerate(of_sub):
         if coverages[si].empty:
-            plan_of_sub.append(-1)
+            plist_of_sub.append(-1)
             continue
-        P = plan_keys.setdefault(cps, len(plan_keys))
-        if P == len(plan_subs):
-            plan_subs.append([])
-        plan_of_sub.append(P)
-        plan_subs[P].append(si)
-    return list(plan_keys), plan_of_sub, plan_subs
+        P = plist_keys.setdefault(cps, len(plist_keys))
+        if P == len(plist_subs):
+            plist_subs.append([])
+        plist_of_sub.append(P)
+        plist_subs[P].append(si)
+    return list(plist_keys), plist_of_sub, plist_subs
 
 
-def _dense_offsets(INST, instances, programs, plan_subs, R):
-    """Line offsets of the dense instances in their plan's block (I_LOFF, I_XOFF);
+def _dense_offsets(INST, instances, programs, plist_subs, R):
+    """Line offsets of the dense instances in their program list's block (I_LOFF, I_XOFF);
     a block too large is hashed (I_HASHED).  -> (Lp, Ep, hashed instances)."""
-    Lp, Ep = [0] * len(plan_subs), [0] * len(plan_subs)
+    Lp, Ep = [0] * len(plist_subs), [0] * len(plist_subs)
     hashed = []
     for x, (P, _, cp) in enumerate(instances):
         pr = programs[cp]
-        if len(plan_subs[P]) * pr.lines * R > DENSE_LIMIT:
+        if len(plist_subs[P]) * pr.lines * R > DENSE_LIMIT:
             hashed.append(x)
             INST[x, I_HASHED] = 1
             continue
@@ -385,7 +385,7 @@ def _dense_offsets(INST, instances, programs, plan_subs, R):
     return Lp, Ep, hashed
 
 
-def _hashed_bases(INST, hashed, instances, programs, plan_subs, R, base) -> bool:
+def _hashed_bases(INST, hashed, instances, programs, plist_subs, R, base) -> bool:
     """Virtual slot ids of the hashed instances (I_BASE, I_STRIDE), above the
     dense ones; -> whether one of them needs ext."""
     ext = False
@@ -393,56 +393,56 @@ def _hashed_bases(INST, hashed, instances, programs, plan_subs, R, base) -> bool
         P, _, cp = instances[x]
         pr = programs[cp]
         INST[x, I_BASE], INST[x, I_STRIDE] = base, pr.lines * R
-        base += len(plan_subs[P]) * pr.lines * R
+        base += len(plist_subs[P]) * pr.lines * R
         ext |= bool(pr.flags & F_EXT)
     if base >= 2**62:
         raise EngineError("too many line slots in one run")
     return ext
 
 
-def _instance_rows(INST, inst_ign, subs, instances, programs, plan_subs) -> int:
+def _instance_rows(INST, inst_ign, subs, instances, programs, plist_subs) -> int:
     """Program, recurring flag and ignored-counter base of every instance; -> counters used."""
     ign = 0
     for x, (P, ci, cp) in enumerate(instances):
-        ch = subs[plan_subs[P][0]].charges[ci]
+        ch = subs[plist_subs[P][0]].charges[ci]
         INST[x, I_CP] = cp
         INST[x, I_REC] = 1 if (ch.metric.recurring and not ch.pay_in_advance) else 0
         INST[x, I_IGN] = inst_ign[x] = ign
-        ign += len(plan_subs[P]) * (programs[cp].nf + 1)
+        ign += len(plist_subs[P]) * (programs[cp].nf + 1)
     return ign
 
 
 def _slot_blocks(subs, of_sub, coverages, programs, R) -> _Blocks:
-    plan_list, plan_of_sub, plan_subs = _plans(of_sub, coverages)
-    instances = [(P, ci, cp) for P, cps in enumerate(plan_list) for ci, cp in enumerate(cps)]
+    plists, plist_of_sub, plist_subs = _plists(of_sub, coverages)
+    instances = [(P, ci, cp) for P, cps in enumerate(plists) for ci, cp in enumerate(cps)]
     INST = np.zeros((max(len(instances), 1), I_NCOL), np.int64)
     inst_ign = np.zeros(len(instances), np.int64)
-    Lp, Ep, hashed = _dense_offsets(INST, instances, programs, plan_subs, R)
+    Lp, Ep, hashed = _dense_offsets(INST, instances, programs, plist_subs, R)
     pbase, xbase, lkbase = [], [], []
     n_dense = n_xdense = n_lines = 0
-    for P, lst in enumerate(plan_subs):
+    for P, lst in enumerate(plist_subs):
         pbase.append(n_dense)
         xbase.append(n_xdense)
         lkbase.append(n_lines)
         n_dense += len(lst) * R * Lp[P]
         n_xdense += len(lst) * R * Ep[P]
         n_lines += len(lst) * Lp[P]
-    hashed_ext = _hashed_bases(INST, hashed, instances, programs, plan_subs, R, n_dense)
-    n_ign = _instance_rows(INST, inst_ign, subs, instances, programs, plan_subs)
-    return _Blocks(plan_subs, plan_of_sub, instances, INST, inst_ign, Lp, Ep, pbase, xbase, lkbase, n_dense,
+    hashed_ext = _hashed_bases(INST, hashed, instances, programs, plist_subs, R, n_dense)
+    n_ign = _instance_rows(INST, inst_ign, subs, instances, programs, plist_subs)
+    return _Blocks(plist_subs, plist_of_sub, instances, INST, inst_ign, Lp, Ep, pbase, xbase, lkbase, n_dense,
                    n_xdense, n_lines, n_ign, bool(hashed), hashed_ext)
 
 
-# ---- event codes, (plan, code) lists
+# ---- event codes, (program list, code) lists
 
 
 class _CodeTables(NamedTuple):
     code_lut: np.ndarray  # dictionary id -> code index (-1: no program reads it)
     ncodes: int
-    pk_start: np.ndarray  # per (plan, code): first entry in pk_inst
-    pk_inst: np.ndarray  # the instances of each (plan, code)
-    pk_qstart: np.ndarray  # per (plan, code): first entry in pk_q
-    pk_q: np.ndarray  # the quantities each (plan, code) needs
+    pk_start: np.ndarray  # per (program list, code): first entry in pk_inst
+    pk_inst: np.ndarray  # the instances of each (program list, code)
+    pk_qstart: np.ndarray  # per (program list, code): first entry in pk_q
+    pk_q: np.ndarray  # the quantities each (program list, code) needs
     pk_rec: np.ndarray  # whether some instance of it is recurring
     pk_nside: np.ndarray  # side entries one event of it appends
 
@@ -460,7 +460,7 @@ def _code_tables(charges, programs, blocks: _Blocks, cs: _Columns) -> _CodeTable
     codes = sorted({ch.metric.event_code for ch in charges})
     code_idx = {c: i for i, c in enumerate(codes)}
     ncodes = max(len(codes), 1)
-    npk = len(blocks.plan_subs) * ncodes
+    npk = len(blocks.plist_subs) * ncodes
     pk_lists = [[] for _ in range(npk)]
     for x, (P, _, cp) in enumerate(blocks.instances):
         pk_lists[P * ncodes + code_idx[charges[cp].metric.event_code]].append(x)
@@ -488,19 +488,19 @@ def _subtable(subs, coverages, blocks: _Blocks, R, cs: _Columns):
     sub_lut = np.full(max(cs.nstrings, 1), -1, np.int32)
     SUB = np.zeros((len(subs) + 1, S_NCOL), np.int64)
     bounds = []
-    rank_of = {si: rank for lst in blocks.plan_subs for rank, si in enumerate(lst)}
+    rank_of = {si: rank for lst in blocks.plist_subs for rank, si in enumerate(lst)}
     for si, s in enumerate(subs):
         SUB[si, S_BOFF] = len(bounds)
-        P = blocks.plan_of_sub[si]
+        P = blocks.plist_of_sub[si]
         if P < 0:
             continue
         sid = cs.strings.id(s.external_id)
         if sid is not None and sid < cs.nstrings:
             sub_lut[sid] = si
         cov, rank, Lp, Ep = coverages[si], rank_of[si], blocks.Lp[P], blocks.Ep[P]
-        SUB[si, S_PLAN], SUB[si, S_RANK], SUB[si, S_LO], SUB[si, S_HI] = P, rank, cov.lo, cov.hi
+        SUB[si, S_PLIST], SUB[si, S_RANK], SUB[si, S_LO], SUB[si, S_HI] = P, rank, cov.lo, cov.hi
         SUB[si, S_EFF] = cov.eff_days
-        nsub = len(blocks.plan_subs[P])  # reason-major in the plan's block: S_LP / S_EP are the reason strides
+        nsub = len(blocks.plist_subs[P])  # reason-major in the program list's block: S_LP / S_EP are the reason strides
         SUB[si, S_DBASE], SUB[si, S_LP] = blocks.pbase[P] + rank * Lp, nsub * Lp
         SUB[si, S_XBASE], SUB[si, S_EP] = blocks.xbase[P] + rank * Ep, nsub * Ep
         bounds.extend(cov.day_bounds)
