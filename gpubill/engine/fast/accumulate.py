@@ -54,6 +54,12 @@ def _unheld_beside(qi, i, Q, TERM, FAC, mptr, eptr, nscale):
 
 
 @njit(cache=True, nogil=True)
+def _looked_up(lut, v):
+    """``lut[v]`` for a dictionary id v, -1 when v lies outside the table (or the table says -1)."""
+    return np.int64(lut[v]) if 0 <= v < lut.shape[0] else np.int64(-1)
+
+
+@njit(cache=True, nogil=True)
 def _add_event(acc, row, v):
     """One event of quantity v into slot ``row``: count + 1 and the checked sum;
     True (and nothing added) when the sum would overflow int64."""
@@ -200,24 +206,16 @@ def _accumulate(lo_i, hi_i, rows_, tables, accs):  # noqa: C901
      KEY, masks, ordb, BKT, wb, cw, GK, luts, Q, TERM, FAC, R, reason_dim, rlut, op_dim, remove_id, sub_bounds,
      n_dense, n_xdense) = tables
     acc, ext, hkeys, hvals, ign, side_slot, side_idx, side_val, side_aux, qv, qok, bad = accs
-    nsub_lut = sub_lut.shape[0]
-    ncode_lut = code_lut.shape[0]
     mask = hkeys.shape[0] - 1
     cap = acc.shape[0]
     next_row = n_dense
     nside = 0
     side_cap = side_slot.shape[0]
     for i in range(lo_i, hi_i):
-        sid = sub_ids[i]
-        if sid < 0 or sid >= nsub_lut:
-            continue
-        s = sub_lut[sid]
+        s = _looked_up(sub_lut, sub_ids[i])
         if s < 0:
             continue
-        cid = code_ids[i]
-        if cid < 0 or cid >= ncode_lut:
-            continue
-        k = code_lut[cid]
+        k = _looked_up(code_lut, code_ids[i])
         if k < 0:
             continue
         pk = SUB[s, S_PLIST] * ncodes + k
@@ -376,16 +374,10 @@ def _side_bound(lo_i, hi_i, sub_ids, code_ids, ts, sub_lut, code_lut, ncodes, SU
     """Upper bound of the side entries rows [lo_i, hi_i) can produce."""
     total = 0
     for i in range(lo_i, hi_i):
-        sid = sub_ids[i]
-        if sid < 0 or sid >= sub_lut.shape[0]:
-            continue
-        s = sub_lut[sid]
+        s = _looked_up(sub_lut, sub_ids[i])
         if s < 0:
             continue
-        cid = code_ids[i]
-        if cid < 0 or cid >= code_lut.shape[0]:
-            continue
-        k = code_lut[cid]
+        k = _looked_up(code_lut, code_ids[i])
         if k < 0 or ts[i] > SUB[s, S_HI]:
             continue
         total += pk_nside[SUB[s, S_PLIST] * ncodes + k]
