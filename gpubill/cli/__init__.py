@@ -36,6 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("gpubill.cli.keys", "manage API keys for `gpubill serve`"),
     "serve": ("gpubill.cli.serve", "run the Lago-compatible events API"),
     "rate": ("gpubill.cli.rate", "rate a period of events against contracts"),
+    "invoice": ("gpubill.cli.invoice", "draft invoices for a period: every contract term applied"),
+    "test": ("gpubill.cli.test", "run the test blocks of .bill files"),
     "import": ("gpubill.cli.importer", "import Lago objects into .bill files"),
     "demo": ("gpubill.cli.demo", "generate, ingest and rate a realistic month"),
 }

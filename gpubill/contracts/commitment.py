@@ -110,4 +110,4 @@ def _true_up(b: Billing, c: ast.Commit, first: dt.date, last: dt.date, base: Dec
         "commitment", "commitment", f"minimum commitment true-up ({first}..{last})",
         f"commitment {c.amount.value:f} per {c.per or 'period'}: {base:f} for {first}..{last}, fees {fees:f}, "
         f"short by {amount:f}",
-        Decimal(1), amount, amount, amount, b.covered_from_ms, b.covered_to_ms, clause=b.clause(c))
+        Decimal(1), amount, amount, amount, b.covered_from_ms, b.covered_to_ms, clause=b.clause(c), kind="true_up")

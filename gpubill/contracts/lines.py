@@ -52,7 +52,7 @@ class FeeLine:
     clause: str | None = None
     events_count: int = 0
     pay_in_advance: bool = False
-    kind: str = "usage"  # charge lines: usage | min_true_up | in_advance
+    kind: str = ""  # what the line is within its type, e.g. usage | min_true_up | in_advance | covered | policy
 
     def __attrs_post_init__(self):
         if self.fee_type not in FEE_TYPES:

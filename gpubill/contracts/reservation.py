@@ -41,7 +41,7 @@ def reservation_fees(b: Billing) -> list[FeeLine]:
             f"{r.unit.name}, {'prepaid' if r.billing == 'prepaid' else 'in arrears'}",
             qty, r.rate.value, precise, b.to_minor(precise), b.covered_from_ms, b.covered_to_ms,
             charge=None, dimensions=(("gpu_type", r.gpu_type.value),), clause=b.clause(r),
-            pay_in_advance=r.billing == "prepaid"))
+            pay_in_advance=r.billing == "prepaid", kind="reserved"))
     return out
 
 

@@ -43,19 +43,21 @@ def subscription_fees(b: Billing) -> list[FeeLine]:
     start_day = local_date(b.covered_from_ms, b.timezone)
     billed_days = (b.last_day - start_day).days + 1 if advance else b.covered_days
     out = [_line(b, prorated(b, amount, billed_days), billed_days, advance, b.covered_from_ms,
-                 b.period.to_ms if advance else b.covered_to_ms, "plan fee")]
+                 b.period.to_ms if advance else b.covered_to_ms, "plan fee", "fee")]
     if advance and b.terminates:
         unused = billed_days - b.covered_days
         out.append(_line(b, -prorated(b, amount, unused), -unused, advance, b.covered_to_ms + 1, b.period.to_ms,
-                         f"termination on {local_date(b.covered_to_ms, b.timezone)}: unused days credited"))
+                         f"termination on {local_date(b.covered_to_ms, b.timezone)}: unused days credited",
+                         "termination_credit"))
     return out
 
 
-def _line(b: Billing, precise: Decimal, days: int, advance: bool, from_ms: int, to_ms: int, what: str) -> FeeLine:
+def _line(b: Billing, precise: Decimal, days: int, advance: bool, from_ms: int, to_ms: int, what: str,
+          kind: str) -> FeeLine:
     fee = b.plan.fee
     share = "" if abs(days) == b.period_days else f" x {abs(days)}/{b.period_days} days"
     return FeeLine(
         "subscription", "subscription", f"{b.plan.name.name} {what}",
         f"{fee.amount.value:f}{share}, {'in advance' if advance else 'in arrears'}",
         Decimal(1 if days > 0 else -1), fee.amount.value, precise, b.to_minor(precise), from_ms, to_ms,
-        clause=b.clause(fee), pay_in_advance=advance)
+        clause=b.clause(fee), pay_in_advance=advance, kind=kind)

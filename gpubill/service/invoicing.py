@@ -44,7 +44,7 @@ class InvoiceReport:
 
 
 def invoice_period(store, contract_paths: Sequence[str], period_text: str, customer: str | None = None,
-                   engine: str = "fast") -> InvoiceReport:
+                   engine: str = "fast", progressive: bool = False) -> InvoiceReport:
     catalog, sources = load_catalog(contract_paths)
     billed = billed_subscriptions(catalog, period_text, customer)
     chains = [history(catalog, b) + [b] for b in billed]

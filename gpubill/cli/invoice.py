@@ -1,0 +1,65 @@
+"""`gpubill invoice`: draft invoices for a period, every contract term applied.
+
+    gpubill invoice --store DB --contracts DIR --period 2026-10 [--customer ID]
+                    [--progressive] [--format table|json|csv] [--engine fast|reference]
+
+The JSON document is documented in docs/invoice-json.md and is stable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gpubill.cli import EXIT_INVALID, CliError
+from gpubill.cli._common import add_store_argument, store_path
+from gpubill.cli.rate import _open_store
+
+HELP = "draft invoices for a period: every contract term applied"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_store_argument(p)
+    p.add_argument("--contracts", action="append", metavar="DIR", required=True,
+                   help=".bill files or directories (repeatable)")
+    p.add_argument("--period", required=True,
+                   help="a month (2026-10), a date (each subscription's billing period containing it), "
+                        "or an inclusive range FROM..TO of dates or date-times")
+    p.add_argument("--customer", metavar="ID", help="only this customer (contract name, customer id or subscription id)")
+    p.add_argument("--progressive", action="store_true",
+                   help="also list the period's progressive invoices (usage thresholds crossed so far)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--engine", choices=("fast", "reference"), default="fast",
+                   help="fast: numba kernels (default); reference: the plain-Python engine")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The invoices on stdout; a contract that could not be invoiced is one
+    line on stderr each, and the exit code is then 1."""
+    import orjson
+
+    from gpubill.service.invoice_report import report_csv, report_json, report_table
+    from gpubill.service.invoicing import invoice_period
+    from gpubill.service.rating import ServiceError
+
+    store = _open_store(store_path(args))
+    try:
+        report = invoice_period(store, args.contracts, args.period, args.customer, args.engine,
+                                progressive=args.progressive)
+    except ServiceError as e:
+        raise CliError(str(e), e.code) from None
+    finally:
+        store.close()
+    if args.format == "json":
+        sys.stdout.buffer.write(orjson.dumps(report_json(report), option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.buffer.flush()
+    elif args.format == "csv":
+        report_csv(report, sys.stdout)
+    else:
+        report_table(report, file=sys.stdout)
+    if report.unrated:
+        sys.stdout.flush()
+        for reason in report.unrated:
+            print(f"gpubill: error: {reason}", file=sys.stderr)
+        return EXIT_INVALID
+    return 0
