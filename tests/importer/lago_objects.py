@@ -120,3 +120,50 @@ def write(tmp_path: Path, name: str, obj) -> str:
 def sources(**objs) -> dict[str, str]:
     """In-memory sources for import_lago: name -> JSON text."""
     return {f"{k}.json": json.dumps(v, indent=2) for k, v in objs.items()}
+
+
+def tax(code="vat_20", rate=20.0, name=None, **kw):
+    t = {"lago_id": f"tax-{code}", "name": name or code.upper(), "code": code, "rate": rate, "description": None,
+         "applied_to_organization": False, "applied_to_billing_entities_codes": [], "created_at": CREATED}
+    t.update(kw)
+    return t
+
+
+def billing_entity(code="acme_eu", currency="EUR", **kw):
+    b = {"lago_id": f"be-0000-{code}", "code": code, "name": code.replace("_", " ").title(),
+         "default_currency": currency, "created_at": CREATED, "updated_at": CREATED, "timezone": "UTC",
+         "net_payment_term": 0, "document_numbering": "per_customer", "document_number_prefix": "ACM-0001",
+         "invoice_grace_period": 0, "finalize_zero_amount_invoice": True, "is_default": False,
+         "eu_tax_management": False, "taxes": []}
+    b.update(kw)
+    return b
+
+
+def coupon(code="welcome", coupon_type="percentage", **kw):
+    c = {"lago_id": f"cp-{code}", "name": code.title(), "code": code, "coupon_type": coupon_type,
+         "amount_cents": None, "amount_currency": None, "percentage_rate": None, "frequency": "once",
+         "frequency_duration": None, "reusable": True, "limited_plans": False, "plan_codes": [],
+         "limited_billable_metrics": False, "billable_metric_codes": [], "created_at": CREATED,
+         "expiration": "no_expiration", "expiration_at": None, "terminated_at": None}
+    c.update(kw)
+    return c
+
+
+def applied_coupon(coupon_code="welcome", customer_id="acme", n=1, **kw):
+    a = {"lago_id": f"ac-{coupon_code}-{n}", "lago_coupon_id": f"cp-{coupon_code}", "coupon_code": coupon_code,
+         "lago_customer_id": f"cus-{customer_id}", "external_customer_id": customer_id, "status": "active",
+         "amount_cents": None, "amount_cents_remaining": None, "amount_currency": None, "percentage_rate": None,
+         "frequency": None, "frequency_duration": None, "frequency_duration_remaining": None,
+         "expiration_at": None, "created_at": f"2024-06-0{n}T00:00:00Z", "terminated_at": None}
+    a.update(kw)
+    return a
+
+
+def wallet(customer_id="acme", currency="USD", granted="0", paid="0", rate="1.0", n=1, **kw):
+    """A wallet as created (POST /api/v1/wallets): paid and granted credits apart."""
+    w = {"lago_id": f"w-{n}", "external_customer_id": customer_id, "status": "active", "currency": currency,
+         "name": f"Wallet {n}", "rate_amount": rate, "paid_credits": paid, "granted_credits": granted,
+         "priority": 50, "expiration_at": None, "created_at": f"2024-06-0{n}T00:00:00Z",
+         "recurring_transaction_rules": [], "applies_to": {"fee_types": [], "billable_metric_codes": []}}
+    w.update(kw)
+    return w

@@ -19,7 +19,8 @@ Guarantees:
   form, and no `.bill` syntax is written here.
 
 The mapping, object by object, is documented in `metrics`, `prices`,
-`plans` and `contracts`; `objects` says which JSON shapes are accepted.
+`plans`, `entities` (billing entities, taxes), `contracts` and `terms`
+(coupons, wallets); `objects` says which JSON shapes are accepted.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ import attrs
 from gpubill.dsl.diagnostics import Diagnostic, dedupe, error
 from gpubill.lago.importer import values as V
 from gpubill.lago.importer.context import At, Ctx
-from gpubill.lago.importer.contracts import Entities, convert_contract, customer_currency, skip_reason
+from gpubill.lago.importer import terms as T
+from gpubill.lago.importer.contracts import Setup, convert_contract, customer_currency, skip_reason
+from gpubill.lago.importer.entities import Entities, Taxes
 from gpubill.lago.importer.jsonpos import InvalidJson, load
 from gpubill.lago.importer.layout import Layout
 from gpubill.lago.importer.metrics import convert_metric
@@ -213,14 +216,15 @@ def _convert(objs: list[Obj], ctx: Ctx, names: list[str]) -> dict[str, str]:
                      "of this plan is imported", "import its subscriptions too, or add `commit` to its contracts",
                      rule="lago-ignored")
 
-    entities = Entities(_laid_out("entities.bill", header))
+    taxes = Taxes(_unique(objs, "tax", "code", ctx), ctx)
+    entities = Entities(_laid_out("entities.bill", header), _unique(objs, "billing_entity", "code", ctx), taxes, ctx)
     contracts = _laid_out("contracts.bill", header)
     contract_names = V.Namer("sub")
+    live_subs = [s for s in live_subs if plans.get(sub_variant[s.data["external_id"]]) is not None]
+    coupons, wallets = _customer_terms(objs, live_subs, ctx)
     for s in live_subs:
         ext = s.data["external_id"]
-        info = plans.get(sub_variant[ext])
-        if info is None:
-            continue
+        info = plans[sub_variant[ext]]
         cust_id = s.data.get("external_customer_id")
         cust = customers.get(cust_id) if isinstance(cust_id, str) else None
         if cust is None:
@@ -230,8 +234,8 @@ def _convert(objs: list[Obj], ctx: Ctx, names: list[str]) -> dict[str, str]:
                      "export it too: GET /api/v1/customers/EXTERNAL_ID", rule="lago-missing")
         else:
             customer_currency(cust, ctx)
-        contract = convert_contract(s, contract_names(ext), cust, info.name, info.currency, info.commitment,
-                                    entities, contracts, ctx)
+        setup = Setup(entities, taxes, tuple(coupons.get(ext, ())), tuple(wallets.get(ext, ())))
+        contract = convert_contract(s, contract_names(ext), cust, info, setup, contracts, ctx)
         if contract is not None:
             contracts.blocks.append(contract)
     for ext, c in customers.items():
@@ -243,6 +247,66 @@ def _convert(objs: list[Obj], ctx: Ctx, names: list[str]) -> dict[str, str]:
     metric_file.blocks.extend(m.lay_out(metric_file) for m in metrics.values() if m is not None)
     return {layout.path: layout.text() for layout in (metric_file, plan_file, entities.layout, contracts)
             if layout.blocks}
+
+
+def _customer_terms(objs: list[Obj], subs: list[Obj], ctx: Ctx) -> tuple[dict, dict]:
+    """Applied coupons (with their coupon) and wallets, by the external id of the subscription they go to."""
+    coupon_of = _unique(objs, "coupon", "code", ctx)
+    coupons: dict[str, list] = {}
+    wallets: dict[str, list] = {}
+    for o in objs:
+        if o.kind not in ("applied_coupon", "wallet"):
+            continue
+        if o.data.get("status") == "terminated":
+            ctx.warn(o.at / "status", f"a terminated {o.kind.replace('_', ' ')} no longer applies; it is not imported")
+            continue
+        coupon = None
+        if o.kind == "applied_coupon":
+            coupon = coupon_of.get(o.data.get("coupon_code"))
+            if coupon is None:
+                ctx.error(o.at / "coupon_code", f"the coupon {o.data.get('coupon_code')!r} is not among the "
+                          "imported files", "export it too: GET /api/v1/coupons/CODE", rule="lago-missing")
+                continue
+        sub = _term_subscription(o, coupon, subs, ctx)
+        if sub is None:
+            continue
+        ext = sub.data["external_id"]
+        if coupon is not None:
+            coupons.setdefault(ext, []).append((o, coupon))
+        else:
+            wallets.setdefault(ext, []).append(o)
+    return coupons, wallets
+
+
+def _term_subscription(o: Obj, coupon: Obj | None, subs: list[Obj], ctx: Ctx) -> Obj | None:
+    """The one imported subscription an applied coupon or wallet applies to (None, reported, otherwise)."""
+    what = o.kind.replace("_", " ")
+    cust_id = o.data.get("external_customer_id")
+    mine = [s for s in subs if s.data.get("external_customer_id") == cust_id]
+    if not mine:
+        ctx.error(o.at / "external_customer_id", f"the customer {cust_id!r} of this {what} has no imported "
+                  "subscription", "export its subscriptions too: GET /api/v1/subscriptions?external_customer_id=...",
+                  rule="lago-missing")
+        return None
+    plan_codes = T.limited_plans(coupon)
+    if plan_codes:
+        on_plan = [s for s in mine if s.data.get("plan_code") in plan_codes]
+        if not on_plan:
+            ctx.error(o.at / "coupon_code", f"the coupon is limited to the plans {', '.join(map(str, plan_codes))}, "
+                      f"and the customer {cust_id!r} is subscribed to {_plans_of(mine)}",
+                      "a .bill discount belongs to a contract; apply the coupon in Lago to a customer on that plan")
+            return None
+        mine = on_plan
+    if len(mine) > 1:
+        ctx.error(o.at / "external_customer_id", f"the customer {cust_id!r} has {len(mine)} imported subscriptions "
+                  f"({_plans_of(mine)}); Lago applies this {what} across them, and a .bill {what} belongs to one "
+                  "contract", "import one subscription of the customer, or limit the coupon to one plan in Lago")
+        return None
+    return mine[0]
+
+
+def _plans_of(subs: list[Obj]) -> str:
+    return ", ".join(sorted({str(s.data.get("plan_code")) for s in subs}))
 
 
 def _laid_out(name: str, header: str) -> Layout:

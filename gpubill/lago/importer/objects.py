@@ -7,8 +7,10 @@ Accepted shapes, and mixes of them in one file:
 * a bare object `{...}`, recognised by its fields;
 * a JSON list of any of these.
 
-Objects that are not part of a plan import (wallets, coupons, add-ons,
-invoices, events, ...) are errors that say so; unknown shapes are errors too.
+Besides the plan import (billable metrics, plans, customers, subscriptions)
+the commercial setup around it is read: billing entities, taxes, coupons,
+applied coupons and wallets. Other Lago objects (add-ons, invoices, events,
+...) are errors that say so; unknown shapes are errors too.
 """
 
 from __future__ import annotations
@@ -17,14 +19,13 @@ import attrs
 
 from gpubill.lago.importer.context import At, Ctx
 
-KINDS = ("billable_metric", "plan", "customer", "subscription")
-_ROOT = {k: k for k in KINDS} | {k + "s": k for k in KINDS}
+KINDS = ("billable_metric", "plan", "customer", "subscription", "billing_entity", "tax", "coupon",
+         "applied_coupon", "wallet")
+_PLURAL = {"billing_entity": "billing_entities", "tax": "taxes"}
+_ROOT = {k: k for k in KINDS} | {_PLURAL.get(k, k + "s"): k for k in KINDS}
 
 #: Lago objects that a plan import does not cover, by root key.
 _OTHER = {
-    "wallet": "wallets (prepaid credits)",
-    "coupon": "coupons",
-    "applied_coupon": "applied coupons",
     "add_on": "add-ons",
     "applied_add_on": "applied add-ons",
     "fixed_charge": "fixed charges",
@@ -32,16 +33,11 @@ _OTHER = {
     "credit_note": "credit notes",
     "event": "events",
     "fee": "fees",
-    "tax": "taxes",
-    "billing_entity": "billing entities",
     "payment_request": "payment requests",
     "webhook_endpoint": "webhook endpoints",
     "feature": "features (entitlements)",
 }
 _OTHER_HINTS = {
-    "wallets (prepaid credits)": "write prepaid credits on the contract: credit 5_000 USD granted, expires 2026-12-31",
-    "coupons": "write discounts on the contract: discount 10% recurring 3 periods",
-    "applied coupons": "write discounts on the contract: discount 10% recurring 3 periods",
     "events": "ingest events with `gpubill ingest`, not `gpubill import`",
 }
 
@@ -54,7 +50,7 @@ class Obj:
 
 
 def collect(value, at: At, ctx: Ctx) -> list[Obj]:
-    """The billable metrics, plans, customers and subscriptions in one JSON value."""
+    """The Lago objects of the kinds in KINDS in one JSON value."""
     out: list[Obj] = []
     _walk(value, at, ctx, out, top=True)
     return out
@@ -81,7 +77,8 @@ def _walk(value, at: At, ctx: Ctx, out: list[Obj], top: bool) -> None:
     else:
         ctx.invalid(
             at,
-            "this object is not a Lago billable metric, plan, customer or subscription",
+            "this object is not a Lago billable metric, plan, customer, subscription, billing entity, tax, "
+            "coupon, applied coupon or wallet",
             'wrap it in its root key, e.g. {"plan": {...}}, or export it with the Lago API (GET /api/v1/plans/CODE)',
         )
 
@@ -109,7 +106,7 @@ def _not_plan(what: str, at: At, ctx: Ctx) -> None:
     ctx.error(
         at,
         f"{what} are not part of a plan import; `gpubill import lago` reads billable metrics, plans, "
-        "customers and subscriptions",
+        "customers, subscriptions, billing entities, taxes, coupons, applied coupons and wallets",
         *hints,
     )
 
@@ -119,16 +116,22 @@ def _guess(d: dict) -> str | None:
         return "billable_metric"
     if "charges" in d or "interval" in d:
         return "plan"
+    if "rate_amount" in d or "credits_balance" in d:
+        return "wallet"
+    if "coupon_type" in d:
+        return "coupon"
+    if "coupon_code" in d:
+        return "applied_coupon"
     if "plan_code" in d or "external_customer_id" in d:
         return "subscription"
-    if "rate_amount" in d or "credits_balance" in d:
-        return _OTHER["wallet"]
-    if "coupon_type" in d:
-        return _OTHER["coupon"]
     if "transaction_id" in d:
         return _OTHER["event"]
     if "external_id" in d:
         return "customer"
+    if "document_numbering" in d or "default_currency" in d:
+        return "billing_entity"
+    if "rate" in d and "code" in d:
+        return "tax"
     if "amount_cents" in d and "code" in d:
         return _OTHER["add_on"]
     return None

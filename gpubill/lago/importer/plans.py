@@ -14,8 +14,10 @@
 Unsupported (errors): trial periods, `bill_charges_monthly` /
 `bill_fixed_charges_monthly`, fixed charges, the semiannual interval,
 `custom` charges, `invoiceable: false`, `regroup_paid_fees`, custom pricing
-units, group keys that differ between a charge and its filters. Taxes and
-`presentation_group_keys` are display/tax data: warnings.
+units, group keys that differ between a charge and its filters.
+`presentation_group_keys` only change Lago's display: a warning. The taxes
+of a plan, a charge or a minimum commitment are kept in `PlanInfo.taxes` and
+compared with each contract's entity (`entities`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,16 @@ class PlanInfo:
     name: str
     currency: str
     commitment: Decimal | None
+    charges: dict = attrs.field(factory=dict)  # billable metric code -> the keys of its charges
+    taxes: tuple = ()  # (At, Lago tax list) of the plan, its charges and its minimum commitment
+
+
+def _tax_list(d: dict, at: At) -> tuple:
+    """A Lago object's own tax list ((At, list),) -- a response's `taxes` or a creation's `tax_codes` -- or ()."""
+    for key in ("taxes", "tax_codes"):
+        if d.get(key):
+            return ((at / key, d[key]),)
+    return ()
 
 
 @attrs.frozen
@@ -50,6 +62,8 @@ class _Draft:
     notes: tuple
     charge: ast.Charge
     filter_notes: tuple  # per filter: its comment or None
+    metric_code: str
+    taxes: tuple  # _tax_list of the charge
 
 
 def convert_plan(data: dict, at: At, name: str, anchor: str, metrics: dict, ctx: Ctx, lay: Layout,
@@ -80,10 +94,6 @@ def convert_plan(data: dict, at: At, name: str, anchor: str, metrics: dict, ctx:
     if data.get("fixed_charges"):
         ctx.error(at / "fixed_charges", "fixed charges are not supported",
                   "fold a fixed recurring amount into the plan fee, or leave it in Lago")
-    for key in ("taxes", "tax_codes"):
-        if data.get(key):
-            ctx.warn(at / key, "plan taxes are not imported",
-                     'taxes belong to the billing entity: tax "VAT" 20% in entities.bill')
     if data.get("entitlements"):
         ctx.warn(at / "entitlements", "entitlements do not change amounts and are not imported")
 
@@ -99,11 +109,13 @@ def convert_plan(data: dict, at: At, name: str, anchor: str, metrics: dict, ctx:
     fee = ast.Fee(amount(fee), "advance" if data.get("pay_in_advance") else "arrears") if fee else None
     progressive = thresholds(data.get("usage_thresholds"), cur, at / "usage_thresholds", ctx)
     commitment = None
+    taxes = _tax_list(data, at)
     mc = data.get("minimum_commitment")
     if mc and not isinstance(mc, dict):
         ctx.invalid(at / "minimum_commitment", "minimum_commitment must be an object with amount_cents")
     elif mc:
         commitment = _money(mc, "amount_cents", cur, at / "minimum_commitment", ctx)
+        taxes += _tax_list(mc, at / "minimum_commitment")
     commitment_note = (f"minimum commitment {V.num(commitment)} {cur} per period: on each contract of this plan"
                        if commitment else None)
 
@@ -130,7 +142,13 @@ def convert_plan(data: dict, at: At, name: str, anchor: str, metrics: dict, ctx:
         lay.note(commitment_note)
     clauses["charges"] = tuple(_lay_out_charge(d, lay) for d in drafts if d is not None)
     lay.blocks.append(ast.Plan(ast.Ref(name), **clauses, span=lay.close(head)))
-    return PlanInfo(str(code), name, cur, commitment or None)
+    charge_keys: dict[str, tuple] = {}
+    for d in drafts:
+        if d is not None:
+            key = (d.charge.label or d.charge.metric).name
+            charge_keys[d.metric_code] = charge_keys.get(d.metric_code, ()) + (key,)
+            taxes += d.taxes
+    return PlanInfo(str(code), name, cur, commitment or None, charge_keys, taxes)
 
 
 def _lay_out_charge(d: _Draft, lay: Layout) -> ast.Charge:
@@ -215,9 +233,6 @@ def _charge(ch, at: At, cur: str, metrics: dict, keys: set, ctx: Ctx) -> _Draft 
     if ch.get("invoiceable") is False:
         ctx.error(at / "invoiceable", "non-invoiceable charges (invoiceable: false) are not supported",
                   "gpubill puts every pay-in-advance fee on an invoice")
-    for key in ("taxes", "tax_codes"):
-        if ch.get(key):
-            ctx.warn(at / key, "charge taxes are not imported", "taxes belong to the billing entity")
     props = ch.get("properties") or {}
     groups = _group_keys(props, at / "properties", ctx)
 
@@ -267,7 +282,7 @@ def _charge(ch, at: At, cur: str, metrics: dict, keys: set, ctx: Ctx) -> _Draft 
                         group_by=tuple(ast.Ref(g) for g in groups),
                         timing="advance" if ch.get("pay_in_advance") else None, minimum_spend=minimum,
                         prorated=bool(ch.get("prorated")))
-    return _Draft((title,) if title != "Lago charge" else (), charge, tuple(filter_notes))
+    return _Draft((title,) if title != "Lago charge" else (), charge, tuple(filter_notes), code, _tax_list(ch, at))
 
 
 def _group_keys(props, at: At, ctx: Ctx) -> tuple:

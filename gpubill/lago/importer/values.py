@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import zoneinfo
 from decimal import Decimal, InvalidOperation
 
 from gpubill.dsl.currencies import MINOR_UNITS, minor_unit  # noqa: F401
@@ -159,6 +160,17 @@ def instant(v, what: str) -> str:
     if t.microsecond:
         text += "." + f"{t.microsecond:06d}".rstrip("0")
     return text + "Z"
+
+
+def timezone(v, what: str) -> str:
+    """An IANA timezone name, when the system's database knows it."""
+    if not isinstance(v, str) or not v:
+        raise BadValue(f"{what} must be an IANA timezone name like \"Europe/Paris\", not {_show(v)}")
+    try:
+        zoneinfo.ZoneInfo(v)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a name too long
+        raise BadValue(f"unknown timezone {_show(v)}") from None
+    return writable(v)
 
 
 def comment(s) -> str:
