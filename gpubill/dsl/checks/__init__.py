@@ -6,6 +6,7 @@ literals, then the rules that relate one part to another. Every rule id is
 documented in docs/diagnostics.md.
 """
 
+from gpubill.dsl.checks.applicable import check_applicable
 from gpubill.dsl.checks.constraints import check_constraints
 from gpubill.dsl.checks.currencies import check_currencies
 from gpubill.dsl.checks.filters import check_filters
@@ -29,5 +30,6 @@ CHECKS = (
     check_constraints,
     check_periods,
     check_terms,
+    check_applicable,
     check_testcases,
 )
