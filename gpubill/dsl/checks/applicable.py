@@ -70,8 +70,8 @@ def _version_name(p: ast.Plan) -> str:
     return f'plan "{p.name.name}"' + (f" version {p.version.id}" if p.version else "")
 
 
-def _version_span(p: ast.Plan) -> ast.Span | None:
-    return p.version.span if p.version else p.name.span
+def _version_note(p: ast.Plan) -> tuple[str, ast.Span | None]:
+    return ("plan version", p.version.span) if p.version else ("plan", p.name.span)
 
 
 # ---------------------------------------------------------------- reservations
@@ -118,7 +118,7 @@ def _not_charged(r: ast.Reserve, p: ast.Plan) -> Diagnostic:
         f'{_version_name(p)}, which bills part of this contract\'s term, has no charge on metric "{r.metric.name}"',
         r.metric.span,
         hints=(f'add a charge on {r.metric.name} to that version, or pin a version that has one: plan NAME version ID',),
-        notes=(("plan version", _version_span(p)),),
+        notes=(_version_note(p),),
     )
 
 
@@ -177,7 +177,7 @@ def _unpriced_gpu_type(r: ast.Reserve, p: ast.Plan, charges) -> Diagnostic:
         "the usage this reservation covers and the usage above it have no on-demand price",
         r.gpu_type.span,
         hints=hints,
-        notes=(("plan version", _version_span(p)),),
+        notes=(_version_note(p),),
     )
 
 
@@ -192,7 +192,7 @@ def _commitment(c: ast.Contract, cm: ast.Commit, versions) -> Iterator[Diagnosti
             f"nothing counts towards this commitment: {_version_name(feeless)} has no fee and no charges",
             cm.span,
             hints=("add a `fee` or a charge to the plan, or drop the commitment",),
-            notes=(("plan version", _version_span(feeless)),),
+            notes=(_version_note(feeless),),
         )
     if c.ends is None and "term" in (cm.per, cm.true_up):
         what = "a commitment per term" if cm.per == "term" else "a true-up at term end"
