@@ -40,9 +40,14 @@ def invoice_of(b: Billing, spec, lines, in_advance, ledger: Ledger,
     return assemble(b, fees + true_ups, attrs.evolve(ledger, commitments=commitments), earlier=earlier)
 
 
-def progressive_invoice_of(b: Billing, spec, lines, ledger: Ledger, to_ms: int, thresholds: tuple,
+def progressive_fees(b: Billing, spec, lines) -> list[FeeLine]:
+    """What a progressive invoice bills: the in-arrears charges' usage so far
+    (no spending-minimum true-up: that settles the whole period)."""
+    return [f for f in usage_fees(b, spec, lines, ()) if progressive_base(f) and f.kind != "min_true_up"]
+
+
+def progressive_invoice_of(b: Billing, fees: list[FeeLine], ledger: Ledger, to_ms: int, thresholds: tuple,
                            earlier: Applied | None = None) -> tuple[Invoice, Ledger]:
-    """A progressive invoice: the in-arrears usage of the period up to ``to_ms``."""
-    fees = [f for f in usage_fees(b, spec, lines, ()) if progressive_base(f)]
+    """A progressive invoice of ``progressive_fees`` up to ``to_ms``, for the thresholds it passed."""
     return assemble(b, fees, ledger, invoice_type="progressive_billing", to_ms=to_ms, earlier=earlier,
                     thresholds=thresholds)

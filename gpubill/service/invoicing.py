@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from zoneinfo import ZoneInfo
 
 import attrs
 
-from gpubill.contracts.build import invoice_of
+from gpubill.contracts.build import invoice_of, progressive_fees, progressive_invoice_of
 from gpubill.contracts.context import Billing, local_date
-from gpubill.contracts.invoice import Invoice, opening_ledger
+from gpubill.contracts.invoice import Invoice, Ledger, opening_ledger
+from gpubill.contracts.lines import sum_amounts
+from gpubill.contracts.progressive import credit_of, passed, thresholds_of
+from gpubill.contracts.spread import ZERO
 from gpubill.dsl import ast
 from gpubill.dsl.resolve import Catalog
 from gpubill.engine.pricing.fees import parts_by_subscription
@@ -55,7 +59,8 @@ def invoice_period(store, contract_paths: Sequence[str], period_text: str, custo
         if left_out:
             unrated.append(left_out[0])
             continue
-        invoices.append(invoice_chain(catalog, chain, rated))
+        period = invoice_chain(store, catalog, chain, rated, engine)
+        invoices.extend(period if progressive else period[-1:])
     return InvoiceReport(tuple(invoices), tuple(unrated), catalog, sources)
 
 
@@ -108,11 +113,59 @@ def rate_rounds(store, chains: list[list[Billed]], engine: str) -> dict:
     return out
 
 
-def invoice_chain(catalog: Catalog, chain: list[Billed], rated: dict) -> Invoice:
-    """Invoice the chain's periods in order; the last period's invoice."""
+def invoice_chain(store, catalog: Catalog, chain: list[Billed], rated: dict, engine: str) -> list[Invoice]:
+    """Invoice the chain's periods in order: the last period's invoices
+    (its progressive invoices, then its final one)."""
     ledger = opening_ledger(chain[-1].contract)
-    invoice = None
+    invoices: list[Invoice] = []
     for b in chain:
         lines, fees = rated[id(b)]
-        invoice, ledger = invoice_of(Billing(b.resolved, catalog), b.spec, lines, fees, ledger)
-    return invoice
+        invoices, ledger = period_invoices(store, Billing(b.resolved, catalog), b, lines, fees, ledger, engine)
+    return invoices
+
+
+def period_invoices(store, billing: Billing, b: Billed, lines, fees, ledger: Ledger, engine: str):
+    """One period's invoices and the ledger they leave: the progressive
+    invoices its daily checks issue (when its thresholds could pass at all),
+    then the final invoice, crediting the latest progressive one."""
+    out: list[Invoice] = []
+    p = thresholds_of(billing.contract, billing.plan)
+    if p is not None and passed(p, ledger.lifetime_usage, sum_amounts(progressive_fees(billing, b.spec, lines))):
+        for cut in day_ends(billing):
+            cut_lines = rated_cut(store, b, cut, engine)
+            if isinstance(cut_lines, str):
+                raise ServiceError(cut_lines)
+            now = progressive_fees(billing, b.spec, cut_lines)
+            before = out[-1].fees_amount if out else ZERO
+            crossed = passed(p, ledger.lifetime_usage + before, sum_amounts(now) - before)
+            if crossed:
+                inv, ledger = progressive_invoice_of(billing, now, ledger, cut, crossed,
+                                                     credit_of(out[-1]) if out else None)
+                out.append(inv)
+    final, ledger = invoice_of(billing, b.spec, lines, fees, ledger, credit_of(out[-1]) if out else None)
+    return out + [final], ledger
+
+
+def day_ends(billing: Billing) -> list[int]:
+    """The last instant of each local day the contract covers of the period,
+    but the last (the final invoice's)."""
+    tz = ZoneInfo(billing.timezone)
+    day = local_date(billing.covered_from_ms, billing.timezone)
+    last = local_date(billing.covered_to_ms, billing.timezone)
+    out = []
+    while day < last:
+        day += dt.timedelta(days=1)
+        out.append(int(dt.datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()) * 1000 - 1)
+    return out
+
+
+def rated_cut(store, b: Billed, cut_ms: int, engine: str):
+    """``b``'s lines over the events up to ``cut_ms``: the period as of a check."""
+    period = attrs.evolve(b.period, to_ms=cut_ms)
+    spec = attrs.evolve(b.spec, terminated_at_ms=cut_ms if b.spec.terminated_at_ms is None
+                        else min(cut_ms, b.spec.terminated_at_ms))
+    cut = Billed(attrs.evolve(b.resolved, period=period), spec)
+    result = rate_billed(store, [cut], engine)
+    if result.unrated:
+        return unrated_text(cut, result.unrated[0])
+    return list(result.lines)
