@@ -182,3 +182,24 @@ def _events(name: str) -> list[dict]:
         out.append(dict(e, timestamp=int(t.timestamp())))
     return out
 
+
+
+def test_setups_are_valid_lago_api_objects():
+    """Each object parses with Lago's own Python client models (wallets in the shape a wallet is created in)."""
+    from lago_python_client.models.applied_coupon import AppliedCouponResponse
+    from lago_python_client.models.billable_metric import BillableMetricResponse
+    from lago_python_client.models.billing_entity import BillingEntityResponse
+    from lago_python_client.models.coupon import CouponResponse
+    from lago_python_client.models.customer import CustomerResponse
+    from lago_python_client.models.plan import PlanResponse
+    from lago_python_client.models.subscription import SubscriptionResponse
+    from lago_python_client.models.wallet import Wallet
+
+    models = {"billable_metrics": BillableMetricResponse, "plan": PlanResponse, "customer": CustomerResponse,
+              "subscription": SubscriptionResponse, "billing_entity": BillingEntityResponse,
+              "coupon": CouponResponse, "coupons": CouponResponse, "applied_coupon": AppliedCouponResponse,
+              "applied_coupons": AppliedCouponResponse, "wallet": Wallet}
+    for name in CASES:
+        for key, value in json.loads((EXAMPLES / f"{name}.json").read_text()).items():
+            for obj in value if isinstance(value, list) else [value]:
+                models[key].parse_obj(obj)

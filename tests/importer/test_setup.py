@@ -229,3 +229,28 @@ def test_objects_are_recognised_without_their_root_key():
     text = res.files["out/contracts.bill"]
     assert "credit 10.00 USD paid" in text and "discount 10% once" in text
     assert 'tax "VAT_20" 20.0%' in res.files["out/entities.bill"]
+
+
+def test_a_plan_limited_coupon_goes_to_the_customers_subscription_on_that_plan():
+    other = plan(code="basic", charges=[charge("calls", properties={"amount": "1"})])
+    subs = [subscription("s_basic", plan_code="basic")]
+    cp = coupon(percentage_rate=10, limited_plans=True, plan_codes=["basic"])
+    res = imported(**setup(), q={"plan": other}, s2={"subscriptions": subs}, k={"coupon": cp},
+                   a={"applied_coupon": applied_coupon()})
+    text = res.files["out/contracts.bill"]
+    assert text.index("discount 10% once") > text.index("contract s_basic {")
+    assert text.count("discount") == 1
+
+
+def test_a_coupon_applied_to_nobody_and_an_expired_wallet_are_warnings():
+    res = imported(**setup(), k={"coupon": coupon(percentage_rate=10)},
+                   w={"wallet": wallet(paid="5", expiration_at="2024-05-01T00:00:00Z")})
+    assert "discount" not in res.files["out/contracts.bill"] and "credit" not in res.files["out/contracts.bill"]
+    warnings = sorted(d.message.split(":")[0] for d in res.diagnostics if not d.is_error)
+    assert warnings == ["coupon", "wallet.expiration_at"]
+
+
+def test_equal_usage_thresholds_are_invalid():
+    p = plan(usage_thresholds=[{"amount_cents": 100, "recurring": False}, {"amount_cents": 100, "recurring": False}])
+    err = one_error("lago-invalid", **setup(p=p))
+    assert err.message.startswith("plan.usage_thresholds:") and "same amount" in err.message

@@ -275,6 +275,10 @@ def _customer_terms(objs: list[Obj], subs: list[Obj], ctx: Ctx) -> tuple[dict, d
             coupons.setdefault(ext, []).append((o, coupon))
         else:
             wallets.setdefault(ext, []).append(o)
+    for code, c in coupon_of.items():
+        if not any(o.kind == "applied_coupon" and o.data.get("coupon_code") == code for o in objs):
+            ctx.warn(c.at, f"the coupon {code!r} is applied to no imported customer; it is not imported",
+                     "export its applied coupons too: GET /api/v1/applied_coupons?coupon_code[]=CODE")
     return coupons, wallets
 
 

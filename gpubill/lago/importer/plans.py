@@ -197,6 +197,8 @@ def thresholds(items, cur: str, at: At, ctx: Ctx) -> ast.Progressive | None:
         (every if t.get("recurring") else fixed).append(value)
     if len(every) > 1:
         ctx.invalid(at, "Lago allows at most one recurring usage threshold")
+    if len(set(fixed)) != len(fixed):
+        ctx.invalid(at, "two usage thresholds have the same amount", "Lago's thresholds are distinct amounts")
     if not fixed and not every:
         return None
     return ast.Progressive(tuple(amount(a) for a in sorted(fixed)), tuple(amount(a) for a in every))
