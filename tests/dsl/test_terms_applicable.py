@@ -93,6 +93,8 @@ def test_a_declared_gpu_type_the_plan_table_forgets_cannot_be_reserved():
         ('charge cluster_hours per GPU-hour by gpu_type { "H100-SXM" 3.49 } { where gpu_type = "H200" 4.25 per GPU-hour }', ""),
         ('charge cluster_hours per GPU-hour by gpu_type { "H100-SXM" 3.49 } { where region = "us-east" 2.00 per GPU-hour }', ""),
         (TABLE, 'override cluster_hours where gpu_type = "H200" 4.10 per GPU-hour'),
+        (TABLE, 'override cluster_hours per GPU-hour by gpu_type { "H200" 4.10 }'),
+        (TABLE, "override cluster_hours 2.90 per GPU-hour"),
     ],
 )
 def test_a_gpu_type_priced_by_a_default_a_filter_or_an_override_may_be_reserved(charge, line):
@@ -133,6 +135,12 @@ def test_a_reservation_is_checked_against_every_version_billing_the_term():
     v1 = 'charge gpu_hours per GPU-hour by gpu_type { "H100-SXM" 3.49 }'
     d = assert_diag(VERSIONS.replace("V1", v1), "reserve-gpu-type-unseen", 19, 13)
     assert 'plan "tiered" version 1' in d.message
+
+
+def test_an_override_table_that_forgets_the_gpu_type_does_not_price_it():
+    line = 'reserve 8 "H200" on cluster_hours at 3.20 per GPU-hour\n  override cluster_hours per GPU-hour by gpu_type { "B200" 5.10 }'
+    d = assert_diag(clusters(line), "reserve-gpu-type-unseen", 20, 13)
+    assert d.hints[0] == 'plan "clusters" prices cluster_hours for: "H100-SXM"'
 
 
 def test_a_version_that_ended_before_the_contract_starts_does_not_bill_it():

@@ -142,14 +142,15 @@ def _matches(cond: ast.Condition | None, gpu_type: str) -> bool:
 
 
 def _priced(c: ast.Contract, charges: list[ast.Charge], gpu_type: str) -> bool:
-    """Whether some bucket of the charges prices usage of the GPU type: a default
-    bucket or window whose price admits it, or a filter or the contract's override
-    whose condition and price do."""
+    """Whether some bucket of the charges prices usage of the GPU type: a default bucket or
+    window whose price admits it, or a filter or override of the contract whose condition and
+    price do (an unconditional override that is not a table prices every type)."""
     keys = {ch.key for ch in charges}
     plain = [ch.price for ch in charges] + [w.price for ch in charges for w in ch.windows]
-    filtered = [f for ch in charges for f in ch.filters] + [o for o in c.overrides if o.charge.name in keys]
+    filtered = [(f.condition, f.price) for ch in charges for f in ch.filters]
+    filtered += [(o.condition, o.price) for o in c.overrides if o.charge.name in keys]
     return any(_admits(price, gpu_type) for price in plain) or any(
-        _matches(f.condition, gpu_type) and _admits(f.price, gpu_type) for f in filtered
+        _matches(cond, gpu_type) and _admits(price, gpu_type) for cond, price in filtered
     )
 
 
