@@ -78,7 +78,7 @@ def _failure(r) -> str:
             continue
         e = o.expect
         money = e.what in ("charge", "total")
-        unit = f" {r.currency}" if money else ""
+        unit = f" {r.invoice.currency}" if money else ""
         target = "" if e.target is None else f" {e.target.name}"
         where = f" where {_condition(e.condition)}" if e.condition is not None else ""
         out.append(f"    {e.span.path}:{e.span.line}: expect {e.what}{target}{where}")
@@ -86,12 +86,20 @@ def _failure(r) -> str:
         out.append(f"      actual:   {o.actual:f}{unit}")
         out.append(f"      from {len(o.lines)} invoice line(s):" if o.lines else "      from no invoice line")
         out += [_line(f) for f in o.lines]
+        if e.what == "total":
+            out.append("      " + _totals(r.invoice))
     return "\n".join(out)
 
 
 def _condition(cond) -> str:
     return " and ".join(f"{m.key.name} in ({', '.join(repr(v.value) for v in m.values)})" if len(m.values) > 1
                         else f'{m.key.name} = "{m.values[0].value}"' for m in cond.matches)
+
+
+def _totals(inv) -> str:
+    return (f"fees {inv.fees_amount:f} - progressive credit {inv.progressive_billing_credit_amount:f}"
+            f" - coupons {inv.coupons_amount:f} + taxes {inv.taxes_amount:f} - credit notes {inv.credit_notes_amount:f}"
+            f" - prepaid credits {inv.prepaid_credit_amount:f} = total {inv.total_amount:f}")
 
 
 def _line(f) -> str:

@@ -30,6 +30,7 @@ from decimal import Decimal
 
 import attrs
 
+from gpubill.contracts.invoice import Invoice
 from gpubill.contracts.lines import FeeLine
 from gpubill.dsl import ast
 from gpubill.dsl.resolve import Catalog
@@ -86,12 +87,13 @@ class Outcome:
 
 @attrs.frozen
 class TestResult:
-    """One test block run: its outcomes, or why it could not be run (``error``)."""
+    """One test block run: its outcomes and the invoice they were measured on,
+    or why it could not be run (``error``)."""
 
     test: ast.TestBlock
     outcomes: tuple[Outcome, ...] = ()
     error: str | None = None
-    currency: str = ""
+    invoice: Invoice | None = attrs.field(default=None, eq=False, repr=False)
 
     __test__ = False  # not a pytest class
 
@@ -143,7 +145,7 @@ def run_test(catalog: Catalog, t: ast.TestBlock, engine: str = "fast") -> TestRe
         return TestResult(t, error=left_out)
     invoice = invoice_chain(source, catalog, chain, rated, engine)[-1]  # the period's final invoice
     outcomes = tuple(measure(invoice, e) for e in t.expects)
-    return TestResult(t, outcomes, currency=invoice.currency)
+    return TestResult(t, outcomes, invoice=invoice)
 
 
 def period_args(t: ast.TestBlock):
