@@ -102,3 +102,30 @@ def test_json_diagnostics(tmp_path):
 def test_usage_errors_exit_2(tmp_path):
     assert gpubill("import", "lago", "x.json").returncode == 2  # no --out
     assert gpubill("import").returncode == 2  # no source
+
+
+def test_a_whole_commercial_setup_imports_and_checks(tmp_path):
+    """Entity with tax, coupon, wallet (the invoice-order worked example) through the real CLI, then `check`."""
+    src = FIXTURES.parent / "lago_examples" / "invoice_order.json"
+    out = tmp_path / "billing"
+    r = gpubill("import", "lago", str(src), "--out", str(out))
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert 'tax "VAT" 10.0%' in (out / "entities.bill").read_text()
+    contracts = (out / "contracts.bill").read_text()
+    assert "credit 30.00 USD granted, priority 50" in contracts and "discount 10.00 USD once" in contracts
+    check = gpubill("check", str(out))
+    assert check.returncode == 0 and check.stdout == "" and check.stderr == ""
+
+
+def test_a_setup_the_language_cannot_express_names_its_json_path_and_writes_nothing(tmp_path):
+    import json
+
+    doc = json.loads((FIXTURES.parent / "lago_examples" / "invoice_order.json").read_text())
+    doc["wallet"]["applies_to"] = {"fee_types": ["subscription"], "billable_metric_codes": []}
+    p = write(tmp_path, "setup.json", doc)
+    out = tmp_path / "billing"
+    r = gpubill("import", "lago", p, "--out", str(out))
+    assert r.returncode == 1 and not out.exists()
+    first = r.stderr.splitlines()[0]
+    assert first.startswith(f"{p}:") and "error[lago-unsupported]: wallet.applies_to.fee_types:" in first
+    assert "Traceback" not in r.stderr
