@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
-from .conftest import event, ingest, invoice, lines
+from gpubill.contracts.progressive import passed
+from gpubill.dsl.check import check_paths
+from gpubill.service.invoicing import invoice_period
+
+from .conftest import BILL, event, ingest, invoice, lines
 
 
 # ---------------------------------------------------------------- minimum commitment
@@ -176,3 +180,38 @@ def test_invoice_computation_order(store):
     assert (inv.taxes_amount, inv.sub_total_including_taxes_amount) == (D(6), D(66))
     assert (inv.credit_notes_amount, inv.prepaid_credit_amount, inv.total_amount) == (D(0), D(30), D(36))
     assert [a.kind for a in inv.credits] == ["coupon", "prepaid"]
+
+
+# ---------------------------------------------------------------- progressive billing
+
+def _check_thresholds():
+    catalog, _, diags = check_paths([str(BILL / "progressive.bill")])
+    assert not [d for d in diags if d.is_error]
+    (plan,) = catalog.plans["prog_check"]
+    return plan.progressive
+
+
+def test_progressive_thresholds_below_the_largest_fixed_one():
+    """Fixed [10, 20, 31, 40], R = 5; invoiced 9, current 37 -> 10, 20, 31, 40, 5."""
+    assert passed(_check_thresholds(), D(9), D(37)) == (D(10), D(20), D(31), D(40), D(5))
+
+
+def test_progressive_threshold_recurring_past_the_fixed_ones():
+    """Invoiced 49, current 1: 1 + 49 mod 5 = 5 >= 5 -> 5."""
+    assert passed(_check_thresholds(), D(49), D(1)) == (D(5),)
+
+
+def test_progressive_invoices_then_the_final_invoice_credit_them(store):
+    """Lago's spec: usage 20 000 crosses the first threshold, then 60 000 the
+    second (a progressive invoice of 60 000 crediting the first's 20 000: 40 000
+    due); the final invoice: fees 3 100 + 60 000, credit 60 000, total 3 100."""
+    ingest(store, [event("sub_prog", "spend", "2025-01-05T12:00:00Z", amount=200),
+                   event("sub_prog", "spend", "2025-01-10T12:00:00Z", amount=400)])
+    report = invoice_period(store, [str(BILL / "progressive.bill")], "2025-01", "prog_spec_example", progressive=True)
+    first, second, final = report.invoices
+    assert [i.invoice_type for i in report.invoices] == ["progressive_billing"] * 2 + ["subscription"]
+    assert (first.thresholds, first.fees_amount, first.total_amount) == ((D(200),), D(200), D(200))
+    assert (second.thresholds, second.fees_amount, second.progressive_billing_credit_amount,
+            second.total_amount) == ((D(400),), D(600), D(200), D(400))
+    assert sorted(f.amount for f in final.fees) == [D("31.00"), D("600.00")]
+    assert (final.progressive_billing_credit_amount, final.total_amount) == (D(600), D("31.00"))
