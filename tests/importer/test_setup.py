@@ -254,3 +254,9 @@ def test_equal_usage_thresholds_are_invalid():
     p = plan(usage_thresholds=[{"amount_cents": 100, "recurring": False}, {"amount_cents": 100, "recurring": False}])
     err = one_error("lago-invalid", **setup(p=p))
     assert err.message.startswith("plan.usage_thresholds:") and "same amount" in err.message
+
+
+def test_a_commitment_on_a_plan_without_fee_or_charges_is_an_error_not_a_generated_bug():
+    p = plan(minimum_commitment={"amount_cents": 100000, "interval": "monthly"})
+    err = one_error(**setup(p=p))
+    assert err.message.startswith("plan.minimum_commitment:") and "neither a fee nor charges" in err.message

@@ -113,9 +113,13 @@ def _tax(d, at: At, ctx: Ctx) -> TaxInfo | None:
         return None
     try:
         rate = V.decimal(d.get("rate"), "the tax rate")
-        name = V.writable(d.get("name") or code)
     except V.BadValue as e:
-        ctx.invalid(at / ("rate" if "rate" in str(e) else "name"), str(e))
+        ctx.invalid(at / "rate", str(e))
+        return None
+    try:
+        name = V.writable(str(d.get("name") or code))
+    except V.BadValue as e:
+        ctx.invalid(at / "name", str(e))
         return None
     if rate > 100:
         ctx.invalid(at / "rate", f"a tax rate of {V.num(rate)}% is more than 100%")

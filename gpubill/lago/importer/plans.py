@@ -125,6 +125,10 @@ def convert_plan(data: dict, at: At, name: str, anchor: str, metrics: dict, ctx:
         ctx.invalid(at / "charges", "charges must be a list")
         charges = []
     drafts = [_charge(ch, at / "charges" / i, cur, metrics, keys, ctx) for i, ch in enumerate(charges)]
+    if commitment and not fee and not charges:
+        ctx.error(at / "minimum_commitment", "a minimum commitment on a plan with neither a fee nor charges is "
+                  "not supported", "in gpubill a commitment is trued up against the plan's fees: give the plan "
+                  "its fee (amount_cents) or its charges")
     if ctx.errors_since(start):
         return None
     for n in notes:
