@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -20,6 +22,7 @@ from gpubill.service.events import Store, ingest_file
 from gpubill.service.invoicing import invoice_period
 
 BILL = Path(__file__).resolve().parent / "bill"
+LAGO_EXAMPLES = Path(__file__).resolve().parents[1] / "importer" / "lago_examples"
 
 _tx = itertools.count(1)
 
@@ -36,6 +39,22 @@ def ingest(store: Store, events: list[dict], chunk: int = 1000) -> None:
     for rec, _ in ingest_file(store, io.BufferedReader(io.BytesIO(data)), "jsonl", chunk, "test"):
         counts = rec.counts()
         assert counts["rejected"] == counts["conflict"] == 0, counts
+
+
+def ingest_lago_batch(store: Store, path: Path) -> None:
+    """Ingest a Lago batch document (``{"events": [...]}``) as `gpubill ingest` reads it."""
+    with open(path, "rb") as f:
+        for rec, _ in ingest_file(store, f, "lago", 1000, "test"):
+            counts = rec.counts()
+            assert counts["rejected"] == counts["conflict"] == 0, counts
+
+
+def import_lago(setup: Path, out: Path) -> Path:
+    """``gpubill import lago SETUP --out OUT`` as a real subprocess; OUT, which must check."""
+    r = subprocess.run([sys.executable, "-m", "gpubill", "import", "lago", str(setup), "--out", str(out)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    return out
 
 
 def invoice(store: Store, bill: str, period: str, contract: str, engine: str = "fast", paths=None):

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+import pytest
+
 from gpubill.contracts.progressive import passed
 from gpubill.dsl.check import check_paths
 from gpubill.service.invoicing import invoice_period
 
-from .conftest import BILL, event, ingest, invoice, lines
+from .conftest import BILL, LAGO_EXAMPLES, event, import_lago, ingest, ingest_lago_batch, invoice, lines
 
 
 # ---------------------------------------------------------------- minimum commitment
@@ -215,3 +217,55 @@ def test_progressive_invoices_then_the_final_invoice_credit_them(store):
             second.total_amount) == ((D(400),), D(600), D(200), D(400))
     assert sorted(f.amount for f in final.fees) == [D("31.00"), D("600.00")]
     assert (final.progressive_billing_credit_amount, final.total_amount) == (D(600), D("31.00"))
+
+
+# ---------------------------------------------------------------- the same examples through `import lago`
+
+# setup -> (period, the contract's invoice figures, in USD: {Invoice attribute or fee kind: amount(s)})
+IMPORTED = {
+    "commitment_feb4": ("2025-02", {"fee": [D("892.86")], "true_up": [D("8035.71")]}),
+    "commitment_weekly_wednesday": ("2025-02-05", {"fee": [D("714.29")], "true_up": [D("6428.57")]}),
+    "commitment_full_period": ("2025-02", {"fee": [D("1000.00")], "true_up": [D("9000.00")]}),
+    "fee_prorated_with_tax": ("2025-03", {"fee": [D("38.71")], "taxes_amount": D("7.74"),
+                                          "total_amount": D("46.45")}),
+    "termination_credit": ("2025-02", {"fee": [D("60.00")], "termination_credit": [D("-6.43")]}),
+    "spending_minimum": ("2025-03", {"usage": [D("7.00")], "min_true_up": [D("3.00")]}),
+    "spending_minimum_prorated": ("2025-03", {"usage": [D("2.00")], "min_true_up": [D("2.84")]}),
+    "spending_minimum_terminated_filters": ("2025-02", {"min_true_up": [D("19.29")], "fees_amount": D("89.29")}),
+    "coupons": ("2025-03", {"fees_amount": D("300.00"), "coupons_amount": D("93.00"),
+                            "sub_total_excluding_taxes_amount": D("207.00"), "total_amount": D("207.00")}),
+    "taxes_1889": ("2025-03", {"fees_amount": D("188.90"), "taxes_amount": D("18.89"), "total_amount": D("207.79")}),
+    "invoice_order": ("2025-03", {"fees_amount": D("70.00"), "coupons_amount": D("10.00"),
+                                  "sub_total_excluding_taxes_amount": D("60.00"), "taxes_amount": D("6.00"),
+                                  "sub_total_including_taxes_amount": D("66.00"),
+                                  "prepaid_credit_amount": D("30.00"), "total_amount": D("36.00")}),
+}
+
+
+def _imported(store, tmp_path, name: str, period: str, progressive: bool = False):
+    out = import_lago(LAGO_EXAMPLES / f"{name}.json", tmp_path / "billing")
+    events = LAGO_EXAMPLES / f"{name}.events.json"
+    if events.exists():
+        ingest_lago_batch(store, events)
+    report = invoice_period(store, [str(out)], period, progressive=progressive)
+    assert report.unrated == ()
+    return report.invoices
+
+
+@pytest.mark.parametrize("name", sorted(IMPORTED))
+def test_imported_lago_setup_invoices_lagos_figures(store, tmp_path, name):
+    """tests/importer/lago_examples/NAME.json imported by `gpubill import lago`: its README's figures."""
+    period, expected = IMPORTED[name]
+    (inv,) = _imported(store, tmp_path, name, period)
+    for what, want in expected.items():
+        got = [f.amount for f in lines(inv, what)] if isinstance(want, list) else getattr(inv, what)
+        assert got == want, what
+
+
+def test_imported_progressive_billing(store, tmp_path):
+    """Thresholds 200.00 and 600.00; 200 h on Mar 5, 400 h on Mar 12: progressive invoices of 200.00 and
+    600.00 - 200.00; March's invoice: fees 31.00 + 600.00, credit 600.00, total 31.00."""
+    first, second, final = _imported(store, tmp_path, "progressive_billing", "2025-03", progressive=True)
+    assert (first.fees_amount, first.total_amount) == (D(200), D(200))
+    assert (second.fees_amount, second.progressive_billing_credit_amount, second.total_amount) == (D(600), D(200), D(400))
+    assert (final.fees_amount, final.progressive_billing_credit_amount, final.total_amount) == (D(631), D(600), D(31))
