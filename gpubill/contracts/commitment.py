@@ -72,7 +72,7 @@ def _settlement(b: Billing, c: ast.Commit) -> tuple[dt.date, dt.date, bool]:
         return b.first_day, b.last_day, True
     w = period_containing(b.first_day, WINDOW_INTERVALS[per], "anniversary", b.timezone, term_first)
     w_first, w_last = local_date(w.from_ms, b.timezone), local_date(w.to_ms, b.timezone)
-    if w_last <= b.last_day:  # no longer than the period: settled with it
+    if w_first >= b.first_day and w_last <= b.last_day:  # inside the period: settled with it
         return b.first_day, b.last_day, True
     return w_first, w_last, b.last_day >= w_last or b.is_last
 
