@@ -260,3 +260,19 @@ def test_a_commitment_on_a_plan_without_fee_or_charges_is_an_error_not_a_generat
     p = plan(minimum_commitment={"amount_cents": 100000, "interval": "monthly"})
     err = one_error(**setup(p=p))
     assert err.message.startswith("plan.minimum_commitment:") and "neither a fee nor charges" in err.message
+
+
+@pytest.mark.parametrize("objs,where", [
+    (dict(e={"billing_entity": billing_entity(currency="USD", document_numbering=[])}),
+     "billing_entity.document_numbering"),
+    (dict(k={"coupon": coupon(percentage_rate=10, plan_codes=5)}, a={"applied_coupon": applied_coupon()}),
+     "coupon.plan_codes"),
+    (dict(k={"coupon": coupon(percentage_rate=10)}, a={"applied_coupon": applied_coupon(coupon_code=["welcome"])}),
+     "applied_coupon.coupon_code"),
+    (dict(w={"wallet": wallet(paid="1", applies_to={"fee_types": "charge"})}), "wallet.applies_to.fee_types"),
+])
+def test_malformed_setup_values_are_located_errors_not_crashes(objs, where):
+    c = customer(billing_entity_code="acme_eu") if "e" in objs else None
+    res = import_lago(sources(**setup(c=c), **objs), "out")
+    assert res.files == {} and any(d.is_error and d.message.startswith(where + ":") for d in res.diagnostics), \
+        [d.message for d in res.diagnostics]

@@ -262,7 +262,8 @@ def _customer_terms(objs: list[Obj], subs: list[Obj], ctx: Ctx) -> tuple[dict, d
             continue
         coupon = None
         if o.kind == "applied_coupon":
-            coupon = coupon_of.get(o.data.get("coupon_code"))
+            code = o.data.get("coupon_code")
+            coupon = coupon_of.get(code) if isinstance(code, str) else None
             if coupon is None:
                 ctx.error(o.at / "coupon_code", f"the coupon {o.data.get('coupon_code')!r} is not among the "
                           "imported files", "export it too: GET /api/v1/coupons/CODE", rule="lago-missing")
@@ -292,7 +293,7 @@ def _term_subscription(o: Obj, coupon: Obj | None, subs: list[Obj], ctx: Ctx) ->
                   "subscription", "export its subscriptions too: GET /api/v1/subscriptions?external_customer_id=...",
                   rule="lago-missing")
         return None
-    plan_codes = T.limited_plans(coupon)
+    plan_codes = T.limited_plans(coupon, ctx)
     if plan_codes:
         on_plan = [s for s in mine if s.data.get("plan_code") in plan_codes]
         if not on_plan:

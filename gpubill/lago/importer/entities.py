@@ -229,7 +229,7 @@ def _tax_clauses(taxes: list[TaxInfo]) -> tuple[ast.Tax, ...]:
 def _numbering(d: dict, at: At, ctx: Ctx) -> dict:
     """`invoice prefix "P" numbering MODE`; Lago's default prefix (NAM-1234) when none was exported."""
     mode = d.get("document_numbering")
-    if mode is not None and mode not in NUMBERING:
+    if mode is not None and (not isinstance(mode, str) or mode not in NUMBERING):
         ctx.invalid(at / "document_numbering", f"unknown document_numbering {mode!r}",
                     "expected per_customer or per_billing_entity")
         return {}

@@ -57,23 +57,23 @@ class Term:
     order: tuple = ()
 
 
-def limited_plans(coupon: Obj | None) -> list | None:
+def limited_plans(coupon: Obj | None, ctx: Ctx) -> list | None:
     """The plan codes a coupon is limited to, or None."""
-    return _limits(coupon, "plan_codes") if coupon is not None else None
+    return _limits(coupon, "plan_codes", ctx)[0] if coupon is not None else None
 
 
-def _limits(coupon: Obj, key: str) -> list | None:
-    d = coupon.data
-    applies = d.get("applies_to") if isinstance(d.get("applies_to"), dict) else {}
-    codes = applies.get(key) if applies.get(key) is not None else d.get(key)
-    return codes or None
-
-
-def _limits_at(coupon: Obj, key: str) -> At:
-    d = coupon.data
-    if isinstance(d.get("applies_to"), dict) and d["applies_to"].get(key) is not None:
-        return coupon.at / "applies_to" / key
-    return coupon.at / key
+def _limits(o: Obj, key: str, ctx: Ctx) -> tuple[list | None, At]:
+    """The codes a coupon (`applies_to.KEY`, else `KEY`) or a wallet (`applies_to.KEY`) is limited to (None: not
+    limited), and where they were read."""
+    applies = o.data.get("applies_to") if isinstance(o.data.get("applies_to"), dict) else {}
+    if applies.get(key) is not None or o.kind == "wallet":
+        codes, at = applies.get(key), o.at / "applies_to" / key
+    else:
+        codes, at = o.data.get(key), o.at / key
+    if codes is not None and (not isinstance(codes, list) or not all(isinstance(c, str) for c in codes)):
+        ctx.invalid(at, f"{key} must be a list of codes")
+        return None, at
+    return codes or None, at
 
 
 def discount(applied: Obj, coupon: Obj, plan: PlanInfo, cur: str, ctx: Ctx) -> Term | None:
@@ -110,10 +110,10 @@ def discount(applied: Obj, coupon: Obj, plan: PlanInfo, cur: str, ctx: Ctx) -> T
             periods = number(Decimal(V.integer(n, "frequency_duration")))
         except V.BadValue as e:
             ctx.invalid(n_at, str(e))
-    scope = _metric_scope(coupon, _limits(coupon, "billable_metric_codes"), plan, ctx)
+    scope = _metric_scope(coupon, plan, ctx)
     if ctx.errors_since(start):
         return None
-    group = 0 if scope is not None else 1 if limited_plans(coupon) else 2
+    group = 0 if scope is not None else 1 if limited_plans(coupon, ctx) else 2
     node = ast.Discount(value, frequency, periods, scope)
     return Term(f"Lago coupon {V.string(V.comment(c.get('code')))}", node, (group, str(a.get("created_at") or "")))
 
@@ -132,14 +132,13 @@ def _fixed(pick, cur: str, ctx: Ctx) -> ast.Amount | None:
         return None
 
 
-def _metric_scope(obj: Obj, codes, plan: PlanInfo, ctx: Ctx) -> ast.Ref | None:
-    """`for CHARGE`: the plan's one charge on the one billable metric `obj` is limited to."""
+def _metric_scope(obj: Obj, plan: PlanInfo, ctx: Ctx) -> ast.Ref | None:
+    """`for CHARGE`: the plan's one charge on the one billable metric a coupon or wallet is limited to."""
+    codes, at = _limits(obj, "billable_metric_codes", ctx)
     if not codes:
         return None
-    at = _limits_at(obj, "billable_metric_codes") if obj.kind == "coupon" else \
-        obj.at / "applies_to" / "billable_metric_codes"
-    if not isinstance(codes, list) or len(codes) > 1:
-        ctx.error(at, f"a limitation to several billable metrics ({', '.join(map(str, codes))}) is not supported",
+    if len(codes) > 1:
+        ctx.error(at, f"a limitation to several billable metrics ({', '.join(codes)}) is not supported",
                   "a .bill discount or credit is limited to one charge; make one coupon or wallet per metric")
         return None
     keys = plan.charges.get(codes[0], ())
@@ -229,10 +228,13 @@ def _credit_options(wallet: Obj, plan: PlanInfo, starts: dt.datetime | None, ctx
     if not isinstance(applies, dict):
         ctx.invalid(at / "applies_to", "applies_to must be an object {fee_types, billable_metric_codes}")
         return out
-    fee_types = set(applies.get("fee_types") or ()) or set(FEE_TYPES)
-    codes = applies.get("billable_metric_codes")
-    if fee_types != FEE_TYPES and not (fee_types == {"charge"} and codes):
+    fee_types = applies.get("fee_types") or list(FEE_TYPES)
+    if not isinstance(fee_types, list) or not all(isinstance(f, str) for f in fee_types):
+        ctx.invalid(at / "applies_to" / "fee_types", "fee_types must be a list of fee types")
+        return out
+    limited = bool(_limits(wallet, "billable_metric_codes", ctx)[0])
+    if set(fee_types) != FEE_TYPES and not (set(fee_types) == {"charge"} and limited):
         ctx.error(at / "applies_to" / "fee_types", f"a wallet limited to the fee types {sorted(fee_types)} is not "
                   "supported", "a .bill credit applies to every fee, or to one charge (billable_metric_codes)")
-    out["scope"] = _metric_scope(wallet, codes, plan, ctx)
+    out["scope"] = _metric_scope(wallet, plan, ctx)
     return out
