@@ -276,3 +276,30 @@ def test_malformed_setup_values_are_located_errors_not_crashes(objs, where):
     res = import_lago(sources(**setup(c=c), **objs), "out")
     assert res.files == {} and any(d.is_error and d.message.startswith(where + ":") for d in res.diagnostics), \
         [d.message for d in res.diagnostics]
+
+
+def _paths(o, pre=()):
+    """Every JSON path inside `o`."""
+    items = o.items() if isinstance(o, dict) else enumerate(o) if isinstance(o, list) else ()
+    for k, v in items:
+        yield pre + (k,)
+        yield from _paths(v, pre + (k,))
+
+
+@pytest.mark.parametrize("name", ["invoice_order", "coupons"])
+def test_any_field_of_a_setup_given_a_wrong_shape_is_a_diagnostic_never_a_crash(name):
+    import copy
+    import json
+
+    from lago_objects import FIXTURES
+
+    doc = json.loads((FIXTURES.parent / "lago_examples" / f"{name}.json").read_text())
+    for path in _paths({k: v for k, v in doc.items() if k != "billable_metrics"}):
+        for bad in (5, [], {"k": "v"}, "x"):
+            mutated = copy.deepcopy(doc)
+            target = mutated
+            for k in path[:-1]:
+                target = target[k]
+            target[path[-1]] = bad
+            res = import_lago({"setup.json": json.dumps(mutated)}, "out")  # never raises
+            assert res.ok or res.files == {}
