@@ -50,7 +50,7 @@ class InvoiceReport:
 def invoice_period(store, contract_paths: Sequence[str], period_text: str, customer: str | None = None,
                    engine: str = "fast", progressive: bool = False) -> InvoiceReport:
     catalog, sources = load_catalog(contract_paths)
-    billed = billed_subscriptions(catalog, period_text, customer)
+    billed = billed_subscriptions(catalog, period_text, customer, handover=True)
     chains = [history(catalog, b) + [b] for b in billed]
     rated = rate_rounds(store, chains, engine)
     invoices, unrated = [], []
@@ -99,7 +99,28 @@ def rate_rounds(store, chains: list[list[Billed]], engine: str) -> dict:
     out: dict = {}
     depth = max((len(ch) for ch in chains), default=0)
     for k in range(1, depth + 1):
-        round_ = [ch[-k] for ch in chains if len(ch) >= k]
+        for round_ in one_per_subscription([ch[-k] for ch in chains if len(ch) >= k]):
+            out.update(rate_round(store, round_, engine))
+    return out
+
+
+def one_per_subscription(billed: list[Billed]) -> list[list[Billed]]:
+    """Split into runs that bill each subscription once (a plan change bills it twice in one period)."""
+    runs: list[list[Billed]] = []
+    seen: dict[str, int] = {}  # subscription id -> how many runs bill it
+    for b in billed:
+        k = seen.get(b.spec.external_id, 0)
+        seen[b.spec.external_id] = k + 1
+        if k == len(runs):
+            runs.append([])
+        runs[k].append(b)
+    return runs
+
+
+def rate_round(store, round_: list[Billed], engine: str) -> dict:
+    """One engine run over subscriptions billed once each: id(Billed) -> (lines, fees) or why it was left out."""
+    out: dict = {}
+    if round_:
         result = rate_billed(store, round_, engine)
         lines: dict = {}
         for ln in result.lines:

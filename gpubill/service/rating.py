@@ -100,8 +100,12 @@ def load_catalog(paths: Sequence[str]) -> tuple[Catalog, dict[str, str]]:
     return catalog, sources
 
 
-def billed_subscriptions(catalog: Catalog, period_text: str, customer: str | None = None) -> list[Billed]:
-    """Every contract active in the period (optionally one customer's), compiled."""
+def billed_subscriptions(catalog: Catalog, period_text: str, customer: str | None = None,
+                         handover: bool = False) -> list[Billed]:
+    """Every contract active in the period (optionally one customer's),
+    compiled.  ``handover``: two contracts may bill one subscription in the
+    period when their terms do not overlap (a plan change: one ends, the
+    next starts); the caller then rates them apart."""
     try:
         kind, value = cal.parse_period_arg(period_text)
         if kind == "range":
@@ -121,22 +125,30 @@ def billed_subscriptions(catalog: Catalog, period_text: str, customer: str | Non
         except (CompileError, ValueError) as e:
             raise ServiceError(f'contract "{name}": {e}') from None
         out.append(Billed(resolved, spec))
-    _one_contract_per_subscription(out, period_text)
+    _one_contract_per_subscription(out, period_text, handover)
     if customer is not None and not out:
         known = sorted({k for c in catalog.contracts.values() for k in _customer_keys(c)})
         raise ServiceError(f'no contract of customer "{customer}" is active in {period_text} (known: {", ".join(known[:10])})')
     return out
 
 
-def _one_contract_per_subscription(billed: list[Billed], period_text: str) -> None:
-    """Two contracts billing one subscription in one period would bill its events twice."""
-    seen: dict[str, str] = {}
+def _one_contract_per_subscription(billed: list[Billed], period_text: str, handover: bool = False) -> None:
+    """Two contracts billing one subscription in one period would bill its
+    events twice, unless (``handover``) their terms do not overlap."""
+    seen: dict[str, Billed] = {}
     for b in billed:
         sid, name = b.spec.external_id, b.contract.name.name
-        if sid in seen:
-            raise ServiceError(f'contracts "{seen[sid]}" and "{name}" both bill subscription "{sid}" in '
+        if sid in seen and not (handover and _apart(seen[sid], b)):
+            raise ServiceError(f'contracts "{seen[sid].contract.name.name}" and "{name}" both bill subscription "{sid}" in '
                                f"{period_text}: its events would be billed twice; give each its own subscription id")
-        seen[sid] = name
+        seen[sid] = b
+
+
+def _apart(a: Billed, b: Billed) -> bool:
+    """The two contracts' terms do not overlap."""
+    first, second = sorted((a, b), key=lambda x: x.resolved.started_ms or 0)
+    end = first.resolved.terminated_ms
+    return end is not None and second.resolved.started_ms is not None and end < second.resolved.started_ms
 
 
 def _customer_keys(c: ast.Contract) -> set[str]:

@@ -130,3 +130,14 @@ def test_fixed_thresholds_fire_once_in_the_subscription_lifetime(store):
     may = progressive_run(store, "2026-05")
     assert [i.invoice_type for i in may] == ["subscription"]
     assert may[0].fees_amount == D(100)
+
+
+def test_a_plan_change_mid_period_bills_each_plan_for_its_days(store):
+    ingest(store, calls("s_hx", "2026-10-10", 10) + calls("s_hx", "2026-10-20", 10))
+    report = invoice_period(store, [str(BILL / "plan_change.bill")], "2026-10", "hx")
+    by_name = {i.billing.contract.name.name: i for i in report.invoices}
+    old, new = by_name["hx_old"], by_name["hx_new"]
+    # the old plan: fee 31.00 x 17/31 = 17.00; its 10 calls x 1.00 = 10.00
+    assert [(f.kind, f.amount) for f in old.fees] == [("fee", D("17.00")), ("usage", D("10.00"))]
+    # the new plan: fee 62.00 x 14/31 = 28.00; its 10 calls x 0.50 = 5.00
+    assert [(f.kind, f.amount) for f in new.fees] == [("fee", D("28.00")), ("usage", D("5.00"))]
