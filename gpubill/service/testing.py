@@ -143,7 +143,7 @@ def run_test(catalog: Catalog, t: ast.TestBlock, engine: str = "fast") -> TestRe
     left_out = next((rated[id(b)] for b in chain if isinstance(rated[id(b)], str)), None)
     if left_out is not None:
         return TestResult(t, error=left_out)
-    invoice = invoice_chain(source, catalog, chain, rated, engine)[-1]  # the period's final invoice
+    invoice = invoice_chain(source, catalog, chain, rated, engine)[id(billed)][-1]  # the period's final invoice
     outcomes = tuple(measure(invoice, e) for e in t.expects)
     return TestResult(t, outcomes, invoice=invoice)
 
