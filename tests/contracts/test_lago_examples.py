@@ -166,6 +166,15 @@ def test_invoice_tax_is_the_rounded_sum_of_unrounded_fee_taxes(store):
     assert inv.total_amount == D("207.78")
 
 
+def test_invoice_tax_rounds_the_sum_over_tax_codes_once(store):
+    """Two taxes of 0.5 % on 1.00: each applied tax rounds 0.005 to 0.01, the invoice's tax is round(0.01) = 0.01."""
+    inv = invoice(store, "taxes", "2025-01", "tax_two_codes")
+    assert [(t.name, t.precise_amount, t.amount) for t in inv.taxes] == [("A", D("0.005"), D("0.01")),
+                                                                         ("B", D("0.005"), D("0.01"))]
+    assert inv.taxes_amount == D("0.01")
+    assert inv.total_amount == D("1.01")
+
+
 # ---------------------------------------------------------------- computation order
 
 def test_invoice_computation_order(store):
