@@ -27,6 +27,7 @@ from gpubill.contracts.progressive import credit_of, passed, thresholds_of
 from gpubill.contracts.spread import ZERO
 from gpubill.dsl import ast
 from gpubill.dsl.resolve import Catalog
+from gpubill.engine.calendar.period import parse_period_arg
 from gpubill.engine.pricing.fees import parts_by_subscription
 from gpubill.engine.spec.compile import CompileError, compile_subscription
 from gpubill.engine.spec.subscription import resolve_subscription
@@ -49,19 +50,47 @@ class InvoiceReport:
 
 def invoice_period(store, contract_paths: Sequence[str], period_text: str, customer: str | None = None,
                    engine: str = "fast", progressive: bool = False) -> InvoiceReport:
+    """Every contract's invoices for ``period_text``: a month invoices each
+    billing period that ends in it (a weekly plan's four or five, a quarterly
+    plan's only in the quarter's last month, a termination's); a date or a
+    range invoices the period it names."""
     catalog, sources = load_catalog(contract_paths)
     billed = billed_subscriptions(catalog, period_text, customer, handover=True)
-    chains = [history(catalog, b) + [b] for b in billed]
+    kind, value = parse_period_arg(period_text)
+    targets = [closing_periods(catalog, b, *value) if kind == "month" else [b] for b in billed]
+    chains = [history(catalog, ts[0]) + ts for ts in targets if ts]
     rated = rate_rounds(store, chains, engine)
     invoices, unrated = [], []
-    for chain in chains:
+    for ts, chain in zip([ts for ts in targets if ts], chains):
         left_out = [rated[id(b)] for b in chain if isinstance(rated[id(b)], str)]
         if left_out:
             unrated.append(left_out[0])
             continue
-        period = invoice_chain(store, catalog, chain, rated, engine)
-        invoices.extend(period if progressive else period[-1:])
+        by_period = invoice_chain(store, catalog, chain, rated, engine)
+        for b in ts:
+            invoices.extend(by_period[id(b)] if progressive else by_period[id(b)][-1:])
     return InvoiceReport(tuple(invoices), tuple(unrated), catalog, sources)
+
+
+def closing_periods(catalog: Catalog, b: Billed, year: int, month: int) -> list[Billed]:
+    """The contract's billing periods that end in the month, or that its
+    termination ends in it.  A monthly calendar plan's is the month itself."""
+    billing = b.plan.billing
+    if billing is None or (billing.interval == "monthly" and (billing.anchor or "calendar") == "calendar"):
+        return [b]
+    c, out = b.contract, []
+    day, last = dt.date(year, month, 1), dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)
+    while day <= last:
+        try:
+            r = resolve_subscription(catalog, c, ("date", day))
+            ends = local_date(min(r.period.to_ms, r.terminated_ms if r.terminated_ms is not None else r.period.to_ms),
+                              r.timezone)
+            if r.active and ends <= last:
+                out.append(Billed(r, compile_subscription(catalog, r)))
+        except (CompileError, ValueError) as e:
+            raise ServiceError(f'contract "{c.name.name}": {e}') from None
+        day = local_date(r.period.to_ms + 1, r.timezone)
+    return out
 
 
 def needs_history(contract: ast.Contract, plan: ast.Plan) -> bool:
@@ -134,15 +163,15 @@ def rate_round(store, round_: list[Billed], engine: str) -> dict:
     return out
 
 
-def invoice_chain(store, catalog: Catalog, chain: list[Billed], rated: dict, engine: str) -> list[Invoice]:
-    """Invoice the chain's periods in order: the last period's invoices
-    (its progressive invoices, then its final one)."""
+def invoice_chain(store, catalog: Catalog, chain: list[Billed], rated: dict, engine: str) -> dict:
+    """Invoice the chain's periods in order: id(Billed) -> its invoices (its
+    progressive invoices, then its final one)."""
     ledger = opening_ledger(chain[-1].contract)
-    invoices: list[Invoice] = []
+    out: dict = {}
     for b in chain:
         lines, fees = rated[id(b)]
-        invoices, ledger = period_invoices(store, Billing(b.resolved, catalog), b, lines, fees, ledger, engine)
-    return invoices
+        out[id(b)], ledger = period_invoices(store, Billing(b.resolved, catalog), b, lines, fees, ledger, engine)
+    return out
 
 
 def period_invoices(store, billing: Billing, b: Billed, lines, fees, ledger: Ledger, engine: str):
