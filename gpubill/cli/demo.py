@@ -81,5 +81,8 @@ def _print(result, rows, contracts: str) -> None:
         "Where a number comes from:[/dim]\n"
         f"  gpubill rate --store {result.store_path} --contracts {contracts} --period {result.period} "
         f"--customer {rows[0]['contract'] if rows else 'NAME'} --explain\n"
-        f"  gpubill events rejected --store {result.store_path}"
+        f"  gpubill events rejected --store {result.store_path}\n"
+        "[dim]What each customer owes, every contract term applied (fees, commitments, reservations, "
+        "discounts, taxes, credits):[/dim]\n"
+        f"  gpubill invoice --store {result.store_path} --contracts {contracts} --period {result.period}"
     )
