@@ -154,7 +154,7 @@ def rate_round(store, round_: list[Billed], engine: str) -> dict:
         lines: dict = {}
         for ln in result.lines:
             lines.setdefault(ln.subscription, []).append(ln)
-        fees = {sid: [f for part in parts for f in part] for sid, parts in parts_by_subscription(result.in_advance).items()}
+        fees = parts_by_subscription(result.in_advance)
         left_out = {u.subscription: u for u in result.unrated}
         for b in round_:
             sid = b.spec.external_id

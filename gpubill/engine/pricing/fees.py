@@ -96,11 +96,16 @@ class FeeBlock:
 
     def amount_total(self) -> Decimal:
         """The sum of the fees' rounded amounts, exactly."""
+        return self.sums()[2]
+
+    def sums(self) -> tuple[Decimal, Decimal, Decimal]:
+        """The sums of the fees' units, precise amounts and rounded amounts,
+        exactly, without building a fee object."""
         counts = np.bincount(self.which, minlength=len(self.values)).tolist()
-        total = Decimal(0)
-        for (_, _, amount), n in zip(self.values, counts):
-            total = EXACT.add(total, EXACT.multiply(amount, Decimal(n)))
-        return total
+        totals = [Decimal(0)] * 3
+        for values, n in zip(self.values, counts):
+            totals = [EXACT.add(t, EXACT.multiply(v, Decimal(n))) for t, v in zip(totals, values)]
+        return totals[0], totals[1], totals[2]
 
 
 class Fees(Sequence):
