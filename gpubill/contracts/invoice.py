@@ -131,6 +131,11 @@ def progressive_base(fee: FeeLine) -> bool:
     return fee.charge is not None and not fee.pay_in_advance
 
 
+def billed_usage(fees) -> Decimal:
+    """What an invoice adds to the lifetime usage that progressive thresholds compare."""
+    return sum_amounts(f for f in fees if progressive_base(f))
+
+
 def assemble(b: Billing, fees: list[FeeLine], ledger: Ledger, *, invoice_type: str = "subscription",
              to_ms: int | None = None, earlier: Applied | None = None, thresholds: tuple = ()) -> tuple[Invoice, Ledger]:
     """The invoice of these fees, and the ledger it leaves.  ``earlier``: the
@@ -157,7 +162,7 @@ def assemble(b: Billing, fees: list[FeeLine], ledger: Ledger, *, invoice_type: s
     prepaid, balances = apply_wallets(b, fees, due, remaining, ledger.balances, day)
     credits += prepaid
     final = invoice_type == "subscription"
-    usage = sum_amounts(f for f in fees if progressive_base(f)) if final else ZERO
+    usage = billed_usage(fees) if final else ZERO
     issued = day + dt.timedelta(days=1) if final else day
     inv = Invoice(invoice_type, b, b.covered_from_ms, to_ms, issued, tuple(fees),
                   tuple(progressive_shares), tuple(coupon_shares), tuple(fee_taxes), tuple(credits), tuple(taxes),

@@ -19,9 +19,9 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
-from gpubill.contracts.build import invoice_of, progressive_fees, progressive_invoice_of
+from gpubill.contracts.build import invoice_of, progressive_fees, progressive_invoice_of, usage_fees
 from gpubill.contracts.context import Billing, local_date
-from gpubill.contracts.invoice import Invoice, Ledger, opening_ledger
+from gpubill.contracts.invoice import Invoice, Ledger, billed_usage, opening_ledger
 from gpubill.contracts.lines import sum_amounts
 from gpubill.contracts.progressive import credit_of, passed, thresholds_of
 from gpubill.contracts.spread import ZERO
@@ -60,13 +60,14 @@ def invoice_period(store, contract_paths: Sequence[str], period_text: str, custo
     targets = [closing_periods(catalog, b, *value) if kind == "month" else [b] for b in billed]
     chains = [history(catalog, ts[0]) + ts for ts in targets if ts]
     rated = rate_rounds(store, chains, engine)
+    rated.update(rate_checks(store, catalog, chains, rated, engine))
     invoices, unrated = [], []
     for ts, chain in zip([ts for ts in targets if ts], chains):
         left_out = [rated[id(b)] for b in chain if isinstance(rated[id(b)], str)]
         if left_out:
             unrated.append(left_out[0])
             continue
-        by_period = invoice_chain(store, catalog, chain, rated, engine)
+        by_period = invoice_chain(catalog, chain, rated)
         for b in ts:
             invoices.extend(by_period[id(b)] if progressive else by_period[id(b)][-1:])
     return InvoiceReport(tuple(invoices), tuple(unrated), catalog, sources)
@@ -163,35 +164,73 @@ def rate_round(store, round_: list[Billed], engine: str) -> dict:
     return out
 
 
-def invoice_chain(store, catalog: Catalog, chain: list[Billed], rated: dict, engine: str) -> dict:
+def rate_checks(store, catalog: Catalog, chains: list[list[Billed]], rated: dict, engine: str) -> dict:
+    """The usage as of each daily progressive check, for every period whose
+    thresholds its whole usage could pass (the others' checks pass nothing),
+    one engine run per day for all of them: (id(Billed), cut) -> (lines, fees)
+    or why it was left out."""
+    checks = []
+    for chain in chains:
+        if any(isinstance(rated[id(b)], str) for b in chain):
+            continue
+        lifetime = ZERO  # the final invoices' usage so far (progressive ones do not add to it)
+        for b in chain:
+            billing, (lines, fees) = Billing(b.resolved, catalog), rated[id(b)]
+            p = thresholds_of(billing.contract, billing.plan)
+            if p is not None and passed(p, lifetime, sum_amounts(progressive_fees(billing, b.spec, lines))):
+                checks.append((b, day_ends(billing)))
+            lifetime += billed_usage(usage_fees(billing, b.spec, lines, fees))
+    out: dict = {}
+    for d in range(max((len(cuts) for _, cuts in checks), default=0)):
+        keys, day = {}, []
+        for b, cuts in checks:
+            if len(cuts) > d:
+                day.append(as_of(b, cuts[d]))
+                keys[id(day[-1])] = (id(b), cuts[d])
+        for run in one_per_subscription(day):
+            for key, r in rate_round(store, run, engine).items():
+                out[keys[key]] = r
+    return out
+
+
+def as_of(b: Billed, cut_ms: int) -> Billed:
+    """``b`` as a check at ``cut_ms`` sees it: the events up to that instant."""
+    period = attrs.evolve(b.period, to_ms=cut_ms)
+    end = b.spec.terminated_at_ms
+    spec = attrs.evolve(b.spec, terminated_at_ms=cut_ms if end is None else min(cut_ms, end))
+    return Billed(attrs.evolve(b.resolved, period=period), spec)
+
+
+def invoice_chain(catalog: Catalog, chain: list[Billed], rated: dict) -> dict:
     """Invoice the chain's periods in order: id(Billed) -> its invoices (its
     progressive invoices, then its final one)."""
     ledger = opening_ledger(chain[-1].contract)
     out: dict = {}
     for b in chain:
-        lines, fees = rated[id(b)]
-        out[id(b)], ledger = period_invoices(store, Billing(b.resolved, catalog), b, lines, fees, ledger, engine)
+        out[id(b)], ledger = period_invoices(Billing(b.resolved, catalog), b, rated, ledger)
     return out
 
 
-def period_invoices(store, billing: Billing, b: Billed, lines, fees, ledger: Ledger, engine: str):
+def period_invoices(billing: Billing, b: Billed, rated: dict, ledger: Ledger):
     """One period's invoices and the ledger they leave: the progressive
-    invoices its daily checks issue (when its thresholds could pass at all),
-    then the final invoice, crediting the latest progressive one."""
+    invoices its daily checks issue (``rate_checks`` rated them when its
+    thresholds could pass at all), then the final invoice, crediting the
+    latest progressive one."""
     out: list[Invoice] = []
     p = thresholds_of(billing.contract, billing.plan)
-    if p is not None and passed(p, ledger.lifetime_usage, sum_amounts(progressive_fees(billing, b.spec, lines))):
-        for cut in day_ends(billing):
-            cut_lines = rated_cut(store, b, cut, engine)
-            if isinstance(cut_lines, str):
-                raise ServiceError(cut_lines)
-            now = progressive_fees(billing, b.spec, cut_lines)
-            before = out[-1].fees_amount if out else ZERO
-            crossed = passed(p, ledger.lifetime_usage + before, sum_amounts(now) - before)
-            if crossed:
-                inv, ledger = progressive_invoice_of(billing, now, ledger, cut, crossed,
-                                                     credit_of(out[-1]) if out else None)
-                out.append(inv)
+    for cut in day_ends(billing) if p is not None else ():
+        checked = rated.get((id(b), cut))
+        if checked is None:  # not checked: its thresholds could not pass
+            break
+        if isinstance(checked, str):
+            raise ServiceError(checked)
+        now = progressive_fees(billing, b.spec, checked[0])
+        before = out[-1].fees_amount if out else ZERO
+        crossed = passed(p, ledger.lifetime_usage + before, sum_amounts(now) - before)
+        if crossed:
+            inv, ledger = progressive_invoice_of(billing, now, ledger, cut, crossed, credit_of(out[-1]) if out else None)
+            out.append(inv)
+    lines, fees = rated[id(b)]
     final, ledger = invoice_of(billing, b.spec, lines, fees, ledger, credit_of(out[-1]) if out else None)
     return out + [final], ledger
 
@@ -207,15 +246,3 @@ def day_ends(billing: Billing) -> list[int]:
         day += dt.timedelta(days=1)
         out.append(int(dt.datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()) * 1000 - 1)
     return out
-
-
-def rated_cut(store, b: Billed, cut_ms: int, engine: str):
-    """``b``'s lines over the events up to ``cut_ms``: the period as of a check."""
-    period = attrs.evolve(b.period, to_ms=cut_ms)
-    spec = attrs.evolve(b.spec, terminated_at_ms=cut_ms if b.spec.terminated_at_ms is None
-                        else min(cut_ms, b.spec.terminated_at_ms))
-    cut = Billed(attrs.evolve(b.resolved, period=period), spec)
-    result = rate_billed(store, [cut], engine)
-    if result.unrated:
-        return unrated_text(cut, result.unrated[0])
-    return list(result.lines)
