@@ -92,8 +92,10 @@ def _failure(r) -> str:
 
 
 def _condition(cond) -> str:
-    return " and ".join(f"{m.key.name} in ({', '.join(repr(v.value) for v in m.values)})" if len(m.values) > 1
-                        else f'{m.key.name} = "{m.values[0].value}"' for m in cond.matches)
+    def values(m) -> str:
+        return ", ".join(f'"{v.value}"' for v in m.values)
+    return " and ".join(f"{m.key.name} in ({values(m)})" if len(m.values) > 1 else f"{m.key.name} = {values(m)}"
+                        for m in cond.matches)
 
 
 def _totals(inv) -> str:

@@ -140,3 +140,11 @@ def test_a_missing_path_is_an_io_error(tmp_path):
     r = _gpubill(str(tmp_path / "nope"))
     assert r.returncode == 3
     assert r.stderr.count("\n") == 1 and "no such file or directory" in r.stderr
+
+
+def test_a_period_before_the_contract_is_a_failure_that_says_so(tmp_path):
+    early = TESTS.replace("period 2026-10", "period 2025-10", 1).replace("at 2026-10-0", "at 2025-10-0")
+    r = _gpubill(str(_repo(tmp_path, early)), "-k", "h100 day")
+    assert r.returncode == 1
+    assert f'FAILED {tmp_path}/t0.bill:2  "h100 day"' in r.stdout
+    assert 'could not be invoiced: contract "acme" is not active in the test\'s period 2025-10' in r.stdout
