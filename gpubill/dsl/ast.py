@@ -530,6 +530,20 @@ class Contract:
     span: Span | None = _span_field()
 
 
+def carries_across_invoices(contract: Contract, plan: Plan) -> bool:
+    """Whether a contract's earlier invoices change its next one: a discount
+    used up over invoices, prepaid credits, a commitment window longer than a
+    period or settled at term end, progressive thresholds on lifetime usage.
+    Such a contract is invoiced from its start (and a test's usage before its
+    period is billed on those earlier invoices)."""
+    return bool(
+        contract.credits
+        or any(d.frequency != "forever" for d in contract.discounts)
+        or any((c.per or "period") != "period" or c.true_up == "term" for c in contract.commits)
+        or contract.progressive is not None or plan.progressive is not None
+    )
+
+
 # ---------------------------------------------------------------- tests
 
 

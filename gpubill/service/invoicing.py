@@ -94,20 +94,10 @@ def closing_periods(catalog: Catalog, b: Billed, year: int, month: int) -> list[
     return out
 
 
-def needs_history(contract: ast.Contract, plan: ast.Plan) -> bool:
-    """Whether earlier invoices change this one: terms that carry across invoices."""
-    return bool(
-        contract.credits
-        or any(d.frequency != "forever" for d in contract.discounts)
-        or any((c.per or "period") != "period" or c.true_up == "term" for c in contract.commits)
-        or contract.progressive is not None or plan.progressive is not None
-    )
-
-
 def history(catalog: Catalog, b: Billed) -> list[Billed]:
     """The contract's billing periods before ``b``'s, from its start, each resolved and compiled."""
     c = b.contract
-    if c.starts is None or not needs_history(c, b.plan):
+    if c.starts is None or not ast.carries_across_invoices(c, b.plan):
         return []
     out: list[Billed] = []
     day = c.starts.value.date() if isinstance(c.starts.value, dt.datetime) else c.starts.value

@@ -37,8 +37,11 @@ def check_testcases(cat: Catalog) -> Iterator[Diagnostic]:
         for e in t.expects:
             yield from _expect(e, keys)
         bounds = _bounds(t.period)
+        # a contract invoiced from its start bills usage before the test's period on its earlier invoices
+        since = (instant(c.starts) or dt.datetime.min.replace(tzinfo=UTC)) if (
+            c is not None and plan is not None and ast.carries_across_invoices(c, plan)) else None
         for u in t.usages:
-            yield from _usage(u, codes, carried, bounds, t.period)
+            yield from _usage(u, codes, carried, bounds, t.period, since)
 
 
 def _expect(e: ast.Expect, keys: set[str] | None) -> Iterator[Diagnostic]:
@@ -82,7 +85,9 @@ def _bounds(p: ast.TestPeriod | None) -> tuple[dt.datetime, dt.datetime] | None:
     return (a, b) if b is not None else None
 
 
-def _usage(u: ast.Usage, codes: set[str], carried: set[str], bounds, period) -> Iterator[Diagnostic]:
+def _usage(u: ast.Usage, codes: set[str], carried: set[str], bounds, period,
+           since: dt.datetime | None = None) -> Iterator[Diagnostic]:
+    """``since``: usage from then on, before the period, is billed on the contract's earlier invoices."""
     if u.code.name not in codes:
         yield warning(
             "unused-event",
@@ -114,7 +119,8 @@ def _usage(u: ast.Usage, codes: set[str], carried: set[str], bounds, period) -> 
     at = instant(u.at)
     if at is None or bounds is None:
         return
-    if at >= bounds[1] or (at < bounds[0] and u.code.name not in carried):
+    earlier_billed = since is not None and at >= since
+    if at >= bounds[1] or (at < bounds[0] and u.code.name not in carried and not earlier_billed):
         yield warning(
             "usage-outside-period",
             f"this usage at {u.at.text} falls outside the test period {period.text}",
