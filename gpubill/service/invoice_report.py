@@ -82,6 +82,8 @@ def invoice_json(inv: Invoice) -> dict:
     }
     for name in TOTALS:
         money(out, name, getattr(inv, name), cur)
+    money(out, "total_due_amount", inv.total_amount, cur)  # nothing is paid on a draft
+    out["payment_status"] = "succeeded" if inv.total_amount <= 0 else "pending"
     out["fees"] = [_fee_json(inv, i) for i in range(len(inv.fees))]
     out["credits"] = [_credit_json(a, cur) for a in inv.credits]
     out["applied_taxes"] = [_tax_json(t, cur) for t in inv.taxes]
