@@ -23,6 +23,8 @@ from decimal import Decimal
 
 import attrs
 
+from gpubill.engine.pricing.money import EXACT
+
 FEE_TYPES = ("subscription", "reservation", "charge", "credit", "commitment")
 
 
@@ -65,6 +67,17 @@ def dimensions_of(filter_values: dict | None, group: dict | None) -> tuple:
     dims = {k: "|".join(str(v) for v in vs) for k, vs in (filter_values or {}).items()}
     dims.update({k: ("" if v is None else str(v)) for k, v in (group or {}).items()})
     return tuple(sorted(dims.items()))
+
+
+REASON_PLACES = Decimal("1e-6")  # a reason's numbers; the line's fields keep every digit
+
+
+def reason_number(d: Decimal | None) -> str:
+    """A number in a line's reason: at most 6 decimals, marked "~" when cut."""
+    if d is None:
+        return "-"
+    cut = d.quantize(REASON_PLACES, context=EXACT) if d.as_tuple().exponent < -6 else d
+    return ("~" if cut != d else "") + format(cut.normalize(EXACT), "f")
 
 
 def sum_amounts(fees, field: str = "amount") -> Decimal:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from gpubill.contracts.context import Billing
-from gpubill.contracts.lines import FeeLine
+from gpubill.contracts.lines import FeeLine, reason_number
 from gpubill.dsl import ast, quantities, units
 from gpubill.engine.pricing.money import EXACT, round_amount
 
@@ -64,7 +64,7 @@ def covered(b: Billing, lines) -> tuple[list[FeeLine], list[Decimal]]:
             billed[k] += precise
             out.append(FeeLine(
                 "reservation", f"reservation_{i + 1}_covered", f"{ln.charge_id} ({r.gpu_type.value}) covered by the reservation",
-                f"{format(take.normalize(), 'f')} of {format(ln.units.normalize(), 'f')} units covered by "
+                f"{reason_number(take)} of {reason_number(ln.units)} units covered by "
                 "reserved capacity (not billed on demand)",
                 -take, ln.unit_price, precise, round_amount(precise, ln.rounding), b.covered_from_ms, b.covered_to_ms,
                 charge=ln.charge_id, dimensions=(("gpu_type", r.gpu_type.value),), clause=b.clause(r),

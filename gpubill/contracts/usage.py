@@ -16,7 +16,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from gpubill.contracts.context import Billing
-from gpubill.contracts.lines import FeeLine, dimensions_of
+from gpubill.contracts.lines import FeeLine, dimensions_of, reason_number
 from gpubill.contracts.spread import ZERO, percent_of
 from gpubill.dsl import ast
 from gpubill.engine.pricing.fees import FeeBlock
@@ -41,8 +41,10 @@ def _usage_fee(b: Billing, charge, ln) -> FeeLine:
     dims = dimensions_of(ln.filter, ln.group)
     if ln.kind == "min_true_up":
         reason = f"spending minimum of {ln.charge_id}: the charge's lines came to less"
+    elif ln.units != ln.full_units:
+        reason = f"{reason_number(ln.full_units)} units, {reason_number(ln.units)} after proration by days" + _idle_note(b, charge)
     else:
-        reason = f"{_num(ln.full_units)} units x {_num(ln.unit_price)}" + _idle_note(b, charge)
+        reason = f"{reason_number(ln.full_units)} units x {reason_number(ln.unit_price)}" + _idle_note(b, charge)
     return FeeLine("charge", ln.charge_id, _describe(ln.charge_id, dims), reason, ln.full_units, ln.unit_price,
                    ln.precise_amount, ln.amount, b.covered_from_ms, b.covered_to_ms, charge=ln.charge_id,
                    dimensions=dims, clause=price_source(charge, ln), events_count=ln.event_count, kind=ln.kind)
@@ -77,10 +79,6 @@ def _part_sums(part):
 
 def _describe(charge: str, dims: tuple) -> str:
     return charge + (f" ({', '.join(v for _, v in dims)})" if dims else "")
-
-
-def _num(d: Decimal | None) -> str:
-    return "-" if d is None else format(d.normalize(), "f")
 
 
 def _idle_note(b: Billing, charge) -> str:
@@ -134,7 +132,7 @@ def _credit(b: Billing, ln, fee: FeeLine, reason: str, rate: Decimal, units: Dec
     clause = _policy_clause(b, reason)
     return FeeLine("credit", f"{reason}_credit", f"{fee.description}: {jobs} {reason} jobs",
                    f"{rate.normalize():f}% of the charge of {jobs} jobs that ended {reason} "
-                   f"({_num(units)} of {_num(ln.units)} units)",
+                   f"({reason_number(units)} of {reason_number(ln.units)} units)",
                    -units, None, precise, round_amount(precise, ln.rounding), fee.from_ms, fee.to_ms,
                    charge=ln.charge_id, dimensions=fee.dimensions, clause=clause, events_count=jobs, kind="policy")
 
