@@ -227,7 +227,8 @@ def documents(work: Path) -> str:
     invoiced = orjson.loads((work / "invoice.json").read_bytes())
     fees = sum(len(i["fees"]) for i in invoiced["invoices"])
     return (f"rate: {len(rated['subscriptions']):,} subscriptions rated; invoice: "
-            f"{len(invoiced['invoices']):,} invoices, {fees:,} fee lines, {len(invoiced['unrated'])} not invoiced")
+            f"{len(invoiced['invoices']):,} invoices (the billing periods that close in the month), "
+            f"{fees:,} fee lines, {len(invoiced['unrated'])} not invoiced")
 
 
 def _load() -> str:
