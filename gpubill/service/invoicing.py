@@ -59,18 +59,29 @@ def invoice_period(store, contract_paths: Sequence[str], period_text: str, custo
     kind, value = parse_period_arg(period_text)
     targets = [closing_periods(catalog, b, *value) if kind == "month" else [b] for b in billed]
     chains = [history(catalog, ts[0]) + ts for ts in targets if ts]
+    by_period, unrated = invoice_chains(store, catalog, chains, engine)
+    invoices = []
+    for b in (b for ts in targets for b in ts if id(b) in by_period):
+        invoices.extend(by_period[id(b)] if progressive else by_period[id(b)][-1:])
+    return InvoiceReport(tuple(invoices), tuple(unrated), catalog, sources)
+
+
+def invoice_chains(store, catalog: Catalog, chains: list[list[Billed]], engine: str) -> tuple[dict, list[str]]:
+    """Rate and invoice each chain (a contract's periods, in order): one
+    engine run per round, then the progressive checks' runs.  id(Billed) ->
+    its invoices, for every chain rated in full; and, for each other chain,
+    the one line that says why it was left out."""
     rated = rate_rounds(store, chains, engine)
     rated.update(rate_checks(store, catalog, chains, rated, engine))
-    invoices, unrated = [], []
-    for ts, chain in zip([ts for ts in targets if ts], chains):
+    by_period: dict = {}
+    unrated: list[str] = []
+    for chain in chains:
         left_out = [rated[id(b)] for b in chain if isinstance(rated[id(b)], str)]
         if left_out:
             unrated.append(left_out[0])
-            continue
-        by_period = invoice_chain(catalog, chain, rated)
-        for b in ts:
-            invoices.extend(by_period[id(b)] if progressive else by_period[id(b)][-1:])
-    return InvoiceReport(tuple(invoices), tuple(unrated), catalog, sources)
+        else:
+            by_period.update(invoice_chain(catalog, chain, rated))
+    return by_period, unrated
 
 
 def closing_periods(catalog: Catalog, b: Billed, year: int, month: int) -> list[Billed]:

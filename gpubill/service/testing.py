@@ -38,7 +38,7 @@ from gpubill.engine.calendar.period import start_of, to_ms
 from gpubill.engine.fast.columns import InMemoryColumns
 from gpubill.engine.spec.compile import CompileError, compile_subscription
 from gpubill.engine.spec.subscription import resolve_subscription
-from gpubill.service.invoicing import history, invoice_chain, rate_checks, rate_rounds
+from gpubill.service.invoicing import history, invoice_chains
 from gpubill.service.rating import Billed, ServiceError, load_catalog
 
 #: The fee lines whose units and events an `expect units|events` counts (a true-up line has neither).
@@ -141,15 +141,13 @@ def run_test(catalog: Catalog, t: ast.TestBlock, engine: str = "fast") -> TestRe
     if not resolved.active:
         return TestResult(t, error=f'contract "{t.contract.name}" is not active in the test\'s period {t.period.text}')
     source = EventsInMemory(usage_events(t, resolved.timezone, resolved.period.from_ms, billed.spec.external_id))
-    rated = rate_rounds(source, [chain], engine)
-    left_out = next((rated[id(b)] for b in chain if isinstance(rated[id(b)], str)), None)
-    if left_out is not None:
-        return TestResult(t, error=left_out)
     try:
-        rated.update(rate_checks(source, catalog, [chain], rated, engine))
-        invoice = invoice_chain(catalog, chain, rated)[id(billed)][-1]  # the period's final invoice
+        by_period, unrated = invoice_chains(source, catalog, [chain], engine)
     except ServiceError as e:
         return TestResult(t, error=str(e))
+    if unrated:
+        return TestResult(t, error=unrated[0])
+    invoice = by_period[id(billed)][-1]  # the period's final invoice
     outcomes = tuple(measure(invoice, e) for e in t.expects)
     return TestResult(t, outcomes, invoice=invoice)
 
