@@ -65,10 +65,12 @@ CHUNK = 500_000  # events generated and ingested at a time (bench/rate.py's chun
 STAGES = (
     ("service/rating.py", "load_catalog", "check + resolve the .bill files"),
     ("service/rating.py", "billed_subscriptions", "the period's subscriptions, compiled"),
+    ("service/invoicing.py", "closing_periods", "the billing periods that close in the month"),
     ("service/invoicing.py", "history", "earlier periods of contracts whose terms carry"),
-    ("service/invoicing.py", "rate_rounds", "rating, every round"),
-    ("store/store.py", "read_columns", "  store reads (SQLite -> columns)"),
-    ("engine/fast/rate.py", "rate", "  fast engine"),
+    ("service/invoicing.py", "rate_rounds", "rating every period, one round per period back"),
+    ("service/invoicing.py", "rate_checks", "rating the daily progressive checks"),
+    ("store/store.py", "read_columns", "  of which store reads (SQLite -> columns)"),
+    ("engine/fast/rate.py", "rate", "  of which fast engine (lazy property loads included)"),
     ("service/invoicing.py", "invoice_chain", "invoicing every chain (contracts layer)"),
     ("service/invoice_report.py", "report_json", "the JSON document"),
 )
@@ -215,8 +217,8 @@ def profile(repo: Path, db: Path, period: str, work: Path, top: int) -> None:
     stats = pstats.Stats(str(out))
     cumulative = {(path, name): ct for (path, _, name), (_, _, _, ct, _) in stats.stats.items()}
     for suffix, name, what in STAGES:
-        t = sum(ct for (path, fn), ct in cumulative.items() if fn == name and path.endswith(suffix))
-        print(f"  {t:7.2f} s  {name:22s} {what}")
+        t = [ct for (path, fn), ct in cumulative.items() if fn == name and path.endswith(suffix)]
+        print(f"  {f'{sum(t):7.2f} s' if t else '  (none)':9s}  {name:22s} {what}")
     print(f"\ncostliest functions (own time), top {top}:")
     stats.sort_stats("tottime").print_stats(top)
 
