@@ -23,7 +23,8 @@ from decimal import Decimal
 
 import attrs
 
-from gpubill.engine.pricing.money import EXACT
+from gpubill.engine.pricing.money import EXACT, round_amount
+from gpubill.engine.spec.program import MoneyRounding
 
 FEE_TYPES = ("subscription", "reservation", "charge", "credit", "commitment")
 
@@ -69,14 +70,14 @@ def dimensions_of(filter_values: dict | None, group: dict | None) -> tuple:
     return tuple(sorted(dims.items()))
 
 
-REASON_PLACES = Decimal("1e-6")  # a reason's numbers; the line's fields keep every digit
+REASON_RULE = MoneyRounding("ROUND_HALF_EVEN", Decimal("1e-6"))  # a reason's numbers; the fields keep every digit
 
 
 def reason_number(d: Decimal | None) -> str:
     """A number in a line's reason: at most 6 decimals, marked "~" when cut."""
     if d is None:
         return "-"
-    cut = d.quantize(REASON_PLACES, context=EXACT) if d.as_tuple().exponent < -6 else d
+    cut = round_amount(d, REASON_RULE) if d.as_tuple().exponent < -6 else d
     return ("~" if cut != d else "") + format(cut.normalize(EXACT), "f")
 
 

@@ -1,7 +1,7 @@
 """Spreading one amount over fees in proportion: coupons and progressive credits.
 
 Lago spreads a before-tax credit over the eligible fees in proportion to what
-remains of each fee.  gpubill keeps every share exact to ``SHARE_PLACES``
+remains of each fee.  gpubill keeps every share exact to 10
 decimals and gives the last eligible fee the remainder, so the shares add up
 to the amount exactly and each fee's taxable base is exact.
 """
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from gpubill.engine.pricing.money import EXACT
+from gpubill.engine.pricing.money import EXACT, round_amount
+from gpubill.engine.spec.program import MoneyRounding
 
-SHARE_PLACES = Decimal("1e-10")
+SHARE_RULE = MoneyRounding("ROUND_HALF_EVEN", Decimal("1e-10"))
 ZERO = Decimal(0)
 
 
@@ -28,7 +29,7 @@ def spread(amount: Decimal, bases: list[Decimal], eligible: list[bool]) -> list[
         return shares
     given = ZERO
     for i in idx[:-1]:
-        share = EXACT.divide(EXACT.multiply(amount, bases[i]), total).quantize(SHARE_PLACES, context=EXACT)
+        share = round_amount(EXACT.divide(EXACT.multiply(amount, bases[i]), total), SHARE_RULE)
         shares[i] = share
         given += share
     shares[idx[-1]] = amount - given

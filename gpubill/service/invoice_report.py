@@ -18,7 +18,8 @@ from decimal import Decimal
 from gpubill import text
 from gpubill.contracts.invoice import Invoice
 from gpubill.dsl.currencies import minor_unit
-from gpubill.engine.pricing.money import EXACT
+from gpubill.engine.pricing.money import EXACT, round_amount
+from gpubill.engine.spec.program import MoneyRounding
 from gpubill.service.invoicing import InvoiceReport
 from gpubill.service.report import display
 
@@ -48,8 +49,8 @@ def amount_text(amount: Decimal, currency: str) -> str:
     """The exact amount, with at least the currency's minor digits (0 -> "0.00")."""
     places = minor_unit(currency)
     exp = amount.as_tuple().exponent
-    if isinstance(exp, int) and exp > -places:
-        amount = amount.quantize(Decimal(1).scaleb(-places), context=EXACT)
+    if isinstance(exp, int) and exp > -places:  # coarser than the minor unit: padded, never rounded
+        amount = round_amount(amount, MoneyRounding("ROUND_HALF_EVEN", Decimal(1).scaleb(-places)))
     return format(amount, "f")
 
 
