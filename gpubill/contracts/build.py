@@ -11,13 +11,16 @@ A progressive invoice bills only the in-arrears charges' lines.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import attrs
 
 from gpubill.contracts.commitment import commitment_fees
 from gpubill.contracts.context import Billing
 from gpubill.contracts.invoice import Invoice, Ledger, assemble, progressive_base
 from gpubill.contracts.credits import Applied
-from gpubill.contracts.lines import FeeLine
+from gpubill.contracts.lines import FeeLine, sum_amounts
+from gpubill.contracts.spread import ZERO
 from gpubill.contracts.reservation import covered, reservation_fees
 from gpubill.contracts.subscription_fee import subscription_fees
 from gpubill.contracts.usage import charge_fees, policy_credits
@@ -25,10 +28,8 @@ from gpubill.contracts.usage import charge_fees, policy_credits
 
 def usage_fees(b: Billing, spec, lines, in_advance) -> list[FeeLine]:
     """The fee lines of the rated usage: charges, coverage by reservations, policy credits."""
-    charges = charge_fees(b, spec, lines, in_advance)
     cover, billed = covered(b, lines)
-    credits = policy_credits(b, lines, charges[: len(lines)], billed)
-    return charges + cover + credits
+    return charge_fees(b, spec, lines, in_advance) + cover + policy_credits(b, lines, billed)
 
 
 def invoice_of(b: Billing, spec, lines, in_advance, ledger: Ledger,
@@ -44,6 +45,14 @@ def progressive_fees(b: Billing, spec, lines) -> list[FeeLine]:
     """What a progressive invoice bills: the in-arrears charges' usage so far
     (no spending-minimum true-up: that settles the whole period)."""
     return [f for f in usage_fees(b, spec, lines, ()) if progressive_base(f) and f.kind != "min_true_up"]
+
+
+def progressive_amount(b: Billing, lines) -> Decimal:
+    """What ``progressive_fees`` would bill, summed without building the
+    usage lines (a daily check needs only the amount)."""
+    cover, billed = covered(b, lines)
+    extra = cover + policy_credits(b, lines, billed)
+    return sum((ln.amount for ln in lines if ln.kind == "usage"), ZERO) + sum_amounts(extra)
 
 
 def progressive_invoice_of(b: Billing, fees: list[FeeLine], ledger: Ledger, to_ms: int, thresholds: tuple,

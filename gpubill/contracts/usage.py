@@ -108,33 +108,34 @@ def policy_rates(contract: ast.Contract) -> dict[str, Decimal]:
     return {k: v for k, v in rates.items() if v > 0}
 
 
-def policy_credits(b: Billing, lines, fees: list[FeeLine], billed: list[Decimal]) -> list[FeeLine]:
+def policy_credits(b: Billing, lines, billed: list[Decimal]) -> list[FeeLine]:
     """One credit line per usage line and credited end reason.  ``billed``:
     each line's precise amount still billed on demand (after a reservation
-    covered part of it), aligned with ``lines`` and ``fees``."""
+    covered part of it), aligned with ``lines``."""
     rates = policy_rates(b.contract)
     out: list[FeeLine] = []
     if not rates:
         return out
-    for ln, fee, amount in zip(lines, fees, billed):
+    for ln, amount in zip(lines, billed):
         if ln.kind != "usage" or ln.units == 0 or amount == 0:
             continue
         for reason, rate in sorted(rates.items()):
             units = ln.units_by_end_reason.get(reason, ZERO)
             if units:
-                out.append(_credit(b, ln, fee, reason, rate, units, amount))
+                out.append(_credit(b, ln, reason, rate, units, amount))
     return out
 
 
-def _credit(b: Billing, ln, fee: FeeLine, reason: str, rate: Decimal, units: Decimal, amount: Decimal) -> FeeLine:
+def _credit(b: Billing, ln, reason: str, rate: Decimal, units: Decimal, amount: Decimal) -> FeeLine:
     precise = -percent_of(EXACT.divide(EXACT.multiply(amount, units), ln.units), rate)
     jobs = ln.count_by_end_reason.get(reason, 0)
-    clause = _policy_clause(b, reason)
-    return FeeLine("credit", f"{reason}_credit", f"{fee.description}: {jobs} {reason} jobs",
+    dims = dimensions_of(ln.filter, ln.group)
+    return FeeLine("credit", f"{reason}_credit", f"{_describe(ln.charge_id, dims)}: {jobs} {reason} jobs",
                    f"{rate.normalize():f}% of the charge of {jobs} jobs that ended {reason} "
                    f"({reason_number(units)} of {reason_number(ln.units)} units)",
-                   -units, None, precise, round_amount(precise, ln.rounding), fee.from_ms, fee.to_ms,
-                   charge=ln.charge_id, dimensions=fee.dimensions, clause=clause, events_count=jobs, kind="policy")
+                   -units, None, precise, round_amount(precise, ln.rounding), b.covered_from_ms, b.covered_to_ms,
+                   charge=ln.charge_id, dimensions=dims, clause=_policy_clause(b, reason), events_count=jobs,
+                   kind="policy")
 
 
 def _policy_clause(b: Billing, reason: str) -> str | None:

@@ -19,10 +19,11 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
-from gpubill.contracts.build import invoice_of, progressive_fees, progressive_invoice_of, usage_fees
+from gpubill.contracts.build import (
+    invoice_of, progressive_amount, progressive_fees, progressive_invoice_of, usage_fees,
+)
 from gpubill.contracts.context import Billing, local_date
 from gpubill.contracts.invoice import Invoice, Ledger, billed_usage, opening_ledger
-from gpubill.contracts.lines import sum_amounts
 from gpubill.contracts.progressive import credit_of, passed, thresholds_of
 from gpubill.contracts.spread import ZERO
 from gpubill.dsl import ast
@@ -30,9 +31,10 @@ from gpubill.dsl.resolve import Catalog
 from gpubill.engine.calendar.period import parse_period_arg
 from gpubill.engine.pricing.fees import parts_by_subscription
 from gpubill.engine.spec.compile import CompileError, compile_subscription
+from gpubill.engine.spec.program import SubscriptionSpec
 from gpubill.engine.spec.subscription import resolve_subscription
 from gpubill.service.rating import (
-    Billed, ServiceError, billed_subscriptions, load_catalog, rate_billed, unrated_text,
+    Billed, ServiceError, billed_subscriptions, load_catalog, rate_billed, read_window, unrated_text,
 )
 
 
@@ -117,10 +119,19 @@ def history(catalog: Catalog, b: Billed) -> list[Billed]:
             resolved = resolve_subscription(catalog, c, ("date", day))
             if resolved.period.from_ms >= b.period.from_ms:
                 return out
-            out.append(Billed(resolved, compile_subscription(catalog, resolved)))
+            out.append(Billed(resolved, respec(catalog, out[-1] if out else None, resolved)))
         except (CompileError, ValueError) as e:
             raise ServiceError(f'contract "{c.name.name}": {e}') from None
         day = local_date(resolved.period.to_ms + 1, resolved.timezone)
+
+
+def respec(catalog: Catalog, prev: Billed | None, resolved) -> SubscriptionSpec:
+    """The program of a contract's next period: the previous period's charges
+    with the new bounds when the same plan version prices it (charges do not
+    depend on the period), else compiled anew."""
+    if prev is None or prev.resolved.plan is not resolved.plan or prev.resolved.timezone != resolved.timezone:
+        return compile_subscription(catalog, resolved)
+    return attrs.evolve(prev.spec, period_from_ms=resolved.period.from_ms, period_to_ms=resolved.period.to_ms)
 
 
 def rate_rounds(store, chains: list[list[Billed]], engine: str) -> dict:
@@ -178,10 +189,12 @@ def rate_checks(store, catalog: Catalog, chains: list[list[Billed]], rated: dict
         for b in chain:
             billing, (lines, fees) = Billing(b.resolved, catalog), rated[id(b)]
             p = thresholds_of(billing.contract, billing.plan)
-            if p is not None and passed(p, lifetime, sum_amounts(progressive_fees(billing, b.spec, lines))):
+            if p is not None and passed(p, lifetime, progressive_amount(billing, lines)):
                 checks.append((b, day_ends(billing)))
             lifetime += billed_usage(usage_fees(billing, b.spec, lines, fees))
     out: dict = {}
+    # one read for every check: a check's spec stops at its cut, so the engine leaves later events out
+    source = store if engine == "reference" or not checks else Read(store.read_columns(**read_window([b for b, _ in checks])))
     for d in range(max((len(cuts) for _, cuts in checks), default=0)):
         keys, day = {}, []
         for b, cuts in checks:
@@ -189,9 +202,20 @@ def rate_checks(store, catalog: Catalog, chains: list[list[Billed]], rated: dict
                 day.append(as_of(b, cuts[d]))
                 keys[id(day[-1])] = (id(b), cuts[d])
         for run in one_per_subscription(day):
-            for key, r in rate_round(store, run, engine).items():
+            for key, r in rate_round(source, run, engine).items():
                 out[keys[key]] = r
     return out
+
+
+@attrs.frozen
+class Read:
+    """Events already read as columns, served to every later run: the fast
+    engine reads only the rows of its subscriptions and window from them."""
+
+    columns: object
+
+    def read_columns(self, **window):
+        return self.columns
 
 
 def as_of(b: Billed, cut_ms: int) -> Billed:
@@ -225,10 +249,10 @@ def period_invoices(billing: Billing, b: Billed, rated: dict, ledger: Ledger):
             break
         if isinstance(checked, str):
             raise ServiceError(checked)
-        now = progressive_fees(billing, b.spec, checked[0])
         before = out[-1].fees_amount if out else ZERO
-        crossed = passed(p, ledger.lifetime_usage + before, sum_amounts(now) - before)
+        crossed = passed(p, ledger.lifetime_usage + before, progressive_amount(billing, checked[0]) - before)
         if crossed:
+            now = progressive_fees(billing, b.spec, checked[0])
             inv, ledger = progressive_invoice_of(billing, now, ledger, cut, crossed, credit_of(out[-1]) if out else None)
             out.append(inv)
     lines, fees = rated[id(b)]
