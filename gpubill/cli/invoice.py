@@ -23,8 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--contracts", action="append", metavar="DIR", required=True,
                    help=".bill files or directories (repeatable)")
     p.add_argument("--period", required=True,
-                   help="a month (2026-10), a date (each subscription's billing period containing it), "
-                        "or an inclusive range FROM..TO of dates or date-times")
+                   help="a month (2026-10) or an inclusive range FROM..TO: every billing period that ends in it; "
+                        "or a date: each subscription's billing period containing it")
     p.add_argument("--customer", metavar="ID", help="only this customer (contract name, customer id or subscription id)")
     p.add_argument("--progressive", action="store_true",
                    help="also list the period's progressive invoices (usage thresholds crossed so far)")
@@ -57,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
         report_csv(report, sys.stdout)
     else:
         report_table(report, file=sys.stdout)
+    if report.no_period_ends:
+        sys.stdout.flush()
+        print(f"gpubill: no billing period of {', '.join(report.no_period_ends)} ends in {args.period}: "
+              "nothing to invoice for them (a date invoices the period that contains it)", file=sys.stderr)
     if report.unrated:
         sys.stdout.flush()
         for reason in report.unrated:

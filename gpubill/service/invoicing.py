@@ -48,24 +48,27 @@ class InvoiceReport:
     unrated: tuple[str, ...]
     catalog: Catalog
     sources: dict
+    no_period_ends: tuple[str, ...] = ()  # active contracts none of whose billing periods ends in the period
 
 
 def invoice_period(store, contract_paths: Sequence[str], period_text: str, customer: str | None = None,
                    engine: str = "fast", progressive: bool = False) -> InvoiceReport:
-    """Every contract's invoices for ``period_text``: a month invoices each
-    billing period that ends in it (a weekly plan's four or five, a quarterly
-    plan's only in the quarter's last month, a termination's); a date or a
-    range invoices the period it names."""
+    """Every contract's invoices for ``period_text``: a month or a range
+    invoices each billing period that ends in it (a weekly plan's four or
+    five, a quarterly plan's only in the quarter's last month, a
+    termination's); a date invoices the billing period that contains it."""
     catalog, sources = load_catalog(contract_paths)
     billed = billed_subscriptions(catalog, period_text, customer, handover=True)
     kind, value = parse_period_arg(period_text)
-    targets = [closing_periods(catalog, b, *value) if kind == "month" else [b] for b in billed]
+    targets = [[b] if kind == "date" or (kind == "month" and _calendar_month(b)) else closing_periods(catalog, b, *_days(kind, value))
+               for b in billed]
     chains = [history(catalog, ts[0]) + ts for ts in targets if ts]
     by_period, unrated = invoice_chains(store, catalog, chains, engine)
     invoices = []
     for b in (b for ts in targets for b in ts if id(b) in by_period):
         invoices.extend(by_period[id(b)] if progressive else by_period[id(b)][-1:])
-    return InvoiceReport(tuple(invoices), tuple(unrated), catalog, sources)
+    idle = tuple(b.contract.name.name for b, ts in zip(billed, targets) if not ts)
+    return InvoiceReport(tuple(invoices), tuple(unrated), catalog, sources, idle)
 
 
 def invoice_chains(store, catalog: Catalog, chains: list[list[Billed]], engine: str) -> tuple[dict, list[str]]:
@@ -86,21 +89,31 @@ def invoice_chains(store, catalog: Catalog, chains: list[list[Billed]], engine: 
     return by_period, unrated
 
 
-def closing_periods(catalog: Catalog, b: Billed, year: int, month: int) -> list[Billed]:
-    """The contract's billing periods that end in the month, or that its
-    termination ends in it.  A monthly calendar plan's is the month itself."""
+def _calendar_month(b: Billed) -> bool:
     billing = b.plan.billing
-    if billing is None or (billing.interval == "monthly" and (billing.anchor or "calendar") == "calendar"):
-        return [b]
+    return billing is None or (billing.interval == "monthly" and (billing.anchor or "calendar") == "calendar")
+
+
+def _days(kind: str, value) -> tuple[dt.date, dt.date]:
+    """The first and last day a month or a range names."""
+    if kind == "month":
+        y, m = value
+        return dt.date(y, m, 1), dt.date(y + m // 12, m % 12 + 1, 1) - dt.timedelta(days=1)
+    return tuple(v.date() if isinstance(v, dt.datetime) else v for v in value)
+
+
+def closing_periods(catalog: Catalog, b: Billed, first: dt.date, last: dt.date) -> list[Billed]:
+    """The contract's billing periods that end between ``first`` and ``last``
+    (its local days), or that its termination ends there."""
     c, out = b.contract, []
-    day, last = dt.date(year, month, 1), dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)
+    day = first
     while day <= last:
         try:
             r = resolve_subscription(catalog, c, ("date", day))
             ends = local_date(min(r.period.to_ms, r.terminated_ms if r.terminated_ms is not None else r.period.to_ms),
                               r.timezone)
             if r.active and ends <= last:
-                out.append(Billed(r, compile_subscription(catalog, r)))
+                out.append(Billed(r, respec(catalog, out[-1] if out else None, r)))
         except (CompileError, ValueError) as e:
             raise ServiceError(f'contract "{c.name.name}": {e}') from None
         day = local_date(r.period.to_ms + 1, r.timezone)

@@ -141,3 +141,21 @@ def test_a_plan_change_mid_period_bills_each_plan_for_its_days(store):
     assert [(f.kind, f.amount) for f in old.fees] == [("fee", D("17.00")), ("usage", D("10.00"))]
     # the new plan: fee 62.00 x 14/31 = 28.00; its 10 calls x 0.50 = 5.00
     assert [(f.kind, f.amount) for f in new.fees] == [("fee", D("28.00")), ("usage", D("5.00"))]
+
+
+def test_a_month_or_a_range_invoices_the_billing_periods_that_end_in_it(store):
+    paths = [str(BILL / f"{TERMS}.bill")]
+    ingest(store, calls("s_quarterly", "2026-02-10", 5))
+    # February closes no quarter: nothing to invoice, and the report says whose
+    feb = invoice_period(store, paths, "2026-02", "t_quarterly")
+    assert (feb.invoices, feb.no_period_ends) == ((), ("t_quarterly",))
+    # March closes the first quarter: fee 90 + 5 calls
+    (q1,) = invoice_period(store, paths, "2026-03", "t_quarterly").invoices
+    assert (q1.billing.period.label, q1.fees_amount) == ("2026-01-01..2026-03-31", D(95))
+    # a half year closes two quarters
+    half = invoice_period(store, paths, "2026-01-01..2026-06-30", "t_quarterly").invoices
+    assert [(i.billing.period.label, i.fees_amount) for i in half] == [
+        ("2026-01-01..2026-03-31", D(95)), ("2026-04-01..2026-06-30", D(90))]
+    # a date invoices the period that contains it
+    (mid,) = invoice_period(store, paths, "2026-02-15", "t_quarterly").invoices
+    assert mid.billing.period.label == "2026-01-01..2026-03-31"
