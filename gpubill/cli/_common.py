@@ -16,6 +16,18 @@ def add_store_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_rating_arguments(parser: argparse.ArgumentParser, period_help: str) -> None:
+    """What `rate` and `invoice` both take: the store, the contracts, the period, a customer, the engine."""
+    add_store_argument(parser)
+    parser.add_argument("--contracts", action="append", metavar="DIR", required=True,
+                        help=".bill files or directories (repeatable)")
+    parser.add_argument("--period", required=True, help=period_help)
+    parser.add_argument("--customer", metavar="ID",
+                        help="only this customer (contract name, customer id or subscription id)")
+    parser.add_argument("--engine", choices=("fast", "reference"), default="fast",
+                        help="fast: numba kernels (default); reference: the plain-Python engine")
+
+
 def shown(path: str) -> str:
     """A path for output: bytes that are not UTF-8 (a file name from argv) as \\xNN escapes."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")

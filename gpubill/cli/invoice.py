@@ -12,25 +12,17 @@ import argparse
 import sys
 
 from gpubill.cli import EXIT_INVALID, CliError
-from gpubill.cli._common import add_store_argument, store_path
-from gpubill.cli.rate import _open_store
+from gpubill.cli._common import add_rating_arguments, open_store
 
 HELP = "draft invoices for a period: every contract term applied"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_store_argument(p)
-    p.add_argument("--contracts", action="append", metavar="DIR", required=True,
-                   help=".bill files or directories (repeatable)")
-    p.add_argument("--period", required=True,
-                   help="a month (2026-10) or an inclusive range FROM..TO: every billing period that ends in it; "
-                        "or a date: each subscription's billing period containing it")
-    p.add_argument("--customer", metavar="ID", help="only this customer (contract name, customer id or subscription id)")
+    add_rating_arguments(p, "a month (2026-10) or an inclusive range FROM..TO: every billing period that ends in "
+                            "it; or a date: each subscription's billing period containing it")
     p.add_argument("--progressive", action="store_true",
                    help="also list the period's progressive invoices (usage thresholds crossed so far)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    p.add_argument("--engine", choices=("fast", "reference"), default="fast",
-                   help="fast: numba kernels (default); reference: the plain-Python engine")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from gpubill.service.invoicing import invoice_period
     from gpubill.service.rating import ServiceError
 
-    store = _open_store(store_path(args))
+    store = open_store(args, readonly=True)
     try:
         report = invoice_period(store, args.contracts, args.period, args.customer, args.engine,
                                 progressive=args.progressive)

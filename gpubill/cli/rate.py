@@ -12,25 +12,18 @@ import argparse
 import sys
 
 from gpubill.cli import EXIT_INVALID, EXIT_IO, CliError
-from gpubill.cli._common import add_store_argument, store_path
+from gpubill.cli._common import add_rating_arguments, store_path
 
 HELP = "rate a period of events against contracts"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_store_argument(p)
-    p.add_argument("--contracts", action="append", metavar="DIR", required=True,
-                   help=".bill files or directories (repeatable)")
-    p.add_argument("--period", required=True,
-                   help="a month (2026-10), a date (each subscription's billing period containing it), "
-                        "or an inclusive range FROM..TO of dates or date-times")
-    p.add_argument("--customer", metavar="ID", help="only this customer (contract name, customer id or subscription id)")
+    add_rating_arguments(p, "a month (2026-10), a date (each subscription's billing period containing it), "
+                            "or an inclusive range FROM..TO of dates or date-times")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--explain", action="store_true",
                    help="show where each line comes from: its events, the clause that priced it, tiers, rounding "
                         "(best with --customer: events are traced in Python)")
-    p.add_argument("--engine", choices=("fast", "reference"), default="fast",
-                   help="fast: numba kernels (default); reference: the plain-Python engine")
 
 
 def run(args: argparse.Namespace) -> int:
