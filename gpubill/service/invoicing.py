@@ -60,8 +60,7 @@ def invoice_period(store, contract_paths: Sequence[str], period_text: str, custo
     catalog, sources = load_catalog(contract_paths)
     billed = billed_subscriptions(catalog, period_text, customer, handover=True)
     kind, value = parse_period_arg(period_text)
-    targets = [[b] if kind == "date" or (kind == "month" and _calendar_month(b)) else closing_periods(catalog, b, *_days(kind, value))
-               for b in billed]
+    targets = [periods_to_invoice(catalog, b, kind, value) for b in billed]
     chains = [history(catalog, ts[0]) + ts for ts in targets if ts]
     by_period, unrated = invoice_chains(store, catalog, chains, engine)
     invoices = []
@@ -87,6 +86,13 @@ def invoice_chains(store, catalog: Catalog, chains: list[list[Billed]], engine: 
         else:
             by_period.update(invoice_chain(catalog, chain, rated))
     return by_period, unrated
+
+
+def periods_to_invoice(catalog: Catalog, b: Billed, kind: str, value) -> list[Billed]:
+    """The billing periods of ``b``'s contract that a classified ``--period`` invoices."""
+    if kind == "date" or (kind == "month" and _calendar_month(b)):
+        return [b]
+    return closing_periods(catalog, b, *_days(kind, value))
 
 
 def _calendar_month(b: Billed) -> bool:
