@@ -25,8 +25,8 @@ and cached (a user's second run; one untimed run of each warms the caches):
 1. ``gpubill rate --format json``: the baseline;
 2. ``gpubill invoice --format json`` over the same store and period;
 
-best of ``--repeat`` runs, interleaved, wall time and peak resident memory of
-the child (``os.wait4``), with the spread of the runs (other processes' load
+best of ``--repeat`` runs, interleaved: wall time (the best run) and peak
+resident memory of the child (``os.wait4``; the largest of the runs), with the spread of the runs (other processes' load
 shows there), and the ratio invoice / rate.  ``--profile`` then runs
 ``invoice`` once more under cProfile in a fresh process and prints the
 cumulative time of its stages and the functions that cost most.
@@ -252,7 +252,7 @@ def main() -> int:
     ap.add_argument("--period", default="2026-10")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs of each command (best of)")
     ap.add_argument("--dir", default="/tmp/bench_inv", help="the repository, the store and the outputs")
-    ap.add_argument("--db", default=None, help="an existing store to read (default: DIR/bench-EVENTS.db, made once)")
+    ap.add_argument("--db", default=None, help="an existing store to read (default: DIR/bench-CONTRACTSxEVENTS.db, made once)")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 20 000 events, 24 contracts, 1 run")
     ap.add_argument("--profile", action="store_true", help="also profile one `invoice` run")
     ap.add_argument("--top", type=int, default=25, help="functions listed by --profile")
@@ -264,7 +264,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     repo = work / f"repo-{args.contracts}"
     build_repo(repo, args.contracts)
-    db = Path(args.db) if args.db else work / f"bench-{args.events}.db"
+    db = Path(args.db) if args.db else work / f"bench-{args.contracts}x{args.events}.db"
     if not db.exists():
         make_store(db, repo, args.period, args.events)
     print(f"{args.contracts:,} contracts, {_events(db):,} events in {db}, period {args.period}, "
