@@ -2,8 +2,13 @@
 
 ``read_columns`` copies the column blocks written at ingestion end to end
 into arrays allocated once (``np.frombuffer`` over BLOBs, streamed row by row,
-no Python row tuples) and applies the filters as one boolean mask. Property columns are loaded lazily, on the first
-``dim(name)``/``numeric(name)``, and cached.
+no Python row tuples) and applies the filters as one boolean mask (none when
+it keeps every row). Property columns are loaded lazily, on the first
+``dim(name)``/``numeric(name)``, and cached: each is streamed block by block,
+only the BLOBs it needs (``numeric``: the numbers; ``dim``: the dictionary ids,
+and the numbers only of blocks holding numbers without a stored string), and
+only each block's kept rows are copied, into arrays of the read's size.
+Scans read pages once, through a small page cache and no memory map.
 
 Dictionary ids index the store-wide ``strings`` table (``EventColumns.strings``
 decodes them). The string form of a JSON number is not stored at ingestion:
@@ -148,37 +153,61 @@ class EventColumns:
             return self._ptac
         key = ("num", name)
         if key not in self._cache:
-            m, e, _ = self._source.load(name)
-            self._cache[key] = (m, e)
+            self._cache[key] = self._source.numeric(name)
         return self._cache[key]
 
     def dim(self, name: str) -> np.ndarray:
         """Dictionary id of the property's string form (int32[n]), -1 when missing."""
         key = ("dim", name)
         if key not in self._cache:
-            m, e, sid = self._source.load(name)
-            lazy = sid == LAZY
-            if lazy.any():
-                pairs = np.unique(np.stack([m[lazy], e[lazy].astype(np.int64)], axis=1), axis=0)
-                texts = [format_decimal(int(a), int(b)) for a, b in pairs.tolist()]
+            sid, where, m, e = self._source.dim(name)
+            if where.size:  # numbers without a stored string form: intern their canonical text
+                pairs, pair_of = np.unique(np.stack([m, e.astype(np.int64)], axis=1), axis=0, return_inverse=True)
+                texts = [format_decimal(a, b) for a, b in pairs.tolist()]
                 ids = self._source.store._intern_strings(texts)
                 self.strings._add(zip(texts, ids.tolist()))
-                lut = {(a, b): i for (a, b), i in zip(pairs.tolist(), ids.tolist())}
-                sid = sid.copy()
-                where = np.flatnonzero(lazy)
-                sid[where] = [lut[(a, b)] for a, b in zip(m[where].tolist(), e[where].tolist())]
+                sid[where] = np.asarray(ids, np.int32)[pair_of.reshape(-1)]
             self._cache[key] = sid
         return self._cache[key]
 
 
+@attrs.frozen
+class _Kept:
+    """One selected block's rows in a read: where they start in the columns, how many, and which
+    of the block's rows they are (a boolean view over the block; None = all of them)."""
+
+    at: int
+    n: int
+    rows: np.ndarray | None
+
+    def put(self, out: np.ndarray, blob: bytes, dtype) -> np.ndarray:
+        """Copy the block's kept values of one BLOB into their place in ``out``; returns that place."""
+        values = np.frombuffer(blob, dtype)
+        place = out[self.at:self.at + self.n]
+        place[...] = values if self.rows is None else values[self.rows]
+        return place
+
+
+def _kept(ids: list, sizes: list, mask: np.ndarray | None) -> dict:
+    """block id -> _Kept for every block with a row the read keeps (``mask``: over the blocks end to end)."""
+    out, at, o = {}, 0, 0
+    for bid, k in zip(ids, sizes):
+        rows = None if mask is None else mask[o:o + k]
+        n = k if rows is None else int(np.count_nonzero(rows))
+        if n:
+            out[bid] = _Kept(at, n, None if n == k else rows)
+        at, o = at + n, o + k
+    return out
+
+
 @attrs.define
 class _PropSource:
-    """Where the lazily loaded property columns come from."""
+    """Where the lazily loaded property columns come from: each is streamed block by block,
+    only its kept rows copied, into arrays of the read's size."""
 
     store: object
-    block_ids: list
-    sizes: list
-    mask: np.ndarray | None   # over the concatenated blocks; None = all rows
+    blocks: dict   # block id -> _Kept, in block order
+    n: int
 
     def transaction_ids_of(self, rowids) -> list[str]:
         import json
@@ -186,48 +215,80 @@ class _PropSource:
         ids = [int(r) for r in rowids]
         found: dict[int, str] = {}
         db = self.store._read()
-        for i in range(0, len(ids), 50_000):
-            part = ids[i:i + 50_000]
-            found.update(db.execute(
-                "SELECT e.id, e.transaction_id FROM json_each(?) AS j JOIN events AS e ON e.id = j.value",
-                (json.dumps(part),)).fetchall())
+        with _scan(db):
+            for i in range(0, len(ids), 50_000):
+                part = ids[i:i + 50_000]
+                found.update(db.execute(
+                    "SELECT e.id, e.transaction_id FROM json_each(?) AS j JOIN events AS e ON e.id = j.value",
+                    (json.dumps(part),)).fetchall())
         return [found[i] for i in ids]
 
     def names(self) -> list[str]:
-        if not self.block_ids:
+        if not self.blocks:
             return []
         rows = self.store._read().execute(
-            "SELECT DISTINCT name FROM block_props WHERE block_id BETWEEN ? AND ?",
-            (self.block_ids[0], self.block_ids[-1])).fetchall()
+            "SELECT DISTINCT name FROM block_props WHERE block_id BETWEEN ? AND ?", self._range()).fetchall()
         return sorted(r[0] for r in rows)
 
-    def load(self, name: str):
-        total = sum(self.sizes)
-        m = np.zeros(total, np.int64)
-        e = np.full(total, MISSING, np.int8)
-        sid = np.full(total, -1, np.int32)
-        if self.block_ids:
-            offs = dict(zip(self.block_ids, np.cumsum([0] + self.sizes[:-1]).tolist()))
-            sizes = dict(zip(self.block_ids, self.sizes))
-            db = self.store._read()
-            with _scan(db):
-                rows = db.execute(
-                    "SELECT block_id, sid, m, e FROM block_props WHERE name = ? AND block_id BETWEEN ? AND ?",
-                    (name, self.block_ids[0], self.block_ids[-1]))
-                for bid, bs, bm, be in rows:
-                    if bid not in offs:
-                        continue
-                    o, k = offs[bid], sizes[bid]
-                    if bm is not None:
-                        m[o:o + k] = np.frombuffer(bm, _I64)
-                        e[o:o + k] = np.frombuffer(be, _I8)
-                    if bs is not None:
-                        sid[o:o + k] = np.frombuffer(bs, _I32)
-                    else:
-                        sid[o:o + k] = np.where(held(e[o:o + k]), LAZY, -1)  # no string form for a sentinel
-        if self.mask is not None:
-            m, e, sid = m[self.mask], e[self.mask], sid[self.mask]
-        return m, e, sid
+    def numeric(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(m, e) of a property: only its number BLOBs are read."""
+        m = np.zeros(self.n, np.int64)
+        e = np.full(self.n, MISSING, np.int8)
+        for _, kept, bm, be in self._rows("m, e", name):
+            if bm is not None:
+                kept.put(m, bm, _I64)
+                kept.put(e, be, _I8)
+        return m, e
+
+    def dim(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(sid, where, m, e): dictionary ids, with the positions ``where`` that hold ``LAZY`` (a
+        number with no stored string) and those numbers. Number BLOBs are read only for the
+        blocks that have such numbers."""
+        sid = np.full(self.n, -1, np.int32)
+        where, ms, es = [], [], []
+        db = self.store._read()
+        for bid, kept, bs, numbers in self._rows("sid, m IS NOT NULL", name):
+            if bs is None and not numbers:
+                continue
+            if bs is not None:
+                lazy = np.flatnonzero(kept.put(sid, bs, _I32) == LAZY)
+                if not lazy.size:
+                    continue
+            bm, be = db.execute("SELECT m, e FROM block_props WHERE name = ? AND block_id = ?",
+                                (name, bid)).fetchone()
+            m, e = _kept_numbers(kept, bm, be)
+            if bs is None:  # every value a number: its canonical string; no string form for a sentinel
+                lazy = np.flatnonzero(held(e))
+                sid[kept.at + lazy] = LAZY
+            where.append(kept.at + lazy)
+            ms.append(m[lazy])
+            es.append(e[lazy])
+        return sid, _cat(where, np.intp), _cat(ms, np.int64), _cat(es, np.int8)
+
+    def _range(self) -> tuple[int, int]:
+        return min(self.blocks), max(self.blocks)
+
+    def _rows(self, columns: str, name: str):
+        """(block id, kept, *columns) of the property's rows in the selected blocks."""
+        if not self.blocks:
+            return
+        db = self.store._read()
+        with _scan(db):
+            for bid, *rest in db.execute(f"SELECT block_id, {columns} FROM block_props"
+                                         f" WHERE name = ? AND block_id BETWEEN ? AND ?", (name, *self._range())):
+                kept = self.blocks.get(bid)
+                if kept is not None:
+                    yield (bid, kept, *rest)
+
+
+def _kept_numbers(kept: _Kept, bm: bytes, be: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The kept rows of one block's number BLOBs."""
+    m, e = np.frombuffer(bm, _I64), np.frombuffer(be, _I8)
+    return (m, e) if kept.rows is None else (m[kept.rows], e[kept.rows])
+
+
+def _cat(parts: list, dtype) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty(0, dtype)
 
 
 def read_columns(store, since_rowid=0, codes=None, time_from_ms=None, time_to_ms=None,
@@ -251,28 +312,43 @@ def read_columns(store, since_rowid=0, codes=None, time_from_ms=None, time_to_ms
                 cols.add(*row)
     finally:
         db.execute("COMMIT")
-    rowid, timestamp, codev, subv, ptm, pte = cols.rowid, cols.ts, cols.code, cols.sub, cols.ptm, cols.pte
-    strings = store.strings
-    mask = None
-    if total and rowid[0] <= since_rowid:
-        mask = rowid > since_rowid
-    if codes is not None:
-        cid = [strings.lookup(c) for c in codes]
-        mask = _and(mask, np.isin(codev, np.array([c for c in cid if c >= 0], np.int32)))
-    if subscriptions is not None:
-        sid = [strings.lookup(s) for s in subscriptions]
-        mask = _and(mask, np.isin(subv, np.array([s for s in sid if s >= 0], np.int32)))
-    if time_from_ms is not None:
-        mask = _and(mask, timestamp >= time_from_ms)
-    if time_to_ms is not None:
-        mask = _and(mask, timestamp <= time_to_ms)
+    mask = _selection(cols, store.strings, since_rowid, codes, subscriptions, time_from_ms, time_to_ms)
+    columns = (cols.rowid, cols.ts, cols.code, cols.sub, cols.ptm, cols.pte)
     if mask is not None:
-        rowid, timestamp, codev, subv = rowid[mask], timestamp[mask], codev[mask], subv[mask]
-        ptm, pte = ptm[mask], pte[mask]
-    last = max(top, since_rowid)
-    src = _PropSource(store, cols.ids, cols.sizes, mask)
-    return EventColumns(int(rowid.shape[0]), int(last), rowid, timestamp, codev, subv, strings,
-                        (ptm, pte), src)
+        rows = np.flatnonzero(mask)
+        columns = tuple(c.take(rows) for c in columns)
+    rowid, timestamp, codev, subv, ptm, pte = columns
+    src = _PropSource(store, _kept(cols.ids, cols.sizes, mask), int(rowid.shape[0]))
+    return EventColumns(int(rowid.shape[0]), int(max(top, since_rowid)), rowid, timestamp, codev, subv,
+                        store.strings, (ptm, pte), src)
+
+
+def _selection(cols: "_Blocks", strings: StringTable, since_rowid, codes, subscriptions,
+               time_from_ms, time_to_ms) -> np.ndarray | None:
+    """The rows the filters keep, as one boolean mask over the blocks; None when it keeps them all."""
+    mask = None
+    if cols.rowid.size and cols.rowid[0] <= since_rowid:
+        mask = cols.rowid > since_rowid
+    if codes is not None:
+        mask = _and(mask, _isin(cols.code, [strings.lookup(c) for c in codes]))
+    if subscriptions is not None:
+        mask = _and(mask, _isin(cols.sub, [strings.lookup(s) for s in subscriptions]))
+    if time_from_ms is not None:
+        mask = _and(mask, cols.ts >= time_from_ms)
+    if time_to_ms is not None:
+        mask = _and(mask, cols.ts <= time_to_ms)
+    return None if mask is None or mask.all() else mask
+
+
+def _isin(ids: np.ndarray, wanted: list[int]) -> np.ndarray:
+    """Which dictionary ids (never negative) are among ``wanted`` (-1 = a string never seen): one
+    lookup in a table indexed by id."""
+    wanted = [w for w in wanted if w >= 0]
+    if not ids.size or not wanted:
+        return np.zeros(ids.shape, bool)
+    table = np.zeros(max(int(ids.max()), max(wanted)) + 1, bool)
+    table[wanted] = True
+    return table[ids]
 
 
 class _Blocks:
@@ -315,11 +391,14 @@ class _Blocks:
 def _scan(db):
     """A small page cache on ``db`` while a scan reads BLOBs once; its own size again after."""
     size = db.execute("PRAGMA cache_size").fetchone()[0]
+    mmap = db.execute("PRAGMA mmap_size").fetchone()[0]
     db.execute(f"PRAGMA cache_size = -{_SCAN_CACHE_KIB}")
+    db.execute("PRAGMA mmap_size = 0")
     try:
         yield
     finally:
         db.execute(f"PRAGMA cache_size = {int(size)}")
+        db.execute(f"PRAGMA mmap_size = {int(mmap)}")
 
 
 def _and(mask, other):
