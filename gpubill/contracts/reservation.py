@@ -49,6 +49,8 @@ def covered(b: Billing, lines) -> tuple[list[FeeLine], list[Decimal]]:
     """The coverage lines, and each usage line's precise amount still billed on demand."""
     billed = [ln.precise_amount for ln in lines]
     out: list[FeeLine] = []
+    if not b.contract.reserves:
+        return out, billed
     scales = _charge_scales(b)
     for i, r in enumerate(b.contract.reserves):
         left = reserved_units(b, r) * _scale(r.unit.name)  # in the base unit (GPU-seconds)

@@ -213,7 +213,8 @@ def rate_checks(store, catalog: Catalog, chains: list[list[Billed]], rated: dict
             lifetime += billed_usage(usage_fees(billing, b.spec, lines, fees))
     out: dict = {}
     # one read for every check: a check's spec stops at its cut, so the engine leaves later events out
-    source = store if engine == "reference" or not checks else Read(store.read_columns(**read_window([b for b, _ in checks])))
+    source = store if engine == "reference" or not checks else Read(
+        store.read_columns(**read_window([b for b, _ in checks])))
     for d in range(max((len(cuts) for _, cuts in checks), default=0)):
         keys, day = {}, []
         for b, cuts in checks:
