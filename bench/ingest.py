@@ -14,7 +14,9 @@ counts). One run measures, on the same machine and data:
    size; it does no validation and no dedup at all);
 2. ``Store.ingest`` (validation, dedup, quarantine, column blocks);
 3. HTTP batch ingest through a real ``gpubill serve`` with 4 concurrent clients;
-4. ``Store.read_columns`` of everything stored, plus two property columns.
+4. ``Store.read_columns`` of everything stored, plus two property columns; then filtered by
+   every code and subscription (keeping every row, as ``gpubill rate`` reads) and by every other
+   subscription; each in a fresh process (time, events/s, the process's peak resident memory).
 
 It prints events/s and the ratios. Events are generated before each timed
 round (500 000 at a time), so generation is excluded from every figure and
@@ -36,6 +38,7 @@ import threading
 import time
 import uuid
 
+import numpy as np
 import orjson
 
 GPUS = [("H100-SXM", 80, "nvlink"), ("A100-80GB", 80, "nvlink"), ("A100-40GB", 40, "pcie"),
@@ -190,21 +193,58 @@ def _cpu(pid: int) -> float:
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_read(path: str) -> tuple[int, float, float]:
+READ_PROPS = (("numeric", "duration_seconds"), ("dim", "gpu_type"))  # step 4's two property columns
+READS = ("everything", "every code and subscription", "every other subscription")
+
+
+def bench_read(path: str, filters: dict) -> tuple[int, float, float]:
+    """(events, read seconds, property columns seconds) of one read; the store is not written."""
     from gpubill.store import Store
-    with Store(path) as s:
+    with Store(path, readonly=True) as s:
         t = time.perf_counter()
-        c = s.read_columns()
+        c = s.read_columns(**filters)
         base = time.perf_counter() - t
-        c.numeric("duration_seconds")
-        c.dim("gpu_type")
-        full = time.perf_counter() - t
-    return c.n, c.n / base, c.n / full
+        for kind, name in READ_PROPS:
+            getattr(c, kind)(name)
+        return c.n, base, time.perf_counter() - t - base
+
+
+def _read_filters(path: str) -> dict:
+    """READS' filters: "every code and subscription" keeps every row (as `gpubill rate` reads),
+    "every other subscription" part of every block."""
+    from gpubill.store import Store
+    with Store(path, readonly=True) as s:
+        c = s.read_columns()
+        codes, subs = (s.strings.decode(np.unique(a)) for a in (c.code, c.subscription))
+    return dict(zip(READS, ({}, {"codes": codes, "subscriptions": subs}, {"subscriptions": subs[::2]})))
 
 
 def _print_read(path: str) -> None:
-    n, base, full = bench_read(path)
-    print(f"read_columns ({n} events)  {base:>12,.0f} events/s   with 2 property columns {full:,.0f}/s")
+    """Each read in a fresh process, so that each peak resident figure is its own."""
+    with tempfile.TemporaryDirectory() as d:
+        for what, filters in _read_filters(path).items():
+            spec = os.path.join(d, "filters.json")
+            with open(spec, "wb") as f:
+                f.write(orjson.dumps({"what": what, "filters": filters}))
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--read", path, "--read-only", spec],
+                                 capture_output=True, text=True, check=True)
+            print(out.stdout, end="")
+
+
+def _print_one_read(path: str, spec: str) -> None:
+    with open(spec, "rb") as f:
+        job = orjson.loads(f.read())
+    n, base, props = bench_read(path, job["filters"])
+    print(f"read_columns, {job['what']} ({n} events)  {n / base:>12,.0f} events/s ({base:.2f} s)"
+          f"   + 2 property columns {props:.2f} s ({n / (base + props):,.0f}/s)"
+          f"   peak resident {_peak_resident_kib() / 1024:,.0f} MiB")
+
+
+def _peak_resident_kib() -> int:
+    """This process's peak resident memory since its exec (``ru_maxrss`` would count the parent's
+    from before the exec too)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 
 
 def _load() -> str:
@@ -222,7 +262,11 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="where the store files go (default: a temp dir)")
     ap.add_argument("--read", default=None, metavar="STORE",
                     help="only measure read_columns on this existing store (e.g. DIR/store.db of a --dir run)")
+    ap.add_argument("--read-only", default=None, help=argparse.SUPPRESS)  # one read (a JSON spec), in --read's child
     a = ap.parse_args()
+    if a.read and a.read_only:
+        _print_one_read(a.read, a.read_only)
+        return
     if a.read:
         print(f"load average before: {_load()}")
         _print_read(a.read)
