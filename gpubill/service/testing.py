@@ -38,7 +38,7 @@ from gpubill.engine.calendar.period import start_of, to_ms
 from gpubill.engine.fast.columns import InMemoryColumns
 from gpubill.engine.spec.compile import CompileError, compile_subscription
 from gpubill.engine.spec.subscription import resolve_subscription
-from gpubill.service.invoicing import history, invoice_chains
+from gpubill.service.invoicing import history, invoice_chains, periods_to_invoice
 from gpubill.service.rating import Billed, ServiceError, load_catalog
 
 #: The fee lines whose units and events an `expect units|events` counts (a true-up line has neither).
@@ -133,13 +133,20 @@ def run_tests(paths: Sequence[str], keyword: str | None = None, engine: str = "f
 def run_test(catalog: Catalog, t: ast.TestBlock, engine: str = "fast") -> TestResult:
     """Invoice the test's usage for its contract and period; measure each `expect` on the invoice."""
     try:
-        resolved = resolve_subscription(catalog, catalog.contracts[t.contract.name], period_args(t))
-        billed = Billed(resolved, compile_subscription(catalog, resolved))
+        kind, value = period_args(t)
+        resolved = resolve_subscription(catalog, catalog.contracts[t.contract.name], (kind, value))
+        if not resolved.active:
+            return TestResult(t, error=f'contract "{t.contract.name}" is not active in the test\'s period {t.period.text}')
+        periods = periods_to_invoice(catalog, Billed(resolved, compile_subscription(catalog, resolved)), kind, value)
+        if len(periods) != 1:
+            return TestResult(t, error=f'the test\'s period {t.period.text} is not one billing period of contract '
+                                       f'"{t.contract.name}" ({len(periods)} of its periods end in it): name one '
+                                       "billing period, as a month or as the range of its days")
+        billed = periods[0]
+        resolved = billed.resolved
         chain = history(catalog, billed) + [billed]
-    except (CompileError, ValueError) as e:
+    except (CompileError, ServiceError, ValueError) as e:
         return TestResult(t, error=str(e))
-    if not resolved.active:
-        return TestResult(t, error=f'contract "{t.contract.name}" is not active in the test\'s period {t.period.text}')
     source = EventsInMemory(usage_events(t, resolved.timezone, resolved.period.from_ms, billed.spec.external_id))
     try:
         by_period, unrated = invoice_chains(source, catalog, [chain], engine)

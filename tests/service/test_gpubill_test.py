@@ -148,3 +148,17 @@ def test_a_period_before_the_contract_is_a_failure_that_says_so(tmp_path):
     assert r.returncode == 1
     assert f'FAILED {tmp_path}/t0.bill:2  "h100 day"' in r.stdout
     assert 'could not be invoiced: contract "acme" is not active in the test\'s period 2025-10' in r.stdout
+
+
+def test_a_period_that_is_not_one_billing_period_is_a_failure_that_says_so(tmp_path):
+    # the plan bills quarterly: October is not one of its periods, and the test says so
+    repo = _repo(tmp_path, TESTS)
+    (repo / "catalog.bill").write_text(CATALOG.replace("  billing monthly\n", "  billing quarterly\n"))
+    r = _gpubill(str(repo), "-k", "h100 day")
+    assert r.returncode == 1
+    assert ("the test's period 2026-10 is not one billing period of contract \"acme\" (0 of its periods end in it)"
+            in r.stdout)
+    # the quarter, named as the range of its days, is one
+    (repo / "t0.bill").write_text(TESTS.replace("period 2026-10", "period 2026-10-01 .. 2026-12-31", 1))
+    r = _gpubill(str(repo), "-k", "h100 day")
+    assert r.returncode == 0, r.stdout
