@@ -206,7 +206,8 @@ class _PropSource:
     only its kept rows copied, into arrays of the read's size."""
 
     store: object
-    blocks: dict   # block id -> _Kept, in block order
+    span: tuple | None   # (first, last) id of the blocks the read selected; None = none
+    blocks: dict   # block id -> _Kept of those with a kept row, in block order
     n: int
 
     def transaction_ids_of(self, rowids) -> list[str]:
@@ -224,10 +225,10 @@ class _PropSource:
         return [found[i] for i in ids]
 
     def names(self) -> list[str]:
-        if not self.blocks:
+        if self.span is None:
             return []
         rows = self.store._read().execute(
-            "SELECT DISTINCT name FROM block_props WHERE block_id BETWEEN ? AND ?", self._range()).fetchall()
+            "SELECT DISTINCT name FROM block_props WHERE block_id BETWEEN ? AND ?", self.span).fetchall()
         return sorted(r[0] for r in rows)
 
     def numeric(self, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -265,9 +266,6 @@ class _PropSource:
             es.append(e[lazy])
         return sid, _cat(where, np.intp), _cat(ms, np.int64), _cat(es, np.int8)
 
-    def _range(self) -> tuple[int, int]:
-        return min(self.blocks), max(self.blocks)
-
     def _rows(self, columns: str, name: str):
         """(block id, kept, *columns) of the property's rows in the selected blocks."""
         if not self.blocks:
@@ -275,7 +273,8 @@ class _PropSource:
         db = self.store._read()
         with _scan(db):
             for bid, *rest in db.execute(f"SELECT block_id, {columns} FROM block_props"
-                                         f" WHERE name = ? AND block_id BETWEEN ? AND ?", (name, *self._range())):
+                                         f" WHERE name = ? AND block_id BETWEEN ? AND ?",
+                                         (name, min(self.blocks), max(self.blocks))):
                 kept = self.blocks.get(bid)
                 if kept is not None:
                     yield (bid, kept, *rest)
@@ -318,7 +317,8 @@ def read_columns(store, since_rowid=0, codes=None, time_from_ms=None, time_to_ms
         rows = np.flatnonzero(mask)
         columns = tuple(c.take(rows) for c in columns)
     rowid, timestamp, codev, subv, ptm, pte = columns
-    src = _PropSource(store, _kept(cols.ids, cols.sizes, mask), int(rowid.shape[0]))
+    span = (cols.ids[0], cols.ids[-1]) if cols.ids else None
+    src = _PropSource(store, span, _kept(cols.ids, cols.sizes, mask), int(rowid.shape[0]))
     return EventColumns(int(rowid.shape[0]), int(max(top, since_rowid)), rowid, timestamp, codev, subv,
                         store.strings, (ptm, pte), src)
 

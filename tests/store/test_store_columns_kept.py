@@ -129,3 +129,10 @@ def test_any_filter_reads_the_full_read_at_its_rows(tmp_path_factory, data):
         since = data.draw(st.integers(0, n))
         _assert_read_equals_full_at_its_rows(s, full, since_rowid=since, codes=codes, subscriptions=subs,
                                              time_from_ms=lo)
+
+
+def test_property_names_are_those_of_the_blocks_read_whatever_rows_they_keep(tmp_path):
+    with Store(tmp_path / "s.db", chunk_size=4) as s:
+        s.ingest(events())
+        for r in READS:
+            assert s.read_columns(**r).property_names() == sorted(PROPS), r
