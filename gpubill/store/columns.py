@@ -312,11 +312,9 @@ def read_columns(store, since_rowid=0, codes=None, time_from_ms=None, time_to_ms
     finally:
         db.execute("COMMIT")
     mask = _selection(cols, store.strings, since_rowid, codes, subscriptions, time_from_ms, time_to_ms)
-    columns = (cols.rowid, cols.ts, cols.code, cols.sub, cols.ptm, cols.pte)
     if mask is not None:
-        rows = np.flatnonzero(mask)
-        columns = tuple(c.take(rows) for c in columns)
-    rowid, timestamp, codev, subv, ptm, pte = columns
+        cols.keep(np.flatnonzero(mask))
+    rowid, timestamp, codev, subv, ptm, pte = cols.rowid, cols.ts, cols.code, cols.sub, cols.ptm, cols.pte
     span = (cols.ids[0], cols.ids[-1]) if cols.ids else None
     src = _PropSource(store, span, _kept(cols.ids, cols.sizes, mask), int(rowid.shape[0]))
     return EventColumns(int(rowid.shape[0]), int(max(top, since_rowid)), rowid, timestamp, codev, subv,
@@ -358,6 +356,8 @@ class _Blocks:
     read, so no block outlives its row and nothing is concatenated.
     """
 
+    _COLUMNS = ("rowid", "ts", "code", "sub", "ptm", "pte")
+
     def __init__(self, total: int, largest: int):
         self.ids: list[int] = []
         self.sizes: list[int] = []
@@ -369,6 +369,12 @@ class _Blocks:
         self.pte = np.full(total, MISSING, np.int8)
         self._at = 0
         self._iota = np.arange(largest, dtype=np.int64)  # a contiguous block's rowids, less its first
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Keep only these rows: each column is replaced by its kept rows, one at a time, so that
+        at most one column is held twice."""
+        for name in self._COLUMNS:
+            setattr(self, name, getattr(self, name).take(rows))
 
     def add(self, bid, first, n, rowids, ts, code, sub, ptac_m, ptac_e) -> None:
         o, k = self._at, self._at + n
