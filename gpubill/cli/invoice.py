@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         report_table(report, file=sys.stdout)
     if report.no_period_ends:
         sys.stdout.flush()
-        print(f"gpubill: no billing period of {', '.join(report.no_period_ends)} ends in {args.period}: "
+        print(f"gpubill: no billing period of {_some(report.no_period_ends)} ends in {args.period}: "
               "nothing to invoice for them (a date invoices the period that contains it)", file=sys.stderr)
     if report.unrated:
         sys.stdout.flush()
@@ -59,3 +59,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"gpubill: error: {reason}", file=sys.stderr)
         return EXIT_INVALID
     return 0
+
+
+SHOWN_NAMES = 5
+
+
+def _some(names: tuple) -> str:
+    """Up to five names, then how many more."""
+    more = len(names) - SHOWN_NAMES
+    return ", ".join(names[:SHOWN_NAMES]) + (f" and {more} more contracts" if more > 0 else "")
