@@ -59,7 +59,7 @@ from gpubill.store import Store  # noqa: E402
 
 GOAL_S = 5.0
 GOAL_RSS = 2**30
-CHUNK = 500_000  # events generated and ingested at a time (bench/rate.py's chunks and seeds)
+CHUNK = 500_000  # events generated and ingested at a time
 
 # What `--profile` reports: the stages of invoice_period and of the report, as (file, function).
 STAGES = (
@@ -124,7 +124,7 @@ def build_repo(dst: Path, n_contracts: int) -> None:
 
 
 def make_store(db: Path, repo: Path, period: str, events: int) -> None:
-    """A month of demo events for the repository's subscriptions (bench/rate.py's generator and seeds)."""
+    """A month of demo events for the repository's subscriptions, made once (bench/rate.py uses it too)."""
     catalog, _ = load_catalog([str(repo)])
     billed = billed_subscriptions(catalog, period)
     plans = {b.contract.name.name: b.plan for b in billed}

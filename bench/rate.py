@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gpubill.dsl.check import check_paths  # noqa: E402
-from gpubill.service import demo_data  # noqa: E402
 from gpubill.service.rating import billed_subscriptions, load_catalog, read_window  # noqa: E402
 from gpubill.store import Store  # noqa: E402
+from invoice import make_store  # noqa: E402  bench/: one store generator for the rating benches
 
 
 def build_repo(dst: Path, n_subs: int) -> None:
@@ -82,21 +82,7 @@ def main() -> None:
 
     db = work / "bench.db"
     if not db.exists():
-        plans = {b.contract.name.name: b.plan for b in billed}
-        lo = min(b.period.from_ms for b in billed)
-        hi = max(b.period.to_ms for b in billed)
-        store = Store(str(db))
-        t = time.perf_counter()
-        done, chunk = 0, 500_000
-        while done < args.events:
-            n = min(chunk, args.events - done)
-            data = demo_data.generate(catalog, [b.contract for b in billed], plans, lo, hi, n, seed=done + 1)
-            for e in data.main:  # unique transaction ids across chunks
-                e["transaction_id"] = f"{done}-{e['transaction_id']}"
-            store.ingest(data.main, source="bench")
-            done += n
-        store.close()
-        print(f"generated + ingested in {time.perf_counter() - t:.1f} s")
+        make_store(db, repo, args.period, args.events)
 
     from gpubill.engine.fast.rate import rate
     from gpubill.engine.reference.engine import rate_reference
