@@ -33,7 +33,7 @@ def charge_fees(b: Billing, spec, lines, in_advance) -> list[FeeLine]:
     fee parts (``FeeBlock`` values or lists of ``InAdvanceFee``)."""
     charges = {c.id: c for c in spec.charges}
     out = [_usage_fee(b, charges[ln.charge_id], ln) for ln in lines]
-    out += _advance_fees(b, in_advance)
+    out += _advance_fees(b, charges, in_advance)
     return out
 
 
@@ -50,31 +50,34 @@ def _usage_fee(b: Billing, charge, ln) -> FeeLine:
                    dimensions=dims, clause=price_source(charge, ln), events_count=ln.event_count, kind=ln.kind)
 
 
-def _advance_fees(b: Billing, parts) -> list[FeeLine]:
+def _advance_fees(b: Billing, charges: dict, parts) -> list[FeeLine]:
     """One line per filter and group of a charge's pay-in-advance fees: their
     sums.  ``parts``: the engine's fee parts of the subscription (``FeeBlock``
     columns, summed without building a fee per event, or lists of fees)."""
     groups: dict = {}
+    clauses: dict = {}
     for part in parts:
-        for key, sums in _part_sums(part):
+        for key, fee, sums in _part_sums(part):
             old = groups.get(key, (ZERO, ZERO, ZERO, 0))
             groups[key] = tuple(a + x for a, x in zip(old, sums))
+            if key not in clauses:
+                clauses[key] = price_source(charges[key[0]], fee)
     return [
         FeeLine("charge", charge, _describe(charge, dims), f"{n} pay-in-advance fees, each rounded when billed",
                 units, None, precise, amount, b.covered_from_ms, b.covered_to_ms, charge=charge, dimensions=dims,
-                events_count=n, pay_in_advance=True, kind="in_advance")
+                clause=clauses[(charge, dims)], events_count=n, pay_in_advance=True, kind="in_advance")
         for (charge, dims), (units, precise, amount, n) in groups.items()
     ]
 
 
 def _part_sums(part):
-    """((charge, dimensions), (units, precise amount, amount, count)) of each fee or block."""
+    """((charge, dimensions), a fee of the line, (units, precise amount, amount, count)) of each fee or block."""
     if isinstance(part, FeeBlock):
         h = part.head
-        yield (h["charge_id"], dimensions_of(h["filter"], h["group"])), (*part.sums(), len(part))
+        yield (h["charge_id"], dimensions_of(h["filter"], h["group"])), part.fee(0), (*part.sums(), len(part))
         return
     for f in part:
-        yield (f.charge_id, dimensions_of(f.filter, f.group)), (f.units, f.precise_amount, f.amount, 1)
+        yield (f.charge_id, dimensions_of(f.filter, f.group)), f, (f.units, f.precise_amount, f.amount, 1)
 
 
 def _describe(charge: str, dims: tuple) -> str:
