@@ -140,8 +140,15 @@ def _one_contract_per_subscription(billed: list[Billed], period_text: str, hando
         sid, name = b.spec.external_id, b.contract.name.name
         if sid in seen and not (handover and _apart(seen[sid], b)):
             raise ServiceError(f'contracts "{seen[sid].contract.name.name}" and "{name}" both bill subscription "{sid}" in '
-                               f"{period_text}: its events would be billed twice; give each its own subscription id")
+                               f"{period_text}: {_twice_hint(handover)}")
         seen[sid] = b
+
+
+def _twice_hint(handover: bool) -> str:
+    if handover:  # the terms overlap
+        return "their terms overlap, so its events would be billed twice; end one before the other starts"
+    return ("its lines would mix; rate each contract apart (--customer CONTRACT), or invoice the period "
+            "(gpubill invoice bills a plan change in the middle of a period)")
 
 
 def _apart(a: Billed, b: Billed) -> bool:
