@@ -18,10 +18,9 @@ import attrs
 from gpubill.dsl import ast
 from gpubill.dsl.currencies import quantum
 from gpubill.dsl.resolve import Catalog
-from gpubill.engine.calendar.period import Period
 from gpubill.engine.pricing.money import round_amount
 from gpubill.engine.spec.program import MoneyRounding
-from gpubill.engine.spec.subscription import Resolved
+from gpubill.engine.spec.subscription import OfResolved, Resolved
 
 ROUND_HALF_UP = "ROUND_HALF_UP"
 
@@ -32,31 +31,11 @@ def local_date(ms: int, tz: str) -> dt.date:
 
 
 @attrs.frozen
-class Billing:
+class Billing(OfResolved):
     """One contract's subscription in one billing period, with its entity and days."""
 
     resolved: Resolved
     catalog: Catalog
-
-    @property
-    def contract(self) -> ast.Contract:
-        return self.resolved.contract
-
-    @property
-    def plan(self) -> ast.Plan:
-        return self.resolved.plan
-
-    @property
-    def period(self) -> Period:
-        return self.resolved.period
-
-    @property
-    def timezone(self) -> str:
-        return self.resolved.timezone
-
-    @property
-    def currency(self) -> str:
-        return self.resolved.currency
 
     @property
     def entity(self) -> ast.Entity | None:

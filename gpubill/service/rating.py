@@ -22,7 +22,7 @@ from gpubill.engine.calendar import period as cal
 from gpubill.engine.spec.compile import CompileError, compile_subscription
 from gpubill.engine.pricing.fees import totals as fee_totals
 from gpubill.engine.spec.program import RateResult, SubscriptionSpec, Unrated
-from gpubill.engine.spec.subscription import Resolved, resolve_subscription
+from gpubill.engine.spec.subscription import OfResolved, Resolved, resolve_subscription
 
 
 class ServiceError(Exception):
@@ -34,28 +34,11 @@ class ServiceError(Exception):
 
 
 @attrs.frozen
-class Billed:
+class Billed(OfResolved):
     """One contract's subscription in one period, resolved once and compiled, ready to rate."""
 
     resolved: Resolved
     spec: SubscriptionSpec
-
-    @property
-    def contract(self) -> ast.Contract:
-        return self.resolved.contract
-
-    @property
-    def plan(self) -> ast.Plan:
-        """The plan version that priced the subscription (the one `resolved` decided)."""
-        return self.resolved.plan
-
-    @property
-    def period(self) -> cal.Period:
-        return self.resolved.period
-
-    @property
-    def currency(self) -> str:
-        return self.resolved.currency
 
 
 @attrs.frozen

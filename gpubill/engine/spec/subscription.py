@@ -64,6 +64,32 @@ class Resolved:
         return not (starts_after or ended_before)
 
 
+class OfResolved:
+    """What the calendar decided about a subscription, read through
+    ``self.resolved`` (a ``Resolved``): for the classes that carry one."""
+
+    @property
+    def contract(self) -> ast.Contract:
+        return self.resolved.contract
+
+    @property
+    def plan(self) -> ast.Plan:
+        """The plan version that prices the subscription (the one ``Resolved`` decided)."""
+        return self.resolved.plan
+
+    @property
+    def period(self) -> Period:
+        return self.resolved.period
+
+    @property
+    def timezone(self) -> str:
+        return self.resolved.timezone
+
+    @property
+    def currency(self) -> str:
+        return self.resolved.currency
+
+
 PeriodArg = tuple  # a classified `--period`: ("month" | "date" | "range", value), as parse_period_arg returns
 
 
