@@ -111,18 +111,14 @@ def _days(kind: str, value) -> tuple[dt.date, dt.date]:
 def closing_periods(catalog: Catalog, b: Billed, first: dt.date, last: dt.date) -> list[Billed]:
     """The contract's billing periods that end between ``first`` and ``last``
     (its local days), or that its termination ends there."""
-    c, out = b.contract, []
-    day = first
-    while day <= last:
-        try:
-            r = resolve_subscription(catalog, c, ("date", day))
-            ends = local_date(min(r.period.to_ms, r.terminated_ms if r.terminated_ms is not None else r.period.to_ms),
-                              r.timezone)
-            if r.active and ends <= last:
-                out.append(Billed(r, respec(catalog, out[-1] if out else None, r)))
-        except (CompileError, ValueError) as e:
-            raise ServiceError(f'contract "{c.name.name}": {e}') from None
-        day = local_date(r.period.to_ms + 1, r.timezone)
+    out = []
+    for p in periods_from(catalog, b.contract, first):
+        if local_date(p.period.from_ms, p.timezone) > last:
+            return out
+        r = p.resolved
+        ends_ms = r.period.to_ms if r.terminated_ms is None else min(r.period.to_ms, r.terminated_ms)
+        if r.active and local_date(ends_ms, r.timezone) <= last:
+            out.append(p)
     return out
 
 
@@ -132,15 +128,26 @@ def history(catalog: Catalog, b: Billed) -> list[Billed]:
     if c.starts is None or not ast.carries_across_invoices(c, b.plan):
         return []
     out: list[Billed] = []
-    day = c.starts.value.date() if isinstance(c.starts.value, dt.datetime) else c.starts.value
+    start = c.starts.value.date() if isinstance(c.starts.value, dt.datetime) else c.starts.value
+    for p in periods_from(catalog, c, start):
+        if p.period.from_ms >= b.period.from_ms:
+            return out
+        out.append(p)
+    return out
+
+
+def periods_from(catalog: Catalog, c: ast.Contract, day: dt.date):
+    """The contract's billing periods, from the one containing ``day`` on,
+    each resolved and compiled (a period priced by the same plan version as
+    the one before reuses its compiled charges)."""
+    prev = None
     while True:
         try:
             resolved = resolve_subscription(catalog, c, ("date", day))
-            if resolved.period.from_ms >= b.period.from_ms:
-                return out
-            out.append(Billed(resolved, respec(catalog, out[-1] if out else None, resolved)))
+            prev = Billed(resolved, respec(catalog, prev, resolved))
         except (CompileError, ValueError) as e:
             raise ServiceError(f'contract "{c.name.name}": {e}') from None
+        yield prev
         day = local_date(resolved.period.to_ms + 1, resolved.timezone)
 
 
@@ -202,7 +209,8 @@ def rate_checks(store, catalog: Catalog, chains: list[list[Billed]], rated: dict
     or why it was left out."""
     checks = []
     for chain in chains:
-        if any(isinstance(rated[id(b)], str) for b in chain):
+        if any(isinstance(rated[id(b)], str) for b in chain) or not any(
+                thresholds_of(b.contract, b.plan) is not None for b in chain):
             continue
         lifetime = ZERO  # the final invoices' usage so far (progressive ones do not add to it)
         for b in chain:
