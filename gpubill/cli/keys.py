@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=("create", "list", "revoke"))
     add_store_argument(p)
     p.add_argument("--name", help="key name (unique)")
-    p.add_argument("--role", choices=ROLES, help="writer (post events) or reader")
+    p.add_argument("--role", choices=ROLES, help="viewer (reads), writer (a metering agent: posts events), reviewer, approver or admin")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 

@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from gpubill.lago import events_api as lago
 from gpubill.service.events import CONFLICT, REJECTED, Store, Unparsable
+from gpubill.service.keys import may
 
 from .metrics import Metrics
 from .params import BadParam, page_params, time_bound
@@ -137,7 +138,7 @@ class Api:
             role = await run_in_threadpool(self._read, self._role, request)
             if role is None:
                 return lago.unauthorized()
-            if write and role != "writer":
+            if write and not may(role, "ingest"):
                 return lago.forbidden()
         return await handler(request)
 

@@ -2,8 +2,9 @@
 
 Receives a key's name and role from the shell. ``check_key_name`` says, before
 any store is opened or created, whether a name can be stored (``ValueError``
-with the reason otherwise); ``ROLES`` are the roles a key may have: a writer
-posts and reads events, a reader only reads. The keys themselves live in the
+with the reason otherwise); ``ROLES`` are the roles a key or a user may have
+(gpubill/store/roles.py: viewer, writer, reviewer, approver, admin), and
+``may(role, permission)`` says what each allows. The keys themselves live in the
 store and are handled through the store handle's methods (``create_key``,
 ``list_keys``, ``verify_key``, ``revoke_key``; see ``service.events``); only a
 SHA-256 hash of each key is kept.
@@ -11,6 +12,12 @@ SHA-256 hash of each key is kept.
 
 from __future__ import annotations
 
-from gpubill.store.queries import ROLES, check_key_name
+from gpubill.store.queries import check_key_name
+from gpubill.store.roles import PERMISSIONS, ROLES, Actor, Forbidden
 
-__all__ = ["ROLES", "check_key_name"]
+__all__ = ["ROLES", "PERMISSIONS", "Actor", "Forbidden", "check_key_name", "may"]
+
+
+def may(role: str | None, permission: str) -> bool:
+    """Whether a role (None: no valid key) holds a permission."""
+    return role is not None and role in PERMISSIONS[permission]

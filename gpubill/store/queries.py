@@ -24,9 +24,9 @@ import orjson
 
 from .encode import _hash_keys
 from .receipt import DUPLICATE, INGESTED, REJECTED, Receipt
+from .roles import ROLES
 from .schema import StoreError, error_from
 
-ROLES = ("writer", "reader")
 REJECTED_STATUSES = ("open", "resubmitted", "discarded")
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 KEY_NAME_MAX = 100  # characters

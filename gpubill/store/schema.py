@@ -215,6 +215,175 @@ MIGRATIONS: list[str] = [
     DROP INDEX events_key;
     ALTER TABLE column_blocks ADD COLUMN keys BLOB;
     """,
+    # 3: the invoice lifecycle (ledger.py), the hash-chained audit log (audit.py), users and
+    # roles (roles.py). Replaces migration 1's placeholders, which nothing ever wrote
+    # (IF [NOT] EXISTS: a test rewinds a newer store's version to replay the migrations).
+    """
+    DROP TABLE IF EXISTS credit_notes;
+    DROP TABLE IF EXISTS invoice_revisions;
+    DROP TABLE IF EXISTS invoices;
+    DROP TABLE IF EXISTS billing_entities;
+    DROP TABLE IF EXISTS audit_log;
+    CREATE TABLE api_keys_v3 (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL CHECK (role IN ('viewer', 'writer', 'reviewer', 'approver', 'admin')),
+        prefix TEXT NOT NULL,
+        hash BLOB NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER
+    );
+    INSERT INTO api_keys_v3 (id, name, role, prefix, hash, created_ms, revoked_ms)
+        SELECT id, name, CASE role WHEN 'reader' THEN 'viewer' ELSE role END, prefix, hash, created_ms, revoked_ms
+        FROM api_keys;
+    DROP TABLE api_keys;
+    ALTER TABLE api_keys_v3 RENAME TO api_keys;
+    CREATE TABLE IF NOT EXISTS users (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('viewer', 'writer', 'reviewer', 'approver', 'admin')),
+        created_ms INTEGER NOT NULL,
+        removed_ms INTEGER
+    );
+    CREATE TABLE IF NOT EXISTS audit_log (
+        seq INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        source TEXT NOT NULL,
+        action TEXT NOT NULL,
+        object_type TEXT NOT NULL,
+        object_id TEXT NOT NULL,
+        reason TEXT,
+        payload TEXT NOT NULL,
+        prev_hash BLOB NOT NULL,
+        hash BLOB NOT NULL UNIQUE
+    );
+    CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TABLE IF NOT EXISTS audit_checkpoints (
+        size INTEGER PRIMARY KEY,
+        root BLOB NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS invoices (
+        id TEXT PRIMARY KEY,
+        entity TEXT NOT NULL,
+        customer TEXT NOT NULL,
+        contract TEXT NOT NULL,
+        subscription TEXT NOT NULL,
+        invoice_type TEXT NOT NULL,
+        period_from_ms INTEGER NOT NULL,
+        period_to_ms INTEGER NOT NULL,
+        period_label TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('draft', 'finalized', 'voided')),
+        created_ms INTEGER NOT NULL,
+        due_ms INTEGER NOT NULL,
+        revision INTEGER NOT NULL DEFAULT 0,
+        number TEXT UNIQUE,
+        entity_seq INTEGER,
+        customer_seq INTEGER,
+        invoice_seq INTEGER,
+        issuing_date TEXT,
+        finalized_ms INTEGER,
+        content_hash TEXT,
+        audit_hash BLOB,
+        watermark INTEGER,
+        voided_ms INTEGER,
+        void_reason TEXT,
+        replaces TEXT REFERENCES invoices (id),
+        body TEXT,
+        UNIQUE (entity, entity_seq),
+        UNIQUE (entity, customer, invoice_seq)
+    );
+    CREATE INDEX IF NOT EXISTS invoices_subscription ON invoices (subscription, period_from_ms);
+    CREATE INDEX IF NOT EXISTS invoices_status ON invoices (status, due_ms);
+    CREATE TABLE IF NOT EXISTS customer_numbers (
+        entity TEXT NOT NULL,
+        customer TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (entity, customer),
+        UNIQUE (entity, seq)
+    );
+    CREATE TABLE IF NOT EXISTS invoice_revisions (
+        invoice_id TEXT NOT NULL REFERENCES invoices (id),
+        revision INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        contracts_digest TEXT NOT NULL,
+        watermark INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (invoice_id, revision)
+    );
+    CREATE TRIGGER IF NOT EXISTS invoice_revisions_no_update BEFORE UPDATE ON invoice_revisions
+        BEGIN SELECT RAISE(ABORT, 'invoice revisions are immutable'); END;
+    CREATE TRIGGER IF NOT EXISTS invoice_revisions_no_delete BEFORE DELETE ON invoice_revisions
+        BEGIN SELECT RAISE(ABORT, 'invoice revisions are immutable'); END;
+    CREATE TRIGGER IF NOT EXISTS invoices_frozen BEFORE UPDATE ON invoices
+        WHEN OLD.status != 'draft' AND (NEW.body IS NOT OLD.body OR NEW.content_hash IS NOT OLD.content_hash
+             OR NEW.number IS NOT OLD.number OR NEW.finalized_ms IS NOT OLD.finalized_ms
+             OR (OLD.status = 'voided' AND NEW.status != 'voided'))
+        BEGIN SELECT RAISE(ABORT, 'a finalized invoice never changes'); END;
+    CREATE TRIGGER IF NOT EXISTS invoices_no_delete BEFORE DELETE ON invoices
+        WHEN OLD.status != 'draft'
+        BEGIN SELECT RAISE(ABORT, 'a finalized invoice is never deleted'); END;
+    CREATE TABLE IF NOT EXISTS credit_notes (
+        id TEXT PRIMARY KEY,
+        invoice_id TEXT NOT NULL REFERENCES invoices (id),
+        seq INTEGER NOT NULL,
+        number TEXT NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('credit', 'refund', 'offset')),
+        currency TEXT NOT NULL,
+        customer TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        total TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        body TEXT NOT NULL,
+        voided_ms INTEGER,
+        UNIQUE (invoice_id, seq)
+    );
+    CREATE TRIGGER IF NOT EXISTS credit_notes_frozen BEFORE UPDATE ON credit_notes
+        WHEN NEW.body IS NOT OLD.body OR NEW.total IS NOT OLD.total OR NEW.number IS NOT OLD.number
+        BEGIN SELECT RAISE(ABORT, 'a credit note never changes'); END;
+    CREATE TABLE IF NOT EXISTS credit_note_uses (
+        credit_note_id TEXT NOT NULL REFERENCES credit_notes (id),
+        invoice_id TEXT NOT NULL REFERENCES invoices (id),
+        amount TEXT NOT NULL,
+        PRIMARY KEY (credit_note_id, invoice_id)
+    );
+    CREATE TABLE IF NOT EXISTS alerts (
+        id INTEGER PRIMARY KEY,
+        subscription TEXT NOT NULL,
+        contract TEXT NOT NULL,
+        customer TEXT NOT NULL,
+        period_from_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        threshold TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        limit_amount TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        fired_ms INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        UNIQUE (subscription, period_from_ms, kind, threshold)
+    );
+    CREATE TABLE IF NOT EXISTS webhook_deliveries (
+        id INTEGER PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        event_type TEXT NOT NULL,
+        url TEXT NOT NULL,
+        body TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error TEXT,
+        delivered_ms INTEGER
+    );
+    CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_attempt_ms);
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -12,6 +12,7 @@ requests) are group-committed too. Dedup is exact across processes: see
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import sqlite3
@@ -22,11 +23,12 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from . import queries
+from . import audit, queries
 from .columns import EventColumns, StringTable, read_columns
 from .encode import prepare, payload_of
 from .queries import clamp_int64
 from .receipt import Receipt
+from .roles import Actor, Forbidden
 from .schema import StoreError, connect, error_from, reader
 from .validate import quarantine_bytes
 from .writer import Writer
@@ -125,6 +127,40 @@ class Store:
                 raise self._write_failed(e) from None
         self._write_ok()
         return cur
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One change (an invoice, a credit note, a user, a key) with its audit entry.
+
+        ``BEGIN IMMEDIATE`` under this process's write lock: another process
+        changing the store waits for SQLite's lock (the busy timeout), so two
+        finalizations never read the same last number. Committed when the
+        block ends, rolled back if it raises.
+        """
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
+        with self._wlock:
+            db = self._writer.db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except Exception as e:
+                raise self._write_failed(e) from None
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException as e:
+                self._writer.rollback()
+                raise self._write_failed(e) from None
+        self._write_ok()
+
+    def require(self, actor: Actor, permission: str, action: str, object_type: str, object_id: str) -> None:
+        """Raise ``Forbidden`` unless the actor may; a refusal is itself written to the audit log."""
+        if actor.may(permission):
+            return
+        with self.transaction() as db:
+            audit.append(db, actor, "access.refused", object_type, object_id,
+                         {"action": action, "permission": permission, "role": actor.role}, at_ms=now_ms())
+        raise Forbidden(actor, permission)
 
     # -- ingestion ---------------------------------------------------------
     def ingest(self, events: Iterable, *, source: str = "api", raws: list | None = None,

@@ -14,16 +14,19 @@ recorded).
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from decimal import Decimal
 
 import numpy as np
 import orjson
 
+from . import audit
 from .encode import _W, Chunk, fixed_width
 from .keys import KeyIndex
 from .numeric import MISSING, UNHOLDABLE, parse_strict, from_number
 from .validate import quarantine_bytes
+from .roles import Actor
 from .receipt import ABORTED, CONFLICT, DUPLICATE, INGESTED, REJECTED, Receipt
 
 # One statement inserts the whole chunk (one SQLite step, the GIL released):
@@ -229,6 +232,9 @@ class Writer:
                    " n_rejected) VALUES (?, ?, ?, ?, ?, ?, ?)",
                    (batch_id, received_ms, source, c["ingested"], c["duplicate"], c["conflict"],
                     c["rejected"]))
+        audit.append(db, Actor(source, "writer", "ingest"), "events.ingested", "batch", str(batch_id),
+                     {**c, "digest": hashlib.sha256(key.tobytes() + status.tobytes()).hexdigest()},
+                     at_ms=received_ms)
         return rec
 
     def _insert_rows(self, chunk: Chunk, payload: bytes, batch_id: int):

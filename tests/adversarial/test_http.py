@@ -99,7 +99,7 @@ def stop_and_read_log(srv) -> str:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     store = str(tmp_path_factory.mktemp("adv") / "s.db")
-    writer, reader = make_key(store, "w", "writer"), make_key(store, "r", "reader")
+    writer, reader = make_key(store, "w", "writer"), make_key(store, "r", "viewer")
     srv = Server(store, "--batch-limit", "500", "--max-body", "2").start()
     yield srv, writer, reader
     srv.stop()

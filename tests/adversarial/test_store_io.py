@@ -325,7 +325,7 @@ def test_a_file_that_is_not_a_usable_store_is_refused_byte_identical(tmp_path, n
         with pytest.raises(StoreError, match=message):
             Store(path, **kw)
         assert files_of(path) == before
-    for cmd in (("ingest", "-"), ("events", "list"), ("keys", "create", "--name", "k", "--role", "reader")):
+    for cmd in (("ingest", "-"), ("events", "list"), ("keys", "create", "--name", "k", "--role", "viewer")):
         rc, out, err = gpubill(*cmd, "--store", path, stdin=json.dumps(ev("a")).encode())
         assert rc == 3 and out == ""
         assert message in one_line_error(err)
@@ -364,7 +364,7 @@ def test_a_store_path_that_cannot_be_a_store_file(tmp_path, case):
         path, want = tmp_path / "pipe.db", "not a regular file"
         os.mkfifo(path)
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    for cmd in (("ingest", "-"), ("events", "list"), ("keys", "create", "--name", "k", "--role", "reader")):
+    for cmd in (("ingest", "-"), ("events", "list"), ("keys", "create", "--name", "k", "--role", "viewer")):
         rc, out, err = gpubill(*cmd, "--store", path, stdin=json.dumps(ev("a")).encode())
         assert rc == 3 and out == ""
         assert want in one_line_error(err)

@@ -95,7 +95,7 @@ def test_keys_create_list_revoke(db):
     assert rc == 0 and key.startswith("gpb_")
     rc, out, _ = gpubill("keys", "list", "--store", db)
     assert out.startswith("ci\twriter\t") and key.strip() not in out
-    assert gpubill("keys", "create", "--name", "ci", "--role", "reader", "--store", db)[0] == 1
+    assert gpubill("keys", "create", "--name", "ci", "--role", "viewer", "--store", db)[0] == 1
     assert gpubill("keys", "revoke", "--name", "ci", "--store", db)[0] == 0
     assert gpubill("keys", "create", "--store", db)[0] == 2
 
@@ -108,7 +108,7 @@ def test_store_from_env_and_errors_without_tracebacks(tmp_path, db):
     rc, _, err = gpubill("ingest", tmp_path / "missing.jsonl", "--store", db)
     assert rc == 3 and err.startswith("gpubill: error:") and "Traceback" not in err
     newer = tmp_path / "newer.db"
-    gpubill("keys", "create", "--name", "k", "--role", "reader", "--store", newer)  # creates the store
+    gpubill("keys", "create", "--name", "k", "--role", "viewer", "--store", newer)  # creates the store
     c = sqlite3.connect(newer)
     c.execute("PRAGMA user_version = 99")
     c.close()

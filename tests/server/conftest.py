@@ -9,7 +9,7 @@ from serverkit import Server, make_key
 def served(tmp_path_factory):
     store = str(tmp_path_factory.mktemp("srv") / "s.db")
     writer = make_key(store, "w", "writer")
-    reader = make_key(store, "r", "reader")
+    reader = make_key(store, "r", "viewer")
     srv = Server(store, "--batch-limit", "500", "--max-body", "1").start()
     yield srv, writer, reader
     srv.stop()
