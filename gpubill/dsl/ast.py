@@ -149,6 +149,15 @@ class Tax:
 
 
 @attrs.frozen
+class Address:
+    """A postal address: its lines, and the ISO 3166-1 alpha-2 country when written with it."""
+
+    lines: tuple[Str, ...]
+    country: Str | None = None
+    span: Span | None = _span_field()
+
+
+@attrs.frozen
 class Entity:
     name: Ref
     display_name: Str | None = None
@@ -158,6 +167,9 @@ class Entity:
     invoice_prefix: Str | None = None
     numbering: Ref | None = None  # per_customer | per_entity
     invoice_grace: Quantity | None = None
+    address: Address | None = None
+    country: Str | None = None  # ISO 3166-1 alpha-2
+    vat_id: Str | None = None
     span: Span | None = _span_field()
 
 
@@ -527,6 +539,8 @@ class Contract:
     preemption: PreemptionPolicy | None = None
     idle: IdlePolicy | None = None
     invoice_grace: Quantity | None = None
+    bill_to: Address | None = None  # the customer's postal address
+    vat_id: Str | None = None  # the customer's VAT id
     span: Span | None = _span_field()
 
 

@@ -369,7 +369,18 @@ def _entity(e: ast.Entity) -> list[_Line]:
         out.append([_clause(text + (f" numbering {e.numbering.name}" if e.numbering else ""), e.invoice_prefix)])
     if e.invoice_grace:
         out.append([_clause(f"invoice grace {_qty(e.invoice_grace)}", e.invoice_grace)])
+    if e.address:
+        out.append([_clause(f"address {_address(e.address)}", e.address)])
+    if e.country:
+        out.append([_clause(f"country {_str(e.country)}", e.country)])
+    if e.vat_id:
+        out.append([_clause(f"vat id {_str(e.vat_id)}", e.vat_id)])
     return _block(f"entity {e.name.name}", e, out)
+
+
+def _address(a: ast.Address) -> str:
+    """The lines, then `, country "XX"` when the address carries its country (a contract's `bill to`)."""
+    return " ".join(map(_str, a.lines)) + (f", country {_str(a.country)}" if a.country else "")
 
 
 def _aggregation(a: ast.Aggregation) -> str:
@@ -450,7 +461,7 @@ def _contract(k: ast.Contract) -> list[_Line]:
 
 
 def _contract_terms(k: ast.Contract) -> list[_Line]:
-    """Who, what and when: customer, subscription, entity, plan, dates, timezone."""
+    """Who, what and when: customer, subscription, entity, plan, dates, timezone, billing address, VAT id."""
     out = []
     if k.customer:
         c = k.customer
@@ -467,6 +478,10 @@ def _contract_terms(k: ast.Contract) -> list[_Line]:
         out.append([_clause(f"ends {k.ends.text}", k.ends)])
     if k.timezone:
         out.append([_clause(f"timezone {_str(k.timezone)}", k.timezone)])
+    if k.bill_to:
+        out.append([_clause(f"bill to {_address(k.bill_to)}", k.bill_to)])
+    if k.vat_id:
+        out.append([_clause(f"vat id {_str(k.vat_id)}", k.vat_id)])
     return out
 
 

@@ -311,12 +311,15 @@ class _Clause:
 
 # Block fields that may appear once, and those collected into tuples.
 _SINGLE = {
-    "entity": {"display_name", "currency", "timezone", "invoice_prefix", "numbering", "invoice_grace"},
+    "entity": {
+        "display_name", "currency", "timezone", "invoice_prefix", "numbering", "invoice_grace", "address", "country",
+        "vat_id",
+    },
     "metric": {"event", "aggregation", "rounding", "recurring"},
     "plan": {"currency", "billing", "timezone", "fee", "rounding", "progressive"},
     "contract": {
         "customer", "subscription", "entity", "plan", "starts", "ends", "timezone", "progressive",
-        "budget", "late_events", "preemption", "idle", "invoice_grace",
+        "budget", "late_events", "preemption", "idle", "invoice_grace", "bill_to", "vat_id",
     },
     "test": {"contract", "period"},
     "charge": {"timing", "minimum_spend", "rounding", "prorated", "group_by"},
@@ -333,6 +336,7 @@ _MULTI = {
 _SPANNED = {"recurring", "timing", "prorated"}
 _WORD = {
     "display_name": "name", "invoice_prefix": "invoice prefix", "invoice_grace": "invoice grace",
+    "vat_id": "vat id", "bill_to": "bill to",
     "event": "event", "aggregation": "aggregation", "late_events": "late events", "idle": "idle",
     "minimum_spend": "minimum spend", "group_by": "group by", "timing": "in advance/in arrears",
 }
@@ -454,6 +458,21 @@ class _Build(Transformer):
     @v_args(meta=True, inline=True)
     def invoice_grace(self, meta, q):
         return _Clause("invoice_grace", q, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def address(self, meta, lines):
+        return _Clause("address", ast.Address(lines, span=self._sp(meta)), self._sp(meta))
+
+    def address_lines(self, *lines):
+        return tuple(map(self._str, lines))
+
+    @v_args(meta=True, inline=True)
+    def country(self, meta, code):
+        return _Clause("country", self._str(code), self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def vat_id(self, meta, s):
+        return _Clause("vat_id", self._str(s), self._sp(meta))
 
     # -------------------------------------------------------------- metrics
     @v_args(meta=True, inline=True)
@@ -758,6 +777,11 @@ class _Build(Transformer):
     def customer(self, meta, cid, display=None):
         node = ast.Customer(self._str(cid), self._str(display) if display else None, span=self._sp(meta))
         return _Clause("customer", node, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def bill_to(self, meta, lines, country=None):
+        node = ast.Address(lines, self._str(country) if country else None, span=self._sp(meta))
+        return _Clause("bill_to", node, self._sp(meta))
 
     @v_args(meta=True, inline=True)
     def subscription(self, meta, sid):

@@ -1,6 +1,7 @@
 """Values that are wrong on their own, whatever surrounds them.
 
-Unknown currency codes, time zones, numbering schemes and units; dates that
+Unknown currency codes, country codes, time zones, numbering schemes and
+units; VAT ids without a country prefix; dates that
 do not exist (2026-02-30) and instants without an offset; negative money;
 percentages outside 0..100; sizes, increments and counts that must be
 positive or whole.
@@ -20,6 +21,7 @@ from gpubill.dsl.diagnostics import Diagnostic, did_you_mean, error
 from gpubill.dsl.limits import MAX_ROUNDING_PRECISION, MAX_USAGE_TIMES
 from gpubill.dsl.resolve import Catalog
 from gpubill.dsl.currencies import COMMON_CURRENCIES, CURRENCIES
+from gpubill.dsl.countries import COMMON_COUNTRIES, COUNTRIES, VAT_PREFIXES
 
 
 NUMBERING = ("per_customer", "per_entity")
@@ -76,6 +78,31 @@ def _names(b: ast.Block) -> Iterator[Diagnostic]:
             b.numbering.span,
             hints=did_you_mean(b.numbering.name, NUMBERING) or ("numbering is per_customer or per_entity",),
         )
+    yield from _legal_identity(b)
+
+
+def _legal_identity(b: ast.Block) -> Iterator[Diagnostic]:
+    """An entity's `country` and a contract's `bill to ..., country` are ISO 3166-1 alpha-2 codes;
+    a `vat id` starts with a country prefix (EN 16931 rule BR-CO-09)."""
+    address = getattr(b, "bill_to", None)
+    country = getattr(b, "country", None) or (address.country if address is not None else None)
+    if country is not None and country.value not in COUNTRIES:
+        yield error("unknown-country", f'"{country.value}" is not an ISO 3166-1 alpha-2 country code', country.span,
+                    hints=(_country_hint(country.value),))
+    vat = getattr(b, "vat_id", None)
+    if vat is not None and vat.value[:2] not in VAT_PREFIXES:
+        example = f"{country.value}{vat.value}" if country is not None and country.value in COUNTRIES else "DE123456789"
+        yield error("vat-id-country", f'VAT id "{vat.value}" does not start with a country code', vat.span,
+                    hints=(f'start it with the code of the country that issued it, as in "{example}" '
+                           '(Greece uses "EL")',))
+
+
+def _country_hint(code: str) -> str:
+    if code.upper() in COUNTRIES:
+        return f'write the code in capitals: "{code.upper()}"'
+    if code.upper() == "UK":
+        return 'the United Kingdom\'s code is "GB"'
+    return f"use a two-letter code such as {', '.join(COMMON_COUNTRIES)}"
 
 
 def _unknown_currency(code: str, span) -> Diagnostic:
