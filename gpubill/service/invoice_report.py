@@ -74,8 +74,9 @@ def invoice_json(inv: Invoice) -> dict:
         "invoice_type": inv.invoice_type, "status": "draft", "number": draft_number(inv),
         "issuing_date": inv.issuing_date.isoformat(), "currency": cur,
         "billing_entity_code": c.entity.name if c.entity else None,
-        "customer": {"external_id": c.customer.id.value,
-                     "name": c.customer.display_name.value if c.customer.display_name else None},
+        "billing_entity": _entity_json(b.entity, c.entity.name if c.entity else None),
+        "customer": {"external_id": c.customer.id.value, "name": _v(c.customer.display_name),
+                     **_address_json(c.bill_to, c.bill_to.country if c.bill_to else None, c.vat_id)},
         "contract": c.name.name, "external_subscription_id": b.subscription_id,
         "plan": {"code": b.plan.name.name, "version": b.plan.version.id if b.plan.version else None},
         "billing_period": {"from": _iso(b.period.from_ms), "to": _iso(b.period.to_ms), "label": b.period.label,
@@ -91,6 +92,22 @@ def invoice_json(inv: Invoice) -> dict:
     if inv.invoice_type == "progressive_billing":
         out["applied_usage_thresholds"] = [_s(t) for t in inv.thresholds]
     return out
+
+
+def _v(s) -> str | None:
+    return None if s is None else s.value
+
+
+def _address_json(address, country, vat_id) -> dict:
+    """The postal address and VAT id of a party (Lago's names), each field null when the .bill has no clause for it."""
+    return {"address_lines": [line.value for line in address.lines] if address else [],
+            "country": _v(country), "tax_identification_number": _v(vat_id)}
+
+
+def _entity_json(e, code: str | None) -> dict:
+    if e is None:
+        return {"code": code, "name": None, **_address_json(None, None, None)}
+    return {"code": code, "name": _v(e.display_name), **_address_json(e.address, e.country, e.vat_id)}
 
 
 def _fee_json(inv: Invoice, i: int) -> dict:
