@@ -1,0 +1,435 @@
+"""What a planned GPU job would cost one customer now: `gpubill estimate`, `POST /api/v1/estimate`.
+
+The job is priced where the customer stands in the current billing period:
+the period's invoices as ``gpubill invoice`` computes them from the events
+stored so far (tiers already climbed, reservation hours already used, the
+commitment, coupons and prepaid credits the earlier invoices left) are
+compared with the same invoices computed with the job's events added.  The
+difference is the job's cost; nothing is written to the store.
+
+The job's events are canonical ``gpu_job`` events (docs/architecture.md,
+DESIGN.md): gpu_type, gpu_count, duration_seconds, region,
+availability_class, avg_utilization and end_reason "completed", one per
+started day of the job (as an agent's heartbeats would send them, each at
+the end of its segment), so that no event exceeds a metric's per-event
+maximum.  A job that would end after its billing period is refused: the
+next period's invoice starts from this one's ledger, which the job changes.
+
+``Estimator`` holds the checked catalog and, per (contract, period), the
+baseline: the ledger the earlier periods leave, the period's events as
+in-memory columns and its invoices.  An estimate then rates only that
+period again, from memory, with the job's rows appended (and the daily
+progressive checks from the job's first event on).  A baseline is rebuilt
+when the store holds a newer event of the subscription than it was built
+from (``last_rowid``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from decimal import Decimal
+
+import attrs
+import numpy as np
+
+from gpubill.contracts.context import Billing
+from gpubill.contracts.invoice import Invoice, Ledger, opening_ledger
+from gpubill.contracts.lines import FeeLine, sum_amounts
+from gpubill.contracts.progressive import passed, thresholds_of
+from gpubill.contracts.reservation import reserved_units
+from gpubill.contracts.spread import ZERO
+from gpubill.dsl import ast
+from gpubill.dsl.diagnostics import did_you_mean
+from gpubill.engine.fast.columns import InMemoryColumns
+from gpubill.contracts.build import progressive_amount
+from gpubill.service.invoicing import (
+    Read, as_of, day_ends, history, period_invoices, periods_from, rate_checks, rate_round, rate_rounds,
+)
+from gpubill.service.rating import Billed, ServiceError, _customer_keys, load_catalog, read_window
+
+GPU_EVENT = "gpu_job"
+SEGMENT_MS = 24 * 3600 * 1000  # one event per started day of the job
+JOB_DIMENSIONS = ("gpu_type", "region", "availability_class")
+OPTION_OF = {"gpu_type": "--gpu", "region": "--region", "availability_class": "--class"}
+ENGINE = "fast"
+EXIT_USAGE = 2
+
+
+@attrs.frozen
+class Job:
+    """A planned job: GPUs of one type for some hours, where and how it runs."""
+
+    gpu_type: str
+    gpu_count: Decimal
+    hours: Decimal
+    region: str | None = None
+    availability_class: str | None = None
+    utilization: Decimal = Decimal(1)  # avg_utilization: a planned job is assumed busy
+
+    def __attrs_post_init__(self):
+        for name, v in (("GPU count", self.gpu_count), ("hours", self.hours)):
+            if not v.is_finite() or v <= 0:
+                raise ServiceError(f"{name} must be a positive number, got {v}", EXIT_USAGE)
+        if not self.utilization.is_finite() or not 0 <= self.utilization <= 1:
+            raise ServiceError(f"utilization must be between 0 and 1, got {self.utilization}", EXIT_USAGE)
+
+    @property
+    def duration_ms(self) -> int:
+        return int((self.hours * 3_600_000).to_integral_value())
+
+    def label(self) -> str:
+        return f"{_n(self.gpu_count)} × {self.gpu_type} for {_n(self.hours)} h"
+
+
+def job_events(job: Job, subscription: str, start_ms: int) -> list[dict]:
+    """The job's ``gpu_job`` events, one per started day, each at the end of its segment."""
+    out, at, end = [], start_ms, start_ms + job.duration_ms
+    while at < end:
+        to = min(at + SEGMENT_MS, end)
+        props = {"gpu_type": job.gpu_type, "gpu_count": _n(job.gpu_count),
+                 "duration_seconds": _n(Decimal(to - at) / 1000), "avg_utilization": _n(job.utilization),
+                 "end_reason": "completed"}
+        props.update({k: getattr(job, k) for k in ("region", "availability_class") if getattr(job, k) is not None})
+        out.append({"transaction_id": f"estimate-{start_ms}-{len(out)}", "external_subscription_id": subscription,
+                    "code": GPU_EVENT, "timestamp": to // 1000 if to % 1000 == 0 else str(Decimal(to) / 1000),
+                    "properties": props})
+        at = to
+    return out
+
+
+def _n(d: Decimal) -> str:
+    """A decimal as plain text, no exponent, no trailing zeros."""
+    return format(d.normalize(), "f")
+
+
+@attrs.frozen
+class LineChange:
+    """One invoice line the job adds or changes (None before: a new line)."""
+
+    fee_type: str
+    code: str
+    description: str
+    charge: str | None
+    dimensions: tuple
+    clause: str | None
+    reason: str
+    units_before: Decimal | None
+    units_after: Decimal | None
+    amount_before: Decimal | None
+    amount_after: Decimal | None
+
+    @property
+    def amount_delta(self) -> Decimal:
+        return (self.amount_after or ZERO) - (self.amount_before or ZERO)
+
+
+@attrs.frozen
+class Totals:
+    """What the period's invoices bill (its progressive invoices and its final one)."""
+
+    fees: Decimal
+    coupons: Decimal
+    sub_total_excluding_taxes: Decimal
+    taxes: Decimal
+    prepaid_credits: Decimal
+    total: Decimal
+
+    @classmethod
+    def of(cls, invoices) -> "Totals":
+        """``fees``: the final invoice's (it bills the whole period again); the
+        rest added up over the period's invoices."""
+        def total(name):
+            return sum((getattr(i, name) for i in invoices), ZERO)
+        return cls(invoices[-1].fees_amount, total("coupons_amount"), total("sub_total_excluding_taxes_amount"),
+                   total("taxes_amount"), total("prepaid_credit_amount"), total("total_amount"))
+
+
+@attrs.frozen
+class Estimate:
+    job: Job
+    contract: str
+    subscription: str
+    currency: str
+    period_label: str
+    events: tuple
+    before: tuple[Invoice, ...]
+    after: tuple[Invoice, ...]
+    changes: tuple[LineChange, ...]
+    reservations_left: tuple  # (gpu type, unit, left before, left after) per reservation
+
+    @property
+    def totals_before(self) -> Totals:
+        return Totals.of(self.before)
+
+    @property
+    def totals_after(self) -> Totals:
+        return Totals.of(self.after)
+
+    @property
+    def delta(self) -> Totals:
+        a, b = self.totals_after, self.totals_before
+        return Totals(*(x - y for x, y in zip(attrs.astuple(a), attrs.astuple(b))))
+
+
+class Estimator:
+    """The checked catalog, and the baselines of the periods estimated so far."""
+
+    def __init__(self, store, contract_paths):
+        self.store = store
+        self.catalog, self.sources = load_catalog(contract_paths)
+        self._baselines: dict = {}
+
+    def contract(self, key: str) -> ast.Contract:
+        """The contract named by its name, customer id or subscription id."""
+        found = [c for c in self.catalog.contracts.values() if key in _customer_keys(c)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            names = ", ".join(sorted(c.name.name for c in found))
+            raise ServiceError(f'"{key}" names several contracts ({names}); name one of them', EXIT_USAGE)
+        known = sorted(c.name.name for c in self.catalog.contracts.values())
+        hint = "".join(" " + h for h in did_you_mean(key, [k for c in self.catalog.contracts.values() for k in _customer_keys(c)]))
+        raise ServiceError(f'no contract, customer or subscription "{key}" (contracts: {", ".join(known[:10])}){hint}',
+                           EXIT_USAGE)
+
+    def estimate(self, key: str, job: Job, at_ms: int | None = None) -> Estimate:
+        c = self.contract(key)
+        at_ms = int(time.time() * 1000) if at_ms is None else at_ms
+        b = self._period(c, at_ms)
+        check_job(self.catalog, b, job)
+        end_ms = at_ms + job.duration_ms
+        if end_ms > b.period.to_ms:
+            raise ServiceError(
+                f"the job would end at {_iso(end_ms)}, after the billing period {b.period.label} of contract "
+                f'"{c.name.name}" ends ({_iso(b.period.to_ms)}); estimate the part before the period ends '
+                f"(at most {_hours_to(at_ms, b.period.to_ms)} h) and the rest with --at in the next period", EXIT_USAGE)
+        base = self._baseline(c, b)
+        events = job_events(job, b.spec.external_id, at_ms)
+        after = base.invoices_with(events)
+        return Estimate(job, c.name.name, b.spec.external_id, b.resolved.currency, b.period.label, tuple(events),
+                        base.invoices, after, changes(base.invoices[-1], after[-1]),
+                        reservations_left(base.billing, base.invoices[-1], after[-1]))
+
+    def _period(self, c: ast.Contract, at_ms: int) -> Billed:
+        day = dt.datetime.fromtimestamp(at_ms / 1000, dt.timezone.utc).date() - dt.timedelta(days=1)
+        for b in periods_from(self.catalog, c, day):
+            if b.period.from_ms > at_ms:
+                break
+            if at_ms <= b.period.to_ms:
+                r = b.resolved
+                if r.active and (r.started_ms is None or r.started_ms <= at_ms) and (
+                        r.terminated_ms is None or at_ms <= r.terminated_ms):
+                    return b
+                break
+        raise ServiceError(f'contract "{c.name.name}" is not active at {_iso(at_ms)}', EXIT_USAGE)
+
+    def _baseline(self, c: ast.Contract, b: Billed) -> "Baseline":
+        key = (c.name.name, b.period.from_ms)
+        base = self._baselines.get(key)
+        if base is None or base.stale(self.store):
+            base = self._baselines[key] = Baseline.build(self.store, self.catalog, b)
+        return base
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _hours_to(at_ms: int, to_ms: int) -> str:
+    return _n((Decimal(to_ms + 1 - at_ms) / 3_600_000).quantize(Decimal("0.01"), rounding="ROUND_FLOOR"))
+
+
+def check_job(catalog, b: Billed, job: Job) -> None:
+    """The plan bills GPU jobs, and the job's GPU type, region and class are values its metrics know."""
+    metrics = [catalog.metrics.get(ch.metric.name) for ch in b.plan.charges]
+    gpu = [m for m in metrics if m is not None and m.event is not None and m.event.name == GPU_EVENT]
+    if not gpu:
+        raise ServiceError(f'plan "{b.plan.name.name}" of contract "{b.contract.name.name}" has no charge on GPU jobs '
+                           f'(event {GPU_EVENT}): a job adds nothing to its invoice', EXIT_USAGE)
+    for name in JOB_DIMENSIONS:
+        value = getattr(job, name)
+        valid = sorted({v.value for m in gpu for d in m.dimensions if d.name.name == name and d.values
+                        for v in d.values})
+        if value is not None and valid and value not in valid:
+            hint = "".join(" " + h for h in did_you_mean(value, valid))
+            raise ServiceError(f'{OPTION_OF[name]}: unknown {name} "{value}" (valid: {", ".join(valid)}){hint}',
+                               EXIT_USAGE)
+
+
+@attrs.define
+class Baseline:
+    """One contract's period as the store holds it: the ledger the earlier
+    periods leave, the period's events in memory, and its invoices."""
+
+    catalog: object
+    billed: Billed
+    billing: Billing
+    ledger: Ledger
+    columns: InMemoryColumns
+    last_rowid: int
+    invoices: tuple = ()
+    _checks: dict = attrs.field(factory=dict)  # cut -> the baseline's rated usage at that daily check
+
+    @classmethod
+    def build(cls, store, catalog, b: Billed) -> "Baseline":
+        chain = history(catalog, b)
+        ledger = opening_ledger(b.contract)
+        if chain:
+            rated = rate_rounds(store, [chain], ENGINE)
+            rated.update(rate_checks(store, catalog, [chain], rated, ENGINE))
+            for p in chain:
+                if isinstance(rated[id(p)], str):
+                    raise ServiceError(rated[id(p)])
+                _, ledger = period_invoices(Billing(p.resolved, catalog), p, rated, ledger)
+        window = read_window([b])
+        cols = store.read_columns(**window)
+        base = cls(catalog, b, Billing(b.resolved, catalog), ledger, in_memory(cols),
+                   max(cols.last_rowid, _newest(store, b)))
+        base.invoices = base.period(base.columns)
+        return base
+
+    def stale(self, store) -> bool:
+        return _newest(store, self.billed, self.last_rowid) > self.last_rowid
+
+    def invoices_with(self, events: list[dict]) -> tuple[Invoice, ...]:
+        return self.period(appended(self.columns, events), min(_ms(e) for e in events))
+
+    def period(self, cols, first_new_ms: int | None = None) -> tuple[Invoice, ...]:
+        """The period's invoices over ``cols``: its final invoice, after the
+        progressive invoices its daily checks issue (a check before
+        ``first_new_ms`` sees what the baseline saw)."""
+        b, billing = self.billed, self.billing
+        rated = {id(b): _rated(rate_round(Read(cols), [b], ENGINE)[id(b)])}
+        p = thresholds_of(billing.contract, billing.plan)
+        if p is not None and passed(p, self.ledger.lifetime_usage, progressive_amount(billing, rated[id(b)][0])):
+            ts = np.sort(cols.timestamp_ms)
+            prev, rows = None, -1
+            for cut in day_ends(billing):
+                seen = int(np.searchsorted(ts, cut, side="right"))
+                if first_new_ms is not None and cut < first_new_ms:
+                    prev = self._check(cut)
+                elif seen != rows or self.cut_sensitive:
+                    prev = self._rate_cut(cols, cut)
+                rows = seen
+                rated[(id(b), cut)] = prev
+        invoices, _ = period_invoices(billing, b, rated, self.ledger)
+        return tuple(invoices)
+
+    @property
+    def cut_sensitive(self) -> bool:
+        """A check's usage depends on its cut, not only on the events before
+        it: time-weighted sums and prorated charges divide by the days so far."""
+        return any(ch.prorated or ch.metric.aggregation == "weighted_sum" for ch in self.billed.spec.charges)
+
+    def _check(self, cut: int):
+        if cut not in self._checks:
+            self._checks[cut] = self._rate_cut(self.columns, cut)
+        return self._checks[cut]
+
+    def _rate_cut(self, cols, cut: int):
+        b = as_of(self.billed, cut)
+        return _rated(rate_round(Read(cols), [b], ENGINE)[id(b)])
+
+
+def _rated(r):
+    if isinstance(r, str):
+        raise ServiceError(r)
+    return r
+
+
+def _ms(e: dict) -> int:
+    return int(Decimal(str(e["timestamp"])) * 1000)
+
+
+def _newest(store, b: Billed, since_rowid: int = 0) -> int:
+    """The newest stored event of ``b``'s subscription (its rowid), any time, since ``since_rowid``."""
+    codes = sorted({ch.metric.event_code for ch in b.spec.charges})
+    cols = store.read_columns(since_rowid=since_rowid, codes=codes, subscriptions=[b.spec.external_id])
+    return max(since_rowid, cols.last_rowid if cols.n else since_rowid)
+
+
+# ------------------------------------------------------------------ columns in memory
+
+def in_memory(cols) -> InMemoryColumns:
+    """A read's columns held in memory with their own compact string table
+    (every property loaded), so rows can be appended."""
+    names = sorted(cols.property_names())
+    dims = {k: np.asarray(cols.dim(k), np.int32) for k in names}
+    nums = {k: cols.numeric(k) for k in names}
+    nums["precise_total_amount_cents"] = cols.precise_total_amount_cents
+    ids = [np.asarray(cols.code), np.asarray(cols.subscription)] + list(dims.values())
+    used = np.unique(np.concatenate(ids)) if cols.n else np.zeros(0, np.int32)
+    used = used[used >= 0]
+    strings = cols.strings.decode(used)
+
+    def local(a):
+        out = np.searchsorted(used, a).astype(np.int32)
+        return np.where(a < 0, -1, out).astype(np.int32)
+    txs = cols.transaction_ids_of(cols.rowid.tolist()) if cols.n else []
+    return InMemoryColumns(cols.timestamp_ms, cols.rowid, local(np.asarray(cols.code)),
+                           local(np.asarray(cols.subscription)), strings,
+                           {k: local(a) for k, a in dims.items()}, nums, list(txs))
+
+
+def appended(base: InMemoryColumns, events: list[dict]) -> InMemoryColumns:
+    """``base`` with ``events`` as its last rows (row ids after its own)."""
+    top = int(base.rowid.max()) if base.n else 0
+    extra = InMemoryColumns.from_events([{**e, "rowid": top + 1 + i} for i, e in enumerate(events)])
+    strings = list(base.strings)
+    index = {s: i for i, s in enumerate(strings)}
+    for s in extra.strings:
+        if s not in index:
+            index[s] = len(strings)
+            strings.append(s)
+    remap = np.array([index[s] for s in extra.strings] or [0], np.int32)
+
+    def ids(a):
+        return np.where(a < 0, -1, remap[np.maximum(a, 0)]).astype(np.int32)
+    names = set(base._dims) | set(extra._dims)
+    dims = {k: np.concatenate([base.dim(k), ids(extra.dim(k))]) for k in names}
+    nums = {k: tuple(np.concatenate([x, y]) for x, y in zip(base.numeric(k), extra.numeric(k)))
+            for k in set(base._nums) | set(extra._nums)}
+    return InMemoryColumns(np.concatenate([base.timestamp_ms, extra.timestamp_ms]),
+                           np.concatenate([base.rowid, extra.rowid]),
+                           np.concatenate([base.code, ids(extra.code)]),
+                           np.concatenate([base.subscription, ids(extra.subscription)]),
+                           strings, dims, nums, list(base.transaction_ids or []) + list(extra.transaction_ids))
+
+
+# ------------------------------------------------------------------ what changed
+
+def _line_key(f: FeeLine) -> tuple:
+    return (f.fee_type, f.code, f.kind, f.charge, f.dimensions, f.description)
+
+
+def changes(before: Invoice, after: Invoice) -> tuple[LineChange, ...]:
+    """The final invoice's lines the job adds or changes, in the after invoice's order."""
+    was: dict = {}
+    for f in before.fees:
+        was.setdefault(_line_key(f), []).append(f)
+    out = []
+    for f in after.fees:
+        olds = was.get(_line_key(f))
+        old = olds.pop(0) if olds else None
+        if old is not None and old.units == f.units and old.amount == f.amount:
+            continue
+        out.append(LineChange(f.fee_type, f.code, f.description, f.charge, f.dimensions, f.clause, f.reason,
+                              None if old is None else old.units, f.units,
+                              None if old is None else old.amount, f.amount))
+    for olds in was.values():  # lines the job removes (a commitment true-up the job fills)
+        for f in olds:
+            out.append(LineChange(f.fee_type, f.code, f.description, f.charge, f.dimensions, f.clause, f.reason,
+                                  f.units, None, f.amount, None))
+    return tuple(out)
+
+
+def reservations_left(b: Billing, before: Invoice, after: Invoice) -> tuple:
+    """Per reservation: (GPU type, unit, reserved units left before, after)."""
+    out = []
+    for i, r in enumerate(b.contract.reserves):
+        code = f"reservation_{i + 1}_covered"
+        total = reserved_units(b, r)
+        left = [total + sum_amounts((f for f in inv.fees if f.code == code), "units") for inv in (before, after)]
+        out.append((r.gpu_type.value, r.unit.name, *left))
+    return tuple(out)
