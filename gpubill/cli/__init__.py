@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("gpubill.cli.serve", "run the Lago-compatible events API"),
     "rate": ("gpubill.cli.rate", "rate a period of events against contracts"),
     "invoice": ("gpubill.cli.invoice", "draft invoices for a period: every contract term applied"),
+    "estimate": ("gpubill.cli.estimate", "what a planned GPU job would cost a customer now"),
     "test": ("gpubill.cli.test", "run the test blocks of .bill files"),
     "import": ("gpubill.cli.importer", "import Lago objects into .bill files"),
     "demo": ("gpubill.cli.demo", "generate, ingest and rate a realistic month"),

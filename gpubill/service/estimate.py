@@ -152,6 +152,7 @@ class Estimate:
     subscription: str
     currency: str
     period_label: str
+    starts_ms: int
     events: tuple
     before: tuple[Invoice, ...]
     after: tuple[Invoice, ...]
@@ -207,7 +208,7 @@ class Estimator:
         base = self._baseline(c, b)
         events = job_events(job, b.spec.external_id, at_ms)
         after = base.invoices_with(events)
-        return Estimate(job, c.name.name, b.spec.external_id, b.resolved.currency, b.period.label, tuple(events),
+        return Estimate(job, c.name.name, b.spec.external_id, b.resolved.currency, b.period.label, at_ms, tuple(events),
                         base.invoices, after, changes(base.invoices[-1], after[-1]),
                         reservations_left(base.billing, base.invoices[-1], after[-1]))
 
@@ -252,7 +253,8 @@ def check_job(catalog, b: Billed, job: Job) -> None:
         valid = sorted({v.value for m in gpu for d in m.dimensions if d.name.name == name and d.values
                         for v in d.values})
         if value is not None and valid and value not in valid:
-            hint = "".join(" " + h for h in did_you_mean(value, valid))
+            starts = [v for v in valid if v.lower().startswith(value.lower())]
+            hint = f' did you mean "{starts[0]}"?' if len(starts) == 1 else "".join(" " + h for h in did_you_mean(value, valid))
             raise ServiceError(f'{OPTION_OF[name]}: unknown {name} "{value}" (valid: {", ".join(valid)}){hint}',
                                EXIT_USAGE)
 
@@ -433,3 +435,75 @@ def reservations_left(b: Billing, before: Invoice, after: Invoice) -> tuple:
         left = [total + sum_amounts((f for f in inv.fees if f.code == code), "units") for inv in (before, after)]
         out.append((r.gpu_type.value, r.unit.name, *left))
     return tuple(out)
+
+
+# ------------------------------------------------------------------ the answer
+
+TOTAL_FIELDS = {"fees": "fees_amount", "coupons": "coupons_amount",
+                "sub_total_excluding_taxes": "sub_total_excluding_taxes_amount", "taxes": "taxes_amount",
+                "prepaid_credits": "prepaid_credit_amount", "total": "total_amount"}
+
+
+def estimate_json(e: Estimate) -> dict:
+    """The estimate as JSON (docs/cli.md, `gpubill estimate`): every amount an exact decimal string."""
+    from gpubill.service.invoice_report import amount_text
+
+    cur, j = e.currency, e.job
+
+    def money(d):
+        return None if d is None else amount_text(d, cur)
+
+    def totals(t: Totals) -> dict:
+        return {name: money(getattr(t, field)) for field, name in TOTAL_FIELDS.items()}
+    return {
+        "contract": e.contract, "external_subscription_id": e.subscription, "currency": cur,
+        "billing_period": e.period_label,
+        "job": {"gpu_type": j.gpu_type, "gpu_count": _n(j.gpu_count), "hours": _n(j.hours), "region": j.region,
+                "availability_class": j.availability_class, "avg_utilization": _n(j.utilization),
+                "starts_at": _iso(e.starts_ms), "events": len(e.events)},
+        "lines": [{"type": c.fee_type, "code": c.code, "name": c.description, "charge": c.charge,
+                   "dimensions": dict(c.dimensions), "clause": c.clause, "reason": c.reason,
+                   "units_before": _s(c.units_before), "units_after": _s(c.units_after),
+                   "amount_before": money(c.amount_before), "amount_after": money(c.amount_after),
+                   "amount_delta": money(c.amount_delta)} for c in e.changes],
+        "before": totals(e.totals_before), "after": totals(e.totals_after), "delta": totals(e.delta),
+        "invoices_before": len(e.before), "invoices_after": len(e.after),
+        "reservations": [{"gpu_type": g, "unit": u, "left_before": _s(a), "left_after": _s(b)}
+                         for g, u, a, b in e.reservations_left],
+        "summary": summary(e),
+    }
+
+
+def _s(d: Decimal | None) -> str | None:
+    return None if d is None else format(d, "f")
+
+
+def summary(e: Estimate) -> str:
+    """One plain paragraph: what the job costs, and why."""
+    from gpubill.service.invoice_report import amount_text
+
+    cur, d = e.currency, e.delta
+
+    def m(x: Decimal) -> str:
+        return f"{grouped(amount_text(x, cur))} {cur}"
+    parts = [f"{e.job.label()} ({e.contract}, {e.period_label}): {m(d.sub_total_excluding_taxes)} + tax {m(d.taxes)}"]
+    if d.coupons:
+        parts.append(f"after {m(d.coupons)} of discounts")
+    if d.prepaid_credits:
+        parts.append(f"prepaid credits cover {m(d.prepaid_credits)}, so {m(d.total)} more is due")
+    else:
+        parts.append(f"{m(d.total)} more is due")
+    commitment = sum((c.amount_delta for c in e.changes if c.fee_type == "commitment"), ZERO)
+    if commitment:
+        parts.append(f"the commitment true-up changes by {m(commitment)} (the job counts toward the commitment)")
+    for gpu, unit, before, after in e.reservations_left:
+        if before != after:
+            parts.append(f"{_n(max(after, ZERO))} {unit}s of your {gpu} reservation left after it ({_n(before)} before)")
+    if len(e.after) > len(e.before):
+        parts.append("it crosses a progressive billing threshold, so part of it is invoiced early")
+    return "; ".join(parts) + "."
+
+
+def grouped(text: str) -> str:
+    """An exact amount's text with thousands separators ("1382.40" -> "1,382.40")."""
+    return format(Decimal(text), ",f")
