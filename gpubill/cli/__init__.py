@@ -10,7 +10,7 @@ HTTP stack. A command module defines::
 
 Exit codes (also in ``gpubill --help`` and docs/cli.md):
 0 ok, 1 invalid input or failed check, 2 usage error, 3 I/O or store error,
-4 policy gate failed, 70 internal error, 130 interrupted.
+4 policy gate failed, 6 access refused, 70 internal error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ EXIT_INVALID = 1
 EXIT_USAGE = 2
 EXIT_IO = 3
 EXIT_POLICY = 4
+EXIT_FORBIDDEN = 6  # the acting user or key may not do this, or no known user was named (--as)
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
 
@@ -46,6 +47,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "estimate": ("gpubill.cli.estimate", "what a planned GPU job would cost a customer now"),
     "test": ("gpubill.cli.test", "run the test blocks of .bill files"),
     "import": ("gpubill.cli.importer", "import Lago objects into .bill files"),
+    "users": ("gpubill.cli.users", "users of a store and their roles (for --as NAME)"),
+    "audit": ("gpubill.cli.audit", "read, verify and checkpoint the hash-chained audit log"),
     "demo": ("gpubill.cli.demo", "generate, ingest and rate a realistic month"),
 }
 
@@ -55,6 +58,7 @@ EPILOG = """exit codes:
   2    usage error
   3    I/O or store error
   4    policy gate failed
+  6    access refused (the role may not do this; --as names no user of the store)
   70   internal error (a bug: GPUBILL_DEBUG=1 shows the traceback)
   130  interrupted
 """
@@ -106,6 +110,13 @@ def _command_name(argv: list[str]) -> str | None:
     return None
 
 
+def _refused(e: Exception) -> bool:
+    """Whether ``e`` is a role's refusal (imported only when a command failed)."""
+    from gpubill.service.access import Forbidden
+
+    return isinstance(e, Forbidden)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     name = _command_name(argv)
@@ -124,11 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_INTERRUPTED
     except BrokenPipeError:
         code = EXIT_OK
-    except Exception as e:  # a bug: one line for users, the traceback on request
-        import os
-
-        if os.environ.get("GPUBILL_DEBUG"):
+    except Exception as e:  # a refusal (Forbidden, from any command) or a bug
+        if _refused(e):
+            print(f"gpubill: error: {e}", file=sys.stderr)
+            code = EXIT_FORBIDDEN
+        elif os.environ.get("GPUBILL_DEBUG"):
             raise
-        print(f"gpubill: internal error: {type(e).__name__}: {e} (set GPUBILL_DEBUG=1 for the traceback)", file=sys.stderr)
-        code = EXIT_INTERNAL
+        else:
+            print(f"gpubill: internal error: {type(e).__name__}: {e} (set GPUBILL_DEBUG=1 for the traceback)",
+                  file=sys.stderr)
+            code = EXIT_INTERNAL
     return code

@@ -55,3 +55,36 @@ def open_store(args: argparse.Namespace, *, create: bool = False, readonly: bool
         raise CliError(f"{e} (ingest events first, or pass --store)", EXIT_IO) from None
     except StoreError as e:
         raise CliError(str(e), EXIT_IO) from None
+
+
+def add_actor_argument(parser: argparse.ArgumentParser) -> None:
+    """`--as NAME`: the store's user acting (default $GPUBILL_USER); needed once the store has users."""
+    parser.add_argument("--as", dest="as_user", metavar="NAME", default=None,
+                        help="act as this user of the store (default: $GPUBILL_USER; "
+                             "a store without users: the local admin)")
+
+
+def actor_of(args: argparse.Namespace, store):
+    """The actor a command runs as (``--as``/$GPUBILL_USER), or exit 6 with one line."""
+    from gpubill.cli import CliError, EXIT_FORBIDDEN
+    from gpubill.service.access import AccessError, local_actor
+
+    try:
+        return local_actor(store, args.as_user)
+    except AccessError as e:
+        raise CliError(str(e), EXIT_FORBIDDEN) from None
+
+
+TABLE_CELL_CHARS = 80  # a wider cell is clipped in a table (--format json has it whole)
+
+
+def write_table(headers: tuple, rows: list, file=None) -> None:
+    """Rows as left-aligned columns under a header (cells escaped and clipped to TABLE_CELL_CHARS)."""
+    import sys
+
+    from gpubill.text import clip, escape
+
+    cells = [[clip(escape(str(c)), TABLE_CELL_CHARS) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    for r in (headers, *cells):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=file or sys.stdout)

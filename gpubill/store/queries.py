@@ -29,7 +29,7 @@ from .schema import StoreError, error_from
 
 REJECTED_STATUSES = ("open", "resubmitted", "discarded")
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
-KEY_NAME_MAX = 100  # characters
+NAME_MAX = 100  # characters of a key's or a user's name
 
 
 def now_ms() -> int:
@@ -304,11 +304,21 @@ def _hash(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def check_key_name(name) -> str:
-    """A key name: 1 to KEY_NAME_MAX printable characters (it is shown in lists and logs)."""
-    if not isinstance(name, str) or not 1 <= len(name) <= KEY_NAME_MAX or not name.isprintable():
-        raise ValueError(f"a key name is 1 to {KEY_NAME_MAX} printable characters, got {name!r}"[:200])
+def check_name(name, what: str) -> str:
+    """A key's or a user's name: 1 to NAME_MAX printable characters (shown in lists and logs)."""
+    if not isinstance(name, str) or not 1 <= len(name) <= NAME_MAX or not name.isprintable():
+        raise ValueError(f"a {what} name is 1 to {NAME_MAX} printable characters, got {name!r}"[:200])
     return name
+
+
+def check_key_name(name) -> str:
+    return check_name(name, "key")
+
+
+def new_key() -> tuple[str, str, bytes]:
+    """A fresh API key: (the key, its prefix shown in lists and logs, the hash that is stored)."""
+    key = "gpb_" + secrets.token_urlsafe(32)
+    return key, key[:8], _hash(key)
 
 
 def create_key(store, name: str, role: str, now_ms: int) -> str:
@@ -320,13 +330,13 @@ def create_key(store, name: str, role: str, now_ms: int) -> str:
     check_key_name(name)
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    key = "gpb_" + secrets.token_urlsafe(32)
+    key, prefix, digest = new_key()
     taken = ValueError(f"an API key named {name!r} already exists")
     if _key_named(store, name):
         raise taken
     try:
         store._write_sql("INSERT INTO api_keys (name, role, prefix, hash, created_ms) VALUES (?, ?, ?, ?, ?)",
-                         (name, role, key[:8], _hash(key), now_ms))
+                         (name, role, prefix, digest, now_ms))
     except StoreError:
         if _key_named(store, name):  # created by another process meanwhile
             raise taken from None
@@ -340,13 +350,18 @@ def _key_named(store, name: str) -> bool:
 
 
 @_sqlite_errors
-def verify_key(store, key: str) -> str | None:
-    """The role of a valid, unrevoked key, else None."""
+def key_owner(store, key: str) -> tuple[str, str] | None:
+    """(name, role) of a valid, unrevoked key, else None."""
     if not isinstance(key, str) or not key or not _storable(key):
         return None
-    r = store._read().execute(
-        "SELECT role FROM api_keys WHERE hash = ? AND revoked_ms IS NULL", (_hash(key),)).fetchone()
-    return r[0] if r else None
+    return store._read().execute(
+        "SELECT name, role FROM api_keys WHERE hash = ? AND revoked_ms IS NULL", (_hash(key),)).fetchone()
+
+
+def verify_key(store, key: str) -> str | None:
+    """The role of a valid, unrevoked key, else None."""
+    owner = key_owner(store, key)
+    return owner[1] if owner else None
 
 
 @_sqlite_errors
