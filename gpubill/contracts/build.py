@@ -33,10 +33,11 @@ def usage_fees(b: Billing, spec, lines, in_advance) -> list[FeeLine]:
 
 
 def invoice_of(b: Billing, spec, lines, in_advance, ledger: Ledger,
-               earlier: Applied | None = None) -> tuple[Invoice, Ledger]:
+               earlier: Applied | None = None, adjustments: tuple[FeeLine, ...] = ()) -> tuple[Invoice, Ledger]:
     """The period's invoice (its final one, crediting ``earlier``: the latest
-    progressive invoice of the period, if any) and the ledger it leaves."""
-    fees = subscription_fees(b) + reservation_fees(b) + usage_fees(b, spec, lines, in_advance)
+    progressive invoice of the period, if any) and the ledger it leaves.
+    ``adjustments``: lines carried in from earlier invoices (late events)."""
+    fees = subscription_fees(b) + reservation_fees(b) + usage_fees(b, spec, lines, in_advance) + list(adjustments)
     true_ups, commitments = commitment_fees(b, fees, ledger.commitments)
     return assemble(b, fees + true_ups, attrs.evolve(ledger, commitments=commitments), earlier=earlier)
 

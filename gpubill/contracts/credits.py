@@ -1,7 +1,8 @@
 """Credits applied to an invoice, and prepaid credits as Lago wallets.
 
 ``Applied`` is one credit on an invoice: a coupon (before tax), the
-progressive-billing credit (before tax), or a prepaid credit (after tax).
+progressive-billing credit (before tax), a credit note's credit or a prepaid
+credit (after tax, in that order).
 
 ``credit AMOUNT [granted | paid] [, expires DATE] [, priority N] [, for
 CHARGE]`` (docs/language.md, Prepaid credits) is a balance that pays
@@ -81,6 +82,31 @@ def apply_wallets(b, fees, due: list[Decimal], remaining: Decimal, balances: tup
         applied.append(Applied("prepaid", f"credit_{i + 1}", f"{kind} credit{scope}, balance left {balances[i]:f}",
                                amount, b.clause(c), granted=kind == "granted"))
     return applied, tuple(balances)
+
+
+@attrs.frozen
+class CreditNoteBalance:
+    """A credit note's credit left for the contract's later invoices (Lago's
+    credit-note wallet): ``code`` its number, usable by invoices issued on or
+    after ``available`` (its issuing day)."""
+
+    code: str
+    amount: Decimal
+    available: dt.date
+
+
+def apply_credit_notes(notes: tuple, remaining: Decimal, invoice_day: dt.date) -> tuple[list[Applied], tuple]:
+    """Credit notes pay what remains after tax, oldest first, before the
+    prepaid credits: (the credits applied, the balances left)."""
+    applied: list[Applied] = []
+    left = []
+    for n in notes:
+        amount = min(n.amount, max(remaining, ZERO)) if n.available <= invoice_day else ZERO
+        if amount > 0:
+            applied.append(Applied("credit_note", n.code, f"credit note {n.code}", amount))
+            remaining -= amount
+        left.append(attrs.evolve(n, amount=n.amount - amount))
+    return applied, tuple(left)
 
 
 def total_of(applied, kind: str | None = None) -> Decimal:

@@ -11,8 +11,9 @@ computation order (lago-semantics.md, "Invoice computation order"):
 4. plus the taxes (each fee taxed on what remains of it; the invoice's tax is
    the rounded sum of the unrounded per-tax amounts)
    = ``sub_total_including_taxes``;
-5. minus credit-note credits (none until invoices are finalized: the
-   lifecycle issue);
+5. minus credit-note credits (a subscription invoice only: the balances of
+   the contract's credit notes issued on or before its issuing day, oldest
+   first);
 6. minus prepaid credits = ``total``, the amount due.
 
 Each credit is spread over fees and every share kept exact, so each fee shows
@@ -32,7 +33,9 @@ import attrs
 from gpubill.contracts.context import Billing, local_date
 from gpubill.contracts.commitment import CommitState
 from gpubill.contracts.coupons import CouponState, apply_coupons
-from gpubill.contracts.credits import Applied, apply_wallets, opening_balances, total_of
+from gpubill.contracts.credits import (
+    Applied, CreditNoteBalance, apply_credit_notes, apply_wallets, opening_balances, total_of,
+)
 from gpubill.contracts.lines import FeeLine, sum_amounts
 from gpubill.contracts.spread import ZERO, eligible_total, spread
 from gpubill.contracts.taxes import AppliedTax, apply_taxes
@@ -45,17 +48,20 @@ INVOICE_TYPES = ("subscription", "progressive_billing")
 class Ledger:
     """What one invoice leaves to the contract's next: coupon uses and
     remainders, prepaid balances, the commitments' open windows, and lifetime usage (the in-arrears charge
-    fees invoiced so far, which progressive thresholds compare)."""
+    fees invoiced so far, which progressive thresholds compare), and the credit notes' balances."""
 
     coupons: tuple
     balances: tuple
     commitments: tuple
     lifetime_usage: Decimal = ZERO
+    credit_notes: tuple[CreditNoteBalance, ...] = ()
 
 
-def opening_ledger(contract: ast.Contract) -> Ledger:
+def opening_ledger(contract: ast.Contract, credit_notes: tuple[CreditNoteBalance, ...] = ()) -> Ledger:
+    """The ledger before the contract's first invoice; ``credit_notes``: the
+    credit notes issued on its invoices (their whole credit, oldest first)."""
     return Ledger(tuple(CouponState() for _ in contract.discounts), opening_balances(contract),
-                  tuple(CommitState() for _ in contract.commits))
+                  tuple(CommitState() for _ in contract.commits), credit_notes=credit_notes)
 
 
 @attrs.frozen
@@ -158,13 +164,17 @@ def assemble(b: Billing, fees: list[FeeLine], ledger: Ledger, *, invoice_type: s
     to_ms = b.period.to_ms if to_ms is None else to_ms
     day = local_date(to_ms, b.timezone)
     due = [x + t for x, t in zip(taxable, fee_taxes)]
+    final = invoice_type == "subscription"
+    issued = day + dt.timedelta(days=1) if final else day
+    notes, notes_left = apply_credit_notes(ledger.credit_notes, sum(taxable, ZERO) + taxes_amount,
+                                           issued) if final else ([], ledger.credit_notes)
+    credits += notes
     remaining = sum(taxable, ZERO) + taxes_amount - total_of(credits, "credit_note")
     prepaid, balances = apply_wallets(b, fees, due, remaining, ledger.balances, day)
     credits += prepaid
-    final = invoice_type == "subscription"
     usage = billed_usage(fees) if final else ZERO
-    issued = day + dt.timedelta(days=1) if final else day
     inv = Invoice(invoice_type, b, b.covered_from_ms, to_ms, issued, tuple(fees),
                   tuple(progressive_shares), tuple(coupon_shares), tuple(fee_taxes), tuple(credits), tuple(taxes),
                   taxes_amount, thresholds)
-    return inv, attrs.evolve(ledger, coupons=coupon_states, balances=balances, lifetime_usage=ledger.lifetime_usage + usage)
+    return inv, attrs.evolve(ledger, coupons=coupon_states, balances=balances, credit_notes=notes_left,
+                             lifetime_usage=ledger.lifetime_usage + usage)

@@ -55,7 +55,8 @@ class FeeLine:
     clause: str | None = None
     events_count: int = 0
     pay_in_advance: bool = False
-    kind: str = ""  # what the line is within its type, e.g. usage | min_true_up | in_advance | covered | policy
+    kind: str = ""  # what the line is within its type, e.g. usage | min_true_up | in_advance | covered | policy | late
+    adjusts: str | None = None  # kind late: the number of the finalized invoice whose late events this line bills
 
     def __attrs_post_init__(self):
         if self.fee_type not in FEE_TYPES:

@@ -11,7 +11,6 @@ The same store and files give a byte-identical document.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from decimal import Decimal
 
@@ -20,6 +19,7 @@ from gpubill.contracts.invoice import Invoice
 from gpubill.dsl.currencies import minor_unit
 from gpubill.engine.pricing.money import EXACT, round_amount
 from gpubill.engine.spec.program import MoneyRounding
+from gpubill.service.exports.csv_lines import write_csv
 from gpubill.service.invoicing import InvoiceReport
 from gpubill.service.report import display
 
@@ -123,6 +123,8 @@ def _fee_json(inv: Invoice, i: int) -> dict:
     out["precise_coupons_amount"] = _s(inv.coupon_shares[i])
     out["taxes_precise_amount"] = _s(inv.fee_taxes[i])
     out["from_datetime"], out["to_datetime"] = _iso(f.from_ms), _iso(f.to_ms)
+    if f.adjusts is not None:
+        out["adjusts_invoice_number"] = f.adjusts
     return out
 
 
@@ -204,20 +206,7 @@ def report_table(report: InvoiceReport, file=None) -> None:
 
 # ------------------------------------------------------------------ csv
 
-CSV_COLUMNS = ("number", "invoice_type", "customer", "contract", "period", "currency", "fee_type", "code", "charge",
-               "description", "dimensions", "units", "unit_price", "precise_amount", "amount", "coupons", "taxes",
-               "reason", "clause")
-
 
 def report_csv(report: InvoiceReport, file) -> None:
-    """One row per fee line; the invoice's totals are sums of its rows' amounts."""
-    w = csv.writer(file, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for inv in report.invoices:
-        b = inv.billing
-        for i, f in enumerate(inv.fees):
-            dims = ";".join(f"{k}={v}" for k, v in f.dimensions)
-            w.writerow((draft_number(inv), inv.invoice_type, b.contract.customer.id.value, b.contract.name.name,
-                        b.period.label, inv.currency, f.fee_type, f.code, f.charge or "", f.description, dims,
-                        _s(f.units), _s(f.unit_price), _s(f.precise_amount), _s(f.amount),
-                        _s(inv.coupon_shares[i]), _s(inv.fee_taxes[i]), f.reason, f.clause or ""))
+    """One row per fee line (gpubill.service.exports.csv_lines); the invoice's totals are sums of its rows' amounts."""
+    write_csv(report_json(report)["invoices"], file)

@@ -51,8 +51,23 @@ class InvoiceReport:
     no_period_ends: tuple[str, ...] = ()  # active contracts none of whose billing periods ends in the period
 
 
+@attrs.frozen
+class Carried:
+    """What the invoice lifecycle carries into the invoices it recomputes:
+    each contract's credit notes (their whole credit, oldest first: the chain
+    consumes them in order) and adjustment lines for one period of a contract
+    (late events of a finalized invoice, billed on the next)."""
+
+    credit_notes: dict = attrs.field(factory=dict)  # contract name -> tuple[CreditNoteBalance]
+    adjustments: dict = attrs.field(factory=dict)  # (contract name, period from_ms) -> tuple[FeeLine]
+
+
+NOTHING_CARRIED = Carried()
+
+
 def invoice_period(store, contract_paths: Sequence[str], period_text: str, customer: str | None = None,
-                   engine: str = "fast", progressive: bool = False) -> InvoiceReport:
+                   engine: str = "fast", progressive: bool = False,
+                   carried: Carried = NOTHING_CARRIED) -> InvoiceReport:
     """Every contract's invoices for ``period_text``: a month or a range
     invoices each billing period that ends in it (a weekly plan's four or
     five, a quarterly plan's only in the quarter's last month, a
@@ -62,7 +77,7 @@ def invoice_period(store, contract_paths: Sequence[str], period_text: str, custo
     kind, value = parse_period_arg(period_text)
     targets = [periods_to_invoice(catalog, b, kind, value) for b in billed]
     chains = [history(catalog, ts[0]) + ts for ts in targets if ts]
-    by_period, unrated = invoice_chains(store, catalog, chains, engine)
+    by_period, unrated = invoice_chains(store, catalog, chains, engine, carried)
     invoices = []
     for b in (b for ts in targets for b in ts if id(b) in by_period):
         invoices.extend(by_period[id(b)] if progressive else by_period[id(b)][-1:])
@@ -70,7 +85,8 @@ def invoice_period(store, contract_paths: Sequence[str], period_text: str, custo
     return InvoiceReport(tuple(invoices), tuple(unrated), catalog, sources, idle)
 
 
-def invoice_chains(store, catalog: Catalog, chains: list[list[Billed]], engine: str) -> tuple[dict, list[str]]:
+def invoice_chains(store, catalog: Catalog, chains: list[list[Billed]], engine: str,
+                   carried: Carried = NOTHING_CARRIED) -> tuple[dict, list[str]]:
     """Rate and invoice each chain (a contract's periods, in order): one
     engine run per round, then the progressive checks' runs.  id(Billed) ->
     its invoices, for every chain rated in full; and, for each other chain,
@@ -84,7 +100,7 @@ def invoice_chains(store, catalog: Catalog, chains: list[list[Billed]], engine: 
         if left_out:
             unrated.append(left_out[0])
         else:
-            by_period.update(invoice_chain(catalog, chain, rated))
+            by_period.update(invoice_chain(catalog, chain, rated, carried))
     return by_period, unrated
 
 
@@ -254,17 +270,19 @@ def as_of(b: Billed, cut_ms: int) -> Billed:
     return Billed(attrs.evolve(b.resolved, period=period), spec)
 
 
-def invoice_chain(catalog: Catalog, chain: list[Billed], rated: dict) -> dict:
+def invoice_chain(catalog: Catalog, chain: list[Billed], rated: dict, carried: Carried = NOTHING_CARRIED) -> dict:
     """Invoice the chain's periods in order: id(Billed) -> its invoices (its
     progressive invoices, then its final one)."""
-    ledger = opening_ledger(chain[-1].contract)
+    name = chain[-1].contract.name.name
+    ledger = opening_ledger(chain[-1].contract, carried.credit_notes.get(name, ()))
     out: dict = {}
     for b in chain:
-        out[id(b)], ledger = period_invoices(Billing(b.resolved, catalog), b, rated, ledger)
+        extra = carried.adjustments.get((name, b.period.from_ms), ())
+        out[id(b)], ledger = period_invoices(Billing(b.resolved, catalog), b, rated, ledger, extra)
     return out
 
 
-def period_invoices(billing: Billing, b: Billed, rated: dict, ledger: Ledger):
+def period_invoices(billing: Billing, b: Billed, rated: dict, ledger: Ledger, adjustments: tuple = ()):
     """One period's invoices and the ledger they leave: the progressive
     invoices its daily checks issue (``rate_checks`` rated them when its
     thresholds could pass at all), then the final invoice, crediting the
@@ -284,7 +302,7 @@ def period_invoices(billing: Billing, b: Billed, rated: dict, ledger: Ledger):
             inv, ledger = progressive_invoice_of(billing, now, ledger, cut, crossed, credit_of(out[-1]) if out else None)
             out.append(inv)
     lines, fees = rated[id(b)]
-    final, ledger = invoice_of(billing, b.spec, lines, fees, ledger, credit_of(out[-1]) if out else None)
+    final, ledger = invoice_of(billing, b.spec, lines, fees, ledger, credit_of(out[-1]) if out else None, adjustments)
     return out + [final], ledger
 
 

@@ -1,0 +1,492 @@
+"""The invoice lifecycle: drafts, refresh, finalization, void, credit notes, late events.
+
+The use cases behind `gpubill invoices`, `gpubill credit-note` and the
+invoice calls of `gpubill serve`. Invoices are computed by the same code as
+`gpubill invoice` (``invoicing.invoice_period``); this layer stores them
+(``store.ledger``), under the actor's role (``Store.require``), each change
+with its audit entry.
+
+- ``refresh``: every billing period that ends in the period given gets its
+  draft (a new revision when its content changed). A period still open gets
+  no draft; its progressive invoices are issued at once (they are never drafts).
+- ``finalize``: refresh once more, then number and freeze. ``finalize_due``
+  finalizes every draft whose grace has passed: the contract's ``invoice
+  grace`` (else its entity's), and never before the contract's ``late events
+  grace`` (events may still arrive on time until then).
+- Late events (stored after an invoice was finalized, in its period) follow
+  the contract's ``late events ... then``: ``next invoice`` (the default) adds
+  the difference they make, line by line, to the contract's next draft;
+  ``new revision`` issues a credit note for the whole invoice and a replacing
+  invoice, finalized at once.
+- Credit notes credit a finalized invoice (at most what is left of it); a
+  ``credit`` note's balance pays the contract's later invoices (after tax,
+  before prepaid credits, oldest first).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import attrs
+
+from gpubill.contracts.credits import CreditNoteBalance
+from gpubill.contracts.invoice import Invoice
+from gpubill.contracts.lines import FeeLine
+from gpubill.dsl import units
+from gpubill.engine.pricing.money import round_amount
+from gpubill.engine.spec.program import MoneyRounding
+from gpubill.service.invoice_report import amount_text, invoice_json, money
+from gpubill.service.invoicing import Carried, invoice_period
+from gpubill.service.rating import ServiceError, load_catalog
+from gpubill.store import audit, ledger
+from gpubill.store.ledger import CREDIT_NOTE_KINDS, CreditNoteRow, Draft, InvoiceRow, Numbering
+from gpubill.store.roles import Actor, Forbidden
+from gpubill.store.store import now_ms as clock_ms
+
+SYSTEM = Actor("billing", "admin", "system")  # issues progressive invoices, which are never drafts
+CREDIT_NOTE_REASONS = ("duplicated_charge", "product_unsatisfactory", "order_change", "order_cancellation",
+                       "fraudulent_charge", "other")
+ZERO = Decimal(0)
+
+
+class LifecycleError(ServiceError):
+    """A lifecycle request that cannot be done as asked (one line, exit 1)."""
+
+
+@attrs.frozen
+class Refreshed:
+    """What a refresh did: the invoices it stored or left (drafts and issued progressive
+    invoices), the ids whose content changed, late-event settlements, and the contracts it could not invoice."""
+
+    invoices: tuple[InvoiceRow, ...]
+    changed: tuple[str, ...]
+    settled: tuple[str, ...]
+    unrated: tuple[str, ...]
+    open_periods: tuple[str, ...]
+
+
+# -- identity and grace --------------------------------------------------------------
+
+def invoice_id(inv: Invoice) -> str:
+    """Stable for the same contract, subscription, period and type: a refresh finds its draft again."""
+    b = inv.billing
+    key = f"{b.contract.name.name}/{b.subscription_id}/{b.period.from_ms}/{inv.invoice_type}/{inv.to_ms}"
+    return "inv_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _ms(q) -> int:
+    return 0 if q is None else int(q.value * units.lookup(q.unit).scale * 1000)
+
+
+def due_ms(inv: Invoice) -> int:
+    """When a draft is finalized by ``finalize_due``: its period's end plus the grace."""
+    b = inv.billing
+    c, e = b.contract, b.entity
+    grace = c.invoice_grace if c.invoice_grace is not None else (e.invoice_grace if e is not None else None)
+    late = c.late_events.grace if c.late_events is not None else None
+    return b.period.to_ms + 1 + max(_ms(grace), _ms(late))
+
+
+def numbering(inv_or_entity, when_ms: int) -> Numbering:
+    """The entity's prefix and mode (Lago's default: per customer), stamped with the month of ``when_ms``."""
+    e = inv_or_entity
+    prefix = e.invoice_prefix.value if e is not None and e.invoice_prefix is not None else (
+        (e.name.name if e is not None else "INV")[:3].upper())
+    mode = e.numbering.name if e is not None and e.numbering is not None else "per_customer"
+    tz = ZoneInfo(e.timezone.value) if e is not None and e.timezone is not None else dt.timezone.utc
+    day = dt.datetime.fromtimestamp(when_ms / 1000, tz)
+    return Numbering(prefix, mode, day.strftime("%Y%m"))
+
+
+def _today(e, when_ms: int) -> str:
+    tz = ZoneInfo(e.timezone.value) if e is not None and e.timezone is not None else dt.timezone.utc
+    return dt.datetime.fromtimestamp(when_ms / 1000, tz).date().isoformat()
+
+
+def contracts_digest(sources: dict) -> str:
+    """SHA-256 over each contract file's path and content: which .bill files priced a revision."""
+    h = hashlib.sha256()
+    for path in sorted(sources):
+        h.update(path.encode() + b"\0" + hashlib.sha256(sources[path].encode()).digest())
+    return h.hexdigest()
+
+
+def _draft(inv: Invoice, doc: dict, replaces: str | None = None) -> Draft:
+    b = inv.billing
+    c = b.contract
+    return Draft(invoice_id(inv) if replaces is None else _replacement_id(replaces), c.entity.name if c.entity else "",
+                 c.customer.id.value, c.name.name, b.subscription_id, inv.invoice_type, b.period.from_ms,
+                 b.period.to_ms, b.period.label, inv.currency, due_ms(inv), doc, replaces)
+
+
+def _replacement_id(replaced: str) -> str:
+    return "inv_" + hashlib.sha256(f"replaces/{replaced}".encode()).hexdigest()[:16]
+
+
+# -- reads ---------------------------------------------------------------------------
+
+def list_invoices(store, actor: Actor, **filters) -> list[InvoiceRow]:
+    store.require(actor, "read", "invoice.list", "invoice", "*")
+    return ledger.list_invoices(store._read(), **filters)
+
+
+def get_invoice(store, actor: Actor, id_or_number: str) -> InvoiceRow:
+    store.require(actor, "read", "invoice.show", "invoice", id_or_number)
+    row = ledger.get_invoice(store._read(), id_or_number)
+    if row is None:
+        raise LifecycleError(f"no invoice {id_or_number!r} in this store (see `gpubill invoices list`)")
+    return row
+
+
+def list_credit_notes(store, actor: Actor, **filters) -> list[CreditNoteRow]:
+    store.require(actor, "read", "credit_note.list", "credit_note", "*")
+    return ledger.credit_notes(store._read(), **filters)
+
+
+def get_credit_note(store, actor: Actor, id_or_number: str) -> CreditNoteRow:
+    store.require(actor, "read", "credit_note.show", "credit_note", id_or_number)
+    cn = ledger.get_credit_note(store._read(), id_or_number)
+    if cn is None:
+        raise LifecycleError(f"no credit note {id_or_number!r} in this store")
+    return cn
+
+
+def revisions(store, actor: Actor, invoice: InvoiceRow) -> list[dict]:
+    store.require(actor, "read", "invoice.show", "invoice", invoice.id)
+    return ledger.revisions(store._read(), invoice.id)
+
+
+# -- refresh -------------------------------------------------------------------------
+
+def refresh(store, contracts: Sequence[str], actor: Actor, period_text: str, customer: str | None = None, *,
+            now_ms: int | None = None, engine: str = "fast") -> Refreshed:
+    """Store the drafts of every billing period ending in ``period_text`` (a new revision where
+    the content changed), issue the progressive invoices due by now, settle late events."""
+    store.require(actor, "refresh", "invoice.refresh", "period", period_text)
+    now = clock_ms() if now_ms is None else now_ms
+    watermark = ledger.max_event_id(store._read())
+    catalog, sources = load_catalog(contracts)
+    settled = settle_late(store, contracts, actor, customer, now_ms=now, engine=engine)
+    report = invoice_period(store, contracts, period_text, customer, engine, progressive=True,
+                            carried=carried(store, contracts, catalog, customer, engine=engine))
+    digest = contracts_digest(sources)
+    rows, changed, open_ = [], [], []
+    for inv in report.invoices:
+        if inv.invoice_type == "subscription" and inv.billing.period.to_ms >= now:
+            open_.append(f"{inv.billing.contract.name.name} {inv.billing.period.label}")
+            continue
+        if inv.invoice_type != "subscription" and inv.to_ms >= now:
+            continue
+        row, did = _store(store, inv, actor, now, watermark, digest)
+        rows.append(row)
+        if did:
+            changed.append(row.id)
+    return Refreshed(tuple(rows), tuple(changed), tuple(settled), report.unrated, tuple(open_))
+
+
+def _store(store, inv: Invoice, actor: Actor, now: int, watermark: int, digest: str) -> tuple[InvoiceRow, bool]:
+    """A draft revision; a progressive invoice is finalized at once (by the system: never a draft)."""
+    d = _draft(inv, invoice_json(inv))
+    with store.transaction() as db:
+        row, did = ledger.put_draft(db, d, actor, now_ms=now, watermark=watermark, contracts_digest=digest)
+        if inv.invoice_type != "subscription" and row.status == "draft":
+            row = _finalize_row(db, row, d.doc, inv.billing.entity, SYSTEM, now)
+            did = True
+    return row, did
+
+
+def _finalize_row(db, row: InvoiceRow, doc: dict, entity, actor: Actor, now: int) -> InvoiceRow:
+    row = ledger.finalize(db, row, doc, numbering(entity, now), actor, now_ms=now, issuing_date=_today(entity, now))
+    uses = [(c["item"]["code"], Decimal(c["amount"])) for c in row.doc.get("credits", ())
+            if c["item"]["type"] == "credit_note"]
+    ledger.record_uses(db, row.id, uses)
+    return row
+
+
+# -- what earlier invoices carry into a recomputation ---------------------------------
+
+def carried(store, contracts, catalog, customer: str | None, *, engine: str = "fast",
+            late: bool = True) -> Carried:
+    """Each contract's credit notes, and (``late``) the late-event adjustments its next draft bills."""
+    db = store._read()
+    notes: dict = {}
+    for cn in ledger.credit_notes(db, customer=customer):
+        if cn.kind != "credit":
+            continue
+        inv = ledger.get_invoice(db, cn.invoice_id)
+        day = dt.date.fromisoformat(cn.doc["issuing_date"])
+        notes.setdefault(inv.contract, []).append(CreditNoteBalance(cn.number, cn.total, day))
+    adjustments = late_adjustments(store, contracts, catalog, customer, engine) if late else {}
+    return Carried({k: tuple(v) for k, v in notes.items()}, adjustments)
+
+
+def _late_candidates(store, catalog, customer: str | None, policy: str) -> list[InvoiceRow]:
+    """Finalized subscription invoices, not replaced, whose contract follows ``policy``, with late events."""
+    db = store._read()
+    out = []
+    replaced = {r[0] for r in db.execute("SELECT replaces FROM invoices WHERE replaces IS NOT NULL")}
+    for row in ledger.list_invoices(db, status="finalized", customer=customer, limit=1 << 30):
+        c = catalog.contracts.get(row.contract)
+        if c is None or row.invoice_type != "subscription" or row.id in replaced or _policy(c) != policy:
+            continue
+        if ledger.events_since(db, row.watermark or 0, row.subscription, row.period_from_ms, row.period_to_ms):
+            out.append(row)
+    return out
+
+
+def _policy(contract) -> str:
+    le = contract.late_events
+    return (le.target if le is not None and le.target else "next_invoice")
+
+
+def _recomputed(store, contracts, row: InvoiceRow, engine: str) -> Invoice | None:
+    """The invoice of a stored invoice's period as the events stand now (credit notes carried, no late lines)."""
+    catalog, _ = load_catalog(contracts)
+    mid = dt.datetime.fromtimestamp((row.period_from_ms + row.period_to_ms) // 2000, dt.timezone.utc).date()
+    report = invoice_period(store, contracts, mid.isoformat(), row.customer, engine,
+                            carried=carried(store, contracts, catalog, row.customer, engine=engine, late=False))
+    return next((i for i in report.invoices if i.billing.contract.name.name == row.contract
+                 and i.billing.period.from_ms == row.period_from_ms and i.invoice_type == "subscription"), None)
+
+
+def late_adjustments(store, contracts, catalog, customer: str | None, engine: str) -> dict:
+    """(contract, next period's from_ms) -> the lines late events add to the contract's next draft."""
+    out: dict = {}
+    db = store._read()
+    for row in _late_candidates(store, catalog, customer, "next_invoice"):
+        now = _recomputed(store, contracts, row, engine)
+        if now is None:
+            continue
+        billed = [f for r in ledger.list_invoices(db, contract=row.contract, limit=1 << 30) if r.status == "finalized"
+                  for f in r.doc["fees"] if f.get("adjusts_invoice_number") == row.number]
+        lines = _delta_lines(row, invoice_json(now)["fees"], row.doc["fees"] + billed, now)
+        if lines:
+            key = (row.contract, row.period_to_ms + 1)
+            out[key] = out.get(key, ()) + tuple(lines)
+    return out
+
+
+def _fee_key(f: dict) -> tuple:
+    item = f["item"]
+    return (item["type"], item["code"], item.get("charge"), tuple(sorted(f.get("dimensions", {}).items())))
+
+
+def _sums(fees: list[dict]) -> dict:
+    out: dict = {}
+    for f in fees:
+        units_, amount, n = out.get(_fee_key(f), (ZERO, ZERO, 0))
+        out[_fee_key(f)] = (units_ + Decimal(f["units"] or 0), amount + Decimal(f["amount"]), n + f["events_count"])
+    return out
+
+
+def _delta_lines(row: InvoiceRow, now_fees: list[dict], billed: list[dict], now: Invoice) -> list[FeeLine]:
+    """Per line identity: what the events say now minus what was billed (frozen invoice + earlier adjustments)."""
+    now_sums, was = _sums(now_fees), _sums(billed)
+    by_key = {_fee_key(f): f for f in now_fees + billed}
+    lines = []
+    for key in sorted(set(now_sums) | set(was), key=repr):
+        u1, a1, n1 = now_sums.get(key, (ZERO, ZERO, 0))
+        u0, a0, n0 = was.get(key, (ZERO, ZERO, 0))
+        if a1 == a0:
+            continue
+        f = by_key[key]
+        lines.append(FeeLine(
+            f["item"]["type"], f["item"]["code"], f"late events: {f['item']['name']}",
+            f"{max(n1 - n0, 0)} events of {row.period_label} arrived after invoice {row.number} was finalized",
+            u1 - u0, None, a1 - a0, a1 - a0, row.period_from_ms, row.period_to_ms, f["item"].get("charge"),
+            tuple(sorted(f.get("dimensions", {}).items())), f.get("clause"), max(n1 - n0, 0), False, "late",
+            adjusts=row.number))
+    return lines
+
+
+def settle_late(store, contracts, actor: Actor, customer: str | None, *, now_ms: int, engine: str = "fast") -> list[str]:
+    """Contracts whose policy is ``new revision``: a credit note for the whole late invoice and a
+    replacing invoice, finalized at once. Needs an approver; for anyone else it waits (said in the result)."""
+    catalog, sources = load_catalog(contracts)
+    out = []
+    for row in _late_candidates(store, catalog, customer, "new_revision"):
+        if not actor.may("credit_note") or not actor.may("finalize"):
+            out.append(f"late events on {row.number} wait for an approver (policy: credit note and replacing invoice)")
+            continue
+        now = _recomputed(store, contracts, row, engine)
+        if now is None:
+            continue
+        out.append(_replace(store, row, now, actor, now_ms, contracts_digest(sources)))
+    return out
+
+
+def _replace(store, row: InvoiceRow, now: Invoice, actor: Actor, now_ms: int, digest: str) -> str:
+    doc = invoice_json(now)
+    doc["replaces_invoice_number"] = row.number
+    d = _draft(now, doc, replaces=row.id)
+    with store.transaction() as db:
+        left = Decimal(row.doc["total_amount"]) - ledger.credited_so_far(db, row.id)
+        cn = ledger.add_credit_note(db, row, _note_doc(row, left, "credit", "other",
+                                                      f"replaced by a new invoice: late events of {row.period_label}",
+                                                      now_ms), "credit", left, actor, now_ms=now_ms)
+        new, _ = ledger.put_draft(db, d, actor, now_ms=now_ms, watermark=ledger.max_event_id(db), contracts_digest=digest)
+        new = _finalize_row(db, new, d.doc, now.billing.entity, actor, now_ms)
+    return f"{row.number}: credit note {cn.number} ({cn.total} {row.currency}) and replacing invoice {new.number}"
+
+
+# -- finalize, void --------------------------------------------------------------------
+
+def finalize(store, contracts: Sequence[str], actor: Actor, id_or_number: str, *, now_ms: int | None = None,
+             engine: str = "fast") -> InvoiceRow:
+    """Refresh the draft once more, then number and freeze it."""
+    store.require(actor, "finalize", "invoice.finalize", "invoice", id_or_number)
+    row = get_invoice(store, actor, id_or_number)
+    if row.status != "draft":
+        raise LifecycleError(f"invoice {row.number} is already {row.status}: a finalized invoice never changes")
+    return _finalize_all(store, contracts, actor, [row], now_ms, engine)[0]
+
+
+def finalize_due(store, contracts: Sequence[str], actor: Actor, *, now_ms: int | None = None,
+                 engine: str = "fast") -> list[InvoiceRow]:
+    """Finalize every draft whose grace has passed."""
+    store.require(actor, "finalize", "invoice.finalize_due", "invoice", "*")
+    now = clock_ms() if now_ms is None else now_ms
+    due = ledger.list_invoices(store._read(), status="draft", due_before_ms=now, limit=1 << 30)
+    return _finalize_all(store, contracts, actor, due, now, engine)
+
+
+def _finalize_all(store, contracts, actor: Actor, rows: list[InvoiceRow], now_ms, engine: str) -> list[InvoiceRow]:
+    now = clock_ms() if now_ms is None else now_ms
+    watermark = ledger.max_event_id(store._read())
+    catalog, sources = load_catalog(contracts)
+    digest = contracts_digest(sources)
+    out = []
+    for (label, customer), group in _by_period(rows).items():
+        report = invoice_period(store, contracts, label, customer, engine,
+                                carried=carried(store, contracts, catalog, customer, engine=engine))
+        fresh = {invoice_id(i): i for i in report.invoices}
+        for row in group:
+            inv = fresh.get(row.id)
+            if inv is None:
+                raise LifecycleError(f"invoice {row.id} ({row.contract} {row.period_label}) no longer comes out of the "
+                                     "contracts: was the contract changed or removed? refresh the period first")
+            d = _draft(inv, invoice_json(inv))
+            with store.transaction() as db:
+                draft, _ = ledger.put_draft(db, d, actor, now_ms=now, watermark=watermark, contracts_digest=digest)
+                out.append(_finalize_row(db, draft, d.doc, inv.billing.entity, actor, now))
+    return out
+
+
+def _by_period(rows: list[InvoiceRow]) -> dict:
+    """Drafts grouped by (a date inside their period, customer): one recomputation per group."""
+    out: dict = {}
+    for r in rows:
+        mid = dt.datetime.fromtimestamp((r.period_from_ms + r.period_to_ms) // 2000, dt.timezone.utc).date()
+        out.setdefault((mid.isoformat(), r.customer), []).append(r)
+    return out
+
+
+def peek_number(store, contracts: Sequence[str], id_or_number: str, actor: Actor, *, now_ms: int | None = None) -> str:
+    """The number finalizing the draft would take now (for a confirmation)."""
+    row = get_invoice(store, actor, id_or_number)
+    catalog, _ = load_catalog(contracts)
+    c = catalog.contracts.get(row.contract)
+    entity = catalog.entities.get(row.entity) if c is not None else None
+    with store.transaction() as db:
+        return ledger.peek_number(db, row, numbering(entity, clock_ms() if now_ms is None else now_ms))
+
+
+def void(store, actor: Actor, id_or_number: str, reason: str, *, now_ms: int | None = None) -> InvoiceRow:
+    store.require(actor, "void", "invoice.void", "invoice", id_or_number)
+    row = get_invoice(store, actor, id_or_number)
+    try:
+        with store.transaction() as db:
+            return ledger.void(db, row, actor, reason, now_ms=clock_ms() if now_ms is None else now_ms)
+    except ValueError as e:
+        raise LifecycleError(str(e)) from None
+
+
+# -- credit notes ----------------------------------------------------------------------
+
+def credit_note(store, actor: Actor, invoice: str, *, kind: str = "credit", amount: Decimal | None = None,
+                percent: Decimal | None = None, reason: str = "other", description: str = "",
+                now_ms: int | None = None) -> CreditNoteRow:
+    """Credit part of a finalized invoice: ``amount`` (tax included) or ``percent`` of its total,
+    spread over its fees in proportion; at most what is left of it after earlier credit notes."""
+    store.require(actor, "credit_note", "credit_note.create", "invoice", invoice)
+    if kind not in CREDIT_NOTE_KINDS:
+        raise LifecycleError(f"a credit note is a credit, a refund or an offset, not {kind!r}")
+    if reason not in CREDIT_NOTE_REASONS:
+        raise LifecycleError(f"reason must be one of {', '.join(CREDIT_NOTE_REASONS)}")
+    if (amount is None) == (percent is None):
+        raise LifecycleError("a credit note needs an amount or a percent (one of them)")
+    now = clock_ms() if now_ms is None else now_ms
+    row = get_invoice(store, actor, invoice)
+    if row.status != "finalized":
+        raise LifecycleError(f"invoice {row.number or row.id} is {row.status}: credit notes are for finalized invoices")
+    total = Decimal(row.doc["sub_total_including_taxes_amount"])
+    with store.transaction() as db:
+        left = total - ledger.credited_so_far(db, row.id)
+        value = _minor(row, total * percent / 100 if percent is not None else amount)
+        if value <= 0 or value > left:
+            raise LifecycleError(f"a credit note on {row.number} must be above 0 and at most {left} {row.currency} "
+                                 f"(what is left of it), not {value}")
+        doc = _note_doc(row, value, kind, reason, description, now)
+        return ledger.add_credit_note(db, row, doc, kind, value, actor, now_ms=now)
+
+
+def _minor(row: InvoiceRow, value: Decimal) -> Decimal:
+    """Rounded half up to the invoice's own precision (its total's decimals: the currency's minor unit)."""
+    exp = Decimal(row.doc["total_amount"]).as_tuple().exponent
+    return round_amount(Decimal(value), MoneyRounding(quantum=Decimal(1).scaleb(exp)))
+
+
+def _note_doc(row: InvoiceRow, value: Decimal, kind: str, reason: str, description: str, now: int) -> dict:
+    """Lago's credit-note object: items per fee (before tax) in proportion to each fee's taxable amount."""
+    doc = row.doc
+    cur = row.currency
+    base = Decimal(doc["sub_total_including_taxes_amount"])
+    taxable = [Decimal(f["amount"]) - Decimal(f["precise_coupons_amount"] or 0)
+               - Decimal(f["precise_progressive_credit_amount"] or 0) for f in doc["fees"]]
+    share = value / base if base else ZERO
+    items = []
+    for i, (f, t) in enumerate(zip(doc["fees"], taxable)):
+        amount = _minor(row, t * share)
+        if amount:
+            item = {"fee_index": i, "fee": f}
+            money(item, "amount", amount, cur)
+            items.append(item)
+    sub = sum((Decimal(it["amount"]) for it in items), ZERO)
+    out = {"issuing_date": _day(now), "currency": cur, "reason": reason, "description": description, "kind": kind,
+           "invoice_type": doc.get("invoice_type"), "customer": doc.get("customer"),
+           "billing_entity": doc.get("billing_entity"), "credit_status": "available" if kind == "credit" else None}
+    for k in CREDIT_NOTE_KINDS:
+        money(out, f"{k}_amount", value if k == kind else ZERO, cur)
+    money(out, "sub_total_excluding_taxes_amount", sub, cur)
+    money(out, "taxes_amount", value - sub, cur)
+    money(out, "total_amount", value, cur)
+    out["items"] = items
+    out["applied_taxes"] = [{"tax_name": t["tax_name"], "tax_rate": t["tax_rate"],
+                             "base_amount": amount_text(sub, cur),
+                             "amount": amount_text(_minor(row, sub * Decimal(t["tax_rate"]) / 100), cur)}
+                            for t in doc.get("applied_taxes", ())]
+    return out
+
+
+def _day(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).date().isoformat()
+
+
+def credit_left(store, cn: CreditNoteRow) -> Decimal:
+    return ledger.credit_left(store._read(), cn)
+
+
+# -- the audit log's view of a change ---------------------------------------------------
+
+def audit_entries(store, actor: Actor, **kw) -> list:
+    store.require(actor, "read", "audit.log", "audit", "*")
+    return audit.entries(store._read(), **kw)
+
+
+__all__ = ["Actor", "Forbidden", "LifecycleError", "Refreshed", "refresh", "finalize", "finalize_due", "void",
+           "credit_note", "list_invoices", "get_invoice", "list_credit_notes", "get_credit_note", "revisions",
+           "peek_number", "credit_left", "settle_late", "late_adjustments", "SYSTEM"]
