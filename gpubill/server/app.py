@@ -8,7 +8,11 @@
     GET  /metrics                  Prometheus text, no auth
 
 Auth is ``Authorization: Bearer <key>`` (``gpubill keys create``): 401 for a
-missing or unknown key, 403 when a reader key posts. Bodies over the limit get
+missing or unknown key. Each route names the permission it needs
+(``ROUTE_PERMISSIONS``; the roles are in gpubill/store/roles.py); the key is the
+request's actor (``api:NAME`` with the key's role), and a key whose role lacks
+the permission gets 403 in Lago's error shape, and the refusal is written to
+the audit log (``access.refused``). Bodies over the limit get
 413, bodies that do not arrive within the body timeout 408. Every request that
 carries an event we cannot accept (malformed JSON, invalid UTF-8, a missing
 root, an invalid event) is answered 4xx and its raw payload is kept in
@@ -35,7 +39,7 @@ from starlette.routing import Route
 
 from gpubill.lago import events_api as lago
 from gpubill.service.events import CONFLICT, REJECTED, Store, Unparsable
-from gpubill.service.keys import may
+from gpubill.service.access import Actor, Forbidden, key_actor
 
 from .metrics import Metrics
 from .params import BadParam, page_params, time_bound
@@ -66,10 +70,11 @@ class Api:
         self.max_body = max_body
         self.body_timeout = body_timeout
         self.metrics = Metrics()
-        self._keys: dict[str, tuple[str | None, float]] = {}
+        self._keys: dict[str, tuple[Actor | None, float]] = {}
 
     # -- plumbing ----------------------------------------------------------
-    def _role(self, request: Request) -> str | None:
+    def _actor(self, request: Request) -> Actor | None:
+        """The request's key as an actor; None for a missing, unknown or revoked key."""
         h = request.headers.get("authorization", "")
         if not h[:7].lower() == "bearer ":
             return None
@@ -80,11 +85,11 @@ class Api:
         now = time.monotonic()
         if hit is not None and hit[1] > now:
             return hit[0]
-        role = self.store.verify_key(key)
+        actor = key_actor(self.store, key)
         if len(self._keys) > 1000:
             self._keys.clear()
-        self._keys[key] = (role, now + 5.0)  # revocation takes effect within 5 s
-        return role
+        self._keys[key] = (actor, now + 5.0)  # revocation takes effect within 5 s
+        return actor
 
     async def _body(self, request: Request) -> bytes:
         """The whole body, or _TooLarge, _SlowBody, or ClientDisconnect (nothing is kept)."""
@@ -106,12 +111,12 @@ class Api:
             chunks.append(c)
         return b"".join(chunks)
 
-    def _timed(self, route: str, handler, write: bool | None):
-        """The endpoint: auth (write None: no auth), the handler, errors as responses, metrics."""
+    def _timed(self, route: str, handler, permission: str | None):
+        """The endpoint: auth (permission None: no auth), the handler, errors as responses, metrics."""
         async def endpoint(request: Request):
             t0 = time.perf_counter()
             try:
-                resp = await self._authorized(request, handler, write)
+                resp = await self._authorized(request, handler, route, permission)
             except _TooLarge:
                 resp = lago.error(413, "Payload Too Large", "request_too_large",
                                   {"body": [f"larger than {self.max_body} bytes"]})
@@ -126,6 +131,8 @@ class Api:
                 resp = lago.error(400, f"BadRequest: {e}", "invalid_parameter", {e.name: [e.code]})
             except StoreFailure as e:
                 resp = lago.error(e.status, e.message, e.code)
+            except Forbidden as e:  # refused (and logged) by the store, below the route's own check
+                resp = _forbidden(e)
             except Exception:  # a bug: the traceback for the operator, a counted 500 for the client
                 log.exception("gpubill: internal error in %s %s", request.method, request.url.path)
                 resp = lago.error(500, "Internal Server Error")
@@ -133,14 +140,36 @@ class Api:
             return resp
         return endpoint
 
-    async def _authorized(self, request: Request, handler, write: bool | None):
-        if write is not None:
-            role = await run_in_threadpool(self._read, self._role, request)
-            if role is None:
+    async def _authorized(self, request: Request, handler, route: str, permission: str | None):
+        """The handler, if the request's key may (``request.state.actor`` is the key's actor)."""
+        if permission is not None:
+            actor = await run_in_threadpool(self._read, self._actor, request)
+            if actor is None:
                 return lago.unauthorized()
-            if write and not may(role, "ingest"):
-                return lago.forbidden()
+            if not actor.may(permission):
+                refusal = await run_in_threadpool(self._refuse, actor, permission, route,
+                                                  f"{request.method} {request.url.path}")
+                return lago.forbidden() if permission == "ingest" else _forbidden(refusal)
+            request.state.actor = actor
         return await handler(request)
+
+    def _refuse(self, actor: Actor, permission: str, route: str, request_line: str) -> Forbidden:
+        """The refusal, written to the audit log (``Store.require`` logs it, then raises it)."""
+        try:
+            self._write(self.store.require, actor, permission, route, "http", request_line)
+        except Forbidden as e:
+            return e
+        raise AssertionError(f"{actor.label} was refused {permission} but the store allows it")
+
+    def _write(self, fn, *args):
+        """``fn(*args)`` changing the store; a store failure raises StoreFailure."""
+        try:
+            return fn(*args)
+        except Exception as e:
+            failure = failure_of(e, writing=True)
+            if failure is None:
+                raise
+            raise failure from None
 
     def _read(self, fn, *args):
         """``fn(*args)`` against the store; a store failure raises StoreFailure."""
@@ -274,10 +303,10 @@ def create_app(store: Store, **options) -> Starlette:
     """The ASGI app over an open store (the caller closes the store)."""
     api = Api(store, **options)
     routes = [
-        Route("/api/v1/events", api._timed("create", api.create, True), methods=["POST"]),
-        Route("/api/v1/events/batch", api._timed("batch", api.batch, True), methods=["POST"]),
-        Route("/api/v1/events", api._timed("index", api.index, False), methods=["GET"]),
-        Route("/api/v1/events/{transaction_id:path}", api._timed("show", api.show, False), methods=["GET"]),
+        Route("/api/v1/events", api._timed("create", api.create, "ingest"), methods=["POST"]),
+        Route("/api/v1/events/batch", api._timed("batch", api.batch, "ingest"), methods=["POST"]),
+        Route("/api/v1/events", api._timed("index", api.index, "read"), methods=["GET"]),
+        Route("/api/v1/events/{transaction_id:path}", api._timed("show", api.show, "read"), methods=["GET"]),
         Route("/healthz", api._timed("healthz", api.healthz, None), methods=["GET"]),
         Route("/metrics", api._timed("metrics", api.metrics_text, None), methods=["GET"]),
     ]
@@ -307,6 +336,11 @@ def _refused(rec) -> dict:
 def _peer(request: Request) -> str:
     c = request.client
     return f"{c.host}:{c.port}" if c else "?"
+
+
+def _forbidden(e: Forbidden):
+    """403 in Lago's error shape; error_details name the permission and say who lacks it."""
+    return lago.error(403, "Forbidden", "action_not_allowed", {"permission": [e.permission], "reason": [str(e)]})
 
 
 async def _not_found(request, exc):
