@@ -41,6 +41,7 @@ from gpubill.lago import events_api as lago
 from gpubill.service.events import CONFLICT, REJECTED, Store, Unparsable
 from gpubill.service.access import Actor, Forbidden, key_actor
 
+from .estimate_api import EstimateApi
 from .metrics import Metrics
 from .params import BadParam, page_params, time_bound
 from .storefail import StoreFailure, failure_of
@@ -302,10 +303,14 @@ class Api:
 def create_app(store: Store, **options) -> Starlette:
     """The ASGI app over an open store (the caller closes the store)."""
     api = Api(store, **options)
+    estimates = EstimateApi(api)
     routes = [
         Route("/api/v1/events", api._timed("create", api.create, "ingest"), methods=["POST"]),
         Route("/api/v1/events/batch", api._timed("batch", api.batch, "ingest"), methods=["POST"]),
         Route("/api/v1/events", api._timed("index", api.index, "read"), methods=["GET"]),
+        Route("/api/v1/events/estimate_fees", api._timed("estimate_fees", estimates.estimate_fees, "read"),
+              methods=["POST"]),
+        Route("/api/v1/estimate", api._timed("estimate", estimates.estimate, "read"), methods=["POST"]),
         Route("/api/v1/events/{transaction_id:path}", api._timed("show", api.show, "read"), methods=["GET"]),
         Route("/healthz", api._timed("healthz", api.healthz, None), methods=["GET"]),
         Route("/metrics", api._timed("metrics", api.metrics_text, None), methods=["GET"]),

@@ -56,6 +56,18 @@ ENGINE = "fast"
 EXIT_USAGE = 2
 
 
+class NotFound(ServiceError):
+    """The subscription, or a charge for the event's code, does not exist (HTTP 404 ``WHAT_not_found``)."""
+
+    def __init__(self, what: str, message: str):
+        super().__init__(message, EXIT_USAGE)
+        self.what = what
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 @attrs.frozen
 class Job:
     """A planned job: GPUs of one type for some hours, where and how it runs."""
@@ -118,6 +130,8 @@ class LineChange:
     units_after: Decimal | None
     amount_before: Decimal | None
     amount_after: Decimal | None
+    taxes_delta: Decimal = ZERO  # the change of the line's (unrounded) taxes
+    pay_in_advance: bool = False
 
     @property
     def amount_delta(self) -> Decimal:
@@ -147,7 +161,7 @@ class Totals:
 
 @attrs.frozen
 class Estimate:
-    job: Job
+    job: Job | None  # None: one event (Lago's estimate_fees)
     contract: str
     subscription: str
     currency: str
@@ -195,8 +209,9 @@ class Estimator:
                            EXIT_USAGE)
 
     def estimate(self, key: str, job: Job, at_ms: int | None = None) -> Estimate:
+        """What ``job``, starting at ``at_ms`` (default now), adds to the period's invoices."""
         c = self.contract(key)
-        at_ms = int(time.time() * 1000) if at_ms is None else at_ms
+        at_ms = now_ms() if at_ms is None else at_ms
         b = self._period(c, at_ms)
         check_job(self.catalog, b, job)
         end_ms = at_ms + job.duration_ms
@@ -205,8 +220,28 @@ class Estimator:
                 f"the job would end at {_iso(end_ms)}, after the billing period {b.period.label} of contract "
                 f'"{c.name.name}" ends ({_iso(b.period.to_ms)}); estimate the part before the period ends '
                 f"(at most {_hours_to(at_ms, b.period.to_ms)} h) and the rest with --at in the next period", EXIT_USAGE)
+        return self._priced(c, b, job, at_ms, job_events(job, b.spec.external_id, at_ms))
+
+    def estimate_event(self, subscription: str, event: dict, at_ms: int | None = None) -> Estimate:
+        """What one event (Lago's ``estimate_fees``: code and properties) adds
+        to the invoices of the period containing ``at_ms`` (default now)."""
+        found = [c for c in self.catalog.contracts.values()
+                 if c.subscription is not None and c.subscription.value == subscription]
+        if not found:
+            raise NotFound("subscription", f'no contract bills subscription "{subscription}"')
+        at_ms = now_ms() if at_ms is None else at_ms
+        c = found[0]
+        b = self._period(c, at_ms)
+        if event.get("code") not in {ch.metric.event_code for ch in b.spec.charges}:
+            raise NotFound("billable_metric", f'no charge of plan "{b.plan.name.name}" reads events "{event.get("code")}"')
+        one = {"transaction_id": f"estimate-{at_ms}", "external_subscription_id": subscription, "code": event["code"],
+               "timestamp": str(Decimal(at_ms) / 1000), "properties": event.get("properties") or {}}
+        if event.get("precise_total_amount_cents") is not None:
+            one["precise_total_amount_cents"] = event["precise_total_amount_cents"]
+        return self._priced(c, b, None, at_ms, [one])
+
+    def _priced(self, c: ast.Contract, b: Billed, job: Job | None, at_ms: int, events: list[dict]) -> Estimate:
         base = self._baseline(c, b)
-        events = job_events(job, b.spec.external_id, at_ms)
         after = base.invoices_with(events)
         return Estimate(job, c.name.name, b.spec.external_id, b.resolved.currency, b.period.label, at_ms, tuple(events),
                         base.invoices, after, changes(base.invoices[-1], after[-1]),
@@ -408,22 +443,27 @@ def _line_key(f: FeeLine) -> tuple:
 def changes(before: Invoice, after: Invoice) -> tuple[LineChange, ...]:
     """The final invoice's lines the job adds or changes, in the after invoice's order."""
     was: dict = {}
-    for f in before.fees:
-        was.setdefault(_line_key(f), []).append(f)
+    for i, f in enumerate(before.fees):
+        was.setdefault(_line_key(f), []).append(i)
     out = []
-    for f in after.fees:
+    for k, f in enumerate(after.fees):
         olds = was.get(_line_key(f))
-        old = olds.pop(0) if olds else None
+        i = olds.pop(0) if olds else None
+        old = None if i is None else before.fees[i]
         if old is not None and old.units == f.units and old.amount == f.amount:
             continue
-        out.append(LineChange(f.fee_type, f.code, f.description, f.charge, f.dimensions, f.clause, f.reason,
-                              None if old is None else old.units, f.units,
-                              None if old is None else old.amount, f.amount))
+        tax = after.fee_taxes[k] - (ZERO if i is None else before.fee_taxes[i])
+        out.append(_change(f, old, f, tax))
     for olds in was.values():  # lines the job removes (a commitment true-up the job fills)
-        for f in olds:
-            out.append(LineChange(f.fee_type, f.code, f.description, f.charge, f.dimensions, f.clause, f.reason,
-                                  f.units, None, f.amount, None))
+        out.extend(_change(before.fees[i], before.fees[i], None, -before.fee_taxes[i]) for i in olds)
     return tuple(out)
+
+
+def _change(f: FeeLine, old: FeeLine | None, new: FeeLine | None, taxes: Decimal) -> LineChange:
+    return LineChange(f.fee_type, f.code, f.description, f.charge, f.dimensions, f.clause, f.reason,
+                      None if old is None else old.units, None if new is None else new.units,
+                      None if old is None else old.amount, None if new is None else new.amount, taxes,
+                      f.pay_in_advance)
 
 
 def reservations_left(b: Billing, before: Invoice, after: Invoice) -> tuple:
@@ -458,9 +498,10 @@ def estimate_json(e: Estimate) -> dict:
     return {
         "contract": e.contract, "external_subscription_id": e.subscription, "currency": cur,
         "billing_period": e.period_label,
-        "job": {"gpu_type": j.gpu_type, "gpu_count": _n(j.gpu_count), "hours": _n(j.hours), "region": j.region,
-                "availability_class": j.availability_class, "avg_utilization": _n(j.utilization),
-                "starts_at": _iso(e.starts_ms), "events": len(e.events)},
+        "job": None if j is None else {
+            "gpu_type": j.gpu_type, "gpu_count": _n(j.gpu_count), "hours": _n(j.hours), "region": j.region,
+            "availability_class": j.availability_class, "avg_utilization": _n(j.utilization),
+            "starts_at": _iso(e.starts_ms), "events": len(e.events)},
         "lines": [{"type": c.fee_type, "code": c.code, "name": c.description, "charge": c.charge,
                    "dimensions": dict(c.dimensions), "clause": c.clause, "reason": c.reason,
                    "units_before": _s(c.units_before), "units_after": _s(c.units_after),
@@ -486,7 +527,8 @@ def summary(e: Estimate) -> str:
 
     def m(x: Decimal) -> str:
         return f"{grouped(amount_text(x, cur))} {cur}"
-    parts = [f"{e.job.label()} ({e.contract}, {e.period_label}): {m(d.sub_total_excluding_taxes)} + tax {m(d.taxes)}"]
+    label = e.job.label() if e.job is not None else f"one {e.events[0]['code']} event"
+    parts = [f"{label} ({e.contract}, {e.period_label}): {m(d.sub_total_excluding_taxes)} + tax {m(d.taxes)}"]
     if d.coupons:
         parts.append(f"after {m(d.coupons)} of discounts")
     if d.prepaid_credits:
@@ -507,3 +549,31 @@ def summary(e: Estimate) -> str:
 def grouped(text: str) -> str:
     """An exact amount's text with thousands separators ("1382.40" -> "1,382.40")."""
     return format(Decimal(text), ",f")
+
+
+def lago_fees(e: Estimate) -> list[dict]:
+    """Lago's fee objects (``POST /api/v1/events/estimate_fees``) for the lines the events add or change: each
+    fee is the change of its line (amount, units, taxes); nothing is stored, so the ids are null."""
+    from gpubill.service.invoice_report import amount_text, cents
+
+    inv, cur = e.after[-1], e.currency
+    customer = inv.billing.contract.customer
+    out = []
+    for c in e.changes:
+        taxes = inv.billing.to_minor(c.taxes_delta)
+        units = (c.units_after or ZERO) - (c.units_before or ZERO)
+        out.append({
+            "lago_id": None, "lago_charge_id": None, "lago_charge_filter_id": None, "lago_invoice_id": None,
+            "external_subscription_id": e.subscription, "lago_customer_id": None,
+            "external_customer_id": customer.id.value if customer is not None else None,
+            "amount_cents": cents(c.amount_delta, cur), "precise_amount": amount_text(c.amount_delta, cur),
+            "amount_currency": cur, "taxes_amount_cents": cents(taxes, cur), "taxes_precise_amount": _s(c.taxes_delta),
+            "total_amount_cents": cents(c.amount_delta + taxes, cur), "total_amount_currency": cur,
+            "units": _s(units), "events_count": len(e.events), "pay_in_advance": c.pay_in_advance, "invoiceable": True,
+            "from_date": _iso(inv.from_ms), "to_date": _iso(inv.to_ms), "description": c.reason,
+            "item": {"type": c.fee_type, "code": c.code, "name": c.description, "invoice_display_name": c.description,
+                     "lago_item_id": None, "item_type": "BillableMetric" if c.charge else None,
+                     "grouped_by": dict(c.dimensions)},
+            "applied_taxes": [],
+        })
+    return out
