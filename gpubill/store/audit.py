@@ -105,7 +105,21 @@ class Verdict:
 
 
 def verify(db: sqlite3.Connection, note: str | None = None) -> Verdict:
-    """Recompute every link; the first entry whose seq, prev_hash or hash does not hold."""
+    """Recompute every link; the first entry whose seq, prev_hash or hash does not hold.
+
+    Reads the log, the invoices and the checkpoints in one snapshot: a change another
+    process commits meanwhile is seen whole or not at all (never a false alarm).
+    """
+    if db.in_transaction:
+        return _verify(db, note)
+    db.execute("BEGIN")
+    try:
+        return _verify(db, note)
+    finally:
+        db.execute("COMMIT")
+
+
+def _verify(db: sqlite3.Connection, note: str | None) -> Verdict:
     prev, expect, hashes = GENESIS, 1, []
     for r in db.execute(f"SELECT {', '.join(_COLUMNS)}, prev_hash, hash FROM audit_log ORDER BY rowid"):
         row = dict(zip(_COLUMNS, r[:9]))

@@ -124,3 +124,26 @@ def test_a_note_that_is_not_a_checkpoint_is_one_line(db, tmp_path):
     bad.write_text("hello\n")
     rc, text = verify(db, "--checkpoint", bad)
     assert rc == 1 and text == f"gpubill: error: {bad}: not a gpubill checkpoint note (three lines: origin, size, base64 root)\n"
+
+
+def test_verify_reads_one_snapshot_while_another_process_appends(db, store):
+    """A change committed while verify reads (another handle: a server) is not half seen: before the fix,
+    a checkpoint of 9 entries appeared after verify had read 8 entries, a false alarm."""
+    from gpubill.service.events import Store
+
+    other = Store(db)
+    appended = []
+
+    def append_meanwhile(sql):
+        if "FROM invoices" in sql and not appended:
+            appended.append(access.create_key(other, ADMIN, "late", "viewer"))
+            access.checkpoint_audit(other)
+
+    store._read().set_trace_callback(append_meanwhile)
+    try:
+        v = access.verify_audit(store)
+    finally:
+        store._read().set_trace_callback(None)
+        other.close()
+    assert appended and (v.ok, v.size, v.problem) == (True, 8, None)
+    assert access.verify_audit(store).size == 9
