@@ -53,7 +53,7 @@ class Entry:
     object_type: str
     object_id: str
     reason: str | None
-    payload: dict
+    payload: dict | str  # str: not JSON any more (the entry was tampered with)
     hash: bytes
 
     def as_dict(self) -> dict:
@@ -90,7 +90,15 @@ def entries(db: sqlite3.Connection, *, after: int = 0, limit: int = 100, action:
         sql += " AND object_id = ?"
         args.append(object_id)
     rows = db.execute(sql + " ORDER BY seq LIMIT ?", (*args, limit)).fetchall()
-    return [Entry(*r[:8], orjson.loads(r[8]), bytes(r[9])) for r in rows]
+    return [Entry(*r[:8], _payload(r[8]), bytes(r[9])) for r in rows]
+
+
+def _payload(text: str) -> dict | str:
+    """The payload's JSON; a payload that is no longer JSON (tampered with) as the text it is."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
 
 
 @attrs.frozen

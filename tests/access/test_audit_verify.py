@@ -1,6 +1,7 @@
 """`gpubill audit verify` finds an edited, a deleted, a reordered row and a removed tail, as an attacker
 with the file would leave them (triggers dropped first), and passes a clean log."""
 
+import json
 import sqlite3
 
 import pytest
@@ -147,3 +148,12 @@ def test_verify_reads_one_snapshot_while_another_process_appends(db, store):
         other.close()
     assert appended and (v.ok, v.size, v.problem) == (True, 8, None)
     assert access.verify_audit(store).size == 9
+
+
+def test_audit_log_still_lists_an_entry_whose_payload_is_no_longer_json(db):
+    """The log is what one reads to see what was tampered with: an unreadable payload is shown as it is."""
+    tamper(db, "UPDATE audit_log SET payload = 'gone' WHERE seq = 2")
+    rc, out, err = gpubill("audit", "log", "--store", db, "--format", "json", "--after", "1", "--limit", "1")
+    assert (rc, err) == (0, "")
+    assert json.loads(out)["payload"] == "gone"
+    assert "broken at entry 2: its content does not match its hash" in verify(db)[1]
