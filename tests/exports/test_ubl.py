@@ -153,3 +153,15 @@ def test_the_schematron_runs_its_rules(schematron):
     """A wrong payable amount fires BR-CO-16: the empty result above is the rules passing, not silence."""
     doc = _invoice(dict(DOCS)["quill_ai-0"])
     assert ("BR-CO-16", "fatal") in schematron(invoice_ubl({**doc, "total_amount": "1.00"}))
+
+
+def test_an_invoice_of_zero_keeps_its_zero_lines_and_one_without_lines_is_refused(invoice_xsd):
+    doc = finalized(dict(DOCS)["quill_ai-0"])
+    zero = {**doc, "fees": [{**f, "amount": "0.00"} for f in doc["fees"][:2]], "fees_amount": "0.00", "credits": [],
+            "coupons_amount": "0.00", "sub_total_excluding_taxes_amount": "0.00", "taxes_amount": "0.00",
+            "prepaid_credit_amount": "0.00", "total_amount": "0.00"}
+    xml = invoice_ubl(zero)
+    assert invoice_xsd.validate(etree.fromstring(xml)) and arithmetic_errors(xml) == []
+    assert len(etree.fromstring(xml).findall("cac:InvoiceLine", NS)) == 2
+    with pytest.raises(ExportError, match="has no fee line"):
+        invoice_ubl({**zero, "fees": []})

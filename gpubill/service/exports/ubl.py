@@ -39,6 +39,7 @@ def invoice_ubl(doc: dict) -> bytes:
                           "(finalize it first)")
     what = f"invoice {doc['number']}"
     seller, buyer = _seller(doc, what), _buyer(doc, what)
+    _need(doc["fees"], what, "it has no fee line (EN 16931 BR-16: an invoice has at least one line)")
     cur = doc["currency"]
     root = etree.Element(f"{{{INVOICE_NS}}}Invoice", nsmap={None: INVOICE_NS, "cac": CAC, "cbc": CBC})
     _header(root, doc["number"], doc["issuing_date"])
@@ -62,7 +63,7 @@ def invoice_ubl(doc: dict) -> bytes:
     _tax_total(root, dec(doc["sub_total_excluding_taxes_amount"]), dec(doc["taxes_amount"]), cur, category)
     prepaid = sum((dec(c["amount"]) for c in after_tax_credits(doc)), ZERO)
     _monetary_total(root, doc, cur, sum((a for _, a in allowances), ZERO), prepaid)
-    for i, fee in enumerate(billed_fees(doc), 1):
+    for i, fee in enumerate(billed_fees(doc) or doc["fees"], 1):  # an invoice of zero keeps its zero lines (BR-16)
         _invoice_line(root, i, fee, cur, category)
     return _bytes(root)
 
