@@ -42,7 +42,7 @@ from gpubill.engine.spec.program import MoneyRounding
 from gpubill.service.invoice_report import amount_text, invoice_json, money
 from gpubill.service.invoicing import Carried, invoice_period
 from gpubill.service.rating import ServiceError, load_catalog
-from gpubill.store import audit, ledger
+from gpubill.store import ledger
 from gpubill.store.ledger import CREDIT_NOTE_KINDS, CreditNoteRow, Draft, InvoiceRow, Numbering
 from gpubill.store.roles import Actor, Forbidden
 from gpubill.store.store import now_ms as clock_ms
@@ -340,9 +340,11 @@ def finalize(store, contracts: Sequence[str], actor: Actor, id_or_number: str, *
     """Refresh the draft once more, then number and freeze it."""
     store.require(actor, "finalize", "invoice.finalize", "invoice", id_or_number)
     row = get_invoice(store, actor, id_or_number)
-    if row.status != "draft":
+    done = _finalize_all(store, contracts, actor, [row], now_ms, engine) if row.status == "draft" else []
+    if not done:  # finalized before, or meanwhile by another process
+        row = get_invoice(store, actor, id_or_number)
         raise LifecycleError(f"invoice {row.number} is already {row.status}: a finalized invoice never changes")
-    return _finalize_all(store, contracts, actor, [row], now_ms, engine)[0]
+    return done[0]
 
 
 def finalize_due(store, contracts: Sequence[str], actor: Actor, *, now_ms: int | None = None,
@@ -372,7 +374,8 @@ def _finalize_all(store, contracts, actor: Actor, rows: list[InvoiceRow], now_ms
             d = _draft(inv, invoice_json(inv))
             with store.transaction() as db:
                 draft, _ = ledger.put_draft(db, d, actor, now_ms=now, watermark=watermark, contracts_digest=digest)
-                out.append(_finalize_row(db, draft, d.doc, inv.billing.entity, actor, now))
+                if draft.status == "draft":  # else another process finalized it meanwhile
+                    out.append(_finalize_row(db, draft, d.doc, inv.billing.entity, actor, now))
     return out
 
 
@@ -480,13 +483,6 @@ def credit_left(store, cn: CreditNoteRow) -> Decimal:
     return ledger.credit_left(store._read(), cn)
 
 
-# -- the audit log's view of a change ---------------------------------------------------
-
-def audit_entries(store, actor: Actor, **kw) -> list:
-    store.require(actor, "read", "audit.log", "audit", "*")
-    return audit.entries(store._read(), **kw)
-
-
 __all__ = ["Actor", "Forbidden", "LifecycleError", "Refreshed", "refresh", "finalize", "finalize_due", "void",
            "credit_note", "list_invoices", "get_invoice", "list_credit_notes", "get_credit_note", "revisions",
-           "peek_number", "credit_left", "settle_late", "late_adjustments", "SYSTEM"]
+           "peek_number", "credit_left", "settle_late", "late_adjustments", "SYSTEM", "CREDIT_NOTE_REASONS"]

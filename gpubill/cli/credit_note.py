@@ -1,0 +1,98 @@
+"""`gpubill credit-note`: credit a finalized invoice (needs the approver role).
+
+    gpubill credit-note INVOICE (--amount A | --percent P) --reason R [--description TEXT]
+                        [--kind credit|refund|offset] [--yes] [--format table|json]
+    gpubill credit-note list [--invoice INVOICE] [--customer ID] [--format table|json]
+
+The amount includes tax and is spread over the invoice's fees in proportion;
+it is at most what earlier credit notes left of the invoice. A `credit`
+note's balance pays the contract's next invoices (after tax, before prepaid
+credits); `refund` and `offset` only document money returned or not owed.
+Numbered `<invoice number>-CN001`, `-CN002`, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+from decimal import Decimal, InvalidOperation
+
+from gpubill.cli import EXIT_INVALID, EXIT_USAGE, CliError
+from gpubill.cli._common import actor_of, add_actor_argument, add_store_argument, open_store, write_table
+
+HELP = "credit a finalized invoice (credit, refund or offset), or list credit notes"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from gpubill.service.lifecycle import CREDIT_NOTE_REASONS
+
+    p.add_argument("invoice", metavar="INVOICE|list", help="the invoice's number or id; `list` lists credit notes")
+    add_store_argument(p)
+    add_actor_argument(p)
+    p.add_argument("--amount", help="the credit, tax included, in the invoice's currency")
+    p.add_argument("--percent", help="the credit as a percentage of the invoice's total")
+    p.add_argument("--kind", choices=("credit", "refund", "offset"), default="credit")
+    p.add_argument("--reason", choices=CREDIT_NOTE_REASONS)
+    p.add_argument("--description", default="")
+    p.add_argument("--invoice", dest="of_invoice", metavar="INVOICE", help="list: only this invoice's notes")
+    p.add_argument("--customer", metavar="ID", help="list: only this customer's notes")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gpubill.service import lifecycle
+    from gpubill.service.lifecycle import LifecycleError
+
+    store = open_store(args)
+    try:
+        actor = actor_of(args, store)
+        if args.invoice == "list":
+            return _list(args, store, actor)
+        if not args.reason:
+            raise CliError("a credit note needs --reason (one of Lago's reasons, e.g. other)", EXIT_USAGE)
+        amount, percent = _decimal(args.amount, "--amount"), _decimal(args.percent, "--percent")
+        row = lifecycle.get_invoice(store, actor, args.invoice)
+        if not args.yes:
+            from gpubill.cli.invoices import _confirm
+            what = f"{args.amount} {row.currency}" if amount is not None else f"{args.percent}%"
+            _confirm(args, f"issue a {args.kind} note of {what} on {row.number} (total {row.doc.get('total_amount')})")
+        cn = lifecycle.credit_note(store, actor, row.id, kind=args.kind, amount=amount, percent=percent,
+                                   reason=args.reason, description=args.description)
+    except LifecycleError as e:
+        raise CliError(str(e), EXIT_INVALID) from None
+    finally:
+        store.close()
+    if args.format == "json":
+        from gpubill.cli.invoices import _json
+        _json(cn.doc)
+    else:
+        print(f"credit note {cn.number}: {cn.kind} {cn.total} {cn.currency} on {row.number} "
+              f"({len(cn.doc['items'])} items)")
+    return 0
+
+
+def _decimal(v, flag: str) -> Decimal | None:
+    if v is None:
+        return None
+    try:
+        d = Decimal(v)
+    except InvalidOperation:
+        raise CliError(f"{flag} must be a decimal number, got {v!r}", EXIT_USAGE) from None
+    if not d.is_finite():
+        raise CliError(f"{flag} must be a finite number, got {v!r}", EXIT_USAGE)
+    return d
+
+
+def _list(args, store, actor) -> int:
+    from gpubill.service import lifecycle
+
+    invoice_id = lifecycle.get_invoice(store, actor, args.of_invoice).id if args.of_invoice else None
+    notes = lifecycle.list_credit_notes(store, actor, invoice_id=invoice_id, customer=args.customer)
+    if args.format == "json":
+        from gpubill.cli.invoices import _json
+        _json([{**n.doc, "credit_left": str(lifecycle.credit_left(store, n))} for n in notes])
+    else:
+        write_table(("number", "kind", "total", "left", "currency", "customer", "reason", "description"),
+                    [(n.number, n.kind, n.total, lifecycle.credit_left(store, n), n.currency, n.customer,
+                      n.doc.get("reason"), n.doc.get("description")) for n in notes])
+    return 0
