@@ -490,6 +490,14 @@ class Budget:
 
 
 @attrs.frozen
+class JobLimit:
+    """``job limit AMOUNT``: a job event whose own cost exceeds it fires an alert."""
+
+    amount: Amount
+    span: Span | None = _span_field()
+
+
+@attrs.frozen
 class LatePolicy:
     grace: Quantity
     target: str | None = None  # next_invoice | new_revision
@@ -534,6 +542,7 @@ class Contract:
     discounts: tuple[Discount, ...] = ()
     progressive: Progressive | None = None
     budget: Budget | None = None
+    job_limit: JobLimit | None = None
     late_events: LatePolicy | None = None
     failure_policies: tuple[FailurePolicy, ...] = ()
     preemption: PreemptionPolicy | None = None

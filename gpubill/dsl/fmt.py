@@ -519,7 +519,7 @@ def _contract_prices(k: ast.Contract) -> list[_Line]:
 
 
 def _contract_policies(k: ast.Contract) -> list[_Line]:
-    """Progressive billing, budget, late events, failure, preemption and idle policies, invoice grace."""
+    """Progressive billing, budget, job limit, late events, failure, preemption and idle policies, invoice grace."""
     out = []
     if k.progressive:
         out.append([_clause(_progressive(k.progressive), k.progressive)])
@@ -529,6 +529,8 @@ def _contract_policies(k: ast.Contract) -> list[_Line]:
         if b.alerts:
             text += ", alert at " + ", ".join(_pct(a) for a in b.alerts)
         out.append([_clause(text, b)])
+    if k.job_limit:
+        out.append([_clause(f"job limit {_amount(k.job_limit.amount)}", k.job_limit)])
     if k.late_events:
         le = k.late_events
         target = f", then {_LATE_TARGETS[le.target]}" if le.target else ""

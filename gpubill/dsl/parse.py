@@ -319,7 +319,7 @@ _SINGLE = {
     "plan": {"currency", "billing", "timezone", "fee", "rounding", "progressive"},
     "contract": {
         "customer", "subscription", "entity", "plan", "starts", "ends", "timezone", "progressive",
-        "budget", "late_events", "preemption", "idle", "invoice_grace", "bill_to", "vat_id",
+        "budget", "job_limit", "late_events", "preemption", "idle", "invoice_grace", "bill_to", "vat_id",
     },
     "test": {"contract", "period"},
     "charge": {"timing", "minimum_spend", "rounding", "prorated", "group_by"},
@@ -895,6 +895,10 @@ class _Build(Transformer):
                 alerts.append(self._percent(r))
         node = ast.Budget(amount, interval, tuple(alerts), span=self._sp(meta))
         return _Clause("budget", node, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def job_limit(self, meta, amount):
+        return _Clause("job_limit", ast.JobLimit(amount, span=self._sp(meta)), self._sp(meta))
 
     @v_args(meta=True, inline=True)
     def late_events(self, meta, grace, target=None):

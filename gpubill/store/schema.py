@@ -384,6 +384,20 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_attempt_ms);
     """,
+    # 4: alerts (store/alerts.py): where alert webhooks go (each endpoint's signing secret is
+    # read from the environment variable it names, never stored), and the last event an
+    # alerts check has seen (one row).
+    """
+    CREATE TABLE IF NOT EXISTS webhook_endpoints (
+        url TEXT PRIMARY KEY,
+        secret_env TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS alert_watermark (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        event_id INTEGER NOT NULL
+    );
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

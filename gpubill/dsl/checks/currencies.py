@@ -70,5 +70,5 @@ def _contract(cat: Catalog, c: ast.Contract) -> Iterator[Diagnostic]:
         cur, owner, where = ecur.name, f'entity "{entity.name.name}"', ecur.span
     else:
         return
-    parts = (c.overrides, c.commits, c.reserves, c.credits, c.discounts, c.progressive, c.budget)
+    parts = (c.overrides, c.commits, c.reserves, c.credits, c.discounts, c.progressive, c.budget, c.job_limit)
     yield from _amounts(parts, cur, owner, where)

@@ -4,6 +4,7 @@
   at most one `every` (recurring) threshold, as in Lago.
 * A budget is positive, and its alerts are above 0% and strictly increasing;
   alerts above 100% are allowed (a warning after the budget is spent).
+* A job limit is positive.
 * `idle hybrid` needs a `minimum`, and only hybrid takes one; a utilization
   or hybrid policy on a plan with no GPU-time charge (GPUs x time, not
   already weighted by avg_utilization) changes nothing, which is warned about.
@@ -30,6 +31,8 @@ def check_terms(cat: Catalog) -> Iterator[Diagnostic]:
             yield from _progressive(c.progressive)
         if c.budget is not None:
             yield from _budget(c.budget)
+        if c.job_limit is not None:
+            yield from _positive(c.job_limit.amount, "a job limit")
         for cm in c.commits:
             yield from _positive(cm.amount, "a commitment")
         yield from _idle(c.idle)
