@@ -221,11 +221,14 @@ class _Document(FPDF):
             for fee in billed_fees(doc):
                 units = _figure(fee["units"], 4, 0)
                 price = _figure(fee["precise_unit_amount"], 6, 2)
+                explained = fee["item"]["kind"] in EXPLAINED_KINDS
                 row = table.row()
-                for text in (fee["item"]["name"], *dimension_columns(fee), units, price, _plain_amount(fee["amount"])):
+                for text in (fee["item"]["name"], *dimension_columns(fee), units, price):
                     row.cell(text)
-                if fee["item"]["kind"] in EXPLAINED_KINDS:
-                    table.row().cell(fee["reason"], colspan=len(LINE_WIDTHS), style=_NOTE)
+                # the amount spans the line and its reason below, which keeps the two on one page
+                row.cell(_plain_amount(fee["amount"]), rowspan=2 if explained else 1)
+                if explained:
+                    table.row().cell(fee["reason"], colspan=len(LINE_WIDTHS) - 1, style=_NOTE)
 
     def credit_table(self, cn: dict) -> None:
         widths = (98, 22, 20, 16, 26)
@@ -245,7 +248,7 @@ class _Document(FPDF):
         table = self.table(col_widths=widths, width=sum(widths), align="LEFT", line_height=4.6,
                            text_align=("LEFT",) * (len(widths) - right) + ("RIGHT",) * right,
                            headings_style=head, borders_layout=TableBordersLayout.HORIZONTAL_LINES,
-                           cell_fill_color=SHADE, cell_fill_mode="ROWS", padding=(1.2, 1.2), v_align="TOP")
+                           padding=(1.2, 1.2), v_align="TOP")
         return _TableWithHeading(table, columns)
 
     def totals(self, rows: list[tuple[str, Decimal, str]], cur: str) -> None:
@@ -284,7 +287,7 @@ class _Document(FPDF):
         self.multi_cell(0, 4, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
-_NOTE = FontFace(emphasis="ITALICS", color=MUTED, size_pt=7)
+_NOTE = FontFace(emphasis="ITALICS", color=MUTED, size_pt=7, fill_color=SHADE)
 
 
 class _TableWithHeading:
