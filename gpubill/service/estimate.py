@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from decimal import Decimal
+from fractions import Fraction
 
 import attrs
 import numpy as np
@@ -41,7 +42,13 @@ from gpubill.contracts.reservation import reserved_units
 from gpubill.contracts.spread import ZERO
 from gpubill.dsl import ast
 from gpubill.dsl.diagnostics import did_you_mean
+from gpubill.engine.calendar.coverage import coverage_of
 from gpubill.engine.fast.columns import InMemoryColumns
+from gpubill.engine.pricing.fees import parts_by_subscription
+from gpubill.engine.pricing.price import assemble
+from gpubill.engine.pricing.usage import LineUsage, nd
+from gpubill.engine.reference.engine import _subscription as aggregate_subscription, normalize
+from gpubill.engine.spec.program import NotRated
 from gpubill.contracts.build import progressive_amount
 from gpubill.service.invoicing import (
     Read, as_of, day_ends, history, period_invoices, periods_from, rate_checks, rate_round, rate_rounds,
@@ -194,6 +201,7 @@ class Estimator:
         self.store = store
         self.catalog, self.sources = load_catalog(contract_paths)
         self._baselines: dict = {}
+        self._periods: dict = {}  # contract name -> its billing periods estimated so far (Billed)
 
     def contract(self, key: str) -> ast.Contract:
         """The contract named by its name, customer id or subscription id."""
@@ -248,17 +256,26 @@ class Estimator:
                         reservations_left(base.billing, base.invoices[-1], after[-1]))
 
     def _period(self, c: ast.Contract, at_ms: int) -> Billed:
+        """The contract's billing period containing ``at_ms``, resolved and compiled once."""
+        for b in self._periods.get(c.name.name, ()):
+            if b.period.from_ms <= at_ms <= b.period.to_ms:
+                return self._active(b, at_ms)
         day = dt.datetime.fromtimestamp(at_ms / 1000, dt.timezone.utc).date() - dt.timedelta(days=1)
         for b in periods_from(self.catalog, c, day):
             if b.period.from_ms > at_ms:
                 break
             if at_ms <= b.period.to_ms:
-                r = b.resolved
-                if r.active and (r.started_ms is None or r.started_ms <= at_ms) and (
-                        r.terminated_ms is None or at_ms <= r.terminated_ms):
-                    return b
-                break
+                self._periods.setdefault(c.name.name, []).append(b)
+                return self._active(b, at_ms)
         raise ServiceError(f'contract "{c.name.name}" is not active at {_iso(at_ms)}', EXIT_USAGE)
+
+    @staticmethod
+    def _active(b: Billed, at_ms: int) -> Billed:
+        r = b.resolved
+        if r.active and (r.started_ms is None or r.started_ms <= at_ms) and (
+                r.terminated_ms is None or at_ms <= r.terminated_ms):
+            return b
+        raise ServiceError(f'contract "{b.contract.name.name}" is not active at {_iso(at_ms)}', EXIT_USAGE)
 
     def _baseline(self, c: ast.Contract, b: Billed) -> "Baseline":
         key = (c.name.name, b.period.from_ms)
@@ -307,6 +324,8 @@ class Baseline:
     last_rowid: int
     invoices: tuple = ()
     _checks: dict = attrs.field(factory=dict)  # cut -> the baseline's rated usage at that daily check
+    _usages: dict = attrs.field(factory=dict)  # cut (None: the period) -> the baseline's exact usage, on first use
+    _events: list | None = None  # the baseline's rows as the reference engine reads them, on first use
 
     @classmethod
     def build(cls, store, catalog, b: Billed) -> "Baseline":
@@ -323,35 +342,57 @@ class Baseline:
         cols = store.read_columns(**window)
         base = cls(catalog, b, Billing(b.resolved, catalog), ledger, in_memory(cols),
                    max(cols.last_rowid, _newest(store, b)))
-        base.invoices = base.period(base.columns)
+        base.invoices = base.period(base._baseline_rate, np.sort(base.columns.timestamp_ms))
         return base
 
     def stale(self, store) -> bool:
         return _newest(store, self.billed, self.last_rowid) > self.last_rowid
 
     def invoices_with(self, events: list[dict]) -> tuple[Invoice, ...]:
-        return self.period(appended(self.columns, events), min(_ms(e) for e in events))
+        """The period's invoices with ``events`` added: each rating (the period's, and
+        each daily check's from the first event on) re-prices the lines the events
+        change from the baseline's exact usage (``merged``) where they only add to
+        sums and counts, else rates the baseline's rows and the events again."""
+        first = min(_ms(e) for e in events)
+        job = normalize(events)
+        appended_cols: list = []
 
-    def period(self, cols, first_new_ms: int | None = None) -> tuple[Invoice, ...]:
-        """The period's invoices over ``cols``: its final invoice, after the
-        progressive invoices its daily checks issue (a check before
-        ``first_new_ms`` sees what the baseline saw)."""
+        def rate(cut: int | None):
+            if cut is not None and cut < first:
+                return self._check(cut)
+            b = self.billed if cut is None else as_of(self.billed, cut)
+            base = self._usage(cut)
+            result = None if base is False else merged(b.spec, base, aggregate(b.spec, job))
+            if result is not None and not result.unrated:
+                return _lines_of(result, b.spec.external_id)
+            if not appended_cols:
+                appended_cols.append(appended(self.columns, events))
+            return self._rate_cut(appended_cols[0], cut)
+        ts = np.sort(np.concatenate([self.columns.timestamp_ms, np.array([_ms(e) for e in events], np.int64)]))
+        return self.period(rate, ts)
+
+    def period(self, rate, ts) -> tuple[Invoice, ...]:
+        """The period's invoices from ``rate(None)`` (the period's rated usage) and
+        ``rate(cut)`` (a daily check's), over rows with the sorted timestamps ``ts``:
+        its final invoice, after the progressive invoices its daily checks issue.
+        A check that sees the same rows as the one before reuses its usage, unless
+        the usage depends on the cut itself."""
         b, billing = self.billed, self.billing
-        rated = {id(b): _rated(rate_round(Read(cols), [b], ENGINE)[id(b)])}
+        rated = {id(b): rate(None)}
         p = thresholds_of(billing.contract, billing.plan)
         if p is not None and passed(p, self.ledger.lifetime_usage, progressive_amount(billing, rated[id(b)][0])):
-            ts = np.sort(cols.timestamp_ms)
             prev, rows = None, -1
             for cut in day_ends(billing):
                 seen = int(np.searchsorted(ts, cut, side="right"))
-                if first_new_ms is not None and cut < first_new_ms:
-                    prev = self._check(cut)
-                elif seen != rows or self.cut_sensitive:
-                    prev = self._rate_cut(cols, cut)
+                if seen != rows or self.cut_sensitive:
+                    prev = rate(cut)
                 rows = seen
                 rated[(id(b), cut)] = prev
         invoices, _ = period_invoices(billing, b, rated, self.ledger)
         return tuple(invoices)
+
+    def _baseline_rate(self, cut: int | None):
+        return self._rate_cut(self.columns, None) if cut is None else self._check(cut)
 
     @property
     def cut_sensitive(self) -> bool:
@@ -359,13 +400,28 @@ class Baseline:
         it: time-weighted sums and prorated charges divide by the days so far."""
         return any(ch.prorated or ch.metric.aggregation == "weighted_sum" for ch in self.billed.spec.charges)
 
+    def _usage(self, cut: int | None) -> "Aggregated | bool":
+        """The baseline's exact usage as the rating at ``cut`` sees it (None: the
+        period's rating; False: a value it cannot hold), aggregated once: the
+        period's serves a cut after every baseline row when no charge depends
+        on the cut itself."""
+        rows = self.columns
+        if cut is not None and not self.cut_sensitive and (not rows.n or int(rows.timestamp_ms.max()) <= cut):
+            cut = None
+        if cut not in self._usages:
+            if self._events is None:
+                self._events = normalize(rows.to_events(range(rows.n)))
+            spec = self.billed.spec if cut is None else as_of(self.billed, cut).spec
+            self._usages[cut] = aggregate(spec, self._events)
+        return self._usages[cut]
+
     def _check(self, cut: int):
         if cut not in self._checks:
             self._checks[cut] = self._rate_cut(self.columns, cut)
         return self._checks[cut]
 
-    def _rate_cut(self, cols, cut: int):
-        b = as_of(self.billed, cut)
+    def _rate_cut(self, cols, cut: int | None):
+        b = self.billed if cut is None else as_of(self.billed, cut)
         return _rated(rate_round(Read(cols), [b], ENGINE)[id(b)])
 
 
@@ -384,6 +440,72 @@ def _newest(store, b: Billed, since_rowid: int = 0) -> int:
     codes = sorted({ch.metric.event_code for ch in b.spec.charges})
     cols = store.read_columns(since_rowid=since_rowid, codes=codes, subscriptions=[b.spec.external_id])
     return max(since_rowid, cols.last_rowid if cols.n else since_rowid)
+
+
+# ------------------------------------------------------------------ exact usage, added to
+
+ADDITIVE = ("sum", "count")  # aggregations whose usage over two sets of events is the sum of each's
+
+
+@attrs.frozen
+class Aggregated:
+    """One subscription's exact usage over some events: the reference engine's
+    line usages, dropped-event counts and pay-in-advance sequences (sub index 0)."""
+
+    usages: tuple
+    ignored: dict
+    advances: dict
+
+
+def aggregate(spec, events: list[dict]) -> "Aggregated | bool":
+    """The exact usage of normalized ``events`` under ``spec`` (False: a value it cannot hold)."""
+    by_pair: dict = {}
+    for e in events:
+        by_pair.setdefault((e["sub"], e["code"]), []).append(e)
+    cov = coverage_of(spec)
+    if cov.empty:
+        return Aggregated((), {}, {})
+    try:
+        usages, ignored, advances = aggregate_subscription(0, spec, cov, by_pair)
+    except NotRated:
+        return False
+    return Aggregated(tuple(usages), ignored, advances)
+
+
+def merged(spec, base: Aggregated, extra: "Aggregated | bool"):
+    """The rating of the baseline's events and ``extra``'s together, priced from
+    their usages added line by line; None when ``extra`` touches a line whose
+    usage does not add up (max, latest, unique or weighted counts, prorated,
+    percentage or pay-in-advance charges)."""
+    if extra is False or extra.advances:
+        return None
+    usages = {u.key: u for u in base.usages}
+    for u in extra.usages:
+        ch = spec.charges[u.charge]
+        if ch.metric.aggregation not in ADDITIVE or ch.prorated or u.values is not None:
+            return None
+        old = usages.get(u.key)
+        usages[u.key] = u if old is None else _added(old, u)
+    ignored = dict(base.ignored)
+    for k, n in extra.ignored.items():
+        ignored[k] = ignored.get(k, 0) + n
+    return assemble([spec], [coverage_of(spec)], list(usages.values()), ignored, base.advances)
+
+
+def _added(a: LineUsage, b: LineUsage) -> LineUsage:
+    reasons: dict = {}
+    for k, num, den, count in a.reasons + b.reasons:
+        u, c = reasons.get(k, (Fraction(0), 0))
+        reasons[k] = (u + Fraction(num, den), c + count)
+    return LineUsage(a.sub, a.charge, a.bucket, a.group, a.window, nd(Fraction(*a.full) + Fraction(*b.full)),
+                     a.count + b.count, reasons=tuple((k, u.numerator, u.denominator, c) for k, (u, c) in reasons.items()),
+                     cents=nd(Fraction(*a.cents) + Fraction(*b.cents)))
+
+
+def _lines_of(result, subscription: str):
+    """A run's (lines, pay-in-advance fees) of one subscription, as ``rate_round`` gives them."""
+    return ([ln for ln in result.lines if ln.subscription == subscription],
+            parts_by_subscription(result.in_advance).get(subscription, []))
 
 
 # ------------------------------------------------------------------ columns in memory
