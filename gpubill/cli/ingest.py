@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synchronous", choices=("normal", "full"), default="normal",
                    help="full: fsync every commit (survives power loss)")
     p.add_argument("--quiet", action="store_true", help="no per-event diagnostics")
+    p.add_argument("--contracts", action="append", metavar="DIR",
+                   help="then check these .bill files' budgets and job limits (gpubill alerts)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
                 for r in rec.not_ok():
                     progress.print(_diagnostic(name, fmt, where[r.index], r))
             progress.advance(len(rec), stream)
+        if args.contracts:
+            from gpubill.service.alerts import after_ingest
+            note = after_ingest(store, args.contracts)
+            if note:
+                progress.print(note)
     except FormatError as e:
         raise CliError(f"{name}: {e}", EXIT_INVALID) from None
     except StoreError as e:

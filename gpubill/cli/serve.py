@@ -2,7 +2,9 @@
 
 Binds 127.0.0.1:8080 by default. ``--port 0`` picks a free port; the address
 actually bound is printed on stdout as ``listening on http://HOST:PORT`` once
-the server accepts connections.
+the server accepts connections. ``--contracts DIR`` (repeatable) names the
+.bill files the invoice refresh/finalize and estimate calls price with
+(without it: $GPUBILL_CONTRACTS, paths separated by the OS path separator).
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"response; default {DEFAULT_HEADER_TIMEOUT_S:g}), else the connection is closed")
     p.add_argument("--synchronous", choices=("normal", "full"), default="normal",
                    help="full: fsync every commit (acknowledged events survive power loss)")
+    p.add_argument("--contracts", action="append", metavar="DIR",
+                   help="check these .bill files' budgets and job limits and deliver alert webhooks in the background")
+    p.add_argument("--alerts-interval", type=_args.float_range(1, _args.MAX_SECONDS), default=30.0, metavar="SECONDS",
+                   help="with --contracts: at most one alerts check per SECONDS (default 30)")
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -79,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     if not store.list_keys():
         print("gpubill: warning: no API keys yet; create one with `gpubill keys create`", file=sys.stderr)
-    app = create_app(store, batch_limit=args.batch_limit, max_body=args.max_body * 1024 * 1024,
+    app = create_app(store, args.contracts, batch_limit=args.batch_limit, max_body=args.max_body * 1024 * 1024,
                      body_timeout=args.body_timeout)
     # Request threads release the GIL for each SQLite step and must get it back from threads
     # parsing other requests: 0.5 ms instead of Python's 5 ms switch interval.
@@ -97,8 +103,18 @@ def run(args: argparse.Namespace) -> int:
         await _orig(sockets=sockets)
         await announce()
     server.startup = startup
+    watcher = _watch_alerts(store, args) if args.contracts else None
     try:
         server.run(sockets=[sock])
     finally:
+        if watcher is not None:
+            watcher.stop()
         store.close()
     return EXIT_OK
+
+
+def _watch_alerts(store, args):
+    """Budget and job-limit checks and webhook deliveries in a background thread (gpubill alerts)."""
+    from gpubill.service.alerts import watch
+
+    return watch(store, args.contracts, args.alerts_interval, lambda line: print(f"gpubill: {line}", file=sys.stderr))

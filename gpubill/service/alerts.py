@@ -43,6 +43,7 @@ from gpubill.dsl import ast
 from gpubill.dsl.resolve import Catalog
 from gpubill.engine.fast.columns import InMemoryColumns
 from gpubill.service.invoicing import Read, history, invoice_chains, periods_from, rate_round
+from gpubill.service import webhooks
 from gpubill.service.rating import Billed, ServiceError, load_catalog
 from gpubill.store import alerts as records
 from gpubill.store.store import now_ms as clock_ms
@@ -245,6 +246,18 @@ def _iso(ms: int) -> str:
         "+00:00", "Z")
 
 
+def after_ingest(store, contract_paths: Sequence[str]) -> str | None:
+    """`gpubill ingest --contracts`: a check once the file is stored; the line to
+    show (what fired, or why nothing could be checked), None when nothing fired."""
+    try:
+        report = check(store, contract_paths)
+    except ServiceError as e:
+        return f"gpubill: warning: alerts not checked (the events are stored): {e}"
+    if not report.fired:
+        return None
+    return f"gpubill: {len(report.fired)} alerts fired (gpubill alerts)"
+
+
 def list_alerts(store, *, customer: str | None = None, period: str | None = None) -> list[records.Alert]:
     """The alerts fired, oldest first: of one customer (its id, contract or
     subscription), of the billing periods whose label starts with ``period``."""
@@ -260,9 +273,8 @@ class Watcher:
     webhooks.  ``on_error`` receives the one line of a check or delivery that
     failed; the thread carries on."""
 
-    def __init__(self, store, contract_paths: Sequence[str], *, interval_s: float, deliver, on_error):
-        self.store, self.paths, self.interval_s = store, list(contract_paths), interval_s
-        self.deliver, self.on_error = deliver, on_error
+    def __init__(self, store, contract_paths: Sequence[str], *, interval_s: float, on_error):
+        self.store, self.paths, self.interval_s, self.on_error = store, list(contract_paths), interval_s, on_error
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="gpubill-alerts", daemon=True)
         self._checked: tuple | None = None  # (watermark, day) of the last check
@@ -288,9 +300,14 @@ class Watcher:
             if state != self._checked:
                 check(self.store, self.paths)
                 self._checked = state
-            self.deliver(self.store)
+            webhooks.deliver(self.store)
         except Exception as e:  # noqa: BLE001 - the server keeps serving; the line says what failed
             self.on_error(f"alerts: {e}")
+
+
+def watch(store, contract_paths: Sequence[str], interval_s: float, on_error) -> Watcher:
+    """Start checking and delivering in the background (``gpubill serve --contracts``)."""
+    return Watcher(store, contract_paths, interval_s=interval_s, on_error=on_error).start()
 
 
 def _last_event_id(store) -> int:
