@@ -38,7 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synchronous", choices=("normal", "full"), default="normal",
                    help="full: fsync every commit (acknowledged events survive power loss)")
     p.add_argument("--contracts", action="append", metavar="DIR",
-                   help="check these .bill files' budgets and job limits and deliver alert webhooks in the background")
+                   help=".bill files or directories (repeatable): what invoice refresh/finalize and estimates "
+                        "price with; their budgets and job limits are checked, and alert webhooks delivered, "
+                        "in the background")
     p.add_argument("--alerts-interval", type=_args.float_range(1, _args.MAX_SECONDS), default=30.0, metavar="SECONDS",
                    help="with --contracts: at most one alerts check per SECONDS (default 30)")
 
