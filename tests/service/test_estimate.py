@@ -140,6 +140,52 @@ def test_prepaid_credit_pays_for_the_job(tmp_path, credit_repo):
     assert "prepaid credits cover" in e_summary(e)
 
 
+def test_reservation_and_progressive_threshold_on_a_prorated_plan(tmp_path):
+    # lumen: 16 H100-SXM reserved in arrears, progressive invoices at 20 000 EUR, a prorated charge on the plan
+    # (every daily check depends on its cut); the job crosses the first threshold
+    store = store_with(tmp_path / "s.db", jobs("sub_lumen_fra", "H100-SXM", "64", 20, range(10, 19)))
+    e, before, after = estimate_and_ingest(store, EXAMPLES, "lumen_biotherapeutics",
+                                           Job("H100-SXM", Decimal(256), Decimal(72)))
+    assert_exact(e, before, after)
+    assert e.currency == "EUR" and len(e.after) > len(e.before)
+    assert "progressive billing threshold" in e_summary(e)
+
+
+PEAK_CATALOG = """
+metric peak_job_gpus {
+  event gpu_job
+  max gpu_count in GPUs
+}
+plan peak_plan {
+  currency USD
+  billing monthly calendar in arrears
+  charge gpu_hours 3.00 per GPU-hour
+  charge peak_job_gpus 10.00 per GPU
+}
+contract peak_co {
+  customer "peak-co"
+  subscription "sub_peak"
+  entity gpucloud_us
+  plan peak_plan
+  starts 2026-09-01
+}
+"""
+
+
+def test_a_charge_that_does_not_add_up_is_rated_again(tmp_path):
+    # the largest gpu_count of the month: the job's 48 GPUs replace the 8 so far (no sum of usages)
+    repo = tmp_path / "repo"
+    for part in ("entities", "metrics", "plans"):
+        shutil.copytree(ROOT / "examples" / part, repo / part)
+    (repo / "contracts").mkdir()
+    (repo / "contracts" / "peak.bill").write_text(PEAK_CATALOG)
+    store = store_with(tmp_path / "s.db", jobs("sub_peak", "H100-SXM", "8", 10, range(1, 6)))
+    e, before, after = estimate_and_ingest(store, str(repo), "peak_co", Job("H100-SXM", Decimal(48), Decimal(5)))
+    assert_exact(e, before, after)
+    (peak,) = [c for c in e.changes if c.code == "peak_job_gpus"]
+    assert (peak.units_before, peak.units_after, peak.amount_delta) == (Decimal(8), Decimal(48), Decimal("400.00"))
+
+
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(count=st.integers(1, 128), quarter_hours=st.integers(1, 4 * 100))
 def test_any_job_size_costs_what_its_events_invoice(tmp_path_factory, count, quarter_hours):
