@@ -7,9 +7,9 @@ or a ``job limit``:
 * its budget in each billing period those events fall in, and in the period
   containing now (an in-advance fee is spent when its period starts): the
   spend is the period's final invoice as ``gpubill invoice`` computes it
-  (``invoicing.invoice_chains``), its fees less its discounts, before taxes,
-  prepaid credits and credit notes; each threshold reached fires once per
-  period (``contracts.budget``);
+  (``invoicing.invoice_chains``), its fees but commitment true-ups, less its
+  discounts, before taxes, prepaid credits and credit notes (``spend``); each
+  threshold reached fires once per period (``contracts.budget``);
 * its job limit against each new event of its subscription: the event's own
   cost is its usage charges priced as if it were the period's only event
   (one engine run for all of them, each event as a subscription of its own,
@@ -38,6 +38,7 @@ import attrs
 from gpubill.contracts import budget as rules
 from gpubill.contracts.context import Billing
 from gpubill.contracts.lines import sum_amounts
+from gpubill.contracts.spread import ZERO
 from gpubill.contracts.usage import charge_fees
 from gpubill.dsl import ast
 from gpubill.dsl.resolve import Catalog
@@ -52,6 +53,7 @@ ENGINE = "fast"
 WEBHOOK_TYPE = "alert.fired"
 PAGE = 10_000  # events read from the store at a time
 DAY_MS = 24 * 3600 * 1000
+COMMITMENT = "commitment"  # the fee type of a commitment true-up (contracts.lines.FeeLine)
 DEFAULT_INTERVAL = "monthly"  # a plan without `billing` (engine.calendar's default)
 
 
@@ -172,9 +174,13 @@ def _budget_crossings(store, catalog: Catalog, targets: list[_Target]) -> tuple[
 
 
 def spend(invoice) -> Decimal:
-    """What a budget counts: the invoice's fees less its discounts, before taxes,
-    prepaid credits and credit notes (they pay for the spend, they do not undo it)."""
-    return invoice.fees_amount - invoice.coupons_amount
+    """What a budget counts: the invoice's fees but commitment true-ups, less its
+    discounts (never below zero), before taxes, prepaid credits and credit notes
+    (they pay for the spend, they do not undo it).  A true-up bills, at the
+    period's end, the part of a commitment usage has not reached: counted now,
+    it would put every budget at the commitment on the period's first day."""
+    fees = sum_amounts(f for f in invoice.fees if f.fee_type != COMMITMENT)
+    return max(ZERO, fees - invoice.coupons_amount)
 
 
 # ------------------------------------------------------------------ job limits

@@ -104,3 +104,18 @@ def test_a_job_at_exactly_the_limit_does_not_exceed_it():
     limit = ast.JobLimit(ast.Amount(Decimal(300), "USD"))
     assert rules.job_crossing(limit, "t", Decimal(300)) is None
     assert rules.job_crossing(limit, "t", Decimal("300.01")).threshold == "t"
+
+
+def test_a_commitment_true_up_is_not_spend(store, contracts):
+    """A true-up bills at the period's end what usage has not reached of the commitment: a budget
+    counting it would be at the commitment on the first day."""
+    (contracts / "committed.bill").write_text(
+        'contract committed {\n  customer "commit-co"\n  subscription "sub_commit"\n  entity gpucloud_us\n  plan on_demand\n'
+        '  starts 2026-01-01\n  commit 900 USD per month, true-up each period\n'
+        '  budget 1_000 USD, alert at 50%, 100%\n}\n')
+    store.ingest([job(0, 10, sub="sub_commit")])  # 279.20 of usage, 620.80 of true-up
+    check(store, [str(contracts)])
+    assert [a for a in list_alerts(store) if a.contract == "committed"] == []
+    store.ingest([job(1, 10, sub="sub_commit")])  # 558.40
+    check(store, [str(contracts)])
+    assert [(a.threshold, a.amount) for a in list_alerts(store) if a.contract == "committed"] == [("50%", "558.40")]
