@@ -1,6 +1,8 @@
-"""`gpubill demo`: generate, ingest and rate a realistic month, then summarize it.
+"""`gpubill demo`: generate, ingest, rate and invoice a realistic month, then summarize it.
 
-Runs on the embedded SQLite default in a local folder (./gpubill-demo).
+Runs on the embedded SQLite default in a local folder (./gpubill-demo): the
+store, and the invoices and credit notes exported as PDF, UBL and JSON in
+./gpubill-demo/invoices.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from gpubill.cli import CliError
 
-HELP = "generate, ingest and rate a realistic month"
+HELP = "generate, ingest, rate and invoice a realistic month"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how many events to generate (default: 100000)")
     p.add_argument("--period", default=None, help="the month to bill (default: last month)")
     p.add_argument("--seed", type=_args.int_range(0, _args.MAX_SEED), default=2026, help="random seed (default: 2026)")
+    p.add_argument("--no-invoices", action="store_true", help="stop after rating: store no invoice (events only)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,10 +45,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"· {msg}", file=sys.stderr)
 
     try:
-        result = run_demo(contracts, args.dir, args.events, args.period, args.seed, Store, progress)
+        result = run_demo(contracts, args.dir, args.events, args.period, args.seed, Store, progress,
+                          invoices=not args.no_invoices)
     except ServiceError as e:
         raise CliError(str(e), e.code) from None
     _print(result, summary_rows(result), contracts)
+    if result.billing is not None:
+        from gpubill.cli.demo_view import print_billing
+        print_billing(result, contracts)
     left_out = result.final.unrated()
     for b, u in left_out:
         print(f"gpubill: error: {unrated_text(b, u)}", file=sys.stderr)

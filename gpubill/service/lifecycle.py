@@ -67,6 +67,7 @@ class Refreshed:
     settled: tuple[str, ...]
     unrated: tuple[str, ...]
     open_periods: tuple[str, ...]
+    late_adjustments: dict = attrs.field(factory=dict)  # (contract, period from_ms) -> late lines for that draft
 
 
 # -- identity and grace --------------------------------------------------------------
@@ -171,8 +172,8 @@ def refresh(store, contracts: Sequence[str], actor: Actor, period_text: str, cus
     watermark = ledger.max_event_id(store._read())
     catalog, sources = load_catalog(contracts)
     settled = settle_late(store, contracts, actor, customer, now_ms=now, engine=engine)
-    report = invoice_period(store, contracts, period_text, customer, engine, progressive=True,
-                            carried=carried(store, contracts, catalog, customer, engine=engine))
+    carry = carried(store, contracts, catalog, customer, engine=engine)
+    report = invoice_period(store, contracts, period_text, customer, engine, progressive=True, carried=carry)
     digest = contracts_digest(sources)
     rows, changed, open_ = [], [], []
     for inv in report.invoices:
@@ -185,7 +186,7 @@ def refresh(store, contracts: Sequence[str], actor: Actor, period_text: str, cus
         rows.append(row)
         if did:
             changed.append(row.id)
-    return Refreshed(tuple(rows), tuple(changed), tuple(settled), report.unrated, tuple(open_))
+    return Refreshed(tuple(rows), tuple(changed), tuple(settled), report.unrated, tuple(open_), carry.adjustments)
 
 
 def _store(store, inv: Invoice, actor: Actor, now: int, watermark: int, digest: str) -> tuple[InvoiceRow, bool]:
@@ -243,22 +244,29 @@ def _policy(contract) -> str:
     return (le.target if le is not None and le.target else "next_invoice")
 
 
-def _recomputed(store, contracts, row: InvoiceRow, engine: str) -> Invoice | None:
-    """The invoice of a stored invoice's period as the events stand now (credit notes carried, no late lines)."""
-    catalog, _ = load_catalog(contracts)
-    mid = dt.datetime.fromtimestamp((row.period_from_ms + row.period_to_ms) // 2000, dt.timezone.utc).date()
-    report = invoice_period(store, contracts, mid.isoformat(), row.customer, engine,
-                            carried=carried(store, contracts, catalog, row.customer, engine=engine, late=False))
-    return next((i for i in report.invoices if i.billing.contract.name.name == row.contract
-                 and i.billing.period.from_ms == row.period_from_ms and i.invoice_type == "subscription"), None)
+def recomputed(store, contracts, catalog, rows: list[InvoiceRow], engine: str, carry: Carried) -> dict:
+    """Stored invoices' periods as the events stand now: row id -> Invoice (absent when the contracts
+    no longer bill it). One recomputation per period (for one customer, or all when several)."""
+    out: dict = {}
+    for mid, group in _by_period(rows).items():
+        customers = {r.customer for r in group}
+        report = invoice_period(store, contracts, mid, customers.pop() if len(customers) == 1 else None, engine,
+                                progressive=True, carried=carry)
+        fresh = {invoice_id(i): i for i in report.invoices}
+        for r in group:
+            if r.id in fresh:
+                out[r.id] = fresh[r.id]
+    return out
 
 
 def late_adjustments(store, contracts, catalog, customer: str | None, engine: str) -> dict:
     """(contract, next period's from_ms) -> the lines late events add to the contract's next draft."""
     out: dict = {}
     db = store._read()
-    for row in _late_candidates(store, catalog, customer, "next_invoice"):
-        now = _recomputed(store, contracts, row, engine)
+    rows = _late_candidates(store, catalog, customer, "next_invoice")
+    fresh = recomputed(store, contracts, catalog, rows, engine, carried(store, contracts, catalog, None, late=False))
+    for row in rows:
+        now = fresh.get(row.id)
         if now is None:
             continue
         billed = [f for r in ledger.list_invoices(db, contract=row.contract, limit=1 << 30) if r.status == "finalized"
@@ -308,11 +316,13 @@ def settle_late(store, contracts, actor: Actor, customer: str | None, *, now_ms:
     replacing invoice, finalized at once. Needs an approver; for anyone else it waits (said in the result)."""
     catalog, sources = load_catalog(contracts)
     out = []
-    for row in _late_candidates(store, catalog, customer, "new_revision"):
-        if not actor.may("credit_note") or not actor.may("finalize"):
-            out.append(f"late events on {row.number} wait for an approver (policy: credit note and replacing invoice)")
-            continue
-        now = _recomputed(store, contracts, row, engine)
+    rows = _late_candidates(store, catalog, customer, "new_revision")
+    if not actor.may("credit_note") or not actor.may("finalize"):
+        return [f"late events on {r.number} wait for an approver (policy: credit note and replacing invoice)"
+                for r in rows]
+    fresh = recomputed(store, contracts, catalog, rows, engine, carried(store, contracts, catalog, None, late=False))
+    for row in rows:
+        now = fresh.get(row.id)
         if now is None:
             continue
         out.append(_replace(store, row, now, actor, now_ms, contracts_digest(sources)))
@@ -361,30 +371,29 @@ def _finalize_all(store, contracts, actor: Actor, rows: list[InvoiceRow], now_ms
     watermark = ledger.max_event_id(store._read())
     catalog, sources = load_catalog(contracts)
     digest = contracts_digest(sources)
+    customers = {r.customer for r in rows}
+    carry = carried(store, contracts, catalog, customers.pop() if len(customers) == 1 else None, engine=engine)
+    fresh = recomputed(store, contracts, catalog, rows, engine, carry)
     out = []
-    for (label, customer), group in _by_period(rows).items():
-        report = invoice_period(store, contracts, label, customer, engine,
-                                carried=carried(store, contracts, catalog, customer, engine=engine))
-        fresh = {invoice_id(i): i for i in report.invoices}
-        for row in group:
-            inv = fresh.get(row.id)
-            if inv is None:
-                raise LifecycleError(f"invoice {row.id} ({row.contract} {row.period_label}) no longer comes out of the "
-                                     "contracts: was the contract changed or removed? refresh the period first")
-            d = _draft(inv, invoice_json(inv))
-            with store.transaction() as db:
-                draft, _ = ledger.put_draft(db, d, actor, now_ms=now, watermark=watermark, contracts_digest=digest)
-                if draft.status == "draft":  # else another process finalized it meanwhile
-                    out.append(_finalize_row(db, draft, d.doc, inv.billing.entity, actor, now))
+    for row in rows:
+        inv = fresh.get(row.id)
+        if inv is None:
+            raise LifecycleError(f"invoice {row.id} ({row.contract} {row.period_label}) no longer comes out of the "
+                                 "contracts: was the contract changed or removed? refresh the period first")
+        d = _draft(inv, invoice_json(inv))
+        with store.transaction() as db:
+            draft, _ = ledger.put_draft(db, d, actor, now_ms=now, watermark=watermark, contracts_digest=digest)
+            if draft.status == "draft":  # else another process finalized it meanwhile
+                out.append(_finalize_row(db, draft, d.doc, inv.billing.entity, actor, now))
     return out
 
 
 def _by_period(rows: list[InvoiceRow]) -> dict:
-    """Drafts grouped by (a date inside their period, customer): one recomputation per group."""
+    """Invoices grouped by a date inside their period (as `--period` reads it): one recomputation each."""
     out: dict = {}
     for r in rows:
         mid = dt.datetime.fromtimestamp((r.period_from_ms + r.period_to_ms) // 2000, dt.timezone.utc).date()
-        out.setdefault((mid.isoformat(), r.customer), []).append(r)
+        out.setdefault(mid.isoformat(), []).append(r)
     return out
 
 

@@ -39,7 +39,7 @@ def gpubill(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def store(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("golden") / "demo"
     r = gpubill("demo", "--contracts", "examples", "--dir", str(folder), "--period", PERIOD,
-                "--events", "20000", "--seed", "2026")
+                "--events", "20000", "--seed", "2026", "--no-invoices")
     assert r.returncode == 0, r.stderr
     return folder / "gpubill.db"
 

@@ -90,7 +90,8 @@ def test_late_events_with_next_invoice_policy_bill_the_difference_on_the_next_dr
     nxt = next(r for r in dec.invoices if r.contract == "quill_ai" and r.invoice_type == "subscription")
     late = [f for f in nxt.doc["fees"] if f["item"]["kind"] == "late"]
     assert late and all(f["adjusts_invoice_number"] == quill.number for f in late)
-    recomputed = L._recomputed(store, CONTRACTS, quill, "fast")
+    catalog, _ = L.load_catalog(CONTRACTS)
+    recomputed = L.recomputed(store, CONTRACTS, catalog, [quill], "fast", L.carried(store, CONTRACTS, catalog, None, late=False))[quill.id]
     from gpubill.service.invoice_report import invoice_json
     delta = Decimal(invoice_json(recomputed)["fees_amount"]) - Decimal(quill.doc["fees_amount"])
     assert sum(Decimal(f["amount"]) for f in late) == delta != 0
