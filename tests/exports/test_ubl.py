@@ -165,3 +165,13 @@ def test_an_invoice_of_zero_keeps_its_zero_lines_and_one_without_lines_is_refuse
     assert len(etree.fromstring(xml).findall("cac:InvoiceLine", NS)) == 2
     with pytest.raises(ExportError, match="has no fee line"):
         invoice_ubl({**zero, "fees": []})
+
+
+def test_the_price_is_the_unrounded_unit_price_to_the_last_digit():
+    doc = _invoice(dict(DOCS)["quill_ai-0"])  # token prices with 45 decimals
+    tree = etree.fromstring(invoice_ubl(doc))
+    prices = [p.text for p in tree.findall("cac:InvoiceLine/cac:Price/cbc:PriceAmount", NS)]
+    fees = [f for f in doc["fees"] if Decimal(f["amount"])]
+    priced = [(p, f["precise_unit_amount"]) for p, f in zip(prices, fees) if f["precise_unit_amount"] is not None]
+    assert len(priced) > 5 and all(p == want for p, want in priced)
+    assert len(max(prices, key=len)) > 30

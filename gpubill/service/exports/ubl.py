@@ -213,8 +213,8 @@ def _quantity_price(fee: dict, amount: Decimal) -> tuple[Decimal, Decimal, str]:
     quantity; a line without units or unit price (a policy credit) is one of its amount."""
     units, price = fee.get("units"), fee.get("precise_unit_amount")
     if units is None or price is None or dec(units) == 0 or dec(price) == 0:
-        return Decimal(1).copy_sign(amount), abs(amount), ONE
-    return abs(dec(units)).copy_sign(amount), abs(dec(price)), unit_code(fee)
+        return Decimal(1).copy_sign(amount), amount.copy_abs(), ONE
+    return dec(units).copy_sign(amount), dec(price).copy_abs(), unit_code(fee)  # copy_*: exact, no context rounding
 
 
 def _invoice_line(root, i: int, fee: dict, cur: str, category) -> None:
