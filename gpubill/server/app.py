@@ -27,6 +27,7 @@ Store failures are never a generic 500: 507 when the store's disk is full,
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import anyio
@@ -41,9 +42,8 @@ from gpubill.lago import events_api as lago
 from gpubill.service.events import CONFLICT, REJECTED, Store, Unparsable
 from gpubill.service.access import Actor, Forbidden, key_actor
 
-from .estimate_api import EstimateApi
 from .metrics import Metrics
-from .params import BadParam, page_params, time_bound
+from .params import BadParam, page_meta, page_params, time_bound
 from .storefail import StoreFailure, failure_of
 
 DEFAULT_BATCH_LIMIT = 10_000
@@ -285,10 +285,8 @@ class Api:
             rows = self.store.list_events(**filters, limit=per_page, offset=(page - 1) * per_page)
             return total, rows
         total, rows = await run_in_threadpool(self._read, work)
-        pages = (total + per_page - 1) // per_page
-        meta = {"current_page": page, "next_page": page + 1 if page < pages else None,
-                "prev_page": page - 1 if page > 1 else None, "total_pages": pages, "total_count": total}
-        return lago.JSONResponse({"events": [lago.from_record(r) for r in rows], "meta": meta})
+        return lago.JSONResponse({"events": [lago.from_record(r) for r in rows],
+                                  "meta": page_meta(page, per_page, total)})
 
     async def healthz(self, request: Request):
         reason = self.store.health()
@@ -300,10 +298,21 @@ class Api:
         return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-def create_app(store: Store, **options) -> Starlette:
-    """The ASGI app over an open store (the caller closes the store)."""
+def create_app(store: Store, contracts: list[str] | None = None, **options) -> Starlette:
+    """The ASGI app over an open store (the caller closes the store) and the ``.bill`` files
+    ``contracts`` (invoice refresh and finalize, estimates; None: $GPUBILL_CONTRACTS).
+
+    The invoice and estimate calls load the contracts layer, imported here rather than with
+    this module: the event commands import this module and never the engine.
+    """
+    from .estimate_api import CONTRACTS_ENV, EstimateApi
+    from .lifecycle_api import LifecycleApi
+
+    if contracts is None:
+        contracts = [p for p in os.environ.get(CONTRACTS_ENV, "").split(os.pathsep) if p]
     api = Api(store, **options)
-    estimates = EstimateApi(api)
+    estimates = EstimateApi(api, contracts)
+    invoices = LifecycleApi(api, contracts)
     routes = [
         Route("/api/v1/events", api._timed("create", api.create, "ingest"), methods=["POST"]),
         Route("/api/v1/events/batch", api._timed("batch", api.batch, "ingest"), methods=["POST"]),
@@ -312,6 +321,7 @@ def create_app(store: Store, **options) -> Starlette:
               methods=["POST"]),
         Route("/api/v1/estimate", api._timed("estimate", estimates.estimate, "read"), methods=["POST"]),
         Route("/api/v1/events/{transaction_id:path}", api._timed("show", api.show, "read"), methods=["GET"]),
+        *lifecycle_routes(api, invoices),
         Route("/healthz", api._timed("healthz", api.healthz, None), methods=["GET"]),
         Route("/metrics", api._timed("metrics", api.metrics_text, None), methods=["GET"]),
     ]
@@ -319,6 +329,21 @@ def create_app(store: Store, **options) -> Starlette:
                                                        500: _server_error})
     app.state.api = api
     return app
+
+
+def lifecycle_routes(api: Api, invoices) -> list[Route]:
+    """The invoice, credit-note and audit-log calls (gpubill/server/lifecycle_api.py), each with its permission."""
+    calls = (("GET", "/api/v1/invoices", "invoices", invoices.list_invoices, "read"),
+             ("GET", "/api/v1/invoices/{id}", "invoice", invoices.show_invoice, "read"),
+             ("PUT", "/api/v1/invoices/{id}/refresh", "invoice_refresh", invoices.refresh, "refresh"),
+             ("PUT", "/api/v1/invoices/{id}/finalize", "invoice_finalize", invoices.finalize, "finalize"),
+             ("POST", "/api/v1/invoices/{id}/void", "invoice_void", invoices.void, "void"),
+             ("POST", "/api/v1/credit_notes", "credit_note_create", invoices.create_credit_note, "credit_note"),
+             ("GET", "/api/v1/credit_notes", "credit_notes", invoices.list_credit_notes, "read"),
+             ("GET", "/api/v1/credit_notes/{id}", "credit_note", invoices.show_credit_note, "read"),
+             ("GET", "/api/v1/audit_logs", "audit_logs", invoices.audit_logs, "read"))
+    return [Route(path, api._timed(name, handler, permission), methods=[method])
+            for method, path, name, handler, permission in calls]
 
 
 def _unread(resp: Response) -> Response:

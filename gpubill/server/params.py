@@ -47,3 +47,10 @@ def time_bound(q, name: str) -> int | None:
 
 def page_params(q) -> tuple[int, int]:
     return count(q, "page", 1, MAX_PAGE), count(q, "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
+
+
+def page_meta(page: int, per_page: int, total: int) -> dict:
+    """Lago's pagination ``meta`` of a list answer."""
+    pages = (total + per_page - 1) // per_page
+    return {"current_page": page, "next_page": page + 1 if page < pages else None,
+            "prev_page": page - 1 if page > 1 else None, "total_pages": pages, "total_count": total}
