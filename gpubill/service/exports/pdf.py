@@ -24,6 +24,7 @@ from gpubill.service.exports.common import (
     DIMENSION_COLUMNS, PAYMENT_TERMS, after_tax_credits, before_tax_credits, billed_fees, dec, dimension_columns,
     is_draft, period_dates,
 )
+from gpubill.dsl.currencies import minor_unit
 from gpubill.engine.pricing.money import EXACT, round_amount
 from gpubill.service.report import display_rounding
 
@@ -114,12 +115,14 @@ def _credit_note_totals(cn: dict) -> list[tuple[str, Decimal, str]]:
 
 
 def _plain(amount: Decimal, cur: str) -> str:
-    return f"{amount.quantize(Decimal('0.01')) if amount.as_tuple().exponent < -2 else amount:,f} {cur}"
+    """A tax base: a sum of rounded amounts, printed at the currency's minor unit (JSON may carry trailing zeros)."""
+    minor = Decimal(1).scaleb(-minor_unit(cur))
+    return f"{amount.quantize(minor) if amount.as_tuple().exponent < minor.as_tuple().exponent else amount:,f} {cur}"
 
 
 def _money(amount: Decimal, cur: str) -> str:
     sign = "-" if amount < 0 else ""
-    return f"{sign}{SYMBOLS.get(cur, cur + ' ')}{abs(amount):,f}"
+    return f"{sign}{SYMBOLS.get(cur, cur + ' ')}{amount.copy_abs():,f}"
 
 
 # ------------------------------------------------------------------ the page
