@@ -80,12 +80,14 @@ def check(store, contract_paths: Sequence[str], *, now_ms: int | None = None) ->
     """Evaluate every budget and job limit over the events stored since the last check; fire what is due."""
     catalog, _ = load_catalog(contract_paths)
     now_ms = clock_ms() if now_ms is None else now_ms
-    since = records.watermark(store)
-    events, top = _new_events(store, since)
+    since, top = records.watermark(store), last_event_id(store)
     watched = [c for c in catalog.contracts.values() if c.budget is not None or c.job_limit is not None]
-    targets, skipped = [], []
+    targets, skipped, read = [], [], 0
     for c in watched:
-        found, why = _targets(catalog, c, events, now_ms)
+        current = next(iter(periods_from(catalog, c, _day_before(now_ms))))
+        events = _new_events(store, current.spec.external_id, since, top)
+        read += len(events)
+        found, why = _targets(catalog, current, events, now_ms)
         targets += found
         skipped += why
     crossings, unrated = _budget_crossings(store, catalog, [t for t in targets if t.billed.contract.budget])
@@ -97,30 +99,29 @@ def check(store, contract_paths: Sequence[str], *, now_ms: int | None = None) ->
             if alert_id is not None:
                 fired.append(alert_id)
         records.advance(db, top)
-    return CheckReport(tuple(fired), len(targets), len(events), tuple(skipped + unrated))
+    return CheckReport(tuple(fired), len(targets), read, tuple(skipped + unrated))
 
 
-def _new_events(store, since: int) -> tuple[list, int]:
-    """The events stored after event id ``since``, in order, and the last id read."""
+def _new_events(store, subscription: str, since: int, top: int) -> list:
+    """The subscription's events stored after event id ``since`` and up to ``top``, in order."""
     out, after = [], since
     while True:
-        page = store.list_events(after_id=after, limit=PAGE)
+        page = [e for e in store.list_events(sub=subscription, after_id=after, limit=PAGE) if e.id <= top]
         out += page
         if len(page) < PAGE:
-            return out, after if not page else page[-1].id
+            return out
         after = page[-1].id
 
 
-def _targets(catalog: Catalog, c: ast.Contract, events: list, now_ms: int) -> tuple[list[_Target], list[str]]:
-    """The billing periods of ``c`` to evaluate: the one containing now (for a
-    budget) and those its subscription's new events fall in."""
-    current = next(iter(periods_from(catalog, c, _day_before(now_ms))))
-    sid = current.spec.external_id
+def _targets(catalog: Catalog, current: Billed, events: list, now_ms: int) -> tuple[list[_Target], list[str]]:
+    """The billing periods of ``current``'s contract to evaluate: the one containing
+    now (for a budget) and those its subscription's new ``events`` fall in."""
+    c = current.contract
     interval = current.plan.billing.interval if current.plan.billing else DEFAULT_INTERVAL
     if c.budget is not None and c.budget.interval not in (None, interval):
         return [], [f'contract "{c.name.name}": budget {c.budget.interval} on a plan billed {interval}: '
                     "budgets are evaluated per billing period; not evaluated"]
-    mine = sorted((e for e in events if e.external_subscription_id == sid), key=lambda e: e.timestamp_ms)
+    mine = sorted(events, key=lambda e: e.timestamp_ms)
     out: dict[int, _Target] = {}
     if c.budget is not None:
         b = _containing(catalog, c, now_ms)
@@ -130,7 +131,7 @@ def _targets(catalog: Catalog, c: ast.Contract, events: list, now_ms: int) -> tu
     while i < len(mine):
         b = _containing(catalog, c, mine[i].timestamp_ms)
         j = i + 1
-        while j < len(mine) and (b is None or mine[j].timestamp_ms <= b.period.to_ms):
+        while b is not None and j < len(mine) and mine[j].timestamp_ms <= b.period.to_ms:
             j += 1
         if b is not None:
             out[b.period.from_ms] = _Target(b, tuple(mine[i:j]))
@@ -191,10 +192,12 @@ def _job_crossings(store, catalog: Catalog, targets: list[_Target]) -> list:
     for t in targets:
         b = t.billed
         already = records.fired(store, b.spec.external_id, b.period.from_ms, rules.JOB_LIMIT)
-        for tx, cost in job_costs(catalog, b, [e for e in t.events if e.transaction_id not in already]):
-            crossing = rules.job_crossing(b.contract.job_limit, tx, cost)
-            if crossing is not None:
-                out.append((b, crossing))
+        todo = [e for e in t.events if e.transaction_id not in already]
+        for at in range(0, len(todo), PAGE):  # one engine run per page: memory stays bounded
+            for tx, cost in job_costs(catalog, b, todo[at:at + PAGE]):
+                crossing = rules.job_crossing(b.contract.job_limit, tx, cost)
+                if crossing is not None:
+                    out.append((b, crossing))
     return out
 
 
@@ -220,7 +223,9 @@ def job_costs(catalog: Catalog, b: Billed, events: Sequence) -> list[tuple[str, 
         r = rated[id(run)]
         if isinstance(r, str):
             raise ServiceError(r)
-        return sum_amounts(charge_fees(billing, run.spec, *r))
+        lines, in_advance = r
+        # a usage line's fee is its amount (contracts.usage.charge_fees): summed without building 5 000 fee lines
+        return sum((ln.amount for ln in lines), ZERO) + sum_amounts(charge_fees(billing, run.spec, [], in_advance))
     empty = charges(runs[-1])
     return [(e.transaction_id, charges(run) - empty) for e, run in zip(priced, runs)]
 
@@ -302,7 +307,7 @@ class Watcher:
     def tick(self) -> None:
         """One round: a check if anything changed, then a delivery pass."""
         try:
-            state = (_last_event_id(self.store), clock_ms() // DAY_MS)
+            state = (last_event_id(self.store), clock_ms() // DAY_MS)
             if state != self._checked:
                 check(self.store, self.paths)
                 self._checked = state
@@ -316,6 +321,6 @@ def watch(store, contract_paths: Sequence[str], interval_s: float, on_error) -> 
     return Watcher(store, contract_paths, interval_s=interval_s, on_error=on_error).start()
 
 
-def _last_event_id(store) -> int:
+def last_event_id(store) -> int:
     newest = store.list_events(limit=1, newest_first=True)
     return newest[0].id if newest else 0

@@ -99,3 +99,19 @@ def test_serve_with_contracts_checks_and_delivers_in_the_background(tmp_path):
         assert {a["period"] for a in listed} == {"2026-10-01..2026-10-31"}
     finally:
         receiver.close()
+
+
+def test_two_checks_at_once_fire_each_threshold_once(tmp_path):
+    contracts, db = write_contracts(tmp_path / "c"), str(tmp_path / "s.db")
+    f = tmp_path / "e.jsonl"
+    f.write_text("".join(json.dumps(job(i, 10)) + "\n" for i in range(4)))
+    gpubill("ingest", str(f), "--store", db)
+    procs = [subprocess.Popen([sys.executable, "-m", "gpubill", "alerts", "check", "--store", db, "--contracts",
+                               str(contracts), "--format", "json"], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    fired = [json.loads(p.communicate(timeout=120)[0])["fired"] for p in procs]
+    assert sorted(a["threshold"] for f in fired for a in f) == ["100%", "50%", "80%"]
+    listed = json.loads(gpubill("alerts", "--store", db, "--format", "json").stdout)
+    assert [a["threshold"] for a in listed] == ["50%", "80%", "100%"]
+    log = [json.loads(line) for line in gpubill("audit", "log", "--store", db, "--format", "json").stdout.splitlines()]
+    assert [e["payload"]["threshold"] for e in log if e["action"] == "alert.fired"] == ["50%", "80%", "100%"]

@@ -119,3 +119,10 @@ def test_a_commitment_true_up_is_not_spend(store, contracts):
     store.ingest([job(1, 10, sub="sub_commit")])  # 558.40
     check(store, [str(contracts)])
     assert [(a.threshold, a.amount) for a in list_alerts(store) if a.contract == "committed"] == [("50%", "558.40")]
+
+
+def test_an_event_outside_the_contracts_term_does_not_hide_the_ones_after_it(store, contracts):
+    before_start = {**job(0, 10), "transaction_id": "early", "timestamp": 1765800000}  # 2025-12-15
+    store.ingest([before_start, job(1, 10), job(2, 10)])
+    check(store, [str(contracts)])
+    assert [a.threshold for a in list_alerts(store)] == ["50%"]
