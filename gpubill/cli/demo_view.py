@@ -18,13 +18,13 @@ def print_billing(result, contracts: str) -> None:
     for col, just in (("number", "left"), ("status", "left"), ("customer", "left"), ("type", "left"),
                       ("subtotal", "right"), ("credits", "right"), ("taxes", "right"), ("total", "right")):
         t.add_column(col, justify=just)
-    for r in run.invoices:
-        d = r.doc
-        credits = sum((Decimal(c["amount"]) for c in d["credits"]), Decimal(0))
-        t.add_row(escape(r.number or d.get("number", "")), r.status + (" (replacement)" if r.replaces else ""),
-                  escape(d["customer"].get("name") or r.customer), r.invoice_type.replace("_billing", ""),
-                  d["fees_amount"], f"-{credits}" if credits else "0", d["taxes_amount"],
-                  f"{d['total_amount']} {r.currency}")
+    for number, status, who, kind, rows in _grouped(run.invoices):
+        total = {k: sum((Decimal(r.doc[k]) for r in rows), Decimal(0))
+                 for k in ("fees_amount", "taxes_amount", "total_amount")}
+        credits = sum((Decimal(c["amount"]) for r in rows for c in r.doc["credits"]), Decimal(0))
+        t.add_row(escape(number), status, escape(who), kind, str(total["fees_amount"]),
+                  f"-{credits}" if credits else "0", str(total["taxes_amount"]),
+                  f"{total['total_amount']} {rows[0].currency}")
     console.print(t)
     for n in run.credit_notes:
         console.print(escape(f"credit note {n.number}: {n.kind} {n.total} {n.currency} — {n.doc.get('description')}"))
@@ -51,6 +51,25 @@ def print_billing(result, contracts: str) -> None:
                   "# then open /tmp/invoice-1.png")
 
 
+def _grouped(rows) -> list[tuple]:
+    """One row per invoice; a customer's progressive invoices of the month as one row (how many, first..last)."""
+    out, progressive = [], {}
+    for r in rows:
+        who = r.doc["customer"].get("name") or r.customer
+        if r.invoice_type == "progressive_billing":
+            progressive.setdefault(who, []).append(r)
+            continue
+        out.append((r.number or r.doc.get("number", ""), r.status + (" (replacement)" if r.replaces else ""), who,
+                    "subscription", [r]))
+    for who, rs in progressive.items():
+        numbers = f"{rs[0].number}" if len(rs) == 1 else f"{rs[0].number} … {rs[-1].number}"
+        out.append((numbers, "finalized", who, f"progressive × {len(rs)}", rs))
+    return out
+
+
 def _alert_text(a) -> str:
-    fields = ("customer", "kind", "threshold", "amount", "limit_amount", "currency")
-    return ", ".join(f"{k} {getattr(a, k)}" for k in fields if getattr(a, k, None) is not None)
+    import datetime as dt
+
+    month = dt.datetime.fromtimestamp(a.period_from_ms / 1000, dt.timezone.utc).strftime("%Y-%m")
+    return (f"{a.customer} reached {a.threshold} of its {a.kind.replace('_', ' ')} in the period from {month}: "
+            f"{a.amount} of {a.limit_amount} {a.currency}")
