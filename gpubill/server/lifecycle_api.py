@@ -12,6 +12,8 @@
                                                                        credit_note -> {"credit_note": {...}}
     GET  /api/v1/credit_notes             ?external_customer_id=&invoice_id=&page=&per_page=   read
     GET  /api/v1/credit_notes/{id}        id or number                 read
+    GET  /api/v1/customers/{id}/current_usage  ?external_subscription_id=   read  -> {"customer_usage": {...}}
+                                          (Lago's shape; gpubill/service/usage.py)
     GET  /api/v1/audit_logs               ?after=&action=&object_id=&per_page=                   read
                                           -> {"audit_logs": [...], "meta": {"next_after"}}
 
@@ -26,7 +28,7 @@ per-fee ``items`` are refused (422). Errors in Lago's envelope: 404
 ``invoice_not_found`` / ``credit_note_not_found``, 405 ``invalid_status``
 (finalizing or voiding an invoice that is not a draft / not finalized),
 422 ``validation_errors``, 503 ``contracts_not_loaded`` when `gpubill serve`
-was started without ``--contracts`` (refresh and finalize need them).
+was started without ``--contracts`` (refresh, finalize and current usage need them).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from starlette.requests import Request
 
 from gpubill.dsl.currencies import minor_unit
 from gpubill.lago import events_api as lago
-from gpubill.service import lifecycle
+from gpubill.service import lifecycle, usage
 from gpubill.service.access import audit_entries
 from gpubill.service.lifecycle import CREDIT_NOTE_REASONS, LifecycleError
 from gpubill.service.rating import ServiceError
@@ -136,6 +138,14 @@ class LifecycleApi:
 
     async def show_credit_note(self, request: Request):
         return await self._call(request, _show_credit_note, request.path_params["id"])
+
+    # -- usage --------------------------------------------------------------------------------
+    async def current_usage(self, request: Request):
+        subscription = request.query_params.get("external_subscription_id")
+        if not subscription:
+            return lago.bad_request("param is missing or the value is empty: external_subscription_id")
+        return self._need_contracts() or await self._call(request, _current_usage, self.contracts,
+                                                          request.path_params["id"], subscription)
 
     # -- audit log ------------------------------------------------------------------------
     async def audit_logs(self, request: Request):
@@ -234,6 +244,14 @@ def _show_credit_note(store, actor, ref: str):
     except LifecycleError:
         raise _NotFound("credit_note", ref) from None
     return lago.JSONResponse({"credit_note": lago_credit_note(store, cn)})
+
+
+def _current_usage(store, actor, contracts: list[str], customer: str, subscription: str):
+    try:
+        return lago.JSONResponse({"customer_usage": usage.current_usage(store, contracts, actor, customer,
+                                                                        subscription)})
+    except usage.UsageNotFound as e:
+        raise _NotFound("customer", str(e)) from None
 
 
 def _audit_logs(store, actor, after: int, per_page: int, action: str | None, object_id: str | None):
