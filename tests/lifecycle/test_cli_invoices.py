@@ -1,0 +1,53 @@
+"""`gpubill invoices` and `gpubill credit-note` through the real CLI, on a real store file."""
+
+from __future__ import annotations
+
+import json
+
+from .conftest import gpubill
+
+
+def _run(store_path, *args, env=None):
+    return gpubill(*args, "--store", store_path, env=env)
+
+
+def test_refresh_list_show_finalize_void_export(store_path, tmp_path):
+    r = _run(store_path, "invoices", "refresh", "--contracts", "examples", "--period", "2026-11")
+    assert r.returncode == 0, r.stderr
+    drafts = json.loads(_run(store_path, "invoices", "list", "--status", "draft", "--format", "json").stdout)
+    pick = next(d for d in drafts if d["contract"] == "helix_labs")
+    r = _run(store_path, "invoices", "finalize", pick["lago_id"], "--contracts", "examples")
+    assert r.returncode == 2 and "--yes" in r.stderr  # no terminal, no --yes: nothing changes
+    r = _run(store_path, "invoices", "finalize", pick["lago_id"], "--contracts", "examples", "--yes")
+    assert r.returncode == 0, r.stderr
+    number = r.stdout.split()[1]
+    shown = _run(store_path, "invoices", "show", number)
+    assert shown.returncode == 0 and number in shown.stdout and "total due" in shown.stdout
+    doc = json.loads(_run(store_path, "invoices", "show", number, "--format", "json").stdout)
+    assert doc["status"] == "finalized" and doc["number"] == number
+    pdf = tmp_path / "inv.pdf"
+    r = _run(store_path, "invoices", "export", number, "--format", "pdf", "-o", pdf)
+    assert r.returncode == 0, r.stderr
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    r = _run(store_path, "credit-note", number, "--amount", "10.00", "--reason", "other", "--yes")
+    assert r.returncode == 0 and f"{number}-CN001" in r.stdout, r.stderr
+    r = _run(store_path, "credit-note", number, "--amount", "1e9", "--reason", "other", "--yes")
+    assert r.returncode == 1 and "at most" in r.stderr and "Traceback" not in r.stderr
+    r = _run(store_path, "invoices", "void", number, "--yes")
+    assert r.returncode == 2 and "--reason" in r.stderr
+    r = _run(store_path, "invoices", "void", number, "--reason", "issued twice", "--yes")
+    assert r.returncode == 0 and f"voided {number}" in r.stdout
+    r = _run(store_path, "invoices", "show", "NWG-999-999")
+    assert r.returncode == 1 and "no invoice" in r.stderr
+
+
+def test_a_viewer_may_list_but_not_finalize(store_path):
+    assert _run(store_path, "users", "add", "root", "--role", "admin").returncode == 0
+    assert _run(store_path, "users", "add", "vic", "--role", "viewer", "--as", "root").returncode == 0
+    assert _run(store_path, "invoices", "refresh", "--contracts", "examples", "--period", "2026-11",
+                "--as", "root").returncode == 0
+    assert _run(store_path, "invoices", "list", "--as", "vic").returncode == 0
+    r = _run(store_path, "invoices", "finalize", "--due", "--contracts", "examples", "--as", "vic")
+    assert r.returncode == 6 and "approver" in r.stderr
+    log = _run(store_path, "audit", "log", "--action", "access", "--format", "json")
+    assert "invoice.finalize_due" in log.stdout
