@@ -36,25 +36,27 @@ def finalized(doc: dict, number: str = "NWG-001-003", **extra) -> dict:
     return {**doc, "status": "finalized", "number": number, "content_hash": "0f" * 32, **extra}
 
 
-def credit_note(invoice: dict, fee_index: int, amount: str) -> dict:
-    """A credit note of ``amount`` before tax on one fee, in the lifecycle's shape (Lago's names)."""
-    base = Decimal(amount)
-    taxes = [{"tax_name": t["tax_name"], "tax_rate": t["tax_rate"], "base_amount": amount,
-              "amount": str((base * Decimal(t["tax_rate"]) / 100).quantize(CENT, ROUND_HALF_UP))}
+def credit_note(invoice: dict, items: list[tuple[int, str]], total: str | None = None) -> dict:
+    """A credit note on the fees ``items`` ((fee index, amount before tax), in the lifecycle's shape, Lago's
+    names). Its applied taxes are the rounded taxes of their sum; with ``total`` (asked tax included, as the
+    lifecycle's `credit-note --amount`) its taxes_amount is the total less that sum, which may differ from
+    the applied taxes by their rounding."""
+    sub = sum((Decimal(a) for _, a in items), Decimal(0))
+    taxes = [{"tax_name": t["tax_name"], "tax_rate": t["tax_rate"], "base_amount": str(sub),
+              "amount": str((sub * Decimal(t["tax_rate"]) / 100).quantize(CENT, ROUND_HALF_UP))}
              for t in invoice["applied_taxes"]]
-    tax = sum((Decimal(t["amount"]) for t in taxes), Decimal(0))
-    total = base + tax
+    value = Decimal(total) if total is not None else sub + sum((Decimal(t["amount"]) for t in taxes), Decimal(0))
     cents = lambda d: int(d * 100)  # noqa: E731
     return {
         "number": f"{invoice['number']}-CN001", "invoice_number": invoice["number"], "issuing_date": "2026-12-05",
         "currency": invoice["currency"], "reason": "other", "description": "late events for 2026-11", "kind": "credit",
-        "credit_amount_cents": cents(total), "credit_amount": str(total), "refund_amount_cents": 0,
+        "credit_amount_cents": cents(value), "credit_amount": str(value), "refund_amount_cents": 0,
         "refund_amount": "0.00", "offset_amount_cents": 0, "offset_amount": "0.00",
-        "sub_total_excluding_taxes_amount": amount, "sub_total_excluding_taxes_amount_cents": cents(base),
-        "taxes_amount": str(tax), "taxes_amount_cents": cents(tax),
-        "total_amount": str(total), "total_amount_cents": cents(total),
-        "items": [{"fee_index": fee_index, "amount": amount, "amount_cents": cents(base),
-                   "fee": invoice["fees"][fee_index]}],
+        "sub_total_excluding_taxes_amount": str(sub), "sub_total_excluding_taxes_amount_cents": cents(sub),
+        "taxes_amount": str(value - sub), "taxes_amount_cents": cents(value - sub),
+        "total_amount": str(value), "total_amount_cents": cents(value),
+        "items": [{"fee_index": i, "amount": a, "amount_cents": cents(Decimal(a)), "fee": invoice["fees"][i]}
+                  for i, a in items],
         "applied_taxes": taxes,
     }
 

@@ -84,7 +84,7 @@ def test_a_long_invoice_breaks_pages_and_repeats_the_table_header():
 
 def test_the_credit_note_pdf_shows_its_number_the_invoice_and_its_total():
     invoice = finalized(DOCS["lumen_biotherapeutics-2"], "NWE-202611-007")
-    cn = credit_note(invoice, 2, "1234.56")
+    cn = credit_note(invoice, [(2, "1234.56")])
     text = _text(credit_note_pdf(cn, invoice))
     assert "CREDIT NOTE" in text and cn["number"] in text and "NWE-202611-007" in text
     assert f"€{_printed(cn['total_amount'])}" in text and cn["description"] in text

@@ -15,6 +15,8 @@ from decimal import Decimal
 
 from lxml import etree
 
+from gpubill.dsl.currencies import minor_unit
+
 from gpubill.service.exports.common import (
     DIMENSION_COLUMNS, PAYMENT_TERMS, ExportError, after_tax_credits, before_tax_credits, billed_fees, dec, is_draft,
     period_dates,
@@ -60,9 +62,11 @@ def invoice_ubl(doc: dict) -> bytes:
     allowances = [(c["item"]["name"], dec(c["amount"])) for c in before_tax_credits(doc) if dec(c["amount"])]
     for reason, amount in allowances:
         _allowance(root, reason, amount, cur, category)
-    _tax_total(root, dec(doc["sub_total_excluding_taxes_amount"]), dec(doc["taxes_amount"]), cur, category)
-    prepaid = sum((dec(c["amount"]) for c in after_tax_credits(doc)), ZERO)
-    _monetary_total(root, doc, cur, sum((a for _, a in allowances), ZERO), prepaid)
+    exclusive, tax = dec(doc["sub_total_excluding_taxes_amount"]), dec(doc["taxes_amount"])
+    _tax_total(root, exclusive, tax, cur, category)
+    _monetary_total(root, what, cur, lines=dec(doc["fees_amount"]), allowances=sum((a for _, a in allowances), ZERO),
+                    exclusive=exclusive, tax=tax, prepaid=sum((dec(c["amount"]) for c in after_tax_credits(doc)), ZERO),
+                    payable=dec(doc["total_amount"]), taxes=len(doc["applied_taxes"]))
     for i, fee in enumerate(billed_fees(doc) or doc["fees"], 1):  # an invoice of zero keeps its zero lines (BR-16)
         _invoice_line(root, i, fee, cur, category)
     return _bytes(root)
@@ -92,8 +96,12 @@ def credit_note_ubl(cn: dict, invoice: dict) -> bytes:
     adjustment = lines_total - dec(cn["sub_total_excluding_taxes_amount"])  # the invoice's coupons on those fees
     if adjustment:
         _allowance(root, "Coupons adjustment", adjustment, cur, category)
-    _tax_total(root, dec(cn["sub_total_excluding_taxes_amount"]), dec(cn["taxes_amount"]), cur, category)
-    _monetary_total(root, {**cn, "fees_amount": format(lines_total, "f")}, cur, adjustment, ZERO)
+    # the VAT breakdown is the taxes on the credited amount; a total asked tax included may differ from
+    # their sum by their rounding, which is the rounding amount (BT-114)
+    exclusive, tax = dec(cn["sub_total_excluding_taxes_amount"]), sum((dec(t["amount"]) for t in cn["applied_taxes"]), ZERO)
+    _tax_total(root, exclusive, tax, cur, category)
+    _monetary_total(root, what, cur, lines=lines_total, allowances=adjustment, exclusive=exclusive, tax=tax,
+                    prepaid=ZERO, payable=dec(cn["total_amount"]), taxes=len(cn["applied_taxes"]))
     for i, (fee, amount) in enumerate(items, 1):
         _credit_note_line(root, i, fee, amount, cur, category)
     return _bytes(root)
@@ -185,17 +193,25 @@ def _tax_total(root, taxable: Decimal, tax: Decimal, cur: str, category) -> None
     _tax_category(sub, "TaxCategory", category)
 
 
-def _monetary_total(root, doc: dict, cur: str, allowances: Decimal, prepaid: Decimal) -> None:
+def _monetary_total(root, what: str, cur: str, *, lines: Decimal, allowances: Decimal, exclusive: Decimal,
+                    tax: Decimal, prepaid: Decimal, payable: Decimal, taxes: int) -> None:
+    """BG-22: payable = exclusive + tax - prepaid + rounding, the rounding at most a minor unit per tax."""
+    including = exclusive + tax
+    rounding = payable - (including - prepaid)
+    if rounding.copy_abs() > max(taxes, 1) * Decimal(1).scaleb(-minor_unit(cur)):
+        raise ExportError(f"cannot write {what} as UBL: its total {payable} is not its subtotal {exclusive} "
+                          f"+ taxes {tax} - prepaid {prepaid}")
     t = _cac(root, "LegalMonetaryTotal")
-    _money(t, "LineExtensionAmount", dec(doc["fees_amount"]), cur)
-    _money(t, "TaxExclusiveAmount", dec(doc["sub_total_excluding_taxes_amount"]), cur)
-    including = dec(doc["sub_total_excluding_taxes_amount"]) + dec(doc["taxes_amount"])
+    _money(t, "LineExtensionAmount", lines, cur)
+    _money(t, "TaxExclusiveAmount", exclusive, cur)
     _money(t, "TaxInclusiveAmount", including, cur)
     if allowances:
         _money(t, "AllowanceTotalAmount", allowances, cur)
     if prepaid:
         _money(t, "PrepaidAmount", prepaid, cur)
-    _money(t, "PayableAmount", dec(doc["total_amount"]), cur)
+    if rounding:
+        _money(t, "PayableRoundingAmount", rounding, cur)
+    _money(t, "PayableAmount", payable, cur)
 
 
 # ------------------------------------------------------------------ lines
@@ -232,10 +248,10 @@ def _invoice_line(root, i: int, fee: dict, cur: str, category) -> None:
 def _credit_note_line(root, i: int, fee: dict, amount: Decimal, cur: str, category) -> None:
     line = _cac(root, "CreditNoteLine")
     _cbc(line, "ID", str(i))
-    _cbc(line, "CreditedQuantity", "1", unitCode=ONE)
+    _cbc(line, "CreditedQuantity", _num(Decimal(1).copy_sign(amount)), unitCode=ONE)  # a credited negative line: -1
     _money(line, "LineExtensionAmount", amount, cur)
     _item(line, fee, category)
-    _money(_cac(line, "Price"), "PriceAmount", amount, cur)
+    _money(_cac(line, "Price"), "PriceAmount", amount.copy_abs(), cur)
 
 
 def _item(line, fee: dict, category) -> None:
