@@ -104,3 +104,13 @@ def test_pdftoppm_renders_the_first_page(tmp_path):
     assert r.returncode == 0, r.stderr
     (png,) = tmp_path.glob("page*.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_a_credit_note_whose_total_differs_from_its_rounded_taxes_shows_the_rounding():
+    invoice = finalized(DOCS["helix_labs-0"])
+    items = [(i, f["amount"]) for i, f in enumerate(invoice["fees"]) if Decimal(f["amount"])]
+    exact = credit_note(invoice, items)
+    cn = credit_note(invoice, items, total=str(Decimal(exact["total_amount"]) - Decimal("0.01")))
+    lines = _text(credit_note_pdf(cn, invoice)).splitlines()
+    assert "Rounding -$0.01" in lines and f"Total credit ${_printed(cn['total_amount'])}" in lines
+    assert not any(line.startswith("Rounding") for line in _text(credit_note_pdf(exact, invoice)).splitlines())

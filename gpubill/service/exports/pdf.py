@@ -106,6 +106,10 @@ def _credit_note_totals(cn: dict) -> list[tuple[str, Decimal, str]]:
     rows.append(("Subtotal excluding taxes", dec(cn["sub_total_excluding_taxes_amount"]), "sub"))
     rows += [(f"{t['tax_name']} {t['tax_rate']}% on {_plain(dec(t['base_amount']), cn['currency'])}",
               dec(t["amount"]), "") for t in cn["applied_taxes"]]
+    # a total asked tax included may differ from the subtotal plus the rounded taxes by their rounding
+    rounding = dec(cn["total_amount"]) - sum((r[1] for r in rows[1:]), Decimal(0))
+    if rounding:
+        rows.append(("Rounding", rounding, ""))
     for kind, label in (("credit", "Credited to your account"), ("refund", "Refunded"),
                         ("offset", "Offset against the invoice")):
         if dec(cn[f"{kind}_amount"]):
