@@ -95,7 +95,7 @@ def check(store, contract_paths: Sequence[str], *, now_ms: int | None = None) ->
     fired = []
     with store.transaction() as db:
         for b, crossing in crossings:
-            alert_id = records.record(db, alert_row(b, crossing), webhook_type=WEBHOOK_TYPE, at_ms=now_ms)
+            alert_id = records.record(db, alert_row(b, crossing, now_ms), webhook_type=WEBHOOK_TYPE, at_ms=now_ms)
             if alert_id is not None:
                 fired.append(alert_id)
         records.advance(db, top)
@@ -232,7 +232,7 @@ def job_costs(catalog: Catalog, b: Billed, events: Sequence) -> list[tuple[str, 
 
 # ------------------------------------------------------------------ the record
 
-def alert_row(b: Billed, x: rules.Crossing) -> dict:
+def alert_row(b: Billed, x: rules.Crossing, at_ms: int) -> dict:
     """The ``alerts`` row of a crossing, with the object its webhook and audit entry carry."""
     c = b.contract
     budget = c.budget.amount.value if x.kind == rules.BUDGET else None
@@ -241,7 +241,7 @@ def alert_row(b: Billed, x: rules.Crossing) -> dict:
         "currency": b.resolved.currency, "period": {"label": b.period.label, "from": _iso(b.period.from_ms),
                                                     "to": _iso(b.period.to_ms)},
         "budget": None if budget is None else str(budget),
-        "transaction_id": x.threshold if x.kind == rules.JOB_LIMIT else None,
+        "transaction_id": x.threshold if x.kind == rules.JOB_LIMIT else None, "fired_at": _iso(at_ms),
     }
     return {"subscription": b.spec.external_id, "contract": c.name.name, "customer": _customer(c),
             "period_from_ms": b.period.from_ms, "kind": x.kind, "threshold": x.threshold,

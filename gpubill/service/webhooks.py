@@ -100,7 +100,7 @@ def _post(d: records.Delivery, secret_env: str | None, timeout_s: float) -> str 
     """POST the delivery; None when the receiver took it (2xx), else why not (one line)."""
     secret = os.environ.get(secret_env or "")
     if not secret:
-        return f"the signing secret ${secret_env} is not set" if secret_env else "the endpoint was removed"
+        return f"the signing secret ${secret_env} is not set" if secret_env else records.REMOVED
     req = urllib.request.Request(d.url, data=d.body, method="POST", headers={
         "Content-Type": "application/json", SIGNATURE_HEADER: sign(secret.encode(), d.body),
         IDEMPOTENCY_HEADER: d.idempotency_key, "User-Agent": "gpubill-webhooks"})

@@ -32,6 +32,7 @@ from .roles import Actor
 ACTOR = Actor("alerts", "admin", "system")
 FIRED = "alert.fired"
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
+REMOVED = "the endpoint was removed"
 _ALERT_COLUMNS = ("id", "subscription", "contract", "customer", "period_from_ms", "kind", "threshold",
                   "currency", "limit_amount", "amount", "fired_ms", "body")
 
@@ -160,9 +161,11 @@ def add_endpoint(db: sqlite3.Connection, actor: Actor, url: str, secret_env: str
 
 
 def remove_endpoint(db: sqlite3.Connection, actor: Actor, url: str, *, at_ms: int) -> bool:
-    """Stop sending to ``url`` (deliveries already queued are still made); False if unknown."""
+    """Stop sending to ``url``: its pending deliveries fail with ``REMOVED``; False if unknown."""
     if db.execute("DELETE FROM webhook_endpoints WHERE url = ?", (url,)).rowcount == 0:
         return False
+    db.execute("UPDATE webhook_deliveries SET status = 'failed', last_error = ? WHERE url = ? AND status = 'pending'",
+               (REMOVED, url))
     audit.append(db, actor, "webhook.removed", "webhook", url, {"url": url}, at_ms=at_ms)
     return True
 

@@ -22,7 +22,7 @@ import pytest
 from gpubill.service.alerts import check, list_alerts
 from gpubill.service.webhooks import (
     BASE_DELAY_MS, IDEMPOTENCY_HEADER, MAX_ATTEMPTS, MAX_DELAY_MS, SIGNATURE_HEADER, add_endpoint, backoff_ms,
-    deliveries, deliver,
+    deliveries, deliver, remove_endpoint,
 )
 from gpubill.store.roles import Actor
 
@@ -151,3 +151,23 @@ def test_backoff_doubles_with_jitter_up_to_its_cap():
         ceiling = min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** (attempts - 1))
         for _ in range(20):
             assert ceiling // 2 <= backoff_ms(attempts, rng) <= ceiling
+
+
+def test_removing_an_endpoint_fails_its_pending_deliveries(store, contracts, receiver_of):
+    receiver = receiver_of([])
+    _alerts(store, contracts, receiver)
+    assert remove_endpoint(store, ADMIN, receiver.url)
+    assert deliver(store, timeout_s=TIMEOUT_S, retry_now=True) == deliver(store)  # nothing left to send
+    assert {(d["status"], d["last_error"]) for d in deliveries(store)} == {("failed", "the endpoint was removed")}
+    assert receiver.requests == []
+    assert not remove_endpoint(store, ADMIN, receiver.url)
+
+
+def test_the_webhook_body_is_the_alert_as_listed(store, contracts, receiver_of):
+    receiver = receiver_of([])
+    [first, *_] = _alerts(store, contracts, receiver)
+    deliver(store, timeout_s=TIMEOUT_S)
+    body = next(b for b in receiver.accepted.values() if b["object"]["id"] == first.id)
+    assert body == {"webhook_type": "alert.fired", "object_type": "alert", "object": {"id": first.id, **first.body}}
+    assert set(first.body) == {"kind", "threshold", "limit", "amount", "percent", "contract", "customer",
+                               "subscription", "currency", "period", "budget", "transaction_id", "fired_at"}
