@@ -281,14 +281,15 @@ def list_alerts(store, *, customer: str | None = None, period: str | None = None
 class Watcher:
     """A thread that checks alerts (at most once per ``interval_s``, when
     events arrived since the last check or a day began) and delivers due
-    webhooks.  ``on_error`` receives the one line of a check or delivery that
-    failed; the thread carries on."""
+    webhooks.  ``on_error`` receives what made a check or delivery fail, once
+    until the failure changes or a round succeeds; the thread carries on."""
 
     def __init__(self, store, contract_paths: Sequence[str], *, interval_s: float, on_error):
         self.store, self.paths, self.interval_s, self.on_error = store, list(contract_paths), interval_s, on_error
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="gpubill-alerts", daemon=True)
-        self._checked: tuple | None = None  # (watermark, day) of the last check
+        self._checked: tuple | None = None  # (last event id, UTC day) when the last check began
+        self._error: str | None = None  # the last failure reported (each is reported once until it changes)
 
     def start(self) -> "Watcher":
         self._thread.start()
@@ -312,8 +313,11 @@ class Watcher:
                 check(self.store, self.paths)
                 self._checked = state
             webhooks.deliver(self.store)
+            self._error = None
         except Exception as e:  # noqa: BLE001 - the server keeps serving; the line says what failed
-            self.on_error(f"alerts: {e}")
+            if str(e) != self._error:
+                self._error = str(e)
+                self.on_error(f"alerts: {e}")
 
 
 def watch(store, contract_paths: Sequence[str], interval_s: float, on_error) -> Watcher:
