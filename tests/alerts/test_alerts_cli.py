@@ -115,3 +115,19 @@ def test_two_checks_at_once_fire_each_threshold_once(tmp_path):
     assert [a["threshold"] for a in listed] == ["50%", "80%", "100%"]
     log = [json.loads(line) for line in gpubill("audit", "log", "--store", db, "--format", "json").stdout.splitlines()]
     assert [e["payload"]["threshold"] for e in log if e["action"] == "alert.fired"] == ["50%", "80%", "100%"]
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    db = str(tmp_path / "s.db")
+    gpubill("alerts", "webhook", "list", "--store", db, check=False)  # missing store: refused, not created
+    assert not (tmp_path / "s.db").exists()
+    f = tmp_path / "e.jsonl"
+    f.write_text(json.dumps(job(0, 1)) + "\n")
+    gpubill("ingest", str(f), "--store", db)
+    for args, code, start in [(("check",), 2, "gpubill: error: check needs --contracts DIR"),
+                              (("list", "extra"), 2, "gpubill: error: list takes no argument 'extra'"),
+                              (("webhook", "add", "http://h/x"), 2, "gpubill: error: webhook add needs --secret-env"),
+                              (("webhook", "remove", "http://h/x"), 1, "gpubill: error: no webhook 'http://h/x'"),
+                              (("check", "--contracts", str(tmp_path / "none")), 3, "gpubill: error: ")]:
+        out = gpubill("alerts", *args, "--store", db, check=False)
+        assert (out.returncode, out.stderr.count("\n")) == (code, 1) and out.stderr.startswith(start), out.stderr
