@@ -210,6 +210,7 @@ contract = seq("contract", name, "{", clauses({
     "progressive": progressive,
     "budget": seq("budget", amount, opt(one(st.sampled_from(["monthly", "yearly"]))),
                   opt(seq(",", "alert", "at", comma_list(percent)))),
+    "job_limit": seq("job", "limit", amount),
     "late": seq("late", "events", "grace", quantity,
                 opt(seq(",", "then", st.sampled_from([["next", "invoice"], ["new", "revision"]])))),
     "preemption": seq("on", "preemption", st.one_of(seq("credit", percent), st.just(["no", "credit"]))),
