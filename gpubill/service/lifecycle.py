@@ -477,11 +477,18 @@ def _note_doc(row: InvoiceRow, value: Decimal, kind: str, reason: str, descripti
     money(out, "taxes_amount", value - sub, cur)
     money(out, "total_amount", value, cur)
     out["items"] = items
-    out["applied_taxes"] = [{"tax_name": t["tax_name"], "tax_rate": t["tax_rate"],
-                             "base_amount": amount_text(sub, cur),
-                             "amount": amount_text(_minor(row, sub * Decimal(t["tax_rate"]) / 100), cur)}
-                            for t in doc.get("applied_taxes", ())]
+    out["applied_taxes"] = _note_taxes(row, doc.get("applied_taxes", ()), sub, value - sub)
     return out
+
+
+def _note_taxes(row: InvoiceRow, taxes, base: Decimal, total: Decimal) -> list[dict]:
+    """Each tax on the credited base, rounded; the last takes the remainder so that they add up to the
+    note's tax (its total less its items: the amount asked for includes tax)."""
+    amounts = [_minor(row, base * Decimal(t["tax_rate"]) / 100) for t in taxes]
+    if amounts:
+        amounts[-1] += total - sum(amounts, ZERO)
+    return [{"tax_name": t["tax_name"], "tax_rate": t["tax_rate"], "base_amount": amount_text(base, row.currency),
+             "amount": amount_text(a, row.currency)} for t, a in zip(taxes, amounts)]
 
 
 def _day(ms: int) -> str:

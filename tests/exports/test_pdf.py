@@ -114,3 +114,17 @@ def test_a_credit_note_whose_total_differs_from_its_rounded_taxes_shows_the_roun
     lines = _text(credit_note_pdf(cn, invoice)).splitlines()
     assert "Rounding -$0.01" in lines and f"Total credit ${_printed(cn['total_amount'])}" in lines
     assert not any(line.startswith("Rounding") for line in _text(credit_note_pdf(exact, invoice)).splitlines())
+
+
+def test_a_name_beyond_cp1252_gets_the_unicode_font_and_prints(tmp_path):
+    """Plain cp1252 text prints in the core fonts (fast); a name the core fonts lack switches to DejaVu."""
+    if not all((pdf_module.DEJAVU / f).exists() for f in pdf_module.FONT_FILES.values()):
+        pytest.skip("DejaVu Sans is not installed here")
+    doc = golden_docs()[0][1]
+    plain = pdf_module.invoice_pdf(doc)
+    named = {**doc, "customer": {**doc["customer"], "name": "Łódź Ωmega 株式会社"}}
+    wide = pdf_module.invoice_pdf(named)
+    assert b"DejaVu" not in plain and b"DejaVu" in wide
+    out = tmp_path / "w.pdf"
+    out.write_bytes(wide)
+    assert "Łódź Ωmega" in PdfReader(out).pages[0].extract_text()

@@ -119,6 +119,7 @@ def test_credit_notes_are_capped_numbered_and_consumed_by_the_next_invoice(store
                        description="goodwill", now_ms=DEC_20)
     assert cn.number == f"{helix.number}-CN001" and cn.total == Decimal("100.00")
     assert sum(Decimal(i["amount"]) for i in cn.doc["items"]) + Decimal(cn.doc["taxes_amount"]) == cn.total
+    assert sum(Decimal(t["amount"]) for t in cn.doc["applied_taxes"]) == Decimal(cn.doc["taxes_amount"])
     with pytest.raises(LifecycleError, match="at most"):
         L.credit_note(store, ADMIN, helix.number, amount=total, reason="other", now_ms=DEC_20)
     cn2 = L.credit_note(store, ADMIN, helix.number, percent=Decimal(1), kind="refund", reason="other", now_ms=DEC_20)
