@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from conftest import gpubill
+from accesskit import gpubill
 from gpubill.service import access
 from gpubill.service.access import Actor
 

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import gpubill
+from accesskit import gpubill
 
 ROLES = ("viewer", "writer", "reviewer", "approver", "admin")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import gpubill
+from accesskit import gpubill
 from gpubill.service import access, lifecycle
 from gpubill.service.access import Actor
 from gpubill.service.events import Store
