@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_actor_argument(p)
     p.add_argument("--contracts", action="append", metavar="DIR", help="check: .bill files or directories")
     p.add_argument("--customer", metavar="ID", help="list: one customer (customer id, contract or subscription)")
-    p.add_argument("--period", metavar="P", help="list: one billing period (its label, e.g. 2026-10)")
+    p.add_argument("--period", metavar="P", help="list: the billing periods whose label starts with P (e.g. 2026-10)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--secret-env", metavar="NAME",
                    help="webhook add: the environment variable holding the signing secret")
