@@ -150,7 +150,8 @@ def _link_problem(row: dict, expect: int, prev: bytes, prev_hash: bytes, h: byte
         what = "missing (deleted)" if row["seq"] > expect else "out of order or repeated"
         return f"expected entry {expect} here, found {row['seq']}: an entry is {what}"
     if prev_hash != prev:
-        return "its prev_hash is not the hash of the entry before (an entry before it was changed or removed)"
+        return ("its prev_hash is not the hash of the entry before (entries were reordered, or one before it "
+                "was changed or removed)")
     if entry_hash(prev, row) != h:
         return "its content does not match its hash (the entry was edited)"
     return None
