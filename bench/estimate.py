@@ -59,25 +59,23 @@ def line(label: str, xs: list[float]) -> str:
             f"max {max(xs):9.2f} ms   (n={len(xs)})")
 
 
-def job(i: int) -> Job:
-    """The i-th job: 1 to 64 GPUs, 1 to 48 hours."""
-    return Job(GPU, Decimal(1 + (i * 7) % 64), Decimal(1 + (i * 5) % 48))
+def job(i: int, hours: int) -> Job:
+    """The i-th job: 1 to 64 GPUs, 1 to ``hours`` hours."""
+    return Job(GPU, Decimal(1 + (i * 7) % 64), Decimal(1 + (i * 5) % hours))
 
 
-def customers(est: Estimator, at_ms: int, wanted: int) -> list[str]:
-    """Contracts whose plan prices GPU jobs of type GPU, one per example contract first, then more."""
-    ok, templates = [], set()
+def customers(est: Estimator, at_ms: int, wanted: int, hours: int) -> list[str]:
+    """Contracts that can price a GPU job at ``at_ms``, taken in turn from each example contract's copies."""
+    by_template: dict = {}
     for name in sorted(est.catalog.contracts):
         try:
-            est.estimate(name, job(0), at_ms)
+            est.check(name, job(0, hours), at_ms)
         except ServiceError:
             continue
-        ok.append(name)
-        templates.add(name.rsplit("_", 1)[0])
-        if len(templates) == wanted or len(ok) >= 4 * wanted:
-            break
-    firsts = [n for i, n in enumerate(ok) if n.rsplit("_", 1)[0] not in {m.rsplit("_", 1)[0] for m in ok[:i]}]
-    return (firsts + [n for n in ok if n not in firsts])[:wanted]
+        by_template.setdefault(name.rsplit("_", 1)[0], []).append(name)
+    turns = [names[k] for k in range(max(map(len, by_template.values()), default=0))
+             for names in by_template.values() if k < len(names)]
+    return turns[:wanted]
 
 
 def main() -> int:
@@ -86,6 +84,7 @@ def main() -> int:
     ap.add_argument("--contracts", type=int, default=1000)
     ap.add_argument("--period", default="2026-10")
     ap.add_argument("--at", default="2026-10-20T12:00:00Z", help="when the estimated jobs start (in --period)")
+    ap.add_argument("--hours", type=int, default=24, help="the longest job (hours; each ends in the period)")
     ap.add_argument("--customers", type=int, default=8, help="contracts estimated (and invoiced)")
     ap.add_argument("--estimates", type=int, default=400, help="warm estimates, spread over the contracts")
     ap.add_argument("--dir", default="/tmp/bench_inv", help="the repository and the store")
@@ -114,21 +113,20 @@ def main() -> int:
     t = time.perf_counter()
     est = Estimator(store, [str(repo)])
     load_ms = (time.perf_counter() - t) * 1000
-    names = customers(est, at_ms, args.customers)
-    est = Estimator(store, [str(repo)])  # fresh: no baseline built while choosing
+    names = customers(est, at_ms, args.customers, args.hours)
     print(f"catalog loaded and checked in {load_ms:,.0f} ms; contracts: {', '.join(names)}")
 
     cold, warm, invoice = [], [], []
     try:
         for name in names:
             t = time.perf_counter()
-            e = est.estimate(name, job(0), at_ms)
+            e = est.estimate(name, job(0, args.hours), at_ms)
             cold.append((time.perf_counter() - t) * 1000)
             print(f"  {name}: {e.job.label()} -> {e.delta.total} {e.currency} "
                   f"({len(e.changes)} lines change, {len(e.before)} invoice(s) in the period)")
         for i in range(args.estimates):
             t = time.perf_counter()
-            est.estimate(names[i % len(names)], job(i + 1), at_ms)
+            est.estimate(names[i % len(names)], job(i + 1, args.hours), at_ms)
             warm.append((time.perf_counter() - t) * 1000)
     except ServiceError as err:
         print(f"estimate failed: {err}")

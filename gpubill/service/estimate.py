@@ -218,8 +218,14 @@ class Estimator:
 
     def estimate(self, key: str, job: Job, at_ms: int | None = None) -> Estimate:
         """What ``job``, starting at ``at_ms`` (default now), adds to the period's invoices."""
-        c = self.contract(key)
         at_ms = now_ms() if at_ms is None else at_ms
+        b = self.check(key, job, at_ms)
+        return self._priced(b.contract, b, job, at_ms, job_events(job, b.spec.external_id, at_ms))
+
+    def check(self, key: str, job: Job, at_ms: int) -> Billed:
+        """The billing period the job falls in, when the contract can price it
+        there (its plan bills GPU jobs of that kind, and the job ends in the period)."""
+        c = self.contract(key)
         b = self._period(c, at_ms)
         check_job(self.catalog, b, job)
         end_ms = at_ms + job.duration_ms
@@ -228,7 +234,7 @@ class Estimator:
                 f"the job would end at {_iso(end_ms)}, after the billing period {b.period.label} of contract "
                 f'"{c.name.name}" ends ({_iso(b.period.to_ms)}); estimate the part before the period ends '
                 f"(at most {_hours_to(at_ms, b.period.to_ms)} h) and the rest with --at in the next period", EXIT_USAGE)
-        return self._priced(c, b, job, at_ms, job_events(job, b.spec.external_id, at_ms))
+        return b
 
     def estimate_event(self, subscription: str, event: dict, at_ms: int | None = None) -> Estimate:
         """What one event (Lago's ``estimate_fees``: code and properties) adds
@@ -353,8 +359,9 @@ class Baseline:
         each daily check's from the first event on) re-prices the lines the events
         change from the baseline's exact usage (``merged``) where they only add to
         sums and counts, else rates the baseline's rows and the events again."""
-        first = min(_ms(e) for e in events)
+        first, last = min(_ms(e) for e in events), max(_ms(e) for e in events)
         job = normalize(events)
+        jobs: dict = {}  # cut (None: the period) -> the events' exact usage
         appended_cols: list = []
 
         def rate(cut: int | None):
@@ -362,7 +369,10 @@ class Baseline:
                 return self._check(cut)
             b = self.billed if cut is None else as_of(self.billed, cut)
             base = self._usage(cut)
-            result = None if base is False else merged(b.spec, base, aggregate(b.spec, job))
+            extra = jobs.get(None) if cut is not None and cut >= last else None
+            if extra is None:  # the events' usage up to the cut (after the last one: the period's)
+                extra = jobs[cut] = aggregate(b.spec, job)
+            result = None if base is False else merged(b.spec, base, extra)
             if result is not None and not result.unrated:
                 return _lines_of(result, b.spec.external_id)
             if not appended_cols:
