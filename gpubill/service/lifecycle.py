@@ -228,15 +228,23 @@ def carried(store, contracts, catalog, customer: str | None, *, engine: str = "f
 def _late_candidates(store, catalog, customer: str | None, policy: str) -> list[InvoiceRow]:
     """Finalized subscription invoices, not replaced, whose contract follows ``policy``, with late events."""
     db = store._read()
-    out = []
     replaced = {r[0] for r in db.execute("SELECT replaces FROM invoices WHERE replaces IS NOT NULL")}
-    for row in ledger.list_invoices(db, status="finalized", customer=customer, limit=1 << 30):
-        c = catalog.contracts.get(row.contract)
-        if c is None or row.invoice_type != "subscription" or row.id in replaced or _policy(c) != policy:
-            continue
-        if ledger.events_since(db, row.watermark or 0, row.subscription, row.period_from_ms, row.period_to_ms):
-            out.append(row)
-    return out
+    rows = [r for r in ledger.list_invoices(db, status="finalized", customer=customer, limit=1 << 30)
+            if r.invoice_type == "subscription" and r.id not in replaced
+            and r.contract in catalog.contracts and _policy(catalog.contracts[r.contract]) == policy]
+    if not rows:
+        return []
+    # One column read of everything stored after the oldest watermark, for these subscriptions only.
+    cols = store.read_columns(since_rowid=min(r.watermark or 0 for r in rows),
+                              subscriptions=sorted({r.subscription for r in rows}))
+    return [r for r in rows if _has_late(cols, r)]
+
+
+def _has_late(cols, r: InvoiceRow) -> bool:
+    """Whether events stored after the invoice's watermark fall in its subscription's period."""
+    sid = cols.lookup(r.subscription)
+    return bool(((cols.subscription == sid) & (cols.rowid > (r.watermark or 0)) & (cols.timestamp_ms >= r.period_from_ms)
+                 & (cols.timestamp_ms <= r.period_to_ms)).any()) if sid >= 0 else False
 
 
 def _policy(contract) -> str:

@@ -331,8 +331,3 @@ def credit_left(db: sqlite3.Connection, cn: CreditNoteRow) -> Decimal:
 def max_event_id(db: sqlite3.Connection) -> int:
     return db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
 
-
-def events_since(db: sqlite3.Connection, watermark: int, subscription: str, from_ms: int, to_ms: int) -> int:
-    """How many events stored after ``watermark`` fall in a subscription's period (late events)."""
-    return db.execute("SELECT count(*) FROM events WHERE id > ? AND external_subscription_id = ?"
-                      " AND timestamp_ms BETWEEN ? AND ?", (watermark, subscription, from_ms, to_ms)).fetchone()[0]
