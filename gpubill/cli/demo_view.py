@@ -26,18 +26,12 @@ def print_billing(result, contracts: str) -> None:
                   f"-{credits}" if credits else "0", str(total["taxes_amount"]),
                   f"{total['total_amount']} {rows[0].currency}")
     console.print(t)
-    for n in run.credit_notes:
-        console.print(escape(f"credit note {n.number}: {n.kind} {n.total} {n.currency} — {n.doc.get('description')}"))
-    for line in run.settled:
-        console.print(escape(f"late events: {line}"))
-    for line in run.pending_late:
-        console.print(escape(f"late events: {line}"))
-    for a in run.alerts:
-        console.print(escape(f"alert: {_alert_text(a)}"))
-    for line in run.unrated:
-        console.print(escape(f"not invoiced: {line}"))
-    for line in run.export_errors:
-        console.print(escape(f"not exported: {line}"))
+    notes = [f"{n.number}: {n.kind} {n.total} {n.currency} — {n.doc.get('description')}" for n in run.credit_notes]
+    for label, lines in (("credit note", notes), ("late events", run.settled + run.pending_late),
+                         ("alert", [_alert_text(a) for a in run.alerts]), ("not invoiced", run.unrated),
+                         ("not exported", run.export_errors)):
+        for line in lines:
+            console.print(escape(f"{label}: {line}"))
     folder = result.store_path.rsplit("/", 1)[0] + "/invoices"
     console.print(f"{len(run.exported)} files in {folder}/ (PDF to read, UBL .xml for an ERP, JSON)")
     first = next((r for r in run.invoices if r.status == "finalized" and r.invoice_type == "subscription"), None)

@@ -45,7 +45,9 @@ def content_hash(doc: dict) -> str:
 
 
 @attrs.frozen
-class InvoiceRow:
+class InvoiceKey:
+    """What identifies an invoice: its id (stable per contract, subscription, period and type) and what it bills."""
+
     id: str
     entity: str
     customer: str
@@ -56,6 +58,12 @@ class InvoiceRow:
     period_to_ms: int
     period_label: str
     currency: str
+
+
+@attrs.frozen
+class InvoiceRow(InvoiceKey):
+    """An invoice as stored (columns in ``_COLUMNS`` order; ``doc`` its current document)."""
+
     status: str
     created_ms: int
     due_ms: int
@@ -81,19 +89,9 @@ def _row(r) -> InvoiceRow:
 
 
 @attrs.frozen
-class Draft:
-    """What the service computed for one invoice: its identity and its document."""
+class Draft(InvoiceKey):
+    """What the service computed for one invoice: its identity, grace and document."""
 
-    id: str
-    entity: str
-    customer: str
-    contract: str
-    subscription: str
-    invoice_type: str
-    period_from_ms: int
-    period_to_ms: int
-    period_label: str
-    currency: str
     due_ms: int
     doc: dict
     replaces: str | None = None
