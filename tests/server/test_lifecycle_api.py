@@ -241,3 +241,23 @@ def test_current_usage_with_the_lago_client(served):
     with pytest.raises(LagoApiError) as e:
         c.customers.current_usage("helix-labs", "sub_quill_api")
     assert e.value.status_code == 404
+
+
+def test_without_contracts_the_pricing_calls_say_so(demo_db, tmp_path, monkeypatch):
+    monkeypatch.delenv("GPUBILL_CONTRACTS", raising=False)
+    db = tmp_path / "s.db"
+    shutil.copy(demo_db, db)
+    with Store(str(db)) as s:
+        key = create_key(s, Actor("test", "admin"), "a", "admin")
+    srv = Server(str(db)).start()
+    try:
+        with client(srv, key) as c:
+            draft = next(i for i in c.get("/api/v1/invoices").json()["invoices"] if i["status"] == "draft")
+            for method, path in (("PUT", f"/api/v1/invoices/{draft['lago_id']}/finalize"),
+                                 ("PUT", f"/api/v1/invoices/{draft['lago_id']}/refresh"),
+                                 ("GET", "/api/v1/customers/quill-ai/current_usage?external_subscription_id=sub_quill_api")):
+                r = c.request(method, path)
+                assert (r.status_code, r.json()["code"]) == (503, "contracts_not_loaded"), path
+            assert c.get(f"/api/v1/invoices/{draft['lago_id']}").json()["invoice"]["status"] == "draft"
+    finally:
+        srv.stop()
