@@ -48,11 +48,12 @@ from gpubill.service.access import audit_entries
 from gpubill.service.lifecycle import CREDIT_NOTE_REASONS, LifecycleError
 from gpubill.service.rating import ServiceError
 
-from .params import BadParam, count, page_meta, page_params
+from .params import DEFAULT_PER_PAGE, MAX_PER_PAGE, BadParam, count, page_meta, page_params
 
 LAGO_VERSION_NUMBER = 4  # Lago's invoice version: fees with their own taxes (what gpubill writes)
 KINDS = ("credit", "refund", "offset")
 DEFAULT_VOID_REASON = "voided through the API"
+MAX_SEQ = 10**12 - 1  # ?after=: the most 12 digits hold (what params.count reads), beyond any log
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -150,8 +151,8 @@ class LifecycleApi:
     # -- audit log ------------------------------------------------------------------------
     async def audit_logs(self, request: Request):
         q = request.query_params
-        after = count(q, "after", 0, 1 << 62) if q.get("after") not in (None, "0") else 0
-        per_page = count(q, "per_page", 100, 1000)
+        after = count(q, "after", 0, MAX_SEQ, lo=0)
+        per_page = count(q, "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
         return await self._call(request, _audit_logs, after, per_page, q.get("action"), q.get("object_id"))
 
 

@@ -24,13 +24,13 @@ class BadParam(Exception):
         self.name, self.code = name, code
 
 
-def count(q, name: str, default: int, hi: int) -> int:
-    """An integer from 1 to ``hi`` in plain ASCII digits, or ``default`` when absent."""
+def count(q, name: str, default: int, hi: int, lo: int = 1) -> int:
+    """An integer from ``lo`` to ``hi`` in plain ASCII digits, or ``default`` when absent."""
     v = q.get(name)
     if v is None:
         return default
-    if not (v.isascii() and _DIGITS.fullmatch(v)) or not 1 <= int(v) <= hi:
-        raise BadParam(name, "invalid_value", f"must be an integer from 1 to {hi}, got {shown(v)}")
+    if not (v.isascii() and _DIGITS.fullmatch(v)) or not lo <= int(v) <= hi:
+        raise BadParam(name, "invalid_value", f"must be an integer from {lo} to {hi}, got {shown(v)}")
     return int(v)
 
 

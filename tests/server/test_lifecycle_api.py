@@ -261,3 +261,15 @@ def test_without_contracts_the_pricing_calls_say_so(demo_db, tmp_path, monkeypat
             assert c.get(f"/api/v1/invoices/{draft['lago_id']}").json()["invoice"]["status"] == "draft"
     finally:
         srv.stop()
+
+
+def test_audit_logs_pages_by_seq(served):
+    srv, keys = served
+    with client(srv, keys["viewer"]) as c:
+        first = c.get("/api/v1/audit_logs", params={"per_page": 3}).json()
+        assert [e["seq"] for e in first["audit_logs"]] == [1, 2, 3] and first["meta"]["next_after"] == 3
+        nxt = c.get("/api/v1/audit_logs", params={"after": 3, "per_page": 2}).json()
+        assert [e["seq"] for e in nxt["audit_logs"]] == [4, 5]
+        assert c.get("/api/v1/audit_logs", params={"after": 0, "per_page": 1}).json()["audit_logs"][0]["seq"] == 1
+        r = c.get("/api/v1/audit_logs", params={"after": "-1"})
+        assert r.status_code == 400 and r.json()["error_details"] == {"after": ["invalid_value"]}
