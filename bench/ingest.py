@@ -154,9 +154,10 @@ def bench_store(path: str, total: int, size: int, commit: int) -> float:
 
 
 def bench_http(path: str, total: int, batch: int, clients: int = 4) -> float:
-    from gpubill.store import Store
+    from gpubill.store import Store, users
+    from gpubill.store.roles import Actor
     with Store(path) as s:
-        key = s.create_key("bench", "writer")
+        key = users.create_key(s, Actor("bench", "admin"), "bench", "writer")
     bodies = [orjson.dumps({"events": part}) for part in chunks(total, batch, [0.0])]
     proc = subprocess.Popen([sys.executable, "-m", "gpubill", "serve", "--store", path, "--port", "0",
                              "--batch-limit", str(batch)], stdout=subprocess.PIPE)

@@ -5,9 +5,9 @@ any store is opened or created, whether a name can be stored (``ValueError``
 with the reason otherwise); ``ROLES`` are the roles a key or a user may have
 (gpubill/store/roles.py: viewer, writer, reviewer, approver, admin), and
 ``may(role, permission)`` says what each allows. The keys themselves live in the
-store and are handled through the store handle's methods (``create_key``,
-``list_keys``, ``verify_key``, ``revoke_key``; see ``service.events``); only a
-SHA-256 hash of each key is kept.
+store: created and revoked by an admin through ``service.access`` (audited),
+listed and verified through the store handle (``list_keys``, ``verify_key``);
+only a SHA-256 hash of each key is kept.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ import orjson
 
 from .encode import _hash_keys
 from .receipt import DUPLICATE, INGESTED, REJECTED, Receipt
-from .roles import ROLES
 from .schema import StoreError, error_from
 
 REJECTED_STATUSES = ("open", "resubmitted", "discarded")
@@ -321,34 +320,6 @@ def new_key() -> tuple[str, str, bytes]:
     return key, key[:8], _hash(key)
 
 
-def create_key(store, name: str, role: str, now_ms: int) -> str:
-    """Create an API key; returns the key itself (only its hash is stored).
-
-    ValueError for a bad name or role, or a name already taken; StoreError when the store
-    cannot be written.
-    """
-    check_key_name(name)
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    key, prefix, digest = new_key()
-    taken = ValueError(f"an API key named {name!r} already exists")
-    if _key_named(store, name):
-        raise taken
-    try:
-        store._write_sql("INSERT INTO api_keys (name, role, prefix, hash, created_ms) VALUES (?, ?, ?, ?, ?)",
-                         (name, role, prefix, digest, now_ms))
-    except StoreError:
-        if _key_named(store, name):  # created by another process meanwhile
-            raise taken from None
-        raise
-    return key
-
-
-@_sqlite_errors
-def _key_named(store, name: str) -> bool:
-    return store._read().execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone() is not None
-
-
 @_sqlite_errors
 def key_owner(store, key: str) -> tuple[str, str] | None:
     """(name, role) of a valid, unrevoked key, else None."""
@@ -368,14 +339,6 @@ def verify_key(store, key: str) -> str | None:
 def list_keys(store) -> list:
     return store._read().execute(
         "SELECT name, role, prefix, created_ms, revoked_ms FROM api_keys ORDER BY id").fetchall()
-
-
-def revoke_key(store, name: str, now_ms: int) -> bool:
-    if not _storable(name):
-        return False
-    cur = store._write_sql("UPDATE api_keys SET revoked_ms = ? WHERE name = ? AND revoked_ms IS NULL",
-                           (now_ms, name))
-    return cur.rowcount == 1
 
 
 @_sqlite_errors

@@ -386,17 +386,11 @@ class Store:
     def list_conflicts(self, **kw):
         return queries.list_conflicts(self, **kw)
 
-    def create_key(self, name: str, role: str) -> str:
-        return queries.create_key(self, name, role, now_ms())
-
     def verify_key(self, key: str) -> str | None:
         return queries.verify_key(self, key)
 
     def list_keys(self):
         return queries.list_keys(self)
-
-    def revoke_key(self, name: str) -> bool:
-        return queries.revoke_key(self, name, now_ms())
 
     def stats(self) -> dict:
         return queries.stats(self)

@@ -15,7 +15,8 @@ import threading
 
 import pytest
 
-from gpubill.store import Store, StoreError, StoreFull, StoreVersionError
+from gpubill.store import Store, StoreError, StoreFull, StoreVersionError, users
+from gpubill.store.roles import Actor
 from gpubill.store.schema import LATEST
 
 TS = 1_735_689_600
@@ -549,7 +550,7 @@ def test_text_that_cannot_be_stored_finds_nothing_instead_of_crashing(tmp_path):
 def test_key_names_must_be_short_printable_text(tmp_path, name):
     with Store(tmp_path / "s.db") as s:
         with pytest.raises(ValueError):
-            s.create_key(name, "writer")
+            users.create_key(s, Actor("admin", "admin"), name, "writer")
         assert s.list_keys() == []
 
 

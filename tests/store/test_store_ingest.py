@@ -128,11 +128,15 @@ def test_a_foreign_sqlite_file_is_refused(tmp_path):
 
 
 def test_api_keys_store_hashes_only(store):
-    key = store.create_key("ci", "writer")
+    from gpubill.store import users
+    from gpubill.store.roles import Actor
+
+    admin = Actor("ci-admin", "admin")
+    key = users.create_key(store, admin, "ci", "writer")
     assert store.verify_key(key) == "writer" and store.verify_key(key + "x") is None
     raw = store._read().execute("SELECT hash FROM api_keys").fetchone()[0]
     assert key.encode() not in bytes(raw)
-    assert store.revoke_key("ci") and store.verify_key(key) is None
+    assert users.revoke_key(store, admin, "ci") and store.verify_key(key) is None
 
 
 def test_read_only_store_reads_and_refuses_writes(tmp_path):
