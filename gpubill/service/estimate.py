@@ -45,6 +45,7 @@ from gpubill.dsl.diagnostics import did_you_mean
 from gpubill.engine.calendar.coverage import coverage_of
 from gpubill.engine.fast.columns import InMemoryColumns
 from gpubill.engine.pricing.fees import parts_by_subscription
+from gpubill.engine.pricing.money import UNHOLDABLE_EXPONENT
 from gpubill.engine.pricing.price import assemble
 from gpubill.engine.pricing.usage import LineUsage, nd
 from gpubill.engine.reference.engine import _subscription as aggregate_subscription, normalize
@@ -420,7 +421,7 @@ class Baseline:
             cut = None
         if cut not in self._usages:
             if self._events is None:
-                self._events = normalize(rows.to_events(range(rows.n)))
+                self._events = normalize(reference_rows(rows))
             spec = self.billed.spec if cut is None else as_of(self.billed, cut).spec
             self._usages[cut] = aggregate(spec, self._events)
         return self._usages[cut]
@@ -433,6 +434,15 @@ class Baseline:
     def _rate_cut(self, cols, cut: int | None):
         b = self.billed if cut is None else as_of(self.billed, cut)
         return _rated(rate_round(Read(cols), [b], ENGINE)[id(b)])
+
+
+def reference_rows(cols: InMemoryColumns) -> list[dict]:
+    """The columns' rows as the reference engine reads them, each with its precise_total_amount_cents."""
+    events = cols.to_events(range(cols.n))
+    m, e = cols.precise_total_amount_cents
+    for i in np.flatnonzero(e > UNHOLDABLE_EXPONENT).tolist():
+        events[i]["precise_total_amount_cents"] = format(Decimal(int(m[i])).scaleb(int(e[i])), "f")
+    return events
 
 
 def _rated(r):

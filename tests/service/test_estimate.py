@@ -109,6 +109,18 @@ def test_coupon_grows_with_the_job(tmp_path):
     assert e.delta.coupons > 0
 
 
+def test_a_dynamic_charge_keeps_its_events_prices(tmp_path):
+    # pixelforge's spot plan passes spot-market jobs through at their own price (precise_total_amount_cents)
+    market = [{"transaction_id": f"m{d}", "external_subscription_id": "sub_pixelforge_spot", "code": "spot_market_job",
+               "timestamp": OCT_1 + d * DAY, "precise_total_amount_cents": "123456.5",
+               "properties": {"gpu_count": "2", "duration_seconds": "3600", "region": "us-east", "avg_utilization": "0.5"}}
+              for d in range(1, 6)]
+    store = store_with(tmp_path / "s.db", market + jobs("sub_pixelforge_spot", "H100-SXM", "1", 10, range(1, 4)))
+    e, before, after = estimate_and_ingest(store, EXAMPLES, "pixelforge", Job("H100-SXM", Decimal(2), Decimal(3)))
+    assert_exact(e, before, after)
+    assert [c.code for c in e.changes] == ["spot_gpu_hours"]
+
+
 CREDIT_CONTRACT = """
 contract estimate_credit {
   customer "estimate-credit" name "Estimate Credit Co."
@@ -184,6 +196,37 @@ def test_a_charge_that_does_not_add_up_is_rated_again(tmp_path):
     assert_exact(e, before, after)
     (peak,) = [c for c in e.changes if c.code == "peak_job_gpus"]
     assert (peak.units_before, peak.units_after, peak.amount_delta) == (Decimal(8), Decimal(48), Decimal("400.00"))
+
+
+def test_every_example_contract_on_a_generated_month(tmp_path):
+    # the demo generator's month (every event kind the example plans read: spot-market prices, utilization,
+    # failures, preemptions, allocations) under every example contract that prices GPU jobs
+    from gpubill.service import demo_data
+    from gpubill.service.rating import billed_subscriptions, load_catalog
+
+    catalog, _ = load_catalog([EXAMPLES])
+    billed = billed_subscriptions(catalog, "2026-10")
+    data = demo_data.generate(catalog, [b.contract for b in billed], {b.contract.name.name: b.plan for b in billed},
+                              min(b.period.from_ms for b in billed), AT_MS - 1, 3000, seed=7)
+    store_with(tmp_path / "month.db", data.main).close()  # every event in the file itself: copies hold them all
+    store = Store(str(tmp_path / "month.db"), readonly=True)
+    est = Estimator(store, [EXAMPLES])
+    job = Job("H100-SXM", Decimal(8), Decimal(30), region="us-east", availability_class="on_demand")
+    checked = []
+    for name in sorted(catalog.contracts):
+        try:
+            est.check(name, job, AT_MS)
+        except ServiceError:
+            continue
+        e = est.estimate(name, job, AT_MS)
+        assert e.totals_before == period_totals(store, EXAMPLES, name), name
+        copy = tmp_path / f"{name}.db"
+        shutil.copy(tmp_path / "month.db", copy)
+        with_job = store_with(copy, list(e.events))
+        assert e.totals_after == period_totals(with_job, EXAMPLES, name), name
+        with_job.close()
+        checked.append(name)
+    assert len(checked) >= 5, checked
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
