@@ -198,16 +198,20 @@ def test_a_charge_that_does_not_add_up_is_rated_again(tmp_path):
     assert (peak.units_before, peak.units_after, peak.amount_delta) == (Decimal(8), Decimal(48), Decimal("400.00"))
 
 
-def test_every_example_contract_on_a_generated_month(tmp_path):
+@pytest.mark.parametrize("until", ["now", "month end"])
+def test_every_example_contract_on_a_generated_month(tmp_path, until):
     # the demo generator's month (every event kind the example plans read: spot-market prices, utilization,
-    # failures, preemptions, allocations) under every example contract that prices GPU jobs
+    # failures, preemptions, allocations) under every example contract that prices GPU jobs; the events
+    # stop when the job starts ("now"), or run to the month's end (a past --at: daily checks after the job
+    # see later events)
     from gpubill.service import demo_data
     from gpubill.service.rating import billed_subscriptions, load_catalog
 
     catalog, _ = load_catalog([EXAMPLES])
     billed = billed_subscriptions(catalog, "2026-10")
     data = demo_data.generate(catalog, [b.contract for b in billed], {b.contract.name.name: b.plan for b in billed},
-                              min(b.period.from_ms for b in billed), AT_MS - 1, 3000, seed=7)
+                              min(b.period.from_ms for b in billed),
+                              AT_MS - 1 if until == "now" else max(b.period.to_ms for b in billed), 3000, seed=7)
     store_with(tmp_path / "month.db", data.main).close()  # every event in the file itself: copies hold them all
     store = Store(str(tmp_path / "month.db"), readonly=True)
     est = Estimator(store, [EXAMPLES])
