@@ -128,6 +128,7 @@ def main() -> int:
             t = time.perf_counter()
             est.estimate(names[i % len(names)], job(i + 1, args.hours), at_ms)
             warm.append((time.perf_counter() - t) * 1000)
+        by_contract = {n: [w for i, w in enumerate(warm) if names[i % len(names)] == n] for n in names}
     except ServiceError as err:
         print(f"estimate failed: {err}")
         return 1
@@ -139,6 +140,8 @@ def main() -> int:
 
     print(line("cold estimate (first per contract)", cold))
     print(line("warm estimate", warm))
+    for name, ws in by_contract.items():
+        print(line(f"  {name}", ws))
     print(line("invoice_period, same contract", invoice))
     p50 = percentile(warm, 0.5)
     print(f"warm p50 / invoice p50: {p50 / percentile(invoice, 0.5):.4f} x "
