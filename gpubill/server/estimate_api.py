@@ -8,9 +8,9 @@
         -> {"fees": [Lago fee objects: what the event would add to the period's invoice]}
 
 Any valid API key may estimate (it reads). The contracts are the ``.bill``
-files named by ``$GPUBILL_CONTRACTS`` (paths separated by ``os.pathsep``),
-loaded and checked on the first estimate; without them both calls answer
-503. Nothing is written to the store. Errors in Lago's envelope: 400 for a
+files of ``gpubill serve --contracts DIR`` (else ``$GPUBILL_CONTRACTS``, paths
+separated by ``os.pathsep``: ``create_app`` decides), loaded and checked on
+the first estimate; without them both calls answer 503. Nothing is written to the store. Errors in Lago's envelope: 400 for a
 body that is not a JSON object, 404 ``subscription_not_found`` /
 ``billable_metric_not_found``, 422 ``validation_errors`` with the one-line
 reason under ``error_details``.
@@ -18,7 +18,6 @@ reason under ``error_details``.
 
 from __future__ import annotations
 
-import os
 import threading
 from decimal import Decimal, InvalidOperation
 
@@ -43,10 +42,9 @@ class _Invalid(Exception):
 class EstimateApi:
     """The two estimate endpoints over one ``Estimator`` (its baselines kept between calls)."""
 
-    def __init__(self, api, contract_paths: list[str] | None = None):
+    def __init__(self, api, contract_paths: list[str]):
         self.api = api
-        env = os.environ.get(CONTRACTS_ENV, "")
-        self.paths = contract_paths if contract_paths is not None else [p for p in env.split(os.pathsep) if p]
+        self.paths = list(contract_paths)
         self._estimator: Estimator | None = None
         self._lock = threading.Lock()  # one estimate at a time: the baselines are shared
 
@@ -66,8 +64,8 @@ class EstimateApi:
         if not isinstance(doc, dict):
             return lago.bad_request("the body must be a JSON object")
         if not self.paths:
-            return lago.error(503, f"Service Unavailable: no contracts to estimate with; start gpubill serve with "
-                                   f"{CONTRACTS_ENV}=DIR", "contracts_not_loaded")
+            return lago.error(503, "Service Unavailable: no contracts to estimate with; start gpubill serve with "
+                                   f"--contracts DIR (or {CONTRACTS_ENV}=DIR)", "contracts_not_loaded")
         try:
             with self._lock:
                 return lago.JSONResponse(self.api._read(fn, doc))

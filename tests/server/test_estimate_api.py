@@ -38,15 +38,18 @@ def base_events() -> list[dict]:
 
 
 class EstimateServer:
-    """`gpubill serve` with $GPUBILL_CONTRACTS set (or not)."""
+    """`gpubill serve --contracts DIR`, or with $GPUBILL_CONTRACTS, or with no contracts."""
 
-    def __init__(self, store: str, contracts: str | None):
+    def __init__(self, store: str, contracts: str | None, via_env: bool = False):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("GPUBILL_CONTRACTS", None)
-        if contracts is not None:
+        extra = []
+        if contracts is not None and via_env:
             env["GPUBILL_CONTRACTS"] = contracts
-        self.proc = subprocess.Popen([sys.executable, "-m", "gpubill", "serve", "--store", store, "--port", "0"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        elif contracts is not None:
+            extra = ["--contracts", contracts]
+        self.proc = subprocess.Popen([sys.executable, "-m", "gpubill", "serve", "--store", store, "--port", "0",
+                                      *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         line = self.proc.stdout.readline().decode()
         if not line.startswith("listening on "):
             raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read().decode()}")
@@ -152,4 +155,18 @@ def test_without_contracts_the_estimates_say_so(tmp_path):
                                                  "hours": 1})
     finally:
         srv.stop()
-    assert r.status_code == 503 and "GPUBILL_CONTRACTS" in r.json()["error"]
+    assert r.status_code == 503 and "--contracts DIR" in r.json()["error"]
+
+
+def test_contracts_from_the_environment(tmp_path):
+    db = str(tmp_path / "s.db")
+    viewer = make_key(db, "v", "viewer")
+    srv = EstimateServer(db, EXAMPLES, via_env=True)
+    try:
+        with client(srv, viewer) as c:
+            r = c.post("/api/v1/estimate", json={"contract": "helix-labs", "gpu_type": "H200", "gpu_count": 1,
+                                                 "hours": 1, "at": AT})
+    finally:
+        srv.stop()
+    assert r.status_code == 200, r.text
+    assert r.json()["lines"][0]["units_after"] == "1"
