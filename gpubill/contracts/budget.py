@@ -16,6 +16,8 @@ from decimal import ROUND_FLOOR, Decimal
 import attrs
 
 from gpubill.dsl import ast
+from gpubill.engine.pricing.money import round_amount
+from gpubill.engine.spec.program import MoneyRounding
 
 BUDGET = "budget"
 JOB_LIMIT = "job_limit"
@@ -72,7 +74,7 @@ def job_crossing(limit: ast.JobLimit, transaction_id: str, cost: Decimal) -> Cro
 
 def share(amount: Decimal, of: Decimal) -> Decimal:
     """``amount`` as a percentage of ``of``, floored to 0.01 (never shown as reached before it is)."""
-    return (amount * HUNDRED / of).quantize(PERCENT_QUANTUM, rounding=ROUND_FLOOR)
+    return round_amount(amount * HUNDRED / of, MoneyRounding(ROUND_FLOOR, PERCENT_QUANTUM))
 
 
 def _plain(d: Decimal) -> str:

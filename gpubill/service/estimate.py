@@ -45,11 +45,11 @@ from gpubill.dsl.diagnostics import did_you_mean
 from gpubill.engine.calendar.coverage import coverage_of
 from gpubill.engine.fast.columns import InMemoryColumns
 from gpubill.engine.pricing.fees import parts_by_subscription
-from gpubill.engine.pricing.money import UNHOLDABLE_EXPONENT
+from gpubill.engine.pricing.money import UNHOLDABLE_EXPONENT, round_amount
 from gpubill.engine.pricing.price import assemble
 from gpubill.engine.pricing.usage import LineUsage, nd
 from gpubill.engine.reference.engine import _subscription as aggregate_subscription, normalize
-from gpubill.engine.spec.program import NotRated
+from gpubill.engine.spec.program import MoneyRounding, NotRated
 from gpubill.contracts.build import progressive_amount
 from gpubill.service.invoicing import (
     Read, as_of, day_ends, history, period_invoices, periods_from, rate_checks, rate_round, rate_rounds,
@@ -297,7 +297,7 @@ def _iso(ms: int) -> str:
 
 
 def _hours_to(at_ms: int, to_ms: int) -> str:
-    return _n((Decimal(to_ms + 1 - at_ms) / 3_600_000).quantize(Decimal("0.01"), rounding="ROUND_FLOOR"))
+    return _n(round_amount(Decimal(to_ms + 1 - at_ms) / 3_600_000, MoneyRounding("ROUND_FLOOR", Decimal("0.01"))))
 
 
 def check_job(catalog, b: Billed, job: Job) -> None:

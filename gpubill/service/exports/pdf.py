@@ -27,6 +27,7 @@ from gpubill.service.exports.common import (
 )
 from gpubill.dsl.currencies import minor_unit
 from gpubill.engine.pricing.money import EXACT, round_amount
+from gpubill.engine.spec.program import MoneyRounding
 from gpubill.service.report import display_rounding
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
@@ -124,7 +125,8 @@ def _credit_note_totals(cn: dict) -> list[tuple[str, Decimal, str]]:
 def _plain(amount: Decimal, cur: str) -> str:
     """A tax base: a sum of rounded amounts, printed at the currency's minor unit (JSON may carry trailing zeros)."""
     minor = Decimal(1).scaleb(-minor_unit(cur))
-    return f"{amount.quantize(minor) if amount.as_tuple().exponent < minor.as_tuple().exponent else amount:,f} {cur}"
+    finer = amount.as_tuple().exponent < minor.as_tuple().exponent
+    return f"{round_amount(amount, MoneyRounding(quantum=minor)) if finer else amount:,f} {cur}"
 
 
 def _money(amount: Decimal, cur: str) -> str:
@@ -324,7 +326,7 @@ def _figure(text: str | None, places: int, at_least: int) -> str:
         return ""
     d = round_amount(dec(text), display_rounding(places)).normalize(EXACT)
     if -d.as_tuple().exponent < at_least:
-        d = d.quantize(Decimal(1).scaleb(-at_least))
+        d = round_amount(d, MoneyRounding(quantum=Decimal(1).scaleb(-at_least)))  # padding only: exact
     return f"{d:,f}"
 
 
