@@ -15,13 +15,18 @@ the end of its segment), so that no event exceeds a metric's per-event
 maximum.  A job that would end after its billing period is refused: the
 next period's invoice starts from this one's ledger, which the job changes.
 
-``Estimator`` holds the checked catalog and, per (contract, period), the
-baseline: the ledger the earlier periods leave, the period's events as
-in-memory columns and its invoices.  An estimate then rates only that
-period again, from memory, with the job's rows appended (and the daily
-progressive checks from the job's first event on).  A baseline is rebuilt
-when the store holds a newer event of the subscription than it was built
-from (``last_rowid``).
+``Estimator`` holds the checked catalog and, per (contract, period), a
+``Baseline``: the ledger the earlier periods leave, the period's events as
+in-memory columns, its invoices and daily checks, and, on first use, the
+exact usage of its events (the reference engine's line usages).  An
+estimate aggregates only the job's events, adds their usage to the
+baseline's line by line where usage adds up (sum and count charges: exact
+rationals) and prices the subscription's lines again with the one
+assembler (``engine.pricing.price.assemble``); a line that does not add up
+(max, latest, unique or weighted counts; prorated, percentage and
+pay-in-advance charges) has the baseline's rows and the job's rated again
+by the fast engine from memory.  A baseline is rebuilt when the store holds
+an event of the subscription newer than it (``last_rowid``).
 """
 
 from __future__ import annotations
@@ -203,17 +208,21 @@ class Estimator:
         self.catalog, self.sources = load_catalog(contract_paths)
         self._baselines: dict = {}
         self._periods: dict = {}  # contract name -> its billing periods estimated so far (Billed)
+        self._by_key: dict = {}  # contract name, customer id, subscription id -> contracts
+        for c in self.catalog.contracts.values():
+            for k in _customer_keys(c):
+                self._by_key.setdefault(k, []).append(c)
 
     def contract(self, key: str) -> ast.Contract:
         """The contract named by its name, customer id or subscription id."""
-        found = [c for c in self.catalog.contracts.values() if key in _customer_keys(c)]
+        found = self._by_key.get(key, [])
         if len(found) == 1:
             return found[0]
         if found:
             names = ", ".join(sorted(c.name.name for c in found))
             raise ServiceError(f'"{key}" names several contracts ({names}); name one of them', EXIT_USAGE)
         known = sorted(c.name.name for c in self.catalog.contracts.values())
-        hint = "".join(" " + h for h in did_you_mean(key, [k for c in self.catalog.contracts.values() for k in _customer_keys(c)]))
+        hint = "".join(" " + h for h in did_you_mean(key, self._by_key))
         raise ServiceError(f'no contract, customer or subscription "{key}" (contracts: {", ".join(known[:10])}){hint}',
                            EXIT_USAGE)
 
@@ -328,7 +337,7 @@ class Baseline:
     billing: Billing
     ledger: Ledger
     columns: InMemoryColumns
-    last_rowid: int
+    last_rowid: int  # the store's newest event id when the baseline was last known current
     invoices: tuple = ()
     _checks: dict = attrs.field(factory=dict)  # cut -> the baseline's rated usage at that daily check
     _usages: dict = attrs.field(factory=dict)  # cut (None: the period) -> the baseline's exact usage, on first use
@@ -345,15 +354,23 @@ class Baseline:
                 if isinstance(rated[id(p)], str):
                     raise ServiceError(rated[id(p)])
                 _, ledger = period_invoices(Billing(p.resolved, catalog), p, rated, ledger)
-        window = read_window([b])
-        cols = store.read_columns(**window)
-        base = cls(catalog, b, Billing(b.resolved, catalog), ledger, in_memory(cols),
-                   max(cols.last_rowid, _newest(store, b)))
+        seen = store.stats()["events"]  # before the read: an event stored meanwhile is looked for next time
+        cols = store.read_columns(**read_window([b]))
+        base = cls(catalog, b, Billing(b.resolved, catalog), ledger, in_memory(cols), seen)
         base.invoices = base.period(base._baseline_rate, np.sort(base.columns.timestamp_ms))
         return base
 
     def stale(self, store) -> bool:
-        return _newest(store, self.billed, self.last_rowid) > self.last_rowid
+        """Whether the store holds an event of the subscription newer than the
+        baseline (one cheap query when it holds no newer event at all)."""
+        newest = store.stats()["events"]
+        if newest <= self.last_rowid:
+            return False
+        codes = sorted({ch.metric.event_code for ch in self.billed.spec.charges})
+        if store.read_columns(since_rowid=self.last_rowid, codes=codes, subscriptions=[self.billed.spec.external_id]).n:
+            return True
+        self.last_rowid = newest
+        return False
 
     def invoices_with(self, events: list[dict]) -> tuple[Invoice, ...]:
         """The period's invoices with ``events`` added: each rating (the period's, and
@@ -453,13 +470,6 @@ def _rated(r):
 
 def _ms(e: dict) -> int:
     return int(Decimal(str(e["timestamp"])) * 1000)
-
-
-def _newest(store, b: Billed, since_rowid: int = 0) -> int:
-    """The newest stored event of ``b``'s subscription (its rowid), any time, since ``since_rowid``."""
-    codes = sorted({ch.metric.event_code for ch in b.spec.charges})
-    cols = store.read_columns(since_rowid=since_rowid, codes=codes, subscriptions=[b.spec.external_id])
-    return max(since_rowid, cols.last_rowid if cols.n else since_rowid)
 
 
 # ------------------------------------------------------------------ exact usage, added to
