@@ -1,7 +1,9 @@
 """A scripted NvmlBackend and an injected clock: the agent's tests and benchmarks run on these.
 
 A fake GPU is a ``Device`` and a timeline of ``Reading`` steps: from a step's ``t_ms`` on (until the
-next step) the device reads that step's values. The energy counter is what a real one is: mJ,
+next step) the device is in that step's state. A reading at t reports the memory, power and
+processes of t, and, as NVML does, the utilization of the period just before t (the step in force
+before t): 1 Hz readings of a step at 100 % from 0 to 30 s and 0 % after average exactly 0.5 over 60 s. The energy counter is what a real one is: mJ,
 cumulative, advanced by the step's power (mW x ms, kept exact in µJ and truncated to mJ when read);
 a step that sets ``energy_mj`` sets the counter (a lower value is a driver reload: a reset). A
 ``lost`` step makes the device fault from then on (as GpuIsLost would): it gives no samples and
@@ -90,9 +92,10 @@ class _Timeline:
         if i < 0:
             return None
         step, missing = self.steps[i], self.gpu.unsupported
+        before = self.steps[max(bisect.bisect_left(self.times, t_ms) - 1, 0)]
         return Sample(
             t_ms=t_ms, uuid=self.gpu.device.uuid,
-            utilization=None if "utilization" in missing else step.utilization,
+            utilization=None if "utilization" in missing else before.utilization,
             memory_used_bytes=None if "memory" in missing else step.memory_used_bytes,
             power_mw=None if "power" in missing else step.power_mw,
             energy_mj=None if "energy" in missing else self._advanced(i, t_ms) // 1000,

@@ -8,9 +8,9 @@ The loop talks to ``NvmlBackend`` only: ``devices()`` (the inventory), ``sample(
 
 Every NVML call goes through ``PynvmlBackend._query`` (nvitop's nvmlQuery pattern):
 
-* NotSupported, NoPermission, FunctionNotFound and the wrapper's NVMLLibraryMismatchError mean
-  "unavailable": the value is None, and the answer is cached per (device, call), so the call is
-  not made again;
+* NotSupported, NoPermission, FunctionNotFound, ArgumentVersionMismatch and the wrapper's
+  NVMLLibraryMismatchError mean "unavailable": the value is None, and the answer is cached per
+  (device, call), so the call is not made again;
 * GpuIsLost, ResetRequired, DriverNotLoaded, LibRmVersionMismatch and Unknown are device faults:
   the device is marked lost (``lost()``), gives no more samples, and the next ``devices()``
   re-initialises NVML;
@@ -52,6 +52,7 @@ UNAVAILABLE = (
     pynvml.NVMLError_NotSupported,
     pynvml.NVMLError_NoPermission,
     pynvml.NVMLError_FunctionNotFound,
+    pynvml.NVMLError_ArgumentVersionMismatch,   # the driver lacks this struct version (memory v2)
     pynvml.NVMLLibraryMismatchError,   # an Exception, not an NVMLError: the driver lacks the _vN symbol
 )
 DEVICE_FAULTS = (
