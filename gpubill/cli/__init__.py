@@ -53,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "users": ("gpubill.cli.users", "users of a store and their roles (for --as NAME)"),
     "audit": ("gpubill.cli.audit", "read, verify and checkpoint the hash-chained audit log"),
     "demo": ("gpubill.cli.demo", "generate, ingest and rate a realistic month"),
+    "agent": ("gpubill.cli.agent", "the metering agent on a GPU node: exec, run, status"),
 }
 
 EPILOG = """exit codes:

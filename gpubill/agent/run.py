@@ -1,0 +1,334 @@
+"""The agent's loop: jobs in, samples folded, segments emitted, the outbox delivered.
+
+Receives a spool, a sink (``deliver``), an NVML backend or None (no GPU, no
+driver: the job's duration is still exact, the NVML properties are null with
+``sample_coverage`` 0) and a clock. Guarantees, at every tick: samples folded
+into per-(job, segment, device) accumulators, the segments that are due
+(``emit.ready_segments``) written to the outbox with the job's segment count in
+one transaction, a checkpoint every ``checkpoint_ms`` and on every job state
+change, and the outbox delivered. A job's time is read from its allocation's
+clock: a monotonic origin for ``agent exec`` (kept in the spool with the boot
+id, so a restarted agent carries on), the scheduler's instants for Slurm.
+
+``run_exec`` meters one command as a job; ``Agent.recover`` picks up the jobs
+a killed agent left open in the spool.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import attrs
+
+from gpubill.agent import emit
+from gpubill.agent.aggregate import Accumulator, Tally
+from gpubill.agent.attribution import alive, start_time
+from gpubill.agent.deliver import deliver
+from gpubill.agent.jobs import Allocation, JobSource
+from gpubill.agent.spool import ENDED, OPEN, Spool
+
+TICK_MS = 1_000
+CHECKPOINT_MS = 10_000
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+class Clock:
+    """The node's clocks: wall time for event timestamps, monotonic time for durations."""
+
+    def wall_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def monotonic_ms(self) -> int:
+        return time.monotonic_ns() // 1_000_000
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def boot_id() -> str:
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
+
+
+@attrs.frozen
+class Settings:
+    node: str
+    segment_ms: int = emit.DEFAULT_SEGMENT_MS
+    hold_ms: int = emit.DEFAULT_HOLD_MS
+    checkpoint_ms: int = CHECKPOINT_MS
+
+
+class Meter:
+    """A job's measurements: one ``Accumulator`` per device, cut at each grid boundary; a closed
+    window (a ``Tally``) is held until its segment is emitted, or merged into the final event."""
+
+    def __init__(self, uuids: list[str], origin_ms: int, segment_ms: int, saved: dict | None = None):
+        self.origin_ms, self.segment_ms = origin_ms, segment_ms
+        saved = saved or {}
+        self.cuts = saved.get("cuts", 0)
+        self.accs = {u: Accumulator.from_json(saved["accs"][u]) if u in saved.get("accs", {})
+                     else Accumulator(u, origin_ms) for u in uuids}
+        self.held = {int(k): {u: Tally.from_json(t) for u, t in ts.items()} for k, ts in saved.get("held", {}).items()}
+
+    def boundary(self, k: int) -> int:
+        """The monotonic ms at which segment ``k`` ends."""
+        return self.origin_ms + (k + 1) * self.segment_ms
+
+    def add(self, s) -> None:
+        """Fold a sample in; a reading after a boundary closes the window first (a reading at
+        t covers the time before t, so the one at the boundary still belongs to it)."""
+        while self.boundary(self.cuts) < s.t_ms:
+            self.cut_until(self.cuts + 1)
+        self.accs[s.uuid].add(s)
+
+    def cut_until(self, n: int) -> None:
+        while self.cuts < n:
+            self.held[self.cuts] = {u: a.cut(self.boundary(self.cuts)) for u, a in self.accs.items()}
+            self.cuts += 1
+
+    def segment(self, k: int) -> dict:
+        """Segment ``k``'s properties (its window is released)."""
+        self.cut_until(k + 1)
+        return _combined([(t.summary(), self.segment_ms) for t in self.held.pop(k).values()])
+
+    def final(self, start_ms: int, end_ms: int) -> dict:
+        """The final window's properties: the held windows and the open one, merged per device."""
+        parts = []
+        for u, acc in self.accs.items():
+            tallies = [self.held[k][u] for k in sorted(self.held)] + [acc.window]
+            merged = tallies[0]
+            for t in tallies[1:]:
+                merged = merged.merged(t)
+            merged.start_ms = self.origin_ms + start_ms
+            parts.append((merged.summary(self.origin_ms + end_ms), end_ms - start_ms))
+        return _combined(parts)
+
+    def to_json(self) -> dict:
+        return {"cuts": self.cuts, "accs": {u: a.to_json() for u, a in self.accs.items()},
+                "held": {str(k): {u: t.to_json() for u, t in ts.items()} for k, ts in self.held.items()}}
+
+
+def _combined(parts: list[tuple[dict, int]]) -> dict:
+    return emit.combine(parts) if parts and parts[0][1] > 0 else emit.unmeasured()
+
+
+@attrs.define
+class _Live:
+    """An open job in memory: where its clock starts and what it measured."""
+
+    allocation: Allocation
+    origin_ms: int                      # the agent's monotonic ms at the allocation's start
+    uuids: list[str]
+    hardware: dict
+    emitted: int
+    meter: Meter
+    checkpoint_at: int = 0
+    watch: tuple[int, int | None] | None = None  # (pid, start time) of a command whose end is watched
+
+
+class Agent:
+    def __init__(self, spool: Spool, sink, backend, settings: Settings, clock: Clock | None = None,
+                 rng: random.Random | None = None, proc_root: str = "/proc"):
+        self.spool, self.sink, self.backend, self.settings = spool, sink, backend, settings
+        self.clock = clock or Clock()
+        self.rng = rng or random.Random()
+        self.proc_root = proc_root
+        self.devices = backend.devices() if backend is not None else []
+        self.live: dict[str, _Live] = {}
+
+    # -- jobs -------------------------------------------------------------
+    def start(self, alloc: Allocation, pid: int | None = None, origin_ms: int | None = None) -> None:
+        """Meter ``alloc`` from now on (from ``origin_ms`` on the monotonic clock, when given:
+        an exec job's start); a job the spool has already is resumed, not restarted."""
+        now = self.clock.monotonic_ms()
+        origin = origin_ms if origin_ms is not None else now - (self.clock.wall_ms() - alloc.start_ms)
+        clock = {"mono_origin_ms": origin, "boot_id": boot_id()} if origin_ms is not None else {}
+        if pid is not None:
+            clock |= {"pid": pid, "pid_start": start_time(Path(self.proc_root), pid)}
+        if self.spool.open_job(alloc, clock):
+            self._load(alloc, origin, 0, {}, clock)
+
+    def recover(self) -> list[str]:
+        """Pick up the jobs a previous agent left open: resumed when their clock still runs
+        (same boot), else ended at their last checkpoint as an infrastructure failure."""
+        keys = []
+        for row in self.spool.jobs(OPEN):
+            if row.allocation.key in self.live:
+                continue
+            clock = row.clock
+            if "mono_origin_ms" in clock and clock.get("boot_id") != boot_id():
+                self._load(row.allocation, self.clock.monotonic_ms() - row.elapsed_ms, row.emitted, row.accumulators, clock)
+                self.finish(row.allocation.key, row.elapsed_ms, "failed_infrastructure")
+                continue
+            origin = clock.get("mono_origin_ms",
+                               self.clock.monotonic_ms() - (self.clock.wall_ms() - row.allocation.start_ms))
+            self._load(row.allocation, origin, row.emitted, row.accumulators, clock)
+            keys.append(row.allocation.key)
+        return keys
+
+    def _load(self, alloc: Allocation, origin: int, emitted: int, accs: dict, clock: dict) -> None:
+        uuids = self._uuids(alloc)
+        watch = (clock["pid"], clock.get("pid_start")) if "pid" in clock else None
+        meter = Meter(uuids, origin, self.settings.segment_ms, accs)
+        self.live[alloc.key] = _Live(alloc, origin, uuids, self._hardware(uuids), emitted, meter,
+                                     self.clock.monotonic_ms(), watch)
+
+    def _uuids(self, alloc: Allocation) -> list[str]:
+        if not alloc.gpus:
+            return [d.uuid for d in self.devices]
+        wanted = set(alloc.gpus)
+        return [d.uuid for d in self.devices if d.uuid in wanted or str(d.index) in wanted]
+
+    def _hardware(self, uuids: list[str]) -> dict:
+        devs = [d for d in self.devices if d.uuid in uuids]
+        types = {d.gpu_type for d in devs}
+        links = [d.interconnect for d in devs if d.interconnect]
+        return {"gpu_type": types.pop() if len(types) == 1 else None,
+                "gpu_count": sum((Decimal(d.fraction.numerator) / d.fraction.denominator for d in devs),
+                                 Decimal(0)) if devs else None,
+                "interconnect": "nvlink" if "nvlink" in links else (links[0] if links else None)}
+
+    def elapsed_ms(self, key: str) -> int:
+        return self.clock.monotonic_ms() - self.live[key].origin_ms
+
+    def finish(self, key: str, end_ms: int, end_reason: str) -> None:
+        """End a job at ``end_ms`` on its clock: its final event (the windows not yet
+        emitted, held ones included) goes to the outbox as the job is marked ended."""
+        job = self.live.pop(key)
+        window = emit.final_window(job.emitted, self.settings.segment_ms, end_ms)
+        ev = emit.event(self.settings.node, job.allocation, emit.FINAL, job.emitted, window,
+                        job.meter.final(*window), job.hardware, end_reason)
+        self.spool.emit(key, [(emit.FINAL, job.emitted, ev)], job.emitted, end_ms, {}, (end_ms, end_reason))
+
+    # -- the tick ---------------------------------------------------------
+    def tick(self) -> None:
+        """One pass: sample, emit what is due, checkpoint, deliver."""
+        self._sample()
+        now = self.clock.monotonic_ms()
+        for key, job in list(self.live.items()):
+            if job.watch and not alive(Path(self.proc_root), *job.watch):
+                self.finish(key, now - job.origin_ms, "completed")  # ended while no agent held it
+                continue
+            if not self._emit_segments(key, job, now - job.origin_ms) and \
+                    now - job.checkpoint_at >= self.settings.checkpoint_ms:
+                self.spool.checkpoint(key, now - job.origin_ms, job.meter.to_json())
+                job.checkpoint_at = now
+        self.deliver()
+
+    def deliver(self) -> int:
+        return deliver(self.spool, self.sink, self.clock.wall_ms(), self.rng)
+
+    def _sample(self) -> None:
+        uuids = sorted({u for job in self.live.values() for u in job.uuids})
+        if self.backend is None or not uuids:
+            return
+        for s in self.backend.sample(uuids, self.clock.monotonic_ms()):
+            for job in self.live.values():
+                if s.uuid in job.uuids:
+                    job.meter.add(s)
+
+    def _emit_segments(self, key: str, job: _Live, elapsed: int) -> bool:
+        ready = emit.ready_segments(job.emitted, elapsed, self.settings.segment_ms, self.settings.hold_ms)
+        if not ready:
+            return False
+        events = [(emit.SEGMENT, k, emit.event(self.settings.node, job.allocation, emit.SEGMENT, k,
+                                               emit.segment_window(k, self.settings.segment_ms),
+                                               job.meter.segment(k), job.hardware)) for k in ready]
+        job.emitted = ready.stop
+        self.spool.emit(key, events, job.emitted, elapsed, job.meter.to_json())
+        job.checkpoint_at = self.clock.monotonic_ms()
+        return True
+
+    # -- loops ------------------------------------------------------------
+    def run(self, source: JobSource | None, *, until_idle: bool = False, stop: threading.Event | None = None) -> None:
+        """Tick every second: new allocations from ``source`` started, ended ones finished.
+        ``until_idle``: return once no job is open and the outbox is empty."""
+        stop = stop or threading.Event()
+        self.recover()
+        while not stop.is_set():
+            if source is not None:
+                self.poll(source)
+            self.tick()
+            if until_idle and not self.live and not self.spool.counts().get("pending"):
+                return
+            stop.wait(TICK_MS / 1000)
+
+    def poll(self, source: JobSource) -> None:
+        known = {row.allocation.key: row.state for row in self.spool.jobs()}
+        for st in source.poll():
+            key = st.allocation.key
+            if key not in known:
+                self.start(st.allocation)
+            if st.end_ms is not None and known.get(key) != ENDED and key in self.live:
+                self.finish(key, st.end_ms - st.allocation.start_ms, st.end_reason or "completed")
+
+
+@attrs.define
+class ExecResult:
+    returncode: int        # the command's exit status (128 + signal when a signal ended it)
+    end_reason: str
+    undelivered: int       # events left in the spool (a later `gpubill agent run` delivers them)
+
+
+def run_exec(agent: Agent, alloc_of, argv: list[str], flush_ms: int) -> ExecResult:
+    """Run ``argv`` as one job: ``alloc_of(start_wall_ms)`` is its allocation. SIGTERM and
+    SIGINT are passed to the command (SIGTERM: the job is preempted); its exit is timed by a
+    thread of its own, so a slow delivery never lengthens the job."""
+    origin, wall = agent.clock.monotonic_ms(), agent.clock.wall_ms()
+    child = subprocess.Popen(argv)
+    alloc = alloc_of(wall)
+    agent.start(alloc, pid=child.pid, origin_ms=origin)
+    agent.live[alloc.key].watch = None  # this process waits for it
+    ended_at: list[int] = []
+    done = threading.Event()
+    signals: list[int] = []
+
+    def waiter():
+        child.wait()
+        ended_at.append(agent.clock.monotonic_ms())
+        done.set()
+
+    def forward(signum, _frame):
+        signals.append(signum)
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    threading.Thread(target=waiter, daemon=True).start()
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not done.wait(TICK_MS / 1000):
+            agent.tick()
+        reason = _end_reason(child.returncode, signals)
+        agent.finish(alloc.key, ended_at[0] - origin, reason)
+        pending = _flush(agent, flush_ms)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    code = child.returncode if child.returncode >= 0 else 128 - child.returncode
+    return ExecResult(code, reason, pending)
+
+
+def _end_reason(returncode: int, signals: list[int]) -> str:
+    if signal.SIGTERM in signals:
+        return "preempted"
+    return "completed" if returncode == 0 else "failed_user"
+
+
+def _flush(agent: Agent, flush_ms: int) -> int:
+    """Deliver until the outbox is empty or ``flush_ms`` has passed; what is left pending."""
+    deadline = agent.clock.monotonic_ms() + flush_ms
+    while True:
+        agent.deliver()
+        pending = agent.spool.counts().get("pending", 0)
+        wait = (agent.spool.next_try_ms() or 0) - agent.clock.wall_ms()
+        if not pending or agent.clock.monotonic_ms() + max(wait, 0) > deadline:
+            return pending
+        agent.clock.sleep(max(wait, 0) / 1000)
