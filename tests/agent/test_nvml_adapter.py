@@ -14,7 +14,7 @@ from fractions import Fraction
 import pynvml
 import pytest
 
-from gpubill.agent import nvml
+from gpubill.agent import gputypes, nvml
 from gpubill.agent.nvml import NVLINK, PCIE, PynvmlBackend, open_backend
 
 MIB = 2**20
@@ -227,3 +227,14 @@ def test_no_library_means_no_backend(monkeypatch, caplog):
 @pytest.mark.skipif(ctypes.util.find_library("nvidia-ml") is not None, reason="this machine has NVML")
 def test_the_real_nvml_init_on_a_machine_without_a_gpu_gives_no_backend():
     assert open_backend() is None
+
+
+@pytest.mark.parametrize(("name", "gpu_type"), [
+    ("NVIDIA H100 80GB HBM3", "H100-SXM"), (b"NVIDIA H100 80GB HBM3", "H100-SXM"),
+    ("NVIDIA H100 80GB HBM3 MIG 3g.40gb", "H100-SXM"), ("NVIDIA H200", "H200"), ("NVIDIA H200 MIG 1g.18gb", "H200"),
+    ("NVIDIA A100-SXM4-40GB", "A100-40GB"), ("NVIDIA A100-PCIE-40GB", "A100-40GB"),
+    ("NVIDIA A100-SXM4-80GB", "A100-80GB"), ("NVIDIA A100 80GB PCIe", "A100-80GB"),
+    ("NVIDIA H100 PCIe", None), ("NVIDIA H200 NVL", None), ("Tesla T4", None), ("NVIDIA GeForce RTX 4090", None),
+])
+def test_nvml_names_map_to_the_plans_gpu_types_or_none(name, gpu_type):
+    assert gputypes.gpu_type(name) == gpu_type
