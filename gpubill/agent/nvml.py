@@ -180,6 +180,7 @@ class PynvmlBackend:
             self._broken = True
             log.warning("NVML: device count failed (%s)", type(e).__name__)
             return []
+        self._handles = {}    # MIG handles are reused after a reconfiguration: only this inventory's count
         found: list[Device] = []
         for i in range(count):
             try:

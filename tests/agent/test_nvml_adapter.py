@@ -238,3 +238,18 @@ def test_the_real_nvml_init_on_a_machine_without_a_gpu_gives_no_backend():
 ])
 def test_nvml_names_map_to_the_plans_gpu_types_or_none(name, gpu_type):
     assert gputypes.gpu_type(name) == gpu_type
+
+
+def test_after_a_mig_reconfiguration_a_gone_uuid_gives_no_samples(monkeypatch):
+    """NVML reuses MIG handles: a sample asked for a MIG UUID that is gone must not read the new slice."""
+    table = gpu_table("h0", b"GPU-aaaa", MigMode=[pynvml.NVML_DEVICE_MIG_ENABLE] * 2, MaxMigDeviceCount=1,
+                      MigDeviceHandleByIndex0="m0")
+    table |= {("m0", "UUID"): b"MIG-0000", ("m0", "Name"): H100 + b" MIG 7g.80gb",
+              ("m0", "MemoryInfo"): memory(80896, 1)}
+    driver = Driver(monkeypatch, ["h0"], table)
+    backend = PynvmlBackend()
+    assert [d.uuid for d in backend.devices()] == ["GPU-aaaa", "MIG-0000"]
+    driver.table["m0", "UUID"] = b"MIG-0001"      # the administrator made a new instance in the same slot
+    assert [d.uuid for d in backend.devices()] == ["GPU-aaaa", "MIG-0001"]
+    assert backend.sample(["MIG-0000"], 1000) == []
+    assert [s.uuid for s in backend.sample(["MIG-0001"], 1000)] == ["MIG-0001"]
