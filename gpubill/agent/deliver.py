@@ -25,6 +25,7 @@ BATCH_PATH = "/api/v1/events/batch"
 BATCH_EVENTS = 100
 BACKOFF_BASE_MS = 1_000
 BACKOFF_MAX_MS = 300_000
+BACKOFF = "backoff"  # the spool's cursor: {"failures": n, "until_ms": wall ms} while the receiver is away
 ALREADY_EXISTS = "value_already_exist"  # Lago's answer to a transaction_id it holds (lago/events_api.py)
 
 
@@ -102,16 +103,27 @@ def backoff_ms(attempts: int, rng: random.Random) -> int:
     return rng.randint(cap // 2, cap)
 
 
+def retry_at_ms(spool: Spool) -> int:
+    """When the receiver may be tried again (wall ms; 0: now)."""
+    return spool.cursor(BACKOFF, {}).get("until_ms", 0)
+
+
 def deliver(spool: Spool, sink, now_ms: int, rng: random.Random) -> int:
-    """Send what is due in the outbox, batch by batch, until done or the receiver is away.
-    Returns how many events were settled (delivered or refused)."""
+    """Send the outbox, batch by batch, until it is empty or the receiver is away. The backoff
+    belongs to the receiver, not to an event: while it lasts nothing is sent, however many
+    events arrive. Returns how many events were settled (delivered or refused)."""
+    state = spool.cursor(BACKOFF, {})
+    if now_ms < state.get("until_ms", 0):
+        return 0
     settled = 0
-    while due := spool.due(now_ms, BATCH_EVENTS):
-        txns = [t for t, _, _ in due]
+    while due := spool.pending(BATCH_EVENTS):
+        txns = [t for t, _ in due]
         try:
-            statuses = sink.send([p for _, p, _ in due])
+            statuses = sink.send([p for _, p in due])
         except Unavailable as e:
-            spool.retry_later(txns, now_ms + backoff_ms(min(a for _, _, a in due), rng), str(e))
+            failures = state.get("failures", 0)
+            spool.attempted(txns, str(e))
+            spool.set_cursor(BACKOFF, {"failures": failures + 1, "until_ms": now_ms + backoff_ms(failures, rng)})
             spool.set_cursor("last_error", {"at_ms": now_ms, "error": str(e)})
             return settled
         for status in (DELIVERED, REFUSED):
@@ -119,4 +131,6 @@ def deliver(spool: Spool, sink, now_ms: int, rng: random.Random) -> int:
                          None if status == DELIVERED else "refused by the receiver")
         spool.set_cursor("last_delivery", {"at_ms": now_ms, "events": len(txns)})
         settled += len(txns)
+    if state:
+        spool.set_cursor(BACKOFF, {})
     return settled

@@ -29,7 +29,7 @@ import attrs
 from gpubill.agent import emit
 from gpubill.agent.aggregate import Accumulator, Tally
 from gpubill.agent.attribution import alive, start_time
-from gpubill.agent.deliver import deliver
+from gpubill.agent.deliver import deliver, retry_at_ms
 from gpubill.agent.jobs import Allocation, JobSource
 from gpubill.agent.spool import ENDED, OPEN, Spool
 
@@ -328,7 +328,7 @@ def _flush(agent: Agent, flush_ms: int) -> int:
     while True:
         agent.deliver()
         pending = agent.spool.counts().get("pending", 0)
-        wait = (agent.spool.next_try_ms() or 0) - agent.clock.wall_ms()
+        wait = retry_at_ms(agent.spool) - agent.clock.wall_ms()
         if not pending or agent.clock.monotonic_ms() + max(wait, 0) > deadline:
             return pending
         agent.clock.sleep(max(wait, 0) / 1000)

@@ -10,7 +10,7 @@ transaction_id, so writing it again changes nothing.
 Tables: ``jobs`` (one row per job attempt: its allocation, how its clock is
 read, segments emitted, state, checkpointed accumulators), ``outbox`` (the
 events' payloads and delivery state) and ``cursors`` (small named values:
-the last delivery, the last delivery error).
+the last delivery, the last delivery error, the receiver's backoff).
 """
 
 from __future__ import annotations
@@ -37,9 +37,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   end_ms INTEGER, end_reason TEXT, accumulators TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS outbox (
   transaction_id TEXT PRIMARY KEY, job TEXT NOT NULL, kind TEXT NOT NULL, segment INTEGER NOT NULL,
-  payload TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-  next_try_ms INTEGER NOT NULL DEFAULT 0, error TEXT);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status, next_try_ms);
+  payload TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, error TEXT);
+CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status);
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -125,28 +124,26 @@ class Spool:
                                 (ENDED, end[0], end[1], key))
 
     # -- outbox -----------------------------------------------------------
-    def due(self, now_ms: int, limit: int) -> list[tuple[str, dict, int]]:
-        """Pending events whose retry time has come: (transaction_id, payload, attempts), oldest first."""
-        rows = self.db.execute("SELECT transaction_id, payload, attempts FROM outbox WHERE status = ? "
-                               "AND next_try_ms <= ? ORDER BY rowid LIMIT ?", (PENDING, now_ms, limit))
-        return [(t, json.loads(p), a) for t, p, a in rows]
+    def pending(self, limit: int) -> list[tuple[str, dict]]:
+        """Events not delivered yet: (transaction_id, payload), oldest first."""
+        rows = self.db.execute("SELECT transaction_id, payload FROM outbox WHERE status = ? ORDER BY rowid LIMIT ?",
+                               (PENDING, limit))
+        return [(t, json.loads(p)) for t, p in rows]
 
     def settle(self, txns: list[str], status: str, error: str | None = None) -> None:
         with self._tx():
             self.db.executemany("UPDATE outbox SET status = ?, error = ? WHERE transaction_id = ?",
                                 [(status, error, t) for t in txns])
 
-    def retry_later(self, txns: list[str], next_try_ms: int, error: str) -> None:
+    def attempted(self, txns: list[str], error: str) -> None:
+        """A try that did not reach the receiver."""
         with self._tx():
-            self.db.executemany("UPDATE outbox SET attempts = attempts + 1, next_try_ms = ?, error = ? "
-                                "WHERE transaction_id = ?", [(next_try_ms, error, t) for t in txns])
+            self.db.executemany("UPDATE outbox SET attempts = attempts + 1, error = ? WHERE transaction_id = ?",
+                                [(error, t) for t in txns])
 
     def counts(self) -> dict[str, int]:
         """Outbox rows by status."""
         return dict(self.db.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
-
-    def next_try_ms(self) -> int | None:
-        return self.db.execute("SELECT min(next_try_ms) FROM outbox WHERE status = ?", (PENDING,)).fetchone()[0]
 
     def outbox(self) -> list[tuple[str, str, int, str, dict]]:
         """Every outbox row: (transaction_id, kind, segment, status, payload), in emission order."""
