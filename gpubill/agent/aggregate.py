@@ -2,6 +2,8 @@
 
 A ``Tally`` folds samples over one stretch of time; an ``Accumulator`` keeps two, the job's and
 the open window's (the current segment), and ``cut`` closes the window at a segment boundary.
+``Tally.merged`` joins consecutive windows of a device; ``combined`` gives one set of
+properties for the same window on several devices (a job's GPUs), from the exact sums.
 
 What a sample stands for: NVML's utilization describes the period *before* the reading, so a
 sample at t covers the interval (previous reading, t]. Each interval counts for at most
@@ -26,6 +28,7 @@ tallies are plain integers, so a checkpoint (``to_json``) loses nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from fractions import Fraction
 
@@ -109,21 +112,7 @@ class Tally:
 
     def summary(self, end_ms: int | None = None) -> dict:
         """The measured properties over [start_ms, end_ms] (end_ms: the cut's, when not given)."""
-        end = self.end_ms if end_ms is None else end_ms
-        duration = end - self.start_ms
-        trailing_gap = end - self.last_ms > self.max_gap_ms
-        return {
-            "avg_utilization": decimal_of(Fraction(self.util_pct_ms, 100 * self.util_ms), RATIO_PLACES)
-            if self.util_ms else None,
-            "peak_vram_gb": decimal_of(Fraction(self.peak_bytes, BYTES_PER_GB), GB_PLACES)
-            if self.peak_bytes is not None else None,
-            "energy_j": decimal_of(Fraction(self.energy_mj, MJ_PER_J), J_PLACES) if self.energy_mj is not None else None,
-            "energy_reset": self.energy_reset,
-            "sample_coverage": decimal_of(Fraction(min(self.covered_ms, duration), duration), RATIO_PLACES)
-            if duration > 0 else Decimal(0),
-            "gaps": self.gaps + trailing_gap,
-            "samples": self.samples,
-        }
+        return combined([self], end_ms)
 
     def to_json(self) -> dict:
         return attrs.asdict(self)
@@ -131,6 +120,33 @@ class Tally:
     @classmethod
     def from_json(cls, d: dict) -> Tally:
         return cls(**d)
+
+
+def combined(tallies: Sequence[Tally], end_ms: int | None = None) -> dict:
+    """The properties of the same window on several devices (a job's GPUs), from their exact sums:
+    utilization weighted by each device's covered time, coverage = covered / the devices' time,
+    energy summed (None when no device has it), gaps summed, and the peak the largest device's
+    (``peak_vram_gb`` is per GPU). end_ms: each tally's cut when not given."""
+    util_pct_ms = util_ms = covered_ms = duration_ms = gaps = samples = 0
+    for t in tallies:
+        end = t.end_ms if end_ms is None else end_ms
+        span = end - t.start_ms
+        util_pct_ms, util_ms = util_pct_ms + t.util_pct_ms, util_ms + t.util_ms
+        covered_ms += min(t.covered_ms, max(span, 0))
+        duration_ms += max(span, 0)
+        gaps += t.gaps + (end - t.last_ms > t.max_gap_ms)
+        samples += t.samples
+    peaks = [t.peak_bytes for t in tallies if t.peak_bytes is not None]
+    energies = [t.energy_mj for t in tallies if t.energy_mj is not None]
+    return {
+        "avg_utilization": decimal_of(Fraction(util_pct_ms, 100 * util_ms), RATIO_PLACES) if util_ms else None,
+        "peak_vram_gb": decimal_of(Fraction(max(peaks), BYTES_PER_GB), GB_PLACES) if peaks else None,
+        "energy_j": decimal_of(Fraction(sum(energies), MJ_PER_J), J_PLACES) if energies else None,
+        "energy_reset": any(t.energy_reset for t in tallies),
+        "sample_coverage": decimal_of(Fraction(covered_ms, duration_ms), RATIO_PLACES) if duration_ms else Decimal(0),
+        "gaps": gaps,
+        "samples": samples,
+    }
 
 
 class Accumulator:

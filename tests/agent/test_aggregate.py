@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from gpubill.agent.aggregate import Accumulator, Tally, decimal_of
+from gpubill.agent.aggregate import Accumulator, Tally, combined, decimal_of
 from gpubill.agent.nvml import Sample
 
 U = "GPU-0"
@@ -111,3 +111,19 @@ def test_merging_windows_sums_counts_and_keeps_the_larger_peak():
     m = first.merged(second).summary()
     assert (m["avg_utilization"], m["energy_j"], m["energy_reset"], m["peak_vram_gb"]) == (
         Decimal("0.2"), Decimal("0.05"), True, Decimal("0.000000009"))
+
+
+def test_combined_weighs_each_device_by_its_covered_time_exactly():
+    a, b = Accumulator("GPU-a", 0), Accumulator("GPU-b", 0)
+    for t in range(0, 61):
+        a.add(Sample(t_ms=t * 1000, uuid="GPU-a", utilization=80, memory_used_bytes=30 * 10**9, power_mw=None,
+                     energy_mj=t * 500))
+        if t <= 20:   # b is lost after 20 s: a third of the job
+            b.add(Sample(t_ms=t * 1000, uuid="GPU-b", utilization=20, memory_used_bytes=50 * 10**9, power_mw=None,
+                         energy_mj=None))
+    s = combined([a.cut(60_000), b.cut(60_000)])
+    assert s == {"avg_utilization": Decimal("0.65"),            # (80*60 + 20*20) / 80 / 100
+                 "peak_vram_gb": Decimal("50"), "energy_j": Decimal("30"), "energy_reset": False,
+                 "sample_coverage": Decimal("0.666667"),         # 80 s of 120 device-seconds
+                 "gaps": 1, "samples": 82}
+    assert combined([a.job], 60_000) == a.summary(60_000)
