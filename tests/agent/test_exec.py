@@ -1,0 +1,128 @@
+"""`gpubill agent exec` as a real subprocess (no GPU here: NVML absent), and where its
+allocations and attributions come from: Slurm's environment, cgroups, a fake /proc root."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gpubill.agent.attribution import Attributor
+from gpubill.agent.jobs import KUBERNETES, SLURM, cgroup_job, slurm_allocation
+from gpubill.agent.spool import Spool
+
+AGENT = [sys.executable, "-m", "gpubill", "agent"]
+
+
+def exec_args(tmp: Path, job: str, *cmd: str) -> list[str]:
+    return [*AGENT, "exec", "--job", job, "--subscription", "sub_x", "--store", str(tmp / "events.db"),
+            "--spool", str(tmp / "spool.db"), "--gpu-type", "H100-SXM", "--gpu-count", "2", "--", *cmd]
+
+
+def properties(tmp: Path) -> list[dict]:
+    spool = Spool(tmp / "spool.db", readonly=True)
+    try:
+        return [(st, p["properties"]) for _, _, _, st, p in spool.outbox()]
+    finally:
+        spool.close()
+
+
+def test_the_exit_status_passes_through_and_a_failure_is_the_users(tmp_path):
+    r = subprocess.run(exec_args(tmp_path, "j1", "sh", "-c", "sleep 0.3; exit 3"), capture_output=True)
+    assert r.returncode == 3, r.stderr
+    ((status, p),) = properties(tmp_path)
+    assert status == "delivered" and p["end_reason"] == "failed_user" and p["gpu_count"] == "2"
+    assert float(p["duration_seconds"]) >= 0.3
+    assert p["sample_coverage"] == "0" and p["avg_utilization"] is None  # no NVML on this machine
+
+
+def test_a_clean_exit_completes(tmp_path):
+    r = subprocess.run(exec_args(tmp_path, "j2", "true"), capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert properties(tmp_path)[0][1]["end_reason"] == "completed"
+
+
+def wait_for_job(tmp: Path) -> None:
+    for _ in range(200):
+        if (tmp / "spool.db").exists():
+            spool = Spool(tmp / "spool.db", readonly=True)
+            try:
+                if spool.jobs():
+                    return
+            except sqlite3.OperationalError:  # the schema is being created
+                pass
+            finally:
+                spool.close()
+        time.sleep(0.05)
+    raise AssertionError("the job never reached the spool")
+
+
+def test_sigterm_is_passed_on_and_the_job_ends_preempted(tmp_path):
+    p = subprocess.Popen(exec_args(tmp_path, "j3", "sleep", "30"), stderr=subprocess.PIPE)
+    wait_for_job(tmp_path)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(20) == 128 + signal.SIGTERM
+    ((status, props),) = properties(tmp_path)
+    assert props["end_reason"] == "preempted" and status == "delivered"
+
+
+def test_no_command_is_a_usage_error(tmp_path):
+    r = subprocess.run(exec_args(tmp_path, "j4"), capture_output=True)
+    assert r.returncode == 2 and r.stderr.decode().count("\n") == 1
+
+
+def test_a_missing_command_exits_127_in_one_line(tmp_path):
+    r = subprocess.run(exec_args(tmp_path, "j5", str(tmp_path / "nope")), capture_output=True)
+    assert r.returncode == 127 and "nope" in r.stderr.decode().splitlines()[-1]
+    assert "Traceback" not in r.stderr.decode()
+
+
+def test_status_shows_the_outbox(tmp_path):
+    subprocess.run(exec_args(tmp_path, "j6", "true"), check=True, capture_output=True)
+    r = subprocess.run([*AGENT, "status", "--spool", str(tmp_path / "spool.db")], capture_output=True, text=True)
+    assert r.returncode == 0 and "outbox: 0 pending, 1 delivered, 0 refused" in r.stdout
+    assert "open jobs: 0" in r.stdout
+
+
+# -- where jobs come from ------------------------------------------------------
+
+def test_slurm_environment():
+    a = slurm_allocation({"SLURM_JOB_ID": "4242", "SLURM_RESTART_COUNT": "1", "SLURM_JOB_GPUS": "2,3",
+                          "CUDA_VISIBLE_DEVICES": "0,1"}, "sub_x", 0)
+    assert (a.scheduler, a.job_id, a.attempt, a.gpus, a.key) == (SLURM, "4242", 1, ("2", "3"), "slurm:4242:1")
+    uuids = slurm_allocation({"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "0"}, "s", 0)
+    assert uuids.gpus == ()  # relative indices inside a device cgroup are not taken
+    assert slurm_allocation({"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "GPU-a,MIG-b"}, "s", 0).gpus == ("GPU-a", "MIG-b")
+    assert slurm_allocation({}, "s", 0) is None
+
+
+def test_cgroup_paths():
+    assert cgroup_job("0::/system.slice/slurmstepd.scope/job_123/step_0/user/task_0\n") == (SLURM, "123")
+    assert cgroup_job("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
+                      "1a2b3c4d_1111_2222_3333_444455556666.slice/cri-containerd-ab.scope") == \
+        (KUBERNETES, "1a2b3c4d-1111-2222-3333-444455556666")
+    assert cgroup_job("0::/user.slice/user-1000.slice/session-2.scope") is None
+
+
+def fake_proc(root: Path, pid: int, ppid: int, start: int, cgroup: str = "0::/\n", environ: str = "") -> None:
+    d = root / str(pid)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "stat").write_text(f"{pid} (py thon) S {ppid} 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0\n")
+    (d / "cgroup").write_text(cgroup)
+    (d / "environ").write_bytes(environ.encode().replace(b"\n", b"\0"))
+
+
+def test_attribution_by_cgroup_environment_parent_and_not_fooled_by_pid_reuse(tmp_path):
+    fake_proc(tmp_path, 10, 1, 100, "0::/system.slice/slurmstepd.scope/job_55/step_batch\n")
+    fake_proc(tmp_path, 11, 10, 101)
+    fake_proc(tmp_path, 12, 1, 102, environ="PATH=/bin\nBILLING_JOB_ID=train-1\n")
+    fake_proc(tmp_path, 13, 1, 103)
+    at = Attributor(tmp_path)
+    assert [at.job_of(p) for p in (10, 11, 12, 13, 99)] == [(SLURM, "55"), (SLURM, "55"), ("exec", "train-1"),
+                                                            None, None]
+    fake_proc(tmp_path, 11, 1, 500, environ="SLURM_JOB_ID=77\n")  # pid 11 reused by another job's process
+    assert at.job_of(11) == (SLURM, "77")
+
