@@ -1,7 +1,7 @@
-"""The metering agent's CPU cost per 1 Hz tick, on the test double.
+"""The metering agent's CPU cost per 1 Hz tick, on the test double; spool and delivery throughput.
 
-    .venv/bin/python bench/agent.py                  # 8 GPUs, 3 600 ticks (an hour at 1 Hz)
-    .venv/bin/python bench/agent.py --ticks 600      # a quicker run
+    .venv/bin/python bench/agent.py                  # 8 GPUs, 3 600 ticks (an hour at 1 Hz), 20 000 events
+    .venv/bin/python bench/agent.py --ticks 600 --events 2000    # a quicker run
 
 The goal (issue 11): <= 1 % of a core at 1 Hz for 8 GPUs, i.e. <= 10 ms of CPU per tick.
 
@@ -20,15 +20,27 @@ once per tick with an injected clock, so nothing sleeps and the run measures CPU
 
 It prints ms per tick, the share of one core at 1 Hz, and each figure's ratio to the baseline.
 NVML's own time on a real GPU is not in these figures (the double answers at once): that is
-tools/gpu_check.py's to measure. A benchmark, not a test: nothing is asserted.
+tools/gpu_check.py's to measure.
+
+Then, for --events canonical gpu_job events (emit.event, one job's segments each):
+
+5. spool writes: each event put in the outbox by Spool.emit in its own transaction (WAL,
+   synchronous=FULL: what the agent does before anything is sent), events/s;
+6. delivery: deliver() from that outbox into a fresh local store (StoreSink, batches of 100,
+   each settled in the spool), events/s.
+
+A benchmark, not a test: nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
+import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
@@ -37,9 +49,13 @@ import pynvml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gpubill.agent import emit  # noqa: E402
 from gpubill.agent.aggregate import Accumulator  # noqa: E402
+from gpubill.agent.deliver import StoreSink, deliver  # noqa: E402
+from gpubill.agent.jobs import Allocation  # noqa: E402
 from gpubill.agent.fake import FakeClock, FakeGpu, FakeNvmlBackend, Reading, whole_gpu  # noqa: E402
 from gpubill.agent.nvml import PynvmlBackend  # noqa: E402
+from gpubill.agent.spool import Spool  # noqa: E402
 
 TICK_MS = 1000
 SEGMENT_TICKS = 300      # the 5-minute segment grid
@@ -101,11 +117,36 @@ def run(gpus: int, ticks: int, fold: bool, checkpoint: bool, real_adapter: bool 
     return time.process_time() - start
 
 
+def spool_and_delivery(events: int, work: Path) -> tuple[float, float]:
+    """Events/s written to the outbox one transaction each, and delivered from it into a local store."""
+    alloc = Allocation(scheduler="exec", job_id="bench", attempt=0, subscription="sub_bench",
+                       start_ms=1_793_000_000_000, gpu_type="H100-SXM", gpu_count=Decimal(8))
+    measured = {"avg_utilization": Decimal("0.8"), "peak_vram_gb": Decimal("40"), "energy_j": Decimal("150000"),
+                "energy_reset": False, "sample_coverage": Decimal("1")}
+    segment_ms = SEGMENT_TICKS * TICK_MS
+    payloads = [emit.event("node-1", alloc, "segment", k, (k * segment_ms, (k + 1) * segment_ms), measured,
+                           {"interconnect": "nvlink"}) for k in range(events)]
+    spool = Spool(work / "spool.db")
+    spool.open_job(alloc, {})
+    t = time.perf_counter()
+    for k, p in enumerate(payloads):
+        spool.emit(alloc.key, [("segment", k, p)], k + 1, (k + 1) * segment_ms, {})
+    written = events / (time.perf_counter() - t)
+    sink = StoreSink(str(work / "store.db"))
+    t = time.perf_counter()
+    delivered = deliver(spool, sink, 0, random.Random(0))
+    rate = delivered / (time.perf_counter() - t)
+    sink.close()
+    spool.close()
+    return written, rate
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpus", type=int, default=8)
     ap.add_argument("--ticks", type=int, default=3600)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--events", type=int, default=20_000)
     args = ap.parse_args()
     print(f"{args.gpus} fake GPUs, {args.ticks:,} ticks at 1 Hz, best of {args.repeat}, {os.cpu_count()} CPUs, "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
@@ -119,6 +160,10 @@ def main() -> None:
         baseline = baseline or ms
         print(f"{label:34} {ms:8.3f} ms/tick  {ms / TICK_MS * 100:6.3f} % of a core at 1 Hz  "
               f"x{ms / baseline:5.2f} the baseline")
+    with tempfile.TemporaryDirectory(prefix="gpubill-agent-bench-") as work:
+        written, delivered = spool_and_delivery(args.events, Path(work))
+    print(f"{args.events:,} events: spool writes {written:,.0f} events/s (one transaction each, synchronous=FULL), "
+          f"delivery into a local store {delivered:,.0f} events/s")
 
 
 if __name__ == "__main__":

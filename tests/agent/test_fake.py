@@ -6,8 +6,11 @@ Each test scripts GPUs with FakeNvmlBackend, drives them with an injected FakeCl
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 
 from gpubill.agent.aggregate import Accumulator
 from gpubill.agent.fake import DEFAULT_ENERGY_MJ, FakeClock, FakeGpu, FakeNvmlBackend, Reading, mig_device, whole_gpu
@@ -176,3 +179,11 @@ def test_the_counter_starts_where_the_driver_left_it():
     backend = FakeNvmlBackend([FakeGpu(g, [Reading(0, power_mw=1_500)])])
     assert backend.sample([g.uuid], 0)[0].energy_mj == DEFAULT_ENERGY_MJ
     assert backend.sample([g.uuid], 1999)[0].energy_mj == DEFAULT_ENERGY_MJ + 2998   # 1.5 W x 1.999 s, truncated
+
+
+def test_the_agent_benchmark_runs_on_the_double():
+    """bench/agent.py (ticks on this double, spool writes, delivery) runs in a few ticks."""
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, str(root / "bench" / "agent.py"), "--ticks", "20", "--events", "20",
+                          "--repeat", "1"], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "ms/tick" in out and "20 events: spool writes" in out
