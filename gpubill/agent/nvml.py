@@ -171,7 +171,8 @@ class PynvmlBackend:
     # -- inventory ------------------------------------------------------------------------------
 
     def devices(self) -> list[Device]:
-        """The GPUs and MIG devices now (re-initialising NVML first after a device fault)."""
+        """The billable devices now: each GPU, or for a GPU in MIG mode its MIG devices instead
+        (re-initialising NVML first after a device fault)."""
         if (self._lost or self._broken) and not self._reinit():
             return []
         try:
@@ -198,7 +199,8 @@ class PynvmlBackend:
         gpu = Device(index=index, uuid=uuid, name=name, gpu_type=gpu_type(name), memory_total_bytes=memory,
                      mig=False, parent_uuid=None, fraction=Fraction(1),
                      interconnect=self._interconnect(uuid, handle))
-        return [gpu, *self._mig_devices(gpu, handle)]
+        migs = self._mig_devices(gpu, handle)
+        return [gpu] if migs is None else migs
 
     def _memory_total(self, uuid: str, handle: Any) -> int | None:
         info = self._query(uuid, "memory", pynvml.nvmlDeviceGetMemoryInfo, handle)
@@ -216,10 +218,12 @@ class PynvmlBackend:
                 return None
         return PCIE
 
-    def _mig_devices(self, gpu: Device, handle: Any) -> list[Device]:
+    def _mig_devices(self, gpu: Device, handle: Any) -> list[Device] | None:
+        """The MIG devices of a GPU in MIG mode (they, not the GPU, run and bill jobs); None when
+        MIG is off."""
         mode = self._query(gpu.uuid, "mig_mode", pynvml.nvmlDeviceGetMigMode, handle)
         if not mode or mode[0] != pynvml.NVML_DEVICE_MIG_ENABLE:
-            return []
+            return None
         slots = self._query(gpu.uuid, "mig_count", pynvml.nvmlDeviceGetMaxMigDeviceCount, handle, default=0)
         out = []
         for slot in range(slots):

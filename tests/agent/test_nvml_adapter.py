@@ -193,8 +193,8 @@ def test_mig_slices_are_listed_with_their_memory_share(monkeypatch):
     driver = Driver(monkeypatch, ["h0"], table)
     backend = PynvmlBackend()
     devices = backend.devices()
+    # the GPU itself is not listed: in MIG mode only its MIG devices run (and bill) jobs
     assert [(d.uuid, d.mig, d.parent_uuid, d.fraction, d.mig_profile, d.gpu_type) for d in devices] == [
-        ("GPU-aaaa", False, None, Fraction(1), None, "H100-SXM"),
         ("MIG-0000", True, "GPU-aaaa", Fraction(1, 2), "3g.40gb", "H100-SXM"),
         ("MIG-0001", True, "GPU-aaaa", Fraction(1, 2), "3g.40gb", "H100-SXM"),
     ]
@@ -248,8 +248,14 @@ def test_after_a_mig_reconfiguration_a_gone_uuid_gives_no_samples(monkeypatch):
               ("m0", "MemoryInfo"): memory(80896, 1)}
     driver = Driver(monkeypatch, ["h0"], table)
     backend = PynvmlBackend()
-    assert [d.uuid for d in backend.devices()] == ["GPU-aaaa", "MIG-0000"]
+    assert [d.uuid for d in backend.devices()] == ["MIG-0000"]
     driver.table["m0", "UUID"] = b"MIG-0001"      # the administrator made a new instance in the same slot
-    assert [d.uuid for d in backend.devices()] == ["GPU-aaaa", "MIG-0001"]
+    assert [d.uuid for d in backend.devices()] == ["MIG-0001"]
     assert backend.sample(["MIG-0000"], 1000) == []
     assert [s.uuid for s in backend.sample(["MIG-0001"], 1000)] == ["MIG-0001"]
+
+
+def test_a_gpu_in_mig_mode_without_instances_lists_nothing(monkeypatch):
+    Driver(monkeypatch, ["h0", "h1"], gpu_table("h0", b"GPU-aaaa", MigMode=[pynvml.NVML_DEVICE_MIG_ENABLE] * 2,
+                                                 MaxMigDeviceCount=7) | gpu_table("h1", b"GPU-bbbb"))
+    assert [d.uuid for d in PynvmlBackend().devices()] == ["GPU-bbbb"]
