@@ -16,7 +16,9 @@ a killed agent left open in the spool.
 
 from __future__ import annotations
 
+import os
 import random
+import select
 import signal
 import subprocess
 import threading
@@ -130,8 +132,40 @@ class _Live:
     hardware: dict
     emitted: int
     meter: Meter
+    segment_ms: int                     # the job's grid, kept in the spool: a restarted agent keeps it
+    hold_ms: int
     checkpoint_at: int = 0
-    watch: tuple[int, int | None] | None = None  # (pid, start time) of a command whose end is watched
+    watch: "Watch | None" = None        # a command whose end this process watches (a killed agent's)
+
+
+class Watch:
+    """The end of a command that this process did not start (a killed agent's), timed by a
+    thread blocked on its pidfd: the end is exact, not rounded to a tick. A command already
+    gone when the watch begins ended at some unknown time while no agent ran: its end is taken
+    as ``known_alive_ms`` (the last checkpoint), never later."""
+
+    def __init__(self, pid: int, started: int | None, proc_root: str, clock, known_alive_ms: int):
+        self.clock = clock
+        self._ended: int | None = None
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            fd = None
+        if fd is None or not alive(Path(proc_root), pid, started):
+            self._ended = known_alive_ms
+            if fd is not None:
+                os.close(fd)
+            return
+        threading.Thread(target=self._wait, args=(fd,), daemon=True).start()
+
+    def _wait(self, fd: int) -> None:
+        select.select([fd], [], [])
+        self._ended = self.clock.monotonic_ms()
+        os.close(fd)
+
+    def ended_ms(self) -> int | None:
+        """When the command ended (monotonic ms); None while it runs."""
+        return self._ended
 
 
 class Agent:
@@ -147,10 +181,12 @@ class Agent:
     # -- jobs -------------------------------------------------------------
     def start(self, alloc: Allocation, pid: int | None = None, origin_ms: int | None = None) -> None:
         """Meter ``alloc`` from now on (from ``origin_ms`` on the monotonic clock, when given:
-        an exec job's start); a job the spool has already is resumed, not restarted."""
+        an exec job's start); a job the spool has already is left as it is (``recover`` resumes it)."""
         now = self.clock.monotonic_ms()
         origin = origin_ms if origin_ms is not None else now - (self.clock.wall_ms() - alloc.start_ms)
-        clock = {"mono_origin_ms": origin, "boot_id": boot_id()} if origin_ms is not None else {}
+        clock = {"segment_ms": self.settings.segment_ms, "hold_ms": self.settings.hold_ms}
+        if origin_ms is not None:
+            clock |= {"mono_origin_ms": origin, "boot_id": boot_id()}
         if pid is not None:
             clock |= {"pid": pid, "pid_start": start_time(Path(self.proc_root), pid)}
         if self.spool.open_job(alloc, clock):
@@ -170,15 +206,21 @@ class Agent:
                 continue
             origin = clock.get("mono_origin_ms",
                                self.clock.monotonic_ms() - (self.clock.wall_ms() - row.allocation.start_ms))
-            self._load(row.allocation, origin, row.emitted, row.accumulators, clock)
+            self._load(row.allocation, origin, row.emitted, row.accumulators, clock, row.elapsed_ms)
             keys.append(row.allocation.key)
         return keys
 
-    def _load(self, alloc: Allocation, origin: int, emitted: int, accs: dict, clock: dict) -> None:
+    def _load(self, alloc: Allocation, origin: int, emitted: int, accs: dict, clock: dict,
+              alive_at: int | None = None) -> None:
+        """Hold an open job in memory; ``alive_at``: a killed agent's command, last seen running
+        at that elapsed ms: its end is watched from here."""
         uuids = self._uuids(alloc)
-        watch = (clock["pid"], clock.get("pid_start")) if "pid" in clock else None
-        meter = Meter(uuids, origin, self.settings.segment_ms, accs)
-        self.live[alloc.key] = _Live(alloc, origin, uuids, self._hardware(uuids), emitted, meter,
+        watch = None
+        if "pid" in clock and alive_at is not None:
+            watch = Watch(clock["pid"], clock.get("pid_start"), self.proc_root, self.clock, origin + alive_at)
+        grid = (clock.get("segment_ms", self.settings.segment_ms), clock.get("hold_ms", self.settings.hold_ms))
+        meter = Meter(uuids, origin, grid[0], accs)
+        self.live[alloc.key] = _Live(alloc, origin, uuids, self._hardware(uuids), emitted, meter, *grid,
                                      self.clock.monotonic_ms(), watch)
 
     def _uuids(self, alloc: Allocation) -> list[str]:
@@ -196,14 +238,11 @@ class Agent:
                                  Decimal(0)) if devs else None,
                 "interconnect": "nvlink" if "nvlink" in links else (links[0] if links else None)}
 
-    def elapsed_ms(self, key: str) -> int:
-        return self.clock.monotonic_ms() - self.live[key].origin_ms
-
     def finish(self, key: str, end_ms: int, end_reason: str) -> None:
         """End a job at ``end_ms`` on its clock: its final event (the windows not yet
         emitted, held ones included) goes to the outbox as the job is marked ended."""
         job = self.live.pop(key)
-        window = emit.final_window(job.emitted, self.settings.segment_ms, end_ms)
+        window = emit.final_window(job.emitted, job.segment_ms, end_ms)
         ev = emit.event(self.settings.node, job.allocation, emit.FINAL, job.emitted, window,
                         job.meter.final(*window), job.hardware, end_reason)
         self.spool.emit(key, [(emit.FINAL, job.emitted, ev)], job.emitted, end_ms, {}, (end_ms, end_reason))
@@ -214,8 +253,9 @@ class Agent:
         self._sample()
         now = self.clock.monotonic_ms()
         for key, job in list(self.live.items()):
-            if job.watch and not alive(Path(self.proc_root), *job.watch):
-                self.finish(key, now - job.origin_ms, "completed")  # ended while no agent held it
+            ended = job.watch.ended_ms() if job.watch else None
+            if ended is not None:  # its exit status is not ours to know: completed
+                self.finish(key, ended - job.origin_ms, "completed")
                 continue
             if not self._emit_segments(key, job, now - job.origin_ms) and \
                     now - job.checkpoint_at >= self.settings.checkpoint_ms:
@@ -236,11 +276,11 @@ class Agent:
                     job.meter.add(s)
 
     def _emit_segments(self, key: str, job: _Live, elapsed: int) -> bool:
-        ready = emit.ready_segments(job.emitted, elapsed, self.settings.segment_ms, self.settings.hold_ms)
+        ready = emit.ready_segments(job.emitted, elapsed, job.segment_ms, job.hold_ms)
         if not ready:
             return False
         events = [(emit.SEGMENT, k, emit.event(self.settings.node, job.allocation, emit.SEGMENT, k,
-                                               emit.segment_window(k, self.settings.segment_ms),
+                                               emit.segment_window(k, job.segment_ms),
                                                job.meter.segment(k), job.hardware)) for k in ready]
         job.emitted = ready.stop
         self.spool.emit(key, events, job.emitted, elapsed, job.meter.to_json())
@@ -271,6 +311,10 @@ class Agent:
                 self.finish(key, st.end_ms - st.allocation.start_ms, st.end_reason or "completed")
 
 
+class JobExists(Exception):
+    """``agent exec`` of a job attempt the spool has already."""
+
+
 @attrs.define
 class ExecResult:
     returncode: int        # the command's exit status (128 + signal when a signal ended it)
@@ -283,10 +327,12 @@ def run_exec(agent: Agent, alloc_of, argv: list[str], flush_ms: int) -> ExecResu
     SIGINT are passed to the command (SIGTERM: the job is preempted); its exit is timed by a
     thread of its own, so a slow delivery never lengthens the job."""
     origin, wall = agent.clock.monotonic_ms(), agent.clock.wall_ms()
-    child = subprocess.Popen(argv)
     alloc = alloc_of(wall)
+    if agent.spool.has_job(alloc.key):
+        raise JobExists(f"job {alloc.job_id} attempt {alloc.attempt} is in the spool already: "
+                        "a new run of it needs a new --attempt (or its events would count as duplicates)")
+    child = subprocess.Popen(argv)
     agent.start(alloc, pid=child.pid, origin_ms=origin)
-    agent.live[alloc.key].watch = None  # this process waits for it
     ended_at: list[int] = []
     done = threading.Event()
     signals: list[int] = []

@@ -96,6 +96,9 @@ class Spool:
                                   (alloc.key, json.dumps(alloc.to_json()), json.dumps(clock), OPEN))
         return cur.rowcount == 1
 
+    def has_job(self, key: str) -> bool:
+        return self.db.execute("SELECT 1 FROM jobs WHERE key = ?", (key,)).fetchone() is not None
+
     def jobs(self, state: str | None = None) -> list[JobRow]:
         q = "SELECT allocation, clock, state, emitted, elapsed_ms, end_ms, end_reason, accumulators FROM jobs"
         rows = self.db.execute(q + (" WHERE state = ?" if state else "") + " ORDER BY key",

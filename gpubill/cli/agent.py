@@ -120,7 +120,7 @@ def _sink(args: argparse.Namespace):
 
 def _exec(args: argparse.Namespace) -> int:
     from gpubill.agent.jobs import EXEC, Allocation
-    from gpubill.agent.run import run_exec
+    from gpubill.agent.run import JobExists, run_exec
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
@@ -136,6 +136,8 @@ def _exec(args: argparse.Namespace) -> int:
         result = run_exec(agent, allocation, cmd, int(args.flush * 1000))
     except OSError as e:
         raise CliError(f"{cmd[0]}: {e.strerror or e}", 127) from None
+    except JobExists as e:
+        raise CliError(str(e), EXIT_USAGE) from None
     finally:
         agent.sink.close()
         agent.spool.close()

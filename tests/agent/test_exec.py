@@ -126,3 +126,9 @@ def test_attribution_by_cgroup_environment_parent_and_not_fooled_by_pid_reuse(tm
     fake_proc(tmp_path, 11, 1, 500, environ="SLURM_JOB_ID=77\n")  # pid 11 reused by another job's process
     assert at.job_of(11) == (SLURM, "77")
 
+
+
+def test_the_same_job_attempt_twice_is_refused(tmp_path):
+    subprocess.run(exec_args(tmp_path, "j7", "true"), check=True, capture_output=True)
+    r = subprocess.run(exec_args(tmp_path, "j7", "true"), capture_output=True, text=True)
+    assert r.returncode == 2 and "--attempt" in r.stderr and "Traceback" not in r.stderr
