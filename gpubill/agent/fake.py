@@ -12,7 +12,7 @@ the readings the device never has ("utilization", "memory", "power", "energy", "
 read None, as PynvmlBackend's do.
 
     clock = FakeClock()
-    gpu0 = FakeGpu(whole_gpu(0), [Reading(0, utilization=80, memory_used_bytes=40 * GB, power_mw=500_000)])
+    gpu0 = FakeGpu(whole_gpu(0), [Reading(0, utilization=80, memory_used_bytes=40 * 10**9, power_mw=500_000)])
     backend = FakeNvmlBackend([gpu0])
     clock.advance(1000); backend.sample([gpu0.device.uuid], clock.monotonic_ms())
 """
