@@ -3,10 +3,10 @@
 A fake GPU is a ``Device`` and a timeline of ``Reading`` steps: from a step's ``t_ms`` on (until the
 next step) the device is in that step's state. A reading at t reports the memory, power and
 processes of t, and, as NVML does, the utilization of the period just before t (the step in force
-before t): 1 Hz readings of a step at 100 % from 0 to 30 s and 0 % after average exactly 0.5 over 60 s. The energy counter is what a real one is: mJ,
-cumulative, advanced by the step's power (mW x ms, kept exact in µJ and truncated to mJ when read);
-a step that sets ``energy_mj`` sets the counter (a lower value is a driver reload: a reset). A
-``lost`` step makes the device fault from then on (as GpuIsLost would): it gives no samples and
+before t): 1 Hz readings of a step at 100 % from 0 to 30 s and 0 % after average exactly 0.5
+over 60 s. The energy counter is what a real one is: mJ, cumulative, advanced by the step's
+power (mW x ms, kept exact in µJ and truncated to mJ when read); a step that sets ``energy_mj``
+sets the counter (a lower value is a driver reload: a reset). A ``lost`` step makes the device fault from then on (as GpuIsLost would): it gives no samples and
 ``lost()`` names it once a sample has been asked for at or after that time. ``unsupported`` names
 the readings the device never has ("utilization", "memory", "power", "energy", "processes"), which
 read None, as PynvmlBackend's do.
