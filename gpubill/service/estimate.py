@@ -454,12 +454,20 @@ class Baseline:
 
 
 def reference_rows(cols: InMemoryColumns) -> list[dict]:
-    """The columns' rows as the reference engine reads them, each with its precise_total_amount_cents."""
-    events = cols.to_events(range(cols.n))
+    """The columns' rows as the reference engine reads them: each property as
+    its stored string (``in_memory`` loads every property's), and each row's
+    precise_total_amount_cents."""
+    strings = np.array(list(cols.strings) + [None], dtype=object)  # id -1: missing
+    props = [(k, strings[a].tolist()) for k, a in cols._dims.items()]
+    subs, codes = strings[cols.subscription].tolist(), strings[cols.code].tolist()
     m, e = cols.precise_total_amount_cents
+    cents = [None] * cols.n
     for i in np.flatnonzero(e > UNHOLDABLE_EXPONENT).tolist():
-        events[i]["precise_total_amount_cents"] = format(Decimal(int(m[i])).scaleb(int(e[i])), "f")
-    return events
+        cents[i] = format(Decimal(int(m[i])).scaleb(int(e[i])), "f")
+    return [{"transaction_id": cols.transaction_ids[i], "external_subscription_id": subs[i], "code": codes[i],
+             "timestamp_ms": t, "rowid": r, "precise_total_amount_cents": cents[i],
+             "properties": {k: vs[i] for k, vs in props if vs[i] is not None}}
+            for i, (t, r) in enumerate(zip(cols.timestamp_ms.tolist(), cols.rowid.tolist()))]
 
 
 def _rated(r):
