@@ -96,6 +96,8 @@ class Job:
         for name, v in (("GPU count", self.gpu_count), ("hours", self.hours)):
             if not v.is_finite() or v <= 0:
                 raise ServiceError(f"{name} must be a positive number, got {v}", EXIT_USAGE)
+        if self.duration_ms < 1000:
+            raise ServiceError(f"hours must be at least one second (1/3600), got {self.hours}", EXIT_USAGE)
         if not self.utilization.is_finite() or not 0 <= self.utilization <= 1:
             raise ServiceError(f"utilization must be between 0 and 1, got {self.utilization}", EXIT_USAGE)
 

@@ -264,6 +264,13 @@ def test_unknown_gpu_type_names_the_valid_ones(tmp_path):
         est.estimate("sunbeam_robotics", Job("H200", Decimal(1), Decimal(1), region="eu-centrl"), AT_MS)
 
 
+@pytest.mark.parametrize("hours, count, text", [("0.0000001", "1", "at least one second"), ("-2", "1", "positive"),
+                                                 ("1", "0", "GPU count must be a positive number")])
+def test_a_job_without_gpu_time_is_refused(hours, count, text):
+    with pytest.raises(ServiceError, match=text):
+        Job("H200", Decimal(count), Decimal(hours))
+
+
 def test_a_job_past_the_period_end_is_refused(tmp_path):
     est = Estimator(store_with(tmp_path / "s.db", []), [EXAMPLES])
     with pytest.raises(ServiceError, match=r"after the billing period 2026-10-01\.\.2026-10-31.*at most 280 h"):
