@@ -241,7 +241,9 @@ class Agent:
     def finish(self, key: str, end_ms: int, end_reason: str) -> None:
         """End a job at ``end_ms`` on its clock: its final event (the windows not yet
         emitted, held ones included) goes to the outbox as the job is marked ended."""
-        job = self.live.pop(key)
+        job = self.live[key]
+        self._emit_segments(key, job, end_ms)  # a job that ended while no agent ran: its segments first
+        del self.live[key]
         window = emit.final_window(job.emitted, job.segment_ms, end_ms)
         ev = emit.event(self.settings.node, job.allocation, emit.FINAL, job.emitted, window,
                         job.meter.final(*window), job.hardware, end_reason)

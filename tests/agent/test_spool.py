@@ -135,3 +135,78 @@ def test_server_down_for_half_an_hour_then_everything_delivered_once_and_already
         assert s.count_events(sub=SUB) == 30
     finally:
         s.close()
+
+
+# -- a restarted agent carries on from the spool (in process, injected clock) -------------------
+
+def test_a_restarted_agent_resumes_the_job_from_its_checkpoint(tmp_path):
+    from gpubill.agent.fake import FakeGpu, FakeNvmlBackend, Reading, whole_gpu
+
+    clock = FakeClock(wall_ms=NOV_10)
+    backend = FakeNvmlBackend([FakeGpu(whole_gpu(0), [Reading(0, utilization=50, memory_used_bytes=10**10,
+                                                              power_mw=100_000)])])
+    store = str(tmp_path / "events.db")
+
+    def agent():
+        return Agent(Spool(tmp_path / "spool.db"), StoreSink(store), backend, Settings("n1", 300_000, 60_000), clock)
+
+    a, job = agent(), alloc()
+    a.start(job, origin_ms=clock.monotonic_ms())
+    for _ in range(425):                       # 425 s: segment 0 emitted, a checkpoint at 420 s
+        clock.advance(1000)
+        a.tick()
+    a.spool.close()                            # killed: nothing more of it reaches the spool
+    clock.advance(30_000)                      # down for 30 s
+    b = agent()
+    assert b.recover() == [job.key]
+    for _ in range(445):                       # on to 900 s
+        clock.advance(1000)
+        b.tick()
+    b.finish(job.key, 900_000, "completed")
+    b.deliver()
+    rows = b.spool.outbox()
+    b.spool.close()
+    props = [p["properties"] for *_, p in rows]
+    assert [p["segment"] for p in props] == [0, 1, 2] and [p.get("end_reason") for p in props] == [None, None, "completed"]
+    assert sum(Decimal(p["duration_seconds"]) for p in props) == 900
+    # readings stopped at the checkpoint (420 s) and came back at 456 s: 36 s, of which max_gap (5 s) counts
+    assert props[0]["sample_coverage"] == "1" and props[1]["sample_coverage"] == "0.896667"
+    assert props[1]["avg_utilization"] == "0.5" and props[2]["sample_coverage"] == "1"
+    s = Store(store, readonly=True)
+    assert s.count_events(sub=SUB) == 3
+    s.close()
+
+
+def test_a_job_whose_node_rebooted_ends_at_its_checkpoint_as_infrastructure(tmp_path):
+    spool = Spool(tmp_path / "spool.db")
+    spool.open_job(alloc(), {"mono_origin_ms": 0, "boot_id": "a boot before this one", "segment_ms": 300_000,
+                             "hold_ms": 60_000})
+    spool.checkpoint("exec:j1:0", 742_500, {})
+    a = Agent(spool, StoreSink(str(tmp_path / "events.db")), None, Settings("n1"), FakeClock(wall_ms=NOV_10))
+    assert a.recover() == []
+    props = [p["properties"] for *_, p in spool.outbox()]
+    spool.close()
+    assert [(p["segment"], p["duration_seconds"], p.get("end_reason")) for p in props] == \
+        [(0, "300", None), (1, "300", None), (2, "142.5", "failed_infrastructure")]
+
+
+def test_a_command_that_ended_while_no_agent_ran_ends_at_the_last_checkpoint(tmp_path):
+    import subprocess
+
+    from gpubill.agent.attribution import start_time
+    from gpubill.agent.run import boot_id
+
+    gone = subprocess.Popen(["true"])
+    started = start_time(Path("/proc"), gone.pid)
+    gone.wait()
+    clock = FakeClock(monotonic_ms=1_000_000, wall_ms=NOV_10)
+    spool = Spool(tmp_path / "spool.db")
+    spool.open_job(alloc(), {"mono_origin_ms": 0, "boot_id": boot_id(), "segment_ms": 300_000, "hold_ms": 60_000,
+                             "pid": gone.pid, "pid_start": started})
+    spool.checkpoint("exec:j1:0", 90_000, {})
+    a = Agent(spool, StoreSink(str(tmp_path / "events.db")), None, Settings("n1"), clock)
+    assert a.recover() == ["exec:j1:0"]
+    a.tick()
+    (only,) = [p["properties"] for *_, p in spool.outbox()]
+    spool.close()
+    assert only["duration_seconds"] == "90" and only["end_reason"] == "completed"
