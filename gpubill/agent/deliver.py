@@ -113,7 +113,8 @@ def deliver(spool: Spool, sink, now_ms: int, rng: random.Random) -> int:
     belongs to the receiver, not to an event: while it lasts nothing is sent, however many
     events arrive. Returns how many events were settled (delivered or refused)."""
     state = spool.cursor(BACKOFF, {})
-    if now_ms < state.get("until_ms", 0):
+    wait = state.get("until_ms", 0) - now_ms
+    if 0 < wait <= BACKOFF_MAX_MS:  # longer: the wall clock was stepped back, the wait is over
         return 0
     settled = 0
     while due := spool.pending(BATCH_EVENTS):

@@ -156,3 +156,17 @@ def test_a_segmented_job_invoices_as_one_event_of_its_duration(tmp_path, ms, as_
     finally:
         r.close()
     assert invoice_total(r.store) == invoice_total(single_event_store(tmp_path, as_one_s))
+
+
+def test_a_wall_clock_jump_moves_neither_durations_nor_timestamps(run):
+    a = alloc(job="jump")
+    run.agent.start(a, origin_ms=run.clock.monotonic_ms())
+    for i in range(900):
+        run.clock.advance(1000)
+        if i == 400:
+            run.clock.jump_wall(-3_600_000)
+        run.agent.tick()
+    run.agent.finish(a.key, 900_000, "completed")
+    events = [p for *_, p in run.spool.outbox()]
+    assert durations(events) == [300, 300, 300]
+    assert [e["timestamp"][11:19] for e in events] == ["00:00:00", "00:05:00", "00:10:00"]

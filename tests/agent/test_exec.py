@@ -3,11 +3,13 @@ allocations and attributions come from: Slurm's environment, cgroups, a fake /pr
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 from gpubill.agent.attribution import Attributor
@@ -132,3 +134,20 @@ def test_the_same_job_attempt_twice_is_refused(tmp_path):
     subprocess.run(exec_args(tmp_path, "j7", "true"), check=True, capture_output=True)
     r = subprocess.run(exec_args(tmp_path, "j7", "true"), capture_output=True, text=True)
     assert r.returncode == 2 and "--attempt" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_run_meters_slurm_drop_files_by_the_schedulers_instants(tmp_path):
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    start = 1_794_268_800_000
+    (jobs / "4242.json").write_text(json.dumps({
+        "job_id": "4242", "attempt": 1, "subscription": "sub_x", "start_ms": start, "gpus": ["0"],
+        "gpu_type": "H100-SXM", "gpu_count": "8", "end_ms": start + 3_600_250, "end_reason": "preempted"}))
+    (jobs / "partial.json").write_text('{"job_id": ')  # being written by the prolog: skipped
+    r = subprocess.run([*AGENT, "run", "--until-idle", "--jobs-dir", str(jobs), "--store", str(tmp_path / "events.db"),
+                        "--spool", str(tmp_path / "spool.db")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    rows = properties(tmp_path)
+    assert all(st == "delivered" for st, _ in rows) and len(rows) == 12  # 11 segments, then the final
+    assert sum(Decimal(p["duration_seconds"]) for _, p in rows) == Decimal("3600.25")
+    assert rows[-1][1]["end_reason"] == "preempted" and rows[-1][1]["attempt"] == 1

@@ -210,3 +210,15 @@ def test_a_command_that_ended_while_no_agent_ran_ends_at_the_last_checkpoint(tmp
     (only,) = [p["properties"] for *_, p in spool.outbox()]
     spool.close()
     assert only["duration_seconds"] == "90" and only["end_reason"] == "completed"
+
+
+def test_a_wall_clock_stepped_back_does_not_stretch_the_backoff(tmp_path):
+    store = str(tmp_path / "events.db")
+    spool = Spool(tmp_path / "spool.db")
+    spool.open_job(alloc(), {})
+    spool.emit("exec:j1:0", events_of("j1", 2), 2, 0, {})
+    rng = random.Random(3)
+    assert deliver(spool, HttpSink(f"http://127.0.0.1:{free_port()}", "k", timeout_s=5), NOV_10, rng) == 0
+    stepped_back = NOV_10 - 3_600_000           # NTP steps the clock back an hour
+    assert deliver(spool, StoreSink(store), stepped_back, rng) == 2
+    spool.close()
