@@ -71,25 +71,6 @@ def iso(ms: int) -> str:
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def combine(parts: list[tuple[dict, int]]) -> dict:
-    """One summary from several ``(Accumulator.summary, window ms)``: devices of a job or
-    windows of a device. Utilization is weighted by covered time, the VRAM peak is the
-    largest, energy is summed (None when no part has it), coverage is covered / total."""
-    total = sum(ms for _, ms in parts)
-    covered = [(s, s["sample_coverage"] * ms) for s, ms in parts]
-    util = [(s["avg_utilization"], c) for s, c in covered if s.get("avg_utilization") is not None and c]
-    weight = sum(c for _, c in util)
-    peaks = [s["peak_vram_gb"] for s, _ in parts if s.get("peak_vram_gb") is not None]
-    energy = [s["energy_j"] for s, _ in parts if s.get("energy_j") is not None]
-    return {
-        "avg_utilization": sum(u * c for u, c in util) / weight if weight else None,
-        "peak_vram_gb": max(peaks) if peaks else None,
-        "energy_j": sum(energy) if energy else None,
-        "energy_reset": any(s.get("energy_reset") for s, _ in parts),
-        "sample_coverage": sum(c for _, c in covered) / total if total else Decimal(0),
-    }
-
-
 def unmeasured() -> dict:
     """What a window without any sample says: NVML unavailable, properties null, coverage 0."""
     return {"avg_utilization": None, "peak_vram_gb": None, "energy_j": None, "energy_reset": False,

@@ -29,7 +29,7 @@ from pathlib import Path
 import attrs
 
 from gpubill.agent import emit
-from gpubill.agent.aggregate import Accumulator, Tally
+from gpubill.agent.aggregate import Accumulator, Tally, combined
 from gpubill.agent.attribution import alive, start_time
 from gpubill.agent.deliver import deliver, retry_at_ms
 from gpubill.agent.jobs import Allocation, JobSource
@@ -99,27 +99,23 @@ class Meter:
     def segment(self, k: int) -> dict:
         """Segment ``k``'s properties (its window is released)."""
         self.cut_until(k + 1)
-        return _combined([(t.summary(), self.segment_ms) for t in self.held.pop(k).values()])
+        return combined(list(self.held.pop(k).values())) if self.accs else emit.unmeasured()
 
-    def final(self, start_ms: int, end_ms: int) -> dict:
-        """The final window's properties: the held windows and the open one, merged per device."""
-        parts = []
+    def final(self, end_ms: int) -> dict:
+        """The final window's properties, to ``end_ms`` on the job's clock: the held windows and
+        the open one, merged per device."""
+        merged = []
         for u, acc in self.accs.items():
             tallies = [self.held[k][u] for k in sorted(self.held)] + [acc.window]
-            merged = tallies[0]
+            m = tallies[0]
             for t in tallies[1:]:
-                merged = merged.merged(t)
-            merged.start_ms = self.origin_ms + start_ms
-            parts.append((merged.summary(self.origin_ms + end_ms), end_ms - start_ms))
-        return _combined(parts)
+                m = m.merged(t)
+            merged.append(m)
+        return combined(merged, self.origin_ms + end_ms) if merged else emit.unmeasured()
 
     def to_json(self) -> dict:
         return {"cuts": self.cuts, "accs": {u: a.to_json() for u, a in self.accs.items()},
                 "held": {str(k): {u: t.to_json() for u, t in ts.items()} for k, ts in self.held.items()}}
-
-
-def _combined(parts: list[tuple[dict, int]]) -> dict:
-    return emit.combine(parts) if parts and parts[0][1] > 0 else emit.unmeasured()
 
 
 @attrs.define
@@ -240,13 +236,16 @@ class Agent:
 
     def finish(self, key: str, end_ms: int, end_reason: str) -> None:
         """End a job at ``end_ms`` on its clock: its final event (the windows not yet
-        emitted, held ones included) goes to the outbox as the job is marked ended."""
+        emitted, held ones included) goes to the outbox as the job is marked ended. A failure
+        of a job one of whose GPUs was lost is an infrastructure failure."""
         job = self.live[key]
+        if end_reason == "failed_user" and self.backend is not None and set(job.uuids) & self.backend.lost():
+            end_reason = "failed_infrastructure"  # it failed on a GPU that was lost: not the user's doing
         self._emit_segments(key, job, end_ms)  # a job that ended while no agent ran: its segments first
         del self.live[key]
         window = emit.final_window(job.emitted, job.segment_ms, end_ms)
         ev = emit.event(self.settings.node, job.allocation, emit.FINAL, job.emitted, window,
-                        job.meter.final(*window), job.hardware, end_reason)
+                        job.meter.final(window[1]), job.hardware, end_reason)
         self.spool.emit(key, [(emit.FINAL, job.emitted, ev)], job.emitted, end_ms, {}, (end_ms, end_reason))
 
     # -- the tick ---------------------------------------------------------

@@ -71,7 +71,7 @@ class Run:
         self.agent.tick()
         self.agent.finish(a.key, ms, end_reason)
         self.agent.deliver()
-        return [p for _, _, _, _, p in self.spool.outbox()]
+        return [p for _, _, _, _, p in self.spool.outbox() if p["properties"]["job_id"] == a.job_id]
 
     def close(self):
         self.agent.sink.close()
@@ -101,7 +101,7 @@ def test_a_four_hour_job_is_whole_segments_and_a_final_event_of_at_least_the_min
 
 def test_a_short_job_is_one_event_and_a_job_ending_within_the_hold_folds_its_last_segment(run):
     assert durations(run.job(20_000, job="short")) == [20]
-    events = run.job(4 * HOUR_MS + 20_000, job="long")[1:]
+    events = run.job(4 * HOUR_MS + 20_000, job="long")
     d = durations(events)
     assert sum(d) == Decimal("14420") and d[-1] == 320
 
@@ -170,3 +170,18 @@ def test_a_wall_clock_jump_moves_neither_durations_nor_timestamps(run):
     events = [p for *_, p in run.spool.outbox()]
     assert durations(events) == [300, 300, 300]
     assert [e["timestamp"][11:19] for e in events] == ["00:00:00", "00:05:00", "00:10:00"]
+
+
+def test_a_job_that_fails_after_losing_a_gpu_failed_on_infrastructure(tmp_path):
+    steady = Reading(0, utilization=90, memory_used_bytes=GB, power_mw=300_000)
+    gpus = [FakeGpu(whole_gpu(0), [steady]), FakeGpu(whole_gpu(1), [steady, Reading(30_000, lost=True)])]
+    r = Run(tmp_path, gpus)
+    try:
+        (lost,) = r.job(60_000, step_ms=1000, end_reason="failed_user", job="lost")
+        (fine,) = r.job(10_000, step_ms=1000, end_reason="failed_user", job="other", gpus=("0",))
+    finally:
+        r.close()
+    assert lost["properties"]["end_reason"] == "failed_infrastructure"
+    # GPU 1's last reading was at 29 s (lost at 30 s), GPU 0 read throughout: 89 of 120 device-seconds
+    assert lost["properties"]["sample_coverage"] == "0.741667"
+    assert fine["properties"]["end_reason"] == "failed_user"
