@@ -16,7 +16,8 @@ from pathlib import Path
 
 from gpubill.agent.jobs import EXEC, SLURM, cgroup_job
 
-ENV_JOB = (("BILLING_JOB_ID", EXEC), ("SLURM_JOB_ID", SLURM))  # environment variable -> scheduler
+ENV_EXEC_JOB = "BILLING_JOB_ID"  # `gpubill agent exec` sets it for the command it meters
+ENV_JOB = ((ENV_EXEC_JOB, EXEC), ("SLURM_JOB_ID", SLURM))  # environment variable -> scheduler
 MAX_ANCESTORS = 64
 STAT_STATE, STAT_PPID, STAT_START = 0, 1, 19  # fields 3, 4 and 22 of /proc/<pid>/stat, after "(comm)"
 

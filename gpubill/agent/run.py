@@ -30,7 +30,7 @@ import attrs
 
 from gpubill.agent import emit
 from gpubill.agent.aggregate import Accumulator, Tally, combined
-from gpubill.agent.attribution import alive, start_time
+from gpubill.agent.attribution import ENV_EXEC_JOB, Attributor, alive, start_time
 from gpubill.agent.deliver import deliver, retry_at_ms
 from gpubill.agent.jobs import Allocation, JobSource
 from gpubill.agent.spool import ENDED, OPEN, Spool
@@ -173,6 +173,8 @@ class Agent:
         self.proc_root = proc_root
         self.devices = backend.devices() if backend is not None else []
         self.live: dict[str, _Live] = {}
+        self.attributor = Attributor(proc_root)
+        self.unattributed: list[dict] = []
 
     # -- jobs -------------------------------------------------------------
     def start(self, alloc: Allocation, pid: int | None = None, origin_ms: int | None = None) -> None:
@@ -268,13 +270,33 @@ class Agent:
         return deliver(self.spool, self.sink, self.clock.wall_ms(), self.rng)
 
     def _sample(self) -> None:
-        uuids = sorted({u for job in self.live.values() for u in job.uuids})
-        if self.backend is None or not uuids:
+        """Read every device once: a job's devices feed its meter; any device's processes are
+        attributed (``unattributed``)."""
+        if self.backend is None or not self.devices:
             return
-        for s in self.backend.sample(uuids, self.clock.monotonic_ms()):
+        samples = self.backend.sample([d.uuid for d in self.devices], self.clock.monotonic_ms())
+        for s in samples:
             for job in self.live.values():
                 if s.uuid in job.uuids:
                     job.meter.add(s)
+        self._attribute(samples)
+
+    def _attribute(self, samples) -> None:
+        """Processes on a GPU that no job holding it owns (no job at all, or another job's: a
+        leak) are kept in the spool's ``unattributed`` cursor: reported, never billed."""
+        holders: dict[str, set] = {}
+        for job in self.live.values():
+            for u in job.uuids:
+                holders.setdefault(u, set()).add((job.allocation.scheduler, job.allocation.job_id))
+        found = []
+        for s in samples:
+            for pid, _ in s.pids:
+                owner = self.attributor.job_of(pid)
+                if owner not in holders.get(s.uuid, ()):
+                    found.append({"uuid": s.uuid, "pid": pid, "job": ":".join(owner) if owner else None})
+        if found != self.unattributed:
+            self.unattributed = found
+            self.spool.set_cursor("unattributed", found)
 
     def _emit_segments(self, key: str, job: _Live, elapsed: int) -> bool:
         ready = emit.ready_segments(job.emitted, elapsed, job.segment_ms, job.hold_ms)
@@ -332,7 +354,7 @@ def run_exec(agent: Agent, alloc_of, argv: list[str], flush_ms: int) -> ExecResu
     if agent.spool.has_job(alloc.key):
         raise JobExists(f"job {alloc.job_id} attempt {alloc.attempt} is in the spool already: "
                         "a new run of it needs a new --attempt (or its events would count as duplicates)")
-    child = subprocess.Popen(argv)
+    child = subprocess.Popen(argv, env={**os.environ, ENV_EXEC_JOB: alloc.job_id})  # its processes: attributed
     agent.start(alloc, pid=child.pid, origin_ms=origin)
     ended_at: list[int] = []
     done = threading.Event()

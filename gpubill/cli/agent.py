@@ -181,7 +181,8 @@ def _status(args: argparse.Namespace) -> int:
                              for r in spool.jobs(OPEN)],
                "outbox": spool.counts(),
                "last_delivery": spool.cursor("last_delivery"),
-               "last_error": spool.cursor("last_error")}
+               "last_error": spool.cursor("last_error"),
+               "unattributed": spool.cursor("unattributed", [])}
     finally:
         spool.close()
     if args.format == "json":
@@ -200,4 +201,6 @@ def _status(args: argparse.Namespace) -> int:
     print("last delivery: " + (f"{last['events']} events at {iso(last['at_ms'])}" if last else "never"))
     if doc["last_error"]:
         print(f"last error: {doc['last_error']['error']}")
+    for u in doc["unattributed"]:
+        print(f"unattributed: pid {u['pid']} on {u['uuid']}" + (f" (job {u['job']}, not holding it)" if u["job"] else ""))
     return EXIT_OK

@@ -151,3 +151,35 @@ def test_run_meters_slurm_drop_files_by_the_schedulers_instants(tmp_path):
     assert all(st == "delivered" for st, _ in rows) and len(rows) == 12  # 11 segments, then the final
     assert sum(Decimal(p["duration_seconds"]) for _, p in rows) == Decimal("3600.25")
     assert rows[-1][1]["end_reason"] == "preempted" and rows[-1][1]["attempt"] == 1
+
+
+def test_usage_no_job_holding_the_gpu_owns_is_reported_not_billed(tmp_path):
+    from gpubill.agent.deliver import StoreSink
+    from gpubill.agent.fake import FakeClock, FakeGpu, FakeNvmlBackend, Reading, whole_gpu
+    from gpubill.agent.jobs import EXEC, Allocation
+    from gpubill.agent.run import Agent, Settings
+
+    proc = tmp_path / "proc"
+    fake_proc(proc, 10, 1, 100, environ="BILLING_JOB_ID=j1\n")
+    fake_proc(proc, 11, 1, 101, environ="SLURM_JOB_ID=99\n")
+    fake_proc(proc, 12, 1, 102)
+    gpus = [FakeGpu(whole_gpu(0), [Reading(0, utilization=50, pids=((10, 10**9), (11, 10**9)))]),
+            FakeGpu(whole_gpu(1), [Reading(0, utilization=0, pids=((12, 10**9),))])]
+    spool = Spool(tmp_path / "spool.db")
+    clock = FakeClock()
+    agent = Agent(spool, StoreSink(str(tmp_path / "events.db")), FakeNvmlBackend(gpus), Settings("n1"), clock,
+                  proc_root=str(proc))
+    agent.start(Allocation(EXEC, "j1", 0, "sub_x", clock.wall_ms(), ("0",)), origin_ms=0)
+    clock.advance(1000)
+    agent.tick()
+    assert spool.cursor("unattributed") == [{"uuid": "GPU-fake-0000", "pid": 11, "job": "slurm:99"},
+                                            {"uuid": "GPU-fake-0001", "pid": 12, "job": None}]
+    spool.close()
+    r = subprocess.run([*AGENT, "status", "--spool", str(tmp_path / "spool.db")], capture_output=True, text=True)
+    assert "unattributed: pid 12 on GPU-fake-0001" in r.stdout and "(job slurm:99, not holding it)" in r.stdout
+
+
+def test_exec_names_the_job_in_its_commands_environment(tmp_path):
+    out = tmp_path / "env.txt"
+    subprocess.run(exec_args(tmp_path, "j8", "sh", "-c", f'echo "$BILLING_JOB_ID" > {out}'), check=True)
+    assert out.read_text().strip() == "j8"
