@@ -3,7 +3,8 @@
 Receives a spool, a sink (``deliver``), an NVML backend or None (no GPU, no
 driver: the job's duration is still exact, the NVML properties are null with
 ``sample_coverage`` 0) and a clock. Guarantees, at every tick: samples folded
-into per-(job, segment, device) accumulators, the segments that are due
+into each job's ``Meter`` (an accumulator per device, its window cut at every
+grid boundary and held until the segment is emitted), the segments that are due
 (``emit.ready_segments``) written to the outbox with the job's segment count in
 one transaction, a checkpoint every ``checkpoint_ms`` and on every job state
 change, and the outbox delivered. A job's time is read from its allocation's
