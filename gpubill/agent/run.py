@@ -34,7 +34,7 @@ from gpubill.agent.aggregate import Accumulator, Tally, combined
 from gpubill.agent.attribution import ENV_EXEC_JOB, Attributor, alive, start_time
 from gpubill.agent.deliver import deliver, retry_at_ms
 from gpubill.agent.jobs import Allocation, JobSource
-from gpubill.agent.spool import ENDED, OPEN, Spool
+from gpubill.agent.spool import OPEN, Spool
 
 TICK_MS = 1_000
 CHECKPOINT_MS = 10_000
@@ -326,12 +326,13 @@ class Agent:
             stop.wait(TICK_MS / 1000)
 
     def poll(self, source: JobSource) -> None:
-        known = {row.allocation.key: row.state for row in self.spool.jobs()}
+        """Start the source's new allocations, finish its ended ones (a job the spool has ended
+        is left alone: one indexed look-up per allocation, however long the spool's history)."""
         for st in source.poll():
             key = st.allocation.key
-            if key not in known:
+            if key not in self.live and not self.spool.has_job(key):
                 self.start(st.allocation)
-            if st.end_ms is not None and known.get(key) != ENDED and key in self.live:
+            if st.end_ms is not None and key in self.live:
                 self.finish(key, st.end_ms - st.allocation.start_ms, st.end_reason or "completed")
 
 
