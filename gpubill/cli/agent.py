@@ -1,11 +1,12 @@
 """`gpubill agent exec|run|status`: the metering agent on a GPU node.
 
-    gpubill agent exec --job ID --subscription S (--store DB | --endpoint URL --api-key K)
+    gpubill agent exec [--job ID] --subscription S (--store DB | --endpoint URL --api-key K)
                        [--spool PATH] [--gpu-type T --gpu-count N --region R --class C] -- CMD...
     gpubill agent run [--jobs-dir DIR] (--store DB | --endpoint URL --api-key K) [--spool PATH] [--until-idle]
     gpubill agent status [--spool PATH] [--format text|json]
 
-``exec`` meters one command as a job and exits with its status (128 + N when
+``exec`` meters one command as a job (inside a Slurm job without ``--job``: that
+Slurm job, from its environment) and exits with its status (128 + N when
 signal N ended it); SIGTERM and SIGINT are passed on to it (SIGTERM: the job
 ends preempted). ``run`` is the daemon: it resumes what the spool holds (a
 killed agent's jobs and undelivered events), meters the Slurm allocations that
@@ -33,10 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     ex = sub.add_parser("exec", help="meter one command as a job")
-    ex.add_argument("--job", required=True, metavar="ID", help="the job's id")
+    ex.add_argument("--job", metavar="ID", help="the job's id (default, inside a Slurm job: the Slurm job, "
+                                                "its SLURM_JOB_ID, SLURM_RESTART_COUNT and SLURM_JOB_GPUS)")
     ex.add_argument("--subscription", required=True, metavar="S", help="external_subscription_id it bills")
-    ex.add_argument("--attempt", type=_args.int_range(0, 1 << 31), default=0,
-                    help="the job's attempt (a requeued job gets new transaction ids; default 0)")
+    ex.add_argument("--attempt", type=_args.int_range(0, 1 << 31), default=None,
+                    help="the job's attempt (a requeued job gets new transaction ids; default 0, "
+                         "or Slurm's restart count)")
     ex.add_argument("--gpus", metavar="LIST", help="GPU UUIDs or indices it holds (default: all of the node's)")
     ex.add_argument("--gpu-type", metavar="T", help="gpu_type (default: from the devices)")
     ex.add_argument("--gpu-count", type=_decimal, metavar="N", help="gpu_count (default: from the devices)")
@@ -119,17 +122,24 @@ def _sink(args: argparse.Namespace):
 
 
 def _exec(args: argparse.Namespace) -> int:
-    from gpubill.agent.jobs import EXEC, Allocation
+    import attrs
+
+    from gpubill.agent.jobs import EXEC, Allocation, slurm_allocation
     from gpubill.agent.run import JobExists, run_exec
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         raise CliError("no command to run: gpubill agent exec ... -- CMD...", EXIT_USAGE)
     gpus = tuple(g.strip() for g in (args.gpus or "").split(",") if g.strip())
+    if args.job is None and not os.environ.get("SLURM_JOB_ID"):
+        raise CliError("--job is needed outside a Slurm job (no SLURM_JOB_ID)", EXIT_USAGE)
 
     def allocation(start_ms: int) -> Allocation:
-        return Allocation(EXEC, args.job, args.attempt, args.subscription, start_ms, gpus, args.gpu_type,
-                          args.gpu_count, args.region, args.availability_class)
+        base = (Allocation(EXEC, args.job, 0, args.subscription, start_ms) if args.job is not None
+                else slurm_allocation(os.environ, args.subscription, start_ms))
+        return attrs.evolve(base, attempt=base.attempt if args.attempt is None else args.attempt,
+                            gpus=gpus or base.gpus, gpu_type=args.gpu_type, gpu_count=args.gpu_count,
+                            region=args.region, availability_class=args.availability_class)
 
     agent = _agent(args)
     try:

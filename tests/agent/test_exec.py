@@ -4,6 +4,7 @@ allocations and attributions come from: Slurm's environment, cgroups, a fake /pr
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -183,3 +184,14 @@ def test_exec_names_the_job_in_its_commands_environment(tmp_path):
     out = tmp_path / "env.txt"
     subprocess.run(exec_args(tmp_path, "j8", "sh", "-c", f'echo "$BILLING_JOB_ID" > {out}'), check=True)
     assert out.read_text().strip() == "j8"
+
+
+def test_exec_inside_a_slurm_job_meters_that_job(tmp_path):
+    args = [a for a in exec_args(tmp_path, "x", "true") if a not in ("--job", "x")]
+    env = {**os.environ, "SLURM_JOB_ID": "4242", "SLURM_RESTART_COUNT": "2"}
+    subprocess.run(args, check=True, capture_output=True, env=env)
+    ((_, p),) = properties(tmp_path)
+    assert (p["job_id"], p["attempt"]) == ("4242", 2)
+    no_slurm = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    r = subprocess.run(args, capture_output=True, text=True, env=no_slurm)
+    assert r.returncode == 2 and "--job is needed outside a Slurm job" in r.stderr
