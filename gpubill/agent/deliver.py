@@ -129,7 +129,7 @@ def deliver(spool: Spool, sink, now_ms: int, rng: random.Random) -> int:
             return settled
         for status in (DELIVERED, REFUSED):
             spool.settle([t for t, s in zip(txns, statuses) if s == status], status,
-                         None if status == DELIVERED else "refused by the receiver")
+                         None if status == DELIVERED else "refused by the receiver", now_ms)
         spool.set_cursor("last_delivery", {"at_ms": now_ms, "events": len(txns)})
         settled += len(txns)
     if state:

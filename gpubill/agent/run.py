@@ -38,6 +38,8 @@ from gpubill.agent.spool import OPEN, Spool
 
 TICK_MS = 1_000
 CHECKPOINT_MS = 10_000
+KEEP_DELIVERED_MS = 7 * 86_400_000  # delivered events stay in the spool a week (to look at), then go
+PRUNE_EVERY_MS = 3_600_000
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
@@ -175,6 +177,7 @@ class Agent:
         self.devices = backend.devices() if backend is not None else []
         self.live: dict[str, _Live] = {}
         self.attributor = Attributor(proc_root)
+        self.pruned_at = self.clock.monotonic_ms()
         self.unattributed: list[dict] = []
 
     # -- jobs -------------------------------------------------------------
@@ -253,7 +256,7 @@ class Agent:
 
     # -- the tick ---------------------------------------------------------
     def tick(self) -> None:
-        """One pass: sample, emit what is due, checkpoint, deliver."""
+        """One pass: sample, emit what is due, checkpoint, deliver; hourly, prune the spool."""
         self._sample()
         now = self.clock.monotonic_ms()
         for key, job in list(self.live.items()):
@@ -266,6 +269,9 @@ class Agent:
                 self.spool.checkpoint(key, now - job.origin_ms, job.meter.to_json())
                 job.checkpoint_at = now
         self.deliver()
+        if now - self.pruned_at >= PRUNE_EVERY_MS:
+            self.spool.prune(self.clock.wall_ms() - KEEP_DELIVERED_MS)
+            self.pruned_at = now
 
     def deliver(self) -> int:
         return deliver(self.spool, self.sink, self.clock.wall_ms(), self.rng)

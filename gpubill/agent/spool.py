@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   end_ms INTEGER, end_reason TEXT, accumulators TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS outbox (
   transaction_id TEXT PRIMARY KEY, job TEXT NOT NULL, kind TEXT NOT NULL, segment INTEGER NOT NULL,
-  payload TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, error TEXT);
+  payload TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, error TEXT,
+  settled_ms INTEGER);
 CREATE INDEX IF NOT EXISTS outbox_status ON outbox(status);
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -133,10 +134,18 @@ class Spool:
                                (PENDING, limit))
         return [(t, json.loads(p)) for t, p in rows]
 
-    def settle(self, txns: list[str], status: str, error: str | None = None) -> None:
+    def settle(self, txns: list[str], status: str, error: str | None = None, at_ms: int | None = None) -> None:
+        """Mark events ``status`` (DELIVERED, REFUSED, or PENDING again) at wall ms ``at_ms``."""
         with self._tx():
-            self.db.executemany("UPDATE outbox SET status = ?, error = ? WHERE transaction_id = ?",
-                                [(status, error, t) for t in txns])
+            self.db.executemany("UPDATE outbox SET status = ?, error = ?, settled_ms = ? WHERE transaction_id = ?",
+                                [(status, error, at_ms, t) for t in txns])
+
+    def prune(self, before_ms: int) -> int:
+        """Drop the payloads of events delivered before ``before_ms`` (the receiver holds them;
+        the job rows stay, so a job is never metered twice). Returns how many."""
+        with self._tx():
+            cur = self.db.execute("DELETE FROM outbox WHERE status = ? AND settled_ms < ?", (DELIVERED, before_ms))
+        return cur.rowcount
 
     def attempted(self, txns: list[str], error: str) -> None:
         """A try that did not reach the receiver."""

@@ -3,6 +3,7 @@ real store file; the server down for half an hour on an injected clock."""
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import sys
@@ -221,4 +222,24 @@ def test_a_wall_clock_stepped_back_does_not_stretch_the_backoff(tmp_path):
     assert deliver(spool, HttpSink(f"http://127.0.0.1:{free_port()}", "k", timeout_s=5), NOV_10, rng) == 0
     stepped_back = NOV_10 - 3_600_000           # NTP steps the clock back an hour
     assert deliver(spool, StoreSink(store), stepped_back, rng) == 2
+    spool.close()
+
+
+def test_delivered_events_leave_the_spool_after_a_week_and_their_job_is_not_metered_again(tmp_path):
+    from gpubill.agent.jobs import DropDirSource
+
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    clock = FakeClock(wall_ms=NOV_10 + 600_000)
+    (jobs / "1.json").write_text(json.dumps({**alloc("1").to_json(), "end_ms": NOV_10 + 90_000}))
+    spool = Spool(tmp_path / "spool.db")
+    agent = Agent(spool, StoreSink(str(tmp_path / "events.db")), None, Settings("n1"), clock)
+    agent.poll(DropDirSource(jobs))
+    agent.tick()
+    assert spool.counts() == {DELIVERED: 1}
+    for _ in range(7 * 24 + 1):                # a week and an hour on, the drop file still there
+        clock.advance(3_600_000)
+        agent.poll(DropDirSource(jobs))
+        agent.tick()
+    assert spool.counts() == {} and [j.state for j in spool.jobs()] == ["ended"]
     spool.close()
