@@ -34,7 +34,7 @@ class Unavailable(Exception):
 
 
 class HttpSink:
-    def __init__(self, endpoint: str, api_key: str, timeout_s: float = 30.0):
+    def __init__(self, endpoint: str, api_key: str, timeout_s: float = 10.0):
         base = endpoint.rstrip("/")
         self.url = base if base.endswith(BATCH_PATH) else base + BATCH_PATH
         self.api_key = api_key
