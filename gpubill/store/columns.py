@@ -14,6 +14,9 @@ Dictionary ids index the store-wide ``strings`` table (``EventColumns.strings``
 decodes them). The string form of a JSON number is not stored at ingestion:
 ``dim`` derives it from the exact decimal and interns it on first use, so its
 id is stable store-wide like every other.
+
+``dim("end_reason")`` gives an event without one its job's end reason
+(``job_reason.py``), as the reference engine's ``events_as_dicts`` does.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import attrs
 import numpy as np
 
 from .encode import LAZY
+from .job_reason import END_REASON, job_end_reasons
 from .numeric import MISSING, format_decimal, held
 
 _I64, _I32, _I8 = np.dtype("<i8"), np.dtype("<i4"), np.dtype("i1")
@@ -157,18 +161,27 @@ class EventColumns:
         return self._cache[key]
 
     def dim(self, name: str) -> np.ndarray:
-        """Dictionary id of the property's string form (int32[n]), -1 when missing."""
+        """Dictionary id of the property's string form (int32[n]), -1 when missing.
+
+        ``dim("end_reason")`` is each event's job's end reason (``job_reason.py``)."""
         key = ("dim", name)
         if key not in self._cache:
-            sid, where, m, e = self._source.dim(name)
-            if where.size:  # numbers without a stored string form: intern their canonical text
-                pairs, pair_of = np.unique(np.stack([m, e.astype(np.int64)], axis=1), axis=0, return_inverse=True)
-                texts = [format_decimal(a, b) for a, b in pairs.tolist()]
-                ids = self._source.store._intern_strings(texts)
-                self.strings._add(zip(texts, ids.tolist()))
-                sid[where] = np.asarray(ids, np.int32)[pair_of.reshape(-1)]
+            sid = self._stored_dim(name)
+            if name == END_REASON:
+                sid = job_end_reasons(sid, self.timestamp_ms, self.subscription, self.dim)
             self._cache[key] = sid
         return self._cache[key]
+
+    def _stored_dim(self, name: str) -> np.ndarray:
+        """The property's dictionary ids as stored, numbers' canonical strings interned."""
+        sid, where, m, e = self._source.dim(name)
+        if where.size:  # numbers without a stored string form: intern their canonical text
+            pairs, pair_of = np.unique(np.stack([m, e.astype(np.int64)], axis=1), axis=0, return_inverse=True)
+            texts = [format_decimal(a, b) for a, b in pairs.tolist()]
+            ids = self._source.store._intern_strings(texts)
+            self.strings._add(zip(texts, ids.tolist()))
+            sid[where] = np.asarray(ids, np.int32)[pair_of.reshape(-1)]
+        return sid
 
 
 @attrs.frozen

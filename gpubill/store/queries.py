@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 
 from .encode import _hash_keys
+from .job_reason import resolve_in_dicts
 from .receipt import DUPLICATE, INGESTED, REJECTED, Receipt
 from .schema import StoreError, error_from
 
@@ -179,7 +180,8 @@ def list_events(store, *, code=None, sub=None, time_from_ms=None, time_to_ms=Non
 @_sqlite_errors
 def events_as_dicts(store, codes=None, subscriptions=None, time_from_ms=None, time_to_ms=None) -> list:
     """Lago-shaped dicts (with ``timestamp_ms`` and ``rowid``) in ingestion order, for the
-    reference engine; the same selection as ``read_columns`` (bounds inclusive)."""
+    reference engine; the same selection as ``read_columns`` (bounds inclusive), and each
+    job's end reason given to its events without one, as ``read_columns`` does (``job_reason.py``)."""
     if not _storable(*(codes or ()), *(subscriptions or ())):
         return []
     where, args = [], []
@@ -201,6 +203,7 @@ def events_as_dicts(store, codes=None, subscriptions=None, time_from_ms=None, ti
         out.append({"rowid": rid, "transaction_id": txn, "external_subscription_id": sub, "code": code,
                     "timestamp_ms": ts, "properties": orjson.loads(props),
                     "precise_total_amount_cents": None if ptac is None else str(ptac)})
+    resolve_in_dicts(out)
     return out
 
 
