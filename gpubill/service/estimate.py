@@ -53,7 +53,7 @@ from gpubill.engine.pricing.fees import parts_by_subscription
 from gpubill.engine.pricing.money import UNHOLDABLE_EXPONENT, round_amount
 from gpubill.engine.pricing.price import assemble
 from gpubill.engine.pricing.usage import LineUsage, nd
-from gpubill.engine.reference.engine import _subscription as aggregate_subscription, normalize
+from gpubill.engine.reference.engine import aggregate_subscription, normalize
 from gpubill.engine.spec.program import MoneyRounding, NotRated
 from gpubill.contracts.build import progressive_amount
 from gpubill.service.invoicing import (

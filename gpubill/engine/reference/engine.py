@@ -266,7 +266,7 @@ def rate_reference(subscriptions, events):
         if coverages[si].empty:
             continue
         try:
-            u, ig, adv = _subscription(si, sub, coverages[si], by_pair)
+            u, ig, adv = aggregate_subscription(si, sub, coverages[si], by_pair)
         except NotRated as x:
             unrated[si] = x.unrated
             continue
@@ -276,7 +276,7 @@ def rate_reference(subscriptions, events):
     return assemble(subs, coverages, usages, ignored, advances, unrated)
 
 
-def _subscription(si, sub, cov, by_pair):
+def aggregate_subscription(si, sub, cov, by_pair):
     """One subscription's line usages, ignored counts and advance sequences;
     ``NotRated`` when one of its events holds a value that cannot be held."""
     usages, ignored, advances = [], {}, {}
