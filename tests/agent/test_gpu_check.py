@@ -84,3 +84,87 @@ def test_the_power_integral_is_the_trapezoid_in_milliwatt_milliseconds():
     tool = load_tool()
     assert tool.power_integral_mw_ms([(0, 100_000), (1000, 300_000), (2000, 300_000)]) == 500_000_000
     assert tool.power_integral_mw_ms([(0, 100_000)]) is None
+
+
+class Driver:
+    """libnvidia-ml as nvidia-ml-py's functions see it: every getter answers from ``table`` (a
+    value, a callable of the call's arguments, or an NVMLError to raise) or raises NotSupported;
+    every setter, clear or reset fails the test."""
+
+    def __init__(self, monkeypatch, table: dict):
+        self.table = table
+        for name in dir(pynvml):
+            if name.startswith(("nvmlDeviceGet", "nvmlSystemGet", "nvmlGpm")):
+                monkeypatch.setattr(pynvml, name, self.answer(name))
+            elif name.startswith(("nvmlDeviceSet", "nvmlDeviceClear", "nvmlDeviceReset", "nvmlGpuInstanceSet",
+                                  "nvmlDeviceCreate", "nvmlGpuInstanceCreate", "nvmlSystemSet")):
+                monkeypatch.setattr(pynvml, name, self.forbidden(name))
+        monkeypatch.setattr(pynvml, "nvmlInit", lambda: None)
+        monkeypatch.setattr(pynvml, "nvmlShutdown", lambda: None)
+
+    def answer(self, name):
+        def f(*args):
+            got = self.table.get(name.removeprefix("nvml"), pynvml.NVMLError_NotSupported())
+            if isinstance(got, BaseException):
+                raise got
+            return got(*args) if callable(got) else got
+        return f
+
+    @staticmethod
+    def forbidden(name):
+        def f(*args):
+            raise AssertionError(f"{name} called: the check is read only")
+        return f
+
+
+def h200(**extra) -> dict:
+    return {"DeviceGetCount": 1, "DeviceGetHandleByIndex": "h0", "DeviceGetUUID": b"GPU-0e0f",
+            "DeviceGetName": "NVIDIA H200", "SystemGetDriverVersion": "580.95.05",
+            "DeviceGetMemoryInfo": lambda h, *v: pynvml.c_nvmlMemory_t(total=143771 * 2**20, free=0, used=2**30),
+            "DeviceGetMigMode": [0, 0], "DeviceGetPowerUsage": 120_000,
+            "DeviceGetTotalEnergyConsumption": pynvml.NVMLError_NoPermission(),
+            "DeviceGetSamples": pynvml.NVMLError_Unknown(), **extra}
+
+
+def test_the_capability_matrix_records_each_call_s_outcome_and_calls_no_setter(monkeypatch):
+    Driver(monkeypatch, h200())
+    caps = load_tool().capabilities()
+    assert caps["nvml"] == "present" and caps["environment"]["driver"]["value"] == "580.95.05"
+    (gpu,) = caps["devices"]
+    calls = gpu["calls"]
+    assert calls["uuid"]["value"] == "GPU-0e0f" and calls["uuid"]["outcome"] == "supported"
+    assert calls["memory_v1"]["value"]["total"] == 143771 * 2**20
+    assert calls["power"] == {"agent": True, "outcome": "supported", "value": 120_000, "ms": calls["power"]["ms"]}
+    assert calls["energy"]["outcome"] == "NoPermission"
+    assert calls["samples_utilization"]["outcome"].startswith("error: NVMLError_Unknown")
+    assert calls["gpm_support"]["outcome"] == "NotSupported" and not calls["gpm_support"]["agent"]
+    assert calls["accounting_mode"]["outcome"] == "NotSupported"   # read, never set
+    assert {k for k, c in calls.items() if c["agent"]} >= {"processes", "utilization", "memory_v2", "mig_mode"}
+
+
+def test_inventory_is_the_agent_s_device_list_with_its_checks(monkeypatch):
+    Driver(monkeypatch, h200())
+    inv = load_tool().inventory()
+    (dev,) = inv["devices"]
+    assert (dev["uuid"], dev["gpu_type"], dev["mig"], dev["interconnect"]) == ("GPU-0e0f", "H200", False, "pcie")
+    assert inv["checks"] == {"device_count": 1, "name_is_h100_or_h200": True, "uuid_prefix_ok": True,
+                             "gpu_types": ["H200"], "mig": False, "interconnects": ["pcie"]}
+
+
+def test_the_load_is_sampled_through_the_agent_s_backend_and_summarised(monkeypatch, tmp_path):
+    counter = iter(range(0, 10**9, 120_000))            # mJ: 120 J more at each reading
+    Driver(monkeypatch, h200(DeviceGetTotalEnergyConsumption=lambda h: next(counter),
+                             DeviceGetSamples=pynvml.NVMLError_NotFound(),
+                             DeviceGetUtilizationRates=pynvml.c_nvmlUtilization_t(gpu=55, memory=10),
+                             DeviceGetComputeRunningProcesses=[pynvml.c_nvmlProcessInfo_t(pid=4242,
+                                                                                          usedGpuMemory=2**30)]))
+    summary = load_tool().load(tmp_path, 0)
+    lines = [json.loads(x) for x in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert lines and all(len(x["samples"]) == 1 for x in lines)
+    (dev,) = summary["devices"]
+    assert dev["uuid"] == "GPU-0e0f" and summary["nvml"] == "present" and summary["load"] == "none"
+    assert dev["energy_counter_j"] == Decimal(120 * (len(lines) - 1)) and dev["energy_counter_monotonic"]
+    assert dev["energy_power_integral_j"] > 0 and dev["energy_counter_over_integral"] > 0
+    assert dev["agent"]["peak_vram_gb"] == Decimal("1.073741824") and dev["agent"]["avg_utilization"] == Decimal("0.55")
+    assert dev["utilization_idle"] == {"min": 55, "max": 55} and not dev["child_pid_seen"]
+    assert summary["sample_ms"]["max"] >= 0 and summary["lost"] == []
