@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import os
 import platform
 import signal
 import subprocess
@@ -56,12 +57,15 @@ from gpubill.agent.spool import Spool  # noqa: E402
 from gpubill.service.events import Store  # noqa: E402
 
 DEFAULT_SECONDS = 20
+STARTUP_S = 60                    # the most the load's child may take to start (import torch, CUDA context)
 IDLE_AFTER_S = 3                  # the load's child sleeps this long after its work: "about 0 when idle"
 LOAD_BYTES = 8 << 30              # about 8 GiB held by the load
 MATMUL_N = 8192
 SUB = "sub_gpu_check"
 JOB = "gpu-check"
 AGENT = [sys.executable, "-m", "gpubill", "agent"]
+# The agent's processes import this checkout's gpubill, from wherever the check was started.
+AGENT_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 # The final event's properties NVML gives (null without it; an absent property reads null too).
 MEASURED = ("gpu_type", "gpu_count", "interconnect", "avg_utilization", "peak_vram_gb", "energy_j", "sample_coverage")
 E2E_GRID = ["--segment", "2", "--job-minimum", "1"]   # two-second segments: some are spooled before the kill
@@ -253,30 +257,48 @@ def load_kind() -> str:
     return "none"
 
 
+def torch_load(seconds: float) -> tuple[float, float]:
+    import torch
+    hold = torch.empty(LOAD_BYTES, dtype=torch.uint8, device="cuda")
+    a = torch.randn(MATMUL_N, MATMUL_N, dtype=torch.bfloat16, device="cuda")
+    begin = time.monotonic()
+    while time.monotonic() - begin < seconds:
+        (a @ a).sum().item()
+    del hold
+    return begin, time.monotonic()
+
+
+def cupy_load(seconds: float) -> tuple[float, float]:
+    import cupy
+    hold = cupy.empty(LOAD_BYTES, dtype=cupy.uint8)
+    a = cupy.random.random((MATMUL_N, MATMUL_N), dtype=cupy.float32)
+    begin = time.monotonic()
+    while time.monotonic() - begin < seconds:
+        float((a @ a).sum())
+    del hold
+    return begin, time.monotonic()
+
+
+def idle_load(seconds: float) -> tuple[float, float]:
+    begin = time.monotonic()
+    time.sleep(seconds)
+    return begin, time.monotonic()
+
+
+LOADS = {"torch": torch_load, "cupy": cupy_load, "none": idle_load}
+
+
 def child(seconds: float, mark: str | None) -> None:
-    """The load: ~8 GiB held and matmuls for ``seconds``, then IDLE_AFTER_S idle (without a GPU
-    library, just the wait); writes its own monotonic start and end to ``mark``."""
+    """The load: ~8 GiB held and matmuls for ``seconds`` once the GPU library is up (without one,
+    just the wait), then IDLE_AFTER_S idle; writes to ``mark`` its own monotonic start and end and
+    the load's (seconds, the clock every process of the machine shares)."""
     start = time.monotonic()
     kind = load_kind()
-    if kind == "torch":
-        import torch
-        hold = torch.empty(LOAD_BYTES, dtype=torch.uint8, device="cuda")
-        a = torch.randn(MATMUL_N, MATMUL_N, dtype=torch.bfloat16, device="cuda")
-        while time.monotonic() - start < seconds:
-            (a @ a).sum().item()
-    elif kind == "cupy":
-        import cupy
-        hold = cupy.empty(LOAD_BYTES, dtype=cupy.uint8)
-        a = cupy.random.random((MATMUL_N, MATMUL_N), dtype=cupy.float32)
-        while time.monotonic() - start < seconds:
-            float((a @ a).sum())
-    else:
-        hold = None
-        time.sleep(seconds)
+    load_start, load_end = LOADS[kind](seconds)
     time.sleep(IDLE_AFTER_S)
-    del hold
     if mark:
-        Path(mark).write_text(json.dumps({"kind": kind, "start": start, "end": time.monotonic()}))
+        Path(mark).write_text(json.dumps({"kind": kind, "start": start, "load_start": load_start,
+                                          "load_end": load_end, "end": time.monotonic()}))
 
 
 def child_command(seconds: float, mark: Path) -> list[str]:
@@ -291,13 +313,15 @@ def power_integral_mw_ms(points: list[tuple[int, int]]) -> int | None:
 
 
 def device_summary(uuid: str, readings: list, acc: Accumulator, end_ms: int, child_pid: int,
-                   load_end_ms: int) -> dict:
+                   window: tuple[int, int] | None) -> dict:
+    """One device's figures; ``window``: the load's (start, end) in monotonic ms, when known."""
     power = [(s.t_ms, s.power_mw) for s in readings if s.power_mw is not None]
     energy = [s.energy_mj for s in readings if s.energy_mj is not None]
     integral = power_integral_mw_ms(power)
     counter = energy[-1] - energy[0] if len(energy) > 1 else None
-    loaded = [s.utilization for s in readings if s.utilization is not None and s.t_ms <= load_end_ms]
-    idle = [s.utilization for s in readings if s.utilization is not None and s.t_ms > load_end_ms + 1000]
+    begin, end = window or (end_ms, end_ms)     # a reading covers the second before it: one second's margin
+    loaded = [s.utilization for s in readings if s.utilization is not None and begin + 1000 < s.t_ms <= end]
+    idle = [s.utilization for s in readings if s.utilization is not None and s.t_ms > end + 1000]
     child_bytes = [b for s in readings for pid, b in s.pids if pid == child_pid]
     return {
         "uuid": uuid,
@@ -328,12 +352,13 @@ def load(out: Path, seconds: float) -> dict:
     proc = subprocess.Popen(child_command(seconds, mark))
     try:
         with (out / "samples.jsonl").open("w") as f:
-            for tick in range(int(seconds) + IDLE_AFTER_S + 2):
+            after = 0
+            for tick in range(int(seconds) + IDLE_AFTER_S + STARTUP_S):   # until two readings after the child's end
                 time.sleep(max(0.0, t0 / 1000 + tick + 1 - time.monotonic()))
                 t_ms = time.monotonic_ns() // 1_000_000
                 line = {"t_ms": t_ms - t0, "load_running": proc.poll() is None}
                 if backend is None:
-                    line["nvml"] = absent or "no NVML"
+                    line["nvml"] = absent
                 else:
                     c0 = time.perf_counter()
                     samples = backend.sample(uuids, t_ms)
@@ -343,20 +368,23 @@ def load(out: Path, seconds: float) -> dict:
                         accs[s.uuid].add(s)
                         readings[s.uuid].append(s)
                 f.write(json.dumps(line) + "\n")
-        proc.wait(timeout=IDLE_AFTER_S + 30)
+                after += not line["load_running"]
+                if after >= 2:
+                    break
         end_ms = time.monotonic_ns() // 1_000_000
     finally:
         if proc.poll() is None:
             proc.kill()
         if backend is not None:
             backend.close()
-    summary = {"nvml": absent or "present", "load": kind, "seconds": seconds, "child_exit": proc.returncode,
-               "lost": sorted(backend.lost()) if backend else [],
-               "sample_ms": {"mean": round(sum(latencies) / len(latencies), 3), "max": round(max(latencies), 3)}
-               if latencies else None,
-               "devices": [device_summary(u, readings[u], accs[u], end_ms, proc.pid, t0 + int(seconds * 1000))
-                           for u in uuids]}
-    return summary
+    times = json.loads(mark.read_text()) if mark.exists() else None
+    window = (int(times["load_start"] * 1000), int(times["load_end"] * 1000)) if times else None
+    return {"nvml": absent or "present", "load": kind, "seconds": seconds, "child_exit": proc.returncode,
+            "load_window_ms": [w - t0 for w in window] if window else None,
+            "lost": sorted(backend.lost()) if backend else [],
+            "sample_ms": {"mean": round(sum(latencies) / len(latencies), 3), "max": round(max(latencies), 3)}
+            if latencies else None,
+            "devices": [device_summary(u, readings[u], accs[u], end_ms, proc.pid, window) for u in uuids]}
 
 
 # -- end to end -------------------------------------------------------------------------------
@@ -394,14 +422,14 @@ def e2e(seconds: float) -> dict:
     to = ["--store", str(store), "--spool", str(spool)]
     with (tmp / "exec.stderr").open("wb") as err:   # a file, not a pipe: the command inherits it and outlives the agent
         agent = subprocess.Popen([*AGENT, "exec", "--job", JOB, "--subscription", SUB, "--node", JOB, *to, *E2E_GRID,
-                                  "--", *child_command(seconds, mark)], stderr=err)
+                                  "--", *child_command(seconds, mark)], stderr=err, env=AGENT_ENV)
     spooled = wait_for_outbox(spool, seconds + IDLE_AFTER_S)
     command_running = not mark.exists()
     agent.send_signal(signal.SIGKILL)
     agent.wait()
     before = {t for t, *_ in outbox(spool)}
     limit = seconds + IDLE_AFTER_S + 60
-    runs = [subprocess.run([*AGENT, "run", "--until-idle", *to], capture_output=True, timeout=limit)
+    runs = [subprocess.run([*AGENT, "run", "--until-idle", *to], capture_output=True, timeout=limit, env=AGENT_ENV)
             for _ in range(2)]    # the second finds nothing left to do: nothing more is stored
     return {"store": str(store), "spool": str(spool), "spooled_before_kill": spooled,
             "exec_killed_rc": agent.returncode, "exec_stderr": tail((tmp / "exec.stderr").read_bytes()),
