@@ -78,11 +78,12 @@ def unmeasured() -> dict:
 
 
 def event(node: str, alloc: Allocation, kind: str, segment: int, window: tuple[int, int], measured: dict,
-          hardware: dict, end_reason: str | None = None) -> dict:
+          hardware: dict, end_reason: str | None = None, end_reason_source: str | None = None) -> dict:
     """The canonical ``gpu_job`` event of one window of ``alloc``'s timeline.
 
     ``hardware``: ``gpu_type``, ``gpu_count`` and ``interconnect`` (the allocation's own
     values win over the devices'). The timestamp is the window's start on the grid.
+    ``end_reason_source``: set when the end reason is not the job's own exit (``recovered``).
     """
     start, end = window
     props = {
@@ -94,6 +95,7 @@ def event(node: str, alloc: Allocation, kind: str, segment: int, window: tuple[i
         "region": alloc.region,
         "availability_class": alloc.availability_class,
         "end_reason": end_reason,
+        "end_reason_source": end_reason_source,
         "node": node,
         "job_id": alloc.job_id,
         "attempt": alloc.attempt,

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,13 +35,16 @@ from gpubill.agent.aggregate import Accumulator, Tally, combined
 from gpubill.agent.attribution import ENV_EXEC_JOB, Attributor, alive, start_time
 from gpubill.agent.deliver import deliver, retry_at_ms
 from gpubill.agent.jobs import Allocation, JobSource
+from gpubill.agent.nvml import Sample
 from gpubill.agent.spool import OPEN, Spool
 
 TICK_MS = 1_000
 CHECKPOINT_MS = 10_000
 KEEP_DELIVERED_MS = 7 * 86_400_000  # delivered events stay in the spool a week (to look at), then go
 PRUNE_EVERY_MS = 3_600_000
+INVENTORY_MS = 60_000  # NVML's devices are listed again this often (a MIG reconfiguration), and after a loss
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+RECOVERED = "recovered"  # end_reason_source: a killed agent's command ended, its exit status unknown
 
 
 class Clock:
@@ -82,6 +86,7 @@ class Meter:
         self.accs = {u: Accumulator.from_json(saved["accs"][u]) if u in saved.get("accs", {})
                      else Accumulator(u, origin_ms) for u in uuids}
         self.held = {int(k): {u: Tally.from_json(t) for u, t in ts.items()} for k, ts in saved.get("held", {}).items()}
+        self.lost: set[str] = set(saved.get("lost", ()))  # its devices NVML reported lost (kept: NVML forgets)
 
     def boundary(self, k: int) -> int:
         """The monotonic ms at which segment ``k`` ends."""
@@ -118,7 +123,8 @@ class Meter:
 
     def to_json(self) -> dict:
         return {"cuts": self.cuts, "accs": {u: a.to_json() for u, a in self.accs.items()},
-                "held": {str(k): {u: t.to_json() for u, t in ts.items()} for k, ts in self.held.items()}}
+                "held": {str(k): {u: t.to_json() for u, t in ts.items()} for k, ts in self.held.items()},
+                "lost": sorted(self.lost)}
 
 
 @attrs.define
@@ -175,6 +181,9 @@ class Agent:
         self.rng = rng or random.Random()
         self.proc_root = proc_root
         self.devices = backend.devices() if backend is not None else []
+        self.listed_at = self.clock.monotonic_ms()
+        self.lost_seen: set[str] = set()   # devices whose loss was acted on (NVML forgets at its re-init)
+        self.relist = False                # list the devices again at the next tick (after a loss)
         self.live: dict[str, _Live] = {}
         self.attributor = Attributor(proc_root)
         self.pruned_at = self.clock.monotonic_ms()
@@ -240,18 +249,20 @@ class Agent:
                                  Decimal(0)) if devs else None,
                 "interconnect": "nvlink" if "nvlink" in links else (links[0] if links else None)}
 
-    def finish(self, key: str, end_ms: int, end_reason: str) -> None:
+    def finish(self, key: str, end_ms: int, end_reason: str, source: str | None = None) -> None:
         """End a job at ``end_ms`` on its clock: its final event (the windows not yet
         emitted, held ones included) goes to the outbox as the job is marked ended. A failure
-        of a job one of whose GPUs was lost is an infrastructure failure."""
+        of a job one of whose GPUs was lost is an infrastructure failure, and so is an end of
+        unknown cause (``source``: where the end reason came from, when not from the job's exit)."""
         job = self.live[key]
-        if end_reason == "failed_user" and self.backend is not None and set(job.uuids) & self.backend.lost():
-            end_reason = "failed_infrastructure"  # it failed on a GPU that was lost: not the user's doing
+        self._note_lost()
+        if job.meter.lost and (end_reason == "failed_user" or source == RECOVERED):
+            end_reason = "failed_infrastructure"  # it ended on a GPU that was lost: not the user's doing
         self._emit_segments(key, job, end_ms)  # a job that ended while no agent ran: its segments first
         del self.live[key]
         window = emit.final_window(job.emitted, job.segment_ms, end_ms)
         ev = emit.event(self.settings.node, job.allocation, emit.FINAL, job.emitted, window,
-                        job.meter.final(window[1]), job.hardware, end_reason)
+                        job.meter.final(window[1]), job.hardware, end_reason, source)
         self.spool.emit(key, [(emit.FINAL, job.emitted, ev)], job.emitted, end_ms, {}, (end_ms, end_reason))
 
     # -- the tick ---------------------------------------------------------
@@ -261,8 +272,8 @@ class Agent:
         now = self.clock.monotonic_ms()
         for key, job in list(self.live.items()):
             ended = job.watch.ended_ms() if job.watch else None
-            if ended is not None:  # its exit status is not ours to know: completed
-                self.finish(key, ended - job.origin_ms, "completed")
+            if ended is not None:  # its exit status is not ours to know: completed, and said so
+                self.finish(key, ended - job.origin_ms, "completed", RECOVERED)
                 continue
             if not self._emit_segments(key, job, now - job.origin_ms) and \
                     now - job.checkpoint_at >= self.settings.checkpoint_ms:
@@ -277,16 +288,55 @@ class Agent:
         return deliver(self.spool, self.sink, self.clock.wall_ms(), self.rng)
 
     def _sample(self) -> None:
-        """Read every device once: a job's devices feed its meter; any device's processes are
-        attributed (``unattributed``)."""
-        if self.backend is None or not self.devices:
+        """Read every device once: a job's devices feed its meter (on a device two jobs share,
+        with the job's own processes' memory); any device's processes are attributed
+        (``unattributed``); a device NVML lost is dropped from the inventory and its jobs marked."""
+        if self.backend is None:
+            return
+        self._inventory()
+        if not self.devices:
             return
         samples = self.backend.sample([d.uuid for d in self.devices], self.clock.monotonic_ms())
+        shared = self._shared()
         for s in samples:
             for job in self.live.values():
                 if s.uuid in job.uuids:
-                    job.meter.add(s)
+                    job.meter.add(self._own(s, job) if s.uuid in shared else s)
+        self._note_lost()
         self._attribute(samples)
+
+    def _inventory(self) -> None:
+        """List NVML's devices again on the tick after a loss, and every ``INVENTORY_MS`` (a MIG
+        reconfiguration, a GPU back after a reset). An open job keeps the devices it started with."""
+        now = self.clock.monotonic_ms()
+        if self.relist or now - self.listed_at >= INVENTORY_MS:
+            self.devices, self.listed_at, self.relist = self.backend.devices(), now, False
+
+    def _note_lost(self) -> None:
+        """Devices NVML reports lost: dropped from the inventory, marked on the jobs holding them
+        (their failure is an infrastructure failure); a newly lost one has the devices listed again."""
+        lost = self.backend.lost() if self.backend is not None else frozenset()
+        if not lost:
+            return
+        self.devices = [d for d in self.devices if d.uuid not in lost]
+        for job in self.live.values():
+            job.meter.lost |= lost & set(job.uuids)
+        self.relist = self.relist or bool(lost - self.lost_seen)
+        self.lost_seen |= lost
+
+    def _shared(self) -> set[str]:
+        """The devices more than one open job holds."""
+        held = Counter(u for job in self.live.values() for u in job.uuids)
+        return {u for u, n in held.items() if n > 1}
+
+    def _own(self, s: Sample, job: _Live) -> Sample:
+        """``s`` as ``job`` used it: its processes only, memory their sum (None when NVML gave
+        none of theirs a figure, 0 when it has none on the device)."""
+        me = (job.allocation.scheduler, job.allocation.job_id)
+        pids = tuple((pid, used) for pid, used in s.pids if self.attributor.job_of(pid) == me)
+        figures = [used for _, used in pids if used is not None]
+        memory = sum(figures) if figures or not pids else None
+        return attrs.evolve(s, memory_used_bytes=memory, pids=pids)
 
     def _attribute(self, samples) -> None:
         """Processes on a GPU that no job holding it owns (no job at all, or another job's: a
@@ -362,28 +412,24 @@ def run_exec(agent: Agent, alloc_of, argv: list[str], flush_ms: int) -> ExecResu
     if agent.spool.has_job(alloc.key):
         raise JobExists(f"job {alloc.job_id} attempt {alloc.attempt} is in the spool already: "
                         "a new run of it needs a new --attempt (or its events would count as duplicates)")
-    child = subprocess.Popen(argv, env={**os.environ, ENV_EXEC_JOB: alloc.job_id})  # its processes: attributed
-    agent.start(alloc, pid=child.pid, origin_ms=origin)
-    ended_at: list[int] = []
-    done = threading.Event()
-    signals: list[int] = []
-
-    def waiter():
-        child.wait()
-        ended_at.append(agent.clock.monotonic_ms())
-        done.set()
-
-    def forward(signum, _frame):
-        signals.append(signum)
-        if child.poll() is None:
-            child.send_signal(signum)
-
-    threading.Thread(target=waiter, daemon=True).start()
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    forward = _Forward()
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}  # before the command starts
     try:
+        child = subprocess.Popen(argv, env={**os.environ, ENV_EXEC_JOB: alloc.job_id})  # its processes: attributed
+        agent.start(alloc, pid=child.pid, origin_ms=origin)
+        ended_at: list[int] = []
+        done = threading.Event()
+
+        def waiter():
+            child.wait()
+            ended_at.append(agent.clock.monotonic_ms())
+            done.set()
+
+        threading.Thread(target=waiter, daemon=True).start()
+        forward.started(child)
         while not done.wait(TICK_MS / 1000):
             agent.tick()
-        reason = _end_reason(child.returncode, signals)
+        reason = _end_reason(child.returncode, forward.signals)
         agent.finish(alloc.key, ended_at[0] - origin, reason)
         pending = _flush(agent, flush_ms)
     finally:
@@ -391,6 +437,46 @@ def run_exec(agent: Agent, alloc_of, argv: list[str], flush_ms: int) -> ExecResu
             signal.signal(s, h)
     code = child.returncode if child.returncode >= 0 else 128 - child.returncode
     return ExecResult(code, reason, pending)
+
+
+class _Forward:
+    """SIGTERM and SIGINT: recorded (SIGTERM: the job is preempted) and passed on to the command,
+    but for a Ctrl-C at a terminal whose foreground process group holds the command: the terminal
+    sent it the SIGINT itself, and a second one would interrupt its own handler. A signal that
+    comes before the command has started is passed on once it has."""
+
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+        self.child: subprocess.Popen | None = None
+
+    def __call__(self, signum: int, _frame) -> None:
+        self.signals.append(signum)
+        if self.child is not None:
+            self._send(signum)
+
+    def started(self, child: subprocess.Popen) -> None:
+        self.child = child
+        for signum in self.signals:
+            self._send(signum)
+
+    def _send(self, signum: int) -> None:
+        if self.child.poll() is None and not (signum == signal.SIGINT and in_foreground(self.child.pid)):
+            self.child.send_signal(signum)
+
+
+def in_foreground(pid: int) -> bool:
+    """Whether ``pid`` is in the foreground process group of this process's controlling terminal
+    (the group a Ctrl-C there signals); False without a terminal."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        return os.tcgetpgrp(fd) == os.getpgid(pid)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _end_reason(returncode: int, signals: list[int]) -> str:
