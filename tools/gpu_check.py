@@ -199,17 +199,18 @@ def mig_handles(handle) -> list:
     return out
 
 
+def device_entry(index: int) -> dict:
+    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+    return {"index": index, "calls": device_matrix(handle), "mig_devices": [device_matrix(m) for m in mig_handles(handle)]}
+
+
 def capabilities() -> dict:
     absent = nvml_absent()
     if absent:
         return {"nvml": absent, "environment": {"nvidia-ml-py": metadata.version("nvidia-ml-py"),
                                                 "kernel": platform.release(), "load": load_kind()}}
     count = outcome(pynvml.nvmlDeviceGetCount)
-    devices = []
-    for i in range(count.get("value") or 0):
-        handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-        migs = [device_matrix(m) for m in mig_handles(handle)]
-        devices.append({"index": i, "calls": device_matrix(handle), "mig_devices": migs})
+    devices = [guarded(lambda i=i: device_entry(i)) for i in range(count.get("value") or 0)]
     return {"nvml": "present", "environment": environment(), "device_count": count, "devices": devices}
 
 
@@ -305,6 +306,31 @@ def child_command(seconds: float, mark: Path) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "--child", str(seconds), "--mark", str(mark)]
 
 
+def child_traces(pid: int) -> list[dict]:
+    """What NVML kept of the load's process once it ended, per GPU: its process-utilization
+    samples (smUtil) and, only where an administrator enabled accounting, its accounting stats."""
+    def utilization(handle) -> dict:
+        mine = [x for x in pynvml.nvmlDeviceGetProcessUtilization(handle, 0) if x.pid == pid]
+        return {"samples": len(mine), "max_sm_util": max((x.smUtil for x in mine), default=None)}
+    out = []
+    for i in range(pynvml.nvmlDeviceGetCount()):
+        handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+        out.append({"index": i, "sm_clock_mhz": outcome(pynvml.nvmlDeviceGetClockInfo, handle, pynvml.NVML_CLOCK_SM),
+                    "process_utilization": outcome(utilization, handle),
+                    "accounting_stats": outcome(pynvml.nvmlDeviceGetAccountingStats, handle, pid)})
+    return out
+
+
+def sm_clocks() -> list[int | None]:
+    """Each GPU's SM clock now (MHz; None where NVML won't say): descriptive, it rises under load."""
+    clocks = []
+    for i in range(pynvml.nvmlDeviceGetCount()):
+        read = outcome(lambda i=i: pynvml.nvmlDeviceGetClockInfo(pynvml.nvmlDeviceGetHandleByIndex(i),
+                                                                   pynvml.NVML_CLOCK_SM))
+        clocks.append(read.get("value"))
+    return clocks
+
+
 def power_integral_mw_ms(points: list[tuple[int, int]]) -> int | None:
     """Trapezoid integral of (t_ms, power_mw) readings, in mW·ms (2x, halved at the end)."""
     if len(points) < 2:
@@ -333,6 +359,7 @@ def device_summary(uuid: str, readings: list, acc: Accumulator, end_ms: int, chi
         if counter is not None and integral else None,
         "utilization_under_load": {"min": min(loaded), "max": max(loaded)} if loaded else None,
         "utilization_idle": {"min": min(idle), "max": max(idle)} if idle else None,
+        "pids_seen": sorted({pid for s in readings for pid, _ in s.pids}),
         "child_pid_seen": bool(child_bytes),
         "child_used_bytes_max": max((b for b in child_bytes if b is not None), default=None),
     }
@@ -363,7 +390,8 @@ def load(out: Path, seconds: float) -> dict:
                     c0 = time.perf_counter()
                     samples = backend.sample(uuids, t_ms)
                     latencies.append((time.perf_counter() - c0) * 1000)
-                    line |= {"sample_ms": round(latencies[-1], 3), "samples": [attrs.asdict(s) for s in samples]}
+                    line |= {"sample_ms": round(latencies[-1], 3), "samples": [attrs.asdict(s) for s in samples],
+                             "sm_clock_mhz": sm_clocks()}
                     for s in samples:
                         accs[s.uuid].add(s)
                         readings[s.uuid].append(s)
@@ -372,6 +400,7 @@ def load(out: Path, seconds: float) -> dict:
                 if after >= 2:
                     break
         end_ms = time.monotonic_ns() // 1_000_000
+        traces = guarded(lambda: {"gpus": child_traces(proc.pid)}) if backend is not None else None
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -381,7 +410,7 @@ def load(out: Path, seconds: float) -> dict:
     window = (int(times["load_start"] * 1000), int(times["load_end"] * 1000)) if times else None
     return {"nvml": absent or "present", "load": kind, "seconds": seconds, "child_exit": proc.returncode,
             "load_window_ms": [w - t0 for w in window] if window else None,
-            "lost": sorted(backend.lost()) if backend else [],
+            "lost": sorted(backend.lost()) if backend else [], "child_pid": proc.pid, "child_traces": traces,
             "sample_ms": {"mean": round(sum(latencies) / len(latencies), 3), "max": round(max(latencies), 3)}
             if latencies else None,
             "devices": [device_summary(u, readings[u], accs[u], end_ms, proc.pid, window) for u in uuids]}

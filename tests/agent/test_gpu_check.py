@@ -168,3 +168,6 @@ def test_the_load_is_sampled_through_the_agent_s_backend_and_summarised(monkeypa
     assert dev["agent"]["peak_vram_gb"] == Decimal("1.073741824") and dev["agent"]["avg_utilization"] == Decimal("0.55")
     assert dev["utilization_idle"] == {"min": 55, "max": 55} and not dev["child_pid_seen"]
     assert summary["sample_ms"]["max"] >= 0 and summary["lost"] == []
+    assert dev["pids_seen"] == [4242] and all(x["sm_clock_mhz"] == [None] for x in lines)
+    (trace,) = summary["child_traces"]["gpus"]
+    assert trace["process_utilization"]["outcome"] == trace["accounting_stats"]["outcome"] == "NotSupported"
