@@ -4,8 +4,10 @@ command's duration alone."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -171,3 +173,12 @@ def test_the_load_is_sampled_through_the_agent_s_backend_and_summarised(monkeypa
     assert dev["pids_seen"] == [4242] and all(x["sm_clock_mhz"] == [None] for x in lines)
     (trace,) = summary["child_traces"]["gpus"]
     assert trace["process_utilization"]["outcome"] == trace["accounting_stats"]["outcome"] == "NotSupported"
+
+
+def test_the_check_names_only_nvml_readers():
+    """Read only by construction: every nvml* function the script names reads (Get/Query) or opens
+    and closes the library; none sets, clears, resets or creates."""
+    names = {n.attr for n in ast.walk(ast.parse(TOOL.read_text()))
+             if isinstance(n, ast.Attribute) and n.attr.startswith("nvml")}
+    reader = re.compile(r"nvml(Init|Shutdown|(Device|System)Get\w+|GpmQueryDeviceSupport|Memory_v2)$")
+    assert names and {n for n in names if not reader.match(n)} == set()
