@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from typing import Callable
 
+import attrs
 import numpy as np
 
 from .numeric import format_decimal, from_number
 from .validate import dumps_any
 
 END_REASON, JOB_ID, ATTEMPT = "end_reason", "job_id", "attempt"
-_I64_LIMIT = 1 << 63
+_SHARED = -2  # a job_id table slot: ended under several subscriptions or attempts
 
 
 def job_end_reasons(reason: np.ndarray, timestamp_ms: np.ndarray, subscription: np.ndarray,
@@ -35,43 +36,78 @@ def job_end_reasons(reason: np.ndarray, timestamp_ms: np.ndarray, subscription: 
     if not (reason < 0).any():
         return reason
     job = dim(JOB_ID)
-    rows = np.flatnonzero(job >= 0)
-    if not (reason[rows] < 0).any():
+    lacking = np.flatnonzero((reason < 0) & (job >= 0))
+    ended = np.flatnonzero((reason >= 0) & (job >= 0))
+    if not lacking.size or not ended.size:
         return reason
-    key = _job_keys(subscription[rows], job[rows], dim(ATTEMPT)[rows])
-    ended = reason[rows] >= 0
-    keys, reasons = _latest_end(key[ended], timestamp_ms[rows][ended], reason[rows][ended])
-    if not keys.size:
-        return reason
-    lacking = np.flatnonzero(~ended)
-    at = np.minimum(np.searchsorted(keys, key[lacking]), keys.size - 1)
-    found = keys[at] == key[lacking]
+    jobs = _Jobs(_dense(job, lacking, ended), subscription, dim(ATTEMPT))
+    won = jobs.latest(ended, timestamp_ms)
+    at, found = jobs.match(won, lacking)
     out = reason.copy()
-    out[rows[lacking[found]]] = reasons[at[found]]
+    out[lacking[found]] = reason[won[at[found]]]
     return out
 
 
-def _job_keys(sub: np.ndarray, job: np.ndarray, attempt: np.ndarray) -> np.ndarray:
-    """One int64 per (subscription, job, attempt) id triple (ids >= 0; attempt -1 = absent)."""
-    sub, job, attempt = sub.astype(np.int64), job.astype(np.int64), attempt.astype(np.int64) + 1
-    if not sub.size:
-        return sub
-    n_job, n_attempt = int(job.max()) + 1, int(attempt.max()) + 1
-    if (int(sub.max()) + 1) * n_job * n_attempt >= _I64_LIMIT:  # ids too far apart: number the pairs
-        _, pair = np.unique(sub * n_job + job if (int(sub.max()) + 1) * n_job < _I64_LIMIT
-                            else np.stack([sub, job], axis=1), axis=0, return_inverse=True)
-        sub, job, n_job = np.zeros_like(sub), pair.reshape(-1).astype(np.int64), int(pair.max()) + 1
-    return (sub * n_job + job) * n_attempt + attempt
+def _dense(job: np.ndarray, *rows: np.ndarray) -> np.ndarray:
+    """Job ids usable as indices of a table about as long as the rows: the ids themselves when
+    they are that small, else the ids numbered anew (a small read of a large store)."""
+    if int(job.max()) < 4 * job.size + (1 << 16):
+        return job
+    used = np.concatenate(rows)
+    out = np.full(job.shape, -1, np.int64)
+    out[used] = np.unique(job[used], return_inverse=True)[1].reshape(-1)
+    return out
 
 
-def _latest_end(key: np.ndarray, ts: np.ndarray, reason: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted job keys, each job's end reason): per key, the event latest by timestamp, then
-    by position."""
-    order = np.lexsort((np.arange(key.size), ts, key))
-    key, reason = key[order], reason[order]
-    last = np.ones(key.size, bool)
-    last[:-1] = key[1:] != key[:-1]
-    return key[last], reason[last]
+@attrs.frozen
+class _Jobs:
+    """The job of each event: its ``job_id``, subscription and ``attempt`` ids (attempt -1 = absent)."""
+
+    job: np.ndarray
+    sub: np.ndarray
+    attempt: np.ndarray
+
+    def latest(self, ended: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Positions of each job's ended event latest by timestamp, then by position."""
+        order = ended[np.lexsort((ended, ts[ended], self.attempt[ended], self.sub[ended], self.job[ended]))]
+        last = np.ones(order.size, bool)
+        last[:-1] = self._differ(order[1:], order[:-1])
+        return order[last]
+
+    def match(self, won: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(index into ``won`` of each row's job, whether it has one). Tables indexed by
+        ``job_id`` find it (two look-ups a row); a ``job_id`` ended under several subscriptions
+        or attempts is matched on all three."""
+        jw, j = self.job[won], self.job[rows]
+        count = np.bincount(jw, minlength=int(j.max()) + 1)
+        size = count.size
+        slot, tag = np.full(size, -1, np.int32), np.zeros(size, np.int64)
+        slot[jw], tag[jw] = np.arange(won.size), self._tag(won)
+        slot[count > 1] = _SHARED
+        at = slot[j]
+        found = (at >= 0) & (tag[j] == self._tag(rows))
+        shared = np.flatnonzero(at == _SHARED)
+        if shared.size:
+            at[shared], found[shared] = self._match_all(won, rows[shared], count)
+        return at, found
+
+    def _tag(self, rows: np.ndarray) -> np.ndarray:
+        """Subscription and attempt ids of the rows as one int64."""
+        return (self.sub[rows].astype(np.int64) << 32) | (self.attempt[rows].astype(np.int64) + 1)
+
+    def _match_all(self, won: np.ndarray, rows: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``match`` on (job_id, subscription, attempt) for rows whose job_id ended several times."""
+        among = np.flatnonzero(count[self.job[won]] > 1)
+        both = np.concatenate([won[among], rows])
+        keys = np.stack([self.job[both], self.sub[both], self.attempt[both]], axis=1)
+        group = np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1)
+        slot = np.full(int(group.max()) + 1, -1, np.int64)
+        slot[group[:among.size]] = among  # one winner per job
+        at = slot[group[among.size:]]
+        return np.maximum(at, 0), at >= 0
+
+    def _differ(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (self.job[a] != self.job[b]) | (self.sub[a] != self.sub[b]) | (self.attempt[a] != self.attempt[b])
 
 
 def dim_text(v) -> str:

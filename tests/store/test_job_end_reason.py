@@ -85,3 +85,27 @@ def test_the_mapping_over_ids_far_apart_numbers_the_pairs():
     dims = {"job_id": job, "attempt": attempt}
     got = job_end_reasons(reason, np.zeros(4, np.int64), sub, dims.__getitem__)
     assert got.tolist() == [7, 7, 9, 9]
+
+
+def rule(reason, ts, sub, job, attempt) -> list:
+    """The rule, one event at a time: the latest (timestamp, position) ended event of the same job."""
+    latest: dict = {}
+    for i in range(len(reason)):
+        if job[i] >= 0 and reason[i] >= 0:
+            k = (sub[i], job[i], attempt[i])
+            if k not in latest or (ts[i], i) >= latest[k][0]:
+                latest[k] = ((ts[i], i), reason[i])
+    return [r if r >= 0 or j < 0 else latest.get((s, j, a), (None, -1))[1]
+            for r, s, j, a in zip(reason, sub, job, attempt)]
+
+
+def test_the_mapping_follows_the_rule_event_by_event():
+    rng = np.random.default_rng(11)
+    for size, ids in ((2_000, 5), (2_000, 40), (300, 10**6)):
+        cols = [rng.integers(-1, ids, size).astype(np.int32) for _ in range(3)]
+        reason = np.where(rng.random(size) < 0.3, rng.integers(0, 4, size), -1).astype(np.int32)
+        ts = rng.integers(0, 50, size).astype(np.int64)
+        sub, job, attempt = np.abs(cols[0]), cols[1], cols[2]
+        dims = {"job_id": job, "attempt": attempt}
+        got = job_end_reasons(reason, ts, sub, dims.__getitem__)
+        assert got.tolist() == rule(reason.tolist(), ts.tolist(), sub.tolist(), job.tolist(), attempt.tolist())
