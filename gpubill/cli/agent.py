@@ -2,16 +2,18 @@
 
     gpubill agent exec [--job ID] --subscription S (--store DB | --endpoint URL --api-key K)
                        [--spool PATH] [--gpu-type T --gpu-count N --region R --class C] -- CMD...
-    gpubill agent run [--jobs-dir DIR] (--store DB | --endpoint URL --api-key K) [--spool PATH] [--until-idle]
+    gpubill agent run [--jobs-dir DIR | --pod-resources FILE --pods FILE]
+                      (--store DB | --endpoint URL --api-key K) [--spool PATH] [--until-idle]
     gpubill agent status [--spool PATH] [--format text|json]
 
 ``exec`` meters one command as a job (inside a Slurm job without ``--job``: that
 Slurm job, from its environment) and exits with its status (128 + N when
 signal N ended it); SIGTERM and SIGINT are passed on to it (SIGTERM: the job
-ends preempted). ``run`` is the daemon: it resumes what the spool holds (a
-killed agent's jobs and undelivered events), meters the Slurm allocations that
-prolog/epilog drop files describe, and delivers. ``status`` reads the spool
-beside a running agent. Exit codes: a usage error 2, a spool or store that
+ends preempted; SIGINT not while it is a terminal's foreground job, which the
+terminal's Ctrl-C reached already). ``run`` is the daemon: it resumes what the
+spool holds (a killed agent's jobs and undelivered events), meters the Slurm
+allocations that prolog/epilog drop files describe, or the Kubernetes pods
+that hold GPUs, and delivers. ``status`` reads the spool beside a running agent. Exit codes: a usage error 2, a spool or store that
 cannot be opened 3.
 """
 
@@ -52,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...", help="the command to run")
     rn = sub.add_parser("run", help="the node daemon: Slurm drop files, spool recovery, delivery")
     rn.add_argument("--jobs-dir", metavar="DIR", help="folder of Slurm prolog/epilog drop files (<job>.json)")
+    rn.add_argument("--pod-resources", metavar="FILE",
+                    help="Kubernetes: the kubelet pod-resources List answer as JSON (with --pods)")
+    rn.add_argument("--pods", metavar="FILE", help="Kubernetes: the kubelet's /pods answer as JSON (with --pod-resources)")
     rn.add_argument("--until-idle", action="store_true",
                     help="exit once no job is open and every event is delivered")
     _common(rn, _args)
@@ -158,15 +163,30 @@ def _exec(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gpubill.agent.jobs import DropDirSource
-
+    if (args.pod_resources is None) != (args.pods is None):
+        raise CliError("--pod-resources and --pods go together (the pods' GPUs, and who the pods are)", EXIT_USAGE)
+    if args.pod_resources and args.jobs_dir:
+        raise CliError("one job source at a time: --jobs-dir, or --pod-resources with --pods", EXIT_USAGE)
     agent = _agent(args)
     try:
-        agent.run(DropDirSource(args.jobs_dir) if args.jobs_dir else None, until_idle=args.until_idle)
+        agent.run(_source(args, agent), until_idle=args.until_idle)
     finally:
         agent.sink.close()
         agent.spool.close()
     return EXIT_OK
+
+
+def _source(args: argparse.Namespace, agent):
+    from gpubill.agent.jobs import KUBERNETES, DropDirSource, JsonFile, KubernetesSource
+    from gpubill.agent.spool import OPEN
+
+    if args.jobs_dir:
+        return DropDirSource(args.jobs_dir)
+    if args.pod_resources:
+        pods = [r.allocation for r in agent.spool.jobs(OPEN) if r.allocation.scheduler == KUBERNETES]
+        files = JsonFile(args.pod_resources, args.pods)
+        return KubernetesSource(files, files, agent.clock.wall_ms, pods)
+    return None
 
 
 def _status(args: argparse.Namespace) -> int:
