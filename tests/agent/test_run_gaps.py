@@ -205,3 +205,13 @@ def test_sigint_sent_to_exec_alone_is_passed_on(tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def test_a_signal_before_the_command_started_is_passed_on_once_it_has():
+    from gpubill.agent.run import _Forward
+
+    forward = _Forward()
+    forward(signal.SIGTERM, None)            # exec's handler, called before the command exists
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    forward.started(child)
+    assert child.wait(20) == -signal.SIGTERM and forward.signals == [signal.SIGTERM]
