@@ -7,7 +7,8 @@ into each job's ``Meter`` (an accumulator per device, its window cut at every
 grid boundary and held until the segment is emitted), the segments that are due
 (``emit.ready_segments``) written to the outbox with the job's segment count in
 one transaction, a checkpoint every ``checkpoint_ms`` and on every job state
-change, and the outbox delivered. A job's time is read from its allocation's
+change, and the outbox delivered; NVML's devices listed again after a loss and
+every ``INVENTORY_MS``. A job's time is read from its allocation's
 clock: a monotonic origin for ``agent exec`` (kept in the spool with the boot
 id, so a restarted agent carries on), the scheduler's instants for Slurm.
 
