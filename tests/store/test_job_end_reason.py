@@ -109,3 +109,12 @@ def test_the_mapping_follows_the_rule_event_by_event():
         dims = {"job_id": job, "attempt": attempt}
         got = job_end_reasons(reason, ts, sub, dims.__getitem__)
         assert got.tolist() == rule(reason.tolist(), ts.tolist(), sub.tolist(), job.tolist(), attempt.tolist())
+
+
+def test_attempts_of_any_number_keep_their_text(store):
+    """``dim`` of JSON numbers (``attempt``): negative, fractional and beyond 56 bits of mantissa."""
+    for values in ([-5, -0.5, 7, -5, 0], [2**60, -(2**62), 3, 2**60]):
+        store.ingest([job_ev(f"{v}-{i}-{len(values)}", "j", v) for i, v in enumerate(values)])
+    cols = store.read_columns()
+    assert cols.strings.decode(cols.dim("attempt")) == ["-5", "-0.5", "7", "-5", "0", str(2**60), str(-(2**62)),
+                                                         "3", str(2**60)]
