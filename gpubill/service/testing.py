@@ -40,6 +40,7 @@ from gpubill.engine.spec.compile import CompileError, compile_subscription
 from gpubill.engine.spec.subscription import resolve_subscription
 from gpubill.service.invoicing import history, invoice_chains, periods_to_invoice
 from gpubill.service.rating import Billed, ServiceError, load_catalog
+from gpubill.store.job_reason import resolve_in_dicts
 
 #: The fee lines whose units and events an `expect units|events` counts (a true-up line has neither).
 COUNTED_KINDS = ("usage", "in_advance")
@@ -55,12 +56,15 @@ class EventsInMemory:
         self._events = [dict(e, rowid=i + 1) for i, e in enumerate(events)]
 
     def _selected(self, codes, subscriptions, time_from_ms, time_to_ms, since_rowid=0) -> list[dict]:
-        return [e for e in self._events
-                if e["rowid"] > since_rowid
-                and (codes is None or e["code"] in codes)
-                and (subscriptions is None or e["external_subscription_id"] in subscriptions)
-                and (time_from_ms is None or e["timestamp_ms"] >= time_from_ms)
-                and (time_to_ms is None or e["timestamp_ms"] <= time_to_ms)]
+        """Copies of the selected events, each job's segments given its end reason as the store's reads do."""
+        out = [dict(e, properties=dict(e["properties"])) for e in self._events
+               if e["rowid"] > since_rowid
+               and (codes is None or e["code"] in codes)
+               and (subscriptions is None or e["external_subscription_id"] in subscriptions)
+               and (time_from_ms is None or e["timestamp_ms"] >= time_from_ms)
+               and (time_to_ms is None or e["timestamp_ms"] <= time_to_ms)]
+        resolve_in_dicts(out)
+        return out
 
     def read_columns(self, since_rowid: int = 0, codes: list[str] | None = None,
                      time_from_ms: int | None = None, time_to_ms: int | None = None,
@@ -68,8 +72,7 @@ class EventsInMemory:
         return InMemoryColumns.from_events(self._selected(codes, subscriptions, time_from_ms, time_to_ms, since_rowid))
 
     def events_as_dicts(self, codes=None, subscriptions=None, time_from_ms=None, time_to_ms=None) -> list[dict]:
-        return [dict(e, properties=dict(e["properties"]))
-                for e in self._selected(codes, subscriptions, time_from_ms, time_to_ms)]
+        return self._selected(codes, subscriptions, time_from_ms, time_to_ms)
 
 
 @attrs.frozen

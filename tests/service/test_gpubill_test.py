@@ -162,3 +162,16 @@ def test_a_period_that_is_not_one_billing_period_is_a_failure_that_says_so(tmp_p
     (repo / "t0.bill").write_text(TESTS.replace("period 2026-10", "period 2026-10-01 .. 2026-12-31", 1))
     r = _gpubill(str(repo), "-k", "h100 day")
     assert r.returncode == 0, r.stdout
+
+
+def test_in_memory_events_give_a_jobs_segments_its_end_reason_as_the_store_does():
+    from gpubill.service.testing import EventsInMemory
+
+    seg = {"code": "gpu_job", "external_subscription_id": "s", "timestamp_ms": 1000,
+           "properties": {"job_id": "j", "duration_seconds": "300"}}
+    final = {**seg, "timestamp_ms": 2000,
+             "properties": {"job_id": "j", "duration_seconds": "60", "end_reason": "failed_infrastructure"}}
+    events = EventsInMemory([seg, final])
+    reasons = [e["properties"].get("end_reason") for e in events.events_as_dicts()]
+    assert reasons == ["failed_infrastructure", "failed_infrastructure"]
+    assert seg["properties"].get("end_reason") is None  # the caller's events are not changed
