@@ -43,7 +43,7 @@ from gpubill.service.estimate import Estimator, Job  # noqa: E402
 from gpubill.service.events import Store  # noqa: E402
 from gpubill.service.invoicing import invoice_period  # noqa: E402
 from gpubill.service.rating import ServiceError  # noqa: E402
-from invoice import build_repo, make_store  # noqa: E402  bench/: one repository and store generator
+from invoice import prepare  # noqa: E402  bench/: one repository and store generator
 
 GOAL_MS = 10.0
 GPU = "H100-SXM"
@@ -99,13 +99,7 @@ def main() -> int:
     at_ms, problem = parse_timestamp(args.at, 0)
     if problem:
         ap.error(f"--at: {problem.message}")
-    work = Path(args.dir)
-    work.mkdir(parents=True, exist_ok=True)
-    repo = work / f"repo-{args.contracts}"
-    build_repo(repo, args.contracts)
-    db = Path(args.db) if args.db else work / f"bench-{args.contracts}x{args.events}.db"
-    if not db.exists():
-        make_store(db, repo, args.period, args.events)
+    _, repo, db = prepare(args)
     store = Store(str(db), readonly=True)
     print(f"{args.contracts:,} contracts, store {db}, jobs of {GPU} at {args.at}, {os.cpu_count()} CPUs, "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

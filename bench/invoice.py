@@ -123,6 +123,19 @@ def build_repo(dst: Path, n_contracts: int) -> None:
         (dst / "contracts" / f"c{i:05d}.bill").write_text(contract_copy(tpl[i % len(tpl)][1], i))
 
 
+def prepare(args) -> tuple[Path, Path, Path]:
+    """The work folder, the repository of ``args.contracts`` contracts and the store of ``args.events``
+    events of ``args.period`` (made once, reused by later runs, or ``args.db``)."""
+    work = Path(args.dir)
+    work.mkdir(parents=True, exist_ok=True)
+    repo = work / f"repo-{args.contracts}"
+    build_repo(repo, args.contracts)
+    db = Path(args.db) if args.db else work / f"bench-{args.contracts}x{args.events}.db"
+    if not db.exists():
+        make_store(db, repo, args.period, args.events)
+    return work, repo, db
+
+
 def make_store(db: Path, repo: Path, period: str, events: int) -> None:
     """A month of demo events for the repository's subscriptions, made once (bench/rate.py uses it too)."""
     catalog, _ = load_catalog([str(repo)])
@@ -260,13 +273,7 @@ def main() -> int:
     if args.quick:
         args.events, args.contracts, args.repeat = 20_000, 24, 1
 
-    work = Path(args.dir)
-    work.mkdir(parents=True, exist_ok=True)
-    repo = work / f"repo-{args.contracts}"
-    build_repo(repo, args.contracts)
-    db = Path(args.db) if args.db else work / f"bench-{args.contracts}x{args.events}.db"
-    if not db.exists():
-        make_store(db, repo, args.period, args.events)
+    work, repo, db = prepare(args)
     print(f"{args.contracts:,} contracts, {_events(db):,} events in {db}, period {args.period}, "
           f"{os.cpu_count()} CPUs, load average {_load()}")
     runs = measure(repo, db, args.period, args.repeat, work)
