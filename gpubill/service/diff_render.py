@@ -1,0 +1,248 @@
+"""`gpubill diff --format markdown|github`: a DiffReport (gpubill/service/diff.py) as a
+sticky pull-request comment, or as GitHub workflow-command annotations.
+
+markdown: a hidden marker (``MARKER``) to find the comment again, one summary table per
+currency, the customers by |delta| with their changed lines folded in <details>, the catalog
+changes, the finalized invoices that need credit notes, what could not be invoiced and the
+notice-period violations; never over GitHub's comment limit (``COMMENT_LIMIT``): the details
+are cut first, with a note saying how much was left out.
+
+github: one ``::warning`` per changed clause with a money impact (largest first), one
+``::notice`` per changed clause without one, one ``::error`` per notice-period violation;
+at most ``ANNOTATIONS_PER_TYPE`` of each type (GitHub shows no more per step), then one
+plain line saying how many were left out.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+
+from gpubill.service.diff import _pct
+
+MARKER = "<!-- gpubill-diff -->"
+COMMENT_LIMIT = 65_536          # GitHub: "Body is too long (maximum is 65536 characters)"
+ANNOTATIONS_PER_TYPE = 10       # GitHub shows 10 warnings (errors, notices) per step
+ABSENT = "—"                    # an amount one side does not have
+_CUT_NOTE = "\n\n_…{n} left out to stay under GitHub's comment size limit; " \
+    "`gpubill diff --format text` shows everything._\n"
+
+
+def render(report, fmt: str) -> str:
+    """The report in ``fmt`` (markdown or github)."""
+    return RENDERERS[fmt](report)
+
+
+def write_step_summary(text: str) -> bool:
+    """Append ``text`` to $GITHUB_STEP_SUMMARY when it is set; True when written."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return False
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text if text.endswith("\n") else text + "\n")
+    return True
+
+
+# ---- markdown --------------------------------------------------------------------------
+
+def markdown(report, limit: int = COMMENT_LIMIT) -> str:
+    """The sticky PR comment, at most ``limit`` characters."""
+    head = "\n\n".join(part for part in (
+        _md_title(report), _md_totals(report), _md_customers(report)) if part)
+    tail = "\n\n".join(part for part in (
+        _md_changes(report), _md_finalized(report), _md_list("Not invoiced", report.unrated),
+        _md_list("Notice-period violations", report.notices)) if part)
+    blocks = [_md_lines_block(c) for c in report.customers if c.lines]
+    room = limit - len(head) - len(tail) - len(_CUT_NOTE) - 200
+    details = _md_details(blocks, room)
+    text = "\n\n".join(part for part in (head, details, tail) if part) + "\n"
+    if len(text) > limit:   # the tables alone are too long: cut at a line
+        cut = text[:limit - len(_CUT_NOTE) - 20].rsplit("\n", 1)[0]
+        text = cut + _CUT_NOTE.format(n=f"{len(text) - len(cut)} more characters")
+    return text
+
+
+def _md_title(report) -> str:
+    periods = ", ".join(report.periods)
+    return f"{MARKER}\n### gpubill diff: `{_cell(report.base)}` → `{_cell(report.head)}`\n\n" \
+        f"Invoices of {periods} re-rated on the same stored events."
+
+
+def _md_totals(report) -> str:
+    rows = ["| Currency | Before | After | Δ | Δ % |", "| --- | ---: | ---: | ---: | ---: |"]
+    for currency, (before, after) in report.totals().items():
+        rows.append(f"| {currency} | {_amount(before)} | {_amount(after)} | "
+                    f"{_signed(after - before)} | {_percent(_pct(before, after))} |")
+    return "\n".join(rows)
+
+
+def _md_customers(report) -> str:
+    changed = [c for c in report.customers if c.delta or c.lines]
+    same = len(report.customers) - len(changed)
+    if not changed:
+        return f"No invoice changes ({same} unchanged)."
+    rows = [f"#### Customers ({len(changed)} changed, {same} unchanged)", "",
+            "| Customer | Contract | Period | Currency | Before | After | Δ | Δ % |",
+            "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    rows += [f"| {_cell(c.customer)} | {_cell(c.contract)} | {c.period} | {c.currency} | "
+             f"{_amount(c.before)} | {_amount(c.after)} | {_signed(c.delta)} | {_percent(c.pct)} |"
+             for c in changed]
+    return "\n".join(rows)
+
+
+def _md_lines_block(c) -> str:
+    rows = [f"**{_cell(c.customer)}** ({_cell(c.contract)}, {c.period}, {c.currency})", "",
+            "| Line | Before | After | Δ | Δ % | Clause |", "| --- | ---: | ---: | ---: | ---: | --- |"]
+    rows += [f"| {_cell(ln.name)} | {_amount(ln.before)} | {_amount(ln.after)} | {_signed(ln.delta)} | "
+             f"{_percent(ln.pct)} | {_clause_cell(ln)} |" for ln in c.lines]
+    return "\n".join(rows)
+
+
+def _md_details(blocks: list[str], room: int) -> str:
+    if not blocks:
+        return ""
+    kept, used = [], 0
+    for block in blocks:
+        if used + len(block) + 2 > room:
+            break
+        kept.append(block)
+        used += len(block) + 2
+    body = "\n\n".join(kept)
+    if len(kept) < len(blocks):
+        body += _CUT_NOTE.format(n=f"{len(blocks) - len(kept)} more customers' lines")
+    return f"<details><summary>Changed lines ({len(blocks)} invoices)</summary>\n\n{body}\n\n</details>"
+
+
+def _md_changes(report) -> str:
+    if not report.changes:
+        return ""
+    rows = ["#### Changes", "", "| Kind | Name | What | Clauses | Reaches |", "| --- | --- | --- | --- | --- |"]
+    rows += [f"| {ch.kind} | {_cell(ch.name)} | {ch.what} | {_cell(', '.join(ch.clauses)) or ABSENT} | "
+             f"{_cell(', '.join(ch.customers)) or ABSENT} |" for ch in report.changes]
+    return "\n".join(rows)
+
+
+def _md_finalized(report) -> str:
+    if not report.finalized:
+        return ""
+    rows = ["#### Finalized invoices that need credit notes", "",
+            "| Invoice | Customer | Stored total | Head total | Δ |", "| --- | --- | ---: | ---: | ---: |"]
+    rows += [f"| {_cell(number)} | {_cell(customer)} | {_amount(stored)} | {_amount(head)} | "
+             f"{_signed(head - stored)} |" for number, customer, stored, head in report.finalized]
+    return "\n".join(rows)
+
+
+def _md_list(title: str, items) -> str:
+    if not items:
+        return ""
+    return f"#### {title}\n\n" + "\n".join(f"- {_cell(item)}" for item in items)
+
+
+def _clause_cell(line) -> str:
+    clause = line.clause_after or line.clause_before
+    return f"`{_cell(clause)}`" if clause else ABSENT
+
+
+def _cell(text: str) -> str:
+    """Text inside a markdown table cell: one line, no column break."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _amount(value: Decimal | None) -> str:
+    return ABSENT if value is None else f"{value:f}"
+
+
+def _signed(value: Decimal) -> str:
+    return f"+{value:f}" if value > 0 else f"{value:f}"
+
+
+def _percent(value: Decimal | None) -> str:
+    return ABSENT if value is None else f"{_signed(value)} %"
+
+
+# ---- github annotations ----------------------------------------------------------------
+
+def annotations(report) -> str:
+    """Workflow commands on the changed clauses, the largest money impact first."""
+    impacts = _clause_impacts(report)
+    warnings = [_command("warning", clause, _impact_title(by), _impact_message(by, reached))
+                for clause, (by, reached) in impacts]
+    touched = {clause for clause, _ in impacts}
+    notices = [_command("notice", clause, f"{ch.kind} {ch.what}", _change_message(ch))
+               for ch in report.changes for clause in ch.clauses if clause not in touched]
+    errors = [_notice_violation(text) for text in report.notices]
+    out: list[str] = []
+    for kind, commands in (("error", errors), ("warning", warnings), ("notice", notices)):
+        out += commands[:ANNOTATIONS_PER_TYPE]
+        if len(commands) > ANNOTATIONS_PER_TYPE:
+            out.append(f"{len(commands) - ANNOTATIONS_PER_TYPE} more {kind} annotations left out "
+                       f"(GitHub shows {ANNOTATIONS_PER_TYPE} per step); see the job summary")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def _clause_impacts(report):
+    """[(clause, ({currency: delta}, {contract}))] with a nonzero delta, largest |delta| first."""
+    found: dict[str, tuple[dict[str, Decimal], set[str]]] = {}
+    for c in report.customers:
+        for line in c.lines:
+            clause = line.clause_after or line.clause_before
+            if clause and line.delta:
+                by, reached = found.setdefault(clause, ({}, set()))
+                by[c.currency] = by.get(c.currency, Decimal(0)) + line.delta
+                reached.add(c.contract)
+    ranked = sorted(found.items(), key=lambda kv: (-sum(abs(d) for d in kv[1][0].values()), kv[0]))
+    return [(clause, (by, reached)) for clause, (by, reached) in ranked if any(by.values())]
+
+
+def _impact_title(by: dict[str, Decimal]) -> str:
+    total = sum(by.values())
+    return "Price up" if total > 0 else "Price down" if total < 0 else "Price moved"
+
+
+def _impact_message(by: dict[str, Decimal], reached: set[str]) -> str:
+    amounts = ", ".join(f"{_signed(d)} {currency}" for currency, d in sorted(by.items()))
+    names = sorted(reached)
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"{amounts} on {len(names)} contract(s): {shown}"
+
+
+def _change_message(ch) -> str:
+    reach = f"; reaches {', '.join(ch.customers)}" if ch.customers else ""
+    return f"{ch.kind} {ch.name} {ch.what}{reach}"
+
+
+def _notice_violation(text: str) -> str:
+    """'file:line:col: message' as an error annotation (plain when it has no location)."""
+    parts = text.split(": ", 1)
+    if len(parts) == 2 and _location(parts[0]):
+        return _command("error", parts[0], "Notice period", parts[1])
+    return f"::error title=Notice period::{_escape_data(text)}"
+
+
+def _location(clause: str) -> tuple[str, str, str] | None:
+    parts = clause.rsplit(":", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return parts[0], parts[1], parts[2]
+    return None
+
+
+def _command(kind: str, clause: str, title: str, message: str) -> str:
+    where = _location(clause)
+    props = {"file": where[0], "line": where[1], "col": where[2]} if where else {}
+    props["title"] = title
+    joined = ",".join(f"{k}={_escape_property(v)}" for k, v in props.items())
+    return f"::{kind} {joined}::{_escape_data(message)}"
+
+
+def _escape_data(text: str) -> str:
+    """actions/toolkit escapeData: % CR LF."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    """actions/toolkit escapeProperty: escapeData plus : and ,."""
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+RENDERERS = {"markdown": markdown, "github": annotations}
+FORMATS = tuple(RENDERERS)

@@ -1,0 +1,124 @@
+"""`gpubill diff --format markdown|github`: the sticky PR comment and the annotations."""
+
+import os
+from decimal import Decimal as D
+from pathlib import Path
+
+from gpubill.service.diff import Change, CustomerDelta, DiffReport, LineDelta
+from gpubill.service.diff_render import (
+    ANNOTATIONS_PER_TYPE, COMMENT_LIMIT, MARKER, markdown, render, write_step_summary)
+
+EXAMPLE = Path(__file__).parents[2] / "docs" / "ci-example-comment.md"
+
+
+def _line(name, before, after, clause="contracts/plans/gpu.bill:14:5"):
+    return LineDelta(name, ("charge", name), before, after, clause, clause)
+
+
+def example_report():
+    """A price raise of the H100 hour reaching two customers, a new tier, a finalized invoice."""
+    acme = CustomerDelta("Acme Corp", "acme", "USD", "2026-11", D("1200.00"), D("1368.00"), (
+        _line("H100-SXM hours", D("1200.00"), D("1368.00")),))
+    beta = CustomerDelta("Beta Labs", "beta", "USD", "2026-11", D("300.00"), D("330.00"), (
+        _line("H100-SXM hours", D("240.00"), D("273.60")),
+        _line("storage | tier 2", None, D("-3.60"), "contracts/plans/gpu.bill:22:7"),))
+    gamma = CustomerDelta("Gamma", "gamma", "EUR", "2026-11", D("80.00"), D("80.00"), ())
+    changes = (
+        Change("version", "gpu@2026-11", "changed", ("contracts/plans/gpu.bill:14:5",), ("acme", "beta")),
+        Change("plan", "storage", "added", ("contracts/plans/gpu.bill:22:7",), ("beta",)),
+    )
+    return DiffReport("origin/main", "HEAD", ("2026-11",), (acme, beta, gamma), changes,
+                      (("INV-2026-11-0001", "acme", D("1200.00"), D("1368.00")),), (),
+                      ("contracts/plans/gpu.bill:14:5: the raise takes effect 12 days after its commit "
+                       "(notice period 30 days)",))
+
+
+def test_the_example_comment_is_the_documented_one():
+    """docs/ci-example-comment.md is this comment (GPUBILL_UPDATE_GOLDEN=1 rewrites it)."""
+    text = render(example_report(), "markdown")
+    if os.environ.get("GPUBILL_UPDATE_GOLDEN") == "1":
+        EXAMPLE.write_text(text, encoding="utf-8")
+    assert text == EXAMPLE.read_text(encoding="utf-8")
+
+
+def test_the_comment_has_the_marker_totals_customers_and_details():
+    text = markdown(example_report())
+    assert text.startswith(MARKER + "\n")
+    assert "| USD | 1500.00 | 1698.00 | +198.00 | +13.20 % |" in text
+    assert "| EUR | 80.00 | 80.00 | 0.00 | 0.00 % |" in text
+    assert "#### Customers (2 changed, 1 unchanged)" in text
+    assert text.index("| Acme Corp |") < text.index("| Beta Labs |")
+    assert "| storage \\| tier 2 | — | -3.60 | -3.60 | — | `contracts/plans/gpu.bill:22:7` |" in text
+    assert text.count("<details>") == text.count("</details>") == 1
+    assert "| INV-2026-11-0001 | acme | 1200.00 | 1368.00 | +168.00 |" in text
+    assert "- contracts/plans/gpu.bill:14:5: the raise takes effect" in text
+
+
+def _many_customers(n):
+    lines = tuple(_line(f"line {i} " + "x" * 40, D("1.00"), D("2.00")) for i in range(10))
+    return DiffReport("main", "HEAD", ("2026-11",), tuple(
+        CustomerDelta(f"customer {i}", f"c{i}", "USD", "2026-11", D("10.00"), D("20.00"), lines)
+        for i in range(n)), (), (), ())
+
+
+def test_a_long_comment_stays_under_githubs_limit_with_its_details_cut():
+    text = markdown(_many_customers(300))
+    assert len(text) <= COMMENT_LIMIT
+    assert "more customers' lines left out to stay under GitHub's comment size limit" in text
+    assert text.count("<details>") == text.count("</details>") == 1
+    assert "| customer 299 |" in text          # the summary table is whole
+
+
+def test_tables_too_long_for_the_limit_are_cut_at_a_line():
+    text = markdown(_many_customers(300), limit=8_000)
+    assert len(text) <= 8_000
+    assert text.startswith(MARKER)
+    assert "characters left out to stay under GitHub's comment size limit" in text
+
+
+def test_the_step_summary_is_appended_when_github_names_one(tmp_path, monkeypatch):
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    assert write_step_summary("### gpubill diff") is True
+    assert summary.read_text() == "earlier step\n### gpubill diff\n"
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY")
+    assert write_step_summary("again") is False
+
+
+def test_annotations_on_changed_clauses_largest_first_and_escaped():
+    out = render(example_report(), "github").splitlines()
+    assert out == [
+        "::error file=contracts/plans/gpu.bill,line=14,col=5,title=Notice period::"
+        "the raise takes effect 12 days after its commit (notice period 30 days)",
+        "::warning file=contracts/plans/gpu.bill,line=14,col=5,title=Price up::"
+        "+201.60 USD on 2 contract(s): acme, beta",
+        "::warning file=contracts/plans/gpu.bill,line=22,col=7,title=Price down::"
+        "-3.60 USD on 1 contract(s): beta",
+    ]
+
+
+def test_annotation_properties_and_data_are_escaped():
+    line = _line("gpu", D("1"), D("2"), "dir,a:b/x%.bill:3:4")
+    report = DiffReport("main", "HEAD", ("2026-11",), (
+        CustomerDelta("c", "50%\nco", "USD", "2026-11", D("1"), D("2"), (line,)),), (), (), ())
+    assert render(report, "github") == \
+        "::warning file=dir%2Ca%3Ab/x%25.bill,line=3,col=4,title=Price up::+1 USD on 1 contract(s): 50%25%0Aco\n"
+
+
+def test_at_most_ten_annotations_per_type_then_how_many_were_left_out():
+    customers = tuple(
+        CustomerDelta(f"c{i}", f"c{i}", "USD", "2026-11", D("10"), D(10 + i), (
+            _line("gpu", D("10"), D(10 + i), f"p.bill:{i}:1"),)) for i in range(1, 16))
+    report = DiffReport("main", "HEAD", ("2026-11",), customers, (), (), ())
+    out = render(report, "github").splitlines()
+    assert len(out) == ANNOTATIONS_PER_TYPE + 1
+    assert out[0].startswith("::warning file=p.bill,line=15,col=1,")     # the largest first
+    assert out[-1] == "5 more warning annotations left out (GitHub shows 10 per step); see the job summary"
+
+
+def test_a_change_without_money_impact_is_a_notice():
+    change = Change("metric", "gpu_hours", "changed", ("metrics.bill:2:1",), ())
+    report = DiffReport("main", "HEAD", ("2026-11",), (), (change,), (), ())
+    assert render(report, "github") == "::notice file=metrics.bill,line=2,col=1,title=metric changed::" \
+        "metric gpu_hours changed\n"
