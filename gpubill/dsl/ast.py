@@ -415,6 +415,7 @@ class Plan:
     rounding: MoneyRounding | None = None
     progressive: Progressive | None = None
     charges: tuple[Charge, ...] = ()
+    notice: Quantity | None = None  # how long before a price rise takes effect
     span: Span | None = _span_field()
 
 
@@ -550,6 +551,7 @@ class Contract:
     invoice_grace: Quantity | None = None
     bill_to: Address | None = None  # the customer's postal address
     vat_id: Str | None = None  # the customer's VAT id
+    notice: Quantity | None = None  # overrides the plan's notice period
     span: Span | None = _span_field()
 
 

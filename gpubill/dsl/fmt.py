@@ -446,6 +446,8 @@ def _plan(p: ast.Plan) -> list[_Line]:
         out.append([_clause(_money_rounding(p.rounding), p.rounding)])
     if p.progressive:
         out.append([_clause(_progressive(p.progressive), p.progressive)])
+    if p.notice:
+        out.append([_clause(f"notice {_qty(p.notice)}", p.notice)])
     for c in p.charges:
         out.append(_charge(c, 1))
     return _block(head, p, out)
@@ -546,6 +548,8 @@ def _contract_policies(k: ast.Contract) -> list[_Line]:
         out.append([_clause(f"idle {i.kind}" + (f" minimum {_pct(i.minimum)}" if i.minimum else ""), i)])
     if k.invoice_grace:
         out.append([_clause(f"invoice grace {_qty(k.invoice_grace)}", k.invoice_grace)])
+    if k.notice:
+        out.append([_clause(f"notice {_qty(k.notice)}", k.notice)])
     return out
 
 

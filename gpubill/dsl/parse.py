@@ -316,10 +316,10 @@ _SINGLE = {
         "vat_id",
     },
     "metric": {"event", "aggregation", "rounding", "recurring"},
-    "plan": {"currency", "billing", "timezone", "fee", "rounding", "progressive"},
+    "plan": {"currency", "billing", "timezone", "fee", "rounding", "progressive", "notice"},
     "contract": {
         "customer", "subscription", "entity", "plan", "starts", "ends", "timezone", "progressive",
-        "budget", "job_limit", "late_events", "preemption", "idle", "invoice_grace", "bill_to", "vat_id",
+        "budget", "job_limit", "late_events", "preemption", "idle", "invoice_grace", "bill_to", "vat_id", "notice",
     },
     "test": {"contract", "period"},
     "charge": {"timing", "minimum_spend", "rounding", "prorated", "group_by"},
@@ -458,6 +458,10 @@ class _Build(Transformer):
     @v_args(meta=True, inline=True)
     def invoice_grace(self, meta, q):
         return _Clause("invoice_grace", q, self._sp(meta))
+
+    @v_args(meta=True, inline=True)
+    def notice(self, meta, q):
+        return _Clause("notice", q, self._sp(meta))
 
     @v_args(meta=True, inline=True)
     def address(self, meta, lines):

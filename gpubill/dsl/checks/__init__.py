@@ -11,6 +11,7 @@ from gpubill.dsl.checks.constraints import check_constraints
 from gpubill.dsl.checks.currencies import check_currencies
 from gpubill.dsl.checks.filters import check_filters
 from gpubill.dsl.checks.literals import check_literals
+from gpubill.dsl.checks.notice import check_notice
 from gpubill.dsl.checks.periods import check_periods
 from gpubill.dsl.checks.quantities import check_quantities
 from gpubill.dsl.checks.references import check_references
@@ -29,6 +30,7 @@ CHECKS = (
     check_tiers,
     check_constraints,
     check_periods,
+    check_notice,
     check_terms,
     check_applicable,
     check_testcases,

@@ -1,0 +1,155 @@
+"""Notice periods: an on-demand price rise is announced before it takes effect.
+
+A plan version raises a price when any price of a charge outside a `during`
+window (its default price, a `where` filter's, its minimum spend) is higher
+than the same price of the version before it (same charge, same filter, same
+place in the price: table row, tier, fee). Spot prices (`during` windows) are
+exempt; a price whose shape changed (a standard price become tiers) is not
+compared. The rise must take effect at least the notice period after it is
+introduced: 30 days unless the plan, or a contract it reaches, says
+`notice N days` (the longest of those applies).
+
+`gpubill check` measures from today (warning `notice-period`, at the version's
+`effective` date); `gpubill diff` from the head commit's date
+(gpubill.service.notice).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from decimal import Decimal
+
+import attrs
+
+from gpubill.dsl import ast, units
+from gpubill.dsl.diagnostics import Diagnostic, error
+from gpubill.dsl.resolve import Catalog
+
+DEFAULT_NOTICE_DAYS = 30
+DAY = units.lookup("day")
+
+
+@attrs.frozen
+class Violation:
+    """A price rise that takes effect sooner than its notice period allows."""
+
+    plan: ast.Plan
+    raised: tuple[str, ...]  # the charges whose price rises
+    notice_days: int
+    introduced: dt.date
+    earliest: dt.date  # the first day it may take effect
+
+    @property
+    def span(self) -> ast.Span | None:
+        v = self.plan.version
+        return v.effective_from.span if v and v.effective_from else self.plan.span
+
+    def message(self) -> str:
+        v = self.plan.version
+        return (
+            f"plan {self.plan.name.name} version {v.id if v else '?'} raises the price of "
+            f"{', '.join(self.raised)} with less than {self.notice_days} days' notice: it takes effect "
+            f"{_from(self.plan).isoformat()}, introduced {self.introduced.isoformat()}"
+        )
+
+    def hint(self) -> str:
+        return f"take effect on {self.earliest.isoformat()} or later"
+
+
+def check_notice(cat: Catalog) -> Iterator[Diagnostic]:
+    for block in [*(p for vs in cat.plans.values() for p in vs), *cat.contracts.values()]:
+        if block.notice is not None and notice_days(block.notice) is None:
+            yield error(
+                "unit-mismatch", "a notice period is a whole number of days", block.notice.span,
+                hints=("write it in days, e.g. notice 30 days",),
+            )
+
+
+def violations(cat: Catalog, introduced: dt.date, base: Catalog | None) -> Iterator[Violation]:
+    """Price rises of `cat` introduced on `introduced` that take effect too soon.
+
+    With `base` (the catalog before the change), only versions that are new or
+    changed since `base` count; without it, only those not yet in effect.
+    """
+    for name, versions in cat.plans.items():
+        ordered = sorted((p for p in versions if _from(p) is not None), key=_from)
+        for prev, p in zip(ordered, ordered[1:]):
+            if base is None and _from(p) < introduced:
+                continue
+            if base is not None and p in base.plans.get(name, ()):
+                continue
+            raised = raised_charges(prev, p)
+            days = _required_days(cat, p)
+            earliest = introduced + dt.timedelta(days=days)
+            if raised and _from(p) < earliest:
+                yield Violation(p, raised, days, introduced, earliest)
+
+
+def raised_charges(prev: ast.Plan, p: ast.Plan) -> tuple[str, ...]:
+    """The charges of `p` with an on-demand price higher than in `prev`."""
+    before = {_charge_key(c): _prices(c) for c in prev.charges}
+    out = []
+    for c in p.charges:
+        old = before.get(_charge_key(c))
+        if old is not None and any(k in old and v > old[k] for k, v in _prices(c).items()):
+            out.append(_charge_key(c))
+    return tuple(out)
+
+
+def notice_days(q: ast.Quantity) -> int | None:
+    """A notice period in whole days, or None when it is not one."""
+    u = units.lookup(q.unit)
+    if u is None or not u.compatible(DAY):
+        return None
+    days = q.value * u.scale / DAY.scale
+    return int(days) if days == days.to_integral_value() and days >= 0 else None
+
+
+def _required_days(cat: Catalog, p: ast.Plan) -> int:
+    """The longest notice owed: the plan's (else 30 days), or a reached contract's."""
+    own = _days(p.notice)
+    days = own if own is not None else DEFAULT_NOTICE_DAYS
+    for c in cat.contracts.values():
+        if c.plan is not None and c.plan.name.name == p.name.name and c.plan.version is None:
+            days = max(days, _days(c.notice) or 0)
+    return days
+
+
+def _days(q: ast.Quantity | None) -> int | None:
+    return notice_days(q) if q is not None else None
+
+
+def _from(p: ast.Plan) -> dt.date | None:
+    v = p.version
+    value = v.effective_from.value if v and v.effective_from else None
+    return value.date() if isinstance(value, dt.datetime) else value
+
+
+def _charge_key(c: ast.Charge) -> str:
+    return (c.label or c.metric).name
+
+
+def _prices(c: ast.Charge) -> dict[tuple, Decimal]:
+    """Every number of the charge's on-demand prices, by where it is written."""
+    out = dict(_numbers(("price",), c.price))
+    for f in c.filters:
+        out.update(_numbers(("where", f.condition), f.price))
+    if c.minimum_spend is not None:
+        out[("minimum",)] = c.minimum_spend.value
+    return out
+
+
+def _numbers(path: tuple, node) -> Iterator[tuple[tuple, Decimal]]:
+    if isinstance(node, tuple):
+        for i, x in enumerate(node):
+            key = x.value.value if isinstance(x, ast.TableRow) else i  # a table row by its value
+            yield from _numbers((*path, key), x)
+        return
+    if not attrs.has(type(node)):
+        if isinstance(node, Decimal):
+            yield path, node
+        return
+    for f in attrs.fields(type(node)):
+        if f.name not in ("span", "text"):
+            yield from _numbers((*path, type(node).__name__, f.name), getattr(node, f.name))
