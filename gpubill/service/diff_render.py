@@ -110,7 +110,7 @@ def _md_details(blocks: list[str], room: int) -> str:
     body = "\n\n".join(kept)
     if len(kept) < len(blocks):
         body += _CUT_NOTE.format(n=f"{len(blocks) - len(kept)} more customers' lines")
-    return f"<details><summary>Changed lines ({len(blocks)} invoices)</summary>\n\n{body}\n\n</details>"
+    return f"<details><summary>Changed lines ({len(blocks)} invoice{'s' if len(blocks) != 1 else ''})</summary>\n\n{body}\n\n</details>"
 
 
 def _md_changes(report) -> str:

@@ -122,3 +122,7 @@ def test_a_change_without_money_impact_is_a_notice():
     report = DiffReport("main", "HEAD", ("2026-11",), (), (change,), (), ())
     assert render(report, "github") == "::notice file=metrics.bill,line=2,col=1,title=metric changed::" \
         "metric gpu_hours changed\n"
+
+
+def test_one_invoice_is_named_in_the_singular():
+    assert "<details><summary>Changed lines (1 invoice)</summary>" in markdown(_many_customers(1))
