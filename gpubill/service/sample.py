@@ -1,0 +1,148 @@
+"""`gpubill sample`: a pseudonymized sample of stored usage, for backtests in CI.
+
+Reads a store's events (of a period, else all of them), keeps whole
+subscriptions chosen at random (`customers`) and/or a share of each kept
+subscription's events (`fraction`), both drawn from a seeded generator, and
+writes them as a new store (or JSONL when the file name ends in `.jsonl`).
+Subscription and transaction ids are replaced by keyed pseudonyms
+(HMAC-SHA256 under the user's key: the same id gives the same pseudonym under
+the same key, and nothing without the key links them back). Event codes,
+timestamps and properties are kept, so the sample invoices like the original.
+
+The contracts still name the real subscriptions: `mapping()` gives real ->
+pseudonym for the sampled ones (written by `--map-out`), and
+`pseudonymize_catalog()` applies such a mapping to a catalog's contracts.
+
+A period selects events one day either side of it (UTC), so that every
+timezone's days of the period are in the sample.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import random
+from collections import defaultdict
+
+import attrs
+import orjson
+
+from gpubill.dsl.resolve import Catalog
+from gpubill.engine.calendar.period import parse_period_arg
+from gpubill.service.events import Store
+
+#: one day either side of a period: its days in every timezone
+MARGIN = dt.timedelta(days=1)
+PSEUDONYM_HEX = 24  # 96 bits of the HMAC: no collisions among real ids
+
+
+class SampleError(ValueError):
+    """An input the sample refuses, in the user's words."""
+
+
+@attrs.frozen
+class Sample:
+    events: int
+    subscriptions: int
+    mapping: dict[str, str]  # real subscription id -> pseudonym, of the sampled subscriptions
+
+
+def pseudonym(key: bytes, kind: str, value: str) -> str:
+    """The pseudonym of an id of a kind ("subscription", "transaction", "customer")."""
+    digest = hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+    return f"{kind[:3]}_{digest[:PSEUDONYM_HEX]}"
+
+
+def sample(store: Store, out: str, key: bytes, *, period: str | None = None, customers: int | None = None,
+           fraction: float = 1.0, seed: int = 0) -> Sample:
+    """Write the sample to `out` (a new store, or JSONL for *.jsonl)."""
+    if not key:
+        raise SampleError("the pseudonymization key is empty")
+    if not 0 < fraction <= 1:
+        raise SampleError(f"--fraction {fraction} is not in (0, 1]")
+    if customers is not None and customers < 1:
+        raise SampleError(f"--customers {customers} is not a positive count")
+    lo, hi = _window(period)
+    by_sub = defaultdict(list)
+    for e in store.events_as_dicts(time_from_ms=lo, time_to_ms=hi):
+        by_sub[e["external_subscription_id"]].append(e)
+    rng = random.Random(seed)
+    subs = sorted(by_sub)
+    if customers is not None and customers < len(subs):
+        subs = sorted(rng.sample(subs, customers))
+    mapping = {s: pseudonym(key, "subscription", s) for s in subs}
+    events = [_event(e, key, mapping) for s in subs for e in by_sub[s] if fraction == 1 or rng.random() < fraction]
+    _write(out, events)
+    return Sample(len(events), len(subs), mapping)
+
+
+def pseudonymize_catalog(catalog: Catalog, mapping: dict[str, str]) -> Catalog:
+    """The catalog with each contract's subscription id replaced by its pseudonym, where mapped."""
+    contracts = {}
+    for name, c in catalog.contracts.items():
+        sub = c.subscription
+        if sub is not None and sub.value in mapping:
+            c = attrs.evolve(c, subscription=attrs.evolve(sub, value=mapping[sub.value]))
+        contracts[name] = c
+    return attrs.evolve(catalog, contracts=contracts)
+
+
+def _window(period: str | None) -> tuple[int | None, int | None]:
+    if period is None:
+        return None, None
+    try:
+        kind, value = parse_period_arg(period)
+    except ValueError as e:
+        raise SampleError(str(e)) from None
+    if kind == "month":
+        y, m = value
+        start, end = dt.date(y, m, 1), dt.date(y + m // 12, m % 12 + 1, 1)
+    elif kind == "range":
+        start, end = (_day(v) for v in value)
+        end += dt.timedelta(days=1)  # the range is inclusive
+    else:
+        start = _day(value)
+        end = start + dt.timedelta(days=1)
+    return _ms(start - MARGIN), _ms(end + MARGIN) - 1
+
+
+def _day(v: dt.date | dt.datetime) -> dt.date:
+    return v.date() if isinstance(v, dt.datetime) else v
+
+
+def _ms(d: dt.date) -> int:
+    return int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
+
+
+def _event(e: dict, key: bytes, mapping: dict[str, str]) -> dict:
+    ts = dt.datetime.fromtimestamp(e["timestamp_ms"] / 1000, dt.timezone.utc)
+    out = {
+        "transaction_id": pseudonym(key, "transaction", e["transaction_id"]),
+        "external_subscription_id": mapping[e["external_subscription_id"]],
+        "code": e["code"],
+        "timestamp": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "properties": e["properties"],
+    }
+    if e.get("precise_total_amount_cents") is not None:
+        out["precise_total_amount_cents"] = e["precise_total_amount_cents"]
+    return out
+
+
+def _write(out: str, events: list[dict]) -> None:
+    if out.endswith(".jsonl"):
+        with open(out, "xb") as f:
+            for e in events:
+                f.write(orjson.dumps(e) + b"\n")
+        return
+    with Store(out, create=True) as target:
+        if target.count_events():
+            raise SampleError(f"{out} already holds events: sample into a new file")
+        rejected = target.ingest(events, source="sample").counts()["rejected"]
+        if rejected:
+            raise SampleError(f"{rejected} sampled events were rejected by {out}")
+
+
+def mapping_json(mapping: dict[str, str]) -> bytes:
+    """The real -> pseudonym mapping file (`--map-out`)."""
+    return orjson.dumps({"subscriptions": mapping}, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
