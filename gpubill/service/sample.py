@@ -9,9 +9,8 @@ Subscription and transaction ids are replaced by keyed pseudonyms
 the same key, and nothing without the key links them back). Event codes,
 timestamps and properties are kept, so the sample invoices like the original.
 
-The contracts still name the real subscriptions: `mapping()` gives real ->
-pseudonym for the sampled ones (written by `--map-out`), and
-`pseudonymize_catalog()` applies such a mapping to a catalog's contracts.
+The contracts still name the real subscriptions: `Sample.mapping` gives real
+-> pseudonym for the sampled ones (`mapping_json`, written by `--map-out`).
 
 A period selects events one day either side of it (UTC), so that every
 timezone's days of the period are in the sample.
@@ -28,7 +27,6 @@ from collections import defaultdict
 import attrs
 import orjson
 
-from gpubill.dsl.resolve import Catalog
 from gpubill.engine.calendar.period import parse_period_arg
 from gpubill.service.events import Store
 
@@ -75,17 +73,6 @@ def sample(store: Store, out: str, key: bytes, *, period: str | None = None, cus
     events = [_event(e, key, mapping) for s in subs for e in by_sub[s] if fraction == 1 or rng.random() < fraction]
     _write(out, events)
     return Sample(len(events), len(subs), mapping)
-
-
-def pseudonymize_catalog(catalog: Catalog, mapping: dict[str, str]) -> Catalog:
-    """The catalog with each contract's subscription id replaced by its pseudonym, where mapped."""
-    contracts = {}
-    for name, c in catalog.contracts.items():
-        sub = c.subscription
-        if sub is not None and sub.value in mapping:
-            c = attrs.evolve(c, subscription=attrs.evolve(sub, value=mapping[sub.value]))
-        contracts[name] = c
-    return attrs.evolve(catalog, contracts=contracts)
 
 
 def _window(period: str | None) -> tuple[int | None, int | None]:
