@@ -16,6 +16,5 @@ def notice_violations(base_catalog: Catalog, head_catalog: Catalog, introduced: 
     """Each violation as "file:line:col: message (hint)", for DiffReport.notices."""
     out = []
     for v in violations(head_catalog, introduced, base_catalog):
-        where = str(v.span) if v.span is not None else v.plan.name.name
-        out.append(f"{where}: {v.message()} ({v.hint()})")
+        out.append(f"{v.span}: {v.message()} ({v.hint()})")
     return out

@@ -9,9 +9,8 @@ compared. The rise must take effect at least the notice period after it is
 introduced: 30 days unless the plan, or a contract it reaches, says
 `notice N days` (the longest of those applies).
 
-`gpubill check` measures from today (warning `notice-period`, at the version's
-`effective` date); `gpubill diff` from the head commit's date
-(gpubill.service.notice).
+`gpubill diff` measures the notice from the head commit's date
+(gpubill.service.notice); `gpubill check` checks the clause's unit.
 """
 
 from __future__ import annotations
@@ -42,13 +41,11 @@ class Violation:
 
     @property
     def span(self) -> ast.Span | None:
-        v = self.plan.version
-        return v.effective_from.span if v and v.effective_from else self.plan.span
+        return self.plan.version.effective_from.span  # a compared version has an `effective` date
 
     def message(self) -> str:
-        v = self.plan.version
         return (
-            f"plan {self.plan.name.name} version {v.id if v else '?'} raises the price of "
+            f"plan {self.plan.name.name} version {self.plan.version.id} raises the price of "
             f"{', '.join(self.raised)} with less than {self.notice_days} days' notice: it takes effect "
             f"{_from(self.plan).isoformat()}, introduced {self.introduced.isoformat()}"
         )
@@ -66,18 +63,12 @@ def check_notice(cat: Catalog) -> Iterator[Diagnostic]:
             )
 
 
-def violations(cat: Catalog, introduced: dt.date, base: Catalog | None) -> Iterator[Violation]:
-    """Price rises of `cat` introduced on `introduced` that take effect too soon.
-
-    With `base` (the catalog before the change), only versions that are new or
-    changed since `base` count; without it, only those not yet in effect.
-    """
+def violations(cat: Catalog, introduced: dt.date, base: Catalog) -> Iterator[Violation]:
+    """Price rises of `cat`, new or changed since `base`, introduced on `introduced`, that take effect too soon."""
     for name, versions in cat.plans.items():
         ordered = sorted((p for p in versions if _from(p) is not None), key=_from)
         for prev, p in zip(ordered, ordered[1:]):
-            if base is None and _from(p) < introduced:
-                continue
-            if base is not None and p in base.plans.get(name, ()):
+            if p in base.plans.get(name, ()):
                 continue
             raised = raised_charges(prev, p)
             days = _required_days(cat, p)
