@@ -23,6 +23,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="text on stderr (default), or json / github annotations on stdout")
     p.add_argument("--warnings-as-errors", "-W", action="store_true",
                    help="exit 1 on warnings too")
+    p.add_argument("--today", type=_date, default=None, metavar="DATE",
+                   help="the date the notice-period rule counts from (default: today, UTC)")
+
+
+def _date(text: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
     for p in args.paths:
         if not os.path.exists(p):
             raise CliError(f"{p}: no such file or directory", EXIT_IO)
-    _, sources, diags = check_paths(args.paths)
+    import datetime as dt
+
+    today = args.today or dt.datetime.now(dt.timezone.utc).date()
+    _, sources, diags = check_paths(args.paths, today)
     if args.format == "json":
         if diags:
             sys.stdout.write(to_json(diags) + "\n")

@@ -8,6 +8,7 @@ documented with a bad and a good example in docs/diagnostics.md.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable
 
 from gpubill.dsl import ast
@@ -25,32 +26,38 @@ def _checks() -> tuple[Check, ...]:
     return CHECKS
 
 
-def check_catalog(catalog: Catalog) -> list[Diagnostic]:
+def check_catalog(catalog: Catalog, today: dt.date | None = None) -> list[Diagnostic]:
+    """Every check's diagnostics; ``today``: also the rules that depend on the date
+    (`notice-period`), which a pure check (rating, tests) leaves out."""
     out: list[Diagnostic] = []
     for fn in _checks():
         out.extend(fn(catalog))
+    if today is not None:
+        from gpubill.dsl.checks.notice import check_notice_period
+
+        out.extend(check_notice_period(catalog, today))
     return out
 
 
-def check_documents(docs: list[ast.Document]) -> tuple[Catalog, list[Diagnostic]]:
+def check_documents(docs: list[ast.Document], today: dt.date | None = None) -> tuple[Catalog, list[Diagnostic]]:
     catalog, diags = resolve(docs)
-    diags = diags + check_catalog(catalog)
+    diags = diags + check_catalog(catalog, today)
     return catalog, diags
 
 
-def check_paths(paths: list[str]) -> tuple[Catalog, dict[str, str], list[Diagnostic]]:
-    """Load, resolve and check every `.bill` file under the paths."""
+def check_paths(paths: list[str], today: dt.date | None = None) -> tuple[Catalog, dict[str, str], list[Diagnostic]]:
+    """Load, resolve and check every `.bill` file under the paths (``today``: see ``check_catalog``)."""
     docs, sources, diags = load_paths(paths)
-    catalog, more = check_documents(docs)
+    catalog, more = check_documents(docs, today)
     return catalog, sources, sorted(dedupe(diags + more), key=sort_key)
 
 
-def check_sources(sources: dict[str, str]) -> tuple[Catalog, list[Diagnostic]]:
+def check_sources(sources: dict[str, str], today: dt.date | None = None) -> tuple[Catalog, list[Diagnostic]]:
     """The same on in-memory sources (path -> text): for tests and tools."""
     docs, diags = [], []
     for path, text in sources.items():
         doc, ds = parse(text, path)
         docs.append(doc)
         diags.extend(ds)
-    catalog, more = check_documents(docs)
+    catalog, more = check_documents(docs, today)
     return catalog, sorted(dedupe(diags + more), key=sort_key)

@@ -22,7 +22,7 @@ from decimal import Decimal
 import attrs
 
 from gpubill.dsl import ast, units
-from gpubill.dsl.diagnostics import Diagnostic, error
+from gpubill.dsl.diagnostics import Diagnostic, error, warning
 from gpubill.dsl.resolve import Catalog
 
 DEFAULT_NOTICE_DAYS = 30
@@ -61,6 +61,15 @@ def check_notice(cat: Catalog) -> Iterator[Diagnostic]:
                 "unit-mismatch", "a notice period is a whole number of days", block.notice.span,
                 hints=("write it in days, e.g. notice 30 days",),
             )
+
+
+def check_notice_period(cat: Catalog, today: dt.date) -> Iterator[Diagnostic]:
+    """`gpubill check`'s view: a version not yet in effect is introduced today (the versions already in
+    effect are the base); a price rise among them that takes effect within its notice period is flagged."""
+    base = attrs.evolve(cat, plans={name: tuple(p for p in vs if _from(p) is None or _from(p) <= today)
+                                    for name, vs in cat.plans.items()})
+    for v in violations(cat, today, base):
+        yield warning("notice-period", v.message(), v.span, hints=(v.hint(),))
 
 
 def violations(cat: Catalog, introduced: dt.date, base: Catalog) -> Iterator[Violation]:
