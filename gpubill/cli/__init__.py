@@ -49,6 +49,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "estimate": ("gpubill.cli.estimate", "what a planned GPU job would cost a customer now"),
     "alerts": ("gpubill.cli.alerts", "budget and job-limit alerts: list, check, deliver webhooks"),
     "test": ("gpubill.cli.test", "run the test blocks of .bill files"),
+    "diff": ("gpubill.cli.diff", "backtest a change to the contracts: every invoice before and after, on stored events"),
     "sample": ("gpubill.cli.sample", "a pseudonymized sample of stored usage, for backtests in CI"),
     "import": ("gpubill.cli.importer", "import Lago objects into .bill files"),
     "users": ("gpubill.cli.users", "users of a store and their roles (for --as NAME)"),

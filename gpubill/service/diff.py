@@ -8,10 +8,24 @@ Decimals; None marks a line or an invoice that one side does not have.
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
+from collections import Counter
+from collections.abc import Sequence
 from decimal import Decimal
 
 import attrs
+
+from gpubill.dsl import ast
+from gpubill.dsl.fmt import format_document
+from gpubill.dsl.resolve import Catalog
+from gpubill.engine.calendar.period import parse_period_arg
+from gpubill.store.roles import Actor
+from gpubill.service.invoicing import _days, invoice_period
+from gpubill.service.lifecycle import list_invoices
+from gpubill.service.notice import notice_violations
+from gpubill.service.rating import ServiceError, load_catalog
+from gpubill.service.revisions import Revision
 
 # Percentages are shown to two places; computed in a local context (never
 # the ambient one).
@@ -27,10 +41,11 @@ def _delta(before: Decimal | None, after: Decimal | None) -> Decimal:
 
 
 def _pct(before: Decimal | None, after: Decimal | None) -> Decimal | None:
-    """The change relative to before, in percent; None when before is 0/None."""
+    """The change relative to |before|, in percent (a credit line going to
+    nothing is +100 %); None when before is 0/None."""
     if not before:
         return None
-    ratio = _PCT_CONTEXT.divide(_PCT_CONTEXT.multiply(_delta(before, after), Decimal(100)), before)
+    ratio = _PCT_CONTEXT.divide(_PCT_CONTEXT.multiply(_delta(before, after), Decimal(100)), abs(before))
     return ratio.quantize(PCT_QUANTUM, context=_PCT_CONTEXT)
 
 
@@ -101,3 +116,318 @@ class DiffReport:
             before, after = sums.get(c.currency, (Decimal(0), Decimal(0)))
             sums[c.currency] = (before + (c.before or Decimal(0)), after + (c.after or Decimal(0)))
         return dict(sorted(sums.items()))
+
+
+# ------------------------------------------------------------------ the backtest
+
+DIFF_ACTOR = Actor("diff", "viewer")
+
+
+class ReadOnce:
+    """The store, with every read_columns answer kept by its arguments: the
+    two revisions invoice the same events, read once when their windows agree."""
+
+    def __init__(self, store):
+        self._store = store
+        self._reads: dict = {}
+
+    @property
+    def reads(self) -> int:
+        return len(self._reads)
+
+    def read_columns(self, **window):
+        key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in window.items()))
+        if key not in self._reads:
+            self._reads[key] = self._store.read_columns(**window)
+        return self._reads[key]
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def diff_revisions(store, base: Revision, head: Revision, periods: Sequence[str] = ()) -> DiffReport:
+    """Invoice the store's events of each period with both revisions' contracts and compare."""
+    before, after = _catalog(base), _catalog(head)
+    periods = tuple(periods) or (latest_complete_month(store),)
+    for p in periods:
+        _require_events(store, p)
+    events = ReadOnce(store)
+    customers, unrated, head_invoices = [], [], []
+    for p in periods:
+        b = invoice_period(events, [base.contracts], p)
+        h = invoice_period(events, [head.contracts], p)
+        customers += _customers(p, b.invoices, h.invoices, base, head)
+        unrated += [f"{base.name}: {base.relative(u)}" for u in b.unrated]
+        unrated += [f"{head.name}: {head.relative(u)}" for u in h.unrated]
+        head_invoices += h.invoices
+    customers.sort(key=lambda c: (-abs(c.delta), c.contract, c.period))
+    notices = tuple(head.relative(v) for v in notice_violations(before, after, head.day))
+    return DiffReport(base.name, head.name, periods, tuple(customers),
+                      catalog_changes(before, after, base, head),
+                      finalized_changed(store, head_invoices), tuple(unrated), notices)
+
+
+def _catalog(rev: Revision) -> Catalog:
+    try:
+        return load_catalog([rev.contracts])[0]
+    except ServiceError as e:
+        raise ServiceError(f"{rev.name}: {rev.relative(str(e))}", e.code) from None
+
+
+def latest_complete_month(store, now: dt.datetime | None = None) -> str:
+    """The month of the latest stored event when it has ended, else the month before it."""
+    latest = store._read().execute("SELECT max(timestamp_ms) FROM events").fetchone()[0]
+    if latest is None:
+        raise ServiceError("the store holds no events: nothing to invoice (pass --store)", code=1)
+    day = dt.datetime.fromtimestamp(latest / 1000, dt.timezone.utc).date()
+    today = (now or dt.datetime.now(dt.timezone.utc)).date()
+    first = day.replace(day=1)
+    if (first.year, first.month) == (today.year, today.month):
+        first = (first - dt.timedelta(days=1)).replace(day=1)
+    return f"{first.year:04d}-{first.month:02d}"
+
+
+def _require_events(store, period: str) -> None:
+    try:
+        kind, value = parse_period_arg(period)
+    except ValueError as e:
+        raise ServiceError(f"--period: {e}", code=2) from None
+    first, last = (value, value) if kind == "date" else _days(kind, value)
+    lo = int(dt.datetime.combine(first, dt.time(), dt.timezone.utc).timestamp() * 1000)
+    hi = int(dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.timezone.utc).timestamp() * 1000)
+    if not store.count_events(time_from_ms=lo, time_to_ms=hi):
+        raise ServiceError(f"the store holds no events in {period}: nothing to compare", code=1)
+
+
+# ------------------------------------------------------------------ invoices
+
+def _customers(period: str, before, after, base: Revision, head: Revision) -> list[CustomerDelta]:
+    by_contract: dict[str, list[list]] = {}
+    for side, invoices in enumerate((before, after)):
+        for inv in invoices:
+            by_contract.setdefault(inv.billing.contract.name.name, [[], []])[side].append(inv)
+    return [_customer(period, name, b, a, base, head) for name, (b, a) in sorted(by_contract.items())]
+
+
+def _customer(period: str, contract: str, before: list, after: list, base: Revision, head: Revision) -> CustomerDelta:
+    some = (after or before)[0]
+    lines = _line_deltas(_lines(before), _lines(after), base, head)
+    return CustomerDelta(_customer_id(some), contract, some.currency, period,
+                         _subtotal(before), _subtotal(after), lines)
+
+
+def _customer_id(inv) -> str:
+    c = inv.billing.contract
+    return c.customer.id.value if c.customer is not None else c.name.name
+
+
+def _subtotal(invoices: list) -> Decimal | None:
+    if not invoices:
+        return None
+    return sum((i.sub_total_excluding_taxes_amount for i in invoices), Decimal(0))
+
+
+def _lines(invoices: list) -> dict:
+    """(period start, invoice type, line identity, occurrence) -> its fee line."""
+    out: dict = {}
+    seen: Counter = Counter()
+    for inv in invoices:
+        for f in inv.fees:
+            ident = (inv.from_ms, inv.invoice_type, f.fee_type, f.code, f.kind, f.charge, f.dimensions, f.description)
+            out[(*ident, seen[ident])] = f
+            seen[ident] += 1
+    return out
+
+
+def _line_deltas(before: dict, after: dict, base: Revision, head: Revision) -> tuple[LineDelta, ...]:
+    out = []
+    for key in [*before, *(k for k in after if k not in before)]:
+        old, new = before.get(key), after.get(key)
+        if old is not None and new is not None and old.amount == new.amount:
+            continue
+        some = new or old
+        out.append(LineDelta(some.description, key,
+                             None if old is None else old.amount, None if new is None else new.amount,
+                             _clause(old, base), _clause(new, head)))
+    return tuple(out)
+
+
+def _clause(f, rev: Revision) -> str | None:
+    return None if f is None or f.clause is None else rev.relative(f.clause)
+
+
+def finalized_changed(store, head_invoices: list) -> tuple[tuple[str, str, Decimal, Decimal], ...]:
+    """Finalized invoices whose head subtotal differs: they need credit notes, never edits."""
+    head = {(i.billing.contract.name.name, i.invoice_type, i.from_ms): i.sub_total_excluding_taxes_amount
+            for i in head_invoices}
+    out = []
+    for row in list_invoices(store, DIFF_ACTOR, status="finalized"):
+        now = head.get((row.contract, row.invoice_type, row.period_from_ms))
+        stored = Decimal(row.doc["sub_total_excluding_taxes_amount"])
+        if now is not None and now != stored:
+            out.append((row.number, row.customer, stored, now))
+    return tuple(out)
+
+
+# ------------------------------------------------------------------ catalog changes
+
+def catalog_changes(before: Catalog, after: Catalog, base: Revision, head: Revision) -> tuple[Change, ...]:
+    """Metrics, plans and their versions, contracts and entities that differ
+    in canonical form, each with its changed clauses and the contracts it reaches."""
+    out: list[Change] = []
+    for kind, old, new in (("metric", before.metrics, after.metrics), ("entity", before.entities, after.entities),
+                           ("contract", before.contracts, after.contracts)):
+        out += _block_changes(kind, old, new, before, after, base, head)
+    for name in sorted(before.plans.keys() | after.plans.keys()):
+        out += _plan_changes(name, before.plans.get(name, ()), after.plans.get(name, ()), before, after, base, head)
+    return tuple(out)
+
+
+def _plan_changes(name: str, old: tuple, new: tuple, before: Catalog, after: Catalog,
+                  base: Revision, head: Revision) -> list[Change]:
+    """A plan added, removed or changed as a whole when unversioned; else per version (PLAN@ID)."""
+    def by_version(plans: tuple) -> dict:
+        return {(f"{name}@{p.version.id}" if p.version else name): p for p in plans}
+
+    a, b = by_version(old), by_version(new)
+    if not old or not new or a.keys() == b.keys() == {name}:
+        return _block_changes("plan", {name: old[0]} if old else {}, {name: new[0]} if new else {},
+                              before, after, base, head)
+    return _block_changes("version", a, b, before, after, base, head)
+
+
+def _block_changes(kind, old: dict, new: dict, before: Catalog, after: Catalog,
+                   base: Revision, head: Revision) -> list[Change]:
+    out = []
+    for name in sorted(old.keys() | new.keys()):
+        a, b = old.get(name), new.get(name)
+        if a is not None and b is not None and _canonical(a) == _canonical(b):
+            continue
+        what = "added" if a is None else "removed" if b is None else "changed"
+        clauses = (_span(a, base),) if b is None else (_span(b, head),) if a is None else \
+            tuple(_span(c, head) for c in _changed_clauses(a, b))
+        reach = sorted(set(_reaches(kind, name, before)) | set(_reaches(kind, name, after)))
+        out.append(Change(kind, name, what, clauses, tuple(reach)))
+    return out
+
+
+def _canonical(block) -> str:
+    return format_document(ast.Document("", (block,)))
+
+
+def _changed_clauses(old, new) -> list:
+    """The head's clauses (elements of a block's lists, or its single-valued
+    parts) that the base does not have in the same form; the block itself
+    when only something was removed."""
+    out = []
+    for field in attrs.fields(type(new)):
+        if field.name == "span":
+            continue
+        a, b = getattr(old, field.name), getattr(new, field.name)
+        if isinstance(b, tuple):
+            out += [c for c in b if c not in a]
+        elif a != b:
+            out.append(b if getattr(b, "span", None) is not None else new)
+    return out or [new]
+
+
+def _span(node, rev: Revision) -> str:
+    span = getattr(node, "span", None)
+    return "" if span is None else rev.relative(str(span))
+
+
+def _reaches(kind: str, name: str, catalog: Catalog) -> list[str]:
+    """The contracts a block of this kind and name (a version's: PLAN@ID)
+    reaches in this catalog: a version reaches the contracts that pin it or none."""
+    contracts = catalog.contracts.values()
+    if kind == "contract":
+        return [name] if name in catalog.contracts else []
+    if kind == "entity":
+        return [c.name.name for c in contracts if c.entity is not None and c.entity.name == name]
+    if kind in ("plan", "version"):
+        plan, _, version = name.partition("@")
+        return [c.name.name for c in contracts if c.plan is not None and c.plan.name.name == plan
+                and (not version or c.plan.version in (None, version))]
+    return [c.name.name for c in contracts if c.plan is not None and _uses(catalog.plan_version(c.plan), name)]
+
+
+def _uses(plan: ast.Plan | None, metric: str) -> bool:
+    return plan is not None and any(ch.metric.name == metric for ch in plan.charges)
+
+
+# ------------------------------------------------------------------ text and JSON
+
+JSON_SCHEMA = "gpubill-diff/1"
+
+
+def _mark(before, after) -> str:
+    return "+" if before is None else "-" if after is None else "~"
+
+
+def _money(d: Decimal | None) -> str:
+    return "-" if d is None else f"{d:f}"
+
+
+def _signed(d: Decimal) -> str:
+    return f"+{d:f}" if d > 0 else f"{d:f}"
+
+
+def _moved(before, after, delta: Decimal, pct: Decimal | None) -> str:
+    rel = "" if pct is None else f" ({_signed(pct)} %)"
+    return f"{_money(before)} -> {_money(after)}  {_signed(delta)}{rel}"
+
+
+def report_text(report: DiffReport) -> str:
+    """The terminal report: totals, the customers whose invoice changed with
+    their changed lines (+ added, - removed, ~ changed), the catalog changes,
+    the finalized invoices that need credit notes, what was not invoiced."""
+    out = [f"gpubill diff: {report.base} -> {report.head} · {', '.join(report.periods)}", ""]
+    for currency, (before, after) in report.totals().items():
+        out.append(f"total {currency}: {_moved(before, after, after - before, _pct(before, after))}")
+    changed = [c for c in report.customers if c.delta or c.lines]
+    out.append(f"{len(changed)} of {len(report.customers)} invoices changed")
+    for c in changed:
+        out += ["", f"{_mark(c.before, c.after)} {c.customer} (contract {c.contract}, {c.period}) {c.currency}: "
+                    f"{_moved(c.before, c.after, c.delta, c.pct)}"]
+        out += [f"    {_mark(ln.before, ln.after)} {ln.name}: {_moved(ln.before, ln.after, ln.delta, ln.pct)}"
+                f"  {ln.clause_after or ln.clause_before or ''}".rstrip() for ln in c.lines]
+    out += _section("changes", [f"{_mark(*_sides(ch.what))} {ch.kind} {ch.name} {ch.what}"
+                                f"{' at ' + ', '.join(ch.clauses) if any(ch.clauses) else ''}"
+                                f"; reaches {', '.join(ch.customers) or 'no contract'}" for ch in report.changes])
+    out += _section("finalized invoices that would change (they need credit notes, never edits)",
+                    [f"{number} {customer}: stored {stored:f}, head {head:f}"
+                     for number, customer, stored, head in report.finalized])
+    out += _section("not invoiced", list(report.unrated))
+    out += _section("notice-period violations", list(report.notices))
+    return "\n".join(out) + "\n"
+
+
+def _sides(what: str) -> tuple:
+    return {"added": (None, 1), "removed": (1, None)}.get(what, (1, 1))
+
+
+def _section(title: str, items: list[str]) -> list[str]:
+    return ["", f"{title}:", *(f"  {i}" for i in items)] if items else []
+
+
+def report_json(report: DiffReport) -> dict:
+    """One JSON document, decimals as strings (docs/ci.md)."""
+    def s(d):
+        return None if d is None else f"{d:f}"
+
+    def moved(x) -> dict:
+        return {"before": s(x.before), "after": s(x.after), "delta": s(x.delta), "pct": s(x.pct)}
+
+    return {
+        "schema": JSON_SCHEMA, "base": report.base, "head": report.head, "periods": list(report.periods),
+        "totals": {cur: {"before": s(b), "after": s(a), "delta": s(a - b), "pct": s(_pct(b, a))}
+                   for cur, (b, a) in report.totals().items()},
+        "customers": [{"customer": c.customer, "contract": c.contract, "currency": c.currency, "period": c.period,
+                       **moved(c), "lines": [{"name": ln.name, **moved(ln), "clause_before": ln.clause_before,
+                                              "clause_after": ln.clause_after} for ln in c.lines]}
+                      for c in report.customers],
+        "changes": [attrs.asdict(ch) for ch in report.changes],
+        "finalized": [{"number": n, "customer": cu, "stored": s(a), "head": s(b)} for n, cu, a, b in report.finalized],
+        "unrated": list(report.unrated),
+        "notices": list(report.notices),
+    }

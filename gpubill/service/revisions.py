@@ -1,0 +1,88 @@
+"""A git revision's contract files, read without touching the work tree.
+
+`gpubill diff --base REV` loads the contract repository as it was at REV:
+``git archive REV -- PATH`` unpacked into a temporary directory.  The work
+tree is the default head (WORK_TREE).  Every failure is a ServiceError with
+one line: a revision that does not exist, a path that is not in a git
+repository, a revision without .bill files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+import attrs
+
+from gpubill.service.rating import ServiceError
+
+WORK_TREE = "work tree"
+EXIT_IO = 3
+
+
+@attrs.frozen
+class Revision:
+    """One side of a diff: its name, the directory that holds its contracts
+    (the work tree's or a temporary copy) and the root their clauses are named from."""
+
+    name: str
+    contracts: str
+    root: str
+    day: dt.date  # when its changes take effect at the earliest: the commit's day, today for the work tree
+
+    def relative(self, text: str) -> str:
+        """``text`` with this revision's root left off its file names."""
+        return text.replace(self.root.rstrip("/") + "/", "")
+
+
+def git_root(path: str) -> Path:
+    """The top of the git repository holding ``path``."""
+    where = path if os.path.isdir(path) else os.path.dirname(path) or "."
+    out = _git(["rev-parse", "--show-toplevel"], where, f"{path} is not in a git repository")
+    return Path(out.decode().strip())
+
+
+def work_tree(contracts: str) -> Revision:
+    root = git_root(contracts)
+    _require_bill_files(Path(contracts), WORK_TREE)
+    return Revision(WORK_TREE, str(Path(contracts).resolve()), str(root), dt.datetime.now(dt.timezone.utc).date())
+
+
+def at_revision(rev: str, contracts: str, into: str) -> Revision:
+    """The contracts directory as it is at ``rev``, unpacked under ``into``."""
+    root = git_root(contracts)
+    inside = Path(contracts).resolve().relative_to(root).as_posix()
+    _git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], str(root), f"no revision {rev!r} in {root}")
+    tar = _git(["archive", "--format=tar", rev, "--", inside], str(root),
+               f"{inside} is not in revision {rev!r}")
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        t.extractall(into, filter="data")
+    where = Path(into) / inside
+    _require_bill_files(where, rev)
+    stamp = _git(["log", "-1", "--format=%ct", rev], str(root), f"no revision {rev!r} in {root}")
+    day = dt.datetime.fromtimestamp(int(stamp), dt.timezone.utc).date()
+    return Revision(rev, str(where), into, day)
+
+
+def temporary_dir() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="gpubill-diff-")
+
+
+def _require_bill_files(where: Path, name: str) -> None:
+    if not (where.is_dir() and any(where.rglob("*.bill"))):
+        raise ServiceError(f"no .bill files in {where.name or where} at {name}", code=1)
+
+
+def _git(argv: list[str], cwd: str, problem: str) -> bytes:
+    try:
+        done = subprocess.run(["git", *argv], cwd=cwd, capture_output=True, check=False)
+    except OSError as e:
+        raise ServiceError(f"cannot run git: {e.strerror}", code=EXIT_IO) from None
+    if done.returncode != 0:
+        raise ServiceError(problem, code=EXIT_IO)
+    return done.stdout
