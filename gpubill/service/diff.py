@@ -257,13 +257,13 @@ def _clause(f, rev: Revision) -> str | None:
 
 
 def finalized_changed(store, head_invoices: list) -> tuple[tuple[str, str, Decimal, Decimal], ...]:
-    """Finalized invoices whose head subtotal differs: they need credit notes, never edits."""
-    head = {(i.billing.contract.name.name, i.invoice_type, i.from_ms): i.sub_total_excluding_taxes_amount
-            for i in head_invoices}
+    """Finalized invoices whose head total (taxes included: what a credit
+    note gives back) differs: they need credit notes, never edits."""
+    head = {(i.billing.contract.name.name, i.invoice_type, i.from_ms): i.total_amount for i in head_invoices}
     out = []
     for row in list_invoices(store, DIFF_ACTOR, status="finalized"):
         now = head.get((row.contract, row.invoice_type, row.period_from_ms))
-        stored = Decimal(row.doc["sub_total_excluding_taxes_amount"])
+        stored = Decimal(row.doc["total_amount"])
         if now is not None and now != stored:
             out.append((row.number, row.customer, stored, now))
     return tuple(out)
@@ -395,7 +395,7 @@ def report_text(report: DiffReport) -> str:
                                 f"{' at ' + ', '.join(ch.clauses) if any(ch.clauses) else ''}"
                                 f"; reaches {', '.join(ch.customers) or 'no contract'}" for ch in report.changes])
     out += _section("finalized invoices that would change (they need credit notes, never edits)",
-                    [f"{number} {customer}: stored {stored:f}, head {head:f}"
+                    [f"{number} {customer}: total stored {stored:f}, at head {head:f}"
                      for number, customer, stored, head in report.finalized])
     out += _section("not invoiced", list(report.unrated))
     out += _section("notice-period violations", list(report.notices))

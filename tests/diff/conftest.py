@@ -29,8 +29,9 @@ def gpubill(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "NO_COLOR": "1"})
 
 
-def git(*args: str, cwd: Path) -> str:
-    done = subprocess.run(["git", *GIT_ID, *args], cwd=cwd, capture_output=True, text=True, check=True)
+def git(*args: str, cwd: Path, env: dict | None = None) -> str:
+    done = subprocess.run(["git", *GIT_ID, *args], cwd=cwd, capture_output=True, text=True, check=True,
+                          env={**os.environ, **(env or {})})
     return done.stdout
 
 
@@ -86,8 +87,9 @@ def golden():
 
 @pytest.fixture(scope="module")
 def commit():
-    """commit(repo, message): commit everything in the repository's work tree."""
-    def run(repo: Path, message: str) -> None:
+    """commit(repo, message[, when]): commit everything in the repository's work tree (dated ``when``)."""
+    def run(repo: Path, message: str, when: str | None = None) -> None:
         git("add", ".", cwd=repo)
-        git("commit", "-q", "-m", message, cwd=repo)
+        dated = {"GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when} if when else {}
+        git("commit", "-q", "-m", message, cwd=repo, env=dated)
     return run

@@ -7,9 +7,15 @@ tests/diff/golden/NAME.txt (GPUBILL_UPDATE_GOLDEN=1 regenerates them).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
+
+from gpubill.service.diff import diff_revisions, latest_complete_month
+from gpubill.service.events import Store
+from gpubill.service.invoicing import invoice_period
+from gpubill.service.revisions import at_revision, temporary_dir, work_tree
 
 PERIOD = "2026-11"  # the demo store's month (conftest.py)
 
@@ -134,3 +140,91 @@ def test_not_a_git_repository(tmp_path, cli, store):
     r = cli("diff", "--base", "HEAD", "--store", str(store), cwd=tmp_path)
     assert r.returncode == 3
     assert r.stderr.splitlines() == ["gpubill: error: . is not in a git repository"]
+
+
+NOTICE_VERSION = '''
+plan on_demand version 3 effective 2026-12-10 {
+  currency USD
+  billing monthly calendar in arrears
+  charge gpu_hours per GPU-hour by gpu_type {
+    "A100-40GB" 1.89
+    "A100-80GB" 2.21
+    "H100-SXM"  3.99
+    "H200"      4.25
+  }
+  charge inference_gpu_hours per GPU-hour by gpu_type {
+    "A100-40GB" 1.89
+    "A100-80GB" 2.21
+    "H100-SXM"  3.49
+    "H200"      4.25
+  }
+}
+'''
+
+
+def test_notice_period_violation_between_two_revisions(repo, cli, store, commit, golden):
+    """--head REV: the violation is judged from the head commit's date, not today."""
+    with (repo / "plans/on_demand.bill").open("a") as f:
+        f.write(NOTICE_VERSION)
+    commit(repo, "raise H100 on-demand in ten days", when="2026-11-30T12:00:00Z")
+    r = cli("diff", "--base", "HEAD~1", "--head", "HEAD", "--store", str(store), "--period", PERIOD, cwd=repo)
+    assert r.returncode == 0, r.stderr
+    golden("notice_violation.txt", r.stdout)
+    assert "introduced 2026-11-30" in r.stdout and "+ version on_demand@3 added" in r.stdout
+
+
+def test_finalized_invoice_needs_a_credit_note(repo, cli, store, tmp_path):
+    db = tmp_path / "finalized.db"
+    db.write_bytes(store.read_bytes())
+    where = ("--store", str(db), "--contracts", ".")
+    assert cli("invoices", "refresh", *where, "--period", PERIOD, "--customer", "sunbeam-robotics", cwd=repo).returncode == 0
+    [draft] = json.loads(cli("invoices", "list", "--store", str(db), "--format", "json", cwd=repo).stdout)
+    assert cli("invoices", "finalize", draft["lago_id"], "--yes", *where, cwd=repo).returncode == 0
+    edit(repo / "plans/on_demand.bill", '"H100-SXM"  3.49', '"H100-SXM"  3.69')
+    r = cli("diff", "--base", "HEAD", "--store", str(db), "--period", PERIOD, cwd=repo)
+    assert r.returncode == 0, r.stderr
+    listed = r.stdout.split("finalized invoices that would change (they need credit notes, never edits):\n")[1]
+    assert listed.splitlines()[0] == f"  NWG-001-001 sunbeam-robotics: total stored {draft['total_amount']}, at head 10578.85"
+
+
+def test_default_period_is_the_latest_complete_month(repo, cli, store):
+    """The demo's events run from November into the first hours of December."""
+    db = Store(str(store), readonly=True)
+    try:
+        assert latest_complete_month(db, now=dt.datetime(2026, 12, 3, tzinfo=dt.timezone.utc)) == "2026-11"
+        assert latest_complete_month(db, now=dt.datetime(2027, 3, 1, tzinfo=dt.timezone.utc)) == "2026-12"
+        today = latest_complete_month(db)
+    finally:
+        db.close()
+    r = cli("diff", "--base", "HEAD", "--store", str(store), cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"gpubill diff: HEAD -> work tree · {today}\n")
+
+
+class CountedReads:
+    """The real store, counting its column reads."""
+
+    def __init__(self, store):
+        self.store, self.reads = store, 0
+
+    def read_columns(self, **window):
+        self.reads += 1
+        return self.store.read_columns(**window)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def test_the_events_are_read_once_for_both_revisions(repo, store):
+    edit(repo / "plans/on_demand.bill", '"H100-SXM"  3.49', '"H100-SXM"  3.69')
+    db = Store(str(store), readonly=True)
+    try:
+        with temporary_dir() as into:
+            base, head = at_revision("HEAD", str(repo), into), work_tree(str(repo))
+            both, alone = CountedReads(db), CountedReads(db)
+            report = diff_revisions(both, base, head, [PERIOD])
+            invoice_period(alone, [head.contracts], PERIOD)
+    finally:
+        db.close()
+    assert report.customers[0].delta > 0
+    assert both.reads == alone.reads > 0
