@@ -1,6 +1,8 @@
 """`gpubill diff --format markdown|github`: the sticky PR comment and the annotations."""
 
 import os
+import subprocess
+import sys
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -33,12 +35,21 @@ def example_report():
                        "(notice period 30 days)",))
 
 
-def test_the_example_comment_is_the_documented_one():
-    """docs/ci-example-comment.md is this comment (GPUBILL_UPDATE_GOLDEN=1 rewrites it)."""
-    text = render(example_report(), "markdown")
+def test_the_example_comment_is_the_documented_one(repo, store):
+    """docs/ci-example-comment.md is the comment of a real diff: the H100 hour of on_demand
+    version 2 raised from 3.49 to 3.79 in the examples repository, over the demo store
+    (GPUBILL_UPDATE_GOLDEN=1 rewrites it)."""
+    plan = repo / "plans" / "on_demand.bill"
+    plan.write_text(plan.read_text().replace('"H100-SXM"  3.49', '"H100-SXM"  3.79', 1))
+    command = [sys.executable, "-m", "gpubill", "diff", "--base", "HEAD", "--store", str(store),
+               "--period", "2026-11", "--format", "markdown"]
+    done = subprocess.run(command, cwd=repo, capture_output=True, text=True,
+                          env={**os.environ, "GITHUB_STEP_SUMMARY": ""})
+    assert done.returncode == 0, done.stderr
     if os.environ.get("GPUBILL_UPDATE_GOLDEN") == "1":
-        EXAMPLE.write_text(text, encoding="utf-8")
-    assert text == EXAMPLE.read_text(encoding="utf-8")
+        EXAMPLE.write_text(done.stdout, encoding="utf-8")
+    assert done.stdout == EXAMPLE.read_text(encoding="utf-8")
+    assert "| gpu_hours (H100-SXM) |" in done.stdout
 
 
 def test_the_comment_has_the_marker_totals_customers_and_details():
