@@ -131,10 +131,6 @@ class ReadOnce:
         self._store = store
         self._reads: dict = {}
 
-    @property
-    def reads(self) -> int:
-        return len(self._reads)
-
     def read_columns(self, **window):
         key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in window.items()))
         if key not in self._reads:
@@ -192,7 +188,7 @@ def _require_events(store, period: str) -> None:
         kind, value = parse_period_arg(period)
     except ValueError as e:
         raise ServiceError(f"--period: {e}", code=2) from None
-    first, last = (value, value) if kind == "date" else _days(kind, value)
+    first, last = _days(kind, (value, value) if kind == "date" else value)
     lo = int(dt.datetime.combine(first, dt.time(), dt.timezone.utc).timestamp() * 1000)
     hi = int(dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.timezone.utc).timestamp() * 1000)
     if not store.count_events(time_from_ms=lo, time_to_ms=hi):

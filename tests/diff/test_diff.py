@@ -228,3 +228,15 @@ def test_the_events_are_read_once_for_both_revisions(repo, store):
         db.close()
     assert report.customers[0].delta > 0
     assert both.reads == alone.reads > 0
+
+
+def test_a_gate_exceeded_exits_4_naming_the_customer(repo, diff):
+    edit(repo / "plans/on_demand.bill", '"H100-SXM"  3.49', '"H100-SXM"  3.69')
+    r = diff(repo, "--max-customer-increase", "0.5")
+    assert r.returncode == 4
+    assert r.stdout.startswith("gpubill diff: HEAD -> work tree")
+    assert r.stderr.splitlines() == [
+        "gpubill: gate: customer sunbeam-robotics (contract sunbeam_robotics, 2026-11): increase 0.85 % "
+        "(9634.66 -> 9716.51 USD) exceeds --max-customer-increase 0.5 %"]
+    (repo / "gpubill-diff.toml").write_text('[gates]\nmax_customer_increase = "1%"\n')
+    assert diff(repo).returncode == 0
