@@ -35,18 +35,26 @@ class GateError(ValueError):
 @attrs.frozen
 class Gates:
     limits: dict[str, Decimal] = attrs.field(factory=dict)   # gate name -> limit (percent or amount)
+    sources: dict[str, str] = attrs.field(factory=dict)      # gate name -> where it was set, when not its flag
 
     def __bool__(self) -> bool:
         return bool(self.limits)
 
+    def named(self, name: str) -> str:
+        """The gate as its user set it: the flag, or the key in the gates file."""
+        return self.sources.get(name) or _flag(name)
+
 
 def gates_from(args: dict, repo_dir) -> Gates:
     """The gates set by ``args`` (argparse dests -> str or None) over those of the gates file."""
-    limits = _read_file(Path(repo_dir) / GATES_FILE)
+    path = Path(repo_dir) / GATES_FILE
+    limits = _read_file(path)
+    sources = {name: f"{name} in {path}" for name in limits}
     for name in GATE_NAMES:
         if args.get(name) is not None:
-            limits[name] = _parse(name, args[name], f"--{name.replace('_', '-')}")
-    return Gates(limits)
+            limits[name] = _parse(name, args[name], _flag(name))
+            sources.pop(name, None)
+    return Gates(limits, sources)
 
 
 def _read_file(path: Path) -> dict[str, Decimal]:
@@ -111,11 +119,11 @@ def _check(gates: Gates, scope: str, who: str, before: Decimal, after: Decimal, 
     name = f"max_{scope}{direction}"
     limit = gates.limits.get(name)
     if limit is not None and pct is not None and abs(pct) > limit:
-        out.append(f"{who}: {direction} {abs(pct):f} % ({moved}) exceeds {_flag(name)} {limit:f} %")
+        out.append(f"{who}: {direction} {abs(pct):f} % ({moved}) exceeds {gates.named(name)} {limit:f} %")
     limit = gates.limits.get(name + "_amount")
     if limit is not None and abs(delta) > limit:
         out.append(f"{who}: {direction} {abs(delta):f} {currency} ({moved}) exceeds "
-                   f"{_flag(name + '_amount')} {limit:f}")
+                   f"{gates.named(name + '_amount')} {limit:f}")
     return out
 
 

@@ -83,3 +83,11 @@ def test_changed_for_detailed_exitcode():
     assert not changed(_report(_c("acme", D("1"), D("1"))))
     assert changed(REPORT)
     assert changed(_report(changes=(Change("metric", "m", "changed", (), ()),)))
+
+
+def test_a_gate_set_in_the_file_is_named_by_its_key_and_file(tmp_path):
+    (tmp_path / GATES_FILE).write_text('[gates]\nmax_customer_increase = "10%"\nmax_increase = 1\n')
+    gates = gates_from({"max_increase": "50"}, tmp_path)
+    assert violations(REPORT, gates) == [
+        "customer acme (contract acme, 2026-11): increase 20.00 % (100.00 -> 120.00 USD) "
+        f"exceeds max_customer_increase in {tmp_path / GATES_FILE} 10 %"]
