@@ -64,7 +64,7 @@ def markdown(report, limit: int = COMMENT_LIMIT) -> str:
 
 def _md_title(report) -> str:
     periods = ", ".join(report.periods)
-    return f"{MARKER}\n### gpubill diff: `{_cell(report.base)}` → `{_cell(report.head)}`\n\n" \
+    return f"{MARKER}\n### gpubill diff: {_code(report.base)} → {_code(report.head)}\n\n" \
         f"Invoices of {periods} re-rated on the same stored events."
 
 
@@ -140,12 +140,17 @@ def _md_list(title: str, items) -> str:
 
 def _clause_cell(line) -> str:
     clause = line.clause_after or line.clause_before
-    return f"`{_cell(clause)}`" if clause else ABSENT
+    return _code(clause) if clause else ABSENT
 
 
 def _cell(text: str) -> str:
-    """Text inside a markdown table cell: one line, no column break."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """Text inside a markdown table cell: one line, no column break, no HTML tag."""
+    return " ".join(str(text).split()).replace("|", "\\|").replace("<", "&lt;")
+
+
+def _code(text: str) -> str:
+    """Text as a code span in a table cell (shown as is: only backticks and | need care)."""
+    return "`" + " ".join(str(text).split()).replace("`", "'").replace("|", "\\|") + "`"
 
 
 def _amount(value: Decimal | None) -> str:

@@ -137,3 +137,12 @@ def test_a_change_without_money_impact_is_a_notice():
 
 def test_one_invoice_is_named_in_the_singular():
     assert "<details><summary>Changed lines (1 invoice)</summary>" in markdown(_many_customers(1))
+
+
+def test_a_name_cannot_break_the_comments_html():
+    customer = CustomerDelta("Acme </details> <b>", "acme", "USD", "2026-11", D("1"), D("2"), (
+        _line("gpu", D("1"), D("2"), "a`b.bill:1:1"),))
+    text = markdown(DiffReport("main", "HEAD", ("2026-11",), (customer,), (), (), ()))
+    assert text.count("</details>") == 1
+    assert "| Acme &lt;/details> &lt;b> |" in text
+    assert "| `a'b.bill:1:1` |" in text
