@@ -1,4 +1,4 @@
-"""`gpubill diff` fixtures: one demo store and one temporary git repository per module.
+"""`gpubill diff` fixtures: one demo store and one temporary git repository for the session.
 
 The repository holds a copy of examples/ committed once; each test copies it
 (its .git included), changes the work tree and diffs it against HEAD.  The
@@ -35,8 +35,9 @@ def git(*args: str, cwd: Path, env: dict | None = None) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def store(tmp_path_factory) -> Path:
+    """Read only: a test that writes to it works on a copy."""
     folder = tmp_path_factory.mktemp("diff-store") / "demo"
     r = gpubill("demo", "--contracts", str(ROOT / "examples"), "--dir", str(folder), "--period", DEMO_PERIOD,
                 "--events", "3000", "--seed", "2026", "--no-invoices", cwd=ROOT)
@@ -44,7 +45,7 @@ def store(tmp_path_factory) -> Path:
     return folder / "gpubill.db"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def base_repo(tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("diff-repo") / "billing"
     shutil.copytree(ROOT / "examples", repo)
