@@ -21,7 +21,7 @@ from gpubill.dsl.fmt import format_document
 from gpubill.dsl.resolve import Catalog
 from gpubill.engine.calendar.period import parse_period_arg
 from gpubill.store.roles import Actor
-from gpubill.service.invoicing import _days, invoice_period
+from gpubill.service.invoicing import invoice_period, period_days
 from gpubill.service.lifecycle import list_invoices
 from gpubill.service.notice import notice_violations
 from gpubill.service.rating import ServiceError, load_catalog
@@ -40,7 +40,7 @@ def _delta(before: Decimal | None, after: Decimal | None) -> Decimal:
     return (after or Decimal(0)) - (before or Decimal(0))
 
 
-def _pct(before: Decimal | None, after: Decimal | None) -> Decimal | None:
+def percent_change(before: Decimal | None, after: Decimal | None) -> Decimal | None:
     """The change relative to |before|, in percent (a credit line going to
     nothing is +100 %); None when before is 0/None."""
     if not before:
@@ -65,7 +65,7 @@ class LineDelta:
 
     @property
     def pct(self) -> Decimal | None:
-        return _pct(self.before, self.after)
+        return percent_change(self.before, self.after)
 
 
 @attrs.frozen
@@ -85,7 +85,7 @@ class CustomerDelta:
 
     @property
     def pct(self) -> Decimal | None:
-        return _pct(self.before, self.after)
+        return percent_change(self.before, self.after)
 
 
 @attrs.frozen
@@ -188,7 +188,7 @@ def _require_events(store, period: str) -> None:
         kind, value = parse_period_arg(period)
     except ValueError as e:
         raise ServiceError(f"--period: {e}", code=2) from None
-    first, last = _days(kind, (value, value) if kind == "date" else value)
+    first, last = period_days(kind, (value, value) if kind == "date" else value)
     lo = int(dt.datetime.combine(first, dt.time(), dt.timezone.utc).timestamp() * 1000)
     hi = int(dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.timezone.utc).timestamp() * 1000)
     if not store.count_events(time_from_ms=lo, time_to_ms=hi):
@@ -379,7 +379,7 @@ def report_text(report: DiffReport) -> str:
     the finalized invoices that need credit notes, what was not invoiced."""
     out = [f"gpubill diff: {report.base} -> {report.head} · {', '.join(report.periods)}", ""]
     for currency, (before, after) in report.totals().items():
-        out.append(f"total {currency}: {_moved(before, after, after - before, _pct(before, after))}")
+        out.append(f"total {currency}: {_moved(before, after, after - before, percent_change(before, after))}")
     changed = [c for c in report.customers if c.delta or c.lines]
     out.append(f"{len(changed)} of {len(report.customers)} invoices changed")
     for c in changed:
@@ -416,7 +416,7 @@ def report_json(report: DiffReport) -> dict:
 
     return {
         "schema": JSON_SCHEMA, "base": report.base, "head": report.head, "periods": list(report.periods),
-        "totals": {cur: {"before": s(b), "after": s(a), "delta": s(a - b), "pct": s(_pct(b, a))}
+        "totals": {cur: {"before": s(b), "after": s(a), "delta": s(a - b), "pct": s(percent_change(b, a))}
                    for cur, (b, a) in report.totals().items()},
         "customers": [{"customer": c.customer, "contract": c.contract, "currency": c.currency, "period": c.period,
                        **moved(c), "lines": [{"name": ln.name, **moved(ln), "clause_before": ln.clause_before,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import attrs
 
-from gpubill.service.diff import _pct
+from gpubill.service.diff import percent_change
 
 GATES_FILE = "gpubill-diff.toml"
 # max_[customer_]increase|decrease[_amount]; the flag is --name with _ as -.
@@ -113,7 +113,7 @@ def _check(gates: Gates, scope: str, who: str, before: Decimal, after: Decimal, 
     if not delta:
         return []
     direction = "increase" if delta > 0 else "decrease"
-    pct = _pct(before, after)
+    pct = percent_change(before, after)
     moved = f"{before:f} -> {after:f} {currency}"
     out = []
     name = f"max_{scope}{direction}"

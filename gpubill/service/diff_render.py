@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 
-from gpubill.service.diff import _pct
+from gpubill.service.diff import percent_change
 
 MARKER = "<!-- gpubill-diff -->"
 COMMENT_LIMIT = 65_536          # GitHub: "Body is too long (maximum is 65536 characters)"
@@ -72,7 +72,7 @@ def _md_totals(report) -> str:
     rows = ["| Currency | Before | After | Δ | Δ % |", "| --- | ---: | ---: | ---: | ---: |"]
     for currency, (before, after) in report.totals().items():
         rows.append(f"| {currency} | {_amount(before)} | {_amount(after)} | "
-                    f"{_signed(after - before)} | {_percent(_pct(before, after))} |")
+                    f"{_signed(after - before)} | {_percent(percent_change(before, after))} |")
     return "\n".join(rows)
 
 

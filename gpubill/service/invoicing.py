@@ -108,7 +108,7 @@ def periods_to_invoice(catalog: Catalog, b: Billed, kind: str, value) -> list[Bi
     """The billing periods of ``b``'s contract that a classified ``--period`` invoices."""
     if kind == "date" or (kind == "month" and _calendar_month(b)):
         return [b]
-    return closing_periods(catalog, b, *_days(kind, value))
+    return closing_periods(catalog, b, *period_days(kind, value))
 
 
 def _calendar_month(b: Billed) -> bool:
@@ -116,7 +116,7 @@ def _calendar_month(b: Billed) -> bool:
     return billing is None or (billing.interval == "monthly" and (billing.anchor or "calendar") == "calendar")
 
 
-def _days(kind: str, value) -> tuple[dt.date, dt.date]:
+def period_days(kind: str, value) -> tuple[dt.date, dt.date]:
     """The first and last day a month or a range names."""
     if kind == "month":
         y, m = value
