@@ -21,6 +21,8 @@ from gpubill.dsl.fmt import format_document
 from gpubill.dsl.resolve import Catalog
 from gpubill.engine.calendar.period import parse_period_arg
 from gpubill.store.roles import Actor
+from gpubill.engine.pricing.money import round_amount
+from gpubill.engine.spec.program import MoneyRounding
 from gpubill.service.invoicing import invoice_period, period_days
 from gpubill.service.lifecycle import list_invoices
 from gpubill.service.notice import notice_violations
@@ -46,7 +48,7 @@ def percent_change(before: Decimal | None, after: Decimal | None) -> Decimal | N
     if not before:
         return None
     ratio = _PCT_CONTEXT.divide(_PCT_CONTEXT.multiply(_delta(before, after), Decimal(100)), abs(before))
-    return ratio.quantize(PCT_QUANTUM, context=_PCT_CONTEXT)
+    return round_amount(ratio, MoneyRounding(decimal.ROUND_HALF_EVEN, PCT_QUANTUM))
 
 
 @attrs.frozen
