@@ -51,8 +51,22 @@ def percent_change(before: Decimal | None, after: Decimal | None) -> Decimal | N
     return round_amount(ratio, MoneyRounding(decimal.ROUND_HALF_EVEN, PCT_QUANTUM))
 
 
+class _Moved:
+    """``delta`` and ``pct`` of a ``before`` / ``after`` pair (either may be None: absent on that side)."""
+
+    __slots__ = ()
+
+    @property
+    def delta(self) -> Decimal:
+        return _delta(self.before, self.after)
+
+    @property
+    def pct(self) -> Decimal | None:
+        return percent_change(self.before, self.after)
+
+
 @attrs.frozen
-class LineDelta:
+class LineDelta(_Moved):
     """One invoice line identity (fee type, code, charge, dimensions) of one invoice."""
     name: str
     key: tuple
@@ -61,17 +75,9 @@ class LineDelta:
     clause_before: str | None       # file:line:col
     clause_after: str | None
 
-    @property
-    def delta(self) -> Decimal:
-        return _delta(self.before, self.after)
-
-    @property
-    def pct(self) -> Decimal | None:
-        return percent_change(self.before, self.after)
-
 
 @attrs.frozen
-class CustomerDelta:
+class CustomerDelta(_Moved):
     """One contract's invoice(s) of one period; totals are sub_total_excluding_taxes."""
     customer: str
     contract: str
@@ -80,14 +86,6 @@ class CustomerDelta:
     before: Decimal | None
     after: Decimal | None
     lines: tuple[LineDelta, ...]    # only the lines that changed
-
-    @property
-    def delta(self) -> Decimal:
-        return _delta(self.before, self.after)
-
-    @property
-    def pct(self) -> Decimal | None:
-        return percent_change(self.before, self.after)
 
 
 @attrs.frozen
