@@ -1,0 +1,46 @@
+"""`gpubill tui`: the reviewer terminal UI over a store and its contracts.
+
+    gpubill tui --store DB --contracts DIR [--as USER] [--period YYYY-MM]
+
+Opens on the overview of the month under review (the last month a draft
+closes, else this month; --period names another). Keys: ? lists them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from gpubill.cli import EXIT_FORBIDDEN, EXIT_IO, EXIT_USAGE, CliError
+from gpubill.cli._common import add_actor_argument, add_store_argument, store_path
+
+HELP = "the reviewer terminal UI: usage, credits and draft invoices, explained down to the event"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_store_argument(p)
+    p.add_argument("--contracts", action="append", metavar="DIR", required=True,
+                   help=".bill files or directories (repeatable)")
+    add_actor_argument(p)
+    p.add_argument("--period", metavar="YYYY-MM", help="the month to open on (default: the last month a draft closes)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gpubill.service.access import AccessError
+    from gpubill.service.errors import StoreError
+    from gpubill.service.review import ReviewSession, month
+
+    if args.period is not None:
+        try:
+            month(args.period)
+        except ValueError:
+            raise CliError(f"--period {args.period!r}: a month is YYYY-MM", EXIT_USAGE) from None
+    try:
+        session = ReviewSession.open(store_path(args), args.contracts, args.as_user, period=args.period)
+    except AccessError as e:
+        raise CliError(str(e), EXIT_FORBIDDEN) from None
+    except StoreError as e:
+        raise CliError(str(e), EXIT_IO) from None
+    from gpubill.tui.app import ReviewApp
+
+    ReviewApp(session).run()
+    return 0

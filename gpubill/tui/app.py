@@ -1,0 +1,183 @@
+"""The reviewer TUI: ``ReviewApp`` over a ``ReviewSession`` (gpubill/service/review.py).
+
+The same keys on every screen (``?`` lists them all): Enter drills into the
+highlighted row, Esc goes back (or closes an open filter), ``/`` filters the
+table, ``:`` or ctrl+p opens the command palette (customers, invoices,
+screens), ``1``-``5`` jump to the top screens, ``[`` ``]`` step the month
+under review, ctrl+t switches light and dark, ``q`` quits. The footer shows
+the keys that work now. Each top screen is a mode with its own stack of
+screens (k9s's drill-down); every screen class is registered once, in
+``SCREENS_BY_NAME``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+
+from textual.app import App
+from textual.binding import Binding
+from textual.command import Hit, Hits, Provider
+from textual.screen import Screen
+
+from gpubill.service.review import ReviewSession, invoice_index, subscribers
+from gpubill.tui.screens.customer import CustomerScreen
+from gpubill.tui.screens.customers import CustomersScreen
+from gpubill.tui.screens.overview import OverviewScreen
+from gpubill.tui.widgets.frame import NotYetScreen
+from gpubill.tui.widgets.help import HelpScreen
+
+# Every screen, by name: top screens take no argument; the others take what they show.
+SCREENS_BY_NAME: dict[str, type[Screen]] = {
+    "overview": OverviewScreen,
+    "customers": CustomersScreen,
+    "customer": CustomerScreen,  # a subscription id
+}
+# The top screens, in the order of their number keys, with their titles.
+TOP_SCREENS = (("overview", "Overview"), ("customers", "Customers"), ("invoices", "Invoices"),
+               ("quarantine", "Quarantine & alerts"), ("diff", "Diff"))
+THEMES = ("textual-dark", "textual-light")
+# Keys that tables and screens handle themselves, for `?`.
+TABLE_KEYS = [("enter", "open the highlighted row"), ("↑ ↓ pgup pgdn", "move"), ("s / S", "sort by the next column / reverse"),
+              ("click header", "sort by that column"), ("tab", "next panel")]
+
+
+class ScreenCommands(Provider):
+    """The top screens, and switching light and dark."""
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for n, (name, title) in enumerate(TOP_SCREENS, 1):
+            score = matcher.match(f"screen {title}")
+            if score > 0:
+                yield Hit(score, matcher.highlight(f"screen {title}"), partial(self.app.open_top, name), help=f"key {n}")
+
+
+class CustomerCommands(Provider):
+    """Jump to a customer's subscription by name, customer id or subscription id."""
+
+    async def startup(self) -> None:
+        self.subscribers = await asyncio.to_thread(subscribers, self.app.session)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for s in self.subscribers:
+            text = f"customer {s.name} · {s.subscription}"
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), partial(self.app.open_customer, s.subscription),
+                          help=f"{s.customer} · {s.entity} · {s.currency}")
+
+
+class InvoiceCommands(Provider):
+    """Jump to an invoice by number or id, customer or period."""
+
+    async def startup(self) -> None:
+        self.invoices = await asyncio.to_thread(invoice_index, self.app.session)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for inv in self.invoices:
+            text = f"invoice {inv.number or inv.id} · {inv.customer} · {inv.period_label}"
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), partial(self.app.open_invoice, inv.id),
+                          help=f"{inv.status} · {inv.total} {inv.currency}")
+
+
+class ReviewApp(App):
+    """See the module's docstring."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "gpubill"
+    COMMANDS = App.COMMANDS | {ScreenCommands, CustomerCommands, InvoiceCommands}
+    BINDINGS = [
+        Binding("escape", "back", "back", id="back"),
+        Binding("slash", "filter", "filter", id="filter"),
+        Binding("colon", "command_palette", "palette", id="palette"),
+        Binding("question_mark", "help", "keys", id="help"),
+        Binding("q", "quit", "quit", id="quit"),
+        Binding("left_square_bracket", "period(-1)", "month -", show=False, id="month-back"),
+        Binding("right_square_bracket", "period(1)", "month +", show=False, id="month-next"),
+        Binding("ctrl+t", "toggle_theme", "light/dark", show=False, id="theme"),
+        *(Binding(str(n), f"open_top('{name}')", title, show=False, id=f"screen-{name}")
+          for n, (name, title) in enumerate(TOP_SCREENS, 1)),
+    ]
+
+    def __init__(self, session: ReviewSession):
+        super().__init__()
+        self.session = session
+        for name, title in TOP_SCREENS:
+            self.add_mode(name, partial(self._top_screen, name, title))
+
+    def _top_screen(self, name: str, title: str) -> Screen:
+        cls = SCREENS_BY_NAME.get(name)
+        return cls() if cls is not None else NotYetScreen(title)
+
+    def on_mount(self) -> None:
+        self.switch_mode("overview")
+
+    def on_unmount(self) -> None:
+        self.session.close()
+
+    # -- navigation -----------------------------------------------------------
+    def open_top(self, name: str) -> None:
+        self.switch_mode(name)
+
+    def open_screen(self, name: str, *args) -> None:
+        """Push the screen registered as ``name`` (a "not yet" page when this build has none)."""
+        cls = SCREENS_BY_NAME.get(name)
+        self.push_screen(cls(*args) if cls is not None else NotYetScreen(f"{name} {' '.join(map(str, args))}"))
+
+    def open_customer(self, subscription: str) -> None:
+        self.open_screen("customer", subscription)
+
+    def open_invoice(self, invoice_id: str) -> None:
+        self.open_screen("invoice", invoice_id)
+
+    # -- actions --------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "back":
+            return len(self.screen_stack) > 1 or self._filter_open()
+        if action == "filter":
+            return isinstance(self.screen, Screen) and _filter_table(self.screen) is not None
+        return True
+
+    def _filter_open(self) -> bool:
+        table = _filter_table(self.screen)
+        return table is not None and table.filter_open()
+
+    async def action_back(self) -> None:
+        table = _filter_table(self.screen)
+        if table is not None and table.close_filter():
+            return
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+
+    def action_filter(self) -> None:
+        table = _filter_table(self.screen)
+        if table is not None:
+            table.open_filter()
+
+    def action_help(self) -> None:
+        here = [(b.binding.key_display or self.get_key_display(b.binding), b.binding.description or b.binding.action)
+                for b in self.active_bindings.values() if b.node is not self]
+        everywhere = [(self.get_key_display(b), b.description) for b in self.BINDINGS]
+        self.push_screen(HelpScreen([("Everywhere", everywhere), ("Tables", TABLE_KEYS), ("This screen", here)]))
+
+    def action_toggle_theme(self) -> None:
+        self.theme = THEMES[1] if self.theme == THEMES[0] else THEMES[0]
+
+    def action_period(self, step: int) -> None:
+        period = self.session.known_period()
+        if period is None:
+            return
+        self.session.set_period(period.step(step))
+        reload = getattr(self.screen, "reload", None)
+        if reload is not None:
+            reload()
+
+
+def _filter_table(screen):
+    finder = getattr(screen, "filter_table", None)
+    return finder() if finder is not None else None
