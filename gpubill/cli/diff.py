@@ -72,15 +72,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _print(report, fmt: str) -> None:
     from gpubill.service import diff_render
-    from gpubill.service.diff import report_json, report_text
 
     if fmt == "json":
         import orjson
 
-        sys.stdout.buffer.write(orjson.dumps(report_json(report), option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.buffer.write(orjson.dumps(diff_render.report_json(report), option=orjson.OPT_INDENT_2) + b"\n")
         sys.stdout.buffer.flush()
         return
-    text = report_text(report) if fmt == "text" else diff_render.render(report, fmt)
+    text = diff_render.render(report, fmt)
     sys.stdout.write(text)
     if fmt == "markdown":
         diff_render.write_step_summary(text)

@@ -1,5 +1,6 @@
-"""`gpubill diff --format markdown|github`: a DiffReport (gpubill/service/diff.py) as a
-sticky pull-request comment, or as GitHub workflow-command annotations.
+"""`gpubill diff --format text|json|markdown|github`: a DiffReport (gpubill/service/diff.py)
+as the terminal report, one JSON document, a sticky pull-request comment, or GitHub
+workflow-command annotations.  All of the diff's renderers live here.
 
 markdown: a hidden marker (``MARKER``) to find the comment again, one summary table per
 currency, the customers by |delta| with their changed lines folded in <details>, the catalog
@@ -18,6 +19,8 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 
+import attrs
+
 from gpubill.service.diff import percent_change
 
 MARKER = "<!-- gpubill-diff -->"
@@ -29,7 +32,7 @@ _CUT_NOTE = "\n\n_…{n} left out to stay under GitHub's comment size limit; " \
 
 
 def render(report, fmt: str) -> str:
-    """The report in ``fmt`` (markdown or github)."""
+    """The report in ``fmt`` (text, markdown or github; JSON: ``report_json``)."""
     return RENDERERS[fmt](report)
 
 
@@ -41,6 +44,80 @@ def write_step_summary(text: str) -> bool:
     with open(path, "a", encoding="utf-8") as f:
         f.write(text if text.endswith("\n") else text + "\n")
     return True
+
+
+# ---- text and JSON ---------------------------------------------------------------------
+
+JSON_SCHEMA = "gpubill-diff/1"
+
+
+def _mark(before, after) -> str:
+    return "+" if before is None else "-" if after is None else "~"
+
+
+def _money(d: Decimal | None) -> str:
+    return "-" if d is None else f"{d:f}"
+
+
+def _moved(before, after, delta: Decimal, pct: Decimal | None) -> str:
+    rel = "" if pct is None else f" ({_signed(pct)} %)"
+    return f"{_money(before)} -> {_money(after)}  {_signed(delta)}{rel}"
+
+
+def report_text(report) -> str:
+    """The terminal report: totals, the customers whose invoice changed with
+    their changed lines (+ added, - removed, ~ changed), the catalog changes,
+    the finalized invoices that need credit notes, what was not invoiced."""
+    out = [f"gpubill diff: {report.base} -> {report.head} · {', '.join(report.periods)}", ""]
+    for currency, (before, after) in report.totals().items():
+        out.append(f"total {currency}: {_moved(before, after, after - before, percent_change(before, after))}")
+    changed = [c for c in report.customers if c.delta or c.lines]
+    out.append(f"{len(changed)} of {len(report.customers)} invoices changed")
+    for c in changed:
+        out += ["", f"{_mark(c.before, c.after)} {c.customer} (contract {c.contract}, {c.period}) {c.currency}: "
+                    f"{_moved(c.before, c.after, c.delta, c.pct)}"]
+        out += [f"    {_mark(ln.before, ln.after)} {ln.name}: {_moved(ln.before, ln.after, ln.delta, ln.pct)}"
+                f"  {ln.clause_after or ln.clause_before or ''}".rstrip() for ln in c.lines]
+    out += _section("changes", [f"{_mark(*_sides(ch.what))} {ch.kind} {ch.name} {ch.what}"
+                                f"{' at ' + ', '.join(ch.clauses) if any(ch.clauses) else ''}"
+                                f"; reaches {', '.join(ch.customers) or 'no contract'}" for ch in report.changes])
+    out += _section("finalized invoices that would change (they need credit notes, never edits)",
+                    [f"{number} {customer}: total stored {stored:f}, at head {head:f}"
+                     for number, customer, stored, head in report.finalized])
+    out += _section("not invoiced", list(report.unrated))
+    out += _section("notice-period violations", list(report.notices))
+    return "\n".join(out) + "\n"
+
+
+def _sides(what: str) -> tuple:
+    return {"added": (None, 1), "removed": (1, None)}.get(what, (1, 1))
+
+
+def _section(title: str, items: list[str]) -> list[str]:
+    return ["", f"{title}:", *(f"  {i}" for i in items)] if items else []
+
+
+def report_json(report) -> dict:
+    """One JSON document, decimals as strings (docs/ci.md)."""
+    def s(d):
+        return None if d is None else f"{d:f}"
+
+    def moved(x) -> dict:
+        return {"before": s(x.before), "after": s(x.after), "delta": s(x.delta), "pct": s(x.pct)}
+
+    return {
+        "schema": JSON_SCHEMA, "base": report.base, "head": report.head, "periods": list(report.periods),
+        "totals": {cur: {"before": s(b), "after": s(a), "delta": s(a - b), "pct": s(percent_change(b, a))}
+                   for cur, (b, a) in report.totals().items()},
+        "customers": [{"customer": c.customer, "contract": c.contract, "currency": c.currency, "period": c.period,
+                       **moved(c), "lines": [{"name": ln.name, **moved(ln), "clause_before": ln.clause_before,
+                                              "clause_after": ln.clause_after} for ln in c.lines]}
+                      for c in report.customers],
+        "changes": [attrs.asdict(ch) for ch in report.changes],
+        "finalized": [{"number": n, "customer": cu, "stored": s(a), "head": s(b)} for n, cu, a, b in report.finalized],
+        "unrated": list(report.unrated),
+        "notices": list(report.notices),
+    }
 
 
 # ---- markdown --------------------------------------------------------------------------
@@ -249,5 +326,5 @@ def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-RENDERERS = {"markdown": markdown, "github": annotations}
+RENDERERS = {"text": report_text, "markdown": markdown, "github": annotations}
 FORMATS = tuple(RENDERERS)
