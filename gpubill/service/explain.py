@@ -1,0 +1,448 @@
+"""What the reviewer TUI reads beyond the lifecycle: an invoice line explained down to its events,
+the quarantine and what to do with it, late events, and a stored `gpubill diff` result.
+
+Receives a store, the contract paths and the acting ``Actor`` (gpubill/service/review.py's
+session holds them) and answers plain attrs values, never widgets.
+
+- ``explain_line(store, contracts, invoice, index)``: one fee of a stored invoice document
+  (draft or finalized): its units, price and the tiers the engine walked, the rounding step
+  (precise amount -> amount by the plan's rule), the policy credits on the same line, the
+  contract clause that priced it (``file:line:col`` with the file's text, from the loaded
+  contracts) and, for a usage line, which events are behind it (``EventSelection``).
+  The tiers come from rating the invoice's billing period again (the events as they stand
+  now: ``rated_amount`` says what that gives, so a difference shows).
+- ``events_page(store, selection, after)``: the events behind a line, ``PAGE`` at a time by
+  keyset over ``(timestamp_ms, id)``; never all of them. A line is keyed as the engine keys
+  it (gpubill/engine/reference/trace.py): the subscription, the charge's metric event code,
+  the billing period's coverage (from the beginning of time for a recurring metric billed in
+  arrears), the most specific filter the event matches, and the group values. SQL narrows by
+  subscription, code, time and the string filter/group values; the routing check in Python
+  (``bucket_of``) is exact.
+- Quarantine: ``rejected_page``, ``resubmit`` and ``discard`` (``ingest`` permission; each
+  change written to the audit log as ``quarantine.resubmitted`` / ``quarantine.discarded``).
+- ``late_events``: what events stored after an invoice was finalized will do (lifecycle's
+  late adjustments: the lines they add to the contract's next draft, or the credit note and
+  replacing invoice a ``new revision`` contract waits for).
+- ``load_diff(path)``: a ``gpubill diff --format json`` document (schema ``gpubill-diff/1``)
+  as values, customers by impact (largest |delta| first).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import attrs
+import orjson
+
+from gpubill.contracts.lines import dimensions_of
+from gpubill.engine.calendar.coverage import coverage_of
+from gpubill.engine.reference.engine import bucket_of, is_numeric, window_of
+from gpubill.engine.spec.program import ChargeSpec, MoneyRounding
+from gpubill.service import lifecycle
+from gpubill.service.rating import billed_subscriptions, load_catalog, property_text, rate_billed
+from gpubill.store import audit
+from gpubill.store.ledger import InvoiceRow
+from gpubill.store.queries import RejectedRecord
+from gpubill.store.roles import Actor
+from gpubill.store.store import now_ms as clock_ms
+
+PAGE = 200  # events (and rejected events) read per page
+DIFF_SCHEMA = "gpubill-diff/1"
+
+
+class ExplainError(lifecycle.LifecycleError):
+    """A line or file that cannot be explained as asked (one line)."""
+
+
+# -- a line's events -------------------------------------------------------------------
+
+@attrs.frozen
+class EventSelection:
+    """The events behind one usage line, as the engine routes them."""
+
+    subscription: str
+    code: str
+    from_ms: int | None  # None: a recurring metric billed in arrears counts every earlier event
+    to_ms: int
+    charge: ChargeSpec = attrs.field(eq=False, repr=False)
+    bucket: int | None  # the charge filter the line is (None: the charge's default bucket)
+    group: tuple  # (key, value or None) per group-by key
+    window: int | None = None  # the bucket's price window the line is (None: outside every window)
+
+
+@attrs.frozen
+class EventRow:
+    id: int
+    timestamp_ms: int
+    transaction_id: str
+    properties: dict
+
+
+@attrs.frozen
+class EventsPage:
+    rows: tuple[EventRow, ...]
+    after: tuple[int, int] | None  # the keyset to pass for the next page; None: no more
+
+
+def _prefilter(sel: EventSelection) -> tuple[list[str], list]:
+    """SQL conditions on string filter and group values (numbers are left to the exact check)."""
+    where, args = [], []
+    wanted = dict(sel.charge.filters[sel.bucket].values) if sel.bucket is not None else {}
+    wanted.update({k: {v} for k, v in sel.group if v is not None})
+    for key, values in sorted(wanted.items()):
+        if any(is_numeric(v) for v in values):
+            continue
+        where.append("e.properties ->> ? IN (SELECT value FROM json_each(?))")
+        args += ["$." + _json_key(key), orjson.dumps(sorted(values)).decode()]
+    return where, args
+
+
+def _json_key(key: str) -> str:
+    return '"' + key.replace('"', '\\"') + '"'
+
+
+def _props(text: str) -> dict:
+    """An event's properties as the engine compares them (strings; None dropped)."""
+    props = orjson.loads(text)
+    return {k: (v if isinstance(v, str) else property_text(v) if type(v) in (float, dict, list) else str(v))
+            for k, v in props.items() if v is not None}
+
+
+def _routed(sel: EventSelection, ts: int, props: dict) -> bool:
+    windows = sel.charge.bucket_windows(sel.bucket)
+    return (bucket_of(sel.charge, props) == sel.bucket and all(props.get(k) == v for k, v in sel.group)
+            and (not windows or window_of(windows, ts) == sel.window))
+
+
+def _scan(store, sel: EventSelection, after: tuple[int, int] | None, limit: int) -> list:
+    where = ["e.external_subscription_id = ?", "e.code = ?", "e.timestamp_ms <= ?"]
+    args: list = [sel.subscription, sel.code, sel.to_ms]
+    if sel.from_ms is not None:
+        where.append("e.timestamp_ms >= ?")
+        args.append(sel.from_ms)
+    if after is not None:
+        where.append("(e.timestamp_ms, e.id) > (?, ?)")
+        args += list(after)
+    more, more_args = _prefilter(sel)
+    sql = ("SELECT e.id, e.timestamp_ms, e.transaction_id, e.properties FROM events e WHERE "
+           + " AND ".join(where + more) + " ORDER BY e.timestamp_ms, e.id LIMIT ?")
+    return store._read().execute(sql, (*args, *more_args, limit)).fetchall()
+
+
+def events_page(store, sel: EventSelection, after: tuple[int, int] | None = None, limit: int = PAGE) -> EventsPage:
+    """The next ``limit`` events of the line after the keyset ``after`` (oldest first)."""
+    rows: list[EventRow] = []
+    cursor = after
+    while True:
+        chunk = _scan(store, sel, cursor, limit)
+        for rid, ts, txn, props in chunk:
+            cursor = (ts, rid)
+            p = _props(props)
+            if _routed(sel, ts, p):
+                rows.append(EventRow(rid, ts, txn, p))
+                if len(rows) == limit:
+                    return EventsPage(tuple(rows), cursor)
+        if len(chunk) < limit:
+            return EventsPage(tuple(rows), None)
+
+
+# -- a line explained --------------------------------------------------------------------
+
+@attrs.frozen
+class Clause:
+    """Where a line was priced, with the text of its file (None when it is not among the contracts)."""
+
+    path: str
+    line: int
+    col: int
+    text: str | None
+
+
+@attrs.frozen
+class Tier:
+    number: int
+    units: Decimal
+    per_unit: Decimal
+    flat: Decimal
+    amount: Decimal
+
+
+@attrs.frozen
+class LineExplanation:
+    invoice: InvoiceRow = attrs.field(repr=False)
+    index: int
+    fee: dict = attrs.field(repr=False)
+    clause: Clause | None
+    rounding: MoneyRounding | None  # the rule that made ``fee["amount"]`` of ``fee["precise_amount"]``
+    tiers: tuple[Tier, ...]
+    rated_amount: Decimal | None  # the line rated again now (None: not a rated usage line)
+    credits: tuple[dict, ...]  # the policy credit fees on the same line
+    events: EventSelection | None
+
+    @property
+    def name(self) -> str:
+        return self.fee["item"]["name"]
+
+
+def _dims(fee: dict) -> tuple:
+    return tuple(sorted(fee.get("dimensions", {}).items()))
+
+
+def _period_text(row: InvoiceRow) -> str:
+    """A day inside the invoice's billing period: `--period DATE` bills exactly that period."""
+    mid = (row.period_from_ms + row.period_to_ms) // 2
+    return dt.datetime.fromtimestamp(mid / 1000, dt.timezone.utc).date().isoformat()
+
+
+def _billed(catalog, row: InvoiceRow):
+    for b in billed_subscriptions(catalog, _period_text(row), row.customer, handover=True):
+        if b.spec.external_id == row.subscription and b.contract.name.name == row.contract:
+            return b
+    return None
+
+
+def clause_of(sources: dict, where: str | None) -> Clause | None:
+    """``file:line:col`` as a Clause; the file's text from the loaded contracts (matched by path suffix)."""
+    if not where:
+        return None
+    path, line, col = where.rsplit(":", 2)
+    text = sources.get(path)
+    if text is None:
+        text = next((t for p, t in sources.items() if _same_file(p, path)), None)
+    return Clause(path, int(line), int(col), text)
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Two paths of one contract file, one relative to where it was loaded from (a stored clause)."""
+    pa, pb = Path(a).parts, Path(b).parts
+    n = min(len(pa), len(pb))
+    return pa[-n:] == pb[-n:]
+
+
+def _same_clause(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return False
+    (fa, *pos_a), (fb, *pos_b) = a.rsplit(":", 2), b.rsplit(":", 2)
+    return pos_a == pos_b and _same_file(fa, fb)
+
+
+def _ms(iso: str) -> int:
+    return int(dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _window(charge: ChargeSpec, bucket: int | None, clause: str | None) -> int | None:
+    """The price window whose clause priced the line (None: the bucket's own price)."""
+    return next((i for i, w in enumerate(charge.bucket_windows(bucket)) if _same_clause(w.source, clause)), None)
+
+
+def _selection(b, charge: ChargeSpec, fee: dict, charges_to_ms: int) -> EventSelection | None:
+    """The line of ``fee`` keyed as the engine keys it (up to the invoice's charges' end: a progressive
+    invoice bills part of the period); None when no filter of the charge has its dimensions."""
+    dims = _dims(fee)
+    values = dict(dims)
+    group = tuple((k, values.pop(k, "") or None) for k in charge.group_by)
+    bucket = None
+    if values:
+        want = {k: frozenset(v.split("|")) for k, v in values.items()}
+        bucket = next((i for i, f in enumerate(charge.filters) if f.values == want), None)
+        if bucket is None:
+            return None
+    cov = coverage_of(b.spec)
+    lo = None if charge.metric.recurring and not charge.pay_in_advance else cov.lo
+    hi = min(cov.hi, charges_to_ms)
+    window = _window(charge, bucket, fee.get("clause"))
+    if window is not None:
+        w = charge.bucket_windows(bucket)[window]
+        lo, hi = max(lo if lo is not None else w.from_ms, w.from_ms), min(hi, w.to_ms - 1)
+    return EventSelection(b.spec.external_id, charge.metric.event_code, lo, hi, charge, bucket, group, window)
+
+
+def explain_line(store, contracts, actor: Actor, row: InvoiceRow, index: int) -> LineExplanation:
+    """Fee ``index`` of the stored invoice ``row`` explained (rates its billing period again)."""
+    store.require(actor, "read", "invoice.explain", "invoice", row.id)
+    fees = row.doc["fees"]
+    if not 0 <= index < len(fees):
+        raise ExplainError(f"invoice {row.number or row.id} has {len(fees)} lines, not line {index + 1}")
+    fee = fees[index]
+    catalog, sources = load_catalog(contracts)
+    clause = clause_of(sources, fee.get("clause"))
+    dims, charge_id = _dims(fee), fee["item"].get("charge")
+    credits = tuple(f for f in fees if f["item"]["type"] == "credit" and f["item"].get("charge") == charge_id
+                    and _dims(f) == dims and f is not fee)
+    b = _billed(catalog, row) if charge_id else None
+    charge = next((c for c in b.spec.charges if c.id == charge_id), None) if b is not None else None
+    if charge is None:
+        return LineExplanation(row, index, fee, clause, None, (), None, credits, None)
+    sel = _selection(b, charge, fee, _ms(row.doc["billing_period"]["charges_to_datetime"]))
+    lines = [ln for ln in rate_billed(store, [b]).lines
+             if ln.charge_id == charge_id and dimensions_of(ln.filter, ln.group) == dims
+             and ln.kind == fee["item"].get("kind") and (sel is None or ln.window == sel.window)]
+    tiers = tuple(Tier(t.index + 1, t.units, t.per_unit, t.flat, t.amount) for ln in lines for t in ln.tiers)
+    rated = sum((ln.amount for ln in lines), Decimal(0)) if lines else None
+    rounding = lines[0].rounding if lines else charge.money_rounding
+    return LineExplanation(row, index, fee, clause, rounding, tiers, rated, credits, sel)
+
+
+# -- quarantine ------------------------------------------------------------------------
+
+@attrs.frozen
+class Rejected:
+    """A quarantined event: its id, when it came, from where, its payload (text) and why it was refused."""
+
+    id: int
+    received_ms: int
+    source: str
+    payload: str
+    reasons: tuple[str, ...]
+    status: str
+
+
+def _problem(p) -> str:
+    """A validation problem (a dict with field and message, as the store keeps it) as one line."""
+    if isinstance(p, dict):
+        return f"{p['field']}: {p['message']}" if p.get("field") else str(p.get("message", p))
+    return str(p)
+
+
+def _rejected(r: RejectedRecord) -> Rejected:
+    reasons = tuple(_problem(x) for x in r.reasons)
+    return Rejected(r.id, r.received_ms, r.source, r.raw.decode("utf-8", "replace"), reasons, r.status)
+
+
+def rejected_page(store, actor: Actor, offset: int = 0, limit: int = PAGE) -> list[Rejected]:
+    """Open quarantined events, oldest first."""
+    store.require(actor, "read", "quarantine.list", "quarantine", "*")
+    return [_rejected(r) for r in store.list_rejected(status="open", limit=limit, offset=offset)]
+
+
+def _audit(store, actor: Actor, action: str, rid: int, payload: dict, now_ms: int | None) -> None:
+    with store.transaction() as db:
+        audit.append(db, actor, action, "quarantine", str(rid), payload, at_ms=clock_ms() if now_ms is None else now_ms)
+
+
+def resubmit(store, actor: Actor, rid: int, *, now_ms: int | None = None) -> str:
+    """Ingest a quarantined event again, as it was; one line saying what came of it."""
+    store.require(actor, "ingest", "quarantine.resubmit", "quarantine", str(rid))
+    try:
+        receipt = store.resubmit(rid)
+    except KeyError:
+        raise ExplainError(f"no quarantined event {rid}") from None
+    status = receipt.counts()
+    if status["rejected"]:
+        problems = "; ".join(_problem(p) for ps in receipt.problems.values() for p in ps)
+        return f"event {rid} is still rejected: {problems}"
+    _audit(store, actor, "quarantine.resubmitted", rid, {"event_id": int(receipt.event_id[0])}, now_ms)
+    return f"event {rid} resubmitted: stored as event {int(receipt.event_id[0])}"
+
+
+def discard(store, actor: Actor, rid: int, *, now_ms: int | None = None) -> str:
+    store.require(actor, "ingest", "quarantine.discard", "quarantine", str(rid))
+    if not store.discard_rejected(rid):
+        raise ExplainError(f"quarantined event {rid} is not open (resubmitted or discarded before)")
+    _audit(store, actor, "quarantine.discarded", rid, {}, now_ms)
+    return f"event {rid} discarded"
+
+
+# -- late events -----------------------------------------------------------------------
+
+@attrs.frozen
+class LateEffect:
+    """What late events do: ``invoice`` (the finalized invoice they fall in), to ``target`` (the draft
+    or the credit note + replacing invoice), ``amount`` (None when waiting for an approver)."""
+
+    contract: str
+    invoice: str
+    target: str
+    amount: Decimal | None
+    text: str
+
+
+def late_events(store, contracts, actor: Actor) -> list[LateEffect]:
+    store.require(actor, "read", "late_events.list", "invoice", "*")
+    catalog, _ = load_catalog(contracts)
+    out = []
+    for (contract, next_from), lines in sorted(lifecycle.late_adjustments(store, contracts, catalog, None, "fast").items()):
+        by_invoice: dict = {}
+        for ln in lines:
+            by_invoice[ln.adjusts] = by_invoice.get(ln.adjusts, Decimal(0)) + ln.amount
+        day = dt.datetime.fromtimestamp(next_from / 1000, dt.timezone.utc).date().isoformat()
+        for number, amount in sorted(by_invoice.items()):
+            out.append(LateEffect(contract, number, f"next draft (period from {day})", amount,
+                                  f"{amount:+f} on the draft of the period from {day}"))
+    waiting = Actor(actor.name, "viewer", actor.source)  # lists the new-revision cases without settling them
+    for text in lifecycle.settle_late(store, contracts, waiting, None, now_ms=clock_ms()):
+        number = text.split()[3]
+        out.append(LateEffect("", number, "credit note and replacing invoice", None, text))
+    return out
+
+
+# -- a diff result ---------------------------------------------------------------------
+
+def _dec(s) -> Decimal | None:
+    return None if s is None else Decimal(s)
+
+
+@attrs.frozen
+class DiffLine:
+    name: str
+    before: Decimal | None
+    after: Decimal | None
+    delta: Decimal
+    pct: Decimal | None
+    clause_before: str | None
+    clause_after: str | None
+
+
+@attrs.frozen
+class DiffCustomer:
+    customer: str
+    contract: str
+    currency: str
+    period: str
+    before: Decimal | None
+    after: Decimal | None
+    delta: Decimal
+    pct: Decimal | None
+    lines: tuple[DiffLine, ...]
+
+
+@attrs.frozen
+class DiffResult:
+    base: str
+    head: str
+    periods: tuple[str, ...]
+    totals: dict  # currency -> (before, after, delta, pct)
+    customers: tuple[DiffCustomer, ...]  # largest |delta| first
+    notes: tuple[str, ...]  # finalized invoices that need credit notes, not invoiced, notice violations
+
+
+def _moved(d: dict) -> tuple:
+    return _dec(d.get("before")), _dec(d.get("after")), Decimal(d.get("delta") or 0), _dec(d.get("pct"))
+
+
+def load_diff(path) -> DiffResult:
+    """A `gpubill diff --format json` file (``ExplainError`` for anything else, one line)."""
+    try:
+        doc = orjson.loads(Path(path).read_bytes())
+    except OSError as e:
+        raise ExplainError(f"{path}: {e.strerror or e}") from None
+    except orjson.JSONDecodeError as e:
+        raise ExplainError(f"{path}: not JSON ({e})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != DIFF_SCHEMA:
+        raise ExplainError(f"{path}: not a gpubill diff result (schema {DIFF_SCHEMA}; "
+                           "write one with `gpubill diff --format json`)")
+    try:
+        customers = [DiffCustomer(c["customer"], c["contract"], c["currency"], c["period"], *_moved(c),
+                                  tuple(DiffLine(ln["name"], *_moved(ln), ln.get("clause_before"), ln.get("clause_after"))
+                                        for ln in c["lines"]))
+                     for c in doc["customers"]]
+        notes = ([f"finalized {f['number']} {f['customer']}: stored {f['stored']}, at head {f['head']}"
+                  for f in doc.get("finalized", ())] + [f"not invoiced: {u}" for u in doc.get("unrated", ())]
+                 + [f"notice: {n}" for n in doc.get("notices", ())])
+        totals = {cur: _moved(t) for cur, t in doc["totals"].items()}
+        return DiffResult(doc["base"], doc["head"], tuple(doc["periods"]), totals,
+                          tuple(sorted(customers, key=lambda c: (-abs(c.delta), c.customer))), tuple(notes))
+    except (KeyError, TypeError, ArithmeticError) as e:
+        raise ExplainError(f"{path}: a gpubill diff result with a field missing or wrong ({e})") from None
