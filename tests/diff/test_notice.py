@@ -3,13 +3,15 @@
 The rule (gpubill.dsl.checks.notice) over catalogs of real `.bill` sources; the
 diff-time entry point (gpubill.service.notice.notice_violations); and, through
 the real `gpubill invoice`, that a new version raising the price leaves a
-contract pinned to its version unchanged.
+contract pinned to its version unchanged; through the real `gpubill diff` over
+a real git repository, that it leaves a contract under a commitment unchanged.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 
@@ -120,6 +122,23 @@ def test_a_contracts_longer_notice_applies_to_its_plan():
     assert "60 days' notice" in v and "(take effect on 2027-02-01 or later)" in v
 
 
+COMMITTED = """
+contract committed {
+  customer "committed"
+  subscription "sub_committed"
+  entity cloud
+  plan list
+  starts 2026-01-01
+  commit 10 USD per month
+  notice 90 days
+}
+"""
+
+
+def test_a_committed_contracts_notice_is_not_owed_a_version_that_does_not_reach_it():
+    assert violations(version2("2027-01-02", RAISE) + COMMITTED, base=BASE + COMMITTED) == []
+
+
 def test_a_version_already_in_the_base_is_not_flagged_again():
     head = version2("2026-12-20", RAISE)
     assert violations(head, base=head) == []
@@ -155,7 +174,7 @@ def store(tmp_path_factory):
         json.dumps({"transaction_id": f"t-{sub}", "external_subscription_id": sub, "code": "gpu_job",
                     "timestamp": "2026-04-10T12:00:00Z",
                     "properties": {"gpu_type": "A100", "gpu_count": 1, "duration_seconds": 36000}}) + "\n"
-        for sub in ("sub_acme", "sub_pinned")))
+        for sub in ("sub_acme", "sub_pinned", "sub_committed")))
     db = d / "gpubill.db"
     gpubill("ingest", str(events), "--store", str(db))
     return db
@@ -174,3 +193,32 @@ def test_a_rise_leaves_a_pinned_contracts_invoice_unchanged(store, tmp_path_fact
     after = totals(store, version2("2026-03-01", RAISE), tmp_path_factory.mktemp("after"))
     assert before == {"acme": "30.00", "pinned": "30.00"}  # 10 GPU-hours x 3.00
     assert after == {"acme": "35.00", "pinned": "30.00"}
+
+
+def git(*args: str, cwd, when: str = "2026-02-15T12:00:00Z") -> None:
+    env = {**os.environ, "GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when}
+    subprocess.run(["git", "-c", "user.name=gpubill-tests", "-c", "user.email=tests@gpubill.invalid", *args],
+                   cwd=cwd, env=env, capture_output=True, text=True, check=True)
+
+
+def test_diff_reports_no_change_for_a_committed_contract(store, tmp_path):
+    """A version raising the price from March 1st, committed on February 15th (too soon: it is flagged too):
+    the uncommitted contract's April invoice moves, the committed and the pinned ones do not."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "plans.bill").write_text(BASE + COMMITTED)
+    git("init", "-q", "-b", "main", cwd=repo)
+    git("add", ".", cwd=repo)
+    git("commit", "-q", "-m", "base", cwd=repo)
+    (repo / "plans.bill").write_text(version2("2026-03-01", RAISE) + COMMITTED)
+    git("commit", "-q", "-am", "raise from March", cwd=repo)
+    p = subprocess.run([sys.executable, "-m", "gpubill", "diff", "--base", "HEAD~1", "--head", "HEAD",
+                        "--store", str(store), "--period", "2026-04", "--format", "json"],
+                       cwd=repo, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    moved = {c["contract"]: (c["before"], c["after"]) for c in report["customers"]}
+    assert moved["acme"] == ("30.00", "35.00")
+    assert moved["committed"] == moved["pinned"] == ("30.00", "30.00")
+    (notice,) = report["notices"]
+    assert "30 days' notice" in notice  # the committed contract's 90 days are not owed

@@ -7,7 +7,9 @@ place in the price: table row, tier, fee). Spot prices (`during` windows) are
 exempt; a price whose shape changed (a standard price become tiers) is not
 compared. The rise must take effect at least the notice period after it is
 introduced: 30 days unless the plan, or a contract it reaches, says
-`notice N days` (the longest of those applies).
+`notice N days` (the longest of those applies). A new version reaches the
+contracts that pin no version and are under no commitment: a contract under a
+commitment keeps the version in effect on its start day (under_commitment).
 
 `gpubill diff` measures the notice from the head commit's date
 (gpubill.service.notice); `gpubill check` checks the clause's unit.
@@ -27,6 +29,12 @@ from gpubill.dsl.resolve import Catalog
 
 DEFAULT_NOTICE_DAYS = 30
 DAY = units.lookup("day")
+
+
+def under_commitment(contract: ast.Contract) -> bool:
+    """A contract with a minimum commitment or reserved capacity: it keeps the plan version in effect on
+    its start day for its whole term (a reservation is a capacity commitment)."""
+    return bool(contract.commits or contract.reserves)
 
 
 @attrs.frozen
@@ -107,13 +115,18 @@ def notice_days(q: ast.Quantity) -> int | None:
 
 
 def _required_days(cat: Catalog, p: ast.Plan) -> int:
-    """The longest notice owed: the plan's (else 30 days), or a reached contract's."""
+    """The longest notice owed: the plan's (else 30 days), or that of a contract the new version reaches."""
     own = _days(p.notice)
     days = own if own is not None else DEFAULT_NOTICE_DAYS
     for c in cat.contracts.values():
-        if c.plan is not None and c.plan.name.name == p.name.name and c.plan.version is None:
+        if c.plan is not None and c.plan.name.name == p.name.name and _follows_versions(c):
             days = max(days, _days(c.notice) or 0)
     return days
+
+
+def _follows_versions(c: ast.Contract) -> bool:
+    """A new version reaches a contract that pins none and is under no commitment."""
+    return c.plan.version is None and not under_commitment(c)
 
 
 def _days(q: ast.Quantity | None) -> int | None:

@@ -7,7 +7,10 @@ ends. Compile, rating, explain, the demo and the tests take these as values
 from here; nothing downstream decides them again.
 
 The rule (docs/language.md, Plan versions): a contract that pins a version
-is billed by it. Otherwise it is billed by the version in effect on the
+is billed by it. A contract under a commitment (a `commit` or `reserve`
+term) that pins none is billed, for its whole term, by the version in effect
+on its start day, even past that version's `to` date: the commitment keeps
+its prices. Otherwise a contract is billed by the version in effect on the
 *deciding day*: the version with the latest `effective` date on or before
 that day, unless its `to` date (the last day it is in effect) is before the
 day: then no version is, a CompileError that says why. The deciding day is
@@ -35,6 +38,7 @@ from zoneinfo import ZoneInfo
 import attrs
 
 from gpubill.dsl import ast
+from gpubill.dsl.checks.notice import under_commitment
 from gpubill.dsl.resolve import Catalog
 from gpubill.engine.calendar.period import Period, parse_period_arg, resolve_period, start_of, to_ms
 from gpubill.engine.spec.compile import DEFAULT_CURRENCY, CompileError, when_ms
@@ -132,7 +136,8 @@ def _billed_by(catalog: Catalog, contract: ast.Contract, kind: str, value, plan:
 
 
 def version_on(catalog: Catalog, contract: ast.Contract, day: dt.date) -> ast.Plan:
-    """The plan version that prices `contract` on local day `day`: the pinned one, else the latest in effect."""
+    """The plan version that prices `contract` on local day `day`: the pinned one; under a commitment,
+    the one in effect on the contract's start day; else the latest in effect on `day`."""
     ref = contract.plan
     if ref is None:
         raise CompileError(f'contract "{contract.name.name}" names no plan')
@@ -144,6 +149,8 @@ def version_on(catalog: Catalog, contract: ast.Contract, day: dt.date) -> ast.Pl
         if plan is None:
             raise CompileError(f'plan "{ref.name.name}" has no version {ref.version}')
         return plan
+    committed_on = _day(contract.starts) if under_commitment(contract) else None
+    day = committed_on or day
     started = [v for v in versions if _starts_by(v, day)]
     if not started:
         first = min(versions, key=_effective_from)
