@@ -89,6 +89,7 @@ class ReviewSession:
         self._stores: list[Store] = []
         self._lock = threading.Lock()
         self._catalog = None
+        self._columns = None  # ((period, last event id), EventColumns)
 
     @classmethod
     def open(cls, store_path: str, contracts: Sequence[str], as_user: str | None = None, **options) -> "ReviewSession":
@@ -128,6 +129,19 @@ class ReviewSession:
                 "SELECT max(period_to_ms) FROM invoices WHERE status = 'draft'").fetchone()[0]
             self._period = month_of(last - LOCAL_END_SHIFT_MS if last is not None else self.now_ms())
         return self._period
+
+    def month_columns(self):
+        """The month's events as columns, read again only when events were stored since (or the month changed)."""
+        period = self.period()
+        top = self.reader()._read().execute("SELECT coalesce(max(last_rowid), 0) FROM column_blocks").fetchone()[0]
+        with self._lock:
+            cached = self._columns
+        if cached is not None and cached[0] == (period, top):
+            return cached[1]
+        cols = self.reader().read_columns(time_from_ms=period.from_ms, time_to_ms=period.to_ms - 1)
+        with self._lock:
+            self._columns = ((period, top), cols)
+        return cols
 
     def known_period(self) -> Period | None:
         """The month under review if it is known yet (``period()`` reads the store the first time)."""
@@ -204,7 +218,7 @@ def overview(session: ReviewSession) -> Overview:
     store, period, subs = session.reader(), session.period(), directory(session)
     db = store._read()
     invoices = _month_invoices(db, period)
-    cols = store.read_columns(time_from_ms=period.from_ms, time_to_ms=period.to_ms - 1)
+    cols = session.month_columns()
     keys = {(s.entity, s.currency) for s in subs.values()} | {(r.entity, r.currency) for r in invoices}
     daily = _daily_by(cols, period, {sid: (s.entity, s.currency) for sid, s in subs.items()})
     late = _late_by(store, invoices)
@@ -216,9 +230,9 @@ def overview(session: ReviewSession) -> Overview:
     return Overview(period, rows, rejected, session.now_ms())
 
 
-def _month_invoices(db, period: Period) -> list:
-    """The month's invoices, not voided and not replaced by a later one."""
-    rows = ledger.list_invoices(db, limit=1 << 30)
+def _month_invoices(db, period: Period, rows: list | None = None) -> list:
+    """The month's invoices (of ``rows``, else of the store), not voided and not replaced by a later one."""
+    rows = ledger.list_invoices(db, limit=1 << 30) if rows is None else rows
     replaced = {r.replaces for r in rows if r.replaces}
     return [r for r in rows if r.status != "voided" and r.id not in replaced
             and period.from_ms <= r.period_to_ms - LOCAL_END_SHIFT_MS < period.to_ms]
@@ -262,9 +276,7 @@ def _late_by(store, invoices: list) -> dict:
 
 def _alerts_by(db, period: Period, subs: dict) -> dict:
     out: dict = {}
-    for sub, cur in db.execute("SELECT subscription, currency FROM alerts WHERE period_from_ms + ? >= ?"
-                               " AND period_from_ms + ? < ?", (LOCAL_END_SHIFT_MS, period.from_ms,
-                                                                LOCAL_END_SHIFT_MS, period.to_ms)):
+    for sub, cur in db.execute(_MONTH_ALERTS.format(what="subscription, currency"), _month_args(period)):
         s = subs.get(sub)
         key = (s.entity if s is not None else "", cur)
         out[key] = out.get(key, 0) + 1
@@ -295,3 +307,297 @@ def invoice_index(session: ReviewSession) -> list[InvoiceEntry]:
         "SELECT id, number, customer, period_label, status, body ->> '$.total_amount', currency FROM invoices"
         " ORDER BY period_from_ms DESC, customer").fetchall()
     return [InvoiceEntry(*r) for r in rows]
+
+
+# ---------------------------------------------------------------- customers
+
+PER_PERIOD = ("period", "month")  # a commitment counted against one monthly invoice
+GPU_HOURS = ("duration_seconds", "gpu_count", "gpu_type")  # what an event's GPU-hours are read from
+
+
+@attrs.frozen
+class CustomerRow:
+    """One subscription in the month under review."""
+
+    who: Subscriber
+    events: int
+    gpu_hours: tuple[tuple[str, float], ...]  # (GPU type, GPU-hours), most first: usage, not money
+    cost: Decimal | None  # the month's invoices so far (None: no invoice stored for the month yet)
+    commitment_pct: Decimal | None  # spend over the period's minimum commitment, in %
+    budget_pct: Decimal | None  # spend over the budget, in %
+    credit_notes_left: Decimal  # credit left on the customer's credit notes, for later invoices
+    alerts: int
+
+    @property
+    def gpu_hours_total(self) -> float:
+        return sum(h for _, h in self.gpu_hours)
+
+
+def customers(session: ReviewSession) -> list[CustomerRow]:
+    """Every subscription of the contracts in the month under review: one column read and one pass over
+    the month's invoices, alerts and credit notes (never a query per customer)."""
+    store, period, subs = session.reader(), session.period(), directory(session)
+    db = store._read()
+    cols = session.month_columns()
+    events = _events_by_subscription(cols)
+    hours = _gpu_hours(cols)
+    invoices: dict[str, list] = {}
+    for r in _month_invoices(db, period):
+        invoices.setdefault(r.subscription, []).append(r)
+    alerts: dict[str, int] = {}
+    for (sub,) in db.execute(_MONTH_ALERTS.format(what="subscription"), _month_args(period)):
+        alerts[sub] = alerts.get(sub, 0) + 1
+    notes = credit_notes_left(db)
+    catalog = session.catalog()
+    return [_customer_row(s, catalog.contracts[s.contract], events.get(sid, 0), hours.get(sid, ()),
+                          invoices.get(sid, []), notes.get((s.customer, s.currency), ZERO), alerts.get(sid, 0))
+            for sid, s in subs.items()]
+
+
+_MONTH_ALERTS = "SELECT {what} FROM alerts WHERE period_from_ms + ? >= ? AND period_from_ms + ? < ?"
+
+
+def _month_args(period: Period) -> tuple:
+    return LOCAL_END_SHIFT_MS, period.from_ms, LOCAL_END_SHIFT_MS, period.to_ms
+
+
+def _customer_row(s: Subscriber, contract, events: int, hours, invoices: list, notes: Decimal, alerts: int) -> CustomerRow:
+    cost = sum((Decimal(r.doc["total_amount"]) for r in invoices), ZERO) if invoices else None
+    final = [r for r in invoices if r.invoice_type == "subscription"]
+    spent = spend_of(final[-1].doc) if final else None
+    commit = next((c.amount.value for c in contract.commits if (c.per or "period") in PER_PERIOD), None)
+    budget = contract.budget.amount.value if contract.budget is not None else None
+    return CustomerRow(s, events, hours, cost, _pct(spent, commit), _pct(spent, budget), notes, alerts)
+
+
+def spend_of(doc: dict) -> Decimal:
+    """What a budget and a commitment count on a stored invoice: its fees but commitment true-ups, less its
+    discounts (as ``alerts.spend`` counts on a computed one)."""
+    fees = sum((Decimal(f["amount"]) for f in doc["fees"] if f["item"]["type"] != "commitment"), ZERO)
+    return max(ZERO, fees - Decimal(doc["coupons_amount"]))
+
+
+def _pct(part: Decimal | None, whole: Decimal | None) -> Decimal | None:
+    return None if part is None or not whole else part * 100 / whole
+
+
+def credit_notes_left(db) -> dict[tuple[str, str], Decimal]:
+    """(customer, currency) -> credit left on its credit notes (credits, not refunds; voided ones left out)."""
+    out: dict = {}
+    for customer, currency, left in db.execute(
+            "SELECT customer, currency, total - coalesce((SELECT sum(amount) FROM credit_note_uses u"
+            " WHERE u.credit_note_id = n.id), 0) FROM credit_notes n WHERE kind = 'credit' AND voided_ms IS NULL"):
+        out[(customer, currency)] = out.get((customer, currency), ZERO) + Decimal(str(left))
+    return out
+
+
+def _events_by_subscription(cols) -> dict[str, int]:
+    ids, counts = np.unique(cols.subscription, return_counts=True)
+    return {cols.strings[int(i)]: int(n) for i, n in zip(ids, counts)}
+
+
+def _gpu_hours(cols) -> dict[str, tuple]:
+    """subscription -> ((GPU type, GPU-hours), ...) of its events that say their duration, GPU count and type."""
+    if cols.n == 0 or not set(GPU_HOURS) <= set(cols.property_names()):
+        return {}
+    (dm, de), (gm, ge), gpu = cols.numeric("duration_seconds"), cols.numeric("gpu_count"), cols.dim("gpu_type")
+    ok = (de > -127) & (ge > -127) & (gpu >= 0)
+    hours = dm[ok] * 10.0 ** de[ok] * gm[ok] * 10.0 ** ge[ok] / 3600
+    pairs, where = np.unique(np.stack([cols.subscription[ok], gpu[ok]]), axis=1, return_inverse=True)
+    sums = np.bincount(where.reshape(-1), weights=hours, minlength=pairs.shape[1])
+    out: dict[str, list] = {}
+    for (sub, typ), h in zip(pairs.T.tolist(), sums.tolist()):
+        out.setdefault(cols.strings[sub], []).append((cols.strings[typ], h))
+    return {sub: tuple(sorted(v, key=lambda p: -p[1])) for sub, v in out.items()}
+
+
+# ---------------------------------------------------------------- one customer
+
+
+@attrs.frozen
+class Line:
+    """A line of the month's current invoice."""
+
+    name: str
+    units: str
+    amount: Decimal
+    clause: str | None  # file:line:col of the clause that priced it
+    event_code: str | None  # the events its charge meters (None: a fee, a reservation)
+
+
+@attrs.frozen
+class InvoiceSummary:
+    id: str
+    number: str | None
+    invoice_type: str
+    period_label: str
+    status: str
+    total: Decimal
+    currency: str
+    due_ms: int  # a draft: when its grace ends
+    revision: int
+    replaces: str | None
+
+
+@attrs.frozen
+class NoteSummary:
+    id: str
+    number: str
+    invoice_id: str
+    kind: str
+    total: Decimal
+    left: Decimal  # credit left for later invoices (a credit), else 0
+    created_ms: int
+
+
+@attrs.frozen
+class CreditTerm:
+    """A prepaid credit of the contract, and what the stored invoices used of it."""
+
+    amount: Decimal
+    kind: str  # granted | paid
+    expires: str | None
+    scope: str | None
+    used: Decimal  # on the stored invoices (not voided, not replaced)
+
+
+@attrs.frozen
+class CustomerDetail:
+    who: Subscriber
+    period: Period
+    plan: str  # name@version
+    current: InvoiceSummary | None  # the month's subscription invoice (a draft while under review)
+    lines: tuple[Line, ...]
+    daily: dict  # event code -> events per day of the month (the "" key: all of them)
+    invoices: tuple[InvoiceSummary, ...]  # every stored invoice of the subscription, newest first
+    notes: tuple[NoteSummary, ...]
+    credits: tuple[CreditTerm, ...]
+    terms: tuple[str, ...]  # one line per term in effect: commitment, reservation, thresholds, budget, policies
+    source: str  # the contract's block as written
+    source_at: str  # file:line
+
+
+class UnknownSubscription(ValueError):
+    """No contract of the session bills this subscription."""
+
+
+def customer_detail(session: ReviewSession, subscription: str) -> CustomerDetail:
+    """One subscription in the month under review (UnknownSubscription when the contracts have none)."""
+    subs = directory(session)
+    if subscription not in subs:
+        raise UnknownSubscription(f"no contract bills subscription {subscription!r}")
+    who, period, catalog = subs[subscription], session.period(), session.catalog()
+    contract = catalog.contracts[who.contract]
+    plan = catalog.plan_version(contract.plan) if contract.plan is not None else None
+    db = session.reader()._read()
+    rows = ledger.list_invoices(db, contract=who.contract, limit=1 << 30)
+    month_rows = _month_invoices(db, period, rows)
+    current = next((r for r in reversed(month_rows) if r.invoice_type == "subscription"), None)
+    events_of = _event_codes(catalog, plan)
+    lines = tuple(_line(f, events_of) for f in current.doc["fees"]) if current is not None else ()
+    live = [r for r in rows if r.status != "voided" and r.id not in {x.replaces for x in rows}]
+    return CustomerDetail(
+        who, period, _plan_label(plan), _summary(current) if current is not None else None, lines,
+        _daily_by_code(session.month_columns(), period, subscription),
+        tuple(_summary(r) for r in sorted(rows, key=lambda r: (r.period_from_ms, r.created_ms), reverse=True)),
+        _notes(db, [r.id for r in rows]), _credits(contract, live), contract_terms(contract),
+        *_source(contract))
+
+
+def _plan_label(plan) -> str:
+    if plan is None:
+        return "—"
+    return plan.name.name + (f"@{plan.version.id}" if plan.version is not None else "")
+
+
+def _event_codes(catalog, plan) -> dict[str, str]:
+    """charge key -> the event code its metric reads."""
+    if plan is None:
+        return {}
+    out = {}
+    for c in plan.charges:
+        metric = catalog.metrics.get(c.metric.name)
+        if metric is not None and metric.event is not None:
+            out[c.key] = metric.event.name
+    return out
+
+
+def _line(fee: dict, events_of: dict) -> Line:
+    charge = fee["item"].get("charge")
+    return Line(fee["item"]["name"], fee.get("units", ""), Decimal(fee["amount"]), fee.get("clause"),
+                events_of.get(charge) if charge else None)
+
+
+def _summary(r) -> InvoiceSummary:
+    return InvoiceSummary(r.id, r.number, r.invoice_type, r.period_label, r.status, Decimal(r.doc["total_amount"]),
+                          r.currency, r.due_ms, r.revision, r.replaces)
+
+
+def _daily_by_code(cols, period: Period, subscription: str) -> dict:
+    sid = cols.lookup(subscription)
+    if sid < 0:
+        return {"": (0,) * period.days}
+    mine = cols.subscription == sid
+    day, code = (cols.timestamp_ms[mine] - period.from_ms) // DAY_MS, cols.code[mine]
+    out = {"": tuple(np.bincount(day, minlength=period.days)[:period.days].tolist())}
+    for c in np.unique(code).tolist():
+        out[cols.strings[c]] = tuple(np.bincount(day[code == c], minlength=period.days)[:period.days].tolist())
+    return out
+
+
+def _notes(db, invoice_ids: list[str]) -> tuple[NoteSummary, ...]:
+    if not invoice_ids:
+        return ()
+    marks = ", ".join("?" * len(invoice_ids))
+    rows = db.execute(
+        "SELECT id, number, invoice_id, kind, total, CASE WHEN kind = 'credit' AND voided_ms IS NULL THEN total -"
+        " coalesce((SELECT sum(amount) FROM credit_note_uses u WHERE u.credit_note_id = n.id), 0) ELSE 0 END,"
+        f" created_ms FROM credit_notes n WHERE invoice_id IN ({marks}) ORDER BY created_ms DESC", invoice_ids)
+    return tuple(NoteSummary(i, num, inv, kind, Decimal(total), Decimal(str(left)), ms)
+                 for i, num, inv, kind, total, left, ms in rows)
+
+
+def _credits(contract, invoices: list) -> tuple[CreditTerm, ...]:
+    used: dict[str, Decimal] = {}
+    for r in invoices:
+        for c in r.doc.get("credits", ()):
+            if c["item"]["type"] == "wallet":
+                used[c["item"]["code"]] = used.get(c["item"]["code"], ZERO) + Decimal(c["amount"])
+    return tuple(CreditTerm(c.amount.value, c.kind or "paid", str(c.expires.value) if c.expires is not None else None,
+                            c.scope.name if c.scope is not None else None, used.get(f"credit_{i + 1}", ZERO))
+                 for i, c in enumerate(contract.credits))
+
+
+# The terms a reviewer checks, in the order shown: (label, the contract's field).
+TERMS = (("commitment", "commits"), ("reservation", "reserves"), ("credit", "credits"), ("discount", "discounts"),
+         ("progressive billing", "progressive"), ("budget", "budget"), ("job limit", "job_limit"),
+         ("late events", "late_events"), ("failures", "failure_policies"), ("preemption", "preemption"),
+         ("idle", "idle"), ("invoice grace", "invoice_grace"), ("notice", "notice"))
+
+
+def contract_terms(contract) -> tuple[str, ...]:
+    """``label: the clause as written`` for every term the contract sets (none: "—")."""
+    out = []
+    for label, field in TERMS:
+        value = getattr(contract, field)
+        for node in (value if isinstance(value, tuple) else (value,) if value is not None else ()):
+            out.append(f"{label}: {_written(node.span)}")
+    return tuple(out)
+
+
+def _written(span) -> str:
+    if span is None:
+        return "(no source)"
+    return _lines(span.path)[span.line - 1].strip()
+
+
+def _lines(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
+def _source(contract) -> tuple[str, str]:
+    span = contract.span
+    if span is None:
+        return "", ""
+    return "\n".join(_lines(span.path)[span.line - 1:span.end_line]), f"{span.path}:{span.line}"

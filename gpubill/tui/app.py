@@ -23,7 +23,13 @@ from textual.screen import Screen
 from gpubill.service.review import ReviewSession, invoice_index, subscribers
 from gpubill.tui.screens.customer import CustomerScreen
 from gpubill.tui.screens.customers import CustomersScreen
+from gpubill.tui.screens.diff import DiffCustomerScreen, DiffScreen
+from gpubill.tui.screens.events import EventsScreen
+from gpubill.tui.screens.explain import ExplainScreen
+from gpubill.tui.screens.invoice import InvoiceScreen
+from gpubill.tui.screens.invoices import InvoicesScreen
 from gpubill.tui.screens.overview import OverviewScreen
+from gpubill.tui.screens.quarantine import QuarantineScreen
 from gpubill.tui.widgets.frame import NotYetScreen
 from gpubill.tui.widgets.help import HelpScreen
 
@@ -32,6 +38,13 @@ SCREENS_BY_NAME: dict[str, type[Screen]] = {
     "overview": OverviewScreen,
     "customers": CustomersScreen,
     "customer": CustomerScreen,  # a subscription id
+    "invoices": InvoicesScreen,
+    "invoice": InvoiceScreen,  # an invoice id
+    "explain": ExplainScreen,  # an invoice id, a line's index
+    "events": EventsScreen,  # an EventSelection, a title
+    "quarantine": QuarantineScreen,
+    "diff": DiffScreen,
+    "diff-customer": DiffCustomerScreen,  # a DiffCustomer
 }
 # The top screens, in the order of their number keys, with their titles.
 TOP_SCREENS = (("overview", "Overview"), ("customers", "Customers"), ("invoices", "Invoices"),
@@ -50,7 +63,7 @@ class ScreenCommands(Provider):
         for n, (name, title) in enumerate(TOP_SCREENS, 1):
             score = matcher.match(f"screen {title}")
             if score > 0:
-                yield Hit(score, matcher.highlight(f"screen {title}"), partial(self.app.open_top, name), help=f"key {n}")
+                yield Hit(score, matcher.highlight(f"screen {title}"), partial(self.app.switch_mode, name), help=f"key {n}")
 
 
 class CustomerCommands(Provider):
@@ -100,7 +113,7 @@ class ReviewApp(App):
         Binding("left_square_bracket", "period(-1)", "month -", show=False, id="month-back"),
         Binding("right_square_bracket", "period(1)", "month +", show=False, id="month-next"),
         Binding("ctrl+t", "toggle_theme", "light/dark", show=False, id="theme"),
-        *(Binding(str(n), f"open_top('{name}')", title, show=False, id=f"screen-{name}")
+        *(Binding(str(n), f"switch_mode('{name}')", title, show=False, id=f"screen-{name}")
           for n, (name, title) in enumerate(TOP_SCREENS, 1)),
     ]
 
@@ -121,9 +134,6 @@ class ReviewApp(App):
         self.session.close()
 
     # -- navigation -----------------------------------------------------------
-    def open_top(self, name: str) -> None:
-        self.switch_mode(name)
-
     def open_screen(self, name: str, *args) -> None:
         """Push the screen registered as ``name`` (a "not yet" page when this build has none)."""
         cls = SCREENS_BY_NAME.get(name)

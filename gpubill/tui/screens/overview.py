@@ -72,12 +72,11 @@ class OverviewScreen(ReviewScreen):
         self.query_one("#quarantine-line", Static).update(
             f"rejected events waiting in quarantine: {data.rejected}" if data.rejected else "quarantine: empty")
         self.show_status(data.as_of_ms)
-        self.query_one("Breadcrumb").crumbs = ("Overview", data.period.label)
         self._chart()
 
     @on(FilterTable.Chosen, "#entities")
     def _open(self, event: FilterTable.Chosen) -> None:
-        self.app.open_top("customers")
+        self.app.switch_mode("customers")
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:

@@ -74,12 +74,13 @@ class FilterTable(Vertical, can_focus=False):
         self.descending = False
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter (! inverts; enter: to the table, esc: clear)", classes="filter-input")
+        box = Input(placeholder="filter (! inverts; enter: to the table, esc: clear)", classes="filter-input")
+        box.display = False  # until `/`
+        yield box
         yield DataTable(cursor_type="row", zebra_stripes=True)
         yield Static("", classes="filter-caption")
 
     def on_mount(self) -> None:
-        self.query_one(Input).display = False
         table = self.table
         for c in self.columns:
             table.add_column(c.label, key=c.key)

@@ -23,6 +23,7 @@ class ReviewScreen(Screen):
     """See the module's docstring."""
 
     CRUMBS: tuple[str, ...] = ()
+    AUTO_FOCUS = "DataTable"  # the table, never the hidden filter box
 
     def compose(self) -> ComposeResult:
         yield Breadcrumb(classes="breadcrumb")
