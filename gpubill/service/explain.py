@@ -18,6 +18,8 @@ session holds them) and answers plain attrs values, never widgets.
   arrears), the most specific filter the event matches, and the group values. SQL narrows by
   subscription, code, time and the string filter/group values; the routing check in Python
   (``bucket_of``) is exact.
+- Review actions the lifecycle has no one call for: ``refresh_draft`` (the draft's own billing
+  period and customer), ``refused`` (why a role may not: the footer's dimmed keys).
 - Quarantine: ``rejected_page``, ``resubmit`` and ``discard`` (``ingest`` permission; each
   change written to the audit log as ``quarantine.resubmitted`` / ``quarantine.discarded``).
 - ``late_events``: what events stored after an invoice was finalized will do (lifecycle's
@@ -45,7 +47,7 @@ from gpubill.service.rating import billed_subscriptions, load_catalog, property_
 from gpubill.store import audit
 from gpubill.store.ledger import InvoiceRow
 from gpubill.store.queries import RejectedRecord
-from gpubill.store.roles import Actor
+from gpubill.store.roles import Actor, Forbidden
 from gpubill.store.store import now_ms as clock_ms
 
 PAGE = 200  # events (and rejected events) read per page
@@ -283,6 +285,19 @@ def explain_line(store, contracts, actor: Actor, row: InvoiceRow, index: int) ->
     rated = sum((ln.amount for ln in lines), Decimal(0)) if lines else None
     rounding = lines[0].rounding if lines else charge.money_rounding
     return LineExplanation(row, index, fee, clause, rounding, tiers, rated, credits, sel)
+
+
+# -- review actions --------------------------------------------------------------------
+
+def refused(actor: Actor, permission: str) -> str | None:
+    """Why ``actor`` may not take an action that needs ``permission`` (one line), None when it may."""
+    return None if actor.may(permission) else str(Forbidden(actor, permission))
+
+
+def refresh_draft(store, contracts, actor: Actor, row: InvoiceRow, *, now_ms: int | None = None) -> InvoiceRow:
+    """Refresh the billing period of a draft for its customer (lifecycle.refresh); the invoice as it is after."""
+    lifecycle.refresh(store, contracts, actor, _period_text(row), row.customer, now_ms=now_ms)
+    return lifecycle.get_invoice(store, actor, row.id)
 
 
 # -- quarantine ------------------------------------------------------------------------
