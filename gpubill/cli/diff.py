@@ -42,14 +42,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gpubill.service import diff_gates
+    from gpubill.service import diff_gates, diff_render
     from gpubill.service.diff import diff_revisions
     from gpubill.service.rating import ServiceError
-    from gpubill.service.revisions import at_revision, temporary_dir, work_tree
+    from gpubill.service.revisions import at_revision, run_time, temporary_dir, work_tree
 
     try:
         gates = diff_gates.gates_from(vars(args), args.contracts)
-    except diff_gates.GateError as e:
+        now = run_time()
+    except (diff_gates.GateError, ServiceError) as e:
         raise CliError(str(e), EXIT_INVALID) from None
     store = open_store(args, readonly=True)
     try:
@@ -58,10 +59,12 @@ def run(args: argparse.Namespace) -> int:
             head = work_tree(args.contracts) if args.head is None else at_revision(args.head, args.contracts, head_dir)
             report = diff_revisions(store, base, head, args.period or ())
     except ServiceError as e:
+        if args.format == "markdown":   # the sticky comment says so instead of keeping the last run's numbers
+            _write_markdown(diff_render.failure_markdown(str(e), now))
         raise CliError(str(e), e.code) from None
     finally:
         store.close()
-    _print(report, args.format)
+    _print(report, args.format, now)
     exceeded = diff_gates.violations(report, gates)
     for reason in exceeded:
         print(f"gpubill: gate: {reason}", file=sys.stderr)
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_CHANGED if args.detailed_exitcode and diff_gates.changed(report) else 0
 
 
-def _print(report, fmt: str) -> None:
+def _print(report, fmt: str, now) -> None:
     from gpubill.service import diff_render
 
     if fmt == "json":
@@ -79,7 +82,16 @@ def _print(report, fmt: str) -> None:
         sys.stdout.buffer.write(orjson.dumps(diff_render.report_json(report), option=orjson.OPT_INDENT_2) + b"\n")
         sys.stdout.buffer.flush()
         return
-    text = diff_render.render(report, fmt)
-    sys.stdout.write(text)
+    text = diff_render.render(report, fmt, now)
     if fmt == "markdown":
-        diff_render.write_step_summary(text)
+        _write_markdown(text)
+    else:
+        sys.stdout.write(text)
+
+
+def _write_markdown(text: str) -> None:
+    """The comment on stdout, and in the job summary when GitHub names one."""
+    from gpubill.service import diff_render
+
+    sys.stdout.write(text)
+    diff_render.write_step_summary(text)

@@ -16,14 +16,17 @@ plain line saying how many were left out.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 from decimal import Decimal
 
 import attrs
 
 from gpubill.service.diff import percent_change
+from gpubill.service.revisions import run_time
 
-MARKER = "<!-- gpubill-diff -->"
+MARKER = "<!-- gpubill-diff"    # the comment's first line: MARKER valid-at=<RFC3339> -->
 COMMENT_LIMIT = 65_536          # GitHub: "Body is too long (maximum is 65536 characters)"
 ANNOTATIONS_PER_TYPE = 10       # GitHub shows 10 warnings (errors, notices) per step
 ABSENT = "—"                    # an amount one side does not have
@@ -31,8 +34,11 @@ _CUT_NOTE = "\n\n_…{n} left out to stay under GitHub's comment size limit; " \
     "`gpubill diff --format text` shows everything._\n"
 
 
-def render(report, fmt: str) -> str:
-    """The report in ``fmt`` (text, markdown or github; JSON: ``report_json``)."""
+def render(report, fmt: str, now: dt.datetime | None = None) -> str:
+    """The report in ``fmt`` (text, markdown or github; JSON: ``report_json``); ``now``:
+    the run's time, the markdown's valid-at (default: ``run_time()``)."""
+    if fmt == "markdown":
+        return markdown(report, valid_at=now)
     return RENDERERS[fmt](report)
 
 
@@ -55,13 +61,36 @@ def _mark(before, after) -> str:
     return "+" if before is None else "-" if after is None else "~"
 
 
-def _money(d: Decimal | None) -> str:
-    return "-" if d is None else f"{d:f}"
+def _places(*amounts: Decimal | None) -> int:
+    """The most decimal places among the amounts (their own exponents: 2 for 0.00 USD, 0 for JPY)."""
+    return max((-d.as_tuple().exponent for d in amounts if d is not None), default=0)
 
 
-def _moved(before, after, delta: Decimal, pct: Decimal | None) -> str:
+def _totals(report):
+    """(currency, before, after, places): the totals, with the places of the currency's amounts
+    (a sum of no amounts is a bare 0)."""
+    for currency, (before, after) in report.totals().items():
+        places = _places(*(d for c in report.customers if c.currency == currency for d in (c.before, c.after)))
+        yield currency, before, after, places
+
+
+def _fixed(d: Decimal, places: int = 0) -> str:
+    """``d`` with at least ``places`` decimals: zeros added, never rounded (a zero delta is 0.00, not 0)."""
+    return f"{d:.{max(places, -d.as_tuple().exponent, 0)}f}"
+
+
+def _signed(d: Decimal, places: int = 0) -> str:
+    return ("+" if d > 0 else "") + _fixed(d, places)
+
+
+def _money(d: Decimal | None, places: int) -> str:
+    return "-" if d is None else _fixed(d, places)
+
+
+def _moved(before, after, delta: Decimal, pct: Decimal | None, places: int = 0) -> str:
     rel = "" if pct is None else f" ({_signed(pct)} %)"
-    return f"{_money(before)} -> {_money(after)}  {_signed(delta)}{rel}"
+    places = max(places, _places(before, after, delta))
+    return f"{_money(before, places)} -> {_money(after, places)}  {_signed(delta, places)}{rel}"
 
 
 def report_text(report) -> str:
@@ -69,8 +98,8 @@ def report_text(report) -> str:
     their changed lines (+ added, - removed, ~ changed), the catalog changes,
     the finalized invoices that need credit notes, what was not invoiced."""
     out = [f"gpubill diff: {report.base} -> {report.head} · {', '.join(report.periods)}", ""]
-    for currency, (before, after) in report.totals().items():
-        out.append(f"total {currency}: {_moved(before, after, after - before, percent_change(before, after))}")
+    for currency, before, after, places in _totals(report):
+        out.append(f"total {currency}: {_moved(before, after, after - before, percent_change(before, after), places)}")
     changed = [c for c in report.customers if c.delta or c.lines]
     out.append(f"{len(changed)} of {len(report.customers)} invoices changed")
     for c in changed:
@@ -82,7 +111,7 @@ def report_text(report) -> str:
                                 f"{' at ' + ', '.join(ch.clauses) if any(ch.clauses) else ''}"
                                 f"; reaches {', '.join(ch.customers) or 'no contract'}" for ch in report.changes])
     out += _section("finalized invoices that would change (they need credit notes, never edits)",
-                    [f"{number} {customer}: total stored {stored:f}, at head {head:f}"
+                    [f"{number} {customer}: total stored {_fixed(stored)}, at head {_fixed(head)}"
                      for number, customer, stored, head in report.finalized])
     out += _section("not invoiced", list(report.unrated))
     out += _section("notice-period violations", list(report.notices))
@@ -99,33 +128,40 @@ def _section(title: str, items: list[str]) -> list[str]:
 
 def report_json(report) -> dict:
     """One JSON document, decimals as strings (docs/ci.md)."""
-    def s(d):
-        return None if d is None else f"{d:f}"
-
     def moved(x) -> dict:
-        return {"before": s(x.before), "after": s(x.after), "delta": s(x.delta), "pct": s(x.pct)}
+        return _json_moved(x.before, x.after, x.delta, x.pct)
 
     return {
         "schema": JSON_SCHEMA, "base": report.base, "head": report.head, "periods": list(report.periods),
-        "totals": {cur: {"before": s(b), "after": s(a), "delta": s(a - b), "pct": s(percent_change(b, a))}
-                   for cur, (b, a) in report.totals().items()},
+        "totals": {cur: _json_moved(b, a, a - b, percent_change(b, a), places) for cur, b, a, places in _totals(report)},
         "customers": [{"customer": c.customer, "contract": c.contract, "currency": c.currency, "period": c.period,
                        **moved(c), "lines": [{"name": ln.name, **moved(ln), "clause_before": ln.clause_before,
                                               "clause_after": ln.clause_after} for ln in c.lines]}
                       for c in report.customers],
         "changes": [attrs.asdict(ch) for ch in report.changes],
-        "finalized": [{"number": n, "customer": cu, "stored": s(a), "head": s(b)} for n, cu, a, b in report.finalized],
+        "finalized": [{"number": n, "customer": cu, "stored": _json_amount(a), "head": _json_amount(b)} for n, cu, a, b in report.finalized],
         "unrated": list(report.unrated),
         "notices": list(report.notices),
     }
 
 
+def _json_moved(before, after, delta: Decimal, pct: Decimal | None, places: int = 0) -> dict:
+    places = max(places, _places(before, after, delta))
+    return {"before": _json_amount(before, places), "after": _json_amount(after, places),
+            "delta": _json_amount(delta, places), "pct": _json_amount(pct)}
+
+
+def _json_amount(d: Decimal | None, places: int = 0) -> str | None:
+    return None if d is None else _fixed(d, places)
+
+
 # ---- markdown --------------------------------------------------------------------------
 
-def markdown(report, limit: int = COMMENT_LIMIT) -> str:
-    """The sticky PR comment, at most ``limit`` characters."""
+def markdown(report, limit: int = COMMENT_LIMIT, valid_at: dt.datetime | None = None) -> str:
+    """The sticky PR comment, at most ``limit`` characters; its marker carries ``valid_at``
+    (the run's time, default ``run_time()``) so that an older run never replaces a newer comment."""
     head = "\n\n".join(part for part in (
-        _md_title(report), _md_totals(report), _md_customers(report)) if part)
+        _md_title(report, valid_at or run_time()), _md_totals(report), _md_customers(report)) if part)
     tail = "\n\n".join(part for part in (
         _md_changes(report), _md_finalized(report), _md_list("Not invoiced", report.unrated),
         _md_list("Notice-period violations", report.notices)) if part)
@@ -139,17 +175,33 @@ def markdown(report, limit: int = COMMENT_LIMIT) -> str:
     return text
 
 
-def _md_title(report) -> str:
+def failure_markdown(message: str, valid_at: dt.datetime) -> str:
+    """The comment when the diff cannot run (a revision that does not check, a store without the
+    period): it replaces the last run's numbers, which no longer say what the pull request does."""
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", message)), default=0))
+    return f"{_marker(valid_at)}\n### gpubill diff could not run\n\n{fence}\n{message}\n{fence}\n"
+
+
+def _marker(valid_at: dt.datetime) -> str:
+    return f"{MARKER} valid-at={rfc3339(valid_at)} -->"
+
+
+def _md_title(report, valid_at: dt.datetime) -> str:
     periods = ", ".join(report.periods)
-    return f"{MARKER}\n### gpubill diff: {_code(report.base)} → {_code(report.head)}\n\n" \
+    return f"{_marker(valid_at)}\n### gpubill diff: {_code(report.base)} → {_code(report.head)}\n\n" \
         f"Invoices of {periods} re-rated on the same stored events."
+
+
+def rfc3339(when: dt.datetime) -> str:
+    """UTC, whole seconds, ``Z``: one fixed width, so two of them compare as strings (in the workflow)."""
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _md_totals(report) -> str:
     rows = ["| Currency | Before | After | Δ | Δ % |", "| --- | ---: | ---: | ---: | ---: |"]
-    for currency, (before, after) in report.totals().items():
-        rows.append(f"| {currency} | {_amount(before)} | {_amount(after)} | "
-                    f"{_signed(after - before)} | {_percent(percent_change(before, after))} |")
+    for currency, before, after, places in _totals(report):
+        rows.append(f"| {currency} | {_md_moved(before, after, after - before, places)} | "
+                    f"{_percent(percent_change(before, after))} |")
     return "\n".join(rows)
 
 
@@ -162,7 +214,7 @@ def _md_customers(report) -> str:
             "| Customer | Contract | Period | Currency | Before | After | Δ | Δ % |",
             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
     rows += [f"| {_cell(c.customer)} | {_cell(c.contract)} | {c.period} | {c.currency} | "
-             f"{_amount(c.before)} | {_amount(c.after)} | {_signed(c.delta)} | {_percent(c.pct)} |"
+             f"{_md_moved(c.before, c.after, c.delta)} | {_percent(c.pct)} |"
              for c in changed]
     return "\n".join(rows)
 
@@ -170,7 +222,7 @@ def _md_customers(report) -> str:
 def _md_lines_block(c) -> str:
     rows = [f"**{_cell(c.customer)}** ({_cell(c.contract)}, {c.period}, {c.currency})", "",
             "| Line | Before | After | Δ | Δ % | Clause |", "| --- | ---: | ---: | ---: | ---: | --- |"]
-    rows += [f"| {_cell(ln.name)} | {_amount(ln.before)} | {_amount(ln.after)} | {_signed(ln.delta)} | "
+    rows += [f"| {_cell(ln.name)} | {_md_moved(ln.before, ln.after, ln.delta)} | "
              f"{_percent(ln.pct)} | {_clause_cell(ln)} |" for ln in c.lines]
     return "\n".join(rows)
 
@@ -194,7 +246,7 @@ def _md_changes(report) -> str:
     if not report.changes:
         return ""
     rows = ["#### Changes", "", "| Kind | Name | What | Clauses | Reaches |", "| --- | --- | --- | --- | --- |"]
-    rows += [f"| {ch.kind} | {_cell(ch.name)} | {ch.what} | {_cell(', '.join(ch.clauses)) or ABSENT} | "
+    rows += [f"| {ch.kind} | {_cell(ch.name)} | {ch.what} | {', '.join(_code(c) for c in ch.clauses if c) or ABSENT} | "
              f"{_cell(', '.join(ch.customers)) or ABSENT} |" for ch in report.changes]
     return "\n".join(rows)
 
@@ -204,8 +256,7 @@ def _md_finalized(report) -> str:
         return ""
     rows = ["#### Finalized invoices that need credit notes", "",
             "| Invoice | Customer | Stored total | Head total | Δ |", "| --- | --- | ---: | ---: | ---: |"]
-    rows += [f"| {_cell(number)} | {_cell(customer)} | {_amount(stored)} | {_amount(head)} | "
-             f"{_signed(head - stored)} |" for number, customer, stored, head in report.finalized]
+    rows += [f"| {_cell(number)} | {_cell(customer)} | {_md_moved(stored, head, head - stored)} |" for number, customer, stored, head in report.finalized]
     return "\n".join(rows)
 
 
@@ -230,12 +281,10 @@ def _code(text: str) -> str:
     return "`" + " ".join(str(text).split()).replace("`", "'").replace("|", "\\|") + "`"
 
 
-def _amount(value: Decimal | None) -> str:
-    return ABSENT if value is None else f"{value:f}"
-
-
-def _signed(value: Decimal) -> str:
-    return f"+{value:f}" if value > 0 else f"{value:f}"
+def _md_moved(before, after, delta: Decimal, places: int = 0) -> str:
+    """The before | after | delta cells, with one number of decimals (at least ``places``)."""
+    places = max(places, _places(before, after, delta))
+    return " | ".join((*(ABSENT if d is None else _fixed(d, places) for d in (before, after)), _signed(delta, places)))
 
 
 def _percent(value: Decimal | None) -> str:

@@ -5,6 +5,10 @@
 tree is the default head (WORK_TREE).  Every failure is a ServiceError with
 one line: a revision that does not exist, a path that is not in a git
 repository, a revision without .bill files.
+
+The run's time (``run_time``) is the clock, or $SOURCE_DATE_EPOCH when set
+(reproducible reports: the work tree's changes are introduced then, and the
+PR comment's valid-at says so).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from gpubill.service.rating import ServiceError
 
 WORK_TREE = "work tree"
 EXIT_IO = 3
+SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"  # reproducible-builds.org: seconds since 1970-01-01 UTC
 
 
 @attrs.frozen
@@ -50,7 +55,17 @@ def git_root(path: str) -> Path:
 def work_tree(contracts: str) -> Revision:
     root = git_root(contracts)
     _require_bill_files(Path(contracts), WORK_TREE)
-    return Revision(WORK_TREE, str(Path(contracts).resolve()), str(root), dt.datetime.now(dt.timezone.utc).date())
+    return Revision(WORK_TREE, str(Path(contracts).resolve()), str(root), run_time().date())
+
+
+def run_time() -> dt.datetime:
+    """Now (UTC, whole seconds), or $SOURCE_DATE_EPOCH when it is set."""
+    epoch = os.environ.get(SOURCE_DATE_EPOCH)
+    if epoch is None:
+        return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    if not epoch.isdigit():
+        raise ServiceError(f"{SOURCE_DATE_EPOCH}={epoch!r} is not a number of seconds since 1970")
+    return dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc)
 
 
 def at_revision(rev: str, contracts: str, into: str) -> Revision:

@@ -2,7 +2,10 @@
 
 Each change is made in the work tree of a copy of the examples repository and
 compared with its HEAD; the text report is checked against
-tests/diff/golden/NAME.txt (GPUBILL_UPDATE_GOLDEN=1 regenerates them).
+tests/diff/golden/NAME.txt and the PR comment (--format markdown) against
+NAME.md (GPUBILL_UPDATE_GOLDEN=1 regenerates them).  The run's time is
+SOURCE_DATE_EPOCH (RUN_TIME): the work tree's changes are introduced then, and
+the comment's valid-at says so.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from gpubill.service.invoicing import invoice_period
 from gpubill.service.revisions import at_revision, temporary_dir, work_tree
 
 PERIOD = "2026-11"  # the demo store's month (conftest.py)
+RUN_TIME = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
 
 
 @pytest.fixture
-def diff(cli, store):
+def diff(cli, store, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(RUN_TIME.timestamp())))
+
     def run(repo, *more):
         return cli("diff", "--base", "HEAD", "--store", str(store), "--period", PERIOD, *more, cwd=repo)
     return run
@@ -29,12 +35,14 @@ def diff(cli, store):
 
 @pytest.fixture
 def report(diff, golden):
-    """report(repo, name): the text report of the work tree against HEAD, checked against golden/NAME.txt."""
+    """report(repo, name): the text report of the work tree against HEAD and its PR comment,
+    checked against golden/NAME.txt and golden/NAME.md."""
     def run(repo, name):
-        r = diff(repo)
-        assert r.returncode == 0, r.stderr
-        assert r.stderr == ""
-        golden(f"{name}.txt", r.stdout)
+        for fmt, suffix in (("markdown", "md"), ("text", "txt")):
+            r = diff(repo, "--format", fmt)
+            assert r.returncode == 0, r.stderr
+            assert r.stderr == ""
+            golden(f"{name}.{suffix}", r.stdout)
         return r.stdout
     return run
 
@@ -112,6 +120,9 @@ def test_syntax_error_at_head(repo, diff, golden):
     r = diff(repo)
     assert r.returncode == 1 and r.stdout == ""
     golden("syntax_error.txt", r.stderr)
+    comment = diff(repo, "--format", "markdown")   # replaces the last run's numbers in the PR
+    assert comment.returncode == 1 and comment.stderr == r.stderr
+    golden("syntax_error.md", comment.stdout)
 
 
 def test_bad_revision(repo, cli, store):
@@ -162,15 +173,17 @@ plan on_demand version 3 effective 2026-12-10 {
 '''
 
 
-def test_notice_period_violation_between_two_revisions(repo, cli, store, commit, golden):
-    """--head REV: the violation is judged from the head commit's date, not today."""
+def test_notice_period_violation_between_two_revisions(repo, diff, commit, golden):
+    """--head REV: the violation is judged from the head commit's date, not the run's."""
     with (repo / "plans/on_demand.bill").open("a") as f:
         f.write(NOTICE_VERSION)
     commit(repo, "raise H100 on-demand in ten days", when="2026-11-30T12:00:00Z")
-    r = cli("diff", "--base", "HEAD~1", "--head", "HEAD", "--store", str(store), "--period", PERIOD, cwd=repo)
+    r = diff(repo, "--base", "HEAD~1", "--head", "HEAD")
     assert r.returncode == 0, r.stderr
     golden("notice_violation.txt", r.stdout)
     assert "introduced 2026-11-30" in r.stdout and "+ version on_demand@3 added" in r.stdout
+    comment = diff(repo, "--base", "HEAD~1", "--head", "HEAD", "--format", "markdown")
+    golden("notice_violation.md", comment.stdout)
 
 
 def test_finalized_invoice_needs_a_credit_note(repo, cli, store, tmp_path):
@@ -240,3 +253,10 @@ def test_a_gate_exceeded_exits_4_naming_the_customer(repo, diff):
         "(9634.66 -> 9716.51 USD) exceeds --max-customer-increase 0.5 %"]
     (repo / "gpubill-diff.toml").write_text('[gates]\nmax_customer_increase = "1%"\n')
     assert diff(repo).returncode == 0
+
+
+def test_a_malformed_source_date_epoch_is_one_line(repo, diff, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    r = diff(repo, "--format", "markdown")
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr.splitlines() == ["gpubill: error: SOURCE_DATE_EPOCH='yesterday' is not a number of seconds since 1970"]

@@ -1,5 +1,7 @@
 """`gpubill diff --format markdown|github`: the sticky PR comment and the annotations."""
 
+import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -8,9 +10,10 @@ from pathlib import Path
 
 from gpubill.service.diff import Change, CustomerDelta, DiffReport, LineDelta
 from gpubill.service.diff_render import (
-    ANNOTATIONS_PER_TYPE, COMMENT_LIMIT, MARKER, markdown, render, write_step_summary)
+    ANNOTATIONS_PER_TYPE, COMMENT_LIMIT, MARKER, markdown, render, report_json, write_step_summary)
 
 EXAMPLE = Path(__file__).parents[2] / "docs" / "ci-example-comment.md"
+RUN_EPOCH = "1796126400"   # 2026-12-01T12:00:00Z: the example's valid-at, and the day its change is introduced
 
 
 def _line(name, before, after, clause="contracts/plans/gpu.bill:14:5"):
@@ -44,7 +47,7 @@ def test_the_example_comment_is_the_documented_one(repo, store):
     command = [sys.executable, "-m", "gpubill", "diff", "--base", "HEAD", "--store", str(store),
                "--period", "2026-11", "--format", "markdown"]
     done = subprocess.run(command, cwd=repo, capture_output=True, text=True,
-                          env={**os.environ, "GITHUB_STEP_SUMMARY": ""})
+                          env={**os.environ, "GITHUB_STEP_SUMMARY": "", "SOURCE_DATE_EPOCH": RUN_EPOCH})
     assert done.returncode == 0, done.stderr
     if os.environ.get("GPUBILL_UPDATE_GOLDEN") == "1":
         EXAMPLE.write_text(done.stdout, encoding="utf-8")
@@ -54,7 +57,7 @@ def test_the_example_comment_is_the_documented_one(repo, store):
 
 def test_the_comment_has_the_marker_totals_customers_and_details():
     text = markdown(example_report())
-    assert text.startswith(MARKER + "\n")
+    assert text.startswith(MARKER + " valid-at=")
     assert "| USD | 1500.00 | 1698.00 | +198.00 | +13.20 % |" in text
     assert "| EUR | 80.00 | 80.00 | 0.00 | 0.00 % |" in text
     assert "#### Customers (2 changed, 1 unchanged)" in text
@@ -146,3 +149,32 @@ def test_a_name_cannot_break_the_comments_html():
     assert text.count("</details>") == 1
     assert "| Acme &lt;/details> &lt;b> |" in text
     assert "| `a'b.bill:1:1` |" in text
+
+
+def test_the_marker_carries_the_runs_time_as_valid_at():
+    text = markdown(example_report(), valid_at=dt.datetime(2026, 12, 1, 13, 0, 5, tzinfo=dt.timezone(dt.timedelta(hours=1))))
+    assert text.splitlines()[0] == "<!-- gpubill-diff valid-at=2026-12-01T12:00:05Z -->"
+
+
+def _new_empty_invoice():
+    """A contract added at head whose invoice is 0.00: its delta has the amounts' two places."""
+    line = _line("gpu", None, D("0.00"))
+    return DiffReport("main", "HEAD", ("2026-11",), (
+        CustomerDelta("c", "c", "USD", "2026-11", None, D("0.00"), (line,)),), (), (), ())
+
+
+def test_a_zero_delta_keeps_the_amounts_places():
+    report = _new_empty_invoice()
+    assert "USD: - -> 0.00  0.00\n    + gpu: - -> 0.00  0.00  " in render(report, "text")
+    assert "| USD | 0.00 | 0.00 | 0.00 | — |" in markdown(report)          # the total before is a sum of nothing
+    assert "| c | c | 2026-11 | USD | — | 0.00 | 0.00 | — |" in markdown(report)
+    doc = report_json(report)
+    assert doc["totals"]["USD"] == {"before": "0.00", "after": "0.00", "delta": "0.00", "pct": None}
+    assert [(c["delta"], c["lines"][0]["delta"]) for c in doc["customers"]] == [("0.00", "0.00")]
+    json.dumps(doc)
+
+
+def test_a_yen_amount_keeps_no_places():
+    report = DiffReport("main", "HEAD", ("2026-11",), (
+        CustomerDelta("c", "c", "JPY", "2026-11", D("100"), D("100"), ()),), (), (), ())
+    assert "total JPY: 100 -> 100  0 (0.00 %)" in render(report, "text")
