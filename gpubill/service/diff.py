@@ -23,10 +23,10 @@ from gpubill.engine.calendar.period import parse_period_arg
 from gpubill.store.roles import Actor
 from gpubill.engine.pricing.money import round_amount
 from gpubill.engine.spec.program import MoneyRounding
-from gpubill.service.invoicing import invoice_period, period_days
+from gpubill.service.invoicing import invoice_catalog, period_days
 from gpubill.service.lifecycle import list_invoices
 from gpubill.service.notice import notice_violations
-from gpubill.service.rating import ServiceError, load_catalog
+from gpubill.service.rating import ServiceError, billed_subscriptions, load_catalog, read_window
 from gpubill.service.revisions import Revision
 
 # Percentages are shown to two places; computed in a local context (never
@@ -124,34 +124,76 @@ DIFF_ACTOR = Actor("diff", "viewer")
 
 
 class ReadOnce:
-    """The store, with every read_columns answer kept by its arguments: the
-    two revisions invoice the same events, read once when their windows agree."""
+    """The store for both revisions of a diff, its events read once: every
+    read_columns answer is kept; the first read from the store also covers
+    the window ``cover`` names (the second revision's); once ``second`` is
+    set, a read whose window lies inside a kept one is served from it (the
+    fast engine takes only its subscriptions' rows in its window, like
+    invoicing.Read)."""
 
     def __init__(self, store):
         self._store = store
-        self._reads: dict = {}
+        self._reads: list[tuple[dict, object]] = []
+        self._cover: dict | None = None
+        self.second = False
+
+    def cover(self, window: dict) -> None:
+        """The next read from the store also reads ``window``."""
+        self._cover = window
 
     def read_columns(self, **window):
-        key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in window.items()))
-        if key not in self._reads:
-            self._reads[key] = self._store.read_columns(**window)
-        return self._reads[key]
+        for kept, columns in self._reads:
+            if kept == window or (self.second and _holds(kept, window)):
+                return columns
+        if self._cover is not None:
+            window, self._cover = _union(window, self._cover), None
+        columns = self._store.read_columns(**window)
+        self._reads.append((window, columns))
+        return columns
 
     def __getattr__(self, name):
         return getattr(self._store, name)
 
 
+def _holds(kept: dict, window: dict) -> bool:
+    """Whether a read of ``kept`` (rating.read_window's keys) holds every event a read of ``window`` would."""
+    def inside(part, whole) -> bool:
+        return whole is None or (part is not None and set(part) <= set(whole))
+
+    lo, hi = window["time_from_ms"], window["time_to_ms"]
+    return (inside(window["codes"], kept["codes"]) and inside(window["subscriptions"], kept["subscriptions"])
+            and (kept["time_from_ms"] is None or (lo is not None and lo >= kept["time_from_ms"]))
+            and (kept["time_to_ms"] is None or (hi is not None and hi <= kept["time_to_ms"])))
+
+
+def _union(a: dict, b: dict) -> dict:
+    """One window holding both."""
+    def merged(x, y):
+        return None if x is None or y is None else sorted(set(x) | set(y))
+
+    def bound(x, y, pick):
+        return None if x is None or y is None else pick(x, y)
+
+    return {"codes": merged(a["codes"], b["codes"]), "subscriptions": merged(a["subscriptions"], b["subscriptions"]),
+            "time_from_ms": bound(a["time_from_ms"], b["time_from_ms"], min),
+            "time_to_ms": bound(a["time_to_ms"], b["time_to_ms"], max)}
+
+
 def diff_revisions(store, base: Revision, head: Revision, periods: Sequence[str] = ()) -> DiffReport:
-    """Invoice the store's events of each period with both revisions' contracts and compare."""
+    """Invoice the store's events of each period with both revisions'
+    contracts and compare.  The events are read once (ReadOnce); a contract
+    whose invoicing inputs are the same in both revisions is invoiced once,
+    its invoices standing for both sides: only the contracts a change
+    reaches (``reached_contracts``) are invoiced at head."""
     before, after = _catalog(base), _catalog(head)
     periods = tuple(periods) or (latest_complete_month(store),)
     for p in periods:
         _require_events(store, p)
+    reached = reached_contracts(before, after)
     events = ReadOnce(store)
     customers, unrated, head_invoices = [], [], []
     for p in periods:
-        b = invoice_period(events, [base.contracts], p)
-        h = invoice_period(events, [head.contracts], p)
+        b, h = _both_sides(events, before, after, reached, p)
         customers += _customers(p, b.invoices, h.invoices, base, head)
         unrated += [f"{base.name}: {base.relative(u)}" for u in b.unrated]
         unrated += [f"{head.name}: {head.relative(u)}" for u in h.unrated]
@@ -161,6 +203,71 @@ def diff_revisions(store, base: Revision, head: Revision, periods: Sequence[str]
     return DiffReport(base.name, head.name, periods, tuple(customers),
                       catalog_changes(before, after, base, head),
                       finalized_changed(store, head_invoices), tuple(unrated), notices)
+
+
+def _both_sides(events: ReadOnce, before: Catalog, after: Catalog, reached: set[str], period: str):
+    """The period's invoice reports with each catalog: the base's in full;
+    the head's of the contracts a change reaches and of those the base could
+    not invoice, the base's invoices standing for every other contract."""
+    billed = billed_subscriptions(_part(after, reached), period, handover=True)
+    if billed:
+        events.cover(read_window(billed))
+    events.second = False
+    b = invoice_catalog(events, before, period)
+    events.second = True
+    again = reached | set(b.left_out)
+    h = invoice_catalog(events, _part(after, again), period)
+    kept = tuple(i for i in b.invoices if i.billing.contract.name.name not in again)
+    return b, attrs.evolve(h, invoices=kept + h.invoices)
+
+
+def _part(catalog: Catalog, names: set[str]) -> Catalog:
+    """The catalog with only the named contracts."""
+    return attrs.evolve(catalog, contracts={n: c for n, c in catalog.contracts.items() if n in names})
+
+
+def reached_contracts(before: Catalog, after: Catalog) -> set[str]:
+    """The contracts whose invoicing inputs differ between the two catalogs
+    in canonical form (the contract, every version of its plan, the metrics
+    their charges use, its entity; or that one side lacks), and those that
+    bill a subscription one of them bills (they are rated together)."""
+    canonical = _canonical_once()
+    reached = {n for n in before.contracts.keys() | after.contracts.keys()
+               if _inputs(before, n, canonical) != _inputs(after, n, canonical)}
+    subscriptions = {c.subscription.value for n in reached for c in _contracts(n, before, after)
+                     if c.subscription is not None}
+    return reached | {n for n in before.contracts.keys() | after.contracts.keys()
+                      for c in _contracts(n, before, after)
+                      if c.subscription is not None and c.subscription.value in subscriptions}
+
+
+def _contracts(name: str, *catalogs: Catalog) -> list[ast.Contract]:
+    return [cat.contracts[name] for cat in catalogs if name in cat.contracts]
+
+
+def _inputs(catalog: Catalog, name: str, canonical) -> tuple | None:
+    """What invoicing contract ``name`` reads from the catalog, in canonical form; None when it has no such contract."""
+    c = catalog.contracts.get(name)
+    if c is None:
+        return None
+    versions = catalog.plans.get(c.plan.name.name, ()) if c.plan is not None else ()
+    metrics = sorted({ch.metric.name for p in versions for ch in p.charges})
+    entity = catalog.entities.get(c.entity.name) if c.entity is not None else None
+    return (canonical(c), tuple(map(canonical, versions)),
+            tuple((m, canonical(catalog.metrics.get(m))) for m in metrics), canonical(entity))
+
+
+def _canonical_once():
+    """_canonical, each block formatted once (the plans, metrics and entities many contracts share)."""
+    memo: dict[int, str] = {}
+
+    def canonical(block) -> str | None:
+        if block is None:
+            return None
+        if id(block) not in memo:
+            memo[id(block)] = _canonical(block)
+        return memo[id(block)]
+    return canonical
 
 
 def _catalog(rev: Revision) -> Catalog:
@@ -191,7 +298,10 @@ def _require_events(store, period: str) -> None:
     first, last = period_days(kind, (value, value) if kind == "date" else value)
     lo = int(dt.datetime.combine(first, dt.time(), dt.timezone.utc).timestamp() * 1000)
     hi = int(dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.timezone.utc).timestamp() * 1000)
-    if not store.count_events(time_from_ms=lo, time_to_ms=hi):
+    # one event is enough (counting a month of them reads its whole index range)
+    found = store._read().execute("SELECT 1 FROM events WHERE timestamp_ms >= ? AND timestamp_ms <= ? LIMIT 1",
+                                  (lo, hi)).fetchone()
+    if found is None:
         raise ServiceError(f"the store holds no events in {period}: nothing to compare", code=1)
 
 

@@ -49,6 +49,7 @@ class InvoiceReport:
     catalog: Catalog
     sources: dict
     no_period_ends: tuple[str, ...] = ()  # active contracts none of whose billing periods ends in the period
+    left_out: tuple[str, ...] = ()  # the contracts ``unrated`` names, in its order
 
 
 @attrs.frozen
@@ -73,6 +74,14 @@ def invoice_period(store, contract_paths: Sequence[str], period_text: str, custo
     five, a quarterly plan's only in the quarter's last month, a
     termination's); a date invoices the billing period that contains it."""
     catalog, sources = load_catalog(contract_paths)
+    return invoice_catalog(store, catalog, period_text, customer, engine, progressive, carried, sources)
+
+
+def invoice_catalog(store, catalog: Catalog, period_text: str, customer: str | None = None,
+                    engine: str = "fast", progressive: bool = False, carried: Carried = NOTHING_CARRIED,
+                    sources: dict | None = None) -> InvoiceReport:
+    """``invoice_period`` with the contracts already loaded (``gpubill diff``
+    invoices a part of a catalog: the contracts a change reaches)."""
     billed = billed_subscriptions(catalog, period_text, customer, handover=True)
     kind, value = parse_period_arg(period_text)
     targets = [periods_to_invoice(catalog, b, kind, value) for b in billed]
@@ -82,7 +91,8 @@ def invoice_period(store, contract_paths: Sequence[str], period_text: str, custo
     for b in (b for ts in targets for b in ts if id(b) in by_period):
         invoices.extend(by_period[id(b)] if progressive else by_period[id(b)][-1:])
     idle = tuple(b.contract.name.name for b, ts in zip(billed, targets) if not ts)
-    return InvoiceReport(tuple(invoices), tuple(unrated), catalog, sources, idle)
+    left_out = tuple(ch[-1].contract.name.name for ch in chains if id(ch[-1]) not in by_period)
+    return InvoiceReport(tuple(invoices), tuple(unrated), catalog, sources or {}, idle, left_out)
 
 
 def invoice_chains(store, catalog: Catalog, chains: list[list[Billed]], engine: str,
