@@ -144,6 +144,40 @@ def test_a_version_already_in_the_base_is_not_flagged_again():
     assert violations(head, base=head) == []
 
 
+# ---------------------------------------------------------------- a price raised in place
+
+
+UNVERSIONED = BASE.replace("plan list version 1 effective 2026-01-01 {", "plan list {").replace(
+    "  plan list version 1\n", "  plan list\n")
+
+
+def test_a_price_raised_inside_a_version_in_effect_is_a_retroactive_rise():
+    head = BASE.replace("charge gpu_hours 3.00 per hour", "charge gpu_hours 3.20 per hour")
+    (v,) = violations(head)
+    line = head.splitlines().index("  charge gpu_hours 3.20 per hour {") + 1
+    assert v == (f"plans.bill:{line}:3: plan list version 1 raises the price of gpu_hours in place, a retroactive "
+                 "rise: it is in effect already, introduced 2026-12-03 (keep this price and add a new version with "
+                 "the new one, effective 2027-01-02 or later)")
+
+
+def test_a_price_raised_inside_a_version_not_yet_in_effect_is_judged_by_its_date():
+    base = version2("2026-12-20", CUT)
+    (v,) = violations(base.replace("2.50 per hour", "2.90 per hour"), base=base)
+    assert "version 2 raises the price of gpu_hours in place, a retroactive rise: it takes effect 2026-12-20" in v
+    later = version2("2027-01-02", CUT)
+    assert violations(later.replace("2.50 per hour", "2.90 per hour"), base=later) == []
+
+
+def test_a_price_raised_in_an_unversioned_plan_is_a_retroactive_rise():
+    (v,) = violations(UNVERSIONED.replace('"H100-SXM" 4.00', '"H100-SXM" 4.10'), base=UNVERSIONED)
+    assert v.split(": ", 1)[1].startswith("plan list raises the price of gpu_hours in place, a retroactive rise")
+
+
+def test_a_cut_or_a_spot_price_changed_in_place_is_no_rise():
+    assert violations(BASE.replace("3.00 per hour", "2.80 per hour")) == []
+    assert violations(BASE.replace("1.00 per hour", "9.00 per hour")) == []
+
+
 def test_a_notice_that_is_not_whole_days_is_an_error():
     _, diags = check_sources({"plans.bill": version2("2027-06-01", RAISE, "\n  notice 5 GPU")})
     assert [d.rule for d in diags if d.is_error] == ["unit-mismatch"]
@@ -222,3 +256,21 @@ def test_diff_reports_no_change_for_a_committed_contract(store, tmp_path):
     assert moved["committed"] == moved["pinned"] == ("30.00", "30.00")
     (notice,) = report["notices"]
     assert "30 days' notice" in notice  # the committed contract's 90 days are not owed
+
+
+def test_diff_flags_a_price_raised_in_place_at_its_clause(store, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "plans.bill").write_text(BASE)
+    git("init", "-q", "-b", "main", cwd=repo)
+    git("add", ".", cwd=repo)
+    git("commit", "-q", "-m", "base", cwd=repo)
+    (repo / "plans.bill").write_text(BASE.replace("charge gpu_hours 3.00 per hour", "charge gpu_hours 3.20 per hour"))
+    git("commit", "-q", "-am", "raise in place", cwd=repo, when="2026-05-02T12:00:00Z")
+    p = subprocess.run([sys.executable, "-m", "gpubill", "diff", "--base", "HEAD~1", "--head", "HEAD",
+                        "--store", str(store), "--period", "2026-04"], cwd=repo, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    line = BASE.splitlines().index("  charge gpu_hours 3.00 per hour {") + 1
+    assert (f"plans.bill:{line}:3: plan list version 1 raises the price of gpu_hours in place, a retroactive rise: "
+            "it is in effect already, introduced 2026-05-02 (keep this price and add a new version with the new "
+            "one, effective 2026-06-01 or later)") in p.stdout

@@ -11,6 +11,12 @@ introduced: 30 days unless the plan, or a contract it reaches, says
 contracts that pin no version and are under no commitment: a contract under a
 commitment keeps the version in effect on its start day (under_commitment).
 
+A price raised in place, inside a version the base has with the same id and
+`effective` date (or inside an unversioned plan), is a retroactive rise when
+that version is in effect, or takes effect, before its notice period ends: it
+is flagged at the charge's clause with the earliest day a new version with
+that price may take effect.
+
 `gpubill diff` measures the notice from the head commit's date
 (gpubill.service.notice); `gpubill check` checks the clause's unit.
 """
@@ -42,23 +48,35 @@ class Violation:
     """A price rise that takes effect sooner than its notice period allows."""
 
     plan: ast.Plan
-    raised: tuple[str, ...]  # the charges whose price rises
+    raised: tuple[ast.Charge, ...]  # the charges whose price rises
     notice_days: int
     introduced: dt.date
     earliest: dt.date  # the first day it may take effect
+    in_place: bool = False  # raised inside a version that already existed
 
     @property
     def span(self) -> ast.Span | None:
-        return self.plan.version.effective_from.span  # a compared version has an `effective` date
+        if self.in_place:
+            return self.raised[0].span
+        return self.plan.version.effective_from.span  # a compared new version has an `effective` date
 
     def message(self) -> str:
+        charges = ", ".join(_charge_key(c) for c in self.raised)
+        if self.in_place:
+            since = _from(self.plan)
+            effect = ("it is in effect already" if since is None or since <= self.introduced
+                      else f"it takes effect {since.isoformat()}")
+            return (f"{_version_name(self.plan)} raises the price of {charges} in place, a retroactive rise: "
+                    f"{effect}, introduced {self.introduced.isoformat()}")
         return (
-            f"plan {self.plan.name.name} version {self.plan.version.id} raises the price of "
-            f"{', '.join(self.raised)} with less than {self.notice_days} days' notice: it takes effect "
-            f"{_from(self.plan).isoformat()}, introduced {self.introduced.isoformat()}"
+            f"{_version_name(self.plan)} raises the price of {charges} with less than {self.notice_days} days' "
+            f"notice: it takes effect {_from(self.plan).isoformat()}, introduced {self.introduced.isoformat()}"
         )
 
     def hint(self) -> str:
+        if self.in_place:
+            return (f"keep this price and add a new version with the new one, effective "
+                    f"{self.earliest.isoformat()} or later")
         return f"take effect on {self.earliest.isoformat()} or later"
 
 
@@ -81,27 +99,42 @@ def check_notice_period(cat: Catalog, today: dt.date) -> Iterator[Diagnostic]:
 
 
 def violations(cat: Catalog, introduced: dt.date, base: Catalog) -> Iterator[Violation]:
-    """Price rises of `cat`, new or changed since `base`, introduced on `introduced`, that take effect too soon."""
+    """Price rises of `cat`, new or changed since `base`, introduced on `introduced`, that take effect too soon:
+    a new version (or one whose `effective` date moved) against the version before it, a version the base
+    has on the same day against itself there."""
     for name, versions in cat.plans.items():
+        before = {_version_id(p): p for p in base.plans.get(name, ())}
         ordered = sorted((p for p in versions if _from(p) is not None), key=_from)
-        for prev, p in zip(ordered, ordered[1:]):
-            if p in base.plans.get(name, ()):
-                continue
-            raised = raised_charges(prev, p)
-            days = _required_days(cat, p)
-            earliest = introduced + dt.timedelta(days=days)
-            if raised and _from(p) < earliest:
-                yield Violation(p, raised, days, introduced, earliest)
+        previous = dict(zip(map(id, ordered[1:]), ordered))
+        for p in versions:
+            old = before.get(_version_id(p))
+            if old is not None and _from(old) == _from(p):
+                if old != p:
+                    yield from _too_soon(old, p, _required_days(cat, p, _billed_by(p)), introduced, in_place=True)
+            elif id(p) in previous:
+                yield from _too_soon(previous[id(p)], p, _required_days(cat, p, _follows_versions), introduced)
 
 
-def raised_charges(prev: ast.Plan, p: ast.Plan) -> tuple[str, ...]:
+def _too_soon(prev: ast.Plan, p: ast.Plan, days: int, introduced: dt.date, in_place: bool = False):
+    raised = raised_charges(prev, p)
+    earliest = introduced + dt.timedelta(days=days)
+    since = _from(p)
+    if raised and (since is None or since < earliest):
+        yield Violation(p, raised, days, introduced, earliest, in_place)
+
+
+def _version_id(p: ast.Plan) -> str | None:
+    return p.version.id if p.version is not None else None
+
+
+def raised_charges(prev: ast.Plan, p: ast.Plan) -> tuple[ast.Charge, ...]:
     """The charges of `p` with an on-demand price higher than in `prev`."""
     before = {_charge_key(c): _prices(c) for c in prev.charges}
     out = []
     for c in p.charges:
         old = before.get(_charge_key(c))
         if old is not None and any(k in old and v > old[k] for k, v in _prices(c).items()):
-            out.append(_charge_key(c))
+            out.append(c)
     return tuple(out)
 
 
@@ -114,12 +147,13 @@ def notice_days(q: ast.Quantity) -> int | None:
     return int(days) if days == days.to_integral_value() and days >= 0 else None
 
 
-def _required_days(cat: Catalog, p: ast.Plan) -> int:
-    """The longest notice owed: the plan's (else 30 days), or that of a contract the new version reaches."""
+def _required_days(cat: Catalog, p: ast.Plan, reached) -> int:
+    """The longest notice owed: the plan's (else 30 days), or that of a contract on its plan that
+    `reached(contract)` says the change reaches."""
     own = _days(p.notice)
     days = own if own is not None else DEFAULT_NOTICE_DAYS
     for c in cat.contracts.values():
-        if c.plan is not None and c.plan.name.name == p.name.name and _follows_versions(c):
+        if c.plan is not None and c.plan.name.name == p.name.name and reached(c):
             days = max(days, _days(c.notice) or 0)
     return days
 
@@ -127,6 +161,15 @@ def _required_days(cat: Catalog, p: ast.Plan) -> int:
 def _follows_versions(c: ast.Contract) -> bool:
     """A new version reaches a contract that pins none and is under no commitment."""
     return c.plan.version is None and not under_commitment(c)
+
+
+def _billed_by(p: ast.Plan):
+    """A change inside version `p` reaches every contract on its plan that pins no other version."""
+    return lambda c: c.plan.version in (None, _version_id(p))
+
+
+def _version_name(p: ast.Plan) -> str:
+    return f"plan {p.name.name}" + (f" version {p.version.id}" if p.version is not None else "")
 
 
 def _days(q: ast.Quantity | None) -> int | None:
