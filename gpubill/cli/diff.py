@@ -2,11 +2,14 @@
 
     gpubill diff --base REV [--head REV] [--contracts DIR] --store DB [--period P ...]
                  [--format text|json|markdown|github] [--max-increase PCT ...] [--detailed-exitcode]
+                 [--map FILE]
 
 The contracts directory at REV (read with git, the work tree untouched)
 against the work tree (or --head REV), both invoicing the same events of each
 period (gpubill.service.diff).  Exit 4 when a gate is exceeded; with
---detailed-exitcode, 2 when anything changed.
+--detailed-exitcode, 2 when anything changed.  With --map (a `gpubill sample
+--map-out` file) the store is a sample: both revisions' contracts are copied
+and point at the pseudonyms (gpubill.service.sample).
 """
 
 from __future__ import annotations
@@ -39,25 +42,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument("--" + name.replace("_", "-"), dest=name, metavar=unit,
                        help="exit 4 when exceeded (also settable in gpubill-diff.toml)")
     p.add_argument("--detailed-exitcode", action="store_true", help="exit 0 when nothing changed, 2 when something did")
+    p.add_argument("--map", metavar="FILE",
+                   help="the store is a `gpubill sample`: its --map-out file points the contracts at the pseudonyms")
 
 
 def run(args: argparse.Namespace) -> int:
     from gpubill.service import diff_gates, diff_render
-    from gpubill.service.diff import diff_revisions
     from gpubill.service.rating import ServiceError
     from gpubill.service.revisions import at_revision, run_time, temporary_dir, work_tree
+    from gpubill.service.sample import SampleError, read_mapping
 
     try:
         gates = diff_gates.gates_from(vars(args), args.contracts)
         now = run_time()
-    except (diff_gates.GateError, ServiceError) as e:
+        mapping = None if args.map is None else read_mapping(args.map)
+    except (diff_gates.GateError, ServiceError, SampleError) as e:
         raise CliError(str(e), EXIT_INVALID) from None
     store = open_store(args, readonly=True)
     try:
         with temporary_dir() as base_dir, temporary_dir() as head_dir:
             base = at_revision(args.base, args.contracts, base_dir)
             head = work_tree(args.contracts) if args.head is None else at_revision(args.head, args.contracts, head_dir)
-            report = diff_revisions(store, base, head, args.period or ())
+            report = _backtest(store, base, head, args.period or (), mapping, head_dir)
     except ServiceError as e:
         if args.format == "markdown":   # the sticky comment says so instead of keeping the last run's numbers
             _write_markdown(diff_render.failure_markdown(str(e), now))
@@ -71,6 +77,20 @@ def run(args: argparse.Namespace) -> int:
     if exceeded:
         return EXIT_POLICY
     return EXIT_CHANGED if args.detailed_exitcode and diff_gates.changed(report) else 0
+
+
+def _backtest(store, base, head, periods, mapping: dict[str, str] | None, head_dir: str):
+    """diff_revisions; with a sample's ``mapping``, on copies of the contracts that name its pseudonyms."""
+    from gpubill.service.diff import diff_revisions
+    from gpubill.service.revisions import WORK_TREE, copied
+    from gpubill.service.sample import pseudonymize_contracts, without_contracts
+
+    if mapping is None:
+        return diff_revisions(store, base, head, periods)
+    if head.name == WORK_TREE:
+        head = copied(head, head_dir)
+    left_out = pseudonymize_contracts(base.contracts, mapping) | pseudonymize_contracts(head.contracts, mapping)
+    return without_contracts(diff_revisions(store, base, head, periods), left_out)
 
 
 def _print(report, fmt: str, now) -> None:

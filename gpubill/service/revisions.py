@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -82,6 +83,17 @@ def at_revision(rev: str, contracts: str, into: str) -> Revision:
     stamp = _git(["log", "-1", "--format=%ct", rev], str(root), f"no revision {rev!r} in {root}")
     day = dt.datetime.fromtimestamp(int(stamp), dt.timezone.utc).date()
     return Revision(rev, str(where), into, day)
+
+
+def copied(rev: Revision, into: str) -> Revision:
+    """``rev`` with its .bill files copied under ``into`` (their paths from the root kept, so
+    clauses are named as before): a copy to rewrite, the work tree left untouched."""
+    inside = Path(rev.contracts).relative_to(rev.root)
+    for path in Path(rev.contracts).rglob("*.bill"):
+        target = Path(into) / inside / path.relative_to(rev.contracts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    return attrs.evolve(rev, contracts=str(Path(into) / inside), root=into)
 
 
 def temporary_dir() -> tempfile.TemporaryDirectory:

@@ -11,6 +11,10 @@ timestamps and properties are kept, so the sample invoices like the original.
 
 The contracts still name the real subscriptions: `Sample.mapping` gives real
 -> pseudonym for the sampled ones (`mapping_json`, written by `--map-out`).
+`gpubill diff --map FILE` reads it back (`read_mapping`), rewrites the
+revisions' copies of the contracts to the pseudonyms (`pseudonymize_contracts`)
+and leaves the contracts of unsampled subscriptions out of the report
+(`without_contracts`).
 
 A period selects events one day either side of it (UTC), so that every
 timezone's days of the period are in the sample.
@@ -22,7 +26,9 @@ import datetime as dt
 import hashlib
 import hmac
 import random
+import re
 from collections import defaultdict
+from pathlib import Path
 
 import attrs
 import orjson
@@ -33,6 +39,8 @@ from gpubill.service.events import Store
 #: one day either side of a period: its days in every timezone
 MARGIN = dt.timedelta(days=1)
 PSEUDONYM_HEX = 24  # 96 bits of the HMAC: no collisions among real ids
+_SUBSCRIPTION = re.compile(r'(\bsubscription\s+")([^"\\]*)(")')  # a contract's `subscription "ID"` clause
+_CONTRACT = re.compile(r"\bcontract\s+([A-Za-z_][A-Za-z0-9_]*)\s*\{")
 
 
 class SampleError(ValueError):
@@ -133,3 +141,45 @@ def _write(out: str, events: list[dict]) -> None:
 def mapping_json(mapping: dict[str, str]) -> bytes:
     """The real -> pseudonym mapping file (`--map-out`)."""
     return orjson.dumps({"subscriptions": mapping}, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+
+
+def read_mapping(path: str) -> dict[str, str]:
+    """The real -> pseudonym subscription ids of a `--map-out` file."""
+    try:
+        doc = orjson.loads(Path(path).read_bytes())
+    except OSError as e:
+        raise SampleError(f"--map {path}: {e.strerror}") from None
+    except orjson.JSONDecodeError:
+        raise SampleError(f"--map {path}: not JSON (a `gpubill sample --map-out` file)") from None
+    subs = doc.get("subscriptions") if isinstance(doc, dict) else None
+    if not (isinstance(subs, dict) and all(isinstance(v, str) for v in subs.values())):
+        raise SampleError(f'--map {path}: no "subscriptions" object of ids (a `gpubill sample --map-out` file)')
+    return subs
+
+
+def pseudonymize_contracts(directory: str, mapping: dict[str, str]) -> set[str]:
+    """Rewrite every `subscription "REAL"` of the .bill files under ``directory`` (a temporary
+    copy) to its pseudonym; the names of the contracts whose subscription the map lacks (the
+    sample holds none of their events)."""
+    left_out: set[str] = set()
+    for path in Path(directory).rglob("*.bill"):
+        text = path.read_text(encoding="utf-8")
+        contracts = [(m.start(), m.group(1)) for m in _CONTRACT.finditer(text)]
+
+        def swap(m: re.Match) -> str:
+            if m.group(2) in mapping:
+                return m.group(1) + mapping[m.group(2)] + m.group(3)
+            owners = [name for start, name in contracts if start < m.start()]
+            left_out.update(owners[-1:])  # the contract the clause is in
+            return m.group(0)
+        path.write_text(_SUBSCRIPTION.sub(swap, text), encoding="utf-8")
+    return left_out
+
+
+def without_contracts(report, left_out: set[str]):
+    """The DiffReport without the invoices of the ``left_out`` contracts, saying so in "not invoiced"."""
+    if not left_out:
+        return report
+    kept = tuple(c for c in report.customers if c.contract not in left_out)
+    note = f"not in the sample (their subscriptions are not in --map): {', '.join(sorted(left_out))}"
+    return attrs.evolve(report, customers=kept, unrated=(*report.unrated, note))

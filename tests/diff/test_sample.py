@@ -135,3 +135,45 @@ def test_a_full_sample_invoices_like_the_original(work):
     before = totals(work / "real.db", work / "contracts")
     assert before == {"cust_sub_a": "60.00", "cust_sub_b": "120.00", "cust_sub_c": "180.00"}
     assert totals(sample, work / "pseudo") == before
+
+
+def _customers(doc: dict) -> dict[str, tuple]:
+    return {c["contract"]: (c["before"], c["after"], c["delta"]) for c in doc["customers"]}
+
+
+def test_diff_on_a_sample_with_its_map_gives_the_full_stores_deltas(repo, store, tmp_path):
+    """Four of the demo's eight subscriptions (seed 4: sunbeam, meridian and two more), their
+    contracts pointed at the pseudonyms by --map; a price change and a commitment change."""
+    sample, mapping = tmp_path / "sample.db", tmp_path / "map.json"
+    ok("sample", "--store", str(store), "--out", str(sample), "--key-env", "SAMPLE_KEY", "--period", "2026-11",
+       "--customers", "4", "--seed", "4", "--map-out", str(mapping), env=KEY)
+    plan, meridian = repo / "plans/on_demand.bill", repo / "contracts/meridian_bank.bill"
+    plan.write_text(plan.read_text().replace('"H100-SXM"  3.49', '"H100-SXM"  3.69', 1))
+    meridian.write_text(meridian.read_text().replace("commit 40_000 USD", "commit 45_000 USD", 1))
+    work_tree = {p: p.read_text() for p in repo.rglob("*.bill")}
+
+    def diff(db, *more):
+        done = subprocess.run([sys.executable, "-m", "gpubill", "diff", "--base", "HEAD", "--store", str(db),
+                               "--period", "2026-11", "--format", "json", *more], cwd=repo, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    full, sampled = diff(store), diff(sample, "--map", str(mapping))
+    kept = {"sunbeam_robotics", "meridian_bank", "cirrus_exchange", "lumen_biotherapeutics"}
+    assert set(_customers(sampled)) == kept
+    assert _customers(sampled) == {k: v for k, v in _customers(full).items() if k in kept}
+    assert {k for k, (_, _, delta) in _customers(sampled).items() if delta != "0.00"} == {"sunbeam_robotics",
+                                                                                          "meridian_bank"}
+    assert sampled["unrated"] == ["not in the sample (their subscriptions are not in --map): helix_labs, "
+                                  "northbridge_university, pixelforge_studios, quill_ai"]
+    assert {p: p.read_text() for p in repo.rglob("*.bill")} == work_tree   # the work tree untouched
+
+
+def test_a_map_that_is_not_a_sample_map_is_one_line(repo, store, tmp_path):
+    bad = tmp_path / "map.json"
+    bad.write_text('{"customers": {}}')
+    done = subprocess.run([sys.executable, "-m", "gpubill", "diff", "--base", "HEAD", "--store", str(store),
+                           "--map", str(bad)], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f'gpubill: error: --map {bad}: no "subscriptions" object of ids '
+                                        "(a `gpubill sample --map-out` file)"]
