@@ -152,4 +152,4 @@ class QuarantineScreen(ReviewScreen):
             self.app.call_from_thread(self.notify, str(e), title=f"{verb} refused", severity="error")
             return
         self.app.call_from_thread(self.notify, done, title="quarantine")
-        self.app.call_from_thread(self.reload)
+        self.app.call_from_thread(self._read_rejected)  # late events and alerts do not move with the quarantine
