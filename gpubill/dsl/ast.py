@@ -569,6 +569,12 @@ def carries_across_invoices(contract: Contract, plan: Plan) -> bool:
     )
 
 
+def under_commitment(contract: Contract) -> bool:
+    """A contract with a minimum commitment or reserved capacity: it keeps the plan version in effect on
+    its start day for its whole term (a reservation is a capacity commitment)."""
+    return bool(contract.commits or contract.reserves)
+
+
 # ---------------------------------------------------------------- tests
 
 

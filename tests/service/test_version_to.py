@@ -104,3 +104,24 @@ def test_rate_refuses_a_contract_its_plan_stops_covering(tmp_path):
     assert (f"repo/catalog.bill:{CONTRACT_OPEN_LINE}:{CONTRACT_OPEN_PLAN_COL}: error[plan-not-effective]: plan \"list\" has no version in "
             "effect from 2026-07-01, but the contract runs with no end") in r.stderr
     assert "Traceback" not in r.stderr
+
+
+COMMITTED = CATALOG + """
+contract committed {
+  customer "committed" subscription "sub_committed" entity us plan list starts 2026-01-01
+  commit 100 USD per month, true-up each period
+}
+"""
+
+
+def test_a_committed_contract_keeps_its_start_day_version_past_its_to_date_and_check_agrees():
+    catalog, diags = check_sources({"catalog.bill": COMMITTED})
+    assert [d.rule for d in diags if d.span.line > len(CATALOG.splitlines())] == []  # none about `committed`
+    assert resolve_subscription(catalog, catalog.contracts["committed"], "2026-07").plan.version.id == "1"
+
+
+def test_a_committed_contract_starting_where_no_version_is_in_effect_is_still_refused():
+    gap = COMMITTED.replace("starts 2026-01-01\n  commit", "starts 2026-07-01\n  commit")
+    _, diags = check_sources({"catalog.bill": gap})
+    committed_line = gap.splitlines().index("contract committed {") + 2
+    assert ("plan-not-effective", committed_line) in [(d.rule, d.span.line) for d in diags]

@@ -30,17 +30,12 @@ from decimal import Decimal
 import attrs
 
 from gpubill.dsl import ast, units
+from gpubill.dsl.ast import under_commitment
 from gpubill.dsl.diagnostics import Diagnostic, error, warning
 from gpubill.dsl.resolve import Catalog
 
 DEFAULT_NOTICE_DAYS = 30
 DAY = units.lookup("day")
-
-
-def under_commitment(contract: ast.Contract) -> bool:
-    """A contract with a minimum commitment or reserved capacity: it keeps the plan version in effect on
-    its start day for its whole term (a reservation is a capacity commitment)."""
-    return bool(contract.commits or contract.reserves)
 
 
 @attrs.frozen

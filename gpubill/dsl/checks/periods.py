@@ -165,12 +165,18 @@ def _contract(cat: Catalog, c: ast.Contract) -> Iterator[Diagnostic]:
     if froms and all(f is not None for f in froms) and start < min(froms):
         first = min(versions, key=lambda p: ranges[id(p)][0])
         yield _not_effective(c, first, f"its first version takes effect on {first.version.effective_from.text}")
-    elif c.ends is None or end_instant(c.ends) is not None:
-        gap = _first_uncovered(ranges.values(), start, end_instant(c.ends))
+    elif ast.under_commitment(c) or c.ends is None or end_instant(c.ends) is not None:
+        gap = _first_uncovered(ranges.values(), start, _priced_until(c, start))
         if gap is not None:
             last = max((p for p in versions if ranges[id(p)][1] is not None and ranges[id(p)][1] <= gap),
                        key=lambda p: ranges[id(p)][1])
             yield _runs_past(c, last, gap)
+
+
+def _priced_until(c: ast.Contract, start: dt.datetime) -> dt.datetime | None:
+    """The end of the days a version must cover: the term's, or only the start day's instant for a contract
+    under a commitment, which keeps that day's version for its whole term (engine/spec/subscription.version_on)."""
+    return start + dt.timedelta(microseconds=1) if ast.under_commitment(c) else end_instant(c.ends)
 
 
 def _first_uncovered(ranges, start: dt.datetime, end: dt.datetime | None) -> dt.datetime | None:

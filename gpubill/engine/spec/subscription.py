@@ -38,7 +38,6 @@ from zoneinfo import ZoneInfo
 import attrs
 
 from gpubill.dsl import ast
-from gpubill.dsl.checks.notice import under_commitment
 from gpubill.dsl.resolve import Catalog
 from gpubill.engine.calendar.period import Period, parse_period_arg, resolve_period, start_of, to_ms
 from gpubill.engine.spec.compile import DEFAULT_CURRENCY, CompileError, when_ms
@@ -149,7 +148,7 @@ def version_on(catalog: Catalog, contract: ast.Contract, day: dt.date) -> ast.Pl
         if plan is None:
             raise CompileError(f'plan "{ref.name.name}" has no version {ref.version}')
         return plan
-    committed_on = _day(contract.starts) if under_commitment(contract) else None
+    committed_on = _day(contract.starts) if ast.under_commitment(contract) else None
     day = committed_on or day
     started = [v for v in versions if _starts_by(v, day)]
     if not started:
