@@ -1,9 +1,10 @@
 """`gpubill tui`: the reviewer terminal UI over a store and its contracts.
 
-    gpubill tui --store DB --contracts DIR [--as USER] [--period YYYY-MM]
+    gpubill tui --store DB --contracts DIR [--as USER] [--period YYYY-MM] [--diff FILE]
 
 Opens on the overview of the month under review (the last month a draft
 closes, else this month; --period names another). Keys: ? lists them all.
+--diff FILE: the Diff screen (key 5) opens a `gpubill diff --format json` result.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=".bill files or directories (repeatable)")
     add_actor_argument(p)
     p.add_argument("--period", metavar="YYYY-MM", help="the month to open on (default: the last month a draft closes)")
+    p.add_argument("--diff", metavar="FILE", help="a `gpubill diff --format json` result for the Diff screen (key 5)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,5 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(e), EXIT_IO) from None
     from gpubill.tui.app import ReviewApp
 
-    ReviewApp(session).run()
+    app = ReviewApp(session)
+    app.diff_path = args.diff
+    app.run()
     return 0

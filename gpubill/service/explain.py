@@ -261,14 +261,16 @@ def _selection(b, charge: ChargeSpec, fee: dict, charges_to_ms: int) -> EventSel
     return EventSelection(b.spec.external_id, charge.metric.event_code, lo, hi, charge, bucket, group, window)
 
 
-def explain_line(store, contracts, actor: Actor, row: InvoiceRow, index: int) -> LineExplanation:
-    """Fee ``index`` of the stored invoice ``row`` explained (rates its billing period again)."""
+def explain_line(store, contracts, actor: Actor, row: InvoiceRow, index: int, *,
+                 loaded: tuple | None = None) -> LineExplanation:
+    """Fee ``index`` of the stored invoice ``row`` explained (rates its billing period again).
+    ``loaded``: ``load_catalog(contracts)`` already done (a session keeps it), else loaded here."""
     store.require(actor, "read", "invoice.explain", "invoice", row.id)
     fees = row.doc["fees"]
     if not 0 <= index < len(fees):
         raise ExplainError(f"invoice {row.number or row.id} has {len(fees)} lines, not line {index + 1}")
     fee = fees[index]
-    catalog, sources = load_catalog(contracts)
+    catalog, sources = loaded or load_catalog(contracts)
     clause = clause_of(sources, fee.get("clause"))
     dims, charge_id = _dims(fee), fee["item"].get("charge")
     credits = tuple(f for f in fees if f["item"]["type"] == "credit" and f["item"].get("charge") == charge_id
