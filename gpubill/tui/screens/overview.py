@@ -54,7 +54,16 @@ class OverviewScreen(ReviewScreen):
         self.data: Overview | None = None
         self.query_one("#entities").loading = True
         self.reload()
-        self.set_interval(self.refresh_s, self.reload)
+        self.timer = self.set_interval(self.refresh_s, self.reload)
+
+    def on_screen_suspend(self) -> None:
+        self.timer.pause()  # another screen is on top: nothing to keep fresh
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        if self.data is not None:  # back on top: read now, then every few seconds again
+            self.reload()
+            self.timer.resume()
 
     def reload(self) -> None:
         self._read()

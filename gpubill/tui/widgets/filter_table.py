@@ -77,13 +77,11 @@ class FilterTable(Vertical, can_focus=False):
         box = Input(placeholder="filter (! inverts; enter: to the table, esc: clear)", classes="filter-input")
         box.display = False  # until `/`
         yield box
-        yield DataTable(cursor_type="row", zebra_stripes=True)
-        yield Static("", classes="filter-caption")
-
-    def on_mount(self) -> None:
-        table = self.table
+        table = DataTable(cursor_type="row", zebra_stripes=True)
         for c in self.columns:
             table.add_column(c.label, key=c.key)
+        yield table
+        yield Static("", classes="filter-caption")
 
     @property
     def table(self) -> DataTable:
