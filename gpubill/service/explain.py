@@ -432,7 +432,7 @@ class DiffResult:
     periods: tuple[str, ...]
     totals: dict  # currency -> (before, after, delta, pct)
     customers: tuple[DiffCustomer, ...]  # largest |delta| first
-    notes: tuple[str, ...]  # finalized invoices that need credit notes, not invoiced, notice violations
+    notes: tuple[str, ...]  # catalog changes, finalized invoices that need credit notes, not invoiced, notices
 
 
 def _moved(d: dict) -> tuple:
@@ -455,8 +455,10 @@ def load_diff(path) -> DiffResult:
                                   tuple(DiffLine(ln["name"], *_moved(ln), ln.get("clause_before"), ln.get("clause_after"))
                                         for ln in c["lines"]))
                      for c in doc["customers"]]
-        notes = ([f"finalized {f['number']} {f['customer']}: stored {f['stored']}, at head {f['head']}"
-                  for f in doc.get("finalized", ())] + [f"not invoiced: {u}" for u in doc.get("unrated", ())]
+        notes = ([f"{ch['kind']} {ch['name']} {ch['what']} at {', '.join(ch['clauses']) or '-'}; reaches "
+                  f"{', '.join(ch['customers']) or 'no contract'}" for ch in doc.get("changes", ())]
+                 + [f"finalized {f['number']} {f['customer']}: stored {f['stored']}, at head {f['head']}"
+                    for f in doc.get("finalized", ())] + [f"not invoiced: {u}" for u in doc.get("unrated", ())]
                  + [f"notice: {n}" for n in doc.get("notices", ())])
         totals = {cur: _moved(t) for cur, t in doc["totals"].items()}
         return DiffResult(doc["base"], doc["head"], tuple(doc["periods"]), totals,

@@ -195,8 +195,12 @@ def diff_doc(**over) -> dict:
 
 def test_a_diff_file_lists_customers_by_impact(tmp_path):
     p = tmp_path / "diff.json"
-    p.write_text(json.dumps(diff_doc()))
+    p.write_text(json.dumps(diff_doc(changes=[{"kind": "plan", "name": "p", "what": "changed",
+                                               "clauses": ["plans/p.bill:3:3"], "customers": ["c2"]}],
+                                      notices=["plans/p.bill:3:3: a rise within the notice period"])))
     d = X.load_diff(p)
+    assert d.notes == ("plan p changed at plans/p.bill:3:3; reaches c2",
+                       "notice: plans/p.bill:3:3: a rise within the notice period")
     assert [c.customer for c in d.customers] == ["big", "small"]
     assert d.customers[1].lines[0].delta == Decimal("-5.00")
     assert d.totals["USD"][2] == Decimal("30.00")

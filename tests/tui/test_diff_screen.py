@@ -65,9 +65,14 @@ async def test_a_path_typed_in_the_box_opens_and_a_bad_file_says_why(make_app, t
         await pilot.press("5")
         await settle(pilot)
         box = app.screen.query_one("#diff-path", Input)
+        assert not box.has_focus  # the number keys still switch screens
+        await pilot.press("o")
         assert box.has_focus
         box.value = str(bad)
         await pilot.press("enter")
         await settle(pilot)
         assert "not a gpubill diff result" in str(app.screen.query_one("#diff-totals").render())
+        box.focus()
+        await pilot.press("escape")
+        assert isinstance(app.screen, DiffScreen) and not box.has_focus
         assert app.screen.query_one("#diff-customers", FilterTable).rows == []

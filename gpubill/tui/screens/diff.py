@@ -1,7 +1,7 @@
 """Diff (key 5): a price change side by side, from a `gpubill diff --format json` file.
 
 The file is the one given to `gpubill tui --diff FILE` (``app.diff_path``), or
-typed in the box at the top. The totals per currency, then the customers by
+typed in the box at the top (``o`` goes there; Enter opens the file, Esc leaves the box). The totals per currency, then the customers by
 impact (largest change first: before, after, delta, %); Enter shows a
 customer's changed lines with the clause each was priced by, before and after.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.widgets import Input, Static
 
 from gpubill.service.explain import DiffCustomer, DiffResult, ExplainError, load_diff
@@ -56,10 +57,11 @@ class DiffScreen(ReviewScreen):
 
     DEFAULT_CSS = """
     #diff-path { height: 3; }
-    #diff-totals, #diff-customer-title { height: auto; padding: 0 1; }
+    #diff-totals, #diff-customer-title { height: auto; max-height: 35%; overflow-y: auto; padding: 0 1; }
     """
 
     CRUMBS = ("Diff",)
+    BINDINGS = [Binding("o", "open_file", "open a diff file", tooltip="type the path of a gpubill diff JSON file")]
 
     def compose_body(self) -> ComposeResult:
         yield Input(placeholder="a gpubill diff --format json file; enter opens it", id="diff-path")
@@ -73,8 +75,15 @@ class DiffScreen(ReviewScreen):
         if path:
             self.query_one("#diff-path", Input).value = str(path)
             self.open(str(path))
-        else:
-            self.query_one("#diff-path", Input).focus()
+
+    def action_open_file(self) -> None:
+        self.query_one("#diff-path", Input).focus()
+
+    def on_key(self, event) -> None:
+        box = self.query_one("#diff-path", Input)
+        if event.key == "escape" and box.has_focus:
+            event.stop()
+            self.query_one("#diff-customers", FilterTable).table.focus()
 
     def open(self, path: str) -> None:
         self.query_one("#diff-customers").loading = True

@@ -117,7 +117,10 @@ class InvoiceScreen(ReviewScreen):
         table.loading = False
         table.set_rows(line_rows(row.doc))
         self.query_one("#invoice-header", Static).update(header_text(row))
-        self.query_one("#invoice-why", Static).update(self.why_text())
+        why_text = self.why_text()
+        why = self.query_one("#invoice-why", Static)
+        why.update(why_text)
+        why.display = bool(why_text)
         self.query_one("Breadcrumb").crumbs = self.crumbs()
         self.refresh_bindings()
 
