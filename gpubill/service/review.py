@@ -88,7 +88,7 @@ class ReviewSession:
         self._local = threading.local()
         self._stores: list[Store] = []
         self._lock = threading.Lock()
-        self._catalog = None
+        self._kept: dict = {}  # name -> what ``kept`` computed
         self._columns = None  # ((period, last event id), EventColumns)
 
     @classmethod
@@ -117,10 +117,14 @@ class ReviewSession:
 
     def catalog(self):
         """The contracts, compiled once (a ``dsl.resolve.Catalog``)."""
+        return self.kept("catalog", lambda: load_catalog(self.contracts)[0])
+
+    def kept(self, name: str, compute: Callable):
+        """``compute()``, once per session: what depends on the contracts only."""
         with self._lock:
-            if self._catalog is None:
-                self._catalog = load_catalog(self.contracts)[0]
-            return self._catalog
+            if name not in self._kept:
+                self._kept[name] = compute()
+            return self._kept[name]
 
     def period(self) -> Period:
         """The month under review (see the module's docstring)."""
@@ -173,8 +177,12 @@ class Subscriber:
 
 
 def directory(session: ReviewSession) -> dict[str, Subscriber]:
-    """Every contract's subscription -> who it bills (from the session's contracts)."""
+    """Every contract's subscription -> who it bills (from the session's contracts, once per session)."""
     catalog = session.catalog()
+    return session.kept("directory", lambda: _directory(catalog))
+
+
+def _directory(catalog) -> dict[str, Subscriber]:
     out = {}
     for c in catalog.contracts.values():
         if c.subscription is None or c.customer is None:
@@ -230,17 +238,51 @@ def overview(session: ReviewSession) -> Overview:
     return Overview(period, rows, rejected, session.now_ms())
 
 
-def _month_invoices(db, period: Period, rows: list | None = None) -> list:
-    """The month's invoices (of ``rows``, else of the store), not voided and not replaced by a later one."""
-    rows = ledger.list_invoices(db, limit=1 << 30) if rows is None else rows
-    replaced = {r.replaces for r in rows if r.replaces}
-    return [r for r in rows if r.status != "voided" and r.id not in replaced
-            and period.from_ms <= r.period_to_ms - LOCAL_END_SHIFT_MS < period.to_ms]
+@attrs.frozen
+class MonthInvoice:
+    """What the overview and the customers read of an invoice (its document's totals, read by SQLite)."""
+
+    id: str
+    entity: str
+    currency: str
+    subscription: str
+    invoice_type: str
+    status: str
+    due_ms: int
+    period_from_ms: int
+    period_to_ms: int
+    watermark: int | None
+    total: Decimal
+    spend: Decimal  # what a budget counts: fees but commitment true-ups, less discounts (as ``alerts.spend``)
+
+
+# The month's invoices, not voided and not replaced by a later one; a document's totals as SQLite reads them
+# (text, so the amounts stay exact), the commitment true-ups' amounts space-separated.
+_MONTH_INVOICES = """
+SELECT id, entity, currency, subscription, invoice_type, status, due_ms, period_from_ms, period_to_ms, watermark,
+       body ->> '$.total_amount', body ->> '$.fees_amount', body ->> '$.coupons_amount',
+       (SELECT group_concat(f.value ->> '$.amount', ' ') FROM json_each(body, '$.fees') f
+         WHERE f.value ->> '$.item.type' = 'commitment')
+  FROM invoices i
+ WHERE status != 'voided' AND period_to_ms - ? >= ? AND period_to_ms - ? < ? AND coalesce(? = subscription, 1)
+   AND NOT EXISTS (SELECT 1 FROM invoices r WHERE r.replaces = i.id)
+ ORDER BY period_from_ms, contract, invoice_type DESC, created_ms
+"""
+
+
+def _month_invoices(db, period: Period, subscription: str | None = None) -> list[MonthInvoice]:
+    """The month's invoices (of one subscription, or all)."""
+    out = []
+    for *head, total, fees, coupons, commitments in db.execute(
+            _MONTH_INVOICES, (LOCAL_END_SHIFT_MS, period.from_ms, LOCAL_END_SHIFT_MS, period.to_ms, subscription)):
+        trued_up = sum((Decimal(a) for a in (commitments or "").split()), ZERO)
+        out.append(MonthInvoice(*head, Decimal(total), max(ZERO, Decimal(fees) - trued_up - Decimal(coupons))))
+    return out
 
 
 def _entity_totals(key, invoices: list, daily, late: int, alerts: int) -> EntityTotals:
     drafts = [r for r in invoices if r.status == "draft"]
-    billed = sum((Decimal(r.doc["total_amount"]) for r in invoices), ZERO)
+    billed = sum((r.total for r in invoices), ZERO)
     return EntityTotals(key[0], key[1], billed, len(drafts), min((r.due_ms for r in drafts), default=None),
                         len(invoices) - len(drafts), alerts, late, tuple(int(n) for n in daily))
 
@@ -362,19 +404,12 @@ def _month_args(period: Period) -> tuple:
 
 
 def _customer_row(s: Subscriber, contract, events: int, hours, invoices: list, notes: Decimal, alerts: int) -> CustomerRow:
-    cost = sum((Decimal(r.doc["total_amount"]) for r in invoices), ZERO) if invoices else None
+    cost = sum((r.total for r in invoices), ZERO) if invoices else None
     final = [r for r in invoices if r.invoice_type == "subscription"]
-    spent = spend_of(final[-1].doc) if final else None
+    spent = final[-1].spend if final else None
     commit = next((c.amount.value for c in contract.commits if (c.per or "period") in PER_PERIOD), None)
     budget = contract.budget.amount.value if contract.budget is not None else None
     return CustomerRow(s, events, hours, cost, _pct(spent, commit), _pct(spent, budget), notes, alerts)
-
-
-def spend_of(doc: dict) -> Decimal:
-    """What a budget and a commitment count on a stored invoice: its fees but commitment true-ups, less its
-    discounts (as ``alerts.spend`` counts on a computed one)."""
-    fees = sum((Decimal(f["amount"]) for f in doc["fees"] if f["item"]["type"] != "commitment"), ZERO)
-    return max(ZERO, fees - Decimal(doc["coupons_amount"]))
 
 
 def _pct(part: Decimal | None, whole: Decimal | None) -> Decimal | None:
@@ -392,8 +427,8 @@ def credit_notes_left(db) -> dict[tuple[str, str], Decimal]:
 
 
 def _events_by_subscription(cols) -> dict[str, int]:
-    ids, counts = np.unique(cols.subscription, return_counts=True)
-    return {cols.strings[int(i)]: int(n) for i, n in zip(ids, counts)}
+    counts = np.bincount(cols.subscription) if cols.n else np.zeros(0, np.int64)
+    return {cols.strings[int(i)]: int(counts[i]) for i in np.flatnonzero(counts)}
 
 
 def _gpu_hours(cols) -> dict[str, tuple]:
@@ -403,11 +438,13 @@ def _gpu_hours(cols) -> dict[str, tuple]:
     (dm, de), (gm, ge), gpu = cols.numeric("duration_seconds"), cols.numeric("gpu_count"), cols.dim("gpu_type")
     ok = (de > -127) & (ge > -127) & (gpu >= 0)
     hours = dm[ok] * 10.0 ** de[ok] * gm[ok] * 10.0 ** ge[ok] / 3600
-    pairs, where = np.unique(np.stack([cols.subscription[ok], gpu[ok]]), axis=1, return_inverse=True)
-    sums = np.bincount(where.reshape(-1), weights=hours, minlength=pairs.shape[1])
+    width = int(gpu.max()) + 1
+    pair = cols.subscription[ok].astype(np.int64) * width + gpu[ok]
+    keys, where = np.unique(pair, return_inverse=True)
+    sums = np.bincount(where, weights=hours, minlength=keys.size)
     out: dict[str, list] = {}
-    for (sub, typ), h in zip(pairs.T.tolist(), sums.tolist()):
-        out.setdefault(cols.strings[sub], []).append((cols.strings[typ], h))
+    for key, h in zip(keys.tolist(), sums.tolist()):
+        out.setdefault(cols.strings[key // width], []).append((cols.strings[key % width], h))
     return {sub: tuple(sorted(v, key=lambda p: -p[1])) for sub, v in out.items()}
 
 
@@ -491,8 +528,8 @@ def customer_detail(session: ReviewSession, subscription: str) -> CustomerDetail
     plan = catalog.plan_version(contract.plan) if contract.plan is not None else None
     db = session.reader()._read()
     rows = ledger.list_invoices(db, contract=who.contract, limit=1 << 30)
-    month_rows = _month_invoices(db, period, rows)
-    current = next((r for r in reversed(month_rows) if r.invoice_type == "subscription"), None)
+    month = {r.id for r in _month_invoices(db, period, subscription)}
+    current = next((r for r in reversed(rows) if r.id in month and r.invoice_type == "subscription"), None)
     events_of = _event_codes(catalog, plan)
     lines = tuple(_line(f, events_of) for f in current.doc["fees"]) if current is not None else ()
     live = [r for r in rows if r.status != "voided" and r.id not in {x.replaces for x in rows}]
