@@ -96,3 +96,12 @@ async def test_a_line_without_events_has_no_events_key(make_app, demo_store):
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, ExplainScreen)
+
+
+def test_a_line_explained_at_80x24(make_app, snap_compare):
+    async def explain(pilot):
+        await settle(pilot)
+        pilot.app.open_screen("explain", "NWG-002-002", 5)  # cluster_management: two tiers, a policy credit
+        await settle(pilot)
+
+    assert snap_compare(make_app(as_user="ana"), terminal_size=(80, 24), run_before=explain)

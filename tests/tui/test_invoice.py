@@ -72,3 +72,12 @@ async def test_the_keys_of_an_invoice_follow_its_status(make_app, demo_store):
             assert all(screen.check_action(a, ()) is False for a in hidden)
             await pilot.press("escape")
             await settle(pilot)
+
+
+def test_an_invoice_at_160x50(make_app, snap_compare):
+    async def invoice(pilot):
+        await settle(pilot)
+        pilot.app.open_invoice("NWG-002-002")
+        await settle(pilot)
+
+    assert snap_compare(make_app(as_user="ana"), terminal_size=(160, 50), run_before=invoice)
