@@ -161,7 +161,8 @@ def markdown(report, limit: int = COMMENT_LIMIT, valid_at: dt.datetime | None = 
     """The sticky PR comment, at most ``limit`` characters; its marker carries ``valid_at``
     (the run's time, default ``run_time()``) so that an older run never replaces a newer comment."""
     head = "\n\n".join(part for part in (
-        _md_title(report, valid_at or run_time()), _md_totals(report), _md_customers(report)) if part)
+        _md_title(report, valid_at or run_time()), _md_attention(report), _md_totals(report),
+        _md_customers(report)) if part)
     tail = "\n\n".join(part for part in (
         _md_changes(report), _md_finalized(report), _md_list("Not invoiced", report.unrated),
         _md_list("Notice-period violations", report.notices)) if part)
@@ -190,6 +191,16 @@ def _md_title(report, valid_at: dt.datetime) -> str:
     periods = ", ".join(report.periods)
     return f"{_marker(valid_at)}\n### gpubill diff: {_code(report.base)} → {_code(report.head)}\n\n" \
         f"Invoices of {periods} re-rated on the same stored events."
+
+
+def _md_attention(report) -> str:
+    """One line before the numbers: what the reviewer must act on (its sections are at the end)."""
+    counts = ((report.notices, "notice-period violation", "notice-period violations"),
+              (report.finalized, "finalized invoice that needs a credit note",
+               "finalized invoices that need credit notes"),
+              (report.unrated, "entry under not invoiced", "entries under not invoiced"))
+    found = [f"{len(items)} {one if len(items) == 1 else many}" for items, one, many in counts if items]
+    return f"**Needs attention:** {', '.join(found)} (below)." if found else ""
 
 
 def rfc3339(when: dt.datetime) -> str:

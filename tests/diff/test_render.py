@@ -66,6 +66,9 @@ def test_the_comment_has_the_marker_totals_customers_and_details():
     assert text.count("<details>") == text.count("</details>") == 1
     assert "| INV-2026-11-0001 | acme | 1200.00 | 1368.00 | +168.00 |" in text
     assert "- contracts/plans/gpu.bill:14:5: the raise takes effect" in text
+    assert text.splitlines()[5] == \
+        "**Needs attention:** 1 notice-period violation, 1 finalized invoice that needs a credit note (below)."
+    assert "Needs attention" not in markdown(_many_customers(1))
 
 
 def _many_customers(n):
