@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from gpubill.service.rating import load_catalog
 from gpubill.service.review import ReviewSession
 from gpubill.tui.app import ReviewApp
 
@@ -59,12 +60,19 @@ def store_copy(demo_store, tmp_path) -> Path:
     return p
 
 
+@pytest.fixture(scope="session")
+def catalog():
+    """The example contracts, compiled once for every test's session (they never change here)."""
+    return load_catalog(CONTRACTS)[0]
+
+
 @pytest.fixture
-def make_app(demo_store):
+def make_app(demo_store, catalog):
     """``make_app(store=None, as_user=None, now_ms=NOW, period=None)``: a ReviewApp on the demo store (or another)."""
     def make(store: Path | None = None, as_user: str | None = None, now_ms: int = NOW,
              period: str | None = None) -> ReviewApp:
         session = ReviewSession.open(store or demo_store, CONTRACTS, as_user, now_ms=lambda: now_ms, period=period)
+        session.kept("catalog", lambda: catalog)
         return ReviewApp(session)
     return make
 
