@@ -365,9 +365,10 @@ class LateEffect:
     text: str
 
 
-def late_events(store, contracts, actor: Actor) -> list[LateEffect]:
+def late_events(store, contracts, actor: Actor, *, catalog=None) -> list[LateEffect]:
+    """What late events do to finalized invoices. ``catalog``: the contracts already loaded (a session's)."""
     store.require(actor, "read", "late_events.list", "invoice", "*")
-    catalog, _ = load_catalog(contracts)
+    catalog = catalog or load_catalog(contracts)[0]
     out = []
     for (contract, next_from), lines in sorted(lifecycle.late_adjustments(store, contracts, catalog, None, "fast").items()):
         by_invoice: dict = {}

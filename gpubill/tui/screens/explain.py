@@ -23,6 +23,7 @@ from textual.widgets import Static
 
 from gpubill.service import lifecycle
 from gpubill.service.explain import LineExplanation, explain_line
+from gpubill.service.rating import load_catalog
 from gpubill.tui.widgets.frame import ReviewScreen
 
 CONTEXT_LINES = 12  # source lines shown on each side of the clause
@@ -117,7 +118,8 @@ class ExplainScreen(ReviewScreen):
         s = self.session
         store = s.reader()
         row = lifecycle.get_invoice(store, s.actor, self.invoice_id)
-        e = explain_line(store, s.contracts, s.actor, row, self.index)
+        loaded = s.kept("contracts and sources", lambda: load_catalog(s.contracts))
+        e = explain_line(store, s.contracts, s.actor, row, self.index, loaded=loaded)
         self.app.call_from_thread(self._show, e)
 
     def _show(self, e: LineExplanation) -> None:

@@ -82,7 +82,7 @@ class QuarantineScreen(ReviewScreen):
     @work(thread=True, exclusive=True, group="late-events", exit_on_error=False)
     def _read_late(self) -> None:
         s = self.session
-        effects = late_events(s.reader(), s.contracts, s.actor)
+        effects = late_events(s.reader(), s.contracts, s.actor, catalog=s.catalog())
         self.app.call_from_thread(self._show_late, effects)
 
     def _show(self, rows: list, alerts: list) -> None:
