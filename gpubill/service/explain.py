@@ -16,7 +16,8 @@ session holds them) and answers plain attrs values, never widgets.
   it (gpubill/engine/reference/trace.py): the subscription, the charge's metric event code,
   the billing period's coverage (from the beginning of time for a recurring metric billed in
   arrears), the most specific filter the event matches, the group values and the price
-  window. The candidates (subscription, code, time) come in keyset order from the columnar
+  window; a late line (``adjusts_invoice_number``), the events of that invoice's period stored
+  after it was finalized (its watermark). The candidates (subscription, code, time) come in keyset order from the columnar
   side store (two integer columns: the events table has no index on them, and a scan of it
   costs ~1 ms per thousand events); their rows are read by id, ``PAGE`` at a time, and routed
   in Python by the engine's own ``bucket_of`` / ``window_of``.
@@ -75,6 +76,7 @@ class EventSelection:
     bucket: int | None  # the charge filter the line is (None: the charge's default bucket)
     group: tuple  # (key, value or None) per group-by key
     window: int | None = None  # the bucket's price window the line is (None: outside every window)
+    since_id: int = 0  # only events stored after this one (a late line: after its invoice was finalized)
 
 
 @attrs.frozen
@@ -107,8 +109,8 @@ def _routed(sel: EventSelection, ts: int, props: dict) -> bool:
 def _after(store, sel: EventSelection, after: tuple[int, int] | None) -> np.ndarray:
     """The ids of the subscription's events of the code and time range, in (timestamp, id) order, past
     ``after``: from the columnar side store (one read of two integer columns, no rows)."""
-    cols = store.read_columns(codes=[sel.code], subscriptions=[sel.subscription], time_from_ms=sel.from_ms,
-                              time_to_ms=sel.to_ms)
+    cols = store.read_columns(since_rowid=sel.since_id, codes=[sel.code], subscriptions=[sel.subscription],
+                              time_from_ms=sel.from_ms, time_to_ms=sel.to_ms)
     ts, ids = cols.timestamp_ms, cols.rowid
     if after is not None:
         keep = (ts > after[0]) | ((ts == after[0]) & (ids > after[1]))
@@ -264,11 +266,16 @@ def explain_line(store, contracts, actor: Actor, row: InvoiceRow, index: int, *,
     dims, charge_id = _dims(fee), fee["item"].get("charge")
     credits = tuple(f for f in fees if f["item"]["type"] == "credit" and f["item"].get("charge") == charge_id
                     and _dims(f) == dims and f is not fee)
-    b = _billed(catalog, row) if charge_id else None
+    # a late line bills events of an earlier invoice's period, stored after that invoice was finalized
+    late = fee.get("adjusts_invoice_number")
+    priced = lifecycle.get_invoice(store, actor, late) if late else row
+    b = _billed(catalog, priced) if charge_id else None
     charge = next((c for c in b.spec.charges if c.id == charge_id), None) if b is not None else None
     if charge is None:
         return LineExplanation(row, index, fee, clause, None, (), None, credits, None)
-    sel = _selection(b, charge, fee, _ms(row.doc["billing_period"]["charges_to_datetime"]))
+    sel = _selection(b, charge, fee, _ms(priced.doc["billing_period"]["charges_to_datetime"]))
+    if late and sel is not None:
+        sel = attrs.evolve(sel, since_id=priced.watermark or 0)
     lines = [ln for ln in rate_billed(store, [b]).lines
              if ln.charge_id == charge_id and dimensions_of(ln.filter, ln.group) == dims
              and ln.kind == fee["item"].get("kind") and (sel is None or ln.window == sel.window)]

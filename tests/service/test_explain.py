@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS = [str(ROOT / "examples")]
 ADMIN = Actor("ana", "admin", "tui")
 VIEWER = Actor("vic", "viewer", "tui")
+JAN_3_2027 = 1799000000000  # 2027-01-03 18:13 UTC: December's periods are closed, its drafts are stored
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +169,20 @@ def test_resubmitting_an_event_still_invalid_changes_nothing(writable):
     assert "still rejected" in X.resubmit(writable, ADMIN, rec.id)
     assert writable.get_rejected(rec.id).status == "open"
     assert len(audit_entries(writable, limit=1 << 20)) == before
+
+
+def test_a_late_line_is_explained_by_the_events_stored_after_its_invoice_was_finalized(writable):
+    L.refresh(writable, CONTRACTS, ADMIN, "2026-12", "cirrus-exchange", now_ms=JAN_3_2027)
+    draft = next(r for r in L.list_invoices(writable, ADMIN, customer="cirrus-exchange") if r.status == "draft")
+    late = [i for i, f in enumerate(draft.doc["fees"]) if f.get("adjusts_invoice_number") == "NWG-003-001"]
+    finalized = L.get_invoice(writable, ADMIN, "NWG-003-001")
+    assert late
+    for i in late:
+        e = X.explain_line(writable, CONTRACTS, ADMIN, draft, i)
+        events = X.events_page(writable, e.events).rows
+        assert len(events) == draft.doc["fees"][i]["events_count"]
+        assert all(ev.id > finalized.watermark and finalized.period_from_ms <= ev.timestamp_ms
+                   <= finalized.period_to_ms for ev in events)
 
 
 def test_late_events_say_which_invoice_they_change_and_how(store):
