@@ -109,6 +109,7 @@ async def test_a_credit_note_of_a_percent_after_its_confirmation(make_app, store
         assert isinstance(app.screen, ConfirmScreen) and "10 % of the total" in "\n".join(app.screen.lines)
         await pilot.press("y")
         await settle(pilot)
+        assert "credit notes: NWG-003-001-CN001 (credit 189.26 USD)" in str(screen.query_one("#invoice-header").render())
     with Store(store_copy, readonly=True, create=False) as s:
         notes = lifecycle.list_credit_notes(s, lifecycle.SYSTEM, invoice_id=read(store_copy)[0]["NWG-003-001"].id)
     assert [(n.total, n.doc["reason"], n.doc["description"]) for n in notes] == [

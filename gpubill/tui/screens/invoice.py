@@ -57,7 +57,7 @@ def line_rows(doc: dict) -> list[Row]:
     return rows
 
 
-def header_text(row) -> str:
+def header_text(row, notes) -> str:
     doc = row.doc
     number = f"[b]{row.number}[/b] · {row.status}" if row.number else "[b]draft[/b] (numbered when finalized)"
     title = (f"{number} · {doc['customer']['name'] or row.customer} · contract {row.contract} · {row.period_label}"
@@ -65,6 +65,8 @@ def header_text(row) -> str:
     totals = "  ".join(f"{label} [b]{doc[key]}[/b]" for label, key in TOTALS if doc.get(key) not in (None, "0.00")
                        or key == "total_amount")
     extra = f"\nvoided: {row.void_reason}" if row.status == "voided" else ""
+    if notes:
+        extra += "\ncredit notes: " + ", ".join(f"{n.number} ({n.kind} {n.total} {n.currency})" for n in notes)
     return f"{title}\n{totals}{extra}"
 
 
@@ -108,15 +110,17 @@ class InvoiceScreen(ReviewScreen):
     @work(thread=True, exclusive=True, group="invoice", exit_on_error=False)
     def _read(self) -> None:
         s = self.session
-        row = lifecycle.get_invoice(s.reader(), s.actor, self.invoice_id)
-        self.app.call_from_thread(self._show, row)
+        store = s.reader()
+        row = lifecycle.get_invoice(store, s.actor, self.invoice_id)
+        notes = lifecycle.list_credit_notes(store, s.actor, invoice_id=row.id)
+        self.app.call_from_thread(self._show, row, notes)
 
-    def _show(self, row) -> None:
+    def _show(self, row, notes) -> None:
         self.row = row
         table = self.query_one("#lines", FilterTable)
         table.loading = False
         table.set_rows(line_rows(row.doc))
-        self.query_one("#invoice-header", Static).update(header_text(row))
+        self.query_one("#invoice-header", Static).update(header_text(row, notes))
         why_text = self.why_text()
         why = self.query_one("#invoice-why", Static)
         why.update(why_text)
