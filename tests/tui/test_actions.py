@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from textual.notifications import Notify
 from textual.widgets import Input, Select
 
 from gpubill.service import lifecycle
@@ -144,7 +145,8 @@ async def test_a_viewer_sees_the_keys_dimmed_with_why_and_cannot_change_anything
     inv = draft_id(with_users)
     before = read(with_users)
     app = make_app(with_users, as_user="vic")
-    async with app.run_test(size=SIZE) as pilot:
+    messages: list = []
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
         screen = await open_invoice(app, pilot, inv)
         assert screen.check_action("finalize", ()) is None and screen.check_action("refresh", ()) is None
         why = str(screen.query_one("#invoice-why").render())
@@ -153,4 +155,7 @@ async def test_a_viewer_sees_the_keys_dimmed_with_why_and_cannot_change_anything
         await pilot.press("f", "r")
         await settle(pilot)
         assert app.screen is screen  # no confirmation opened
+        assert [m.notification.message for m in messages if isinstance(m, Notify)][-2:] == [
+            "tui:vic (viewer) may not finalize an invoice: that needs the approver role",
+            "tui:vic (viewer) may not refresh a draft invoice: that needs the reviewer role"]
     assert read(with_users) == before

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+from textual.notifications import Notify
 
 from gpubill.service.access import audit_entries
 from gpubill.service.events import Store
@@ -74,11 +75,14 @@ async def test_resubmit_and_discard_each_after_a_confirmation_in_the_store_and_t
 async def test_a_viewer_may_not_resubmit_or_discard(make_app, with_users):  # noqa: F811 (the fixture)
     before = quarantine(with_users)
     app = make_app(with_users, as_user="vic")
-    async with app.run_test(size=SIZE) as pilot:
+    messages: list = []
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
         screen = await open_quarantine(app, pilot)
         assert screen.check_action("discard", ()) is None and screen.check_action("resubmit", ()) is None
         assert "may not ingest events: that needs the admin role" in str(screen.query_one("#rejected-title").render())
         await pilot.press("d")
         await settle(pilot)
         assert app.screen is screen
+        assert [m.notification.message for m in messages if isinstance(m, Notify)][-1] == \
+            "tui:vic (viewer) may not ingest events: that needs the admin role"
     assert quarantine(with_users) == before

@@ -2,7 +2,7 @@
 
 ``ConfirmScreen`` asks a question and says what will happen (y / Enter confirms, n / Esc
 cancels); ``ReasonScreen`` does the same and will not confirm until a reason is typed (void);
-``CreditNoteScreen`` asks how much (an amount, or a percent ending in %), a reason from the
+``SaysWhyNot`` makes a dimmed key say why it does nothing. ``CreditNoteScreen`` asks how much (an amount, or a percent ending in %), a reason from the
 list the lifecycle accepts and a description, and answers a ``CreditNoteRequest``. Each is a
 modal screen; the mouse works on its buttons too.
 """
@@ -20,6 +20,16 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Select, Static
 
 from gpubill.service.lifecycle import CREDIT_NOTE_REASONS
+
+
+class SaysWhyNot:
+    """A screen mixin: a key shown dimmed (``check_action`` None) says why when pressed, from the
+    screen's ``why_not(action)`` (the footer can only dim it)."""
+
+    def on_key(self, event) -> None:
+        binding = next((b for b in self.BINDINGS if b.key == event.key), None)
+        if binding is not None and self.check_action(binding.action, ()) is None:
+            self.notify(self.why_not(binding.action), title=f"{binding.description}: not allowed", severity="warning")
 
 
 class ReviewModal(ModalScreen):

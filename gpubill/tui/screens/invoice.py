@@ -21,7 +21,7 @@ from textual.widgets import Static
 
 from gpubill.service import lifecycle
 from gpubill.service.explain import refresh_draft, refused
-from gpubill.tui.screens.confirm import ConfirmScreen, CreditNoteRequest, CreditNoteScreen, ReasonScreen
+from gpubill.tui.screens.confirm import ConfirmScreen, CreditNoteRequest, CreditNoteScreen, ReasonScreen, SaysWhyNot
 from gpubill.tui.widgets.filter_table import Column, FilterTable, Row
 from gpubill.tui.widgets.frame import ReviewScreen
 
@@ -70,7 +70,7 @@ def header_text(row, notes) -> str:
     return f"{title}\n{totals}{extra}"
 
 
-class InvoiceScreen(ReviewScreen):
+class InvoiceScreen(SaysWhyNot, ReviewScreen):
     """See the module's docstring."""
 
     DEFAULT_CSS = """

@@ -22,7 +22,7 @@ from textual.widgets import Static
 
 from gpubill.service.alerts import list_alerts
 from gpubill.service.explain import PAGE, ExplainError, discard, late_events, refused, rejected_page, resubmit
-from gpubill.tui.screens.confirm import ConfirmScreen
+from gpubill.tui.screens.confirm import ConfirmScreen, SaysWhyNot
 from gpubill.tui.widgets.filter_table import Column, FilterTable, Row
 from gpubill.tui.widgets.frame import ReviewScreen
 
@@ -40,7 +40,7 @@ def when(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
-class QuarantineScreen(ReviewScreen):
+class QuarantineScreen(SaysWhyNot, ReviewScreen):
     """See the module's docstring."""
 
     DEFAULT_CSS = """
@@ -124,8 +124,11 @@ class QuarantineScreen(ReviewScreen):
         if action in ("resubmit", "discard"):
             if not getattr(self, "rejected", None):
                 return False
-            return None if refused(self.session.actor, "ingest") else True
+            return None if self.why_not(action) else True
         return True
+
+    def why_not(self, action: str) -> str | None:
+        return refused(self.session.actor, "ingest")
 
     def _ask(self, verb: str, consequence: str) -> None:
         r = self._chosen()
