@@ -185,6 +185,16 @@ def test_a_late_line_is_explained_by_the_events_stored_after_its_invoice_was_fin
                    <= finalized.period_to_ms for ev in events)
 
 
+def test_late_events_under_a_new_revision_policy_wait_for_a_credit_note_and_a_replacing_invoice(writable):
+    r = writable.ingest([{"transaction_id": "late-helix", "external_subscription_id": "sub_helix_training",
+                          "code": "gpu_job", "timestamp": "2026-11-20T10:00:00Z",
+                          "properties": {"gpu_type": "H200", "gpu_count": 8, "duration_seconds": 3600}}])
+    assert r.ok
+    effects = {e.invoice: e for e in X.late_events(writable, CONTRACTS, ADMIN)}
+    assert effects["NWG-002-002"].target == "credit note and replacing invoice"
+    assert effects["NWG-002-002"].amount is None
+
+
 def test_late_events_say_which_invoice_they_change_and_how(store):
     effects = X.late_events(store, CONTRACTS, ADMIN)
     by_invoice = {e.invoice: e for e in effects}
