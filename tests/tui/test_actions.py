@@ -107,7 +107,7 @@ async def test_a_credit_note_of_a_percent_after_its_confirmation(make_app, store
         form.query_one("#value", Input).focus()
         await pilot.press("enter")
         await settle(pilot)
-        assert isinstance(app.screen, ConfirmScreen) and "10 % of the total" in "\n".join(app.screen.lines)
+        assert isinstance(app.screen, ConfirmScreen) and "Credit 10 % of 1892.63 USD (tax included)" in "\n".join(app.screen.lines)
         await pilot.press("y")
         await settle(pilot)
         assert "credit notes: NWG-003-001-CN001 (credit 189.26 USD)" in str(screen.query_one("#invoice-header").render())

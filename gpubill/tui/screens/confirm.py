@@ -119,9 +119,9 @@ class CreditNoteRequest:
     reason: str
     description: str
 
-    @property
-    def what(self) -> str:
-        return f"{self.percent:f} % of the total" if self.percent is not None else f"{self.amount:f}"
+    def what(self, total: str) -> str:
+        """What is credited, said against the invoice's ``total`` ("10 % of 1892.63 USD")."""
+        return f"{self.percent:f} % of {total}" if self.percent is not None else f"{self.amount:f} of {total}"
 
 
 def parse_value(text: str) -> tuple[Decimal | None, Decimal | None]:

@@ -184,7 +184,7 @@ class InvoiceScreen(SaysWhyNot, ReviewScreen):
         if req is None:
             return
         self.app.push_screen(ConfirmScreen(f"Issue a credit note on {self.row.number}?", [
-            f"Credit {req.what} {self.row.currency} (of {self._total()}), reason {req.reason}.",
+            f"Credit {req.what(self._total())} (tax included), reason {req.reason}.",
             f"Description: {req.description or '—'}"], "issue (y)"), lambda ok: ok and self._write("credit_note", req))
 
     def action_void(self) -> None:
