@@ -19,7 +19,8 @@ that plan, a part of them).
 Measured, in the same run:
 
 1. ``diff_revisions`` in this process, warm: the second of two runs (the
-   numba kernels and the modules loaded; each run reads the store itself);
+   numba kernels and the modules loaded; each run reads the store itself;
+   unpacking the two revisions with git is left out);
 2. ``gpubill diff --base HEAD~1 --head HEAD --format json`` as a new process
    (cold, with the kernels' on-disk cache warmed by one untimed run);
 3. the baseline: ``gpubill invoice --format json`` of the base contracts and
@@ -63,6 +64,7 @@ GIT = ["git", "-c", "user.name=gpubill-bench", "-c", "user.email=bench@gpubill.i
 STAGES = (
     ("service/diff.py", "_catalog", "check + resolve both revisions"),
     ("service/diff.py", "_require_events", "the period has events"),
+    ("service/diff.py", "reached_contracts", "the contracts a change reaches"),
     ("service/invoicing.py", "invoice_period", "invoicing (both sides)"),
     ("service/rating.py", "billed_subscriptions", "  of which the period's subscriptions, compiled"),
     ("service/invoicing.py", "rate_rounds", "  of which rating every period"),
@@ -98,16 +100,17 @@ def build_git_repo(base: Path, dst: Path) -> Path:
 
 
 def diff_in_process(repo: Path, db: Path, period: str):
-    """One diff_revisions of HEAD~1 against HEAD: (seconds, report)."""
+    """One diff_revisions of HEAD~1 against HEAD (the revisions unpacked by
+    git beforehand, untimed): (seconds, report)."""
     with temporary_dir() as a, temporary_dir() as b:
-        t = time.perf_counter()
+        base, head = at_revision("HEAD~1", str(repo), a), at_revision("HEAD", str(repo), b)
         store = Store(str(db), readonly=True)
         try:
-            base, head = at_revision("HEAD~1", str(repo), a), at_revision("HEAD", str(repo), b)
+            t = time.perf_counter()
             report = diff_revisions(store, base, head, [period])
+            return time.perf_counter() - t, report
         finally:
             store.close()
-        return time.perf_counter() - t, report
 
 
 def commands(repo: Path, base_dir: Path, period: str) -> dict[str, list[str]]:

@@ -127,9 +127,9 @@ class ReadOnce:
     """The store for both revisions of a diff, its events read once: every
     read_columns answer is kept; the first read from the store also covers
     the window ``cover`` names (the second revision's); once ``second`` is
-    set, a read whose window lies inside a kept one is served from it (the
-    fast engine takes only its subscriptions' rows in its window, like
-    invoicing.Read)."""
+    set, a read whose window lies inside kept ones is served from the
+    smallest of them (the fast engine takes only its subscriptions' rows in
+    its window, like invoicing.Read)."""
 
     def __init__(self, store):
         self._store = store
@@ -143,8 +143,11 @@ class ReadOnce:
 
     def read_columns(self, **window):
         for kept, columns in self._reads:
-            if kept == window or (self.second and _holds(kept, window)):
+            if kept == window:
                 return columns
+        held = [columns for kept, columns in self._reads if self.second and _holds(kept, window)]
+        if held:  # the fewest rows: the engine goes over every row it is given, once per run
+            return min(held, key=lambda columns: columns.n)
         if self._cover is not None:
             window, self._cover = _union(window, self._cover), None
         columns = self._store.read_columns(**window)
