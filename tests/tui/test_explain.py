@@ -10,7 +10,7 @@ from textual.widgets import DataTable
 from gpubill.service import lifecycle
 from gpubill.service.events import Store
 from gpubill.service.explain import PAGE
-from gpubill.tui.screens.events import EventsScreen
+from gpubill.tui.screens.events import EventScreen, EventsScreen
 from gpubill.tui.screens.explain import ExplainScreen, source
 
 from .conftest import SIZE, settle
@@ -78,6 +78,12 @@ async def test_the_events_of_a_line_come_a_page_at_a_time(make_app, demo_store):
             await settle(pilot)
             seen += table.row_count
         assert seen == row.doc["fees"][i]["events_count"] + 4  # 4 arrived after it was finalized
+        await pilot.press("down", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, EventScreen) and app.screen.row.transaction_id == table.get_row_at(1)[1]
+        assert app.screen.row.properties["gpu_type"] in text_of(app.screen, "#event-text")
+        await pilot.press("escape")
+        assert app.screen is screen
         last = screen.page_no
         await pilot.press("p")
         await settle(pilot)

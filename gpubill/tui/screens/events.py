@@ -3,19 +3,23 @@
 A page is ``PAGE`` events read from the store by keyset over (timestamp, id)
 (gpubill/service/explain.py ``events_page``); the table holds that page only,
 never all of a line's events. ``n`` reads the next page, ``p`` goes back one
-(the start of each page read is kept, so going back reads it again).
+(the start of each page read is kept, so going back reads it again). Enter shows
+the highlighted event whole (``EventScreen``; Esc closes it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from textual import work
+import orjson
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from gpubill.service.explain import PAGE, EventSelection, EventsPage, events_page
+from gpubill.service.explain import PAGE, EventRow, EventSelection, EventsPage, events_page
 from gpubill.tui.widgets.frame import ReviewScreen
 
 COLUMNS = ("time (UTC)", "transaction id", "properties")
@@ -27,6 +31,31 @@ def when(ms: int) -> str:
 
 def properties_text(props: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(props.items()))
+
+
+class EventScreen(ModalScreen):
+    """One event whole: its id in the store, transaction id, time and every property."""
+
+    DEFAULT_CSS = """
+    EventScreen { align: center middle; }
+    EventScreen > VerticalScroll { width: 84; max-width: 100%; height: auto; max-height: 90%; padding: 0 1;
+                                   background: $surface; border: round $primary; }
+    """
+    BINDINGS = [Binding("escape,enter", "dismiss", "close")]
+
+    def __init__(self, row: EventRow):
+        super().__init__()
+        self.row = row
+
+    def compose(self) -> ComposeResult:
+        r = self.row
+        props = orjson.dumps(r.properties, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+        with VerticalScroll():
+            yield Static(f"[b]{r.transaction_id}[/b]\nevent {r.id} · {when(r.timestamp_ms)} UTC\n\n{props}",
+                         markup=True, id="event-text")
+
+    def action_dismiss(self) -> None:
+        self.dismiss()
 
 
 class EventsScreen(ReviewScreen):
@@ -78,6 +107,10 @@ class EventsScreen(ReviewScreen):
         more = "more: n" if page.after is not None else "the last page"
         self.query_one("#events-caption", Static).update(f"page {self.page_no + 1} · {shown} · {more}")
         self.refresh_bindings()
+
+    @on(DataTable.RowSelected, "#events")
+    def _open(self, event: DataTable.RowSelected) -> None:
+        self.app.push_screen(EventScreen(self.page.rows[event.cursor_row]))
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "page":
