@@ -49,7 +49,7 @@ def check_paths(paths: list[str], today: dt.date | None = None) -> tuple[Catalog
     """Load, resolve and check every `.bill` file under the paths (``today``: see ``check_catalog``)."""
     docs, sources, diags = load_paths(paths)
     catalog, more = check_documents(docs, today)
-    return catalog, sources, sorted(dedupe(diags + more), key=sort_key)
+    return catalog, sources, _ordered(diags, more)
 
 
 def check_sources(sources: dict[str, str], today: dt.date | None = None) -> tuple[Catalog, list[Diagnostic]]:
@@ -60,4 +60,10 @@ def check_sources(sources: dict[str, str], today: dt.date | None = None) -> tupl
         docs.append(doc)
         diags.extend(ds)
     catalog, more = check_documents(docs, today)
-    return catalog, sorted(dedupe(diags + more), key=sort_key)
+    return catalog, _ordered(diags, more)
+
+
+def _ordered(parsed: list[Diagnostic], checked: list[Diagnostic]) -> list[Diagnostic]:
+    """The parse errors first, each group in file order: a block that did not parse is missing from the
+    catalog, so what the checks say next may only follow from it (the cause is read before its effects)."""
+    return sorted(dedupe(parsed), key=sort_key) + sorted(dedupe(checked), key=sort_key)
