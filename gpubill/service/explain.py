@@ -44,7 +44,7 @@ import orjson
 
 from gpubill.contracts.lines import dimensions_of
 from gpubill.engine.calendar.coverage import coverage_of
-from gpubill.engine.reference.engine import bucket_of, window_of
+from gpubill.engine.reference.engine import bucket_of, normalize, window_of
 from gpubill.engine.spec.program import ChargeSpec, MoneyRounding
 from gpubill.service import lifecycle
 from gpubill.service.rating import billed_subscriptions, load_catalog, property_text, rate_billed
@@ -94,10 +94,10 @@ class EventsPage:
 
 
 def _props(text: str) -> dict:
-    """An event's properties as the engine compares them (strings; None dropped)."""
-    props = orjson.loads(text)
-    return {k: (v if isinstance(v, str) else property_text(v) if type(v) in (float, dict, list) else str(v))
-            for k, v in props.items() if v is not None}
+    """An event's properties as the engine compares them: as the store's columns hold them
+    (``property_text``), then the reference engine's own ``normalize`` (strings, None dropped)."""
+    props = {k: property_text(v) if type(v) in (float, dict, list) else v for k, v in orjson.loads(text).items()}
+    return normalize([{"properties": props, "timestamp_ms": 0}])[0]["props"]
 
 
 def _routed(sel: EventSelection, ts: int, props: dict) -> bool:

@@ -185,6 +185,19 @@ def test_a_late_line_is_explained_by_the_events_stored_after_its_invoice_was_fin
                    <= finalized.period_to_ms for ev in events)
 
 
+def test_event_properties_read_as_the_engine_compares_them(writable):
+    r = writable.ingest([{"transaction_id": "typed", "external_subscription_id": "sub_meridian_mlp", "code": "gpu_job",
+                          "timestamp": "2026-11-20T10:00:00Z",
+                          "properties": {"gpu_type": "H100-SXM", "gpu_count": 8, "duration_seconds": 3600.5,
+                                         "preemptible": True, "note": None}}])
+    assert r.ok
+    row = meridian_draft(writable)
+    e = X.explain_line(writable, CONTRACTS, ADMIN, row, fee_index(row, "gpu_hours (H100-SXM)"))
+    typed = next(ev for p in all_events(writable, e.events, 200) for ev in p if ev.transaction_id == "typed")
+    assert typed.properties == {"gpu_type": "H100-SXM", "gpu_count": "8", "duration_seconds": "3600.5",
+                                "preemptible": "true"}
+
+
 def test_late_events_under_a_new_revision_policy_wait_for_a_credit_note_and_a_replacing_invoice(writable):
     r = writable.ingest([{"transaction_id": "late-helix", "external_subscription_id": "sub_helix_training",
                           "code": "gpu_job", "timestamp": "2026-11-20T10:00:00Z",
