@@ -17,7 +17,8 @@ session holds them) and answers plain attrs values, never widgets.
   the billing period's coverage (from the beginning of time for a recurring metric billed in
   arrears), the most specific filter the event matches, the group values and the price
   window; a late line (``adjusts_invoice_number``), the events of that invoice's period stored
-  after it was finalized (its watermark). The candidates (subscription, code, time) come in keyset order from the columnar
+  after it was finalized (its watermark); a policy credit line, the events of the jobs that
+  ended with its reason. The candidates (subscription, code, time) come in keyset order from the columnar
   side store (two integer columns: the events table has no index on them, and a scan of it
   costs ~1 ms per thousand events); their rows are read by id, ``PAGE`` at a time, and routed
   in Python by the engine's own ``bucket_of`` / ``window_of``.
@@ -77,6 +78,7 @@ class EventSelection:
     group: tuple  # (key, value or None) per group-by key
     window: int | None = None  # the bucket's price window the line is (None: outside every window)
     since_id: int = 0  # only events stored after this one (a late line: after its invoice was finalized)
+    end_reason: str | None = None  # a policy credit line: only the events of jobs that ended so
 
 
 @attrs.frozen
@@ -112,6 +114,9 @@ def _after(store, sel: EventSelection, after: tuple[int, int] | None) -> np.ndar
     cols = store.read_columns(since_rowid=sel.since_id, codes=[sel.code], subscriptions=[sel.subscription],
                               time_from_ms=sel.from_ms, time_to_ms=sel.to_ms)
     ts, ids = cols.timestamp_ms, cols.rowid
+    if sel.end_reason is not None:  # each event's job's end reason, as the engine reads it
+        keep = cols.dim("end_reason") == cols.lookup(sel.end_reason)
+        ts, ids = ts[keep], ids[keep]
     if after is not None:
         keep = (ts > after[0]) | ((ts == after[0]) & (ids > after[1]))
         ts, ids = ts[keep], ids[keep]
@@ -276,6 +281,8 @@ def explain_line(store, contracts, actor: Actor, row: InvoiceRow, index: int, *,
     sel = _selection(b, charge, fee, _ms(priced.doc["billing_period"]["charges_to_datetime"]))
     if late and sel is not None:
         sel = attrs.evolve(sel, since_id=priced.watermark or 0)
+    if fee["item"]["kind"] == "policy" and sel is not None:  # a credit's code: <end reason>_credit
+        sel = attrs.evolve(sel, end_reason=fee["item"]["code"].removesuffix("_credit"))
     lines = [ln for ln in rate_billed(store, [b]).lines
              if ln.charge_id == charge_id and dimensions_of(ln.filter, ln.group) == dims
              and ln.kind == fee["item"].get("kind") and (sel is None or ln.window == sel.window)]

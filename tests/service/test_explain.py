@@ -120,6 +120,17 @@ def test_the_explanation_names_price_tiers_rounding_credits_and_the_clause(store
     assert e.clause.text == (ROOT / path).read_text()
 
 
+def test_a_policy_credit_line_holds_the_events_of_the_jobs_that_ended_so(store):
+    row = next(r for r in L.list_invoices(store, ADMIN) if r.number == "NWG-004-001")
+    for i, f in enumerate(row.doc["fees"]):
+        if f["item"]["kind"] == "policy" and "spot_market" in f["item"]["name"]:
+            e = X.explain_line(store, CONTRACTS, ADMIN, row, i)
+            events = [ev for p in all_events(store, e.events, 200) for ev in p]
+            reason = f["item"]["code"].removesuffix("_credit")
+            assert {ev.properties["end_reason"] for ev in events} == {reason}
+            assert len({ev.properties["job_id"] for ev in events}) == f["events_count"]  # the jobs credited
+
+
 def test_a_fee_without_events_is_explained_by_its_clause_alone(store):
     row = meridian_draft(store)
     i = next(i for i, f in enumerate(row.doc["fees"]) if f["item"]["type"] == "commitment")
