@@ -134,13 +134,8 @@ class InvoiceScreen(SaysWhyNot, ReviewScreen):
 
     # -- which actions work now -------------------------------------------------
     def why_not(self, action: str) -> str | None:
-        """Why ``action`` cannot be taken on this invoice by this actor; None when it can."""
-        permission, status = ACTIONS[action]
-        if self.row is None:
-            return "the invoice is loading"
-        if self.row.status != status:
-            return f"only a {status} invoice"
-        return refused(self.session.actor, permission)
+        """Why this actor's role may not take ``action``; None when it may."""
+        return refused(self.session.actor, ACTIONS[action][0])
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action not in ACTIONS:
@@ -150,9 +145,8 @@ class InvoiceScreen(SaysWhyNot, ReviewScreen):
         return None if self.why_not(action) else True  # the role: shown dimmed, why under the totals
 
     def why_text(self) -> str:
-        lines = [f"{self.app.get_key_display(b)} {b.description}: {self.why_not(b.action)}" for b in self.BINDINGS
-                 if self.row is not None and self.row.status == ACTIONS[b.action][1] and self.why_not(b.action)]
-        return "\n".join(lines)
+        return "\n".join(f"{self.app.get_key_display(b)} {b.description}: {self.why_not(b.action)}"
+                         for b in self.BINDINGS if self.check_action(b.action, ()) is None)
 
     # -- the actions: confirm on the UI thread, write in a worker -----------------
     def _total(self) -> str:
