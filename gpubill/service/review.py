@@ -36,6 +36,7 @@ from gpubill.store.store import now_ms as clock_ms
 
 DAY_MS = 24 * 3600 * 1000
 ZERO = Decimal(0)
+PER_PERIOD = ("period", "month")  # a commitment counted against one monthly invoice
 # A billing period that ends on a day (local time, any zone from UTC-12 to UTC+14) ends between
 # 10:00 UTC that day and 12:00 UTC the next: 14 hours before its end is always on that day.
 # One that starts on a day starts between 10:00 UTC the day before and 12:00 UTC that day:
@@ -75,6 +76,19 @@ def month_of(ms: int) -> Period:
     return month(dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m"))
 
 
+_LAST_EVENT = "SELECT coalesce(max(last_rowid), 0) FROM column_blocks"
+# What changes when the store does, for what the screens show: events, invoices (a new one, a new revision,
+# finalized, voided), alerts, credit notes and their uses. Reads no invoice document.
+_INVOICES_STATE = """SELECT count(*) || ' ' || total(revision) || ' ' || coalesce(max(finalized_ms), 0) || ' '
+       || coalesce(max(voided_ms), 0) FROM invoices"""
+_STORE_STATE = f"""
+SELECT ({_LAST_EVENT}), ({_INVOICES_STATE}),
+       (SELECT coalesce(max(id), 0) FROM alerts),
+       (SELECT count(*) || ' ' || coalesce(max(voided_ms), 0) FROM credit_notes),
+       (SELECT count(*) FROM credit_note_uses)
+"""
+
+
 class ReviewSession:
     """One reviewer's session over one store (see the module's docstring)."""
 
@@ -89,7 +103,7 @@ class ReviewSession:
         self._stores: list[Store] = []
         self._lock = threading.Lock()
         self._kept: dict = {}  # name -> what ``kept`` computed
-        self._columns = None  # ((period, last event id), EventColumns)
+        self._computed: dict = {}  # name -> (what it was computed from, value): see ``unless_changed``
 
     @classmethod
     def open(cls, store_path: str, contracts: Sequence[str], as_user: str | None = None, **options) -> "ReviewSession":
@@ -137,15 +151,32 @@ class ReviewSession:
     def month_columns(self):
         """The month's events as columns, read again only when events were stored since (or the month changed)."""
         period = self.period()
-        top = self.reader()._read().execute("SELECT coalesce(max(last_rowid), 0) FROM column_blocks").fetchone()[0]
+        top = self.reader()._read().execute(_LAST_EVENT).fetchone()[0]
+        return self.fresh("columns", (period, top),
+                          lambda: self.reader().read_columns(time_from_ms=period.from_ms, time_to_ms=period.to_ms - 1))
+
+    def month_invoices(self) -> list:
+        """The month's invoices (``MonthInvoice``), read again only when an invoice changed."""
+        state = self.reader()._read().execute(_INVOICES_STATE).fetchone()[0]
+        return self.fresh("invoices", (self.period(), state),
+                          lambda: _month_invoices(self.reader()._read(), self.period()))
+
+    def unless_changed(self, name: str, compute: Callable):
+        """``compute()``, again only when the month under review or the store changed since (events,
+        invoices and their revisions, alerts, credit notes; one query says)."""
+        state = self.reader()._read().execute(_STORE_STATE).fetchone()
+        return self.fresh(name, (self.period(), state), compute)
+
+    def fresh(self, name: str, key, compute: Callable):
+        """The value computed under ``name`` if it was computed from ``key``, else ``compute()`` (then kept)."""
         with self._lock:
-            cached = self._columns
-        if cached is not None and cached[0] == (period, top):
-            return cached[1]
-        cols = self.reader().read_columns(time_from_ms=period.from_ms, time_to_ms=period.to_ms - 1)
+            hit = self._computed.get(name)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        value = compute()
         with self._lock:
-            self._columns = ((period, top), cols)
-        return cols
+            self._computed[name] = (key, value)
+        return value
 
     def known_period(self) -> Period | None:
         """The month under review if it is known yet (``period()`` reads the store the first time)."""
@@ -174,6 +205,8 @@ class Subscriber:
     name: str  # display name, else the external id
     entity: str
     currency: str
+    commitment: Decimal | None  # the minimum commitment of a period (a monthly one), if any
+    budget: Decimal | None
 
 
 def directory(session: ReviewSession) -> dict[str, Subscriber]:
@@ -190,8 +223,10 @@ def _directory(catalog) -> dict[str, Subscriber]:
         plan = catalog.plan_version(c.plan) if c.plan is not None else None
         cur = plan.currency.name if plan is not None and plan.currency is not None else ""
         name = c.customer.display_name.value if c.customer.display_name is not None else c.customer.id.value
+        commit = next((m.amount.value for m in c.commits if (m.per or "period") in PER_PERIOD), None)
         out[c.subscription.value] = Subscriber(c.subscription.value, c.name.name, c.customer.id.value, name,
-                                               c.entity.name if c.entity is not None else "", cur)
+                                               c.entity.name if c.entity is not None else "", cur, commit,
+                                               c.budget.amount.value if c.budget is not None else None)
     return out
 
 
@@ -222,20 +257,24 @@ class Overview:
 
 
 def overview(session: ReviewSession) -> Overview:
-    """The month under review, per entity and currency: one pass over invoices, alerts and the month's events."""
+    """The month under review, per entity and currency: one pass over invoices, alerts and the month's events
+    (again only when the store changed)."""
+    rows = session.unless_changed("overview", lambda: _entity_rows(session))
+    rejected = session.reader()._read().execute("SELECT count(*) FROM rejected WHERE status = 'open'").fetchone()[0]
+    return Overview(session.period(), rows, rejected, session.now_ms())
+
+
+def _entity_rows(session: ReviewSession) -> tuple[EntityTotals, ...]:
     store, period, subs = session.reader(), session.period(), directory(session)
     db = store._read()
-    invoices = _month_invoices(db, period)
-    cols = session.month_columns()
+    invoices = session.month_invoices()
     keys = {(s.entity, s.currency) for s in subs.values()} | {(r.entity, r.currency) for r in invoices}
-    daily = _daily_by(cols, period, {sid: (s.entity, s.currency) for sid, s in subs.items()})
+    daily = _daily_by(session.month_columns(), period, {sid: (s.entity, s.currency) for sid, s in subs.items()})
     late = _late_by(store, invoices)
     alerts = _alerts_by(db, period, subs)
-    rows = tuple(_entity_totals(key, [r for r in invoices if (r.entity, r.currency) == key],
+    return tuple(_entity_totals(key, [r for r in invoices if (r.entity, r.currency) == key],
                                 daily.get(key, np.zeros(period.days, np.int64)), late.get(key, 0), alerts.get(key, 0))
                  for key in sorted(keys))
-    rejected = db.execute("SELECT count(*) FROM rejected WHERE status = 'open'").fetchone()[0]
-    return Overview(period, rows, rejected, session.now_ms())
 
 
 @attrs.frozen
@@ -263,18 +302,17 @@ SELECT id, entity, currency, subscription, invoice_type, status, due_ms, period_
        body ->> '$.total_amount', body ->> '$.fees_amount', body ->> '$.coupons_amount',
        (SELECT group_concat(f.value ->> '$.amount', ' ') FROM json_each(body, '$.fees') f
          WHERE f.value ->> '$.item.type' = 'commitment')
-  FROM invoices i
- WHERE status != 'voided' AND period_to_ms - ? >= ? AND period_to_ms - ? < ? AND coalesce(? = subscription, 1)
-   AND NOT EXISTS (SELECT 1 FROM invoices r WHERE r.replaces = i.id)
+  FROM invoices
+ WHERE status != 'voided' AND period_to_ms - ? >= ? AND period_to_ms - ? < ?
+   AND id NOT IN (SELECT replaces FROM invoices WHERE replaces IS NOT NULL)
  ORDER BY period_from_ms, contract, invoice_type DESC, created_ms
 """
 
 
-def _month_invoices(db, period: Period, subscription: str | None = None) -> list[MonthInvoice]:
-    """The month's invoices (of one subscription, or all)."""
+def _month_invoices(db, period: Period) -> list[MonthInvoice]:
     out = []
     for *head, total, fees, coupons, commitments in db.execute(
-            _MONTH_INVOICES, (LOCAL_END_SHIFT_MS, period.from_ms, LOCAL_END_SHIFT_MS, period.to_ms, subscription)):
+            _MONTH_INVOICES, (LOCAL_END_SHIFT_MS, period.from_ms, LOCAL_END_SHIFT_MS, period.to_ms)):
         trued_up = sum((Decimal(a) for a in (commitments or "").split()), ZERO)
         out.append(MonthInvoice(*head, Decimal(total), max(ZERO, Decimal(fees) - trued_up - Decimal(coupons))))
     return out
@@ -288,31 +326,52 @@ def _entity_totals(key, invoices: list, daily, late: int, alerts: int) -> Entity
 
 
 def _daily_by(cols, period: Period, group_of: dict) -> dict:
-    """Events per day of the month for each group of subscriptions (one bincount per group)."""
-    out: dict = {}
-    day = (cols.timestamp_ms - period.from_ms) // DAY_MS
-    for sid, key in group_of.items():
-        i = cols.lookup(sid)
-        if i < 0:
-            continue
-        counts = np.bincount(day[cols.subscription == i], minlength=period.days)[:period.days]
-        out[key] = out.get(key, 0) + counts
-    return out
+    """Events per day of the month for each group of subscriptions (one bincount for all of them)."""
+    groups = sorted(set(group_of.values()))
+    position = {key: i for i, key in enumerate(groups)}
+    g = _table(cols, {sub: position[key] for sub, key in group_of.items()})[cols.subscription]
+    ok = g >= 0
+    day = (cols.timestamp_ms[ok] - period.from_ms) // DAY_MS
+    counts = np.bincount(g[ok] * period.days + day, minlength=len(groups) * period.days)
+    return {key: counts[i * period.days:(i + 1) * period.days] for i, key in enumerate(groups)}
+
+
+def _table(cols, index_of: dict[str, int]) -> np.ndarray:
+    """A lookup from the columns' subscription ids to ``index_of[subscription]`` (-1: none)."""
+    table = np.full(int(cols.subscription.max()) + 1 if cols.n else 1, -1, np.int64)
+    for sub, i in index_of.items():
+        sid = cols.lookup(sub)
+        if 0 <= sid < table.size:
+            table[sid] = i
+    return table
 
 
 def _late_by(store, invoices: list) -> dict:
-    """Events stored after each finalized subscription invoice was, inside its period; by entity and currency."""
+    """Events stored after each finalized subscription invoice was, inside its period; by entity and currency.
+    One column read; each round takes one invoice of each subscription (most have one in a month)."""
     final = [r for r in invoices if r.status == "finalized" and r.invoice_type == "subscription"]
     if not final:
         return {}
     cols = store.read_columns(since_rowid=min(r.watermark or 0 for r in final),
                               subscriptions=sorted({r.subscription for r in final}))
     out: dict = {}
-    for r in final:
-        sid = cols.lookup(r.subscription)
-        n = int(((cols.subscription == sid) & (cols.rowid > (r.watermark or 0)) & (cols.timestamp_ms >= r.period_from_ms)
-                 & (cols.timestamp_ms <= r.period_to_ms)).sum()) if sid >= 0 else 0
-        out[(r.entity, r.currency)] = out.get((r.entity, r.currency), 0) + n
+    rounds: list[dict] = []
+    for i, r in enumerate(final):
+        free = next((d for d in rounds if r.subscription not in d), None)
+        if free is None:
+            free = {}
+            rounds.append(free)
+        free[r.subscription] = i
+    mark = np.array([r.watermark or 0 for r in final] + [0], np.int64)
+    start = np.array([r.period_from_ms for r in final] + [0], np.int64)
+    end = np.array([r.period_to_ms for r in final] + [-1], np.int64)
+    for one_each in rounds:
+        i = _table(cols, one_each)[cols.subscription]
+        late = (i >= 0) & (cols.rowid > mark[i]) & (cols.timestamp_ms >= start[i]) & (cols.timestamp_ms <= end[i])
+        for j, n in enumerate(np.bincount(i[late], minlength=len(final)).tolist()):
+            if n:
+                key = (final[j].entity, final[j].currency)
+                out[key] = out.get(key, 0) + n
     return out
 
 
@@ -353,7 +412,6 @@ def invoice_index(session: ReviewSession) -> list[InvoiceEntry]:
 
 # ---------------------------------------------------------------- customers
 
-PER_PERIOD = ("period", "month")  # a commitment counted against one monthly invoice
 GPU_HOURS = ("duration_seconds", "gpu_count", "gpu_type")  # what an event's GPU-hours are read from
 
 
@@ -377,22 +435,26 @@ class CustomerRow:
 
 def customers(session: ReviewSession) -> list[CustomerRow]:
     """Every subscription of the contracts in the month under review: one column read and one pass over
-    the month's invoices, alerts and credit notes (never a query per customer)."""
+    the month's invoices, alerts and credit notes (never a query per customer; again only when the store
+    changed)."""
+    return session.unless_changed("customers", lambda: _customers(session))
+
+
+def _customers(session: ReviewSession) -> list[CustomerRow]:
     store, period, subs = session.reader(), session.period(), directory(session)
     db = store._read()
     cols = session.month_columns()
     events = _events_by_subscription(cols)
     hours = _gpu_hours(cols)
     invoices: dict[str, list] = {}
-    for r in _month_invoices(db, period):
+    for r in session.month_invoices():
         invoices.setdefault(r.subscription, []).append(r)
     alerts: dict[str, int] = {}
     for (sub,) in db.execute(_MONTH_ALERTS.format(what="subscription"), _month_args(period)):
         alerts[sub] = alerts.get(sub, 0) + 1
     notes = credit_notes_left(db)
-    catalog = session.catalog()
-    return [_customer_row(s, catalog.contracts[s.contract], events.get(sid, 0), hours.get(sid, ()),
-                          invoices.get(sid, []), notes.get((s.customer, s.currency), ZERO), alerts.get(sid, 0))
+    return [_customer_row(s, events.get(sid, 0), hours.get(sid, ()), invoices.get(sid, []),
+                          notes.get((s.customer, s.currency), ZERO), alerts.get(sid, 0))
             for sid, s in subs.items()]
 
 
@@ -403,13 +465,11 @@ def _month_args(period: Period) -> tuple:
     return LOCAL_END_SHIFT_MS, period.from_ms, LOCAL_END_SHIFT_MS, period.to_ms
 
 
-def _customer_row(s: Subscriber, contract, events: int, hours, invoices: list, notes: Decimal, alerts: int) -> CustomerRow:
+def _customer_row(s: Subscriber, events: int, hours, invoices: list, notes: Decimal, alerts: int) -> CustomerRow:
     cost = sum((r.total for r in invoices), ZERO) if invoices else None
     final = [r for r in invoices if r.invoice_type == "subscription"]
     spent = final[-1].spend if final else None
-    commit = next((c.amount.value for c in contract.commits if (c.per or "period") in PER_PERIOD), None)
-    budget = contract.budget.amount.value if contract.budget is not None else None
-    return CustomerRow(s, events, hours, cost, _pct(spent, commit), _pct(spent, budget), notes, alerts)
+    return CustomerRow(s, events, hours, cost, _pct(spent, s.commitment), _pct(spent, s.budget), notes, alerts)
 
 
 def _pct(part: Decimal | None, whole: Decimal | None) -> Decimal | None:
@@ -528,7 +588,7 @@ def customer_detail(session: ReviewSession, subscription: str) -> CustomerDetail
     plan = catalog.plan_version(contract.plan) if contract.plan is not None else None
     db = session.reader()._read()
     rows = ledger.list_invoices(db, contract=who.contract, limit=1 << 30)
-    month = {r.id for r in _month_invoices(db, period, subscription)}
+    month = {r.id for r in session.month_invoices() if r.subscription == subscription}
     current = next((r for r in reversed(rows) if r.id in month and r.invoice_type == "subscription"), None)
     events_of = _event_codes(catalog, plan)
     lines = tuple(_line(f, events_of) for f in current.doc["fees"]) if current is not None else ()

@@ -6,11 +6,14 @@ from decimal import Decimal
 
 import pytest
 
+from gpubill.service import lifecycle
+from gpubill.service.access import Actor
+from gpubill.service.events import Store
 from gpubill.service.review import customers
 from gpubill.tui.screens.customer import CustomerScreen
 from gpubill.tui.widgets.filter_table import FilterTable
 
-from .conftest import SIZE, settle
+from .conftest import NOW, SIZE, settle
 
 pytestmark = pytest.mark.anyio
 
@@ -86,3 +89,19 @@ async def test_the_table_says_when_it_shows_part_of_the_rows(make_app):
         table.cap = 3
         table.set_rows(table.rows)
         assert table.table.row_count == 3 and table.caption().startswith("3 of 8")
+
+
+async def test_the_table_reads_again_when_an_invoice_changes(make_app, store_copy):
+    app = make_app(store_copy)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_customers(pilot)
+        cost = {r.key: r.values[6] for r in table.shown}
+        assert cost["sub_cirrus_market"] == Decimal("1892.63")
+        await pilot.press("1", "2")  # away and back: nothing changed, the same rows
+        await settle(pilot)
+        assert app.screen.data is customers(app.session)
+        with Store(store_copy) as store:
+            lifecycle.void(store, Actor("ana", "admin"), "NWG-003-001", "sent to the wrong address", now_ms=NOW)
+        app.screen.reload()
+        await settle(pilot)
+        assert {r.key: r.values[6] for r in table.shown}["sub_cirrus_market"] is None  # no invoice for the month

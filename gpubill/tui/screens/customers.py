@@ -61,6 +61,7 @@ class CustomersScreen(ReviewScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
+        self.data: list[CustomerRow] | None = None
         self.query_one("#customers").loading = True
 
     def on_screen_resume(self) -> None:
@@ -72,14 +73,21 @@ class CustomersScreen(ReviewScreen):
 
     @work(thread=True, exclusive=True, group="customers", exit_on_error=False)
     def _read(self) -> None:
-        rows = [row_of(r) for r in customers(self.session)]
-        self.app.call_from_thread(self._show, rows)
+        data = customers(self.session)
+        if data is self.data:  # the store has not changed: the table already shows it
+            self.app.call_from_thread(self._shown, self.session.now_ms())
+            return
+        rows = [row_of(r) for r in data]
+        self.app.call_from_thread(self._show, data, rows, self.session.now_ms())
 
-    def _show(self, rows: list[Row]) -> None:
-        table = self.query_one("#customers", FilterTable)
-        table.loading = False
-        table.set_rows(rows)
-        self.show_status(self.session.now_ms())
+    def _show(self, data: list[CustomerRow], rows: list[Row], now_ms: int) -> None:
+        self.data = data
+        self.query_one("#customers", FilterTable).set_rows(rows)
+        self._shown(now_ms)
+
+    def _shown(self, now_ms: int) -> None:
+        self.query_one("#customers", FilterTable).loading = False
+        self.show_status(now_ms)
 
     @on(FilterTable.Chosen, "#customers")
     def _open(self, event: FilterTable.Chosen) -> None:

@@ -74,14 +74,16 @@ class OverviewScreen(ReviewScreen):
         self.app.call_from_thread(self._show, data)
 
     def _show(self, data: Overview) -> None:
+        same = self.data is not None and data.rows is self.data.rows  # the store has not changed
         self.data = data
         table = self.query_one("#entities", FilterTable)
         table.loading = False
-        table.set_rows(rows_of(data))
+        if not same:
+            table.set_rows(rows_of(data))
+            self._chart()
         self.query_one("#quarantine-line", Static).update(
             f"rejected events waiting in quarantine: {data.rejected}" if data.rejected else "quarantine: empty")
         self.show_status(data.as_of_ms)
-        self._chart()
 
     @on(FilterTable.Chosen, "#entities")
     def _open(self, event: FilterTable.Chosen) -> None:
