@@ -72,20 +72,19 @@ class FilterTable(Vertical, can_focus=False):
         self.needle = ""
         self.sort_column: int | None = None
         self.descending = False
+        # Made here, not in compose: the app asks whether the filter is open (for the footer) at any time,
+        # a table still mounting included.
+        self.box = Input(placeholder="filter (! inverts; enter: to the table, esc: clear)", classes="filter-input")
+        self.box.display = False  # until `/`
+        self.table = DataTable(cursor_type="row", zebra_stripes=True)
+        for c in self.columns:
+            self.table.add_column(c.label, key=c.key)
+        self.caption_line = Static("", classes="filter-caption")
 
     def compose(self) -> ComposeResult:
-        box = Input(placeholder="filter (! inverts; enter: to the table, esc: clear)", classes="filter-input")
-        box.display = False  # until `/`
-        yield box
-        table = DataTable(cursor_type="row", zebra_stripes=True)
-        for c in self.columns:
-            table.add_column(c.label, key=c.key)
-        yield table
-        yield Static("", classes="filter-caption")
-
-    @property
-    def table(self) -> DataTable:
-        return self.query_one(DataTable)
+        yield self.box
+        yield self.table
+        yield self.caption_line
 
     # -- data ---------------------------------------------------------------
     def set_rows(self, rows: Sequence[Row]) -> None:
@@ -111,7 +110,7 @@ class FilterTable(Vertical, can_focus=False):
         keys = [r.key for r in rows[:self.cap]]
         if keep in keys:
             table.move_cursor(row=keys.index(keep), animate=False)
-        self.query_one(".filter-caption", Static).update(self.caption())
+        self.caption_line.update(self.caption())
 
     def _filtered(self) -> list[Row]:
         needle = self.needle.lower()
@@ -132,9 +131,8 @@ class FilterTable(Vertical, can_focus=False):
 
     # -- filter ---------------------------------------------------------------
     def open_filter(self) -> None:
-        box = self.query_one(Input)
-        box.display = True
-        box.focus()
+        self.box.display = True
+        self.box.focus()
 
     @on(Input.Changed, ".filter-input")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -148,15 +146,14 @@ class FilterTable(Vertical, can_focus=False):
         self.table.focus()
 
     def filter_open(self) -> bool:
-        return bool(self.query_one(Input).display)
+        return bool(self.box.display)
 
     def close_filter(self) -> bool:
         """Clear and hide the filter box; False when it was not open."""
         if not self.filter_open():
             return False
-        box = self.query_one(Input)
-        box.value = ""
-        box.display = False
+        self.box.value = ""
+        self.box.display = False
         self.needle = ""
         self._show()
         self.table.focus()
