@@ -6,7 +6,7 @@ import pytest
 
 from gpubill.tui.screens.customer import CustomerScreen
 from gpubill.tui.screens.overview import OverviewScreen
-from gpubill.tui.widgets.filter_table import FilterTable
+from gpubill.tui.widgets.filter_table import Column, FilterTable
 
 from .conftest import SIZE, gpubill, settle
 
@@ -99,3 +99,10 @@ def test_gpubill_tui_refuses_a_missing_store_and_an_unknown_user_in_one_line(dem
     assert r.returncode == 3 and r.stderr.count("\n") == 1 and "no such store" in r.stderr
     r = gpubill("tui", "--store", demo_store, "--contracts", "examples", "--period", "November")
     assert r.returncode == 2 and "YYYY-MM" in r.stderr
+
+
+async def test_a_table_still_mounting_answers_whether_its_filter_is_open(make_app):
+    # The footer asks (check_action "back") while a screen's tables mount: it crashed with NoMatches.
+    async with make_app().run_test(size=SIZE):
+        table = FilterTable([Column("customer", "customer")])  # made, not mounted yet
+        assert table.filter_open() is False and table.close_filter() is False
