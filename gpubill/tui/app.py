@@ -13,6 +13,7 @@ screens (k9s's drill-down); every screen class is registered once, in
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from functools import partial
 
 from textual.app import App
@@ -66,36 +67,41 @@ class ScreenCommands(Provider):
                 yield Hit(score, matcher.highlight(f"screen {title}"), partial(self.app.switch_mode, name), help=f"key {n}")
 
 
-class CustomerCommands(Provider):
+class Jumps(Provider):
+    """Jump targets loaded when the palette opens (in a thread); ``targets`` makes them from the session.
+    A target is scored only when it holds every letter typed: the fuzzy match costs 20 µs a target, and a
+    store has 10 000 customers."""
+
+    async def startup(self) -> None:
+        self.items = [(text, frozenset(text.lower()), callback, help_)
+                      for text, callback, help_ in await asyncio.to_thread(self.targets)]
+
+    def targets(self) -> list[tuple[str, Callable, str]]:
+        raise NotImplementedError
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        letters = frozenset(query.lower()) - {" "}
+        for text, has, callback, help_ in self.items:
+            if letters <= has and (score := matcher.match(text)) > 0:
+                yield Hit(score, matcher.highlight(text), callback, help=help_)
+
+
+class CustomerCommands(Jumps):
     """Jump to a customer's subscription by name, customer id or subscription id."""
 
-    async def startup(self) -> None:
-        self.subscribers = await asyncio.to_thread(subscribers, self.app.session)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for s in self.subscribers:
-            text = f"customer {s.name} · {s.subscription}"
-            score = matcher.match(text)
-            if score > 0:
-                yield Hit(score, matcher.highlight(text), partial(self.app.open_customer, s.subscription),
-                          help=f"{s.customer} · {s.entity} · {s.currency}")
+    def targets(self) -> list[tuple[str, Callable, str]]:
+        return [(f"customer {s.name} · {s.subscription}", partial(self.app.open_customer, s.subscription),
+                 f"{s.customer} · {s.entity} · {s.currency}") for s in subscribers(self.app.session)]
 
 
-class InvoiceCommands(Provider):
+class InvoiceCommands(Jumps):
     """Jump to an invoice by number or id, customer or period."""
 
-    async def startup(self) -> None:
-        self.invoices = await asyncio.to_thread(invoice_index, self.app.session)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for inv in self.invoices:
-            text = f"invoice {inv.number or inv.id} · {inv.customer} · {inv.period_label}"
-            score = matcher.match(text)
-            if score > 0:
-                yield Hit(score, matcher.highlight(text), partial(self.app.open_invoice, inv.id),
-                          help=f"{inv.status} · {inv.total} {inv.currency}")
+    def targets(self) -> list[tuple[str, Callable, str]]:
+        return [(f"invoice {inv.number or inv.id} · {inv.customer} · {inv.period_label}",
+                 partial(self.app.open_invoice, inv.id), f"{inv.status} · {inv.total} {inv.currency}")
+                for inv in invoice_index(self.app.session)]
 
 
 class ReviewApp(App):
