@@ -107,21 +107,22 @@ def timed(timings: Timings, name: str, fn):
     return out
 
 
+MESSAGE_ROUNDS = 6  # rounds of "every message queued so far handled" after a key
 CHARACTERS = {"slash": "/", "enter": "\r", "tab": "\t"}  # keys by name that type a character
 
 
 async def settle(pilot) -> None:
     """Until the workers of the screen on top are done (its rows shown: a worker hands them over and waits)
-    and every message queued by then is handled. Pilot's own ``press``/``pause`` also wait for the process
-    to look idle (sleeps of at least 100 ms here), which would be measured too; workers of screens below
-    (a backtest still running on the diff screen) are not the screen on top's."""
+    and the messages they and the keys caused are handled: a key's consequences take a few rounds of
+    messages (a key, the table's selection, the screen's handler, the new screen mounting). Pilot's own
+    ``press``/``pause`` wait for the process to look idle instead (sleeps of at least 100 ms here), which
+    would be measured too; workers of screens below (a backtest on the diff screen) are not the top's."""
     app = pilot.app
-    await pilot._wait_for_screen()
-    while busy := [w for w in app.workers if w.state.name in ("PENDING", "RUNNING") and _on_top(app, w)]:
-        for w in busy:
+    for _ in range(MESSAGE_ROUNDS):
+        await pilot._wait_for_screen()
+        for w in [w for w in app.workers if w.state.name in ("PENDING", "RUNNING") and _on_top(app, w)]:
             with contextlib.suppress(WorkerCancelled, WorkerFailed):  # a newer one replaced it; a failure shows
                 await w.wait()
-        await pilot._wait_for_screen()
 
 
 def _on_top(app, worker) -> bool:
@@ -132,6 +133,7 @@ def _on_top(app, worker) -> bool:
 async def step(timings: Timings | None, name: str, pilot, *keys: str) -> None:
     """Send ``keys`` as the terminal would, then wait until the app has settled; the time under ``name``."""
     app = pilot.app
+    print(f"· {name}: {' '.join(keys)} on {app.screen}", file=sys.stderr, flush=True)
     t = time.perf_counter()
     for key in keys:
         event = events.Key(key, key if len(key) == 1 else CHARACTERS.get(key))
@@ -148,6 +150,7 @@ async def round_of(pilot, timings: Timings | None, session: ReviewSession, sub: 
     timed(t, "query: overview", lambda: overview(session))
     timed(t, "query: customers", lambda: customers(session))
     timed(t, "query: customer_detail", lambda: customer_detail(session, sub))
+    await step(timings, "a key bound to nothing (the floor)", pilot, "f12")
     for key, name in (("2", "customers"), ("3", "invoices"), ("4", "quarantine & alerts"), ("5", "diff"),
                       ("1", "overview")):
         await step(timings, f"open: {name} ({key})", pilot, key)

@@ -11,7 +11,7 @@ from gpubill.service.access import Actor
 from gpubill.service.events import Store
 from gpubill.service.review import customers
 from gpubill.tui.screens.customer import CustomerScreen
-from gpubill.tui.widgets.filter_table import FilterTable
+from gpubill.tui.widgets.filter_table import FilterTable, Row
 
 from .conftest import NOW, SIZE, settle
 
@@ -105,3 +105,12 @@ async def test_the_table_reads_again_when_an_invoice_changes(make_app, store_cop
         app.screen.reload()
         await settle(pilot)
         assert {r.key: r.values[6] for r in table.shown}["sub_cirrus_market"] is None  # no invoice for the month
+
+
+async def test_a_name_that_looks_like_markup_is_shown_as_written(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_customers(pilot)
+        table.set_rows([Row("sub_x", ("[b]Acme[/b] [link=x]", *("",) * 10), ("x",) * 11)])
+        await pilot.pause()
+        assert "[b]Acme[/b] [link=x]" in table.table.render_line(1).text

@@ -192,6 +192,8 @@ def _sorted(rows: list[Row], column: int, descending: bool) -> list[Row]:
 
 
 def _aligned(cells: tuple, columns: tuple[Column, ...]) -> list:
-    return [Text(str(c), justify="right") if col.numeric and not isinstance(c, Text) else c
+    """Cells as Text: a string cell would be read as markup (a customer named "[b]Acme" shown bold, or an
+    error), and parsed again at every draw."""
+    return [c if isinstance(c, Text) else Text(str(c), justify="right" if col.numeric else "left")
             for c, col in zip(cells, columns)]
 
