@@ -53,10 +53,14 @@ async def test_the_overview_sees_events_stored_after_it_opened(make_app, store_c
         assert after[9] == before[9] + 7 and sum(after) == sum(before) + 7
 
 
-async def test_enter_on_an_entity_opens_the_customers_screen(make_app):
+async def test_enter_on_an_entity_opens_its_customers(make_app):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await pilot.press("enter")
+        await pilot.press("enter")  # gpucloud_eu
         await settle(pilot)
         assert app.current_mode == "customers"
+        table = app.screen.query_one("#customers", FilterTable)
+        assert [r.key for r in table.shown] == ["sub_lumen_fra"] and table.needle == "gpucloud_eu"
+        await pilot.press("escape")  # the filter goes, every customer is back
+        assert len(table.shown) == 8

@@ -4,7 +4,7 @@ Billed so far, drafts pending and their earliest grace deadline, invoices
 finalized, alerts fired, late events, and the quarantine's open count; the
 highlighted row's events per day as a chart. A worker reads it all again every
 ``REFRESH_S`` seconds (the data is never more than that old plus one read);
-Enter opens the customers screen.
+Enter opens the customers screen, filtered to the entity's.
 """
 
 from __future__ import annotations
@@ -86,8 +86,10 @@ class OverviewScreen(ReviewScreen):
         self.show_status(data.as_of_ms)
 
     @on(FilterTable.Chosen, "#entities")
-    def _open(self, event: FilterTable.Chosen) -> None:
-        self.app.switch_mode("customers")
+    async def _open(self, event: FilterTable.Chosen) -> None:
+        """The customers, filtered to the entity's."""
+        await self.app.switch_mode("customers")
+        self.app.screen.query_one("#customers", FilterTable).open_filter(event.key.split("/")[0])
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:

@@ -130,9 +130,14 @@ class FilterTable(Vertical, can_focus=False):
         return " · ".join(parts)
 
     # -- filter ---------------------------------------------------------------
-    def open_filter(self) -> None:
+    def open_filter(self, text: str | None = None) -> None:
+        """Show the filter box and focus it (``text``: filter by it, and focus the table)."""
         self.box.display = True
-        self.box.focus()
+        if text is None:
+            self.box.focus()
+        else:
+            self.box.value = text
+            self.table.focus()
 
     @on(Input.Changed, ".filter-input")
     def _filter_changed(self, event: Input.Changed) -> None:
