@@ -1,7 +1,7 @@
 """`gpubill diff` benchmark: a backtest of two revisions against two `gpubill invoice` runs, same store, same run.
 
     .venv/bin/python bench/diff.py                      # 10 M events, 1 000 contracts
-    .venv/bin/python bench/diff.py --quick              # a smoke run: 20 000 events, 24 contracts
+    .venv/bin/python bench/diff.py --quick              # a smoke run: 5 000 events, 8 contracts
     .venv/bin/python bench/diff.py --events 2000000     # a smaller store (made once in --dir)
     .venv/bin/python bench/diff.py --db /tmp/b/bench.db # reuse a store (bench/invoice.py's fits)
     .venv/bin/python bench/diff.py --profile            # + where a warm diff spends its time
@@ -183,12 +183,12 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1, help="timed runs of each command (best of)")
     ap.add_argument("--dir", default="/tmp/bench_diff", help="the repositories, the store and the outputs")
     ap.add_argument("--db", default=None, help="an existing store to read (default: DIR/bench-CONTRACTSxEVENTS.db, made once)")
-    ap.add_argument("--quick", action="store_true", help="a smoke run: 20 000 events, 24 contracts, 1 run")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 5 000 events, 8 contracts, 1 run")
     ap.add_argument("--profile", action="store_true", help="also profile one warm diff")
     ap.add_argument("--top", type=int, default=25, help="functions listed by --profile")
     args = ap.parse_args()
     if args.quick:
-        args.events, args.contracts, args.repeat = 20_000, 24, 1
+        args.events, args.contracts, args.repeat = 5_000, 8, 1
 
     work, base_dir, db = inv.prepare(args)
     repo = build_git_repo(base_dir, work / f"diff-repo-{args.contracts}")
