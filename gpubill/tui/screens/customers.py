@@ -4,7 +4,7 @@ GPU-hours by GPU type, events, cost so far (the month's stored invoices),
 commitment and budget consumption, credit left on credit notes, alerts. `/`
 filters on names and ids, `s` sorts (or click a header); Enter opens the
 customer. Built for 10 000 subscriptions: one read for all of them, and the
-table holds at most 500 rows at a time ("500 of 10000").
+table holds at most 100 rows at a time ("100 of 10000").
 """
 
 from __future__ import annotations
