@@ -23,11 +23,13 @@ from gpubill.engine.calendar.period import parse_period_arg
 from gpubill.store.roles import Actor
 from gpubill.engine.pricing.money import round_amount
 from gpubill.engine.spec.program import MoneyRounding
+from gpubill.engine.spec.compile import CompileError
+from gpubill.engine.spec.subscription import version_on
 from gpubill.service.invoicing import invoice_catalog, period_days
 from gpubill.service.lifecycle import list_invoices
 from gpubill.service.notice import notice_violations
 from gpubill.service.rating import ServiceError, billed_subscriptions, load_catalog, read_window
-from gpubill.service.revisions import Revision
+from gpubill.service.revisions import Revision, run_time
 
 # Percentages are shown to two places; computed in a local context (never
 # the ambient one).
@@ -38,8 +40,13 @@ CHANGE_KINDS = ("metric", "plan", "version", "contract", "entity")
 CHANGE_WHATS = ("added", "removed", "changed")
 
 
+def _amount(d: Decimal | None) -> Decimal:
+    """An amount, 0 where one side has none (a zero keeps its places: `or` would drop them)."""
+    return Decimal(0) if d is None else d
+
+
 def _delta(before: Decimal | None, after: Decimal | None) -> Decimal:
-    return (after or Decimal(0)) - (before or Decimal(0))
+    return _amount(after) - _amount(before)
 
 
 def percent_change(before: Decimal | None, after: Decimal | None) -> Decimal | None:
@@ -114,7 +121,7 @@ class DiffReport:
         sums: dict[str, tuple[Decimal, Decimal]] = {}
         for c in self.customers:
             before, after = sums.get(c.currency, (Decimal(0), Decimal(0)))
-            sums[c.currency] = (before + (c.before or Decimal(0)), after + (c.after or Decimal(0)))
+            sums[c.currency] = (before + _amount(c.before), after + _amount(c.after))
         return dict(sorted(sums.items()))
 
 
@@ -286,7 +293,7 @@ def latest_complete_month(store, now: dt.datetime | None = None) -> str:
     if latest is None:
         raise ServiceError("the store holds no events: nothing to invoice (pass --store)", code=1)
     day = dt.datetime.fromtimestamp(latest / 1000, dt.timezone.utc).date()
-    today = (now or dt.datetime.now(dt.timezone.utc)).date()
+    today = (now or run_time()).date()
     first = day.replace(day=1)
     if (first.year, first.month) == (today.year, today.month):
         first = (first - dt.timedelta(days=1)).replace(day=1)
@@ -456,8 +463,22 @@ def _reaches(kind: str, name: str, catalog: Catalog) -> list[str]:
     if kind in ("plan", "version"):
         plan, _, version = name.partition("@")
         return [c.name.name for c in contracts if c.plan is not None and c.plan.name.name == plan
-                and (not version or c.plan.version in (None, version))]
+                and (not version or _may_follow(catalog, c, version))]
     return [c.name.name for c in contracts if c.plan is not None and _uses(catalog.plan_version(c.plan), name)]
+
+
+def _may_follow(catalog: Catalog, c: ast.Contract, version: str) -> bool:
+    """Whether plan version ``version`` may price contract ``c``: it pins that version; or it pins none and
+    is free to follow new versions; or, under a commitment, keeps that one (its start day's: version_on)."""
+    if c.plan.version is not None:
+        return c.plan.version == version
+    if not ast.under_commitment(c):
+        return True
+    try:
+        kept = version_on(catalog, c, dt.date.min)  # the day is the contract's start day under a commitment
+    except CompileError:
+        return True  # no version prices it yet in this catalog: any may come to
+    return kept.version is not None and kept.version.id == version
 
 
 def _uses(plan: ast.Plan | None, metric: str) -> bool:

@@ -28,3 +28,10 @@ def test_totals_per_currency():
         _customer("USD", Decimal("1"), Decimal("1")),
     ), (), (), ())
     assert report.totals() == {"EUR": (Decimal(0), Decimal("5")), "USD": (Decimal("11"), Decimal("13"))}
+
+
+def test_a_zero_amount_keeps_its_places_in_the_delta_and_the_totals():
+    zero = _customer("USD", Decimal("0.00"), Decimal("0.00"))
+    assert str(zero.delta) == "0.00"
+    report = DiffReport("main", "HEAD", ("2026-11",), (zero,), (), (), ())
+    assert [str(a) for a in report.totals()["USD"]] == ["0.00", "0.00"]

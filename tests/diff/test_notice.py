@@ -254,6 +254,8 @@ def test_diff_reports_no_change_for_a_committed_contract(store, tmp_path):
     moved = {c["contract"]: (c["before"], c["after"]) for c in report["customers"]}
     assert moved["acme"] == ("30.00", "35.00")
     assert moved["committed"] == moved["pinned"] == ("30.00", "30.00")
+    (added,) = [ch for ch in report["changes"] if ch["what"] == "added"]
+    assert added["customers"] == ["acme"]  # the new version reaches neither the committed nor the pinned contract
     (notice,) = report["notices"]
     assert "30 days' notice" in notice  # the committed contract's 90 days are not owed
 
