@@ -201,18 +201,19 @@ def diff_revisions(store, base: Revision, head: Revision, periods: Sequence[str]
         _require_events(store, p)
     reached = reached_contracts(before, after)
     events = ReadOnce(store)
-    customers, unrated, head_invoices = [], [], []
+    customers, unrated, base_invoices, head_invoices = [], [], [], []
     for p in periods:
         b, h = _both_sides(events, before, after, reached, p)
         customers += _customers(p, b.invoices, h.invoices, base, head)
         unrated += [f"{base.name}: {base.relative(u)}" for u in b.unrated]
         unrated += [f"{head.name}: {head.relative(u)}" for u in h.unrated]
+        base_invoices += b.invoices
         head_invoices += h.invoices
     customers.sort(key=lambda c: (-abs(c.delta), c.contract, c.period))
     notices = tuple(head.relative(v) for v in notice_violations(before, after, head.day))
     return DiffReport(base.name, head.name, periods, tuple(customers),
                       catalog_changes(before, after, base, head),
-                      finalized_changed(store, head_invoices), tuple(unrated), notices)
+                      finalized_changed(store, base_invoices, head_invoices), tuple(unrated), notices)
 
 
 def _both_sides(events: ReadOnce, before: Catalog, after: Catalog, reached: set[str], period: str):
@@ -372,16 +373,21 @@ def _clause(f, rev: Revision) -> str | None:
     return None if f is None or f.clause is None else rev.relative(f.clause)
 
 
-def finalized_changed(store, head_invoices: list) -> tuple[tuple[str, str, Decimal, Decimal], ...]:
-    """Finalized invoices whose head total (taxes included: what a credit
-    note gives back) differs: they need credit notes, never edits."""
-    head = {(i.billing.contract.name.name, i.invoice_type, i.from_ms): i.total_amount for i in head_invoices}
+def finalized_changed(store, base_invoices: list, head_invoices: list) -> tuple[tuple[str, str, Decimal, Decimal], ...]:
+    """Finalized invoices the change alters: their base and head totals
+    (taxes included: what a credit note gives back) differ.  Each with its
+    stored total and that total moved by the change; what else moved since it
+    was finalized (late events) is not the change's doing, and not listed."""
+    def totals(invoices: list) -> dict:
+        return {(i.billing.contract.name.name, i.invoice_type, i.from_ms): i.total_amount for i in invoices}
+
+    base, head = totals(base_invoices), totals(head_invoices)
     out = []
     for row in list_invoices(store, DIFF_ACTOR, status="finalized"):
-        now = head.get((row.contract, row.invoice_type, row.period_from_ms))
-        stored = Decimal(row.doc["total_amount"])
-        if now is not None and now != stored:
-            out.append((row.number, row.customer, stored, now))
+        key = (row.contract, row.invoice_type, row.period_from_ms)
+        if key in base and key in head and base[key] != head[key]:
+            stored = Decimal(row.doc["total_amount"])
+            out.append((row.number, row.customer, stored, stored + head[key] - base[key]))
     return tuple(out)
 
 

@@ -200,6 +200,24 @@ def test_finalized_invoice_needs_a_credit_note(repo, cli, store, tmp_path):
     assert listed.splitlines()[0] == f"  NWG-001-001 sunbeam-robotics: total stored {draft['total_amount']}, at head 10578.85"
 
 
+def test_a_finalized_invoice_the_change_does_not_reach_is_not_listed_though_late_events_moved_it(
+        repo, cli, store, tmp_path):
+    db = tmp_path / "finalized.db"
+    db.write_bytes(store.read_bytes())
+    where = ("--store", str(db), "--contracts", ".")
+    assert cli("invoices", "refresh", *where, "--period", PERIOD, "--customer", "sunbeam-robotics", cwd=repo).returncode == 0
+    [draft] = json.loads(cli("invoices", "list", "--store", str(db), "--format", "json", cwd=repo).stdout)
+    assert cli("invoices", "finalize", draft["lago_id"], "--yes", *where, cwd=repo).returncode == 0
+    with Store(str(db)) as s:  # a late copy of one of its events: the stored invoice no longer matches the events
+        ev = s.events_as_dicts(subscriptions=["sub_sunbeam_payg"])[0]
+        s.ingest([{"transaction_id": "late-1", "external_subscription_id": "sub_sunbeam_payg", "code": ev["code"],
+                   "timestamp": ev["timestamp_ms"] // 1000, "properties": ev["properties"]}])
+    edit(repo / "plans/inference_api.bill", "package 0.60 per 1M", "package 0.70 per 1M")  # sunbeam is not on it
+    r = cli("diff", "--base", "HEAD", "--store", str(db), "--period", PERIOD, cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert "finalized invoices that would change" not in r.stdout
+
+
 def test_default_period_is_the_latest_complete_month(repo, cli, store):
     """The demo's events run from November into the first hours of December."""
     db = Store(str(store), readonly=True)
