@@ -33,7 +33,7 @@ async def test_question_mark_lists_every_key_and_any_of_its_keys_closes_it(make_
         for key, what in (("/", "filter"), (":", "palette"), ("q", "quit"), ("esc", "back"), ("1", "Overview"),
                           ("5", "Diff"), ("[", "month -"), ("^t", "light/dark"), ("enter", "open the highlighted row"),
                           ("s", "sort")):
-            assert key in shown and what in shown, (key, what)
+            assert f"  {key:<12} {what}" in shown, (key, what)  # "[" shown as a key, not read as markup
         await pilot.press("escape")
         assert isinstance(app.screen, OverviewScreen)
 

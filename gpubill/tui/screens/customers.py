@@ -18,10 +18,11 @@ from gpubill.service.review import CustomerRow, customers
 from gpubill.tui.widgets.filter_table import Column, FilterTable, Row
 from gpubill.tui.widgets.frame import ReviewScreen
 
-COLUMNS = (Column("customer", "customer"), Column("subscription", "subscription"), Column("entity", "entity"),
-           Column("cur", "currency"), Column("GPU-hours by type", "gpu_hours", True), Column("events", "events", True),
-           Column("cost so far", "cost", True), Column("commit", "commitment", True), Column("budget", "budget", True),
-           Column("credit notes", "credit_notes", True), Column("alerts", "alerts", True))
+# What a reviewer looks at first comes first: at 80 columns the money fits, the rest scrolls in.
+COLUMNS = (Column("customer", "customer"), Column("cost so far", "cost", True), Column("cur", "currency"),
+           Column("budget", "budget", True), Column("commit", "commitment", True), Column("alerts", "alerts", True),
+           Column("credit notes", "credit_notes", True), Column("GPU-hours by type", "gpu_hours", True),
+           Column("events", "events", True), Column("entity", "entity"), Column("subscription", "subscription"))
 GPU_TYPES_SHOWN = 2  # the largest; the cell says how many more
 
 
@@ -43,11 +44,11 @@ def hours_text(r: CustomerRow) -> str:
 
 def row_of(r: CustomerRow) -> Row:
     w = r.who
-    cells = (w.name, w.subscription, w.entity, w.currency, hours_text(r), f"{r.events:,}", money(r.cost),
-             pct(r.commitment_pct), pct(r.budget_pct), money(r.credit_notes_left) if r.credit_notes_left else "—",
-             str(r.alerts) if r.alerts else "—")
-    values = (w.name.lower(), w.subscription, w.entity, w.currency, r.gpu_hours_total, r.events, r.cost,
-              r.commitment_pct, r.budget_pct, r.credit_notes_left, r.alerts)
+    cells = (w.name, money(r.cost), w.currency, pct(r.budget_pct), pct(r.commitment_pct),
+             str(r.alerts) if r.alerts else "—", money(r.credit_notes_left) if r.credit_notes_left else "—",
+             hours_text(r), f"{r.events:,}", w.entity, w.subscription)
+    values = (w.name.lower(), r.cost, w.currency, r.budget_pct, r.commitment_pct, r.alerts, r.credit_notes_left,
+              r.gpu_hours_total, r.events, w.entity, w.subscription)
     return Row(w.subscription, cells, values, f"{w.name} {w.customer} {w.subscription} {w.contract} {w.entity}".lower())
 
 

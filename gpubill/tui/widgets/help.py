@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -20,12 +21,13 @@ class HelpScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         lines = []
-        for title, keys in self.groups:
-            lines.append(f"[b]{title}[/b]")
-            lines.extend(f"  [b $accent]{k:<12}[/] {what}" for k, what in keys)
-            lines.append("")
+        for title, keys in self.groups:  # keys and titles go in as values, never read as markup ("[" is a key)
+            lines.append(Content.from_markup("[b]$title[/b]", title=title))
+            lines.extend(Content.from_markup("  [b $accent]$key[/] $what", key=f"{k:<12}", what=what)
+                         for k, what in keys)
+            lines.append(Content(""))
         with VerticalScroll(classes="help-body"):
-            yield Static("\n".join(lines))
+            yield Static(Content("\n").join(lines))
 
     def action_dismiss(self) -> None:
         self.dismiss()
