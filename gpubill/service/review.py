@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
@@ -131,7 +132,15 @@ class ReviewSession:
 
     def catalog(self):
         """The contracts, compiled once (a ``dsl.resolve.Catalog``)."""
-        return self.kept("catalog", lambda: load_catalog(self.contracts)[0])
+        return self.kept("catalog", self._compile)
+
+    def _compile(self):
+        catalog = load_catalog(self.contracts)[0]
+        # 10 000 contracts are millions of objects that live as long as the session: out of the collector's
+        # sight (the parse's garbage collected first), its full passes stop pausing the screen for seconds.
+        gc.collect()
+        gc.freeze()
+        return catalog
 
     def kept(self, name: str, compute: Callable):
         """``compute()``, once per session: what depends on the contracts only."""
