@@ -194,7 +194,9 @@ def diff_revisions(store, base: Revision, head: Revision, periods: Sequence[str]
     contracts and compare.  The events are read once (ReadOnce); a contract
     whose invoicing inputs are the same in both revisions is invoiced once,
     its invoices standing for both sides: only the contracts a change
-    reaches (``reached_contracts``) are invoiced at head."""
+    reaches (``reached_contracts``) are invoiced at head.  A customer's
+    period is every invoice it bills: its progressive invoices and its final
+    one (which credits them), so a change is measured on the whole period."""
     before, after = _catalog(base), _catalog(head)
     periods = tuple(periods) or (latest_complete_month(store),)
     for p in periods:
@@ -224,10 +226,10 @@ def _both_sides(events: ReadOnce, before: Catalog, after: Catalog, reached: set[
     if billed:
         events.cover(read_window(billed))
     events.second = False
-    b = invoice_catalog(events, before, period)
+    b = invoice_catalog(events, before, period, progressive=True)
     events.second = True
     again = reached | set(b.left_out)
-    h = invoice_catalog(events, _part(after, again), period)
+    h = invoice_catalog(events, _part(after, again), period, progressive=True)
     kept = tuple(i for i in b.invoices if i.billing.contract.name.name not in again)
     return b, attrs.evolve(h, invoices=kept + h.invoices)
 
@@ -379,12 +381,12 @@ def finalized_changed(store, base_invoices: list, head_invoices: list) -> tuple[
     stored total and that total moved by the change; what else moved since it
     was finalized (late events) is not the change's doing, and not listed."""
     def totals(invoices: list) -> dict:
-        return {(i.billing.contract.name.name, i.invoice_type, i.from_ms): i.total_amount for i in invoices}
+        return {(i.billing.contract.name.name, i.invoice_type, i.from_ms, i.to_ms): i.total_amount for i in invoices}
 
     base, head = totals(base_invoices), totals(head_invoices)
     out = []
     for row in list_invoices(store, DIFF_ACTOR, status="finalized"):
-        key = (row.contract, row.invoice_type, row.period_from_ms)
+        key = (row.contract, row.invoice_type, row.period_from_ms, row.period_to_ms)
         if key in base and key in head and base[key] != head[key]:
             stored = Decimal(row.doc["total_amount"])
             out.append((row.number, row.customer, stored, stored + head[key] - base[key]))

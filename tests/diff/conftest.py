@@ -94,3 +94,23 @@ def commit():
         dated = {"GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when} if when else {}
         git("commit", "-q", "-m", message, cwd=repo, env=dated)
     return run
+
+
+class CountedReads:
+    """The real store, counting its column reads."""
+
+    def __init__(self, store):
+        self.store, self.reads = store, 0
+
+    def read_columns(self, **window):
+        self.reads += 1
+        return self.store.read_columns(**window)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+@pytest.fixture
+def counted():
+    """CountedReads: wrap a real store to count its column reads."""
+    return CountedReads

@@ -65,19 +65,6 @@ def db(store):
     s.close()
 
 
-class CountedReads:
-    """The real store, counting its column reads."""
-
-    def __init__(self, store):
-        self.store, self.reads = store, 0
-
-    def read_columns(self, **window):
-        self.reads += 1
-        return self.store.read_columns(**window)
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
-
 
 def test_the_change_reaches_the_contracts_whose_inputs_differ(revisions):
     base, head = revisions
@@ -88,8 +75,8 @@ def test_the_change_reaches_the_contracts_whose_inputs_differ(revisions):
 def test_the_report_equals_invoicing_both_revisions_in_full(revisions, db):
     base, head = revisions
     report = diff_revisions(db, base, head, [PERIOD])
-    b = invoice_period(db, [base.contracts], PERIOD)
-    h = invoice_period(db, [head.contracts], PERIOD)
+    b = invoice_period(db, [base.contracts], PERIOD, progressive=True)
+    h = invoice_period(db, [head.contracts], PERIOD, progressive=True)
     full = _customers(PERIOD, b.invoices, h.invoices, base, head)
     assert sorted(report.customers, key=lambda c: c.contract) == full
     changed = {c.contract for c in full if c.delta or c.lines}
@@ -115,9 +102,9 @@ def test_a_contract_the_change_does_not_reach_is_invoiced_once(revisions, db, mo
     assert len(by_contract) > 3 and set(by_contract.values()) == {1}, by_contract
 
 
-def test_the_events_are_read_once_though_the_head_bills_another_subscription(revisions, db):
+def test_the_events_are_read_once_though_the_head_bills_another_subscription(revisions, db, counted):
     base, head = revisions
-    both, alone = CountedReads(db), CountedReads(db)
+    both, alone = counted(db), counted(db)
     diff_revisions(both, base, head, [PERIOD])
     invoice_period(alone, [base.contracts], PERIOD)
     assert both.reads == alone.reads > 0
@@ -134,3 +121,15 @@ def test_the_bench_runs_on_a_tiny_store(tmp_path):
     for figure in ("warm diff_revisions (in process)", "cold `gpubill diff`", "cold `gpubill invoice base`",
                    "cold `gpubill invoice head`", "diff / two invoice runs"):
         assert figure in r.stdout
+
+
+def test_a_customers_period_is_what_its_progressive_and_final_invoices_bill_together(revisions, db):
+    base, head = revisions
+    report = diff_revisions(db, base, head, [PERIOD])
+    split = invoice_period(db, [base.contracts], PERIOD, progressive=True)  # the daily checks' invoices, then the final
+    billed: Counter = Counter()
+    for inv in split.invoices:
+        billed[inv.billing.contract.name.name] += inv.sub_total_excluding_taxes_amount
+    progressive = {i.billing.contract.name.name for i in split.invoices if i.invoice_type == "progressive_billing"}
+    assert progressive  # the examples bill some contract progressively in the demo month
+    assert {c.contract: c.before for c in report.customers if c.before is not None} == dict(billed)

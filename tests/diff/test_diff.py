@@ -232,27 +232,14 @@ def test_default_period_is_the_latest_complete_month(repo, cli, store):
     assert r.stdout.startswith(f"gpubill diff: HEAD -> work tree · {today}\n")
 
 
-class CountedReads:
-    """The real store, counting its column reads."""
 
-    def __init__(self, store):
-        self.store, self.reads = store, 0
-
-    def read_columns(self, **window):
-        self.reads += 1
-        return self.store.read_columns(**window)
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
-
-
-def test_the_events_are_read_once_for_both_revisions(repo, store):
+def test_the_events_are_read_once_for_both_revisions(repo, store, counted):
     edit(repo / "plans/on_demand.bill", '"H100-SXM"  3.49', '"H100-SXM"  3.69')
     db = Store(str(store), readonly=True)
     try:
         with temporary_dir() as into:
             base, head = at_revision("HEAD", str(repo), into), work_tree(str(repo))
-            both, alone = CountedReads(db), CountedReads(db)
+            both, alone = counted(db), counted(db)
             report = diff_revisions(both, base, head, [PERIOD])
             invoice_period(alone, [head.contracts], PERIOD)
     finally:
