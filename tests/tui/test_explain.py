@@ -111,3 +111,16 @@ def test_a_line_explained_at_80x24(make_app, snap_compare):
         await settle(pilot)
 
     assert snap_compare(make_app(as_user="ana"), terminal_size=(80, 24), run_before=explain)
+
+
+async def test_an_event_shows_its_transaction_id_and_properties_as_they_are_not_as_markup(make_app):
+    from gpubill.service.explain import EventRow
+
+    row = EventRow(7, 1_790_000_000_000, "[b]txn[/b] [link=x]", {"note": "[red]hot[/red]", "tags": ["a", "b"]})
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await app.push_screen(EventScreen(row))
+        await settle(pilot)
+        shown = text_of(app.screen, "#event-text")
+    assert "[b]txn[/b] [link=x]" in shown and '"[red]hot[/red]"' in shown and '"a",' in shown

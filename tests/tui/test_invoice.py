@@ -7,7 +7,7 @@ import pytest
 from gpubill.service import lifecycle
 from gpubill.service.events import Store
 from gpubill.tui.screens.explain import ExplainScreen
-from gpubill.tui.screens.invoice import InvoiceScreen
+from gpubill.tui.screens.invoice import InvoiceScreen, short
 from gpubill.tui.screens.invoices import InvoicesScreen
 from gpubill.tui.widgets.filter_table import FilterTable
 
@@ -81,3 +81,24 @@ def test_an_invoice_at_160x50(make_app, snap_compare):
         await settle(pilot)
 
     assert snap_compare(make_app(as_user="ana"), terminal_size=(160, 50), run_before=invoice)
+
+
+def test_a_price_below_a_cent_keeps_its_first_significant_digits():
+    assert short("0.0000006") == "0.0000006"  # 0.60 per 1M tokens, exact
+    assert short("0.00000313500000") == "~0.000003135"
+    assert short("3.141592653") == "~3.141592"
+    assert short("2.50") == "2.50"
+    assert short(None) == "—"
+
+
+def test_the_header_shows_names_and_reasons_as_written_not_as_markup(demo_store):
+    import attrs
+    from textual.content import Content
+
+    from gpubill.tui.screens.invoice import header_text
+
+    row = stored(demo_store)[0]
+    row = attrs.evolve(row, status="voided", void_reason="[red]typo[/red]",
+                       doc={**row.doc, "customer": {**row.doc["customer"], "name": "[b]Acme [EU]"}})
+    shown = Content.from_markup(header_text(row, ())).plain
+    assert "[b]Acme [EU]" in shown and "voided: [red]typo[/red]" in shown

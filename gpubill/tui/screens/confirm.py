@@ -56,7 +56,7 @@ class ReviewModal(ModalScreen):
             yield Static(self.title_text, classes="modal-title")
             yield Static("\n".join(self.lines), classes="modal-text")
             yield from self.compose_fields()
-            yield Static("", classes="modal-error")
+            yield Static("", classes="modal-error", markup=False)
             with Horizontal(classes="modal-buttons"):
                 yield Button(self.confirm_label, variant="primary", id="confirm")
                 yield Button("cancel (esc)", id="cancel")

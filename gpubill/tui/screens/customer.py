@@ -12,11 +12,11 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Sparkline, Static, TabbedContent, TabPane
 
+from gpubill.tui.markup import literal
 from gpubill.service.review import CustomerDetail, customer_detail
 from gpubill.tui.widgets.filter_table import Column, FilterTable, Row
 from gpubill.tui.widgets.frame import ReviewScreen
@@ -77,7 +77,7 @@ def header_text(d: CustomerDetail) -> str:
     now = (f"{cur.status} {cur.number or ''} {cur.total:,.2f} {cur.currency}".replace("  ", " ")
            + (f", grace ends {day(cur.due_ms)}" if cur.status == "draft" else "")) if cur else \
         "no invoice stored for this month yet (gpubill invoices refresh)"
-    return (f"[b]{escape(w.name)}[/b] · {escape(w.customer)} · {escape(w.subscription)}\n"
+    return (f"[b]{literal(w.name)}[/b] · {literal(w.customer)} · {literal(w.subscription)}\n"
             f"{w.entity} · {w.currency} · plan {d.plan} · {d.period.label}: {now}")
 
 
@@ -129,7 +129,7 @@ class CustomerScreen(ReviewScreen):
         self.query_one("#credits", Static).update(credits_text(d, day(now_ms)[:10]))
         terms = "\n".join(d.terms) or "No commitment, reservation, credit, budget or policy: the plan's prices only."
         self.query_one("#terms", Static).update(
-            escape(terms) + f"\n\n[b]{escape(d.source_at)}[/b]\n" + escape(d.source))
+            literal(terms) + f"\n\n[b]{literal(d.source_at)}[/b]\n" + literal(d.source))
         self.show_status(now_ms)
         self._chart()
 

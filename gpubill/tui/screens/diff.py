@@ -133,8 +133,8 @@ class DiffCustomerScreen(ReviewScreen):
 
     def compose_body(self) -> ComposeResult:
         c = self.customer
-        yield Static(f"{c.customer} · contract {c.contract} · {c.period} · {c.currency}: {money(c.before)} → "
-                     f"{money(c.after)} ({c.delta:+f})", id="diff-customer-title")
+        yield Static(Text(f"{c.customer} · contract {c.contract} · {c.period} · {c.currency}: {money(c.before)} → "
+                          f"{money(c.after)} ({c.delta:+f})"), id="diff-customer-title")
         yield FilterTable(LINES, id="diff-lines")
 
     def on_mount(self) -> None:

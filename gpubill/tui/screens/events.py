@@ -17,6 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
+from textual.content import Content
 from textual.widgets import DataTable, Static
 
 from gpubill.service.explain import PAGE, EventRow, EventSelection, EventsPage, events_page
@@ -51,8 +52,8 @@ class EventScreen(ModalScreen):
         r = self.row
         props = orjson.dumps(r.properties, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
         with VerticalScroll():
-            yield Static(f"[b]{r.transaction_id}[/b]\nevent {r.id} · {when(r.timestamp_ms)} UTC\n\n{props}",
-                         markup=True, id="event-text")
+            yield Static(Content.from_markup("[b]$txn[/b]\nevent $id · $when UTC\n\n$props", txn=r.transaction_id,
+                                             id=str(r.id), when=when(r.timestamp_ms), props=props), id="event-text")
 
     def action_dismiss(self) -> None:
         self.dismiss()

@@ -19,6 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 
+from gpubill.tui.markup import literal
 from gpubill.service import lifecycle
 from gpubill.service.explain import refresh_draft, refused
 from gpubill.tui.screens.confirm import ConfirmScreen, CreditNoteRequest, CreditNoteScreen, ReasonScreen, SaysWhyNot
@@ -35,11 +36,14 @@ ACTIONS = {"refresh": ("refresh", "draft"), "finalize": ("finalize", "draft"),
            "credit_note": ("credit_note", "finalized"), "void": ("void", "finalized")}
 
 
-def short(value: str | None, places: int = 6) -> str:
-    """A decimal string cut to ``places`` decimals for a table cell ("~" when cut; the document keeps all)."""
+def short(value: str | None, places: int = 6, significant: int = 4) -> str:
+    """A decimal string cut to ``places`` decimals for a table cell, or below 1 to its first
+    ``significant`` digits (a token's price: 0.0000006) ("~" when cut; the document keeps all)."""
     if value is None:
         return "—"
     whole, _, frac = value.partition(".")
+    if whole.lstrip("-") == "0":
+        places = max(places, len(frac) - len(frac.lstrip("0")) + significant)
     return value if len(frac) <= places else f"~{whole}.{frac[:places]}"
 
 
@@ -60,11 +64,12 @@ def line_rows(doc: dict) -> list[Row]:
 def header_text(row, notes) -> str:
     doc = row.doc
     number = f"[b]{row.number}[/b] · {row.status}" if row.number else "[b]draft[/b] (numbered when finalized)"
-    title = (f"{number} · {doc['customer']['name'] or row.customer} · contract {row.contract} · {row.period_label}"
+    title = (f"{number} · {literal(doc['customer']['name'] or row.customer)} · contract {literal(row.contract)}"
+             f" · {row.period_label}"
              f" · {row.invoice_type} · {row.currency}")
     totals = "  ".join(f"{label} [b]{doc[key]}[/b]" for label, key in TOTALS if doc.get(key) not in (None, "0.00")
                        or key == "total_amount")
-    extra = f"\nvoided: {row.void_reason}" if row.status == "voided" else ""
+    extra = f"\nvoided: {literal(row.void_reason or '')}" if row.status == "voided" else ""
     if notes:
         extra += "\ncredit notes: " + ", ".join(f"{n.number} ({n.kind} {n.total} {n.currency})" for n in notes)
     return f"{title}\n{totals}{extra}"
@@ -154,7 +159,7 @@ class InvoiceScreen(SaysWhyNot, ReviewScreen):
 
     def action_refresh(self) -> None:
         self.app.push_screen(ConfirmScreen(
-            f"Refresh the draft of {self.row.customer}, {self.row.period_label}?",
+            f"Refresh the draft of {literal(self.row.customer)}, {self.row.period_label}?",
             [f"Total now: {self._total()}.", "It is recomputed from the events as they stand; a new revision is "
              "stored only if it changed."]), lambda ok: ok and self._write("refresh"))
 
@@ -164,7 +169,7 @@ class InvoiceScreen(SaysWhyNot, ReviewScreen):
         with s.writer() as store:
             number = lifecycle.peek_number(store, s.contracts, self.row.id, s.actor, now_ms=s.now_ms())
         self.app.call_from_thread(self.app.push_screen, ConfirmScreen(
-            f"Finalize the draft of {self.row.customer}, {self.row.period_label}?",
+            f"Finalize the draft of {literal(self.row.customer)}, {self.row.period_label}?",
             [f"It takes the number [b]{number}[/b].", f"Total: [b]{self._total()}[/b] (refreshed once more first).",
              "A finalized invoice never changes: corrections are credit notes."], "finalize (y)"),
             lambda ok: ok and self._write("finalize"))
@@ -178,7 +183,7 @@ class InvoiceScreen(SaysWhyNot, ReviewScreen):
         if req is None:
             return
         self.app.push_screen(ConfirmScreen(f"Issue a credit note on {self.row.number}?", [
-            f"Credit {req.what(self._total())} (tax included), reason {req.reason}.",
+            f"Credit {req.what(self._total())} (tax included), reason {literal(req.reason)}.",
             f"Description: {req.description or '—'}"], "issue (y)"), lambda ok: ok and self._write("credit_note", req))
 
     def action_void(self) -> None:
