@@ -44,7 +44,5 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(e), EXIT_IO) from None
     from gpubill.tui.app import ReviewApp
 
-    app = ReviewApp(session)
-    app.diff_path = args.diff
-    app.run()
+    ReviewApp(session, diff_path=args.diff).run()
     return 0

@@ -132,15 +132,19 @@ class ReviewSession:
 
     def catalog(self):
         """The contracts, compiled once (a ``dsl.resolve.Catalog``)."""
-        return self.kept("catalog", self._compile)
+        return self.loaded()[0]
 
-    def _compile(self):
-        catalog = load_catalog(self.contracts)[0]
+    def loaded(self) -> tuple:
+        """``load_catalog(contracts)`` once per session: (the catalog, its sources by path)."""
+        return self.kept("catalog and sources", self._compile)
+
+    def _compile(self) -> tuple:
+        loaded = load_catalog(self.contracts)
         # 10 000 contracts are millions of objects that live as long as the session: out of the collector's
         # sight (the parse's garbage collected first), its full passes stop pausing the screen for seconds.
         gc.collect()
         gc.freeze()
-        return catalog
+        return loaded
 
     def kept(self, name: str, compute: Callable):
         """``compute()``, once per session: what depends on the contracts only."""

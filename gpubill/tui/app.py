@@ -123,9 +123,10 @@ class ReviewApp(App):
           for n, (name, title) in enumerate(TOP_SCREENS, 1)),
     ]
 
-    def __init__(self, session: ReviewSession):
+    def __init__(self, session: ReviewSession, diff_path: str | None = None):
         super().__init__()
         self.session = session
+        self.diff_path = diff_path  # a `gpubill diff --format json` file the Diff screen opens (--diff)
         for name, title in TOP_SCREENS:
             self.add_mode(name, partial(self._top_screen, name, title))
 

@@ -71,7 +71,7 @@ class DiffScreen(ReviewScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.result: DiffResult | None = None
-        path = getattr(self.app, "diff_path", None)
+        path = self.app.diff_path
         if path:
             self.query_one("#diff-path", Input).value = str(path)
             self.open(str(path))

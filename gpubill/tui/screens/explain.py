@@ -23,7 +23,6 @@ from textual.widgets import Static
 
 from gpubill.service import lifecycle
 from gpubill.service.explain import LineExplanation, explain_line
-from gpubill.service.rating import load_catalog
 from gpubill.tui.widgets.frame import ReviewScreen
 
 CONTEXT_LINES = 12  # source lines shown on each side of the clause
@@ -118,7 +117,7 @@ class ExplainScreen(ReviewScreen):
         s = self.session
         store = s.reader()
         row = lifecycle.get_invoice(store, s.actor, self.invoice_id)
-        loaded = s.kept("contracts and sources", lambda: load_catalog(s.contracts))
+        loaded = s.loaded()
         e = explain_line(store, s.contracts, s.actor, row, self.index, loaded=loaded)
         self.app.call_from_thread(self._show, e)
 
