@@ -49,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gpubill.service import diff_gates, diff_render
     from gpubill.service.rating import ServiceError
-    from gpubill.service.revisions import at_revision, run_time, temporary_dir, work_tree
+    from gpubill.service.diff import backtest
+    from gpubill.service.revisions import run_time
     from gpubill.service.sample import SampleError, read_mapping
 
     try:
@@ -60,10 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(e), EXIT_INVALID) from None
     store = open_store(args, readonly=True)
     try:
-        with temporary_dir() as base_dir, temporary_dir() as head_dir:
-            base = at_revision(args.base, args.contracts, base_dir)
-            head = work_tree(args.contracts) if args.head is None else at_revision(args.head, args.contracts, head_dir)
-            report = _backtest(store, base, head, args.period or (), mapping, head_dir)
+        report = backtest(store, args.contracts, args.base, args.head, args.period or (), mapping)
     except ServiceError as e:
         if args.format == "markdown":   # the sticky comment says so instead of keeping the last run's numbers
             _write_markdown(diff_render.failure_markdown(str(e), now))
@@ -77,20 +75,6 @@ def run(args: argparse.Namespace) -> int:
     if exceeded:
         return EXIT_POLICY
     return EXIT_CHANGED if args.detailed_exitcode and diff_gates.changed(report) else 0
-
-
-def _backtest(store, base, head, periods, mapping: dict[str, str] | None, head_dir: str):
-    """diff_revisions; with a sample's ``mapping``, on copies of the contracts that name its pseudonyms."""
-    from gpubill.service.diff import diff_revisions
-    from gpubill.service.revisions import WORK_TREE, copied
-    from gpubill.service.sample import pseudonymize_contracts, without_contracts
-
-    if mapping is None:
-        return diff_revisions(store, base, head, periods)
-    if head.name == WORK_TREE:
-        head = copied(head, head_dir)
-    left_out = pseudonymize_contracts(base.contracts, mapping) | pseudonymize_contracts(head.contracts, mapping)
-    return without_contracts(diff_revisions(store, base, head, periods), left_out)
 
 
 def _print(report, fmt: str, now) -> None:

@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_actor_argument(p)
     p.add_argument("--period", metavar="YYYY-MM", help="the month to open on (default: the last month a draft closes)")
     p.add_argument("--diff", metavar="FILE", help="a `gpubill diff --format json` result for the Diff screen (key 5)")
+    p.add_argument("--diff-base", metavar="REV", help="or the Diff screen backtests the contracts at git revision REV "
+                                                      "against the work tree (or --diff-head), as `gpubill diff` does")
+    p.add_argument("--diff-head", metavar="REV", help="the revision --diff-base is compared with (default: the work tree)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from gpubill.service.errors import StoreError
     from gpubill.service.review import ReviewSession, month
 
+    if args.diff_head is not None and args.diff_base is None:
+        raise CliError("--diff-head needs --diff-base (the revision it is compared with)", EXIT_USAGE)
+    if args.diff is not None and args.diff_base is not None:
+        raise CliError("--diff FILE or --diff-base REV: one diff at a time", EXIT_USAGE)
     if args.period is not None:
         try:
             month(args.period)
@@ -44,5 +51,6 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(e), EXIT_IO) from None
     from gpubill.tui.app import ReviewApp
 
-    ReviewApp(session, diff_path=args.diff).run()
+    revisions = None if args.diff_base is None else (args.diff_base, args.diff_head)
+    ReviewApp(session, diff_path=args.diff, diff_revisions=revisions).run()
     return 0

@@ -29,7 +29,8 @@ from gpubill.service.invoicing import invoice_catalog, period_days
 from gpubill.service.lifecycle import list_invoices
 from gpubill.service.notice import notice_violations
 from gpubill.service.rating import ServiceError, billed_subscriptions, load_catalog, read_window
-from gpubill.service.revisions import Revision, run_time
+from gpubill.service.revisions import WORK_TREE, Revision, at_revision, copied, run_time, temporary_dir, work_tree
+from gpubill.service.sample import pseudonymize_contracts, without_contracts
 
 # Percentages are shown to two places; computed in a local context (never
 # the ambient one).
@@ -216,6 +217,24 @@ def diff_revisions(store, base: Revision, head: Revision, periods: Sequence[str]
     return DiffReport(base.name, head.name, periods, tuple(customers),
                       catalog_changes(before, after, base, head),
                       finalized_changed(store, base_invoices, head_invoices), tuple(unrated), notices)
+
+
+def backtest(store, contracts: str, base: str, head: str | None = None, periods: Sequence[str] = (),
+             mapping: dict[str, str] | None = None) -> DiffReport:
+    """``diff_revisions`` of the contracts directory at git revision ``base``
+    against ``head`` (None: the work tree), each read into a temporary
+    directory.  With a sample's ``mapping`` (real subscription id ->
+    pseudonym), on copies of the contracts that name its pseudonyms, the
+    contracts whose subscription is not in the sample left out."""
+    with temporary_dir() as base_dir, temporary_dir() as head_dir:
+        old = at_revision(base, contracts, base_dir)
+        new = work_tree(contracts) if head is None else at_revision(head, contracts, head_dir)
+        if mapping is None:
+            return diff_revisions(store, old, new, periods)
+        if new.name == WORK_TREE:
+            new = copied(new, head_dir)
+        left_out = pseudonymize_contracts(old.contracts, mapping) | pseudonymize_contracts(new.contracts, mapping)
+        return without_contracts(diff_revisions(store, old, new, periods), left_out)
 
 
 def _both_sides(events: ReadOnce, before: Catalog, after: Catalog, reached: set[str], period: str):

@@ -20,10 +20,13 @@ import datetime as dt
 import os
 import re
 from decimal import Decimal
+from pathlib import Path
 
 import attrs
+import orjson
 
-from gpubill.service.diff import percent_change
+from gpubill.service.diff import Change, CustomerDelta, DiffReport, LineDelta, percent_change
+from gpubill.service.rating import ServiceError
 from gpubill.service.revisions import run_time
 
 MARKER = "<!-- gpubill-diff"    # the comment's first line: MARKER valid-at=<RFC3339> -->
@@ -143,6 +146,44 @@ def report_json(report) -> dict:
         "unrated": list(report.unrated),
         "notices": list(report.notices),
     }
+
+
+def report_from_json(doc) -> DiffReport:
+    """The report a ``report_json`` document holds (``gpubill tui --diff FILE``); a
+    ServiceError (exit 1, one line) for anything else.  A line's identity is its name."""
+    if not isinstance(doc, dict) or doc.get("schema") != JSON_SCHEMA:
+        raise ServiceError(f"not a gpubill diff result (schema {JSON_SCHEMA}; write one with "
+                           "`gpubill diff --format json`)", code=1)
+    try:
+        return DiffReport(
+            doc["base"], doc["head"], tuple(doc["periods"]),
+            tuple(CustomerDelta(c["customer"], c["contract"], c["currency"], c["period"], _dec(c["before"]),
+                                _dec(c["after"]), tuple(LineDelta(ln["name"], (ln["name"],), _dec(ln["before"]),
+                                                                  _dec(ln["after"]), ln["clause_before"],
+                                                                  ln["clause_after"]) for ln in c["lines"]))
+                  for c in doc["customers"]),
+            tuple(Change(ch["kind"], ch["name"], ch["what"], tuple(ch["clauses"]), tuple(ch["customers"]))
+                  for ch in doc["changes"]),
+            tuple((f["number"], f["customer"], Decimal(f["stored"]), Decimal(f["head"])) for f in doc["finalized"]),
+            tuple(doc["unrated"]), tuple(doc["notices"]))
+    except (KeyError, TypeError, ArithmeticError) as e:
+        raise ServiceError(f"a gpubill diff result with a field missing or wrong ({e!r})", code=1) from None
+
+
+def read_report(path: str) -> DiffReport:
+    """A ``gpubill diff --format json`` file's report (``report_from_json``), errors naming the file."""
+    try:
+        return report_from_json(orjson.loads(Path(path).read_bytes()))
+    except OSError as e:
+        raise ServiceError(f"{path}: {e.strerror or e}", code=3) from None
+    except orjson.JSONDecodeError as e:
+        raise ServiceError(f"{path}: not JSON ({e})", code=1) from None
+    except ServiceError as e:
+        raise ServiceError(f"{path}: {e}", code=e.code) from None
+
+
+def _dec(s: str | None) -> Decimal | None:
+    return None if s is None else Decimal(s)
 
 
 def _json_moved(before, after, delta: Decimal, pct: Decimal | None, places: int = 0) -> dict:

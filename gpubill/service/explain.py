@@ -29,8 +29,6 @@ session holds them) and answers plain attrs values, never widgets.
 - ``late_events``: what events stored after an invoice was finalized will do (lifecycle's
   late adjustments: the lines they add to the contract's next draft, or the credit note and
   replacing invoice a ``new revision`` contract waits for).
-- ``load_diff(path)``: a ``gpubill diff --format json`` document (schema ``gpubill-diff/1``)
-  as values, customers by impact (largest |delta| first).
 """
 
 from __future__ import annotations
@@ -56,7 +54,6 @@ from gpubill.store.roles import Actor, Forbidden
 from gpubill.store.store import now_ms as clock_ms
 
 PAGE = 200  # events (and rejected events) read per page
-DIFF_SCHEMA = "gpubill-diff/1"
 
 
 class ExplainError(lifecycle.LifecycleError):
@@ -397,75 +394,3 @@ def late_events(store, contracts, actor: Actor, *, catalog=None) -> list[LateEff
         number = text.split()[3]
         out.append(LateEffect("", number, "credit note and replacing invoice", None, text))
     return out
-
-
-# -- a diff result ---------------------------------------------------------------------
-
-def _dec(s) -> Decimal | None:
-    return None if s is None else Decimal(s)
-
-
-@attrs.frozen
-class DiffLine:
-    name: str
-    before: Decimal | None
-    after: Decimal | None
-    delta: Decimal
-    pct: Decimal | None
-    clause_before: str | None
-    clause_after: str | None
-
-
-@attrs.frozen
-class DiffCustomer:
-    customer: str
-    contract: str
-    currency: str
-    period: str
-    before: Decimal | None
-    after: Decimal | None
-    delta: Decimal
-    pct: Decimal | None
-    lines: tuple[DiffLine, ...]
-
-
-@attrs.frozen
-class DiffResult:
-    base: str
-    head: str
-    periods: tuple[str, ...]
-    totals: dict  # currency -> (before, after, delta, pct)
-    customers: tuple[DiffCustomer, ...]  # largest |delta| first
-    notes: tuple[str, ...]  # catalog changes, finalized invoices that need credit notes, not invoiced, notices
-
-
-def _moved(d: dict) -> tuple:
-    return _dec(d.get("before")), _dec(d.get("after")), Decimal(d.get("delta") or 0), _dec(d.get("pct"))
-
-
-def load_diff(path) -> DiffResult:
-    """A `gpubill diff --format json` file (``ExplainError`` for anything else, one line)."""
-    try:
-        doc = orjson.loads(Path(path).read_bytes())
-    except OSError as e:
-        raise ExplainError(f"{path}: {e.strerror or e}") from None
-    except orjson.JSONDecodeError as e:
-        raise ExplainError(f"{path}: not JSON ({e})") from None
-    if not isinstance(doc, dict) or doc.get("schema") != DIFF_SCHEMA:
-        raise ExplainError(f"{path}: not a gpubill diff result (schema {DIFF_SCHEMA}; "
-                           "write one with `gpubill diff --format json`)")
-    try:
-        customers = [DiffCustomer(c["customer"], c["contract"], c["currency"], c["period"], *_moved(c),
-                                  tuple(DiffLine(ln["name"], *_moved(ln), ln.get("clause_before"), ln.get("clause_after"))
-                                        for ln in c["lines"]))
-                     for c in doc["customers"]]
-        notes = ([f"{ch['kind']} {ch['name']} {ch['what']} at {', '.join(ch['clauses']) or '-'}; reaches "
-                  f"{', '.join(ch['customers']) or 'no contract'}" for ch in doc.get("changes", ())]
-                 + [f"finalized {f['number']} {f['customer']}: stored {f['stored']}, at head {f['head']}"
-                    for f in doc.get("finalized", ())] + [f"not invoiced: {u}" for u in doc.get("unrated", ())]
-                 + [f"notice: {n}" for n in doc.get("notices", ())])
-        totals = {cur: _moved(t) for cur, t in doc["totals"].items()}
-        return DiffResult(doc["base"], doc["head"], tuple(doc["periods"]), totals,
-                          tuple(sorted(customers, key=lambda c: (-abs(c.delta), c.customer))), tuple(notes))
-    except (KeyError, TypeError, ArithmeticError) as e:
-        raise ExplainError(f"{path}: a gpubill diff result with a field missing or wrong ({e})") from None

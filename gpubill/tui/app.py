@@ -45,7 +45,7 @@ SCREENS_BY_NAME: dict[str, type[Screen]] = {
     "events": EventsScreen,  # an EventSelection, a title
     "quarantine": QuarantineScreen,
     "diff": DiffScreen,
-    "diff-customer": DiffCustomerScreen,  # a DiffCustomer
+    "diff-customer": DiffCustomerScreen,  # a diff's CustomerDelta
 }
 # The top screens, in the order of their number keys, with their titles.
 TOP_SCREENS = (("overview", "Overview"), ("customers", "Customers"), ("invoices", "Invoices"),
@@ -123,10 +123,12 @@ class ReviewApp(App):
           for n, (name, title) in enumerate(TOP_SCREENS, 1)),
     ]
 
-    def __init__(self, session: ReviewSession, diff_path: str | None = None):
+    def __init__(self, session: ReviewSession, diff_path: str | None = None,
+                 diff_revisions: tuple[str, str | None] | None = None):
         super().__init__()
         self.session = session
         self.diff_path = diff_path  # a `gpubill diff --format json` file the Diff screen opens (--diff)
+        self.diff_revisions = diff_revisions  # or (base, head or None: the work tree) it backtests (--diff-base)
         for name, title in TOP_SCREENS:
             self.add_mode(name, partial(self._top_screen, name, title))
 

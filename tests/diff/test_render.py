@@ -8,9 +8,12 @@ import sys
 from decimal import Decimal as D
 from pathlib import Path
 
+import pytest
+
 from gpubill.service.diff import Change, CustomerDelta, DiffReport, LineDelta
 from gpubill.service.diff_render import (
-    ANNOTATIONS_PER_TYPE, COMMENT_LIMIT, MARKER, markdown, render, report_json, write_step_summary)
+    ANNOTATIONS_PER_TYPE, COMMENT_LIMIT, MARKER, markdown, read_report, render, report_json, write_step_summary)
+from gpubill.service.rating import ServiceError
 
 EXAMPLE = Path(__file__).parents[2] / "docs" / "ci-example-comment.md"
 RUN_EPOCH = "1796126400"   # 2026-12-01T12:00:00Z: the example's valid-at, and the day its change is introduced
@@ -181,3 +184,23 @@ def test_a_yen_amount_keeps_no_places():
     report = DiffReport("main", "HEAD", ("2026-11",), (
         CustomerDelta("c", "c", "JPY", "2026-11", D("100"), D("100"), ()),), (), (), ())
     assert "total JPY: 100 -> 100  0 (0.00 %)" in render(report, "text")
+
+
+def test_a_json_report_reads_back_as_the_same_report(tmp_path):
+    doc = report_json(example_report())
+    path = tmp_path / "diff.json"
+    path.write_text(json.dumps(doc))
+    back = read_report(str(path))
+    assert report_json(back) == doc
+    assert back.customers[1].lines[1].delta == D("-3.60") and back.finalized == example_report().finalized
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{", "not JSON"), (json.dumps({"schema": "gpubill-invoice/1"}), "not a gpubill diff result"),
+    (json.dumps({**report_json(example_report()), "customers": [{"customer": "x"}]}), "field missing or wrong")])
+def test_a_file_that_is_not_a_diff_report_is_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "diff.json"
+    path.write_text(text)
+    with pytest.raises(ServiceError, match=message) as e:
+        read_report(str(path))
+    assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value) and e.value.code == 1

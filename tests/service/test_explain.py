@@ -3,7 +3,6 @@ engine routes them, the line's price, tiers, rounding, credits and clause, the q
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -224,42 +223,3 @@ def test_late_events_say_which_invoice_they_change_and_how(store):
     by_invoice = {e.invoice: e for e in effects}
     assert {"NWG-003-001", "NWG-004-001", "NWG-001-002"} <= set(by_invoice)
     assert by_invoice["NWG-003-001"].amount == Decimal("4.92")
-
-
-# -- a diff file -----------------------------------------------------------------------
-
-def diff_doc(**over) -> dict:
-    def moved(b, a):
-        return {"before": b, "after": a, "delta": str(Decimal(a or 0) - Decimal(b or 0)), "pct": None}
-    return {"schema": "gpubill-diff/1", "base": "main", "head": "HEAD", "periods": ["2026-11"],
-            "totals": {"USD": moved("100.00", "130.00")},
-            "customers": [
-                {"customer": "small", "contract": "c1", "currency": "USD", "period": "2026-11", **moved("50.00", "45.00"),
-                 "lines": [{"name": "gpu_hours", **moved("50.00", "45.00"), "clause_before": "a.bill:1:1",
-                            "clause_after": "a.bill:1:1"}]},
-                {"customer": "big", "contract": "c2", "currency": "USD", "period": "2026-11", **moved("50.00", "85.00"),
-                 "lines": []}],
-            "changes": [], "finalized": [], "unrated": [], "notices": [], **over}
-
-
-def test_a_diff_file_lists_customers_by_impact(tmp_path):
-    p = tmp_path / "diff.json"
-    p.write_text(json.dumps(diff_doc(changes=[{"kind": "plan", "name": "p", "what": "changed",
-                                               "clauses": ["plans/p.bill:3:3"], "customers": ["c2"]}],
-                                      notices=["plans/p.bill:3:3: a rise within the notice period"])))
-    d = X.load_diff(p)
-    assert d.notes == ("plan p changed at plans/p.bill:3:3; reaches c2",
-                       "notice: plans/p.bill:3:3: a rise within the notice period")
-    assert [c.customer for c in d.customers] == ["big", "small"]
-    assert d.customers[1].lines[0].delta == Decimal("-5.00")
-    assert d.totals["USD"][2] == Decimal("30.00")
-
-
-@pytest.mark.parametrize("text, message", [
-    ("{", "not JSON"), (json.dumps({"schema": "other"}), "not a gpubill diff result"),
-    (json.dumps(diff_doc(customers=[{"customer": "x"}])), "field missing or wrong")])
-def test_a_file_that_is_not_a_diff_result_is_one_clear_error(tmp_path, text, message):
-    p = tmp_path / "diff.json"
-    p.write_text(text)
-    with pytest.raises(X.ExplainError, match=message):
-        X.load_diff(p)

@@ -61,19 +61,22 @@ def store_copy(demo_store, tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def catalog():
+def loaded():
     """The example contracts, compiled once for every test's session (they never change here)."""
-    return load_catalog(CONTRACTS)[0]
+    return load_catalog(CONTRACTS)
 
 
 @pytest.fixture
-def make_app(demo_store, catalog):
-    """``make_app(store=None, as_user=None, now_ms=NOW, period=None)``: a ReviewApp on the demo store (or another)."""
+def make_app(demo_store, loaded):
+    """``make_app(store=None, as_user=None, now_ms=NOW, period=None, contracts=None, **app)``: a ReviewApp on
+    the demo store (or another) and the example contracts (or others: compiled by the session)."""
     def make(store: Path | None = None, as_user: str | None = None, now_ms: int = NOW,
-             period: str | None = None) -> ReviewApp:
-        session = ReviewSession.open(store or demo_store, CONTRACTS, as_user, now_ms=lambda: now_ms, period=period)
-        session.kept("catalog", lambda: catalog)
-        return ReviewApp(session)
+             period: str | None = None, contracts: list[str] | None = None, **app) -> ReviewApp:
+        session = ReviewSession.open(store or demo_store, contracts or CONTRACTS, as_user, now_ms=lambda: now_ms,
+                                     period=period)
+        if contracts is None:
+            session.kept("catalog and sources", lambda: loaded)  # ReviewSession.loaded
+        return ReviewApp(session, **app)
     return make
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from decimal import Decimal
 
 import pytest
@@ -11,7 +13,7 @@ from textual.widgets import Input
 from gpubill.tui.screens.diff import DiffCustomerScreen, DiffScreen
 from gpubill.tui.widgets.filter_table import FilterTable
 
-from .conftest import SIZE, settle
+from .conftest import ROOT, SIZE, settle
 
 pytestmark = pytest.mark.anyio
 
@@ -76,3 +78,22 @@ async def test_a_path_typed_in_the_box_opens_and_a_bad_file_says_why(make_app, t
         await pilot.press("escape")
         assert isinstance(app.screen, DiffScreen) and not box.has_focus
         assert app.screen.query_one("#diff-customers", FilterTable).rows == []
+
+
+async def test_two_revisions_are_backtested_on_the_month_under_review(make_app, tmp_path):
+    repo = tmp_path / "billing"
+    shutil.copytree(ROOT / "examples", repo)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
+    for argv in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "base"]):
+        subprocess.run([*git, *argv], cwd=repo, check=True, capture_output=True)
+    plan = repo / "plans" / "on_demand.bill"
+    plan.write_text(plan.read_text().replace('"H100-SXM"  3.49', '"H100-SXM"  3.69', 1))
+    app = make_app(contracts=[str(repo)], period="2026-11", diff_revisions=("HEAD", None))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("5")
+        await settle(pilot)
+        table = app.screen.query_one("#diff-customers", FilterTable)
+        assert "HEAD → work tree · 2026-11" in str(app.screen.query_one("#diff-totals").render())
+        first = table.shown[0].cells
+        assert first[0] == "sunbeam-robotics" and str(first[6]).startswith("+")  # the one the raise reaches, first

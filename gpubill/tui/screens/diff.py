@@ -1,9 +1,13 @@
-"""Diff (key 5): a price change side by side, from a `gpubill diff --format json` file.
+"""Diff (key 5): a price change side by side, from a `gpubill diff --format json` file or two revisions.
 
 The file is the one given to `gpubill tui --diff FILE` (``app.diff_path``), or
-typed in the box at the top (``o`` goes there; Enter opens the file, Esc leaves the box). The totals per currency, then the customers by
-impact (largest change first: before, after, delta, %); Enter shows a
-customer's changed lines with the clause each was priced by, before and after.
+typed in the box at the top (``o`` goes there; Enter opens the file, Esc leaves
+the box); `gpubill tui --diff-base REV [--diff-head REV]` (``app.diff_revisions``)
+backtests the contracts directory at two git revisions on the store's events of
+the month under review instead, as `gpubill diff` does.  The totals per
+currency, then the customers by impact (largest change first: before, after,
+delta, %); Enter shows a customer's changed lines with the clause each was
+priced by, before and after.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Input, Static
 
-from gpubill.service.explain import DiffCustomer, DiffResult, ExplainError, load_diff
+from gpubill.service.diff import CustomerDelta, DiffReport, backtest, percent_change
+from gpubill.service.diff_render import read_report
+from gpubill.service.rating import ServiceError
 from gpubill.tui.widgets.filter_table import Column, FilterTable, Row
 from gpubill.tui.widgets.frame import ReviewScreen
 
@@ -37,19 +43,31 @@ def signed(d) -> Text:
     return Text(f"{d:+f}", style="bold" if d else "", justify="right")
 
 
-def totals_text(d: DiffResult) -> str:
-    parts = [f"{cur}: {money(b)} → {money(a)} ({delta:+f}{'' if pct is None else f', {pct:+f} %'})"
-             for cur, (b, a, delta, pct) in sorted(d.totals.items())]
+def totals_text(d: DiffReport) -> str:
+    parts = [f"{cur}: {money(b)} → {money(a)} ({a - b:+f}{'' if pct is None else f', {pct:+f} %'})"
+             for cur, (b, a) in d.totals().items() for pct in (percent_change(b, a),)]
     changed = sum(1 for c in d.customers if c.delta or c.lines)
     head = f"{d.base} → {d.head} · {', '.join(d.periods)} · {changed} of {len(d.customers)} invoices changed"
-    return "\n".join([head, *parts, *d.notes])
+    return "\n".join([head, *parts, *notes(d)])
 
 
-def customer_rows(d: DiffResult) -> list[Row]:
+def notes(d: DiffReport) -> list[str]:
+    """The catalog changes, the finalized invoices that need credit notes, what was not invoiced, the notices."""
+    return ([f"{ch.kind} {ch.name} {ch.what} at {', '.join(ch.clauses) or '-'}; reaches "
+             f"{', '.join(ch.customers) or 'no contract'}" for ch in d.changes]
+            + [f"finalized {n} {cu}: stored {stored:f}, with the change {head:f}" for n, cu, stored, head in d.finalized]
+            + [f"not invoiced: {u}" for u in d.unrated] + [f"notice: {n}" for n in d.notices])
+
+
+def by_impact(d: DiffReport) -> list[CustomerDelta]:
+    return sorted(d.customers, key=lambda c: (-abs(c.delta), c.customer))
+
+
+def customer_rows(customers: list[CustomerDelta]) -> list[Row]:
     return [Row(str(i), (c.customer, c.contract, c.period, c.currency, money(c.before), money(c.after), signed(c.delta),
                          signed(c.pct)),
                 (c.customer, c.contract, c.period, c.currency, c.before, c.after, abs(c.delta), c.pct))
-            for i, c in enumerate(d.customers)]
+            for i, c in enumerate(customers)]
 
 
 class DiffScreen(ReviewScreen):
@@ -70,11 +88,14 @@ class DiffScreen(ReviewScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.result: DiffResult | None = None
-        path = self.app.diff_path
+        self.customers: list[CustomerDelta] = []
+        path, revisions = self.app.diff_path, self.app.diff_revisions
         if path:
             self.query_one("#diff-path", Input).value = str(path)
             self.open(str(path))
+        elif revisions:
+            self.query_one("#diff-customers").loading = True
+            self._backtest(*revisions)
 
     def action_open_file(self) -> None:
         self.query_one("#diff-path", Input).focus()
@@ -97,8 +118,18 @@ class DiffScreen(ReviewScreen):
     @work(thread=True, exclusive=True, group="diff", exit_on_error=False)
     def _read(self, path: str) -> None:
         try:
-            result = load_diff(path)
-        except ExplainError as e:
+            result = read_report(path)
+        except ServiceError as e:
+            self.app.call_from_thread(self._failed, str(e))
+            return
+        self.app.call_from_thread(self._show, result)
+
+    @work(thread=True, exclusive=True, group="diff", exit_on_error=False)
+    def _backtest(self, base: str, head: str | None) -> None:
+        s = self.session
+        try:
+            result = backtest(s.reader(), s.contracts[0], base, head, [s.period().label])
+        except ServiceError as e:
             self.app.call_from_thread(self._failed, str(e))
             return
         self.app.call_from_thread(self._show, result)
@@ -108,23 +139,23 @@ class DiffScreen(ReviewScreen):
         self.query_one("#diff-totals", Static).update(message)
         self.notify(message, title="could not open the diff", severity="error")
 
-    def _show(self, result: DiffResult) -> None:
-        self.result = result
+    def _show(self, result: DiffReport) -> None:
+        self.customers = by_impact(result)
         table = self.query_one("#diff-customers", FilterTable)
         table.loading = False
-        table.set_rows(customer_rows(result))
+        table.set_rows(customer_rows(self.customers))
         self.query_one("#diff-totals", Static).update(totals_text(result))
         table.table.focus()
 
     @on(FilterTable.Chosen, "#diff-customers")
     def _open(self, event: FilterTable.Chosen) -> None:
-        self.app.open_screen("diff-customer", self.result.customers[int(event.key)])
+        self.app.open_screen("diff-customer", self.customers[int(event.key)])
 
 
 class DiffCustomerScreen(ReviewScreen):
     """One customer's changed lines in a diff."""
 
-    def __init__(self, customer: DiffCustomer):
+    def __init__(self, customer: CustomerDelta):
         super().__init__()
         self.customer = customer
 
