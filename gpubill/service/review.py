@@ -46,7 +46,7 @@ LOCAL_END_SHIFT_MS = 14 * 3600 * 1000
 
 
 @attrs.frozen
-class Period:
+class Month:
     """A calendar month in UTC: ``from_ms`` inclusive, ``to_ms`` exclusive."""
 
     label: str  # YYYY-MM
@@ -60,20 +60,20 @@ class Period:
     def day_of(self, ms: int) -> int:
         return (ms - self.from_ms) // DAY_MS
 
-    def step(self, months: int) -> "Period":
+    def step(self, months: int) -> "Month":
         start = dt.datetime.fromtimestamp(self.from_ms / 1000, dt.timezone.utc)
         index = start.year * 12 + start.month - 1 + months
         return month(f"{index // 12:04d}-{index % 12 + 1:02d}")
 
 
-def month(label: str) -> Period:
+def month(label: str) -> Month:
     """The UTC month ``YYYY-MM`` (ValueError for anything else)."""
     start = dt.datetime.strptime(label, "%Y-%m").replace(tzinfo=dt.timezone.utc)
     end = (start + dt.timedelta(days=32)).replace(day=1)
-    return Period(start.strftime("%Y-%m"), int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+    return Month(start.strftime("%Y-%m"), int(start.timestamp() * 1000), int(end.timestamp() * 1000))
 
 
-def month_of(ms: int) -> Period:
+def month_of(ms: int) -> Month:
     return month(dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m"))
 
 
@@ -153,7 +153,7 @@ class ReviewSession:
                 self._kept[name] = compute()
             return self._kept[name]
 
-    def period(self) -> Period:
+    def period(self) -> Month:
         """The month under review (see the module's docstring)."""
         if self._period is None:
             last = self.reader()._read().execute(
@@ -191,11 +191,11 @@ class ReviewSession:
             self._computed[name] = (key, value)
         return value
 
-    def known_period(self) -> Period | None:
+    def known_period(self) -> Month | None:
         """The month under review if it is known yet (``period()`` reads the store the first time)."""
         return self._period
 
-    def set_period(self, period: Period) -> None:
+    def set_period(self, period: Month) -> None:
         self._period = period
 
     def close(self) -> None:
@@ -263,7 +263,7 @@ class EntityTotals:
 
 @attrs.frozen
 class Overview:
-    period: Period
+    period: Month
     rows: tuple[EntityTotals, ...]
     rejected: int  # quarantined events waiting for a decision
     as_of_ms: int
@@ -322,7 +322,7 @@ SELECT id, entity, currency, subscription, invoice_type, status, due_ms, period_
 """
 
 
-def _month_invoices(db, period: Period) -> list[MonthInvoice]:
+def _month_invoices(db, period: Month) -> list[MonthInvoice]:
     out = []
     for *head, total, fees, coupons, commitments in db.execute(
             _MONTH_INVOICES, (LOCAL_END_SHIFT_MS, period.from_ms, LOCAL_END_SHIFT_MS, period.to_ms)):
@@ -338,7 +338,7 @@ def _entity_totals(key, invoices: list, daily, late: int, alerts: int) -> Entity
                         len(invoices) - len(drafts), alerts, late, tuple(int(n) for n in daily))
 
 
-def _daily_by(cols, period: Period, group_of: dict) -> dict:
+def _daily_by(cols, period: Month, group_of: dict) -> dict:
     """Events per day of the month for each group of subscriptions (one bincount for all of them)."""
     groups = sorted(set(group_of.values()))
     position = {key: i for i, key in enumerate(groups)}
@@ -388,7 +388,7 @@ def _late_by(store, invoices: list) -> dict:
     return out
 
 
-def _alerts_by(db, period: Period, subs: dict) -> dict:
+def _alerts_by(db, period: Month, subs: dict) -> dict:
     out: dict = {}
     for sub, cur in db.execute(_MONTH_ALERTS.format(what="subscription, currency"), _month_args(period)):
         s = subs.get(sub)
@@ -474,7 +474,7 @@ def _customers(session: ReviewSession) -> list[CustomerRow]:
 _MONTH_ALERTS = "SELECT {what} FROM alerts WHERE period_from_ms + ? >= ? AND period_from_ms + ? < ?"
 
 
-def _month_args(period: Period) -> tuple:
+def _month_args(period: Month) -> tuple:
     return LOCAL_END_SHIFT_MS, period.from_ms, LOCAL_END_SHIFT_MS, period.to_ms
 
 
@@ -574,7 +574,7 @@ class CreditTerm:
 @attrs.frozen
 class CustomerDetail:
     who: Subscriber
-    period: Period
+    period: Month
     plan: str  # name@version
     current: InvoiceSummary | None  # the month's subscription invoice (a draft while under review)
     lines: tuple[Line, ...]
@@ -643,7 +643,7 @@ def _summary(r) -> InvoiceSummary:
                           r.currency, r.due_ms, r.revision, r.replaces)
 
 
-def _daily_by_code(cols, period: Period, subscription: str) -> dict:
+def _daily_by_code(cols, period: Month, subscription: str) -> dict:
     sid = cols.lookup(subscription)
     if sid < 0:
         return {"": (0,) * period.days}

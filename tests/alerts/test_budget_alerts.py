@@ -113,12 +113,13 @@ def test_a_commitment_true_up_is_not_spend(store, contracts):
         'contract committed {\n  customer "commit-co"\n  subscription "sub_commit"\n  entity gpucloud_us\n  plan on_demand\n'
         '  starts 2026-01-01\n  commit 900 USD per month, true-up each period\n'
         '  budget 1_000 USD, alert at 50%, 100%\n}\n')
-    store.ingest([job(0, 10, sub="sub_commit")])  # 279.20 of usage, 620.80 of true-up
+    # under a commitment it keeps on_demand's version in effect on its start day (1, not the later 2)
+    store.ingest([job(0, 10, sub="sub_commit")])  # 319.20 of usage, 580.80 of true-up
     check(store, [str(contracts)])
     assert [a for a in list_alerts(store) if a.contract == "committed"] == []
-    store.ingest([job(1, 10, sub="sub_commit")])  # 558.40
+    store.ingest([job(1, 10, sub="sub_commit")])  # 638.40
     check(store, [str(contracts)])
-    assert [(a.threshold, a.amount) for a in list_alerts(store) if a.contract == "committed"] == [("50%", "558.40")]
+    assert [(a.threshold, a.amount) for a in list_alerts(store) if a.contract == "committed"] == [("50%", "638.40")]
 
 
 def test_an_event_outside_the_contracts_term_does_not_hide_the_ones_after_it(store, contracts):
