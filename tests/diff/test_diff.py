@@ -186,13 +186,20 @@ def test_notice_period_violation_between_two_revisions(repo, diff, commit, golde
     golden("notice_violation.md", comment.stdout)
 
 
-def test_finalized_invoice_needs_a_credit_note(repo, cli, store, tmp_path):
+@pytest.fixture
+def finalized(repo, cli, store, tmp_path):
+    """(a copy of the store with sunbeam-robotics' invoice of the period finalized, that invoice as listed)."""
     db = tmp_path / "finalized.db"
     db.write_bytes(store.read_bytes())
     where = ("--store", str(db), "--contracts", ".")
     assert cli("invoices", "refresh", *where, "--period", PERIOD, "--customer", "sunbeam-robotics", cwd=repo).returncode == 0
     [draft] = json.loads(cli("invoices", "list", "--store", str(db), "--format", "json", cwd=repo).stdout)
     assert cli("invoices", "finalize", draft["lago_id"], "--yes", *where, cwd=repo).returncode == 0
+    return db, draft
+
+
+def test_finalized_invoice_needs_a_credit_note(repo, cli, finalized):
+    db, draft = finalized
     edit(repo / "plans/on_demand.bill", '"H100-SXM"  3.49', '"H100-SXM"  3.69')
     r = cli("diff", "--base", "HEAD", "--store", str(db), "--period", PERIOD, cwd=repo)
     assert r.returncode == 0, r.stderr
@@ -201,13 +208,8 @@ def test_finalized_invoice_needs_a_credit_note(repo, cli, store, tmp_path):
 
 
 def test_a_finalized_invoice_the_change_does_not_reach_is_not_listed_though_late_events_moved_it(
-        repo, cli, store, tmp_path):
-    db = tmp_path / "finalized.db"
-    db.write_bytes(store.read_bytes())
-    where = ("--store", str(db), "--contracts", ".")
-    assert cli("invoices", "refresh", *where, "--period", PERIOD, "--customer", "sunbeam-robotics", cwd=repo).returncode == 0
-    [draft] = json.loads(cli("invoices", "list", "--store", str(db), "--format", "json", cwd=repo).stdout)
-    assert cli("invoices", "finalize", draft["lago_id"], "--yes", *where, cwd=repo).returncode == 0
+        repo, cli, finalized):
+    db, _ = finalized
     with Store(str(db)) as s:  # a late copy of one of its events: the stored invoice no longer matches the events
         ev = s.events_as_dicts(subscriptions=["sub_sunbeam_payg"])[0]
         s.ingest([{"transaction_id": "late-1", "external_subscription_id": "sub_sunbeam_payg", "code": ev["code"],
