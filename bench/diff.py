@@ -37,7 +37,6 @@ when a run fails.  tests/diff/test_backtest_once.py runs ``--quick``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -176,19 +175,7 @@ def profile(repo: Path, db: Path, period: str, work: Path, top: int) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=int, default=10_000_000)
-    ap.add_argument("--contracts", type=int, default=1000)
-    ap.add_argument("--period", default="2026-10")
-    ap.add_argument("--repeat", type=int, default=1, help="timed runs of each command (best of)")
-    ap.add_argument("--dir", default="/tmp/bench_diff", help="the repositories, the store and the outputs")
-    ap.add_argument("--db", default=None, help="an existing store to read (default: DIR/bench-CONTRACTSxEVENTS.db, made once)")
-    ap.add_argument("--quick", action="store_true", help="a smoke run: 5 000 events, 8 contracts, 1 run")
-    ap.add_argument("--profile", action="store_true", help="also profile one warm diff")
-    ap.add_argument("--top", type=int, default=25, help="functions listed by --profile")
-    args = ap.parse_args()
-    if args.quick:
-        args.events, args.contracts, args.repeat = 5_000, 8, 1
+    args = inv.bench_arguments(__doc__, "/tmp/bench_diff", 1, "warm diff", (5_000, 8))
 
     work, base_dir, db = inv.prepare(args)
     repo = build_git_repo(base_dir, work / f"diff-repo-{args.contracts}")

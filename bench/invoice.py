@@ -258,20 +258,27 @@ def _events(db: Path) -> int:
         con.close()
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def bench_arguments(doc: str, where: str, repeat: int, profiled: str, quick: tuple[int, int]) -> argparse.Namespace:
+    """The arguments of a bench over this module's store (bench/diff.py's too): ``quick`` is the smoke
+    run's (events, contracts), timed once."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=10_000_000)
     ap.add_argument("--contracts", type=int, default=1000)
     ap.add_argument("--period", default="2026-10")
-    ap.add_argument("--repeat", type=int, default=3, help="timed runs of each command (best of)")
-    ap.add_argument("--dir", default="/tmp/bench_inv", help="the repository, the store and the outputs")
+    ap.add_argument("--repeat", type=int, default=repeat, help="timed runs of each command (best of)")
+    ap.add_argument("--dir", default=where, help="the repositories, the store and the outputs")
     ap.add_argument("--db", default=None, help="an existing store to read (default: DIR/bench-CONTRACTSxEVENTS.db, made once)")
-    ap.add_argument("--quick", action="store_true", help="a smoke run: 20 000 events, 24 contracts, 1 run")
-    ap.add_argument("--profile", action="store_true", help="also profile one `invoice` run")
+    ap.add_argument("--quick", action="store_true", help=f"a smoke run: {quick[0]:,} events, {quick[1]} contracts, 1 run")
+    ap.add_argument("--profile", action="store_true", help=f"also profile one {profiled}")
     ap.add_argument("--top", type=int, default=25, help="functions listed by --profile")
     args = ap.parse_args()
     if args.quick:
-        args.events, args.contracts, args.repeat = 20_000, 24, 1
+        args.events, args.contracts, args.repeat = *quick, 1
+    return args
+
+
+def main() -> int:
+    args = bench_arguments(__doc__, "/tmp/bench_inv", 3, "`invoice` run", (20_000, 24))
 
     work, repo, db = prepare(args)
     print(f"{args.contracts:,} contracts, {_events(db):,} events in {db}, period {args.period}, "
