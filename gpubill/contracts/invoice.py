@@ -42,6 +42,7 @@ from gpubill.contracts.taxes import AppliedTax, apply_taxes
 from gpubill.dsl import ast
 
 INVOICE_TYPES = ("subscription", "progressive_billing")
+PROGRESSIVE_BILLING = INVOICE_TYPES[1]  # an invoice a crossed usage threshold issues inside the period
 
 
 @attrs.frozen

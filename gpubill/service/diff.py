@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import attrs
 
+from gpubill.contracts.invoice import PROGRESSIVE_BILLING
 from gpubill.dsl import ast
 from gpubill.dsl.fmt import format_document
 from gpubill.dsl.resolve import Catalog
@@ -348,10 +349,16 @@ def _customers(period: str, before, after, base: Revision, head: Revision) -> li
 
 
 def _customer(period: str, contract: str, before: list, after: list, base: Revision, head: Revision) -> CustomerDelta:
+    """The totals of all the period's invoices; the lines of its final ones, which bill the whole period
+    (a progressive invoice bills the period so far, cut on a day a price change may move)."""
     some = (after or before)[0]
-    lines = _line_deltas(_lines(before), _lines(after), base, head)
+    lines = _line_deltas(_lines(_finals(before)), _lines(_finals(after)), base, head)
     return CustomerDelta(_customer_id(some), contract, some.currency, period,
                          _subtotal(before), _subtotal(after), lines)
+
+
+def _finals(invoices: list) -> list:
+    return [i for i in invoices if i.invoice_type != PROGRESSIVE_BILLING]
 
 
 def _customer_id(inv) -> str:

@@ -267,3 +267,24 @@ def test_a_malformed_source_date_epoch_is_one_line(repo, diff, monkeypatch):
     r = diff(repo, "--format", "markdown")
     assert (r.returncode, r.stdout) == (1, "")
     assert r.stderr.splitlines() == ["gpubill: error: SOURCE_DATE_EPOCH='yesterday' is not a number of seconds since 1970"]
+
+
+def test_a_progressively_billed_customer_shows_its_final_invoices_lines_and_its_whole_periods_totals(repo, store):
+    """meridian_bank is billed progressively in the demo month: its lines are its final invoice's (the
+    whole period, once each), its totals every invoice of the period together."""
+    edit(repo / "contracts/meridian_bank.bill", "3.10 per GPU-hour", "3.30 per GPU-hour")
+    db = Store(str(store), readonly=True)
+    try:
+        with temporary_dir() as into:
+            base, head = at_revision("HEAD", str(repo), into), work_tree(str(repo))
+            report = diff_revisions(db, base, head, [PERIOD])
+            split = invoice_period(db, [head.contracts], PERIOD, progressive=True)
+    finally:
+        db.close()
+    [meridian] = [c for c in report.customers if c.contract == "meridian_bank"]
+    invoices = [i for i in split.invoices if i.billing.contract.name.name == "meridian_bank"]
+    assert len(invoices) > 1  # progressive invoices, then the final one
+    assert meridian.after == sum(i.sub_total_excluding_taxes_amount for i in invoices)
+    assert meridian.lines and {ln.key[1] for ln in meridian.lines} == {"subscription"}
+    names = [ln.name for ln in meridian.lines]
+    assert len(names) == len(set(names))  # each line once: the progressive invoices' cuts are not compared
