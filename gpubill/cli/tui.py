@@ -10,6 +10,7 @@ closes, else this month; --period names another). Keys: ? lists them all.
 from __future__ import annotations
 
 import argparse
+import os
 
 from gpubill.cli import EXIT_FORBIDDEN, EXIT_IO, EXIT_USAGE, CliError
 from gpubill.cli._common import add_actor_argument, add_store_argument, store_path
@@ -34,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
     from gpubill.service.errors import StoreError
     from gpubill.service.review import ReviewSession, month
 
+    for path in args.contracts:  # before the screen opens; what the contracts say is checked in it, off the UI thread
+        if not os.path.exists(path):
+            raise CliError(f"{path}: no such file or directory", EXIT_IO)
     if args.diff_head is not None and args.diff_base is None:
         raise CliError("--diff-head needs --diff-base (the revision it is compared with)", EXIT_USAGE)
     if args.diff is not None and args.diff_base is not None:

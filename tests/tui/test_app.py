@@ -99,6 +99,10 @@ def test_gpubill_tui_refuses_a_missing_store_and_an_unknown_user_in_one_line(dem
     assert r.returncode == 3 and r.stderr.count("\n") == 1 and "no such store" in r.stderr
     r = gpubill("tui", "--store", demo_store, "--contracts", "examples", "--period", "November")
     assert r.returncode == 2 and "YYYY-MM" in r.stderr
+    r = gpubill("tui", "--store", demo_store, "--contracts", tmp_path / "no-such-dir")
+    assert r.returncode == 3 and r.stderr == f"gpubill: error: {tmp_path / 'no-such-dir'}: no such file or directory\n"
+    r = gpubill("tui", "--store", demo_store, "--contracts", "examples", "--diff-head", "HEAD")
+    assert r.returncode == 2 and "--diff-head needs --diff-base" in r.stderr
 
 
 async def test_a_table_still_mounting_answers_whether_its_filter_is_open(make_app):
