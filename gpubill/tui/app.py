@@ -13,6 +13,7 @@ screens (k9s's drill-down); every screen class is registered once, in
 from __future__ import annotations
 
 import asyncio
+from abc import abstractmethod
 from collections.abc import Callable
 from functools import partial
 
@@ -31,7 +32,6 @@ from gpubill.tui.screens.invoice import InvoiceScreen
 from gpubill.tui.screens.invoices import InvoicesScreen
 from gpubill.tui.screens.overview import OverviewScreen
 from gpubill.tui.screens.quarantine import QuarantineScreen
-from gpubill.tui.widgets.frame import NotYetScreen
 from gpubill.tui.widgets.help import HelpScreen
 
 # Every screen, by name: top screens take no argument; the others take what they show.
@@ -76,8 +76,9 @@ class Jumps(Provider):
         self.items = [(text, frozenset(text.lower()), callback, help_)
                       for text, callback, help_ in await asyncio.to_thread(self.targets)]
 
+    @abstractmethod
     def targets(self) -> list[tuple[str, Callable, str]]:
-        raise NotImplementedError
+        """(text, what choosing it does, help) for every target."""
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
@@ -129,12 +130,8 @@ class ReviewApp(App):
         self.session = session
         self.diff_path = diff_path  # a `gpubill diff --format json` file the Diff screen opens (--diff)
         self.diff_revisions = diff_revisions  # or (base, head or None: the work tree) it backtests (--diff-base)
-        for name, title in TOP_SCREENS:
-            self.add_mode(name, partial(self._top_screen, name, title))
-
-    def _top_screen(self, name: str, title: str) -> Screen:
-        cls = SCREENS_BY_NAME.get(name)
-        return cls() if cls is not None else NotYetScreen(title)
+        for name, _ in TOP_SCREENS:
+            self.add_mode(name, SCREENS_BY_NAME[name])
 
     def on_mount(self) -> None:
         self.switch_mode("overview")
@@ -144,9 +141,8 @@ class ReviewApp(App):
 
     # -- navigation -----------------------------------------------------------
     def open_screen(self, name: str, *args) -> None:
-        """Push the screen registered as ``name`` (a "not yet" page when this build has none)."""
-        cls = SCREENS_BY_NAME.get(name)
-        self.push_screen(cls(*args) if cls is not None else NotYetScreen(f"{name} {' '.join(map(str, args))}"))
+        """Push the screen registered as ``name``."""
+        self.push_screen(SCREENS_BY_NAME[name](*args))
 
     def open_customer(self, subscription: str) -> None:
         self.open_screen("customer", subscription)

@@ -12,7 +12,7 @@ import datetime as dt
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
 from gpubill.tui.widgets.breadcrumb import Breadcrumb
@@ -72,16 +72,3 @@ class ReviewScreen(Screen):
         around = next((w for w in focused.ancestors_with_self if isinstance(w, FilterTable)), None) if focused else None
         return around or next(iter(self.query(FilterTable)), None)
 
-
-class NotYetScreen(ReviewScreen):
-    """A screen the app names but this build does not have yet."""
-
-    def __init__(self, title: str):
-        super().__init__()
-        self.title_text = title
-
-    def crumbs(self) -> tuple[str, ...]:
-        return (self.title_text,)
-
-    def compose_body(self) -> ComposeResult:
-        yield Static(f"{self.title_text}: not yet in this build.", classes="not-yet")
