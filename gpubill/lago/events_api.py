@@ -43,6 +43,14 @@ def validation(details: dict) -> JSONResponse:
     return error(422, "Unprocessable Entity", "validation_errors", details)
 
 
+def too_busy(retry_after_s: int) -> JSONResponse:
+    """429: the server sheds load; nothing of the request was stored, send it again after the wait."""
+    resp = error(429, f"Too Many Requests: the event store's writer is behind; nothing was stored, "
+                      f"retry after {retry_after_s} s", "too_many_requests")
+    resp.headers["retry-after"] = str(retry_after_s)
+    return resp
+
+
 def bad_request(message: str) -> JSONResponse:
     return error(400, f"BadRequest: {message}")
 

@@ -19,6 +19,12 @@ root, an invalid event) is answered 4xx and its raw payload is kept in
 quarantine. An event is acknowledged (200) only after its transaction has
 committed. A body cut short by the client (or by the timeout) stores nothing.
 
+Load is shed, not queued: the events of requests admitted but not yet
+committed are counted, and a request that would take them past
+``max_pending`` is answered 429 with ``Retry-After`` and stores nothing
+(the client sends it again later); its body is read, and parsed only when the
+writer had room when it arrived.
+
 Store failures are never a generic 500: 507 when the store's disk is full,
 503 for any other store I/O failure, and /healthz answers 503 with the reason
 (``Store.health()``) after a failed write until a write succeeds again.
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 
 import anyio
@@ -49,6 +56,8 @@ from .storefail import StoreFailure, failure_of
 DEFAULT_BATCH_LIMIT = 10_000
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 DEFAULT_BODY_TIMEOUT_S = 60.0
+PENDING_BATCHES = 8         # default max_pending: this many full batches waiting for the writer
+RETRY_AFTER_S = 1           # what a 429 tells the client to wait
 MAX_KEY_LEN = 256           # longer Authorization keys are refused unread (and never cached)
 CLIENT_GONE = 499           # nginx's "client closed request": counted in metrics, never sent
 
@@ -65,11 +74,17 @@ class _SlowBody(Exception):
 
 class Api:
     def __init__(self, store: Store, *, batch_limit: int = DEFAULT_BATCH_LIMIT,
-                 max_body: int = DEFAULT_MAX_BODY, body_timeout: float = DEFAULT_BODY_TIMEOUT_S):
+                 max_body: int = DEFAULT_MAX_BODY, body_timeout: float = DEFAULT_BODY_TIMEOUT_S,
+                 max_pending: int | None = None):
         self.store = store
         self.batch_limit = batch_limit
         self.max_body = max_body
         self.body_timeout = body_timeout
+        self.max_pending = PENDING_BATCHES * batch_limit if max_pending is None else max_pending
+        if self.max_pending < batch_limit:
+            raise ValueError(f"max_pending ({self.max_pending}) must hold one batch ({batch_limit})")
+        self._pending = 0  # events admitted and not yet committed (or refused)
+        self._plock = threading.Lock()
         self.metrics = Metrics()
         self._keys: dict[str, tuple[Actor | None, float]] = {}
 
@@ -199,6 +214,28 @@ class Api:
         self.metrics.count_events(rec.counts())
         return rec
 
+    def _admit(self, n: int) -> bool:
+        """Count ``n`` more events as waiting for the writer, unless that passes ``max_pending``."""
+        with self._plock:
+            if self._pending + n > self.max_pending:
+                return False
+            self._pending += n
+            return True
+
+    def _ingest_admitted(self, events: list, **kw):
+        """The receipt of ``events`` (``_ingest``), or None when the writer is too far behind."""
+        if not self._admit(len(events)):
+            return None
+        try:
+            return self._ingest(events, **kw)
+        finally:
+            with self._plock:
+                self._pending -= len(events)
+
+    def _behind(self) -> bool:
+        """No room for even one more event: answer 429 before parsing anything."""
+        return self._pending >= self.max_pending
+
     def _quarantine(self, raw: bytes, message: str):
         return self._ingest([Unparsable(message)], raws=[raw], source="http")
 
@@ -219,13 +256,17 @@ class Api:
     # -- endpoints ---------------------------------------------------------
     async def create(self, request: Request):
         body = await self._body(request)
+        if self._behind():
+            return lago.too_busy(RETRY_AFTER_S)
         return await run_in_threadpool(self._create, body)
 
     def _create(self, body: bytes):
         doc, err = self._parse(body, "event")
         if err:
             return err
-        rec = self._ingest([doc["event"]], source="http")
+        rec = self._ingest_admitted([doc["event"]], source="http")
+        if rec is None:
+            return lago.too_busy(RETRY_AFTER_S)
         st = int(rec.status[0])
         if st == REJECTED:
             return lago.validation(lago.problems_details(rec.problems[0]))
@@ -236,6 +277,8 @@ class Api:
 
     async def batch(self, request: Request):
         body = await self._body(request)
+        if self._behind():
+            return lago.too_busy(RETRY_AFTER_S)
         return await run_in_threadpool(self._batch, body)
 
     def _batch(self, body: bytes):
@@ -250,7 +293,9 @@ class Api:
             return lago.validation({"events": ["no_events"]})
         if len(events) > self.batch_limit:
             return lago.validation({"events": ["too_many_events"]})
-        rec = self._ingest(events, source="http-batch", atomic=True)
+        rec = self._ingest_admitted(events, source="http-batch", atomic=True)
+        if rec is None:
+            return lago.too_busy(RETRY_AFTER_S)
         if not rec.ok:
             return lago.validation(_refused(rec))
         ts = lago.iso_ms(rec.timestamp_ms)
@@ -295,7 +340,7 @@ class Api:
         return lago.JSONResponse({"status": "ok"})
 
     async def metrics_text(self, request: Request):
-        return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(self.metrics.render(self._pending), media_type="text/plain; version=0.0.4")
 
 
 def create_app(store: Store, contracts: list[str] | None = None, **options) -> Starlette:

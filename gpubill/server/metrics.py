@@ -37,7 +37,8 @@ class Metrics:
             h[len(BUCKETS)] += 1
             h[-1] += seconds
 
-    def render(self) -> str:
+    def render(self, pending_events: int) -> str:
+        """The text format; ``pending_events``: events admitted and not yet committed (a gauge)."""
         with self._lock:
             out = ["# HELP gpubill_events_total Events by ingestion outcome.",
                    "# TYPE gpubill_events_total counter"]
@@ -47,6 +48,10 @@ class Metrics:
                     "# TYPE gpubill_http_requests_total counter"]
             for (route, code), n in sorted(self.requests.items()):
                 out.append(f'gpubill_http_requests_total{{route="{route}",code="{code}"}} {n}')
+            out += ["# HELP gpubill_http_pending_events Events of admitted requests waiting for the writer"
+                    " (a request past --max-pending is answered 429).",
+                    "# TYPE gpubill_http_pending_events gauge",
+                    f"gpubill_http_pending_events {pending_events}"]
             out += ["# HELP gpubill_http_request_duration_seconds Request latency.",
                     "# TYPE gpubill_http_request_duration_seconds histogram"]
             for route, h in sorted(self.hist.items()):
