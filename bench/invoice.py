@@ -253,7 +253,7 @@ def _load() -> str:
 def _events(db: Path) -> int:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return con.execute("SELECT count(*) FROM events").fetchone()[0]
+        return con.execute("SELECT coalesce(sum(n), 0) FROM column_blocks").fetchone()[0]
     finally:
         con.close()
 

@@ -312,7 +312,7 @@ def _catalog(rev: Revision) -> Catalog:
 
 def latest_complete_month(store, now: dt.datetime | None = None) -> str:
     """The month of the latest stored event when it has ended, else the month before it."""
-    latest = store._read().execute("SELECT max(timestamp_ms) FROM events").fetchone()[0]
+    latest = store.latest_timestamp_ms()
     if latest is None:
         raise ServiceError("the store holds no events: nothing to invoice (pass --store)", code=1)
     day = dt.datetime.fromtimestamp(latest / 1000, dt.timezone.utc).date()
@@ -331,10 +331,8 @@ def _require_events(store, period: str) -> None:
     first, last = period_days(kind, (value, value) if kind == "date" else value)
     lo = int(dt.datetime.combine(first, dt.time(), dt.timezone.utc).timestamp() * 1000)
     hi = int(dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.timezone.utc).timestamp() * 1000)
-    # one event is enough (counting a month of them reads its whole index range)
-    found = store._read().execute("SELECT 1 FROM events WHERE timestamp_ms >= ? AND timestamp_ms <= ? LIMIT 1",
-                                  (lo, hi)).fetchone()
-    if found is None:
+    # one event is enough: the walk stops at the first
+    if not store.any_event_between(lo, hi):
         raise ServiceError(f"the store holds no events in {period}: nothing to compare", code=1)
 
 

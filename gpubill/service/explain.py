@@ -39,7 +39,6 @@ from pathlib import Path
 
 import attrs
 import numpy as np
-import orjson
 
 from gpubill.contracts.lines import dimensions_of
 from gpubill.engine.calendar.coverage import coverage_of
@@ -92,10 +91,10 @@ class EventsPage:
     after: tuple[int, int] | None  # the keyset to pass for the next page; None: no more
 
 
-def _props(text: str) -> dict:
+def _props(stored: dict) -> dict:
     """An event's properties as the engine compares them: as the store's columns hold them
     (``property_text``), then the reference engine's own ``normalize`` (strings, None dropped)."""
-    props = {k: property_text(v) if type(v) in (float, dict, list) else v for k, v in orjson.loads(text).items()}
+    props = {k: property_text(v) if type(v) in (float, dict, list) else v for k, v in stored.items()}
     return normalize([{"properties": props, "timestamp_ms": 0}])[0]["props"]
 
 
@@ -120,26 +119,18 @@ def _after(store, sel: EventSelection, after: tuple[int, int] | None) -> np.ndar
     return ids[np.lexsort((ids, ts))]
 
 
-def _rows(store, ids: np.ndarray) -> list:
-    """The events with these ids, in the order given (by primary key)."""
-    found = {r[0]: r for r in store._read().execute(
-        "SELECT id, timestamp_ms, transaction_id, properties FROM events WHERE id IN (SELECT value FROM json_each(?))",
-        (orjson.dumps(ids.tolist()),))}
-    return [found[i] for i in ids.tolist()]
-
-
 def events_page(store, sel: EventSelection, after: tuple[int, int] | None = None, limit: int = PAGE) -> EventsPage:
     """The next ``limit`` events of the line after the keyset ``after`` (oldest first): the candidates
     by (timestamp, id) from the columns, their rows read ``limit`` at a time, each routed as the engine does."""
     ids = _after(store, sel, after)
     rows: list[EventRow] = []
     for start in range(0, len(ids), limit):
-        for rid, ts, txn, props in _rows(store, ids[start:start + limit]):
-            p = _props(props)
-            if _routed(sel, ts, p):
-                rows.append(EventRow(rid, ts, txn, p))
+        for e in store.events_by_id(ids[start:start + limit]):
+            p = _props(e.properties)
+            if _routed(sel, e.timestamp_ms, p):
+                rows.append(EventRow(e.id, e.timestamp_ms, e.transaction_id, p))
                 if len(rows) == limit:
-                    return EventsPage(tuple(rows), (ts, rid))
+                    return EventsPage(tuple(rows), (e.timestamp_ms, e.id))
     return EventsPage(tuple(rows), None)
 
 

@@ -26,7 +26,9 @@ import threading
 
 import attrs
 import numpy as np
+import orjson
 
+from . import payloads
 from .encode import LAZY
 from .job_reason import END_REASON, job_end_reasons
 from .numeric import MISSING, format_decimal, held
@@ -248,18 +250,11 @@ class _PropSource:
     n: int
 
     def transaction_ids_of(self, rowids) -> list[str]:
-        import json
-
         ids = [int(r) for r in rowids]
-        found: dict[int, str] = {}
         db = self.store._read()
         with _scan(db):
-            for i in range(0, len(ids), 50_000):
-                part = ids[i:i + 50_000]
-                found.update(db.execute(
-                    "SELECT e.id, e.transaction_id FROM json_each(?) AS j JOIN events AS e ON e.id = j.value",
-                    (json.dumps(part),)).fetchall())
-        return [found[i] for i in ids]
+            found = payloads.read(db, ids)
+        return [orjson.loads(found[i].raw)["transaction_id"] for i in ids]
 
     def names(self) -> list[str]:
         if self.span is None:

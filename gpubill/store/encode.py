@@ -25,11 +25,11 @@ import attrs
 import numpy as np
 import orjson
 
+from .payloads import select
 from .numeric import MAX_FRACTION_DIGITS, MISSING, floats_to_decimal, from_number, held, parse_strict
 from .validate import (CANONICAL, ID_BAD_CHARS, MAX_EVENT_BYTES, MAX_ID_LEN, MAX_KEYS, MAX_STRING,
                        MAX_TS_MS, SURROGATE, Problem, check_event, check_value, dumps_any)
 
-_W = 20  # width of one fixed-width decimal field (see fixed_width)
 LAZY = -2  # dim id placeholder: "the canonical string of this number" (resolved on read)
 _NONE = type(None)
 _EMPTY: dict = {}
@@ -477,75 +477,27 @@ def _mixed(name, vals, chk):
     return PropColumn(list(strings), sid, m if anynum else None, e if anynum else None), bad
 
 
-def payload_of(chunk: Chunk, raws: list | None) -> tuple[bytes, bytes]:
-    """What the writer's one INSERT statement binds: (raw payloads, fixed-width fields).
-
-    The raw JSON payloads of the valid events are concatenated; the fields are
-    k1, k2, timestamp_ms, payload offset and length per event (``fixed_width``).
-    Built here, on the validating thread, so the writer thread only runs SQLite.
-    """
+def payload_of(chunk: Chunk, raws: list | None) -> tuple[bytes, np.ndarray]:
+    """The valid events' raw payloads end to end, and each one's length: what the writer stores
+    in the chunk's block (``payloads.py``). Built here, on the validating thread."""
     if raws is not None:
         sel = [raws[i] for i in chunk.good.tolist()]
-        lens = np.fromiter(map(len, sel), np.int64, len(sel))
-        buf = b"".join(sel)
-    elif chunk.payload is not None:
-        buf, lens = _select(chunk.payload, chunk.good)
-    else:
-        dumps = orjson.dumps
-        out = bytearray()
-        ls: list[int] = []
-        add = ls.append
-        for o in chunk.objs:  # one at a time: orjson's buffers are reused when freed at once
-            try:
-                b = dumps(o)
-            except TypeError:  # integers beyond 64 bits
-                b = dumps_any(o)
-            out += b
-            add(len(b))
-        lens = np.array(ls, np.int64)
-        buf = bytes(out)
-    offs = np.zeros(len(lens), np.int64)
-    if len(lens) > 1:
-        np.cumsum(lens[:-1], out=offs[1:])
-    return buf, fixed_width([chunk.k1, chunk.k2, chunk.ts_ms, offs, lens])
-
-
-def _select(payload: tuple, good: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """The payloads of the valid events out of those ``prepare`` serialized (all input events)."""
-    buf, sizes = payload
-    if len(good) == len(sizes):  # all valid: every event was serialized, in order
-        return buf, sizes
-    lens = np.maximum(sizes, 0)
-    ends = np.cumsum(lens)
-    view = memoryview(buf)
-    sel = [view[e - n:e] for e, n in zip(ends[good].tolist(), lens[good].tolist())]
-    return b"".join(sel), lens[good]
-
-
-_DIGITS4 = np.frombuffer(b"".join(b"%04d" % i for i in range(10_000)), np.uint32)
-
-
-def fixed_width(cols: list) -> bytes:
-    """int64 columns as fixed-width ASCII decimals ("-" or "0" then 19 digits), row-major.
-
-    Four digits at a time through a 10 000-entry table of 4-byte strings.
-    """
-    n, k = len(cols[0]), len(cols)
-    out = np.empty((n, k, _W // 4), np.uint32)
-    signs = []
-    for c, a in enumerate(cols):
-        a = np.asarray(a, np.int64)
-        neg = a < 0
-        mag = np.where(neg, -(a + 1), a).astype(np.uint64) + neg.astype(np.uint64)
-        for g in range(_W // 4 - 1, -1, -1):
-            mag, r = np.divmod(mag, np.uint64(10_000))
-            out[:, c, g] = _DIGITS4[r]
-        signs.append(neg)
-    b = out.view(np.uint8).reshape(n, k, _W)
-    for c, neg in enumerate(signs):  # |int64| < 10**19: the 20th digit is always 0
-        if neg.any():
-            b[neg, c, 0] = 45
-    return b.tobytes()
+        return b"".join(sel), np.fromiter(map(len, sel), np.int64, len(sel))
+    if chunk.payload is not None:  # prepare serialized every input event (-1: not serialized)
+        buf, sizes = chunk.payload
+        return select(buf, np.maximum(sizes, 0), chunk.good)
+    dumps = orjson.dumps
+    out = bytearray()
+    ls: list[int] = []
+    add = ls.append
+    for o in chunk.objs:  # one at a time: orjson's buffers are reused when freed at once
+        try:
+            b = dumps(o)
+        except TypeError:  # integers beyond 64 bits
+            b = dumps_any(o)
+        out += b
+        add(len(b))
+    return bytes(out), np.array(ls, np.int64)
 
 
 # Re-exported for the writer's content comparison.

@@ -124,15 +124,7 @@ class KeyIndex:
         rows = db.execute("SELECT first_rowid, last_rowid, rowids, keys FROM column_blocks"
                           " ORDER BY first_rowid").fetchall()
         self.loaded = True
-        self._add_blocks(db, rows)
-        # Rows no block covers (events a rebuild could not re-encode): read them from the rows.
-        n_rows, top = db.execute("SELECT count(*), coalesce(max(id), 0) FROM events").fetchone()
-        if n_rows != len(self.base) + len(self.delta):
-            k = db.execute("SELECT k1, k2, id FROM events").fetchall()
-            a = np.array(k, np.int64).reshape(-1, 3)
-            self.base = _Level(a[:, 0].copy(), a[:, 1].copy(), a[:, 2].copy())
-            self.delta = _Level(_EMPTY, _EMPTY, _EMPTY, True)
-        self.last_rowid = max(self.last_rowid, top)
+        self._add_blocks(db, rows)  # every stored event is in a block, with its key (schema 5)
 
     def _add_blocks(self, db, rows) -> None:
         k1s, k2s, rids = [], [], []
@@ -140,12 +132,7 @@ class KeyIndex:
         for first, lastb, rowids, keys in rows:
             rid = (np.frombuffer(rowids, _I64) if rowids is not None
                    else np.arange(first, lastb + 1, dtype=np.int64))
-            if keys is None:  # a block written before blocks carried keys
-                kk = np.array(db.execute(
-                    "SELECT k1, k2 FROM events WHERE id IN (SELECT value FROM json_each(?))"
-                    " ORDER BY id", (_json_ids(rid),)).fetchall(), np.int64).reshape(-1, 2)
-            else:
-                kk = np.frombuffer(keys, _I64).reshape(-1, 2)
+            kk = np.frombuffer(keys, _I64).reshape(-1, 2)
             new = rid > self.last_rowid
             if not new.all():
                 rid, kk = rid[new], kk[new]
@@ -215,7 +202,3 @@ class KeyIndex:
     def rows_with_k1(self, k1: int) -> list[int]:
         with self.lock:
             return sorted(int(r) for lv in (self.base, self.delta) for r in lv.with_k1(k1))
-
-
-def _json_ids(rid: np.ndarray) -> str:
-    return "[" + ",".join(map(str, rid.tolist())) + "]"

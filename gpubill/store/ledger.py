@@ -325,7 +325,3 @@ def credit_left(db: sqlite3.Connection, cn: CreditNoteRow) -> Decimal:
         " WHERE u.credit_note_id = ? AND i.status = 'finalized'", (cn.id,))), Decimal(0))
     return (cn.total if cn.kind == "credit" else Decimal(0)) - used
 
-
-def max_event_id(db: sqlite3.Connection) -> int:
-    return db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
-

@@ -22,6 +22,7 @@ import attrs
 import numpy as np
 import orjson
 
+from . import payloads
 from .encode import _hash_keys
 from .job_reason import resolve_in_dicts
 from .receipt import DUPLICATE, INGESTED, REJECTED, Receipt
@@ -101,14 +102,26 @@ class EventRecord:
     key: tuple[int, int]
 
 
-_SELECT = ("SELECT e.id, e.transaction_id, e.external_subscription_id, e.code, e.timestamp_ms,"
-           " e.properties, e.precise_total_amount_cents, b.received_ms, e.raw, e.k1, e.k2"
-           " FROM events e JOIN batches b ON b.id = e.batch_id")
+def _records(store, db, ids) -> list:
+    """EventRecords of the stored events with these ids, in the order given."""
+    stored = payloads.read(db, ids)
+    batches = {b for b in (e.batch_id for e in stored.values())}
+    received = dict(db.execute("SELECT id, received_ms FROM batches WHERE id IN (SELECT value FROM json_each(?))",
+                               (orjson.dumps(sorted(batches)),)).fetchall()) if batches else {}
+    return [_record(stored[i], received[stored[i].batch_id]) for i in ids if i in stored]
 
 
-def _record(row) -> EventRecord:
-    return EventRecord(row[0], row[1], row[2], row[3], row[4], orjson.loads(row[5]), row[6],
-                       row[7], row[8], (row[9], row[10]))
+def _record(e: payloads.Stored, received_ms: int) -> EventRecord:
+    obj = orjson.loads(e.raw)
+    props = obj.get("properties")
+    return EventRecord(e.id, obj.get("transaction_id"), obj.get("external_subscription_id"), obj.get("code"),
+                       e.timestamp_ms, {} if props is None else props, _text(obj.get("precise_total_amount_cents")),
+                       received_ms, e.raw.decode(), e.key)
+
+
+def _text(v) -> str | None:
+    """A precise amount as text, as sent (a JSON number: its shortest round-trip form)."""
+    return v if v is None or isinstance(v, str) else str(v)
 
 
 @_sqlite_errors
@@ -119,18 +132,12 @@ def get_events(store, transaction_id: str, external_subscription_id: str | None 
     k1 = int(_hash_keys([transaction_id], ["-"])[0][0])
     db = store._read()
     keys = store._writer.keys
-    db.execute("BEGIN")  # one snapshot for the catch-up and the rows
+    db.execute("BEGIN")  # one snapshot for the catch-up and the events
     try:
         keys.catch_up(db)
         ids = keys.rows_with_k1(k1)  # k1 hashes the transaction id alone
-        if not ids:
-            return []
-        q = _SELECT + " WHERE e.id IN (SELECT value FROM json_each(?)) AND e.transaction_id = ?"
-        args: list = [orjson.dumps(ids), transaction_id]
-        if external_subscription_id is not None:
-            q += " AND e.external_subscription_id = ?"
-            args.append(external_subscription_id)
-        return [_record(r) for r in db.execute(q + " ORDER BY e.id", args)]
+        return [r for r in _records(store, db, ids) if r.transaction_id == transaction_id
+                and external_subscription_id in (None, r.external_subscription_id)]
     finally:
         db.execute("COMMIT")
 
@@ -140,41 +147,91 @@ def get_event(store, event_id: int) -> EventRecord | None:
     event_id = _row_id(event_id, "event id")
     if event_id is None:
         return None
-    r = store._read().execute(_SELECT + " WHERE e.id = ?", (event_id,)).fetchone()
-    return _record(r) if r else None
+    found = _records(store, store._read(), [event_id])
+    return found[0] if found else None
 
 
-def _filters(code, sub, time_from_ms, time_to_ms):
-    where, args = [], []
-    if code is not None:
-        where.append("e.code = ?")
-        args.append(code)
-    if sub is not None:
-        where.append("e.external_subscription_id = ?")
-        args.append(sub)
-    if time_from_ms is not None:
-        where.append("e.timestamp_ms >= ?")
-        args.append(clamp_int64(time_from_ms, "time_from_ms"))
-    if time_to_ms is not None:
-        where.append("e.timestamp_ms <= ?")
-        args.append(clamp_int64(time_to_ms, "time_to_ms"))
-    return where, args
+@_sqlite_errors
+def events_by_id(store, ids) -> list:
+    """The stored events with these ids, in the order given (unknown ids are left out)."""
+    return _records(store, store._read(), [int(i) for i in ids])
+
+
+@_sqlite_errors
+def latest_timestamp_ms(store) -> int | None:
+    """The latest stored event's timestamp (None when the store holds none)."""
+    return store._read().execute("SELECT max(max_ts) FROM column_blocks").fetchone()[0]
+
+
+@_sqlite_errors
+def any_event_between(store, time_from_ms: int, time_to_ms: int) -> bool:
+    """Whether some stored event's timestamp is in [from, to] (stops at the first)."""
+    f = _Filter(None, None, clamp_int64(time_from_ms, "time_from_ms"), clamp_int64(time_to_ms, "time_to_ms"))
+    return any(len(f.ids(b)) for b in f.blocks(store._read()))
+
+
+@attrs.frozen
+class _Filter:
+    """Which stored events a listing keeps: code and subscription as dictionary ids (-1: a text
+    never stored, so nothing matches), inclusive time bounds."""
+
+    code: int | None
+    sub: int | None
+    time_from_ms: int | None
+    time_to_ms: int | None
+
+    @classmethod
+    def of(cls, store, code, sub, time_from_ms, time_to_ms) -> "_Filter":
+        return cls(None if code is None else store.strings.lookup(code),
+                   None if sub is None else store.strings.lookup(sub),
+                   None if time_from_ms is None else clamp_int64(time_from_ms, "time_from_ms"),
+                   None if time_to_ms is None else clamp_int64(time_to_ms, "time_to_ms"))
+
+    def blocks(self, db, after_id: int = 0, newest_first: bool = False):
+        return payloads.blocks(db, after_id=after_id, time_from_ms=self.time_from_ms,
+                               time_to_ms=self.time_to_ms, newest_first=newest_first)
+
+    def ids(self, b: payloads.Block, after_id: int = 0) -> np.ndarray:
+        keep = b.rowid > after_id
+        if self.code is not None:
+            keep &= b.code == self.code
+        if self.sub is not None:
+            keep &= b.sub == self.sub
+        if self.time_from_ms is not None:
+            keep &= b.ts >= self.time_from_ms
+        if self.time_to_ms is not None:
+            keep &= b.ts <= self.time_to_ms
+        return b.rowid[keep]
 
 
 @_sqlite_errors
 def list_events(store, *, code=None, sub=None, time_from_ms=None, time_to_ms=None,
                 after_id: int = 0, limit: int = 100, offset: int = 0, newest_first=False) -> list:
-    where, args = _filters(code, sub, time_from_ms, time_to_ms)
-    page = [_count(limit, "limit"), _count(offset, "offset")]
+    """A page of stored events in id order (or newest first): blocks are walked in that order
+    and only the page's payloads are read."""
+    limit, offset = _count(limit, "limit"), _count(offset, "offset")
     after_id = clamp_int64(after_id, "after_id")
     if not _storable(code, sub):
         return []
-    if after_id:
-        where.append("e.id > ?")
-        args.append(after_id)
-    q = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-    q += " ORDER BY e.id" + (" DESC" if newest_first else "") + " LIMIT ? OFFSET ?"
-    return [_record(r) for r in store._read().execute(q, args + page)]
+    f = _Filter.of(store, code, sub, time_from_ms, time_to_ms)
+    if -1 in (f.code, f.sub) or not limit:
+        return []
+    db = store._read()
+    db.execute("BEGIN")  # the page and its payloads from one snapshot
+    try:
+        page: list[int] = []
+        for b in f.blocks(db, after_id, newest_first):
+            ids = f.ids(b, after_id)
+            if newest_first:
+                ids = ids[::-1]
+            skip = min(offset, len(ids))
+            offset -= skip
+            page.extend(ids[skip:skip + limit - len(page)].tolist())
+            if len(page) == limit:
+                break
+        return _records(store, db, page)
+    finally:
+        db.execute("COMMIT")
 
 
 @_sqlite_errors
@@ -184,36 +241,32 @@ def events_as_dicts(store, codes=None, subscriptions=None, time_from_ms=None, ti
     job's end reason given to its events without one, as ``read_columns`` does (``job_reason.py``)."""
     if not _storable(*(codes or ()), *(subscriptions or ())):
         return []
-    where, args = [], []
-    for col, vals in (("code", codes), ("external_subscription_id", subscriptions)):
-        if vals is not None:
-            where.append(f"{col} IN (SELECT value FROM json_each(?))")
-            args.append(orjson.dumps(list(vals)))
-    if time_from_ms is not None:
-        where.append("timestamp_ms >= ?")
-        args.append(clamp_int64(time_from_ms, "time_from_ms"))
-    if time_to_ms is not None:
-        where.append("timestamp_ms <= ?")
-        args.append(clamp_int64(time_to_ms, "time_to_ms"))
-    q = ("SELECT id, transaction_id, external_subscription_id, code, timestamp_ms, properties,"
-         " raw ->> '$.precise_total_amount_cents' FROM events"
-         + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id")
+    cols = store.read_columns(codes=codes, subscriptions=subscriptions, time_from_ms=time_from_ms,
+                              time_to_ms=time_to_ms)
     out = []
-    for rid, txn, sub, code, ts, props, ptac in store._read().execute(q, args):
-        out.append({"rowid": rid, "transaction_id": txn, "external_subscription_id": sub, "code": code,
-                    "timestamp_ms": ts, "properties": orjson.loads(props),
-                    "precise_total_amount_cents": None if ptac is None else str(ptac)})
+    for rid, e in sorted(payloads.read(store._read(), cols.rowid).items()):
+        obj = orjson.loads(e.raw)
+        out.append({"rowid": rid, "transaction_id": obj.get("transaction_id"),
+                    "external_subscription_id": obj.get("external_subscription_id"), "code": obj.get("code"),
+                    "timestamp_ms": e.timestamp_ms, "properties": obj.get("properties") or {},
+                    "precise_total_amount_cents": _text(obj.get("precise_total_amount_cents"))})
     resolve_in_dicts(out)
     return out
 
 
 @_sqlite_errors
 def count_events(store, *, code=None, sub=None, time_from_ms=None, time_to_ms=None) -> int:
-    where, args = _filters(code, sub, time_from_ms, time_to_ms)
     if not _storable(code, sub):
         return 0
-    q = "SELECT count(*) FROM events e" + (" WHERE " + " AND ".join(where) if where else "")
-    return store._read().execute(q, args).fetchone()[0]
+    f = _Filter.of(store, code, sub, time_from_ms, time_to_ms)
+    if -1 in (f.code, f.sub):
+        return 0
+    db = store._read()
+    db.execute("BEGIN")
+    try:
+        return sum(len(f.ids(b)) for b in f.blocks(db))
+    finally:
+        db.execute("COMMIT")
 
 
 # -- quarantine -------------------------------------------------------------
@@ -348,7 +401,7 @@ def list_keys(store) -> list:
 def stats(store) -> dict:
     db = store._read()
     out = {}
-    for name, q in (("events", "SELECT coalesce(max(id), 0) FROM events"),
+    for name, q in (("events", "SELECT coalesce(max(last_rowid), 0) FROM column_blocks"),
                     ("rejected_open", "SELECT count(*) FROM rejected WHERE status = 'open'"),
                     ("conflicts", "SELECT count(*) FROM conflicts")):
         out[name] = db.execute(q).fetchone()[0]

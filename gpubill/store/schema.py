@@ -92,7 +92,13 @@ def _low_space(path: str) -> bool:
     return st.f_bavail * st.f_frsize < LOW_SPACE_BYTES
 
 
-MIGRATIONS: list[str] = [
+def _events_into_blocks(db: sqlite3.Connection) -> None:
+    from .migrate import events_into_blocks  # it encodes events: imported only when a store migrates
+    events_into_blocks(db)
+
+
+# Each migration is a script, or a function of the connection (in the same transaction).
+MIGRATIONS: list = [
     # 1: events, quarantine, conflicts, keys, columnar side store, room for invoices/audit.
     """
     CREATE TABLE batches (
@@ -398,6 +404,9 @@ MIGRATIONS: list[str] = [
         event_id INTEGER NOT NULL
     );
     """,
+    # 5: the events move into their column blocks (migrate.py, payloads.py): one row per chunk
+    # holding the raw payloads beside the columns, instead of one B-tree row per event.
+    _events_into_blocks,
 ]
 
 LATEST = len(MIGRATIONS)
@@ -663,7 +672,11 @@ def _migrate(db: sqlite3.Connection, path: str, version: int) -> None:
                 "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]):
             raise StoreError(f"{path}: not a gpubill store (an SQLite database of another application)")
         for v in range(version, LATEST):
-            for stmt in _statements(MIGRATIONS[v]):
+            step = MIGRATIONS[v]
+            if callable(step):
+                step(db)
+                continue
+            for stmt in _statements(step):
                 db.execute(stmt)
         db.execute(f"PRAGMA user_version = {LATEST}")
         db.execute(f"PRAGMA application_id = {APPLICATION_ID}")

@@ -361,6 +361,15 @@ class Store:
     def get_event(self, event_id: int):
         return queries.get_event(self, event_id)
 
+    def events_by_id(self, ids) -> list:
+        return queries.events_by_id(self, ids)
+
+    def latest_timestamp_ms(self) -> int | None:
+        return queries.latest_timestamp_ms(self)
+
+    def any_event_between(self, time_from_ms: int, time_to_ms: int) -> bool:
+        return queries.any_event_between(self, time_from_ms, time_to_ms)
+
     def list_events(self, **filters):
         return queries.list_events(self, **filters)
 
@@ -396,7 +405,7 @@ class Store:
         return queries.stats(self)
 
     def rebuild_columns(self) -> int:
-        """Drop and rebuild the columnar side store from the rows; returns events encoded."""
+        """Encode every column block's columns again from its payloads; returns events encoded."""
         from .rebuild import rebuild
         try:
             return rebuild(self)

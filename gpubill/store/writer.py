@@ -1,11 +1,11 @@
-"""Write prepared chunks inside a transaction: dedup, rows, column block, quarantine.
+"""Write prepared chunks inside a transaction: dedup, the column block with its payloads, quarantine.
 
 ``begin`` / ``stage`` (one chunk, any number of times) / ``commit``: several
-chunks may share one transaction (group commit, see ``Store``). The rows of
-a chunk go in with one set-based statement (one SQLite step over fixed-width
-fields and the concatenated payloads, built on the validating thread), so the
-insert runs without holding Python's GIL and the next chunk can be validated
-meanwhile. Dedup is decided in the same transaction against the in-memory key
+chunks may share one transaction (group commit, see ``Store``). A chunk's new
+events go in as one ``column_blocks`` row (``payloads.py``): their raw payloads
+end to end beside their columns, one INSERT per chunk, built on the validating
+thread, so SQLite's work per event is a memcpy and the next chunk can be
+validated meanwhile. Dedup is decided in the same transaction against the key
 index (``keys.py``), caught up with other writers' commits at ``begin``; only
 for keys already stored does the slow path compare contents to tell a
 duplicate (same content: success) from a conflict (first copy kept, conflict
@@ -22,39 +22,17 @@ import numpy as np
 import orjson
 
 from . import audit
-from .encode import _W, Chunk, fixed_width
+from . import payloads
+from .encode import Chunk
 from .keys import KeyIndex
 from .numeric import MISSING, UNHOLDABLE, parse_strict, from_number
 from .validate import quarantine_bytes
 from .roles import Actor
 from .receipt import ABORTED, CONFLICT, DUPLICATE, INGESTED, REJECTED, Receipt
 
-# One statement inserts the whole chunk (one SQLite step, the GIL released):
-# ?2 holds 5 fixed-width decimal fields per row (k1, k2, timestamp_ms, payload
-# offset, payload length); ?3 the concatenated raw payloads (a BLOB, so substr
-# is byte-indexed and O(1)).
-_INSERT = f"""WITH RECURSIVE c(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM c WHERE k + 1 < ?4)
-INSERT INTO events (id, k1, k2, timestamp_ms, batch_id, raw)
-SELECT ?1 + k,
-  CAST(substr(?2, k * {5 * _W} + 1, {_W}) AS INTEGER),
-  CAST(substr(?2, k * {5 * _W} + {_W + 1}, {_W}) AS INTEGER),
-  CAST(substr(?2, k * {5 * _W} + {2 * _W + 1}, {_W}) AS INTEGER),
-  ?5,
-  CAST(substr(?3, CAST(substr(?2, k * {5 * _W} + {3 * _W + 1}, {_W}) AS INTEGER) + 1,
-                  CAST(substr(?2, k * {5 * _W} + {4 * _W + 1}, {_W}) AS INTEGER)) AS TEXT)
-FROM c"""
-# The same with an explicit id as a sixth field (a chunk with duplicates skips rows).
-_INSERT_IDS = f"""WITH RECURSIVE c(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM c WHERE k + 1 < ?4)
-INSERT INTO events (id, k1, k2, timestamp_ms, batch_id, raw)
-SELECT CAST(substr(?2, k * {6 * _W} + {5 * _W + 1}, {_W}) AS INTEGER),
-  CAST(substr(?2, k * {6 * _W} + 1, {_W}) AS INTEGER),
-  CAST(substr(?2, k * {6 * _W} + {_W + 1}, {_W}) AS INTEGER),
-  CAST(substr(?2, k * {6 * _W} + {2 * _W + 1}, {_W}) AS INTEGER),
-  ?5,
-  CAST(substr(?3, CAST(substr(?2, k * {6 * _W} + {3 * _W + 1}, {_W}) AS INTEGER) + 1,
-                  CAST(substr(?2, k * {6 * _W} + {4 * _W + 1}, {_W}) AS INTEGER)) AS TEXT)
-FROM c"""
 _CACHE_MAX = 500_000
+# a block's columns derived from its events' payloads (``Writer.derived``; a rebuild recomputes them)
+DERIVED = "code, sub, ptac_m, ptac_e, keys"
 
 
 class Writer:
@@ -127,9 +105,8 @@ class Writer:
             self.rollback()
         db.execute("BEGIN IMMEDIATE")
         try:
-            self.next_id, self.next_batch = db.execute(
-                "SELECT (SELECT coalesce(max(id), 0) + 1 FROM events),"
-                " (SELECT coalesce(max(id), 0) + 1 FROM batches)").fetchone()
+            self.next_id = payloads.max_id(db) + 1
+            self.next_batch = db.execute("SELECT coalesce(max(id), 0) + 1 FROM batches").fetchone()[0]
             self.keys.catch_up(db)  # what other connections committed: dedup stays exact
         except BaseException:
             self.rollback()
@@ -209,8 +186,6 @@ class Writer:
                     status[chunk.good[j]] = DUPLICATE
                 for j, _ in conflicts:
                     status[chunk.good[j]] = CONFLICT
-                if fresh.any():
-                    self._write_block(chunk, np.flatnonzero(fresh), ids)
             if atomic:
                 db.execute("RELEASE atomic_chunk")
         for pos, problems in chunk.rejected.items():
@@ -237,14 +212,13 @@ class Writer:
                      at_ms=received_ms)
         return rec
 
-    def _insert_rows(self, chunk: Chunk, payload: bytes, batch_id: int):
-        """Insert the chunk's new events; find the stored copy of the others.
+    def _insert_rows(self, chunk: Chunk, payload: tuple, batch_id: int):
+        """Store the chunk's new events (one block); find the stored copy of the others.
 
         Dedup is decided here, inside the write transaction: a key is stored
         if the key index (committed keys, caught up at ``begin``, plus this
         transaction's) has it, or if an earlier event of the chunk has it.
         """
-        db = self.db
         n = len(chunk.good)
         base = self.next_id  # ids may skip numbers (duplicates), never repeat
         self.next_id += n
@@ -255,36 +229,43 @@ class Writer:
         if len(later):
             found[later] = np.where(found[first] >= 0, found[first], ids[first])
         fresh = found < 0
-        raw, fixed = payload
-        before = db.total_changes  # (a WITH statement's cursor has no rowcount)
-        if fresh.all():
-            db.execute(_INSERT, (base, fixed, raw, n, batch_id))
-        elif fresh.any():
-            rows = np.frombuffer(fixed, np.uint8).reshape(n, 5 * _W)[fresh]
-            idcol = np.frombuffer(fixed_width([ids[fresh]]), np.uint8).reshape(-1, _W)
-            sub = np.concatenate([rows, idcol], axis=1).tobytes()
-            db.execute(_INSERT_IDS, (base, sub, raw, int(fresh.sum()), batch_id))
-        inserted = db.total_changes - before
-        if inserted != int(fresh.sum()):
-            raise RuntimeError(f"stored {inserted} of {int(fresh.sum())} new events")
-        self.keys.add_pending(k1[fresh], k2[fresh], ids[fresh])
+        if fresh.any():
+            keep = np.flatnonzero(fresh)
+            self._write_block(chunk, keep, ids[keep], payloads.select(*payload, keep), batch_id)
+            self.keys.add_pending(k1[fresh], k2[fresh], ids[fresh])
         dups: list[int] = []
         conflicts: list[tuple[int, int]] = []
-        for k in np.flatnonzero(~fresh).tolist():
-            eid = int(found[k])
-            ts, old = db.execute("SELECT timestamp_ms, raw FROM events WHERE id = ?", (eid,)).fetchone()
-            ids[k] = eid
-            if same_content(chunk.objs[k], int(chunk.ts_ms[k]), chunk.ptac.get(k), old, ts):
+        stale = np.flatnonzero(~fresh)
+        stored = payloads.read(self.db, found[stale]) if stale.size else {}
+        for k in stale.tolist():
+            old = stored[int(found[k])]
+            ids[k] = old.id
+            if same_content(chunk.objs[k], int(chunk.ts_ms[k]), chunk.ptac.get(k), old.raw, old.timestamp_ms):
                 dups.append(k)
             else:
-                conflicts.append((k, eid))
+                conflicts.append((k, old.id))
         return ids, fresh, dups, conflicts
 
-    def _write_block(self, chunk: Chunk, idx: np.ndarray, ids: np.ndarray) -> None:
-        db = self.db
-        rowids = ids[idx]
+    def _write_block(self, chunk: Chunk, idx: np.ndarray, rowids: np.ndarray, payload: tuple,
+                     batch) -> int:
+        """One block: the events of the chunk at positions ``idx`` with their ids ``rowids``, their
+        raw payloads ``(bytes, lengths)`` and their batch (an id, or an int64 array of one per event)."""
         ts = chunk.ts_ms[idx]
         contiguous = int(rowids[-1] - rowids[0] + 1) == len(rowids)
+        raw, raw_end = payloads.pack(*payload)
+        uniform = np.ndim(batch) == 0
+        block_id = self.db.execute(
+            f"INSERT INTO column_blocks (first_rowid, last_rowid, n, min_ts, max_ts, rowids, ts, {DERIVED},"
+            " batch_id, batch_ids, raw_end, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (int(rowids[0]), int(rowids[-1]), len(idx), int(ts.min()), int(ts.max()),
+             None if contiguous else rowids.tobytes(), ts.tobytes(), *self.derived(chunk, idx),
+             int(batch) if uniform else None, None if uniform else np.asarray(batch, np.int64).tobytes(),
+             raw_end, raw)).lastrowid
+        self.write_props(block_id, chunk, idx)
+        return block_id
+
+    def derived(self, chunk: Chunk, idx: np.ndarray) -> tuple:
+        """The values of a block's ``DERIVED`` columns for the chunk's events at ``idx``."""
         whole = len(idx) == len(chunk.good)
         code_ids, sub_ids = (self.intern(u)[inv if whole else inv[idx]]
                              for u, inv in (chunk.code_dict, chunk.sub_dict))
@@ -299,12 +280,11 @@ class Writer:
             if (e != MISSING).any():
                 pm, pe = m.tobytes(), e.tobytes()
         keys = np.stack([chunk.k1[idx], chunk.k2[idx]], axis=1).astype("<i8").tobytes()
-        block_id = db.execute(
-            "INSERT INTO column_blocks (first_rowid, last_rowid, n, min_ts, max_ts, rowids, ts, code,"
-            " sub, ptac_m, ptac_e, keys) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (int(rowids[0]), int(rowids[-1]), len(idx), int(ts.min()), int(ts.max()),
-             None if contiguous else rowids.tobytes(), ts.tobytes(), code_ids.tobytes(),
-             sub_ids.tobytes(), pm, pe, keys)).lastrowid
+        return code_ids.tobytes(), sub_ids.tobytes(), pm, pe, keys
+
+    def write_props(self, block_id: int, chunk: Chunk, idx: np.ndarray) -> None:
+        """The block's property columns (``block_props`` rows)."""
+        whole = len(idx) == len(chunk.good)
         props = []
         for name, col in chunk.props.items():
             if not whole:
@@ -323,7 +303,7 @@ class Writer:
                           None if col.e is None else col.e.tobytes()))
         for k in range(0, len(props), 1000):  # one statement (one SQLite step) per 1000 columns
             part = props[k:k + 1000]
-            db.execute("INSERT INTO block_props (block_id, name, sid, m, e) VALUES "
+            self.db.execute("INSERT INTO block_props (block_id, name, sid, m, e) VALUES "
                        + ",".join(["(?,?,?,?,?)"] * len(part)), [v for row in part for v in row])
 
 

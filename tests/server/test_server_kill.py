@@ -55,9 +55,9 @@ def test_sigkill_loses_no_acknowledged_event_and_stores_nothing_else(tmp_path):
         srv.stop()
     assert len(acked) == n_batches * 250
     with Store(store) as s:
-        rows = s._read().execute("SELECT transaction_id, external_subscription_id FROM events").fetchall()
+        rows = s.list_events(limit=10**9)
         cols = s.read_columns()
-    txns = [r[0] for r in rows]
+    txns = [r.transaction_id for r in rows]
     assert len(txns) == len(set(txns)) == len(acked)     # every acknowledged event, exactly once
     assert set(txns) == set(acked) <= sent               # and nothing else
     assert cols.n == len(acked)                          # the columnar side agrees

@@ -15,7 +15,7 @@ def _committed_count(path) -> int:
     """Events another connection sees: only what has been committed."""
     db = sqlite3.connect(path)
     try:
-        return db.execute("SELECT count(*) FROM events").fetchone()[0]
+        return db.execute("SELECT coalesce(sum(n), 0) FROM column_blocks").fetchone()[0]
     finally:
         db.close()
 

@@ -1,6 +1,4 @@
-"""The in-memory dedup index: exact across writers, after migrations, without blocks."""
-
-import sqlite3
+"""The in-memory dedup index: exact across writers (migrations: test_migrate_payloads.py)."""
 
 import numpy as np
 
@@ -27,37 +25,6 @@ def test_two_writers_on_one_file_deduplicate_against_each_other(tmp_path):
     finally:
         a.close()
         b.close()
-
-
-def test_a_store_from_schema_1_is_migrated_and_keeps_its_keys(tmp_path):
-    path = tmp_path / "s.db"
-    with Store(path) as s:
-        s.ingest([ev(f"t{i}", gpu_count=i) for i in range(20)])
-    db = sqlite3.connect(path)  # back to schema 1: unique index, blocks without keys
-    db.executescript("ALTER TABLE column_blocks DROP COLUMN keys;"
-                     "CREATE UNIQUE INDEX events_key ON events (k1, k2); PRAGMA user_version = 1;")
-    db.close()
-    with Store(path) as s:
-        rec = s.ingest([ev("t3", gpu_count=3), ev("t4", gpu_count=5), ev("new")])
-        assert [r.status for r in rec.results()] == ["duplicate", "conflict", "ingested"]
-        assert [e.transaction_id for e in s.get_events("t7")] == ["t7"]
-    db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] >= 2
-    assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'events_key'").fetchone()[0] == 0
-    db.close()
-
-
-def test_rows_without_a_column_block_are_still_found(tmp_path):
-    path = tmp_path / "s.db"
-    with Store(path, chunk_size=5) as s:
-        s.ingest([ev(f"t{i}") for i in range(12)])
-    db = sqlite3.connect(path)
-    db.execute("DELETE FROM column_blocks WHERE first_rowid = 1")  # as if a rebuild had skipped them
-    db.commit()
-    db.close()
-    with Store(path) as s:
-        rec = s.ingest([ev("t0"), ev("t1", gpu_count=1), ev("t11")])
-        assert [r.status for r in rec.results()] == ["duplicate", "conflict", "duplicate"]
 
 
 def test_key_index_levels_savepoints_and_shared_transaction_ids():
