@@ -1,7 +1,9 @@
 """`gpubill serve --workers N`: N processes on one port and one store; dedup stays exact across them."""
 
 import os
+import signal
 import threading
+import time
 
 import httpx
 
@@ -76,3 +78,31 @@ def test_two_workers_store_resent_and_overlapping_batches_once_and_refuse_confli
             {f"c{k}": won[k][0] for k in range(10)}
         assert s.stats()["conflicts"] == 10
     assert not os.path.exists(f"/proc/{srv.proc.pid}")
+
+
+def test_workers_exit_when_their_parent_is_killed(tmp_path):
+    store = str(tmp_path / "s.db")
+    make_key(store, "w", "writer")
+    srv = Server(store, "--workers", "2").start()
+    workers = workers_of(srv)
+    try:
+        assert httpx.get(srv.url + "/healthz", timeout=10).status_code == 200
+        srv.kill()
+        deadline = time.monotonic() + 20
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(pid) for pid in workers)
+    finally:
+        srv.stop()
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (an orphaned worker is reaped by init once it exits)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
