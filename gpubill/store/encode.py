@@ -17,8 +17,9 @@ dictionary-encoded string column and/or an exact decimal column.
 from __future__ import annotations
 
 import math
+import re
 from hashlib import blake2b
-from itertools import repeat
+from itertools import chain, compress, count, repeat
 from operator import is_not
 
 import attrs
@@ -35,7 +36,11 @@ _NONE = type(None)
 _EMPTY: dict = {}
 _STRINGY = {"gpu_type", "interconnect", "region", "model_name", "job_id"}
 _I64_MIN = -(2**63)  # fits an int64 column but not the (mantissa, exponent) pair: |mantissa| <= 2**63 - 1
-_FAST_FIELDS = 5  # transaction_id, external_subscription_id, code, timestamp, properties
+_TOP = ("transaction_id", "external_subscription_id", "code", "timestamp", "properties")  # the fast path's fields
+_TOP_SET = frozenset(_TOP)
+_GROUP_MIN = 64  # events of one code read as a group (see _segments) from this many
+_NUMERIC_START = re.compile("[-0-9]")  # how a strictly numeric string starts
+_ABSENT = object()  # dict.get's default: a property the event does not hold
 
 
 @attrs.define
@@ -82,25 +87,26 @@ class Chunk:
     payload: tuple | None = None          # (compact JSON of every input event, int64 lengths, -1 none)
 
 
-def _hash_keys(txn: list, sub: list) -> tuple[np.ndarray, np.ndarray]:
+def _hash_keys(txn: list, sub: list, sub_dict: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """128-bit dedup key: blake2b(txn) with the subscription's hash folded in.
 
     k1 (the first 64 bits) depends on the transaction id alone, so it also
     serves lookups by transaction id (Lago's GET /events/{transaction_id}).
     Ingestion refuses ids with lone surrogates; a lookup by such an id hashes
     it with ``surrogatepass`` (it matches nothing stored) instead of failing.
+    ``sub_dict``: ``_factorize(sub)`` when the caller has it.
     """
+    subs, inv = _factorize(sub) if sub_dict is None else sub_dict
     try:
         raw = b"".join([blake2b(t.encode(), digest_size=16).digest() for t in txn])
-        subs = {s: s.encode() for s in dict.fromkeys(sub)}
+        encoded = [s.encode() for s in subs]
     except UnicodeEncodeError:
         raw = b"".join([blake2b(_utf8(t), digest_size=16).digest() for t in txn])
-        subs = {s: _utf8(s) for s in dict.fromkeys(sub)}
+        encoded = [_utf8(s) for s in subs]
     kk = np.frombuffer(raw, "<i8").reshape(-1, 2)
-    sh = {s: int.from_bytes(blake2b(b, digest_size=8, person=b"gpubill-sub").digest(),
-                            "little", signed=True) for s, b in subs.items()}
-    sv = np.fromiter(map(sh.__getitem__, sub), np.int64, len(sub))
-    return kk[:, 0].copy(), kk[:, 1] ^ sv
+    sh = np.frombuffer(b"".join([blake2b(b, digest_size=8, person=b"gpubill-sub").digest() for b in encoded]),
+                       "<i8")
+    return kk[:, 0].copy(), kk[:, 1] ^ sh[inv]
 
 
 def _utf8(s: str) -> bytes:
@@ -151,32 +157,71 @@ def _clean_ids(col) -> bool:
     return ID_BAD_CHARS.search(joined) is None
 
 
-def _fast_columns(objs: list, now_ms: int, hi_s: int, sizes: np.ndarray):
-    """Column-wise check of the top-level fields; None if any event needs the slow path."""
+def _fast_columns(objs: list, hi_s: int, sizes: np.ndarray):
+    """Column-wise check of the top-level fields; None if any event needs the slow path.
+
+    Else (transaction ids, subscriptions, codes, timestamps in ms, properties,
+    the subscriptions' and the codes' ``_factorize``).
+    """
     if not objs or set(map(type, objs)) != {dict}:
         return None
-    if sizes.min() < 0 or sizes.max() > MAX_EVENT_BYTES or max(map(len, objs)) > _FAST_FIELDS:
-        return None  # unmeasured, too large, or a field beyond the five (precise amount, extras)
-    n = len(objs)
-    got = [list(map(dict.get, objs, repeat(k))) for k in
-           ("transaction_id", "external_subscription_id", "code", "timestamp", "properties")]
-    for col in (got[0], dict.fromkeys(got[1]), dict.fromkeys(got[2])):  # few distinct subs, codes
-        if set(map(type, col)) != {str} or min(map(len, col)) == 0 or max(map(len, col)) > MAX_ID_LEN:
+    if sizes.min() < 0 or sizes.max() > MAX_EVENT_BYTES:
+        return None  # unmeasured or too large
+    cols = _same_shape(objs)
+    if cols is None or set(cols) != _TOP_SET:
+        return None  # a field missing, or one beyond the five (precise amount, extras)
+    txns, subs, codes, tss, props = (cols[k] for k in _TOP)
+    try:
+        sub_dict, code_dict = _factorize(subs), _factorize(codes)
+    except TypeError:  # an array or object where an id belongs: the slow path says so
+        return None
+    for col in (txns, sub_dict[0], code_dict[0]):  # few distinct subs, codes
+        if set(map(type, col)) != {str}:
             return None
-        if not _clean_ids(col):
+        lens = np.fromiter(map(len, col), np.int64, len(col))
+        if lens.min() == 0 or lens.max() > MAX_ID_LEN or not _clean_ids(col):
             return None
-    if set(map(type, got[3])) != {int}:
+    if set(map(type, tss)) != {int}:
         return None
     try:
-        ts = np.array(got[3], np.int64)
+        ts = np.array(tss, np.int64)
     except OverflowError:
         return None
     if ts.min() < 0 or ts.max() > hi_s:
         return None
-    props = got[4]
     if set(map(type, props)) != {dict} or max(map(len, props)) > MAX_KEYS:
         return None
-    return (list(range(n)), got[0], got[1], got[2], ts * 1000, props)
+    return txns, subs, codes, ts * 1000, props, sub_dict, code_dict
+
+
+def _same_shape(dicts: list) -> dict | None:
+    """{key: its values} when every dict holds the first one's keys in its order, else None.
+
+    One pass over the dicts' keys and one over their values (cold objects are
+    touched twice, not once per key); each column is cut from the flat values.
+    Producers send one shape per kind of event, so this is the usual case.
+    """
+    keys = list(dicts[0])
+    k, n = len(keys), len(dicts)
+    if set(map(len, dicts)) != {k}:
+        return None
+    flat = list(chain.from_iterable(dicts))
+    if any(flat[j::k].count(key) != n for j, key in enumerate(keys)):
+        return None
+    vals = list(chain.from_iterable(map(dict.values, dicts)))
+    return {key: vals[j::k] for j, key in enumerate(keys)}
+
+
+def _factorize(vals: list) -> tuple[list, np.ndarray]:
+    """(distinct values in first-seen order, index of each value into them).
+
+    One pass over the values (each value's first position, by ``setdefault``),
+    the rest in numpy. Raises TypeError for an unhashable value.
+    """
+    first: dict = {}
+    at = np.fromiter(map(first.setdefault, vals, count()), np.int64, len(vals))
+    starts, inverse = np.unique(at, return_inverse=True)
+    return [vals[i] for i in starts.tolist()], inverse
 
 
 def prepare(objs: list, now_ms: int, max_future_ms: int, raws: list | None = None) -> Chunk:
@@ -189,12 +234,14 @@ def prepare(objs: list, now_ms: int, max_future_ms: int, raws: list | None = Non
     ptac_at: dict[int, tuple[int, int]] = {}
     hi_s = min(now_ms + max_future_ms, MAX_TS_MS) // 1000
     sizes, payload = _sizes(objs, raws)
-    fast = _fast_columns(objs, now_ms, hi_s, sizes)
+    fast = _fast_columns(objs, hi_s, sizes)
     if fast is not None:
-        good, txns, subs, codes, tss, props = fast
+        txns, subs, codes, tss, props, sub_dict, code_dict = fast
+        good = list(range(len(objs)))
     else:
         good, txns, subs, codes, tss, props = _slow_rows(objs, now_ms, max_future_ms, rejected, ptac_at, sizes)
-    cols, bad = _encode_props(props)
+        sub_dict, code_dict = _factorize(subs), _factorize(codes)
+    cols, bad = _encode_props(props, code_dict[1])
     if bad:
         # Some property values failed a column check: settle those events exactly.
         for j in sorted(bad):
@@ -209,12 +256,13 @@ def prepare(objs: list, now_ms: int, max_future_ms: int, raws: list | None = Non
         codes = [codes[j] for j in keep]
         props = [props[j] for j in keep]
         tss = np.asarray(tss, np.int64)[np.asarray(keep, np.int64)]
-        cols, bad = _encode_props(props)
+        sub_dict, code_dict = _factorize(subs), _factorize(codes)
+        cols, bad = _encode_props(props, code_dict[1])
         assert not bad
-    k1, k2 = _hash_keys(txns, subs) if txns else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    k1, k2 = _hash_keys(txns, subs, sub_dict) if txns else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     return Chunk(len(objs), np.asarray(good, np.int64), rejected, [objs[i] for i in good],
                  txns, subs, codes, np.asarray(tss, np.int64), k1, k2, ptac_at,
-                 cols, _dictionary(codes), _dictionary(subs),
+                 cols, code_dict, sub_dict,
                  _repeats(k1, k2), payload)
 
 
@@ -232,13 +280,6 @@ def _repeats(k1: np.ndarray, k2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return none
     first = o[np.maximum.accumulate(np.where(start, np.arange(n), 0))]
     return o[~start], first[~start]
-
-
-def _dictionary(vals: list) -> tuple[list, np.ndarray]:
-    """(distinct values in first-seen order, index of each value into them)."""
-    uniq = list(dict.fromkeys(vals))
-    index = {v: i for i, v in enumerate(uniq)}
-    return uniq, np.fromiter(map(index.__getitem__, vals), np.int64, len(vals))
 
 
 def _slow_rows(objs, now_ms, max_future_ms, rejected, ptac_at, sizes):
@@ -259,33 +300,96 @@ def _slow_rows(objs, now_ms, max_future_ms, rejected, ptac_at, sizes):
     return good, txns, subs, codes, tss, props
 
 
-def _encode_props(props: list) -> tuple[dict, set]:
+def _encode_props(props: list, codes: np.ndarray) -> tuple[dict, set]:
+    """Check and encode every property column of the chunk's valid events.
+
+    ``props[i]`` is event i's properties (a dict), ``codes[i]`` its code's
+    dictionary id. Each column is encoded over the events that hold the
+    property only (``_segments``), then spread over the chunk. Returns the
+    columns and the positions of the events some column check refused.
+    """
     cols: dict[str, PropColumn] = {}
     bad: set[int] = set()
-    if not props:
+    n = len(props)
+    if not n:
         return cols, bad
-    names = set().union(*props)
-    for name in names:
-        vals = list(map(dict.get, props, repeat(name)))
+    for name, parts in _segments(props, codes).items():
+        pos = parts[0][0] if len(parts) == 1 else np.concatenate([p for p, _ in parts])
+        vals = parts[0][1] if len(parts) == 1 else list(chain.from_iterable(v for _, v in parts))
         if type(name) is not str or len(name) > MAX_ID_LEN or _any_surrogate((name,)):
-            bad.update(i for i in range(len(props)) if name in props[i])
+            bad.update(pos.tolist())
             continue
-        types = set(map(type, vals))
-        types.discard(_NONE)
-        chk = CANONICAL.get(name)
-        if types <= {str}:
-            col, b = _strings(name, vals, chk)
-        elif types <= {int} and name not in _STRINGY:
-            col, b = _ints(vals, chk)
-        elif types == {float} and name not in _STRINGY:
-            col, b = _floats(name, vals, chk)
-        elif types == {int, float} and name not in _STRINGY:
-            col, b = _numbers(name, vals, chk)
-        else:
-            col, b = _mixed(name, vals, chk)
-        bad |= b
-        cols[name] = col
+        col, b = _encode_column(name, vals)
+        if b:
+            bad.update(pos[np.fromiter(b, np.int64, len(b))].tolist())
+        in_order = len(pos) == n and bool((pos[1:] > pos[:-1]).all())  # every event, in order
+        cols[name] = col if in_order else _spread(col, pos, n)
     return cols, bad
+
+
+def _encode_column(name, vals) -> tuple[PropColumn, set]:
+    """One property's values (None: explicit null) as a column, and the indices of refused values."""
+    types = set(map(type, vals))
+    types.discard(_NONE)
+    chk = CANONICAL.get(name)
+    if types <= {str}:
+        return _strings(name, vals, chk)
+    if name in _STRINGY:
+        return _mixed(name, vals, chk)
+    if types <= {int}:
+        return _ints(vals, chk)
+    if types == {float}:
+        return _floats(name, vals, chk)
+    if types == {int, float}:
+        return _numbers(name, vals, chk)
+    return _mixed(name, vals, chk)
+
+
+def _spread(col: PropColumn, pos: np.ndarray, n: int) -> PropColumn:
+    """A column over the events at ``pos`` as a column over all ``n`` events (the others missing)."""
+    sid = m = e = None
+    if col.sid is not None:
+        sid = np.full(n, -1, np.int32)
+        sid[pos] = col.sid
+    if col.m is not None:
+        m = np.zeros(n, np.int64)
+        e = np.full(n, MISSING, np.int8)
+        m[pos], e[pos] = col.m, col.e
+    return PropColumn(col.strings, sid, m, e)
+
+
+def _segments(props: list, codes: np.ndarray) -> dict:
+    """name -> [(positions of the events holding it, their values), ...].
+
+    Events of one code usually share one key set (a producer sends one shape
+    per code, in one key order): such a group is read by ``_same_shape``.
+    Small groups and groups of other shapes are read with ``_keywise``.
+    """
+    out: dict = {}
+    order = np.argsort(codes, kind="stable")
+    sc = codes[order]
+    cut = np.flatnonzero(sc[1:] != sc[:-1]) + 1
+    rest = []
+    for pos in np.split(order, cut):
+        cols = _same_shape([props[i] for i in pos.tolist()]) if len(pos) >= _GROUP_MIN else None
+        if cols is None:
+            rest.append(pos)
+            continue
+        for name, vals in cols.items():
+            out.setdefault(name, []).append((pos, vals))
+    if rest:
+        pos = np.concatenate(rest)
+        for name, part in _keywise([props[i] for i in pos.tolist()], pos):
+            out.setdefault(name, []).append(part)
+    return out
+
+
+def _keywise(props: list, pos: np.ndarray):
+    """(name, (positions, values)) of each property name of these events, read key by key."""
+    for name in set().union(*props):
+        vals = list(map(dict.get, props, repeat(name), repeat(_ABSENT)))
+        has = np.fromiter(map(is_not, vals, repeat(_ABSENT)), bool, len(vals))
+        yield name, (pos[has], list(compress(vals, has)))
 
 
 def _any_surrogate(strings) -> bool:
@@ -294,34 +398,44 @@ def _any_surrogate(strings) -> bool:
     return not joined.isascii() and SURROGATE.search(joined) is not None
 
 
-def _string_bad(s: str, chk, surrogates: bool = True) -> bool:
-    """Too long, a lone surrogate (looked for only if ``surrogates``), or refused by the canonical check."""
-    return (len(s) > MAX_STRING or (surrogates and _any_surrogate((s,)))
-            or (chk is not None and chk(s) is not None))
+def _string_bad(s: str, chk) -> bool:
+    """Too long, a lone surrogate, or refused by the canonical check."""
+    return len(s) > MAX_STRING or _any_surrogate((s,)) or (chk is not None and chk(s) is not None)
+
+
+def _strings_bad(strings: list, chk) -> list:
+    """Indices of the distinct strings of a column that are refused (too long, a lone
+    surrogate, or not what the canonical check wants), without a call per string where the
+    check is a length or a set of values."""
+    kind = getattr(chk, "kind", None)
+    if _any_surrogate(strings) or not (chk is None or kind in ("text", "one_of")):
+        return [k for k, s in enumerate(strings) if _string_bad(s, chk)]
+    lens = np.fromiter(map(len, strings), np.int64, len(strings))
+    badm = lens > MAX_STRING
+    if kind == "text":
+        badm |= lens == 0
+    elif chk is not None:
+        badm |= ~np.fromiter(map(chk.allowed.__contains__, strings), bool, len(strings))
+    return np.flatnonzero(badm).tolist()
 
 
 def _strings(name, vals, chk):
-    uniq = dict.fromkeys(vals)
-    uniq.pop(None, None)
-    strings = list(uniq)
-    index = {s: k for k, s in enumerate(strings)}
-    index[None] = len(strings)
-    n = len(vals)
-    sid = np.fromiter(map(index.__getitem__, vals), np.int32, n)
-    surrogates = _any_surrogate(strings)
-    if chk is None and not surrogates:
-        bad_u = [k for k, s in enumerate(strings) if len(s) > MAX_STRING]
-    else:
-        bad_u = [k for k, s in enumerate(strings) if _string_bad(s, chk, surrogates)]
+    strings, inv = _factorize(vals)
+    sid = inv.astype(np.int32)
+    if None in strings:  # absent: id len(strings) until the end, then -1
+        k = strings.index(None)
+        del strings[k]
+        sid[inv > k] -= 1
+        sid[inv == k] = len(strings)
+    bad_u = _strings_bad(strings, chk)
     um = np.zeros(len(strings) + 1, np.int64)
     ue = np.full(len(strings) + 1, MISSING, np.int8)
     anynum = False
-    for k, s in enumerate(strings):
-        if s and ("0" <= s[0] <= "9" or s[0] == "-"):
-            p = parse_strict(s)
-            if p is not None:
-                um[k], ue[k] = p
-                anynum = True
+    for k in np.flatnonzero(np.fromiter(map(_NUMERIC_START.match, strings), bool, len(strings))).tolist():
+        p = parse_strict(strings[k])
+        if p is not None:
+            um[k], ue[k] = p
+            anynum = True
     bad = set(np.flatnonzero(np.isin(sid, bad_u)).tolist()) if bad_u else set()
     m = um[sid] if anynum else None
     e = ue[sid] if anynum else None

@@ -136,12 +136,15 @@ def _text(v):
     return None
 
 
+_text.kind = "text"  # the column encoder's vectorized form: a string of length >= 1
+
+
 def _one_of(allowed):
     def check(v):
         if type(v) is not str or v not in allowed:
             return "invalid_value", f"must be one of {', '.join(sorted(allowed))}, got {shown(v)}"
         return None
-    check.allowed = allowed
+    check.kind, check.allowed = "one_of", allowed  # vectorized by the column encoder
     return check
 
 
