@@ -407,6 +407,23 @@ MIGRATIONS: list = [
     # 5: the events move into their column blocks (migrate.py, payloads.py): one row per chunk
     # holding the raw payloads beside the columns, instead of one B-tree row per event.
     _events_into_blocks,
+    # 6: the dedup keys kept on disk as sorted runs (keys.py), so that a new process looks up a
+    # few keys without loading every block's keys; a run's keys are stored in pages of 512 (keys.PAGE).
+    """
+    CREATE TABLE key_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        n INTEGER NOT NULL,
+        last_rowid INTEGER NOT NULL,
+        first_page INTEGER NOT NULL,
+        fence BLOB NOT NULL
+    );
+    CREATE TABLE key_pages (
+        id INTEGER PRIMARY KEY,
+        k1 BLOB NOT NULL,
+        k2 BLOB NOT NULL,
+        rid BLOB NOT NULL
+    );
+    """,
 ]
 
 LATEST = len(MIGRATIONS)
