@@ -2,19 +2,22 @@
 
     .venv/bin/python bench/ingest.py                  # 10 M events (slow; needs ~25 GB disk)
     .venv/bin/python bench/ingest.py --events 200000  # a quick run
-    .venv/bin/python bench/ingest.py --read DIR/store.db  # only step 4, on a store kept from a run
+    .venv/bin/python bench/ingest.py --read DIR/store.db  # only step 5, on a store kept from a run
 
 A pinned (seeded) generator makes realistic events: GPU job usage intervals
 (gpu_type, gpu_count, duration_seconds, avg_utilization, ... with job ids
 repeated over a job's intervals) and inference requests (model_name, token
 counts). One run measures, on the same machine and data:
 
-1. the ceiling: ``sqlite3.executemany`` of pre-built row tuples into an
-   equivalent ``events`` table (same schema, same chunking and transaction
-   size; it does no validation and no dedup at all);
+1. the ceiling: ``sqlite3.executemany`` of pre-built row tuples into a
+   one-row-per-event ``events`` table (store schema 4's, in a file with the
+   store's settings; same chunking and transaction size; no validation, no dedup);
 2. ``Store.ingest`` (validation, dedup, quarantine, column blocks);
 3. HTTP batch ingest through a real ``gpubill serve`` with 4 concurrent clients;
-4. ``Store.read_columns`` of everything stored, plus two property columns; then filtered by
+4. ``gpubill ingest FILE`` (a whole process) of a JSONL file of the same kind
+   of events into a fresh store, against the ceiling on those events; then a
+   one-off ``gpubill ingest`` of 1 000 new events into step 2's store;
+5. ``Store.read_columns`` of everything stored, plus two property columns; then filtered by
    every code and subscription (keeping every row, as ``gpubill rate`` reads) and by every other
    subscription; each in a fresh process (time, events/s, the process's peak resident memory).
 
@@ -99,15 +102,32 @@ def rounds(total: int, size: int, per_round: int = ROUND):
         yield [generate(min(size, n - k), start=r + k) for k in range(0, n, size)]
 
 
-def bench_raw(path: str, total: int, size: int, commit: int) -> float:
-    """The ceiling: executemany of pre-built tuples into an equivalent table.
+# The one-row-per-event table of store schema 4 (what gpubill wrote before its events moved into
+# their column blocks): the ceiling is measured into it.
+ROW_TABLE = """CREATE TABLE events (
+    id INTEGER PRIMARY KEY, k1 INTEGER NOT NULL, k2 INTEGER NOT NULL, timestamp_ms INTEGER NOT NULL,
+    batch_id INTEGER NOT NULL, raw TEXT NOT NULL,
+    transaction_id TEXT GENERATED ALWAYS AS (raw ->> '$.transaction_id') VIRTUAL,
+    external_subscription_id TEXT GENERATED ALWAYS AS (raw ->> '$.external_subscription_id') VIRTUAL,
+    code TEXT GENERATED ALWAYS AS (raw ->> '$.code') VIRTUAL)"""
 
-    Same schema and unique key (``connect`` creates it), rows in chunks of
-    ``size`` and transactions of ``commit`` events, as Store.ingest does.
-    """
-    from gpubill.store.encode import _hash_keys
+
+def _row_table(path: str):
+    """A fresh WAL file with the store's settings (``connect``) and ``ROW_TABLE``."""
     from gpubill.store.schema import connect
     db = connect(path)
+    db.execute(ROW_TABLE)
+    return db
+
+
+def bench_raw(path: str, total: int, size: int, commit: int) -> float:
+    """The ceiling: executemany of pre-built tuples into a one-row-per-event table.
+
+    The store's file settings, rows in chunks of ``size`` and transactions of
+    ``commit`` events, as Store.ingest does; no validation, no dedup.
+    """
+    from gpubill.store.encode import _hash_keys
+    db = _row_table(path)
     spent = cpu = 0.0
     nid = 1
     for parts in rounds(total, size):
@@ -188,13 +208,31 @@ def bench_http(path: str, total: int, batch: int, clients: int = 4) -> float:
     return total / spent, cpu / total * 1e6
 
 
+def write_jsonl(path: str, total: int, start: int = 0) -> None:
+    with open(path, "wb") as f:
+        for k in range(start, start + total, ROUND):
+            part = generate(min(ROUND, start + total - k), start=k)
+            f.write(b"\n".join(map(orjson.dumps, part)) + b"\n")
+
+
+def bench_cli(path: str, jsonl: str) -> float:
+    """Wall seconds of a whole `gpubill ingest FILE` process (start, imports, reading, storing)."""
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "gpubill", "ingest", "--store", path, jsonl],
+                         capture_output=True, text=True)
+    spent = time.perf_counter() - t
+    if out.returncode != 0:
+        print("gpubill ingest failed:", out.stderr.strip()[-300:], file=sys.stderr)
+    return spent
+
+
 def _cpu(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far."""
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
-READ_PROPS = (("numeric", "duration_seconds"), ("dim", "gpu_type"))  # step 4's two property columns
+READ_PROPS = (("numeric", "duration_seconds"), ("dim", "gpu_type"))  # step 5's two property columns
 READS = ("everything", "every code and subscription", "every other subscription")
 
 
@@ -252,6 +290,22 @@ def _load() -> str:
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
 
+def _print_cli(d: str, a, commit: int) -> None:
+    """`gpubill ingest FILE` as a user runs it: a JSONL file into a fresh store, against the ceiling on
+    the same events; then a one-off file of 1 000 new events into the store of step 2."""
+    n = a.file_events if a.file_events is not None else min(a.events, 1_000_000)
+    jsonl = os.path.join(d, "events.jsonl")
+    write_jsonl(jsonl, n)
+    raw, _ = bench_raw(os.path.join(d, "raw-file.db"), n, a.chunk, commit)
+    spent = bench_cli(os.path.join(d, "file.db"), jsonl)
+    print(f"gpubill ingest FILE         {n / spent:>12,.0f} events/s   whole process {spent:.2f} s"
+          f"   {n / spent / raw:.2f} x raw executemany of the same {n} events ({raw:,.0f}/s)")
+    few = os.path.join(d, "few.jsonl")
+    write_jsonl(few, 1000, start=a.events)
+    spent = bench_cli(os.path.join(d, "store.db"), few)
+    print(f"gpubill ingest, 1 000 new events into the {a.events:,}-event store: {spent:.2f} s (whole process)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=10_000_000)
@@ -260,6 +314,7 @@ def main() -> None:
     ap.add_argument("--commit", type=int, default=None,
                     help="events per transaction, both sides (default: Store's group commit size)")
     ap.add_argument("--batch", type=int, default=5000, help="events per HTTP batch")
+    ap.add_argument("--file-events", type=int, default=None, help="events in the JSONL file (default: min(events, 1 M))")
     ap.add_argument("--dir", default=None, help="where the store files go (default: a temp dir)")
     ap.add_argument("--read", default=None, metavar="STORE",
                     help="only measure read_columns on this existing store (e.g. DIR/store.db of a --dir run)")
@@ -288,6 +343,7 @@ def main() -> None:
         http, http_cpu = bench_http(os.path.join(d, "http.db"), http_n, a.batch)
         print(f"HTTP batch, 4 clients       {http:>12,.0f} events/s   server CPU {http_cpu:5.2f} us/event"
               f"   ({http_n} events, batches of {a.batch})")
+        _print_cli(d, a, commit)
         _print_read(os.path.join(d, "store.db"))
         print(f"load average after: {_load()}   (other processes' load lowers every figure)")
     finally:

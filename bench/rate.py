@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from gpubill.dsl.check import check_paths  # noqa: E402
 from gpubill.service.rating import billed_subscriptions, load_catalog, read_window  # noqa: E402
-from gpubill.store import Store  # noqa: E402
+from gpubill.store import Store, payloads  # noqa: E402
 from invoice import make_store  # noqa: E402  bench/: one store generator for the rating benches
 
 
@@ -161,11 +161,9 @@ def _sql_table(db: Path) -> Path:
                 " external_subscription_id TEXT GENERATED ALWAYS AS (raw ->> '$.external_subscription_id') VIRTUAL,"
                 " code TEXT GENERATED ALWAYS AS (raw ->> '$.code') VIRTUAL)")
     src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    for ts, raw, ends in src.execute("SELECT ts, raw, raw_end FROM column_blocks ORDER BY id"):
-        ends = np.frombuffer(ends, np.int64).tolist()
+    for ts, *packed in src.execute("SELECT ts, raw, raw_end, frame_end FROM column_blocks ORDER BY id"):
         con.executemany("INSERT INTO events VALUES (?, ?)",
-                        zip(np.frombuffer(ts, np.int64).tolist(),
-                            (raw[a:b].decode() for a, b in zip([0] + ends[:-1], ends))))
+                        zip(np.frombuffer(ts, np.int64).tolist(), (r.decode() for r in payloads.unpack(*packed))))
     con.commit()
     con.close()
     src.close()

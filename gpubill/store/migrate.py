@@ -26,6 +26,7 @@ ADD_COLUMNS = """
 ALTER TABLE column_blocks ADD COLUMN batch_id INTEGER;
 ALTER TABLE column_blocks ADD COLUMN batch_ids BLOB;
 ALTER TABLE column_blocks ADD COLUMN raw_end BLOB;
+ALTER TABLE column_blocks ADD COLUMN frame_end BLOB;
 ALTER TABLE column_blocks ADD COLUMN raw BLOB;
 """
 
@@ -54,13 +55,13 @@ def _fill_blocks(db) -> np.ndarray:
             raise StoreError(f"column block {bid} lists events that are not stored; run a rebuild first")
         raws = [r[4] for r in rows]
         batch = np.array([r[1] for r in rows], np.int64)
-        raw, raw_end = payloads.pack(b"".join(raws), np.fromiter(map(len, raws), np.int64, len(raws)))
+        raw, raw_end, frame_end = payloads.pack(b"".join(raws), np.fromiter(map(len, raws), np.int64, len(raws)))
         uniform = bool((batch == batch[0]).all())
         if keys is None:
             keys = np.array([(r[2], r[3]) for r in rows], "<i8").tobytes()
-        db.execute("UPDATE column_blocks SET batch_id = ?, batch_ids = ?, raw_end = ?, raw = ?, keys = ?"
-                   " WHERE id = ?", (int(batch[0]) if uniform else None, None if uniform else batch.tobytes(),
-                                     raw_end, raw, keys, bid))
+        db.execute("UPDATE column_blocks SET batch_id = ?, batch_ids = ?, raw_end = ?, frame_end = ?, raw = ?,"
+                   " keys = ? WHERE id = ?", (int(batch[0]) if uniform else None,
+                                              None if uniform else batch.tobytes(), raw_end, frame_end, raw, keys, bid))
         covered.append(rid)
     return np.concatenate(covered) if covered else np.empty(0, np.int64)
 

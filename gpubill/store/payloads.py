@@ -1,8 +1,12 @@
 """The stored events themselves: each chunk's raw payloads inside its column block.
 
 Schema 5 keeps no row per event. A chunk's accepted events live in its
-``column_blocks`` row: ``raw`` is their raw JSON payloads end to end (the
-source of truth, as sent), ``raw_end`` each payload's end offset (int64), and
+``column_blocks`` row: their raw JSON payloads (the source of truth, as sent)
+end to end, cut into frames of ``FRAME`` events, each frame compressed with
+zstd (level 1: JSON events shrink about 7 times for 0.5 µs each, and the
+store is written about a fifth as much) and stored end to end in ``raw``;
+``frame_end`` holds each compressed frame's end offset, ``raw_end`` each
+payload's end offset in the uncompressed stream (both int64), and
 ``batch_id`` the batch they came in (``batch_ids``, one per event, when a
 block spans batches: a store migrated from schema 4). Ids, timestamps and keys
 are the block's own columns (``first_rowid``/``rowids``, ``ts``, ``keys``).
@@ -10,18 +14,22 @@ The block is written with one INSERT per chunk, so SQLite's work per event is a
 memcpy instead of a B-tree row.
 
 ``read(db, ids)`` finds events by id: the covering blocks through the
-``last_rowid`` index, then each payload through incremental BLOB I/O (only the
-pages holding it), or the whole ``raw`` when most of a block is wanted.
-``blocks(db, ...)`` walks the blocks' ids, timestamps, codes and subscriptions
-(never their payloads) for listings and counts.
+``last_rowid`` index, then only the frames holding them (incremental BLOB I/O
+reads just those pages; a frame decompresses in about 0.1 ms), or the whole
+``raw`` when most of a block is wanted. ``blocks(db, ...)`` walks the blocks'
+ids, timestamps, codes and subscriptions (never their payloads) for listings
+and counts.
 """
 
 from __future__ import annotations
 
 import attrs
 import numpy as np
+import zstandard
 
 _I64, _I32 = np.dtype("<i8"), np.dtype("<i4")
+FRAME = 256  # events per compressed frame: what a lookup of one event decompresses
+_LEVEL = 1
 # a block whose wanted payloads are more than this share of it is read whole, not payload by payload
 _WHOLE_SHARE = 0.25
 
@@ -37,9 +45,17 @@ class Stored:
     key: tuple[int, int]
 
 
-def pack(payloads: bytes, lens: np.ndarray) -> tuple[bytes, bytes]:
-    """(raw, raw_end) of a block: the payloads end to end and each one's end offset."""
-    return payloads, np.cumsum(lens, dtype=_I64).tobytes()
+def pack(payloads: bytes, lens: np.ndarray) -> tuple[bytes, bytes, bytes]:
+    """(raw, raw_end, frame_end) of a block: its payloads in compressed frames of ``FRAME`` events,
+    each payload's end offset (uncompressed), each frame's end offset (compressed).
+
+    zstd releases the GIL while it compresses: the next chunk is validated meanwhile."""
+    ends = np.cumsum(lens, dtype=_I64)
+    cuts = np.concatenate([[0], ends[FRAME - 1::FRAME], ends[-1:] if len(ends) % FRAME else []]).astype(_I64)
+    view = memoryview(payloads)
+    z = zstandard.ZstdCompressor(level=_LEVEL)
+    frames = [z.compress(view[a:b]) for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist())]
+    return b"".join(frames), ends.tobytes(), np.cumsum([len(f) for f in frames], dtype=_I64).tobytes()
 
 
 def select(payloads: bytes, lens: np.ndarray, keep: np.ndarray) -> tuple[bytes, np.ndarray]:
@@ -91,29 +107,47 @@ def _locate(db, want: np.ndarray):
 
 
 def _read_block(db, bid: int, pos: np.ndarray, eids: np.ndarray) -> dict[int, Stored]:
-    raw_end, ts, keys, batch_id, batch_ids, n = db.execute(
-        "SELECT raw_end, ts, keys, batch_id, batch_ids, n FROM column_blocks WHERE id = ?", (bid,)).fetchone()
+    raw_end, frame_end, ts, keys, batch_id, batch_ids, n = db.execute(
+        "SELECT raw_end, frame_end, ts, keys, batch_id, batch_ids, n FROM column_blocks WHERE id = ?",
+        (bid,)).fetchone()
     ends = np.frombuffer(raw_end, _I64)
-    starts = np.concatenate([[0], ends[:-1]])[pos]
-    stops = ends[pos]
+    starts = np.concatenate([[0], ends[:-1]])
     tsv = np.frombuffer(ts, _I64)[pos]
     kk = np.frombuffer(keys, _I64).reshape(-1, 2)[pos]
     batches = np.frombuffer(batch_ids, _I64)[pos] if batch_ids is not None else np.full(len(pos), batch_id)
-    raws = _slices(db, bid, starts.tolist(), stops.tolist(), len(pos) > n * _WHOLE_SHARE)
+    frames = _frames(db, bid, np.frombuffer(frame_end, _I64), np.unique(pos // FRAME).tolist(),
+                     len(pos) > n * _WHOLE_SHARE)
+    raws = []
+    for p in pos.tolist():
+        f = p // FRAME
+        at = int(starts[f * FRAME])  # the frame's first byte in the uncompressed stream
+        raws.append(frames[f][int(starts[p]) - at:int(ends[p]) - at])
     return {int(e): Stored(int(e), int(t), int(b), r, (int(k[0]), int(k[1])))
             for e, t, b, r, k in zip(eids.tolist(), tsv.tolist(), batches.tolist(), raws, kk.tolist())}
 
 
-def _slices(db, bid: int, starts: list, stops: list, whole: bool) -> list[bytes]:
+def _frames(db, bid: int, frame_end: np.ndarray, wanted: list[int], whole: bool) -> dict[int, bytes]:
+    """The wanted frames of a block, decompressed."""
+    z = zstandard.ZstdDecompressor()
+    bounds = [(int(frame_end[f - 1]) if f else 0, int(frame_end[f])) for f in wanted]
     if whole:
         raw = db.execute("SELECT raw FROM column_blocks WHERE id = ?", (bid,)).fetchone()[0]
-        return [raw[a:b] for a, b in zip(starts, stops)]
+        return {f: z.decompress(raw[a:b]) for f, (a, b) in zip(wanted, bounds)}
+    out = {}
     with db.blobopen("column_blocks", "raw", bid, readonly=True) as blob:
-        out = []
-        for a, b in zip(starts, stops):
+        for f, (a, b) in zip(wanted, bounds):
             blob.seek(a)
-            out.append(blob.read(b - a))
-        return out
+            out[f] = z.decompress(blob.read(b - a))
+    return out
+
+
+def unpack(raw: bytes, raw_end: bytes, frame_end: bytes) -> list[bytes]:
+    """Every payload of a block, in order (a whole ``raw`` read at once)."""
+    z = zstandard.ZstdDecompressor()
+    cuts = [0] + np.frombuffer(frame_end, _I64).tolist()
+    stream = b"".join(z.decompress(raw[a:b]) for a, b in zip(cuts[:-1], cuts[1:]))
+    ends = np.frombuffer(raw_end, _I64).tolist()
+    return [stream[a:b] for a, b in zip([0] + ends[:-1], ends)]
 
 
 @attrs.frozen

@@ -39,10 +39,10 @@ def rebuild(store) -> int:
 
 def _rebuild_block(w, bid: int) -> int:
     db = w.db
-    first, n, rowids, ts, raw, raw_end = db.execute(
-        "SELECT first_rowid, n, rowids, ts, raw, raw_end FROM column_blocks WHERE id = ?", (bid,)).fetchone()
-    ends = np.frombuffer(raw_end, np.int64).tolist()
-    objs = [orjson.loads(raw[a:b]) for a, b in zip([0] + ends[:-1], ends)]
+    first, n, rowids, ts, raw, raw_end, frame_end = db.execute(
+        "SELECT first_rowid, n, rowids, ts, raw, raw_end, frame_end FROM column_blocks WHERE id = ?",
+        (bid,)).fetchone()
+    objs = [orjson.loads(r) for r in payloads.unpack(raw, raw_end, frame_end)]
     c = prepare(objs, 2**62, 0)  # stored events were valid: no clock bound now
     refuse_invalid(c, payloads.rowids_of(first, n, rowids), "the column blocks were left as they were")
     c.ts_ms = np.frombuffer(ts, np.int64)

@@ -252,15 +252,15 @@ class Writer:
         raw payloads ``(bytes, lengths)`` and their batch (an id, or an int64 array of one per event)."""
         ts = chunk.ts_ms[idx]
         contiguous = int(rowids[-1] - rowids[0] + 1) == len(rowids)
-        raw, raw_end = payloads.pack(*payload)
+        raw, raw_end, frame_end = payloads.pack(*payload)
         uniform = np.ndim(batch) == 0
         block_id = self.db.execute(
             f"INSERT INTO column_blocks (first_rowid, last_rowid, n, min_ts, max_ts, rowids, ts, {DERIVED},"
-            " batch_id, batch_ids, raw_end, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " batch_id, batch_ids, raw_end, frame_end, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (int(rowids[0]), int(rowids[-1]), len(idx), int(ts.min()), int(ts.max()),
              None if contiguous else rowids.tobytes(), ts.tobytes(), *self.derived(chunk, idx),
              int(batch) if uniform else None, None if uniform else np.asarray(batch, np.int64).tobytes(),
-             raw_end, raw)).lastrowid
+             raw_end, frame_end, raw)).lastrowid
         self.write_props(block_id, chunk, idx)
         return block_id
 

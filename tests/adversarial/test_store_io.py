@@ -16,7 +16,7 @@ import threading
 import numpy as np
 import pytest
 
-from gpubill.store import Store, StoreError, StoreFull, StoreVersionError, users
+from gpubill.store import Store, StoreError, StoreFull, StoreVersionError, payloads, users
 from gpubill.store.roles import Actor
 from gpubill.store.schema import LATEST
 
@@ -599,8 +599,8 @@ def test_a_store_damaged_inside_is_one_line_for_every_command(tmp_path):
     with Store(path) as s:
         s.ingest([padded(f"t{i}") for i in range(3000)])
     size = path.stat().st_size
-    with open(path, "r+b") as f:
-        for at in (size // 3, size // 2, 2 * size // 3):
+    with open(path, "r+b") as f:  # every third page of the middle half: blocks, payloads, their indexes
+        for at in range(size // 4, 3 * size // 4, 3 * 16384):
             f.seek(at)
             f.write(b"\xa5" * 16384)
     for cmd in (("events", "list", "--offset", "2990"), ("events", "show", "t2000"), ("ingest", "-")):
@@ -627,12 +627,11 @@ def test_rebuilding_columns_never_drops_an_event_that_no_longer_validates(tmp_pa
         assert s.ingest([ev("ok", duration_seconds=60), ev("old", duration_seconds=60)]).counts()["ingested"] == 2
     db = sqlite3.connect(path)
     old = json.dumps(ev("old", duration_seconds=1e300)).encode()  # what an older gpubill accepted
-    bid, raw, ends = db.execute("SELECT id, raw, raw_end FROM column_blocks ORDER BY id DESC LIMIT 1").fetchone()
-    ends = list(np.frombuffer(ends, np.int64))
-    raw = raw[:ends[-2] if len(ends) > 1 else 0] + old
-    ends[-1] = len(raw)
-    db.execute("UPDATE column_blocks SET raw = ?, raw_end = ? WHERE id = ?",
-               (raw, np.array(ends, np.int64).tobytes(), bid))
+    bid, *packed = db.execute("SELECT id, raw, raw_end, frame_end FROM column_blocks ORDER BY id DESC"
+                              " LIMIT 1").fetchone()
+    events = payloads.unpack(*packed)[:-1] + [old]
+    db.execute("UPDATE column_blocks SET raw = ?, raw_end = ?, frame_end = ? WHERE id = ?",
+               (*payloads.pack(b"".join(events), np.array([len(e) for e in events])), bid))
     db.commit()
     db.close()
     with Store(path) as s:
