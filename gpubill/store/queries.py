@@ -262,6 +262,8 @@ def count_events(store, *, code=None, sub=None, time_from_ms=None, time_to_ms=No
     if -1 in (f.code, f.sub):
         return 0
     db = store._read()
+    if f == _Filter(None, None, None, None):  # every event: the blocks' sizes
+        return db.execute("SELECT coalesce(sum(n), 0) FROM column_blocks").fetchone()[0]
     db.execute("BEGIN")
     try:
         return sum(len(f.ids(b)) for b in f.blocks(db))
