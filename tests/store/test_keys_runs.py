@@ -219,3 +219,36 @@ def test_a_reopened_store_deduplicates_and_finds_events_through_the_runs(tmp_pat
         assert [r.status for r in rec.results()] == ["duplicate", "conflict", "ingested"]
         assert s._writer.keys.floor == 600  # the runs were looked up, not loaded
         assert [e.external_subscription_id for e in s.get_events("t5")] == ["s5"]
+
+
+def test_two_processes_writing_and_merging_runs_at_once_store_each_key_once(tmp_path):
+    path = tmp_path / "s.db"
+    Store(path).close()
+    child = textwrap.dedent("""
+        import sqlite3, sys
+        from gpubill.store import Store, keys
+        from gpubill.store.keys import KeyIndex
+        keys.RUN_MIN, keys.PAGE, keys.LOAD_SHARE = 150, 16, 1  # many runs and merges; lookups in pages
+        path, first = sys.argv[1], int(sys.argv[2])
+        runs = KeyIndex()
+        for j in range(first, first + 3000, 100):
+            with Store(path) as s:  # a new index each time: it reads the runs the other process wrote
+                s.ingest([{"transaction_id": f"t{i}", "external_subscription_id": f"s{i % 3}",
+                           "code": "gpu_job", "timestamp": 1735689600} for i in range(j, j + 100)])
+            # (no other connection open while a Store opens: its header check closes a descriptor)
+            db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            db.execute("BEGIN IMMEDIATE")
+            runs.catch_up(db, writing=True)
+            db.execute("COMMIT")
+            runs.committed()
+            db.close()
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", child, str(path), str(first)]) for first in (0, 1500)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    k1, k2, ids = stored(path)
+    assert len(ids) == 4500 and len(set(zip(k1.tolist(), k2.tolist()))) == 4500  # 1500 sent by both
+    watermark = max(last for _, last in runs(path))
+    db = sqlite3.connect(path)
+    rid = np.frombuffer(b"".join(r[0] for r in db.execute("SELECT rid FROM key_pages")), "<i8")
+    db.close()
+    assert sorted(rid.tolist()) == sorted(ids[ids <= watermark].tolist())  # each key once, none missing
