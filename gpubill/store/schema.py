@@ -424,6 +424,11 @@ MIGRATIONS: list = [
         rid BLOB NOT NULL
     );
     """,
+    # 7: each run's Bloom filter (keys.py, 10 bits per key), so that looking up a key that is
+    # not stored reads no page (runs written before have none: their pages are read).
+    """
+    ALTER TABLE key_runs ADD COLUMN bloom BLOB;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

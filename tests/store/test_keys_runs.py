@@ -4,6 +4,8 @@ Real store files. The run sizes are set small here (RUN_MIN, PAGE) so that a few
 events make several runs, pages and merges; the code paths are the ones of the real sizes.
 """
 
+import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -38,6 +40,12 @@ def stored(path):
     ids = np.concatenate([np.frombuffer(r[2], "<i8") if r[2] else np.arange(r[0], r[0] + r[1]) for r in rows])
     kk = np.frombuffer(b"".join(r[3] for r in rows), "<i8").reshape(-1, 2)
     return kk[:, 0].copy(), kk[:, 1].copy(), ids
+
+
+def pages_read(sql: str) -> list:
+    """The key pages a traced statement reads (their ids are bound as a JSON list)."""
+    m = re.search(r"SELECT k1 FROM key_pages WHERE id IN \(SELECT value FROM json_each\(x'([0-9a-f]*)'\)", sql)
+    return json.loads(bytes.fromhex(m.group(1))) if m else []
 
 
 def connect(path):
@@ -252,3 +260,30 @@ def test_two_processes_writing_and_merging_runs_at_once_store_each_key_once(tmp_
     rid = np.frombuffer(b"".join(r[0] for r in db.execute("SELECT rid FROM key_pages")), "<i8")
     db.close()
     assert sorted(rid.tolist()) == sorted(ids[ids <= watermark].tolist())  # each key once, none missing
+
+
+def test_keys_that_are_not_stored_are_answered_by_the_bloom_filter_without_pages(tmp_path, small_runs,
+                                                                                 monkeypatch):
+    path = tmp_path / "s.db"
+    fill(path, 0, 2000)
+    write_txn(connect(path), KeyIndex())
+    monkeypatch.setattr(keys, "LOAD_SHARE", 1)
+    rng = np.random.default_rng(7)
+    q1, q2 = (rng.integers(-2**63, 2**63 - 1, 1000, dtype=np.int64) for _ in range(2))
+    k1, k2, ids = stored(path)
+    pages = []
+    db = connect(path)
+    db.set_trace_callback(lambda sql: pages.extend(pages_read(sql)))
+    index = KeyIndex()
+    db.execute("BEGIN")
+    index.catch_up(db)
+    assert (index.find(q1, q2) == -1).all()
+    assert 0 < len(pages) < 50  # 1 000 absent keys: a few false positives read a page
+    assert (index.find(k1[:100], k2[:100]) == ids[:100]).all()
+    db.execute("COMMIT")
+    db.execute("UPDATE key_runs SET bloom = NULL")  # a run written before schema 7: pages only
+    index = KeyIndex()
+    db.execute("BEGIN")
+    index.catch_up(db)
+    assert (index.find(k1[::7], k2[::7]) == ids[::7]).all() and (index.find(q1, q2) == -1).all()
+    db.execute("COMMIT")
