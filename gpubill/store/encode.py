@@ -97,20 +97,23 @@ def _hash_keys(txn: list, sub: list, sub_dict: tuple | None = None) -> tuple[np.
     ``sub_dict``: ``_factorize(sub)`` when the caller has it.
     """
     subs, inv = _factorize(sub) if sub_dict is None else sub_dict
-    try:
-        raw = b"".join([blake2b(t.encode(), digest_size=16).digest() for t in txn])
-        encoded = [s.encode() for s in subs]
-    except UnicodeEncodeError:
-        raw = b"".join([blake2b(_utf8(t), digest_size=16).digest() for t in txn])
-        encoded = [_utf8(s) for s in subs]
+    raw = b"".join([blake2b(b, digest_size=16).digest() for b in _utf8_each(txn)])
     kk = np.frombuffer(raw, "<i8").reshape(-1, 2)
-    sh = np.frombuffer(b"".join([blake2b(b, digest_size=8, person=b"gpubill-sub").digest() for b in encoded]),
-                       "<i8")
+    sh = np.frombuffer(b"".join([blake2b(b, digest_size=8, person=b"gpubill-sub").digest()
+                                 for b in _utf8_each(subs)]), "<i8")
     return kk[:, 0].copy(), kk[:, 1] ^ sh[inv]
 
 
-def _utf8(s: str) -> bytes:
-    return s.encode("utf-8", "surrogatepass")
+def _utf8_each(strings: list) -> list[bytes]:
+    """Each string's UTF-8 bytes (a lone surrogate kept, ``surrogatepass``).
+
+    One encode of the strings joined by NUL, split again, when no string holds
+    a NUL (stored ids never do): each string object is read once, by the join.
+    """
+    joined = "\0".join(strings)
+    if joined.count("\0") != len(strings) - 1:
+        return [s.encode("utf-8", "surrogatepass") for s in strings]
+    return joined.encode("utf-8", "surrogatepass").split(b"\0")
 
 
 def _sizes(objs: list, raws: list | None) -> tuple[np.ndarray, tuple | None]:
@@ -144,17 +147,28 @@ def _sizes(objs: list, raws: list | None) -> tuple[np.ndarray, tuple | None]:
     return sizes, (bytes(out), sizes)
 
 
-def _clean_ids(col) -> bool:
-    """No control character or lone surrogate in any of these (non-empty) ids.
+def _ids_ok(col: list) -> bool:
+    """Every value is a string of 1 to ``MAX_ID_LEN`` characters without a control character or
+    a lone surrogate.
 
-    ASCII ids (the usual case) as one byte array: every byte in 0x20..0x7e;
-    others through the regex (3x slower).
+    One join reads each value once. ASCII ids (the usual case) are then one byte
+    array in which the NUL separators, and only they, are below 0x20 (a control
+    character in an id adds one), so they also give each id's length.
     """
-    joined = "".join(col)
-    if joined.isascii():
-        b = np.frombuffer(joined.encode("ascii"), np.uint8)
-        return int(b.min()) >= 0x20 and int(b.max()) < 0x7F
-    return ID_BAD_CHARS.search(joined) is None
+    try:
+        joined = "\0".join(col)
+    except TypeError:  # not all strings
+        return False
+    if not joined.isascii():
+        lens = np.fromiter(map(len, col), np.int64, len(col))
+        return (lens.min() > 0 and lens.max() <= MAX_ID_LEN
+                and ID_BAD_CHARS.search("".join(col)) is None)
+    b = np.frombuffer(joined.encode("ascii"), np.uint8)
+    ends = np.flatnonzero(b < 0x20)
+    if len(ends) != len(col) - 1 or (b.size and int(b.max()) >= 0x7F):
+        return False
+    lens = np.diff(ends, prepend=-1, append=len(b)) - 1
+    return bool(lens.min() > 0 and lens.max() <= MAX_ID_LEN)
 
 
 def _fast_columns(objs: list, hi_s: int, sizes: np.ndarray):
@@ -175,12 +189,8 @@ def _fast_columns(objs: list, hi_s: int, sizes: np.ndarray):
         sub_dict, code_dict = _factorize(subs), _factorize(codes)
     except TypeError:  # an array or object where an id belongs: the slow path says so
         return None
-    for col in (txns, sub_dict[0], code_dict[0]):  # few distinct subs, codes
-        if set(map(type, col)) != {str}:
-            return None
-        lens = np.fromiter(map(len, col), np.int64, len(col))
-        if lens.min() == 0 or lens.max() > MAX_ID_LEN or not _clean_ids(col):
-            return None
+    if not all(map(_ids_ok, (txns, sub_dict[0], code_dict[0]))):  # few distinct subs, codes
+        return None
     if set(map(type, tss)) != {int}:
         return None
     try:
@@ -329,9 +339,16 @@ def _encode_props(props: list, codes: np.ndarray) -> tuple[dict, set]:
 
 def _encode_column(name, vals) -> tuple[PropColumn, set]:
     """One property's values (None: explicit null) as a column, and the indices of refused values."""
+    chk = CANONICAL.get(name)
+    if type(vals[0]) is str:  # likely strings: their distinct values' types tell (one pass, not two)
+        try:
+            factorized = _factorize(vals)
+        except TypeError:  # an array or object among them
+            factorized = None
+        if factorized is not None and set(map(type, factorized[0])) <= {str, _NONE}:
+            return _strings(name, vals, chk, factorized)
     types = set(map(type, vals))
     types.discard(_NONE)
-    chk = CANONICAL.get(name)
     if types <= {str}:
         return _strings(name, vals, chk)
     if name in _STRINGY:
@@ -419,8 +436,8 @@ def _strings_bad(strings: list, chk) -> list:
     return np.flatnonzero(badm).tolist()
 
 
-def _strings(name, vals, chk):
-    strings, inv = _factorize(vals)
+def _strings(name, vals, chk, factorized=None):
+    strings, inv = _factorize(vals) if factorized is None else factorized
     sid = inv.astype(np.int32)
     if None in strings:  # absent: id len(strings) until the end, then -1
         k = strings.index(None)

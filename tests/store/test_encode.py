@@ -142,3 +142,40 @@ def test_ids_are_dictionary_encoded_in_first_seen_order():
     assert chunk.sub_dict[0] == ["b", "a", "c"] and chunk.sub_dict[1].tolist() == [0, 1, 0, 2, 1]
     assert chunk.code_dict[0] == ["y", "x"] and chunk.code_dict[1].tolist() == [0, 1, 1, 0, 0]
     assert np.array_equal(chunk.good, np.arange(5))
+
+
+@pytest.mark.parametrize("bad, code", [("", "invalid_length"), ("i" * 257, "invalid_length"),
+                                       ("a\x00b", "invalid_characters"), ("a\x1fb", "invalid_characters"),
+                                       ("a\x7fb", "invalid_characters"), ("\ud800", "invalid_characters"),
+                                       ("é\x01", "invalid_characters")])
+@pytest.mark.parametrize("field", ["transaction_id", "external_subscription_id", "code"])
+def test_one_bad_id_among_many_good_ones_is_refused_alone(field, bad, code):
+    """The ids of a chunk are checked joined (one byte array for ASCII): each limit still holds."""
+    events = [ev(f"t{i}", f"s{i % 3}", "gpu_job" if i % 2 else "llm", gpu_count=1) for i in range(200)]
+    events += [{**ev("ünï-çødé", "ß", "ḡpu"), field: bad}, ev("i" * 256, "s" * 256, "c" * 256)]
+    chunk = prepare(events, NOW, MAX_FUTURE)
+    assert list(chunk.rejected) == [200]
+    assert [(p.field, p.code) for p in chunk.rejected[200]] == [(field, code)]
+    assert len(chunk.good) == 201
+
+
+def test_dedup_keys_are_the_stored_ones_for_any_text():
+    """The key of (subscription, transaction) is fixed by the stored data: blake2b-128 of the
+    transaction id, its second half xor blake2b-64 of the subscription (person "gpubill-sub")."""
+    from hashlib import blake2b
+
+    from gpubill.store.encode import _hash_keys
+
+    def reference(txn, sub):
+        t = blake2b(txn.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        s = blake2b(sub.encode("utf-8", "surrogatepass"), digest_size=8, person=b"gpubill-sub").digest()
+        k1, k2 = (int.from_bytes(t[i:i + 8], "little", signed=True) for i in (0, 8))
+        return k1, k2 ^ int.from_bytes(s, "little", signed=True)
+
+    txns = ["t1", "ünï", "a\x00b", "\ud800", "", "t1"]
+    subs = ["s", "ß", "s", "x\x00", "s", "s2"]
+    k1, k2 = _hash_keys(txns, subs)
+    assert list(zip(k1.tolist(), k2.tolist())) == [reference(t, s) for t, s in zip(txns, subs)]
+    clean = [t for t in txns if "\x00" not in t and "\ud800" not in t]
+    k1, k2 = _hash_keys(clean, ["s"] * len(clean))
+    assert list(zip(k1.tolist(), k2.tolist())) == [reference(t, "s") for t in clean]
