@@ -60,6 +60,7 @@ FANOUT = 8         # runs of one size class merged into one when there are this 
 LOAD_SHARE = 1024  # load every run into memory once lookups in them asked for 1/LOAD_SHARE of their keys
 BLOOM_BITS = 10    # bits per key of a run's Bloom filter (3 hashes: 1.7 % of absent keys read a page)
 BLOOM_HASHES = 3
+DB_PAGE = 16384    # bytes a page lookup reads (the store's page size): the filter is read when it costs less
 
 
 class _Level:
@@ -153,17 +154,23 @@ class _Run:
         self.id, self.n, self.last_rowid, self.first_page = rid, n, last_rowid, first_page
         self.has_bloom, self.fence, self.bloom = has_bloom, fence, bloom
 
-    def _read_filters(self, db) -> None:
+    def fences(self, db) -> np.ndarray:
         if self.fence is None:
-            fence, bloom = db.execute(f"SELECT fence, {'bloom' if self.has_bloom else 'NULL'} FROM key_runs"
-                                      " WHERE id = ?", (self.id,)).fetchone()
-            self.fence = np.frombuffer(fence, _I64)
+            self.fence = np.frombuffer(
+                db.execute("SELECT fence FROM key_runs WHERE id = ?", (self.id,)).fetchone()[0], _I64)
+        return self.fence
+
+    def filter_for(self, db, q: int) -> np.ndarray | None:
+        """The run's Bloom filter, once reading it costs less than the pages ``q`` lookups read."""
+        if self.bloom is None and self.has_bloom and q * DB_PAGE > self.n * BLOOM_BITS // 8:
+            bloom = db.execute("SELECT bloom FROM key_runs WHERE id = ?", (self.id,)).fetchone()[0]
+            self.has_bloom = bloom is not None  # (none in a run written before schema 7)
             self.bloom = None if bloom is None else np.frombuffer(bloom, np.uint8)
+        return self.bloom
 
     def pages_for(self, db, q1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each key, the first and last page that may hold it (a k1 may span pages)."""
-        self._read_filters(db)
-        f = self.fence
+        f = self.fences(db)
         lo = np.maximum(np.searchsorted(f, q1, "left") - 1, 0)
         hi = np.maximum(np.searchsorted(f, q1, "right") - 1, 0)
         return lo, hi
@@ -182,10 +189,10 @@ class _Run:
 
     def find(self, db, q1: np.ndarray, q2: np.ndarray, out: np.ndarray) -> None:
         """``_Level.find`` reading only the pages that may hold the keys (q1 sorted)."""
-        self._read_filters(db)
-        if self.bloom is None:
+        bloom = self.filter_for(db, len(q1))
+        if bloom is None:
             return self._find_in_pages(db, q1, q2, out)
-        maybe = np.flatnonzero(_bloom_has(self.bloom, q1, q2))
+        maybe = np.flatnonzero(_bloom_has(bloom, q1, q2))
         if len(maybe):
             got = out[maybe]
             self._find_in_pages(db, q1[maybe], q2[maybe], got)

@@ -287,3 +287,23 @@ def test_keys_that_are_not_stored_are_answered_by_the_bloom_filter_without_pages
     index.catch_up(db)
     assert (index.find(k1[::7], k2[::7]) == ids[::7]).all() and (index.find(q1, q2) == -1).all()
     db.execute("COMMIT")
+
+
+def test_a_lookup_of_one_key_reads_a_page_rather_than_a_large_filter(tmp_path, small_runs, monkeypatch):
+    path = tmp_path / "s.db"
+    fill(path, 0, 14000)  # its filter (17.5 kB) is larger than a page
+    write_txn(connect(path), KeyIndex())
+    monkeypatch.setattr(keys, "LOAD_SHARE", 1)
+    k1, k2, ids = stored(path)
+    sql = []
+    db = connect(path)
+    db.set_trace_callback(sql.append)
+    index = KeyIndex()
+    db.execute("BEGIN")
+    index.catch_up(db)
+    assert index.find(k1[9:10], k2[9:10]).tolist() == [ids[9]]
+    assert index.find(k1[9:10], k2[9:10] + 1).tolist() == [-1]
+    assert not [s for s in sql if "SELECT bloom" in s]
+    assert (index.find(k1[:20], k2[:20]) == ids[:20]).all()  # 20 pages cost more than the filter
+    assert [s for s in sql if "SELECT bloom" in s]
+    db.execute("COMMIT")
