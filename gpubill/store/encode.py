@@ -182,7 +182,11 @@ def _fast_columns(objs: list, hi_s: int, sizes: np.ndarray):
     if sizes.min() < 0 or sizes.max() > MAX_EVENT_BYTES:
         return None  # unmeasured or too large
     cols = _same_shape(objs)
-    if cols is None or set(cols) != _TOP_SET:
+    if cols is None:  # fields in several orders (or sets: then the type checks below fail)
+        if max(map(len, objs)) > len(_TOP):
+            return None
+        cols = {k: list(map(dict.get, objs, repeat(k))) for k in _TOP}
+    if set(cols) != _TOP_SET:
         return None  # a field missing, or one beyond the five (precise amount, extras)
     txns, subs, codes, tss, props = (cols[k] for k in _TOP)
     try:

@@ -179,3 +179,20 @@ def test_dedup_keys_are_the_stored_ones_for_any_text():
     clean = [t for t in txns if "\x00" not in t and "\ud800" not in t]
     k1, k2 = _hash_keys(clean, ["s"] * len(clean))
     assert list(zip(k1.tolist(), k2.tolist())) == [reference(t, "s") for t in clean]
+
+
+def test_events_with_their_fields_in_other_orders_stay_on_the_fast_path():
+    """Producers order fields as they like; a chunk mixing orders is still checked column-wise."""
+    from gpubill.store.encode import _fast_columns
+
+    events = [ev(f"t{i}", gpu_count=i) for i in range(100)]
+    events[7] = dict(reversed(events[7].items()))
+    events[9] = {k: events[9][k] for k in ("code", "timestamp", "transaction_id", "properties",
+                                           "external_subscription_id")}
+    sizes = np.full(len(events), 100, np.int64)
+    txns, subs, codes, ts, props, *_ = _fast_columns(events, NOW // 1000 + 86_400, sizes)
+    assert txns[7] == "t7" and subs[9] == "s1" and codes[7] == "gpu_job" and ts[9] == TS * 1000
+    assert props[7] == {"gpu_count": 7}
+    assert_same_as_alone(events)
+    missing = [*events[:5], {k: v for k, v in events[5].items() if k != "code"}]
+    assert _fast_columns(missing, NOW // 1000 + 86_400, sizes[:6]) is None
