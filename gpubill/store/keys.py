@@ -21,6 +21,10 @@ transaction, and ``FANOUT`` runs of one size class are merged into one
 run: reading at an offset of a large blob walks its overflow chain from the
 start (measured: 28 ms to reach the end of an 80 MB blob, against 8 µs per page row).
 
+Each run also has a Bloom filter (schema 7, ``BLOOM_BITS`` per key), read once
+a lookup would read more bytes of pages than the filter holds: then only the
+keys it may hold (all stored ones, 1.7 % of the others) read a page.
+
 So a new process answers a lookup of a few thousand keys with the fences and,
 per key and run, one page's k1 (the k2 and row ids only of pages where a k1
 matches), plus the blocks written after the watermark (fewer than ``RUN_MIN``
