@@ -232,10 +232,13 @@ def _factorize(vals: list) -> tuple[list, np.ndarray]:
     One pass over the values (each value's first position, by ``setdefault``),
     the rest in numpy. Raises TypeError for an unhashable value.
     """
+    n = len(vals)
     first: dict = {}
-    at = np.fromiter(map(first.setdefault, vals, count()), np.int64, len(vals))
-    starts, inverse = np.unique(at, return_inverse=True)
-    return [vals[i] for i in starts.tolist()], inverse
+    at = np.fromiter(map(first.setdefault, vals, count()), np.int64, n)
+    starts = np.flatnonzero(at == np.arange(n))  # where each value first occurs, in order
+    ids = np.empty(n, np.int64)
+    ids[starts] = np.arange(len(starts))
+    return [vals[i] for i in starts.tolist()], ids[at]
 
 
 def prepare(objs: list, now_ms: int, max_future_ms: int, raws: list | None = None) -> Chunk:
