@@ -550,6 +550,8 @@ def inspect(path: str) -> str:
         raise StoreError(f"{path}: not a regular file, so not a store")
     if st.st_size == 0:
         return "empty"
+    if _open_here(st):  # a plain open and close of it would drop the locks SQLite holds on it
+        return _inspect_unmarked(path)
     head = _header(path)
     app, version = _be(head, 68, signed=False), _be(head, 60, signed=True)
     if app == APPLICATION_ID:
@@ -560,6 +562,27 @@ def inspect(path: str) -> str:
     if app != 0:
         raise StoreError(f"{path}: not a gpubill store (application_id {app:#x})")
     return _inspect_unmarked(path)
+
+
+def _open_here(st: os.stat_result) -> bool:
+    """Whether this process has the file open already (a Store, a reader, any connection).
+
+    Closing any descriptor of a file releases every POSIX lock the process holds on it,
+    SQLite's included (its "How to corrupt" §2.2): another process could then take the
+    database for unused and checkpoint or delete its WAL. So a file this process holds is
+    never opened by hand, only through SQLite, which defers such closes."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            other = os.stat(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            return True
+    return False
 
 
 def _header(path: str) -> bytes:

@@ -107,7 +107,7 @@ class Writer:
         try:
             self.next_id = payloads.max_id(db) + 1
             self.next_batch = db.execute("SELECT coalesce(max(id), 0) + 1 FROM batches").fetchone()[0]
-            self.keys.catch_up(db)  # what other connections committed: dedup stays exact
+            self.keys.catch_up(db, writing=True)  # what other connections committed: dedup stays exact
         except BaseException:
             self.rollback()
             raise
