@@ -3,11 +3,19 @@
 ``prepare(objs, now_ms, max_future_ms, raws=None)`` is the ingestion fast
 path. It measures each event (the length of its raw text when given, else its
 compact JSON, serialized here once and kept for ``payload_of``), checks the
-top-level fields of each event in one tight loop, then checks and encodes each
-property *column* at once (type sets, numpy range checks), and falls back to
+top-level fields as columns, then checks and encodes each property *column*
+at once (type sets, numpy range checks), and falls back to
 ``validate.check_event`` only for the events the fast path cannot settle, so
 every rejection still names its field and reason, and both paths give the
 same verdict.
+
+Parsed events are cold objects scattered in memory, and touching them is
+most of the cost, so each is read as few times as possible: the events of
+one shape (the usual case: one per code) are read in one pass over their
+keys and one over their values (``_same_shape``), ids are checked joined
+(``_ids_ok``) and hashed from one encode, and a column is
+dictionary-encoded in one pass (``_factorize``), its distinct values
+checked after.
 
 The result, a ``Chunk``, holds the valid events' canonical values as numpy
 arrays, their dedup keys, their JSON payload, and per property a
@@ -33,7 +41,6 @@ from .validate import (CANONICAL, ID_BAD_CHARS, MAX_EVENT_BYTES, MAX_ID_LEN, MAX
 
 LAZY = -2  # dim id placeholder: "the canonical string of this number" (resolved on read)
 _NONE = type(None)
-_EMPTY: dict = {}
 _STRINGY = {"gpu_type", "interconnect", "region", "model_name", "job_id"}
 _I64_MIN = -(2**63)  # fits an int64 column but not the (mantissa, exponent) pair: |mantissa| <= 2**63 - 1
 _TOP = ("transaction_id", "external_subscription_id", "code", "timestamp", "properties")  # the fast path's fields
