@@ -21,7 +21,7 @@ transaction, and ``FANOUT`` runs of one size class are merged into one
 run: reading at an offset of a large blob walks its overflow chain from the
 start (measured: 28 ms to reach the end of an 80 MB blob, against 8 µs per page row).
 
-Each run also has a Bloom filter (schema 7, ``BLOOM_BITS`` per key), read once
+Each run also has a Bloom filter (``BLOOM_BITS`` per key), read once
 a lookup would read more bytes of pages than the filter holds: then only the
 keys it may hold (all stored ones, 1.7 % of the others) read a page.
 
@@ -168,7 +168,7 @@ class _Run:
         """The run's Bloom filter, once reading it costs less than the pages ``q`` lookups read."""
         if self.bloom is None and self.has_bloom and q * DB_PAGE > self.n * BLOOM_BITS // 8:
             bloom = db.execute("SELECT bloom FROM key_runs WHERE id = ?", (self.id,)).fetchone()[0]
-            self.has_bloom = bloom is not None  # (none in a run written before schema 7)
+            self.has_bloom = bloom is not None
             self.bloom = None if bloom is None else np.frombuffer(bloom, np.uint8)
         return self.bloom
 
@@ -321,7 +321,6 @@ class KeyIndex:
         self.unrun = _NONE           # committed keys past the watermark (the next run)
         self.asked = 0               # keys looked up in the runs (while floor > 0)
         self.runs: dict[int, _Run] = {}
-        self.run_columns: set | None = None  # (a store older than schema 7 opened read-only lacks some)
         self.undo = None             # (watermark, unrun, runs written) of the open transaction
         self.local = threading.local()
 
@@ -351,12 +350,7 @@ class KeyIndex:
                 self._store_run(db)
 
     def _sync_runs(self, db) -> list[_Run]:
-        if self.run_columns is None:
-            self.run_columns = {r[1] for r in db.execute("PRAGMA table_info(key_runs)")}
-        if not self.run_columns:
-            return []
-        bloom = "bloom" in self.run_columns
-        out = [self.runs.get(rid) or _Run(rid, n, last, first, bloom) for rid, n, last, first in _stored_runs(db)]
+        out = [self.runs.get(rid) or _Run(rid, n, last, first, True) for rid, n, last, first in _stored_runs(db)]
         self.runs = {r.id: r for r in out}  # (a fence is read once per process)
         return out
 

@@ -408,14 +408,16 @@ MIGRATIONS: list = [
     # holding the raw payloads beside the columns, instead of one B-tree row per event.
     _events_into_blocks,
     # 6: the dedup keys kept on disk as sorted runs (keys.py), so that a new process looks up a
-    # few keys without loading every block's keys; a run's keys are stored in pages of 512 (keys.PAGE).
+    # few keys without loading every block's keys; a run's keys are stored in pages of 512 (keys.PAGE),
+    # with a Bloom filter (10 bits per key), so that a key that is not stored reads no page.
     """
     CREATE TABLE key_runs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         n INTEGER NOT NULL,
         last_rowid INTEGER NOT NULL,
         first_page INTEGER NOT NULL,
-        fence BLOB NOT NULL
+        fence BLOB NOT NULL,
+        bloom BLOB
     );
     CREATE TABLE key_pages (
         id INTEGER PRIMARY KEY,
@@ -423,11 +425,6 @@ MIGRATIONS: list = [
         k2 BLOB NOT NULL,
         rid BLOB NOT NULL
     );
-    """,
-    # 7: each run's Bloom filter (keys.py, 10 bits per key), so that looking up a key that is
-    # not stored reads no page (runs written before have none: their pages are read).
-    """
-    ALTER TABLE key_runs ADD COLUMN bloom BLOB;
     """,
 ]
 
