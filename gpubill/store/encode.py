@@ -362,18 +362,26 @@ def _encode_column(name, vals) -> tuple[PropColumn, set]:
         if factorized is not None and set(map(type, factorized[0])) <= {str, _NONE}:
             return _strings(name, vals, chk, factorized)
     types = set(map(type, vals))
+    nulls = _NONE in types
     types.discard(_NONE)
     if types <= {str}:
         return _strings(name, vals, chk)
     if name in _STRINGY:
         return _mixed(name, vals, chk)
     if types <= {int}:
-        return _ints(vals, chk)
+        return _ints(vals, chk, _present(vals, nulls))
     if types == {float}:
-        return _floats(name, vals, chk)
+        return _floats(name, vals, chk, _present(vals, nulls))
     if types == {int, float}:
         return _numbers(name, vals, chk)
     return _mixed(name, vals, chk)
+
+
+def _present(vals: list, nulls: bool) -> np.ndarray:
+    """Which values are not None (a pass over them only when some is)."""
+    if not nulls:
+        return np.ones(len(vals), bool)
+    return np.fromiter(map(is_not, vals, repeat(None)), bool, len(vals))
 
 
 def _spread(col: PropColumn, pos: np.ndarray, n: int) -> PropColumn:
@@ -474,9 +482,8 @@ def _strings(name, vals, chk, factorized=None):
     return PropColumn(strings, sid, m, e), bad
 
 
-def _ints(vals, chk):
+def _ints(vals, chk, present):
     n = len(vals)
-    present = np.fromiter(map(is_not, vals, repeat(None)), bool, n)
     allp = bool(present.all())
     try:
         arr = np.array(vals if allp else [v for v in vals if v is not None], np.int64)
@@ -513,9 +520,8 @@ def _range_bad(arr, present, chk) -> set:
     return set(np.flatnonzero(present)[badm].tolist())
 
 
-def _floats(name, vals, chk):
+def _floats(name, vals, chk, present):
     n = len(vals)
-    present = np.fromiter(map(is_not, vals, repeat(None)), bool, n)
     allp = bool(present.all())
     arr = np.array(vals if allp else [v for v in vals if v is not None], np.float64)
     if not np.isfinite(arr).all() or chk is not None and _range_bad(arr, present, chk):
