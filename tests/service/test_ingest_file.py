@@ -37,3 +37,17 @@ def test_the_collector_runs_rarely_during_an_ingestion_and_as_before_after_it(tm
         next(stopped)
         stopped.close()  # a consumer that stops early (an error in the CLI's loop)
         assert gc.get_threshold() == before
+
+
+def test_overlapping_ingestions_give_the_thresholds_back_once_the_last_ends(tmp_path):
+    before = gc.get_threshold()
+    data = b"\n".join(line(f"t{i}") for i in range(4)) + b"\n"
+    with Store(tmp_path / "a.db") as a, Store(tmp_path / "b.db") as b:
+        first = ingest_file(a, io.BytesIO(data), "jsonl", 2, "cli:a")
+        second = ingest_file(b, io.BytesIO(data), "jsonl", 2, "cli:b")
+        next(first)
+        next(second)
+        first.close()  # ends first: the other still runs with rare collections
+        assert gc.get_threshold()[0] == max(before[0], INGEST_GC_GEN0)
+        assert len(list(second)) == 1
+        assert gc.get_threshold() == before
