@@ -13,7 +13,8 @@ counts). One run measures, on the same machine and data:
    one-row-per-event ``events`` table (store schema 4's, in a file with the
    store's settings; same chunking and transaction size; no validation, no dedup);
 2. ``Store.ingest`` (validation, dedup, quarantine, column blocks);
-3. HTTP batch ingest through a real ``gpubill serve`` with 4 concurrent clients;
+3. HTTP batch ingest through a real ``gpubill serve`` with 4 concurrent clients, with one
+   worker process and with one per CPU (``--workers``);
 4. ``gpubill ingest FILE`` (a whole process) of a JSONL file of the same kind
    of events into a fresh store, against the ceiling on those events; then a
    one-off ``gpubill ingest`` of 1 000 new events into step 2's store;
@@ -173,14 +174,14 @@ def bench_store(path: str, total: int, size: int, commit: int) -> float:
     return total / spent, cpu / total * 1e6
 
 
-def bench_http(path: str, total: int, batch: int, clients: int = 4) -> float:
+def bench_http(path: str, total: int, batch: int, clients: int = 4, workers: int = 1) -> float:
     from gpubill.store import Store, users
     from gpubill.store.roles import Actor
     with Store(path) as s:
         key = users.create_key(s, Actor("bench", "admin"), "bench", "writer")
     bodies = [orjson.dumps({"events": part}) for part in chunks(total, batch, [0.0])]
     proc = subprocess.Popen([sys.executable, "-m", "gpubill", "serve", "--store", path, "--port", "0",
-                             "--batch-limit", str(batch)], stdout=subprocess.PIPE)
+                             "--batch-limit", str(batch), "--workers", str(workers)], stdout=subprocess.PIPE)
     url = proc.stdout.readline().decode().split()[-1]
     import httpx
     errors = []
@@ -193,14 +194,14 @@ def bench_http(path: str, total: int, batch: int, clients: int = 4) -> float:
                 if r.status_code != 200:
                     errors.append(r.text[:200])
     threads = [threading.Thread(target=worker, args=(bodies[i::clients],)) for i in range(clients)]
-    c0 = _cpu(proc.pid)
+    c0 = _tree_cpu(proc.pid)
     t = time.perf_counter()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
     spent = time.perf_counter() - t
-    cpu = _cpu(proc.pid) - c0
+    cpu = _tree_cpu(proc.pid) - c0
     proc.terminate()
     proc.wait()
     if errors:
@@ -224,6 +225,16 @@ def bench_cli(path: str, jsonl: str) -> float:
     if out.returncode != 0:
         print("gpubill ingest failed:", out.stderr.strip()[-300:], file=sys.stderr)
     return spent
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds a process and its children (`serve --workers`) have used so far."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = [int(k) for k in f.read().split()]
+    except OSError:
+        kids = []
+    return _cpu(pid) + sum(_cpu(k) for k in kids)
 
 
 def _cpu(pid: int) -> float:
@@ -340,9 +351,10 @@ def main() -> None:
         emb, emb_cpu = bench_store(os.path.join(d, "store.db"), a.events, a.chunk, commit)
         print(f"Store.ingest                {emb:>12,.0f} events/s   CPU {emb_cpu:5.2f} us/event"
               f"   {emb / raw:.2f} x ceiling")
-        http, http_cpu = bench_http(os.path.join(d, "http.db"), http_n, a.batch)
-        print(f"HTTP batch, 4 clients       {http:>12,.0f} events/s   server CPU {http_cpu:5.2f} us/event"
-              f"   ({http_n} events, batches of {a.batch})")
+        for workers in sorted({1, os.cpu_count()}):
+            http, http_cpu = bench_http(os.path.join(d, f"http{workers}.db"), http_n, a.batch, workers=workers)
+            print(f"HTTP batch, 4 clients, {workers} worker(s) {http:>9,.0f} events/s   server CPU {http_cpu:5.2f}"
+                  f" us/event   ({http_n} events, batches of {a.batch})")
         _print_cli(d, a, commit)
         _print_read(os.path.join(d, "store.db"))
         print(f"load average after: {_load()}   (other processes' load lowers every figure)")

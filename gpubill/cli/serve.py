@@ -27,6 +27,7 @@ import traceback
 from gpubill.cli import CliError, EXIT_IO, EXIT_OK, EXIT_USAGE, _args
 from gpubill.cli._common import add_store_argument, store_path
 from gpubill.server.protocol import DEFAULT_HEADER_TIMEOUT_S
+from gpubill.service.events import rare_collections
 
 HELP = "run the Lago-compatible events API"
 MAX_WORKERS = 64
@@ -147,7 +148,8 @@ def _serve(args: argparse.Namespace, store, sock: socket.socket, on_ready, alert
     server.startup = startup
     watcher = _watch_alerts(store, args) if args.contracts and alerts else None
     try:
-        server.run(sockets=[sock])
+        with rare_collections():  # each request parses thousands of acyclic events
+            server.run(sockets=[sock])
     finally:
         if watcher is not None:
             watcher.stop()

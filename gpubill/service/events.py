@@ -48,7 +48,7 @@ from gpubill.store.receipt import CONFLICT, REJECTED
 from gpubill.store.validate import Unparsable, parse_timestamp
 
 __all__ = ["Store", "Receipt", "FormatError", "MAX_LINE", "STATUS_NAMES", "CONFLICT", "REJECTED",
-           "Unparsable", "parse_timestamp", "INPUT_FORMATS", "input_format", "ingest_file"]
+           "Unparsable", "parse_timestamp", "INPUT_FORMATS", "input_format", "ingest_file", "rare_collections"]
 
 #: the formats ``ingest_file`` reads
 INPUT_FORMATS = ("jsonl", "csv", "lago")
@@ -82,7 +82,7 @@ def ingest_file(store: Store, stream, fmt: str, chunk: int, source: str) -> Iter
             wheres.append(where)
             yield objs, raws
 
-    with _rare_collections():
+    with rare_collections():
         receipts = store.ingest_stream(chunks(), source=source)
         try:
             for rec in receipts:
@@ -92,8 +92,9 @@ def ingest_file(store: Store, stream, fmt: str, chunk: int, source: str) -> Iter
 
 
 @contextmanager
-def _rare_collections():
-    """Run the cyclic garbage collector rarely meanwhile; its thresholds come back after.
+def rare_collections():
+    """Run the cyclic garbage collector rarely meanwhile (a file's ingestion, a server's life);
+    its thresholds come back after.
 
     Parsed events are dicts, lists and strings without cycles, freed by their
     reference counts, but each one counts towards the next collection: at
