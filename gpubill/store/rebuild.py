@@ -48,9 +48,10 @@ def _rebuild_block(w, bid: int) -> int:
     c.ts_ms = np.frombuffer(ts, np.int64)
     idx = np.arange(n)
     sets = ", ".join(f"{name.strip()} = ?" for name in DERIVED.split(","))
-    db.execute(f"UPDATE column_blocks SET {sets} WHERE id = ?", (*w.derived(c, idx), bid))
+    gids = w.chunk_ids(c)
+    db.execute(f"UPDATE column_blocks SET {sets} WHERE id = ?", (*w.derived(c, idx, gids), bid))
     db.execute("DELETE FROM block_props WHERE block_id = ?", (bid,))
-    w.write_props(bid, c, idx)
+    w.write_props(bid, c, idx, gids)
     return n
 
 

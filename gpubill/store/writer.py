@@ -253,22 +253,34 @@ class Writer:
         ts = chunk.ts_ms[idx]
         contiguous = int(rowids[-1] - rowids[0] + 1) == len(rowids)
         raw, raw_end, frame_end = payloads.pack(*payload)
+        gids = self.chunk_ids(chunk)
         uniform = np.ndim(batch) == 0
         block_id = self.db.execute(
             f"INSERT INTO column_blocks (first_rowid, last_rowid, n, min_ts, max_ts, rowids, ts, {DERIVED},"
             " batch_id, batch_ids, raw_end, frame_end, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (int(rowids[0]), int(rowids[-1]), len(idx), int(ts.min()), int(ts.max()),
-             None if contiguous else rowids.tobytes(), ts.tobytes(), *self.derived(chunk, idx),
+             None if contiguous else rowids.tobytes(), ts.tobytes(), *self.derived(chunk, idx, gids),
              int(batch) if uniform else None, None if uniform else np.asarray(batch, np.int64).tobytes(),
              raw_end, frame_end, raw)).lastrowid
-        self.write_props(block_id, chunk, idx)
+        self.write_props(block_id, chunk, idx, gids)
         return block_id
 
-    def derived(self, chunk: Chunk, idx: np.ndarray) -> tuple:
+    def chunk_ids(self, chunk: Chunk) -> dict:
+        """Store-wide ids of the chunk's strings, by column ("code", "sub", each string property),
+        interned in one call: every SQLite step hands the GIL over, and taking it back from the
+        validating thread may wait a switch interval."""
+        cols = {"code": chunk.code_dict[0], "sub": chunk.sub_dict[0]}
+        cols.update((("prop", name), col.strings) for name, col in chunk.props.items()
+                    if col.sid is not None and col.strings)
+        ids = self.intern([s for strings in cols.values() for s in strings])
+        cuts = np.cumsum([len(strings) for strings in cols.values()])[:-1]
+        return dict(zip(cols, np.split(ids, cuts)))
+
+    def derived(self, chunk: Chunk, idx: np.ndarray, gids: dict) -> tuple:
         """The values of a block's ``DERIVED`` columns for the chunk's events at ``idx``."""
         whole = len(idx) == len(chunk.good)
-        code_ids, sub_ids = (self.intern(u)[inv if whole else inv[idx]]
-                             for u, inv in (chunk.code_dict, chunk.sub_dict))
+        code_ids, sub_ids = (gids[name][inv if whole else inv[idx]]
+                             for name, inv in (("code", chunk.code_dict[1]), ("sub", chunk.sub_dict[1])))
         pm = pe = None
         if chunk.ptac:
             m = np.zeros(len(idx), np.int64)
@@ -282,7 +294,7 @@ class Writer:
         keys = np.stack([chunk.k1[idx], chunk.k2[idx]], axis=1).astype("<i8").tobytes()
         return code_ids.tobytes(), sub_ids.tobytes(), pm, pe, keys
 
-    def write_props(self, block_id: int, chunk: Chunk, idx: np.ndarray) -> None:
+    def write_props(self, block_id: int, chunk: Chunk, idx: np.ndarray, gids: dict) -> None:
         """The block's property columns (``block_props`` rows)."""
         whole = len(idx) == len(chunk.good)
         props = []
@@ -293,7 +305,7 @@ class Writer:
             if col.sid is not None:
                 if not (col.sid != -1).any():
                     continue
-                gid = self.intern(col.strings) if col.strings else np.zeros(0, np.int32)
+                gid = gids.get(("prop", name), np.zeros(0, np.int32))
                 sid = np.where(col.sid >= 0, gid[np.maximum(col.sid, 0)] if gid.size else -1,
                                col.sid).astype(np.int32).tobytes()
             elif not (col.e != MISSING).any():
