@@ -22,17 +22,18 @@ from .writer import Writer
 
 _PART = 8192  # events read from the old table at a time, for blocks of their own
 
-ADD_COLUMNS = """
+DDL = """  # the payload columns, and an index to walk the blocks in id order
 ALTER TABLE column_blocks ADD COLUMN batch_id INTEGER;
 ALTER TABLE column_blocks ADD COLUMN batch_ids BLOB;
 ALTER TABLE column_blocks ADD COLUMN raw_end BLOB;
 ALTER TABLE column_blocks ADD COLUMN frame_end BLOB;
 ALTER TABLE column_blocks ADD COLUMN raw BLOB;
+CREATE INDEX column_blocks_first ON column_blocks (first_rowid);
 """
 
 
 def events_into_blocks(db) -> None:
-    for stmt in ADD_COLUMNS.strip().splitlines():
+    for stmt in DDL.strip().splitlines():
         db.execute(stmt)
     covered = _fill_blocks(db)
     _block_the_rest(db, covered)
