@@ -22,7 +22,8 @@ from .writer import Writer
 
 _PART = 8192  # events read from the old table at a time, for blocks of their own
 
-DDL = """  # the payload columns, and an index to walk the blocks in id order
+# the payload columns, and an index to walk the blocks in id order
+DDL = """
 ALTER TABLE column_blocks ADD COLUMN batch_id INTEGER;
 ALTER TABLE column_blocks ADD COLUMN batch_ids BLOB;
 ALTER TABLE column_blocks ADD COLUMN raw_end BLOB;
