@@ -36,13 +36,11 @@ Imports the store, never the engine: ``gpubill ingest``, ``events`` and
 
 from __future__ import annotations
 
-import gc
-import threading
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 from gpubill.store import STATUS_NAMES, Receipt, Store
+from gpubill.store.collector import rare_collections
 from gpubill.store.formats import MAX_LINE, FormatError, read_events, sniff
 from gpubill.store.receipt import CONFLICT, REJECTED
 from gpubill.store.validate import Unparsable, parse_timestamp
@@ -53,7 +51,6 @@ __all__ = ["Store", "Receipt", "FormatError", "MAX_LINE", "STATUS_NAMES", "CONFL
 #: the formats ``ingest_file`` reads
 INPUT_FORMATS = ("jsonl", "csv", "lago")
 SNIFF_BYTES = 4096  # how much of an unnamed input is looked at to tell its format
-INGEST_GC_GEN0 = 100_000  # allocations between young collections while a file is ingested (Python's: 700)
 
 
 def input_format(stream, name: str | None, fmt: str = "auto") -> str:
@@ -82,44 +79,11 @@ def ingest_file(store: Store, stream, fmt: str, chunk: int, source: str) -> Iter
             wheres.append(where)
             yield objs, raws
 
-    with rare_collections():
-        receipts = store.ingest_stream(chunks(), source=source)
-        try:
-            for rec in receipts:
-                yield rec, wheres.popleft()
-        finally:
-            receipts.close()
-
-
-@contextmanager
-def rare_collections():
-    """Run the cyclic garbage collector rarely meanwhile (a file's ingestion, a server's life);
-    its thresholds come back after.
-
-    Parsed events are dicts, lists and strings without cycles, freed by their
-    reference counts, but each one counts towards the next collection: at
-    Python's 700 allocations a chunk of 8192 events triggered ~35 young
-    collections and, through them, full passes over every live object (the
-    chunks in flight included): about half of reading a JSONL file and a
-    tenth of validating it (measured on bench/ingest.py's events).
-    """
-    with _GC.lock:
-        if not _GC.running:
-            _GC.saved = gc.get_threshold()
-            gc.set_threshold(max(_GC.saved[0], INGEST_GC_GEN0), *_GC.saved[1:])
-        _GC.running += 1
+    receipts = store.ingest_stream(chunks(), source=source)  # (the collector runs rarely meanwhile)
     try:
-        yield
+        for rec in receipts:
+            yield rec, wheres.popleft()
     finally:
-        with _GC.lock:
-            _GC.running -= 1
-            if not _GC.running:  # the last ingestion running gives the thresholds back
-                gc.set_threshold(*_GC.saved)
+        receipts.close()
 
 
-class _GC:
-    """The collector's thresholds as they were before the ingestions now running began."""
-
-    lock = threading.Lock()
-    running = 0
-    saved: tuple = ()

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from . import audit, queries
+from .collector import rare_collections
 from .columns import EventColumns, StringTable, read_columns
 from .encode import prepare, payload_of
 from .queries import clamp_int64
@@ -192,7 +193,10 @@ class Store:
         arrived for ``GROUP_IDLE_S``), and a chunk's receipt is yielded only
         after the transaction holding it has committed.
         """
-        source = _label(source)
+        with rare_collections():  # parsed events are acyclic: young collections are wasted work
+            yield from self._stream(chunks, _label(source), received_ms)
+
+    def _stream(self, chunks, source: str, received_ms) -> Iterator[Receipt]:
         it = iter(chunks)
         first = next(it, None)
         if first is None:

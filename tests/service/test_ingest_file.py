@@ -6,7 +6,8 @@ import io
 
 import orjson
 
-from gpubill.service.events import INGEST_GC_GEN0, Store, ingest_file
+from gpubill.service.events import Store, ingest_file
+from gpubill.store.collector import RARE_GEN0
 
 TS = 1_735_689_600
 
@@ -31,7 +32,7 @@ def test_the_collector_runs_rarely_during_an_ingestion_and_as_before_after_it(tm
     data = b"\n".join(line(f"t{i}") for i in range(5)) + b"\n"
     with Store(tmp_path / "s.db") as store:
         seen = [gc.get_threshold()[0] for _ in ingest_file(store, io.BytesIO(data), "jsonl", 2, "cli:t")]
-        assert seen == [max(before[0], INGEST_GC_GEN0)] * 3
+        assert seen == [max(before[0], RARE_GEN0)] * 3
         assert gc.get_threshold() == before
         stopped = ingest_file(store, io.BytesIO(data), "jsonl", 2, "cli:t")
         next(stopped)
@@ -48,6 +49,6 @@ def test_overlapping_ingestions_give_the_thresholds_back_once_the_last_ends(tmp_
         next(first)
         next(second)
         first.close()  # ends first: the other still runs with rare collections
-        assert gc.get_threshold()[0] == max(before[0], INGEST_GC_GEN0)
+        assert gc.get_threshold()[0] == max(before[0], RARE_GEN0)
         assert len(list(second)) == 1
         assert gc.get_threshold() == before
