@@ -20,7 +20,7 @@ from gpubill.store import Store
 from gpubill.store.schema import LATEST
 
 DATA = Path(__file__).parent / "data" / "schema4"
-EXAMPLES = Path(__file__).parents[2] / "examples"
+ROOT = Path(__file__).parents[2]
 
 
 def schema4(path: Path) -> Path:
@@ -44,7 +44,7 @@ def extra(k: int) -> list:
 
 
 def gpubill(*args) -> str:
-    out = subprocess.run([sys.executable, "-m", "gpubill", *args], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "gpubill", *args], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -80,7 +80,7 @@ def test_quarantine_and_conflicts_are_unchanged(migrated, what, golden):
 
 
 def test_the_invoices_are_unchanged(migrated):
-    got = gpubill("invoice", "--store", str(migrated), "--contracts", str(EXAMPLES), "--period", "2026-10",
+    got = gpubill("invoice", "--store", str(migrated), "--contracts", "examples", "--period", "2026-10",
                   "--format", "json")
     assert json.loads(got) == json.loads(gzip.open(DATA / "invoice.json.gz").read())
 
