@@ -94,6 +94,6 @@ def _block_of(w, rows: list) -> None:
     chunk.ts_ms = np.array([r[1] for r in rows], np.int64)
     idx = np.arange(len(rows))
     lens = np.fromiter(map(len, raws), np.int64, len(raws))
-    w._write_block(chunk, idx, ids, (b"".join(raws), lens),
+    w.write_block(chunk, idx, ids, (b"".join(raws), lens),
                    np.array([r[2] for r in rows], np.int64))
     w.committed()  # the strings it interned are the migration transaction's

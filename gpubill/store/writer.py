@@ -231,7 +231,7 @@ class Writer:
         fresh = found < 0
         if fresh.any():
             keep = np.flatnonzero(fresh)
-            self._write_block(chunk, keep, ids[keep], payloads.select(*payload, keep), batch_id)
+            self.write_block(chunk, keep, ids[keep], payloads.select(*payload, keep), batch_id)
             self.keys.add_pending(k1[fresh], k2[fresh], ids[fresh])
         dups: list[int] = []
         conflicts: list[tuple[int, int]] = []
@@ -246,7 +246,7 @@ class Writer:
                 conflicts.append((k, old.id))
         return ids, fresh, dups, conflicts
 
-    def _write_block(self, chunk: Chunk, idx: np.ndarray, rowids: np.ndarray, payload: tuple,
+    def write_block(self, chunk: Chunk, idx: np.ndarray, rowids: np.ndarray, payload: tuple,
                      batch) -> int:
         """One block: the events of the chunk at positions ``idx`` with their ids ``rowids``, their
         raw payloads ``(bytes, lengths)`` and their batch (an id, or an int64 array of one per event)."""
