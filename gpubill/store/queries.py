@@ -102,10 +102,10 @@ class EventRecord:
     key: tuple[int, int]
 
 
-def _records(store, db, ids) -> list:
+def _records(db, ids) -> list:
     """EventRecords of the stored events with these ids, in the order given."""
     stored = payloads.read(db, ids)
-    batches = {b for b in (e.batch_id for e in stored.values())}
+    batches = {e.batch_id for e in stored.values()}
     received = dict(db.execute("SELECT id, received_ms FROM batches WHERE id IN (SELECT value FROM json_each(?))",
                                (orjson.dumps(sorted(batches)),)).fetchall()) if batches else {}
     return [_record(stored[i], received[stored[i].batch_id]) for i in ids if i in stored]
@@ -136,7 +136,7 @@ def get_events(store, transaction_id: str, external_subscription_id: str | None 
     try:
         keys.catch_up(db)
         ids = keys.rows_with_k1(k1)  # k1 hashes the transaction id alone
-        return [r for r in _records(store, db, ids) if r.transaction_id == transaction_id
+        return [r for r in _records(db, ids) if r.transaction_id == transaction_id
                 and external_subscription_id in (None, r.external_subscription_id)]
     finally:
         db.execute("COMMIT")
@@ -147,14 +147,14 @@ def get_event(store, event_id: int) -> EventRecord | None:
     event_id = _row_id(event_id, "event id")
     if event_id is None:
         return None
-    found = _records(store, store._read(), [event_id])
+    found = _records(store._read(), [event_id])
     return found[0] if found else None
 
 
 @_sqlite_errors
 def events_by_id(store, ids) -> list:
     """The stored events with these ids, in the order given (unknown ids are left out)."""
-    return _records(store, store._read(), [int(i) for i in ids])
+    return _records(store._read(), [int(i) for i in ids])
 
 
 @_sqlite_errors
@@ -229,7 +229,7 @@ def list_events(store, *, code=None, sub=None, time_from_ms=None, time_to_ms=Non
             page.extend(ids[skip:skip + limit - len(page)].tolist())
             if len(page) == limit:
                 break
-        return _records(store, db, page)
+        return _records(db, page)
     finally:
         db.execute("COMMIT")
 
@@ -245,11 +245,11 @@ def events_as_dicts(store, codes=None, subscriptions=None, time_from_ms=None, ti
                               time_to_ms=time_to_ms)
     out = []
     for rid, e in sorted(payloads.read(store._read(), cols.rowid).items()):
-        obj = orjson.loads(e.raw)
-        out.append({"rowid": rid, "transaction_id": obj.get("transaction_id"),
-                    "external_subscription_id": obj.get("external_subscription_id"), "code": obj.get("code"),
-                    "timestamp_ms": e.timestamp_ms, "properties": obj.get("properties") or {},
-                    "precise_total_amount_cents": _text(obj.get("precise_total_amount_cents"))})
+        r = _record(e, received_ms=0)
+        out.append({"rowid": rid, "transaction_id": r.transaction_id,
+                    "external_subscription_id": r.external_subscription_id, "code": r.code,
+                    "timestamp_ms": r.timestamp_ms, "properties": r.properties,
+                    "precise_total_amount_cents": r.precise_total_amount_cents})
     resolve_in_dicts(out)
     return out
 
@@ -402,9 +402,8 @@ def list_keys(store) -> list:
 @_sqlite_errors
 def stats(store) -> dict:
     db = store._read()
-    out = {}
-    for name, q in (("events", "SELECT coalesce(max(last_rowid), 0) FROM column_blocks"),
-                    ("rejected_open", "SELECT count(*) FROM rejected WHERE status = 'open'"),
+    out = {"events": payloads.max_id(db)}
+    for name, q in (("rejected_open", "SELECT count(*) FROM rejected WHERE status = 'open'"),
                     ("conflicts", "SELECT count(*) FROM conflicts")):
         out[name] = db.execute(q).fetchone()[0]
     return out
