@@ -39,14 +39,26 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 
-from gpubill.store import STATUS_NAMES, Receipt, Store
+from gpubill.store import STATUS_NAMES, Receipt, Store, StoreError
 from gpubill.store.collector import rare_collections
 from gpubill.store.formats import MAX_LINE, FormatError, read_events, sniff
 from gpubill.store.receipt import CONFLICT, REJECTED
 from gpubill.store.validate import Unparsable, parse_timestamp
 
-__all__ = ["Store", "Receipt", "FormatError", "MAX_LINE", "STATUS_NAMES", "CONFLICT", "REJECTED",
+__all__ = ["Store", "open_event_store", "Receipt", "FormatError", "MAX_LINE", "STATUS_NAMES", "CONFLICT", "REJECTED",
            "Unparsable", "parse_timestamp", "INPUT_FORMATS", "input_format", "ingest_file", "rare_collections"]
+
+def open_event_store(path: str, *, events: str | None = None, intake: str | None = None, **options) -> Store:
+    """The store at ``path``; with ``events`` (``clickhouse://host:port/db?cluster=NAME``) its events are in
+    that cluster (``gpubill.cluster``), written through the Redis Streams ``intake`` (``redis://host:port/db``)
+    when one is given. Raises StoreError (one line) when either cannot be used."""
+    if events is None:
+        if intake is not None:
+            raise StoreError("--intake needs --events: the intake feeds a cluster event store")
+        return Store(path, **options)
+    from gpubill.cluster.store import open_cluster_store  # clickhouse-driver and redis load only for a cluster
+    return open_cluster_store(path, events, intake, **options)
+
 
 #: the formats ``ingest_file`` reads
 INPUT_FORMATS = ("jsonl", "csv", "lago")

@@ -42,7 +42,7 @@ from gpubill.engine.spec.program import MoneyRounding
 from gpubill.service.invoice_report import amount_text, invoice_json, money
 from gpubill.service.invoicing import Carried, invoice_period
 from gpubill.service.rating import ServiceError, load_catalog
-from gpubill.store import ledger, payloads
+from gpubill.store import ledger
 from gpubill.store.ledger import CREDIT_NOTE_KINDS, CreditNoteRow, Draft, InvoiceRow, Numbering
 from gpubill.store.roles import Actor, Forbidden
 from gpubill.store.store import now_ms as clock_ms
@@ -169,7 +169,7 @@ def refresh(store, contracts: Sequence[str], actor: Actor, period_text: str, cus
     the content changed), issue the progressive invoices due by now, settle late events."""
     store.require(actor, "refresh", "invoice.refresh", "period", period_text)
     now = clock_ms() if now_ms is None else now_ms
-    watermark = payloads.max_id(store._read())
+    watermark = store.event_watermark()
     catalog, sources = load_catalog(contracts)
     settled = settle_late(store, contracts, actor, customer, now_ms=now, engine=engine)
     carry = carried(store, contracts, catalog, customer, engine=engine)
@@ -346,7 +346,7 @@ def _replace(store, row: InvoiceRow, now: Invoice, actor: Actor, now_ms: int, di
         cn = ledger.add_credit_note(db, row, _note_doc(row, left, "credit", "other",
                                                       f"replaced by a new invoice: late events of {row.period_label}",
                                                       now_ms), "credit", left, actor, now_ms=now_ms)
-        new, _ = ledger.put_draft(db, d, actor, now_ms=now_ms, watermark=payloads.max_id(db), contracts_digest=digest)
+        new, _ = ledger.put_draft(db, d, actor, now_ms=now_ms, watermark=store.event_watermark(db), contracts_digest=digest)
         new = _finalize_row(db, new, d.doc, now.billing.entity, actor, now_ms)
     return f"{row.number}: credit note {cn.number} ({cn.total} {row.currency}) and replacing invoice {new.number}"
 
@@ -376,7 +376,7 @@ def finalize_due(store, contracts: Sequence[str], actor: Actor, *, now_ms: int |
 
 def _finalize_all(store, contracts, actor: Actor, rows: list[InvoiceRow], now_ms, engine: str) -> list[InvoiceRow]:
     now = clock_ms() if now_ms is None else now_ms
-    watermark = payloads.max_id(store._read())
+    watermark = store.event_watermark()
     catalog, sources = load_catalog(contracts)
     digest = contracts_digest(sources)
     customers = {r.customer for r in rows}

@@ -77,13 +77,13 @@ def month_of(ms: int) -> Month:
     return month(dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m"))
 
 
-_LAST_EVENT = "SELECT coalesce(max(last_rowid), 0) FROM column_blocks"
-# What changes when the store does, for what the screens show: events, invoices (a new one, a new revision,
-# finalized, voided), alerts, credit notes and their uses. Reads no invoice document.
+# What changes in the control store, for what the screens show: invoices (a new one, a new revision,
+# finalized, voided), alerts, credit notes and their uses (events: the store's event watermark). Reads no
+# invoice document.
 _INVOICES_STATE = """SELECT count(*) || ' ' || total(revision) || ' ' || coalesce(max(finalized_ms), 0) || ' '
        || coalesce(max(voided_ms), 0) FROM invoices"""
 _STORE_STATE = f"""
-SELECT ({_LAST_EVENT}), ({_INVOICES_STATE}),
+SELECT ({_INVOICES_STATE}),
        (SELECT coalesce(max(id), 0) FROM alerts),
        (SELECT count(*) || ' ' || coalesce(max(voided_ms), 0) FROM credit_notes),
        (SELECT count(*) FROM credit_note_uses)
@@ -164,7 +164,7 @@ class ReviewSession:
     def month_columns(self):
         """The month's events as columns, read again only when events were stored since (or the month changed)."""
         period = self.period()
-        top = self.reader()._read().execute(_LAST_EVENT).fetchone()[0]
+        top = self.reader().event_watermark()
         return self.fresh("columns", (period, top),
                           lambda: self.reader().read_columns(time_from_ms=period.from_ms, time_to_ms=period.to_ms - 1))
 
@@ -177,7 +177,7 @@ class ReviewSession:
     def unless_changed(self, name: str, compute: Callable):
         """``compute()``, again only when the month under review or the store changed since (events,
         invoices and their revisions, alerts, credit notes; one query says)."""
-        state = self.reader()._read().execute(_STORE_STATE).fetchone()
+        state = (self.reader().event_watermark(), *self.reader()._read().execute(_STORE_STATE).fetchone())
         return self.fresh(name, (self.period(), state), compute)
 
     def fresh(self, name: str, key, compute: Callable):
@@ -273,7 +273,7 @@ def overview(session: ReviewSession) -> Overview:
     """The month under review, per entity and currency: one pass over invoices, alerts and the month's events
     (again only when the store changed)."""
     rows = session.unless_changed("overview", lambda: _entity_rows(session))
-    rejected = session.reader()._read().execute("SELECT count(*) FROM rejected WHERE status = 'open'").fetchone()[0]
+    rejected = session.reader().stats()["rejected_open"]
     return Overview(session.period(), rows, rejected, session.now_ms())
 
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from . import audit, queries
+from . import audit, payloads, queries
 from .collector import rare_collections
 from .columns import EventColumns, StringTable, read_columns
 from .encode import prepare, payload_of
@@ -370,6 +370,10 @@ class Store:
 
     def latest_timestamp_ms(self) -> int | None:
         return queries.latest_timestamp_ms(self)
+
+    def event_watermark(self, db=None) -> int:
+        """The largest stored event id (``db``: inside that transaction's snapshot)."""
+        return payloads.max_id(self._read() if db is None else db)
 
     def any_event_between(self, time_from_ms: int, time_to_ms: int) -> bool:
         return queries.any_event_between(self, time_from_ms, time_to_ms)

@@ -1,0 +1,118 @@
+"""Connections to the cluster over ClickHouse's native protocol (clickhouse-driver).
+
+``Cluster`` holds one client for the entry server named by the URL (reads go
+through its ``Distributed`` tables, which fan out to every shard) and, on
+demand, one per shard (schema, watermarks). Every failure is one line naming
+the URL (``StoreError``): a shard that does not answer makes a read fail,
+never come back short (``skip_unavailable_shards`` stays 0).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from clickhouse_driver import Client
+from clickhouse_driver import errors as ch_errors
+
+from gpubill.store.schema import StoreError
+
+from . import schema
+from .url import EventsURL
+
+CONNECT_TIMEOUT_S = 3
+_QUERY_SETTINGS = {
+    "max_query_size": 64 << 20,     # a batch's keys go into one IN list
+    "skip_unavailable_shards": 0,   # a shard down fails the read (stated, not assumed)
+}
+_INSERT_SETTINGS = {
+    "insert_distributed_sync": 1,   # an insert returns once every shard has its rows
+}
+
+
+class Cluster:
+    """The entry server's client and the shards it routes to; thread-safe (one lock per client)."""
+
+    def __init__(self, url: EventsURL):
+        self.url = url
+        self._lock = threading.Lock()
+        self._entry = _client(url.host, url.port)
+        self._shards: list[tuple[str, int]] | None = None
+
+    def close(self) -> None:
+        self._entry.disconnect()
+
+    def query(self, sql: str, params=None, *, columnar: bool = False):
+        with self._lock:
+            return self._run(self._entry, sql, params, columnar=columnar, settings=_QUERY_SETTINGS)
+
+    def insert(self, table: str, columns: tuple, data: list) -> None:
+        """Rows as columns (one list per column) into a Distributed table; returns once every shard has them."""
+        sql = f"INSERT INTO {self.url.database}.{table} ({', '.join(columns)}) VALUES"
+        with self._lock:
+            self._run(self._entry, sql, data, columnar=True, settings=_INSERT_SETTINGS)
+
+    def shards(self) -> list[tuple[str, int]]:
+        """(host, port) of each shard of the URL's cluster, in shard order."""
+        if self._shards is None:
+            rows = self.query("SELECT host_address, port FROM system.clusters WHERE cluster = %(c)s"
+                              " ORDER BY shard_num, replica_num", {"c": self.url.cluster})
+            if not rows:
+                raise StoreError(f"event store {self.url}: the server knows no cluster {self.url.cluster!r}"
+                                 " (remote_servers in its config)")
+            self._shards = [(h, int(p)) for h, p in rows]
+        return self._shards
+
+    def on_each_shard(self, sql: str, params=None, data=None) -> list:
+        """Run one statement on every shard directly; their results in shard order."""
+        out = []
+        for host, port in self.shards():
+            c = _client(host, port)
+            try:
+                out.append(self._run(c, sql, data if data is not None else params,
+                                     columnar=data is not None, settings=_INSERT_SETTINGS))
+            finally:
+                c.disconnect()
+        return out
+
+    def ensure_schema(self) -> None:
+        """Create the tables on every shard (idempotent); refuse a cluster written by a newer gpubill."""
+        db = self.url.database
+        for host, port in self.shards():
+            c = _client(host, port)
+            try:
+                for ddl in schema.statements(db, self.url.cluster):
+                    self._run(c, ddl, None, columnar=False, settings=_QUERY_SETTINGS)
+                found = self._run(c, f"SELECT max(value) FROM {db}.meta_local WHERE name = 'schema'", None,
+                                  columnar=False, settings=_QUERY_SETTINGS)[0][0]
+                if found > schema.SCHEMA_VERSION:
+                    raise StoreError(f"event store {self.url}: shard {host}:{port} has cluster schema {found};"
+                                     f" this gpubill knows up to {schema.SCHEMA_VERSION} (upgrade gpubill)")
+                if found < schema.SCHEMA_VERSION:
+                    self._run(c, f"INSERT INTO {db}.meta_local (name, value) VALUES",
+                              [("schema", schema.SCHEMA_VERSION)], columnar=False, settings=_INSERT_SETTINGS)
+            finally:
+                c.disconnect()
+
+    def _run(self, client: Client, sql: str, params, *, columnar: bool, settings: dict):
+        try:
+            return client.execute(sql, params, columnar=columnar, settings=settings)
+        except (ch_errors.Error, OSError, EOFError) as e:
+            client.disconnect()
+            raise StoreError(f"event store {self.url}: {_one_line(e)}") from None
+
+
+def _client(host: str, port: int) -> Client:
+    return Client(host, port, connect_timeout=CONNECT_TIMEOUT_S, send_receive_timeout=600)
+
+
+def _one_line(e: BaseException) -> str:
+    """A driver error as one line: ClickHouse's message without its stack trace."""
+    if isinstance(e, ch_errors.ServerException):
+        text = (e.message or "").split("Stack trace")[0].strip()
+        first = text.splitlines()[0] if text else "server error"
+        if e.code in (279, 210, 209):  # ALL_CONNECTION_TRIES_FAILED, NETWORK_ERROR, SOCKET_TIMEOUT
+            return f"a shard is unreachable: {first}"
+        return first
+    if isinstance(e, (ch_errors.NetworkError, ch_errors.SocketTimeoutError, OSError, EOFError)):
+        return f"unreachable: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    return str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -1,0 +1,151 @@
+"""A read's events as columns, from the cluster: the shape of the SQLite store's ``EventColumns``.
+
+The first query brings ids, timestamps, codes, subscriptions and precise
+amounts in id order; a property column is read on first use (``dim`` /
+``numeric``), for the same selection capped at the first query's last id,
+and put in place by id. Dictionary ids are the read's own (``ReadStrings``):
+the engine compares ids only within a read.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpubill.store.job_reason import END_REASON, job_end_reasons
+from gpubill.store.numeric import MISSING, format_decimal, held
+
+from .client import Cluster
+from .select import Selection
+
+_ID_CHUNK = 50_000
+
+
+class ReadStrings:
+    """Dictionary ids of one read: strings are added as columns load."""
+
+    def __init__(self):
+        self._list: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def intern(self, values) -> np.ndarray:
+        index, out = self._index, []
+        for v in values:
+            i = index.get(v)
+            if i is None:
+                i = index[v] = len(self._list)
+                self._list.append(v)
+            out.append(i)
+        return np.array(out, np.int32)
+
+    def lookup(self, s: str) -> int:
+        return self._index.get(s, -1)
+
+    def __getitem__(self, i: int) -> str:
+        return self._list[int(i)]
+
+    def __len__(self) -> int:
+        return len(self._list)
+
+    def __iter__(self):
+        return iter(list(self._list))
+
+    def decode(self, ids) -> list:
+        return [None if i < 0 else self._list[i] for i in np.asarray(ids).tolist()]
+
+
+class ClusterColumns:
+    """Events as columns in id order (see ``gpubill.store.columns.EventColumns``)."""
+
+    def __init__(self, cluster: Cluster, sel: Selection):
+        self._cluster, self._db = cluster, cluster.url.database
+        self.strings = ReadStrings()
+        if sel.empty():
+            rows: list = [[], [], [], [], [], []]
+        else:
+            rows = cluster.query(sel.sql(self._db, "id, ts, code, sub, ptac_m, ptac_e"), sel.params(),
+                                 columnar=True) or [[], [], [], [], [], []]
+        self.rowid = np.array(rows[0], np.int64)
+        self.n = len(self.rowid)
+        self.last_rowid = int(self.rowid[-1]) if self.n else sel.since
+        self.timestamp_ms = np.array(rows[1], np.int64)
+        self.code = self.strings.intern(rows[2])
+        self.subscription = self.strings.intern(rows[3])
+        self._ptac = (np.array(rows[4], np.int64), np.array(rows[5], np.int8))
+        self._sel = Selection(sel.codes, sel.subscriptions, sel.time_from_ms, sel.time_to_ms, sel.since,
+                              self.last_rowid)
+        self._cache: dict = {}
+
+    @property
+    def precise_total_amount_cents(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._ptac
+
+    def lookup(self, s: str) -> int:
+        return self.strings.lookup(s)
+
+    def property_names(self) -> list[str]:
+        if not self.n:
+            return []
+        rows = self._cluster.query(self._sel.sql(self._db, "id, pk", "DISTINCT arrayJoin(pk)", tail=""),
+                                   self._sel.params())
+        return sorted(r[0] for r in rows)
+
+    def transaction_ids_of(self, rowids) -> list[str]:
+        ids = [int(r) for r in rowids]
+        found: dict[int, str] = {}
+        for k in range(0, len(ids), _ID_CHUNK):
+            part = ids[k:k + _ID_CHUNK]
+            found.update(self._cluster.query(f"SELECT id, txn FROM {self._db}.events WHERE id IN %(ids)s",
+                                             {"ids": tuple(part)}))
+        return [found[i] for i in ids]
+
+    def numeric(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        if name == "precise_total_amount_cents":
+            return self._ptac
+        m, e, _ = self._prop(name)
+        return m, e
+
+    def dim(self, name: str) -> np.ndarray:
+        key = ("dim", name)
+        if key not in self._cache:
+            sid = self._stored_dim(name)
+            if name == END_REASON:
+                sid = job_end_reasons(sid, self.timestamp_ms, self.subscription, self.dim)
+            self._cache[key] = sid
+        return self._cache[key]
+
+    def _stored_dim(self, name: str) -> np.ndarray:
+        """The explicit string where the value was a string, else a held number's canonical text."""
+        m, e, texts = self._prop(name)
+        sid = np.full(self.n, -1, np.int32)
+        explicit = np.array([t is not None for t in texts], bool) if self.n else np.zeros(0, bool)
+        if explicit.any():
+            at = np.flatnonzero(explicit)
+            sid[at] = self.strings.intern([texts[i] for i in at.tolist()])
+        numbers = np.flatnonzero(~explicit & held(e))
+        if numbers.size:
+            sid[numbers] = self.strings.intern(
+                [format_decimal(a, b) for a, b in zip(m[numbers].tolist(), e[numbers].tolist())])
+        return sid
+
+    def _prop(self, name: str) -> tuple[np.ndarray, np.ndarray, list]:
+        """(m, e, explicit strings or None) of one property over the read's rows."""
+        key = ("prop", name)
+        if key not in self._cache:
+            m = np.zeros(self.n, np.int64)
+            e = np.full(self.n, MISSING, np.int8)
+            texts: list = [None] * self.n
+            if self.n:
+                params = {**self._sel.params(), "name": name}
+                sql = self._sel.sql(self._db, "id, pk, ps, px, pm, pe",
+                                    "id, indexOf(pk, %(name)s) AS i, ps[i], px[i], pm[i], pe[i]", where="i > 0")
+                rows = self._cluster.query(sql, params, columnar=True)
+                if rows:
+                    ids, _, ps, px, pm, pe = rows
+                    at = np.searchsorted(self.rowid, np.array(ids, np.int64))
+                    m[at] = np.array(pm, np.int64)
+                    e[at] = np.array(pe, np.int8)
+                    for a, s, x in zip(at.tolist(), ps, px):
+                        if x:
+                            texts[a] = s
+            self._cache[key] = (m, e, texts)
+        return self._cache[key]
