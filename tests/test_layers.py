@@ -41,7 +41,10 @@ ALLOWED = {
     "store": BASE,
     # Lago's shapes: the importer (Lago JSON -> .bill through the language's IR) and the events API's wire shapes.
     "lago": {"dsl"} | BASE,
-    "service": {"dsl", "engine", "contracts", "store", "lago"} | BASE,
+    # The scale-out event store: the store's values over ClickHouse and Redis, and the engine's program
+    # types for the rating it pushes down to the shards.
+    "cluster": {"store", "engine"} | BASE,
+    "service": {"dsl", "engine", "contracts", "store", "lago", "cluster"} | BASE,
     "server": SHELL | {"lago"},  # the events API answers in Lago's wire shapes (lago/events_api.py)
     "agent": SHELL,
     "tui": SHELL,

@@ -7,13 +7,21 @@ import os
 
 
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
-    """`--store PATH`: defaults to $GPUBILL_STORE, then ./gpubill.db."""
+    """`--store PATH` (default $GPUBILL_STORE, then ./gpubill.db); `--events URL` and `--intake URL` (default
+    $GPUBILL_EVENTS, $GPUBILL_INTAKE): events in a ClickHouse cluster, written through a Redis Streams intake."""
     parser.add_argument(
         "--store",
         metavar="PATH",
         default=None,
-        help="SQLite store file (default: $GPUBILL_STORE, then ./gpubill.db)",
+        help="SQLite store file (default: $GPUBILL_STORE, then ./gpubill.db); with --events, the control store"
+             " (invoices, audit log, keys, alerts)",
     )
+    parser.add_argument("--events", metavar="URL", default=None,
+                        help="events in a ClickHouse cluster: clickhouse://HOST:PORT/DB?cluster=NAME"
+                             " (default: $GPUBILL_EVENTS; none: in the --store file)")
+    parser.add_argument("--intake", metavar="URL", default=None,
+                        help="with --events: the Redis Streams intake new events go through, redis://HOST:PORT/DB"
+                             " (default: $GPUBILL_INTAKE)")
 
 
 def add_rating_arguments(parser: argparse.ArgumentParser, period_help: str) -> None:
@@ -37,8 +45,16 @@ def store_path(args: argparse.Namespace) -> str:
     return args.store or os.environ.get("GPUBILL_STORE") or "gpubill.db"
 
 
+def events_url(args: argparse.Namespace) -> str | None:
+    return getattr(args, "events", None) or os.environ.get("GPUBILL_EVENTS") or None
+
+
+def intake_url(args: argparse.Namespace) -> str | None:
+    return getattr(args, "intake", None) or os.environ.get("GPUBILL_INTAKE") or None
+
+
 def open_store(args: argparse.Namespace, *, create: bool = False, readonly: bool = False, **options):
-    """The store named by ``--store``, or exit 3 with one line.
+    """The store named by ``--store`` (its events in the cluster named by ``--events``), or exit 3 with one line.
 
     ``create``: a missing store is made (commands that write events or keys); otherwise a
     missing store is refused and nothing is created. ``readonly``: the store is only read
@@ -46,11 +62,12 @@ def open_store(args: argparse.Namespace, *, create: bool = False, readonly: bool
     """
     from gpubill.cli import CliError, EXIT_IO
     from gpubill.service.errors import StoreError, StoreMissing
-    from gpubill.service.events import Store
+    from gpubill.service.events import open_event_store
 
     path = store_path(args)
     try:
-        return Store(path, create=create, readonly=readonly, **options)
+        return open_event_store(path, events=events_url(args), intake=intake_url(args), create=create,
+                                readonly=readonly, **options)
     except StoreMissing as e:
         raise CliError(f"{e} (ingest events first, or pass --store)", EXIT_IO) from None
     except StoreError as e:

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from gpubill.cli import EXIT_INVALID, EXIT_IO, CliError
-from gpubill.cli._common import add_rating_arguments, store_path
+from gpubill.cli._common import events_url, add_rating_arguments, store_path
 
 HELP = "rate a period of events against contracts"
 
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from gpubill.service.rating import ServiceError, rate_period, unrated_text
     from gpubill.service.report import report_table, write_report_json
 
-    store = _open_store(store_path(args))
+    store = _open_store(args)
     try:
         report = rate_period(store, args.contracts, args.period, args.customer, args.engine, explain=args.explain)
     except ServiceError as e:
@@ -56,16 +56,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_store(path: str):
+def _open_store(args: argparse.Namespace):
     import os
 
     from gpubill.service.errors import StoreError
-    from gpubill.service.events import Store
+    from gpubill.service.events import open_event_store
 
-    if not os.path.exists(path):
+    path, events = store_path(args), events_url(args)
+    if events is None and not os.path.exists(path):
         raise CliError(f"{path}: no such store (ingest events first, or pass --store)", EXIT_IO)
     try:
-        return Store(path, readonly=True)
+        return open_event_store(path, events=events, readonly=True)
     except StoreError as e:
         msg = str(e)
         raise CliError(msg if msg.startswith(path) else f"{path}: {msg}", EXIT_IO) from None
