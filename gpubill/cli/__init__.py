@@ -56,6 +56,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "users": ("gpubill.cli.users", "users of a store and their roles (for --as NAME)"),
     "audit": ("gpubill.cli.audit", "read, verify and checkpoint the hash-chained audit log"),
     "demo": ("gpubill.cli.demo", "generate, ingest and rate a realistic month"),
+    "migrate-events": ("gpubill.cli.migrate_events",
+                       "move a SQLite store's events into a ClickHouse cluster (ids kept; the file stays the control store)"),
     "agent": ("gpubill.cli.agent", "the metering agent on a GPU node: exec, run, status"),
 }
 

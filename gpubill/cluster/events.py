@@ -59,9 +59,9 @@ class ClickHouseEvents:
                                    data=[[int(at)], [now_ms()]])
 
     def max_id(self) -> int:
-        """The largest id the cluster holds (events and quarantine), stored or not yet marked."""
+        """The largest id the cluster holds (events, quarantine, conflicts), stored or not yet marked."""
         q = f"SELECT max(id) FROM {self.db}.{{}}"
-        return max(int(self.cluster.query(q.format(t))[0][0]) for t in ("events", "rejected"))
+        return max(int(self.cluster.query(q.format(t))[0][0]) for t in ("events", "rejected", "conflicts"))
 
     # -- reads -----------------------------------------------------------------
     def _sel(self, **kw) -> Selection:
@@ -161,35 +161,39 @@ class ClickHouseEvents:
             f" LIMIT {_count(offset, 'offset')}, {_count(limit, 'limit')}")
 
     # -- the write path --------------------------------------------------------
-    def store_chunk(self, chunk: Chunk, payload: tuple, rejected_raw: dict, source: str, received_ms: int,
+    def store_chunk(self, chunk: Chunk, payload: tuple, rejected_raw: dict, source: str, received_ms,
                     ids: np.ndarray) -> Receipt:
         """Store one validated chunk (``encode.prepare``; ``payload``: ``encode.payload_of``, the valid
-        events' raw texts); ``ids``: one per input position (events and quarantine share them).
+        events' raw texts); ``ids``: one per input position (events and quarantine share them);
+        ``received_ms``: when the chunk was received (an int, or one per input position).
 
         Idempotent: storing the same chunk with the same ids again stores nothing new (every event is
         then a duplicate of itself; a quarantine row is replaced by an identical one)."""
         n_in, good = chunk.n_in, chunk.good
+        received = np.broadcast_to(np.asarray(received_ms, np.int64), (n_in,))
+        received_ms = int(received.max()) if n_in else 0
         status = np.full(n_in, REJECTED, np.int8)
         event_id = np.full(n_in, -1, np.int64)
         tsv = np.full(n_in, -1, np.int64)
         tsv[good] = chunk.ts_ms
         rec = Receipt(status, event_id, dict(chunk.rejected), timestamp_ms=tsv, received_ms=received_ms)
         if len(good):
-            self._store_events(chunk, _split(payload), source, received_ms, ids, rec)
+            self._store_events(chunk, _split(payload), source, received[good], ids, rec)
         if chunk.rejected:
             at = sorted(chunk.rejected)
             for pos in at:
                 rec.quarantine_id[pos] = int(ids[pos])
             self._insert_rejected([
-                [int(ids[p]) for p in at], [received_ms] * len(at), [source] * len(at),
+                [int(ids[p]) for p in at], [int(received[p]) for p in at], [source] * len(at),
                 [base64.b64encode(rejected_raw.get(p, b"null")).decode() for p in at],
                 [orjson.dumps([{"field": x.field, "code": x.code, "message": x.message}
                                for x in chunk.rejected[p]]).decode() for p in at],
                 ["open"] * len(at), [-1] * len(at)], version=0)
         return rec
 
-    def _store_events(self, chunk: Chunk, raws: list[bytes], source: str, received_ms: int, ids: np.ndarray,
-                      rec: Receipt) -> None:
+    def _store_events(self, chunk: Chunk, raws: list[bytes], source: str, received_ms: np.ndarray,
+                      ids: np.ndarray, rec: Receipt) -> None:
+        """``received_ms``: one per valid event."""
         good = chunk.good
         mine = ids[good]
         stored = self._stored_copies(chunk)
@@ -221,7 +225,8 @@ class ClickHouseEvents:
                                                 source))
         if conflicts:
             self.cluster.insert("conflicts", schema.CONFLICT_COLUMNS, [
-                [int(mine[j]) for j, _ in conflicts], [received_ms] * len(conflicts), [source] * len(conflicts),
+                [int(mine[j]) for j, _ in conflicts], [int(received_ms[j]) for j, _ in conflicts],
+                [source] * len(conflicts),
                 [e for _, e in conflicts], [chunk.sub[j] for j, _ in conflicts],
                 [chunk.txn[j] for j, _ in conflicts],
                 [quarantine_bytes(chunk.objs[j]).decode() for j, _ in conflicts]])

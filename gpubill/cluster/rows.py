@@ -21,9 +21,10 @@ from gpubill.store.encode import _hash_keys
 from .schema import ID_VERSION
 
 
-def event_rows(chunk: Chunk, keep: np.ndarray, ids: np.ndarray, raws: list[bytes], received_ms: int,
+def event_rows(chunk: Chunk, keep: np.ndarray, ids: np.ndarray, raws: list[bytes], received_ms: np.ndarray,
                source: str) -> list[list]:
-    """Columns (``schema.EVENT_COLUMNS`` order) of the chunk's valid events at positions ``keep``."""
+    """Columns (``schema.EVENT_COLUMNS`` order) of the chunk's valid events at positions ``keep``
+    (``received_ms``: one per valid event of the chunk)."""
     keep_l = keep.tolist()
     n = len(keep_l)
     pk, ps, px, pm, pe = ([[] for _ in range(n)] for _ in range(5))
@@ -50,7 +51,7 @@ def event_rows(chunk: Chunk, keep: np.ndarray, ids: np.ndarray, raws: list[bytes
     id_l = ids.tolist()
     return [id_l, [chunk.sub[j] for j in keep_l], [chunk.txn[j] for j in keep_l],
             [chunk.code[j] for j in keep_l], chunk.ts_ms[keep].tolist(), ptac_m, ptac_e,
-            pk, ps, px, pm, pe, [r.decode() for r in raws], [received_ms] * n, [source] * n,
+            pk, ps, px, pm, pe, [r.decode() for r in raws], received_ms[keep].tolist(), [source] * n,
             [ID_VERSION - i for i in id_l]]
 
 

@@ -110,18 +110,23 @@ class ClusterStore(Store):
         return self.events.stats()
 
 
-def open_cluster_store(path, events_url: str, intake_url: str | None = None, **options) -> ClusterStore:
-    """The control store at ``path`` with its events in the cluster at ``events_url`` (schema created or
-    checked on every shard), and its intake at ``intake_url`` when given."""
+def open_cluster_events(events_url: str, *, create: bool = True) -> ClickHouseEvents:
+    """The cluster at ``events_url`` (``create``: its schema created or checked on every shard)."""
     try:
         url = parse_events_url(events_url)
     except EventsURLError as e:
         raise StoreError(str(e)) from None
+    return ClickHouseEvents(url, create=create)
+
+
+def open_cluster_store(path, events_url: str, intake_url: str | None = None, **options) -> ClusterStore:
+    """The control store at ``path`` with its events in the cluster at ``events_url`` (schema created or
+    checked on every shard), and its intake at ``intake_url`` when given."""
     options.pop("create", None)  # the control store of a cluster is made on first use
     readonly = options.get("readonly", False)
     if readonly and not os.path.exists(path):
         Store(path, create=True).close()
-    events = ClickHouseEvents(url, create=not readonly)
+    events = open_cluster_events(events_url, create=not readonly)
     intake = None
     if intake_url is not None:
         from .intake import Intake

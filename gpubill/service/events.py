@@ -99,3 +99,20 @@ def ingest_file(store: Store, stream, fmt: str, chunk: int, source: str) -> Iter
         receipts.close()
 
 
+
+
+def migrate_events(path: str, events_url: str, progress=lambda moved: None):
+    """Move the events of the SQLite store at ``path`` into the cluster at ``events_url`` (ids kept, quarantine
+    and conflicts with them); the file stays the control store. Returns ``Moved`` (counts, last id)."""
+    from gpubill.cluster.store import open_cluster_events
+    from gpubill.cluster.migrate import migrate_events as move
+
+    store = Store(path, readonly=True, create=False)
+    try:
+        events = open_cluster_events(events_url)
+        try:
+            return move(store, events, progress)
+        finally:
+            events.close()
+    finally:
+        store.close()
