@@ -42,6 +42,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "events": ("gpubill.cli.events", "list, show and re-submit events; quarantine"),
     "keys": ("gpubill.cli.keys", "manage API keys for `gpubill serve`"),
     "serve": ("gpubill.cli.serve", "run the Lago-compatible events API"),
+    "ingest-worker": ("gpubill.cli.ingest_worker", "move a cluster's Redis Streams intake into its ClickHouse event store"),
+    "status": ("gpubill.cli.status", "the store's state: events watermark, open rejections, conflicts, intake lag"),
     "rate": ("gpubill.cli.rate", "rate a period of events against contracts"),
     "invoice": ("gpubill.cli.invoice", "draft invoices for a period: every contract term applied"),
     "invoices": ("gpubill.cli.invoices", "stored invoices: list, show, refresh drafts, finalize, void, export"),
@@ -126,6 +128,13 @@ def _refused(e: Exception) -> bool:
     return isinstance(e, Forbidden)
 
 
+def _store_failed(e: Exception) -> bool:
+    """Whether ``e`` is the store failing mid-command (a disk, a cluster shard): one line, exit 3."""
+    from gpubill.service.errors import StoreError
+
+    return isinstance(e, StoreError)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     name = _command_name(argv)
@@ -144,10 +153,13 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_INTERRUPTED
     except BrokenPipeError:
         code = EXIT_OK
-    except Exception as e:  # a refusal (Forbidden, from any command) or a bug
+    except Exception as e:  # a refusal (Forbidden, from any command), the store failing, or a bug
         if _refused(e):
             print(f"gpubill: error: {e}", file=sys.stderr)
             code = EXIT_FORBIDDEN
+        elif _store_failed(e):
+            print(f"gpubill: error: {e}", file=sys.stderr)
+            code = EXIT_IO
         elif os.environ.get("GPUBILL_DEBUG"):
             raise
         else:

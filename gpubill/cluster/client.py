@@ -9,6 +9,7 @@ never come back short (``skip_unavailable_shards`` stays 0).
 
 from __future__ import annotations
 
+import re
 import threading
 
 from clickhouse_driver import Client
@@ -105,14 +106,19 @@ def _client(host: str, port: int) -> Client:
     return Client(host, port, connect_timeout=CONNECT_TIMEOUT_S, send_receive_timeout=600)
 
 
+_ADDRESS = re.compile(r"\(([0-9A-Za-z.:\[\]-]+:[0-9]+)\)")  # "(127.0.0.1:9001)" in a connection error
+
+
 def _one_line(e: BaseException) -> str:
     """A driver error as one line: ClickHouse's message without its stack trace."""
     if isinstance(e, ch_errors.ServerException):
         text = (e.message or "").split("Stack trace")[0].strip()
         first = text.splitlines()[0] if text else "server error"
         if e.code in (279, 210, 209):  # ALL_CONNECTION_TRIES_FAILED, NETWORK_ERROR, SOCKET_TIMEOUT
-            return f"a shard is unreachable: {first}"
-        return first
+            where = _ADDRESS.search(e.message or "")
+            shard = f"shard {where.group(1)}" if where else "a shard"
+            return f"{shard} is unreachable (all connection tries failed); nothing was read short"
+        return first.removeprefix("DB::Exception: ")
     if isinstance(e, (ch_errors.NetworkError, ch_errors.SocketTimeoutError, OSError, EOFError)):
         return f"unreachable: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
     return str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -32,7 +32,8 @@ from .select import Selection
 from .url import EventsURL
 
 _RECORD = "id, ts, raw, received_ms"
-_REJECTED = "id, received_ms, source, raw, reasons, status, resolved_event_id"
+# (ClickHouse 18.16's FINAL needs the version column among those read)
+_REJECTED = "id, received_ms, source, raw, reasons, status, resolved_event_id, ver"
 
 
 class ClickHouseEvents:
@@ -142,12 +143,12 @@ class ClickHouseEvents:
         found = self.cluster.query(
             f"SELECT {_REJECTED} FROM {self.db}.rejected FINAL {where} ORDER BY id"
             f" LIMIT {_count(offset, 'offset')}, {_count(limit, 'limit')}", {"status": status})
-        return [rows.rejected_record(r) for r in found]
+        return [rows.rejected_record(r[:-1]) for r in found]
 
     def get_rejected(self, rid: int) -> RejectedRecord | None:
         found = self.cluster.query(f"SELECT {_REJECTED} FROM {self.db}.rejected FINAL WHERE id = %(id)s",
                                    {"id": clamp_int64(rid, "quarantine id")})
-        return rows.rejected_record(found[0]) if found else None
+        return rows.rejected_record(found[0][:-1]) if found else None
 
     def set_rejected_status(self, rec: RejectedRecord, status: str, event_id: int | None = None) -> None:
         """A newer version of a quarantine row (its status, and the event that resolved it)."""

@@ -3,9 +3,10 @@
 Events keep their ids, so the control store's invoice watermarks keep their
 meaning; each page of stored events is validated again from its raw payload
 (the same columns as ingestion makes) and written through the cluster's one
-write path (``ClickHouseEvents.store_chunk``). Quarantine rows follow with
-ids after the last event's, their status kept; conflicts with theirs. The
-watermark moves to the last event's id at the end.
+write path (``ClickHouseEvents.store_chunk``). Quarantine rows and conflicts
+follow under their own ids, their status kept (each kind has its own table;
+the intake gives new ids above every id the cluster holds). The watermark
+moves to the last event's id at the end.
 
 Idempotent: a second run (after an interruption, say) writes the same rows
 with the same ids again, which the cluster keeps once.
@@ -52,9 +53,8 @@ def migrate_events(store: Store, events: ClickHouseEvents, progress: Callable[[M
         moved.events += len(page)
         moved.last_id = after
         progress(moved)
-    base = store.event_watermark()  # quarantine and conflict ids follow the events': the same on a re-run
-    moved.rejected, top = _move_rejected(store, events, base)
-    moved.conflicts = _move_conflicts(store, events, top)
+    moved.rejected = _move_rejected(store, events)
+    moved.conflicts = _move_conflicts(store, events)
     if moved.last_id:
         events.advance_watermark(moved.last_id)
     return moved
@@ -74,25 +74,24 @@ def _move_page(events: ClickHouseEvents, page: list) -> None:
     events.store_chunk(chunk, payload_of(chunk, raws), {}, "migrated", received, ids)
 
 
-def _move_rejected(store: Store, events: ClickHouseEvents, base: int) -> tuple[int, int]:
-    """Every quarantine row under id ``base`` + its id; (rows moved, the largest id given)."""
-    n, offset, top = 0, 0, base
+def _move_rejected(store: Store, events: ClickHouseEvents) -> int:
+    """Every quarantine row under its own id (the intake gives new ids above every id the cluster holds)."""
+    n, offset = 0, 0
     while True:
         page = store.list_rejected(status=None, limit=PAGE, offset=offset)
         if not page:
-            return n, top
+            return n
         events.cluster.insert("rejected", schema.REJECTED_COLUMNS, [
-            [base + r.id for r in page], [r.received_ms for r in page], [r.source for r in page],
+            [r.id for r in page], [r.received_ms for r in page], [r.source for r in page],
             [base64.b64encode(r.raw).decode() for r in page], [orjson.dumps(r.reasons).decode() for r in page],
             [r.status for r in page],
             [-1 if r.resolved_event_id is None else r.resolved_event_id for r in page], [0] * len(page)])
         n += len(page)
         offset += len(page)
-        top = base + page[-1].id
 
 
-def _move_conflicts(store: Store, events: ClickHouseEvents, base: int) -> int:
-    """Every conflict under id ``base`` + its id, with the key of the copy it conflicts with."""
+def _move_conflicts(store: Store, events: ClickHouseEvents) -> int:
+    """Every conflict under its own id, with the key of the copy it conflicts with."""
     n, offset = 0, 0
     while True:
         page = store.list_conflicts(limit=PAGE, offset=offset)
@@ -101,7 +100,7 @@ def _move_conflicts(store: Store, events: ClickHouseEvents, base: int) -> int:
         firsts = {r.id: r for r in store.events_by_id(sorted({row[3] for row in page}))}
         rows = [row for row in page if row[3] in firsts]
         events.cluster.insert("conflicts", schema.CONFLICT_COLUMNS, [
-            [base + row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows], [row[3] for row in rows],
+            [row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows], [row[3] for row in rows],
             [firsts[row[3]].external_subscription_id for row in rows],
             [firsts[row[3]].transaction_id for row in rows], [bytes(row[4]).decode() for row in rows]])
         n += len(rows)
