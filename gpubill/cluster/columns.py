@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpubill.store.job_reason import END_REASON, job_end_reasons
+from gpubill.store.job_reason import ATTEMPT, END_REASON, JOB_ID, job_end_reasons
 from gpubill.store.numeric import MISSING, format_decimal, held
 
 from .client import Cluster
@@ -127,25 +127,42 @@ class ClusterColumns:
                 [format_decimal(a, b) for a, b in zip(m[numbers].tolist(), e[numbers].tolist())])
         return sid
 
-    def _prop(self, name: str) -> tuple[np.ndarray, np.ndarray, list]:
-        """(m, e, explicit strings or None) of one property over the read's rows."""
-        key = ("prop", name)
-        if key not in self._cache:
-            m = np.zeros(self.n, np.int64)
-            e = np.full(self.n, MISSING, np.int8)
-            texts: list = [None] * self.n
-            if self.n:
-                params = {**self._sel.params(), "name": name}
-                sql = self._sel.sql(self._db, "id, pk, ps, px, pm, pe",
-                                    "id, indexOf(pk, %(name)s) AS i, ps[i], px[i], pm[i], pe[i]", where="i > 0")
-                rows = self._cluster.query(sql, params, columnar=True)
-                if rows:
-                    ids, _, ps, px, pm, pe = rows
-                    at = np.searchsorted(self.rowid, np.array(ids, np.int64))
-                    m[at] = np.array(pm, np.int64)
-                    e[at] = np.array(pe, np.int8)
+    def prefetch(self, names) -> None:
+        """Read these properties' columns (and a job's, for end reasons) in one query."""
+        want = list(dict.fromkeys(names))
+        if END_REASON in want:
+            want += [JOB_ID, ATTEMPT]
+        want = [p for p in dict.fromkeys(want) if p != "precise_total_amount_cents" and ("prop", p) not in self._cache]
+        if not want:
+            return
+        picked = [self._empty() for _ in want]
+        if self.n:
+            params = {**self._sel.params(), **{f"p{k}": p for k, p in enumerate(want)}}
+            inner = ", ".join(f"indexOf(pk, %(p{k})s) AS i{k}, ps[i{k}] AS s{k}, px[i{k}] AS x{k}, pm[i{k}] AS m{k},"
+                              f" pe[i{k}] AS e{k}" for k in range(len(want)))
+            outer = ", ".join(f"i{k}, s{k}, x{k}, m{k}, e{k}" for k in range(len(want)))
+            where = " OR ".join(f"i{k} > 0" for k in range(len(want)))
+            # each shard picks the properties out of the arrays: only their values cross the network
+            rows = self._cluster.query(self._sel.sql(self._db, f"id, {inner}", f"id, {outer}", where=where),
+                                       params, columnar=True)
+            if rows:
+                at = np.searchsorted(self.rowid, np.array(rows[0], np.int64))
+                for k, (m, e, texts) in enumerate(picked):
+                    i, ps, px, pm, pe = rows[1 + 5 * k:6 + 5 * k]
+                    has = np.array(i, np.int64) > 0
+                    m[at[has]] = np.array(pm, np.int64)[has]
+                    e[at[has]] = np.array(pe, np.int8)[has]
                     for a, s, x in zip(at.tolist(), ps, px):
                         if x:
                             texts[a] = s
-            self._cache[key] = (m, e, texts)
-        return self._cache[key]
+        for p, value in zip(want, picked):
+            self._cache[("prop", p)] = value
+
+    def _empty(self) -> tuple[np.ndarray, np.ndarray, list]:
+        return np.zeros(self.n, np.int64), np.full(self.n, MISSING, np.int8), [None] * self.n
+
+    def _prop(self, name: str) -> tuple[np.ndarray, np.ndarray, list]:
+        """(m, e, explicit strings or None) of one property over the read's rows."""
+        if ("prop", name) not in self._cache:
+            self.prefetch([name])
+        return self._cache[("prop", name)]

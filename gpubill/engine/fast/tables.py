@@ -299,8 +299,11 @@ def _load_nums(cols, names, n) -> dict:
 def _load_columns(charges, cols) -> _Columns:
     """Load every column first (a store may intern strings while doing so), then the statistics."""
     n = int(cols.n)
-    dims = _load_dims(cols, _dim_names(charges), n)
     polys, want = _numeric_wants(charges)
+    prefetch = getattr(cols, "prefetch", None)
+    if prefetch is not None:  # columns read over the network: every property in one round trip
+        prefetch(_dim_names(charges) + sorted(want))
+    dims = _load_dims(cols, _dim_names(charges), n)
     num = _load_nums(cols, sorted(want), n)
     # ids the string table gave out while the columns loaded (a read-only
     # store's JSON numbers read as strings) may lie beyond its length
