@@ -13,7 +13,7 @@ import argparse
 import os
 
 from gpubill.cli import EXIT_FORBIDDEN, EXIT_IO, EXIT_USAGE, CliError
-from gpubill.cli._common import add_actor_argument, add_store_argument, store_path
+from gpubill.cli._common import add_actor_argument, add_store_argument, events_url, intake_url, store_path
 
 HELP = "the reviewer terminal UI: usage, credits and draft invoices, explained down to the event"
 
@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise CliError(f"--period {args.period!r}: a month is YYYY-MM", EXIT_USAGE) from None
     try:
-        session = ReviewSession.open(store_path(args), args.contracts, args.as_user, period=args.period)
+        session = ReviewSession.open(store_path(args), args.contracts, args.as_user, period=args.period,
+                                     events=events_url(args), intake=intake_url(args))
     except AccessError as e:
         raise CliError(str(e), EXIT_FORBIDDEN) from None
     except StoreError as e:

@@ -30,7 +30,7 @@ import attrs
 import numpy as np
 
 from gpubill.service.access import Actor, local_actor
-from gpubill.service.events import Store
+from gpubill.service.events import Store, open_event_store
 from gpubill.service.rating import load_catalog
 from gpubill.store import ledger
 from gpubill.store.store import now_ms as clock_ms
@@ -94,12 +94,14 @@ class ReviewSession:
     """One reviewer's session over one store (see the module's docstring)."""
 
     def __init__(self, store_path: str, contracts: Sequence[str], actor: Actor, *,
-                 now_ms: Callable[[], int] = clock_ms, period: str | None = None):
+                 now_ms: Callable[[], int] = clock_ms, period: str | None = None, events: str | None = None,
+                 intake: str | None = None):
         self.store_path = str(store_path)
         self.contracts = tuple(str(c) for c in contracts)
         self.actor = actor
         self.now_ms = now_ms
         self._period = month(period) if period else None
+        self._events = {"events": events, "intake": intake}  # the cluster the events are in (None: the file)
         self._local = threading.local()
         self._stores: list[Store] = []
         self._lock = threading.Lock()
@@ -110,7 +112,8 @@ class ReviewSession:
     def open(cls, store_path: str, contracts: Sequence[str], as_user: str | None = None, **options) -> "ReviewSession":
         """A session as ``as_user`` (``local_actor``: AccessError if the store has users and no such one);
         StoreError/StoreMissing when the store cannot be opened."""
-        with Store(store_path, readonly=True, create=False) as store:
+        with open_event_store(store_path, readonly=True, create=False, events=options.get("events"),
+                              intake=options.get("intake")) as store:
             actor = local_actor(store, as_user, source="tui")
         return cls(store_path, contracts, actor, **options)
 
@@ -118,7 +121,7 @@ class ReviewSession:
         """This thread's read-only store (opened on first use, closed by ``close``)."""
         store = getattr(self._local, "store", None)
         if store is None:
-            store = Store(self.store_path, readonly=True, create=False)
+            store = open_event_store(self.store_path, readonly=True, create=False, **self._events)
             self._local.store = store
             with self._lock:
                 self._stores.append(store)
@@ -127,7 +130,7 @@ class ReviewSession:
     @contextlib.contextmanager
     def writer(self) -> Iterator[Store]:
         """A writable store for one review action, closed after it."""
-        with Store(self.store_path, create=False) as store:
+        with open_event_store(self.store_path, create=False, **self._events) as store:
             yield store
 
     def catalog(self):

@@ -170,3 +170,25 @@ def test_a_malformed_events_url_is_one_line(moved):
         r = gpubill("events", "list", "--store", control, "--events", url)
         assert r.returncode == 3 and r.stderr.decode().count("\n") == 1, r.stderr
         assert b"clickhouse://HOST:PORT/DATABASE?cluster=NAME" in r.stderr
+
+
+def test_the_review_screens_read_the_same_from_the_cluster(moved):
+    """The TUI's service layer (overview, customers, a customer's usage) over the cluster's events."""
+    from gpubill.service.review import ReviewSession, customer_detail, customers, overview
+    from gpubill.store.roles import Actor
+
+    demo, control, url, _ = moved
+    actor = Actor("ana", "admin")
+    clock = lambda: 1_796_000_000_000  # noqa: E731  (2026-12)
+    embedded = ReviewSession(str(demo), [str(ROOT / "examples")], actor, now_ms=clock, period="2026-11")
+    cluster = ReviewSession(str(control), [str(ROOT / "examples")], actor, now_ms=clock, period="2026-11",
+                            events=url)
+    try:
+        assert overview(cluster) == overview(embedded)
+        rows = customers(embedded)
+        assert customers(cluster) == rows and rows
+        busiest = max(rows, key=lambda r: r.events).who.subscription
+        assert customer_detail(cluster, busiest) == customer_detail(embedded, busiest)
+    finally:
+        embedded.close()
+        cluster.close()
