@@ -192,3 +192,21 @@ def test_the_review_screens_read_the_same_from_the_cluster(moved):
     finally:
         embedded.close()
         cluster.close()
+
+
+def test_refresh_and_finalize_through_the_cluster_match_the_file(moved, tmp_path):
+    """The lifecycle (drafts with their event watermarks, late events settled) on copies of both stores."""
+    demo, control, url, _ = moved
+    a, b = tmp_path / "embedded.db", tmp_path / "control.db"
+    shutil.copy(demo, a)
+    shutil.copy(control, b)
+    for args in (("invoices", "refresh", "--contracts", "examples", "--period", "2026-11"),
+                 ("invoices", "finalize", "--contracts", "examples", "--due", "--yes"),
+                 ("invoices", "list", "--format", "json")):
+        embedded = gpubill(*args, "--store", a)
+        cluster = gpubill(*args, "--store", b, "--events", url)
+        assert embedded.returncode == 0, embedded.stderr
+        assert (cluster.returncode, cluster.stdout) == (0, embedded.stdout), cluster.stderr
+    marks = [sqlite3.connect(p).execute("SELECT group_concat(watermark) FROM invoices ORDER BY id").fetchone()
+             for p in (a, b)]
+    assert marks[0] == marks[1]
