@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         for rec, where in ingest_file(store, stream, fmt, args.chunk, source=f"cli:{os.path.basename(name)}"):
             for k, v in rec.counts().items():
-                if k in counts:
-                    counts[k] += v
+                if k in counts or k == "accepted":  # accepted: queued in a cluster's intake
+                    counts[k] = counts.get(k, 0) + v
             if not args.quiet:
                 for r in rec.not_ok():
                     progress.print(_diagnostic(name, fmt, where[r.index], r))
@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         import orjson
         sys.stdout.write(orjson.dumps({"file": name, "format": fmt, **counts}).decode() + "\n")
+    elif "accepted" in counts:  # a cluster's intake: the ingest workers store them and decide duplicates
+        sys.stdout.write(f"{name}: {counts['accepted']} accepted into the intake, {counts['rejected']} rejected\n")
     else:
         sys.stdout.write(f"{name}: {counts['ingested']} ingested, {counts['duplicate']} duplicate, "
                          f"{counts['conflict']} conflict, {counts['rejected']} rejected\n")
@@ -107,7 +109,8 @@ def _diagnostic(name, fmt, where, r) -> str:
     loc = f"{name}:{where}" if fmt in ("jsonl", "csv") else f"{name}: event {where}"
     if r.status == "rejected":
         why = "; ".join(p.text() for p in r.problems)
-        return f"{loc}: rejected: {why} (quarantine id {r.quarantine_id})"
+        held = "quarantined by an ingest worker" if r.quarantine_id is None else f"quarantine id {r.quarantine_id}"
+        return f"{loc}: rejected: {why} ({held})"
     return f"{loc}: conflict: same transaction_id and subscription as event {r.event_id} " \
            f"with different content; the first copy is kept"
 

@@ -13,6 +13,11 @@ stops them on SIGTERM or SIGINT (or stops them all, exit 3, when one dies).
 A worker whose parent is gone (kill -9) finishes its requests and exits.
 Dedup stays exact across them: it is decided under SQLite's write lock
 (docs/store.md, Idempotency).
+
+``--events URL --intake URL``: the events go to a ClickHouse cluster through a
+Redis Streams intake; a valid event is acknowledged (202, ``accepted``) once
+the intake has it on disk, and ``gpubill ingest-worker`` stores it. Any number
+of servers may share one intake.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import sys
 import traceback
 
 from gpubill.cli import CliError, EXIT_IO, EXIT_OK, EXIT_USAGE, _args
-from gpubill.cli._common import add_store_argument, store_path
+from gpubill.cli._common import add_store_argument, events_url, intake_url, store_path
 from gpubill.server.protocol import DEFAULT_HEADER_TIMEOUT_S
 from gpubill.service.events import rare_collections
 
@@ -111,11 +116,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _open_store(args: argparse.Namespace):
     from gpubill.service.errors import StoreError
-    from gpubill.service.events import Store
+    from gpubill.service.events import open_event_store
 
     try:
-        return Store(store_path(args), synchronous=args.synchronous, max_future_s=int(args.max_future * 3600),
-                     chunk_size=max(8192, args.batch_limit))
+        return open_event_store(store_path(args), events=events_url(args), intake=intake_url(args),
+                                synchronous=args.synchronous, max_future_s=int(args.max_future * 3600),
+                                chunk_size=max(8192, args.batch_limit))
     except StoreError as e:
         raise CliError(str(e), EXIT_IO) from None
 

@@ -17,7 +17,9 @@ the audit log (``access.refused``). Bodies over the limit get
 carries an event we cannot accept (malformed JSON, invalid UTF-8, a missing
 root, an invalid event) is answered 4xx and its raw payload is kept in
 quarantine. An event is acknowledged (200) only after its transaction has
-committed. A body cut short by the client (or by the timeout) stores nothing.
+committed; with a cluster's intake (``gpubill serve --events --intake``), 202
+once the intake has it on disk (each event's ``status``: "accepted"), and an
+ingest worker stores it. A body cut short by the client (or by the timeout) stores nothing.
 
 Load is shed, not queued: the events of requests admitted but not yet
 committed are counted, and a request that would take them past
@@ -46,7 +48,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from gpubill.lago import events_api as lago
-from gpubill.service.events import CONFLICT, REJECTED, Store, Unparsable
+from gpubill.service.events import ACCEPTED, CONFLICT, REJECTED, Store, Unparsable, intake_lag
 from gpubill.service.access import Actor, Forbidden, key_actor
 
 from .metrics import Metrics
@@ -272,6 +274,13 @@ class Api:
             return lago.validation(lago.problems_details(rec.problems[0]))
         if st == CONFLICT:
             return lago.validation(lago.ALREADY_EXISTS)
+        if st == ACCEPTED:  # in a cluster's intake: an ingest worker stores it (its id is not known yet)
+            e = doc["event"]
+            ts, created = lago.iso_ms([rec.timestamp_ms[0], rec.received_ms])
+            body = lago.event_body(lago.lago_ids(rec.key)[0], e["transaction_id"], e["external_subscription_id"],
+                                   e["code"], ts, e.get("properties") or {}, e.get("precise_total_amount_cents"),
+                                   created)
+            return lago.JSONResponse({"event": {**body, "status": "accepted"}}, status_code=202)
         r = self._read(self.store.get_event, int(rec.event_id[0]))
         return lago.JSONResponse({"event": lago.from_record(r)})
 
@@ -309,6 +318,10 @@ class Api:
                 "properties": e.get("properties") or {}, "lago_subscription_id": None,
                 "external_subscription_id": e["external_subscription_id"], "created_at": created}
                for i, e, t in zip(ids, events, ts)]
+        if (rec.status == ACCEPTED).any():  # a cluster's intake has them: 202, each one's status
+            for o, st in zip(out, rec.status.tolist()):
+                o["status"] = "accepted" if st == ACCEPTED else "duplicate" if st else "ingested"
+            return lago.JSONResponse({"events": out}, status_code=202)
         return lago.JSONResponse({"events": out})
 
     async def show(self, request: Request):
@@ -340,7 +353,18 @@ class Api:
         return lago.JSONResponse({"status": "ok"})
 
     async def metrics_text(self, request: Request):
-        return PlainTextResponse(self.metrics.render(self._pending), media_type="text/plain; version=0.0.4")
+        lag = await run_in_threadpool(self._intake_lag)
+        return PlainTextResponse(self.metrics.render(self._pending, lag), media_type="text/plain; version=0.0.4")
+
+    def _intake_lag(self) -> dict | None:
+        """The cluster intake's lag for /metrics (None: no intake, or it does not answer: left out)."""
+        try:
+            return intake_lag(self.store)
+        except Exception as e:
+            if failure_of(e, writing=False) is None:
+                raise
+            log.warning("gpubill: /metrics: the intake's lag is unknown: %s", e)
+            return None
 
 
 def create_app(store: Store, contracts: list[str] | None = None, **options) -> Starlette:

@@ -37,12 +37,14 @@ class Metrics:
             h[len(BUCKETS)] += 1
             h[-1] += seconds
 
-    def render(self, pending_events: int) -> str:
-        """The text format; ``pending_events``: events admitted and not yet committed (a gauge)."""
+    def render(self, pending_events: int, intake: dict | None = None) -> str:
+        """The text format; ``pending_events``: events admitted and not yet committed (a gauge);
+        ``intake``: a cluster intake's lag (``Intake.lag()``), gauges when given."""
         with self._lock:
             out = ["# HELP gpubill_events_total Events by ingestion outcome.",
                    "# TYPE gpubill_events_total counter"]
-            for status in ("ingested", "duplicate", "conflict", "rejected", "aborted"):
+            statuses = ("ingested", "duplicate", "conflict", "rejected", "aborted")
+            for status in statuses + (("accepted",) if intake is not None or "accepted" in self.events else ()):
                 out.append(f'gpubill_events_total{{status="{status}"}} {self.events.get(status, 0)}')
             out += ["# HELP gpubill_http_requests_total HTTP requests by route and status code.",
                     "# TYPE gpubill_http_requests_total counter"]
@@ -60,4 +62,12 @@ class Metrics:
                 out.append(f'gpubill_http_request_duration_seconds_bucket{{route="{route}",le="+Inf"}} {h[len(BUCKETS)]}')
                 out.append(f'gpubill_http_request_duration_seconds_sum{{route="{route}"}} {h[-1]:.6f}')
                 out.append(f'gpubill_http_request_duration_seconds_count{{route="{route}"}} {h[len(BUCKETS)]}')
+            if intake is not None:
+                for name, key, what in (
+                        ("pending_entries", "pending", "Intake entries an ingest worker read and has not stored yet."),
+                        ("undelivered_entries", "undelivered", "Intake entries no ingest worker has read yet."),
+                        ("waiting_events", "events", "Events in the intake not yet stored in the cluster."),
+                        ("oldest_age_seconds", "oldest_age_s", "Age of the oldest intake entry not yet stored.")):
+                    out += [f"# HELP gpubill_intake_{name} {what}", f"# TYPE gpubill_intake_{name} gauge",
+                            f"gpubill_intake_{name} {intake[key]}"]
         return "\n".join(out) + "\n"

@@ -42,11 +42,12 @@ from collections.abc import Iterator
 from gpubill.store import STATUS_NAMES, Receipt, Store, StoreError
 from gpubill.store.collector import rare_collections
 from gpubill.store.formats import MAX_LINE, FormatError, read_events, sniff
-from gpubill.store.receipt import CONFLICT, REJECTED
+from gpubill.store.receipt import ACCEPTED, CONFLICT, REJECTED
 from gpubill.store.validate import Unparsable, parse_timestamp
 
 __all__ = ["Store", "open_event_store", "Receipt", "FormatError", "MAX_LINE", "STATUS_NAMES", "CONFLICT", "REJECTED",
-           "Unparsable", "parse_timestamp", "INPUT_FORMATS", "input_format", "ingest_file", "rare_collections"]
+           "ACCEPTED", "Unparsable", "parse_timestamp", "INPUT_FORMATS", "input_format", "ingest_file",
+           "rare_collections", "ingest_worker", "intake_lag"]
 
 def open_event_store(path: str, *, events: str | None = None, intake: str | None = None, **options) -> Store:
     """The store at ``path``; with ``events`` (``clickhouse://host:port/db?cluster=NAME``) its events are in
@@ -116,3 +117,26 @@ def migrate_events(path: str, events_url: str, progress=lambda moved: None):
             events.close()
     finally:
         store.close()
+
+
+# -- the cluster's intake (gpubill.cluster: loaded only for a cluster) --------------------------
+
+
+def ingest_worker(store, *, name: str | None = None, batch: int | None = None, claim_after_s: float | None = None,
+                  lock_ttl_s: float | None = None, say=None):
+    """An ingest worker (``gpubill ingest-worker``) moving ``store``'s intake into its cluster: call
+    ``run(drain=...)`` (returns its totals, ``.line(name)``), ``stop()`` from a signal handler.
+    StoreError when ``store`` has no intake (opened without --events and --intake)."""
+    if getattr(store, "intake", None) is None:
+        raise StoreError("ingest-worker needs --events clickhouse://... and --intake redis://...")
+    from gpubill.cluster.worker import CLAIM_AFTER_S, DEFAULT_BATCH, LOCK_TTL_S, Worker
+    return Worker(store.intake, store.events, name=name, batch=batch or DEFAULT_BATCH,
+                  claim_after_s=CLAIM_AFTER_S if claim_after_s is None else claim_after_s,
+                  lock_ttl_s=LOCK_TTL_S if lock_ttl_s is None else lock_ttl_s, say=say)
+
+
+def intake_lag(store) -> dict | None:
+    """How far the ingest workers are behind ``store``'s intake (pending and undelivered entries, waiting
+    events, the oldest one's age in seconds), or None for a store without an intake."""
+    intake = getattr(store, "intake", None)
+    return None if intake is None else intake.lag()

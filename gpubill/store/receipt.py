@@ -7,8 +7,10 @@ from collections.abc import Iterator
 import attrs
 import numpy as np
 
-INGESTED, DUPLICATE, CONFLICT, REJECTED, ABORTED = range(5)
-STATUS_NAMES = ("ingested", "duplicate", "conflict", "rejected", "aborted")
+INGESTED, DUPLICATE, CONFLICT, REJECTED, ABORTED, ACCEPTED = range(6)
+# ACCEPTED: valid and durably queued in a cluster's intake (gpubill/cluster/intake.py); an ingest worker
+# stores it later (its id, and whether it is a duplicate or a conflict, are decided then)
+STATUS_NAMES = ("ingested", "duplicate", "conflict", "rejected", "aborted", "accepted")
 
 
 @attrs.frozen
@@ -33,7 +35,7 @@ class EventResult:
 class Receipt:
     """Per-event statuses as compact arrays (10 M events stay cheap)."""
 
-    status: np.ndarray            # int8, one of INGESTED..ABORTED
+    status: np.ndarray            # int8, one of INGESTED..ACCEPTED
     event_id: np.ndarray          # int64, -1 when none
     problems: dict = attrs.field(factory=dict)        # index -> [Problem]
     quarantine_id: dict = attrs.field(factory=dict)   # index -> rejected.id
@@ -51,13 +53,18 @@ class Receipt:
         return int(self.status.shape[0])
 
     def counts(self) -> dict[str, int]:
+        """Events per status name; "accepted" only when some were (a cluster's intake), so the
+        embedded store's counts keep their five names."""
         c = np.bincount(self.status, minlength=len(STATUS_NAMES))
-        return {name: int(c[i]) for i, name in enumerate(STATUS_NAMES)}
+        out = {name: int(c[i]) for i, name in enumerate(STATUS_NAMES)}
+        if not out["accepted"]:
+            del out["accepted"]
+        return out
 
     @property
     def ok(self) -> bool:
-        """True when every event was stored or already present unchanged."""
-        return bool(((self.status == INGESTED) | (self.status == DUPLICATE)).all())
+        """True when every event was stored, already present unchanged, or accepted into an intake."""
+        return bool(((self.status == INGESTED) | (self.status == DUPLICATE) | (self.status == ACCEPTED)).all())
 
     def result(self, i: int) -> EventResult:
         eid = int(self.event_id[i])
@@ -71,7 +78,7 @@ class Receipt:
 
     def not_ok(self) -> Iterator[EventResult]:
         """The conflicts, rejections and aborted events, in order."""
-        for i in np.flatnonzero(self.status >= CONFLICT).tolist():
+        for i in np.flatnonzero((self.status >= CONFLICT) & (self.status <= ABORTED)).tolist():
             yield self.result(i)
 
     @classmethod
