@@ -1,15 +1,18 @@
 """Move a SQLite store's events into the cluster (`gpubill migrate-events`).
 
 Events keep their ids, so the control store's invoice watermarks keep their
-meaning; each page of stored events is validated again from its raw payload
-(the same columns as ingestion makes) and written through the cluster's one
-write path (``ClickHouseEvents.store_chunk``). Quarantine rows and conflicts
+meaning. They are read as the store's columns (validated and encoded when
+they were ingested, so the cluster gets the very values the SQLite store
+rates) with their payloads, a page at a time, and inserted without a dedup
+lookup: the store holds each key once. Quarantine rows and conflicts
 follow under their own ids, their status kept (each kind has its own table;
 the intake gives new ids above every id the cluster holds). The watermark
 moves to the last event's id at the end.
 
 Idempotent: a second run (after an interruption, say) writes the same rows
-with the same ids again, which the cluster keeps once.
+with the same ids again, which the cluster keeps once. Meant for a cluster
+whose intake has not taken events yet (an event the intake stored under
+another id would be a second copy of its key, the smaller id kept).
 """
 
 from __future__ import annotations
@@ -22,13 +25,12 @@ import numpy as np
 import orjson
 
 from gpubill.store import Store
-from gpubill.store.encode import payload_of, prepare
 
-from . import schema
+from . import rows, schema
 from .events import ClickHouseEvents
 
-PAGE = 20_000
-_ANY_TIME_MS = 1 << 62  # stored events were accepted once: no future-timestamp bound when they move
+PAGE = 50_000
+SOURCE = "migrated"
 
 
 @attrs.define
@@ -41,17 +43,15 @@ class Moved:
 
 def migrate_events(store: Store, events: ClickHouseEvents, progress: Callable[[Moved], None] = lambda m: None
                    ) -> Moved:
-    """ValueError when a stored event no longer validates (the pages before it moved)."""
+    """Every event of ``store`` into the cluster, then its quarantine and conflicts, then the watermark."""
+    cols = store.read_columns()  # every stored event, in id order
+    forms = {name: cols.stored_forms(name) for name in cols.property_names()}
     moved = Moved()
-    after = 0
-    while True:
-        page = store.list_events(after_id=after, limit=PAGE)
-        if not page:
-            break
-        _move_page(events, page)
-        after = page[-1].id
-        moved.events += len(page)
-        moved.last_id = after
+    for lo in range(0, cols.n, PAGE):
+        page = slice(lo, min(lo + PAGE, cols.n))
+        events.cluster.insert("events", schema.EVENT_COLUMNS, _page_rows(store, cols, forms, page))
+        moved.events = page.stop
+        moved.last_id = int(cols.rowid[page.stop - 1])
         progress(moved)
     moved.rejected = _move_rejected(store, events)
     moved.conflicts = _move_conflicts(store, events)
@@ -60,18 +60,18 @@ def migrate_events(store: Store, events: ClickHouseEvents, progress: Callable[[M
     return moved
 
 
-def _move_page(events: ClickHouseEvents, page: list) -> None:
-    """Store one page of SQLite events under their own ids (grouped by when they were received)."""
-    raws = [r.raw.encode() for r in page]
-    objs = [orjson.loads(b) for b in raws]
-    chunk = prepare(objs, _ANY_TIME_MS, 0, raws)
-    if chunk.rejected:
-        pos = min(chunk.rejected)
-        problem = chunk.rejected[pos][0]
-        raise ValueError(f"event {page[pos].id} no longer validates ({problem.text()}); nothing after it moved")
-    ids = np.array([r.id for r in page], np.int64)
-    received = np.array([r.received_ms for r in page], np.int64)
-    events.store_chunk(chunk, payload_of(chunk, raws), {}, "migrated", received, ids)
+def _page_rows(store: Store, cols, forms: dict, page: slice) -> list[list]:
+    """The cluster's columns of one page of stored events: their columns as stored (validated when they
+    were ingested), their payloads and when they were received."""
+    ids = cols.rowid[page]
+    records = store.events_by_id(ids)
+    n = len(records)
+    props = ((name, sid[page], cols.strings.decode, m[page], e[page]) for name, (sid, m, e) in forms.items())
+    ptac_m, ptac_e = cols.precise_total_amount_cents
+    return rows.columns(ids, [r.external_subscription_id for r in records], [r.transaction_id for r in records],
+                        [r.code for r in records], cols.timestamp_ms[page], (ptac_m[page], ptac_e[page]),
+                        rows.property_arrays(n, props), [r.raw for r in records],
+                        np.array([r.received_ms for r in records], np.int64), SOURCE)
 
 
 def _move_rejected(store: Store, events: ClickHouseEvents) -> int:

@@ -26,33 +26,58 @@ def event_rows(chunk: Chunk, keep: np.ndarray, ids: np.ndarray, raws: list[bytes
     """Columns (``schema.EVENT_COLUMNS`` order) of the chunk's valid events at positions ``keep``
     (``received_ms``: one per valid event of the chunk)."""
     keep_l = keep.tolist()
-    n = len(keep_l)
-    pk, ps, px, pm, pe = ([[] for _ in range(n)] for _ in range(5))
-    for name, col in chunk.props.items():
-        sid = None if col.sid is None else col.sid[keep].tolist()
-        m = None if col.m is None else col.m[keep].tolist()
-        e = None if col.e is None else col.e[keep].tolist()
-        strings = col.strings
-        for r in range(n):
-            s = sid[r] if sid is not None else -1
-            ex = e[r] if e is not None else MISSING
-            if (s == -1) if sid is not None else (ex == MISSING):  # not in this event
-                continue
-            pk[r].append(name)
-            ps[r].append(strings[s] if s >= 0 else "")
-            px[r].append(1 if s >= 0 else 0)
-            pm[r].append(m[r] if m is not None else 0)
-            pe[r].append(ex)
-    ptac_m, ptac_e = [0] * n, [MISSING] * n
+    props = ((name, _take(col.sid, keep), lambda ids, s=col.strings: [s[i] for i in ids], _take(col.m, keep),
+              _take(col.e, keep)) for name, col in chunk.props.items())
+    ptac_m, ptac_e = np.zeros(len(keep_l), np.int64), np.full(len(keep_l), MISSING, np.int8)
     for r, j in enumerate(keep_l):
         p = chunk.ptac.get(j)
         if p is not None:
             ptac_m[r], ptac_e[r] = p
+    return columns(ids, [chunk.sub[j] for j in keep_l], [chunk.txn[j] for j in keep_l],
+                   [chunk.code[j] for j in keep_l], chunk.ts_ms[keep], (ptac_m, ptac_e),
+                   property_arrays(len(keep_l), props), [r.decode() for r in raws], received_ms[keep], source)
+
+
+def columns(ids: np.ndarray, subs: list, txns: list, codes: list, ts: np.ndarray, ptac: tuple, arrays: tuple,
+            raws: list[str], received_ms: np.ndarray, source: str) -> list[list]:
+    """One list per column of ``schema.EVENT_COLUMNS``, in its order."""
     id_l = ids.tolist()
-    return [id_l, [chunk.sub[j] for j in keep_l], [chunk.txn[j] for j in keep_l],
-            [chunk.code[j] for j in keep_l], chunk.ts_ms[keep].tolist(), ptac_m, ptac_e,
-            pk, ps, px, pm, pe, [r.decode() for r in raws], received_ms[keep].tolist(), [source] * n,
-            [ID_VERSION - i for i in id_l]]
+    return [id_l, subs, txns, codes, ts.tolist(), ptac[0].tolist(), ptac[1].tolist(), *arrays, raws,
+            received_ms.tolist(), [source] * len(id_l), [ID_VERSION - i for i in id_l]]
+
+
+def property_arrays(n: int, props) -> tuple[list, list, list, list, list]:
+    """Per event, the parallel arrays (pk, ps, px, pm, pe) of its properties.
+
+    ``props`` yields ``(name, sid, decode, m, e)`` per property over the ``n`` events, as both stores
+    hold a property column: ``sid`` the ids of explicit string forms (-1: not in the event, ``LAZY``: a
+    JSON number; None: every present value is a number), ``decode(ids)`` their strings, ``m``/``e`` the
+    exact decimal pairs (None: no value is a number)."""
+    pk, ps, px, pm, pe = ([[] for _ in range(n)] for _ in range(5))
+    for name, sid, decode, m, e in props:
+        present = np.zeros(n, bool)
+        if sid is not None:
+            present |= sid != -1
+        if e is not None:
+            present |= e != MISSING
+        at = np.flatnonzero(present)
+        if not at.size:
+            continue
+        explicit = sid[at] >= 0 if sid is not None else np.zeros(at.size, bool)
+        texts = iter(decode(sid[at][explicit].tolist()) if explicit.any() else ())
+        ms = m[at].tolist() if m is not None else [0] * at.size
+        es = e[at].tolist() if e is not None else [MISSING] * at.size
+        for r, x, a, b in zip(at.tolist(), explicit.tolist(), ms, es):
+            pk[r].append(name)
+            ps[r].append(next(texts) if x else "")
+            px[r].append(1 if x else 0)
+            pm[r].append(a)
+            pe[r].append(b)
+    return pk, ps, px, pm, pe
+
+
+def _take(a: np.ndarray | None, keep: np.ndarray) -> np.ndarray | None:
+    return None if a is None else a[keep]
 
 
 def record(row) -> EventRecord:

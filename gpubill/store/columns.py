@@ -175,6 +175,13 @@ class EventColumns:
             self._cache[key] = sid
         return self._cache[key]
 
+    def stored_forms(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A property as it was sent: (dictionary ids of its explicit string forms, -1 when not sent as
+        a string, ``LAZY`` when sent as a JSON number; exact decimal mantissas and exponents)."""
+        sid, _, _, _ = self._source.dim(name)
+        m, e = self.numeric(name)
+        return sid, m, e
+
     def _stored_dim(self, name: str) -> np.ndarray:
         """The property's dictionary ids as stored, numbers' canonical strings interned."""
         sid, where, m, e = self._source.dim(name)
