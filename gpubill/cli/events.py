@@ -198,7 +198,7 @@ def _resubmit(store, args) -> int:
               "reasons": [p.text() for p in r.problems]})
     else:
         sys.stdout.write(f"{args.target}: {r.status}" + (f" as event {r.event_id}" if r.event_id else "") + "\n")
-    if r.status in ("ingested", "duplicate"):
+    if r.status in ("ingested", "duplicate", "accepted"):  # accepted: a cluster's intake has it
         return EXIT_OK
     for p in r.problems:
         print(f"gpubill: error: {p.text()}", file=sys.stderr)

@@ -101,6 +101,9 @@ def _acknowledged(counts: dict) -> str:
     n = sum(counts.values())
     if not n:
         return "no event of this input was stored"
+    if "accepted" in counts:  # a cluster's intake: on disk in Redis, stored by the ingest workers
+        return (f"the first {n} events of this input were handled before it and are in the intake "
+                "(ingesting the same input again is safe: the workers count them as duplicates)")
     return (f"the first {n} events of this input were handled before it and are stored "
             "(ingesting the same input again is safe: they count as duplicates)")
 

@@ -196,17 +196,23 @@ def test_an_atomic_batch_with_an_invalid_event_queues_none_of_its_events(cluster
         assert st.count_events() == 0 and len(st.list_rejected()) == 1
 
 
-def test_a_resubmitted_event_is_stored_and_its_quarantine_row_resolved(cluster):
+def test_a_resubmitted_event_is_stored_and_its_quarantine_row_resolved(cluster, tmp_path):
     with cluster.open() as st:
-        st.ingest([{**ev("r1"), "timestamp": "yesterday"}])
+        st.ingest([{**ev("r1"), "timestamp": "yesterday"}, {**ev("r2"), "timestamp": "yesterday"}])
         cluster.drain()
-        (rej,) = st.list_rejected()
+        rej, rej2 = st.list_rejected()
         rec = st.resubmit(rej.id, ev("r1"))
         assert int(rec.status[0]) == ACCEPTED
+        fixed = tmp_path / "fixed.json"
+        fixed.write_bytes(orjson.dumps(ev("r2")))
+        out = cluster.gpubill("events", "resubmit", str(rej2.id), "--file", str(fixed), *cluster.args())
+        assert out.returncode == 0 and out.stdout.decode().strip() == f"{rej2.id}: accepted", out.stderr
         cluster.drain()
-        (row,) = stored(st)
-        again = st.get_rejected(rej.id)
-        assert again.status == "resubmitted" and again.resolved_event_id == row.id
+        by_txn = {r.transaction_id: r.id for r in stored(st)}
+        for q, txn in ((rej, "r1"), (rej2, "r2")):
+            again = st.get_rejected(q.id)
+            assert again.status == "resubmitted" and again.resolved_event_id == by_txn[txn]
+        assert st.list_rejected() == []
 
 
 def test_a_worker_that_died_mid_write_is_completed_with_the_same_ids(cluster):
