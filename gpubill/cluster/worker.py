@@ -3,8 +3,9 @@
 Receives an ``Intake`` (the Redis stream ``<prefix>:events`` that ``gpubill serve`` appends to) and the
 cluster's ``ClickHouseEvents``. Any number of workers share the consumer group ``<prefix>:workers``;
 each reads entries (``XREADGROUP``; entries a dead worker left idle past ``claim_after_s`` are taken over
-with ``XAUTOCLAIM``), validates them again outside any lock (``encode.prepare`` with the entry's
-``received_ms``: the verdicts the server answered), then, under the Redis lock ``<prefix>:lock`` (a token,
+with ``XAUTOCLAIM``), merges consecutive entries of one source into chunks of up to ``batch`` events
+(one large insert each) and validates them again outside any lock (``_Prepared``: the verdicts the
+server answered), then, under the Redis lock ``<prefix>:lock`` (a token,
 renewed while held, released by compare-and-delete; it expires ``lock_ttl_s`` after a holder died,
 default 10 s: the others wait that long, and nothing else depends on it, since a holder that lost
 its lock can neither allocate nor acknowledge, and storing again with the same ids changes nothing):
@@ -102,16 +103,45 @@ class Totals:
 
 
 class _Prepared:
-    """An entry validated again, ready for ``store_chunk``."""
+    """Entries of one source, validated again as one chunk (one large insert): ready for ``store_chunk``.
 
-    def __init__(self, entry: Entry):
-        self.entry = entry
-        raws = entry.raws
-        self.chunk = prepare(entry.objects(), entry.received_ms, entry.max_future_ms, raws)
-        for p, probs in entry.rejected.items():  # the problems the client was answered with
-            self.chunk.rejected[p] = probs
+    The chunk is validated at the latest of the entries' ``received_ms`` and the widest of their windows:
+    the only check that depends on them is the future bound, which can only widen, so every event the
+    server accepted stays valid; the events it rejected carry the server's problems.
+    """
+
+    def __init__(self, entries: list[Entry]):
+        self.entries = entries
+        self.source = entries[0].source
+        self.resubmit = entries[0].resubmit if len(entries) == 1 else None
+        raws = [r for e in entries for r in e.raws]
+        objs = [o for e in entries for o in e.objects()]
+        self.n = len(raws)
+        self.received = np.repeat(np.array([e.received_ms for e in entries], np.int64), [e.n for e in entries])
+        self.chunk = prepare(objs, max(e.received_ms for e in entries), max(e.max_future_ms for e in entries), raws)
+        off = 0
+        for e in entries:
+            for p, probs in e.rejected.items():  # the problems the client was answered with
+                self.chunk.rejected[off + p] = probs
+            off += e.n
         self.payload = payload_of(self.chunk, raws)
         self.rejected_raw = {p: raws[p] for p in self.chunk.rejected}
+
+
+def _merged(entries: list[Entry], limit: int) -> list[_Prepared]:
+    """Consecutive entries of one source merged into chunks of up to ``limit`` events (an entry is never
+    split; a resubmission stays alone: its quarantine row is resolved from its own receipt)."""
+    out, cur, n = [], [], 0
+    for e in entries:
+        if cur and (e.source != cur[0].source or e.resubmit is not None or cur[0].resubmit is not None
+                    or n + e.n > limit):
+            out.append(_Prepared(cur))
+            cur, n = [], 0
+        cur.append(e)
+        n += e.n
+    if cur:
+        out.append(_Prepared(cur))
+    return out
 
 
 class Worker:
@@ -206,10 +236,11 @@ class Worker:
 
     # -- one batch -------------------------------------------------------------
     def _process(self, raw_entries: list) -> None:
-        prepared = [_Prepared(Entry.decode(i, f)) for i, f in raw_entries]
-        if prepared:
-            n = sum(x.entry.n for x in prepared) / len(prepared)
+        entries = [Entry.decode(i, f) for i, f in raw_entries]
+        if entries:
+            n = sum(e.n for e in entries) / len(entries)
             self._entry_events = max(1.0, 0.8 * self._entry_events + 0.2 * n)
+        prepared = _merged(entries, self.batch)
         token = self._acquire()
         renewer = _Renewer(self, token)
         try:
@@ -244,7 +275,7 @@ class Worker:
         if len(entries) != len(ids):
             raise StoreError(f"intake {self.intake.url}: entries in flight are gone from the stream"
                              f" ({len(ids) - len(entries)} of {len(ids)}); refusing to guess their ids")
-        self._write(token, [_Prepared(e) for e in entries], first)
+        self._write(token, _merged(entries, self.batch), first)
         self.totals.redone += len(entries)
         self.say(f"ingest-worker {self.name}: completed {len(entries)} entries a dead worker was storing"
                  f" (ids {first}..{first + sum(e.n for e in entries) - 1})")
@@ -252,17 +283,20 @@ class Worker:
     def _store(self, token: str, prepared: list[_Prepared]) -> None:
         if not prepared:
             return
+        entries = [e for x in prepared for e in x.entries]
         p = self.r.pipeline(transaction=False)
-        for x in prepared:
-            p.xrange(self.keys.stream, x.entry.entry_id, x.entry.entry_id, count=1)
+        for e in entries:
+            p.xrange(self.keys.stream, e.entry_id, e.entry_id, count=1)
         still = self.conn.call(p.execute)
-        prepared = [x for x, got in zip(prepared, still) if got]  # gone: another worker stored it
-        if not prepared:
+        if not all(still):  # some are gone: another worker had them too (and stored them)
+            entries = [e for e, got in zip(entries, still) if got]
+            prepared = _merged(entries, self.batch)
+        if not entries:
             return
         if self._floor is None:
             self._floor = int(self.events.max_id())
-        n = sum(x.entry.n for x in prepared)
-        ids = ",".join(x.entry.entry_id.decode() for x in prepared)
+        n = sum(e.n for e in entries)
+        ids = ",".join(e.entry_id.decode() for e in entries)
         first = int(self.conn.call(self._alloc, keys=[self.keys.lock, self.keys.next_id, self.keys.inflight],
                                    args=[token, n, ids, self._floor]))
         if first < 0:
@@ -272,20 +306,19 @@ class Worker:
     def _write(self, token: str, prepared: list[_Prepared], first: int) -> None:
         at = first
         for x in prepared:
-            e = x.entry
-            ids = np.arange(at, at + e.n, dtype=np.int64)
-            rec = self.events.store_chunk(x.chunk, x.payload, x.rejected_raw, e.source, e.received_ms, ids)
-            if e.resubmit is not None:
-                self._resolve(e.resubmit, rec)
+            ids = np.arange(at, at + x.n, dtype=np.int64)
+            rec = self.events.store_chunk(x.chunk, x.payload, x.rejected_raw, x.source, x.received, ids)
+            if x.resubmit is not None:
+                self._resolve(x.resubmit, rec)
             self.totals.add(rec)
-            self.totals.entries += 1
-            at += e.n
+            self.totals.entries += len(x.entries)
+            at += x.n
         if at > first:
             self.events.advance_watermark(at - 1)
-        n = sum(x.entry.n for x in prepared)
         done = self.conn.call(self._finish, keys=[self.keys.lock, self.keys.stream, self.keys.inflight,
                                                   self.keys.waiting],
-                              args=[token, self.keys.group, n, *[x.entry.entry_id for x in prepared]])
+                              args=[token, self.keys.group, at - first,
+                                    *[e.entry_id for x in prepared for e in x.entries]])
         if not done:
             raise LostLock(f"intake {self.intake.url}: lock lost while storing; another worker completes it")
 

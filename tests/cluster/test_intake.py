@@ -228,16 +228,16 @@ def test_a_worker_that_died_mid_write_is_completed_with_the_same_ids(cluster):
         dead._group()
         entries = dead._next()
         assert len(entries) == 2
-        prepared = [_Prepared(Entry.decode(i, f)) for i, f in entries]
+        prepared = [_Prepared([Entry.decode(i, f)]) for i, f in entries]
         token = dead._acquire()
         first = int(dead._alloc(keys=[dead.keys.lock, dead.keys.next_id, dead.keys.inflight],
                                 args=[token, 16, ",".join(i.decode() for i, _ in entries), 0]))
         x = prepared[0]
-        st.events.store_chunk(x.chunk, x.payload, x.rejected_raw, x.entry.source, x.entry.received_ms,
+        st.events.store_chunk(x.chunk, x.payload, x.rejected_raw, x.source, x.received,
                               __import__("numpy").arange(first, first + 10))
         st.intake.conn.redis.delete(dead.keys.lock)  # the dead worker's lock expires
         assert st.count_events() == 0  # stored, but not under the watermark yet
-        summary = cluster.drain()
+        summary = cluster.drain()  # (it merges the two entries into one chunk: the same ids all the same)
         assert summary["completed_for_dead_workers"] == 2
         assert_exactly_once(st, {("s1", f"d{i}") for i in range(10)} | {("s1", f"e{i}") for i in range(5)})
         assert sorted(r.id for r in stored(st)) == list(range(first, first + 15))
@@ -405,3 +405,22 @@ def test_a_server_killed_under_load_loses_no_acknowledged_event_and_resends_coun
         cluster.wait_drained(st)
         finish(worker)
         assert_exactly_once(st, keys_of(sender.acked) | keys_of(sender.failed))
+
+
+def test_entries_of_one_source_are_stored_as_one_chunk_each_event_keeping_its_own_receipt_time(cluster):
+    """Three entries merged into one insert: an event repeated across them is a duplicate, each event keeps
+    the time its own entry was received, and a timestamp the first entry's window refused stays refused
+    although a later entry's window would take it."""
+    t0 = 1_900_000_000_000
+    late = {**ev("f1"), "timestamp": (t0 + 3_600_000) // 1000}  # an hour past t0, with a zero window
+    with cluster.open() as st:
+        st.intake.max_future_ms = 0
+        assert st.ingest([ev("m1"), late], received_ms=t0).counts()["rejected"] == 1
+        st.ingest([ev("m2"), ev("m1")], received_ms=t0 + 5)
+        st.ingest([ev("m3"), {**late, "transaction_id": "f2"}], received_ms=t0 + 7_200_000)
+        summary = cluster.drain()
+        assert (summary["entries"], summary["ingested"], summary["duplicate"], summary["rejected"]) == (3, 4, 1, 1)
+        got = {r.transaction_id: r.received_ms for r in stored(st)}
+        assert got == {"m1": t0, "m2": t0 + 5, "m3": t0 + 7_200_000, "f2": t0 + 7_200_000}
+        (rej,) = st.list_rejected()
+        assert rej.received_ms == t0 and b'"f1"' in rej.raw
