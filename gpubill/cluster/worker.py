@@ -43,7 +43,8 @@ from .intake import Entry, Intake
 LOCK_TTL_S = 10.0  # a dead holder's lock blocks the others this long; renewed every tenth of it
 BLOCK_MS = 1000
 CLAIM_AFTER_S = 30.0
-DEFAULT_BATCH = 65536  # events taken under one lock (entries are never split)
+DEFAULT_BATCH = 16384  # events stored as one chunk (and, about, taken under one lock)
+MAX_BATCH = 20000  # a chunk's dedup lookup names its keys in one IN list: ClickHouse parses at most 50000 elements
 
 _ALLOC = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
@@ -128,11 +129,21 @@ class _Prepared:
         self.rejected_raw = {p: raws[p] for p in self.chunk.rejected}
 
 
+def _pieces(e: Entry, limit: int) -> list[Entry]:
+    """An entry cut into pieces of at most ``limit`` events (positions keep their ids: a piece is stored
+    like a chunk of its own, with the ids of its positions)."""
+    if e.n <= limit:
+        return [e]
+    return [attrs.evolve(e, raws=e.raws[a:a + limit],
+                         rejected={p - a: v for p, v in e.rejected.items() if a <= p < a + limit})
+            for a in range(0, e.n, limit)]
+
+
 def _merged(entries: list[Entry], limit: int) -> list[_Prepared]:
-    """Consecutive entries of one source merged into chunks of up to ``limit`` events (an entry is never
-    split; a resubmission stays alone: its quarantine row is resolved from its own receipt)."""
+    """Consecutive entries of one source merged into chunks of up to ``limit`` events (a larger entry is
+    cut; a resubmission stays alone: its quarantine row is resolved from its own receipt)."""
     out, cur, n = [], [], 0
-    for e in entries:
+    for e in (piece for whole in entries for piece in _pieces(whole, limit)):
         if cur and (e.source != cur[0].source or e.resubmit is not None or cur[0].resubmit is not None
                     or n + e.n > limit):
             out.append(_Prepared(cur))
@@ -152,7 +163,7 @@ class Worker:
         self.conn, self.keys = intake.conn, intake.keys
         self.r = self.conn.redis
         self.name = name or f"worker-{uuid.uuid4().hex[:8]}"
-        self.batch = max(1, batch)
+        self.batch = max(1, min(MAX_BATCH, batch))
         self.claim_after_ms = int(claim_after_s * 1000)
         self.lock_ms = max(100, int(lock_ttl_s * 1000))
         self.say = say or (lambda line: None)
@@ -245,7 +256,7 @@ class Worker:
         renewer = _Renewer(self, token)
         try:
             self._redo(token)
-            self._store(token, prepared)
+            self._store(token, entries, prepared)
         finally:
             renewer.stop()
             self.conn.call(self._release, keys=[self.keys.lock], args=[token])
@@ -280,10 +291,9 @@ class Worker:
         self.say(f"ingest-worker {self.name}: completed {len(entries)} entries a dead worker was storing"
                  f" (ids {first}..{first + sum(e.n for e in entries) - 1})")
 
-    def _store(self, token: str, prepared: list[_Prepared]) -> None:
-        if not prepared:
+    def _store(self, token: str, entries: list[Entry], prepared: list[_Prepared]) -> None:
+        if not entries:
             return
-        entries = [e for x in prepared for e in x.entries]
         p = self.r.pipeline(transaction=False)
         for e in entries:
             p.xrange(self.keys.stream, e.entry_id, e.entry_id, count=1)
@@ -311,14 +321,14 @@ class Worker:
             if x.resubmit is not None:
                 self._resolve(x.resubmit, rec)
             self.totals.add(rec)
-            self.totals.entries += len(x.entries)
             at += x.n
         if at > first:
             self.events.advance_watermark(at - 1)
+        acked = list(dict.fromkeys(e.entry_id for x in prepared for e in x.entries))
         done = self.conn.call(self._finish, keys=[self.keys.lock, self.keys.stream, self.keys.inflight,
                                                   self.keys.waiting],
-                              args=[token, self.keys.group, at - first,
-                                    *[e.entry_id for x in prepared for e in x.entries]])
+                              args=[token, self.keys.group, at - first, *acked])
+        self.totals.entries += len(acked)
         if not done:
             raise LostLock(f"intake {self.intake.url}: lock lost while storing; another worker completes it")
 

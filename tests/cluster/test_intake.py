@@ -424,3 +424,16 @@ def test_entries_of_one_source_are_stored_as_one_chunk_each_event_keeping_its_ow
         assert got == {"m1": t0, "m2": t0 + 5, "m3": t0 + 7_200_000, "f2": t0 + 7_200_000}
         (rej,) = st.list_rejected()
         assert rej.received_ms == t0 and b'"f1"' in rej.raw
+
+
+def test_an_entry_larger_than_a_chunk_is_cut_and_keeps_its_ids(cluster):
+    with cluster.open() as st:
+        batch = [ev(f"c{i}") for i in range(22)] + [ev("c3"), {"transaction_id": "bad"}, ev("c23")]
+        st.ingest(batch)
+        summary = cluster.drain("--batch", "10")
+        assert (summary["entries"], summary["ingested"], summary["duplicate"], summary["rejected"]) == (1, 23, 1, 1)
+        rows = stored(st)
+        first = rows[0].id
+        assert [r.transaction_id for r in rows] == [f"c{i}" for i in range(22)] + ["c23"]
+        assert [r.id for r in rows] == list(range(first, first + 22)) + [first + 24]
+        assert [r.id for r in st.list_rejected()] == [first + 23] and st.event_watermark() == first + 24
