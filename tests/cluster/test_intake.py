@@ -262,19 +262,26 @@ def test_ingest_and_status_through_the_intake_and_a_redis_kill9(cluster, tmp_pat
         status = cluster.gpubill("status", *cluster.args(), "--format", "json")
         lag = orjson.loads(status.stdout)
         assert (lag["intake_events"], lag["intake_undelivered"], lag["events_watermark"]) == (3000, 3, 0)
+        key = cluster.key()
+        srv = cluster.serve()
         redis.kill9()
-        down = cluster.gpubill("ingest", str(data), *cluster.args())
+        with srv.client(key) as c:  # the server answers 503 while the intake is down, 202 once it is back
+            r = c.post("/api/v1/events", json={"event": ev("h1")})
+            assert r.status_code == 503 and r.json()["code"] == "store_unavailable"
+            down = cluster.gpubill("ingest", str(data), *cluster.args())
+            status_down = cluster.gpubill("status", *cluster.args())
+            redis.start()
+            assert c.post("/api/v1/events", json={"event": ev("h2")}).status_code == 202
         assert down.returncode == 3
         err = down.stderr.decode().strip()
         assert len(err.splitlines()) == 1 and err.startswith("gpubill: error: intake redis://") and "Traceback" not in err
-        assert cluster.gpubill("status", *cluster.args()).returncode == 3
-        redis.start()
+        assert status_down.returncode == 3 and len(status_down.stderr.decode().strip().splitlines()) == 1
         summary = cluster.drain()
-        assert summary["ingested"] == 3000
+        assert summary["ingested"] == 3001
         with cluster.open() as st:
-            assert_exactly_once(st, {(f"s{i % 4}", f"k{i}") for i in range(3000)})
+            assert_exactly_once(st, {(f"s{i % 4}", f"k{i}") for i in range(3000)} | {("s1", "h2")})
         text = cluster.gpubill("status", *cluster.args()).stdout.decode()
-        assert "events watermark: 3000" in text and "intake waiting events: 0" in text
+        assert "events watermark: 3001" in text and "intake waiting events: 0" in text
     finally:
         redis.stop()
 
