@@ -149,6 +149,10 @@ def bench_bill_run(work: Path, ch: LocalClickHouse, events: int, contracts: int,
     if r.returncode:
         sys.exit(f"migrate-events: {r.stderr.decode().strip()}")
     print(f"migrate-events                {moved:8.1f} s   {events / moved:10,.0f} events/s into 2 shards")
+    for i in range(2):
+        size, n = ch.client(i).execute("SELECT sum(bytes_on_disk), sum(rows) FROM system.parts"
+                                       " WHERE database = 'bill' AND table = 'events_local' AND active")[0]
+        print(f"  shard {i + 1}: {n:,} rows, {size / 2**20:,.0f} MiB on disk, {size / max(n, 1):.0f} bytes/event")
     rate = ["rate", "--contracts", repo, "--period", period, "--format", "json"]
     runs = {}
     for name, extra in (("embedded", []), ("cluster", ["--events", url])):
