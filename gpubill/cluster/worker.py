@@ -198,7 +198,19 @@ class Worker:
                 break
             if drain and self._drained():
                 break
+        self._leave()
         return self.totals
+
+    def _leave(self) -> None:
+        """Leave the group when nothing read is left unstored (restarts under random names add up)."""
+        import redis
+
+        k = self.keys
+        try:
+            if not self.r.xpending_range(k.stream, k.group, min="-", max="+", count=1, consumername=self.name):
+                self.r.xgroup_delconsumer(k.stream, k.group, self.name)
+        except (OSError, redis.exceptions.RedisError):
+            pass  # it stays listed; nothing depends on it
 
     def stop(self) -> None:
         self.stopping.set()

@@ -181,6 +181,8 @@ def test_accepted_events_are_stored_by_a_worker_with_duplicates_conflicts_and_qu
         assert rej.raw == b'{"transaction_id":"bad"}' and rej.reasons[0]["field"] == "external_subscription_id"
         assert len(st.list_conflicts()) == 1
         assert st.intake.lag() == {"pending": 0, "undelivered": 0, "events": 0, "oldest_age_s": 0.0}
+        k = st.intake.keys
+        assert st.intake.conn.redis.xinfo_consumers(k.stream, k.group) == []  # a worker that is done leaves
         # the same batch again: every event a duplicate (or the same conflict), nothing new stored
         st.ingest(batch, source="test")
         again = cluster.drain()
