@@ -83,7 +83,7 @@ class ClickHouseEvents:
 
     def get_events(self, transaction_id: str, external_subscription_id: str | None = None) -> list:
         subs = None if external_subscription_id is None else [external_subscription_id]
-        return self._records(self._sel(subscriptions=subs), where="txn = %(txn)s", params={"txn": transaction_id})
+        return self._records(self._sel(subscriptions=subs, transaction_id=transaction_id))
 
     def get_event(self, event_id: int) -> EventRecord | None:
         found = self.events_by_id([event_id])

@@ -273,6 +273,10 @@ class Intake:
             p.execute()
         self.conn.call(go)
 
+    def ping(self) -> None:
+        """StoreError (one line) when Redis does not answer."""
+        self.conn.call(self.conn.redis.ping)
+
     # -- lag -------------------------------------------------------------------
     def lag(self) -> dict:
         """How far the ingest workers are behind: entries delivered and not yet stored (``pending``),

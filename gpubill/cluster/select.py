@@ -15,7 +15,8 @@ from gpubill.store.queries import clamp_int64
 
 @attrs.frozen
 class Selection:
-    """Inclusive time bounds (UTC ms), codes and subscriptions (None: any), ids in (since, until]."""
+    """Inclusive time bounds (UTC ms), codes, subscriptions and a transaction id (None: any), ids in
+    (since, until]."""
 
     codes: tuple | None = None
     subscriptions: tuple | None = None
@@ -23,14 +24,16 @@ class Selection:
     time_to_ms: int | None = None
     since: int = 0
     until: int | None = None
+    transaction_id: str | None = None
 
     @classmethod
-    def of(cls, *, codes=None, subscriptions=None, time_from_ms=None, time_to_ms=None, since=0, until=None):
+    def of(cls, *, codes=None, subscriptions=None, time_from_ms=None, time_to_ms=None, since=0, until=None,
+           transaction_id=None):
         return cls(None if codes is None else tuple(codes),
                    None if subscriptions is None else tuple(subscriptions),
                    None if time_from_ms is None else clamp_int64(time_from_ms, "time_from_ms"),
                    None if time_to_ms is None else clamp_int64(time_to_ms, "time_to_ms"),
-                   max(0, clamp_int64(since, "since_rowid")), until)
+                   max(0, clamp_int64(since, "since_rowid")), until, transaction_id)
 
     def empty(self) -> bool:
         return self.codes == () or self.subscriptions == () or (
@@ -38,7 +41,8 @@ class Selection:
 
     def params(self) -> dict:
         return {"codes": self.codes or ("",), "subs": self.subscriptions or ("",),
-                "lo": self.time_from_ms, "hi": self.time_to_ms, "since": self.since, "until": self.until}
+                "lo": self.time_from_ms, "hi": self.time_to_ms, "since": self.since, "until": self.until,
+                "txn": self.transaction_id}
 
     def pre(self) -> str:
         """Conditions on what every copy of a key shares (before FINAL)."""
@@ -47,6 +51,8 @@ class Selection:
             out.append("code IN %(codes)s")
         if self.subscriptions is not None:
             out.append("sub IN %(subs)s")
+        if self.transaction_id is not None:
+            out.append("txn = %(txn)s")
         if self.time_from_ms is not None:
             out.append("ts >= %(lo)s")
         if self.time_to_ms is not None:

@@ -32,6 +32,15 @@ class ClusterStore(Store):
             self.intake.close()
         super().close()
 
+    def health(self) -> str | None:
+        """None while events can be written: the control store's last write worked and the intake answers."""
+        if self.intake is not None:
+            try:
+                self.intake.ping()
+            except StoreError as e:
+                return str(e)
+        return super().health()
+
     def _intake(self):
         if self.intake is None:
             raise StoreError(f"event store {self.events.url}: events reach the cluster through its intake;"

@@ -49,6 +49,7 @@ from gpubill.service.rating import billed_subscriptions, load_catalog, property_
 from gpubill.store import audit
 from gpubill.store.ledger import InvoiceRow
 from gpubill.store.queries import RejectedRecord
+from gpubill.store.receipt import ACCEPTED
 from gpubill.store.roles import Actor, Forbidden
 from gpubill.store.store import now_ms as clock_ms
 
@@ -341,8 +342,11 @@ def resubmit(store, actor: Actor, rid: int, *, now_ms: int | None = None) -> str
     if status["rejected"]:
         problems = "; ".join(_problem(p) for ps in receipt.problems.values() for p in ps)
         return f"event {rid} is still rejected: {problems}"
-    _audit(store, actor, "quarantine.resubmitted", rid, {"event_id": int(receipt.event_id[0])}, now_ms)
-    return f"event {rid} resubmitted: stored as event {int(receipt.event_id[0])}"
+    event_id = int(receipt.event_id[0])
+    _audit(store, actor, "quarantine.resubmitted", rid, {"event_id": event_id if event_id >= 0 else None}, now_ms)
+    if receipt.status[0] == ACCEPTED:  # a cluster's intake has it; a worker stores it and resolves the row
+        return f"event {rid} resubmitted: accepted into the intake"
+    return f"event {rid} resubmitted: stored as event {event_id}"
 
 
 def discard(store, actor: Actor, rid: int, *, now_ms: int | None = None) -> str:

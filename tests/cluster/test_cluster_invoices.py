@@ -210,3 +210,16 @@ def test_refresh_and_finalize_through_the_cluster_match_the_file(moved, tmp_path
     marks = [sqlite3.connect(p).execute("SELECT group_concat(watermark) FROM invoices ORDER BY id").fetchone()
              for p in (a, b)]
     assert marks[0] == marks[1]
+
+
+def test_show_and_the_http_lookup_find_an_event_by_transaction_id(moved):
+    demo, control, url, _ = moved
+    with Store(demo, readonly=True) as s:
+        some = s.list_events(limit=3, offset=100)
+    for e in some:
+        embedded = gpubill("events", "show", e.transaction_id, "--store", demo, "--format", "json")
+        cluster = gpubill("events", "show", e.transaction_id, "--store", control, "--events", url, "--format", "json")
+        assert embedded.returncode == 0 and b'"id":' in embedded.stdout, embedded.stderr
+        assert (cluster.returncode, cluster.stdout) == (0, embedded.stdout), cluster.stderr
+    missing = gpubill("events", "show", "no-such-transaction", "--store", control, "--events", url)
+    assert missing.returncode == 1 and missing.stderr.count(b"\n") == 1

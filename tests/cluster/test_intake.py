@@ -270,10 +270,13 @@ def test_ingest_and_status_through_the_intake_and_a_redis_kill9(cluster, tmp_pat
         with srv.client(key) as c:  # the server answers 503 while the intake is down, 202 once it is back
             r = c.post("/api/v1/events", json={"event": ev("h1")})
             assert r.status_code == 503 and r.json()["code"] == "store_unavailable"
+            health = c.get("/healthz")
+            assert health.status_code == 503 and "intake redis://" in health.text
             down = cluster.gpubill("ingest", str(data), *cluster.args())
             status_down = cluster.gpubill("status", *cluster.args())
             redis.start()
             assert c.post("/api/v1/events", json={"event": ev("h2")}).status_code == 202
+            assert c.get("/healthz").status_code == 200
         assert down.returncode == 3
         err = down.stderr.decode().strip()
         assert len(err.splitlines()) == 1 and err.startswith("gpubill: error: intake redis://") and "Traceback" not in err
