@@ -118,11 +118,6 @@ class _Stats:
     props: dict  # (sub, code, prop) -> (held, min e, max e, max |m|, unholdable)
     events: dict  # (sub, code) -> (n, held cents, min e, max e, max |m|, unholdable cents)
 
-    def unholdable_subs(self) -> set:
-        bad = {s for (s, _, _), v in self.props.items() if v[4]}
-        bad |= {s for (s, _), v in self.events.items() if v[5]}
-        return bad
-
     def has_prop(self, name: str) -> bool:
         return any(p == name for _, _, p in self.props)
 
@@ -222,9 +217,14 @@ class _Plan:
         return b
 
     def fits(self, sub) -> bool:
+        """Every value this charge reads of the subscription is held, and no Int64 can overflow."""
         n = self.stats.events.get((sub, self.code), (0,))[0]
         if not n:
             return True
+        if any((v := self._prop_stats(sub, p)) and v[4] for p in self.q.props):
+            return False  # a value the store could not hold: the engine leaves the subscription out
+        if self.reads_cents and self.stats.events[(sub, self.code)][5]:
+            return False
         qb = 1
         if self.q.kind == "poly":
             bounds = {}
@@ -416,7 +416,7 @@ def _shard_lines(shard: _Shard, sel: Selection, groups: list, bounds_of, usages:
         return
     stats = shard.stats(sel, all_subs)
     present = {s for s, _ in stats.events}
-    bad = set(stats.unholdable_subs())
+    bad: set = set()
     with_jobs = stats.has_prop(JOB_ID)
     plans = []
     for g in groups:
@@ -500,8 +500,9 @@ def _run_plan(shard: _Shard, plan: _Plan, subs: list, usages: list, ignored: dic
 # ---- the run
 
 
-def rate_pushed_down(events, specs, window: dict) -> RateResult:
-    """Rate ``specs`` over the cluster's events in ``window`` (``read_columns``' arguments)."""
+def rate_pushed_down(events, specs, window: dict, *, column_path: set | None = None) -> RateResult:
+    """Rate ``specs`` over the cluster's events in ``window`` (``read_columns``' arguments).
+    ``column_path``: a set that receives the ids of the subscriptions rated over columns."""
     specs = list(specs)
     until = events.watermark()
     sel = Selection.of(codes=window.get("codes"), subscriptions=window.get("subscriptions"),
@@ -551,6 +552,8 @@ def rate_pushed_down(events, specs, window: dict) -> RateResult:
         ignored.update(ig)
         column |= col
     skip = {si for si, s in enumerate(specs) if s.external_id in column}
+    if column_path is not None:
+        column_path |= column
     pushed = assemble_run(specs, coverages, UsageSource(specs, coverages, usages, ignored, {}), skip=skip)
     if not skip:
         return pushed
