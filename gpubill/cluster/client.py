@@ -42,9 +42,12 @@ class Cluster:
     def close(self) -> None:
         self._entry.disconnect()
 
-    def query(self, sql: str, params=None, *, columnar: bool = False):
+    def query(self, sql: str, params=None, *, columnar: bool = False, external_tables=None):
+        """``external_tables``: clickhouse-driver's temporary tables sent with the query (``GLOBAL IN`` ships
+        them to the shards as native blocks: no limit on their size, unlike a literal ``IN`` list)."""
         with self._lock:
-            return self._run(self._entry, sql, params, columnar=columnar, settings=_QUERY_SETTINGS)
+            return self._run(self._entry, sql, params, columnar=columnar, settings=_QUERY_SETTINGS,
+                             external_tables=external_tables)
 
     def insert(self, table: str, columns: tuple, data: list) -> None:
         """Rows as columns (one list per column) into a Distributed table; returns once every shard has them."""
@@ -94,9 +97,9 @@ class Cluster:
             finally:
                 c.disconnect()
 
-    def _run(self, client: Client, sql: str, params, *, columnar: bool, settings: dict):
+    def _run(self, client: Client, sql: str, params, *, columnar: bool, settings: dict, external_tables=None):
         try:
-            return client.execute(sql, params, columnar=columnar, settings=settings)
+            return client.execute(sql, params, columnar=columnar, settings=settings, external_tables=external_tables)
         except (ch_errors.Error, OSError, EOFError) as e:
             client.disconnect()
             raise StoreError(f"event store {self.url}: {_one_line(e)}") from None

@@ -235,10 +235,10 @@ class ClickHouseEvents:
     def _stored_copies(self, chunk: Chunk) -> dict:
         """(sub, txn) -> (id, ts, raw) of the stored first copy of each of the chunk's keys the cluster holds
         (any id: a batch stored before the watermark moved is still a copy)."""
-        subs, txns = sorted(set(chunk.sub)), sorted(set(chunk.txn))
-        found = self.cluster.query(
-            f"SELECT sub, txn, id, ts, raw FROM {self.db}.events FINAL WHERE sub IN %(subs)s AND txn IN %(txns)s",
-            {"subs": tuple(subs), "txns": tuple(txns)})
+        keys = {"name": "chunk_keys", "structure": [("sub", "String"), ("txn", "String")],
+                "data": [{"sub": s, "txn": t} for s, t in set(zip(chunk.sub, chunk.txn))]}
+        found = self.cluster.query(f"SELECT sub, txn, id, ts, raw FROM {self.db}.events FINAL"
+                                   " WHERE (sub, txn) GLOBAL IN chunk_keys", external_tables=[keys])
         return {(s, t): (int(i), int(ts), raw) for s, t, i, ts, raw in found}
 
     def _insert_rejected(self, columns: list, *, version: int) -> None:
