@@ -79,6 +79,12 @@ class ClusterStore(Store):
                      subscriptions=None):
         return self.events.read_columns(since_rowid, codes, time_from_ms, time_to_ms, subscriptions)
 
+    def rate_pushed_down(self, specs, window):
+        """The fast engine's result for ``specs`` over ``window`` (``read_columns``' arguments), the
+        decomposable charges aggregated on the shards (``pushdown.py``)."""
+        from .pushdown import rate_pushed_down
+        return rate_pushed_down(self.events, specs, window)
+
     def event_watermark(self, db=None) -> int:
         return self.events.watermark()
 

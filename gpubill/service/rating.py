@@ -184,6 +184,8 @@ def rate_billed(store, billed: Sequence[Billed], engine: str = "fast") -> RateRe
             from gpubill.engine.reference.engine import rate_reference
 
             return rate_reference(specs, reference_events(store, window))
+        if hasattr(store, "rate_pushed_down"):  # a cluster store: the shards aggregate (gpubill.cluster.pushdown)
+            return store.rate_pushed_down(specs, window)
         from gpubill.engine.fast.rate import rate
 
         return rate(specs, store.read_columns(**window))
