@@ -24,9 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_store_argument(p)
     p.add_argument("--name", default=None, help="this worker's consumer name (default: random); a worker restarted"
                                                 " under its old name first completes what it had read")
-    p.add_argument("--batch", type=_args.int_range(1, 20000), default=16384, metavar="EVENTS",
-                   help="events stored as one chunk, one insert (default 16384, at most 20000: a chunk's dedup"
-                        " lookup is one query); consecutive entries of one source are merged, a larger one cut")
+    p.add_argument("--batch", type=_args.int_range(1, 65536), default=16384, metavar="EVENTS",
+                   help="events stored as one chunk, one insert (default 16384, at most 65536); consecutive"
+                        " entries of one source are merged, a larger one cut")
     p.add_argument("--claim-after", type=_args.float_range(0.1, _args.MAX_SECONDS), default=30.0,
                    metavar="SECONDS", help="take over entries another worker read and left unstored this long"
                                            " (default 30: that worker is dead)")

@@ -44,7 +44,7 @@ LOCK_TTL_S = 10.0  # a dead holder's lock blocks the others this long; renewed e
 BLOCK_MS = 1000
 CLAIM_AFTER_S = 30.0
 DEFAULT_BATCH = 16384  # events stored as one chunk (and, about, taken under one lock)
-MAX_BATCH = 20000  # a chunk's dedup lookup names its keys in one IN list: ClickHouse parses at most 50000 elements
+MAX_BATCH = 1 << 16  # events of one chunk (its keys go to the dedup lookup as one external table)
 
 _ALLOC = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
