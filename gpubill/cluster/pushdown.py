@@ -9,7 +9,9 @@ network. Python turns them into ``LineUsage`` values, which the engine's own
 Decimal pricing (``price.assemble_run``) prices.
 
 Pushed down, per charge: count, sum, max, latest (greatest (timestamp, id)),
-unique_count (the last operation of each id by (timestamp, id)); per-event
+unique_count (the last operation of each id by (timestamp, id)), weighted_sum
+(each event's quantity x the milliseconds from max(its timestamp, the covered
+period's start) to the period's end rounded up to the second); per-event
 rounding (``PerEvent``), utilization, unit scale and the quantity polynomial;
 filters (bucket = first match in ``match_order``), group_by values, price
 windows; end-reason maps with each job's end reason given to its events
@@ -18,8 +20,8 @@ attempt) among the events read, any code); dynamic cents; ignored counts
 (a quantity property missing or not strictly numeric).
 
 Rated by the fast engine over the cluster's columns instead (the *column
-path*), per subscription: pay-in-advance charges, percentage and graduated
-percentage models, prorated sum / unique_count, weighted_sum; a subscription
+path*), per subscription: pay-in-advance charges, percentage models (but on
+a count), prorated sum / unique_count; a subscription
 with a value the store could not hold (exponent -127, rated as unrated by the
 engine) and one whose bounds could overflow Int64 in SQL.
 
@@ -40,7 +42,7 @@ from fractions import Fraction
 
 import attrs
 
-from gpubill.engine.calendar.coverage import NEG_INF, coverage_of
+from gpubill.engine.calendar.coverage import DAY_MS, NEG_INF, coverage_of
 from gpubill.engine.fast import exact
 from gpubill.engine.fast.rate import rate
 from gpubill.engine.pricing.fees import merged as merged_fees
@@ -48,7 +50,7 @@ from gpubill.engine.pricing.money import EngineError
 from gpubill.engine.pricing.price import UsageSource, assemble_run
 from gpubill.engine.pricing.usage import LineUsage
 from gpubill.engine.spec import poly as polymod
-from gpubill.engine.spec.program import GraduatedPercentage, Percentage, RateResult, match_order
+from gpubill.engine.spec.program import Percentage, RateResult, match_order
 from gpubill.store.job_reason import ATTEMPT, END_REASON, JOB_ID
 
 from . import pushdown_sql as sq
@@ -69,12 +71,12 @@ OPERATION = "operation_type"
 def charge_decomposes(ch) -> bool:
     """The charge's lines follow from per-line sums (no per-event sequence)."""
     agg = ch.metric.aggregation
-    if ch.pay_in_advance or agg == "weighted_sum":
+    if ch.pay_in_advance:
         return False
     if ch.prorated and agg in ("sum", "unique_count"):
         return False
     for m in ch.models():
-        if isinstance(m, GraduatedPercentage) or (isinstance(m, Percentage) and agg != "count"):
+        if isinstance(m, Percentage) and agg != "count":
             return False
     return True
 
@@ -164,6 +166,7 @@ class _Plan:
         self.code = ch.metric.event_code
         self.q = _quantity(ch)
         self.reads_cents = ch.reads_cents()
+        self.weighted = ch.metric.aggregation == "weighted_sum"
         self.scales: dict = {}
         self.fixed = None
         self.D = Fraction(1)
@@ -246,6 +249,9 @@ class _Plan:
                 s = self.scales[u.prop]
                 total *= max(abs(sq.at_scale(u.floor, s)), abs(sq.at_scale(u.ceiling, s)), 1)
             qb = max(total, 1)
+        if self.weighted:  # each event weighs ws_end - max(ts, lo) <= ws_end - lo milliseconds
+            _, _, lo, ws_end, _ = self.bounds[sub]
+            qb *= max(ws_end - lo, 1)
         if n * qb > I64:
             return False
         if self.reads_cents:
@@ -379,12 +385,20 @@ class _Plan:
             *gcols, f"{r_has} AS rh", f"if(rh = 1, {r}, '') AS rv", f"{self._q_sql(P)} AS q",
             f"{self._cents_sql()} AS c",
         ])
-        return f"SELECT {sel}{extra}, {self._window_sql()} AS w FROM {src}", groups
+        wq = "toInt64(0)"
+        if self.weighted:
+            names = sorted(subs)
+            arr = "[" + ", ".join(sq.lit(x) for x in names) + "]"
+            los = "[" + ", ".join(sq.int_lit(self.bounds[x][2]) for x in names) + "]"
+            ends = "[" + ", ".join(sq.int_lit(self.bounds[x][3]) for x in names) + "]"
+            wq = (f"q * (transform(sub, {arr}, {ends}, toInt64(0))"
+                  f" - greatest(ts, transform(sub, {arr}, {los}, toInt64(0))))")
+        return f"SELECT {sel}{extra}, {self._window_sql()} AS w, {wq} AS wq FROM {src}", groups
 
     def line_sqls(self, subs) -> tuple[str, str | None, list[str]]:
         ev, groups = self.events_sql(subs)
         keys = ", ".join(["sub", "ok", "bkt", "w", *groups, "rh", "rv"])
-        lines = (f"SELECT {keys}, count(), sum(q), max(q), argMax(q, (ts, id)), max((ts, id)), sum(c)"
+        lines = (f"SELECT {keys}, count(), sum(q), max(q), argMax(q, (ts, id)), max((ts, id)), sum(c), sum(wq)"
                  f" FROM ({ev}) GROUP BY {keys}")
         uniq = None
         if self.q.kind == "uid":
@@ -405,6 +419,7 @@ class _Line:
     cents: int = 0
     reasons: dict = attrs.field(factory=dict)  # reason -> [sum q, count]
     active: int = 0
+    weighted: int = 0
 
 
 def _shard_lines(shard: _Shard, sel: Selection, groups: list, bounds_of, usages: list, ignored: dict,
@@ -449,7 +464,7 @@ def _run_plan(shard: _Shard, plan: _Plan, subs: list, usages: list, ignored: dic
     for row in shard.run(lines_sql):
         sub, ok, bkt, w = row[:4]
         gv = row[4:4 + 2 * ng]
-        rh, rv, n, sq_, mq, lq, lk, c = row[4 + 2 * ng:]
+        rh, rv, n, sq_, mq, lq, lk, c, wq = row[4 + 2 * ng:]
         si = plan.g.si[sub]
         bucket = None if bkt < 0 else int(bkt)
         if not ok:
@@ -468,6 +483,7 @@ def _run_plan(shard: _Shard, plan: _Plan, subs: list, usages: list, ignored: dic
         if ln.latest is None or lk > ln.latest[0]:
             ln.latest = (lk, lq)
         ln.cents += c
+        ln.weighted += wq
         r = rv if rh else None
         acc = ln.reasons.setdefault(r, [0, 0])
         acc[0] += sq_
@@ -481,11 +497,14 @@ def _run_plan(shard: _Shard, plan: _Plan, subs: list, usages: list, ignored: dic
             if key in lines:
                 lines[key].active += row[-1]
     D = plan.D
+    ext = {i: s for s, i in plan.g.si.items()}
     for (si, bucket, group, window), ln in lines.items():
         if agg == "count":
             full = (ln.count, 1)
         elif agg == "unique_count":
             full = (ln.active, 1)
+        elif agg == "weighted_sum":
+            full = (ln.weighted * D.numerator, D.denominator * plan.bounds[ext[si]][4] * DAY_MS)
         else:
             v = ln.total if agg == "sum" else ln.top if agg == "max" else max(ln.latest[1], 0)
             full = (v * D.numerator, D.denominator)
@@ -526,7 +545,7 @@ def rate_pushed_down(events, specs, window: dict, *, column_path: set | None = N
             m = ch.metric
             lo = NEG_INF if m.recurring else cov.lo
             groups.setdefault(key, {})[sub.external_id] = si
-            bounds.setdefault(key, {})[sub.external_id] = (lo, cov.hi)
+            bounds.setdefault(key, {})[sub.external_id] = (lo, cov.hi, cov.lo, cov.ws_end, cov.duration_days)
     group_list = [_Group(ci, ch, tuple(sorted(subs)), subs) for (ci, ch), subs in groups.items()]
     if sel.empty():
         group_list = []

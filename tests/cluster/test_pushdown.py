@@ -3,9 +3,9 @@
 Random events (several subscriptions over both shards, string and JSON-number properties, values
 that are not numbers, jobs whose end reason is on another event, unmerged duplicate copies that
 only FINAL collapses) and random plans covering every decomposable feature (count, sum, max,
-latest, unique_count; per-event rounding, utilization, unit scale, filters, groups, price windows,
-dynamic cents, recurring metrics) beside charges that go to the column path (pay in advance,
-percentage, prorated, weighted_sum): ``rate_pushed_down`` == ``rate(specs, read_columns(window))``.
+latest, unique_count, weighted_sum; per-event rounding, utilization, unit scale, filters, groups, price windows,
+dynamic cents, graduated percentage, recurring metrics) beside charges that go to the column path (pay in advance,
+percentage, prorated sum): ``rate_pushed_down`` == ``rate(specs, read_columns(window))``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from gpubill.cluster.pushdown import charge_decomposes, rate_pushed_down
 from gpubill.cluster.url import parse_events_url
 from gpubill.engine.fast.rate import rate
 from gpubill.engine.spec.program import (
-    Add, ChargeSpec, Const, Div, Dynamic, Filter, Graduated, MetricRounding, MetricSpec, Mul, Package, PerEvent,
+    Add, ChargeSpec, Const, Div, Dynamic, Filter, Graduated, GraduatedPercentage, MetricRounding, MetricSpec, Mul, Package, PerEvent,
     Percentage, PriceWindow, Prop, Standard, SubscriptionSpec, Tier, Utilization, Volume,
 )
 from gpubill.store.encode import prepare, payload_of
@@ -55,7 +55,8 @@ def tiers(draw):
 
 def model(agg, percentage):
     opts = [st.builds(Standard, price), st.builds(Graduated, tiers()), st.builds(Volume, tiers()),
-            st.builds(Package, price, st.sampled_from([1, 2, 10]), st.sampled_from([0, 1]))]
+            st.builds(Package, price, st.sampled_from([1, 2, 10]), st.sampled_from([0, 1])),
+            st.builds(GraduatedPercentage, tiers())]
     if agg == "sum":
         opts.append(st.just(Dynamic()))
     if agg != "latest" and percentage:
