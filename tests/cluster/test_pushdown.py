@@ -193,3 +193,40 @@ def test_pushdown_equals_fast_engine_over_the_cluster_columns(cluster, specs, ev
     finally:
         ev.cluster.on_each_shard(f"DROP DATABASE IF EXISTS {ev.db}")
         ev.close()
+
+
+# values at and beyond what an Int64 at one exponent holds: a subscription whose bounds could
+# overflow goes to the column path (never a wrapped sum), one with a value the store cannot hold
+# is left out by both alike
+extreme = st.sampled_from([1, "-2", "0.5", str(2**62), "9223372036854775807", "-9223372036854775807",
+                           "0.0000000000000000000001", "123456789012345678901234", "1" + "0" * 30, 2**40,
+                           "3." + "0" * 16 + "1", "x", None])
+
+
+@st.composite
+def extreme_events(draw):
+    objs, dup = draw(events())
+    for o in objs:
+        for k in ("v", "w"):
+            v = draw(extreme)
+            if v is None:
+                o["properties"].pop(k, None)
+            else:
+                o["properties"][k] = v
+        o["precise_total_amount_cents"] = draw(st.sampled_from([None, "12.5", "9223372036854775807",
+                                                                "0." + "0" * 17 + "1"]))
+    return objs, dup
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(subscriptions(), extreme_events())
+def test_values_near_int64_are_never_wrapped(cluster, specs, evs):
+    objs, dup = evs
+    ev = store(_fresh(cluster, "extreme"), objs, dup)
+    try:
+        window = window_of(specs)
+        assert rate_pushed_down(ev, specs, window) == rate(specs, ev.read_columns(**window))
+    finally:
+        ev.cluster.on_each_shard(f"DROP DATABASE IF EXISTS {ev.db}")
+        ev.close()
