@@ -234,15 +234,30 @@ class ClickHouseEvents:
 
     def _stored_copies(self, chunk: Chunk) -> dict:
         """(sub, txn) -> (id, ts, raw) of the stored first copy of each of the chunk's keys the cluster holds
-        (any id: a batch stored before the watermark moved is still a copy)."""
-        keys = {"name": "chunk_keys", "structure": [("sub", "String"), ("txn", "String")],
-                "data": [{"sub": s, "txn": t} for s, t in set(zip(chunk.sub, chunk.txn))]}
-        found = self.cluster.query(f"SELECT sub, txn, id, ts, raw FROM {self.db}.events FINAL"
-                                   " WHERE (sub, txn) GLOBAL IN chunk_keys", external_tables=[keys])
+        (any id: a batch stored before the watermark moved is still a copy).
+
+        The keys go to the shards as an external table; the first query reads only the key columns (no
+        FINAL: the smallest id is the first copy), the second the payloads of the keys found (few)."""
+        firsts = self.cluster.query(
+            f"SELECT sub, txn, min(id) FROM {self.db}.events WHERE (sub, txn) GLOBAL IN chunk_keys GROUP BY sub, txn",
+            external_tables=[_keys_table("chunk_keys", [("sub", "String"), ("txn", "String")],
+                                         set(zip(chunk.sub, chunk.txn)))])
+        if not firsts:
+            return {}
+        found = self.cluster.query(
+            f"SELECT sub, txn, id, ts, raw FROM {self.db}.events WHERE (sub, txn, id) GLOBAL IN found_keys",
+            external_tables=[_keys_table("found_keys", [("sub", "String"), ("txn", "String"), ("id", "Int64")],
+                                         firsts)])
         return {(s, t): (int(i), int(ts), raw) for s, t, i, ts, raw in found}
 
     def _insert_rejected(self, columns: list, *, version: int) -> None:
         self.cluster.insert("rejected", schema.REJECTED_COLUMNS, columns + [[version] * len(columns[0])])
+
+
+def _keys_table(name: str, structure: list, rows) -> dict:
+    """Tuples as a clickhouse-driver external table of these (name, type) columns."""
+    names = [c for c, _ in structure]
+    return {"name": name, "structure": structure, "data": [dict(zip(names, r)) for r in rows]}
 
 
 def _split(payload: tuple) -> list[bytes]:
