@@ -330,12 +330,12 @@ class _Plan:
             arms += [" AND ".join(conds) or "1", f"toInt32({i})"]
         return f"multiIf({', '.join(arms)}, toInt32(-1))"
 
-    def _window_sql(self) -> str:
+    def _window_sql(self, bkt: str) -> str:
         ch = self.ch
         arms = []
         for b in list(range(len(ch.filters))) + [None]:
             for w, win in enumerate(ch.bucket_windows(b)):
-                arms += [f"bkt = {-1 if b is None else b} AND ts >= {int(win.from_ms)} AND ts < {int(win.to_ms)}",
+                arms += [f"{bkt} = {-1 if b is None else b} AND ts >= {int(win.from_ms)} AND ts < {int(win.to_ms)}",
                          f"toInt32({w})"]
         return f"multiIf({', '.join(arms)}, toInt32(-1))" if arms else "toInt32(-1)"
 
@@ -345,69 +345,111 @@ class _Plan:
         return (f"if(ptac_e > {sq.UNHOLDABLE}, ptac_m * toInt64(intExp10(toInt16(ptac_e) - {self.cents_scale})),"
                 f" toInt64(0))")
 
-    def events_sql(self, subs) -> tuple[str, list[str]]:
-        """The charge's events of ``subs`` with their line keys (and the group columns' names)."""
+    def row_exprs(self, P: sq.Props, subs, k: int, ngroups: int, all_subs) -> list[str]:
+        """This charge's columns of one event (the ``_ROW`` order, ``ngroups`` group pairs), aliased
+        with suffix ``k``: in its range, quantity held, bucket, window, groups, q, cents, weighted q, uid."""
         ch = self.ch
-        P = sq.Props(self._props_needed())
-        cols = "id, sub, ts, pk, ps, px, pm, pe, ptac_m, ptac_e"
-        bounds = {s: self.bounds[s] for s in subs}
-        inner = sq.base_sql(self.sel_db, self.sel, cols, code=self.code, subs=subs, bounds=bounds)
-        idx = ", ".join(P.index_cols())
-        base = f"SELECT {cols}, {idx} FROM ({inner})"
-        reason = P.text(END_REASON)
-        has_reason = P.has(END_REASON)
-        if self.with_jobs:
+        names = sorted(subs)
+        arr = "[" + ", ".join(sq.lit(x) for x in names) + "]"
+
+        def per_sub(i: int) -> str:
+            """Bound i of each event's subscription (a constant where they all share it)."""
+            found = {self.bounds[x][i] for x in names}
+            if len(found) == 1:
+                return sq.int_lit(found.pop())
+            vals = "[" + ", ".join(sq.int_lit(self.bounds[x][i]) for x in names) + "]"
+            return f"transform(sub, {arr}, {vals}, toInt64(0))"
+
+        mine = "1" if set(names) == set(all_subs) else f"sub IN {sq.in_list(names)}"
+        out = [f"toUInt8(code = {sq.lit(self.code)} AND {mine}"
+               f" AND ts >= {per_sub(0)} AND ts <= {per_sub(1)}) AS inr{k}",
+               f"toUInt8({self._ok_sql(P)}) AS ok{k}", f"toInt32({self._bucket_sql(P)}) AS bkt{k}",
+               f"toInt32({self._window_sql(f'bkt{k}')}) AS w{k}"]
+        for j in range(ngroups):
+            if j < len(ch.group_by):
+                g = ch.group_by[j]
+                out += [f"toUInt8({P.has(g)}) AS gh{j}_{k}", f"if({P.has(g)}, {P.text(g)}, '') AS gv{j}_{k}"]
+            else:
+                out += [f"toUInt8(0) AS gh{j}_{k}", f"'' AS gv{j}_{k}"]
+        out += [f"toInt64({self._q_sql(P)}) AS q{k}", f"toInt64({self._cents_sql()}) AS c{k}"]
+        wq = "toInt64(0)"
+        if self.weighted:  # q x (period end - max(ts, covered start))
+            wq = f"q{k} * ({per_sub(3)} - greatest(ts, {per_sub(2)}))"
+        out.append(f"toInt64({wq}) AS wq{k}")
+        uid = P.text(ch.metric.field) if self.q.kind == "uid" else "''"
+        out.append(f"{uid} AS uid{k}")
+        return out
+
+    sel_db = ""
+
+
+def _props_of(plans) -> set:
+    out: set = set()
+    for plan in plans:
+        out |= plan._props_needed()
+    return out
+
+
+def code_sql(db: str, sel: Selection, plans: list, subs_of: list, with_jobs: bool) -> tuple[str, str | None, int]:
+    """One scan of a code's events on one shard for all its charges (``plans``, each rating the
+    subscriptions ``subs_of[k]``): (lines SQL, unique-ids SQL or None, group pairs). Each event becomes
+    one row per charge whose range holds it (``arrayJoin`` over tuples computed once per event)."""
+    code = plans[0].code
+    ngroups = max(len(p.ch.group_by) for p in plans)
+    P = sq.Props(_props_of(plans) | ({OPERATION} if any(p.q.kind == "uid" for p in plans) else set()))
+    all_subs = sorted({x for subs in subs_of for x in subs})
+    cols = "id, sub, code, ts, pk, ps, px, pm, pe, ptac_m, ptac_e"
+    inner = sq.base_sql(db, sel, cols, code=code, subs=all_subs)
+    base = f"SELECT {cols}, {', '.join(P.index_cols())} FROM ({inner})"
+    groups = [f"{x}{j}" for j in range(ngroups) for x in ("gh", "gv")]
+    fields = ["chg", "inr", "ok", "bkt", "w", *groups, "q", "c", "wq", "uid"]
+    unpack = ", ".join(f"tupleElement(t, {i + 1}) AS {f}" for i, f in enumerate(fields))
+
+    def rows_sql(which: list, reasons: bool) -> str:
+        """One row per (event, charge ``which`` whose range holds it); ``reasons``: with end reasons."""
+        reason, has_reason = P.text(END_REASON), P.has(END_REASON)
+        if reasons and with_jobs:
             left = (f"SELECT *, toUInt8({P.has(JOB_ID)} AND NOT {has_reason}) AS jk_ok, {P.text(JOB_ID)} AS jk_job,"
                     f" toUInt8({P.has(ATTEMPT)}) AS jk_att_has, {P.text(ATTEMPT)} AS jk_att FROM ({base})")
             J = sq.Props([END_REASON, JOB_ID, ATTEMPT])
             jcols = "id, sub, ts, pk, ps, px, pm, pe"
-            jinner = sq.base_sql(self.sel_db, self.sel, jcols, subs=subs)
-            right = (f"SELECT sub, toUInt8(1) AS jk_ok, {J.text(JOB_ID)} AS jk_job, toUInt8({J.has(ATTEMPT)}) AS jk_att_has,"
-                     f" {J.text(ATTEMPT)} AS jk_att, argMax({J.text(END_REASON)}, (ts, id)) AS jr, toUInt8(1) AS jf"
+            jinner = sq.base_sql(db, sel, jcols, subs=all_subs)
+            right = (f"SELECT sub, toUInt8(1) AS jk_ok, {J.text(JOB_ID)} AS jk_job,"
+                     f" toUInt8({J.has(ATTEMPT)}) AS jk_att_has, {J.text(ATTEMPT)} AS jk_att,"
+                     f" argMax({J.text(END_REASON)}, (ts, id)) AS jr, toUInt8(1) AS jf"
                      f" FROM (SELECT {jcols}, {', '.join(J.index_cols())} FROM ({jinner}))"
                      f" WHERE {J.has(END_REASON)} AND {J.has(JOB_ID)} GROUP BY sub, jk_job, jk_att_has, jk_att")
             src = f"({left}) ANY LEFT JOIN ({right}) USING (sub, jk_ok, jk_job, jk_att_has, jk_att)"
             r_has, r = f"toUInt8({has_reason} OR jf = 1)", f"if({has_reason}, {reason}, jr)"
+        elif reasons:
+            src, r_has, r = f"({base})", f"toUInt8({has_reason})", reason
         else:
-            src = f"({base})"
-            r_has, r = f"toUInt8({has_reason})", reason
-        groups = []
-        gcols = []
-        for j, k in enumerate(ch.group_by):
-            gcols += [f"toUInt8({P.has(k)}) AS gh{j}", f"if({P.has(k)}, {P.text(k)}, '') AS gv{j}"]
-            groups += [f"gh{j}", f"gv{j}"]
-        extra = ""
-        if ch.metric.aggregation == "unique_count":
-            extra = (f", {P.text(ch.metric.field)} AS uid,"
-                     f" toUInt8({P.has(OPERATION)} AND {P.text(OPERATION)} = {sq.lit(REMOVE)}) AS rm")
-        sel = ", ".join([
-            "sub", "ts", "id", f"toUInt8({self._ok_sql(P)}) AS ok", f"{self._bucket_sql(P)} AS bkt",
-            *gcols, f"{r_has} AS rh", f"if(rh = 1, {r}, '') AS rv", f"{self._q_sql(P)} AS q",
-            f"{self._cents_sql()} AS c",
-        ])
-        wq = "toInt64(0)"
-        if self.weighted:
-            names = sorted(subs)
-            arr = "[" + ", ".join(sq.lit(x) for x in names) + "]"
-            los = "[" + ", ".join(sq.int_lit(self.bounds[x][2]) for x in names) + "]"
-            ends = "[" + ", ".join(sq.int_lit(self.bounds[x][3]) for x in names) + "]"
-            wq = (f"q * (transform(sub, {arr}, {ends}, toInt64(0))"
-                  f" - greatest(ts, transform(sub, {arr}, {los}, toInt64(0))))")
-        return f"SELECT {sel}{extra}, {self._window_sql()} AS w, {wq} AS wq FROM {src}", groups
+            src, r_has, r = f"({base})", "toUInt8(0)", "''"
+        rm = "0"
+        if any(plans[k].q.kind == "uid" for k in which):
+            rm = f"{P.has(OPERATION)} AND {P.text(OPERATION)} = {sq.lit(REMOVE)}"
+        per_event = [f"{r_has} AS rh", f"if(rh = 1, {r}, '') AS rv", f"toUInt8({rm}) AS rm"]
+        tuples = []
+        for k in which:
+            exprs = plans[k].row_exprs(P, subs_of[k], k, ngroups, all_subs)
+            per_event += exprs
+            tuples.append(f"tuple(toUInt16({k}), {', '.join(e.rsplit(' AS ', 1)[1] for e in exprs)})")
+        B = f"SELECT sub, ts, id, {', '.join(per_event)} FROM {src}"
+        return (f"SELECT sub, ts, id, rh, rv, rm, {unpack} FROM (SELECT sub, ts, id, rh, rv, rm,"
+                f" arrayJoin([{', '.join(tuples)}]) AS t FROM ({B})) WHERE inr = 1")
 
-    def line_sqls(self, subs) -> tuple[str, str | None, list[str]]:
-        ev, groups = self.events_sql(subs)
-        keys = ", ".join(["sub", "ok", "bkt", "w", *groups, "rh", "rv"])
-        lines = (f"SELECT {keys}, count(), sum(q), max(q), argMax(q, (ts, id)), max((ts, id)), sum(c), sum(wq)"
-                 f" FROM ({ev}) GROUP BY {keys}")
-        uniq = None
-        if self.q.kind == "uid":
-            lk = ", ".join(["sub", "bkt", "w", *groups])
-            uniq = (f"SELECT {lk}, sum(1 - last_rm) FROM (SELECT {lk}, uid, argMax(rm, (ts, id)) AS last_rm"
-                    f" FROM ({ev}) WHERE ok = 1 GROUP BY {lk}, uid) GROUP BY {lk}")
-        return lines, uniq, groups
+    keys = ", ".join(["chg", "sub", "ok", "bkt", "w", *groups, "rh", "rv"])
+    lines = (f"SELECT {keys}, count(), sum(q), max(q), argMax(q, (ts, id)), max((ts, id)), sum(c), sum(wq)"
+             f" FROM ({rows_sql(list(range(len(plans))), True)}) GROUP BY {keys}")
+    uniq = None
+    unique = [k for k, p in enumerate(plans) if p.q.kind == "uid"]
+    if unique:
+        lk = ", ".join(["chg", "sub", "bkt", "w", *groups])
+        uniq = (f"SELECT {lk}, sum(1 - last_rm) FROM (SELECT {lk}, uid, argMax(rm, (ts, id)) AS last_rm"
+                f" FROM ({rows_sql(unique, False)}) WHERE ok = 1 GROUP BY {lk}, uid) GROUP BY {lk}")
+    return lines, uniq, ngroups
 
-    sel_db = ""
+
 
 
 @attrs.define
@@ -449,33 +491,35 @@ def _shard_lines(shard: _Shard, sel: Selection, groups: list, bounds_of, usages:
                 bad.add(s)
         plans.append(plan)
     column_subs |= bad
+    by_code: dict = {}
     for plan in plans:
-        subs = [s for s in plan.g.subs if s not in bad]
+        subs = [x for x in plan.g.subs if x not in bad]
         if subs:
-            _run_plan(shard, plan, subs, usages, ignored)
+            by_code.setdefault(plan.code, []).append((plan, subs))
+    for pairs in by_code.values():
+        _run_code(shard, sel, [p for p, _ in pairs], [x for _, x in pairs], with_jobs, usages, ignored)
 
 
-def _run_plan(shard: _Shard, plan: _Plan, subs: list, usages: list, ignored: dict) -> None:
-    lines_sql, uniq_sql, groups = plan.line_sqls(subs)
-    ng = len(groups) // 2
-    ci, ch = plan.g.ci, plan.ch
-    agg = ch.metric.aggregation
-    lines: dict = {}
+def _run_code(shard: _Shard, sel: Selection, plans: list, subs_of: list, with_jobs: bool, usages: list,
+              ignored: dict) -> None:
+    lines_sql, uniq_sql, ng = code_sql(shard.db, sel, plans, subs_of, with_jobs)
+    lines: list = [{} for _ in plans]
     for row in shard.run(lines_sql):
-        sub, ok, bkt, w = row[:4]
-        gv = row[4:4 + 2 * ng]
-        rh, rv, n, sq_, mq, lq, lk, c, wq = row[4 + 2 * ng:]
-        si = plan.g.si[sub]
+        k, sub, ok, bkt, w = row[:5]
+        gv = row[5:5 + 2 * ng]
+        rh, rv, n, sq_, mq, lq, lk, c, wq = row[5 + 2 * ng:]
+        plan = plans[k]
+        si, ci = plan.g.si[sub], plan.g.ci
         bucket = None if bkt < 0 else int(bkt)
         if not ok:
             key = (si, ci, bucket)
             ignored[key] = ignored.get(key, 0) + int(n)
             continue
-        group = tuple(gv[2 * j + 1] if gv[2 * j] else None for j in range(ng))
+        group = tuple(gv[2 * j + 1] if gv[2 * j] else None for j in range(len(plan.ch.group_by)))
         key = (si, bucket, group, None if w < 0 else int(w))
-        ln = lines.get(key)
+        ln = lines[k].get(key)
         if ln is None:
-            ln = lines[key] = _Line()
+            ln = lines[k][key] = _Line()
         ln.count += n
         ln.total += sq_
         ln.top = mq if ln.top is None else max(ln.top, mq)
@@ -490,12 +534,20 @@ def _run_plan(shard: _Shard, plan: _Plan, subs: list, usages: list, ignored: dic
         acc[1] += n
     if uniq_sql is not None:
         for row in shard.run(uniq_sql):
-            sub, bkt, w = row[:3]
-            gv = row[3:3 + 2 * ng]
-            group = tuple(gv[2 * j + 1] if gv[2 * j] else None for j in range(ng))
+            k, sub, bkt, w = row[:4]
+            gv = row[4:4 + 2 * ng]
+            plan = plans[k]
+            group = tuple(gv[2 * j + 1] if gv[2 * j] else None for j in range(len(plan.ch.group_by)))
             key = (plan.g.si[sub], None if bkt < 0 else int(bkt), group, None if w < 0 else int(w))
-            if key in lines:
-                lines[key].active += row[-1]
+            if key in lines[k]:
+                lines[k][key].active += row[-1]
+    for plan, found in zip(plans, lines):
+        _usages(plan, found, usages)
+
+
+def _usages(plan: _Plan, lines: dict, usages: list) -> None:
+    """The plan's lines as ``LineUsage`` values (exact rationals from the Int64 sums)."""
+    ci, agg = plan.g.ci, plan.ch.metric.aggregation
     D = plan.D
     ext = {i: s for s, i in plan.g.si.items()}
     for (si, bucket, group, window), ln in lines.items():

@@ -81,8 +81,12 @@ def stats_sql(db: str, sel: Selection, subs) -> tuple[str, str]:
     return props, events
 
 
+_ZEROS = "'" + "0" * 260 + "'"  # more than any held exponent needs (|e| <= 127, 19 digits)
+
+
 def _zeros(n: str) -> str:
-    return f"arrayStringConcat(arrayMap(z -> '0', range(toUInt64({n}))))"
+    """``n`` zeros (0 <= n <= 260): a slice of a constant, no per-row array."""
+    return f"substring({_ZEROS}, 1, toUInt64({n}))"
 
 
 def _number_text(m: str, e: str) -> str:
