@@ -25,6 +25,7 @@ import numpy as np
 import orjson
 
 from gpubill.store import Store
+from gpubill.store.collector import rare_collections
 
 from . import rows, schema
 from .events import ClickHouseEvents
@@ -44,6 +45,11 @@ class Moved:
 def migrate_events(store: Store, events: ClickHouseEvents, progress: Callable[[Moved], None] = lambda m: None
                    ) -> Moved:
     """Every event of ``store`` into the cluster, then its quarantine and conflicts, then the watermark."""
+    with rare_collections():  # a page's rows are millions of acyclic lists: young collections are wasted work
+        return _migrate(store, events, progress)
+
+
+def _migrate(store: Store, events: ClickHouseEvents, progress: Callable[[Moved], None]) -> Moved:
     cols = store.read_columns()  # every stored event, in id order
     forms = {name: cols.stored_forms(name) for name in cols.property_names()}
     moved = Moved()

@@ -34,6 +34,7 @@ from collections.abc import Callable
 import attrs
 import numpy as np
 
+from gpubill.store.collector import rare_collections
 from gpubill.store.encode import payload_of, prepare
 from gpubill.store.receipt import DUPLICATE, INGESTED, Receipt
 from gpubill.store.schema import StoreError
@@ -181,6 +182,10 @@ class Worker:
     # -- the loop --------------------------------------------------------------
     def run(self, *, drain: bool = False) -> Totals:
         """Process entries until ``stop()`` (or, ``drain``, until the stream is empty and nothing is in flight)."""
+        with rare_collections():  # parsed events and their rows are acyclic: young collections are wasted work
+            return self._run(drain)
+
+    def _run(self, drain: bool) -> Totals:
         self._group()
         while not self.stopping.is_set():
             entries = self._next()
