@@ -9,6 +9,7 @@ never come back short (``skip_unavailable_shards`` stays 0).
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 
@@ -19,6 +20,10 @@ from gpubill.store.schema import StoreError
 
 from . import schema
 from .url import EventsURL
+
+# The driver logs a failed connection with its traceback; gpubill reports it as one line (StoreError): without
+# a handler of its own, Python's last-resort handler would print the traceback on stderr.
+logging.getLogger("clickhouse_driver").addHandler(logging.NullHandler())
 
 CONNECT_TIMEOUT_S = 3
 _QUERY_SETTINGS = {

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpubill.store.job_reason import ATTEMPT, END_REASON, JOB_ID, job_end_reasons
+from gpubill.store.columns import ResolvedDims
+from gpubill.store.job_reason import ATTEMPT, END_REASON, JOB_ID
 from gpubill.store.numeric import MISSING, format_decimal, held
 
 from .client import Cluster
@@ -53,7 +54,7 @@ class ReadStrings:
         return [None if i < 0 else self._list[i] for i in np.asarray(ids).tolist()]
 
 
-class ClusterColumns:
+class ClusterColumns(ResolvedDims):
     """Events as columns in id order (see ``gpubill.store.columns.EventColumns``)."""
 
     def __init__(self, cluster: Cluster, sel: Selection):
@@ -103,15 +104,6 @@ class ClusterColumns:
             return self._ptac
         m, e, _ = self._prop(name)
         return m, e
-
-    def dim(self, name: str) -> np.ndarray:
-        key = ("dim", name)
-        if key not in self._cache:
-            sid = self._stored_dim(name)
-            if name == END_REASON:
-                sid = job_end_reasons(sid, self.timestamp_ms, self.subscription, self.dim)
-            self._cache[key] = sid
-        return self._cache[key]
 
     def _stored_dim(self, name: str) -> np.ndarray:
         """The explicit string where the value was a string, else a held number's canonical text."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from urllib.parse import parse_qs, urlsplit
 
 import attrs
 import numpy as np
@@ -37,6 +36,8 @@ from gpubill.store.receipt import ABORTED, ACCEPTED, REJECTED, Receipt
 from gpubill.store.schema import StoreError
 from gpubill.store.store import DEFAULT_CHUNK, now_ms
 from gpubill.store.validate import Problem, Unparsable, check_event, quarantine_bytes
+
+from .url import url_parts
 
 SCHEME = "redis"
 DEFAULT_PORT = 6379
@@ -60,25 +61,15 @@ class IntakeURL:
 
 def parse_intake_url(text: str) -> IntakeURL:
     """``redis://host[:port][/db][?prefix=NAME]`` -> IntakeURL, or StoreError (one line)."""
-    form = f"expected {SCHEME}://HOST:PORT/DB"
-    try:
-        u = urlsplit(text)
-        port = u.port or DEFAULT_PORT
-    except ValueError as e:
-        raise StoreError(f"--intake {text!r}: {e}; {form}") from None
-    if u.scheme != SCHEME or not u.hostname:
-        raise StoreError(f"--intake {text!r}: {form}")
-    db = u.path.strip("/") or "0"
+    form = f"expected {SCHEME}://HOST:PORT/DB[?prefix=NAME]"
+    u = url_parts(text, "--intake", SCHEME, DEFAULT_PORT, form, ("prefix",))
+    db = u.path or "0"
     if not db.isdigit():
         raise StoreError(f"--intake {text!r}: database {db!r} is not a number; {form}")
-    query = parse_qs(u.query)
-    unknown = sorted(set(query) - {"prefix"})
-    if unknown:
-        raise StoreError(f"--intake {text!r}: unknown option {unknown[0]!r}; {form}[?prefix=NAME]")
-    prefix = (query.get("prefix") or [DEFAULT_PREFIX])[0]
+    prefix = u.options.get("prefix", DEFAULT_PREFIX)
     if not prefix or any(c in prefix for c in " {}\n"):
         raise StoreError(f"--intake {text!r}: prefix {prefix!r} is not a plain name")
-    return IntakeURL(u.hostname, port, int(db), prefix)
+    return IntakeURL(u.host, u.port, int(db), prefix)
 
 
 class Keys:

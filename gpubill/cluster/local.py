@@ -312,7 +312,27 @@ def _clickhouse_config(shard: Shard, cluster: str, shards: list[Shard]) -> str:
 """
 
 
-class LocalClickHouse:
+class _Servers:
+    """``with``: started on entry (stopped again if starting fails), stopped on exit."""
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class LocalClickHouse(_Servers):
     """N clickhouse-server processes under ``directory`` forming the cluster ``cluster`` (one shard each).
 
     Use as a context manager or call ``start()`` then ``stop()`` (in a finally).
@@ -380,16 +400,6 @@ class LocalClickHouse:
         self._spawn(shard, find_binary("clickhouse-server"))
         self._wait(shard)
 
-    def __enter__(self) -> LocalClickHouse:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     # -- addresses
 
     @property
@@ -448,7 +458,7 @@ def start_clickhouse(directory: str | os.PathLike, shards: int = 2, cluster: str
 # --- Redis -----------------------------------------------------------------------------------------
 
 
-class LocalRedis:
+class LocalRedis(_Servers):
     """One redis-server under ``directory``, every acknowledged write fsynced to its AOF."""
 
     def __init__(self, directory: str | os.PathLike, timeout: float = 30.0):
@@ -535,16 +545,6 @@ class LocalRedis:
 
     def rss_bytes(self) -> int | None:
         return self.process.rss_bytes() if self.process else None
-
-    def __enter__(self) -> LocalRedis:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def start_redis(directory: str | os.PathLike, timeout: float = 30.0) -> LocalRedis:

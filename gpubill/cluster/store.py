@@ -17,7 +17,7 @@ from gpubill.store.receipt import Receipt
 from gpubill.store.store import DEFAULT_MAX_FUTURE_S
 
 from .events import ClickHouseEvents
-from .url import EventsURLError, parse_events_url
+from .url import parse_events_url
 
 
 class ClusterStore(Store):
@@ -127,11 +127,7 @@ class ClusterStore(Store):
 
 def open_cluster_events(events_url: str, *, create: bool = True) -> ClickHouseEvents:
     """The cluster at ``events_url`` (``create``: its schema created or checked on every shard)."""
-    try:
-        url = parse_events_url(events_url)
-    except EventsURLError as e:
-        raise StoreError(str(e)) from None
-    return ClickHouseEvents(url, create=create)
+    return ClickHouseEvents(parse_events_url(events_url), create=create)
 
 
 def open_cluster_store(path, events_url: str, intake_url: str | None = None, **options) -> ClusterStore:

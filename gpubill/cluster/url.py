@@ -7,13 +7,36 @@ from urllib.parse import parse_qs, urlsplit
 
 import attrs
 
+from gpubill.store.schema import StoreError
+
 SCHEME = "clickhouse"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")  # a database or cluster name ClickHouse takes unquoted
 DEFAULT_PORT = 9000  # ClickHouse's native protocol
 
 
-class EventsURLError(ValueError):
-    """A malformed ``--events`` address (one line: what is wrong and the form expected)."""
+@attrs.frozen
+class URLParts:
+    host: str
+    port: int
+    path: str  # without its leading "/"
+    options: dict  # option -> its (first) value
+
+
+def url_parts(text: str, flag: str, scheme: str, default_port: int, form: str, options: tuple) -> URLParts:
+    """``scheme://host[:port]/path[?option=value...]`` split and checked, or StoreError (one line naming the
+    flag, what is wrong and ``form``)."""
+    try:
+        u = urlsplit(text)
+        port = u.port or default_port
+    except ValueError as e:
+        raise StoreError(f"{flag} {text!r}: {e}; {form}") from None
+    if u.scheme != scheme or not u.hostname:
+        raise StoreError(f"{flag} {text!r}: {form}")
+    query = parse_qs(u.query)
+    unknown = sorted(set(query) - set(options))
+    if unknown:
+        raise StoreError(f"{flag} {text!r}: unknown option {unknown[0]!r}; {form}")
+    return URLParts(u.hostname, port, u.path.strip("/"), {k: v[0] for k, v in query.items()})
 
 
 @attrs.frozen
@@ -28,22 +51,11 @@ class EventsURL:
 
 
 def parse_events_url(text: str) -> EventsURL:
-    """``clickhouse://host[:port]/db?cluster=NAME`` -> EventsURL, or EventsURLError."""
+    """``clickhouse://host[:port]/db?cluster=NAME`` -> EventsURL, or StoreError (one line)."""
     form = f"expected {SCHEME}://HOST:PORT/DATABASE?cluster=NAME"
-    try:
-        u = urlsplit(text)
-        port = u.port or DEFAULT_PORT
-    except ValueError as e:
-        raise EventsURLError(f"--events {text!r}: {e}; {form}") from None
-    if u.scheme != SCHEME or not u.hostname:
-        raise EventsURLError(f"--events {text!r}: {form}")
-    db = u.path.lstrip("/")
-    query = parse_qs(u.query)
-    cluster = (query.get("cluster") or [""])[0]
-    for what, name in (("database", db), ("cluster", cluster)):
+    u = url_parts(text, "--events", SCHEME, DEFAULT_PORT, form, ("cluster",))
+    cluster = u.options.get("cluster", "")
+    for what, name in (("database", u.path), ("cluster", cluster)):
         if not _NAME.match(name):
-            raise EventsURLError(f"--events {text!r}: {what} {name!r} is not a plain name; {form}")
-    unknown = sorted(set(query) - {"cluster"})
-    if unknown:
-        raise EventsURLError(f"--events {text!r}: unknown option {unknown[0]!r}; {form}")
-    return EventsURL(u.hostname, port, db, cluster)
+            raise StoreError(f"--events {text!r}: {what} {name!r} is not a plain name; {form}")
+    return EventsURL(u.host, u.port, u.path, cluster)

@@ -117,8 +117,25 @@ class StringTable:
                 self._by_s[s] = i
 
 
+class ResolvedDims:
+    """``dim(name)`` of a column read: the stored dictionary ids (``_stored_dim``), each job's end reason
+    given to its events, cached (``_cache``). Both stores' column reads share it."""
+
+    def dim(self, name: str) -> np.ndarray:
+        """Dictionary id of the property's string form (int32[n]), -1 when missing.
+
+        ``dim("end_reason")`` is each event's job's end reason (``job_reason.py``)."""
+        key = ("dim", name)
+        if key not in self._cache:
+            sid = self._stored_dim(name)
+            if name == END_REASON:
+                sid = job_end_reasons(sid, self.timestamp_ms, self.subscription, self.dim)
+            self._cache[key] = sid
+        return self._cache[key]
+
+
 @attrs.frozen(eq=False)
-class EventColumns:
+class EventColumns(ResolvedDims):
     """Events as columns, in ingestion order. See ``Store.read_columns``.
 
     The engine's ``InMemoryColumns`` (``gpubill.engine.fast.columns``) builds the
@@ -161,18 +178,6 @@ class EventColumns:
         key = ("num", name)
         if key not in self._cache:
             self._cache[key] = self._source.numeric(name)
-        return self._cache[key]
-
-    def dim(self, name: str) -> np.ndarray:
-        """Dictionary id of the property's string form (int32[n]), -1 when missing.
-
-        ``dim("end_reason")`` is each event's job's end reason (``job_reason.py``)."""
-        key = ("dim", name)
-        if key not in self._cache:
-            sid = self._stored_dim(name)
-            if name == END_REASON:
-                sid = job_end_reasons(sid, self.timestamp_ms, self.subscription, self.dim)
-            self._cache[key] = sid
         return self._cache[key]
 
     def stored_forms(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
