@@ -115,13 +115,28 @@ def _finest(values) -> int:
 # ---- the per-shard work
 
 
+def _needs(ch) -> set:
+    """The properties a charge's lines read (quantity, utilization, filters, groups, ids, end reason)."""
+    m = ch.metric
+    names = set(_quantity(ch).props) | {END_REASON} | set(ch.group_by)
+    for f in ch.filters:
+        names |= set(f.values)
+    if m.aggregation == "unique_count":
+        names |= {m.field, OPERATION}
+    return names
+
+
 @attrs.define
 class _Stats:
-    props: dict  # (sub, code, prop) -> (held, min e, max e, max |m|, unholdable)
+    """What the first query found on one shard, per subscription and code."""
+
+    props: dict  # (sub, code, prop) -> (held, min e, max e, max |m|, unholdable), where present
     events: dict  # (sub, code) -> (n, held cents, min e, max e, max |m|, unholdable cents)
+    present: set  # the properties some event holds
+    numbers: set  # the properties some event holds as a JSON number
 
     def has_prop(self, name: str) -> bool:
-        return any(p == name for _, _, p in self.props)
+        return name in self.present
 
 
 @attrs.frozen
@@ -149,11 +164,21 @@ class _Shard:
         if self.client is not None:
             self.client.disconnect()
 
-    def stats(self, sel: Selection, subs) -> _Stats:
-        props_sql, events_sql = sq.stats_sql(self.db, sel, subs)
-        props = {(s, c, k): (n, lo, hi, top, bad) for s, c, k, n, lo, hi, top, bad in self.run(props_sql)}
-        evs = {(s, c): (n, nc, lo, hi, top, bad) for s, c, n, nc, lo, hi, top, bad in self.run(events_sql)}
-        return _Stats(props, evs)
+    def stats(self, sel: Selection, subs, names) -> _Stats:
+        names = sorted(set(names))
+        props, evs, present, numbers = {}, {}, set(), set()
+        w = sq.PROP_STATS
+        for row in self.run(sq.stats_sql(self.db, sel, subs, names)):
+            s, c = row[0], row[1]
+            evs[(s, c)] = tuple(row[2:8])
+            for j, n in enumerate(names):
+                has, held, lo, hi, top, bad, number = row[8 + w * j: 8 + w * (j + 1)]
+                if has:
+                    present.add(n)
+                    props[(s, c, n)] = (held, lo, hi, top, bad)
+                if number:
+                    numbers.add(n)
+        return _Stats(props, evs, present, numbers)
 
 
 class _Plan:
@@ -264,13 +289,7 @@ class _Plan:
 
     # -- SQL
     def _props_needed(self) -> set:
-        ch, m = self.ch, self.ch.metric
-        names = set(self.q.props) | {END_REASON}
-        for f in ch.filters:
-            names |= set(f.values)
-        names |= set(ch.group_by)
-        if m.aggregation == "unique_count":
-            names |= {m.field, OPERATION}
+        names = _needs(self.ch)
         if self.with_jobs:
             names |= {JOB_ID, ATTEMPT}
         return names
@@ -396,7 +415,8 @@ def code_sql(db: str, sel: Selection, plans: list, subs_of: list, with_jobs: boo
     one row per charge whose range holds it (``arrayJoin`` over tuples computed once per event)."""
     code = plans[0].code
     ngroups = max(len(p.ch.group_by) for p in plans)
-    P = sq.Props(_props_of(plans) | ({OPERATION} if any(p.q.kind == "uid" for p in plans) else set()))
+    numbers = plans[0].stats.numbers
+    P = sq.Props(_props_of(plans) | ({OPERATION} if any(p.q.kind == "uid" for p in plans) else set()), numbers)
     all_subs = sorted({x for subs in subs_of for x in subs})
     cols = "id, sub, code, ts, pk, ps, px, pm, pe, ptac_m, ptac_e"
     inner = sq.base_sql(db, sel, cols, code=code, subs=all_subs)
@@ -411,7 +431,7 @@ def code_sql(db: str, sel: Selection, plans: list, subs_of: list, with_jobs: boo
         if reasons and with_jobs:
             left = (f"SELECT *, toUInt8({P.has(JOB_ID)} AND NOT {has_reason}) AS jk_ok, {P.text(JOB_ID)} AS jk_job,"
                     f" toUInt8({P.has(ATTEMPT)}) AS jk_att_has, {P.text(ATTEMPT)} AS jk_att FROM ({base})")
-            J = sq.Props([END_REASON, JOB_ID, ATTEMPT])
+            J = sq.Props([END_REASON, JOB_ID, ATTEMPT], numbers)
             jcols = "id, sub, ts, pk, ps, px, pm, pe"
             jinner = sq.base_sql(db, sel, jcols, subs=all_subs)
             right = (f"SELECT sub, toUInt8(1) AS jk_ok, {J.text(JOB_ID)} AS jk_job,"
@@ -471,7 +491,10 @@ def _shard_lines(shard: _Shard, sel: Selection, groups: list, bounds_of, usages:
     all_subs = sorted({s for g in groups for s in g.subs})
     if not all_subs:
         return
-    stats = shard.stats(sel, all_subs)
+    names = {END_REASON, JOB_ID, ATTEMPT, OPERATION}
+    for g in groups:
+        names |= _needs(g.charge)
+    stats = shard.stats(sel, all_subs, names)
     present = {s for s, _ in stats.events}
     bad: set = set()
     with_jobs = stats.has_prop(JOB_ID)

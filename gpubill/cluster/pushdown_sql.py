@@ -67,18 +67,28 @@ def base_sql(db: str, sel: Selection, cols: str, *, code: str | None = None, sub
             f" WHERE {' AND '.join(post)}")
 
 
-def stats_sql(db: str, sel: Selection, subs) -> tuple[str, str]:
-    """(per subscription, code and property: held values, min / max exponent, max |mantissa|,
-    unholdable values; per subscription and code: events, and the same for precise_total_amount_cents)."""
-    props = (f"SELECT sub, code, k, countIf(e > {UNHOLDABLE}), minIf(e, e > {UNHOLDABLE}),"
-             f" maxIf(e, e > {UNHOLDABLE}), maxIf(abs(m), e > {UNHOLDABLE}), countIf(e = {UNHOLDABLE})"
-             f" FROM ({base_sql(db, sel, 'id, sub, code, pk, pm, pe', subs=subs)})"
-             f" ARRAY JOIN pk AS k, pm AS m, pe AS e GROUP BY sub, code, k")
-    events = (f"SELECT sub, code, count(), countIf(ptac_e > {UNHOLDABLE}), minIf(ptac_e, ptac_e > {UNHOLDABLE}),"
-              f" maxIf(ptac_e, ptac_e > {UNHOLDABLE}), maxIf(abs(ptac_m), ptac_e > {UNHOLDABLE}),"
-              f" countIf(ptac_e = {UNHOLDABLE})"
-              f" FROM ({base_sql(db, sel, 'id, sub, code, ptac_m, ptac_e', subs=subs)}) GROUP BY sub, code")
-    return props, events
+PROP_STATS = 7  # per property: present, held, min e, max e, max |m|, unholdable, JSON numbers
+
+
+def stats_sql(db: str, sel: Selection, subs, names) -> str:
+    """Per subscription and code: events, then precise_total_amount_cents' (held values, min / max
+    exponent, max |mantissa|, unholdable values), then per property of ``names`` (sorted)
+    ``PROP_STATS`` values: events with it, held values, min / max exponent, max |mantissa|,
+    unholdable values, values that were JSON numbers (their text is formatted)."""
+    P = Props(names)
+    aggs = ["count()", f"countIf(ptac_e > {UNHOLDABLE})", f"minIf(ptac_e, ptac_e > {UNHOLDABLE})",
+            f"maxIf(ptac_e, ptac_e > {UNHOLDABLE})", f"maxIf(abs(ptac_m), ptac_e > {UNHOLDABLE})",
+            f"countIf(ptac_e = {UNHOLDABLE})"]
+    for n in P.names:
+        i = P.i(n)
+        held = P.held(n)
+        aggs += [f"countIf({i} > 0)", f"countIf({held})", f"minIf(pe[{i}], {held})", f"maxIf(pe[{i}], {held})",
+                 f"maxIf(abs(pm[{i}]), {held})", f"countIf({i} > 0 AND pe[{i}] = {UNHOLDABLE})",
+                 f"countIf({i} > 0 AND px[{i}] = 0)"]
+    cols = "id, sub, code, pk, px, pm, pe, ptac_m, ptac_e"
+    idx = ", ".join(["sub", "code", "px", "pm", "pe", "ptac_m", "ptac_e", *P.index_cols()])
+    return (f"SELECT sub, code, {', '.join(aggs)} FROM (SELECT {idx} FROM ({base_sql(db, sel, cols, subs=subs)}))"
+            f" GROUP BY sub, code")
 
 
 _ZEROS = "'" + "0" * 260 + "'"  # more than any held exponent needs (|e| <= 127, 19 digits)
@@ -100,11 +110,14 @@ def _number_text(m: str, e: str) -> str:
 
 
 class Props:
-    """The SQL of one event's properties: index, presence, text, numeric value at a scale."""
+    """The SQL of one event's properties: index, presence, text, numeric value at a scale.
+    ``numbers``: the properties that may hold a JSON number (None: any); the others' text is the
+    explicit string (ClickHouse evaluates both branches of an ``if``: formatting costs every row)."""
 
-    def __init__(self, names):
+    def __init__(self, names, numbers=None):
         self.names = sorted(set(names))
         self.alias = {n: f"p{i}" for i, n in enumerate(self.names)}
+        self.numbers = numbers
 
     def index_cols(self) -> list[str]:
         return [f"indexOf(pk, {lit(n)}) AS {self.alias[n]}" for n in self.names]
@@ -119,6 +132,8 @@ class Props:
 
     def text(self, n: str) -> str:
         i = self.i(n)
+        if self.numbers is not None and n not in self.numbers:
+            return f"if({i} = 0 OR px[{i}] = 0, '', ps[{i}])"
         return f"if({i} = 0, '', if(px[{i}] = 1, ps[{i}], if(pe[{i}] > {UNHOLDABLE}, {_number_text(f'pm[{i}]', f'pe[{i}]')}, '')))"
 
     def held(self, n: str) -> str:
