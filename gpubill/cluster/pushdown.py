@@ -11,7 +11,8 @@ Decimal pricing (``price.assemble_run``) prices.
 Pushed down, per charge: count, sum, max, latest (greatest (timestamp, id)),
 unique_count (the last operation of each id by (timestamp, id)), weighted_sum
 (each event's quantity x the milliseconds from max(its timestamp, the covered
-period's start) to the period's end rounded up to the second); per-event
+period's start) to the period's end rounded up to the second), prorated sum
+(each event's quantity x its local days left in the covered period); per-event
 rounding (``PerEvent``), utilization, unit scale and the quantity polynomial;
 filters (bucket = first match in ``match_order``), group_by values, price
 windows; end-reason maps with each job's end reason given to its events
@@ -21,7 +22,7 @@ attempt) among the events read, any code); dynamic cents; ignored counts
 
 Rated by the fast engine over the cluster's columns instead (the *column
 path*), per subscription: pay-in-advance charges, percentage models (but on
-a count), prorated sum / unique_count; a subscription
+a count), prorated unique_count, prorated sum priced by graduated tiers; a subscription
 with a value the store could not hold (exponent -127, rated as unrated by the
 engine) and one whose bounds could overflow Int64 in SQL.
 
@@ -50,7 +51,7 @@ from gpubill.engine.pricing.money import EngineError
 from gpubill.engine.pricing.price import UsageSource, assemble_run
 from gpubill.engine.pricing.usage import LineUsage
 from gpubill.engine.spec import poly as polymod
-from gpubill.engine.spec.program import Percentage, RateResult, match_order
+from gpubill.engine.spec.program import Graduated, Percentage, RateResult, match_order
 from gpubill.store.job_reason import ATTEMPT, END_REASON, JOB_ID
 
 from . import pushdown_sql as sq
@@ -73,10 +74,12 @@ def charge_decomposes(ch) -> bool:
     agg = ch.metric.aggregation
     if ch.pay_in_advance:
         return False
-    if ch.prorated and agg in ("sum", "unique_count"):
+    if ch.prorated and agg == "unique_count":
         return False
     for m in ch.models():
         if isinstance(m, Percentage) and agg != "count":
+            return False
+        if ch.prorated and agg == "sum" and isinstance(m, Graduated):  # prorated per event through the tiers
             return False
     return True
 
@@ -192,6 +195,7 @@ class _Plan:
         self.q = _quantity(ch)
         self.reads_cents = ch.reads_cents()
         self.weighted = ch.metric.aggregation == "weighted_sum"
+        self.prorated = ch.prorated and ch.metric.aggregation == "sum"
         self.scales: dict = {}
         self.fixed = None
         self.D = Fraction(1)
@@ -275,8 +279,10 @@ class _Plan:
                 total *= max(abs(sq.at_scale(u.floor, s)), abs(sq.at_scale(u.ceiling, s)), 1)
             qb = max(total, 1)
         if self.weighted:  # each event weighs ws_end - max(ts, lo) <= ws_end - lo milliseconds
-            _, _, lo, ws_end, _ = self.bounds[sub]
+            lo, ws_end = self.bounds[sub][2:4]
             qb *= max(ws_end - lo, 1)
+        if self.prorated:  # each event weighs its local days left in the covered period
+            qb *= max(self.bounds[sub][5], 1)
         if n * qb > I64:
             return False
         if self.reads_cents:
@@ -394,6 +400,17 @@ class _Plan:
         wq = "toInt64(0)"
         if self.weighted:  # q x (period end - max(ts, covered start))
             wq = f"q{k} * ({per_sub(3)} - greatest(ts, {per_sub(2)}))"
+        elif self.prorated:  # q x (covered days - the event's local day index, 0 before the period)
+            arms = []
+            by_cov: dict = {}
+            for x in names:
+                by_cov.setdefault((self.bounds[x][5], self.bounds[x][6]), []).append(x)
+            for (eff, days), those in sorted(by_cov.items()):
+                w = sq.int_lit(eff)
+                if days:
+                    w += f" - toInt64(arrayCount(d -> d <= ts, [{', '.join(sq.int_lit(d) for d in days)}]))"
+                arms += [f"sub IN {sq.in_list(those)}", w] if len(by_cov) > 1 else [w]
+            wq = f"q{k} * ({arms[0] if len(arms) == 1 else 'multiIf(' + ', '.join(arms) + ', toInt64(0))'})"
         out.append(f"toInt64({wq}) AS wq{k}")
         uid = P.text(ch.metric.field) if self.q.kind == "uid" else "''"
         out.append(f"{uid} AS uid{k}")
@@ -588,10 +605,23 @@ def _usages(plan: _Plan, lines: dict, usages: list) -> None:
         if plan.reads_cents:
             cs = Fraction(ln.cents) * Fraction(10) ** plan.cents_scale
             cents = (cs.numerator, cs.denominator)
-        usages.append(LineUsage(si, ci, bucket, group, window, full, ln.count, None, reasons, cents, None, None, 0))
+        pror = None
+        if plan.prorated:
+            pror = (ln.weighted * D.numerator, D.denominator * plan.bounds[ext[si]][4])
+        usages.append(LineUsage(si, ci, bucket, group, window, full, ln.count, pror, reasons, cents, None, None, 0))
 
 
 # ---- the run
+
+
+def _one_replica_per_shard(events) -> list:
+    """(host, port) of one server per shard of the cluster (a replica's rows are its shard's)."""
+    rows = events.cluster.query("SELECT shard_num, host_address, port FROM system.clusters WHERE cluster = %(c)s"
+                                " ORDER BY shard_num, replica_num", {"c": events.url.cluster})
+    first: dict = {}
+    for shard, host, port in rows:
+        first.setdefault(shard, (host, int(port)))
+    return [first[k] for k in sorted(first)] or events.cluster.shards()
 
 
 def rate_pushed_down(events, specs, window: dict, *, column_path: set | None = None) -> RateResult:
@@ -620,7 +650,8 @@ def rate_pushed_down(events, specs, window: dict, *, column_path: set | None = N
             m = ch.metric
             lo = NEG_INF if m.recurring else cov.lo
             groups.setdefault(key, {})[sub.external_id] = si
-            bounds.setdefault(key, {})[sub.external_id] = (lo, cov.hi, cov.lo, cov.ws_end, cov.duration_days)
+            bounds.setdefault(key, {})[sub.external_id] = (lo, cov.hi, cov.lo, cov.ws_end, cov.duration_days,
+                                                            cov.eff_days, cov.day_bounds)
     group_list = [_Group(ci, ch, tuple(sorted(subs)), subs) for (ci, ch), subs in groups.items()]
     if sel.empty():
         group_list = []
@@ -630,7 +661,7 @@ def rate_pushed_down(events, specs, window: dict, *, column_path: set | None = N
 
     usages: list = []
     ignored: dict = {}
-    shards = [_Shard(events, h, p) for h, p in events.cluster.shards()] if group_list else []
+    shards = [_Shard(events, h, p) for h, p in _one_replica_per_shard(events)] if group_list else []
     parts = [([], {}, set()) for _ in shards]
     try:
         with ThreadPoolExecutor(max(1, len(shards))) as pool:

@@ -4,8 +4,8 @@ Random events (several subscriptions over both shards, string and JSON-number pr
 that are not numbers, jobs whose end reason is on another event, unmerged duplicate copies that
 only FINAL collapses) and random plans covering every decomposable feature (count, sum, max,
 latest, unique_count, weighted_sum; per-event rounding, utilization, unit scale, filters, groups, price windows,
-dynamic cents, graduated percentage, recurring metrics) beside charges that go to the column path (pay in advance,
-percentage, prorated sum): ``rate_pushed_down`` == ``rate(specs, read_columns(window))``.
+dynamic cents, graduated percentage, recurring metrics, prorated sum) beside charges that go to the column path (pay in advance,
+percentage, prorated sum on graduated tiers): ``rate_pushed_down`` == ``rate(specs, read_columns(window))``.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def charges(draw, idx):
     agg = draw(st.sampled_from(["count", "sum", "max", "latest", "unique_count", "sum", "max", "weighted_sum"]))
     recurring = agg in ("sum", "unique_count", "weighted_sum") and draw(st.booleans())
     advance = agg in ("count", "sum") and not recurring and draw(st.integers(0, 5)) == 0
-    prorated = recurring and agg == "sum" and not advance and draw(st.integers(0, 5)) == 0
+    prorated = recurring and agg == "sum" and not advance and draw(st.booleans())
     expr = draw(st.sampled_from([Prop("v"), Mul(Prop("v"), Prop("w")), Div(Add(Prop("v"), Prop("w")), Const(3)),
                                  Add(Mul(Const("0.5"), Prop("v")), Const(1))]))
     per_event = draw(st.sampled_from([(), (PerEvent("v", 1, 60),), (PerEvent("v", "0.5", None, 10),),
