@@ -135,7 +135,7 @@ def bench_intake_cluster(work: Path, ch: LocalClickHouse, redis: LocalRedis, tot
     return total / spent, total / stored
 
 
-def bench_bill_run(work: Path, ch: LocalClickHouse, events: int, contracts: int, period: str) -> None:
+def bench_bill_run(work: Path, ch: LocalClickHouse, events: int, contracts: int, period: str, reuse: bool) -> None:
     repo = work / f"repo-{contracts}"
     if not repo.exists():
         build_repo(repo, contracts)
@@ -143,12 +143,16 @@ def bench_bill_run(work: Path, ch: LocalClickHouse, events: int, contracts: int,
     if not db.exists():
         make_store(db, repo, period, events)
     url = ch.url("bill")
-    t = time.perf_counter()
-    r = gpubill("migrate-events", "--store", db, "--events", url, "--format", "json")
-    moved = time.perf_counter() - t
-    if r.returncode:
-        sys.exit(f"migrate-events: {r.stderr.decode().strip()}")
-    print(f"migrate-events                {moved:8.1f} s   {events / moved:10,.0f} events/s into 2 shards")
+    held = ch.client(0).execute("SELECT count() FROM system.tables WHERE database = 'bill' AND name = 'events'")
+    if held[0][0] and reuse:
+        print("migrate-events                skipped: the kept servers hold the events (--reuse)")
+    else:
+        t = time.perf_counter()
+        r = gpubill("migrate-events", "--store", db, "--events", url, "--format", "json")
+        moved = time.perf_counter() - t
+        if r.returncode:
+            sys.exit(f"migrate-events: {r.stderr.decode().strip()}")
+        print(f"migrate-events                {moved:8.1f} s   {events / moved:10,.0f} events/s into 2 shards")
     for i in range(2):
         size, n = ch.client(i).execute("SELECT sum(bytes_on_disk), sum(rows) FROM system.parts"
                                        " WHERE database = 'bill' AND table = 'events_local' AND active")[0]
@@ -159,6 +163,7 @@ def bench_bill_run(work: Path, ch: LocalClickHouse, events: int, contracts: int,
         gpubill(*rate, "--store", db, *extra)  # warm: numba's cache, the servers' page cache
         t = time.perf_counter()
         out = gpubill(*rate, "--store", db, *extra)
+        (work / f"rate-{name}.json").write_bytes(out.stdout)
         runs[name] = (time.perf_counter() - t, out)
         if out.returncode:
             print(f"  {name} rate failed: {out.stderr.decode().strip()[-300:]}")
@@ -175,6 +180,8 @@ def main() -> None:
     ap.add_argument("--period", default="2026-10")
     ap.add_argument("--intake-events", type=int, default=1_000_000, help="events sent through the intake")
     ap.add_argument("--dir", default=None, help="work folder (kept; the generated store is reused)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the servers' data of an earlier run in --dir (the bill run's events are not moved again)")
     args = ap.parse_args()
     missing = servers_missing()
     if missing:
@@ -183,7 +190,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     print(f"{os.cpu_count()} CPUs, work folder {work}")
     servers = work / "servers"
-    shutil.rmtree(servers, ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(servers, ignore_errors=True)
     with LocalClickHouse(servers / "clickhouse", shards=2) as ch, LocalRedis(servers / "redis") as redis:
         if args.intake_events:
             base = bench_intake_embedded(work, args.intake_events)
@@ -193,7 +201,7 @@ def main() -> None:
             print(f"intake, 2 workers -> 2 shards {stored:10,.0f} events/s stored (first send to drained)"
                   f"   {stored / base:.2f} x")
         if args.events:
-            bench_bill_run(work, ch, args.events, args.contracts, args.period)
+            bench_bill_run(work, ch, args.events, args.contracts, args.period, args.reuse)
 
 
 if __name__ == "__main__":

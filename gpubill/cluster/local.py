@@ -211,7 +211,7 @@ _USERS_XML = """<?xml version="1.0"?>
 <yandex>
   <profiles>
     <default>
-      <max_memory_usage>2000000000</max_memory_usage>
+      <max_memory_usage>8000000000</max_memory_usage>
       <max_threads>2</max_threads>
       <background_pool_size>4</background_pool_size>
       <background_schedule_pool_size>4</background_schedule_pool_size>
