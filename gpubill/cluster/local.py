@@ -313,13 +313,8 @@ def _clickhouse_config(shard: Shard, cluster: str, shards: list[Shard]) -> str:
 
 
 class _Servers:
-    """``with``: started on entry (stopped again if starting fails), stopped on exit."""
-
-    def start(self):
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
+    """``with``: started on entry (stopped again if starting fails), stopped on exit (a subclass's
+    ``start()`` returns itself, ``stop()`` stops whatever runs)."""
 
     def __enter__(self):
         try:
