@@ -30,6 +30,11 @@ and range the store accepts: Unix seconds or ISO-8601 with an offset),
 bytes in quarantine), the receipt statuses (``REJECTED``, ``CONFLICT``,
 ``STATUS_NAMES``) and ``MAX_LINE`` (the most bytes one event may take).
 
+The cluster (``gpubill.cluster``: events in ClickHouse behind a Redis Streams
+intake, docs/scale-out.md) is opened through ``open_event_store`` (``--events``,
+``--intake``) and reached through ``migrate_events``, ``ingest_worker`` and
+``intake_lag``; its modules (and clickhouse-driver, redis) load only then.
+
 Imports the store, never the engine: ``gpubill ingest``, ``events`` and
 ``serve`` load no numba.
 """
@@ -47,7 +52,8 @@ from gpubill.store.validate import Unparsable, parse_timestamp
 
 __all__ = ["Store", "open_event_store", "Receipt", "FormatError", "MAX_LINE", "STATUS_NAMES", "CONFLICT", "REJECTED",
            "ACCEPTED", "Unparsable", "parse_timestamp", "INPUT_FORMATS", "input_format", "ingest_file",
-           "rare_collections", "ingest_worker", "intake_lag"]
+           "rare_collections", "ingest_worker", "intake_lag", "migrate_events"]
+
 
 def open_event_store(path: str, *, events: str | None = None, intake: str | None = None, **options) -> Store:
     """The store at ``path``; with ``events`` (``clickhouse://host:port/db?cluster=NAME``) its events are in
@@ -98,8 +104,6 @@ def ingest_file(store: Store, stream, fmt: str, chunk: int, source: str) -> Iter
             yield rec, wheres.popleft()
     finally:
         receipts.close()
-
-
 
 
 def migrate_events(path: str, events_url: str, progress=lambda moved: None):
