@@ -26,7 +26,7 @@ from .url import EventsURL
 logging.getLogger("clickhouse_driver").addHandler(logging.NullHandler())
 
 CONNECT_TIMEOUT_S = 3
-_QUERY_SETTINGS = {
+QUERY_SETTINGS = {
     "max_query_size": 64 << 20,     # a batch's keys go into one IN list
     "skip_unavailable_shards": 0,   # a shard down fails the read (stated, not assumed)
 }
@@ -41,7 +41,7 @@ class Cluster:
     def __init__(self, url: EventsURL):
         self.url = url
         self._lock = threading.Lock()
-        self._entry = _client(url.host, url.port)
+        self._entry = shard_client(url.host, url.port)
         self._shards: list[tuple[str, int]] | None = None
 
     def close(self) -> None:
@@ -51,14 +51,14 @@ class Cluster:
         """``external_tables``: clickhouse-driver's temporary tables sent with the query (``GLOBAL IN`` ships
         them to the shards as native blocks: no limit on their size, unlike a literal ``IN`` list)."""
         with self._lock:
-            return self._run(self._entry, sql, params, columnar=columnar, settings=_QUERY_SETTINGS,
+            return self.run_on(self._entry, sql, params, columnar=columnar, settings=QUERY_SETTINGS,
                              external_tables=external_tables)
 
     def insert(self, table: str, columns: tuple, data: list) -> None:
         """Rows as columns (one list per column) into a Distributed table; returns once every shard has them."""
         sql = f"INSERT INTO {self.url.database}.{table} ({', '.join(columns)}) VALUES"
         with self._lock:
-            self._run(self._entry, sql, data, columnar=True, settings=_INSERT_SETTINGS)
+            self.run_on(self._entry, sql, data, columnar=True, settings=_INSERT_SETTINGS)
 
     def shards(self) -> list[tuple[str, int]]:
         """(host, port) of each shard of the URL's cluster, in shard order."""
@@ -75,9 +75,9 @@ class Cluster:
         """Run one statement on every shard directly; their results in shard order."""
         out = []
         for host, port in self.shards():
-            c = _client(host, port)
+            c = shard_client(host, port)
             try:
-                out.append(self._run(c, sql, data if data is not None else params,
+                out.append(self.run_on(c, sql, data if data is not None else params,
                                      columnar=data is not None, settings=_INSERT_SETTINGS))
             finally:
                 c.disconnect()
@@ -87,22 +87,23 @@ class Cluster:
         """Create the tables on every shard (idempotent); refuse a cluster written by a newer gpubill."""
         db = self.url.database
         for host, port in self.shards():
-            c = _client(host, port)
+            c = shard_client(host, port)
             try:
                 for ddl in schema.statements(db, self.url.cluster):
-                    self._run(c, ddl, None, columnar=False, settings=_QUERY_SETTINGS)
-                found = self._run(c, f"SELECT max(value) FROM {db}.meta_local WHERE name = 'schema'", None,
-                                  columnar=False, settings=_QUERY_SETTINGS)[0][0]
+                    self.run_on(c, ddl, None, columnar=False, settings=QUERY_SETTINGS)
+                found = self.run_on(c, f"SELECT max(value) FROM {db}.meta_local WHERE name = 'schema'", None,
+                                  columnar=False, settings=QUERY_SETTINGS)[0][0]
                 if found > schema.SCHEMA_VERSION:
                     raise StoreError(f"event store {self.url}: shard {host}:{port} has cluster schema {found};"
                                      f" this gpubill knows up to {schema.SCHEMA_VERSION} (upgrade gpubill)")
                 if found < schema.SCHEMA_VERSION:
-                    self._run(c, f"INSERT INTO {db}.meta_local (name, value) VALUES",
+                    self.run_on(c, f"INSERT INTO {db}.meta_local (name, value) VALUES",
                               [("schema", schema.SCHEMA_VERSION)], columnar=False, settings=_INSERT_SETTINGS)
             finally:
                 c.disconnect()
 
-    def _run(self, client: Client, sql: str, params, *, columnar: bool, settings: dict, external_tables=None):
+    def run_on(self, client: Client, sql: str, params, *, columnar: bool, settings: dict, external_tables=None):
+        """One statement on ``client`` (the entry server or a shard's); a failure is one ``StoreError`` line."""
         try:
             return client.execute(sql, params, columnar=columnar, settings=settings, external_tables=external_tables)
         except (ch_errors.Error, OSError, EOFError) as e:
@@ -110,7 +111,7 @@ class Cluster:
             raise StoreError(f"event store {self.url}: {_one_line(e)}") from None
 
 
-def _client(host: str, port: int) -> Client:
+def shard_client(host: str, port: int) -> Client:
     return Client(host, port, connect_timeout=CONNECT_TIMEOUT_S, send_receive_timeout=600)
 
 

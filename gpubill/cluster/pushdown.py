@@ -55,7 +55,7 @@ from gpubill.engine.spec.program import Graduated, Percentage, RateResult, match
 from gpubill.store.job_reason import ATTEMPT, END_REASON, JOB_ID
 
 from . import pushdown_sql as sq
-from .client import _QUERY_SETTINGS, _client
+from .client import QUERY_SETTINGS, shard_client
 from .columns import ClusterColumns
 from .select import Selection
 
@@ -160,8 +160,8 @@ class _Shard:
 
     def run(self, sql: str) -> list:
         if self.client is None:
-            self.client = _client(self.host, self.port)
-        return self.events.cluster._run(self.client, sql, None, columnar=False, settings=_QUERY_SETTINGS)
+            self.client = shard_client(self.host, self.port)
+        return self.events.cluster.run_on(self.client, sql, None, columnar=False, settings=QUERY_SETTINGS)
 
     def close(self) -> None:
         if self.client is not None:
