@@ -663,12 +663,15 @@ def rate_pushed_down(events, specs, window: dict, *, column_path: set | None = N
     ignored: dict = {}
     shards = [_Shard(events, h, p) for h, p in _one_replica_per_shard(events)] if group_list else []
     parts = [([], {}, set()) for _ in shards]
+    static = set(column)  # known before any query: rated over columns while the shards aggregate the rest
     try:
-        with ThreadPoolExecutor(max(1, len(shards))) as pool:
+        with ThreadPoolExecutor(len(shards) + 1) as pool:
+            early = pool.submit(_column_rate, events, sel, specs, static) if static else None
             futures = [pool.submit(_shard_lines, sh, sel, group_list, bounds_of, *part)
                        for sh, part in zip(shards, parts)]
             for f in futures:
                 f.result()
+            results = [early.result()] if early is not None else []
     finally:
         for sh in shards:
             sh.close()
@@ -679,12 +682,17 @@ def rate_pushed_down(events, specs, window: dict, *, column_path: set | None = N
     skip = {si for si, s in enumerate(specs) if s.external_id in column}
     if column_path is not None:
         column_path |= column
-    pushed = assemble_run(specs, coverages, UsageSource(specs, coverages, usages, ignored, {}), skip=skip)
-    if not skip:
-        return pushed
-    col_specs = [specs[si] for si in sorted(skip)]
-    subs = sorted(column) if sel.subscriptions is None else sorted(column & set(sel.subscriptions))
+    if column - static:  # subscriptions the shards' bounds sent to the column path
+        results.append(_column_rate(events, sel, specs, column - static))
+    out = assemble_run(specs, coverages, UsageSource(specs, coverages, usages, ignored, {}), skip=skip)
+    for other in results:
+        lines = exact.merge(specs, attrs.evolve(out, in_advance=()), attrs.evolve(other, in_advance=()))
+        out = attrs.evolve(lines, in_advance=merged_fees(specs, out.in_advance, other.in_advance))
+    return out
+
+
+def _column_rate(events, sel: Selection, specs: list, ids: set) -> RateResult:
+    """The fast engine's result for the subscriptions ``ids`` over their columns read from the cluster."""
+    subs = sorted(ids) if sel.subscriptions is None else sorted(ids & set(sel.subscriptions))
     cols = ClusterColumns(events.cluster, attrs.evolve(sel, subscriptions=tuple(subs)))
-    other = rate(col_specs, cols)
-    lines = exact.merge(specs, attrs.evolve(pushed, in_advance=()), attrs.evolve(other, in_advance=()))
-    return attrs.evolve(lines, in_advance=merged_fees(specs, pushed.in_advance, other.in_advance))
+    return rate([s for s in specs if s.external_id in ids], cols)
