@@ -9,6 +9,8 @@ the engine compares ids only within a read.
 
 from __future__ import annotations
 
+from itertools import compress
+
 import numpy as np
 
 from gpubill.store.columns import ResolvedDims
@@ -102,59 +104,62 @@ class ClusterColumns(ResolvedDims):
     def numeric(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         if name == "precise_total_amount_cents":
             return self._ptac
-        m, e, _ = self._prop(name)
+        if ("prop", name) not in self._cache and ("num", name) not in self._cache:
+            self.prefetch((), [name])
+        m, e, *_ = self._cache.get(("prop", name)) or self._cache[("num", name)]
         return m, e
 
     def _stored_dim(self, name: str) -> np.ndarray:
         """The explicit string where the value was a string, else a held number's canonical text."""
-        m, e, texts = self._prop(name)
+        if ("prop", name) not in self._cache:
+            self.prefetch([name])
+        m, e, at, texts = self._cache[("prop", name)]
         sid = np.full(self.n, -1, np.int32)
-        explicit = np.array([t is not None for t in texts], bool) if self.n else np.zeros(0, bool)
-        if explicit.any():
-            at = np.flatnonzero(explicit)
-            sid[at] = self.strings.intern([texts[i] for i in at.tolist()])
+        explicit = np.zeros(self.n, bool)
+        if at.size:
+            explicit[at] = True
+            sid[at] = self.strings.intern(texts)
         numbers = np.flatnonzero(~explicit & held(e))
         if numbers.size:
             sid[numbers] = self.strings.intern(
                 [format_decimal(a, b) for a, b in zip(m[numbers].tolist(), e[numbers].tolist())])
         return sid
 
-    def prefetch(self, names) -> None:
-        """Read these properties' columns (and a job's, for end reasons) in one query."""
-        want = list(dict.fromkeys(names))
-        if END_REASON in want:
-            want += [JOB_ID, ATTEMPT]
-        want = [p for p in dict.fromkeys(want) if p != "precise_total_amount_cents" and ("prop", p) not in self._cache]
-        if not want:
+    def prefetch(self, names, numeric=()) -> None:
+        """Read these properties' columns (and a job's, for end reasons), and the numbers alone of the
+        ``numeric`` ones, in one query: each shard picks them out of the arrays, and only their values
+        cross the network."""
+        full = list(dict.fromkeys(names))
+        if END_REASON in full:
+            full += [JOB_ID, ATTEMPT]
+        full = [p for p in dict.fromkeys(full) if p != "precise_total_amount_cents" and ("prop", p) not in self._cache]
+        nums = [p for p in dict.fromkeys(numeric) if p != "precise_total_amount_cents" and p not in full
+                and ("prop", p) not in self._cache and ("num", p) not in self._cache]
+        if not full and not nums:
             return
-        picked = [self._empty() for _ in want]
+        want = [(p, True) for p in full] + [(p, False) for p in nums]
+        inner, outer = [], []
+        for k, (_, strings) in enumerate(want):
+            inner.append(f"indexOf(pk, %(p{k})s) AS i{k}, pm[i{k}] AS m{k}, if(i{k} > 0, pe[i{k}], -128) AS e{k}"
+                         + (f", ps[i{k}] AS s{k}, px[i{k}] AS x{k}" if strings else ""))
+            outer.append(f"m{k}, e{k}" + (f", s{k}, x{k}" if strings else ""))
+        rows = []
         if self.n:
-            params = {**self._sel.params(), **{f"p{k}": p for k, p in enumerate(want)}}
-            inner = ", ".join(f"indexOf(pk, %(p{k})s) AS i{k}, ps[i{k}] AS s{k}, px[i{k}] AS x{k}, pm[i{k}] AS m{k},"
-                              f" pe[i{k}] AS e{k}" for k in range(len(want)))
-            outer = ", ".join(f"i{k}, s{k}, x{k}, m{k}, e{k}" for k in range(len(want)))
+            params = {**self._sel.params(), **{f"p{k}": p for k, (p, _) in enumerate(want)}}
             where = " OR ".join(f"i{k} > 0" for k in range(len(want)))
-            # each shard picks the properties out of the arrays: only their values cross the network
-            rows = self._cluster.query(self._sel.sql(self._db, f"id, {inner}", f"id, {outer}", where=where),
-                                       params, columnar=True)
+            rows = self._cluster.query(self._sel.sql(self._db, "id, " + ", ".join(inner), "id, " + ", ".join(outer),
+                                                     where=where), params, columnar=True)
+        at = np.searchsorted(self.rowid, np.array(rows[0], np.int64)) if rows else np.zeros(0, np.intp)
+        col = 1
+        for p, strings in want:
+            m, e = np.zeros(self.n, np.int64), np.full(self.n, MISSING, np.int8)
             if rows:
-                at = np.searchsorted(self.rowid, np.array(rows[0], np.int64))
-                for k, (m, e, texts) in enumerate(picked):
-                    i, ps, px, pm, pe = rows[1 + 5 * k:6 + 5 * k]
-                    has = np.array(i, np.int64) > 0
-                    m[at[has]] = np.array(pm, np.int64)[has]
-                    e[at[has]] = np.array(pe, np.int8)[has]
-                    for a, s, x in zip(at.tolist(), ps, px):
-                        if x:
-                            texts[a] = s
-        for p, value in zip(want, picked):
-            self._cache[("prop", p)] = value
-
-    def _empty(self) -> tuple[np.ndarray, np.ndarray, list]:
-        return np.zeros(self.n, np.int64), np.full(self.n, MISSING, np.int8), [None] * self.n
-
-    def _prop(self, name: str) -> tuple[np.ndarray, np.ndarray, list]:
-        """(m, e, explicit strings or None) of one property over the read's rows."""
-        if ("prop", name) not in self._cache:
-            self.prefetch([name])
-        return self._cache[("prop", name)]
+                m[at], e[at] = rows[col], rows[col + 1]
+            if not strings:
+                self._cache[("num", p)] = (m, e)
+                col += 2
+                continue
+            explicit = np.array(rows[col + 3], bool) if rows else np.zeros(0, bool)
+            texts = list(compress(rows[col + 2], explicit)) if rows else []
+            self._cache[("prop", p)] = (m, e, at[explicit], texts)
+            col += 4

@@ -301,8 +301,9 @@ def _load_columns(charges, cols) -> _Columns:
     n = int(cols.n)
     polys, want = _numeric_wants(charges)
     prefetch = getattr(cols, "prefetch", None)
-    if prefetch is not None:  # columns read over the network: every property in one round trip
-        prefetch(_dim_names(charges) + sorted(want))
+    if prefetch is not None:  # columns read over the network: every property in one round trip (numbers alone
+        # of those only computed with)
+        prefetch(_dim_names(charges), sorted(want))
     dims = _load_dims(cols, _dim_names(charges), n)
     num = _load_nums(cols, sorted(want), n)
     # ids the string table gave out while the columns loaded (a read-only
