@@ -17,10 +17,9 @@ from gpubill.store.columns import ResolvedDims
 from gpubill.store.job_reason import ATTEMPT, END_REASON, JOB_ID
 from gpubill.store.numeric import MISSING, format_decimal, held
 
-from .client import Cluster
+from .client import Cluster, ids_table
 from .select import Selection
 
-_ID_CHUNK = 50_000
 
 
 class ReadStrings:
@@ -94,11 +93,8 @@ class ClusterColumns(ResolvedDims):
 
     def transaction_ids_of(self, rowids) -> list[str]:
         ids = [int(r) for r in rowids]
-        found: dict[int, str] = {}
-        for k in range(0, len(ids), _ID_CHUNK):
-            part = ids[k:k + _ID_CHUNK]
-            found.update(self._cluster.query(f"SELECT id, txn FROM {self._db}.events WHERE id IN %(ids)s",
-                                             {"ids": tuple(part)}))
+        found = dict(self._cluster.query(f"SELECT id, txn FROM {self._db}.events WHERE id GLOBAL IN wanted_ids",
+                                         external_tables=[ids_table("wanted_ids", set(ids))]))
         return [found[i] for i in ids]
 
     def numeric(self, name: str) -> tuple[np.ndarray, np.ndarray]:

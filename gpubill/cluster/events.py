@@ -26,7 +26,7 @@ from gpubill.store.validate import quarantine_bytes
 from gpubill.store.writer import same_content
 
 from . import rows, schema
-from .client import Cluster
+from .client import Cluster, external_table, ids_table
 from .columns import ClusterColumns
 from .select import Selection
 from .url import EventsURL
@@ -74,11 +74,12 @@ class ClickHouseEvents:
                                                       time_from_ms=time_from_ms, time_to_ms=time_to_ms,
                                                       since=since_rowid))
 
-    def _records(self, sel: Selection, *, where: str = "", params=None, tail="ORDER BY id") -> list[EventRecord]:
+    def _records(self, sel: Selection, *, where: str = "", params=None, tail="ORDER BY id",
+                 external_tables=None) -> list[EventRecord]:
         if sel.empty():
             return []
         found = self.cluster.query(sel.sql(self.db, _RECORD, where=where, tail=tail),
-                                   {**sel.params(), **(params or {})})
+                                   {**sel.params(), **(params or {})}, external_tables=external_tables)
         return [rows.record(r) for r in found]
 
     def get_events(self, transaction_id: str, external_subscription_id: str | None = None) -> list:
@@ -93,7 +94,8 @@ class ClickHouseEvents:
         ids = [int(i) for i in ids]
         if not ids:
             return []
-        by_id = {r.id: r for r in self._records(self._sel(), where="id IN %(ids)s", params={"ids": tuple(ids)})}
+        by_id = {r.id: r for r in self._records(self._sel(), where="id IN wanted_ids",
+                                                external_tables=[ids_table("wanted_ids", ids)])}
         return [by_id[i] for i in ids if i in by_id]
 
     def latest_timestamp_ms(self) -> int | None:
@@ -240,24 +242,18 @@ class ClickHouseEvents:
         FINAL: the smallest id is the first copy), the second the payloads of the keys found (few)."""
         firsts = self.cluster.query(
             f"SELECT sub, txn, min(id) FROM {self.db}.events WHERE (sub, txn) GLOBAL IN chunk_keys GROUP BY sub, txn",
-            external_tables=[_keys_table("chunk_keys", [("sub", "String"), ("txn", "String")],
+            external_tables=[external_table("chunk_keys", [("sub", "String"), ("txn", "String")],
                                          set(zip(chunk.sub, chunk.txn)))])
         if not firsts:
             return {}
         found = self.cluster.query(
             f"SELECT sub, txn, id, ts, raw FROM {self.db}.events WHERE (sub, txn, id) GLOBAL IN found_keys",
-            external_tables=[_keys_table("found_keys", [("sub", "String"), ("txn", "String"), ("id", "Int64")],
+            external_tables=[external_table("found_keys", [("sub", "String"), ("txn", "String"), ("id", "Int64")],
                                          firsts)])
         return {(s, t): (int(i), int(ts), raw) for s, t, i, ts, raw in found}
 
     def _insert_rejected(self, columns: list, *, version: int) -> None:
         self.cluster.insert("rejected", schema.REJECTED_COLUMNS, columns + [[version] * len(columns[0])])
-
-
-def _keys_table(name: str, structure: list, rows) -> dict:
-    """Tuples as a clickhouse-driver external table of these (name, type) columns."""
-    names = [c for c, _ in structure]
-    return {"name": name, "structure": structure, "data": [dict(zip(names, r)) for r in rows]}
 
 
 def _split(payload: tuple) -> list[bytes]:

@@ -61,8 +61,7 @@ class ClusterStore(Store):
             raise KeyError(rid)
         if rec.status != "open":
             raise StoreError(f"rejected event {rid} is already {rec.status}")
-        receipt = self._intake().resubmit(rec, event)
-        return receipt
+        return self._intake().resubmit(rec, event)
 
     def discard_rejected(self, rid: int) -> bool:
         rec = self.events.get_rejected(rid)

@@ -44,6 +44,10 @@ def test_a_chunk_of_60000_events_is_stored_once_and_again_stores_nothing(events)
     resent = events.store_chunk(c, payload, {}, "test", NOW, ids + 100_000)  # a re-send: other ids
     assert resent.counts()["duplicate"] == 60_000 and (resent.event_id == ids).all()
     assert events.count_events() == 60_000
+    # lookups by id of a whole chunk (an external table: a literal IN list stops at 50 000 elements)
+    assert [r.transaction_id for r in events.events_by_id(ids[::-1])] == [f"t{i}" for i in range(59_999, -1, -1)]
+    everything = events.read_columns()
+    assert everything.transaction_ids_of(everything.rowid) == [f"t{i}" for i in range(60_000)]
     cols = events.read_columns(subscriptions=["s5"])
     assert cols.n == len(range(5, 60_000, 97))
     m, e = cols.numeric("gpu_seconds")
