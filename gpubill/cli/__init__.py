@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "credit-note": ("gpubill.cli.credit_note", "credit a finalized invoice (credit, refund or offset), or list credit notes"),
     "estimate": ("gpubill.cli.estimate", "what a planned GPU job would cost a customer now"),
     "alerts": ("gpubill.cli.alerts", "budget and job-limit alerts: list, check, deliver webhooks"),
+    "portal": ("gpubill.cli.portal", "links to a customer's portal on `gpubill serve`: make, revoke, list, visits, open"),
     "tui": ("gpubill.cli.tui", "the reviewer terminal UI: usage, credits and draft invoices, explained down to the event"),
     "test": ("gpubill.cli.test", "run the test blocks of .bill files"),
     "diff": ("gpubill.cli.diff", "backtest a change to the contracts: every invoice before and after, on stored events"),

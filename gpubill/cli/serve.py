@@ -91,6 +91,12 @@ def listen_socket(host: str, port: int) -> socket.socket:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_limits(args)
+    return serve(args, open_serving_store(args))
+
+
+def check_limits(args: argparse.Namespace) -> None:
+    """``--max-pending`` (its default set) holds a batch; checked before the store is opened."""
     from gpubill.server.app import PENDING_BATCHES
 
     if args.max_pending is None:
@@ -98,23 +104,29 @@ def run(args: argparse.Namespace) -> int:
     if args.max_pending < args.batch_limit:
         raise CliError(f"--max-pending ({args.max_pending}) must hold one batch: at least --batch-limit "
                        f"({args.batch_limit})", EXIT_USAGE)
-    store = _open_store(args)
+
+
+def serve(args: argparse.Namespace, store, also=None) -> int:
+    """Serve ``store`` (``open_serving_store``, after ``check_limits``; closed here) as ``args`` say;
+    ``also(base_url)``: more lines to print once listening (`gpubill portal open`: the portal's link)."""
     try:
         sock = listen_socket(args.host, args.port)
     except OSError as e:
         store.close()
         raise CliError(f"cannot listen on {args.host}:{args.port}: {e.strerror}", EXIT_IO) from None
     host, port = sock.getsockname()[:2]
-    if not store.list_keys():
+    if not store.list_keys() and also is None:
         print("gpubill: warning: no API keys yet; create one with `gpubill keys create`", file=sys.stderr)
-    address = f"listening on http://{host}:{port}\n"
+    base = f"http://{host}:{port}"
+    address = f"listening on {base}\n" + (also(base) if also is not None else "")
     if args.workers == 1:
         return _serve(args, store, sock, lambda server: _say(address), alerts=True)
     store.close()  # each worker opens its own; none is open across the fork
     return _supervise(args, sock, address)
 
 
-def _open_store(args: argparse.Namespace):
+def open_serving_store(args: argparse.Namespace):
+    """The store `gpubill serve` serves, as ``args`` say (CliError, exit 3, when it cannot be opened)."""
     from gpubill.service.errors import StoreError
     from gpubill.service.events import open_event_store
 
@@ -201,7 +213,7 @@ def _worker(args: argparse.Namespace, sock: socket.socket, ready_w: int, alive_r
         os.write(ready_w, b".")
         os.close(ready_w)
     try:
-        return _serve(args, _open_store(args), sock, ready, alerts)
+        return _serve(args, open_serving_store(args), sock, ready, alerts)
     except CliError as e:
         print(f"gpubill: error: {e}", file=sys.stderr)
         return e.code

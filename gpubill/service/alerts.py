@@ -45,7 +45,7 @@ from gpubill.dsl.resolve import Catalog
 from gpubill.engine.fast.columns import InMemoryColumns
 from gpubill.service.invoicing import Read, history, invoice_chains, periods_from, rate_round
 from gpubill.service import webhooks
-from gpubill.service.rating import Billed, ServiceError, load_catalog
+from gpubill.service.rating import Billed, ServiceError, customer_of, load_catalog
 from gpubill.store import alerts as records
 from gpubill.store.store import now_ms as clock_ms
 
@@ -237,19 +237,15 @@ def alert_row(b: Billed, x: rules.Crossing, at_ms: int) -> dict:
     c = b.contract
     budget = c.budget.amount.value if x.kind == rules.BUDGET else None
     body = {
-        **x.as_dict(), "contract": c.name.name, "customer": _customer(c), "subscription": b.spec.external_id,
+        **x.as_dict(), "contract": c.name.name, "customer": customer_of(c), "subscription": b.spec.external_id,
         "currency": b.resolved.currency, "period": {"label": b.period.label, "from": _iso(b.period.from_ms),
                                                     "to": _iso(b.period.to_ms)},
         "budget": None if budget is None else str(budget),
         "transaction_id": x.threshold if x.kind == rules.JOB_LIMIT else None, "fired_at": _iso(at_ms),
     }
-    return {"subscription": b.spec.external_id, "contract": c.name.name, "customer": _customer(c),
+    return {"subscription": b.spec.external_id, "contract": c.name.name, "customer": customer_of(c),
             "period_from_ms": b.period.from_ms, "kind": x.kind, "threshold": x.threshold,
             "currency": b.resolved.currency, "limit_amount": str(x.limit), "amount": str(x.amount), "body": body}
-
-
-def _customer(c: ast.Contract) -> str:
-    return c.customer.id.value if c.customer is not None else c.name.name
 
 
 def _iso(ms: int) -> str:

@@ -29,7 +29,7 @@ from gpubill.engine.spec.subscription import version_on
 from gpubill.service.invoicing import invoice_catalog, period_days
 from gpubill.service.lifecycle import list_invoices
 from gpubill.service.notice import notice_violations
-from gpubill.service.rating import ServiceError, billed_subscriptions, load_catalog, read_window
+from gpubill.service.rating import ServiceError, billed_subscriptions, customer_of, load_catalog, read_window
 from gpubill.service.revisions import WORK_TREE, Revision, at_revision, copied, run_time, temporary_dir, work_tree
 from gpubill.service.sample import pseudonymize_contracts, without_contracts
 
@@ -360,8 +360,7 @@ def _finals(invoices: list) -> list:
 
 
 def _customer_id(inv) -> str:
-    c = inv.billing.contract
-    return c.customer.id.value if c.customer is not None else c.name.name
+    return customer_of(inv.billing.contract)
 
 
 def _subtotal(invoices: list) -> Decimal | None:

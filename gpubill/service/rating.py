@@ -141,6 +141,11 @@ def _apart(a: Billed, b: Billed) -> bool:
     return end is not None and second.resolved.started_ms is not None and end < second.resolved.started_ms
 
 
+def customer_of(c: ast.Contract) -> str:
+    """The customer a contract bills: its ``customer "id"``, else the contract's name."""
+    return c.customer.id.value if c.customer is not None else c.name.name
+
+
 def _customer_keys(c: ast.Contract) -> set[str]:
     keys = {c.name.name}
     if c.customer is not None:

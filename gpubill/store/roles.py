@@ -28,9 +28,11 @@ PERMISSIONS: dict[str, frozenset] = {
     "finalize": frozenset(_LADDER[2:]),
     "void": frozenset(_LADDER[2:]),
     "credit_note": frozenset(_LADDER[2:]),
+    "share": frozenset(_LADDER[2:]),  # give a customer a portal link (store/portal.py), or revoke one
     "manage": frozenset({"admin"}),
 }
-SOURCES = ("cli", "api", "tui", "system", "ingest")  # ingest: a batch of events, named by its source
+# ingest: a batch of events, named by its source; portal: a customer's portal link (reads one customer's data)
+SOURCES = ("cli", "api", "tui", "system", "ingest", "portal")
 
 
 class Forbidden(Exception):
@@ -44,7 +46,8 @@ class Forbidden(Exception):
 
 _VERBS = {"read": "read this store", "ingest": "ingest events", "refresh": "refresh a draft invoice",
           "finalize": "finalize an invoice", "void": "void an invoice",
-          "credit_note": "issue a credit note", "manage": "manage users, keys and roles"}
+          "credit_note": "issue a credit note", "share": "share or revoke a customer's portal link",
+          "manage": "manage users, keys and roles"}
 
 
 def least_role(permission: str) -> str:

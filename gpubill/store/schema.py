@@ -426,6 +426,34 @@ MIGRATIONS: list = [
         rid BLOB NOT NULL
     );
     """,
+    # 7: the customer portal (portal.py): the store's signing secret (one row, made with the first
+    # link), the links (revocable; the token itself is never stored) and every visit of one.
+    """
+    CREATE TABLE portal_secret (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        secret BLOB NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE portal_links (
+        id TEXT PRIMARY KEY,
+        customer TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        revoked_ms INTEGER,
+        revoked_by TEXT
+    );
+    CREATE TABLE portal_visits (
+        id INTEGER PRIMARY KEY,
+        link_id TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        peer TEXT
+    );
+    CREATE INDEX portal_visits_link ON portal_visits (link_id, at_ms);
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -139,6 +139,7 @@ def test_metrics_count_outcomes(served):
     with client(srv, writer) as c:
         c.post("/api/v1/events", json={"event": ev("metric-1")})
         c.post("/api/v1/events", json={"event": ev("metric-1")})
+        assert c.post("/api/v1/events", json={"event": {"transaction_id": "metric-2"}}).status_code == 422
         text = c.get("/metrics").text
     counts = {row.split("{")[1].split('"')[1]: int(row.split()[-1]) for row in text.splitlines()
               if row.startswith("gpubill_events_total")}
