@@ -507,13 +507,22 @@ def _events_by_subscription(cols) -> dict[str, int]:
     return {cols.strings[int(i)]: int(counts[i]) for i in np.flatnonzero(counts)}
 
 
-def _gpu_hours(cols) -> dict[str, tuple]:
-    """subscription -> ((GPU type, GPU-hours), ...) of its events that say their duration, GPU count and type."""
+def event_gpu_hours(cols) -> tuple[np.ndarray, np.ndarray] | None:
+    """(which events say their duration, GPU count and type (a mask); those events' GPU-hours: duration_seconds *
+    gpu_count / 3600, floats: usage, not money); None when no event can (no such properties)."""
     if cols.n == 0 or not set(GPU_HOURS) <= set(cols.property_names()):
-        return {}
+        return None
     (dm, de), (gm, ge), gpu = cols.numeric("duration_seconds"), cols.numeric("gpu_count"), cols.dim("gpu_type")
     ok = (de > -127) & (ge > -127) & (gpu >= 0)
-    hours = dm[ok] * 10.0 ** de[ok] * gm[ok] * 10.0 ** ge[ok] / 3600
+    return ok, dm[ok] * 10.0 ** de[ok] * gm[ok] * 10.0 ** ge[ok] / 3600
+
+
+def _gpu_hours(cols) -> dict[str, tuple]:
+    """subscription -> ((GPU type, GPU-hours), ...) of its events that say their duration, GPU count and type."""
+    found = event_gpu_hours(cols)
+    if found is None:
+        return {}
+    (ok, hours), gpu = found, cols.dim("gpu_type")
     width = int(gpu.max()) + 1
     pair = cols.subscription[ok].astype(np.int64) * width + gpu[ok]
     keys, where = np.unique(pair, return_inverse=True)

@@ -1,0 +1,461 @@
+"""The data of one customer's portal pages: plain rows, never HTML (``gpubill/server/portal`` renders them).
+
+Receives the server's store (or a store path: opened read-only) and the
+contract paths; ``Portal`` answers, for ONE customer at a time, what the
+pages show: who the customer is, its usage in a period (``activity``), where
+it stands against its terms now (``standing``), its stored invoices and the
+live draft of the period containing now, each invoice itemized and exported,
+the alerts that fired, and what a planned job would add (``Estimator``).
+Nothing of another customer is ever answered: an invoice or export of
+another customer is None, exactly as one that does not exist. Only reads.
+
+A customer is the ``customer "id"`` of its contracts, else a contract's name
+(``rating.customer_of``). Invoice amounts are computed by the code behind
+``gpubill invoice`` (``invoicing.invoice_catalog``, nothing carried), so the
+pages match it to the cent.
+
+Freshness and speed. The contracts are compiled once, and again only when a
+.bill file under the contract paths changed (looked at most every
+``RECHECK_S``). A customer's invoices of a period, usage and standing are kept
+with what they were computed from: the control store's state (invoices and
+their revisions, alerts, credit notes and their uses: ``review._STORE_STATE``,
+one query) and the newest event id known not to concern the customer. A
+request recomputes, synchronously, only when that state changed or the store
+holds an event of the customer's subscriptions newer than the kept value
+(one small column read of the events stored since); so a page reflects an
+acknowledged event on the next request, and a page of an unchanged customer
+costs a few queries. Thread-safe: the pages come from a thread pool; the store
+gives each thread its own SQLite reader, and the one ``Estimator`` (it keeps
+each period's baseline) is used under a lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal, InvalidOperation
+
+import attrs
+
+from gpubill.service.alerts import list_alerts
+from gpubill.service.estimate import (
+    OPTION_OF, Estimate, Estimator, Job, LineChange, Totals, now_ms as clock_ms, summary,
+)
+from gpubill.service.events import open_event_store
+from gpubill.service.exports import ExportError, export as export_doc, invoice_pdf
+from gpubill.service.invoicing import invoice_catalog
+from gpubill.service.portal.activity import FeeRow, Usage, fee_rows, usage_of
+from gpubill.service.portal.standing import Standing, standing_of
+from gpubill.service.rating import ServiceError, customer_of
+from gpubill.service.review import _STORE_STATE, InvoiceSummary, NoteSummary, _notes, _plan_label, _summary
+from gpubill.store import ledger
+
+RECHECK_S = 2.0  # how often the .bill files' modification times are looked at
+CURRENT = "current"  # the invoice ref of the live draft of the period containing now ("current:SUBSCRIPTION")
+EXIT_USAGE = 2
+MEDIA = {"pdf": ("pdf", "application/pdf"), "ubl": ("xml", "application/xml"),
+         "csv": ("csv", "text/csv; charset=utf-8"), "json": ("json", "application/json")}
+DRAFT_FORMATS = ("pdf", "csv", "json")  # a draft is never sent as UBL (exports refuses it)
+FINAL_FORMATS = ("pdf", "ubl", "csv", "json")
+FIELD_OF = {"gpu_type": "gpu_type", "region": "region", "availability_class": "class"}  # the estimate form's fields
+TOTALS = ("fees_amount", "progressive_billing_credit_amount", "coupons_amount", "sub_total_excluding_taxes_amount",
+          "taxes_amount", "credit_notes_amount", "prepaid_credit_amount", "total_amount")
+
+
+class UnknownCustomer(ServiceError, LookupError):
+    """No contract bills this customer (one line)."""
+
+
+# ---------------------------------------------------------------- rows
+
+
+@attrs.frozen
+class SubscriptionInfo:
+    contract: str
+    subscription: str
+    currency: str
+    entity: str  # the entity's display name, else its code
+    entity_code: str
+    plan: str  # name@version
+
+
+@attrs.frozen
+class Customer:
+    id: str  # the external id (or the contract's name when it names no customer)
+    name: str  # display name, else the id
+    subscriptions: tuple[SubscriptionInfo, ...]  # in contract-name order
+
+
+@attrs.frozen
+class InvoiceList:
+    invoices: tuple[InvoiceSummary, ...]  # the stored invoices of the customer's contracts, newest first
+    credit_notes: tuple[NoteSummary, ...]  # on those invoices, newest first
+
+
+@attrs.frozen
+class CreditRow:
+    """A credit the invoice applies: a discount (coupon), a progressive invoice, a credit note, a prepaid credit."""
+
+    name: str
+    kind: str  # the document's item type: coupon | invoice | credit_note | wallet
+    amount: Decimal
+    before_taxes: bool
+
+
+@attrs.frozen
+class TaxRow:
+    name: str
+    rate: str  # percent, as written
+    base: Decimal  # the fees it taxes
+    amount: Decimal
+
+
+@attrs.frozen
+class InvoiceView:
+    ref: str  # what the page links to: the stored invoice's number (else id), or "current[:SUBSCRIPTION]"
+    id: str | None  # the stored invoice's id (None: the live draft)
+    number: str  # its number (a draft: PREFIX-DRAFT)
+    status: str  # draft | finalized | voided, or "live" (the current period's draft, computed now)
+    invoice_type: str  # subscription | progressive_billing
+    subscription: str
+    contract: str
+    currency: str
+    period_label: str
+    issuing_date: str
+    lines: tuple[FeeRow, ...]
+    credits: tuple[CreditRow, ...]
+    taxes: tuple[TaxRow, ...]
+    totals: dict  # TOTALS name -> Decimal
+    downloads: tuple[str, ...]  # the formats ``export`` gives for it
+    doc: dict = attrs.field(eq=False, repr=False)  # the document (docs/invoice-json.md)
+
+
+@attrs.frozen
+class AlertRow:
+    kind: str  # budget | job_limit
+    threshold: str  # "80%", or the job event's transaction id
+    amount: Decimal  # the spend (or the job's cost) that fired it
+    limit: Decimal
+    currency: str
+    fired_ms: int
+    period: str  # the billing period's label
+    subscription: str
+
+
+@attrs.frozen
+class EstimateView:
+    job: str  # "8 × H100-SXM for 10 h"
+    contract: str
+    subscription: str
+    currency: str
+    period_label: str
+    lines: tuple[LineChange, ...]  # the lines the job adds or changes (units, amounts before/after, amount_delta)
+    before: Totals
+    after: Totals
+    delta: Totals
+    summary: str  # one paragraph (estimate.summary)
+    estimate: Estimate = attrs.field(eq=False, repr=False)
+
+
+# ---------------------------------------------------------------- the contracts, compiled once
+
+
+@attrs.frozen
+class _Contracts:
+    """The contracts as compiled at one time, and what the portal keeps of them."""
+
+    stamp: tuple  # (path, mtime_ns, size) of every .bill file
+    estimator: Estimator = attrs.field(eq=False)
+    by_customer: dict = attrs.field(eq=False)  # customer id -> its contracts (name order)
+
+
+def bill_files_stamp(paths: Sequence[str]) -> tuple:
+    """(path, mtime_ns, size) of every .bill file under ``paths`` (files or folders)."""
+    out = []
+    for p in paths:
+        found = [p] if os.path.isfile(p) else [os.path.join(d, f) for d, _, fs in os.walk(p) for f in fs
+                                               if f.endswith(".bill")]
+        for f in found:
+            with _missing_ok():
+                st = os.stat(f)
+                out.append((f, st.st_mtime_ns, st.st_size))
+    return tuple(sorted(out))
+
+
+class _missing_ok:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        return kind is not None and issubclass(kind, FileNotFoundError)
+
+
+@attrs.define
+class _Kept:
+    state: tuple  # the control store's state it was computed under
+    watermark: int  # the newest event id known not to concern it
+    value: object
+
+
+# ---------------------------------------------------------------- the portal
+
+
+class Portal:
+    """One customer's data at a time, for the portal's pages (see the module's docstring)."""
+
+    def __init__(self, store, contract_paths: Sequence[str], *, now_ms: Callable[[], int] = clock_ms):
+        self._owned = isinstance(store, (str, os.PathLike))
+        self.store = open_event_store(str(store), readonly=True, create=False) if self._owned else store
+        self.paths = [str(p) for p in contract_paths]
+        self.now_ms = now_ms
+        self._lock = threading.Lock()
+        self._estimating = threading.Lock()
+        self._contracts: _Contracts | None = None
+        self._looked = 0.0  # time.monotonic() when the .bill files were last looked at
+        self._kept: dict = {}
+
+    def close(self) -> None:
+        if self._owned:
+            self.store.close()
+
+    # -- who
+
+    def customer(self, customer_id: str) -> Customer | None:
+        """Who the customer is and its subscriptions; None when no contract bills it."""
+        contracts = self._compiled().by_customer.get(customer_id)
+        if not contracts:
+            return None
+        catalog = self._compiled().estimator.catalog
+        c0 = next((c for c in contracts if c.customer is not None and c.customer.display_name is not None), None)
+        name = c0.customer.display_name.value if c0 is not None else customer_id
+        return Customer(customer_id, name, tuple(_subscription_info(catalog, c) for c in contracts
+                                                 if c.subscription is not None))
+
+    # -- usage and standing
+
+    def usage(self, customer_id: str, period: str | None = None) -> Usage:
+        """The customer's usage in ``period`` ("YYYY-MM": the billing periods ending in that month, as `gpubill
+        invoice --period`), by default in the billing periods containing now."""
+        text = self._period_text(period)
+        return self._fresh(customer_id, ("usage", text), lambda store, invs, unrated: usage_of(
+            store, customer_id, text, invs, unrated, self.now_ms()), text)
+
+    def standing(self, customer_id: str) -> Standing:
+        """Where the customer stands now against commitment, reservation, budget and credits."""
+        text = self._period_text(None)
+        return self._fresh(customer_id, ("standing", text), lambda store, invs, unrated: standing_of(
+            store, customer_id, invs, unrated, self.now_ms()), text)
+
+    def _period_text(self, period: str | None) -> str:
+        if period is None:  # the UTC day of now: each contract's billing period containing it
+            return dt.datetime.fromtimestamp(self.now_ms() / 1000, dt.timezone.utc).date().isoformat()
+        try:
+            return dt.datetime.strptime(period, "%Y-%m").strftime("%Y-%m")
+        except ValueError:
+            raise ServiceError(f"period: expected a month YYYY-MM, got {period!r}", EXIT_USAGE) from None
+
+    def _fresh(self, customer_id: str, what: tuple, compute: Callable, period_text: str):
+        """``compute(store, invoices, unrated)`` over the customer's invoices of ``period_text``, kept while
+        nothing it depends on changed (see the module's docstring)."""
+        contracts = self._mine(customer_id)
+        key = (id(self._compiled()), customer_id, what)
+        return self._kept_value(key, contracts, lambda: compute(self.store, *self._invoices(contracts, period_text)))
+
+    def _kept_value(self, key: tuple, contracts: tuple, compute: Callable):
+        store = self.store
+        top, state = store.event_watermark(), tuple(store._read().execute(_STORE_STATE).fetchone())
+        with self._lock:
+            kept = self._kept.get(key)
+        if kept is not None and kept.state == state and (
+                kept.watermark == top or not self._touched(contracts, kept.watermark)):
+            with self._lock:
+                kept.watermark = max(kept.watermark, top)
+            return kept.value
+        value = compute()
+        with self._lock:
+            self._kept[key] = _Kept(state, top, value)
+        return value
+
+    def _touched(self, contracts: tuple, since: int) -> bool:
+        """Whether the store holds an event of these contracts' subscriptions stored after event id ``since``."""
+        subs = sorted({c.subscription.value for c in contracts if c.subscription is not None})
+        return bool(subs) and self.store.read_columns(since_rowid=since, subscriptions=subs).n > 0
+
+    def _invoices(self, contracts: tuple, period_text: str) -> tuple[tuple, tuple[str, ...]]:
+        """The final invoices of the contracts' billing periods ``period_text`` invoices, and why any could not be."""
+        catalog = self._compiled().estimator.catalog
+        names = {c.name.name for c in contracts}
+        customer = customer_of(contracts[0])
+        try:
+            report = invoice_catalog(self.store, catalog, period_text, customer)
+        except ServiceError as e:  # no contract of the customer active then, or one that cannot be priced
+            return (), (str(e).splitlines()[0],)
+        mine = tuple(i for i in report.invoices if i.billing.contract.name.name in names)
+        return mine, tuple(report.unrated)
+
+    # -- invoices
+
+    def invoices(self, customer_id: str) -> InvoiceList:
+        """The stored invoices of the customer's contracts, newest first, and their credit notes."""
+        rows = self._stored(self._mine(customer_id))
+        rows.sort(key=lambda r: (r.period_from_ms, r.created_ms), reverse=True)
+        return InvoiceList(tuple(_summary(r) for r in rows), _notes(self.store._read(), [r.id for r in rows]))
+
+    def _stored(self, contracts: tuple) -> list:
+        db = self.store._read()
+        return [r for c in contracts for r in ledger.list_invoices(db, contract=c.name.name, limit=1 << 30)]
+
+    def invoice(self, customer_id: str, ref: str) -> InvoiceView | None:
+        """One invoice of the customer, itemized: a stored one by id or number, or ``current`` (``current:SUB``)
+        for the live draft of the period containing now; None when the customer has no such invoice."""
+        contracts = self._compiled().by_customer.get(customer_id)
+        if not contracts:
+            return None
+        if ref == CURRENT or ref.startswith(CURRENT + ":"):
+            return self._live(customer_id, ref)
+        row = ledger.get_invoice(self.store._read(), ref)
+        if row is None or row.contract not in {c.name.name for c in contracts}:
+            return None
+        formats = DRAFT_FORMATS if row.status == "draft" else FINAL_FORMATS
+        doc = {**row.doc, "lago_id": row.id, "content_hash": row.content_hash}  # as `gpubill invoices export`
+        return _view(row.number or row.id, row.id, row.status, doc, formats)
+
+    def _live(self, customer_id: str, ref: str) -> InvoiceView | None:
+        sub = ref.partition(":")[2]
+        usage = self.usage(customer_id)
+        found = next((u for u in usage.subscriptions if not sub or u.subscription == sub), None)
+        if found is None:
+            return None
+        return _view(CURRENT + (f":{sub}" if sub else ""), None, "live", found.doc, DRAFT_FORMATS)
+
+    def export(self, customer_id: str, ref: str, fmt: str) -> tuple[bytes, str, str] | None:
+        """(the invoice in ``fmt``, a file name, its media type); None when the customer has no such invoice.
+        ServiceError (one line) for a format the invoice is not given in."""
+        view = self.invoice(customer_id, ref)
+        if view is None:
+            return None
+        if fmt not in view.downloads:
+            raise ServiceError(f"this invoice downloads as {', '.join(view.downloads)}, not {fmt!r}", EXIT_USAGE)
+        try:
+            data = self._bytes(view, fmt)
+        except ExportError as e:
+            raise ServiceError(str(e)) from None
+        ext, media = MEDIA[fmt]
+        name = view.number if view.id is not None else f"{view.subscription}-{view.period_label}-draft"
+        return data, f"{name}.{ext}", media
+
+    def _bytes(self, view: InvoiceView, fmt: str) -> bytes:
+        if fmt == "pdf" and view.id is not None:  # the credit notes on it too, as `gpubill invoices export`
+            notes = [n.doc for n in ledger.credit_notes(self.store._read(), invoice_id=view.id)]
+            return invoice_pdf(view.doc, credit_notes=notes)
+        return export_doc(view.doc, fmt)
+
+    # -- alerts
+
+    def alerts(self, customer_id: str) -> tuple[AlertRow, ...]:
+        """The alerts that fired for the customer's contracts, newest first."""
+        names = {c.name.name for c in self._mine(customer_id)}
+        found = [a for a in list_alerts(self.store, customer=customer_id) if a.contract in names]
+        return tuple(AlertRow(a.kind, a.threshold, Decimal(a.amount), Decimal(a.limit_amount), a.currency, a.fired_ms,
+                              a.body["period"]["label"], a.subscription)
+                     for a in sorted(found, key=lambda a: (a.fired_ms, a.id), reverse=True))
+
+    # -- estimate
+
+    def estimate(self, customer_id: str, form: dict[str, str]) -> EstimateView:
+        """What a job (form fields gpu_type, count, hours, region, class, optionally subscription) starting now
+        adds to the customer's invoice; ServiceError (one line) for bad input."""
+        contracts = self._mine(customer_id)
+        subs = [c.subscription.value for c in contracts if c.subscription is not None]
+        sub = (form.get("subscription") or "").strip() or (subs[0] if subs else "")
+        if sub not in subs:
+            raise ServiceError(f"subscription: not one of yours ({', '.join(subs)})", EXIT_USAGE)
+        job = job_of(form)
+        estimator = self._compiled().estimator
+        with self._estimating:
+            estimator.store = self.store
+            try:
+                e = estimator.estimate(sub, job, at_ms=self.now_ms())
+            except ServiceError as err:
+                raise ServiceError(_form_words(str(err)), err.code) from None
+        return EstimateView(job.label(), e.contract, e.subscription, e.currency, e.period_label, e.changes,
+                            e.totals_before, e.totals_after, e.delta, summary(e), e)
+
+    # -- the contracts
+
+    def _mine(self, customer_id: str) -> tuple:
+        contracts = self._compiled().by_customer.get(customer_id)
+        if not contracts:
+            raise UnknownCustomer(f"no contract bills customer {customer_id!r}", EXIT_USAGE)
+        return contracts
+
+    def _compiled(self) -> _Contracts:
+        """The contracts, compiled again when a .bill file changed (looked at most every RECHECK_S)."""
+        with self._lock:
+            current, looked = self._contracts, self._looked
+        now = time.monotonic()
+        if current is not None and now - looked < RECHECK_S:
+            return current
+        stamp = bill_files_stamp(self.paths)
+        if current is None or stamp != current.stamp:
+            current = self._compile(stamp)
+        with self._lock:
+            if current is not self._contracts:
+                self._kept.clear()  # what was kept of the contracts before
+            self._contracts, self._looked = current, now
+        return current
+
+    def _compile(self, stamp: tuple) -> _Contracts:
+        estimator = Estimator(self.store, self.paths)
+        by_customer: dict = {}
+        for name in sorted(estimator.catalog.contracts):
+            c = estimator.catalog.contracts[name]
+            by_customer.setdefault(customer_of(c), []).append(c)
+        return _Contracts(stamp, estimator, {k: tuple(v) for k, v in by_customer.items()})
+
+
+def _subscription_info(catalog, c) -> SubscriptionInfo:
+    plan = catalog.plan_version(c.plan) if c.plan is not None else None
+    currency = plan.currency.name if plan is not None and plan.currency is not None else ""
+    code = c.entity.name if c.entity is not None else ""
+    entity = catalog.entities.get(code) if code else None
+    name = entity.display_name.value if entity is not None and entity.display_name is not None else code
+    return SubscriptionInfo(c.name.name, c.subscription.value, currency, name, code, _plan_label(plan))
+
+
+def job_of(form: dict[str, str]) -> Job:
+    """The job a form describes (ServiceError, one line, for a missing or bad field)."""
+    gpu = (form.get("gpu_type") or "").strip()
+    if not gpu:
+        raise ServiceError("gpu_type: choose a GPU type", EXIT_USAGE)
+    return Job(gpu, _number(form, "count"), _number(form, "hours"), (form.get("region") or "").strip() or None,
+               (form.get("class") or "").strip() or None)
+
+
+def _form_words(message: str) -> str:
+    """The estimator's message with the form's field names for the command line's options."""
+    for field, option in OPTION_OF.items():
+        if message.startswith(option + ":"):
+            return FIELD_OF[field] + message[len(option):]
+    return message
+
+
+def _number(form: dict[str, str], name: str) -> Decimal:
+    text = (form.get(name) or "").strip()
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise ServiceError(f"{name}: expected a number, got {text!r}", EXIT_USAGE) from None
+
+
+def _view(ref: str, invoice_id: str | None, status: str, doc: dict, formats: tuple[str, ...]) -> InvoiceView:
+    credits = tuple(CreditRow(c["item"]["name"], c["item"]["type"], Decimal(c["amount"]), c["before_taxes"])
+                    for c in doc.get("credits", ()))
+    taxes = tuple(TaxRow(t["tax_name"], t["tax_rate"], Decimal(t["fees_amount"]), Decimal(t["amount"]))
+                  for t in doc.get("applied_taxes", ()))
+    return InvoiceView(ref, invoice_id, doc["number"], status, doc["invoice_type"], doc["external_subscription_id"],
+                       doc["contract"], doc["currency"], doc["billing_period"]["label"], doc["issuing_date"],
+                       fee_rows(doc), credits, taxes, {k: Decimal(doc[k]) for k in TOTALS if k in doc}, formats, doc)
