@@ -376,12 +376,14 @@ def create_app(store: Store, contracts: list[str] | None = None, **options) -> S
     """
     from .estimate_api import CONTRACTS_ENV, EstimateApi
     from .lifecycle_api import LifecycleApi
+    from .portal.app import PortalApp
 
     if contracts is None:
         contracts = [p for p in os.environ.get(CONTRACTS_ENV, "").split(os.pathsep) if p]
     api = Api(store, **options)
     estimates = EstimateApi(api, contracts)
     invoices = LifecycleApi(api, contracts)
+    portal = PortalApp(api, contracts)
     routes = [
         Route("/api/v1/events", api._timed("create", api.create, "ingest"), methods=["POST"]),
         Route("/api/v1/events/batch", api._timed("batch", api.batch, "ingest"), methods=["POST"]),
@@ -393,6 +395,7 @@ def create_app(store: Store, contracts: list[str] | None = None, **options) -> S
         *lifecycle_routes(api, invoices),
         Route("/healthz", api._timed("healthz", api.healthz, None), methods=["GET"]),
         Route("/metrics", api._timed("metrics", api.metrics_text, None), methods=["GET"]),
+        *portal.routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed,
                                                        500: _server_error})

@@ -494,11 +494,22 @@ def _pct(part: Decimal | None, whole: Decimal | None) -> Decimal | None:
 
 def credit_notes_left(db) -> dict[tuple[str, str], Decimal]:
     """(customer, currency) -> credit left on its credit notes (credits, not refunds; voided ones left out)."""
+    uses = _credit_uses(db)
     out: dict = {}
-    for customer, currency, left in db.execute(
-            "SELECT customer, currency, total - coalesce((SELECT sum(amount) FROM credit_note_uses u"
-            " WHERE u.credit_note_id = n.id), 0) FROM credit_notes n WHERE kind = 'credit' AND voided_ms IS NULL"):
-        out[(customer, currency)] = out.get((customer, currency), ZERO) + Decimal(str(left))
+    for note, customer, currency, total in db.execute(
+            "SELECT id, customer, currency, total FROM credit_notes WHERE kind = 'credit' AND voided_ms IS NULL"):
+        out[(customer, currency)] = out.get((customer, currency), ZERO) + Decimal(total) - uses.get(note, ZERO)
+    return out
+
+
+def _credit_uses(db, notes: list[str] | None = None) -> dict[str, Decimal]:
+    """credit note id -> what invoices used of it (summed as decimals: SQLite would sum the texts as floats)."""
+    sql, args = "SELECT credit_note_id, amount FROM credit_note_uses", ()
+    if notes is not None:
+        sql, args = sql + f" WHERE credit_note_id IN ({', '.join('?' * len(notes))})", tuple(notes)
+    out: dict[str, Decimal] = {}
+    for note, amount in db.execute(sql, args):
+        out[note] = out.get(note, ZERO) + Decimal(amount)
     return out
 
 
@@ -570,6 +581,7 @@ class NoteSummary:
     total: Decimal
     left: Decimal  # credit left for later invoices (a credit), else 0
     created_ms: int
+    currency: str
 
 
 @attrs.frozen
@@ -581,6 +593,11 @@ class CreditTerm:
     expires: str | None
     scope: str | None
     used: Decimal  # on the stored invoices (not voided, not replaced)
+
+    @property
+    def left(self) -> Decimal:
+        """What is left of it for later invoices (an expired credit still shows what it had left)."""
+        return max(self.amount - self.used, ZERO)
 
 
 @attrs.frozen
@@ -671,12 +688,13 @@ def _notes(db, invoice_ids: list[str]) -> tuple[NoteSummary, ...]:
     if not invoice_ids:
         return ()
     marks = ", ".join("?" * len(invoice_ids))
-    rows = db.execute(
-        "SELECT id, number, invoice_id, kind, total, CASE WHEN kind = 'credit' AND voided_ms IS NULL THEN total -"
-        " coalesce((SELECT sum(amount) FROM credit_note_uses u WHERE u.credit_note_id = n.id), 0) ELSE 0 END,"
-        f" created_ms FROM credit_notes n WHERE invoice_id IN ({marks}) ORDER BY created_ms DESC", invoice_ids)
-    return tuple(NoteSummary(i, num, inv, kind, Decimal(total), Decimal(str(left)), ms)
-                 for i, num, inv, kind, total, left, ms in rows)
+    rows = db.execute("SELECT id, number, invoice_id, kind, total, voided_ms, created_ms, currency FROM credit_notes"
+                      f" WHERE invoice_id IN ({marks}) ORDER BY created_ms DESC", invoice_ids).fetchall()
+    uses = _credit_uses(db, [r[0] for r in rows])
+    return tuple(NoteSummary(i, num, inv, kind, Decimal(total),
+                             Decimal(total) - uses.get(i, ZERO) if kind == "credit" and voided is None else ZERO,
+                             ms, cur)
+                 for i, num, inv, kind, total, voided, ms, cur in rows)
 
 
 def _credits(contract, invoices: list) -> tuple[CreditTerm, ...]:

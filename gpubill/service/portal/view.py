@@ -14,19 +14,18 @@ A customer is the ``customer "id"`` of its contracts, else a contract's name
 ``gpubill invoice`` (``invoicing.invoice_catalog``, nothing carried), so the
 pages match it to the cent.
 
-Freshness and speed. The contracts are compiled once, and again only when a
-.bill file under the contract paths changed (looked at most every
-``RECHECK_S``). A customer's invoices of a period, usage and standing are kept
-with what they were computed from: the control store's state (invoices and
-their revisions, alerts, credit notes and their uses: ``review._STORE_STATE``,
-one query) and the newest event id known not to concern the customer. A
-request recomputes, synchronously, only when that state changed or the store
-holds an event of the customer's subscriptions newer than the kept value
-(one small column read of the events stored since); so a page reflects an
-acknowledged event on the next request, and a page of an unchanged customer
-costs a few queries. Thread-safe: the pages come from a thread pool; the store
-gives each thread its own SQLite reader, and the one ``Estimator`` (it keeps
-each period's baseline) is used under a lock.
+Freshness and speed. The contracts are compiled once (``warm``, or the
+first request), and again, in the background, when a .bill file under the
+contract paths changed (looked at, off the request path, at most every
+``RECHECK_S``; ``reload_contracts`` looks now). A customer's usage and
+standing are kept (``kept.KeptValues``) until the control store's state or
+an event of the customer's subscriptions changes them, then recomputed in
+the background while the kept value is still answered for at most
+``kept.STALE_MS``: a page that asks again shows an acknowledged event within
+that and one recomputation. Invoices of a customer are computed for its
+contracts only (a catalog of just them). Thread-safe: the pages come from a
+thread pool; the store gives each thread its own SQLite reader, and the one
+``Estimator`` (it keeps each period's baseline) is used under a lock.
 """
 
 from __future__ import annotations
@@ -50,7 +49,8 @@ from gpubill.service.invoicing import invoice_catalog
 from gpubill.service.portal.activity import FeeRow, Usage, fee_rows, usage_of
 from gpubill.service.portal.standing import Standing, standing_of
 from gpubill.service.rating import ServiceError, customer_of
-from gpubill.service.review import _STORE_STATE, InvoiceSummary, NoteSummary, _notes, _plan_label, _summary
+from gpubill.service.portal.kept import KeptValues, bill_files_stamp
+from gpubill.service.review import InvoiceSummary, NoteSummary, _notes, _plan_label, _summary
 from gpubill.store import ledger
 
 RECHECK_S = 2.0  # how often the .bill files' modification times are looked at
@@ -80,6 +80,7 @@ class SubscriptionInfo:
     entity: str  # the entity's display name, else its code
     entity_code: str
     plan: str  # name@version
+    country: str | None  # the entity's country (ISO 3166 alpha-2): the locale amounts are written in
 
 
 @attrs.frozen
@@ -172,34 +173,6 @@ class _Contracts:
     by_customer: dict = attrs.field(eq=False)  # customer id -> its contracts (name order)
 
 
-def bill_files_stamp(paths: Sequence[str]) -> tuple:
-    """(path, mtime_ns, size) of every .bill file under ``paths`` (files or folders)."""
-    out = []
-    for p in paths:
-        found = [p] if os.path.isfile(p) else [os.path.join(d, f) for d, _, fs in os.walk(p) for f in fs
-                                               if f.endswith(".bill")]
-        for f in found:
-            with _missing_ok():
-                st = os.stat(f)
-                out.append((f, st.st_mtime_ns, st.st_size))
-    return tuple(sorted(out))
-
-
-class _missing_ok:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, tb):
-        return kind is not None and issubclass(kind, FileNotFoundError)
-
-
-@attrs.define
-class _Kept:
-    state: tuple  # the control store's state it was computed under
-    watermark: int  # the newest event id known not to concern it
-    value: object
-
-
 # ---------------------------------------------------------------- the portal
 
 
@@ -211,13 +184,15 @@ class Portal:
         self.store = open_event_store(str(store), readonly=True, create=False) if self._owned else store
         self.paths = [str(p) for p in contract_paths]
         self.now_ms = now_ms
+        self.kept = KeptValues(self.store, now_ms)
         self._lock = threading.Lock()
+        self._compiling = threading.Lock()
         self._estimating = threading.Lock()
         self._contracts: _Contracts | None = None
         self._looked = 0.0  # time.monotonic() when the .bill files were last looked at
-        self._kept: dict = {}
 
     def close(self) -> None:
+        self.kept.close()
         if self._owned:
             self.store.close()
 
@@ -259,38 +234,20 @@ class Portal:
 
     def _fresh(self, customer_id: str, what: tuple, compute: Callable, period_text: str):
         """``compute(store, invoices, unrated)`` over the customer's invoices of ``period_text``, kept while
-        nothing it depends on changed (see the module's docstring)."""
+        nothing it depends on changed (``kept.KeptValues``)."""
         contracts = self._mine(customer_id)
-        key = (id(self._compiled()), customer_id, what)
-        return self._kept_value(key, contracts, lambda: compute(self.store, *self._invoices(contracts, period_text)))
-
-    def _kept_value(self, key: tuple, contracts: tuple, compute: Callable):
-        store = self.store
-        top, state = store.event_watermark(), tuple(store._read().execute(_STORE_STATE).fetchone())
-        with self._lock:
-            kept = self._kept.get(key)
-        if kept is not None and kept.state == state and (
-                kept.watermark == top or not self._touched(contracts, kept.watermark)):
-            with self._lock:
-                kept.watermark = max(kept.watermark, top)
-            return kept.value
-        value = compute()
-        with self._lock:
-            self._kept[key] = _Kept(state, top, value)
-        return value
-
-    def _touched(self, contracts: tuple, since: int) -> bool:
-        """Whether the store holds an event of these contracts' subscriptions stored after event id ``since``."""
-        subs = sorted({c.subscription.value for c in contracts if c.subscription is not None})
-        return bool(subs) and self.store.read_columns(since_rowid=since, subscriptions=subs).n > 0
+        subs = {c.subscription.value for c in contracts if c.subscription is not None}
+        return self.kept.get((id(self._compiled()), customer_id, what), subs,
+                             lambda: compute(self.store, *self._invoices(contracts, period_text)))
 
     def _invoices(self, contracts: tuple, period_text: str) -> tuple[tuple, tuple[str, ...]]:
         """The final invoices of the contracts' billing periods ``period_text`` invoices, and why any could not be."""
         catalog = self._compiled().estimator.catalog
         names = {c.name.name for c in contracts}
         customer = customer_of(contracts[0])
+        mine = attrs.evolve(catalog, contracts={c.name.name: c for c in contracts})  # none of 10 000 others to skip
         try:
-            report = invoice_catalog(self.store, catalog, period_text, customer)
+            report = invoice_catalog(self.store, mine, period_text, customer)
         except ServiceError as e:  # no contract of the customer active then, or one that cannot be priced
             return (), (str(e).splitlines()[0],)
         mine = tuple(i for i in report.invoices if i.billing.contract.name.name in names)
@@ -392,21 +349,34 @@ class Portal:
             raise UnknownCustomer(f"no contract bills customer {customer_id!r}", EXIT_USAGE)
         return contracts
 
+    def warm(self) -> None:
+        """Compile the contracts now (the first request otherwise waits for it)."""
+        self._compiled()
+
     def _compiled(self) -> _Contracts:
-        """The contracts, compiled again when a .bill file changed (looked at most every RECHECK_S)."""
+        """The contracts as last compiled; every RECHECK_S a request has them looked at again in the background."""
         with self._lock:
-            current, looked = self._contracts, self._looked
-        now = time.monotonic()
-        if current is not None and now - looked < RECHECK_S:
-            return current
-        stamp = bill_files_stamp(self.paths)
-        if current is None or stamp != current.stamp:
-            current = self._compile(stamp)
-        with self._lock:
-            if current is not self._contracts:
-                self._kept.clear()  # what was kept of the contracts before
-            self._contracts, self._looked = current, now
+            current, due = self._contracts, time.monotonic() - self._looked >= RECHECK_S
+            if current is not None and due:
+                self._looked = time.monotonic()
+        if current is None:
+            return self.reload_contracts()
+        if due:
+            threading.Thread(target=self.reload_contracts, name="gpubill-portal-contracts", daemon=True).start()
         return current
+
+    def reload_contracts(self) -> _Contracts:
+        """The contracts compiled again if a .bill file changed since they were (else as they are)."""
+        with self._compiling:
+            stamp = bill_files_stamp(self.paths)
+            with self._lock:
+                current = self._contracts
+            if current is None or stamp != current.stamp:
+                current = self._compile(stamp)
+                self.kept.clear()  # what was kept of the contracts before
+            with self._lock:
+                self._contracts, self._looked = current, time.monotonic()
+            return current
 
     def _compile(self, stamp: tuple) -> _Contracts:
         estimator = Estimator(self.store, self.paths)
@@ -423,7 +393,9 @@ def _subscription_info(catalog, c) -> SubscriptionInfo:
     code = c.entity.name if c.entity is not None else ""
     entity = catalog.entities.get(code) if code else None
     name = entity.display_name.value if entity is not None and entity.display_name is not None else code
-    return SubscriptionInfo(c.name.name, c.subscription.value, currency, name, code, _plan_label(plan))
+    where = (entity.country or (entity.address.country if entity.address is not None else None)) if entity else None
+    country = where.value if where is not None else None
+    return SubscriptionInfo(c.name.name, c.subscription.value, currency, name, code, _plan_label(plan), country)
 
 
 def job_of(form: dict[str, str]) -> Job:

@@ -1,0 +1,124 @@
+"""The customer portal's routes on `gpubill serve`: server-rendered pages behind a link.
+
+    GET /portal/TOKEN/                       usage this period: by GPU type, region and day (chart), standing
+    GET /portal/TOKEN/?period=YYYY-MM        an earlier period's usage
+    GET /portal/TOKEN/invoices               the current draft, past invoices, credit notes
+    GET /portal/TOKEN/invoices/REF           one invoice, itemized (REF: its number or id, or "current")
+    GET /portal/TOKEN/invoices/REF/FORMAT    its PDF, UBL (xml) or CSV
+    GET /portal/TOKEN/alerts                 the alerts that fired
+    GET /portal/TOKEN/estimate[?gpu_type=&count=&hours=&region=&class=]   a planned job's lines
+    GET /portal/static/NAME                  the one stylesheet and the one script (no data)
+
+TOKEN is a link's (gpubill/service/portal/links.py). A page shows the link's
+customer and nobody else: an invoice of another customer is "not found"
+exactly like one that does not exist, and no other route of the server takes
+the token (the API wants a key). A malformed, unknown or forged token gets
+403, an expired or revoked one 410, each an HTML page saying so. Every
+request with a known link is logged as a visit (status included). Pages are
+``no-store`` and never sent to a third party: the Content-Security-Policy
+allows this server only, and no referrer leaves the page (the token is in the
+URL).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.routing import Route
+
+from gpubill.service.portal.links import ROOT, Visit, check_link, log_visit
+from gpubill.service.rating import ServiceError
+
+from .pages import Pages
+
+STATIC = Path(__file__).parent / "static"
+STATIC_FILES = {"portal.css": "text/css; charset=utf-8", "portal.js": "text/javascript; charset=utf-8"}
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
+                               "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-store",
+}
+REFUSED = {"invalid": 403, "expired": 410, "revoked": 410}
+
+
+class PortalApp:
+    """The portal's endpoints over the server's store (``api``) and the contracts ``serve`` was given."""
+
+    def __init__(self, api, contract_paths: list[str], now_ms=None):
+        from gpubill.service.estimate import now_ms as clock
+
+        self.api = api
+        self.contracts = list(contract_paths)
+        self.now_ms = now_ms or clock
+        self.pages = Pages(api.store, contract_paths, self.now_ms)
+
+    def routes(self) -> list[Route]:
+        page = self._page
+        return [Route(f"{ROOT}/static/{{name}}", self.static, methods=["GET", "HEAD"]),
+                Route(f"{ROOT}/{{token}}/", page("usage", self.pages.usage), methods=["GET", "HEAD"]),
+                Route(f"{ROOT}/{{token}}/invoices", page("invoices", self.pages.invoices), methods=["GET", "HEAD"]),
+                Route(f"{ROOT}/{{token}}/invoices/{{ref}}", page("invoice", self.pages.invoice),
+                      methods=["GET", "HEAD"]),
+                Route(f"{ROOT}/{{token}}/invoices/{{ref}}/{{fmt}}", page("download", self.pages.download),
+                      methods=["GET", "HEAD"]),
+                Route(f"{ROOT}/{{token}}/alerts", page("alerts", self.pages.alerts), methods=["GET", "HEAD"]),
+                Route(f"{ROOT}/{{token}}/estimate", page("estimate", self.pages.estimate), methods=["GET", "HEAD"]),
+                Route(f"{ROOT}/{{token}}", page("root", self._to_root), methods=["GET", "HEAD"]),
+                Route(f"{ROOT}/{{token}}/{{rest:path}}", page("unknown", self.pages.unknown),
+                      methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"])]
+
+    async def static(self, request: Request):
+        name = request.path_params["name"]
+        if name not in STATIC_FILES:
+            return _secured(HTMLResponse("not found", status_code=404))
+        resp = FileResponse(STATIC / name, media_type=STATIC_FILES[name])
+        resp.headers["cache-control"] = "public, max-age=300"
+        resp.headers["x-content-type-options"] = "nosniff"
+        return resp
+
+    def _page(self, route: str, handler):
+        """The endpoint: the link checked, ``handler(link, request)`` in a thread, the visit logged."""
+        async def endpoint(request: Request):
+            t0 = time.perf_counter()
+            link, resp = await run_in_threadpool(self._answer, request, handler)
+            if link is not None:
+                await run_in_threadpool(self.api._write, log_visit, self.api.store, _visit(request, link, resp))
+            self.api.metrics.observe(f"portal_{route}", resp.status_code, time.perf_counter() - t0)
+            return _secured(resp)
+        return endpoint
+
+    def _answer(self, request: Request, handler) -> tuple:
+        """(the link if its id is known, the response)."""
+        at = self.now_ms()
+        link, refusal = self.api._read(check_link, self.api.store, request.path_params["token"], at)
+        if refusal is not None:
+            return link, self.pages.refused(refusal, link, REFUSED[refusal])
+        if not self.contracts:
+            return link, self.pages.unavailable(link, "gpubill serve was started without --contracts")
+        try:
+            return link, handler(link, request)
+        except ServiceError as e:  # the contracts cannot be loaded or priced: the operator's problem
+            return link, self.pages.unavailable(link, str(e))
+
+    def _to_root(self, link, request: Request) -> Response:
+        return Response(status_code=308, headers={"location": request.url.path + "/"})
+
+
+def _visit(request: Request, link, resp: Response) -> Visit:
+    path = request.url.path
+    below = path[len(ROOT) + 1:].partition("/")[2]
+    c = request.client
+    return Visit(link.id, int(time.time() * 1000), request.method, "/" + below, resp.status_code,
+                 c.host if c else None)
+
+
+def _secured(resp: Response) -> Response:
+    for k, v in SECURITY_HEADERS.items():
+        resp.headers.setdefault(k, v)
+    return resp
