@@ -15,12 +15,14 @@ build/portal-screenshots/ (git-ignored) for review.
 from __future__ import annotations
 
 import base64
+import fcntl
 import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -74,12 +76,21 @@ def _invoices_listed(store: Path) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def demo_store(tmp_path_factory) -> Path:
-    """November 2026 of the demo, invoiced (the run of tests/tui's demo store); only read."""
-    folder = tmp_path_factory.mktemp("portal-demo") / "demo"
-    r = gpubill("demo", "--contracts", "examples", "--dir", folder, "--period", PERIOD, "--events", "6000",
-                "--seed", "7")
-    assert r.returncode == 0, r.stderr
-    return folder / "gpubill.db"
+    """November 2026 of the demo, invoiced (the run of tests/tui's demo store); only read. Built once per test
+    run: xdist's workers share it (the first builds it, under a lock, the others wait)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # this run's folder, above each worker's own
+    done = root / "portal-demo"
+    with open(root / "portal-demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            building = Path(tempfile.mkdtemp(prefix="portal-demo-", dir=root))
+            r = gpubill("demo", "--contracts", "examples", "--dir", building / "demo", "--period", PERIOD,
+                        "--events", "6000", "--seed", "7")
+            assert r.returncode == 0, r.stderr
+            building.rename(done)
+    return done / "demo" / "gpubill.db"
 
 
 @pytest.fixture(scope="module")

@@ -201,6 +201,8 @@ def no_js_browser(tmp_path_factory):
 def test_pages_work_without_javascript(no_js_browser, served, link):
     (doc,) = invoice_docs(served.store, CUSTOMER)
     d = no_js_browser
+    d.get("data:text/html,<title>off</title><script>document.title = 'on'</script>")
+    assert d.title == "off", "the browser runs JavaScript"
     open_page(d, link["url"] + f"?period={PERIOD}", "#usage-total data")
     assert exact(d, "#draft-total") == Decimal(doc["total_amount"])
     for table in ("#by-gpu-type", "#by-region", "#by-day"):
