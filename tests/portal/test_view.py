@@ -18,7 +18,7 @@ from gpubill.service.alerts import spend
 from gpubill.service.estimate import Estimator, Job
 from gpubill.service.events import open_event_store
 from gpubill.service.invoicing import invoice_catalog
-from gpubill.service.portal import view
+from gpubill.service.portal import kept
 from gpubill.service.portal.view import Portal, UnknownCustomer
 from gpubill.service.rating import ServiceError, load_catalog
 from gpubill.store import Store
@@ -187,8 +187,9 @@ def gpu_event(txn: str, at_ms: int, hours: int = 5) -> dict:
                            "region": "us-east", "end_reason": "completed", "avg_utilization": "0.9"}}
 
 
-def test_a_new_event_shows_on_the_next_call(store_copy):
-    p = Portal(store_copy, CONTRACTS, now_ms=lambda: NOW)
+def test_a_new_event_shows_once_recomputed(store_copy):
+    clock = [NOW]
+    p = Portal(store_copy, CONTRACTS, now_ms=lambda: clock[0])
     try:
         before = p.usage("meridian-bank", PERIOD)
         assert p.usage("meridian-bank", PERIOD) is before  # kept: nothing changed
@@ -197,6 +198,8 @@ def test_a_new_event_shows_on_the_next_call(store_copy):
         assert p.usage("meridian-bank", PERIOD) is before  # another customer's event changes nothing here
         with Store(store_copy) as s:
             s.ingest([gpu_event("portal-1", ms(2026, 11, 20))])
+        assert p.usage("meridian-bank", PERIOD) is before  # changed: recomputed in the background meanwhile
+        clock[0] += kept.STALE_MS  # no longer answered once stale that long: the request waits
         after = p.usage("meridian-bank", PERIOD)
         (b,), (a,) = before.subscriptions, after.subscriptions
         assert a.events == b.events + 1
@@ -204,20 +207,39 @@ def test_a_new_event_shows_on_the_next_call(store_copy):
         assert a.usage_amount == sum(Decimal(f["amount"]) for f in usage_fees(doc)) > b.usage_amount
         h100 = {g.gpu_type: g for g in a.by_gpu_type}["H100-SXM"]
         assert h100.gpu_hours == pytest.approx({g.gpu_type: g for g in b.by_gpu_type}["H100-SXM"].gpu_hours + 40)
+        assert p.usage("meridian-bank", PERIOD) is after
     finally:
         p.close()
 
 
-def test_contracts_compiled_again_when_a_file_changes(tmp_path, store_copy, monkeypatch):
+def test_a_recomputed_value_is_answered_without_waiting(store_copy):
+    p = Portal(store_copy, CONTRACTS, now_ms=lambda: NOW)
+    try:
+        before = p.standing("lumen-bio")
+        with Store(store_copy) as s:
+            event = gpu_event("dec-1", ms(2026, 12, 5))  # A100s: outside the H100 reservation, so it costs
+            event["properties"]["gpu_type"] = "A100-80GB"
+            s.ingest([{**event, "external_subscription_id": "sub_lumen_fra"}])
+        assert p.standing("lumen-bio") is before
+        p.kept.settle()
+        after = p.standing("lumen-bio")
+        assert after is not before and after.subscriptions[0].budget.spend > before.subscriptions[0].budget.spend
+    finally:
+        p.close()
+
+
+def test_contracts_compiled_again_when_a_file_changes(tmp_path, store_copy):
     contracts = tmp_path / "examples"
     shutil.copytree(ROOT / "examples", contracts)
-    monkeypatch.setattr(view, "RECHECK_S", 0.0)
     p = Portal(store_copy, [str(contracts)], now_ms=lambda: NOW)
     try:
+        assert p.customer("sunbeam-robotics").name == "Sunbeam Robotics"
+        p.reload_contracts()
         assert p.customer("sunbeam-robotics").name == "Sunbeam Robotics"
         f = contracts / "contracts" / "sunbeam_robotics.bill"
         f.write_text(f.read_text().replace('name "Sunbeam Robotics"', 'name "Sunbeam Robotics Inc."'))
         os.utime(f, ns=(os.stat(f).st_mtime_ns + 10**9,) * 2)
+        p.reload_contracts()
         assert p.customer("sunbeam-robotics").name == "Sunbeam Robotics Inc."
     finally:
         p.close()

@@ -53,6 +53,7 @@ from gpubill.service.portal.kept import KeptValues, bill_files_stamp
 from gpubill.service.review import InvoiceSummary, NoteSummary, _notes, _plan_label, _summary
 from gpubill.store import ledger
 
+PRICED_KEPT = 256  # customers' invoices kept for the next request under the same store state
 RECHECK_S = 2.0  # how often the .bill files' modification times are looked at
 CURRENT = "current"  # the invoice ref of the live draft of the period containing now ("current:SUBSCRIPTION")
 EXIT_USAGE = 2
@@ -190,6 +191,7 @@ class Portal:
         self._estimating = threading.Lock()
         self._contracts: _Contracts | None = None
         self._looked = 0.0  # time.monotonic() when the .bill files were last looked at
+        self._priced: dict = {}  # (contracts, first contract, period) -> (store state, its invoices)
 
     def close(self) -> None:
         self.kept.close()
@@ -238,7 +240,21 @@ class Portal:
         contracts = self._mine(customer_id)
         subs = {c.subscription.value for c in contracts if c.subscription is not None}
         return self.kept.get((id(self._compiled()), customer_id, what), subs,
-                             lambda: compute(self.store, *self._invoices(contracts, period_text)))
+                             lambda: compute(self.store, *self._shared_invoices(contracts, period_text)))
+
+    def _shared_invoices(self, contracts: tuple, period_text: str) -> tuple[tuple, tuple[str, ...]]:
+        """``_invoices``, computed once for the usage and the standing of one page (the same store state)."""
+        key, state = (id(self._compiled()), contracts[0].name.name, period_text), self.kept.state()
+        with self._lock:
+            hit = self._priced.get(key)
+        if hit is not None and hit[0] == state:
+            return hit[1]
+        value = self._invoices(contracts, period_text)
+        with self._lock:
+            if len(self._priced) >= PRICED_KEPT:
+                self._priced.clear()
+            self._priced[key] = (state, value)
+        return value
 
     def _invoices(self, contracts: tuple, period_text: str) -> tuple[tuple, tuple[str, ...]]:
         """The final invoices of the contracts' billing periods ``period_text`` invoices, and why any could not be."""

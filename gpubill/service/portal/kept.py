@@ -1,0 +1,126 @@
+"""Values kept between the portal's requests, recomputed when what they depend on changed.
+
+``KeptValues.get(key, subscriptions, compute)`` answers ``compute()``'s value,
+kept with what it was computed from: the control store's state (invoices and
+their revisions, alerts, credit notes and their uses: ``review._STORE_STATE``,
+one query) and the newest event id known not to concern ``subscriptions``.
+A request whose value is unchanged costs that query and the store's event
+watermark (and, when events of other subscriptions arrived, one small column
+read of the events stored since: none of ``subscriptions``'s, so the kept value
+is still current).
+
+A changed value is recomputed in the background (a small thread pool, one
+recomputation per key at a time); meanwhile requests get the kept value, for
+at most ``stale_ms`` (by the portal's clock) after a request first found it
+changed; after that a request waits for the recomputation. A value never
+computed is computed while the request waits. So an event acknowledged by
+the store shows within ``stale_ms`` plus one recomputation on a page that
+asks again, and a page never waits for a recomputation it need not.
+
+``bill_files_stamp`` says when the .bill files changed (what the compiled
+contracts depend on).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import attrs
+
+from gpubill.service.review import _STORE_STATE
+
+STALE_MS = 2000  # how long a changed value is still answered while it is recomputed
+WORKERS = 2  # recomputations at a time
+
+
+@attrs.define
+class _Kept:
+    state: tuple  # the control store's state it was computed under
+    watermark: int  # the newest event id known not to concern it
+    value: object
+    stale_since_ms: int | None = None  # when a request first found it changed (None: current)
+
+
+class KeptValues:
+    """Values by key over one store (see the module's docstring). Thread-safe."""
+
+    def __init__(self, store, now_ms: Callable[[], int], stale_ms: int = STALE_MS):
+        self.store, self.now_ms, self.stale_ms = store, now_ms, stale_ms
+        self._lock = threading.Lock()
+        self._kept: dict = {}
+        self._jobs: dict = {}  # key -> the Future of its recomputation
+        self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="gpubill-portal")
+
+    def get(self, key, subscriptions: Sequence[str], compute: Callable):
+        top, state = self.state()
+        with self._lock:
+            kept = self._kept.get(key)
+        if kept is not None and kept.state == state and (
+                kept.watermark == top or not self._touched(subscriptions, kept.watermark)):
+            with self._lock:
+                kept.watermark = max(kept.watermark, top)
+            return kept.value
+        job = self._recompute(key, compute)
+        if kept is None:
+            return job.result()
+        now = self.now_ms()
+        with self._lock:
+            if kept.stale_since_ms is None:
+                kept.stale_since_ms = now
+            since = kept.stale_since_ms
+        return kept.value if now - since < self.stale_ms else job.result()
+
+    def settle(self) -> None:
+        """Wait for the recomputations under way."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.exception()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def state(self) -> tuple[int, tuple]:
+        """(the store's event watermark, the control store's state): what a kept value was computed under."""
+        return self.store.event_watermark(), tuple(self.store._read().execute(_STORE_STATE).fetchone())
+
+    def _touched(self, subscriptions: Sequence[str], since: int) -> bool:
+        """Whether the store holds an event of ``subscriptions`` stored after event id ``since``."""
+        return bool(subscriptions) and self.store.read_columns(since_rowid=since,
+                                                               subscriptions=sorted(subscriptions)).n > 0
+
+    def _recompute(self, key, compute: Callable) -> Future:
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is None or job.done():
+                job = self._jobs[key] = self._pool.submit(self._compute, key, compute)
+            return job
+
+    def _compute(self, key, compute: Callable):
+        top, state = self.state()  # before computing: an event stored meanwhile makes it change again
+        value = compute()
+        with self._lock:
+            self._kept[key] = _Kept(state, top, value)
+        return value
+
+
+def bill_files_stamp(paths: Sequence[str]) -> tuple:
+    """(path, mtime_ns, size) of every .bill file under ``paths`` (files or folders)."""
+    out = []
+    for p in paths:
+        found = [p] if os.path.isfile(p) else [os.path.join(d, f) for d, _, fs in os.walk(p) for f in fs
+                                               if f.endswith(".bill")]
+        for f in found:
+            try:
+                st = os.stat(f)
+            except FileNotFoundError:  # removed meanwhile: the next look sees the change
+                continue
+            out.append((f, st.st_mtime_ns, st.st_size))
+    return tuple(sorted(out))
