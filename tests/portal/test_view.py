@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -159,6 +160,30 @@ def test_stored_invoice_exports(portal):
     data, name, _ = portal.export("helix-labs", final.id, "json")
     assert json.loads(data)["total_amount"] == format(final.total, "f") and name.endswith(".json")
     assert b"<Invoice" in portal.export("helix-labs", final.number, "ubl")[0]
+
+
+def test_credit_note_exports_to_its_customer_only(portal):
+    (note,) = portal.invoices("helix-labs").credit_notes
+    data, name, media = portal.export("helix-labs", note.number, "pdf")
+    assert data.startswith(b"%PDF") and name == f"{note.number}.pdf"
+    assert json.loads(portal.export("helix-labs", note.id, "json")[0])["number"] == note.number
+    assert portal.export("meridian-bank", note.number, "pdf") is None
+    with pytest.raises(ServiceError):
+        portal.export("helix-labs", note.number, "csv")
+
+
+def test_pages_from_many_threads_answer_as_one(demo_store):
+    customers = ["meridian-bank", "lumen-bio", "helix-labs", "quill-ai", "cirrus-exchange", "pixelforge"]
+    one = Portal(demo_store, CONTRACTS, now_ms=lambda: NOW)
+    many = Portal(demo_store, CONTRACTS, now_ms=lambda: NOW)
+    try:
+        want = [(one.usage(c, PERIOD), one.standing(c)) for c in customers]
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda c: (many.usage(c, PERIOD), many.standing(c)), customers * 3))
+        assert got == want * 3
+    finally:
+        one.close()
+        many.close()
 
 
 # ---------------------------------------------------------------- standing

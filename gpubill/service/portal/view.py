@@ -44,7 +44,7 @@ from gpubill.service.estimate import (
     OPTION_OF, Estimate, Estimator, Job, LineChange, Totals, now_ms as clock_ms, summary,
 )
 from gpubill.service.events import open_event_store
-from gpubill.service.exports import ExportError, export as export_doc, invoice_pdf
+from gpubill.service.exports import ExportError, credit_note_pdf, credit_note_ubl, export as export_doc, invoice_pdf
 from gpubill.service.invoicing import invoice_catalog
 from gpubill.service.portal.activity import FeeRow, Usage, fee_rows, usage_of
 from gpubill.service.portal.standing import Standing, standing_of
@@ -61,6 +61,7 @@ MEDIA = {"pdf": ("pdf", "application/pdf"), "ubl": ("xml", "application/xml"),
          "csv": ("csv", "text/csv; charset=utf-8"), "json": ("json", "application/json")}
 DRAFT_FORMATS = ("pdf", "csv", "json")  # a draft is never sent as UBL (exports refuses it)
 FINAL_FORMATS = ("pdf", "ubl", "csv", "json")
+NOTE_FORMATS = ("pdf", "ubl", "json")  # a credit note's items are in its JSON (no CSV)
 FIELD_OF = {"gpu_type": "gpu_type", "region": "region", "availability_class": "class"}  # the estimate form's fields
 TOTALS = ("fees_amount", "progressive_billing_credit_amount", "coupons_amount", "sub_total_excluding_taxes_amount",
           "taxes_amount", "credit_notes_amount", "prepaid_credit_amount", "total_amount")
@@ -305,11 +306,12 @@ class Portal:
         return _view(CURRENT + (f":{sub}" if sub else ""), None, "live", found.doc, DRAFT_FORMATS)
 
     def export(self, customer_id: str, ref: str, fmt: str) -> tuple[bytes, str, str] | None:
-        """(the invoice in ``fmt``, a file name, its media type); None when the customer has no such invoice.
+        """(the invoice (or credit note, by its number or id) in ``fmt``, a file name, its media type); None when
+        the customer has no such invoice or credit note.
         ServiceError (one line) for a format the invoice is not given in."""
         view = self.invoice(customer_id, ref)
         if view is None:
-            return None
+            return self._credit_note(customer_id, ref, fmt)
         if fmt not in view.downloads:
             raise ServiceError(f"this invoice downloads as {', '.join(view.downloads)}, not {fmt!r}", EXIT_USAGE)
         try:
@@ -319,6 +321,24 @@ class Portal:
         ext, media = MEDIA[fmt]
         name = view.number if view.id is not None else f"{view.subscription}-{view.period_label}-draft"
         return data, f"{name}.{ext}", media
+
+    def _credit_note(self, customer_id: str, ref: str, fmt: str) -> tuple[bytes, str, str] | None:
+        """A credit note on one of the customer's invoices, as `gpubill invoices export` writes it (pdf, ubl, json)."""
+        contracts = self._compiled().by_customer.get(customer_id) or ()
+        db = self.store._read()
+        note = ledger.get_credit_note(db, ref)
+        invoice = ledger.get_invoice(db, note.invoice_id) if note is not None else None
+        if invoice is None or invoice.contract not in {c.name.name for c in contracts}:
+            return None
+        if fmt not in NOTE_FORMATS:
+            raise ServiceError(f"a credit note downloads as {', '.join(NOTE_FORMATS)}, not {fmt!r}", EXIT_USAGE)
+        writers = {"pdf": credit_note_pdf, "ubl": credit_note_ubl, "json": lambda cn, _: export_doc(cn, "json")}
+        try:
+            data = writers[fmt](note.doc, invoice.doc)
+        except ExportError as e:
+            raise ServiceError(str(e)) from None
+        ext, media = MEDIA[fmt]
+        return data, f"{note.number}.{ext}", media
 
     def _bytes(self, view: InvoiceView, fmt: str) -> bytes:
         if fmt == "pdf" and view.id is not None:  # the credit notes on it too, as `gpubill invoices export`
