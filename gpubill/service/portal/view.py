@@ -171,6 +171,7 @@ class _Contracts:
     """The contracts as compiled at one time, and what the portal keeps of them."""
 
     stamp: tuple  # (path, mtime_ns, size) of every .bill file
+    generation: int  # 1 for the first compilation, then one more each time (part of what is kept's keys)
     estimator: Estimator = attrs.field(eq=False)
     by_customer: dict = attrs.field(eq=False)  # customer id -> its contracts (name order)
 
@@ -192,7 +193,7 @@ class Portal:
         self._estimating = threading.Lock()
         self._contracts: _Contracts | None = None
         self._looked = 0.0  # time.monotonic() when the .bill files were last looked at
-        self._priced: dict = {}  # (contracts, first contract, period) -> (store state, its invoices)
+        self._priced: dict = {}  # (generation, first contract, period) -> (store state, its invoices)
 
     def close(self) -> None:
         self.kept.close()
@@ -238,33 +239,33 @@ class Portal:
     def _fresh(self, customer_id: str, what: tuple, compute: Callable, period_text: str):
         """``compute(store, invoices, unrated)`` over the customer's invoices of ``period_text``, kept while
         nothing it depends on changed (``kept.KeptValues``)."""
-        contracts = self._mine(customer_id)
+        compiled = self._compiled()  # once: the key and the value from the same compilation
+        contracts = self._mine(customer_id, compiled)
         subs = {c.subscription.value for c in contracts if c.subscription is not None}
-        return self.kept.get((id(self._compiled()), customer_id, what), subs,
-                             lambda: compute(self.store, *self._shared_invoices(contracts, period_text)))
+        return self.kept.get((compiled.generation, customer_id, what), subs,
+                             lambda: compute(self.store, *self._shared_invoices(compiled, contracts, period_text)))
 
-    def _shared_invoices(self, contracts: tuple, period_text: str) -> tuple[tuple, tuple[str, ...]]:
+    def _shared_invoices(self, compiled: _Contracts, contracts: tuple, period_text: str) -> tuple:
         """``_invoices``, computed once for the usage and the standing of one page (the same store state)."""
-        key, state = (id(self._compiled()), contracts[0].name.name, period_text), self.kept.state()
+        key, state = (compiled.generation, contracts[0].name.name, period_text), self.kept.state()
         with self._lock:
             hit = self._priced.get(key)
         if hit is not None and hit[0] == state:
             return hit[1]
-        value = self._invoices(contracts, period_text)
+        value = self._invoices(compiled.estimator.catalog, contracts, period_text)
         with self._lock:
             if len(self._priced) >= PRICED_KEPT:
                 self._priced.clear()
             self._priced[key] = (state, value)
         return value
 
-    def _invoices(self, contracts: tuple, period_text: str) -> tuple[tuple, tuple[str, ...]]:
+    def _invoices(self, catalog, contracts: tuple, period_text: str) -> tuple[tuple, tuple[str, ...]]:
         """The final invoices of the contracts' billing periods ``period_text`` invoices, and why any could not be."""
-        catalog = self._compiled().estimator.catalog
         names = {c.name.name for c in contracts}
         customer = customer_of(contracts[0])
-        mine = attrs.evolve(catalog, contracts={c.name.name: c for c in contracts})  # none of 10 000 others to skip
+        part = attrs.evolve(catalog, contracts={c.name.name: c for c in contracts})  # none of 10 000 others to skip
         try:
-            report = invoice_catalog(self.store, mine, period_text, customer)
+            report = invoice_catalog(self.store, part, period_text, customer)
         except ServiceError as e:  # no contract of the customer active then, or one that cannot be priced
             return (), (str(e).splitlines()[0],)
         mine = tuple(i for i in report.invoices if i.billing.contract.name.name in names)
@@ -379,8 +380,9 @@ class Portal:
 
     # -- the contracts
 
-    def _mine(self, customer_id: str) -> tuple:
-        contracts = self._compiled().by_customer.get(customer_id)
+    def _mine(self, customer_id: str, compiled: _Contracts | None = None) -> tuple:
+        """The customer's contracts (UnknownCustomer when none)."""
+        contracts = (compiled or self._compiled()).by_customer.get(customer_id)
         if not contracts:
             raise UnknownCustomer(f"no contract bills customer {customer_id!r}", EXIT_USAGE)
         return contracts
@@ -408,19 +410,19 @@ class Portal:
             with self._lock:
                 current = self._contracts
             if current is None or stamp != current.stamp:
-                current = self._compile(stamp)
+                current = self._compile(stamp, current.generation + 1 if current is not None else 1)
                 self.kept.clear()  # what was kept of the contracts before
             with self._lock:
                 self._contracts, self._looked = current, time.monotonic()
             return current
 
-    def _compile(self, stamp: tuple) -> _Contracts:
+    def _compile(self, stamp: tuple, generation: int) -> _Contracts:
         estimator = Estimator(self.store, self.paths)
         by_customer: dict = {}
         for name in sorted(estimator.catalog.contracts):
             c = estimator.catalog.contracts[name]
             by_customer.setdefault(customer_of(c), []).append(c)
-        return _Contracts(stamp, estimator, {k: tuple(v) for k, v in by_customer.items()})
+        return _Contracts(stamp, generation, estimator, {k: tuple(v) for k, v in by_customer.items()})
 
 
 def _subscription_info(catalog, c) -> SubscriptionInfo:
