@@ -20,7 +20,7 @@ from gpubill.store.portal import Link, LinkUse, Visit
 from gpubill.store.roles import Actor
 
 __all__ = ["Link", "LinkUse", "Visit", "DEFAULT_EXPIRY", "MAX_EXPIRY_DAYS", "PORTAL_URL_ENV", "DEFAULT_URL",
-           "expiry_ms", "known_customer", "create_link", "revoke_link", "list_links", "link_visits",
+           "expiry_ms", "known_customers", "create_links", "create_link", "revoke_link", "list_links", "link_visits",
            "check_link", "log_visit", "link_url", "visitor", "ROOT"]
 
 DEFAULT_EXPIRY = "30d"
@@ -49,20 +49,33 @@ def expiry_ms(text: str) -> int:
     return ms
 
 
-def known_customer(contract_paths: Sequence[str], key: str) -> str:
-    """The customer id that ``key`` names (a customer id, or a contract's name); ServiceError when none does."""
+def known_customers(contract_paths: Sequence[str], keys: Sequence[str]) -> list[str]:
+    """The customer id each key names (a customer id, or a contract's name); ServiceError for one that none does."""
     catalog, _ = load_catalog(contract_paths)
-    found = {customer_of(c) for c in catalog.contracts.values() if key in (customer_of(c), c.name.name)}
-    if len(found) != 1:
-        known = sorted({customer_of(c) for c in catalog.contracts.values()})
-        raise ServiceError(f"no contract bills a customer {key!r} (customers: {', '.join(known[:12])})")
-    return found.pop()
+    named: dict[str, set[str]] = {}
+    for c in catalog.contracts.values():
+        for key in (customer_of(c), c.name.name):
+            named.setdefault(key, set()).add(customer_of(c))
+    out = []
+    for key in keys:
+        found = named.get(key, set())
+        if len(found) != 1:
+            known = sorted({customer_of(c) for c in catalog.contracts.values()})
+            raise ServiceError(f"no contract bills a customer {key!r} (customers: {', '.join(known[:12])})")
+        out.append(next(iter(found)))
+    return out
+
+
+def create_links(store, contract_paths: Sequence[str], actor: Actor, customers: Sequence[str], expires_in_ms: int,
+                 *, now_ms: int) -> list[tuple[Link, str]]:
+    """A link to each customer's portal for ``expires_in_ms`` (the contracts loaded once): (link, token) each."""
+    return [portal.create(store, actor, c, now_ms + expires_in_ms) for c in known_customers(contract_paths, customers)]
 
 
 def create_link(store, contract_paths: Sequence[str], actor: Actor, customer: str, expires_in_ms: int,
                 *, now_ms: int) -> tuple[Link, str]:
     """A link to ``customer``'s portal for ``expires_in_ms``: (the link, its token)."""
-    return portal.create(store, actor, known_customer(contract_paths, customer), now_ms + expires_in_ms)
+    return create_links(store, contract_paths, actor, [customer], expires_in_ms, now_ms=now_ms)[0]
 
 
 def link_url(base: str, token: str) -> str:
