@@ -7,8 +7,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
@@ -24,9 +22,9 @@ from gpubill.service.portal.view import Portal, UnknownCustomer
 from gpubill.service.rating import ServiceError, load_catalog
 from gpubill.store import Store
 
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import PERIOD, ROOT, gpubill, usage_amount
+
 CONTRACTS = [str(ROOT / "examples")]
-PERIOD = "2026-11"
 
 
 def ms(*args) -> int:
@@ -34,21 +32,6 @@ def ms(*args) -> int:
 
 
 NOW = ms(2026, 12, 6, 9, 30)  # the day after the demo's billing run (as tests/tui): November's drafts are pending
-
-
-def gpubill(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gpubill", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "NO_COLOR": "1"})
-
-
-@pytest.fixture(scope="module")
-def demo_store(tmp_path_factory) -> Path:
-    """November 2026 of the demo, invoiced (the same run as tests/tui's demo store)."""
-    folder = tmp_path_factory.mktemp("portal") / "demo"
-    r = gpubill("demo", "--contracts", "examples", "--dir", folder, "--period", PERIOD, "--events", "6000",
-                "--seed", "7")
-    assert r.returncode == 0, r.stderr
-    return folder / "gpubill.db"
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +55,6 @@ def cli_invoice(store: Path, customer: str, period: str = PERIOD) -> list[dict]:
     return json.loads(r.stdout)["invoices"]
 
 
-def usage_fees(doc: dict) -> list[dict]:
-    return [f for f in doc["fees"] if f["item"]["type"] == "charge"]
-
-
 # ---------------------------------------------------------------- amounts to the cent
 
 
@@ -85,7 +64,7 @@ def test_usage_and_total_equal_gpubill_invoice(portal, demo_store, customer):
     u = portal.usage(customer, PERIOD)
     assert [s.subscription for s in u.subscriptions] == [d["external_subscription_id"] for d in docs]
     for s, d in zip(u.subscriptions, docs):
-        assert s.usage_amount == sum(Decimal(f["amount"]) for f in usage_fees(d))
+        assert s.usage_amount == usage_amount(d)
         assert s.total == Decimal(d["total_amount"])
         assert [(f.name, f.amount) for f in s.lines] == [(f["item"]["name"], Decimal(f["amount"])) for f in d["fees"]]
         assert s.period_label == d["billing_period"]["label"]
@@ -229,7 +208,7 @@ def test_a_new_event_shows_once_recomputed(store_copy):
         (b,), (a,) = before.subscriptions, after.subscriptions
         assert a.events == b.events + 1
         (doc,) = cli_invoice(store_copy, "meridian-bank")
-        assert a.usage_amount == sum(Decimal(f["amount"]) for f in usage_fees(doc)) > b.usage_amount
+        assert a.usage_amount == usage_amount(doc) > b.usage_amount
         h100 = {g.gpu_type: g for g in a.by_gpu_type}["H100-SXM"]
         assert h100.gpu_hours == pytest.approx({g.gpu_type: g for g in b.by_gpu_type}["H100-SXM"].gpu_hours + 40)
         assert p.usage("meridian-bank", PERIOD) is after
