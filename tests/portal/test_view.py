@@ -203,7 +203,7 @@ def test_a_new_event_shows_once_recomputed(store_copy):
         with Store(store_copy) as s:
             s.ingest([gpu_event("portal-1", ms(2026, 11, 20))])
         assert p.usage("meridian-bank", PERIOD) is before  # changed: recomputed in the background meanwhile
-        clock[0] += kept.STALE_MS  # no longer answered once stale that long: the request waits
+        clock[0] += kept.STALE_MS  # the kept value is now that old: the request waits for the recomputation
         after = p.usage("meridian-bank", PERIOD)
         (b,), (a,) = before.subscriptions, after.subscriptions
         assert a.events == b.events + 1

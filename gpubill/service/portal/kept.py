@@ -10,12 +10,13 @@ read of the events stored since: none of ``subscriptions``'s, so the kept value
 is still current).
 
 A changed value is recomputed in the background (a small thread pool, one
-recomputation per key at a time); meanwhile requests get the kept value, for
-at most ``stale_ms`` (by the portal's clock) after a request first found it
-changed; after that a request waits for the recomputation. A value never
-computed is computed while the request waits. So an event acknowledged by
-the store shows within ``stale_ms`` plus one recomputation on a page that
-asks again, and a page never waits for a recomputation it need not.
+recomputation per key at a time). A request meanwhile gets the kept value
+if it is younger than ``stale_ms`` (by the portal's clock: its computation
+began less than that ago, so it misses only events stored since), and waits
+for the recomputation otherwise, or when nothing is kept yet. So a page
+shows every event the store acknowledged more than ``stale_ms`` before
+(plus one recomputation), and a page that asks again every second or two
+while events arrive never waits for a recomputation.
 
 ``bill_files_stamp`` says when the .bill files changed (what the compiled
 contracts depend on).
@@ -32,7 +33,8 @@ import attrs
 
 from gpubill.service.review import _STORE_STATE
 
-STALE_MS = 2000  # how long a changed value is still answered while it is recomputed
+STALE_MS = 2500  # a changed value younger than this is answered while it is recomputed: with pages asking
+# every 2 s (portal.js), an event shows within two asks (4 s) plus a recomputation, and no ask waits
 WORKERS = 2  # recomputations at a time
 
 
@@ -41,7 +43,7 @@ class _Kept:
     state: tuple  # the control store's state it was computed under
     watermark: int  # the newest event id known not to concern it
     value: object
-    stale_since_ms: int | None = None  # when a request first found it changed (None: current)
+    computed_ms: int  # when its computation began (by the portal's clock): it misses no event stored before
 
 
 class KeptValues:
@@ -64,14 +66,9 @@ class KeptValues:
                 kept.watermark = max(kept.watermark, top)
             return kept.value
         job = self._recompute(key, compute)
-        if kept is None:
+        if kept is None or self.now_ms() - kept.computed_ms >= self.stale_ms:
             return job.result()
-        now = self.now_ms()
-        with self._lock:
-            if kept.stale_since_ms is None:
-                kept.stale_since_ms = now
-            since = kept.stale_since_ms
-        return kept.value if now - since < self.stale_ms else job.result()
+        return kept.value  # younger than stale_ms: the recomputation is for the next request
 
     def settle(self) -> None:
         """Wait for the recomputations under way."""
@@ -104,10 +101,10 @@ class KeptValues:
             return job
 
     def _compute(self, key, compute: Callable):
-        top, state = self.state()  # before computing: an event stored meanwhile makes it change again
+        top, state, at = *self.state(), self.now_ms()  # before computing: what is stored meanwhile is looked for
         value = compute()
         with self._lock:
-            self._kept[key] = _Kept(state, top, value)
+            self._kept[key] = _Kept(state, top, value, at)
         return value
 
 

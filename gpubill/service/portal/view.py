@@ -20,9 +20,8 @@ contract paths changed (looked at, off the request path, at most every
 ``RECHECK_S``; ``reload_contracts`` looks now). A customer's usage and
 standing are kept (``kept.KeptValues``) until the control store's state or
 an event of the customer's subscriptions changes them, then recomputed in
-the background while the kept value is still answered for at most
-``kept.STALE_MS``: a page that asks again shows an acknowledged event within
-that and one recomputation. Invoices of a customer are computed for its
+the background while a kept value younger than ``kept.STALE_MS`` is still
+answered (an older one: the request waits for the recomputation). Invoices of a customer are computed for its
 contracts only (a catalog of just them). Thread-safe: the pages come from a
 thread pool; the store gives each thread its own SQLite reader, and the one
 ``Estimator`` (it keeps each period's baseline) is used under a lock.
