@@ -232,6 +232,22 @@ def test_a_recomputed_value_is_answered_without_waiting(store_copy):
         p.close()
 
 
+def test_the_standing_follows_the_stored_invoices_and_the_usage_does_not(store_copy):
+    p = Portal(store_copy, CONTRACTS, now_ms=lambda: NOW)
+    try:
+        usage, standing = p.usage("lumen-bio", PERIOD), p.standing("lumen-bio")
+        draft = next(i for i in p.invoices("lumen-bio").invoices if i.status == "draft")
+        r = gpubill("invoices", "finalize", draft.id, "--store", store_copy, "--contracts", "examples", "--yes")
+        assert r.returncode == 0, r.stderr
+        p.standing("lumen-bio")
+        p.kept.settle()
+        assert p.standing("lumen-bio") is not standing  # recomputed: a stored invoice changed
+        assert p.usage("lumen-bio", PERIOD) is usage  # computed from the events only: still current
+        assert p.invoice("lumen-bio", draft.id).status == "finalized"
+    finally:
+        p.close()
+
+
 def test_contracts_compiled_again_when_a_file_changes(tmp_path, store_copy):
     contracts = tmp_path / "examples"
     shutil.copytree(ROOT / "examples", contracts)

@@ -1,13 +1,16 @@
 """Values kept between the portal's requests, recomputed when what they depend on changed.
 
-``KeptValues.get(key, subscriptions, compute)`` answers ``compute()``'s value,
-kept with what it was computed from: the control store's state (invoices and
-their revisions, alerts, credit notes and their uses: ``review._STORE_STATE``,
-one query) and the newest event id known not to concern ``subscriptions``.
-A request whose value is unchanged costs that query and the store's event
-watermark (and, when events of other subscriptions arrived, one small column
-read of the events stored since: none of ``subscriptions``'s, so the kept value
-is still current).
+``KeptValues.get(key, subscriptions, compute, ledger=...)`` answers
+``compute()``'s value, kept with what it was computed from: the newest event
+id known not to concern ``subscriptions`` and, for a value that reads the
+stored invoices (``ledger``), their state: each stored invoice of those
+subscriptions (id, revision, status: a new draft, revision, finalization or
+void), the newest alert, credit note and credit note use (``LEDGER_STATE``:
+index lookups only, never a scan of the stored documents). A request whose
+value is unchanged costs the store's event watermark and that query (and,
+when events of other subscriptions arrived, one small column read of the
+events stored since: none of ``subscriptions``'s, so the kept value is still
+current).
 
 A changed value is recomputed in the background (a small thread pool, one
 recomputation per key at a time). A request meanwhile gets the kept value
@@ -31,16 +34,22 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import attrs
 
-from gpubill.service.review import _STORE_STATE
-
 STALE_MS = 2500  # a changed value younger than this is answered while it is recomputed: with pages asking
 # every 2 s (portal.js), an event shows within two asks (4 s) plus a recomputation, and no ask waits
 WORKERS = 2  # recomputations at a time
+# What a value that reads the stored invoices depends on (credit notes and alerts are never updated or deleted:
+# their newest row says when one is added).
+LEDGER_STATE = """
+SELECT (SELECT group_concat(id || ' ' || revision || ' ' || status, ',') FROM invoices WHERE subscription IN ({})),
+       (SELECT coalesce(max(id), 0) FROM alerts),
+       (SELECT coalesce(max(rowid), 0) FROM credit_notes),
+       (SELECT coalesce(max(rowid), 0) FROM credit_note_uses)
+"""
 
 
 @attrs.define
 class _Kept:
-    state: tuple  # the control store's state it was computed under
+    state: tuple  # LEDGER_STATE when it was computed (a value that reads no stored invoice: ())
     watermark: int  # the newest event id known not to concern it
     value: object
     computed_ms: int  # when its computation began (by the portal's clock): it misses no event stored before
@@ -56,8 +65,8 @@ class KeptValues:
         self._jobs: dict = {}  # key -> the Future of its recomputation
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="gpubill-portal")
 
-    def get(self, key, subscriptions: Sequence[str], compute: Callable):
-        top, state = self.state()
+    def get(self, key, subscriptions: Sequence[str], compute: Callable, *, ledger: bool = False):
+        top, state = self.state(subscriptions, ledger)
         with self._lock:
             kept = self._kept.get(key)
         if kept is not None and kept.state == state and (
@@ -65,7 +74,7 @@ class KeptValues:
             with self._lock:
                 kept.watermark = max(kept.watermark, top)
             return kept.value
-        job = self._recompute(key, compute)
+        job = self._recompute(key, lambda: self._compute(key, compute, subscriptions, ledger))
         if kept is None or self.now_ms() - kept.computed_ms >= self.stale_ms:
             return job.result()
         return kept.value  # younger than stale_ms: the recomputation is for the next request
@@ -84,24 +93,29 @@ class KeptValues:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def state(self) -> tuple[int, tuple]:
-        """(the store's event watermark, the control store's state): what a kept value was computed under."""
-        return self.store.event_watermark(), tuple(self.store._read().execute(_STORE_STATE).fetchone())
+    def state(self, subscriptions: Sequence[str], ledger: bool) -> tuple[int, tuple]:
+        """(the store's event watermark, LEDGER_STATE of ``subscriptions`` when ``ledger``, else ())."""
+        top = self.store.event_watermark()
+        if not ledger:
+            return top, ()
+        subs = sorted(subscriptions)
+        return top, tuple(self.store._read().execute(LEDGER_STATE.format(", ".join("?" * len(subs))), subs).fetchone())
 
     def _touched(self, subscriptions: Sequence[str], since: int) -> bool:
         """Whether the store holds an event of ``subscriptions`` stored after event id ``since``."""
         return bool(subscriptions) and self.store.read_columns(since_rowid=since,
                                                                subscriptions=sorted(subscriptions)).n > 0
 
-    def _recompute(self, key, compute: Callable) -> Future:
+    def _recompute(self, key, run: Callable) -> Future:
         with self._lock:
             job = self._jobs.get(key)
             if job is None or job.done():
-                job = self._jobs[key] = self._pool.submit(self._compute, key, compute)
+                job = self._jobs[key] = self._pool.submit(run)
             return job
 
-    def _compute(self, key, compute: Callable):
-        top, state, at = *self.state(), self.now_ms()  # before computing: what is stored meanwhile is looked for
+    def _compute(self, key, compute: Callable, subscriptions: Sequence[str], ledger: bool):
+        # what it depends on, before computing: what is stored meanwhile is looked for next time
+        (top, state), at = self.state(subscriptions, ledger), self.now_ms()
         value = compute()
         with self._lock:
             self._kept[key] = _Kept(state, top, value, at)

@@ -99,7 +99,7 @@ def standing_of(store, customer: str, invoices, unrated: tuple[str, ...], as_of_
     rows = []
     for inv in invoices:
         b = inv.billing
-        stored = _live_rows(db, b.contract.name.name)
+        stored = _live_rows(db, b.contract)
         rows.append(SubscriptionStanding(
             b.subscription_id, b.contract.name.name, inv.currency, b.period.label,
             _commitments(inv, stored), _reservations(inv), _budget(store, inv),
@@ -107,9 +107,18 @@ def standing_of(store, customer: str, invoices, unrated: tuple[str, ...], as_of_
     return Standing(customer, as_of_ms, tuple(rows), unrated)
 
 
-def _live_rows(db, contract: str) -> list:
+def stored_invoices(db, contracts) -> list:
+    """The contracts' stored invoices (``InvoiceRow``), found through their subscriptions' index: no scan of
+    every stored invoice (10 000 documents)."""
+    names = {c.name.name for c in contracts}
+    subs = sorted({c.subscription.value for c in contracts if c.subscription is not None})
+    ids = [i for s in subs for (i,) in db.execute("SELECT id FROM invoices WHERE subscription = ?", (s,))]
+    return [r for r in (ledger.get_invoice(db, i) for i in ids) if r is not None and r.contract in names]
+
+
+def _live_rows(db, contract) -> list:
     """The contract's stored invoices, not voided and not replaced."""
-    rows = ledger.list_invoices(db, contract=contract, limit=1 << 30)
+    rows = stored_invoices(db, [contract])
     replaced = {r.replaces for r in rows}
     return [r for r in rows if r.status != "voided" and r.id not in replaced]
 

@@ -18,8 +18,9 @@ Freshness and speed. The contracts are compiled once (``warm``, or the
 first request), and again, in the background, when a .bill file under the
 contract paths changed (looked at, off the request path, at most every
 ``RECHECK_S``; ``reload_contracts`` looks now). A customer's usage and
-standing are kept (``kept.KeptValues``) until the control store's state or
-an event of the customer's subscriptions changes them, then recomputed in
+standing are kept (``kept.KeptValues``) until an event of the customer's
+subscriptions (or, for the standing, its stored invoices, a credit note or
+an alert) changes them, then recomputed in
 the background while a kept value younger than ``kept.STALE_MS`` is still
 answered (an older one: the request waits for the recomputation). Invoices of a customer are computed for its
 contracts only (a catalog of just them). Thread-safe: the pages come from a
@@ -46,7 +47,7 @@ from gpubill.service.events import open_event_store
 from gpubill.service.exports import ExportError, credit_note_pdf, credit_note_ubl, export as export_doc, invoice_pdf
 from gpubill.service.invoicing import invoice_catalog
 from gpubill.service.portal.activity import FeeRow, Usage, fee_rows, usage_of
-from gpubill.service.portal.standing import Standing, standing_of
+from gpubill.service.portal.standing import Standing, standing_of, stored_invoices
 from gpubill.service.rating import ServiceError, customer_of
 from gpubill.service.portal.kept import KeptValues, bill_files_stamp
 from gpubill.service.review import InvoiceSummary, NoteSummary, _notes, _plan_label, _summary
@@ -237,16 +238,18 @@ class Portal:
 
     def _fresh(self, customer_id: str, what: tuple, compute: Callable, period_text: str):
         """``compute(store, invoices, unrated)`` over the customer's invoices of ``period_text``, kept while
-        nothing it depends on changed (``kept.KeptValues``)."""
+        nothing it depends on changed (``kept.KeptValues``): the usage depends on the events only (the invoices
+        are computed, nothing carried), the standing also on the stored invoices, credit notes and alerts."""
         compiled = self._compiled()  # once: the key and the value from the same compilation
         contracts = self._mine(customer_id, compiled)
         subs = {c.subscription.value for c in contracts if c.subscription is not None}
         return self.kept.get((compiled.generation, customer_id, what), subs,
-                             lambda: compute(self.store, *self._shared_invoices(compiled, contracts, period_text)))
+                             lambda: compute(self.store, *self._shared_invoices(compiled, contracts, period_text)),
+                             ledger=what[0] == "standing")
 
     def _shared_invoices(self, compiled: _Contracts, contracts: tuple, period_text: str) -> tuple:
-        """``_invoices``, computed once for the usage and the standing of one page (the same store state)."""
-        key, state = (compiled.generation, contracts[0].name.name, period_text), self.kept.state()
+        """``_invoices``, computed once for the usage and the standing of one page (the same events stored)."""
+        key, state = (compiled.generation, contracts[0].name.name, period_text), self.store.event_watermark()
         with self._lock:
             hit = self._priced.get(key)
         if hit is not None and hit[0] == state:
@@ -274,13 +277,10 @@ class Portal:
 
     def invoices(self, customer_id: str) -> InvoiceList:
         """The stored invoices of the customer's contracts, newest first, and their credit notes."""
-        rows = self._stored(self._mine(customer_id))
+        rows = stored_invoices(self.store._read(), self._mine(customer_id))
         rows.sort(key=lambda r: (r.period_from_ms, r.created_ms), reverse=True)
         return InvoiceList(tuple(_summary(r) for r in rows), _notes(self.store._read(), [r.id for r in rows]))
 
-    def _stored(self, contracts: tuple) -> list:
-        db = self.store._read()
-        return [r for c in contracts for r in ledger.list_invoices(db, contract=c.name.name, limit=1 << 30)]
 
     def invoice(self, customer_id: str, ref: str) -> InvoiceView | None:
         """One invoice of the customer, itemized: a stored one by id or number, or ``current`` (``current:SUB``)
@@ -319,7 +319,7 @@ class Portal:
         except ExportError as e:
             raise ServiceError(str(e)) from None
         ext, media = MEDIA[fmt]
-        name = view.number if view.id is not None else f"{view.subscription}-{view.period_label}-draft"
+        name = view.ref if view.id is not None else f"{view.subscription}-{view.period_label}-draft"  # ref: number, else id
         return data, f"{name}.{ext}", media
 
     def _credit_note(self, customer_id: str, ref: str, fmt: str) -> tuple[bytes, str, str] | None:
