@@ -427,8 +427,14 @@ MIGRATIONS: list = [
     );
     """,
     # 7: the customer portal (portal.py): the store's signing secret (one row, made with the first
-    # link), the links (revocable; the token itself is never stored) and every visit of one.
+    # link), the links (revocable; the token itself is never stored) and every visit of one. And the
+    # invoices by contract and by customer (a portal page, `invoices list --customer`), and a covering
+    # index for what changed in them (the review and portal state: count, revisions, finalized,
+    # voided), which otherwise reads every stored document.
     """
+    CREATE INDEX invoices_contract ON invoices (contract, period_from_ms);
+    CREATE INDEX invoices_customer ON invoices (customer, period_from_ms);
+    CREATE INDEX invoices_state ON invoices (revision, finalized_ms, voided_ms);
     CREATE TABLE portal_secret (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         secret BLOB NOT NULL,
