@@ -12,7 +12,10 @@ repository of ``--subscriptions`` copies of the example contracts, each its
 own customer, a month (``--period``, default last month) of demo events for
 them, and that month's drafts stored. A real `gpubill serve --contracts`
 serves it on 127.0.0.1; ``--customers`` of them get a portal link (made in
-the store before the server starts, as an operator would have made them).
+the store before the server starts, as an operator would have made them),
+and the bench waits until the server has prepared those customers' pages
+(compiling the contracts, then each one's usage and standing: its /metrics
+say when; the time is printed).
 
 Each customer's visit, in order, over one kept-alive HTTP connection (as a
 browser): the usage page (the period containing now), the month's usage
@@ -74,6 +77,16 @@ def serve(db: Path, repo: Path) -> tuple[subprocess.Popen, str]:
         proc.kill()
         raise SystemExit(f"gpubill serve did not start: {line!r}")
     return proc, m.group(1)
+
+
+def wait_prepared(url: str) -> int:
+    """Wait until the server has prepared the pages of the customers holding a link (its /metrics say so)."""
+    while True:
+        text = httpx.get(url + "/metrics").text
+        if re.search(r"^gpubill_portal_preparing 0", text, re.M):
+            m = re.search(r"^gpubill_portal_prepared_customers (\d+)", text, re.M)
+            return int(m.group(1)) if m else 0
+        time.sleep(0.5)
 
 
 def links(db: Path, repo: Path, customers: list[str]) -> dict[str, str]:
@@ -181,6 +194,8 @@ def main() -> int:
     t = time.perf_counter()
     proc, url = serve(db, repo)
     print(f"gpubill serve up in {time.perf_counter() - t:.1f} s on {url}; {len(customers)} customers")
+    prepared = wait_prepared(url)
+    print(f"the portal prepared {prepared} customers' pages in {time.perf_counter() - t:.1f} s from the start")
     try:
         timings = Timings()
         bases = {c: link_url(url, tok) for c, tok in tokens.items()}

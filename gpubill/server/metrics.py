@@ -18,6 +18,11 @@ class Metrics:
         self.events = defaultdict(int)           # status -> count
         self.requests = defaultdict(int)         # (route, code) -> count
         self.hist = {}                           # route -> [bucket counts..., +Inf, sum]
+        self.gauges = {}                         # name -> (help, value): set by a part of the server
+
+    def set_gauge(self, name: str, help_text: str, value: float) -> None:
+        with self._lock:
+            self.gauges[name] = (help_text, value)
 
     def count_events(self, counts: dict) -> None:
         with self._lock:
@@ -62,6 +67,8 @@ class Metrics:
                 out.append(f'gpubill_http_request_duration_seconds_bucket{{route="{route}",le="+Inf"}} {h[len(BUCKETS)]}')
                 out.append(f'gpubill_http_request_duration_seconds_sum{{route="{route}"}} {h[-1]:.6f}')
                 out.append(f'gpubill_http_request_duration_seconds_count{{route="{route}"}} {h[len(BUCKETS)]}')
+            for name, (what, value) in sorted(self.gauges.items()):
+                out += [f"# HELP {name} {what}", f"# TYPE {name} gauge", f"{name} {value}"]
             if intake is not None:
                 for name, key, what in (
                         ("pending_entries", "pending", "Intake entries an ingest worker read and has not stored yet."),

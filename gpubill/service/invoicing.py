@@ -34,7 +34,7 @@ from gpubill.engine.spec.compile import CompileError, compile_subscription
 from gpubill.engine.spec.program import SubscriptionSpec
 from gpubill.engine.spec.subscription import resolve_subscription
 from gpubill.service.rating import (
-    Billed, ServiceError, billed_subscriptions, load_catalog, rate_billed, read_window, unrated_text,
+    Billed, ServiceError, billed_subscriptions, compact_read, load_catalog, rate_billed, read_window, unrated_text,
 )
 
 
@@ -248,7 +248,7 @@ def rate_checks(store, catalog: Catalog, chains: list[list[Billed]], rated: dict
     out: dict = {}
     # one read for every check: a check's spec stops at its cut, so the engine leaves later events out
     source = store if engine == "reference" or not checks else Read(
-        store.read_columns(**read_window([b for b, _ in checks])))
+        compact_read(store.read_columns(**read_window([b for b, _ in checks]))))
     for d in range(max((len(cuts) for _, cuts in checks), default=0)):
         keys, day = {}, []
         for b, cuts in checks:

@@ -193,9 +193,17 @@ def rate_billed(store, billed: Sequence[Billed], engine: str = "fast") -> RateRe
             return store.rate_pushed_down(specs, window)
         from gpubill.engine.fast.rate import rate
 
-        return rate(specs, store.read_columns(**window))
+        return rate(specs, compact_read(store.read_columns(**window)))
     except EngineError as e:  # a program the engine cannot run at all
         raise ServiceError(f"cannot rate exactly: {e}") from None
+
+
+def compact_read(cols):
+    """A read renumbered to its own strings when it is small against the store's string table (one
+    customer's period in a large store: ``CompactColumns``), else the read itself."""
+    from gpubill.engine.fast.columns import CompactColumns, worth_compacting
+
+    return CompactColumns(cols) if worth_compacting(cols) else cols
 
 
 def reference_events(store, window: dict) -> list[dict]:

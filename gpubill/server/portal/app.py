@@ -22,6 +22,8 @@ URL).
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route
 
-from gpubill.service.portal.links import ROOT, Visit, check_link, log_visit
+from gpubill.service.portal.links import ROOT, Visit, check_link, linked_customers, log_visit
 from gpubill.service.rating import ServiceError
 
 from .pages import Pages
@@ -46,6 +48,11 @@ SECURITY_HEADERS = {
 }
 REFUSED = {"invalid": 403, "expired": 410, "revoked": 410}
 
+PREPARING, PREPARED = "gpubill_portal_preparing", "gpubill_portal_prepared_customers"  # /metrics gauges
+PREPARING_HELP = "1 while the portal prepares the pages of the customers holding a link"
+
+log = logging.getLogger("uvicorn.error")
+
 
 class PortalApp:
     """The portal's endpoints over the server's store (``api``) and the contracts ``serve`` was given."""
@@ -57,6 +64,25 @@ class PortalApp:
         self.contracts = list(contract_paths)
         self.now_ms = now_ms or clock
         self.pages = Pages(api.store, contract_paths, self.now_ms)
+        if self.contracts:
+            threading.Thread(target=self._warm, name="gpubill-portal-warm", daemon=True).start()
+
+    def _warm(self) -> None:
+        """In the background from the start: the contracts compiled, then the pages of every customer holding a
+        link prepared (a failure is the operator's to read, and leaves the pages to compute on request)."""
+        portal, metrics = self.pages.portal, self.api.metrics
+        metrics.set_gauge(PREPARING, PREPARING_HELP, 1)
+        try:
+            customers = self.api._read(linked_customers, self.api.store, self.now_ms())
+            portal.warm()
+            for i, customer in enumerate(customers):
+                portal.warm([customer])
+                metrics.set_gauge(PREPARED, "Customers whose portal pages were prepared at start", i + 1)
+        except Exception as e:  # a warm-up never stops the server: requests compute for themselves
+            log.warning("gpubill: portal: preparing the pages failed (%s: %s); they are computed on request",
+                        type(e).__name__, (str(e).splitlines() or [""])[0])
+        finally:
+            metrics.set_gauge(PREPARING, PREPARING_HELP, 0)
 
     def routes(self) -> list[Route]:
         page = self._page

@@ -386,9 +386,14 @@ class Portal:
             raise UnknownCustomer(f"no contract bills customer {customer_id!r}", EXIT_USAGE)
         return contracts
 
-    def warm(self) -> None:
-        """Compile the contracts now (the first request otherwise waits for it)."""
-        self._compiled()
+    def warm(self, customers: Sequence[str] = ()) -> None:
+        """Compile the contracts now (the first request otherwise waits for it), then compute and keep the
+        usage and standing of ``customers`` (those holding a link: their first page then waits for nothing)."""
+        compiled = self._compiled()
+        for customer in customers:
+            if compiled.by_customer.get(customer):
+                self.usage(customer)
+                self.standing(customer)
 
     def _compiled(self) -> _Contracts:
         """The contracts as last compiled; every RECHECK_S a request has them looked at again in the background."""
