@@ -62,8 +62,7 @@ def _grouped(rows) -> list[tuple]:
 
 
 def _alert_text(a) -> str:
-    import datetime as dt
-
-    month = dt.datetime.fromtimestamp(a.period_from_ms / 1000, dt.timezone.utc).strftime("%Y-%m")
-    return (f"{a.customer} reached {a.threshold} of its {a.kind.replace('_', ' ')} in the period from {month}: "
-            f"{a.amount} of {a.limit_amount} {a.currency}")
+    """One alert; its billing period as the contract's timezone has it (a UTC month would name the
+    month before for a period that starts at local midnight east of UTC)."""
+    return (f"{a.customer} reached {a.threshold} of its {a.kind.replace('_', ' ')} in the period "
+            f"{a.body['period']['label']}: {a.amount} of {a.limit_amount} {a.currency}")
