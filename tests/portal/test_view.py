@@ -292,3 +292,16 @@ def test_estimate_refuses_bad_input_in_one_line(portal, form, words):
     with pytest.raises(ServiceError) as e:
         portal.estimate("meridian-bank", form)
     assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_current_period_is_the_one_containing_now_where_the_contract_bills(demo_store):
+    """At 23:30 UTC on 30 November it is already December in Berlin and still November in New York."""
+    p = Portal(demo_store, CONTRACTS, now_ms=lambda: ms(2026, 11, 30, 23, 30))
+    try:
+        (berlin,) = p.usage("lumen-bio").subscriptions  # Europe/Berlin (its entity)
+        (new_york,) = p.usage("meridian-bank").subscriptions  # America/New_York
+        assert berlin.period_label == "2026-12-01..2026-12-31"
+        assert new_york.period_label == "2026-11-01..2026-11-30"
+        assert p.standing("lumen-bio").subscriptions[0].period_label == "2026-12-01..2026-12-31"
+    finally:
+        p.close()

@@ -36,9 +36,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
 
 import attrs
 
+from gpubill.engine.spec.subscription import timezone_of
 from gpubill.service.alerts import list_alerts
 from gpubill.service.estimate import (
     OPTION_OF, Estimate, Estimator, Job, LineChange, Totals, now_ms as clock_ms, summary,
@@ -218,23 +220,32 @@ class Portal:
     def usage(self, customer_id: str, period: str | None = None) -> Usage:
         """The customer's usage in ``period`` ("YYYY-MM": the billing periods ending in that month, as `gpubill
         invoice --period`), by default in the billing periods containing now."""
-        text = self._period_text(period)
+        text = self._period_text(period, customer_id)
         return self._fresh(customer_id, ("usage", text), lambda store, invs, unrated: usage_of(
             store, customer_id, text, invs, unrated, self.now_ms()), text)
 
     def standing(self, customer_id: str) -> Standing:
         """Where the customer stands now against commitment, reservation, budget and credits."""
-        text = self._period_text(None)
+        text = self._period_text(None, customer_id)
         return self._fresh(customer_id, ("standing", text), lambda store, invs, unrated: standing_of(
             store, customer_id, invs, unrated, self.now_ms()), text)
 
-    def _period_text(self, period: str | None) -> str:
-        if period is None:  # the UTC day of now: each contract's billing period containing it
-            return dt.datetime.fromtimestamp(self.now_ms() / 1000, dt.timezone.utc).date().isoformat()
+    def _period_text(self, period: str | None, customer_id: str) -> str:
+        if period is None:  # today where the customer's contract bills: its billing period containing now
+            return dt.datetime.fromtimestamp(self.now_ms() / 1000, ZoneInfo(self._timezone(customer_id))
+                                             ).date().isoformat()
         try:
             return dt.datetime.strptime(period, "%Y-%m").strftime("%Y-%m")
         except ValueError:
             raise ServiceError(f"period: expected a month YYYY-MM, got {period!r}", EXIT_USAGE) from None
+
+    def _timezone(self, customer_id: str) -> str:
+        """The timezone the customer's (first) contract bills in (its periods' days)."""
+        compiled = self._compiled()
+        c = self._mine(customer_id, compiled)[0]
+        catalog = compiled.estimator.catalog
+        plan = catalog.plan_version(c.plan) if c.plan is not None else None
+        return timezone_of(catalog, c, plan) if plan is not None else "UTC"
 
     def _fresh(self, customer_id: str, what: tuple, compute: Callable, period_text: str):
         """``compute(store, invoices, unrated)`` over the customer's invoices of ``period_text``, kept while
