@@ -74,6 +74,22 @@ def open_store(args: argparse.Namespace, *, create: bool = False, readonly: bool
         raise CliError(str(e), EXIT_IO) from None
 
 
+def on_store(store, fn, *args):
+    """``fn(*args)`` with ``store`` open, closed after; a service or store failure as a CLI error (one line)."""
+    from gpubill.cli import CliError, EXIT_IO
+    from gpubill.service.errors import StoreError
+    from gpubill.service.rating import ServiceError
+
+    try:
+        return fn(*args)
+    except ServiceError as e:
+        raise CliError(str(e), e.code) from None
+    except StoreError as e:
+        raise CliError(str(e), EXIT_IO) from None
+    finally:
+        store.close()
+
+
 def add_actor_argument(parser: argparse.ArgumentParser) -> None:
     """`--as NAME`: the store's user acting (default $GPUBILL_USER); needed once the store has users."""
     parser.add_argument("--as", dest="as_user", metavar="NAME", default=None,

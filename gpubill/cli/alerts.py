@@ -18,8 +18,8 @@ import datetime as dt
 import sys
 from collections import Counter
 
-from gpubill.cli import EXIT_INVALID, EXIT_IO, EXIT_OK, CliError
-from gpubill.cli._common import actor_of, add_actor_argument, add_store_argument, open_store
+from gpubill.cli import EXIT_INVALID, EXIT_OK, CliError
+from gpubill.cli._common import actor_of, add_actor_argument, add_store_argument, on_store, open_store
 
 HELP = "budget and job-limit alerts: list, check, deliver webhooks"
 ACTIONS = ("list", "check", "deliver", "webhook")
@@ -45,20 +45,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gpubill.service.errors import StoreError
-    from gpubill.service.rating import ServiceError
-
     if args.action != "webhook" and args.args:
         raise CliError(f"{args.action} takes no argument {args.args[0]!r}", 2)
     store = open_store(args, create=False)
-    try:
-        return _ACT[args.action](store, args)
-    except ServiceError as e:
-        raise CliError(str(e), e.code) from None
-    except StoreError as e:
-        raise CliError(str(e), EXIT_IO) from None
-    finally:
-        store.close()
+    return on_store(store, _ACT[args.action], store, args)
 
 
 def _list(store, args) -> int:

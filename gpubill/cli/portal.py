@@ -21,8 +21,10 @@ import os
 import sys
 from datetime import datetime, timezone
 
-from gpubill.cli import CliError, EXIT_FORBIDDEN, EXIT_INVALID, EXIT_IO, EXIT_OK, EXIT_USAGE, _args
-from gpubill.cli._common import actor_of, add_actor_argument, add_store_argument, open_store, store_path, write_table
+from gpubill.cli import CliError, EXIT_FORBIDDEN, EXIT_INVALID, EXIT_OK, EXIT_USAGE, _args
+from gpubill.cli._common import (
+    actor_of, add_actor_argument, add_store_argument, on_store, open_store, store_path, write_table,
+)
 
 HELP = "links to a customer's portal on `gpubill serve`: make, revoke, list, visits, open"
 ACTIONS = ("link", "revoke", "list", "visits", "open")
@@ -48,21 +50,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gpubill.service.errors import StoreError
-    from gpubill.service.rating import ServiceError
-
     _check(args)
     if args.action == "open":
         return _open(args)
     store = open_store(args, create=args.action == "link", readonly=args.action in ("list", "visits"))
-    try:
-        return {"link": _link, "revoke": _revoke, "list": _list, "visits": _visits}[args.action](args, store)
-    except ServiceError as e:
-        raise CliError(str(e), e.code) from None
-    except StoreError as e:
-        raise CliError(str(e), EXIT_IO) from None
-    finally:
-        store.close()
+    return on_store(store, {"link": _link, "revoke": _revoke, "list": _list, "visits": _visits}[args.action],
+                    args, store)
 
 
 def _check(args: argparse.Namespace) -> None:
