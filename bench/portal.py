@@ -19,7 +19,8 @@ say when; the time is printed).
 
 Each customer's visit, in order, over one kept-alive HTTP connection (as a
 browser): the usage page (the period containing now), the month's usage
-(``?period=``), the invoices, the newest invoice itemized, its PDF, the
+(``?period=``), the invoices, the newest invoice itemized, its PDF, its
+first usage line explained down to its events (the first page of them), the
 alerts, the estimate form, an estimate, then ``--refreshes`` live refreshes
 of the usage page (what the page's script does every 2 s). Each request's
 time is from sending it to the whole body read. Printed per page: p50,
@@ -120,8 +121,11 @@ def visit(client: httpx.Client, base: str, period: str, refreshes: int, timings:
     listing = get(client, base + "invoices", timings, "invoices", True).text
     number = next((n for n in re.findall(r'href="[^"]*/invoices/([^"/]+)">', listing) if n != "current"), None)
     if number is not None:
-        get(client, f"{base}invoices/{number}", timings, "invoice", True)
+        page = get(client, f"{base}invoices/{number}", timings, "invoice", True).text
         get(client, f"{base}invoices/{number}/pdf", timings, "invoice pdf", True)
+        usage = re.search(r'<tr class="usage"><th scope="row"><a href="[^"]*/(invoices/[^"]+/lines/\d+)"', page)
+        if usage is not None:
+            get(client, base + usage.group(1), timings, "invoice line", True)
     get(client, base + "alerts", timings, "alerts", True)
     get(client, base + "estimate", timings, "estimate form", True)
     get(client, base + "estimate", timings, "estimate", True, **ESTIMATE)

@@ -173,6 +173,11 @@ class LineExplanation:
         return self.fee["item"]["name"]
 
 
+def rounding_rule(r: MoneyRounding) -> str:
+    """The rule that rounds a line's precise amount, in words: "half_up to 0.01"."""
+    return f"{r.mode.removeprefix('ROUND_').lower()} to {r.quantum}"
+
+
 def _dims(fee: dict) -> tuple:
     return tuple(sorted(fee.get("dimensions", {}).items()))
 

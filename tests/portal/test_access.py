@@ -78,7 +78,7 @@ def test_own_pages_open(http, mine, other):
 
 def test_others_invoices_are_not_found_like_missing_ones(http, served, mine, other):
     base = f"/portal/{mine['token']}/invoices"
-    suffixes = ("", "/pdf", "/ubl", "/csv", "/json")
+    suffixes = ("", "/pdf", "/ubl", "/csv", "/json", "/lines/1", "/lines/2", "/lines/2?after=1-1")
     missing = {suffix: http.get(f"{base}/no-such-invoice{suffix}") for suffix in suffixes}
     assert all(r.status_code == 404 for r in missing.values())
     for ref in other["refs"]:
@@ -90,6 +90,7 @@ def test_others_invoices_are_not_found_like_missing_ones(http, served, mine, oth
                 "content-type"]
     mine_refs = [row["number"] or row["lago_id"] for row in stored_invoices(served.store, CUSTOMER)]
     assert mine_refs and all(http.get(f"{base}/{ref}").status_code == 200 for ref in mine_refs)  # the route works
+    assert http.get(f"{base}/{mine_refs[0]}/lines/1").status_code == 200
 
 
 def test_other_subscriptions_and_periods_show_nothing_of_theirs(http, mine, other):

@@ -232,10 +232,25 @@ def test_nothing_loaded_from_another_host(browser, served, link):
     assert not others
 
 
+def test_an_invoice_line_opens_down_to_its_jobs(browser, served, link):
+    """From the invoice, a usage line's link: its amount, and the jobs behind it, as many as the line counts."""
+    (doc,) = invoice_docs(served.store, CUSTOMER)
+    row = draft_of(served.store)
+    open_page(browser, link["url"] + f"invoices/{row['lago_id']}", "#invoice-lines a")
+    first = next(i for i, f in enumerate(doc["fees"]) if f["item"]["kind"] == "usage" and 0 < f["events_count"] < 200)
+    browser.find_elements(*by("#invoice-lines tbody th a"))[first].click()
+    wait_for(browser, "#line-amount data")
+    assert exact(browser, "#line-amount") == Decimal(doc["fees"][first]["amount"])
+    jobs = browser.find_elements(*by("#line-events tbody tr"))
+    assert len(jobs) == doc["fees"][first]["events_count"]
+    assert all(r.find_element(*by("th")).text for r in jobs)  # each names its job (or event)
+
+
 @pytest.mark.parametrize("name, page, css", [
     ("usage", f"?period={PERIOD}", "#usage-total data"),
     ("invoice", "invoices/{draft}", "#invoice-total data"),
     ("estimate", "estimate?gpu_type=H200&count=2&hours=10", "#estimate-delta data"),
+    ("line", "invoices/{draft}/lines/1", "#line-amount data"),
 ])
 def test_screenshots(browser, served, link, name, page, css):
     open_page(browser, link["url"] + page.format(draft=draft_of(served.store)["lago_id"]), css)

@@ -305,3 +305,34 @@ def test_the_current_period_is_the_one_containing_now_where_the_contract_bills(d
         assert p.standing("lumen-bio").subscriptions[0].period_label == "2026-12-01..2026-12-31"
     finally:
         p.close()
+
+
+def test_a_stored_invoices_line_down_to_its_events(portal):
+    """Every usage line of a stored invoice: its events, paged, are as many as the line says it counts."""
+    (row,) = [r for r in portal.invoices("meridian-bank").invoices if r.status == "draft"]
+    view = portal.invoice("meridian-bank", row.id)
+    usage = [i for i, f in enumerate(view.lines) if f.fee_type == "charge" and f.kind == "usage"]
+    assert usage
+    for i in usage:
+        counted, after, seen = view.doc["fees"][i]["events_count"], None, []
+        while True:
+            page = portal.line("meridian-bank", row.id, i, after)
+            assert page.line == view.lines[i] and page.has_events
+            seen += [e.transaction_id for e in page.events]
+            after = page.next_after
+            if after is None:
+                break
+        assert len(seen) == len(set(seen)) == counted, view.lines[i].name
+    other = next(i for i, f in enumerate(view.lines) if f.fee_type == "commitment")  # the true-up: no events
+    fee = portal.line("meridian-bank", row.id, other)
+    assert fee.line.fee_type == "commitment" and not fee.has_events and fee.events == ()
+
+
+def test_a_line_of_another_customer_or_past_the_last_is_none(portal):
+    (mine,) = [r for r in portal.invoices("meridian-bank").invoices if r.status == "draft"]
+    theirs = portal.invoices("helix-labs").invoices[0]
+    assert portal.line("meridian-bank", theirs.id, 0) is None
+    assert portal.line("meridian-bank", mine.id, len(portal.invoice("meridian-bank", mine.id).lines)) is None
+    assert portal.line("meridian-bank", "current", 0) is None  # the live draft is not stored: no line to explain
+    with pytest.raises(ServiceError, match="after: expected TIMESTAMP-ID"):
+        portal.line("meridian-bank", mine.id, 1, "garbage")

@@ -5,6 +5,7 @@
     GET /portal/TOKEN/invoices               the current draft, past invoices, credit notes
     GET /portal/TOKEN/invoices/REF           one invoice, itemized (REF: its number or id, or "current")
     GET /portal/TOKEN/invoices/REF/FORMAT    its PDF, UBL (xml) or CSV
+    GET /portal/TOKEN/invoices/REF/lines/N[?after=]   line N of a stored invoice: how it was priced, its events
     GET /portal/TOKEN/alerts                 the alerts that fired
     GET /portal/TOKEN/estimate[?gpu_type=&count=&hours=&region=&class=]   a planned job's lines
     GET /portal/static/NAME                  the one stylesheet and the one script (no data)
@@ -92,6 +93,8 @@ class PortalApp:
                 Route(f"{ROOT}/{{token}}/invoices/{{ref}}", page("invoice", self.pages.invoice),
                       methods=["GET", "HEAD"]),
                 Route(f"{ROOT}/{{token}}/invoices/{{ref}}/{{fmt}}", page("download", self.pages.download),
+                      methods=["GET", "HEAD"]),
+                Route(f"{ROOT}/{{token}}/invoices/{{ref}}/lines/{{n}}", page("line", self.pages.line),
                       methods=["GET", "HEAD"]),
                 Route(f"{ROOT}/{{token}}/alerts", page("alerts", self.pages.alerts), methods=["GET", "HEAD"]),
                 Route(f"{ROOT}/{{token}}/estimate", page("estimate", self.pages.estimate), methods=["GET", "HEAD"]),

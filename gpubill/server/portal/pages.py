@@ -21,6 +21,7 @@ from .chart import daily_chart
 from .render import Renderer
 
 FORMAT_OF = {"pdf": "pdf", "ubl": "ubl", "csv": "csv"}  # the download path's last part -> export format
+MAX_LINE = 100_000  # a line number past this is no line of any invoice
 ESTIMATE_FIELDS = ("gpu_type", "count", "hours", "region", "class", "subscription")
 
 log = logging.getLogger("uvicorn.error")
@@ -63,6 +64,19 @@ class Pages:
         if view is None:
             return self.not_found(link, request)
         return self._page("invoice.html", link, request, invoice=view, nav="invoices")
+
+    def line(self, link, request: Request) -> Response:
+        index = request.path_params["n"]
+        if not index.isdigit() or not 1 <= int(index) <= MAX_LINE:
+            return self.not_found(link, request)
+        try:
+            view = self.portal.line(link.customer, request.path_params["ref"], int(index) - 1,
+                                    request.query_params.get("after"))
+        except ServiceError as e:
+            return self._message(link, request, 400, "Line", str(e))
+        if view is None:
+            return self.not_found(link, request)
+        return self._page("line.html", link, request, line=view, nav="invoices")
 
     def download(self, link, request: Request) -> Response:
         fmt = FORMAT_OF.get(request.path_params["fmt"])

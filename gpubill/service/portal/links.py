@@ -6,7 +6,7 @@ and an expiry (``30d``, ``12h``, ``90m``); answers the link and its URL. From
 `gpubill serve`, a token to check (``check_link``) and the visits to log.
 The links, their signatures and the visits are kept in the store
 (gpubill/store/portal.py); the portal's pages never see another customer:
-every page a link opens is read as the link's customer (``visitor``).
+every page a link opens is read for the link's customer only.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from gpubill.store.roles import Actor
 
 __all__ = ["Link", "LinkUse", "Visit", "DEFAULT_EXPIRY", "MAX_EXPIRY_DAYS", "PORTAL_URL_ENV", "DEFAULT_URL",
            "expiry_ms", "known_customers", "create_links", "create_link", "revoke_link", "list_links", "link_visits",
-           "check_link", "log_visit", "linked_customers", "link_url", "visitor", "ROOT"]
+           "check_link", "log_visit", "linked_customers", "link_url", "ROOT"]
 
 DEFAULT_EXPIRY = "30d"
 MAX_EXPIRY_DAYS = 366
@@ -89,8 +89,3 @@ def linked_customers(store, at_ms: int) -> list[str]:
 
 def link_url(base: str, token: str) -> str:
     return f"{base.rstrip('/')}{ROOT}/{token}/"
-
-
-def visitor(link: Link) -> Actor:
-    """Who reads when a link's page is served: the link, with the viewer role (``portal:ID``)."""
-    return Actor(link.id, "viewer", "portal")

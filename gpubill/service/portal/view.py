@@ -46,6 +46,7 @@ from gpubill.service.estimate import (
     OPTION_OF, Estimate, Estimator, Job, LineChange, Totals, now_ms as clock_ms, summary,
 )
 from gpubill.service.events import open_event_store
+from gpubill.service.explain import events_page, explain_line, rounding_rule
 from gpubill.service.exports import ExportError, credit_note_pdf, credit_note_ubl, export as export_doc, invoice_pdf
 from gpubill.service.invoicing import invoice_catalog
 from gpubill.service.portal.activity import FeeRow, Usage, fee_rows, usage_of
@@ -54,6 +55,7 @@ from gpubill.service.rating import ServiceError, customer_of
 from gpubill.service.portal.kept import KeptValues, bill_files_stamp
 from gpubill.service.review import InvoiceSummary, NoteSummary, _notes, _plan_label, _summary
 from gpubill.store import ledger
+from gpubill.store.roles import Actor
 
 PRICED_KEPT = 256  # customers' invoices kept for the next request under the same store state
 RECHECK_S = 2.0  # how often the .bill files' modification times are looked at
@@ -65,6 +67,7 @@ DRAFT_FORMATS = ("pdf", "csv", "json")  # a draft is never sent as UBL (exports 
 FINAL_FORMATS = ("pdf", "ubl", "csv", "json")
 NOTE_FORMATS = ("pdf", "ubl", "json")  # a credit note's items are in its JSON (no CSV)
 FIELD_OF = {"gpu_type": "gpu_type", "region": "region", "availability_class": "class"}  # the estimate form's fields
+VISITOR = Actor("portal", "viewer", "portal")  # who reads for a page (the server checked the link and its customer)
 TOTALS = ("fees_amount", "progressive_billing_credit_amount", "coupons_amount", "sub_total_excluding_taxes_amount",
           "taxes_amount", "credit_notes_amount", "prepaid_credit_amount", "total_amount")
 
@@ -136,6 +139,23 @@ class InvoiceView:
     totals: dict  # TOTALS name -> Decimal
     downloads: tuple[str, ...]  # the formats ``export`` gives for it
     doc: dict = attrs.field(eq=False, repr=False)  # the document (docs/invoice-json.md)
+
+
+@attrs.frozen
+class LineView:
+    """One line of a stored invoice explained down to its events (``explain.explain_line``): how it was priced
+    and the events behind it, a page at a time."""
+
+    invoice: str  # the invoice's ref (number, else id)
+    index: int  # the line's place in the invoice (0-based)
+    line: FeeRow
+    currency: str
+    rounding: str | None  # the rule that rounded its precise amount ("half_up to 0.01"), None: not a priced line
+    precise_amount: str | None  # before that one rounding step
+    tiers: tuple  # explain.Tier: number, units, per_unit, flat, amount
+    events: tuple  # explain.EventRow of this page: id, timestamp_ms, transaction_id, properties
+    next_after: str | None  # the page after this one (``?after=``), None: the last
+    has_events: bool  # whether events are behind it (a usage or policy credit line)
 
 
 @attrs.frozen
@@ -357,6 +377,25 @@ class Portal:
             return invoice_pdf(view.doc, credit_notes=notes)
         return export_doc(view.doc, fmt)
 
+    # -- a line explained
+
+    def line(self, customer_id: str, ref: str, index: int, after: str | None = None) -> LineView | None:
+        """Line ``index`` of the customer's stored invoice ``ref``, with a page of its events after the keyset
+        ``after`` ("TIMESTAMP-ID"); None when the customer has no such invoice or line."""
+        view = self.invoice(customer_id, ref)
+        if view is None or view.id is None or not 0 <= index < len(view.lines):
+            return None
+        compiled = self._compiled()
+        row = ledger.get_invoice(self.store._read(), view.id)
+        known = (compiled.estimator.catalog, compiled.estimator.sources)
+        e = explain_line(self.store, self.paths, VISITOR, row, index, loaded=known)
+        page = events_page(self.store, e.events, _keyset(after)) if e.events is not None else None
+        last = page.after if page is not None else None
+        return LineView(view.ref, index, view.lines[index], view.currency,
+                        rounding_rule(e.rounding) if e.rounding is not None else None,
+                        e.fee.get("precise_amount"), e.tiers, page.rows if page is not None else (),
+                        f"{last[0]}-{last[1]}" if last is not None else None, e.events is not None)
+
     # -- alerts
 
     def alerts(self, customer_id: str) -> tuple[AlertRow, ...]:
@@ -449,6 +488,16 @@ def _subscription_info(catalog, c) -> SubscriptionInfo:
     where = (entity.country or (entity.address.country if entity.address is not None else None)) if entity else None
     country = where.value if where is not None else None
     return SubscriptionInfo(c.name.name, c.subscription.value, currency, name, code, _plan_label(plan), country)
+
+
+def _keyset(after: str | None) -> tuple[int, int] | None:
+    """``TIMESTAMP-ID`` (a page's ``next_after``) as the keyset; None for none (ServiceError for garbage)."""
+    if not after:
+        return None
+    ts, _, event_id = after.partition("-")
+    if not (ts.isdigit() and event_id.isdigit()):
+        raise ServiceError(f"after: expected TIMESTAMP-ID from a page's next link, got {after[:40]!r}", EXIT_USAGE)
+    return int(ts), int(event_id)
 
 
 def job_of(form: dict[str, str]) -> Job:

@@ -22,7 +22,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from gpubill.service import lifecycle
-from gpubill.service.explain import LineExplanation, explain_line
+from gpubill.service.explain import LineExplanation, explain_line, rounding_rule
 from gpubill.tui.widgets.frame import ReviewScreen
 
 CONTEXT_LINES = 12  # source lines shown on each side of the clause
@@ -36,7 +36,7 @@ def summary(e: LineExplanation) -> Text:
     out.append(f"  ({f['item']['type']}, {f['item']['kind']})\n")
     out.append(f"{f['reason']}\n")
     out.append(f"units {f['units']} × unit price {f['precise_unit_amount'] or '—'}\n")
-    rule = f" by {e.rounding.mode.removeprefix('ROUND_').lower()} to {e.rounding.quantum}" if e.rounding else ""
+    rule = f" by {rounding_rule(e.rounding)}" if e.rounding else ""
     out.append(f"precise amount {f['precise_amount']} → rounded{rule} → ")
     out.append(f"{f['amount']} {e.invoice.currency}\n", style="bold")
     if e.rated_amount is not None:
