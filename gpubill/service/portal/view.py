@@ -296,7 +296,7 @@ class Portal:
         """The final invoices of the contracts' billing periods ``period_text`` invoices, and why any could not be."""
         names = {c.name.name for c in contracts}
         customer = customer_of(contracts[0])
-        part = attrs.evolve(catalog, contracts={c.name.name: c for c in contracts})  # none of 10 000 others to skip
+        part = _of_customer(catalog, contracts)
         try:
             report = invoice_catalog(self.store, part, period_text, customer)
         except ServiceError as e:  # no contract of the customer active then, or one that cannot be priced
@@ -387,7 +387,7 @@ class Portal:
             return None
         compiled = self._compiled()
         row = ledger.get_invoice(self.store._read(), view.id)
-        known = (compiled.estimator.catalog, compiled.estimator.sources)
+        known = (_of_customer(compiled.estimator.catalog, self._mine(customer_id, compiled)), compiled.estimator.sources)
         e = explain_line(self.store, self.paths, VISITOR, row, index, loaded=known)
         page = events_page(self.store, e.events, _keyset(after)) if e.events is not None else None
         last = page.after if page is not None else None
@@ -488,6 +488,11 @@ def _subscription_info(catalog, c) -> SubscriptionInfo:
     where = (entity.country or (entity.address.country if entity.address is not None else None)) if entity else None
     country = where.value if where is not None else None
     return SubscriptionInfo(c.name.name, c.subscription.value, currency, name, code, _plan_label(plan), country)
+
+
+def _of_customer(catalog, contracts: tuple):
+    """The catalog with only these contracts (a customer's): none of 10 000 others to look through."""
+    return attrs.evolve(catalog, contracts={c.name.name: c for c in contracts})
 
 
 def _keyset(after: str | None) -> tuple[int, int] | None:
