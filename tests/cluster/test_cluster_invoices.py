@@ -223,3 +223,51 @@ def test_show_and_the_http_lookup_find_an_event_by_transaction_id(moved):
         assert (cluster.returncode, cluster.stdout) == (0, embedded.stdout), cluster.stderr
     missing = gpubill("events", "show", "no-such-transaction", "--store", control, "--events", url)
     assert missing.returncode == 1 and missing.stderr.count(b"\n") == 1
+
+
+def test_the_portal_reads_the_same_from_the_cluster(moved):
+    """The customer portal's data (usage by GPU type, region and day, standing, invoices, a line down to its
+    events) over the cluster's events equals the file's."""
+    from gpubill.service.events import open_event_store
+    from gpubill.service.portal.view import Portal
+
+    demo, control, url, _ = moved
+    clock = lambda: 1_796_000_000_000  # noqa: E731  (2026-12)
+    contracts = [str(ROOT / "examples")]
+    with open_event_store(str(demo), readonly=True, create=False) as a, \
+            open_event_store(str(control), readonly=True, create=False, events=url) as b:
+        embedded, cluster = Portal(a, contracts, now_ms=clock), Portal(b, contracts, now_ms=clock)
+        try:
+            for customer in ("meridian-bank", "helix-labs", "lumen-bio"):
+                month = embedded.usage(customer, "2026-11")
+                assert month.subscriptions[0].events > 0
+                assert_same_usage(cluster.usage(customer, "2026-11"), month)
+                assert_same_usage(cluster.usage(customer), embedded.usage(customer))
+                assert cluster.standing(customer) == embedded.standing(customer)
+                listing = embedded.invoices(customer)
+                assert cluster.invoices(customer) == listing
+                ref = listing.invoices[-1].id
+                usage = next(i for i, f in enumerate(embedded.invoice(customer, ref).lines) if f.kind == "usage")
+                assert cluster.line(customer, ref, usage) == embedded.line(customer, ref, usage)
+        finally:
+            embedded.close()
+            cluster.close()
+
+
+def assert_same_usage(got, want) -> None:
+    """Equal usage: amounts, lines and counts exactly; GPU-hours (floats for the chart, summed from each store's
+    own decimal form of the same values) to 1e-9 of each other."""
+    import attrs
+
+    assert len(got.subscriptions) == len(want.subscriptions)
+    for g, w in zip(got.subscriptions, want.subscriptions):
+        assert attrs.evolve(g, by_gpu_type=(), by_region=(), daily=None) == \
+            attrs.evolve(w, by_gpu_type=(), by_region=(), daily=None)
+        for rows_g, rows_w in ((g.by_gpu_type, w.by_gpu_type), (g.by_region, w.by_region)):
+            assert [attrs.evolve(r, gpu_hours=0.0) for r in rows_g] == [attrs.evolve(r, gpu_hours=0.0) for r in rows_w]
+            assert [r.gpu_hours for r in rows_g] == pytest.approx([r.gpu_hours for r in rows_w], rel=1e-9)
+        assert (g.daily.days, g.daily.events) == (w.daily.days, w.daily.events)
+        assert list(g.daily.series) == list(w.daily.series)
+        assert g.daily.totals == pytest.approx(w.daily.totals, rel=1e-9)
+        for k in w.daily.series:
+            assert g.daily.series[k] == pytest.approx(w.daily.series[k], rel=1e-9)

@@ -161,8 +161,10 @@ def _gpu_usage(cols, day: np.ndarray, n_days: int, lines: tuple[FeeRow, ...]):
     by_gpu += [GpuTypeUsage(g, 0.0, 0, _amount_of(lines, g)) for g in sorted(priced - set(series))]  # no GPU-hours
     by_region = [RegionUsage(cols.strings[r] if r >= 0 else "", float(hours[region == r].sum()),
                              int((region == r).sum())) for r in np.unique(region).tolist()]
-    return (tuple(sorted(by_gpu, key=lambda u: -u.gpu_hours)), tuple(sorted(by_region, key=lambda u: -u.gpu_hours)),
-            series)
+    by_gpu.sort(key=lambda u: (-u.gpu_hours, u.gpu_type))
+    by_region.sort(key=lambda u: (-u.gpu_hours, u.region))
+    # the chart's series in the table's order (most GPU-hours first), whatever ids the store gave the names
+    return tuple(by_gpu), tuple(by_region), {u.gpu_type: series[u.gpu_type] for u in by_gpu if u.gpu_type in series}
 
 
 def _amount_of(lines: tuple[FeeRow, ...], gpu_type: str) -> Decimal | None:
