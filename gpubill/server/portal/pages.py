@@ -20,7 +20,7 @@ from gpubill.service.rating import ServiceError
 from .chart import daily_chart
 from .render import Renderer
 
-FORMAT_OF = {"pdf": "pdf", "ubl": "ubl", "csv": "csv"}  # the download path's last part -> export format
+DOWNLOADS = ("pdf", "ubl", "csv")  # the formats a download path names (the JSON document is the operator's)
 MAX_LINE = 100_000  # a line number past this is no line of any invoice
 ESTIMATE_FIELDS = ("gpu_type", "count", "hours", "region", "class", "subscription")
 
@@ -52,8 +52,8 @@ class Pages:
         standing = self.portal.standing(link.customer) if period is None else None
         charts = {u.subscription + u.period_label: daily_chart(u.daily, f"chart-{i}")
                   for i, u in enumerate(usage.subscriptions)}
-        return self._page("usage.html", link, request, usage=usage, current=CURRENT, standing=standing, charts=charts, period=period,
-                          periods=self.render.recent_months(self.portal.now_ms(), 12), nav="usage")
+        return self._page("usage.html", link, request, usage=usage, current=CURRENT, standing=standing, charts=charts,
+                          period=period, periods=self.render.recent_months(self.portal.now_ms(), 12), nav="usage")
 
     def invoices(self, link, request: Request) -> Response:
         return self._page("invoices.html", link, request, listing=self.portal.invoices(link.customer), current=CURRENT,
@@ -79,8 +79,8 @@ class Pages:
         return self._page("line.html", link, request, line=view, nav="invoices")
 
     def download(self, link, request: Request) -> Response:
-        fmt = FORMAT_OF.get(request.path_params["fmt"])
-        if fmt is None:
+        fmt = request.path_params["fmt"]
+        if fmt not in DOWNLOADS:
             return self.not_found(link, request)
         try:
             found = self.portal.export(link.customer, request.path_params["ref"], fmt)
