@@ -42,7 +42,9 @@ def print_billing(result, contracts: str) -> None:
                   + f"  gpubill audit log --store {store}; gpubill audit verify --store {store}\n"
                   f"  gpubill alerts --store {store}\n"
                   f"  pdftoppm -png -r 60 {folder}/{first.number if first else 'NUMBER'}.pdf /tmp/invoice  "
-                  "# then open /tmp/invoice-1.png")
+                  "# then open /tmp/invoice-1.png\n"
+                  f"  gpubill portal open --store {store} --contracts {contracts} --customer "
+                  f"{first.customer if first else 'CUSTOMER'}  # that customer's portal: open the URL it prints")
 
 
 def _grouped(rows) -> list[tuple]:
