@@ -219,3 +219,13 @@ def test_security_headers(http, mine):
         csp = r.headers["content-security-policy"]
         assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
         assert "unsafe-inline" not in csp and "http" not in csp
+
+
+def test_an_expired_credit_says_so(http, other):
+    """Helix's onboarding credit expired on 2026-06-30: it is shown expired, never as money left to spend."""
+    page = http.get(f"/portal/{other['link']['token']}/").text
+    credits = page.split('<table class="credits">')[1].split("</table>")[0]
+    granted = next(r for r in credits.split("<tr>") if "Jun 30, 2026" in r)
+    assert granted.rstrip().endswith('<td class="num">expired</td></tr>')
+    paid = next(r for r in credits.split("<tr>") if "<td>paid</td>" in r)
+    assert '<data value="250000">$250,000.00</data></td></tr>' in paid

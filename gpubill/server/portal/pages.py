@@ -8,6 +8,7 @@ another customer's or does not exist. Handlers run in a worker thread.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from starlette.requests import Request
@@ -50,10 +51,12 @@ class Pages:
         except ServiceError as e:
             return self._message(link, request, 400, "Usage", str(e))
         standing = self.portal.standing(link.customer) if period is None else None
+        today = dt.datetime.fromtimestamp(self.portal.now_ms() / 1000, dt.timezone.utc).date().isoformat()
         charts = {u.subscription + u.period_label: daily_chart(u.daily, f"chart-{i}")
                   for i, u in enumerate(usage.subscriptions)}
         return self._page("usage.html", link, request, usage=usage, current=CURRENT, standing=standing, charts=charts,
-                          period=period, periods=self.render.recent_months(self.portal.now_ms(), 12), nav="usage")
+                          period=period, periods=self.render.recent_months(self.portal.now_ms(), 12), today=today,
+                          nav="usage")
 
     def invoices(self, link, request: Request) -> Response:
         return self._page("invoices.html", link, request, listing=self.portal.invoices(link.customer), current=CURRENT,
