@@ -234,6 +234,13 @@ class Estimator:
         b = self.check(key, job, at_ms)
         return self._priced(b.contract, b, job, at_ms, job_events(job, b.spec.external_id, at_ms))
 
+    def prepare(self, key: str, at_ms: int | None = None) -> None:
+        """Build the baseline of the period containing ``at_ms`` (default now) ahead of a first estimate
+        (ServiceError when the contract is not active then)."""
+        at_ms = now_ms() if at_ms is None else at_ms
+        c = self.contract(key)
+        self._baseline(c, self._period(c, at_ms))
+
     def check(self, key: str, job: Job, at_ms: int) -> Billed:
         """The billing period the job falls in, when the contract can price it
         there (its plan bills GPU jobs of that kind, and the job ends in the period)."""

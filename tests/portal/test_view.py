@@ -336,3 +336,18 @@ def test_a_line_of_another_customer_or_past_the_last_is_none(portal):
     assert portal.line("meridian-bank", "current", 0) is None  # the live draft is not stored: no line to explain
     with pytest.raises(ServiceError, match="after: expected TIMESTAMP-ID"):
         portal.line("meridian-bank", mine.id, 1, "garbage")
+
+
+def test_warming_a_customer_prepares_its_estimates_and_they_answer_the_same(demo_store):
+    """``warm`` builds the estimator's baseline of each linked customer's current period; an estimate then equals
+    one from a portal that was never warmed."""
+    warmed, cold = (Portal(demo_store, CONTRACTS, now_ms=lambda: NOW) for _ in range(2))
+    try:
+        warmed.warm(["meridian-bank", "no-such-customer"])
+        built = warmed._compiled().estimator._baselines
+        assert {name for name, _ in built} == {"meridian_bank"}
+        assert warmed.estimate("meridian-bank", FORM) == cold.estimate("meridian-bank", FORM)
+        assert {name for name, _ in warmed._compiled().estimator._baselines} == {"meridian_bank"}  # no new one
+    finally:
+        warmed.close()
+        cold.close()

@@ -438,12 +438,26 @@ class Portal:
 
     def warm(self, customers: Sequence[str] = ()) -> None:
         """Compile the contracts now (the first request otherwise waits for it), then compute and keep the
-        usage and standing of ``customers`` (those holding a link: their first page then waits for nothing)."""
+        usage, standing and estimate baselines of ``customers`` (those holding a link: their first pages then
+        wait for nothing)."""
         compiled = self._compiled()
         for customer in customers:
             if compiled.by_customer.get(customer):
                 self.usage(customer)
                 self.standing(customer)
+                self._prepare_estimates(compiled, customer)
+
+    def _prepare_estimates(self, compiled: _Contracts, customer_id: str) -> None:
+        """The estimator's baselines of the customer's current periods (its first estimate then waits for none)."""
+        for c in self._mine(customer_id, compiled):
+            if c.subscription is None:
+                continue
+            with self._estimating:
+                compiled.estimator.store = self.store
+                try:
+                    compiled.estimator.prepare(c.subscription.value, self.now_ms())
+                except ServiceError:  # not active now: nothing to estimate against
+                    continue
 
     def _compiled(self) -> _Contracts:
         """The contracts as last compiled; every RECHECK_S a request has them looked at again in the background."""
