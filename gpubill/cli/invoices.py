@@ -198,26 +198,16 @@ def _invoice_bytes(store, actor, ref: str, fmt: str) -> bytes:
     from gpubill.service import exports, lifecycle
 
     row = lifecycle.get_invoice(store, actor, ref)
-    doc = {**row.doc, "lago_id": row.id, "content_hash": row.content_hash}
-    if fmt == "pdf":
-        notes = [n.doc for n in lifecycle.list_credit_notes(store, actor, invoice_id=row.id)]
-        return exports.invoice_pdf(doc, credit_notes=notes)
-    return exports.export(doc, fmt)
+    notes = [n.doc for n in lifecycle.list_credit_notes(store, actor, invoice_id=row.id)] if fmt == "pdf" else ()
+    return exports.invoice_file(exports.stored_invoice(row), fmt, notes)
 
 
 def _note_bytes(store, actor, note, fmt: str) -> bytes:
-    import orjson
-
     from gpubill.service import exports, lifecycle
 
-    invoice = lifecycle.get_invoice(store, actor, note.invoice_id).doc
-    if fmt == "pdf":
-        return exports.credit_note_pdf(note.doc, invoice)
-    if fmt == "ubl":
-        return exports.credit_note_ubl(note.doc, invoice)
-    if fmt == "json":
-        return orjson.dumps(note.doc, option=orjson.OPT_INDENT_2)
-    raise CliError("a credit note exports as json, pdf or ubl (its items are in the json)", EXIT_USAGE)
+    if fmt not in exports.NOTE_FORMATS:
+        raise CliError("a credit note exports as json, pdf or ubl (its items are in the json)", EXIT_USAGE)
+    return exports.credit_note_file(note.doc, lifecycle.get_invoice(store, actor, note.invoice_id).doc, fmt)
 
 
 def _credit_note_or_none(store, actor, ref: str):

@@ -47,7 +47,7 @@ from gpubill.service.estimate import (
 )
 from gpubill.service.events import open_event_store
 from gpubill.service.explain import events_page, explain_line, rounding_rule
-from gpubill.service.exports import ExportError, credit_note_pdf, credit_note_ubl, export as export_doc, invoice_pdf
+from gpubill.service.exports import NOTE_FORMATS, ExportError, credit_note_file, invoice_file, stored_invoice
 from gpubill.service.invoicing import invoice_catalog
 from gpubill.service.portal.activity import FeeRow, Usage, fee_rows, usage_of
 from gpubill.service.portal.standing import Standing, standing_of, stored_invoices
@@ -65,7 +65,6 @@ MEDIA = {"pdf": ("pdf", "application/pdf"), "ubl": ("xml", "application/xml"),
          "csv": ("csv", "text/csv; charset=utf-8"), "json": ("json", "application/json")}
 DRAFT_FORMATS = ("pdf", "csv", "json")  # a draft is never sent as UBL (exports refuses it)
 FINAL_FORMATS = ("pdf", "ubl", "csv", "json")
-NOTE_FORMATS = ("pdf", "ubl", "json")  # a credit note's items are in its JSON (no CSV)
 FIELD_OF = {"gpu_type": "gpu_type", "region": "region", "availability_class": "class"}  # the estimate form's fields
 VISITOR = Actor("portal", "viewer", "portal")  # who reads for a page (the server checked the link and its customer)
 TOTALS = ("fees_amount", "progressive_billing_credit_amount", "coupons_amount", "sub_total_excluding_taxes_amount",
@@ -325,8 +324,7 @@ class Portal:
         if row is None or row.contract not in {c.name.name for c in contracts}:
             return None
         formats = DRAFT_FORMATS if row.status == "draft" else FINAL_FORMATS
-        doc = {**row.doc, "lago_id": row.id, "content_hash": row.content_hash}  # as `gpubill invoices export`
-        return _view(row.number or row.id, row.id, row.status, doc, formats)
+        return _view(row.number or row.id, row.id, row.status, stored_invoice(row), formats)
 
     def _live(self, customer_id: str, ref: str) -> InvoiceView | None:
         sub = ref.partition(":")[2]
@@ -363,19 +361,17 @@ class Portal:
             return None
         if fmt not in NOTE_FORMATS:
             raise ServiceError(f"a credit note downloads as {', '.join(NOTE_FORMATS)}, not {fmt!r}", EXIT_USAGE)
-        writers = {"pdf": credit_note_pdf, "ubl": credit_note_ubl, "json": lambda cn, _: export_doc(cn, "json")}
         try:
-            data = writers[fmt](note.doc, invoice.doc)
+            data = credit_note_file(note.doc, invoice.doc, fmt)
         except ExportError as e:
             raise ServiceError(str(e)) from None
         ext, media = MEDIA[fmt]
         return data, f"{note.number}.{ext}", media
 
     def _bytes(self, view: InvoiceView, fmt: str) -> bytes:
-        if fmt == "pdf" and view.id is not None:  # the credit notes on it too, as `gpubill invoices export`
-            notes = [n.doc for n in ledger.credit_notes(self.store._read(), invoice_id=view.id)]
-            return invoice_pdf(view.doc, credit_notes=notes)
-        return export_doc(view.doc, fmt)
+        stored = fmt == "pdf" and view.id is not None  # a stored invoice's PDF lists its credit notes
+        notes = [n.doc for n in ledger.credit_notes(self.store._read(), invoice_id=view.id)] if stored else ()
+        return invoice_file(view.doc, fmt, notes)
 
     # -- a line explained
 
