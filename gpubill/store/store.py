@@ -75,15 +75,32 @@ class Store:
         self._local = threading.local()
         self._readers: list = []
         self._rlock = threading.Lock()
+        self._closed = False
         self.strings = StringTable(self)
 
     # -- lifecycle ---------------------------------------------------------
     def close(self) -> None:
+        """Close the store: the writer once no write is under way, this thread's reader now.
+
+        Another thread's reader may be in the middle of a query, and closing a
+        SQLite connection under a running statement crashes the process
+        (CPython's sqlite3 reads the closed handle when the step returns). Its
+        query is interrupted instead (``sqlite3.OperationalError``); the thread's
+        next read closes it and raises StoreError, and one never read again is
+        closed when collected.
+        """
+        self._closed = True
+        mine = getattr(self._local, "db", None)
+        self._local.db = None
         with self._rlock:
-            for db in self._readers:
+            readers, self._readers = self._readers, []
+        for db in readers:
+            if db is mine:
                 db.close()
-            self._readers.clear()
-        self._writer.db.close()
+            else:
+                db.interrupt()
+        with self._wlock:
+            self._writer.db.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -93,6 +110,11 @@ class Store:
 
     def _read(self):
         db = getattr(self._local, "db", None)
+        if self._closed:
+            if db is not None:
+                self._local.db = None
+                db.close()
+            raise StoreError(f"{self.path}: the store was closed")
         if db is None:
             db = reader(self.path)
             self._local.db = db
