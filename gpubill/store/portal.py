@@ -156,6 +156,15 @@ def links(store, customer: str | None = None) -> list[LinkUse]:
 
 
 @_sqlite_errors
+def links_after(store, rowid: int) -> tuple[list[Link], int]:
+    """The links made after the one stored as ``rowid`` (0: every link), oldest first, and the last one's rowid
+    (``rowid`` when there is none): what a reader that looks again and again has not seen yet."""
+    rows = store._read().execute(f"SELECT rowid, {_LINK_COLUMNS} FROM portal_links WHERE rowid > ? ORDER BY rowid",
+                                 (rowid,)).fetchall()
+    return [Link(*r[1:]) for r in rows], (rows[-1][0] if rows else rowid)
+
+
+@_sqlite_errors
 def visits(store, link_id: str | None = None, limit: int = 100) -> list[Visit]:
     """The latest visits (of one link), newest first."""
     sql = "SELECT link_id, at_ms, method, path, status, peer FROM portal_visits"

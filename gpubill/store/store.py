@@ -102,6 +102,10 @@ class Store:
         with self._wlock:
             self._writer.db.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def __enter__(self) -> "Store":
         return self
 

@@ -232,6 +232,20 @@ def test_a_recomputed_value_is_answered_without_waiting(store_copy):
         p.close()
 
 
+def test_the_least_recently_asked_for_value_is_the_one_let_go(demo_store):
+    p = Portal(demo_store, CONTRACTS, now_ms=lambda: NOW)
+    p.kept.most = 2
+    try:
+        meridian, lumen = p.usage("meridian-bank", PERIOD), p.usage("lumen-bio", PERIOD)
+        assert p.usage("meridian-bank", PERIOD) is meridian  # asked for again: now the most recent
+        p.usage("helix-labs", PERIOD)  # a third: lumen-bio's, the least recent, goes
+        assert p.usage("meridian-bank", PERIOD) is meridian
+        again = p.usage("lumen-bio", PERIOD)
+        assert again is not lumen and again == lumen  # computed again, the same
+    finally:
+        p.close()
+
+
 def test_the_standing_follows_the_stored_invoices_and_the_usage_does_not(store_copy):
     p = Portal(store_copy, CONTRACTS, now_ms=lambda: NOW)
     try:

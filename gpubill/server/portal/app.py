@@ -33,9 +33,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route
 
-from gpubill.service.portal.links import ROOT, Visit, check_link, linked_customers, log_visit
+from gpubill.service.portal.links import ROOT, Visit, check_link, linked_since, log_visit
 from gpubill.service.rating import ServiceError
 
+from ..storefail import StoreFailure
 from .pages import Pages
 
 STATIC = Path(__file__).parent / "static"
@@ -51,6 +52,9 @@ REFUSED = {"invalid": 403, "expired": 410, "revoked": 410}
 
 PREPARING, PREPARED = "gpubill_portal_preparing", "gpubill_portal_prepared_customers"  # /metrics gauges
 PREPARING_HELP = "1 while the portal prepares the pages of the customers holding a link"
+PREPARED_HELP = "Customers whose portal pages were prepared (at start, and each one linked since)"
+LINKS_LOOKED_S = 2.0  # how often the server looks for links made since it started (their customers' pages are
+# then prepared before their first visit)
 
 log = logging.getLogger("uvicorn.error")
 
@@ -70,20 +74,44 @@ class PortalApp:
 
     def _warm(self) -> None:
         """In the background from the start: the contracts compiled, then the pages of every customer holding a
-        link prepared (a failure is the operator's to read, and leaves the pages to compute on request)."""
-        portal, metrics = self.pages.portal, self.api.metrics
+        link prepared, and of each customer linked later within LINKS_LOOKED_S of its link (a failure is the
+        operator's to read, and leaves the pages to compute on request)."""
+        metrics = self.api.metrics
         metrics.set_gauge(PREPARING, PREPARING_HELP, 1)
         try:
-            customers = self.api._read(linked_customers, self.api.store, self.now_ms())
-            portal.warm()
-            for i, customer in enumerate(customers):
-                portal.warm([customer])
-                metrics.set_gauge(PREPARED, "Customers whose portal pages were prepared at start", i + 1)
+            self.pages.portal.warm()
+            prepared: set[str] = set()
+            seen = 0
+            while True:
+                seen = self._prepare_linked(prepared, seen)
+                time.sleep(LINKS_LOOKED_S)
+        except StoreFailure as e:
+            if not self.api.store.closed:  # closed: the server stopped
+                self._warming_failed(e)
         except Exception as e:  # a warm-up never stops the server: requests compute for themselves
-            log.warning("gpubill: portal: preparing the pages failed (%s: %s); they are computed on request",
-                        type(e).__name__, (str(e).splitlines() or [""])[0])
+            self._warming_failed(e)
         finally:
             metrics.set_gauge(PREPARING, PREPARING_HELP, 0)
+
+    def _prepare_linked(self, prepared: set[str], seen: int) -> int:
+        """Prepare the pages of the customers linked after link ``seen`` (its rowid) and not ``prepared`` yet
+        (they are added to it); the last link looked at."""
+        metrics = self.api.metrics
+        customers, seen = self.api._read(linked_since, self.api.store, self.now_ms(), seen)
+        fresh = [c for c in customers if c not in prepared]
+        if fresh:
+            metrics.set_gauge(PREPARING, PREPARING_HELP, 1)
+        for customer in fresh:
+            self.pages.portal.warm([customer])
+            prepared.add(customer)
+            metrics.set_gauge(PREPARED, PREPARED_HELP, len(prepared))
+        metrics.set_gauge(PREPARING, PREPARING_HELP, 0)
+        return seen
+
+    @staticmethod
+    def _warming_failed(e: Exception) -> None:
+        log.warning("gpubill: portal: preparing the pages failed (%s: %s); they are computed on request",
+                    type(e).__name__, (str(e).splitlines() or [""])[0])
 
     def routes(self) -> list[Route]:
         page = self._page
@@ -115,16 +143,16 @@ class PortalApp:
         """The endpoint: the link checked, ``handler(link, request)`` in a thread, the visit logged."""
         async def endpoint(request: Request):
             t0 = time.perf_counter()
-            link, resp = await run_in_threadpool(self._answer, request, handler)
+            at = self.now_ms()
+            link, resp = await run_in_threadpool(self._answer, request, handler, at)
             if link is not None:
-                await run_in_threadpool(self.api._write, log_visit, self.api.store, _visit(request, link, resp))
+                await run_in_threadpool(self.api._write, log_visit, self.api.store, _visit(request, link, resp, at))
             self.api.metrics.observe(f"portal_{route}", resp.status_code, time.perf_counter() - t0)
             return _secured(resp)
         return endpoint
 
-    def _answer(self, request: Request, handler) -> tuple:
-        """(the link if its id is known, the response)."""
-        at = self.now_ms()
+    def _answer(self, request: Request, handler, at: int) -> tuple:
+        """(the link if its id is known, the response to a request made at ``at``)."""
         link, refusal = self.api._read(check_link, self.api.store, request.path_params["token"], at)
         if refusal is not None:
             return link, self.pages.refused(refusal, link, REFUSED[refusal])
@@ -139,11 +167,12 @@ class PortalApp:
         return Response(status_code=308, headers={"location": request.url.path + "/"})
 
 
-def _visit(request: Request, link, resp: Response) -> Visit:
+def _visit(request: Request, link, resp: Response, at: int) -> Visit:
+    """The visit of a request made at ``at`` (by the portal's clock, the one its link was checked at)."""
     path = request.url.path
     below = path[len(ROOT) + 1:].partition("/")[2]
     c = request.client
-    return Visit(link.id, int(time.time() * 1000), request.method, "/" + below, resp.status_code,
+    return Visit(link.id, at, request.method, "/" + below, resp.status_code,
                  c.host if c else None)
 
 

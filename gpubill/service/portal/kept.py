@@ -21,6 +21,10 @@ shows every event the store acknowledged more than ``stale_ms`` before
 (plus one recomputation), and a page that asks again every second or two
 while events arrive never waits for a recomputation.
 
+At most ``most`` values are kept (the least recently asked for goes first):
+a store of 10 000 customers visiting a few past months each would otherwise
+keep every page they ever saw.
+
 ``bill_files_stamp`` says when the .bill files changed (what the compiled
 contracts depend on).
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -37,6 +42,7 @@ import attrs
 STALE_MS = 2500  # a changed value younger than this is answered while it is recomputed: with pages asking
 # every 2 s (portal.js), an event shows within two asks (4 s) plus a recomputation, and no ask waits
 WORKERS = 2  # recomputations at a time
+MOST_KEPT = 20_000  # values (a few KB each): every customer's pages of this month and a past one, at 10 000
 # What a value that reads the stored invoices depends on (credit notes and alerts are never updated or deleted:
 # their newest row says when one is added).
 LEDGER_STATE = """
@@ -58,10 +64,10 @@ class _Kept:
 class KeptValues:
     """Values by key over one store (see the module's docstring). Thread-safe."""
 
-    def __init__(self, store, now_ms: Callable[[], int], stale_ms: int = STALE_MS):
-        self.store, self.now_ms, self.stale_ms = store, now_ms, stale_ms
+    def __init__(self, store, now_ms: Callable[[], int], stale_ms: int = STALE_MS, most: int = MOST_KEPT):
+        self.store, self.now_ms, self.stale_ms, self.most = store, now_ms, stale_ms, most
         self._lock = threading.Lock()
-        self._kept: dict = {}
+        self._kept: OrderedDict = OrderedDict()  # least recently asked for first
         self._jobs: dict = {}  # key -> the Future of its recomputation
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="gpubill-portal")
 
@@ -69,6 +75,8 @@ class KeptValues:
         top, state = self.state(subscriptions, ledger)
         with self._lock:
             kept = self._kept.get(key)
+            if kept is not None:
+                self._kept.move_to_end(key)
         if kept is not None and kept.state == state and (
                 kept.watermark == top or not self._touched(subscriptions, kept.watermark)):
             with self._lock:
@@ -119,6 +127,9 @@ class KeptValues:
         value = compute()
         with self._lock:
             self._kept[key] = _Kept(state, top, value, at)
+            self._kept.move_to_end(key)
+            while len(self._kept) > self.most:
+                self._kept.popitem(last=False)
         return value
 
 

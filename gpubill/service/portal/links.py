@@ -21,7 +21,7 @@ from gpubill.store.roles import Actor
 
 __all__ = ["Link", "LinkUse", "Visit", "DEFAULT_EXPIRY", "MAX_EXPIRY_DAYS", "PORTAL_URL_ENV", "DEFAULT_URL",
            "expiry_ms", "known_customers", "create_links", "create_link", "revoke_link", "list_links", "link_visits",
-           "check_link", "log_visit", "linked_customers", "link_url", "ROOT"]
+           "check_link", "log_visit", "linked_since", "link_url", "ROOT"]
 
 DEFAULT_EXPIRY = "30d"
 MAX_EXPIRY_DAYS = 366
@@ -78,13 +78,15 @@ def create_link(store, contract_paths: Sequence[str], actor: Actor, customer: st
     return create_links(store, contract_paths, actor, [customer], expires_in_ms, now_ms=now_ms)[0]
 
 
-def linked_customers(store, at_ms: int) -> list[str]:
-    """The customers holding a link that opens at ``at_ms``, the most recently linked first."""
+def linked_since(store, at_ms: int, rowid: int = 0) -> tuple[list[str], int]:
+    """The customers holding a link made after the one stored as ``rowid`` (0: any) that opens at ``at_ms``, the
+    most recently linked first, and the rowid to look after next time."""
+    links, last = portal.links_after(store, rowid)
     out: dict[str, None] = {}
-    for use in portal.links(store):
-        if use.link.refusal(at_ms) is None:
-            out.setdefault(use.link.customer)
-    return list(out)
+    for link in reversed(links):
+        if link.refusal(at_ms) is None:
+            out.setdefault(link.customer)
+    return list(out), last
 
 
 def link_url(base: str, token: str) -> str:
