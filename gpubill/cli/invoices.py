@@ -166,9 +166,11 @@ def _void(args, store, actor) -> int:
 
     _need(args, "invoice", "reason")
     row = lifecycle.get_invoice(store, actor, args.invoice)
-    _confirm(args, f"void {row.number or row.id} ({row.doc.get('total_amount')} {row.currency}); it keeps its number")
+    back = lifecycle.given_back_text(row)
+    _confirm(args, f"void {row.number or row.id} ({row.doc.get('total_amount')} {row.currency}); it keeps its number"
+             + (f"; it {back}" if back else ""))
     r = lifecycle.void(store, actor, row.id, args.reason)
-    print(f"voided {r.number}: {args.reason}")
+    print(f"voided {r.number}: {args.reason}" + (f"\n{back}" if back else ""))
     return 0
 
 

@@ -14,7 +14,9 @@ prices every term (``gpubill.contracts.build.invoice_of``).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Sequence
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -56,11 +58,39 @@ class InvoiceReport:
 class Carried:
     """What the invoice lifecycle carries into the invoices it recomputes:
     each contract's credit notes (their whole credit, oldest first: the chain
-    consumes them in order) and adjustment lines for one period of a contract
-    (late events of a finalized invoice, billed on the next)."""
+    consumes them in order), adjustment lines for one period of a contract
+    (late events of a finalized invoice, billed on the next), and the
+    invoices that were voided (``invoice_id``): what each consumed is given
+    back to the invoices after it (see ``given_back``)."""
 
     credit_notes: dict = attrs.field(factory=dict)  # contract name -> tuple[CreditNoteBalance]
     adjustments: dict = attrs.field(factory=dict)  # (contract name, period from_ms) -> tuple[FeeLine]
+    voided: frozenset = frozenset()  # invoice_id of each invoice whose latest document is voided
+
+
+def invoice_id(inv: Invoice) -> str:
+    """Stable for the same contract, subscription, period and type: a refresh finds its draft again."""
+    b = inv.billing
+    return _invoice_id(b.contract, b.period, inv.invoice_type, inv.to_ms)
+
+
+def final_invoice_id(b: Billed) -> str:
+    """``invoice_id`` of the period's final invoice (the one that ends it), before it is made."""
+    return _invoice_id(b.contract, b.period, "subscription", b.period.to_ms)
+
+
+def _invoice_id(contract: ast.Contract, period, invoice_type: str, to_ms: int) -> str:
+    key = f"{contract.name.name}/{contract.subscription.value}/{period.from_ms}/{invoice_type}/{to_ms}"
+    return "inv_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def given_back(before: Ledger, after: Ledger, still_billed: Decimal = ZERO) -> Ledger:
+    """The ledger a voided invoice leaves: what it consumed is given back (Lago's void recredits the coupons,
+    the prepaid credits and the credit notes it used) and its usage leaves the lifetime usage that progressive
+    thresholds compare, but for ``still_billed`` (the period's usage its progressive invoices that stand
+    billed); the commitments' windows go on as billed."""
+    return attrs.evolve(after, coupons=before.coupons, balances=before.balances, credit_notes=before.credit_notes,
+                        lifetime_usage=before.lifetime_usage + still_billed)
 
 
 NOTHING_CARRIED = Carried()
@@ -102,7 +132,7 @@ def invoice_chains(store, catalog: Catalog, chains: list[list[Billed]], engine: 
     its invoices, for every chain rated in full; and, for each other chain,
     the one line that says why it was left out."""
     rated = rate_rounds(store, chains, engine)
-    rated.update(rate_checks(store, catalog, chains, rated, engine))
+    rated.update(rate_checks(store, catalog, chains, rated, engine, carried.voided))
     by_period: dict = {}
     unrated: list[str] = []
     for chain in chains:
@@ -228,23 +258,27 @@ def rate_round(store, round_: list[Billed], engine: str) -> dict:
     return out
 
 
-def rate_checks(store, catalog: Catalog, chains: list[list[Billed]], rated: dict, engine: str) -> dict:
+def rate_checks(store, catalog: Catalog, chains: list[list[Billed]], rated: dict, engine: str,
+                voided: frozenset = frozenset()) -> dict:
     """The usage as of each daily progressive check, for every period whose
     thresholds its whole usage could pass (the others' checks pass nothing),
     one engine run per day for all of them: (id(Billed), cut) -> (lines, fees)
-    or why it was left out."""
+    or why it was left out. After a ``voided`` final invoice the lifetime
+    usage depends on the checks themselves: every later period is checked."""
     checks = []
     for chain in chains:
         if any(isinstance(rated[id(b)], str) for b in chain) or not any(
                 thresholds_of(b.contract, b.plan) is not None for b in chain):
             continue
         lifetime = ZERO  # the final invoices' usage so far (progressive ones do not add to it)
+        known = True  # whether ``lifetime`` is (no final invoice before was voided)
         for b in chain:
             billing, (lines, fees) = Billing(b.resolved, catalog), rated[id(b)]
             p = thresholds_of(billing.contract, billing.plan)
-            if p is not None and passed(p, lifetime, progressive_amount(billing, lines)):
+            if p is not None and (not known or passed(p, lifetime, progressive_amount(billing, lines))):
                 checks.append((b, day_ends(billing)))
             lifetime += billed_usage(usage_fees(billing, b.spec, lines, fees))
+            known = known and not (voided and final_invoice_id(b) in voided)
     out: dict = {}
     # one read for every check: a check's spec stops at its cut, so the engine leaves later events out
     source = store if engine == "reference" or not checks else Read(
@@ -288,16 +322,19 @@ def invoice_chain(catalog: Catalog, chain: list[Billed], rated: dict, carried: C
     out: dict = {}
     for b in chain:
         extra = carried.adjustments.get((name, b.period.from_ms), ())
-        out[id(b)], ledger = period_invoices(Billing(b.resolved, catalog), b, rated, ledger, extra)
+        out[id(b)], ledger = period_invoices(Billing(b.resolved, catalog), b, rated, ledger, extra, carried.voided)
     return out
 
 
-def period_invoices(billing: Billing, b: Billed, rated: dict, ledger: Ledger, adjustments: tuple = ()):
+def period_invoices(billing: Billing, b: Billed, rated: dict, ledger: Ledger, adjustments: tuple = (),
+                    voided: frozenset = frozenset()):
     """One period's invoices and the ledger they leave: the progressive
     invoices its daily checks issue (``rate_checks`` rated them when its
     thresholds could pass at all), then the final invoice, crediting the
-    latest progressive one."""
+    latest progressive one that stands. A ``voided`` invoice gives back what
+    it consumed (``given_back``)."""
     out: list[Invoice] = []
+    standing: Invoice | None = None  # the latest progressive invoice not voided: the next one credits it
     p = thresholds_of(billing.contract, billing.plan)
     for cut in day_ends(billing) if p is not None else ():
         checked = rated.get((id(b), cut))
@@ -309,11 +346,23 @@ def period_invoices(billing: Billing, b: Billed, rated: dict, ledger: Ledger, ad
         crossed = passed(p, ledger.lifetime_usage + before, progressive_amount(billing, checked[0]) - before)
         if crossed:
             now = progressive_fees(billing, b.spec, checked[0])
-            inv, ledger = progressive_invoice_of(billing, now, ledger, cut, crossed, credit_of(out[-1]) if out else None)
+            inv, after = progressive_invoice_of(billing, now, ledger, cut, crossed, credit_of(standing) if standing else None)
+            ledger, stands = _left_by(inv, ledger, after, voided)
+            standing = inv if stands else standing
             out.append(inv)
     lines, fees = rated[id(b)]
-    final, ledger = invoice_of(billing, b.spec, lines, fees, ledger, credit_of(out[-1]) if out else None, adjustments)
-    return out + [final], ledger
+    final, after = invoice_of(billing, b.spec, lines, fees, ledger, credit_of(standing) if standing else None,
+                              adjustments)
+    still_billed = billed_usage(standing.fees) if standing else ZERO
+    return out + [final], _left_by(final, ledger, after, voided, still_billed)[0]
+
+
+def _left_by(inv: Invoice, before: Ledger, after: Ledger, voided: frozenset,
+             still_billed: Decimal = ZERO) -> tuple[Ledger, bool]:
+    """(the ledger ``inv`` leaves, whether it stands): a voided invoice gives back what it consumed."""
+    if voided and invoice_id(inv) in voided:
+        return given_back(before, after, still_billed), False
+    return after, True
 
 
 def day_ends(billing: Billing) -> list[int]:

@@ -40,7 +40,7 @@ from gpubill.dsl import units
 from gpubill.engine.pricing.money import round_amount
 from gpubill.engine.spec.program import MoneyRounding
 from gpubill.service.invoice_report import amount_text, invoice_json, money
-from gpubill.service.invoicing import Carried, invoice_period
+from gpubill.service.invoicing import Carried, invoice_id, invoice_period
 from gpubill.service.rating import ServiceError, load_catalog
 from gpubill.store import ledger
 from gpubill.store.ledger import CREDIT_NOTE_KINDS, CreditNoteRow, Draft, InvoiceRow, Numbering
@@ -71,13 +71,6 @@ class Refreshed:
 
 
 # -- identity and grace --------------------------------------------------------------
-
-def invoice_id(inv: Invoice) -> str:
-    """Stable for the same contract, subscription, period and type: a refresh finds its draft again."""
-    b = inv.billing
-    key = f"{b.contract.name.name}/{b.subscription_id}/{b.period.from_ms}/{inv.invoice_type}/{inv.to_ms}"
-    return "inv_" + hashlib.sha256(key.encode()).hexdigest()[:16]
-
 
 def _ms(q) -> int:
     return 0 if q is None else int(q.value * units.lookup(q.unit).scale * 1000)
@@ -222,7 +215,22 @@ def carried(store, contracts, catalog, customer: str | None, *, engine: str = "f
         day = dt.date.fromisoformat(cn.doc["issuing_date"])
         notes.setdefault(inv.contract, []).append(CreditNoteBalance(cn.number, cn.total, day))
     adjustments = late_adjustments(store, contracts, catalog, customer, engine) if late else {}
-    return Carried({k: tuple(v) for k, v in notes.items()}, adjustments)
+    return Carried({k: tuple(v) for k, v in notes.items()}, adjustments, voided_invoices(db))
+
+
+def voided_invoices(db) -> frozenset:
+    """The ``invoice_id`` of each invoice whose latest document is voided: voided and not replaced, or
+    replaced (late events) by documents the last of which was voided."""
+    replaces = dict(db.execute("SELECT id, replaces FROM invoices WHERE replaces IS NOT NULL"))
+    replaced = set(replaces.values())
+    out = set()
+    for (first,) in db.execute("SELECT id FROM invoices WHERE status = 'voided'"):
+        if first in replaced:
+            continue
+        while first in replaces:
+            first = replaces[first]
+        out.add(first)
+    return frozenset(out)
 
 
 def _late_candidates(store, catalog, customer: str | None, policy: str) -> list[InvoiceRow]:
@@ -415,6 +423,17 @@ def peek_number(store, contracts: Sequence[str], id_or_number: str, actor: Actor
         return ledger.peek_number(db, row, numbering(entity, clock_ms() if now_ms is None else now_ms))
 
 
+GIVEN_BACK = {"coupon": "coupon", "wallet": "prepaid credit", "credit_note": "credit note"}  # credit type -> word
+
+
+def given_back_text(row: InvoiceRow) -> str:
+    """What voiding the invoice gives back to the contract's next invoices (its coupons, prepaid credits and
+    credit notes: ``invoicing.given_back``), in words; "" when it consumed none."""
+    used = [f"{GIVEN_BACK[c['item']['type']]} {c['item']['code']} {c['amount']}"
+            for c in row.doc.get("credits", ()) if c["item"]["type"] in GIVEN_BACK]
+    return f"gives back to the next invoices: {', '.join(used)} {row.currency}" if used else ""
+
+
 def void(store, actor: Actor, id_or_number: str, reason: str, *, now_ms: int | None = None) -> InvoiceRow:
     store.require(actor, "void", "invoice.void", "invoice", id_or_number)
     row = get_invoice(store, actor, id_or_number)
@@ -509,4 +528,4 @@ def credit_left(store, cn: CreditNoteRow) -> Decimal:
 
 __all__ = ["Actor", "Forbidden", "LifecycleError", "Refreshed", "refresh", "finalize", "finalize_due", "void",
            "credit_note", "list_invoices", "get_invoice", "list_credit_notes", "get_credit_note", "revisions",
-           "peek_number", "credit_left", "settle_late", "late_adjustments", "SYSTEM", "CREDIT_NOTE_REASONS"]
+           "peek_number", "credit_left", "given_back_text", "settle_late", "late_adjustments", "SYSTEM", "CREDIT_NOTE_REASONS"]

@@ -494,22 +494,11 @@ def _pct(part: Decimal | None, whole: Decimal | None) -> Decimal | None:
 
 def credit_notes_left(db) -> dict[tuple[str, str], Decimal]:
     """(customer, currency) -> credit left on its credit notes (credits, not refunds; voided ones left out)."""
-    uses = _credit_uses(db)
+    uses = ledger.credit_uses(db)
     out: dict = {}
     for note, customer, currency, total in db.execute(
             "SELECT id, customer, currency, total FROM credit_notes WHERE kind = 'credit' AND voided_ms IS NULL"):
         out[(customer, currency)] = out.get((customer, currency), ZERO) + Decimal(total) - uses.get(note, ZERO)
-    return out
-
-
-def _credit_uses(db, notes: list[str] | None = None) -> dict[str, Decimal]:
-    """credit note id -> what invoices used of it (summed as decimals: SQLite would sum the texts as floats)."""
-    sql, args = "SELECT credit_note_id, amount FROM credit_note_uses", ()
-    if notes is not None:
-        sql, args = sql + f" WHERE credit_note_id IN ({', '.join('?' * len(notes))})", tuple(notes)
-    out: dict[str, Decimal] = {}
-    for note, amount in db.execute(sql, args):
-        out[note] = out.get(note, ZERO) + Decimal(amount)
     return out
 
 
@@ -690,7 +679,7 @@ def _notes(db, invoice_ids: list[str]) -> tuple[NoteSummary, ...]:
     marks = ", ".join("?" * len(invoice_ids))
     rows = db.execute("SELECT id, number, invoice_id, kind, total, voided_ms, created_ms, currency FROM credit_notes"
                       f" WHERE invoice_id IN ({marks}) ORDER BY created_ms DESC", invoice_ids).fetchall()
-    uses = _credit_uses(db, [r[0] for r in rows])
+    uses = ledger.credit_uses(db, [r[0] for r in rows])
     return tuple(NoteSummary(i, num, inv, kind, Decimal(total),
                              Decimal(total) - uses.get(i, ZERO) if kind == "credit" and voided is None else ZERO,
                              ms, cur)

@@ -318,10 +318,20 @@ def record_uses(db: sqlite3.Connection, invoice_id: str, uses: list[tuple[str, D
                        (cn.id, invoice_id, str(amount)))
 
 
+def credit_uses(db: sqlite3.Connection, notes: list[str] | None = None) -> dict[str, Decimal]:
+    """Credit note id -> what finalized invoices consumed of it (of ``notes`` only, when given). A voided
+    invoice gave its use back. Summed as decimals: SQLite would sum the texts as floats."""
+    sql, args = ("SELECT u.credit_note_id, u.amount FROM credit_note_uses u JOIN invoices i ON i.id = u.invoice_id"
+                 " WHERE i.status = 'finalized'"), ()
+    if notes is not None:
+        sql, args = sql + f" AND u.credit_note_id IN ({', '.join('?' * len(notes))})", tuple(notes)
+    out: dict[str, Decimal] = {}
+    for note, amount in db.execute(sql, args):
+        out[note] = out.get(note, Decimal(0)) + Decimal(amount)
+    return out
+
+
 def credit_left(db: sqlite3.Connection, cn: CreditNoteRow) -> Decimal:
     """A credit note's credit not yet consumed by finalized invoices."""
-    used = sum((Decimal(a) for (a,) in db.execute(
-        "SELECT u.amount FROM credit_note_uses u JOIN invoices i ON i.id = u.invoice_id"
-        " WHERE u.credit_note_id = ? AND i.status = 'finalized'", (cn.id,))), Decimal(0))
-    return (cn.total if cn.kind == "credit" else Decimal(0)) - used
+    return (cn.total if cn.kind == "credit" else Decimal(0)) - credit_uses(db, [cn.id]).get(cn.id, Decimal(0))
 

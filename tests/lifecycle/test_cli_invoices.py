@@ -41,6 +41,19 @@ def test_refresh_list_show_finalize_void_export(store_path, tmp_path):
     assert r.returncode == 1 and "no invoice" in r.stderr
 
 
+def test_void_says_what_it_gives_back(store_path):
+    assert _run(store_path, "invoices", "refresh", "--contracts", "examples", "--period", "2026-11").returncode == 0
+    drafts = json.loads(_run(store_path, "invoices", "list", "--status", "draft", "--format", "json").stdout)
+    pick = next(d for d in drafts if d["contract"] == "pixelforge_studios")  # 250 USD off each of six invoices
+    r = _run(store_path, "invoices", "finalize", pick["lago_id"], "--contracts", "examples", "--yes")
+    assert r.returncode == 0, r.stderr
+    number = r.stdout.split()[1]
+    r = _run(store_path, "invoices", "void", number, "--reason", "issued twice", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"voided {number}: issued twice",
+                                      "gives back to the next invoices: coupon discount_1 250.00 USD"]
+
+
 def test_a_viewer_may_list_but_not_finalize(store_path):
     assert _run(store_path, "users", "add", "root", "--role", "admin").returncode == 0
     assert _run(store_path, "users", "add", "vic", "--role", "viewer", "--as", "root").returncode == 0

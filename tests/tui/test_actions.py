@@ -79,6 +79,8 @@ async def test_void_needs_a_reason_and_is_audited_with_it(make_app, store_copy):
         await pilot.press("v")
         await settle(pilot)
         assert isinstance(app.screen, ReasonScreen)
+        # Quill's November used 228.00 of its 1 000 USD once coupon: voiding gives it back
+        assert "It gives back to the next invoices: coupon discount_2 228.00 USD." in app.screen.lines
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, ReasonScreen)  # no reason: still asking

@@ -187,8 +187,10 @@ class InvoiceScreen(SaysWhyNot, ReviewScreen):
             f"Description: {req.description or '—'}"], "issue (y)"), lambda ok: ok and self._write("credit_note", req))
 
     def action_void(self) -> None:
+        back = lifecycle.given_back_text(self.row)
         self.app.push_screen(ReasonScreen(f"Void {self.row.number}?", [
-            f"Total {self._total()}. It keeps its number and content and no longer counts."], "void"),
+            f"Total {self._total()}. It keeps its number and content and no longer counts.",
+            *([f"It {back}."] if back else [])], "void"),
             lambda reason: reason and self._write("void", reason))
 
     @work(thread=True, exclusive=True, group="invoice-action", exit_on_error=False)
