@@ -3,12 +3,15 @@
     gpubill credit-note INVOICE (--amount A | --percent P) --reason R [--description TEXT]
                         [--kind credit|refund|offset] [--yes] [--format table|json]
     gpubill credit-note list [--invoice INVOICE] [--customer ID] [--format table|json]
+    gpubill credit-note void NOTE --reason TEXT [--yes]
 
 The amount includes tax and is spread over the invoice's fees in proportion;
 it is at most what earlier credit notes left of the invoice. A `credit`
 note's balance pays the contract's next invoices (after tax, before prepaid
 credits); `refund` and `offset` only document money returned or not owed.
-Numbered `<invoice number>-CN001`, `-CN002`, ...
+Numbered `<invoice number>-CN001`, `-CN002`, ... `void` voids the credit
+left on a `credit` note (Lago's credit-note void): invoices finalized from
+then on get none of it; what earlier ones consumed stays.
 """
 
 from __future__ import annotations
@@ -19,19 +22,21 @@ from decimal import Decimal, InvalidOperation
 from gpubill.cli import EXIT_INVALID, EXIT_USAGE, CliError
 from gpubill.cli._common import actor_of, add_actor_argument, add_store_argument, open_store, write_table
 
-HELP = "credit a finalized invoice (credit, refund or offset), or list credit notes"
+HELP = "credit a finalized invoice (credit, refund or offset), list credit notes, or void a note's credit left"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from gpubill.service.lifecycle import CREDIT_NOTE_REASONS
 
-    p.add_argument("invoice", metavar="INVOICE|list", help="the invoice's number or id; `list` lists credit notes")
+    p.add_argument("invoice", metavar="INVOICE|list|void",
+                   help="the invoice's number or id; `list` lists credit notes; `void NOTE` voids a note's credit left")
+    p.add_argument("note", nargs="?", metavar="NOTE", help="void: the credit note's number or id")
     add_store_argument(p)
     add_actor_argument(p)
     p.add_argument("--amount", help="the credit, tax included, in the invoice's currency")
     p.add_argument("--percent", help="the credit as a percentage of the invoice's total")
     p.add_argument("--kind", choices=("credit", "refund", "offset"), default="credit")
-    p.add_argument("--reason", choices=CREDIT_NOTE_REASONS)
+    p.add_argument("--reason", help=f"one of {', '.join(CREDIT_NOTE_REASONS)}; void: why (free text, audited)")
     p.add_argument("--description", default="")
     p.add_argument("--invoice", dest="of_invoice", metavar="INVOICE", help="list: only this invoice's notes")
     p.add_argument("--customer", metavar="ID", help="list: only this customer's notes")
@@ -48,8 +53,11 @@ def run(args: argparse.Namespace) -> int:
         actor = actor_of(args, store)
         if args.invoice == "list":
             return _list(args, store, actor)
-        if not args.reason:
-            raise CliError("a credit note needs --reason (one of Lago's reasons, e.g. other)", EXIT_USAGE)
+        if args.invoice == "void":
+            return _void(args, store, actor)
+        if args.reason not in lifecycle.CREDIT_NOTE_REASONS:
+            raise CliError(f"a credit note needs --reason, one of {', '.join(lifecycle.CREDIT_NOTE_REASONS)}",
+                           EXIT_USAGE)
         amount, percent = _decimal(args.amount, "--amount"), _decimal(args.percent, "--percent")
         row = lifecycle.get_invoice(store, actor, args.invoice)
         if not args.yes:
@@ -68,6 +76,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"credit note {cn.number}: {cn.kind} {cn.total} {cn.currency} on {row.number} "
               f"({len(cn.doc['items'])} items)")
+    return 0
+
+
+def _void(args, store, actor) -> int:
+    from gpubill.service import lifecycle
+
+    if not args.note or not (args.reason or "").strip():
+        raise CliError("usage: gpubill credit-note void NOTE --reason TEXT", EXIT_USAGE)
+    cn = lifecycle.get_credit_note(store, actor, args.note)
+    if not args.yes:
+        from gpubill.cli.invoices import _confirm
+        _confirm(args, f"void the {lifecycle.credit_left(store, cn)} {cn.currency} left on credit note {cn.number}")
+    cn, left = lifecycle.void_credit_note(store, actor, cn.id, args.reason)
+    print(f"voided {left} {cn.currency} of credit note {cn.number}: {args.reason}")
     return 0
 
 

@@ -413,6 +413,7 @@ def lifecycle_routes(api: Api, invoices) -> list[Route]:
              ("POST", "/api/v1/credit_notes", "credit_note_create", invoices.create_credit_note, "credit_note"),
              ("GET", "/api/v1/credit_notes", "credit_notes", invoices.list_credit_notes, "read"),
              ("GET", "/api/v1/credit_notes/{id}", "credit_note", invoices.show_credit_note, "read"),
+             ("PUT", "/api/v1/credit_notes/{id}/void", "credit_note_void", invoices.void_credit_note, "credit_note"),
              ("GET", "/api/v1/customers/{id}/current_usage", "current_usage", invoices.current_usage, "read"),
              ("GET", "/api/v1/audit_logs", "audit_logs", invoices.audit_logs, "read"))
     return [Route(path, api._timed(name, handler, permission), methods=[method])

@@ -12,6 +12,7 @@
                                                                        credit_note -> {"credit_note": {...}}
     GET  /api/v1/credit_notes             ?external_customer_id=&invoice_id=&page=&per_page=   read
     GET  /api/v1/credit_notes/{id}        id or number                 read
+    PUT  /api/v1/credit_notes/{id}/void   the credit left voided (405 no_voidable_amount when none)   credit_note
     GET  /api/v1/customers/{id}/current_usage  ?external_subscription_id=   read  -> {"customer_usage": {...}}
                                           (Lago's shape; gpubill/service/usage.py)
     GET  /api/v1/audit_logs               ?after=&action=&object_id=&per_page=                   read
@@ -63,6 +64,12 @@ class _NotFound(Exception):
         self.what = what
 
 
+class _NotAllowed(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
 class _Invalid(Exception):
     def __init__(self, field: str, message: str):
         super().__init__(message)
@@ -86,6 +93,8 @@ class LifecycleApi:
             return lago.error(404, "Not Found", f"{e.what}_not_found")
         except _Invalid as e:
             return lago.validation({e.field: [str(e)]})
+        except _NotAllowed as e:
+            return lago.error(405, "Method Not Allowed", e.code, {"credit_note": [str(e)]})
         except LifecycleError as e:
             return lago.error(405, "Method Not Allowed", "invalid_status", {"status": [str(e)]})
         except ServiceError as e:  # the contracts cannot be loaded or invoiced
@@ -130,6 +139,9 @@ class LifecycleApi:
         except _Invalid as e:
             return lago.bad_request(str(e))
         return await self._call(request, _create_credit_note, note)
+
+    async def void_credit_note(self, request: Request):
+        return await self._call(request, _void_credit_note, request.path_params["id"])
 
     async def list_credit_notes(self, request: Request):
         q = request.query_params
@@ -244,6 +256,18 @@ def _show_credit_note(store, actor, ref: str):
         cn = lifecycle.get_credit_note(store, actor, ref)
     except LifecycleError:
         raise _NotFound("credit_note", ref) from None
+    return lago.JSONResponse({"credit_note": lago_credit_note(store, cn)})
+
+
+def _void_credit_note(store, actor, ref: str):
+    try:
+        cn = lifecycle.get_credit_note(store, actor, ref)
+    except LifecycleError:
+        raise _NotFound("credit_note", ref) from None
+    try:
+        cn, _ = lifecycle.void_credit_note(store, actor, cn.id, DEFAULT_VOID_REASON)
+    except LifecycleError as e:
+        raise _NotAllowed("no_voidable_amount", str(e)) from None
     return lago.JSONResponse({"credit_note": lago_credit_note(store, cn)})
 
 

@@ -208,12 +208,14 @@ def carried(store, contracts, catalog, customer: str | None, *, engine: str = "f
     """Each contract's credit notes, and (``late``) the late-event adjustments its next draft bills."""
     db = store._read()
     notes: dict = {}
+    used = ledger.credit_uses(db)  # a voided note's credit: what finalized invoices used of it before
     for cn in ledger.credit_notes(db, customer=customer):
         if cn.kind != "credit":
             continue
         inv = ledger.get_invoice(db, cn.invoice_id)
         day = dt.date.fromisoformat(cn.doc["issuing_date"])
-        notes.setdefault(inv.contract, []).append(CreditNoteBalance(cn.number, cn.total, day))
+        credit = cn.total if cn.voided_ms is None else used.get(cn.id, ZERO)
+        notes.setdefault(inv.contract, []).append(CreditNoteBalance(cn.number, credit, day))
     adjustments = late_adjustments(store, contracts, catalog, customer, engine) if late else {}
     return Carried({k: tuple(v) for k, v in notes.items()}, adjustments, voided_invoices(db))
 
@@ -473,6 +475,19 @@ def credit_note(store, actor: Actor, invoice: str, *, kind: str = "credit", amou
         return ledger.add_credit_note(db, row, doc, kind, value, actor, now_ms=now)
 
 
+def void_credit_note(store, actor: Actor, id_or_number: str, reason: str, *,
+                     now_ms: int | None = None) -> tuple[CreditNoteRow, Decimal]:
+    """Void the credit left on a credit note: (the note, the credit voided)."""
+    store.require(actor, "credit_note", "credit_note.void", "credit_note", id_or_number)
+    cn = get_credit_note(store, actor, id_or_number)
+    try:
+        with store.transaction() as db:
+            left = ledger.credit_left(db, cn)
+            return ledger.void_credit_note(db, cn, actor, reason, now_ms=clock_ms() if now_ms is None else now_ms), left
+    except ValueError as e:
+        raise LifecycleError(str(e)) from None
+
+
 def _minor(row: InvoiceRow, value: Decimal) -> Decimal:
     """Rounded half up to the invoice's own precision (its total's decimals: the currency's minor unit)."""
     exp = Decimal(row.doc["total_amount"]).as_tuple().exponent
@@ -528,4 +543,4 @@ def credit_left(store, cn: CreditNoteRow) -> Decimal:
 
 __all__ = ["Actor", "Forbidden", "LifecycleError", "Refreshed", "refresh", "finalize", "finalize_due", "void",
            "credit_note", "list_invoices", "get_invoice", "list_credit_notes", "get_credit_note", "revisions",
-           "peek_number", "credit_left", "given_back_text", "settle_late", "late_adjustments", "SYSTEM", "CREDIT_NOTE_REASONS"]
+           "peek_number", "credit_left", "given_back_text", "void_credit_note", "settle_late", "late_adjustments", "SYSTEM", "CREDIT_NOTE_REASONS"]

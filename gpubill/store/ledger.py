@@ -332,6 +332,26 @@ def credit_uses(db: sqlite3.Connection, notes: list[str] | None = None) -> dict[
 
 
 def credit_left(db: sqlite3.Connection, cn: CreditNoteRow) -> Decimal:
-    """A credit note's credit not yet consumed by finalized invoices."""
-    return (cn.total if cn.kind == "credit" else Decimal(0)) - credit_uses(db, [cn.id]).get(cn.id, Decimal(0))
+    """A credit note's credit not yet consumed by finalized invoices (none once voided)."""
+    if cn.kind != "credit" or cn.voided_ms is not None:
+        return Decimal(0)
+    return cn.total - credit_uses(db, [cn.id]).get(cn.id, Decimal(0))
+
+
+def void_credit_note(db: sqlite3.Connection, cn: CreditNoteRow, actor: Actor, reason: str, *,
+                     now_ms: int) -> CreditNoteRow:
+    """Void what is left of a credit note's credit (Lago's ``PUT /credit_notes/:id/void``): invoices finalized from
+    now on get none of it; the note itself and what invoices consumed of it before stay as they are."""
+    if not reason or not reason.strip():
+        raise ValueError("voiding needs a reason")
+    if cn.voided_ms is not None:
+        raise ValueError(f"credit note {cn.number} was voided before")
+    left = credit_left(db, cn)
+    if left <= 0:
+        raise ValueError(f"credit note {cn.number} has no credit left to void"
+                         + ("" if cn.kind == "credit" else f" (a {cn.kind} note carries no credit)"))
+    db.execute("UPDATE credit_notes SET voided_ms = ? WHERE id = ?", (now_ms, cn.id))
+    audit.append(db, actor, "credit_note.voided", "credit_note", cn.id, {"number": cn.number, "voided": str(left)},
+                 at_ms=now_ms, reason=reason)
+    return get_credit_note(db, cn.id)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal as D
 
+import pytest
+
 from gpubill.service import lifecycle as L
 from gpubill.service.invoicing import Carried, invoice_id, invoice_period
 from gpubill.service.review import credit_notes_left
@@ -139,3 +141,29 @@ def test_voiding_a_stored_invoice_gives_back_the_credit_note_credit_it_used(stor
     assert credit_notes_left(store._read())[("c_wallets", "USD")] == D("10.00")
     june = _stored(L.refresh(store, TERMS, ADMIN, "2026-06", "c_wallets", now_ms=ms("2026-07-02")))
     assert (note.number, "10.00") in _doc_credits(june)
+
+
+def test_voiding_a_credit_notes_credit_leaves_what_earlier_invoices_used_and_gives_the_rest_to_none(store):
+    ingest(store, _calls("2026-04-10", 20) + _calls("2026-05-10", 10) + _calls("2026-06-10", 20))
+    april = _stored(L.refresh(store, TERMS, ADMIN, "2026-04", "c_wallets", now_ms=ms("2026-05-20")))
+    april = L.finalize(store, TERMS, ADMIN, april.id, now_ms=ms("2026-05-20"))
+    note = L.credit_note(store, ADMIN, april.number, amount=D("20.00"), reason="other", now_ms=ms("2026-05-21"))
+    refund = L.credit_note(store, ADMIN, april.number, amount=D("1.00"), kind="refund", reason="other",
+                           now_ms=ms("2026-05-21"))
+    may = _stored(L.refresh(store, TERMS, ADMIN, "2026-05", "c_wallets", now_ms=ms("2026-06-02")))
+    may = L.finalize(store, TERMS, ADMIN, may.id, now_ms=ms("2026-06-02"))
+    assert (note.number, "11.00") in _doc_credits(may)  # May's 11.00 (tax included) from the note's 20.00
+    assert L.credit_left(store, note) == D("9.00")
+    voided, left = L.void_credit_note(store, ADMIN, note.number, "goodwill withdrawn", now_ms=ms("2026-06-03"))
+    assert (voided.voided_ms, left, L.credit_left(store, voided)) == (ms("2026-06-03"), D("9.00"), 0)
+    assert credit_notes_left(store._read()).get(("c_wallets", "USD"), 0) == 0
+    # June gets none of it; May, finalized before, keeps what it used
+    june = _stored(L.refresh(store, TERMS, ADMIN, "2026-06", "c_wallets", now_ms=ms("2026-07-02")))
+    assert all(code != note.number for code, _ in _doc_credits(june))
+    assert (note.number, "11.00") in _doc_credits(L.get_invoice(store, ADMIN, may.id))
+    with pytest.raises(L.LifecycleError, match="voided before"):
+        L.void_credit_note(store, ADMIN, note.number, "again")
+    with pytest.raises(L.LifecycleError, match="carries no credit"):
+        L.void_credit_note(store, ADMIN, refund.number, "a refund")
+    with pytest.raises(L.LifecycleError, match="reason"):
+        L.void_credit_note(store, ADMIN, refund.number, " ")

@@ -54,6 +54,27 @@ def test_void_says_what_it_gives_back(store_path):
                                       "gives back to the next invoices: coupon discount_1 250.00 USD"]
 
 
+def test_credit_note_void_voids_the_credit_left_once(store_path):
+    assert _run(store_path, "invoices", "refresh", "--contracts", "examples", "--period", "2026-11").returncode == 0
+    drafts = json.loads(_run(store_path, "invoices", "list", "--status", "draft", "--format", "json").stdout)
+    pick = next(d for d in drafts if d["contract"] == "helix_labs")
+    number = _run(store_path, "invoices", "finalize", pick["lago_id"], "--contracts", "examples",
+                  "--yes").stdout.split()[1]
+    assert _run(store_path, "credit-note", number, "--amount", "10.00", "--reason", "other", "--yes").returncode == 0
+    r = _run(store_path, "credit-note", "void", f"{number}-CN001")
+    assert r.returncode == 2 and "--reason" in r.stderr
+    r = _run(store_path, "credit-note", "void", f"{number}-CN001", "--reason", "withdrawn")
+    assert r.returncode == 2 and "--yes" in r.stderr  # no terminal: nothing changes without --yes
+    r = _run(store_path, "credit-note", "void", f"{number}-CN001", "--reason", "withdrawn", "--yes")
+    assert r.returncode == 0 and r.stdout == f"voided 10.00 USD of credit note {number}-CN001: withdrawn\n", r.stderr
+    r = _run(store_path, "credit-note", "void", f"{number}-CN001", "--reason", "again", "--yes")
+    assert r.returncode == 1 and "voided before" in r.stderr and "Traceback" not in r.stderr
+    (listed,) = json.loads(_run(store_path, "credit-note", "list", "--invoice", number, "--format", "json").stdout)
+    assert listed["credit_left"] == "0"
+    r = _run(store_path, "credit-note", number, "--amount", "1.00", "--reason", "because", "--yes")
+    assert r.returncode == 2 and "one of" in r.stderr
+
+
 def test_a_viewer_may_list_but_not_finalize(store_path):
     assert _run(store_path, "users", "add", "root", "--role", "admin").returncode == 0
     assert _run(store_path, "users", "add", "vic", "--role", "viewer", "--as", "root").returncode == 0

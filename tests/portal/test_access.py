@@ -28,6 +28,7 @@ API_ROUTES = [("GET", "/api/v1/events"), ("POST", "/api/v1/events"), ("POST", "/
               ("GET", "/api/v1/invoices"), ("GET", "/api/v1/invoices/{inv}"), ("PUT", "/api/v1/invoices/{inv}/refresh"),
               ("PUT", "/api/v1/invoices/{inv}/finalize"), ("POST", "/api/v1/invoices/{inv}/void"),
               ("POST", "/api/v1/credit_notes"), ("GET", "/api/v1/credit_notes"), ("GET", "/api/v1/credit_notes/x"),
+              ("PUT", "/api/v1/credit_notes/x/void"),
               ("GET", f"/api/v1/customers/{CUSTOMER}/current_usage"), ("GET", "/api/v1/audit_logs")]
 SECURITY = {"referrer-policy": "no-referrer", "cache-control": "no-store", "x-content-type-options": "nosniff"}
 

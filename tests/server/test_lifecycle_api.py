@@ -74,6 +74,7 @@ CALLS = [
     ("POST", "/api/v1/credit_notes", {"credit_note": {"invoice_id": "nope", "credit_amount_cents": 1}}, "credit_note"),
     ("GET", "/api/v1/credit_notes", None, "read"),
     ("GET", "/api/v1/credit_notes/nope", None, "read"),
+    ("PUT", "/api/v1/credit_notes/nope/void", None, "credit_note"),
     ("GET", "/api/v1/customers/nope/current_usage?external_subscription_id=nope", None, "read"),
     ("GET", "/api/v1/audit_logs", None, "read"),
     ("POST", "/api/v1/events", {"oops": 1}, "ingest"),
@@ -167,6 +168,15 @@ def test_refresh_finalize_credit_note_and_void_with_the_lago_client(served):
     with pytest.raises(LagoApiError) as e:  # more than the invoice is worth
         approver.credit_notes.create(CreditNote(invoice_id=final.lago_id, refund_amount_cents=10**12))
     assert e.value.status_code == 422
+    with pytest.raises(LagoApiError) as e:  # voiding a note's credit left is the approver's
+        lago(srv, keys["reviewer"]).credit_notes.void(note.lago_id)
+    assert e.value.status_code == 403
+    gone = approver.credit_notes.void(note.lago_id)  # Lago: the credit left is voided, the note stays
+    assert (gone.number, gone.credit_status, gone.balance_amount_cents, gone.total_amount_cents) == (
+        note.number, "voided", 0, 1000)
+    with pytest.raises(LagoApiError) as e:  # nothing left to void
+        approver.credit_notes.void(note.lago_id)
+    assert e.value.status_code == 405 and "no_voidable_amount" in str(e.value.response)
 
     voided = approver.invoices.void(final.lago_id)
     assert (voided.status, voided.number) == ("voided", final.number)
