@@ -1,12 +1,15 @@
 """`gpubill credit-note`: credit a finalized invoice (needs the approver role).
 
     gpubill credit-note INVOICE (--amount A | --percent P) --reason R [--description TEXT]
-                        [--kind credit|refund|offset] [--yes] [--format table|json]
+                        [--kind credit|refund|offset] [--item N=AMOUNT ...] [--yes] [--format table|json]
     gpubill credit-note list [--invoice INVOICE] [--customer ID] [--format table|json]
     gpubill credit-note void NOTE --reason TEXT [--yes]
 
-The amount includes tax and is spread over the invoice's fees in proportion;
-it is at most what earlier credit notes left of the invoice. A `credit`
+The amount includes tax and is spread over the invoice's fees in proportion
+to what each can still be credited, or, with ``--item N=AMOUNT`` (line N as
+`gpubill invoices show` numbers it, AMOUNT before tax), is what the items
+add up to with their taxes (within a cent); it is at most what earlier
+credit notes left of the invoice, and an item at most what its line has left. A `credit`
 note's balance pays the contract's next invoices (after tax, before prepaid
 credits); `refund` and `offset` only document money returned or not owed.
 Numbered `<invoice number>-CN001`, `-CN002`, ... `void` voids the credit
@@ -35,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_actor_argument(p)
     p.add_argument("--amount", help="the credit, tax included, in the invoice's currency")
     p.add_argument("--percent", help="the credit as a percentage of the invoice's total")
+    p.add_argument("--item", action="append", metavar="N=AMOUNT",
+                   help="credit line N (as `invoices show` numbers it) by AMOUNT before tax; repeatable")
     p.add_argument("--kind", choices=("credit", "refund", "offset"), default="credit")
     p.add_argument("--reason", help=f"one of {', '.join(CREDIT_NOTE_REASONS)}; void: why (free text, audited)")
     p.add_argument("--description", default="")
@@ -59,13 +64,14 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"a credit note needs --reason, one of {', '.join(lifecycle.CREDIT_NOTE_REASONS)}",
                            EXIT_USAGE)
         amount, percent = _decimal(args.amount, "--amount"), _decimal(args.percent, "--percent")
+        items = [_item(v) for v in args.item] if args.item else None
         row = lifecycle.get_invoice(store, actor, args.invoice)
         if not args.yes:
             from gpubill.cli.invoices import _confirm
             what = f"{args.amount} {row.currency}" if amount is not None else f"{args.percent}%"
             _confirm(args, f"issue a {args.kind} note of {what} on {row.number} (total {row.doc.get('total_amount')})")
         cn = lifecycle.credit_note(store, actor, row.id, kind=args.kind, amount=amount, percent=percent,
-                                   reason=args.reason, description=args.description)
+                                   items=items, reason=args.reason, description=args.description)
     except LifecycleError as e:
         raise CliError(str(e), EXIT_INVALID) from None
     finally:
@@ -91,6 +97,15 @@ def _void(args, store, actor) -> int:
     cn, left = lifecycle.void_credit_note(store, actor, cn.id, args.reason)
     print(f"voided {left} {cn.currency} of credit note {cn.number}: {args.reason}")
     return 0
+
+
+def _item(v: str) -> tuple[int, Decimal]:
+    """``N=AMOUNT`` as (the fee's index, the amount)."""
+    line, _, amount = v.partition("=")
+    if not line.strip().isdigit() or int(line) < 1:
+        raise CliError(f"--item takes N=AMOUNT with N a line number from 1 (as `invoices show` numbers them), "
+                       f"got {v!r}", EXIT_USAGE)
+    return int(line) - 1, _decimal(amount, "--item's AMOUNT")
 
 
 def _decimal(v, flag: str) -> Decimal | None:

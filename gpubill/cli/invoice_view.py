@@ -16,15 +16,15 @@ def show_invoice(row, notes, revisions=None, file=None) -> None:
     title = (f"{row.number or doc.get('number')} · {row.status} · {text.escape(who)} · {row.period_label} · "
              f"{row.invoice_type} · {cur}")
     t = Table(title=escape(title), title_justify="left")
-    for col, just in (("line", "left"), ("gpu / region / class", "left"), ("units", "right"),
+    for col, just in (("#", "right"), ("line", "left"), ("gpu / region / class", "left"), ("units", "right"),
                       ("unit price", "right"), ("amount", "right"), ("why", "left")):
         t.add_column(col, justify=just)
-    for f in doc["fees"]:
+    for n, f in enumerate(doc["fees"], 1):  # the line's number: `credit-note --item N=AMOUNT`, the portal's lines/N
         dims = " / ".join(str(v) for v in (f.get("dimensions") or {}).values())
-        t.add_row(escape(text.escape(f["item"]["name"])), escape(dims), f.get("units") or "",
+        t.add_row(str(n), escape(text.escape(f["item"]["name"])), escape(dims), f.get("units") or "",
                   f.get("precise_unit_amount") or "", f["amount"], escape(f.get("reason") or ""))
     for label, amount in _totals(doc):
-        t.add_row(label, "", "", "", amount, "")
+        t.add_row("", label, "", "", "", amount, "")
     console.print(t)
     facts = [f"id {row.id}", f"revision {row.revision}"]
     if row.status != "draft":

@@ -8,7 +8,8 @@
     PUT  /api/v1/invoices/{id}/finalize   refreshed once more, numbered and frozen     finalize
     POST /api/v1/invoices/{id}/void       {"reason"?}: keeps its number                void
     POST /api/v1/credit_notes             {"credit_note": {"invoice_id", "reason"?, "description"?,
-                                          "credit_amount_cents" | "refund_amount_cents" | "offset_amount_cents"}}
+                                          "credit_amount_cents" | "refund_amount_cents" | "offset_amount_cents",
+                                          "items"?: [{"fee_id", "amount_cents"}]}}
                                                                        credit_note -> {"credit_note": {...}}
     GET  /api/v1/credit_notes             ?external_customer_id=&invoice_id=&page=&per_page=   read
     GET  /api/v1/credit_notes/{id}        id or number                 read
@@ -24,8 +25,11 @@ is the stored document (docs/invoice-json.md) with what Lago's clients
 require beside it (``lago_id``, ``payment_overdue``, ``net_payment_term``,
 ``version_number``, the customer's ``lago_id`` and times). A credit note is
 one kind of money movement: exactly one of the three ``*_amount_cents``
-above 0 (tax included), spread over the invoice's fees in proportion; Lago's
-per-fee ``items`` are refused (422). Errors in Lago's envelope: 404
+above 0 (tax included), with Lago's ``items`` (``fee_id``: a fee's
+``lago_id`` on the invoice, ``amount_cents`` before tax; each at most what
+its fee can still be credited, and the amount their sum with their taxes,
+within a cent), or without them spread over the fees in proportion to what
+each can still be credited. Errors in Lago's envelope: 404
 ``invoice_not_found`` / ``credit_note_not_found``, 405 ``invalid_status``
 (finalizing or voiding an invoice that is not a draft / not finalized),
 422 ``validation_errors``, 503 ``contracts_not_loaded`` when `gpubill serve`
@@ -216,21 +220,35 @@ def _void(store, actor, ref: str, reason: str):
 
 
 def _create_credit_note(store, actor, note: dict):
-    if note.get("items"):
-        raise _Invalid("items", "credit notes per fee are not supported: give one of credit_amount_cents, "
-                                "refund_amount_cents, offset_amount_cents (spread over the fees in proportion)")
     row = _invoice(store, actor, str(note.get("invoice_id") or ""))
     kind, cents = _kind_and_cents(note)
     reason = note.get("reason") or "other"
     if reason not in CREDIT_NOTE_REASONS:
         raise _Invalid("reason", f"must be one of {', '.join(CREDIT_NOTE_REASONS)}")
     amount = Decimal(cents).scaleb(-minor_unit(row.currency))
+    items = _items(row, note["items"]) if note.get("items") is not None else None
     try:
-        cn = lifecycle.credit_note(store, actor, row.id, kind=kind, amount=amount, reason=reason,
+        cn = lifecycle.credit_note(store, actor, row.id, kind=kind, amount=amount, items=items, reason=reason,
                                    description=str(note.get("description") or ""))
     except LifecycleError as e:
-        raise _Invalid("credit_note", str(e)) from None
+        raise _Invalid("items" if items is not None else "credit_note", str(e)) from None
     return lago.JSONResponse({"credit_note": lago_credit_note(store, cn)})
+
+
+def _items(row, items) -> list[tuple[int, Decimal]]:
+    """Lago's ``items`` ([{"fee_id", "amount_cents"}]: before tax) as (fee index, amount)."""
+    index = {lifecycle.fee_id(row.id, i): i for i in range(len(row.doc["fees"]))}
+    if not isinstance(items, list) or not items:
+        raise _Invalid("items", "must be a list of {fee_id, amount_cents}, not empty")
+    out = []
+    for it in items:
+        fee, cents = (it.get("fee_id"), it.get("amount_cents")) if isinstance(it, dict) else (None, None)
+        if fee not in index:
+            raise _Invalid("items", f"no fee {fee!r} on invoice {row.number} (its fees' lago_id)")
+        if isinstance(cents, bool) or not isinstance(cents, int) or cents <= 0:
+            raise _Invalid("items", "each item's amount_cents must be a positive integer (minor units, before tax)")
+        out.append((index[fee], Decimal(cents).scaleb(-minor_unit(row.currency))))
+    return out
 
 
 def _kind_and_cents(note: dict) -> tuple[str, int]:
@@ -300,7 +318,8 @@ def lago_invoice(row) -> dict:
     issuing = row.issuing_date or doc.get("issuing_date")
     thresholds = {"applied_usage_thresholds": [_threshold(t, row.currency) for t in doc["applied_usage_thresholds"]]} \
         if "applied_usage_thresholds" in doc else {}
-    return {**doc, **thresholds, "lago_id": row.id, "status": row.status, "number": row.number or doc.get("number"),
+    fees = [{**f, "lago_id": lifecycle.fee_id(row.id, i)} for i, f in enumerate(doc["fees"])]
+    return {**doc, **thresholds, "fees": fees, "lago_id": row.id, "status": row.status, "number": row.number or doc.get("number"),
             "issuing_date": issuing, "payment_overdue": False, "net_payment_term": doc.get("net_payment_term", 0),
             "version_number": LAGO_VERSION_NUMBER, "created_at": created, "updated_at": updated,
             "voided_at": _iso(row.voided_ms) if row.voided_ms else None, "content_hash": row.content_hash,
@@ -325,7 +344,9 @@ def lago_credit_note(store, cn) -> dict:
     left = lifecycle.credit_left(store, cn)
     balance = int(left.scaleb(minor_unit(cn.currency)))
     status = "voided" if cn.voided_ms else ("consumed" if cn.kind == "credit" and left <= 0 else doc.get("credit_status"))
-    return {**doc, "lago_id": cn.id, "credit_status": status, "balance_amount_cents": balance,
+    items = [{**it, "lago_id": f"{cn.id}_{n}", "fee": {**it["fee"], "lago_id": lifecycle.fee_id(cn.invoice_id, it["fee_index"])}}
+             for n, it in enumerate(doc["items"])]
+    return {**doc, "items": items, "lago_id": cn.id, "credit_status": status, "balance_amount_cents": balance,
             "coupons_adjustment_amount_cents": doc.get("coupons_adjustment_amount_cents", 0),
             "taxes_rate": str(_tax_rate(doc)), "created_at": _iso(cn.created_ms), "updated_at": _iso(cn.created_ms),
             "customer": _customer(doc, _iso(cn.created_ms))}

@@ -353,7 +353,8 @@ def _replace(store, row: InvoiceRow, now: Invoice, actor: Actor, now_ms: int, di
     d = _draft(now, doc, replaces=row.id)
     with store.transaction() as db:
         left = Decimal(row.doc["total_amount"]) - ledger.credited_so_far(db, row.id)
-        cn = ledger.add_credit_note(db, row, _note_doc(row, left, "credit", "other",
+        spread = _spread(row, fee_rooms(row, ledger.credit_notes(db, invoice_id=row.id)), left)
+        cn = ledger.add_credit_note(db, row, _note_doc(row, spread, left, "credit", "other",
                                                       f"replaced by a new invoice: late events of {row.period_label}",
                                                       now_ms), "credit", left, actor, now_ms=now_ms)
         new, _ = ledger.put_draft(db, d, actor, now_ms=now_ms, watermark=store.event_watermark(db), contracts_digest=digest)
@@ -449,17 +450,15 @@ def void(store, actor: Actor, id_or_number: str, reason: str, *, now_ms: int | N
 # -- credit notes ----------------------------------------------------------------------
 
 def credit_note(store, actor: Actor, invoice: str, *, kind: str = "credit", amount: Decimal | None = None,
-                percent: Decimal | None = None, reason: str = "other", description: str = "",
-                now_ms: int | None = None) -> CreditNoteRow:
-    """Credit part of a finalized invoice: ``amount`` (tax included) or ``percent`` of its total,
-    spread over its fees in proportion; at most what is left of it after earlier credit notes."""
+                percent: Decimal | None = None, items: Sequence[tuple[int, Decimal]] | None = None,
+                reason: str = "other", description: str = "", now_ms: int | None = None) -> CreditNoteRow:
+    """Credit part of a finalized invoice: ``amount`` (tax included) or ``percent`` of its total, spread over
+    its fees in proportion to what each can still be credited; or, as Lago's API asks, ``items`` (fee index,
+    amount before tax, after its coupons' share) with the ``amount`` they add up to with their taxes (within
+    one minor unit), each at most what its fee can still be credited. At most what is left of the invoice
+    after earlier credit notes."""
     store.require(actor, "credit_note", "credit_note.create", "invoice", invoice)
-    if kind not in CREDIT_NOTE_KINDS:
-        raise LifecycleError(f"a credit note is a credit, a refund or an offset, not {kind!r}")
-    if reason not in CREDIT_NOTE_REASONS:
-        raise LifecycleError(f"reason must be one of {', '.join(CREDIT_NOTE_REASONS)}")
-    if (amount is None) == (percent is None):
-        raise LifecycleError("a credit note needs an amount or a percent (one of them)")
+    _check_note_request(kind, reason, amount, percent, items)
     now = clock_ms() if now_ms is None else now_ms
     row = get_invoice(store, actor, invoice)
     if row.status != "finalized":
@@ -471,8 +470,77 @@ def credit_note(store, actor: Actor, invoice: str, *, kind: str = "credit", amou
         if value <= 0 or value > left:
             raise LifecycleError(f"a credit note on {row.number} must be above 0 and at most {left} {row.currency} "
                                  f"(what is left of it), not {value}")
-        doc = _note_doc(row, value, kind, reason, description, now)
+        rooms = fee_rooms(row, ledger.credit_notes(db, invoice_id=row.id))
+        credited = _itemized(row, rooms, items, value) if items is not None else _spread(row, rooms, value)
+        doc = _note_doc(row, credited, value, kind, reason, description, now)
         return ledger.add_credit_note(db, row, doc, kind, value, actor, now_ms=now)
+
+
+def _check_note_request(kind: str, reason: str, amount, percent, items) -> None:
+    if kind not in CREDIT_NOTE_KINDS:
+        raise LifecycleError(f"a credit note is a credit, a refund or an offset, not {kind!r}")
+    if reason not in CREDIT_NOTE_REASONS:
+        raise LifecycleError(f"reason must be one of {', '.join(CREDIT_NOTE_REASONS)}")
+    if (amount is None) == (percent is None):
+        raise LifecycleError("a credit note needs an amount or a percent (one of them)")
+    if items is not None and (percent is not None or not items):
+        raise LifecycleError("a credit note by items needs at least one item and the amount they add up to")
+
+
+def fee_id(invoice_id: str, index: int) -> str:
+    """The id of an invoice's fee (Lago's fee ``lago_id``, what a credit note's items name), by its index."""
+    return "fee_" + hashlib.sha256(f"{invoice_id}/{index}".encode()).hexdigest()[:16]
+
+
+@attrs.frozen
+class FeeRoom:
+    """What one fee of an invoice can still be credited: before tax (after its coupons' and progressive credit's
+    share, as its taxes were computed on it), and the rate of its taxes."""
+
+    left: Decimal
+    tax_rate: Decimal  # its taxes / its taxable amount (0 when untaxed)
+
+
+def fee_rooms(row: InvoiceRow, notes: Sequence[CreditNoteRow]) -> list[FeeRoom]:
+    """Each fee's room (``FeeRoom``), by fee index, after the credit notes ``notes`` issued on the invoice."""
+    credited: dict[int, Decimal] = {}
+    for cn in notes:
+        for it in cn.doc["items"]:
+            credited[it["fee_index"]] = credited.get(it["fee_index"], ZERO) + Decimal(it["amount"])
+    out = []
+    for i, f in enumerate(row.doc["fees"]):
+        taxable = (Decimal(f["amount"]) - Decimal(f["precise_coupons_amount"] or 0)
+                   - Decimal(f["precise_progressive_credit_amount"] or 0))
+        rate = Decimal(f.get("taxes_precise_amount") or 0) / taxable if taxable else ZERO
+        out.append(FeeRoom(taxable - credited.get(i, ZERO), rate))
+    return out
+
+
+def _spread(row: InvoiceRow, rooms: list[FeeRoom], value: Decimal) -> list[tuple[int, Decimal]]:
+    """``value`` (tax included) over the fees in proportion to what each can still be credited, tax included."""
+    base = sum((r.left * (1 + r.tax_rate) for r in rooms if r.left > 0), ZERO)
+    share = value / base if base else ZERO
+    return [(i, _minor(row, r.left * share)) for i, r in enumerate(rooms) if r.left > 0]
+
+
+def _itemized(row: InvoiceRow, rooms: list[FeeRoom], items: Sequence[tuple[int, Decimal]],
+              value: Decimal) -> list[tuple[int, Decimal]]:
+    """The items as given, checked (a fee named as its line, numbered from 1): each fee known, its amount above 0 and within the fee's room, and
+    ``value`` their sum with their taxes, within one minor unit (Lago's does_not_match_item_amounts)."""
+    unit = Decimal(1).scaleb(Decimal(row.doc["total_amount"]).as_tuple().exponent)
+    asked: dict[int, Decimal] = {}
+    for index, amount in items:
+        if not 0 <= index < len(rooms):
+            raise LifecycleError(f"invoice {row.number} has no line {index + 1} (it has {len(rooms)})")
+        asked[index] = asked.get(index, ZERO) + _minor(row, amount)
+    for index, amount in asked.items():
+        if amount <= 0 or amount > rooms[index].left:
+            raise LifecycleError(f"line {index + 1} of {row.number} can be credited above 0 and at most "
+                                 f"{_minor(row, rooms[index].left)} {row.currency} before tax, not {amount}")
+    due = sum(asked.values(), ZERO) + _minor(row, sum((a * rooms[i].tax_rate for i, a in asked.items()), ZERO))
+    if abs(due - value) > unit:
+        raise LifecycleError(f"the items add up to {due} {row.currency} with their taxes, not {value}")
+    return sorted(asked.items())
 
 
 def void_credit_note(store, actor: Actor, id_or_number: str, reason: str, *,
@@ -494,19 +562,15 @@ def _minor(row: InvoiceRow, value: Decimal) -> Decimal:
     return round_amount(Decimal(value), MoneyRounding(quantum=Decimal(1).scaleb(exp)))
 
 
-def _note_doc(row: InvoiceRow, value: Decimal, kind: str, reason: str, description: str, now: int) -> dict:
-    """Lago's credit-note object: items per fee (before tax) in proportion to each fee's taxable amount."""
+def _note_doc(row: InvoiceRow, credited: list[tuple[int, Decimal]], value: Decimal, kind: str, reason: str,
+              description: str, now: int) -> dict:
+    """Lago's credit-note object: its items (fee index, amount before tax), and ``value`` (tax included)."""
     doc = row.doc
     cur = row.currency
-    base = Decimal(doc["sub_total_including_taxes_amount"])
-    taxable = [Decimal(f["amount"]) - Decimal(f["precise_coupons_amount"] or 0)
-               - Decimal(f["precise_progressive_credit_amount"] or 0) for f in doc["fees"]]
-    share = value / base if base else ZERO
     items = []
-    for i, (f, t) in enumerate(zip(doc["fees"], taxable)):
-        amount = _minor(row, t * share)
+    for i, amount in credited:
         if amount:
-            item = {"fee_index": i, "fee": f}
+            item = {"fee_index": i, "fee": doc["fees"][i]}
             money(item, "amount", amount, cur)
             items.append(item)
     sub = sum((Decimal(it["amount"]) for it in items), ZERO)
@@ -543,4 +607,4 @@ def credit_left(store, cn: CreditNoteRow) -> Decimal:
 
 __all__ = ["Actor", "Forbidden", "LifecycleError", "Refreshed", "refresh", "finalize", "finalize_due", "void",
            "credit_note", "list_invoices", "get_invoice", "list_credit_notes", "get_credit_note", "revisions",
-           "peek_number", "credit_left", "given_back_text", "void_credit_note", "settle_late", "late_adjustments", "SYSTEM", "CREDIT_NOTE_REASONS"]
+           "peek_number", "credit_left", "given_back_text", "void_credit_note", "fee_id", "settle_late", "late_adjustments", "SYSTEM", "CREDIT_NOTE_REASONS"]

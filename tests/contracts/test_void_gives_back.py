@@ -167,3 +167,35 @@ def test_voiding_a_credit_notes_credit_leaves_what_earlier_invoices_used_and_giv
         L.void_credit_note(store, ADMIN, refund.number, "a refund")
     with pytest.raises(L.LifecycleError, match="reason"):
         L.void_credit_note(store, ADMIN, refund.number, " ")
+
+
+def test_a_credit_note_by_items_credits_each_fee_at_most_what_it_has_left(store):
+    # April: one fee, 20 calls at 1.00, taxed 10 %: 22.00
+    ingest(store, _calls("2026-04-10", 20))
+    april = _stored(L.refresh(store, TERMS, ADMIN, "2026-04", "c_wallets", now_ms=ms("2026-05-20")))
+    april = L.finalize(store, TERMS, ADMIN, april.id, now_ms=ms("2026-05-20"))
+    amounts = [f["amount"] for f in april.doc["fees"]]
+    k, n = amounts.index("20.00"), len(amounts)
+    assert sorted(amounts) == ["0.00"] * (n - 1) + ["20.00"]  # the plan's other lines cost nothing
+
+    def note(amount: str, items=None):
+        return L.credit_note(store, ADMIN, april.number, amount=D(amount), items=items, reason="other",
+                             now_ms=ms("2026-05-21"))
+
+    first = note("5.50", [(k, D("5.00"))])  # 5.00 before tax + 0.50 of tax
+    assert ([i["amount"] for i in first.doc["items"]], first.doc["taxes_amount"]) == (["5.00"], "0.50")
+    with pytest.raises(L.LifecycleError, match="at most 15.00 USD before tax"):
+        note("16.50", [(k, D("15.01"))])
+    with pytest.raises(L.LifecycleError, match="add up to 11.00 USD with their taxes, not 11.02"):
+        note("11.02", [(k, D("10.00"))])
+    with pytest.raises(L.LifecycleError, match=f"has no line {n + 1}"):
+        note("1.10", [(n, D("1.00"))])
+    with pytest.raises(L.LifecycleError, match="above 0"):
+        note("1.10", [((k + 1) % n, D("1.00"))])  # a fee of 0.00 has nothing to credit
+    second = note("11.01", [(k, D("10.00"))])  # within a cent: the note is what was asked, its tax 1.01
+    assert (second.total, second.doc["taxes_amount"]) == (D("11.01"), "1.01")
+    # what is left: 22.00 - 16.51 = 5.49 of the invoice, 5.00 of the fee before tax (5.50 with tax)
+    third = note("5.49")
+    assert [i["amount"] for i in third.doc["items"]] == ["4.99"]
+    assert [i["fee_index"] for i in third.doc["items"]] == [k]
+    assert L.fee_rooms(april, [first, second, third])[k].left == D("0.01")

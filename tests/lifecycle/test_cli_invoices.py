@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from decimal import Decimal
 
 from .conftest import gpubill
 
@@ -73,6 +75,33 @@ def test_credit_note_void_voids_the_credit_left_once(store_path):
     assert listed["credit_left"] == "0"
     r = _run(store_path, "credit-note", number, "--amount", "1.00", "--reason", "because", "--yes")
     assert r.returncode == 2 and "one of" in r.stderr
+
+
+def test_a_credit_note_by_items_names_the_lines_invoices_show_numbers(store_path):
+    assert _run(store_path, "invoices", "refresh", "--contracts", "examples", "--period", "2026-11").returncode == 0
+    drafts = json.loads(_run(store_path, "invoices", "list", "--status", "draft", "--format", "json").stdout)
+    pick = next(d for d in drafts if d["contract"] == "helix_labs")
+    number = _run(store_path, "invoices", "finalize", pick["lago_id"], "--contracts", "examples",
+                  "--yes").stdout.split()[1]
+    shown = _run(store_path, "invoices", "show", number, "--format", "json")
+    fees = json.loads(shown.stdout)["fees"]
+    n = next(i for i, f in enumerate(fees, 1) if Decimal(f["amount"]) - Decimal(f["precise_coupons_amount"])
+             - Decimal(f["precise_progressive_credit_amount"]) >= 100)
+    shown = _run(store_path, "invoices", "show", number, env={"COLUMNS": "200"}).stdout
+    assert re.search(rf"^│ +{n} │ {re.escape(fees[n - 1]['item']['name'])} ", shown, re.M)  # line n, numbered
+    note = ("credit-note", number, "--item", f"{n}=100.00", "--reason", "other", "--yes")
+    r = _run(store_path, *note, "--amount", "100.00")  # the note's amount includes the line's taxes: it says how much
+    assert r.returncode == 1 and "the items add up to " in r.stderr, r.stderr
+    due = r.stderr.split("the items add up to ")[1].split()[0]
+    r = _run(store_path, *note, "--amount", due, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    note = json.loads(r.stdout)
+    assert [(i["fee_index"], i["amount"]) for i in note["items"]] == [(n - 1, "100.00")]
+    r = _run(store_path, "credit-note", number, "--amount", "1", "--item", "0=1", "--reason", "other", "--yes")
+    assert r.returncode == 2 and "from 1" in r.stderr
+    r = _run(store_path, "credit-note", number, "--amount", "1", "--item", f"{len(fees) + 1}=1", "--reason", "other",
+             "--yes")
+    assert r.returncode == 1 and f"no line {len(fees) + 1}" in r.stderr
 
 
 def test_a_viewer_may_list_but_not_finalize(store_path):

@@ -10,6 +10,7 @@ headers.
 from __future__ import annotations
 
 import json
+import re
 import time
 from urllib.parse import unquote
 
@@ -230,3 +231,31 @@ def test_an_expired_credit_says_so(http, other):
     assert granted.rstrip().endswith('<td class="num">expired</td></tr>')
     paid = next(r for r in credits.split("<tr>") if "<td>paid</td>" in r)
     assert '<data value="250000">$250,000.00</data></td></tr>' in paid
+
+
+def _gauges(url: str) -> dict[str, float]:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {m[1]: float(m[2]) for m in re.finditer(r"^(gpubill_portal_\w+) (\S+)$", text, re.M)}
+
+
+def _prepared_when_idle(url: str, least: int, within_s: float = 90) -> int:
+    """The prepared-customers gauge once it reaches ``least`` with nothing left to prepare."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        g = _gauges(url)
+        prepared = int(g.get("gpubill_portal_prepared_customers", 0))
+        if g.get("gpubill_portal_preparing") == 0 and prepared >= least:
+            return prepared
+        time.sleep(0.2)
+    pytest.fail(f"the portal did not prepare {least} customers within {within_s} s: {_gauges(url)}")
+
+
+def test_a_customer_linked_while_the_server_runs_is_prepared_before_its_first_visit(served):
+    served.link(CUSTOMER)
+    before = _prepared_when_idle(served.url, 1)  # the customers linked so far in this module
+    served.link("lumen-bio")  # linked only now
+    served.link(CUSTOMER)  # a second link to a customer already prepared prepares nothing
+    assert _prepared_when_idle(served.url, before + 1) == before + 1
+    time.sleep(2.5)  # another look at the links
+    assert _prepared_when_idle(served.url, before + 1) == before + 1
+

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
-from lago_python_client.models.credit_note import CreditNote
+from lago_python_client.models.credit_note import CreditNote, Item, Items
 from serverkit import Server, client
 
 from gpubill.service.access import Actor, create_key
@@ -192,15 +192,37 @@ def test_refresh_finalize_credit_note_and_void_with_the_lago_client(served):
     assert r.returncode == 0, r.stderr.decode()
 
 
-def test_credit_notes_per_fee_are_refused_in_lagos_shape(served):
+def test_credit_notes_by_items_in_lagos_shape(served):
     srv, keys = served
     done = next(i for i in invoices(srv, keys, status="finalized"))
+    with client(srv, keys["viewer"]) as c:
+        fees = c.get(f"/api/v1/invoices/{done['lago_id']}").json()["invoice"]["fees"]
+    assert len({f["lago_id"] for f in fees}) == len(fees)  # every fee has its own id
+    fee = next(f for f in fees if f["amount_cents"] >= 1000)
+    taxable = Decimal(fee["amount"]) - Decimal(fee["precise_coupons_amount"]) - Decimal(
+        fee["precise_progressive_credit_amount"])
+    tax = (Decimal("10.00") * Decimal(fee["taxes_precise_amount"]) / taxable).quantize(Decimal("0.01"), "ROUND_HALF_UP")
+    due = int((Decimal("10.00") + tax) * 100)  # 10.00 of the fee before tax, with the fee's taxes
+    items = Items(__root__=[Item(fee_id=fee["lago_id"], amount_cents=1000)])
+    note = lago(srv, keys["approver"]).credit_notes.create(CreditNote(
+        invoice_id=done["lago_id"], credit_amount_cents=due, reason="other", items=items))
+    (item,) = note.items.__root__
+    assert (item.amount_cents, item.fee.lago_id) == (1000, fee["lago_id"])
+    assert (note.total_amount_cents, note.credit_amount_cents) == (due, due)
     with client(srv, keys["approver"]) as c:
-        r = c.post("/api/v1/credit_notes", json={"credit_note": {"invoice_id": done["lago_id"],
-                                                                 "items": [{"fee_id": "x", "amount_cents": 10}]}})
-        assert r.status_code == 422 and list(r.json()["error_details"]) == ["items"]
-        r = c.post("/api/v1/credit_notes", json={"credit_note": {"invoice_id": done["lago_id"],
-                                                                 "credit_amount_cents": 5, "offset_amount_cents": 5}})
+        def post(**note):
+            return c.post("/api/v1/credit_notes", json={"credit_note": {"invoice_id": done["lago_id"], **note}})
+        wrong = [
+            {"credit_amount_cents": due + 2, "items": [{"fee_id": fee["lago_id"], "amount_cents": 1000}]},  # not the sum
+            {"credit_amount_cents": due, "items": [{"fee_id": "fee_nope", "amount_cents": 1000}]},
+            {"credit_amount_cents": due, "items": [{"fee_id": fee["lago_id"], "amount_cents": -5}]},
+            {"credit_amount_cents": due, "items": [{"fee_id": fee["lago_id"], "amount_cents": fee["amount_cents"]}]},
+            {"credit_amount_cents": due, "items": []},
+        ]
+        for body in wrong:
+            r = post(**body)
+            assert r.status_code == 422 and list(r.json()["error_details"]) == ["items"], (body, r.text)
+        r = post(credit_amount_cents=5, offset_amount_cents=5)
         assert r.status_code == 422 and list(r.json()["error_details"]) == ["amount_cents"]
         assert c.post("/api/v1/credit_notes", content=b"{").status_code == 400
 
