@@ -319,8 +319,9 @@ def lago_invoice(row) -> dict:
     thresholds = {"applied_usage_thresholds": [_threshold(t, row.currency) for t in doc["applied_usage_thresholds"]]} \
         if "applied_usage_thresholds" in doc else {}
     fees = [{**f, "lago_id": lifecycle.fee_id(row.id, i)} for i, f in enumerate(doc["fees"])]
-    return {**doc, **thresholds, "fees": fees, "lago_id": row.id, "status": row.status, "number": row.number or doc.get("number"),
-            "issuing_date": issuing, "payment_overdue": False, "net_payment_term": doc.get("net_payment_term", 0),
+    return {**doc, **thresholds, "fees": fees, "lago_id": row.id, "status": row.status,
+            "number": row.number or doc.get("number"), "issuing_date": issuing, "payment_overdue": False,
+            "net_payment_term": doc.get("net_payment_term", 0),
             "version_number": LAGO_VERSION_NUMBER, "created_at": created, "updated_at": updated,
             "voided_at": _iso(row.voided_ms) if row.voided_ms else None, "content_hash": row.content_hash,
             "customer": _customer(doc, created)}
@@ -344,7 +345,8 @@ def lago_credit_note(store, cn) -> dict:
     left = lifecycle.credit_left(store, cn)
     balance = int(left.scaleb(minor_unit(cn.currency)))
     status = "voided" if cn.voided_ms else ("consumed" if cn.kind == "credit" and left <= 0 else doc.get("credit_status"))
-    items = [{**it, "lago_id": f"{cn.id}_{n}", "fee": {**it["fee"], "lago_id": lifecycle.fee_id(cn.invoice_id, it["fee_index"])}}
+    items = [{**it, "lago_id": f"{cn.id}_{n}",
+              "fee": {**it["fee"], "lago_id": lifecycle.fee_id(cn.invoice_id, it["fee_index"])}}
              for n, it in enumerate(doc["items"])]
     return {**doc, "items": items, "lago_id": cn.id, "credit_status": status, "balance_amount_cents": balance,
             "coupons_adjustment_amount_cents": doc.get("coupons_adjustment_amount_cents", 0),

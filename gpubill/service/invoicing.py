@@ -346,7 +346,8 @@ def period_invoices(billing: Billing, b: Billed, rated: dict, ledger: Ledger, ad
         crossed = passed(p, ledger.lifetime_usage + before, progressive_amount(billing, checked[0]) - before)
         if crossed:
             now = progressive_fees(billing, b.spec, checked[0])
-            inv, after = progressive_invoice_of(billing, now, ledger, cut, crossed, credit_of(standing) if standing else None)
+            earlier = credit_of(standing) if standing else None
+            inv, after = progressive_invoice_of(billing, now, ledger, cut, crossed, earlier)
             ledger, stands = _left_by(inv, ledger, after, voided)
             standing = inv if stands else standing
             out.append(inv)

@@ -525,8 +525,9 @@ def _spread(row: InvoiceRow, rooms: list[FeeRoom], value: Decimal) -> list[tuple
 
 def _itemized(row: InvoiceRow, rooms: list[FeeRoom], items: Sequence[tuple[int, Decimal]],
               value: Decimal) -> list[tuple[int, Decimal]]:
-    """The items as given, checked (a fee named as its line, numbered from 1): each fee known, its amount above 0 and within the fee's room, and
-    ``value`` their sum with their taxes, within one minor unit (Lago's does_not_match_item_amounts)."""
+    """The items as given, checked (a fee named as its line, numbered from 1): each fee known, its amount above 0
+    and within the fee's room, and ``value`` their sum with their taxes, within one minor unit (Lago's
+    does_not_match_item_amounts)."""
     unit = Decimal(1).scaleb(Decimal(row.doc["total_amount"]).as_tuple().exponent)
     asked: dict[int, Decimal] = {}
     for index, amount in items:
@@ -550,8 +551,10 @@ def void_credit_note(store, actor: Actor, id_or_number: str, reason: str, *,
     cn = get_credit_note(store, actor, id_or_number)
     try:
         with store.transaction() as db:
+            cn = ledger.get_credit_note(db, cn.id)  # as it is now: another process may have voided it meanwhile
             left = ledger.credit_left(db, cn)
-            return ledger.void_credit_note(db, cn, actor, reason, now_ms=clock_ms() if now_ms is None else now_ms), left
+            voided = ledger.void_credit_note(db, cn, actor, reason, now_ms=clock_ms() if now_ms is None else now_ms)
+            return voided, left
     except ValueError as e:
         raise LifecycleError(str(e)) from None
 
@@ -607,4 +610,5 @@ def credit_left(store, cn: CreditNoteRow) -> Decimal:
 
 __all__ = ["Actor", "Forbidden", "LifecycleError", "Refreshed", "refresh", "finalize", "finalize_due", "void",
            "credit_note", "list_invoices", "get_invoice", "list_credit_notes", "get_credit_note", "revisions",
-           "peek_number", "credit_left", "given_back_text", "void_credit_note", "fee_id", "settle_late", "late_adjustments", "SYSTEM", "CREDIT_NOTE_REASONS"]
+           "peek_number", "credit_left", "given_back_text", "void_credit_note", "fee_id", "settle_late",
+           "late_adjustments", "SYSTEM", "CREDIT_NOTE_REASONS"]
