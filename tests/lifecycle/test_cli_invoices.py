@@ -43,13 +43,18 @@ def test_refresh_list_show_finalize_void_export(store_path, tmp_path):
     assert r.returncode == 1 and "no invoice" in r.stderr
 
 
-def test_void_says_what_it_gives_back(store_path):
+def _finalized(store_path, contract: str) -> str:
+    """November refreshed, then the contract's draft finalized through the CLI: its number."""
     assert _run(store_path, "invoices", "refresh", "--contracts", "examples", "--period", "2026-11").returncode == 0
     drafts = json.loads(_run(store_path, "invoices", "list", "--status", "draft", "--format", "json").stdout)
-    pick = next(d for d in drafts if d["contract"] == "pixelforge_studios")  # 250 USD off each of six invoices
+    pick = next(d for d in drafts if d["contract"] == contract)
     r = _run(store_path, "invoices", "finalize", pick["lago_id"], "--contracts", "examples", "--yes")
     assert r.returncode == 0, r.stderr
-    number = r.stdout.split()[1]
+    return r.stdout.split()[1]
+
+
+def test_void_says_what_it_gives_back(store_path):
+    number = _finalized(store_path, "pixelforge_studios")  # 250 USD off each of six invoices
     r = _run(store_path, "invoices", "void", number, "--reason", "issued twice", "--yes")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [f"voided {number}: issued twice",
@@ -57,11 +62,7 @@ def test_void_says_what_it_gives_back(store_path):
 
 
 def test_credit_note_void_voids_the_credit_left_once(store_path):
-    assert _run(store_path, "invoices", "refresh", "--contracts", "examples", "--period", "2026-11").returncode == 0
-    drafts = json.loads(_run(store_path, "invoices", "list", "--status", "draft", "--format", "json").stdout)
-    pick = next(d for d in drafts if d["contract"] == "helix_labs")
-    number = _run(store_path, "invoices", "finalize", pick["lago_id"], "--contracts", "examples",
-                  "--yes").stdout.split()[1]
+    number = _finalized(store_path, "helix_labs")
     assert _run(store_path, "credit-note", number, "--amount", "10.00", "--reason", "other", "--yes").returncode == 0
     r = _run(store_path, "credit-note", "void", f"{number}-CN001")
     assert r.returncode == 2 and "--reason" in r.stderr
@@ -78,11 +79,7 @@ def test_credit_note_void_voids_the_credit_left_once(store_path):
 
 
 def test_a_credit_note_by_items_names_the_lines_invoices_show_numbers(store_path):
-    assert _run(store_path, "invoices", "refresh", "--contracts", "examples", "--period", "2026-11").returncode == 0
-    drafts = json.loads(_run(store_path, "invoices", "list", "--status", "draft", "--format", "json").stdout)
-    pick = next(d for d in drafts if d["contract"] == "helix_labs")
-    number = _run(store_path, "invoices", "finalize", pick["lago_id"], "--contracts", "examples",
-                  "--yes").stdout.split()[1]
+    number = _finalized(store_path, "helix_labs")
     shown = _run(store_path, "invoices", "show", number, "--format", "json")
     fees = json.loads(shown.stdout)["fees"]
     n = next(i for i, f in enumerate(fees, 1) if Decimal(f["amount"]) - Decimal(f["precise_coupons_amount"])
