@@ -381,7 +381,7 @@ def late_events(store, contracts, actor: Actor, *, catalog=None) -> list[LateEff
     store.require(actor, "read", "late_events.list", "invoice", "*")
     catalog = catalog or load_catalog(contracts)[0]
     out = []
-    for (contract, next_from), lines in sorted(lifecycle.late_adjustments(store, contracts, catalog, None, "fast").items()):
+    for (contract, next_from), lines in sorted(lifecycle.late_adjustments(store, catalog, None, "fast").items()):
         by_invoice: dict = {}
         for ln in lines:
             by_invoice[ln.adjusts] = by_invoice.get(ln.adjusts, Decimal(0)) + ln.amount

@@ -2,7 +2,7 @@
 
 The use cases behind `gpubill invoices`, `gpubill credit-note` and the
 invoice calls of `gpubill serve`. Invoices are computed by the same code as
-`gpubill invoice` (``invoicing.invoice_period``); this layer stores them
+`gpubill invoice` (``invoicing.invoice_catalog``) with what the store carries into them (``carried``: credit notes, voided invoices, late events); this layer stores them
 (``store.ledger``), under the actor's role (``Store.require``), each change
 with its audit entry.
 
@@ -40,7 +40,7 @@ from gpubill.dsl import units
 from gpubill.engine.pricing.money import round_amount
 from gpubill.engine.spec.program import MoneyRounding
 from gpubill.service.invoice_report import amount_text, invoice_json, money
-from gpubill.service.invoicing import Carried, invoice_id, invoice_period
+from gpubill.service.invoicing import Carried, invoice_catalog, invoice_id
 from gpubill.service.rating import ServiceError, load_catalog
 from gpubill.store import ledger
 from gpubill.store.ledger import CREDIT_NOTE_KINDS, CreditNoteRow, Draft, InvoiceRow, Numbering
@@ -165,8 +165,9 @@ def refresh(store, contracts: Sequence[str], actor: Actor, period_text: str, cus
     watermark = store.event_watermark()
     catalog, sources = load_catalog(contracts)
     settled = settle_late(store, contracts, actor, customer, now_ms=now, engine=engine)
-    carry = carried(store, contracts, catalog, customer, engine=engine)
-    report = invoice_period(store, contracts, period_text, customer, engine, progressive=True, carried=carry)
+    carry = carried(store, catalog, customer, engine=engine)
+    report = invoice_catalog(store, catalog, period_text, customer, engine, progressive=True, carried=carry,
+                             sources=sources)
     digest = contracts_digest(sources)
     rows, changed, open_ = [], [], []
     for inv in report.invoices:
@@ -203,7 +204,7 @@ def _finalize_row(db, row: InvoiceRow, doc: dict, entity, actor: Actor, now: int
 
 # -- what earlier invoices carry into a recomputation ---------------------------------
 
-def carried(store, contracts, catalog, customer: str | None, *, engine: str = "fast",
+def carried(store, catalog, customer: str | None, *, engine: str = "fast",
             late: bool = True) -> Carried:
     """Each contract's credit notes, and (``late``) the late-event adjustments its next draft bills."""
     db = store._read()
@@ -216,7 +217,7 @@ def carried(store, contracts, catalog, customer: str | None, *, engine: str = "f
         day = dt.date.fromisoformat(cn.doc["issuing_date"])
         credit = cn.total if cn.voided_ms is None else used.get(cn.id, ZERO)
         notes.setdefault(inv.contract, []).append(CreditNoteBalance(cn.number, credit, day))
-    adjustments = late_adjustments(store, contracts, catalog, customer, engine) if late else {}
+    adjustments = late_adjustments(store, catalog, customer, engine) if late else {}
     return Carried({k: tuple(v) for k, v in notes.items()}, adjustments, voided_invoices(db))
 
 
@@ -262,14 +263,14 @@ def _policy(contract) -> str:
     return (le.target if le is not None and le.target else "next_invoice")
 
 
-def recomputed(store, contracts, catalog, rows: list[InvoiceRow], engine: str, carry: Carried) -> dict:
+def recomputed(store, catalog, rows: list[InvoiceRow], engine: str, carry: Carried) -> dict:
     """Stored invoices' periods as the events stand now: row id -> Invoice (absent when the contracts
     no longer bill it). One recomputation per period (for one customer, or all when several)."""
     out: dict = {}
     for mid, group in _by_period(rows).items():
         customers = {r.customer for r in group}
-        report = invoice_period(store, contracts, mid, customers.pop() if len(customers) == 1 else None, engine,
-                                progressive=True, carried=carry)
+        report = invoice_catalog(store, catalog, mid, customers.pop() if len(customers) == 1 else None, engine,
+                                 progressive=True, carried=carry)
         fresh = {invoice_id(i): i for i in report.invoices}
         for r in group:
             if r.id in fresh:
@@ -277,12 +278,12 @@ def recomputed(store, contracts, catalog, rows: list[InvoiceRow], engine: str, c
     return out
 
 
-def late_adjustments(store, contracts, catalog, customer: str | None, engine: str) -> dict:
+def late_adjustments(store, catalog, customer: str | None, engine: str) -> dict:
     """(contract, next period's from_ms) -> the lines late events add to the contract's next draft."""
     out: dict = {}
     db = store._read()
     rows = _late_candidates(store, catalog, customer, "next_invoice")
-    fresh = recomputed(store, contracts, catalog, rows, engine, carried(store, contracts, catalog, None, late=False))
+    fresh = recomputed(store, catalog, rows, engine, carried(store, catalog, None, late=False))
     for row in rows:
         now = fresh.get(row.id)
         if now is None:
@@ -338,7 +339,7 @@ def settle_late(store, contracts, actor: Actor, customer: str | None, *, now_ms:
     if not actor.may("credit_note") or not actor.may("finalize"):
         return [f"late events on {r.number} wait for an approver (policy: credit note and replacing invoice)"
                 for r in rows]
-    fresh = recomputed(store, contracts, catalog, rows, engine, carried(store, contracts, catalog, None, late=False))
+    fresh = recomputed(store, catalog, rows, engine, carried(store, catalog, None, late=False))
     for row in rows:
         now = fresh.get(row.id)
         if now is None:
@@ -391,8 +392,8 @@ def _finalize_all(store, contracts, actor: Actor, rows: list[InvoiceRow], now_ms
     catalog, sources = load_catalog(contracts)
     digest = contracts_digest(sources)
     customers = {r.customer for r in rows}
-    carry = carried(store, contracts, catalog, customers.pop() if len(customers) == 1 else None, engine=engine)
-    fresh = recomputed(store, contracts, catalog, rows, engine, carry)
+    carry = carried(store, catalog, customers.pop() if len(customers) == 1 else None, engine=engine)
+    fresh = recomputed(store, catalog, rows, engine, carry)
     out = []
     for row in rows:
         inv = fresh.get(row.id)

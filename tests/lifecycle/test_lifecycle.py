@@ -91,7 +91,7 @@ def test_late_events_with_next_invoice_policy_bill_the_difference_on_the_next_dr
     late = [f for f in nxt.doc["fees"] if f["item"]["kind"] == "late"]
     assert late and all(f["adjusts_invoice_number"] == quill.number for f in late)
     catalog, _ = L.load_catalog(CONTRACTS)
-    recomputed = L.recomputed(store, CONTRACTS, catalog, [quill], "fast", L.carried(store, CONTRACTS, catalog, None, late=False))[quill.id]
+    recomputed = L.recomputed(store, catalog, [quill], "fast", L.carried(store, catalog, None, late=False))[quill.id]
     from gpubill.service.invoice_report import invoice_json
     delta = Decimal(invoice_json(recomputed)["fees_amount"]) - Decimal(quill.doc["fees_amount"])
     assert sum(Decimal(f["amount"]) for f in late) == delta != 0
