@@ -31,13 +31,16 @@ def run(args: argparse.Namespace) -> int:
     import orjson
 
     from gpubill.service.invoice_report import report_csv, report_json, report_table
-    from gpubill.service.invoicing import invoice_period
-    from gpubill.service.rating import ServiceError
+    from gpubill.service.invoicing import invoice_catalog
+    from gpubill.service.lifecycle import carried
+    from gpubill.service.rating import ServiceError, load_catalog
 
     store = open_store(args, readonly=True)
     try:
-        report = invoice_period(store, args.contracts, args.period, args.customer, args.engine,
-                                progressive=args.progressive)
+        catalog, sources = load_catalog(args.contracts)
+        carry = carried(store, catalog, args.customer, engine=args.engine)  # what a stored draft is priced with
+        report = invoice_catalog(store, catalog, args.period, args.customer, args.engine, args.progressive, carry,
+                                 sources)
     except ServiceError as e:
         raise CliError(str(e), e.code) from None
     finally:

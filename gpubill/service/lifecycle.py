@@ -206,28 +206,33 @@ def _finalize_row(db, row: InvoiceRow, doc: dict, entity, actor: Actor, now: int
 
 def carried(store, catalog, customer: str | None, *, engine: str = "fast",
             late: bool = True) -> Carried:
-    """Each contract's credit notes, and (``late``) the late-event adjustments its next draft bills."""
+    """What the store carries into the drafts it recomputes (of ``customer``'s contracts, or all): each
+    contract's credit notes, the invoices voided, and (``late``) the late-event lines its next draft bills."""
     db = store._read()
     notes: dict = {}
-    used = ledger.credit_uses(db)  # a voided note's credit: what finalized invoices used of it before
-    for cn in ledger.credit_notes(db, customer=customer):
-        if cn.kind != "credit":
-            continue
+    mine = [cn for cn in ledger.credit_notes(db, customer=customer) if cn.kind == "credit"]
+    # a voided note's credit: what finalized invoices used of it before
+    used = ledger.credit_uses(db, [cn.id for cn in mine if cn.voided_ms is not None])
+    for cn in mine:
         inv = ledger.get_invoice(db, cn.invoice_id)
         day = dt.date.fromisoformat(cn.doc["issuing_date"])
         credit = cn.total if cn.voided_ms is None else used.get(cn.id, ZERO)
         notes.setdefault(inv.contract, []).append(CreditNoteBalance(cn.number, credit, day))
     adjustments = late_adjustments(store, catalog, customer, engine) if late else {}
-    return Carried({k: tuple(v) for k, v in notes.items()}, adjustments, voided_invoices(db))
+    return Carried({k: tuple(v) for k, v in notes.items()}, adjustments, voided_invoices(db, customer))
 
 
-def voided_invoices(db) -> frozenset:
-    """The ``invoice_id`` of each invoice whose latest document is voided: voided and not replaced, or
-    replaced (late events) by documents the last of which was voided."""
-    replaces = dict(db.execute("SELECT id, replaces FROM invoices WHERE replaces IS NOT NULL"))
+def voided_invoices(db, customer: str | None = None) -> frozenset:
+    """The ``invoice_id`` of each invoice (of ``customer``) whose latest document is voided: voided and not
+    replaced, or replaced (late events) by documents the last of which was voided."""
+    where, args = ("customer = ? AND ", (customer,)) if customer is not None else ("", ())
+    voided = [r[0] for r in db.execute(f"SELECT id FROM invoices WHERE {where}status = 'voided'", args)]
+    if not voided:  # (the usual case: one index lookup)
+        return frozenset()
+    replaces = dict(db.execute(f"SELECT id, replaces FROM invoices WHERE {where}replaces IS NOT NULL", args))
     replaced = set(replaces.values())
     out = set()
-    for (first,) in db.execute("SELECT id FROM invoices WHERE status = 'voided'"):
+    for first in voided:
         if first in replaced:
             continue
         while first in replaces:

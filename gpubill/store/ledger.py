@@ -321,6 +321,8 @@ def record_uses(db: sqlite3.Connection, invoice_id: str, uses: list[tuple[str, D
 def credit_uses(db: sqlite3.Connection, notes: list[str] | None = None) -> dict[str, Decimal]:
     """Credit note id -> what finalized invoices consumed of it (of ``notes`` only, when given). A voided
     invoice gave its use back. Summed as decimals: SQLite would sum the texts as floats."""
+    if notes is not None and not notes:
+        return {}
     sql, args = ("SELECT u.credit_note_id, u.amount FROM credit_note_uses u JOIN invoices i ON i.id = u.invoice_id"
                  " WHERE i.status = 'finalized'"), ()
     if notes is not None:

@@ -3,6 +3,7 @@ credit notes, late events. Service calls with a fixed clock (the grace periods a
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from decimal import Decimal
 
@@ -12,7 +13,7 @@ from gpubill.service import lifecycle as L
 from gpubill.service.lifecycle import LifecycleError
 from gpubill.store import Store
 
-from .conftest import ADMIN, CONTRACTS, DEC_02, DEC_20, late_event, ms
+from .conftest import ADMIN, CONTRACTS, DEC_02, DEC_20, gpubill, late_event, ms
 
 
 def _refresh(store, now=DEC_20, customer=None):
@@ -129,6 +130,33 @@ def test_credit_notes_are_capped_numbered_and_consumed_by_the_next_invoice(store
     used = [c for c in nxt.doc["credits"] if c["item"]["type"] == "credit_note"]
     assert [c["item"]["code"] for c in used] == [cn.number]  # the refund note carries no credit
     assert Decimal(used[0]["amount"]) == min(Decimal("100.00"), Decimal(nxt.doc["sub_total_including_taxes_amount"]))
+
+
+def test_gpubill_invoice_prices_a_period_as_its_stored_draft_is(store, store_path):
+    # the store carries into December's draft: Helix's credit note, Pixelforge's voided November (its coupon
+    # back), Quill's late events (lines on December's draft)
+    _refresh(store)
+    helix = L.finalize(store, CONTRACTS, ADMIN, _draft(store, "helix_labs").id, now_ms=DEC_20)
+    L.credit_note(store, ADMIN, helix.number, amount=Decimal("100.00"), reason="other", now_ms=DEC_20)
+    pixel = L.finalize(store, CONTRACTS, ADMIN, _draft(store, "pixelforge_studios").id, now_ms=DEC_20)
+    L.void(store, ADMIN, pixel.id, "issued twice", now_ms=DEC_20)
+    quill = L.finalize(store, CONTRACTS, ADMIN, _draft(store, "quill_ai").id, now_ms=DEC_20)
+    store.ingest([late_event(store, "sub_quill_api", f"late-{i}") for i in range(5)])
+    dec = L.refresh(store, CONTRACTS, ADMIN, "2026-12", None, now_ms=ms(2027, 1, 2))
+    stored = {r.contract: r.doc for r in dec.invoices if r.invoice_type == "subscription"}
+    r = gpubill("invoice", "--store", store_path, "--contracts", "examples", "--period", "2026-12", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    priced = {d["contract"]: d for d in json.loads(r.stdout)["invoices"]}
+    assert set(priced) == set(stored)
+    def priced_as(doc):  # the clauses name the files as each was given (a relative or an absolute path)
+        return [[{k: v for k, v in line.items() if k != "clause"} for line in doc[part]] for part in ("fees", "credits")]
+    for name in stored:
+        assert (priced[name]["total_amount"], priced_as(priced[name])) == (
+            stored[name]["total_amount"], priced_as(stored[name])), name
+    credits = {c["item"]["type"] for name in ("helix_labs", "pixelforge_studios") for c in stored[name]["credits"]}
+    assert {"credit_note", "coupon"} <= credits
+    assert any(f["item"]["kind"] == "late" and f["adjusts_invoice_number"] == quill.number
+               for f in stored["quill_ai"]["fees"])
 
 
 def test_void_keeps_the_number_and_needs_a_finalized_invoice_and_a_reason(store):

@@ -246,18 +246,42 @@ def test_the_least_recently_asked_for_value_is_the_one_let_go(demo_store):
         p.close()
 
 
-def test_the_standing_follows_the_stored_invoices_and_the_usage_does_not(store_copy):
+def test_the_pages_follow_the_stored_invoices(store_copy):
     p = Portal(store_copy, CONTRACTS, now_ms=lambda: NOW)
     try:
         usage, standing = p.usage("lumen-bio", PERIOD), p.standing("lumen-bio")
+        assert p.usage("lumen-bio", PERIOD) is usage  # nothing changed: kept
         draft = next(i for i in p.invoices("lumen-bio").invoices if i.status == "draft")
         r = gpubill("invoices", "finalize", draft.id, "--store", store_copy, "--contracts", "examples", "--yes")
         assert r.returncode == 0, r.stderr
-        p.standing("lumen-bio")
+        p.standing("lumen-bio"), p.usage("lumen-bio", PERIOD)
         p.kept.settle()
         assert p.standing("lumen-bio") is not standing  # recomputed: a stored invoice changed
-        assert p.usage("lumen-bio", PERIOD) is usage  # computed from the events only: still current
+        again = p.usage("lumen-bio", PERIOD)
+        assert again is not usage and again == usage  # priced again with what the store carries: the same
         assert p.invoice("lumen-bio", draft.id).status == "finalized"
+    finally:
+        p.close()
+
+
+def test_a_credit_note_is_on_the_live_draft_as_on_the_stored_one(store_copy):
+    # Cirrus's November invoice (finalized by the demo) gets a credit note; December's live draft applies it
+    december = ms(2026, 12, 20)
+    p = Portal(store_copy, CONTRACTS, now_ms=lambda: december)
+    try:
+        before = p.invoice("cirrus-exchange", "current")
+        final = next(i for i in p.invoices("cirrus-exchange").invoices if i.status == "finalized")
+        r = gpubill("credit-note", final.number, "--amount", "100.00", "--reason", "other", "--yes",
+                    "--store", store_copy)
+        assert r.returncode == 0, r.stderr
+        p.invoice("cirrus-exchange", "current")
+        p.kept.settle()
+        after = p.invoice("cirrus-exchange", "current")
+        notes = "credit_notes_amount"
+        assert after.totals[notes] == before.totals[notes] + Decimal("100.00")
+        (doc,) = [d for d in cli_invoice(store_copy, "cirrus-exchange", "2026-12") if d["invoice_type"] == "subscription"]
+        assert {k: Decimal(doc[k]) for k in (notes, "total_amount")} == {
+            k: after.totals[k] for k in (notes, "total_amount")}
     finally:
         p.close()
 

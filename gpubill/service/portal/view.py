@@ -11,16 +11,17 @@ another customer is None, exactly as one that does not exist. Only reads.
 
 A customer is the ``customer "id"`` of its contracts, else a contract's name
 (``rating.customer_of``). Invoice amounts are computed by the code behind
-``gpubill invoice`` (``invoicing.invoice_catalog``, nothing carried), so the
-pages match it to the cent.
+``gpubill invoice`` (``invoicing.invoice_catalog`` with what the store
+carries into a draft: ``lifecycle.carried``), so the pages match it, and the
+stored drafts, to the cent.
 
 Freshness and speed. The contracts are compiled once (``warm``, or the
 first request), and again, in the background, when a .bill file under the
 contract paths changed (looked at, off the request path, at most every
 ``RECHECK_S``; ``reload_contracts`` looks now). A customer's usage and
 standing are kept (``kept.KeptValues``) until an event of the customer's
-subscriptions (or, for the standing, its stored invoices, a credit note or
-an alert) changes them, then recomputed in
+subscriptions, its stored invoices, a credit note or an alert changes
+them, then recomputed in
 the background while a kept value younger than ``kept.STALE_MS`` is still
 answered (an older one: the request waits for the recomputation). Invoices of a customer are computed for its
 contracts only (a catalog of just them). Thread-safe: the pages come from a
@@ -49,6 +50,7 @@ from gpubill.service.events import open_event_store
 from gpubill.service.explain import events_page, explain_line, rounding_rule
 from gpubill.service.exports import NOTE_FORMATS, ExportError, credit_note_file, invoice_file, stored_invoice
 from gpubill.service.invoicing import invoice_catalog
+from gpubill.service.lifecycle import carried
 from gpubill.service.portal.activity import FeeRow, Usage, fee_rows, usage_of
 from gpubill.service.portal.standing import Standing, standing_of, stored_invoices
 from gpubill.service.rating import ServiceError, customer_of
@@ -268,18 +270,19 @@ class Portal:
 
     def _fresh(self, customer_id: str, what: tuple, compute: Callable, period_text: str):
         """``compute(store, invoices, unrated)`` over the customer's invoices of ``period_text``, kept while
-        nothing it depends on changed (``kept.KeptValues``): the usage depends on the events only (the invoices
-        are computed, nothing carried), the standing also on the stored invoices, credit notes and alerts."""
+        nothing it depends on changed (``kept.KeptValues``): the events, and the stored invoices, credit notes
+        and alerts (the invoices are priced with what the store carries into them, as a stored draft is)."""
         compiled = self._compiled()  # once: the key and the value from the same compilation
         contracts = self._mine(customer_id, compiled)
         subs = {c.subscription.value for c in contracts if c.subscription is not None}
         return self.kept.get((compiled.generation, customer_id, what), subs,
-                             lambda: compute(self.store, *self._shared_invoices(compiled, contracts, period_text)),
-                             ledger=what[0] == "standing")
+                             lambda: compute(self.store, *self._shared_invoices(compiled, contracts, subs,
+                                                                                period_text)),
+                             ledger=True)
 
-    def _shared_invoices(self, compiled: _Contracts, contracts: tuple, period_text: str) -> tuple:
-        """``_invoices``, computed once for the usage and the standing of one page (the same events stored)."""
-        key, state = (compiled.generation, contracts[0].name.name, period_text), self.store.event_watermark()
+    def _shared_invoices(self, compiled: _Contracts, contracts: tuple, subs: set, period_text: str) -> tuple:
+        """``_invoices``, computed once for the usage and the standing of one page (the same store state)."""
+        key, state = (compiled.generation, contracts[0].name.name, period_text), self.kept.state(subs, True)
         with self._lock:
             hit = self._priced.get(key)
         if hit is not None and hit[0] == state:
@@ -297,7 +300,8 @@ class Portal:
         customer = customer_of(contracts[0])
         part = _of_customer(catalog, contracts)
         try:
-            report = invoice_catalog(self.store, part, period_text, customer)
+            carry = carried(self.store, part, customer)  # credit notes, voided invoices, late events
+            report = invoice_catalog(self.store, part, period_text, customer, carried=carry)
         except ServiceError as e:  # no contract of the customer active then, or one that cannot be priced
             return (), (str(e).splitlines()[0],)
         mine = tuple(i for i in report.invoices if i.billing.contract.name.name in names)
