@@ -229,16 +229,8 @@ def voided_invoices(db, customer: str | None = None) -> frozenset:
     voided = [r[0] for r in db.execute(f"SELECT id FROM invoices WHERE {where}status = 'voided'", args)]
     if not voided:  # (the usual case: one index lookup)
         return frozenset()
-    replaces = dict(db.execute(f"SELECT id, replaces FROM invoices WHERE {where}replaces IS NOT NULL", args))
-    replaced = set(replaces.values())
-    out = set()
-    for first in voided:
-        if first in replaced:
-            continue
-        while first in replaces:
-            first = replaces[first]
-        out.add(first)
-    return frozenset(out)
+    replaced = {r[0] for r in db.execute(f"SELECT replaces FROM invoices WHERE {where}replaces IS NOT NULL", args)}
+    return frozenset(first_document(db, ledger.get_invoice(db, i)) for i in voided if i not in replaced)
 
 
 def _late_candidates(store, catalog, customer: str | None, policy: str) -> list[InvoiceRow]:
@@ -272,15 +264,25 @@ def recomputed(store, catalog, rows: list[InvoiceRow], engine: str, carry: Carri
     """Stored invoices' periods as the events stand now: row id -> Invoice (absent when the contracts
     no longer bill it). One recomputation per period (for one customer, or all when several)."""
     out: dict = {}
+    db = store._read()
     for mid, group in _by_period(rows).items():
         customers = {r.customer for r in group}
         report = invoice_catalog(store, catalog, mid, customers.pop() if len(customers) == 1 else None, engine,
                                  progressive=True, carried=carry)
         fresh = {invoice_id(i): i for i in report.invoices}
         for r in group:
-            if r.id in fresh:
-                out[r.id] = fresh[r.id]
+            inv = fresh.get(first_document(db, r))
+            if inv is not None:
+                out[r.id] = inv
     return out
+
+
+def first_document(db, row: InvoiceRow) -> str:
+    """The ``invoice_id`` a stored document is of: its own, or for a replacing invoice (late events), that of the
+    first document it replaces (the one the period's invoice was stored as)."""
+    while row.replaces is not None:
+        row = ledger.get_invoice(db, row.replaces)
+    return row.id
 
 
 def late_adjustments(store, catalog, customer: str | None, engine: str) -> dict:

@@ -112,6 +112,25 @@ def test_late_events_with_new_revision_policy_issue_a_credit_note_and_a_replacin
     assert not _refresh(store).settled  # settled once
 
 
+def test_late_events_after_a_replacement_replace_the_replacing_invoice_in_turn(store):
+    _refresh(store)
+    meridian = L.finalize(store, CONTRACTS, ADMIN, _draft(store, "meridian_bank").id, now_ms=DEC_20)
+    store.ingest([late_event(store, "sub_meridian_mlp", "late-m-1")])
+    _refresh(store)
+    first = next(x for x in L.list_invoices(store, ADMIN, contract="meridian_bank") if x.replaces == meridian.id)
+    store.ingest([late_event(store, "sub_meridian_mlp", "late-m-2")])  # late again: the replacing invoice's turn
+    r = _refresh(store)
+    assert len(r.settled) == 1 and r.settled[0].startswith(f"{first.number}: credit note {first.number}-CN001")
+    second = next(x for x in L.list_invoices(store, ADMIN, contract="meridian_bank") if x.replaces == first.id)
+    def events(row):
+        return sum(f["events_count"] for f in row.doc["fees"])
+    assert second.status == "finalized" and events(second) == events(first) + 1  # the late event billed
+    assert L.first_document(store._read(), second) == meridian.id  # all three are documents of one invoice
+    L.void(store, ADMIN, second.id, "billed twice", now_ms=DEC_20)
+    assert L.voided_invoices(store._read()) == {meridian.id}  # its latest document is voided: it gives back
+    assert not _refresh(store).settled
+
+
 def test_credit_notes_are_capped_numbered_and_consumed_by_the_next_invoice(store):
     _refresh(store)
     helix = L.finalize(store, CONTRACTS, ADMIN, _draft(store, "helix_labs").id, now_ms=DEC_20)
