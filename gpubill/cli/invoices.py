@@ -5,14 +5,17 @@
     gpubill invoices refresh  --contracts DIR --period P [--customer ID]
     gpubill invoices finalize --contracts DIR (ID|NUMBER | --due) [--yes]
     gpubill invoices void     ID|NUMBER --reason TEXT [--yes]
+    gpubill invoices regenerate --contracts DIR ID|NUMBER [--yes]
     gpubill invoices export   ID|NUMBER|CREDIT-NOTE-NUMBER --format json|csv|pdf|ubl [-o FILE]
 
 Every action runs as the store's user named by --as (or $GPUBILL_USER) under
-its role: refresh needs reviewer, finalize and void need approver. `refresh`
+its role: refresh needs reviewer, finalize, void and regenerate need approver. `refresh`
 stores each billing period that ends in P as a draft (a new revision when its
 content changed); `finalize --due` finalizes the drafts whose grace has
-passed (for a clock job). finalize and void on a terminal ask first, showing
-the number it takes and the total; --yes answers for scripts.
+passed (for a clock job). `regenerate` invoices a voided invoice's period
+again, finalized at once with a new number (Lago's regenerate). finalize,
+void and regenerate on a terminal ask first, showing the number it takes and
+the total; --yes answers for scripts.
 """
 
 from __future__ import annotations
@@ -24,16 +27,18 @@ from gpubill.cli import EXIT_INVALID, EXIT_USAGE, CliError
 from gpubill.cli._common import actor_of, add_actor_argument, add_store_argument, open_store, write_table
 
 HELP = "stored invoices: list, show, refresh drafts, finalize, void, export"
-ACTIONS = ("list", "show", "refresh", "finalize", "void", "export")
+ACTIONS = ("list", "show", "refresh", "finalize", "void", "regenerate", "export")
 EXPORT_FORMATS = ("json", "csv", "pdf", "ubl")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=ACTIONS)
-    p.add_argument("invoice", nargs="?", metavar="ID|NUMBER", help="show, finalize, void, export: the invoice")
+    p.add_argument("invoice", nargs="?", metavar="ID|NUMBER",
+                   help="show, finalize, void, regenerate, export: the invoice")
     add_store_argument(p)
     add_actor_argument(p)
-    p.add_argument("--contracts", action="append", metavar="DIR", help="refresh, finalize: the .bill files")
+    p.add_argument("--contracts", action="append", metavar="DIR",
+                   help="refresh, finalize, regenerate: the .bill files")
     p.add_argument("--period", help="refresh: a month, range or date (as `gpubill invoice`); list: a period label")
     p.add_argument("--customer", metavar="ID", help="refresh, list: only this customer")
     p.add_argument("--status", choices=("draft", "finalized", "voided"), help="list: only this status")
@@ -174,6 +179,18 @@ def _void(args, store, actor) -> int:
     return 0
 
 
+def _regenerate(args, store, actor) -> int:
+    from gpubill.service import lifecycle
+
+    _need(args, "contracts", "invoice")
+    row = lifecycle.get_invoice(store, actor, args.invoice)
+    _confirm(args, f"invoice {row.contract} {row.period_label} again in place of voided {row.number}, finalized at "
+                   "once with the next number")
+    new = lifecycle.regenerate(store, args.contracts, actor, row.id, engine=args.engine)
+    print(f"regenerated {row.number} as {new.number}: total {new.doc.get('total_amount')} {new.currency}")
+    return 0
+
+
 def _export(args, store, actor) -> int:
     from gpubill.service.exports import ExportError
 
@@ -241,4 +258,4 @@ def _json(obj) -> None:
 
 
 _ACTIONS = {"list": _list, "show": _show, "refresh": _refresh, "finalize": _finalize, "void": _void,
-            "export": _export}
+            "regenerate": _regenerate, "export": _export}

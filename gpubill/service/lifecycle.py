@@ -2,9 +2,10 @@
 
 The use cases behind `gpubill invoices`, `gpubill credit-note` and the
 invoice calls of `gpubill serve`. Invoices are computed by the same code as
-`gpubill invoice` (``invoicing.invoice_catalog``) with what the store carries into them (``carried``: credit notes, voided invoices, late events); this layer stores them
-(``store.ledger``), under the actor's role (``Store.require``), each change
-with its audit entry.
+`gpubill invoice` (``invoicing.invoice_catalog``), with what the store
+carries into them (``carried``: credit notes, voided invoices, late events);
+this layer stores them (``store.ledger``), under the actor's role
+(``Store.require``), each change with its audit entry.
 
 - ``refresh``: every billing period that ends in the period given gets its
   draft (a new revision when its content changed). A period still open gets
@@ -18,9 +19,13 @@ with its audit entry.
   the difference they make, line by line, to the contract's next draft;
   ``new revision`` issues a credit note for the whole invoice and a replacing
   invoice, finalized at once.
+- ``void`` keeps a finalized invoice's number and content; what it consumed
+  (coupons, prepaid credits, credit notes) is given back to the contract's
+  next drafts. ``regenerate`` invoices a voided invoice's period again.
 - Credit notes credit a finalized invoice (at most what is left of it); a
   ``credit`` note's balance pays the contract's later invoices (after tax,
-  before prepaid credits, oldest first).
+  before prepaid credits, oldest first). ``void_credit_note`` voids what is
+  left of it.
 """
 
 from __future__ import annotations
@@ -455,6 +460,34 @@ def void(store, actor: Actor, id_or_number: str, reason: str, *, now_ms: int | N
         raise LifecycleError(str(e)) from None
 
 
+def regenerate(store, contracts: Sequence[str], actor: Actor, id_or_number: str, *, now_ms: int | None = None,
+               engine: str = "fast") -> InvoiceRow:
+    """A voided invoice's period invoiced again (Lago's regenerate): priced from the events as they are now, its
+    coupons, credits and credit notes applied again, finalized at once with a new number (``replaces`` it)."""
+    store.require(actor, "finalize", "invoice.regenerate", "invoice", id_or_number)
+    row = get_invoice(store, actor, id_or_number)
+    if row.status != "voided":
+        raise LifecycleError(f"invoice {row.number or row.id} is {row.status}: only a voided invoice is regenerated")
+    now = clock_ms() if now_ms is None else now_ms
+    catalog, sources = load_catalog(contracts)
+    carry = carried(store, catalog, row.customer, engine=engine)
+    standing = attrs.evolve(carry, voided=carry.voided - {first_document(store._read(), row)})  # it stands again
+    inv = recomputed(store, catalog, [row], engine, standing).get(row.id)
+    if inv is None:
+        raise LifecycleError(f"invoice {row.number} ({row.contract} {row.period_label}) no longer comes out of "
+                             "the contracts: was the contract changed or removed?")
+    doc = invoice_json(inv)
+    doc["replaces_invoice_number"] = row.number
+    d = _draft(inv, doc, replaces=row.id)
+    with store.transaction() as db:
+        again = db.execute("SELECT number FROM invoices WHERE replaces = ?", (row.id,)).fetchone()
+        if again is not None:
+            raise LifecycleError(f"invoice {row.number} was regenerated before, as {again[0]}")
+        new, _ = ledger.put_draft(db, d, actor, now_ms=now, watermark=store.event_watermark(db),
+                                  contracts_digest=contracts_digest(sources))
+        return _finalize_row(db, new, d.doc, inv.billing.entity, actor, now)
+
+
 # -- credit notes ----------------------------------------------------------------------
 
 def credit_note(store, actor: Actor, invoice: str, *, kind: str = "credit", amount: Decimal | None = None,
@@ -618,5 +651,5 @@ def credit_left(store, cn: CreditNoteRow) -> Decimal:
 
 __all__ = ["Actor", "Forbidden", "LifecycleError", "Refreshed", "refresh", "finalize", "finalize_due", "void",
            "credit_note", "list_invoices", "get_invoice", "list_credit_notes", "get_credit_note", "revisions",
-           "peek_number", "credit_left", "given_back_text", "void_credit_note", "fee_id", "settle_late",
+           "peek_number", "credit_left", "given_back_text", "void_credit_note", "fee_id", "regenerate", "settle_late",
            "late_adjustments", "SYSTEM", "CREDIT_NOTE_REASONS"]

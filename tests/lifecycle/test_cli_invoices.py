@@ -59,6 +59,15 @@ def test_void_says_what_it_gives_back(store_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [f"voided {number}: issued twice",
                                       "gives back to the next invoices: coupon discount_1 250.00 USD"]
+    r = _run(store_path, "invoices", "regenerate", number, "--yes")
+    assert r.returncode == 2 and "--contracts" in r.stderr
+    r = _run(store_path, "invoices", "regenerate", number, "--contracts", "examples", "--yes")
+    assert r.returncode == 0 and r.stdout.startswith(f"regenerated {number} as "), r.stderr
+    again = r.stdout.split()[3].rstrip(":")
+    shown = json.loads(_run(store_path, "invoices", "show", again, "--format", "json").stdout)
+    assert (shown["status"], shown["replaces_invoice_number"]) == ("finalized", number)
+    r = _run(store_path, "invoices", "regenerate", number, "--contracts", "examples", "--yes")
+    assert r.returncode == 1 and "regenerated before" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_credit_note_void_voids_the_credit_left_once(store_path):

@@ -178,6 +178,24 @@ def test_gpubill_invoice_prices_a_period_as_its_stored_draft_is(store, store_pat
                for f in stored["quill_ai"]["fees"])
 
 
+def test_a_voided_invoice_is_regenerated_once_with_what_it_consumed_applied_again(store):
+    _refresh(store)
+    pixel = L.finalize(store, CONTRACTS, ADMIN, _draft(store, "pixelforge_studios").id, now_ms=DEC_20)
+    with pytest.raises(LifecycleError, match="only a voided invoice"):
+        L.regenerate(store, CONTRACTS, ADMIN, pixel.id, now_ms=DEC_20)
+    L.void(store, ADMIN, pixel.id, "wrong billing address", now_ms=DEC_20)
+    assert L.voided_invoices(store._read()) == {pixel.id}
+    again = L.regenerate(store, CONTRACTS, ADMIN, pixel.number, now_ms=DEC_20)
+    assert (again.status, again.replaces, again.doc["replaces_invoice_number"]) == ("finalized", pixel.id, pixel.number)
+    assert again.number not in (None, pixel.number)
+    # the same events and terms: the same invoice, its coupon (250 USD off each of six invoices) used again
+    assert [(c["item"]["code"], c["amount"]) for c in again.doc["credits"]] == [("discount_1", "250.00")]
+    assert (again.doc["fees"], again.doc["total_amount"]) == (pixel.doc["fees"], pixel.doc["total_amount"])
+    assert L.voided_invoices(store._read()) == frozenset()  # the period stands again: nothing given back
+    with pytest.raises(LifecycleError, match=f"regenerated before, as {again.number}"):
+        L.regenerate(store, CONTRACTS, ADMIN, pixel.id, now_ms=DEC_20)
+
+
 def test_void_keeps_the_number_and_needs_a_finalized_invoice_and_a_reason(store):
     _refresh(store)
     draft = _draft(store, "pixelforge_studios")

@@ -91,6 +91,26 @@ async def test_void_needs_a_reason_and_is_audited_with_it(make_app, store_copy):
     assert (log[-1].action, log[-1].reason) == ("invoice.voided", "billed twice")
 
 
+async def test_a_voided_invoice_is_regenerated_after_its_confirmation(make_app, store_copy):
+    app = make_app(store_copy)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_invoice(app, pilot, "NWG-005-001")
+        assert screen.check_action("regenerate", ()) is False  # finalized: the key is not shown
+        await pilot.press("v", *"billed twice", "enter")
+        await settle(pilot)
+        assert screen.row.status == "voided" and screen.check_action("regenerate", ()) is True
+        await pilot.press("g")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen) and "Regenerate NWG-005-001?" in app.screen.title_text
+        await pilot.press("y")
+        await settle(pilot)
+    rows, log = read(store_copy)
+    voided = rows["NWG-005-001"]
+    (again,) = [r for r in rows.values() if r.replaces == voided.id]
+    assert (voided.status, again.status, again.doc["replaces_invoice_number"]) == ("voided", "finalized", "NWG-005-001")
+    assert (log[-1].action, log[-1].object_id, log[-1].actor) == ("invoice.finalized", again.id, "tui:local")
+
+
 async def test_a_credit_note_of_a_percent_after_its_confirmation(make_app, store_copy):
     app = make_app(store_copy)
     async with app.run_test(size=SIZE) as pilot:

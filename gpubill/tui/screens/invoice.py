@@ -5,7 +5,8 @@ gpubill/service/lifecycle.py as the session's actor, each behind a confirmation
 (screens/confirm.py), each written to the audit log by the lifecycle:
 ``r`` refresh a draft, ``f`` finalize a draft (the confirmation shows the number it
 will take and its total), ``c`` credit note on a finalized invoice (amount or %,
-reason required), ``v`` void a finalized invoice (reason required). A key for
+reason required), ``v`` void a finalized invoice (reason required), ``g``
+regenerate a voided one (its period invoiced again). A key for
 another status is hidden; a key the actor's role may not use is shown dimmed in
 the footer, and the line under the totals says why.
 """
@@ -33,7 +34,8 @@ TOTALS = (("fees", "fees_amount"), ("progressive credit", "progressive_billing_c
           ("credit notes", "credit_notes_amount"), ("prepaid credits", "prepaid_credit_amount"), ("total", "total_amount"))
 # action -> (the permission it needs, the status it applies to)
 ACTIONS = {"refresh": ("refresh", "draft"), "finalize": ("finalize", "draft"),
-           "credit_note": ("credit_note", "finalized"), "void": ("void", "finalized")}
+           "credit_note": ("credit_note", "finalized"), "void": ("void", "finalized"),
+           "regenerate": ("finalize", "voided")}
 
 
 def short(value: str | None, places: int = 6, significant: int = 4) -> str:
@@ -88,6 +90,7 @@ class InvoiceScreen(SaysWhyNot, ReviewScreen):
         Binding("f", "finalize", "finalize", tooltip="number and freeze the draft"),
         Binding("c", "credit_note", "credit note", tooltip="credit part of a finalized invoice"),
         Binding("v", "void", "void", tooltip="void a finalized invoice (it keeps its number)"),
+        Binding("g", "regenerate", "regenerate", tooltip="invoice a voided invoice's period again"),
     ]
 
     def __init__(self, invoice_id: str):
@@ -193,6 +196,12 @@ class InvoiceScreen(SaysWhyNot, ReviewScreen):
             *([f"It {back}."] if back else [])], "void"),
             lambda reason: reason and self._write("void", reason))
 
+    def action_regenerate(self) -> None:
+        self.app.push_screen(ConfirmScreen(f"Regenerate {self.row.number}?", [
+            f"Its period ({self.row.period_label}) is invoiced again from the events as they are now, its coupons, "
+            "credits and credit notes applied again.", "The new invoice is finalized at once with the next number."],
+            "regenerate (y)"), lambda ok: ok and self._write("regenerate"))
+
     @work(thread=True, exclusive=True, group="invoice-action", exit_on_error=False)
     def _write(self, action: str, arg=None) -> None:
         s, row = self.session, self.row
@@ -217,5 +226,8 @@ class InvoiceScreen(SaysWhyNot, ReviewScreen):
             cn = lifecycle.credit_note(store, s.actor, row.id, amount=arg.amount, percent=arg.percent, reason=arg.reason,
                                        description=arg.description, now_ms=now)
             return f"credit note {cn.number}: {cn.total} {cn.currency}"
+        if action == "regenerate":
+            new = lifecycle.regenerate(store, s.contracts, s.actor, row.id, now_ms=now)
+            return f"regenerated as {new.number}, total {new.doc['total_amount']} {new.currency}"
         lifecycle.void(store, s.actor, row.id, arg, now_ms=now)
         return f"voided {row.number}"
