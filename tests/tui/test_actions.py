@@ -111,6 +111,26 @@ async def test_a_voided_invoice_is_regenerated_after_its_confirmation(make_app, 
     assert (log[-1].action, log[-1].object_id, log[-1].actor) == ("invoice.finalized", again.id, "tui:local")
 
 
+async def test_the_credit_left_on_a_credit_note_is_voided_after_a_reason(make_app, store_copy):
+    app = make_app(store_copy)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_invoice(app, pilot, "NWG-002-001")  # replaced: its credit note's credit is all left
+        assert screen.check_action("void_note", ()) is True
+        await pilot.press("n")
+        await settle(pilot)
+        assert isinstance(app.screen, ReasonScreen)
+        assert app.screen.title_text == "Void the credit left on NWG-002-001-CN001?"
+        assert app.screen.lines[0].startswith("172608.56 USD left of its 172608.56")
+        await pilot.press(*"goodwill withdrawn", "enter")
+        await settle(pilot)
+        assert screen.check_action("void_note", ()) is False  # nothing left to void: the key is gone
+    with Store(store_copy, readonly=True, create=False) as s:
+        (note,) = lifecycle.list_credit_notes(s, lifecycle.SYSTEM, customer="helix-labs")
+        assert note.voided_ms == NOW and lifecycle.credit_left(s, note) == 0
+    _, log = read(store_copy)
+    assert (log[-1].action, log[-1].reason, log[-1].actor) == ("credit_note.voided", "goodwill withdrawn", "tui:local")
+
+
 async def test_a_credit_note_of_a_percent_after_its_confirmation(make_app, store_copy):
     app = make_app(store_copy)
     async with app.run_test(size=SIZE) as pilot:

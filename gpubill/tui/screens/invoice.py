@@ -6,7 +6,8 @@ gpubill/service/lifecycle.py as the session's actor, each behind a confirmation
 ``r`` refresh a draft, ``f`` finalize a draft (the confirmation shows the number it
 will take and its total), ``c`` credit note on a finalized invoice (amount or %,
 reason required), ``v`` void a finalized invoice (reason required), ``g``
-regenerate a voided one (its period invoiced again). A key for
+regenerate a voided one (its period invoiced again), ``n`` void the credit
+left on its newest credit note (reason required). A key for
 another status is hidden; a key the actor's role may not use is shown dimmed in
 the footer, and the line under the totals says why.
 """
@@ -35,7 +36,7 @@ TOTALS = (("fees", "fees_amount"), ("progressive credit", "progressive_billing_c
 # action -> (the permission it needs, the status it applies to)
 ACTIONS = {"refresh": ("refresh", "draft"), "finalize": ("finalize", "draft"),
            "credit_note": ("credit_note", "finalized"), "void": ("void", "finalized"),
-           "regenerate": ("finalize", "voided")}
+           "regenerate": ("finalize", "voided"), "void_note": ("credit_note", "finalized")}
 
 
 def short(value: str | None, places: int = 6, significant: int = 4) -> str:
@@ -91,12 +92,14 @@ class InvoiceScreen(SaysWhyNot, ReviewScreen):
         Binding("c", "credit_note", "credit note", tooltip="credit part of a finalized invoice"),
         Binding("v", "void", "void", tooltip="void a finalized invoice (it keeps its number)"),
         Binding("g", "regenerate", "regenerate", tooltip="invoice a voided invoice's period again"),
+        Binding("n", "void_note", "void note credit", tooltip="void the credit left on its newest credit note"),
     ]
 
     def __init__(self, invoice_id: str):
         super().__init__()
         self.invoice_id = invoice_id
         self.row = None
+        self.note_left = None  # (its newest credit note with credit left, that credit), or None
 
     def crumbs(self) -> tuple[str, ...]:
         label = (self.row.number or f"draft {self.row.customer} {self.row.period_label}") if self.row else self.invoice_id
@@ -121,10 +124,11 @@ class InvoiceScreen(SaysWhyNot, ReviewScreen):
         store = s.reader()
         row = lifecycle.get_invoice(store, s.actor, self.invoice_id)
         notes = lifecycle.list_credit_notes(store, s.actor, invoice_id=row.id)
-        self.app.call_from_thread(self._show, row, notes)
+        lefts = [(n, lifecycle.credit_left(store, n)) for n in notes]
+        self.app.call_from_thread(self._show, row, notes, next(((n, x) for n, x in reversed(lefts) if x > 0), None))
 
-    def _show(self, row, notes) -> None:
-        self.row = row
+    def _show(self, row, notes, note_left) -> None:
+        self.row, self.note_left = row, note_left
         table = self.query_one("#lines", FilterTable)
         table.loading = False
         table.set_rows(line_rows(row.doc))
@@ -150,6 +154,8 @@ class InvoiceScreen(SaysWhyNot, ReviewScreen):
             return True
         if self.row is None or self.row.status != ACTIONS[action][1]:
             return False  # another status: the key is not shown
+        if action == "void_note" and self.note_left is None:
+            return False  # no credit note with credit left
         return None if self.why_not(action) else True  # the role: shown dimmed, why under the totals
 
     def why_text(self) -> str:
@@ -202,6 +208,13 @@ class InvoiceScreen(SaysWhyNot, ReviewScreen):
             "credits and credit notes applied again.", "The new invoice is finalized at once with the next number."],
             "regenerate (y)"), lambda ok: ok and self._write("regenerate"))
 
+    def action_void_note(self) -> None:
+        note, left = self.note_left
+        self.app.push_screen(ReasonScreen(f"Void the credit left on {note.number}?", [
+            f"{left} {note.currency} left of its {note.total}: invoices finalized from now on get none of it.",
+            "What earlier invoices used of it stays; the note itself stays."], "void"),
+            lambda reason: reason and self._write("void_note", reason))
+
     @work(thread=True, exclusive=True, group="invoice-action", exit_on_error=False)
     def _write(self, action: str, arg=None) -> None:
         s, row = self.session, self.row
@@ -226,6 +239,9 @@ class InvoiceScreen(SaysWhyNot, ReviewScreen):
             cn = lifecycle.credit_note(store, s.actor, row.id, amount=arg.amount, percent=arg.percent, reason=arg.reason,
                                        description=arg.description, now_ms=now)
             return f"credit note {cn.number}: {cn.total} {cn.currency}"
+        if action == "void_note":
+            note, left = lifecycle.void_credit_note(store, s.actor, self.note_left[0].id, arg, now_ms=now)
+            return f"voided {left} {note.currency} of credit note {note.number}"
         if action == "regenerate":
             new = lifecycle.regenerate(store, s.contracts, s.actor, row.id, now_ms=now)
             return f"regenerated as {new.number}, total {new.doc['total_amount']} {new.currency}"
