@@ -8,8 +8,9 @@
 The amount includes tax and is spread over the invoice's fees in proportion
 to what each can still be credited, or, with ``--item N=AMOUNT`` (line N as
 `gpubill invoices show` numbers it, AMOUNT before tax), is what the items
-add up to with their taxes (within a cent); it is at most what earlier
-credit notes left of the invoice, and an item at most what its line has left. A `credit`
+add up to with their taxes (``--amount`` may be left out; given, it must be
+that within a cent); it is at most what earlier credit notes left of the
+invoice, and an item at most what its line has left. A `credit`
 note's balance pays the contract's next invoices (after tax, before prepaid
 credits); `refund` and `offset` only document money returned or not owed.
 Numbered `<invoice number>-CN001`, `-CN002`, ... `void` voids the credit
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         row = lifecycle.get_invoice(store, actor, args.invoice)
         if not args.yes:
             from gpubill.cli.invoices import _confirm
-            what = f"{args.amount} {row.currency}" if amount is not None else f"{args.percent}%"
+            what = (f"{args.amount} {row.currency}" if amount is not None else f"{args.percent}%" if percent is not None
+                    else f"line(s) {', '.join(args.item)} before tax, plus their taxes,")
             _confirm(args, f"issue a {args.kind} note of {what} on {row.number} (total {row.doc.get('total_amount')})")
         cn = lifecycle.credit_note(store, actor, row.id, kind=args.kind, amount=amount, percent=percent,
                                    items=items, reason=args.reason, description=args.description)
@@ -101,11 +103,12 @@ def _void(args, store, actor) -> int:
 
 def _item(v: str) -> tuple[int, Decimal]:
     """``N=AMOUNT`` as (the fee's index, the amount)."""
-    line, _, amount = v.partition("=")
-    if not line.strip().isdigit() or int(line) < 1:
-        raise CliError(f"--item takes N=AMOUNT with N a line number from 1 (as `invoices show` numbers them), "
-                       f"got {v!r}", EXIT_USAGE)
-    return int(line) - 1, _decimal(amount, "--item's AMOUNT")
+    from gpubill.service.lifecycle import parse_item
+
+    try:
+        return parse_item(v)
+    except ValueError as e:
+        raise CliError(f"--item: {e}", EXIT_USAGE) from None
 
 
 def _decimal(v, flag: str) -> Decimal | None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -494,10 +494,10 @@ def credit_note(store, actor: Actor, invoice: str, *, kind: str = "credit", amou
                 percent: Decimal | None = None, items: Sequence[tuple[int, Decimal]] | None = None,
                 reason: str = "other", description: str = "", now_ms: int | None = None) -> CreditNoteRow:
     """Credit part of a finalized invoice: ``amount`` (tax included) or ``percent`` of its total, spread over
-    its fees in proportion to what each can still be credited; or, as Lago's API asks, ``items`` (fee index,
-    amount before tax, after its coupons' share) with the ``amount`` they add up to with their taxes (within
-    one minor unit), each at most what its fee can still be credited. At most what is left of the invoice
-    after earlier credit notes."""
+    its fees in proportion to what each can still be credited; or ``items`` (fee index, amount before tax,
+    after its coupons' share), each at most what its fee can still be credited, for what they add up to with
+    their taxes (an ``amount`` given, as Lago's API asks, must be that within one minor unit). At most what is
+    left of the invoice after earlier credit notes."""
     store.require(actor, "credit_note", "credit_note.create", "invoice", invoice)
     _check_note_request(kind, reason, amount, percent, items)
     now = clock_ms() if now_ms is None else now_ms
@@ -507,13 +507,15 @@ def credit_note(store, actor: Actor, invoice: str, *, kind: str = "credit", amou
     total = Decimal(row.doc["sub_total_including_taxes_amount"])
     with store.transaction() as db:
         left = total - ledger.credited_so_far(db, row.id)
-        value = _minor(row, total * percent / 100 if percent is not None else amount)
+        rooms = fee_rooms(row, ledger.credit_notes(db, invoice_id=row.id))
+        if items is not None:
+            credited, value = _itemized(row, rooms, items, None if amount is None else _minor(row, amount))
+        else:
+            credited, value = None, _minor(row, total * percent / 100 if percent is not None else amount)
         if value <= 0 or value > left:
             raise LifecycleError(f"a credit note on {row.number} must be above 0 and at most {left} {row.currency} "
                                  f"(what is left of it), not {value}")
-        rooms = fee_rooms(row, ledger.credit_notes(db, invoice_id=row.id))
-        credited = _itemized(row, rooms, items, value) if items is not None else _spread(row, rooms, value)
-        doc = _note_doc(row, credited, value, kind, reason, description, now)
+        doc = _note_doc(row, credited or _spread(row, rooms, value), value, kind, reason, description, now)
         return ledger.add_credit_note(db, row, doc, kind, value, actor, now_ms=now)
 
 
@@ -522,10 +524,25 @@ def _check_note_request(kind: str, reason: str, amount, percent, items) -> None:
         raise LifecycleError(f"a credit note is a credit, a refund or an offset, not {kind!r}")
     if reason not in CREDIT_NOTE_REASONS:
         raise LifecycleError(f"reason must be one of {', '.join(CREDIT_NOTE_REASONS)}")
-    if (amount is None) == (percent is None):
+    if items is not None:
+        if percent is not None or not items:
+            raise LifecycleError("a credit note by items takes at least one item, and no percent")
+    elif (amount is None) == (percent is None):
         raise LifecycleError("a credit note needs an amount or a percent (one of them)")
-    if items is not None and (percent is not None or not items):
-        raise LifecycleError("a credit note by items needs at least one item and the amount they add up to")
+
+
+def parse_item(text: str) -> tuple[int, Decimal]:
+    """``"N=AMOUNT"``: line N of an invoice (numbered from 1, as `invoices show` and the TUI number them) credited
+    by AMOUNT before tax, as (its fee index, the amount); ValueError saying what it should be otherwise."""
+    line, sep, amount = text.strip().partition("=")
+    try:
+        value = Decimal(amount.strip())
+    except InvalidOperation:
+        value = None
+    if not sep or not line.strip().isdigit() or int(line) < 1 or value is None or not value.is_finite() or value <= 0:
+        raise ValueError(f"a line item is N=AMOUNT, with N a line number from 1 and AMOUNT above 0 before tax, "
+                         f"not {text!r}")
+    return int(line) - 1, value
 
 
 def fee_id(invoice_id: str, index: int) -> str:
@@ -565,10 +582,10 @@ def _spread(row: InvoiceRow, rooms: list[FeeRoom], value: Decimal) -> list[tuple
 
 
 def _itemized(row: InvoiceRow, rooms: list[FeeRoom], items: Sequence[tuple[int, Decimal]],
-              value: Decimal) -> list[tuple[int, Decimal]]:
-    """The items as given, checked (a fee named as its line, numbered from 1): each fee known, its amount above 0
-    and within the fee's room, and ``value`` their sum with their taxes, within one minor unit (Lago's
-    does_not_match_item_amounts)."""
+              value: Decimal | None) -> tuple[list[tuple[int, Decimal]], Decimal]:
+    """(the items as given, the note's amount), checked (a fee named as its line, numbered from 1): each fee
+    known, its amount above 0 and within the fee's room; the amount is what they add up to with their taxes,
+    or ``value`` when given, which must be that within one minor unit (Lago's does_not_match_item_amounts)."""
     unit = Decimal(1).scaleb(Decimal(row.doc["total_amount"]).as_tuple().exponent)
     asked: dict[int, Decimal] = {}
     for index, amount in items:
@@ -580,9 +597,9 @@ def _itemized(row: InvoiceRow, rooms: list[FeeRoom], items: Sequence[tuple[int, 
             raise LifecycleError(f"line {index + 1} of {row.number} can be credited above 0 and at most "
                                  f"{_minor(row, rooms[index].left)} {row.currency} before tax, not {amount}")
     due = sum(asked.values(), ZERO) + _minor(row, sum((a * rooms[i].tax_rate for i, a in asked.items()), ZERO))
-    if abs(due - value) > unit:
+    if value is not None and abs(due - value) > unit:
         raise LifecycleError(f"the items add up to {due} {row.currency} with their taxes, not {value}")
-    return sorted(asked.items())
+    return sorted(asked.items()), due if value is None else value
 
 
 def void_credit_note(store, actor: Actor, id_or_number: str, reason: str, *,
@@ -651,5 +668,5 @@ def credit_left(store, cn: CreditNoteRow) -> Decimal:
 
 __all__ = ["Actor", "Forbidden", "LifecycleError", "Refreshed", "refresh", "finalize", "finalize_due", "void",
            "credit_note", "list_invoices", "get_invoice", "list_credit_notes", "get_credit_note", "revisions",
-           "peek_number", "credit_left", "given_back_text", "void_credit_note", "fee_id", "regenerate", "settle_late",
+           "peek_number", "credit_left", "given_back_text", "void_credit_note", "fee_id", "regenerate", "parse_item", "settle_late",
            "late_adjustments", "SYSTEM", "CREDIT_NOTE_REASONS"]

@@ -101,8 +101,11 @@ def test_a_credit_note_by_items_names_the_lines_invoices_show_numbers(store_path
     due = r.stderr.split("the items add up to ")[1].split()[0]
     r = _run(store_path, *note, "--amount", due, "--format", "json")
     assert r.returncode == 0, r.stderr
-    note = json.loads(r.stdout)
-    assert [(i["fee_index"], i["amount"]) for i in note["items"]] == [(n - 1, "100.00")]
+    made = json.loads(r.stdout)
+    assert [(i["fee_index"], i["amount"]) for i in made["items"]] == [(n - 1, "100.00")]
+    r = _run(store_path, *note, "--format", "json")  # without --amount: what the items add up to with their taxes
+    assert r.returncode == 0, r.stderr
+    assert (json.loads(r.stdout)["total_amount"], json.loads(r.stdout)["items"][0]["amount"]) == (due, "100.00")
     r = _run(store_path, "credit-note", number, "--amount", "1", "--item", "0=1", "--reason", "other", "--yes")
     assert r.returncode == 2 and "from 1" in r.stderr
     r = _run(store_path, "credit-note", number, "--amount", "1", "--item", f"{len(fees) + 1}=1", "--reason", "other",

@@ -161,6 +161,32 @@ async def test_a_credit_note_of_a_percent_after_its_confirmation(make_app, store
     assert read(store_copy)[1][-1].action == "credit_note.created"
 
 
+async def test_a_credit_note_by_lines_before_tax(make_app, store_copy):
+    app = make_app(store_copy)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_invoice(app, pilot, "NWG-003-001")
+        await pilot.press("c")
+        await settle(pilot)
+        form = app.screen
+        form.query_one("#value", Input).value = "1=oops"
+        form.query_one("#reason", Select).value = "order_change"
+        form.query_one("#value", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "N=AMOUNT" in str(form.query_one(".modal-error").render())
+        form.query_one("#value", Input).value = "1=100"
+        form.query_one("#value", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "Credit line 1 100 before tax, plus their taxes, of 1892.63 USD, reason order_change." in app.screen.lines
+        await pilot.press("y")
+        await settle(pilot)
+    with Store(store_copy, readonly=True, create=False) as s:
+        (note,) = lifecycle.list_credit_notes(s, lifecycle.SYSTEM, invoice_id=read(store_copy)[0]["NWG-003-001"].id)
+    assert [(i["fee_index"], i["amount"]) for i in note.doc["items"]] == [(0, "100.00")]
+    assert note.total == Decimal("100.00") + Decimal(note.doc["taxes_amount"])
+
+
 async def test_refresh_stores_a_new_revision_when_events_arrived(make_app, store_copy):
     inv = draft_id(store_copy)
     revision = read(store_copy)[0][inv].revision

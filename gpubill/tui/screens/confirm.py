@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Select, Static
 
-from gpubill.service.lifecycle import CREDIT_NOTE_REASONS
+from gpubill.service.lifecycle import CREDIT_NOTE_REASONS, parse_item
 
 
 class SaysWhyNot:
@@ -118,23 +118,30 @@ class CreditNoteRequest:
     percent: Decimal | None
     reason: str
     description: str
+    items: tuple = ()  # (fee index, amount before tax): lines credited
 
     def what(self, total: str) -> str:
         """What is credited, said against the invoice's ``total`` ("10 % of 1892.63 USD")."""
+        if self.items:
+            lines = ", ".join(f"line {i + 1} {a:f}" for i, a in self.items)
+            return f"{lines} before tax, plus their taxes, of {total}"
         return f"{self.percent:f} % of {total}" if self.percent is not None else f"{self.amount:f} of {total}"
 
 
-def parse_value(text: str) -> tuple[Decimal | None, Decimal | None]:
-    """``"25.50"`` -> (amount, None); ``"10%"`` -> (None, percent); ValueError otherwise."""
+def parse_value(text: str) -> tuple[Decimal | None, Decimal | None, tuple]:
+    """``"25.50"`` -> (amount, None, ()); ``"10%"`` -> (None, percent, ()); ``"3=100, 5=20"`` -> (None, None,
+    the lines credited before tax: ``lifecycle.parse_item``); ValueError otherwise."""
     text = text.strip().replace(" ", "")
+    if "=" in text:
+        return None, None, tuple(parse_item(t) for t in text.split(","))
     percent = text.endswith("%")
     try:
         value = Decimal(text.rstrip("%"))
     except InvalidOperation:
-        raise ValueError("an amount (25.50) or a percent (10%)") from None
+        raise ValueError("an amount (25.50), a percent (10%) or lines (3=100, 5=20)") from None
     if not value.is_finite() or value <= 0:
         raise ValueError("the amount or percent must be above 0")
-    return (None, value) if percent else (value, None)
+    return (None, value, ()) if percent else (value, None, ())
 
 
 class CreditNoteScreen(ReviewModal):
@@ -143,13 +150,14 @@ class CreditNoteScreen(ReviewModal):
     AUTO_FOCUS = "#value"
 
     def compose_fields(self) -> ComposeResult:
-        yield Input(placeholder="amount (tax included) or percent, e.g. 25.50 or 10%", id="value")
+        yield Input(placeholder="amount (tax included), percent, or lines before tax: 25.50, 10% or 3=100, 5=20",
+                    id="value")
         yield Select([(r.replace("_", " "), r) for r in CREDIT_NOTE_REASONS], prompt="reason (required)", id="reason")
         yield Input(placeholder="description (what the customer reads)", id="description")
 
     def action_confirm(self) -> None:
         try:
-            amount, percent = parse_value(self.query_one("#value", Input).value)
+            amount, percent, items = parse_value(self.query_one("#value", Input).value)
         except ValueError as e:
             self.error(str(e))
             return
@@ -157,7 +165,8 @@ class CreditNoteScreen(ReviewModal):
         if reason is Select.NULL:
             self.error("a reason is required")
             return
-        self.dismiss(CreditNoteRequest(amount, percent, str(reason), self.query_one("#description", Input).value.strip()))
+        self.dismiss(CreditNoteRequest(amount, percent, str(reason), self.query_one("#description", Input).value.strip(),
+                                       items))
 
     @on(Input.Submitted)
     def _submitted(self) -> None:

@@ -185,14 +185,15 @@ class InvoiceScreen(SaysWhyNot, ReviewScreen):
 
     def action_credit_note(self) -> None:
         self.app.push_screen(CreditNoteScreen(f"Credit note on {self.row.number}", [
-            f"Total {self._total()}, tax included; at most what earlier credit notes left of it."], "next"),
+            f"Total {self._total()}, tax included; at most what earlier credit notes left of it.",
+            "Or credit lines by their # before tax (3=100, 5=20): at most what each has left, plus its taxes."], "next"),
             self._confirm_credit)
 
     def _confirm_credit(self, req: CreditNoteRequest | None) -> None:
         if req is None:
             return
         self.app.push_screen(ConfirmScreen(f"Issue a credit note on {self.row.number}?", [
-            f"Credit {req.what(self._total())} (tax included), reason {literal(req.reason)}.",
+            f"Credit {req.what(self._total())}{'' if req.items else ' (tax included)'}, reason {literal(req.reason)}.",
             f"Description: {req.description or '—'}"], "issue (y)"), lambda ok: ok and self._write("credit_note", req))
 
     def action_void(self) -> None:
@@ -236,8 +237,9 @@ class InvoiceScreen(SaysWhyNot, ReviewScreen):
             fresh = lifecycle.finalize(store, s.contracts, s.actor, row.id, now_ms=now)
             return f"finalized as {fresh.number}, total {fresh.doc['total_amount']} {fresh.currency}"
         if action == "credit_note":
-            cn = lifecycle.credit_note(store, s.actor, row.id, amount=arg.amount, percent=arg.percent, reason=arg.reason,
-                                       description=arg.description, now_ms=now)
+            cn = lifecycle.credit_note(store, s.actor, row.id, amount=arg.amount, percent=arg.percent,
+                                       items=list(arg.items) or None, reason=arg.reason, description=arg.description,
+                                       now_ms=now)
             return f"credit note {cn.number}: {cn.total} {cn.currency}"
         if action == "void_note":
             note, left = lifecycle.void_credit_note(store, s.actor, self.note_left[0].id, arg, now_ms=now)
