@@ -668,5 +668,5 @@ def credit_left(store, cn: CreditNoteRow) -> Decimal:
 
 __all__ = ["Actor", "Forbidden", "LifecycleError", "Refreshed", "refresh", "finalize", "finalize_due", "void",
            "credit_note", "list_invoices", "get_invoice", "list_credit_notes", "get_credit_note", "revisions",
-           "peek_number", "credit_left", "given_back_text", "void_credit_note", "fee_id", "regenerate", "parse_item", "settle_late",
-           "late_adjustments", "SYSTEM", "CREDIT_NOTE_REASONS"]
+           "peek_number", "credit_left", "given_back_text", "void_credit_note", "fee_id", "regenerate", "parse_item",
+           "settle_late", "late_adjustments", "SYSTEM", "CREDIT_NOTE_REASONS"]
