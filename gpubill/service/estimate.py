@@ -57,9 +57,12 @@ from gpubill.engine.reference.engine import aggregate_subscription, normalize
 from gpubill.engine.spec.program import MoneyRounding, NotRated
 from gpubill.contracts.build import progressive_amount
 from gpubill.service.invoicing import (
-    Read, as_of, day_ends, history, period_invoices, periods_from, rate_checks, rate_round, rate_rounds,
+    NOTHING_CARRIED, Carried, Read, as_of, day_ends, history, period_invoices, periods_from, rate_checks, rate_round,
+    rate_rounds,
 )
-from gpubill.service.rating import Billed, ServiceError, _customer_keys, load_catalog, read_window
+from gpubill.service.lifecycle import carried
+from gpubill.service.rating import Billed, ServiceError, _customer_keys, customer_of, load_catalog, read_window
+from gpubill.store.ledger import ledger_state
 
 GPU_EVENT = "gpu_job"
 SEGMENT_MS = 24 * 3600 * 1000  # one event per started day of the job
@@ -339,7 +342,8 @@ def check_job(catalog, b: Billed, job: Job) -> None:
 @attrs.define
 class Baseline:
     """One contract's period as the store holds it: the ledger the earlier
-    periods leave, the period's events in memory, and its invoices."""
+    periods leave, the period's events in memory, and its invoices, priced
+    with what the store carries into its draft (``lifecycle.carried``)."""
 
     catalog: object
     billed: Billed
@@ -347,6 +351,8 @@ class Baseline:
     ledger: Ledger
     columns: InMemoryColumns
     last_rowid: int  # the store's newest event id when the baseline was last known current
+    carry: Carried = NOTHING_CARRIED
+    stored: tuple = ()  # ``ledger_state`` of its subscription when it was built
     invoices: tuple = ()
     _checks: dict = attrs.field(factory=dict)  # cut -> the baseline's rated usage at that daily check
     _usages: dict = attrs.field(factory=dict)  # cut (None: the period) -> the baseline's exact usage, on first use
@@ -354,24 +360,30 @@ class Baseline:
 
     @classmethod
     def build(cls, store, catalog, b: Billed) -> "Baseline":
+        stored = ledger_state(store._read(), [b.spec.external_id])  # before the reads, as ``seen``
+        carry = carried(store, catalog, customer_of(b.contract), engine=ENGINE)
         chain = history(catalog, b)
-        ledger = opening_ledger(b.contract)
+        ledger = opening_ledger(b.contract, carry.credit_notes.get(b.contract.name.name, ()))
         if chain:
             rated = rate_rounds(store, [chain], ENGINE)
-            rated.update(rate_checks(store, catalog, [chain], rated, ENGINE))
+            rated.update(rate_checks(store, catalog, [chain], rated, ENGINE, carry.voided))
             for p in chain:
                 if isinstance(rated[id(p)], str):
                     raise ServiceError(rated[id(p)])
-                _, ledger = period_invoices(Billing(p.resolved, catalog), p, rated, ledger)
+                _, ledger = period_invoices(Billing(p.resolved, catalog), p, rated, ledger, carry.lines_into(p),
+                                            carry.voided)
         seen = store.stats()["events"]  # before the read: an event stored meanwhile is looked for next time
         cols = store.read_columns(**read_window([b]))
-        base = cls(catalog, b, Billing(b.resolved, catalog), ledger, in_memory(cols), seen)
+        base = cls(catalog, b, Billing(b.resolved, catalog), ledger, in_memory(cols), seen, carry, stored)
         base.invoices = base.period(base._baseline_rate, np.sort(base.columns.timestamp_ms))
         return base
 
     def stale(self, store) -> bool:
         """Whether the store holds an event of the subscription newer than the
-        baseline (one cheap query when it holds no newer event at all)."""
+        baseline (one cheap query when it holds no newer event at all), or its
+        stored invoices, a credit note or an alert changed since."""
+        if ledger_state(store._read(), [self.billed.spec.external_id]) != self.stored:
+            return True
         newest = store.stats()["events"]
         if newest <= self.last_rowid:
             return False
@@ -425,7 +437,7 @@ class Baseline:
                     prev = rate(cut)
                 rows = seen
                 rated[(id(b), cut)] = prev
-        invoices, _ = period_invoices(billing, b, rated, self.ledger)
+        invoices, _ = period_invoices(billing, b, rated, self.ledger, self.carry.lines_into(b), self.carry.voided)
         return tuple(invoices)
 
     def _baseline_rate(self, cut: int | None):

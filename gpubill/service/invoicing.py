@@ -67,6 +67,10 @@ class Carried:
     adjustments: dict = attrs.field(factory=dict)  # (contract name, period from_ms) -> tuple[FeeLine]
     voided: frozenset = frozenset()  # invoice_id of each invoice whose latest document is voided
 
+    def lines_into(self, b: Billed) -> tuple:
+        """The adjustment lines carried into ``b``'s period (late events of the invoice before it)."""
+        return self.adjustments.get((b.contract.name.name, b.period.from_ms), ())
+
 
 def invoice_id(inv: Invoice) -> str:
     """Stable for the same contract, subscription, period and type: a refresh finds its draft again."""
@@ -321,8 +325,8 @@ def invoice_chain(catalog: Catalog, chain: list[Billed], rated: dict, carried: C
     ledger = opening_ledger(chain[-1].contract, carried.credit_notes.get(name, ()))
     out: dict = {}
     for b in chain:
-        extra = carried.adjustments.get((name, b.period.from_ms), ())
-        out[id(b)], ledger = period_invoices(Billing(b.resolved, catalog), b, rated, ledger, extra, carried.voided)
+        out[id(b)], ledger = period_invoices(Billing(b.resolved, catalog), b, rated, ledger, carried.lines_into(b),
+                                             carried.voided)
     return out
 
 

@@ -318,6 +318,24 @@ def record_uses(db: sqlite3.Connection, invoice_id: str, uses: list[tuple[str, D
                        (cn.id, invoice_id, str(amount)))
 
 
+# What a value that reads the stored invoices of some subscriptions depends on: each of their invoices (id,
+# revision, status: a new draft, revision, finalization or void), the newest alert, credit note, credit note
+# void and credit note use (alerts, credit notes and uses are never deleted). Index lookups only.
+_LEDGER_STATE = """
+SELECT (SELECT group_concat(id || ' ' || revision || ' ' || status, ',') FROM invoices WHERE subscription IN ({})),
+       (SELECT coalesce(max(id), 0) FROM alerts),
+       (SELECT coalesce(max(rowid), 0) || ' ' || coalesce(max(voided_ms), 0) FROM credit_notes),
+       (SELECT coalesce(max(rowid), 0) FROM credit_note_uses)
+"""
+
+
+def ledger_state(db: sqlite3.Connection, subscriptions) -> tuple:
+    """What the stored invoices of ``subscriptions``, the alerts and the credit notes are now (``_LEDGER_STATE``):
+    equal states, nothing of them changed in between."""
+    subs = sorted(subscriptions)
+    return tuple(db.execute(_LEDGER_STATE.format(", ".join("?" * len(subs))), subs).fetchone())
+
+
 def credit_uses(db: sqlite3.Connection, notes: list[str] | None = None) -> dict[str, Decimal]:
     """Credit note id -> what finalized invoices consumed of it (of ``notes`` only, when given). A voided
     invoice gave its use back. Summed as decimals: SQLite would sum the texts as floats."""

@@ -282,6 +282,12 @@ def test_a_credit_note_is_on_the_live_draft_as_on_the_stored_one(store_copy):
         (doc,) = [d for d in cli_invoice(store_copy, "cirrus-exchange", "2026-12") if d["invoice_type"] == "subscription"]
         assert {k: Decimal(doc[k]) for k in (notes, "total_amount")} == {
             k: after.totals[k] for k in (notes, "total_amount")}
+        r = gpubill("credit-note", "void", f"{final.number}-CN001", "--reason", "withdrawn", "--yes",
+                    "--store", store_copy)
+        assert r.returncode == 0, r.stderr
+        p.invoice("cirrus-exchange", "current")
+        p.kept.settle()
+        assert p.invoice("cirrus-exchange", "current").totals == before.totals  # its credit voided: as before
     finally:
         p.close()
 

@@ -20,10 +20,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gpubill.service import lifecycle
+from gpubill.service.access import Actor
 from gpubill.service.estimate import Estimator, Job, Totals
 from gpubill.service.events import Store
 from gpubill.service.invoicing import invoice_period
-from gpubill.service.rating import ServiceError
+from gpubill.service.rating import ServiceError, load_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = str(ROOT / "examples")
@@ -252,6 +254,27 @@ def test_new_events_rebuild_the_baseline(tmp_path):
     second = est.estimate("sunbeam_robotics", job, AT_MS)
     assert second.totals_before == period_totals(store, EXAMPLES, "sunbeam_robotics")
     assert second.totals_before.total > first.totals_before.total
+
+
+def test_a_credit_note_in_the_store_is_in_the_estimate_as_in_the_draft(tmp_path):
+    # September invoiced and finalized, then credited 100.00: October's draft (and estimate) uses that credit
+    store = store_with(tmp_path / "s.db", jobs("sub_sunbeam_payg", "H100-SXM", "8", 10, range(-20, -15))
+                       + jobs("sub_sunbeam_payg", "H100-SXM", "8", 10, range(1, 5)))
+    est = Estimator(store, [EXAMPLES])
+    job = Job("H100-SXM", Decimal(8), Decimal(10))
+    first = est.estimate("sunbeam_robotics", job, AT_MS)
+    admin = Actor("ana", "admin")
+    sept = next(r for r in lifecycle.refresh(store, [EXAMPLES], admin, "2026-09", "sunbeam-robotics",
+                                             now_ms=AT_MS).invoices if r.invoice_type == "subscription")
+    sept = lifecycle.finalize(store, [EXAMPLES], admin, sept.id, now_ms=AT_MS)
+    lifecycle.credit_note(store, admin, sept.number, amount=Decimal("100.00"), reason="other", now_ms=AT_MS)
+    again = est.estimate("sunbeam_robotics", job, AT_MS)  # a new credit note: the baseline is built again
+    catalog, _ = load_catalog([EXAMPLES])
+    carry = lifecycle.carried(store, catalog, "sunbeam-robotics")
+    drafted = invoice_period(store, [EXAMPLES], "2026-10-20", "sunbeam_robotics", progressive=True, carried=carry)
+    assert again.totals_before == Totals.of(drafted.invoices)
+    assert again.totals_before.total == first.totals_before.total - Decimal("100.00")
+    assert again.delta == first.delta  # the job costs the same: the credit note pays for what was there
 
 
 def test_unknown_gpu_type_names_the_valid_ones(tmp_path):

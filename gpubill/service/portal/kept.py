@@ -5,7 +5,7 @@
 id known not to concern ``subscriptions`` and, for a value that reads the
 stored invoices (``ledger``), their state: each stored invoice of those
 subscriptions (id, revision, status: a new draft, revision, finalization or
-void), the newest alert, credit note and credit note use (``LEDGER_STATE``:
+void), the newest alert, credit note and credit note use (``ledger.ledger_state``:
 index lookups only, never a scan of the stored documents). A request whose
 value is unchanged costs the store's event watermark and that query (and,
 when events of other subscriptions arrived, one small column read of the
@@ -39,23 +39,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import attrs
 
+from gpubill.store.ledger import ledger_state
+
 STALE_MS = 2500  # a changed value younger than this is answered while it is recomputed: with pages asking
 # every 2 s (portal.js), an event shows within two asks (4 s) plus a recomputation, and no ask waits
 WORKERS = 2  # recomputations at a time
 MOST_KEPT = 20_000  # values (a few KB each): every customer's pages of this month and a past one, at 10 000
-# What a value that reads the stored invoices depends on (credit notes and alerts are never updated or deleted:
-# their newest row says when one is added).
-LEDGER_STATE = """
-SELECT (SELECT group_concat(id || ' ' || revision || ' ' || status, ',') FROM invoices WHERE subscription IN ({})),
-       (SELECT coalesce(max(id), 0) FROM alerts),
-       (SELECT coalesce(max(rowid), 0) FROM credit_notes),
-       (SELECT coalesce(max(rowid), 0) FROM credit_note_uses)
-"""
 
 
 @attrs.define
 class _Kept:
-    state: tuple  # LEDGER_STATE when it was computed (a value that reads no stored invoice: ())
+    state: tuple  # ledger_state when it was computed (a value that reads no stored invoice: ())
     watermark: int  # the newest event id known not to concern it
     value: object
     computed_ms: int  # when its computation began (by the portal's clock): it misses no event stored before
@@ -102,12 +96,11 @@ class KeptValues:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def state(self, subscriptions: Sequence[str], ledger: bool) -> tuple[int, tuple]:
-        """(the store's event watermark, LEDGER_STATE of ``subscriptions`` when ``ledger``, else ())."""
+        """(the store's event watermark, ``ledger_state`` of ``subscriptions`` when ``ledger``, else ())."""
         top = self.store.event_watermark()
         if not ledger:
             return top, ()
-        subs = sorted(subscriptions)
-        return top, tuple(self.store._read().execute(LEDGER_STATE.format(", ".join("?" * len(subs))), subs).fetchone())
+        return top, ledger_state(self.store._read(), subscriptions)
 
     def _touched(self, subscriptions: Sequence[str], since: int) -> bool:
         """Whether the store holds an event of ``subscriptions`` stored after event id ``since``."""
