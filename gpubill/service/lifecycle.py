@@ -234,14 +234,14 @@ def voided_invoices(db, customer: str | None = None) -> frozenset:
     voided = [r[0] for r in db.execute(f"SELECT id FROM invoices WHERE {where}status = 'voided'", args)]
     if not voided:  # (the usual case: one index lookup)
         return frozenset()
-    replaced = {r[0] for r in db.execute(f"SELECT replaces FROM invoices WHERE {where}replaces IS NOT NULL", args)}
+    replaced = ledger.replaced(db, customer)
     return frozenset(first_document(db, ledger.get_invoice(db, i)) for i in voided if i not in replaced)
 
 
 def _late_candidates(store, catalog, customer: str | None, policy: str) -> list[InvoiceRow]:
     """Finalized subscription invoices, not replaced, whose contract follows ``policy``, with late events."""
     db = store._read()
-    replaced = {r[0] for r in db.execute("SELECT replaces FROM invoices WHERE replaces IS NOT NULL")}
+    replaced = ledger.replaced(db, customer)
     rows = [r for r in ledger.list_invoices(db, status="finalized", customer=customer, limit=1 << 30)
             if r.invoice_type == "subscription" and r.id not in replaced
             and r.contract in catalog.contracts and _policy(catalog.contracts[r.contract]) == policy]

@@ -232,6 +232,12 @@ def void(db: sqlite3.Connection, row: InvoiceRow, actor: Actor, reason: str, *, 
     return get_invoice(db, row.id)
 
 
+def replaced(db: sqlite3.Connection, customer: str | None = None) -> set[str]:
+    """The ids of the invoices (of ``customer``) that a later document replaces (late events, a regenerate)."""
+    where, args = (" AND customer = ?", (customer,)) if customer is not None else ("", ())
+    return {r[0] for r in db.execute(f"SELECT replaces FROM invoices WHERE replaces IS NOT NULL{where}", args)}
+
+
 # -- credit notes --------------------------------------------------------------------
 
 @attrs.frozen
